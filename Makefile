@@ -1,0 +1,46 @@
+# Each target bootstraps .venv itself (once; again only when pyproject.toml changes).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PRESET ?= default
+
+.PHONY: help run test test-fast lab bench notebooks clean
+
+help:
+	@echo "make run        execute the tutorial notebooks (preset $(PRESET)) into outputs/"
+	@echo "make test       unit tests + notebook validation (nbval) + papermill smoke runs"
+	@echo "make lab        JupyterLab on notebooks/"
+	@echo "make bench      DMD and recording benchmarks (ratios against baselines)"
+	@echo "make notebooks  re-execute notebooks/ in place (refresh committed outputs)"
+
+$(STAMP): pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); fi
+	@echo ">> installing koopman_tut and its test extras into $(VENV) (first time: a few minutes)"
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@echo ">> koopman-tut run --preset $(PRESET)"
+	$(BIN)/koopman-tut run --preset $(PRESET)
+
+test: $(STAMP)
+	@echo ">> pytest (unit tests, nbval over notebooks/, papermill runs)"
+	$(BIN)/python -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests -m "not slow" -p no:cacheprovider
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_dmd.py --n 1000000 --t 64
+	$(BIN)/python benchmarks/bench_recording.py
+
+notebooks: $(STAMP)
+	$(BIN)/koopman-tut run --preset default --in-place
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,400 @@
+"""Exact Dynamic Mode Decomposition in PyTorch, for tall snapshot matrices.
+
+Exact DMD (Tu, Rowley, Luchtenburg, Brunton & Kutz 2014, "On dynamic mode decomposition:
+theory and applications", J. Comput. Dyn.) of a snapshot matrix W = [w_0 ... w_{T-1}] of
+shape (n_features, n_snapshots), as used by Redman et al. (ICLR 2022, arXiv:2110.14856)
+on the parameter trajectory of a neural network: X = W[:, :-1], Y = W[:, 1:],
+X = U S V^H, A~ = U^H Y V S^-1, A~ w = lambda w, mode = Y V S^-1 w (PyDMD's scaling).
+The mean is never subtracted: that would remove the eigenvalue-1 (fixed point) mode.
+
+Two routes give the same answer:
+
+* ``"svd"``: a thin SVD of X in float64. Most accurate; costs a float64 copy of W.
+  Chosen by ``method="auto"`` for small problems (n_features * n_snapshots <= 2**22).
+* ``"gram"``: the method of snapshots for n_features >> n_snapshots. One pass over W
+  builds the Gram matrix G = W^H W (T, T), which holds both X^H X = G[:-1, :-1] and
+  X^H Y = G[:-1, 1:]. To keep float32 input fast *and* accurate, each chunk of rows is
+  taken relative to a reference snapshot w_ref (the last one): the chunk [W - w_ref, w_ref]
+  has small entries near convergence, its Gram is accumulated in the input dtype and
+  summed in float64, and the full Gram is assembled from it in float64. The SVD of X
+  follows from the eigendecomposition of the small Gram. Singular values below about
+  1e-7 of the largest are unresolvable on this route; use ``method="svd"`` when such
+  directions matter (ill-conditioned, small problems).
+
+Amplitudes come from the Gram too (no mode is formed); modes are computed lazily, one
+more pass over W, and only for the modes asked for (``result.mode(i)``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+Tensor = torch.Tensor
+
+_SVD_MAX_ELEMENTS = 2**22  # auto picks the float64 SVD route below this size
+_CHUNK_ELEMENTS = 2**22  # rows per Gram chunk = this // (n_snapshots + 1): 16 MiB of float32
+
+
+# ----------------------------------------------------------------------------- input checks
+def as_snapshots(W, name: str = "W", min_snapshots: int = 2) -> Tensor:
+    """Validate a snapshot matrix and return it as a floating torch tensor (no copy if possible).
+
+    Parameters
+    ----------
+    W : torch.Tensor or numpy.ndarray, shape (n_features, n_snapshots) or (B, n_features, n_snapshots)
+    """
+    if isinstance(W, np.ndarray):
+        if W.dtype.kind not in "fc":
+            raise TypeError(f"{name} must hold floating-point values, got numpy dtype {W.dtype}")
+        W = torch.from_numpy(np.ascontiguousarray(W))
+    elif not isinstance(W, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray of shape "
+                        f"(n_features, n_snapshots), got {type(W).__name__}")
+    if not (W.is_floating_point() or W.is_complex()):
+        raise TypeError(f"{name} must be floating point (float32/float64), got {W.dtype}")
+    if W.dtype in (torch.float16, torch.bfloat16):
+        W = W.float()
+    if W.ndim not in (2, 3):
+        raise ValueError(f"{name} must have shape (n_features, n_snapshots) or "
+                         f"(batch, n_features, n_snapshots), got {W.ndim} dimension(s) {tuple(W.shape)}")
+    if W.shape[-1] < min_snapshots:
+        raise ValueError(f"{name} needs at least {min_snapshots} snapshots (columns), got {W.shape[-1]}; "
+                         f"snapshots are columns: shape is (n_features, n_snapshots)")
+    if W.shape[-2] < 1:
+        raise ValueError(f"{name} has no features (rows)")
+    return W
+
+
+def check_finite(W: Tensor, name: str = "W", chunk_rows: int = 2**16) -> None:
+    """Raise ValueError if W holds NaN or Inf (chunked, so no W-sized temporary)."""
+    for s in range(0, W.shape[-2], chunk_rows):
+        if not bool(torch.isfinite(W[..., s:s + chunk_rows, :]).all()):
+            raise ValueError(f"{name} contains NaN or Inf values (first in rows {s}..{s + chunk_rows})")
+
+
+def _check_svd_rank(svd_rank) -> None:
+    ok = isinstance(svd_rank, (int, float, np.integer, np.floating)) and not isinstance(svd_rank, bool)
+    if ok and (svd_rank == -1 or svd_rank == 0 or 0 < svd_rank < 1
+               or (svd_rank >= 1 and float(svd_rank).is_integer())):
+        return
+    raise ValueError("svd_rank must be -1 (no truncation), 0 (optimal hard threshold), a float in (0, 1) "
+                     f"(energy fraction) or an integer >= 1 (rank), got {svd_rank!r}")
+
+
+def choose_rank(s: Tensor, svd_rank, n_rows: int, tol: float) -> int:
+    """Rank kept for singular values ``s`` (descending, float64), with PyDMD's meaning of svd_rank.
+
+    Singular values at or below ``tol`` are never kept (numerical rank), whatever svd_rank asks.
+    """
+    numerical = int((s > tol).sum())
+    if svd_rank == 0:  # Gavish & Donoho 2014, as PyDMD's compute_rank
+        beta = min(n_rows, s.numel()) / max(n_rows, s.numel())
+        omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
+        rank = int((s > omega * s.median()).sum())
+    elif 0 < svd_rank < 1:
+        energy = torch.cumsum(s**2, 0) / (s**2).sum()
+        rank = int(torch.searchsorted(energy, torch.tensor([float(svd_rank)], dtype=energy.dtype))) + 1
+    elif svd_rank >= 1:
+        rank = int(svd_rank)
+    else:
+        rank = s.numel()
+    return max(1, min(rank, numerical)) if numerical > 0 else 0
+
+
+# ----------------------------------------------------------------------------- Gram pass
+def gram(W: Tensor, ref: Tensor | None = None, chunk_rows: int | None = None) -> Tensor:
+    """G = W^H W in float64 on the CPU, one chunked pass over W's rows.
+
+    Parameters
+    ----------
+    W : Tensor, shape (..., n, T), any device and float dtype.
+    ref : Tensor, shape (..., n), optional. Reference snapshot; defaults to the last one.
+        Products are taken of the deviations W - ref (small near convergence), accumulated
+        in W's dtype per chunk and summed in float64, then the Gram of W is assembled exactly.
+    chunk_rows : rows per chunk; peak extra memory is about chunk_rows * (T + 1) elements.
+
+    Returns
+    -------
+    G : Tensor, shape (..., T, T), float64 or complex128, on the CPU.
+    """
+    n, T = W.shape[-2], W.shape[-1]
+    ref = W[..., -1] if ref is None else ref
+    chunk_rows = chunk_rows or max(1, _CHUNK_ELEMENTS // (T + 1))
+    acc_dtype = torch.complex128 if W.is_complex() else torch.float64
+    acc = torch.zeros(W.shape[:-2] + (T + 1, T + 1), dtype=acc_dtype, device=W.device)
+    buf = torch.empty(W.shape[:-2] + (min(chunk_rows, n), T + 1), dtype=W.dtype, device=W.device)
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        b = buf[..., : stop - start, :]
+        torch.sub(W[..., start:stop, :], ref[..., start:stop, None], out=b[..., :T])
+        b[..., T] = ref[..., start:stop]
+        acc += (b.mH @ b).to(acc_dtype)  # (..., T+1, T+1), small
+    acc = acc.cpu()
+    dd, dr, rr = acc[..., :T, :T], acc[..., :T, T], acc[..., T, T]
+    # W = D + r 1^T  =>  W^H W = D^H D + (D^H r) 1^T + 1 (r^H D) + (r^H r) 1 1^T
+    return dd + dr[..., :, None] + dr.conj()[..., None, :] + rr[..., None, None]
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass
+class DMDResult:
+    """Exact DMD of one snapshot matrix; quantities on the data's device.
+
+    Attributes
+    ----------
+    eigs : (r,) complex. Discrete-time eigenvalues, per snapshot step.
+    amplitudes : (r,) complex. Least-squares fit of the modes to the first snapshot.
+    singular_values : (r,) real. Kept singular values of X = W[:, :-1].
+    modes : (n_features, r) complex, computed on first access (one pass over W).
+    """
+
+    eigs: Tensor
+    amplitudes: Tensor
+    singular_values: Tensor
+    coef: Tensor = field(repr=False)  # (T, r) complex128 CPU: modes = W @ coef
+    W: Tensor = field(repr=False)  # (n, T) the data; held by reference, never copied
+    method: str = "gram"
+    _modes: Tensor | None = field(default=None, repr=False)
+
+    @property
+    def rank(self) -> int:
+        return int(self.eigs.numel())
+
+    # -- modes, formed from the data only when asked for
+    def _combine(self, weights: Tensor, real: bool) -> Tensor:
+        """Linear combinations of modes, W @ (coef @ weights), in one real product over W.
+
+        weights (r, k) complex128. Returns (n, k): real, or complex built without copying W
+        (the real and imaginary coefficients are interleaved so the real product's output
+        is already the complex result's memory).
+        """
+        c = self.coef @ weights.to(self.coef.device)  # (T, k) complex128
+        W = self.W
+        if W.is_complex():
+            return W @ c.to(W.dtype).to(W.device)
+        if real:
+            return W @ c.real.to(W.dtype).to(W.device)
+        c2 = torch.view_as_real(c).reshape(c.shape[0], -1)  # (T, 2k): re0, im0, re1, im1, ...
+        out = W @ c2.to(W.dtype).to(W.device)  # (n, 2k)
+        return torch.view_as_complex(out.reshape(out.shape[0], -1, 2))
+
+    @property
+    def modes(self) -> Tensor:
+        """(n_features, r) complex DMD modes (exact, PyDMD's scaling). Cached after the first call."""
+        if self._modes is None:
+            self._modes = self._combine(torch.eye(self.rank, dtype=torch.complex128), real=False)
+        return self._modes
+
+    def mode(self, index: int | Sequence[int]) -> Tensor:
+        """Only the mode(s) asked for: (n_features,) for an int, (n_features, k) for a list."""
+        idx = torch.as_tensor(index).reshape(-1)
+        E = torch.eye(self.rank, dtype=torch.complex128)[:, idx]
+        out = self._combine(E, real=False)
+        return out[:, 0] if isinstance(index, (int, np.integer)) else out
+
+    # -- eigenvalue look-ups
+    def closest(self, value: complex = 1.0) -> int:
+        """Index of the eigenvalue closest to ``value`` (default 1: the fixed-point mode)."""
+        return int(torch.argmin((self.eigs.cpu().to(torch.complex128) - complex(value)).abs()))
+
+    def near(self, value: complex = 1.0, radius: float = 0.05) -> Tensor:
+        """Indices (k,) of eigenvalues within ``radius`` of ``value``, closest first."""
+        d = (self.eigs.cpu().to(torch.complex128) - complex(value)).abs()
+        idx = torch.nonzero(d <= radius).reshape(-1)
+        return idx[torch.argsort(d[idx])]
+
+    # -- dynamics
+    def _dynamics(self, t, indices=None) -> tuple[Tensor, bool]:
+        """Weights amplitudes * eigs**t, shape (r, k); zero outside ``indices``."""
+        scalar = np.ndim(t) == 0
+        tt = torch.as_tensor(np.atleast_1d(np.asarray(t, dtype=np.float64)))
+        lam = self.eigs.cpu().to(torch.complex128)
+        b = self.amplitudes.cpu().to(torch.complex128)
+        weights = b[:, None] * torch.exp(tt[None, :] * torch.log(lam)[:, None])  # (r, k)
+        if indices is not None:
+            keep = torch.zeros(self.rank, dtype=torch.bool)
+            keep[torch.as_tensor(indices, dtype=torch.long)] = True
+            weights[~keep] = 0
+        return weights, scalar
+
+    def predict(self, t, indices=None, real: bool = True) -> Tensor:
+        """State(s) sum_i b_i lambda_i^t phi_i at time(s) t (snapshot-index units, t=0 is W[:, 0]).
+
+        Parameters
+        ----------
+        t : float or array of k floats.
+        indices : optional mode indices to include (default all).
+        real : return the real part (for real data; the imaginary part is rounding only
+            when all members of each conjugate pair are included).
+
+        Returns
+        -------
+        Tensor, (n_features,) for scalar t, else (n_features, k).
+        """
+        weights, scalar = self._dynamics(t, indices)
+        out = self._combine(weights, real=real)
+        return out[:, 0] if scalar else out
+
+    def reconstruct(self, real: bool = True) -> Tensor:
+        """(n_features, n_snapshots) DMD reconstruction of the data."""
+        return self.predict(np.arange(self.W.shape[-1]), real=real)
+
+    def fixed_point(self, value: complex = 1.0) -> Tensor:
+        """Real (n_features,) vector: the mode with eigenvalue closest to ``value`` times its amplitude."""
+        k = self.closest(value)
+        w = torch.zeros(self.rank, 1, dtype=torch.complex128)
+        w[k, 0] = self.amplitudes[k].cpu().to(torch.complex128)
+        return self._combine(w, real=True)[:, 0]
+
+    def slow_part(self, radius: float = 0.05) -> Tensor:
+        """Real (n_features,) sum of b_i phi_i over the eigenvalues within ``radius`` of 1.
+
+        The stable estimate of where a drifting trajectory is heading: DMD can split the slow
+        dynamics into a complex pair near 1 or two close real eigenvalues whose amplitudes
+        cancel; the sum is meaningful where one such mode alone is not.
+        """
+        idx = self.near(1.0, radius)
+        if idx.numel() == 0:
+            idx = torch.tensor([self.closest(1.0)])
+        w = torch.zeros(self.rank, 1, dtype=torch.complex128)
+        w[idx, 0] = self.amplitudes.cpu().to(torch.complex128)[idx]
+        return self._combine(w, real=True)[:, 0]
+
+
+class DMDBatch(list):
+    """Results of a batched call: a list of :class:`DMDResult`, one per leading index."""
+
+    @property
+    def eigs(self) -> list[Tensor]:
+        return [r.eigs for r in self]
+
+
+# ----------------------------------------------------------------------------- solver
+def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, method: str) -> float:
+    """Singular values at or below this are numerically zero (as numpy.linalg.matrix_rank,
+    with the snapshot count in place of max(n, T): the data's own rounding over T columns),
+    and, on the Gram route, below the float64 eigensolver's resolution of sqrt(T * eps64)."""
+    eps = torch.finfo(dtype).eps
+    tol = s_max * T * eps
+    if method == "gram":
+        tol = max(tol, s_max * math.sqrt(T * torch.finfo(torch.float64).eps) * 4)
+    return tol
+
+
+def _solve(s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_rank, dtype, method: str):
+    """DMD from small float64 matrices (all on the CPU).
+
+    s_all (R,) descending singular values of X and V_all (m, R) its right singular vectors;
+    atilde(r) returns A~ = U_r^H Y V_r S_r^-1 (r, r); B (k, T) = Q^H W for an orthonormal
+    basis Q of range(W), used to fit amplitudes without forming any mode.
+    Returns eigs (r,), amplitudes (r,), singular values (r,), coef (T, r) with modes = W @ coef.
+    """
+    T = B.shape[-1]
+    s_max = float(s_all[0]) if s_all.numel() else 0.0
+    r = choose_rank(s_all, svd_rank, n_rows, _rank_tolerance(s_max, T, dtype, method))
+    if r == 0:
+        raise ValueError("W has numerical rank 0 (all snapshots are zero): nothing to decompose")
+    cdt = torch.complex128
+    s, V = s_all[:r], V_all[:, :r].to(cdt)
+    lam, w = torch.linalg.eig(atilde(r).to(cdt))
+    coef = torch.zeros(T, r, dtype=cdt)
+    coef[1:] = (V / s.to(cdt)[None, :]) @ w  # modes = Y V S^-1 w = W @ coef
+    B = B.to(cdt)
+    b = torch.linalg.lstsq(B @ coef, B[:, :1]).solution[:, 0]  # lstsq(modes, w_0)
+    return lam, b, s, coef
+
+
+def dmd(W, svd_rank=-1, method: str = "auto", chunk_rows: int | None = None):
+    """Exact DMD of a snapshot matrix (features, time), on the data's device.
+
+    Parameters
+    ----------
+    W : torch.Tensor or numpy.ndarray, shape (n_features, n_snapshots), or
+        (B, n_features, n_snapshots) for B independent DMDs in one pass.
+        float32 or float64 (or complex), any device. Columns are snapshots, as in PyDMD.
+    svd_rank : -1 no truncation (singular values below the numerical-rank tolerance are
+        still dropped, so rank-deficient data never gives NaN/Inf); 0 optimal hard
+        threshold (Gavish-Donoho); float in (0, 1) energy fraction; int k rank k.
+    method : "auto", "gram" (method of snapshots, one pass) or "svd" (float64 thin SVD).
+        "auto" uses "svd" when n_features * n_snapshots <= 2**22 and "gram" above.
+    chunk_rows : rows per chunk on the Gram route (memory/speed trade-off).
+
+    Returns
+    -------
+    DMDResult (or DMDBatch of them for 3-D input). ``eigs`` (r,), ``amplitudes`` (r,),
+    ``singular_values`` (r,) live on W's device; ``modes`` (n_features, r) are formed lazily.
+
+    Examples
+    --------
+    >>> res = dmd(W)                  # W: (n, T)
+    >>> theta_star = res.fixed_point()  # (n,), the eigenvalue-1 mode times its amplitude
+    """
+    W = as_snapshots(W)
+    _check_svd_rank(svd_rank)
+    if method not in ("auto", "gram", "svd"):
+        raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
+    n, T = W.shape[-2], W.shape[-1]
+    if method == "auto":
+        method = "svd" if n * T <= _SVD_MAX_ELEMENTS else "gram"
+    if method == "svd":
+        check_finite(W)
+    if W.ndim == 3:
+        if method == "gram":
+            Gs = _checked_gram(W, chunk_rows)
+            return DMDBatch(_from_gram(W[i], Gs[i], svd_rank) for i in range(W.shape[0]))
+        return DMDBatch(_from_svd(W[i], svd_rank) for i in range(W.shape[0]))
+    if method == "gram":
+        return _from_gram(W, _checked_gram(W, chunk_rows), svd_rank)
+    return _from_svd(W, svd_rank)
+
+
+def _checked_gram(W: Tensor, chunk_rows) -> Tensor:
+    """The Gram matrix; NaN/Inf in W shows up in it, so finiteness is checked for free."""
+    G = gram(W, chunk_rows=chunk_rows)
+    if not bool(torch.isfinite(G).all()):
+        check_finite(W)  # names the rows when the data itself is at fault
+        raise ValueError("W^H W overflows: rescale W (its entries are too large for its dtype)")
+    return G
+
+
+def _from_svd(W: Tensor, svd_rank) -> DMDResult:
+    """Route "svd": thin SVD of X in float64 (no squared condition number)."""
+    W64 = W.to(device="cpu", dtype=torch.complex128 if W.is_complex() else torch.float64)
+    U, s, Vh = torch.linalg.svd(W64[:, :-1], full_matrices=False)
+    V = Vh.mH
+
+    def atilde(r):
+        return (U[:, :r].mH @ W64[:, 1:] @ V[:, :r]) / s[None, :r]
+
+    Q, _ = torch.linalg.qr(W64)  # basis of range(W), which may exceed range(X)
+    lam, b, s_r, coef = _solve(s, V, atilde, Q.mH @ W64, W.shape[0], svd_rank, W.dtype, "svd")
+    return _pack(W, lam, b, s_r, coef, "svd")
+
+
+def _from_gram(W: Tensor, G: Tensor, svd_rank) -> DMDResult:
+    """Route "gram": everything from G = W^H W (T, T) float64; X^H X = G[:-1,:-1], X^H Y = G[:-1,1:]."""
+    m = G.shape[-1] - 1
+    evals, evecs = torch.linalg.eigh(G[:m, :m])  # X^H X = V S^2 V^H, ascending
+    s, V = evals.flip(0).clamp_min(0).sqrt(), evecs.flip(1)
+
+    def atilde(r):  # U^H Y V S^-1 = S^-1 V^H (X^H Y) V S^-1
+        Vr = V[:, :r]
+        return (Vr.mH @ G[:m, 1:] @ Vr) / (s[:r, None] * s[None, :r])
+
+    ev, P = torch.linalg.eigh(G)  # W = Q D^1/2 P^H  =>  Q^H W = D^-1/2 P^H G
+    keep = ev > ev.max() * G.shape[-1] * torch.finfo(torch.float64).eps * 16
+    B = (P[:, keep].mH @ G) / ev[keep].sqrt()[:, None]
+    lam, b, s_r, coef = _solve(s, V, atilde, B, W.shape[-2], svd_rank, W.dtype, "gram")
+    return _pack(W, lam, b, s_r, coef, "gram")
+
+
+def _pack(W, lam, b, s, coef, method) -> DMDResult:
+    cdtype = torch.complex64 if W.dtype in (torch.float32, torch.complex64) else torch.complex128
+    rdtype = torch.float32 if cdtype == torch.complex64 else torch.float64
+    dev = W.device
+    return DMDResult(eigs=lam.to(cdtype).to(dev), amplitudes=b.to(cdtype).to(dev),
+                     singular_values=s.to(rdtype).to(dev), coef=coef, W=W, method=method)
