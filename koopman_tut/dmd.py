@@ -274,18 +274,23 @@ class DMDBatch(list):
 
 
 # ----------------------------------------------------------------------------- solver
-def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, method: str) -> float:
-    """Singular values at or below this are numerically zero (as numpy.linalg.matrix_rank,
-    with the snapshot count in place of max(n, T): the data's own rounding over T columns),
-    and, on the Gram route, below the float64 eigensolver's resolution of sqrt(T * eps64)."""
+def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, dev_norm: float | None = None) -> float:
+    """Singular values at or below this are numerically zero.
+
+    As numpy.linalg.matrix_rank, s_max * T * eps(dtype), with the snapshot count in place of
+    max(n, T) (the data's own rounding over T columns). On the Gram route (``dev_norm`` given:
+    the 2-norm of the deviations W - w_ref, whose Gram is accumulated in W's dtype) also
+    below the Gram's noise floor: sqrt(eps) times dev_norm (rounding in the products), and
+    2 sqrt(eps64) times s_max (the float64 eigensolver).
+    """
     eps = torch.finfo(dtype).eps
     tol = s_max * T * eps
-    if method == "gram":
-        tol = max(tol, s_max * math.sqrt(T * torch.finfo(torch.float64).eps) * 4)
+    if dev_norm is not None:
+        tol = max(tol, math.sqrt(eps) * dev_norm, 2 * math.sqrt(torch.finfo(torch.float64).eps) * s_max)
     return tol
 
 
-def _solve(s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_rank, dtype, method: str):
+def _solve(s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_rank, tol: float):
     """DMD from small float64 matrices (all on the CPU).
 
     s_all (R,) descending singular values of X and V_all (m, R) its right singular vectors;
@@ -294,8 +299,7 @@ def _solve(s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_ran
     Returns eigs (r,), amplitudes (r,), singular values (r,), coef (T, r) with modes = W @ coef.
     """
     T = B.shape[-1]
-    s_max = float(s_all[0]) if s_all.numel() else 0.0
-    r = choose_rank(s_all, svd_rank, n_rows, _rank_tolerance(s_max, T, dtype, method))
+    r = choose_rank(s_all, svd_rank, n_rows, tol)
     if r == 0:
         raise ValueError("W has numerical rank 0 (all snapshots are zero): nothing to decompose")
     cdt = torch.complex128
@@ -371,7 +375,8 @@ def _from_svd(W: Tensor, svd_rank) -> DMDResult:
         return (U[:, :r].mH @ W64[:, 1:] @ V[:, :r]) / s[None, :r]
 
     Q, _ = torch.linalg.qr(W64)  # basis of range(W), which may exceed range(X)
-    lam, b, s_r, coef = _solve(s, V, atilde, Q.mH @ W64, W.shape[0], svd_rank, W.dtype, "svd")
+    tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype)
+    lam, b, s_r, coef = _solve(s, V, atilde, Q.mH @ W64, W.shape[0], svd_rank, tol)
     return _pack(W, lam, b, s_r, coef, "svd")
 
 
@@ -388,7 +393,11 @@ def _from_gram(W: Tensor, G: Tensor, svd_rank) -> DMDResult:
     ev, P = torch.linalg.eigh(G)  # W = Q D^1/2 P^H  =>  Q^H W = D^-1/2 P^H G
     keep = ev > ev.max() * G.shape[-1] * torch.finfo(torch.float64).eps * 16
     B = (P[:, keep].mH @ G) / ev[keep].sqrt()[:, None]
-    lam, b, s_r, coef = _solve(s, V, atilde, B, W.shape[-2], svd_rank, W.dtype, "gram")
+    # deviations D = W - w_ref 1^T (w_ref the last snapshot): D^H D from G, for the tolerance
+    Gd = G - G[:, -1:] - G[-1:, :] + G[-1, -1]
+    dev_norm = float(torch.linalg.eigvalsh(Gd)[-1].clamp_min(0).sqrt())
+    tol = _rank_tolerance(float(s[0]), G.shape[-1], W.dtype, dev_norm)
+    lam, b, s_r, coef = _solve(s, V, atilde, B, W.shape[-2], svd_rank, tol)
     return _pack(W, lam, b, s_r, coef, "gram")
 
 

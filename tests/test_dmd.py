@@ -1,0 +1,250 @@
+"""koopman_tut.dmd against closed-form systems and PyDMD."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from pydmd import DMD
+
+import koopman_tut as kt
+from koopman_tut.systems import linear_system, quadratic_gd, trajectory_like
+
+
+def match(a, b):
+    """Max distance from each of a to its nearest in b, and b to a (sets of eigenvalues)."""
+    a, b = np.asarray(a, complex), np.asarray(b, complex)
+    d = np.abs(a[:, None] - b[None, :])
+    return max(d.min(1).max(), d.min(0).max())
+
+
+# --------------------------------------------------------------- closed-form oracles
+@pytest.mark.parametrize("method", ["svd", "auto"])
+def test_linear_system_eigenvalues_and_reconstruction(method):
+    eigs = [0.99, 0.95, 0.9, 0.8, 0.7, 0.5, 0.2, -0.3, -0.6]
+    W, _ = linear_system(eigs, n_steps=14, seed=1)
+    res = kt.dmd(W, method=method)
+    assert res.rank == len(eigs)
+    assert match(res.eigs.numpy(), eigs) < 1e-8
+    np.testing.assert_allclose(res.reconstruct().numpy(), W, atol=1e-8 * np.abs(W).max())
+    assert res.eigs.dtype == torch.complex128 and res.singular_values.dtype == torch.float64
+
+
+def test_linear_system_embedded_in_more_features_gram_route():
+    eigs = [0.97, 0.9, 0.75, 0.5]
+    W, _ = linear_system(eigs, n_steps=10, dim=300, seed=2)
+    res = kt.dmd(W, method="gram")
+    assert res.rank == 4
+    assert match(res.eigs.numpy(), eigs) < 1e-6
+    np.testing.assert_allclose(res.reconstruct().numpy(), W, atol=1e-6 * np.abs(W).max())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_quadratic_gradient_descent_spectrum_and_fixed_point(seed):
+    k = 8
+    q = quadratic_gd(np.linspace(0.5, 4.0, k), lr=0.2, n_steps=k + 3, dim=20, seed=seed)  # k+4 snapshots
+    res = kt.dmd(q.W)
+    assert res.rank == k + 1
+    assert match(res.eigs.numpy(), q.eigs) < 1e-6
+    assert abs(res.eigs[res.closest(1.0)] - 1) < 1e-9
+    np.testing.assert_allclose(res.fixed_point().numpy(), q.x_star, atol=1e-7)
+    # the fixed point is predicted far ahead too
+    np.testing.assert_allclose(res.predict(500).numpy(), q.x_star, atol=1e-6)
+
+
+def test_quadratic_closely_spaced_hessian_eigenvalues():
+    h = np.array([1.0, 1.02, 1.05, 2.0, 2.1, 3.0])
+    q = quadratic_gd(h, lr=0.25, n_steps=len(h) + 3, dim=16, seed=3)
+    res = kt.dmd(q.W)
+    assert match(res.eigs.numpy(), q.eigs) < 1e-6
+
+
+# --------------------------------------------------------------- PyDMD as oracle
+def _random(n, T, seed):
+    return np.random.default_rng(seed).standard_normal((n, T))
+
+
+def _trajectory(n, T, seed):
+    return trajectory_like(n, T, seed=seed, dtype=torch.float64).numpy()
+
+
+@pytest.mark.parametrize("data", [_random, _trajectory])
+@pytest.mark.parametrize("svd_rank", [-1, 0, 0.99, 6])
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_against_pydmd(data, svd_rank, method):
+    W = data(3000, 20, seed=4)
+    res = kt.dmd(W, svd_rank=svd_rank, method=method)
+    ref = DMD(svd_rank=svd_rank, exact=True).fit(W)
+    assert res.rank == len(ref.eigs)
+    assert match(res.eigs.numpy(), ref.eigs) < 1e-7
+    # modes equal up to a complex scale, pairing each with PyDMD's by eigenvalue
+    modes = res.modes.numpy()
+    for i, lam in enumerate(res.eigs.numpy()):
+        j = int(np.argmin(np.abs(ref.eigs - lam)))
+        a, b = modes[:, i], ref.modes[:, j]
+        scale = np.vdot(a, b) / np.vdot(a, a)
+        assert np.linalg.norm(scale * a - b) <= 1e-6 * np.linalg.norm(b)
+    np.testing.assert_allclose(res.reconstruct().numpy(), ref.reconstructed_data.real,
+                               atol=1e-7 * np.abs(W).max())
+
+
+def test_float32_trajectory_gram_route_matches_float64_reference():
+    # fixed point + 6 decaying modes + minibatch-like noise; rank 7 holds the dynamics
+    W = trajectory_like(200_000, 40, n_modes=6, noise=1e-6, seed=5)  # float32
+    res = kt.dmd(W, svd_rank=7, method="gram")
+    ref = kt.dmd(W.double(), svd_rank=7, method="svd")
+    assert res.eigs.dtype == torch.complex64 and res.rank == ref.rank == 7
+    assert match(res.eigs.numpy(), ref.eigs.numpy()) < 1e-3
+    fp, fp_ref = res.fixed_point().double(), ref.fixed_point()
+    assert float((fp - fp_ref).norm() / fp_ref.norm()) < 1e-4
+    # untruncated, float32 rounding noise stays below the tolerance: the 7 dynamic modes remain
+    full = kt.dmd(W, method="gram")
+    assert full.rank == 7
+    assert match(full.eigs.numpy(), ref.eigs.numpy()) < 1e-3
+
+
+# --------------------------------------------------------------- rank handling
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_rank_deficient_trajectory_gives_finite_results(method):
+    q = quadratic_gd([1.0, 2.0], lr=0.3, n_steps=200, dim=10, seed=0)  # converges: late columns repeat
+    res = kt.dmd(q.W, method=method)
+    assert res.rank <= 3
+    for x in (res.eigs, res.amplitudes, res.singular_values, res.modes):
+        assert torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all()
+    np.testing.assert_allclose(res.fixed_point().numpy(), q.x_star, atol=1e-6)
+
+
+def test_constant_trajectory_has_one_eigenvalue_one():
+    W = np.tile(np.arange(1.0, 6.0)[:, None], (1, 7))
+    res = kt.dmd(W)
+    assert res.rank == 1 and abs(complex(res.eigs[0]) - 1) < 1e-12
+    np.testing.assert_allclose(res.fixed_point().numpy(), np.arange(1.0, 6.0))
+
+
+def test_integer_rank_is_capped_by_numerical_rank():
+    W, _ = linear_system([0.9, 0.5, 0.1], n_steps=10, dim=30, seed=0)
+    assert kt.dmd(W, svd_rank=8).rank == 3
+
+
+# --------------------------------------------------------------- API
+def test_mode_subset_predict_and_lookups():
+    W = _trajectory(500, 15, seed=6)
+    res = kt.dmd(W)
+    np.testing.assert_allclose(res.mode(2).numpy(), res.modes[:, 2].numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.mode([0, 3]).numpy(), res.modes[:, [0, 3]].numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.predict(4).numpy(), res.reconstruct()[:, 4].numpy(), atol=1e-12)
+    assert res.predict([0, 1, 2]).shape == (500, 3)
+    k = res.closest(0.5)
+    assert np.argmin(np.abs(res.eigs.numpy() - 0.5)) == k
+    near = res.near(1.0, radius=0.2)
+    assert all(abs(complex(res.eigs[i]) - 1) <= 0.2 for i in near)
+    full = res.predict(0, indices=range(res.rank))
+    np.testing.assert_allclose(full.numpy(), res.predict(0).numpy())
+
+
+def test_numpy_and_torch_inputs_agree():
+    W = _random(400, 12, seed=7)
+    a, b = kt.dmd(W), kt.dmd(torch.from_numpy(W))
+    np.testing.assert_allclose(a.eigs.numpy(), b.eigs.numpy())
+
+
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_batched_equals_separate(method):
+    Ws = torch.stack([torch.from_numpy(_trajectory(800, 12, seed=s)) for s in range(3)])
+    batch = kt.dmd(Ws, method=method)
+    assert isinstance(batch, kt.DMDBatch) and len(batch) == 3
+    for i in range(3):
+        one = kt.dmd(Ws[i], method=method)
+        assert match(batch[i].eigs.numpy(), one.eigs.numpy()) < 1e-8
+        np.testing.assert_allclose(batch[i].fixed_point().numpy(), one.fixed_point().numpy(), atol=1e-8)
+
+
+# --------------------------------------------------------------- bad input
+@pytest.mark.parametrize("W, err, words", [
+    (np.zeros((5, 1)), ValueError, "at least 2 snapshots"),
+    (np.zeros(5), ValueError, "dimension"),
+    (np.zeros((2, 3, 4, 5)), ValueError, "dimension"),
+    (np.arange(20).reshape(4, 5), TypeError, "floating"),
+    (torch.arange(20).reshape(4, 5), TypeError, "floating"),
+    ([[1.0, 2.0]], TypeError, "torch.Tensor or numpy.ndarray"),
+    (np.zeros((4, 5)), ValueError, "rank 0"),
+])
+def test_bad_input_is_named(W, err, words):
+    with pytest.raises(err, match=words):
+        kt.dmd(W)
+
+
+@pytest.mark.parametrize("method", ["svd", "gram"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_input(method, bad):
+    W = _random(50, 6, 0)
+    W[7, 3] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        kt.dmd(W, method=method)
+
+
+@pytest.mark.parametrize("svd_rank", [-2, 1.5, "3", None, True])
+def test_invalid_svd_rank(svd_rank):
+    with pytest.raises(ValueError, match="svd_rank"):
+        kt.dmd(_random(10, 5, 0), svd_rank=svd_rank)
+
+
+def test_invalid_method():
+    with pytest.raises(ValueError, match="method"):
+        kt.dmd(_random(10, 5, 0), method="qr")
+
+
+# --------------------------------------------------------------- properties
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 300), T=st.integers(2, 25), dtype=st.sampled_from([torch.float32, torch.float64]),
+       svd_rank=st.sampled_from([-1, 0, 0.9, 1, 3]), method=st.sampled_from(["svd", "gram"]),
+       seed=st.integers(0, 10_000))
+def test_property_any_shape_gives_finite_consistent_result(n, T, dtype, svd_rank, method, seed):
+    W = torch.from_numpy(_random(n, T, seed)).to(dtype)
+    res = kt.dmd(W, svd_rank=svd_rank, method=method)
+    r = res.rank
+    assert 1 <= r <= min(n, T - 1)
+    assert res.eigs.shape == (r,) and res.amplitudes.shape == (r,) and res.singular_values.shape == (r,)
+    assert res.modes.shape == (n, r) and res.reconstruct().shape == (n, T)
+    assert res.eigs.dtype == (torch.complex64 if dtype == torch.float32 else torch.complex128)
+    assert torch.isfinite(torch.view_as_real(res.modes)).all() and torch.isfinite(res.reconstruct()).all()
+    assert torch.all(res.singular_values[:-1] >= res.singular_values[1:])
+
+
+@settings(max_examples=30, deadline=None)
+@given(d=st.integers(1, 6), extra=st.integers(0, 40), seed=st.integers(0, 10_000),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_property_linear_systems_are_recovered(d, extra, seed, dtype):
+    rng = np.random.default_rng(seed)
+    eigs = np.sort(rng.uniform(0.3, 1.0, d))[::-1]
+    eigs = eigs[np.r_[True, np.diff(eigs) < -0.05]]  # well separated
+    W, _ = linear_system(eigs, n_steps=len(eigs) + 4, dim=len(eigs) + extra, seed=seed)
+    W = torch.from_numpy(W).to(dtype)
+    tol = 1e-7 if dtype == torch.float64 else 2e-3
+    res = kt.dmd(W, method="svd")  # what method="auto" picks at this size
+    assert match(res.eigs.numpy(), eigs) < tol
+    assert torch.allclose(res.reconstruct(), W, atol=tol * float(W.abs().max()) * 10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(T=st.integers(3, 20), ratio=st.integers(4, 50), seed=st.integers(0, 10_000),
+       dtype=st.sampled_from([torch.float32, torch.float64]), svd_rank=st.sampled_from([-1, 2, 0.95]))
+def test_property_gram_and_svd_routes_agree_on_well_conditioned_data(T, ratio, seed, dtype, svd_rank):
+    W = torch.from_numpy(_random(T * ratio, T, seed)).to(dtype)
+    g, s = kt.dmd(W, svd_rank=svd_rank, method="gram"), kt.dmd(W, svd_rank=svd_rank, method="svd")
+    assert g.rank == s.rank
+    tol = 1e-9 if dtype == torch.float64 else 1e-3
+    assert match(g.eigs.numpy(), s.eigs.numpy()) < tol
+    assert torch.allclose(g.reconstruct(), s.reconstruct(), atol=tol * 10 * float(W.abs().max()))
+
+
+# --------------------------------------------------------------- GPU
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_cuda_matches_cpu(method):
+    W = trajectory_like(50_000, 24, seed=8, dtype=torch.float32)
+    cpu, gpu = kt.dmd(W, method=method), kt.dmd(W.cuda(), method=method)
+    assert gpu.eigs.is_cuda and gpu.modes.is_cuda and gpu.fixed_point().is_cuda
+    assert match(cpu.eigs.numpy(), gpu.eigs.cpu().numpy()) < 1e-4
+    fp_c, fp_g = cpu.fixed_point(), gpu.fixed_point().cpu()
+    assert float((fp_c - fp_g).norm() / fp_c.norm()) < 1e-4
+    batch = kt.dmd(torch.stack([W, W]).cuda(), method=method)
+    assert match(batch[1].eigs.cpu().numpy(), gpu.eigs.cpu().numpy()) < 1e-6

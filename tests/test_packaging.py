@@ -1,0 +1,35 @@
+"""The one source of dependencies (pyproject.toml) and environment.yml list the same packages."""
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
+
+
+def _name(spec: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_matches_pyproject():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip = {_name(s) for s in meta["dependencies"] + meta["optional-dependencies"]["test"]}
+    conda = set()
+    in_deps = False
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        if line.startswith("dependencies:"):
+            in_deps = True
+            continue
+        m = re.match(r"^  - ([A-Za-z0-9_.\-]+)", line)
+        if in_deps and m:
+            name = _name(m.group(1))
+            if name not in ("python", "pip"):
+                conda.add(CONDA_NAMES.get(name, name))
+    assert conda == pip, f"only in environment.yml: {sorted(conda - pip)}; only in pyproject.toml: {sorted(pip - conda)}"
+    assert "-e ." in (ROOT / "environment.yml").read_text().split("pip:")[-1]
+
+
+def test_no_exact_pins():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for spec in meta["dependencies"] + meta["optional-dependencies"]["test"]:
+        assert "==" not in spec, f"use lower bounds, not pins: {spec}"
