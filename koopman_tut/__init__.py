@@ -2,8 +2,16 @@
 
 Training is a dynamical system on parameter space; exact DMD of the parameter trajectory
 gives its Koopman modes; pruning rules are functionals of them (arXiv:2110.14856).
-"""
-from .dmd import DMDBatch, DMDResult, dmd
 
-__all__ = ["dmd", "DMDResult", "DMDBatch"]
+    import koopman_tut as kt
+    res = kt.dmd(W)                                  # W: (n_features, n_snapshots)
+    rec = kt.TrajectoryRecorder(model, optimizer)    # records after each optimizer step
+    masks = kt.pruning.global_masks(kt.pruning.kmp_scores(rec.trajectory()), 8, model=model)
+"""
+from . import data, models, pruning, systems, train
+from .dmd import DMDBatch, DMDResult, dmd
+from .trajectory import Trajectory, TrajectoryRecorder
+
+__all__ = ["dmd", "DMDResult", "DMDBatch", "Trajectory", "TrajectoryRecorder",
+           "data", "models", "pruning", "systems", "train"]
 __version__ = "0.1.0"

@@ -165,13 +165,25 @@ class DMDResult:
         return int(self.eigs.numel())
 
     # -- modes, formed from the data only when asked for
-    def _combine(self, weights: Tensor, real: bool) -> Tensor:
-        """Linear combinations of modes, W @ (coef @ weights), in one real product over W.
+    def combine(self, weights: Tensor, real: bool = True) -> Tensor:
+        """Linear combinations of the modes, sum_i weights[i, j] * modes[:, i], in one pass over W.
 
-        weights (r, k) complex128. Returns (n, k): real, or complex built without copying W
-        (the real and imaginary coefficients are interleaved so the real product's output
-        is already the complex result's memory).
+        Computed as W @ (coef @ weights), without forming the modes.
+
+        Parameters
+        ----------
+        weights : (r,) or (r, k) complex.
+        real : return the real part (for real data). Otherwise complex, built without a
+            complex copy of W (real and imaginary coefficients are interleaved so the real
+            product's output already is the complex result's memory).
+
+        Returns
+        -------
+        (n_features,) or (n_features, k), on W's device.
         """
+        weights = torch.as_tensor(weights).to(torch.complex128)
+        if weights.ndim == 1:
+            return self.combine(weights[:, None], real)[:, 0]
         c = self.coef @ weights.to(self.coef.device)  # (T, k) complex128
         W = self.W
         if W.is_complex():
@@ -186,14 +198,14 @@ class DMDResult:
     def modes(self) -> Tensor:
         """(n_features, r) complex DMD modes (exact, PyDMD's scaling). Cached after the first call."""
         if self._modes is None:
-            self._modes = self._combine(torch.eye(self.rank, dtype=torch.complex128), real=False)
+            self._modes = self.combine(torch.eye(self.rank, dtype=torch.complex128), real=False)
         return self._modes
 
     def mode(self, index: int | Sequence[int]) -> Tensor:
         """Only the mode(s) asked for: (n_features,) for an int, (n_features, k) for a list."""
         idx = torch.as_tensor(index).reshape(-1)
         E = torch.eye(self.rank, dtype=torch.complex128)[:, idx]
-        out = self._combine(E, real=False)
+        out = self.combine(E, real=False)
         return out[:, 0] if isinstance(index, (int, np.integer)) else out
 
     # -- eigenvalue look-ups
@@ -236,7 +248,7 @@ class DMDResult:
         Tensor, (n_features,) for scalar t, else (n_features, k).
         """
         weights, scalar = self._dynamics(t, indices)
-        out = self._combine(weights, real=real)
+        out = self.combine(weights, real=real)
         return out[:, 0] if scalar else out
 
     def reconstruct(self, real: bool = True) -> Tensor:
@@ -248,21 +260,26 @@ class DMDResult:
         k = self.closest(value)
         w = torch.zeros(self.rank, 1, dtype=torch.complex128)
         w[k, 0] = self.amplitudes[k].cpu().to(torch.complex128)
-        return self._combine(w, real=True)[:, 0]
+        return self.combine(w, real=True)[:, 0]
 
-    def slow_part(self, radius: float = 0.05) -> Tensor:
-        """Real (n_features,) sum of b_i phi_i over the eigenvalues within ``radius`` of 1.
+    def slow_part(self, radius: float = 0.1, t: float | None = None) -> Tensor:
+        """Real (n_features,) slow part of the trajectory at time t: sum of b_i lambda_i^t phi_i
+        over the eigenvalues within ``radius`` of 1 (default t: the last snapshot).
 
         The stable estimate of where a drifting trajectory is heading: DMD can split the slow
         dynamics into a complex pair near 1 or two close real eigenvalues whose amplitudes
-        cancel; the sum is meaningful where one such mode alone is not.
+        cancel; their sum is meaningful where one such mode alone is not. Taken at the end of
+        the window, it is the last state with the fast transients removed; it equals
+        :meth:`fixed_point` when a single eigenvalue, exactly 1, lies within the radius.
         """
         idx = self.near(1.0, radius)
         if idx.numel() == 0:
             idx = torch.tensor([self.closest(1.0)])
+        t = self.W.shape[-1] - 1 if t is None else t
+        lam = self.eigs.cpu().to(torch.complex128)[idx]
         w = torch.zeros(self.rank, 1, dtype=torch.complex128)
-        w[idx, 0] = self.amplitudes.cpu().to(torch.complex128)[idx]
-        return self._combine(w, real=True)[:, 0]
+        w[idx, 0] = self.amplitudes.cpu().to(torch.complex128)[idx] * torch.exp(t * torch.log(lam))
+        return self.combine(w, real=True)[:, 0]
 
 
 class DMDBatch(list):

@@ -1,0 +1,306 @@
+"""Recording the parameter trajectory theta(t) of training, for Koopman analysis.
+
+Redman et al. (ICLR 2022, arXiv:2110.14856) view training as a dynamical system
+theta(t+1) = T(theta(t)) and run DMD on snapshots theta(t1..t2) of the flattened prunable
+parameters (weights and biases of convolutions and linear layers; not BatchNorm).
+``TrajectoryRecorder`` collects those snapshots through an optimizer step hook, so any
+training loop works; ``Trajectory`` holds them with the map back to named tensors.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+FORMAT = "koopman_tut.trajectory/1"
+PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def prunable_names(model: nn.Module, bias: bool = True) -> list[str]:
+    """Names 'module.weight' (and 'module.bias' if ``bias``) of conv and linear layers, in module order."""
+    names = []
+    for mname, m in model.named_modules():
+        if isinstance(m, PRUNABLE_TYPES):
+            for p in ("weight", "bias") if bias else ("weight",):
+                if getattr(m, p, None) is not None:
+                    names.append(f"{mname}.{p}" if mname else p)
+    return names
+
+
+def resolve(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """(module, attribute) for 'a.b.weight'."""
+    mname, _, pname = name.rpartition(".")
+    try:
+        module = model.get_submodule(mname) if mname else model
+    except AttributeError as e:
+        raise ValueError(f"model has no module {mname!r} (for parameter {name!r})") from e
+    if getattr(module, pname, None) is None and not hasattr(module, pname + "_orig"):
+        raise ValueError(f"model has no parameter {name!r}")
+    return module, pname
+
+
+def current_value(model: nn.Module, name: str) -> torch.Tensor:
+    """The effective value of a parameter now: weight_orig * mask for pruned ones (torch.nn.utils.prune)."""
+    module, pname = resolve(model, name)
+    if hasattr(module, pname + "_orig"):
+        return getattr(module, pname + "_orig") * getattr(module, pname + "_mask")
+    return getattr(module, pname)
+
+
+@dataclass
+class Trajectory:
+    """Snapshots of flattened parameters and the map back to named tensors.
+
+    Attributes
+    ----------
+    snapshots : (n, T) tensor, columns are theta(steps[0]), theta(steps[1]), ...
+    steps : (T,) int64, optimizer steps taken before each snapshot.
+    names, shapes : the recorded parameters, in flattening order.
+    meta : lr per snapshot ('lrs'), optimizer name and settings, recording stride ('every').
+    """
+
+    snapshots: torch.Tensor
+    steps: torch.Tensor
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def offsets(self) -> list[int]:
+        out = [0]
+        for s in self.shapes:
+            out.append(out[-1] + math.prod(s))
+        return out
+
+    @property
+    def n_features(self) -> int:
+        return self.offsets[-1]
+
+    def __len__(self) -> int:
+        return self.snapshots.shape[1]
+
+    @property
+    def lr(self) -> float | None:
+        """Learning rate at the last snapshot (None if not recorded)."""
+        lrs = self.meta.get("lrs")
+        return float(lrs[-1]) if lrs is not None and len(lrs) else None
+
+    def window(self, start: int = 0, stop: int | None = None, every: int = 1) -> "Trajectory":
+        """Columns start:stop:every (a view), with steps and metadata to match."""
+        sl = slice(start, stop, every)
+        meta = dict(self.meta)
+        if "lrs" in meta:
+            meta["lrs"] = list(meta["lrs"])[sl]
+        meta["every"] = self.meta.get("every", 1) * every
+        return Trajectory(self.snapshots[:, sl], self.steps[sl], list(self.names), list(self.shapes), meta)
+
+    def unflatten(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(n,) flat vector -> {name: tensor of the parameter's shape} (views)."""
+        if vec.ndim != 1 or vec.numel() != self.n_features:
+            raise ValueError(f"vec must have shape ({self.n_features},), got {tuple(vec.shape)}")
+        o = self.offsets
+        return {n: vec[o[i]:o[i + 1]].reshape(s) for i, (n, s) in enumerate(zip(self.names, self.shapes))}
+
+    def flatten(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """{name: tensor} -> (n,) in this trajectory's order."""
+        return torch.cat([tensors[n].reshape(-1) for n in self.names])
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise ValueError unless the model has every recorded parameter with the same shape."""
+        for n, s in zip(self.names, self.shapes):
+            try:
+                v = current_value(model, n)
+            except ValueError as e:
+                raise ValueError(f"trajectory does not match the model: {e}") from None
+            if tuple(v.shape) != tuple(s):
+                raise ValueError(f"trajectory does not match the model: {n} has shape {tuple(v.shape)} "
+                                 f"in the model and {tuple(s)} in the trajectory")
+
+    def load_into(self, model: nn.Module, column: int = -1) -> None:
+        """Copy snapshot ``column`` into the model's parameters."""
+        self.check_model(model)
+        with torch.no_grad():
+            for n, v in self.unflatten(self.snapshots[:, column]).items():
+                module, pname = resolve(model, n)
+                target = getattr(module, pname + "_orig", None)
+                target = getattr(module, pname) if target is None else target
+                target.copy_(v.to(target.dtype))
+
+    # -- persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write to one file atomically (a temporary file in the same folder, then a rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        obj = {"format": FORMAT, "snapshots": self.snapshots.detach().cpu().contiguous(),
+               "steps": self.steps.cpu(), "names": list(self.names),
+               "shapes": [list(s) for s in self.shapes], "meta": _plain(self.meta)}
+        atomic_save(obj, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location="cpu") -> "Trajectory":
+        """Read a file written by :meth:`save`; a damaged or foreign file raises ValueError."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no trajectory file at {path}")
+        try:
+            obj = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{path} is not a readable trajectory file ({type(e).__name__}: {e})") from e
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a koopman_tut trajectory (format {FORMAT!r} expected)")
+        traj = cls(obj["snapshots"], obj["steps"], list(obj["names"]), [tuple(s) for s in obj["shapes"]], obj["meta"])
+        if traj.snapshots.ndim != 2 or traj.snapshots.shape[0] != traj.n_features \
+                or traj.steps.numel() != traj.snapshots.shape[1]:
+            raise ValueError(f"{path} is inconsistent: snapshots {tuple(traj.snapshots.shape)}, "
+                             f"{traj.n_features} parameters listed, {traj.steps.numel()} steps")
+        return traj
+
+
+def _plain(meta: dict) -> dict:
+    """Metadata as plain Python values (loadable with weights_only=True)."""
+    out = {}
+    for k, v in meta.items():
+        if isinstance(v, torch.Tensor):
+            v = v.tolist()
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[k] = v
+    return out
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file beside ``path``, then os.replace: never a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+class TrajectoryRecorder:
+    """Record flattened parameters after optimizer steps, into preallocated storage.
+
+    Parameters
+    ----------
+    model, optimizer : the model being trained and its optimizer (a step hook is registered).
+    every : record every ``every``-th step (stride k maps DMD eigenvalues lambda to lambda^k;
+        the eigenvalue-1 mode is unchanged).
+    params : names to record (default: weights and biases of conv/linear layers, see
+        :func:`prunable_names`).
+    start, stop : window of optimizer steps [start, stop]: snapshot s is theta after s steps;
+        the state at construction counts as step ``step0`` (default 0).
+    max_snapshots : capacity when ``stop`` is None.
+    device, dtype : where and how snapshots are stored (default CPU float32).
+    max_fraction : refuse when the storage would take more than this share of the free memory.
+
+    Examples
+    --------
+    >>> rec = TrajectoryRecorder(model, opt, start=100, stop=200)
+    >>> train(...)             # any loop that calls opt.step()
+    >>> traj = rec.trajectory()  # snapshots (n, 101)
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, every: int = 1,
+                 params: list[str] | None = None, start: int = 0, stop: int | None = None,
+                 max_snapshots: int | None = None, device="cpu", dtype=torch.float32,
+                 step0: int = 0, max_fraction: float = 0.8):
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        if start < 0 or (stop is not None and stop < start):
+            raise ValueError(f"need 0 <= start <= stop, got start={start}, stop={stop}")
+        if stop is None and max_snapshots is None:
+            raise ValueError("give stop (the last step to record) or max_snapshots, so storage can be preallocated")
+        self.model, self.optimizer, self.every = model, optimizer, every
+        self.start, self.stop, self.step = start, stop, step0
+        self.names = list(params) if params is not None else prunable_names(model)
+        if not self.names:
+            raise ValueError("no parameters to record (model has no conv/linear layers and params is empty)")
+        values = [current_value(model, n) for n in self.names]
+        self.shapes = [tuple(v.shape) for v in values]
+        n = sum(v.numel() for v in values)
+        cap = (stop - start) // every + 1 if stop is not None else max_snapshots
+        if max_snapshots is not None:
+            cap = min(cap, max_snapshots)
+        self.device = torch.device(device)
+        need = n * cap * torch.empty((), dtype=dtype).element_size()
+        free = _available_bytes(self.device)
+        if need > max_fraction * free:
+            raise MemoryError(f"recording {n:,} parameters x {cap:,} snapshots in {dtype} needs "
+                              f"{need / 2**30:.2f} GiB on {self.device}, but only {free / 2**30:.2f} GiB is "
+                              f"free: record every k steps (every=), a shorter window (start/stop), "
+                              f"fewer parameters (params=) or float16 storage (dtype=)")
+        self.storage = torch.empty(cap, n, dtype=dtype, device=self.device)  # row k = snapshot k
+        self.steps: list[int] = []
+        self.lrs: list[float] = []
+        self._handle = optimizer.register_step_post_hook(self._hook)
+        self._record()  # the state at construction (if inside the window)
+
+    # the hook runs after every optimizer.step()
+    def _hook(self, optimizer, args, kwargs) -> None:
+        self.step += 1
+        self._record()
+
+    @torch.no_grad()
+    def _record(self) -> None:
+        s = self.step
+        if s < self.start or (self.stop is not None and s > self.stop) or (s - self.start) % self.every:
+            return
+        k = len(self.steps)
+        if k >= self.storage.shape[0]:
+            return  # capacity reached (max_snapshots)
+        row = self.storage[k]
+        o = 0
+        for name in self.names:
+            v = current_value(self.model, name).detach().reshape(-1)
+            row[o:o + v.numel()].copy_(v, non_blocking=True)
+            o += v.numel()
+        self.steps.append(s)
+        self.lrs.append(float(self.optimizer.param_groups[0]["lr"]))
+
+    def remove(self) -> None:
+        """Stop recording (unregister the step hook)."""
+        self._handle.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+    def trajectory(self, copy: bool = False) -> Trajectory:
+        """The snapshots so far as a Trajectory: snapshots (n, T) is a view of the storage unless ``copy``."""
+        T = len(self.steps)
+        if T == 0:
+            raise ValueError(f"nothing recorded yet: {self.step} steps taken, window starts at step {self.start}")
+        snaps = self.storage[:T]
+        snaps = (snaps.clone() if copy else snaps).T  # (n, T)
+        g = self.optimizer.param_groups[0]
+        meta = {"lrs": list(self.lrs), "every": self.every, "optimizer": type(self.optimizer).__name__,
+                "momentum": float(g.get("momentum", 0.0) or 0.0), "nesterov": bool(g.get("nesterov", False)),
+                "weight_decay": float(g.get("weight_decay", 0.0) or 0.0)}
+        return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), list(self.names), list(self.shapes), meta)

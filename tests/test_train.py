@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+import koopman_tut as kt
+from koopman_tut.train import evaluate, finetune, make_optimizer, resolve_device, train
+
+
+def test_training_learns_and_is_deterministic():
+    tr, te = kt.data.digits(seed=0)
+    results = []
+    for _ in range(2):
+        trl, tel = kt.data.loaders(tr, te, batch_size=128, seed=0)
+        model = kt.models.get_model("mlp", seed=0, hidden=(64,))
+        h = train(model, trl, epochs=5, lr=0.05, test_loader=tel, progress=False, seed=0)
+        results.append((h.train_loss, h.test_acc))
+    assert results[0] == results[1]
+    assert results[0][1][-1] > 0.9 and results[0][0][-1] < results[0][0][0]
+
+
+def test_max_steps_and_optimizers():
+    tr, te = kt.data.digits(seed=0)
+    trl, _ = kt.data.loaders(tr, te, batch_size=64, seed=0)
+    for name in ("nesterov", "momentum", "sgd", "adam"):
+        model = kt.models.get_model("mlp", seed=0, hidden=(16,))
+        lr = 1e-3 if name == "adam" else 0.05
+        assert train(model, trl, epochs=3, max_steps=7, optimizer=name, lr=lr, progress=False).steps == 7
+    with pytest.raises(ValueError, match="optimizer"):
+        make_optimizer(model, "rmsprop")
+    with pytest.raises(ValueError, match="lr"):
+        make_optimizer(model, "sgd", lr=0)
+
+
+def test_device_resolution():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu").type == "cpu"
+
+
+def test_finetune_returns_history():
+    tr, te = kt.data.digits(seed=0)
+    trl, tel = kt.data.loaders(tr, te, seed=0)
+    model = kt.models.get_model("mlp", seed=0, hidden=(16,))
+    before = evaluate(model, tel)[1]
+    h = finetune(model, trl, epochs=2, lr=0.05, progress=False)
+    assert len(h.train_loss) == 2 and evaluate(model, tel)[1] > before
