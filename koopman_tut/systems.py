@@ -52,14 +52,20 @@ class QuadraticGD:
     ----------
     W : (dim, n_steps + 1) iterates x(0..n_steps).
     x_star : (dim,) the minimizer reached (x(0) - x* lies in range(H)).
+    hessian : (dim, dim) H, rank k.
     hess_eigs : (k,) nonzero Hessian eigenvalues h_i.
     eigs : (k + 1,) Koopman eigenvalues 1 - lr h_i and 1, sorted descending.
     """
 
     W: np.ndarray
     x_star: np.ndarray
+    hessian: np.ndarray
     hess_eigs: np.ndarray
     lr: float
+
+    def gradient(self, x: np.ndarray) -> np.ndarray:
+        """(dim,) gradient H (x - x*) of the loss at x."""
+        return self.hessian @ (x - self.x_star)
 
     @property
     def eigs(self) -> np.ndarray:
@@ -82,7 +88,7 @@ def quadratic_gd(hess_eigs, lr: float, n_steps: int, dim: int = 20, seed: int = 
     for t in range(n_steps + 1):
         W[:, t] = x
         x = x - lr * H @ (x - x_star)
-    return QuadraticGD(W=W, x_star=x_star, hess_eigs=h, lr=lr)
+    return QuadraticGD(W=W, x_star=x_star, hessian=H, hess_eigs=h, lr=lr)
 
 
 def trajectory_like(n: int, T: int, n_modes: int = 12, noise: float = 1e-4, seed: int = 0,
