@@ -254,7 +254,8 @@ class TrajectoryRecorder:
                               f"{need / 2**30:.2f} GiB on {self.device}, but only {free / 2**30:.2f} GiB is "
                               f"free: record every k steps (every=), a shorter window (start/stop), "
                               f"fewer parameters (params=) or float16 storage (dtype=)")
-        self.storage = torch.empty(cap, n, dtype=dtype, device=self.device)  # row k = snapshot k
+        self.storage = torch.zeros(cap, n, dtype=dtype, device=self.device)  # row k = snapshot k; zeros: pages committed now
+        self._where = [resolve(model, name) for name in self.names]  # resolved once: the hook is hot
         self.steps: list[int] = []
         self.lrs: list[float] = []
         self._handle = optimizer.register_step_post_hook(self._hook)
@@ -273,12 +274,14 @@ class TrajectoryRecorder:
         k = len(self.steps)
         if k >= self.storage.shape[0]:
             return  # capacity reached (max_snapshots)
-        row = self.storage[k]
-        o = 0
-        for name in self.names:
-            v = current_value(self.model, name).detach().reshape(-1)
-            row[o:o + v.numel()].copy_(v, non_blocking=True)
-            o += v.numel()
+        vals = []
+        for module, p in self._where:
+            orig = getattr(module, p + "_orig", None)  # pruned: effective value = orig * mask
+            vals.append((getattr(module, p) if orig is None else orig * getattr(module, p + "_mask")).detach().reshape(-1))
+        if self.device.type == vals[0].device.type and self.storage.dtype == vals[0].dtype:
+            torch.cat(vals, out=self.storage[k])
+        else:
+            self.storage[k].copy_(torch.cat(vals), non_blocking=True)
         self.steps.append(s)
         self.lrs.append(float(self.optimizer.param_groups[0]["lr"]))
 

@@ -1,0 +1,59 @@
+"""Cost of recording the parameter trajectory: training with vs without TrajectoryRecorder.
+
+    python benchmarks/bench_recording.py [--model mnistnet] [--steps 100] [--device cpu]
+
+Trains on synthetic batches (MNIST-shaped for mnistnet/lenet300100, digits-shaped for mlp,
+CIFAR-shaped for resnet20), alternating plain and recorded epochs in one process so both
+see the same machine state, and prints the time per epoch and the overhead ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import koopman_tut as kt
+from koopman_tut.train import make_optimizer, resolve_device, train
+
+SHAPES = {"mlp": (64,), "lenet300100": (1, 28, 28), "mnistnet": (1, 28, 28), "resnet20": (3, 32, 32)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="mnistnet", choices=sorted(SHAPES))
+    p.add_argument("--steps", type=int, default=100, help="optimizer steps per epoch")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--every", type=int, default=1, help="record every k steps")
+    p.add_argument("--repeat", type=int, default=3, help="pairs of epochs (best of)")
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    device = resolve_device(a.device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(a.steps * a.batch, *SHAPES[a.model], generator=g)
+    y = torch.randint(0, 10, (a.steps * a.batch,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=a.batch)
+    model = kt.models.get_model(a.model, seed=0).to(device)
+    opt = make_optimizer(model, "nesterov", lr=0.01)
+    n = sum(v.numel() for v in (kt.trajectory.current_value(model, nm) for nm in kt.trajectory.prunable_names(model)))
+    print(f"{a.model}: {n:,} recorded parameters, {a.steps} steps of batch {a.batch} per epoch, {device}, "
+          f"{torch.get_num_threads()} threads")
+    train(model, loader, epochs=1, max_steps=5, optimizer=opt, progress=False, device=device)  # warm-up
+    plain, recorded = [], []
+    for _ in range(a.repeat):
+        t0 = time.perf_counter()
+        train(model, loader, epochs=1, optimizer=opt, progress=False, device=device, seed=None)
+        plain.append(time.perf_counter() - t0)
+        with kt.TrajectoryRecorder(model, opt, every=a.every, stop=a.steps, device=device) as rec:
+            t0 = time.perf_counter()
+            train(model, loader, epochs=1, optimizer=opt, progress=False, device=device, seed=None)
+            recorded.append(time.perf_counter() - t0)
+        assert len(rec.steps) == a.steps // a.every + 1
+    tp, tr = min(plain), min(recorded)
+    print(f"{'epoch without recording':28s} {tp:8.3f} s")
+    print(f"{'epoch recording every ' + str(a.every):28s} {tr:8.3f} s")
+    print(f"overhead: {100 * (tr / tp - 1):+.2f}%  (ratio {tr / tp:.4f})")
+
+
+if __name__ == "__main__":
+    main()
