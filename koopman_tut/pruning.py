@@ -70,14 +70,10 @@ def magnitude_scores(model: nn.Module) -> Scores:
     return {n: current_value(model, n).detach().abs().clone() for n in prunable_names(model)}
 
 
-def gradient_scores(model: nn.Module, loader, n_batches: int = 1, form: str = "theta_grad",
-                    loss_fn: Callable = F.cross_entropy, device=None) -> Scores:
-    """Gradient saliency from ``n_batches`` batches: |theta * dL/dtheta| ('theta_grad') or |dL/dtheta| ('grad').
-
-    The gradient is of the mean loss over the batches, at the model's current parameters.
-    """
-    if form not in ("theta_grad", "grad"):
-        raise ValueError(f"form must be 'theta_grad' or 'grad', got {form!r}")
+def gradients(model: nn.Module, loader, n_batches: int = 1, loss_fn: Callable = F.cross_entropy,
+              device=None) -> dict[str, torch.Tensor]:
+    """{name: dL/dtheta}, the gradient of the mean loss over the first ``n_batches`` batches
+    (signed), at the model's current parameters, for every conv/linear weight and bias."""
     if n_batches < 1:
         raise ValueError(f"n_batches must be >= 1, got {n_batches}")
     names = prunable_names(model)
@@ -85,8 +81,8 @@ def gradient_scores(model: nn.Module, loader, n_batches: int = 1, form: str = "t
     params = {}
     for n in names:
         module, p = resolve(model, n)
-        params[n] = getattr(module, p + "_orig", None)
-        params[n] = getattr(module, p) if params[n] is None else params[n]
+        orig = getattr(module, p + "_orig", None)  # pruned: d/d(weight_orig) is already masked
+        params[n] = getattr(module, p) if orig is None else orig
     grads = {n: torch.zeros_like(p) for n, p in params.items()}
     was_training = model.training
     model.eval()
@@ -94,21 +90,27 @@ def gradient_scores(model: nn.Module, loader, n_batches: int = 1, form: str = "t
     for x, y in loader:
         if seen >= n_batches:
             break
-        model.zero_grad(set_to_none=True)
         loss = loss_fn(model(x.to(device)), y.to(device))
-        gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        for n, g in zip(params, gs):
+        for n, g in zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
             if g is not None:
                 grads[n] += g
         seen += 1
     model.train(was_training)
     if seen == 0:
         raise ValueError("loader yielded no batches")
-    out = {}
-    for n in names:
-        g = grads[n] / seen  # for a pruned weight, d/d(weight_orig) is already masked
-        out[n] = (g * current_value(model, n).detach()).abs() if form == "theta_grad" else g.abs()
-    return out
+    return {n: g / seen for n, g in grads.items()}
+
+
+def gradient_scores(model: nn.Module, loader, n_batches: int = 1, form: str = "theta_grad",
+                    loss_fn: Callable = F.cross_entropy, device=None) -> Scores:
+    """Gradient saliency from ``n_batches`` batches: |theta * dL/dtheta| ('theta_grad', ShrinkBench's
+    GlobalMagGrad) or |dL/dtheta| ('grad')."""
+    if form not in ("theta_grad", "grad"):
+        raise ValueError(f"form must be 'theta_grad' or 'grad', got {form!r}")
+    grads = gradients(model, loader, n_batches, loss_fn, device)
+    if form == "grad":
+        return {n: g.abs() for n, g in grads.items()}
+    return {n: (g * current_value(model, n).detach()).abs() for n, g in grads.items()}
 
 
 # ----------------------------------------------------------------------------- Koopman scores
@@ -173,23 +175,43 @@ def kgp_scores(traj: Trajectory, lr: float | None = None, form: str = "theta_gra
     return {n: v.abs().float() for n, v in traj.unflatten(g).items()}
 
 
+def koopman_forecast(traj: Trajectory, h: float, svd_rank=-1, method: str = "auto",
+                     result: DMDResult | None = None) -> torch.Tensor:
+    """(n,) Koopman forecast h snapshots past the last one (h in snapshot units, any h >= 0).
+
+    theta(t) + sum_i (lambda_i^(t+h) - lambda_i^t) b_i v_i, t the last snapshot: the recorded
+    parameters plus the change the decomposition predicts (so h=0 returns theta(t) exactly).
+    Eigenvalues outside the unit circle are projected onto it (lambda / |lambda|): a short
+    window cannot tell a slowly growing mode from a persistent one, and extrapolating the
+    growth diverges. As h grows the decaying modes vanish and the persistent part remains.
+    Jumping ahead with it is Koopman training acceleration (Dogra & Redman, NeurIPS 2020).
+    """
+    if not h >= 0 or math.isinf(h):
+        raise ValueError(f"h must be a finite number >= 0, got {h}")
+    x = traj.snapshots[:, -1]
+    if h == 0:
+        return x.clone()
+    res = _dmd_of(traj, svd_rank, method, result)
+    t = len(traj) - 1
+    lam = res.eigs.cpu().to(torch.complex128)
+    logl = torch.log(lam)
+    stable = torch.complex(logl.real.clamp_max(0), logl.imag)  # |lambda| > 1 held on the unit circle
+    w = (torch.exp(t * logl + h * stable) - torch.exp(t * logl)) * res.amplitudes.cpu().to(torch.complex128)
+    return x + res.combine(w).to(x.dtype)
+
+
 def horizon_scores(traj: Trajectory, h: float, rule: str = "slow", radius: float = 0.1, svd_rank=-1,
                    method: str = "auto", result: DMDResult | None = None) -> Scores:
-    """{name: |Koopman forecast h snapshots past the last one|}; h=0 is GMP, h=inf is KMP.
+    """{name: |Koopman forecast h snapshots ahead|}: h=0 is GMP on the last snapshot, h=inf is KMP.
 
-    forecast(h) = theta(t) + sum_i (lambda_i^(t+h) - lambda_i^t) b_i v_i, t the last snapshot:
-    the recorded parameters plus the change the decomposition predicts.
+    See :func:`koopman_forecast`; h=inf is defined as :func:`kmp_scores` (the forecast of
+    modes with |lambda| slightly above 1 would grow without bound).
     """
-    if h < 0:
+    if not h >= 0:
         raise ValueError(f"h must be >= 0 (or math.inf), got {h}")
     if math.isinf(h):
         return kmp_scores(traj, rule, radius, svd_rank, method, result)
-    res = _dmd_of(traj, svd_rank, method, result)
-    t = len(traj) - 1
-    logl = torch.log(res.eigs.cpu().to(torch.complex128))
-    w = (torch.exp((t + h) * logl) - torch.exp(t * logl)) * res.amplitudes.cpu().to(torch.complex128)
-    x = traj.snapshots[:, -1].to(torch.float64 if traj.snapshots.dtype == torch.float64 else torch.float32)
-    fc = x + res.combine(w).to(x.dtype) if h > 0 else x
+    fc = koopman_forecast(traj, h, svd_rank, method, result)
     return {n: v.abs().float() for n, v in traj.unflatten(fc).items()}
 
 

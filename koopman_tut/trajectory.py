@@ -121,11 +121,12 @@ class Trajectory:
                 raise ValueError(f"trajectory does not match the model: {n} has shape {tuple(v.shape)} "
                                  f"in the model and {tuple(s)} in the trajectory")
 
-    def load_into(self, model: nn.Module, column: int = -1) -> None:
-        """Copy snapshot ``column`` into the model's parameters."""
+    def load_into(self, model: nn.Module, column: int | torch.Tensor = -1) -> None:
+        """Copy snapshot ``column`` (or an (n,) vector, e.g. a Koopman forecast) into the model."""
         self.check_model(model)
+        vec = column if isinstance(column, torch.Tensor) else self.snapshots[:, column]
         with torch.no_grad():
-            for n, v in self.unflatten(self.snapshots[:, column]).items():
+            for n, v in self.unflatten(vec).items():
                 module, pname = resolve(model, n)
                 target = getattr(module, pname + "_orig", None)
                 target = getattr(module, pname) if target is None else target

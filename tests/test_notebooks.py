@@ -1,0 +1,73 @@
+"""The tutorial notebooks: structure, parameters, committed outputs, and papermill runs with
+non-default parameters through the koopman-tut CLI. (`pytest --nbval-lax notebooks/`
+re-executes them at their defaults and compares the cells marked NBVAL_CHECK_OUTPUT.)"""
+import ast
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from koopman_tut import cli
+
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+EXPECTED = ["00_quickstart", "01_koopman_and_dmd", "02_koopman_pruning", "03_kmp_equals_magnitude",
+            "04_kgp_and_gradient_pruning", "05_early_training", "06_beyond"]
+
+
+def test_the_sequence_is_complete():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_structure(path):
+    nb = nbformat.read(str(path), as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    tree = ast.parse(params[0].source)
+    names = set()
+    for node in tree.body:  # literal assignments only, so papermill can infer them
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, ast.dump(node)
+        ast.literal_eval(node.value)
+        names.add(node.targets[0].id)
+    assert {"SEED", "DEVICE", "DATASET", "SMOKE"} <= names
+    assert "DEVICE = \"auto\"" in params[0].source and "SMOKE = False" in params[0].source
+    intro = nb.cells[0].source
+    assert intro.startswith("# ") and "Run time" in intro and "Prerequisites" in intro
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "commit the notebook executed"
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "executed top to bottom"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
+    checked = [c for c in code if c.source.startswith("# NBVAL_CHECK_OUTPUT")]
+    assert checked and all("assert" in c.source for c in checked), "claims are printed and asserted"
+    assert any("<details>" in c.source for c in nb.cells if c.cell_type == "markdown"), "exercises with solutions"
+    assert max(len(c.source.splitlines()) for c in code) <= 45, "short cells"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_smoke_run_with_another_seed(path, tmp_path):
+    rc = cli.main(["run", "--preset", "smoke", "--only", path.stem, "-p", "SEED", "1",
+                   "--output-dir", str(tmp_path)])
+    out = tmp_path / path.name
+    assert rc == 0 and out.is_file()
+    nb = nbformat.read(str(out), as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "SEED = 1" in injected[0].source and "SMOKE = True" in injected[0].source
+
+
+def test_cli_list(capsys):
+    assert cli.main(["list"]) == 0
+    text = capsys.readouterr().out
+    for stem in EXPECTED:
+        assert stem in text
+    assert "SMOKE" in text and "SEED" in text
+
+
+def test_cli_rejects_unknown_notebook():
+    with pytest.raises(SystemExit, match="no notebook matches"):
+        cli.main(["run", "--only", "99_nothing"])
+
+
+def test_parse_value():
+    assert cli.parse_value("3") == 3 and cli.parse_value("[1, 2]") == [1, 2]
+    assert cli.parse_value("True") is True and cli.parse_value("mnist") == "mnist"
