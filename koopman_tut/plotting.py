@@ -62,8 +62,9 @@ def accuracy_vs_compression(rows: list[dict], value: str = "accuracy", ax=None, 
     return ax
 
 
-def curves(x, ys: dict, ax=None, xlabel: str = "", ylabel: str = "", spread: dict | None = None, logx=False):
-    """Several named curves over x, with an optional +-spread band for each."""
+def curves(x, ys: dict, ax=None, xlabel: str = "", ylabel: str = "", spread: dict | None = None, logx=False,
+           xticklabels=None):
+    """Several named curves over x, with an optional +-spread band for each; ticks at the x values."""
     ax = _ax(ax, (5, 3.5))
     for name, y in ys.items():
         y = _np(y)
@@ -73,6 +74,8 @@ def curves(x, ys: dict, ax=None, xlabel: str = "", ylabel: str = "", spread: dic
             ax.fill_between(x, y - s, y + s, alpha=0.2)
     if logx:
         ax.set_xscale("log")
+    ax.set_xticks(list(x), xticklabels or [f"{v:g}" for v in x])
+    ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()

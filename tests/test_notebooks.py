@@ -71,3 +71,17 @@ def test_cli_rejects_unknown_notebook():
 def test_parse_value():
     assert cli.parse_value("3") == 3 and cli.parse_value("[1, 2]") == [1, 2]
     assert cli.parse_value("True") is True and cli.parse_value("mnist") == "mnist"
+
+
+def test_paper_scale_path_runs_on_tiny_mnist(tmp_path, monkeypatch):
+    """03 with DATASET=mnist, MODEL=mnistnet (the paper-preset path) on tiny IDX files."""
+    from fakedata import write_mnist
+
+    write_mnist(tmp_path / "data", n_train=256, n_test=64)
+    monkeypatch.setenv("KOOPMAN_TUT_DATA", str(tmp_path / "data"))
+    rc = cli.main(["run", "--preset", "smoke", "--only", "03", "-p", "DATASET", "mnist", "-p", "MODEL", "mnistnet",
+                   "--output-dir", str(tmp_path / "out")])
+    assert rc == 0
+    nb = nbformat.read(str(tmp_path / "out" / "03_kmp_equals_magnitude.ipynb"), as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "MnistNet, 431,080 parameters on mnist" in text

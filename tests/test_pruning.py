@@ -1,6 +1,5 @@
 """Pruning: scores, masks, compression accounting, torch.nn.utils.prune integration, errors."""
 import copy
-import math
 
 import pytest
 import torch

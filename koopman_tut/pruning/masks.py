@@ -1,0 +1,188 @@
+"""Masks from scores at a target compression, applied with torch.nn.utils.prune.
+
+Compression follows ShrinkBench (Blalock et al. 2020): total parameters / nonzero
+parameters, every parameter of the model counted; biases and the classifier are left
+unpruned by default.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import prune
+
+from ..trajectory import current_value, prunable_names, resolve
+from .scores import Scores, prunable
+
+Masks = dict[str, torch.Tensor]
+
+
+def _check_compression(compression: float) -> None:
+    if not isinstance(compression, (int, float)) or isinstance(compression, bool) or not compression >= 1:
+        raise ValueError(f"compression must be a number >= 1 (total / nonzero parameters), got {compression!r}")
+
+
+def _eligible(scores: Scores, model: nn.Module | None, prune_bias: bool, prune_classifier: bool):
+    """(names to rank, total parameter count, kept-for-sure count)."""
+    if not scores:
+        raise ValueError("scores is empty")
+    if model is None:
+        names = [n for n in scores if prune_bias or not n.endswith("bias")]
+        total = sum(scores[n].numel() for n in scores)
+        return names, total
+    allowed = set(prunable(model, bias=prune_bias, classifier=prune_classifier))
+    for n, s in scores.items():
+        try:
+            v = current_value(model, n)
+        except ValueError:
+            raise ValueError(f"scores do not match the model: no parameter {n!r} in it") from None
+        if tuple(v.shape) != tuple(s.shape):
+            raise ValueError(f"scores do not match the model: {n} has shape {tuple(s.shape)} in scores, "
+                             f"{tuple(v.shape)} in the model")
+    names = [n for n in scores if n in allowed]
+    total = sum(p.numel() for p in model.parameters())
+    return names, total
+
+
+def _keep_count(total: int, n_rank: int, compression: float) -> int:
+    keep_total = int(round(total / compression))
+    keep = keep_total - (total - n_rank)  # everything not ranked stays
+    if keep < 0:
+        raise ValueError(f"compression {compression} is out of reach: the {total - n_rank:,} parameters left "
+                         f"unpruned (biases, classifier, ...) already exceed total/compression = {keep_total:,}; "
+                         f"the most is {total / max(total - n_rank, 1):.1f}")
+    if keep == 0 and n_rank > 0 and total - n_rank == 0:
+        raise ValueError(f"compression {compression} leaves no parameter at all")
+    return keep
+
+
+def global_masks(scores: Scores, compression: float, model: nn.Module | None = None,
+                 prune_bias: bool = False, prune_classifier: bool = False) -> Masks:
+    """Keep the highest scores over all layers so total / nonzero = ``compression``.
+
+    Parameters
+    ----------
+    scores : {name: tensor shaped like the parameter}.
+    model : counts every parameter toward the total (ShrinkBench's compression), checks the
+        scores against it, and identifies the classifier. Without it the total is the scored
+        entries and only biases are recognised (by name).
+    prune_bias, prune_classifier : allow pruning those (default: left unpruned).
+
+    Returns
+    -------
+    {name: bool tensor}, True = kept, for the ranked parameters. Exactly
+    round(total / compression) entries remain nonzero; ties keep the earlier entry.
+    """
+    _check_compression(compression)
+    names, total = _eligible(scores, model, prune_bias, prune_classifier)
+    flat = torch.cat([scores[n].detach().reshape(-1).float().cpu() for n in names])
+    if not bool(torch.isfinite(flat).all()):
+        raise ValueError("scores contain NaN or Inf")
+    keep = _keep_count(total, flat.numel(), compression)
+    order = torch.argsort(flat, descending=True, stable=True)
+    kept = torch.zeros_like(flat, dtype=torch.bool)
+    kept[order[:keep]] = True
+    out, o = {}, 0
+    for n in names:
+        k = scores[n].numel()
+        out[n] = kept[o:o + k].reshape(scores[n].shape).to(scores[n].device)
+        o += k
+    return out
+
+
+def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None = None,
+                    prune_bias: bool = False, prune_classifier: bool = False) -> Masks:
+    """Same compression, but every ranked layer keeps the same fraction of its own entries.
+
+    The per-layer counts are rounded by largest remainder, so the total kept is exact.
+    """
+    _check_compression(compression)
+    names, total = _eligible(scores, model, prune_bias, prune_classifier)
+    sizes = [scores[n].numel() for n in names]
+    keep = _keep_count(total, sum(sizes), compression)
+    frac = keep / max(sum(sizes), 1)
+    ideal = [frac * s for s in sizes]
+    counts = [int(math.floor(x)) for x in ideal]
+    for i in sorted(range(len(sizes)), key=lambda i: counts[i] - ideal[i])[: keep - sum(counts)]:
+        counts[i] += 1
+    out = {}
+    for n, k in zip(names, counts):
+        flat = scores[n].detach().reshape(-1).float().cpu()
+        m = torch.zeros_like(flat, dtype=torch.bool)
+        m[torch.argsort(flat, descending=True, stable=True)[:k]] = True
+        out[n] = m.reshape(scores[n].shape).to(scores[n].device)
+    return out
+
+
+def random_masks(model: nn.Module, compression: float, seed: int = 0, **kwargs) -> Masks:
+    """Baseline: a uniformly random global mask at the same compression."""
+    g = torch.Generator().manual_seed(seed)
+    scores = {n: torch.rand(current_value(model, n).shape, generator=g) for n in prunable_names(model)}
+    return global_masks(scores, compression, model=model, **kwargs)
+
+
+def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
+    """Apply masks with torch.nn.utils.prune (custom_from_mask): they persist through training.
+
+    A parameter already pruned gets the product of its old and new masks.
+    """
+    for n, m in masks.items():
+        module, p = resolve(model, n)
+        ref = current_value(model, n)
+        if tuple(m.shape) != tuple(ref.shape):
+            raise ValueError(f"mask for {n} has shape {tuple(m.shape)}, parameter has {tuple(ref.shape)}")
+        prune.custom_from_mask(module, p, m.to(device=ref.device, dtype=ref.dtype))
+    return model
+
+
+def remove_masks(model: nn.Module) -> nn.Module:
+    """Make pruning permanent (prune.remove): masked entries become plain zeros."""
+    for _, module in model.named_modules():
+        for p in ("weight", "bias"):
+            if hasattr(module, p + "_orig"):
+                prune.remove(module, p)
+    return model
+
+
+def compression_ratio(model: nn.Module) -> float:
+    """Total parameters / nonzero parameters (ShrinkBench), pruned entries counted as zero."""
+    total, nonzero = 0, 0
+    for mname, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            base = pname[:-5] if pname.endswith("_orig") else pname
+            v = current_value(model, f"{mname}.{base}" if mname else base)
+            total += p.numel()
+            nonzero += int((v != 0).sum())
+    return total / max(nonzero, 1)
+
+
+def sparsity_by_layer(model: nn.Module) -> dict[str, float]:
+    """{name: share of zero entries} for every conv/linear weight and bias."""
+    return {n: float((current_value(model, n) == 0).float().mean()) for n in prunable_names(model)}
+
+
+def mask_overlap(a: Masks, b: Masks) -> float:
+    """Share of pruned entries in common: |pruned_a & pruned_b| / max(|pruned_a|, |pruned_b|).
+
+    1 when both prune the same set (or prune nothing); equals the share of a's pruned
+    entries that b also prunes when both prune the same number.
+    """
+    if set(a) != set(b):
+        raise ValueError(f"masks cover different parameters: {sorted(set(a) ^ set(b))}")
+    both = na = nb = 0
+    for n in a:
+        pa, pb = ~a[n].bool().cpu(), ~b[n].bool().cpu()
+        if pa.shape != pb.shape:
+            raise ValueError(f"masks for {n} differ in shape: {tuple(pa.shape)} vs {tuple(pb.shape)}")
+        both += int((pa & pb).sum())
+        na += int(pa.sum())
+        nb += int(pb.sum())
+    return 1.0 if max(na, nb) == 0 else both / max(na, nb)
+
+
+def prune_model(model: nn.Module, scores: Scores, compression: float, layerwise: bool = False, **kwargs) -> Masks:
+    """Masks from scores at a compression, applied to the model; returns the masks."""
+    masks = (layerwise_masks if layerwise else global_masks)(scores, compression, model=model, **kwargs)
+    apply_masks(model, masks)
+    return masks

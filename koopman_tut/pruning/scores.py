@@ -1,0 +1,84 @@
+"""What may be pruned, and the classic scores: magnitude |theta| (GMP) and gradient saliency.
+
+Gradient saliency |theta * dL/dtheta| is ShrinkBench's GlobalMagGrad (Blalock et al. 2020),
+the baseline Redman et al. (ICLR 2022) compare Koopman gradient pruning with.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..trajectory import current_value, prunable_names, resolve
+
+Scores = dict[str, torch.Tensor]
+
+
+def classifier_names(model: nn.Module) -> list[str]:
+    """Parameter names of the classifier: ``model.classifier`` if present, else the last linear layer."""
+    head = getattr(model, "classifier", None)
+    if isinstance(head, nn.Module):
+        prefix = next(n for n, m in model.named_modules() if m is head)
+    else:
+        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            return []
+        prefix = linears[-1]
+    return [n for n in prunable_names(model) if n.rpartition(".")[0] == prefix]
+
+
+def prunable(model: nn.Module, bias: bool = False, classifier: bool = False) -> list[str]:
+    """Names of the parameters pruning may touch: conv/linear weights (and biases, classifier if asked)."""
+    skip = set() if classifier else set(classifier_names(model))
+    return [n for n in prunable_names(model, bias=bias) if n not in skip]
+
+
+# ----------------------------------------------------------------------------- plain scores
+def magnitude_scores(model: nn.Module) -> Scores:
+    """{name: |theta|} for every conv/linear weight and bias (GMP)."""
+    return {n: current_value(model, n).detach().abs().clone() for n in prunable_names(model)}
+
+
+def gradients(model: nn.Module, loader, n_batches: int = 1, loss_fn: Callable = F.cross_entropy,
+              device=None) -> dict[str, torch.Tensor]:
+    """{name: dL/dtheta}, the gradient of the mean loss over the first ``n_batches`` batches
+    (signed), at the model's current parameters, for every conv/linear weight and bias."""
+    if n_batches < 1:
+        raise ValueError(f"n_batches must be >= 1, got {n_batches}")
+    names = prunable_names(model)
+    device = device or next(model.parameters()).device
+    params = {}
+    for n in names:
+        module, p = resolve(model, n)
+        orig = getattr(module, p + "_orig", None)  # pruned: d/d(weight_orig) is already masked
+        params[n] = getattr(module, p) if orig is None else orig
+    grads = {n: torch.zeros_like(p) for n, p in params.items()}
+    was_training = model.training
+    model.eval()
+    seen = 0
+    for x, y in loader:
+        if seen >= n_batches:
+            break
+        loss = loss_fn(model(x.to(device)), y.to(device))
+        for n, g in zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
+            if g is not None:
+                grads[n] += g
+        seen += 1
+    model.train(was_training)
+    if seen == 0:
+        raise ValueError("loader yielded no batches")
+    return {n: g / seen for n, g in grads.items()}
+
+
+def gradient_scores(model: nn.Module, loader, n_batches: int = 1, form: str = "theta_grad",
+                    loss_fn: Callable = F.cross_entropy, device=None) -> Scores:
+    """Gradient saliency from ``n_batches`` batches: |theta * dL/dtheta| ('theta_grad', ShrinkBench's
+    GlobalMagGrad) or |dL/dtheta| ('grad')."""
+    if form not in ("theta_grad", "grad"):
+        raise ValueError(f"form must be 'theta_grad' or 'grad', got {form!r}")
+    grads = gradients(model, loader, n_batches, loss_fn, device)
+    if form == "grad":
+        return {n: g.abs() for n, g in grads.items()}
+    return {n: (g * current_value(model, n).detach()).abs() for n, g in grads.items()}
