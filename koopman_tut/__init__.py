@@ -8,10 +8,10 @@ gives its Koopman modes; pruning rules are functionals of them (arXiv:2110.14856
     rec = kt.TrajectoryRecorder(model, optimizer)    # records after each optimizer step
     masks = kt.pruning.global_masks(kt.pruning.kmp_scores(rec.trajectory()), 8, model=model)
 """
-from . import data, models, pruning, systems, train
+from . import data, experiments, models, plotting, pruning, systems, train, widgets
 from .dmd import DMDBatch, DMDResult, dmd
 from .trajectory import Trajectory, TrajectoryRecorder
 
 __all__ = ["dmd", "DMDResult", "DMDBatch", "Trajectory", "TrajectoryRecorder",
-           "data", "models", "pruning", "systems", "train"]
+           "data", "experiments", "models", "plotting", "pruning", "systems", "train", "widgets"]
 __version__ = "0.1.0"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader
 
 from . import pruning as P
 from .data import get_datasets, loaders
@@ -75,6 +76,8 @@ def sweep(model: nn.Module, scores: dict[str, P.Scores], compressions, test_load
 
     Returns rows {method, compression, accuracy, accuracy_finetuned (if fine-tuned)}; every
     pruned model is a copy, so ``model`` is left as it is. ``random`` is a random global mask.
+    Every copy is fine-tuned on the same batch sequence (a loader reseeded with ``seed``), so
+    the rules are compared fairly and ``train_loader``'s own shuffling is left untouched.
     """
     rows = []
     methods = dict(scores)
@@ -87,7 +90,9 @@ def sweep(model: nn.Module, scores: dict[str, P.Scores], compressions, test_load
             P.apply_masks(m, masks)
             row = {"method": name, "compression": c, "accuracy": accuracy(m, test_loader)}
             if finetune_epochs and train_loader is not None:
-                finetune(m, train_loader, epochs=finetune_epochs, lr=finetune_lr, seed=seed, progress=False,
+                same_batches = DataLoader(train_loader.dataset, batch_size=train_loader.batch_size, shuffle=True,
+                                          generator=torch.Generator().manual_seed(seed))
+                finetune(m, same_batches, epochs=finetune_epochs, lr=finetune_lr, seed=seed, progress=False,
                          device=next(m.parameters()).device)
                 row["accuracy_finetuned"] = accuracy(m, test_loader)
             rows.append(row)
