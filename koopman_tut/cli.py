@@ -2,10 +2,13 @@
 
     koopman-tut list
     koopman-tut run [--preset smoke|default|paper] [--only NAME ...] [--output-dir outputs]
-                    [-p NAME VALUE ...] [--in-place]
+                    [-p NAME VALUE ...] [--in-place] [--resume]
 
 ``run`` executes each notebook into the output folder (or in place, atomically), with a
 progress bar, and ends with a summary table; it exits non-zero if any notebook failed.
+``--resume`` skips notebooks whose output is already there, newer than the notebook and
+made with the same parameters, so an interrupted long run (the paper preset) goes on
+where it stopped.
 Presets set only the parameters a notebook declares in its ``parameters`` cell.
 """
 from __future__ import annotations
@@ -107,6 +110,19 @@ def _execute(src: Path, dst: Path, params: dict, cwd: Path) -> None:
         raise
 
 
+def already_done(src: Path, dst: Path, params: dict) -> bool:
+    """True if ``dst`` is a finished run of ``src`` (newer) with exactly these parameters."""
+    import nbformat
+
+    if src == dst or not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
+        return False
+    try:
+        meta = nbformat.read(str(dst), as_version=4).metadata.get("papermill", {})
+    except Exception:
+        return False
+    return meta.get("parameters", {}) == params and meta.get("exception") in (None, False)
+
+
 def cmd_run(args) -> int:
     from tqdm.auto import tqdm
 
@@ -120,6 +136,9 @@ def cmd_run(args) -> int:
         bar.set_postfix_str(p.stem)
         dst = p if args.in_place else out_dir / p.name
         params = parameters_for(p, preset, extra)
+        if args.resume and already_done(p, dst, params):
+            rows.append((p.stem, "done", 0.0, str(dst)))
+            continue
         t0 = time.perf_counter()
         try:
             _execute(p, dst, params, cwd=p.parent)
@@ -136,8 +155,8 @@ def cmd_run(args) -> int:
     print(f"\n{'notebook':{w}s}  {'status':10s} {'time':>8s}  output")
     for name, status, secs, out in rows:
         print(f"{name:{w}s}  {status:10s} {secs:7.1f}s  {out}")
-    print(f"{sum(r[1] == 'ok' for r in rows)}/{len(paths)} notebooks ran; total {sum(r[2] for r in rows):.1f}s")
-    return 0 if all(r[1] == "ok" for r in rows) and len(rows) == len(paths) else 1
+    print(f"{sum(r[1] in ('ok', 'done') for r in rows)}/{len(paths)} notebooks done; total {sum(r[2] for r in rows):.1f}s")
+    return 0 if all(r[1] in ("ok", "done") for r in rows) and len(rows) == len(paths) else 1
 
 
 def main(argv=None) -> int:
@@ -153,6 +172,7 @@ def main(argv=None) -> int:
     pr.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                     help="set a parameter (a Python literal), e.g. -p SEED 3 -p DATASET mnist")
     pr.add_argument("--in-place", action="store_true", help="overwrite notebooks/ (refresh committed outputs)")
+    pr.add_argument("--resume", action="store_true", help="skip notebooks already run with the same parameters")
     args = p.parse_args(argv)
     return cmd_list(args) if args.command == "list" else cmd_run(args)
 

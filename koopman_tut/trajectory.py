@@ -107,8 +107,9 @@ class Trajectory:
         return {n: vec[o[i]:o[i + 1]].reshape(s) for i, (n, s) in enumerate(zip(self.names, self.shapes))}
 
     def flatten(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-        """{name: tensor} -> (n,) in this trajectory's order."""
-        return torch.cat([tensors[n].reshape(-1) for n in self.names])
+        """{name: tensor} -> (n,) in this trajectory's order, on the snapshots' device."""
+        dev = self.snapshots.device
+        return torch.cat([tensors[n].detach().reshape(-1).to(dev) for n in self.names])
 
     def check_model(self, model: nn.Module) -> None:
         """Raise ValueError unless the model has every recorded parameter with the same shape."""

@@ -85,3 +85,15 @@ def test_paper_scale_path_runs_on_tiny_mnist(tmp_path, monkeypatch):
     nb = nbformat.read(str(tmp_path / "out" / "03_kmp_equals_magnitude.ipynb"), as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "MnistNet, 431,080 parameters on mnist" in text
+
+
+def test_resume_skips_finished_runs_and_reruns_changed_parameters(tmp_path, capsys):
+    args = ["run", "--preset", "smoke", "--only", "01", "--output-dir", str(tmp_path)]
+    assert cli.main(args) == 0
+    first = (tmp_path / "01_koopman_and_dmd.ipynb").stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli.main(args + ["--resume"]) == 0
+    assert "done" in capsys.readouterr().out
+    assert (tmp_path / "01_koopman_and_dmd.ipynb").stat().st_mtime_ns == first
+    assert cli.main(args + ["--resume", "-p", "SEED", "2"]) == 0  # other parameters: runs again
+    assert (tmp_path / "01_koopman_and_dmd.ipynb").stat().st_mtime_ns != first

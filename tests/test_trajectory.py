@@ -144,3 +144,16 @@ def test_records_on_cuda(setup):
     traj = rec.trajectory()
     assert traj.snapshots.is_cuda and len(traj) == 4
     assert kt.dmd(traj.snapshots).eigs.is_cuda
+    from koopman_tut import pruning as P
+    for scores in (P.kmp_scores(traj), P.kgp_scores(traj), P.horizon_scores(traj, 5)):
+        masks = P.global_masks(scores, 4, model=model)
+        assert all(m.is_cuda for m in masks.values())
+    assert traj.flatten(P.gradients(model, loader)).is_cuda
+
+
+def test_open_ended_window_stops_at_capacity(setup):
+    model, opt, loader = setup
+    rec = kt.TrajectoryRecorder(model, opt, every=2, max_snapshots=3)
+    train(model, loader, epochs=3, optimizer=opt, progress=False)
+    traj = rec.trajectory()
+    assert traj.steps.tolist() == [0, 2, 4] and rec.storage.shape[0] == 3
