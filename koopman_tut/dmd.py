@@ -50,14 +50,15 @@ def _check_svd_rank(svd_rank) -> None:
                      f"(energy fraction) or an integer >= 1 (rank), got {svd_rank!r}")
 
 
-def choose_rank(s: Tensor, svd_rank, n_rows: int, tol: float) -> int:
-    """Rank kept for singular values ``s`` (descending, float64), with PyDMD's meaning of svd_rank.
-
-    Singular values at or below ``tol`` are never kept (numerical rank), whatever svd_rank asks.
+def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
+    """Rank kept for singular values ``s`` (descending, float64) of X of ``shape`` (n, m), with
+    PyDMD's meaning of svd_rank. Singular values at or below ``tol`` are never kept
+    (numerical rank), whatever svd_rank asks.
     """
+    s = s[: min(shape)]  # the Gram route yields m values; X has min(n, m)
     numerical = int((s > tol).sum())
     if svd_rank == 0:  # Gavish & Donoho 2014, as PyDMD's compute_rank
-        beta = min(n_rows, s.numel()) / max(n_rows, s.numel())
+        beta = min(shape) / max(shape)
         omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
         rank = int((s > omega * s.median()).sum())
     elif 0 < svd_rank < 1:
@@ -247,7 +248,7 @@ def _solve(s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_ran
     Returns eigs (r,), amplitudes (r,), singular values (r,), coef (T, r) with modes = W @ coef.
     """
     T = B.shape[-1]
-    r = choose_rank(s_all, svd_rank, n_rows, tol)
+    r = choose_rank(s_all, svd_rank, (n_rows, T - 1), tol)
     if r == 0:
         raise ValueError("W has numerical rank 0 (all snapshots are zero): nothing to decompose")
     cdt = torch.complex128

@@ -248,3 +248,12 @@ def test_cuda_matches_cpu(method):
     assert float((fp_c - fp_g).norm() / fp_c.norm()) < 1e-4
     batch = kt.dmd(torch.stack([W, W]).cuda(), method=method)
     assert match(batch[1].eigs.cpu().numpy(), gpu.eigs.cpu().numpy()) < 1e-6
+
+
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_optimal_hard_threshold_with_fewer_features_than_snapshots(method):
+    rng = np.random.default_rng(11)  # wide (X is 8 x 29): rank-3 signal plus noise
+    W = 10 * rng.standard_normal((8, 3)) @ rng.standard_normal((3, 30)) + rng.standard_normal((8, 30))
+    res = kt.dmd(W, svd_rank=0, method=method)
+    ref = DMD(svd_rank=0, exact=True).fit(W)
+    assert res.rank == len(ref.eigs)
