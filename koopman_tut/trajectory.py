@@ -44,12 +44,21 @@ def resolve(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return module, pname
 
 
+def _effective(module: nn.Module, pname: str) -> torch.Tensor:
+    orig = getattr(module, pname + "_orig", None)  # pruned by torch.nn.utils.prune
+    return getattr(module, pname) if orig is None else orig * getattr(module, pname + "_mask")
+
+
 def current_value(model: nn.Module, name: str) -> torch.Tensor:
     """The effective value of a parameter now: weight_orig * mask for pruned ones (torch.nn.utils.prune)."""
+    return _effective(*resolve(model, name))
+
+
+def parameter(model: nn.Module, name: str) -> nn.Parameter:
+    """The trainable tensor behind a name: ``weight_orig`` once pruned, else ``weight``."""
     module, pname = resolve(model, name)
-    if hasattr(module, pname + "_orig"):
-        return getattr(module, pname + "_orig") * getattr(module, pname + "_mask")
-    return getattr(module, pname)
+    orig = getattr(module, pname + "_orig", None)
+    return getattr(module, pname) if orig is None else orig
 
 
 @dataclass
@@ -128,9 +137,7 @@ class Trajectory:
         vec = column if isinstance(column, torch.Tensor) else self.snapshots[:, column]
         with torch.no_grad():
             for n, v in self.unflatten(vec).items():
-                module, pname = resolve(model, n)
-                target = getattr(module, pname + "_orig", None)
-                target = getattr(module, pname) if target is None else target
+                target = parameter(model, n)
                 target.copy_(v.to(target.dtype))
 
     # -- persistence
@@ -276,10 +283,7 @@ class TrajectoryRecorder:
         k = len(self.steps)
         if k >= self.storage.shape[0]:
             return  # capacity reached (max_snapshots)
-        vals = []
-        for module, p in self._where:
-            orig = getattr(module, p + "_orig", None)  # pruned: effective value = orig * mask
-            vals.append((getattr(module, p) if orig is None else orig * getattr(module, p + "_mask")).detach().reshape(-1))
+        vals = [_effective(module, p).detach().reshape(-1) for module, p in self._where]
         if self.device.type == vals[0].device.type and self.storage.dtype == vals[0].dtype:
             torch.cat(vals, out=self.storage[k])
         else:

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..trajectory import current_value, prunable_names, resolve
+from ..trajectory import current_value, parameter, prunable_names
 
 Scores = dict[str, torch.Tensor]
 
@@ -49,11 +49,7 @@ def gradients(model: nn.Module, loader, n_batches: int = 1, loss_fn: Callable = 
         raise ValueError(f"n_batches must be >= 1, got {n_batches}")
     names = prunable_names(model)
     device = device or next(model.parameters()).device
-    params = {}
-    for n in names:
-        module, p = resolve(model, n)
-        orig = getattr(module, p + "_orig", None)  # pruned: d/d(weight_orig) is already masked
-        params[n] = getattr(module, p) if orig is None else orig
+    params = {n: parameter(model, n) for n in names}  # pruned: d/d(weight_orig) is already masked
     grads = {n: torch.zeros_like(p) for n, p in params.items()}
     was_training = model.training
     model.eval()
