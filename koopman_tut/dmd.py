@@ -71,6 +71,17 @@ def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
     return max(1, min(rank, numerical)) if numerical > 0 else 0
 
 
+def powers(eigs: Tensor, t) -> Tensor:
+    """lambda_i ** t_j, shape (r, k) complex128 on the CPU (principal branch for non-integer t).
+
+    lambda ** 0 is 1 for every eigenvalue, 0 included (exp(0 * log 0) alone would give NaN).
+    """
+    lam = torch.as_tensor(eigs).cpu().to(torch.complex128)
+    tt = torch.as_tensor(np.atleast_1d(np.asarray(t, dtype=np.float64)))
+    out = torch.exp(tt[None, :] * torch.log(lam)[:, None])
+    return torch.where(tt[None, :] == 0, torch.ones_like(out), out)
+
+
 # ----------------------------------------------------------------------------- result
 @dataclass
 class DMDResult:
@@ -155,10 +166,7 @@ class DMDResult:
     def _dynamics(self, t, indices=None) -> tuple[Tensor, bool]:
         """Weights amplitudes * eigs**t, shape (r, k); zero outside ``indices``."""
         scalar = np.ndim(t) == 0
-        tt = torch.as_tensor(np.atleast_1d(np.asarray(t, dtype=np.float64)))
-        lam = self.eigs.cpu().to(torch.complex128)
-        b = self.amplitudes.cpu().to(torch.complex128)
-        weights = b[:, None] * torch.exp(tt[None, :] * torch.log(lam)[:, None])  # (r, k)
+        weights = self.amplitudes.cpu().to(torch.complex128)[:, None] * powers(self.eigs, t)  # (r, k)
         if indices is not None:
             keep = torch.zeros(self.rank, dtype=torch.bool)
             keep[torch.as_tensor(indices, dtype=torch.long)] = True
@@ -189,10 +197,7 @@ class DMDResult:
 
     def fixed_point(self, value: complex = 1.0) -> Tensor:
         """Real (n_features,) vector: the mode with eigenvalue closest to ``value`` times its amplitude."""
-        k = self.closest(value)
-        w = torch.zeros(self.rank, 1, dtype=torch.complex128)
-        w[k, 0] = self.amplitudes[k].cpu().to(torch.complex128)
-        return self.combine(w, real=True)[:, 0]
+        return self.predict(0, indices=[self.closest(value)])
 
     def slow_part(self, radius: float = 0.1, t: float | None = None) -> Tensor:
         """Real (n_features,) slow part of the trajectory at time t: sum of b_i lambda_i^t phi_i
@@ -207,11 +212,7 @@ class DMDResult:
         idx = self.near(1.0, radius)
         if idx.numel() == 0:
             idx = torch.tensor([self.closest(1.0)])
-        t = self.W.shape[-1] - 1 if t is None else t
-        lam = self.eigs.cpu().to(torch.complex128)[idx]
-        w = torch.zeros(self.rank, 1, dtype=torch.complex128)
-        w[idx, 0] = self.amplitudes.cpu().to(torch.complex128)[idx] * torch.exp(t * torch.log(lam))
-        return self.combine(w, real=True)[:, 0]
+        return self.predict(self.W.shape[-1] - 1 if t is None else t, indices=idx)
 
 
 class DMDBatch(list):

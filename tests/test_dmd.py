@@ -257,3 +257,11 @@ def test_optimal_hard_threshold_with_fewer_features_than_snapshots(method):
     res = kt.dmd(W, svd_rank=0, method=method)
     ref = DMD(svd_rank=0, exact=True).fit(W)
     assert res.rank == len(ref.eigs)
+
+
+def test_powers_of_a_zero_eigenvalue():
+    from koopman_tut.dmd import powers
+
+    p = powers(torch.tensor([0j, 0.5 + 0j, -1 + 0j]), [0, 1, 2])
+    expect = torch.tensor([[1, 0, 0], [1, 0.5, 0.25], [1, -1, 1]], dtype=torch.complex128)
+    assert torch.allclose(p, expect, atol=1e-15)

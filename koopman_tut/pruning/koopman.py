@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ..dmd import DMDResult, dmd
+from ..dmd import DMDResult, dmd, powers
 from ..trajectory import Trajectory
 from .scores import Scores
 
@@ -59,9 +59,8 @@ def koopman_gradient(traj: Trajectory, lr: float | None = None, t: int = -1, svd
         raise ValueError(f"lr must be a positive learning rate (not recorded in this trajectory), got {lr}")
     t = t % len(traj)
     every = int(traj.meta.get("every", 1))
-    lam = res.eigs.cpu().to(torch.complex128)
-    mu = torch.exp(torch.log(lam) / every)
-    w = (mu - 1) * torch.exp(t * torch.log(lam)) * res.amplitudes.cpu().to(torch.complex128)
+    mu = powers(res.eigs, 1 / every)[:, 0]  # per optimizer step
+    w = (mu - 1) * powers(res.eigs, t)[:, 0] * res.amplitudes.cpu().to(torch.complex128)
     return -res.combine(w) / lr
 
 
@@ -95,9 +94,8 @@ def koopman_forecast(traj: Trajectory, h: float, svd_rank=-1, method: str = "aut
     res = _dmd_of(traj, svd_rank, method, result)
     t = len(traj) - 1
     lam = res.eigs.cpu().to(torch.complex128)
-    logl = torch.log(lam)
-    stable = torch.complex(logl.real.clamp_max(0), logl.imag)  # |lambda| > 1 held on the unit circle
-    w = (torch.exp(t * logl + h * stable) - torch.exp(t * logl)) * res.amplitudes.cpu().to(torch.complex128)
+    held = lam / lam.abs().clamp_min(1)  # |lambda| > 1 held on the unit circle
+    w = powers(lam, t)[:, 0] * (powers(held, h)[:, 0] - 1) * res.amplitudes.cpu().to(torch.complex128)
     return x + res.combine(w).to(x.dtype)
 
 
