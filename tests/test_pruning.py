@@ -136,10 +136,11 @@ def test_scores_that_do_not_match_the_model(trained):
     bad["features.0.weight"] = torch.rand(3, 3)
     with pytest.raises(ValueError, match="shape"):
         P.global_masks(bad, 2, model=model)
-    with pytest.raises(ValueError, match="NaN"):
-        s = P.magnitude_scores(model)
-        s["features.0.weight"][0, 0] = float("nan")
-        P.global_masks(s, 2, model=model)
+    s = P.magnitude_scores(model)
+    s["features.0.weight"][0, 0] = float("nan")
+    for masks in (P.global_masks, P.layerwise_masks):
+        with pytest.raises(ValueError, match="NaN"):
+            masks(s, 2, model=model)
 
 
 def test_koopman_scores_reject_bad_trajectories(trained):

@@ -24,7 +24,7 @@ def _check_compression(compression: float) -> None:
 
 
 def _eligible(scores: Scores, model: nn.Module | None, prune_bias: bool, prune_classifier: bool):
-    """(names to rank, total parameter count, kept-for-sure count)."""
+    """(names to rank, total parameter count); everything not ranked counts as kept."""
     if not scores:
         raise ValueError("scores is empty")
     if model is None:
@@ -57,6 +57,27 @@ def _keep_count(total: int, n_rank: int, compression: float) -> int:
     return keep
 
 
+def _ranked(scores: Scores, names: list[str]) -> torch.Tensor:
+    """(m,) the scores of ``names`` concatenated on the CPU, checked finite."""
+    flat = torch.cat([scores[n].detach().reshape(-1).float().cpu() for n in names])
+    if not bool(torch.isfinite(flat).all()):
+        raise ValueError("scores contain NaN or Inf")
+    return flat
+
+
+def _keep_top(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """(m,) bool, True for the k largest entries; ties keep the earlier entry."""
+    kept = torch.zeros_like(flat, dtype=torch.bool)
+    kept[torch.argsort(flat, descending=True, stable=True)[:k]] = True
+    return kept
+
+
+def _split(kept: torch.Tensor, scores: Scores, names: list[str]) -> Masks:
+    """The flat kept vector back to {name: bool tensor shaped and placed like the scores}."""
+    parts = kept.split([scores[n].numel() for n in names])
+    return {n: p.reshape(scores[n].shape).to(scores[n].device) for n, p in zip(names, parts)}
+
+
 def global_masks(scores: Scores, compression: float, model: nn.Module | None = None,
                  prune_bias: bool = False, prune_classifier: bool = False) -> Masks:
     """Keep the highest scores over all layers so total / nonzero = ``compression``.
@@ -76,19 +97,8 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
     """
     _check_compression(compression)
     names, total = _eligible(scores, model, prune_bias, prune_classifier)
-    flat = torch.cat([scores[n].detach().reshape(-1).float().cpu() for n in names])
-    if not bool(torch.isfinite(flat).all()):
-        raise ValueError("scores contain NaN or Inf")
-    keep = _keep_count(total, flat.numel(), compression)
-    order = torch.argsort(flat, descending=True, stable=True)
-    kept = torch.zeros_like(flat, dtype=torch.bool)
-    kept[order[:keep]] = True
-    out, o = {}, 0
-    for n in names:
-        k = scores[n].numel()
-        out[n] = kept[o:o + k].reshape(scores[n].shape).to(scores[n].device)
-        o += k
-    return out
+    flat = _ranked(scores, names)
+    return _split(_keep_top(flat, _keep_count(total, flat.numel(), compression)), scores, names)
 
 
 def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None = None,
@@ -106,13 +116,8 @@ def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None 
     counts = [int(math.floor(x)) for x in ideal]
     for i in sorted(range(len(sizes)), key=lambda i: counts[i] - ideal[i])[: keep - sum(counts)]:
         counts[i] += 1
-    out = {}
-    for n, k in zip(names, counts):
-        flat = scores[n].detach().reshape(-1).float().cpu()
-        m = torch.zeros_like(flat, dtype=torch.bool)
-        m[torch.argsort(flat, descending=True, stable=True)[:k]] = True
-        out[n] = m.reshape(scores[n].shape).to(scores[n].device)
-    return out
+    layers = _ranked(scores, names).split(sizes)
+    return _split(torch.cat([_keep_top(x, k) for x, k in zip(layers, counts)]), scores, names)
 
 
 def random_masks(model: nn.Module, compression: float, seed: int = 0, **kwargs) -> Masks:
