@@ -249,7 +249,8 @@ class TrajectoryRecorder:
         self.names = list(params) if params is not None else prunable_names(model)
         if not self.names:
             raise ValueError("no parameters to record (model has no conv/linear layers and params is empty)")
-        values = [current_value(model, n) for n in self.names]
+        self._where = [resolve(model, name) for name in self.names]  # resolved once: the hook is hot
+        values = [_effective(module, p) for module, p in self._where]
         self.shapes = [tuple(v.shape) for v in values]
         n = sum(v.numel() for v in values)
         cap = (stop - start) // every + 1 if stop is not None else max_snapshots
@@ -264,7 +265,6 @@ class TrajectoryRecorder:
                               f"free: record every k steps (every=), a shorter window (start/stop), "
                               f"fewer parameters (params=) or float16 storage (dtype=)")
         self.storage = torch.zeros(cap, n, dtype=dtype, device=self.device)  # row k = snapshot k; zeros: pages committed now
-        self._where = [resolve(model, name) for name in self.names]  # resolved once: the hook is hot
         self.steps: list[int] = []
         self.lrs: list[float] = []
         self._handle = optimizer.register_step_post_hook(self._hook)

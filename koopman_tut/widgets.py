@@ -10,7 +10,7 @@ import copy
 from typing import Callable
 
 from . import pruning as P
-from .train import evaluate
+from .experiments import accuracy
 
 
 def sliders(fn: Callable, **options):
@@ -35,7 +35,7 @@ def compare_pruning(model, scores: dict, compression: float, test_loader, verbos
         m = copy.deepcopy(model)
         masks = P.prune_model(m, sc, compression)
         first = masks if first is None else first
-        out[name] = {"accuracy": evaluate(m, test_loader, next(m.parameters()).device)[1],
+        out[name] = {"accuracy": accuracy(m, test_loader),
                      "kept_by_layer": {n: float(v.float().mean()) for n, v in masks.items()},
                      "overlap_with_first": P.mask_overlap(first, masks)}
     if verbose:
