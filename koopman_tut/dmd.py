@@ -9,32 +9,31 @@ The mean is never subtracted: that would remove the eigenvalue-1 (fixed point) m
 
 Two routes give the same answer:
 
-* ``"svd"``: a thin SVD of X in float64. Most accurate; costs a float64 copy of W.
-  Chosen by ``method="auto"`` for small problems (n_features * n_snapshots <= 2**22).
-* ``"gram"``: the method of snapshots for n_features >> n_snapshots. One pass over W
-  builds the Gram matrix G = W^H W (T, T), which holds both X^H X = G[:-1, :-1] and
-  X^H Y = G[:-1, 1:]. To keep float32 input fast *and* accurate, each chunk of rows is
-  taken relative to a reference snapshot w_ref (the last one): the chunk [W - w_ref, w_ref]
-  has small entries near convergence, its Gram is accumulated in the input dtype and
-  summed in float64, and the full Gram is assembled from it in float64. The SVD of X
-  follows from the eigendecomposition of the small Gram. Singular values below the
-  Gram's noise floor, sqrt(eps) times the deviations' norm (about 3e-4 of it in float32,
-  1.5e-8 in float64) or 3e-8 of the largest, are dropped; use ``method="svd"`` when such
-  directions matter (ill-conditioned, small problems). See :mod:`koopman_tut.snapshots`.
+* ``"svd"``: a thin SVD of X in float64. Resolves singular values down to ~eps64 * s_max;
+  costs a float64 copy of W. ``method="auto"`` picks it when n_features * n_snapshots <= 2**22.
+* ``"gram"``: the method of snapshots for n_features >> n_snapshots. One chunked pass over W
+  builds G = W^H W (T, T) in float64 (every product exact for float32 data, see
+  :mod:`koopman_tut.snapshots`); it holds both X^H X = G[:-1, :-1] and X^H Y = G[:-1, 1:].
+  The SVD of X follows from the eigendecomposition of X^H X, which resolves singular
+  values down to ~sqrt(eps64) * s_max (1.5e-8 of the largest). Its eigenvalues and fixed
+  point agree with the float64 SVD route to about eps64 * (s_max / s_r)^2 (s_r the smallest
+  kept singular value), whatever the BLAS, thread count or CPU kernels.
 
-Amplitudes come from the Gram too (no mode is formed); modes are computed lazily, one
-more pass over W, and only for the modes asked for (``result.mode(i)``).
+Rank: singular values at or below max(n, T) * eps * s_max, eps that of the data's dtype
+(numpy.linalg.matrix_rank's rule: below it a direction is rounding of the stored data),
+are dropped on both routes, and on the Gram route also those below its own floor
+2 sqrt(eps64) s_max; for float32 data the first dominates, so both routes keep the same
+rank. Amplitudes come from the Gram too; modes are formed lazily (:mod:`koopman_tut.dmd_result`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from .snapshots import as_snapshots, check_finite, gram
+from .dmd_result import DMDBatch, DMDResult, powers  # noqa: F401  (powers: re-exported)
+from .snapshots import as_snapshots, check_chunk_rows, check_finite, gram
 
 Tensor = torch.Tensor
 
@@ -42,12 +41,15 @@ _SVD_MAX_ELEMENTS = 2**22  # auto picks the float64 SVD route below this size
 
 
 def _check_svd_rank(svd_rank) -> None:
-    ok = isinstance(svd_rank, (int, float, np.integer, np.floating)) and not isinstance(svd_rank, bool)
-    if ok and (svd_rank == -1 or svd_rank == 0 or 0 < svd_rank < 1
-               or (svd_rank >= 1 and float(svd_rank).is_integer())):
+    """PyDMD's meanings; a float >= 1 is refused (PyDMD reads it as no truncation, not as a rank)."""
+    integer = isinstance(svd_rank, (int, np.integer)) and not isinstance(svd_rank, bool)
+    real = isinstance(svd_rank, (float, np.floating))
+    if (integer and (svd_rank == -1 or svd_rank >= 0)) or (real and (svd_rank == 0 or 0 < svd_rank < 1)):
         return
+    hint = (f" (a float >= 1 is ambiguous: PyDMD reads it as no truncation; pass int({svd_rank}) for a rank "
+            f"or -1 for no truncation)" if real and svd_rank >= 1 else "")
     raise ValueError("svd_rank must be -1 (no truncation), 0 (optimal hard threshold), a float in (0, 1) "
-                     f"(energy fraction) or an integer >= 1 (rank), got {svd_rank!r}")
+                     f"(energy fraction) or an integer >= 1 (rank), got {svd_rank!r}{hint}")
 
 
 def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
@@ -71,172 +73,20 @@ def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
     return max(1, min(rank, numerical)) if numerical > 0 else 0
 
 
-def powers(eigs: Tensor, t) -> Tensor:
-    """lambda_i ** t_j, shape (r, k) complex128 on the CPU (principal branch for non-integer t).
-
-    lambda ** 0 is 1 for every eigenvalue, 0 included (exp(0 * log 0) alone would give NaN).
-    """
-    lam = torch.as_tensor(eigs).cpu().to(torch.complex128)
-    tt = torch.as_tensor(np.atleast_1d(np.asarray(t, dtype=np.float64)))
-    out = torch.exp(tt[None, :] * torch.log(lam)[:, None])
-    return torch.where(tt[None, :] == 0, torch.ones_like(out), out)
-
-
-# ----------------------------------------------------------------------------- result
-@dataclass
-class DMDResult:
-    """Exact DMD of one snapshot matrix; quantities on the data's device.
-
-    Attributes
-    ----------
-    eigs : (r,) complex. Discrete-time eigenvalues, per snapshot step.
-    amplitudes : (r,) complex. Least-squares fit of the modes to the first snapshot.
-    singular_values : (r,) real. Kept singular values of X = W[:, :-1].
-    modes : (n_features, r) complex, computed on first access (one pass over W).
-    """
-
-    eigs: Tensor
-    amplitudes: Tensor
-    singular_values: Tensor
-    coef: Tensor = field(repr=False)  # (T, r) complex128 CPU: modes = W @ coef
-    W: Tensor = field(repr=False)  # (n, T) the data; held by reference, never copied
-    method: str = "gram"
-    _modes: Tensor | None = field(default=None, repr=False)
-
-    @property
-    def rank(self) -> int:
-        return int(self.eigs.numel())
-
-    # -- modes, formed from the data only when asked for
-    def combine(self, weights: Tensor, real: bool = True) -> Tensor:
-        """Linear combinations of the modes, sum_i weights[i, j] * modes[:, i], in one pass over W.
-
-        Computed as W @ (coef @ weights), without forming the modes.
-
-        Parameters
-        ----------
-        weights : (r,) or (r, k) complex.
-        real : return the real part (for real data). Otherwise complex, built without a
-            complex copy of W (real and imaginary coefficients are interleaved so the real
-            product's output already is the complex result's memory).
-
-        Returns
-        -------
-        (n_features,) or (n_features, k), on W's device.
-        """
-        weights = torch.as_tensor(weights).to(torch.complex128)
-        if weights.ndim == 1:
-            return self.combine(weights[:, None], real)[:, 0]
-        c = self.coef @ weights.to(self.coef.device)  # (T, k) complex128
-        W = self.W
-        if W.is_complex():
-            return W @ c.to(W.dtype).to(W.device)
-        if real:
-            return W @ c.real.to(W.dtype).to(W.device)
-        c2 = torch.view_as_real(c).reshape(c.shape[0], -1)  # (T, 2k): re0, im0, re1, im1, ...
-        out = W @ c2.to(W.dtype).to(W.device)  # (n, 2k)
-        return torch.view_as_complex(out.reshape(out.shape[0], -1, 2))
-
-    @property
-    def modes(self) -> Tensor:
-        """(n_features, r) complex DMD modes (exact, PyDMD's scaling). Cached after the first call."""
-        if self._modes is None:
-            self._modes = self.combine(torch.eye(self.rank, dtype=torch.complex128), real=False)
-        return self._modes
-
-    def mode(self, index: int | Sequence[int]) -> Tensor:
-        """Only the mode(s) asked for: (n_features,) for an int, (n_features, k) for a list."""
-        idx = torch.as_tensor(index).reshape(-1)
-        E = torch.eye(self.rank, dtype=torch.complex128)[:, idx]
-        out = self.combine(E, real=False)
-        return out[:, 0] if isinstance(index, (int, np.integer)) else out
-
-    # -- eigenvalue look-ups
-    def closest(self, value: complex = 1.0) -> int:
-        """Index of the eigenvalue closest to ``value`` (default 1: the fixed-point mode)."""
-        return int(torch.argmin((self.eigs.cpu().to(torch.complex128) - complex(value)).abs()))
-
-    def near(self, value: complex = 1.0, radius: float = 0.05) -> Tensor:
-        """Indices (k,) of eigenvalues within ``radius`` of ``value``, closest first."""
-        d = (self.eigs.cpu().to(torch.complex128) - complex(value)).abs()
-        idx = torch.nonzero(d <= radius).reshape(-1)
-        return idx[torch.argsort(d[idx])]
-
-    # -- dynamics
-    def _dynamics(self, t, indices=None) -> tuple[Tensor, bool]:
-        """Weights amplitudes * eigs**t, shape (r, k); zero outside ``indices``."""
-        scalar = np.ndim(t) == 0
-        weights = self.amplitudes.cpu().to(torch.complex128)[:, None] * powers(self.eigs, t)  # (r, k)
-        if indices is not None:
-            keep = torch.zeros(self.rank, dtype=torch.bool)
-            keep[torch.as_tensor(indices, dtype=torch.long)] = True
-            weights[~keep] = 0
-        return weights, scalar
-
-    def predict(self, t, indices=None, real: bool = True) -> Tensor:
-        """State(s) sum_i b_i lambda_i^t phi_i at time(s) t (snapshot-index units, t=0 is W[:, 0]).
-
-        Parameters
-        ----------
-        t : float or array of k floats.
-        indices : optional mode indices to include (default all).
-        real : return the real part (for real data; the imaginary part is rounding only
-            when all members of each conjugate pair are included).
-
-        Returns
-        -------
-        Tensor, (n_features,) for scalar t, else (n_features, k).
-        """
-        weights, scalar = self._dynamics(t, indices)
-        out = self.combine(weights, real=real)
-        return out[:, 0] if scalar else out
-
-    def reconstruct(self, real: bool = True) -> Tensor:
-        """(n_features, n_snapshots) DMD reconstruction of the data."""
-        return self.predict(np.arange(self.W.shape[-1]), real=real)
-
-    def fixed_point(self, value: complex = 1.0) -> Tensor:
-        """Real (n_features,) vector: the mode with eigenvalue closest to ``value`` times its amplitude."""
-        return self.predict(0, indices=[self.closest(value)])
-
-    def slow_part(self, radius: float = 0.1, t: float | None = None) -> Tensor:
-        """Real (n_features,) slow part of the trajectory at time t: sum of b_i lambda_i^t phi_i
-        over the eigenvalues within ``radius`` of 1 (default t: the last snapshot).
-
-        The stable estimate of where a drifting trajectory is heading: DMD can split the slow
-        dynamics into a complex pair near 1 or two close real eigenvalues whose amplitudes
-        cancel; their sum is meaningful where one such mode alone is not. Taken at the end of
-        the window, it is the last state with the fast transients removed; it equals
-        :meth:`fixed_point` when a single eigenvalue, exactly 1, lies within the radius.
-        """
-        idx = self.near(1.0, radius)
-        if idx.numel() == 0:
-            idx = torch.tensor([self.closest(1.0)])
-        return self.predict(self.W.shape[-1] - 1 if t is None else t, indices=idx)
-
-
-class DMDBatch(list):
-    """Results of a batched call: a list of :class:`DMDResult`, one per leading index."""
-
-    @property
-    def eigs(self) -> list[Tensor]:
-        return [r.eigs for r in self]
-
-
 # ----------------------------------------------------------------------------- solver
-def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, dev_norm: float | None = None) -> float:
+def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, gram_route: bool = False) -> float:
     """Singular values at or below this are numerically zero.
 
-    As numpy.linalg.matrix_rank, s_max * T * eps(dtype), with the snapshot count in place of
-    max(n, T) (the data's own rounding over T columns). On the Gram route (``dev_norm`` given:
-    the 2-norm of the deviations W - w_ref, whose Gram is accumulated in W's dtype) also
-    below the Gram's noise floor: sqrt(eps) times dev_norm (rounding in the products), and
-    2 sqrt(eps64) times s_max (the float64 eigensolver).
+    s_max * T * eps(dtype): numpy.linalg.matrix_rank's rule with the snapshot count in place
+    of max(n, T); the stored data's own rounding (at most eps/2 per entry, so a perturbation
+    of norm <= eps/2 sqrt(T) s_max) cannot tell such directions from zero. On the Gram route
+    also 2 sqrt(eps64) s_max: the float64 eigensolver of X^H X resolves squared singular
+    values to ~eps64 s_max^2. For float32 data the first term is the larger (T >= 2), so
+    both routes keep the same numerical rank.
     """
-    eps = torch.finfo(dtype).eps
-    tol = s_max * T * eps
-    if dev_norm is not None:
-        tol = max(tol, math.sqrt(eps) * dev_norm, 2 * math.sqrt(torch.finfo(torch.float64).eps) * s_max)
+    tol = s_max * T * torch.finfo(dtype).eps
+    if gram_route:
+        tol = max(tol, 2 * math.sqrt(torch.finfo(torch.float64).eps) * s_max)
     return tol
 
 
@@ -262,24 +112,28 @@ def _solve(s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_ran
     return lam, b, s, coef
 
 
-def dmd(W, svd_rank=-1, method: str = "auto", chunk_rows: int | None = None):
+def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto",
+        chunk_rows: int | None = None) -> DMDResult | DMDBatch:
     """Exact DMD of a snapshot matrix (features, time), on the data's device.
 
     Parameters
     ----------
     W : torch.Tensor or numpy.ndarray, shape (n_features, n_snapshots), or
         (B, n_features, n_snapshots) for B independent DMDs in one pass.
-        float32 or float64 (or complex), any device. Columns are snapshots, as in PyDMD.
+        float16/bfloat16/float32/float64 (or complex), any device; never copied whole.
+        Columns are snapshots, as in PyDMD.
     svd_rank : -1 no truncation (singular values below the numerical-rank tolerance are
         still dropped, so rank-deficient data never gives NaN/Inf); 0 optimal hard
-        threshold (Gavish-Donoho); float in (0, 1) energy fraction; int k rank k.
+        threshold (Gavish-Donoho); float in (0, 1) energy fraction; int k rank k
+        (a float >= 1 is refused: PyDMD would read it as no truncation).
     method : "auto", "gram" (method of snapshots, one pass) or "svd" (float64 thin SVD).
         "auto" uses "svd" when n_features * n_snapshots <= 2**22 and "gram" above.
-    chunk_rows : rows per chunk on the Gram route (memory/speed trade-off).
+    chunk_rows : rows per chunk on the Gram route (memory/speed trade-off; the result does
+        not depend on it beyond float64 rounding).
 
     Returns
     -------
-    DMDResult (or DMDBatch of them for 3-D input). ``eigs`` (r,), ``amplitudes`` (r,),
+    DMDResult for 2-D W, DMDBatch (a sequence of DMDResult) for 3-D W. ``eigs`` (r,), ``amplitudes`` (r,),
     ``singular_values`` (r,) live on W's device; ``modes`` (n_features, r) are formed lazily.
 
     Examples
@@ -289,6 +143,7 @@ def dmd(W, svd_rank=-1, method: str = "auto", chunk_rows: int | None = None):
     """
     W = as_snapshots(W)
     _check_svd_rank(svd_rank)
+    check_chunk_rows(chunk_rows)
     if method not in ("auto", "gram", "svd"):
         raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
     n, T = W.shape[-2], W.shape[-1]
@@ -343,10 +198,7 @@ def _from_gram(W: Tensor, G: Tensor, svd_rank) -> DMDResult:
     ev, P = torch.linalg.eigh(G)  # W = Q D^1/2 P^H  =>  Q^H W = D^-1/2 P^H G
     keep = ev > ev.max() * G.shape[-1] * torch.finfo(torch.float64).eps * 16
     B = (P[:, keep].mH @ G) / ev[keep].sqrt()[:, None]
-    # deviations D = W - w_ref 1^T (w_ref the last snapshot): D^H D from G, for the tolerance
-    Gd = G - G[:, -1:] - G[-1:, :] + G[-1, -1]
-    dev_norm = float(torch.linalg.eigvalsh(Gd)[-1].clamp_min(0).sqrt())
-    tol = _rank_tolerance(float(s[0]), G.shape[-1], W.dtype, dev_norm)
+    tol = _rank_tolerance(float(s[0]), G.shape[-1], W.dtype, gram_route=True)
     lam, b, s_r, coef = _solve(s, V, atilde, B, W.shape[-2], svd_rank, tol)
     return _pack(W, lam, b, s_r, coef, "gram")
 

@@ -3,6 +3,13 @@
 A trajectory W = [w_0 ... w_{T-1}] of shape (n_features, n_snapshots), n >> T (Redman et
 al., ICLR 2022; method of snapshots, Sirovich 1987). G = W^H W holds both X^H X and X^H Y
 of exact DMD (Tu et al. 2014), since X and Y are column slices of W.
+
+Accuracy does not depend on the BLAS. Every chunk of rows is converted to float64 before
+anything is computed with it: the difference of two float32 (or float16) numbers and the
+product of two such differences are exact in float64, so the only rounding left is
+float64 summation, which no summation order can push above n * eps64 relative to the
+products summed. A float32 accumulation, by contrast, cannot resolve singular values
+below ~1e-3 of the deviations' norm, and what it gives depends on the kernel's order.
 """
 from __future__ import annotations
 
@@ -10,11 +17,15 @@ import numpy as np
 import torch
 
 Tensor = torch.Tensor
-CHUNK_ELEMENTS = 2**22  # rows per Gram chunk = this // (n_snapshots + 1): 16 MiB of float32
+CHUNK_ELEMENTS = 2**21  # float64 elements per chunk buffer (16 MiB): rows = this // (T + 1)
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
 def as_snapshots(W, name: str = "W", min_snapshots: int = 2) -> Tensor:
-    """Validate a snapshot matrix and return it as a floating torch tensor (no copy if possible).
+    """Validate a snapshot matrix and return it as a torch tensor, without copying it.
+
+    float16 and bfloat16 stay as they are (no float32 copy of the whole matrix): every
+    consumer converts one chunk of rows at a time.
 
     Parameters
     ----------
@@ -27,10 +38,8 @@ def as_snapshots(W, name: str = "W", min_snapshots: int = 2) -> Tensor:
     elif not isinstance(W, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray of shape "
                         f"(n_features, n_snapshots), got {type(W).__name__}")
-    if not (W.is_floating_point() or W.is_complex()):
-        raise TypeError(f"{name} must be floating point (float32/float64), got {W.dtype}")
-    if W.dtype in (torch.float16, torch.bfloat16):
-        W = W.float()
+    if W.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be floating point (float16/bfloat16/float32/float64), got {W.dtype}")
     if W.ndim not in (2, 3):
         raise ValueError(f"{name} must have shape (n_features, n_snapshots) or "
                          f"(batch, n_features, n_snapshots), got {W.ndim} dimension(s) {tuple(W.shape)}")
@@ -42,41 +51,97 @@ def as_snapshots(W, name: str = "W", min_snapshots: int = 2) -> Tensor:
     return W
 
 
+def check_chunk_rows(chunk_rows) -> None:
+    if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer))
+                                   or chunk_rows < 1):
+        raise ValueError(f"chunk_rows must be None (automatic) or an integer >= 1, got {chunk_rows!r}")
+
+
+def default_chunk_rows(T: int) -> int:
+    return max(1, CHUNK_ELEMENTS // (T + 1))
+
+
 def check_finite(W: Tensor, name: str = "W", chunk_rows: int = 2**16) -> None:
-    """Raise ValueError if W holds NaN or Inf (chunked, so no W-sized temporary)."""
+    """Raise ValueError naming the first non-finite entry (batch index, row, column), chunked."""
     for s in range(0, W.shape[-2], chunk_rows):
-        if not bool(torch.isfinite(W[..., s:s + chunk_rows, :]).all()):
-            raise ValueError(f"{name} contains NaN or Inf values (first in rows {s}..{s + chunk_rows})")
+        part = W[..., s:s + chunk_rows, :]
+        bad = ~torch.isfinite(part)
+        if bool(bad.any()):
+            where = torch.nonzero(bad)[0].tolist()
+            where[-2] += s
+            label = ", ".join(f"{k}={v}" for k, v in zip(["batch", "row", "column"][-len(where):], where))
+            raise ValueError(f"{name} contains NaN or Inf values (first at {label}; "
+                             f"{name} has shape {tuple(W.shape)})")
+
+
+def _acc_dtype(W: Tensor) -> torch.dtype:
+    return torch.complex128 if W.is_complex() else torch.float64
 
 
 def gram(W: Tensor, ref: Tensor | None = None, chunk_rows: int | None = None) -> Tensor:
-    """G = W^H W in float64 on the CPU, one chunked pass over W's rows.
+    """G = W^H W in float64 on the CPU, one chunked pass over W's rows, accumulated in float64.
 
     Parameters
     ----------
     W : Tensor, shape (..., n, T), any device and float dtype.
     ref : Tensor, shape (..., n), optional. Reference snapshot; defaults to the last one.
-        Products are taken of the deviations W - ref (small near convergence), accumulated
-        in W's dtype per chunk and summed in float64, then the Gram of W is assembled exactly.
-    chunk_rows : rows per chunk; peak extra memory is about chunk_rows * (T + 1) elements.
+        The Gram of the deviations D = W - ref (small near convergence) is summed along
+        with D^H ref and ref^H ref, and G is assembled from them, so rounding in the sum is
+        relative to ||D||^2 rather than ||W||^2.
+    chunk_rows : rows per chunk; peak extra memory is about chunk_rows * (T + 1) float64s.
 
     Returns
     -------
-    G : Tensor, shape (..., T, T), float64 or complex128, on the CPU.
+    G : Tensor, shape (..., T, T), float64 (complex128 for complex W), on the CPU.
+
+    Notes
+    -----
+    Each chunk is converted to float64 and the deviations are taken there, so for
+    float32/float16 data every product is exact; the result differs from the exact Gram
+    of the stored numbers only by float64 summation error, at most n * eps64 * |D|^H |D|
+    entrywise whatever the order of summation (Higham, Accuracy and Stability, 3.1).
     """
+    check_chunk_rows(chunk_rows)
     n, T = W.shape[-2], W.shape[-1]
-    ref = W[..., -1] if ref is None else ref
-    chunk_rows = chunk_rows or max(1, CHUNK_ELEMENTS // (T + 1))
-    acc_dtype = torch.complex128 if W.is_complex() else torch.float64
+    acc_dtype = _acc_dtype(W)
+    ref = (W[..., -1] if ref is None else ref).to(acc_dtype)
+    chunk_rows = chunk_rows or default_chunk_rows(T)
     acc = torch.zeros(W.shape[:-2] + (T + 1, T + 1), dtype=acc_dtype, device=W.device)
-    buf = torch.empty(W.shape[:-2] + (min(chunk_rows, n), T + 1), dtype=W.dtype, device=W.device)
+    buf = torch.empty(W.shape[:-2] + (min(chunk_rows, n), T + 1), dtype=acc_dtype, device=W.device)
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
-        b = buf[..., : stop - start, :]
-        torch.sub(W[..., start:stop, :], ref[..., start:stop, None], out=b[..., :T])
+        b = buf[..., : stop - start, :]  # (..., rows, T+1) = [W - ref, ref] in float64
+        b[..., :T].copy_(W[..., start:stop, :])
         b[..., T] = ref[..., start:stop]
-        acc += (b.mH @ b).to(acc_dtype)  # (..., T+1, T+1), small
+        b[..., :T].sub_(b[..., T:])
+        acc += b.mH @ b  # (..., T+1, T+1), small
     acc = acc.cpu()
     dd, dr, rr = acc[..., :T, :T], acc[..., :T, T], acc[..., T, T]
     # W = D + r 1^T  =>  W^H W = D^H D + (D^H r) 1^T + 1 (r^H D) + (r^H r) 1 1^T
     return dd + dr[..., :, None] + dr.conj()[..., None, :] + rr[..., None, None]
+
+
+def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tensor:
+    """W @ C for a tall real W (n, T) and a small C (T, k), computed in float64.
+
+    Lower-precision W (float32, float16, bfloat16) is converted one chunk of rows at a
+    time, so the products are exact and no full-size copy is made; modes and fixed points
+    formed this way carry the accuracy of the float64 solution, not float32 summation
+    error amplified by large, cancelling coefficients (extrapolation).
+
+    Returns
+    -------
+    (n, k) in W's dtype (float32 for half-precision W), on W's device.
+    """
+    C = C.to(device=W.device, dtype=torch.float64)
+    if W.dtype == torch.float64:
+        return W @ C
+    out_dtype = torch.float32 if W.dtype in (torch.float16, torch.bfloat16) else W.dtype
+    rows = chunk_rows or default_chunk_rows(W.shape[-1])
+    out = torch.empty(W.shape[0], C.shape[1], dtype=out_dtype, device=W.device)
+    buf = torch.empty(min(rows, W.shape[0]), W.shape[1], dtype=torch.float64, device=W.device)
+    for s in range(0, W.shape[0], rows):
+        b = buf[: min(rows, W.shape[0] - s)]
+        b.copy_(W[s:s + rows])
+        out[s:s + rows] = b @ C
+    return out
