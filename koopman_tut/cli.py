@@ -2,10 +2,13 @@
 
     koopman-tut list
     koopman-tut run [--preset smoke|default|paper] [--only NAME ...] [--output-dir outputs]
-                    [-p NAME VALUE ...] [--in-place] [--resume]
+                    [-p NAME VALUE ...] [--allow-unknown] [--in-place] [--resume]
 
 ``run`` executes each notebook into the output folder (or in place, atomically), with a
-progress bar, and ends with a summary table; it exits non-zero if any notebook failed.
+progress bar, and ends with a summary table; it exits 1 if any notebook failed, and 2 (before
+running anything) for a parameter no selected notebook declares or a DATASET / MODEL that
+koopman_tut does not know. A failed notebook's partial output goes to OUTPUT_DIR/failed/
+(also with --in-place: notebooks/ only ever holds the tutorial).
 ``--resume`` skips notebooks whose output is already there, newer than the notebook and
 made with the same parameters, so an interrupted long run (the paper preset) goes on
 where it stopped.
@@ -16,9 +19,13 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
+import shutil
+import stat
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 PRESETS: dict[str, dict] = {
@@ -29,6 +36,20 @@ PRESETS: dict[str, dict] = {
     "paper": {"DATASET": "mnist", "MODEL": "mnistnet", "DOWNLOAD": True, "EPOCHS": 20, "LR": 0.01,
               "BATCH_SIZE": 128, "WINDOW": 200, "SEEDS": [0, 1, 2]},
 }
+NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")  # no .failed, hidden or -checkpoint copies
+TMP_TAG = ".kt-tmp-"  # temporaries are .<stem>.kt-tmp-XXXXXXXX.ipynb beside the destination
+USAGE_ERROR = 2
+
+
+@dataclass
+class Result:
+    """One notebook's line in the summary; ``output`` is None when there is no file to show."""
+
+    name: str
+    status: str  # "ok", "done" (resumed), "FAILED" or "interrupted"
+    seconds: float
+    output: Path | None
+    error: str = ""
 
 
 def notebook_dir() -> Path:
@@ -42,7 +63,7 @@ def notebook_dir() -> Path:
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
     """Tutorial notebooks in order; ``only`` keeps those whose name starts with or equals an entry."""
-    found = sorted(p for p in notebook_dir().glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(p for p in notebook_dir().iterdir() if NOTEBOOK_NAME.match(p.name) and p.is_file())
     if not only:
         return found
     keep = [p for p in found if any(p.stem == o or p.stem.startswith(o) or p.name == o for o in only)]
@@ -60,14 +81,58 @@ def parse_value(text: str):
         return text
 
 
-def parameters_for(path: Path, preset: dict, extra: dict) -> dict:
-    """Preset and -p values restricted to the parameters the notebook declares."""
-    import papermill as pm
+def valid_choices(names) -> dict[str, list[str]]:
+    """Allowed values of the DATASET and MODEL parameters among ``names``.
 
-    declared = pm.inspect_notebook(str(path))
-    unknown = [k for k in extra if k not in declared]
-    if unknown:
-        print(f"  note: {path.stem} has no parameter {unknown}; ignored there", file=sys.stderr)
+    Imported lazily from koopman_tut.data and koopman_tut.models (they import torch);
+    MODEL ``"auto"`` means the dataset's default model (experiments.setup).
+    """
+    choices = {}
+    if "DATASET" in names:
+        from koopman_tut.data import DATASETS
+
+        choices["DATASET"] = list(DATASETS)
+    if "MODEL" in names:
+        from koopman_tut.models import MODELS
+
+        choices["MODEL"] = ["auto", *MODELS]
+    return choices
+
+
+def check_parameters(declared: dict[Path, dict], params: dict, extra: dict, allow_unknown: bool) -> list[str]:
+    """Errors in the requested parameters, found before anything runs.
+
+    Parameters
+    ----------
+    declared : dict
+        Each selected notebook's parameters (papermill.inspect_notebook).
+    params, extra : dict
+        Preset and -p values together; the -p values alone.
+    allow_unknown : bool
+        Accept -p names that no selected notebook declares (they are ignored).
+
+    Returns
+    -------
+    list of str
+        One message per error; empty if the run can go ahead.
+    """
+    known = sorted({name for names in declared.values() for name in names})
+    errors = []
+    unknown = [k for k in extra if k not in known]
+    if unknown and not allow_unknown:
+        errors.append(f"unknown parameter {', '.join(unknown)}: the selected notebooks declare only "
+                      f"{', '.join(known)} (--allow-unknown ignores it)")
+    for name, valid in valid_choices([k for k in params if k in known]).items():
+        if params[name] not in valid:
+            errors.append(f"{name} {params[name]!r} is not one of {', '.join(valid)}")
+    return errors
+
+
+def parameters_for(path: Path, declared: dict, preset: dict, extra: dict) -> dict:
+    """Preset and -p values restricted to the parameters the notebook declares."""
+    missing = [k for k in extra if k not in declared]
+    if missing:
+        print(f"  note: {path.stem} has no parameter {missing}; ignored there", file=sys.stderr)
     return {k: v for k, v in {**preset, **extra}.items() if k in declared}
 
 
@@ -93,21 +158,72 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _execute(src: Path, dst: Path, params: dict, cwd: Path) -> None:
+def new_file_mode() -> int:
+    """0o666 less the process umask: the mode ``open(path, "w")`` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def remove_stale_temporaries(folder: Path, stem: str) -> None:
+    """Delete ``stem``'s temporaries left in ``folder`` by a killed run (only this CLI's own names)."""
+    for tmp in folder.glob(f".{stem}{TMP_TAG}*.ipynb"):  # tutorial stems have no glob characters
+        tmp.unlink(missing_ok=True)
+
+
+def kernel_options() -> dict:
+    """papermill options that stop ipykernel's "Kernel is running over TCP without encryption".
+
+    The kernel process logs that warning (ipykernel/kernelapp.py, init_sockets) to the terminal
+    once per notebook unless it gets CurveZMQ keys; jupyter_client >= 8.10 provisions them for
+    kernelspecs that declare support (``transport_encryption="auto"``), so ask for that.
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if not zmq.has("curve") or "transport_encryption" not in KernelManager.class_trait_names():
+        return {}
+    return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
+
+
+def keep_failed(tmp: Path, failed: Path) -> None:
+    """Move a partial output to ``failed`` (if papermill wrote any), else just remove it."""
+    try:
+        if tmp.stat().st_size:
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(tmp), str(failed))  # may cross file systems (--in-place)
+    except OSError:
+        pass
+    tmp.unlink(missing_ok=True)
+
+
+def execute(src: Path, dst: Path, params: dict, failed: Path, mode: int) -> None:
+    """Run ``src`` into ``dst`` atomically (mode ``mode``); on error keep the partial output at ``failed``."""
     import papermill as pm
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix="." + dst.stem, suffix=".ipynb")
+    remove_stale_temporaries(dst.parent, dst.stem)
+    failed.unlink(missing_ok=True)  # an older failure of this notebook is out of date
+    fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}{TMP_TAG}", suffix=".ipynb")
     os.close(fd)
+    tmp = Path(name)
+    os.chmod(tmp, mode)  # mkstemp makes 0600 files
     try:
-        pm.execute_notebook(str(src), tmp, parameters=params, cwd=str(cwd), progress_bar=False,
-                            kernel_name="python3")
+        pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(src.parent), progress_bar=False,
+                            kernel_name="python3", **kernel_options())
         os.replace(tmp, dst)  # atomic: a failed or interrupted run never leaves a half notebook
     except BaseException:
-        failed = dst.with_name(dst.stem + ".failed.ipynb")
-        if os.path.exists(tmp):
-            os.replace(tmp, failed)  # keep the partial output for reading the error
+        keep_failed(tmp, failed)
         raise
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message``; for a papermill.exceptions.PapermillExecutionError, the notebook's own error."""
+    ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}" if evalue else ename
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def already_done(src: Path, dst: Path, params: dict) -> bool:
@@ -123,40 +239,62 @@ def already_done(src: Path, dst: Path, params: dict) -> bool:
     return meta.get("parameters", {}) == params and meta.get("exception") in (None, False)
 
 
+def run_one(src: Path, dst: Path, params: dict, failed: Path, mode: int) -> Result:
+    """Execute one notebook: "ok", or "FAILED" / "interrupted" (Ctrl-C) with the partial output if any."""
+    t0 = time.perf_counter()
+    try:
+        execute(src, dst, params, failed, mode)
+        return Result(src.stem, "ok", time.perf_counter() - t0, dst)
+    except (Exception, KeyboardInterrupt) as e:
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        return Result(src.stem, status, time.perf_counter() - t0, failed if failed.is_file() else None,
+                      describe(e))
+
+
+def print_summary(results: list[Result], total: int) -> None:
+    """The table of results, then each failure's error and partial output, in full."""
+    w = max([len(r.name) for r in results] + [8])
+    print(f"\n{'notebook':{w}s}  {'status':11s} {'time':>8s}  output")
+    for r in results:
+        print(f"{r.name:{w}s}  {r.status:11s} {r.seconds:7.1f}s  {r.output or '-'}")
+    for r in results:
+        if r.status == "FAILED":
+            print(f"\n{r.name} failed: " + r.error.replace("\n", "\n    "))
+            if r.output:
+                print(f"  partial output: {r.output}")
+    done = sum(r.status in ("ok", "done") for r in results)
+    print(f"{done}/{total} notebooks done; total {sum(r.seconds for r in results):.1f}s")
+
+
 def cmd_run(args) -> int:
+    import papermill as pm
     from tqdm.auto import tqdm
 
     preset = PRESETS[args.preset]
     extra = {k: parse_value(v) for k, v in (args.param or [])}
     paths = notebooks(args.only)
-    out_dir = Path(args.output_dir)
-    rows = []
+    declared = {p: pm.inspect_notebook(str(p)) for p in paths}
+    errors = check_parameters(declared, {**preset, **extra}, extra, args.allow_unknown)
+    if errors:
+        print("\n".join(f"koopman-tut run: error: {e}" for e in errors), file=sys.stderr)
+        return USAGE_ERROR
+    out_dir, mode = Path(args.output_dir).resolve(), new_file_mode()
+    results = []
     bar = tqdm(paths, desc=f"notebooks ({args.preset})", unit="nb")
     for p in bar:
         bar.set_postfix_str(p.stem)
         dst = p if args.in_place else out_dir / p.name
-        params = parameters_for(p, preset, extra)
+        params = parameters_for(p, declared[p], preset, extra)
         if args.resume and already_done(p, dst, params):
-            rows.append((p.stem, "done", 0.0, str(dst)))
+            results.append(Result(p.stem, "done", 0.0, dst))
             continue
-        t0 = time.perf_counter()
-        try:
-            _execute(p, dst, params, cwd=p.parent)
-            status = "ok"
-        except KeyboardInterrupt:
-            rows.append((p.stem, "interrupted", time.perf_counter() - t0, "-"))
+        results.append(run_one(p, dst, params, out_dir / "failed" / p.name,
+                               stat.S_IMODE(p.stat().st_mode) if args.in_place else mode))
+        if results[-1].status == "interrupted":
             break
-        except Exception as e:  # papermill's PapermillExecutionError names the cell
-            status = "FAILED: " + (str(e).strip().splitlines() or [type(e).__name__])[-1][:60]
-        rows.append((p.stem, status, time.perf_counter() - t0, str(dst) if status == "ok" else
-                     str(dst.with_name(dst.stem + ".failed.ipynb"))))
     bar.close()
-    w = max(len(r[0]) for r in rows) if rows else 10
-    print(f"\n{'notebook':{w}s}  {'status':10s} {'time':>8s}  output")
-    for name, status, secs, out in rows:
-        print(f"{name:{w}s}  {status:10s} {secs:7.1f}s  {out}")
-    print(f"{sum(r[1] in ('ok', 'done') for r in rows)}/{len(paths)} notebooks done; total {sum(r[2] for r in rows):.1f}s")
-    return 0 if all(r[1] in ("ok", "done") for r in rows) and len(rows) == len(paths) else 1
+    print_summary(results, len(paths))
+    return 0 if all(r.status in ("ok", "done") for r in results) and len(results) == len(paths) else 1
 
 
 def main(argv=None) -> int:
@@ -168,9 +306,10 @@ def main(argv=None) -> int:
     pr = sub.add_parser("run", help="execute the notebooks with papermill")
     pr.add_argument("--preset", choices=sorted(PRESETS), default="default")
     pr.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to run (e.g. 03 or 03_kmp_equals_magnitude)")
-    pr.add_argument("--output-dir", default="outputs")
+    pr.add_argument("--output-dir", default="outputs", help="outputs, and failed/ for partial ones (default outputs)")
     pr.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                     help="set a parameter (a Python literal), e.g. -p SEED 3 -p DATASET mnist")
+    pr.add_argument("--allow-unknown", action="store_true", help="ignore -p names no selected notebook declares")
     pr.add_argument("--in-place", action="store_true", help="overwrite notebooks/ (refresh committed outputs)")
     pr.add_argument("--resume", action="store_true", help="skip notebooks already run with the same parameters")
     args = p.parse_args(argv)
