@@ -3,8 +3,9 @@
 Redman et al. (ICLR 2022, arXiv:2110.14856) view training as a dynamical system
 theta(t+1) = T(theta(t)) and run DMD on snapshots theta(t1..t2) of the flattened prunable
 parameters (weights and biases of convolutions and linear layers; not BatchNorm).
-``TrajectoryRecorder`` collects those snapshots through an optimizer step hook, so any
-training loop works; ``Trajectory`` holds them with the map back to named tensors.
+``TrajectoryRecorder`` (in :mod:`koopman_tut.recorder`, re-exported here) collects those
+snapshots through an optimizer step hook, so any training loop works; ``Trajectory`` holds
+them with the map back to named tensors.
 """
 from __future__ import annotations
 
@@ -198,118 +199,6 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
         raise
 
 
-def _available_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-class TrajectoryRecorder:
-    """Record flattened parameters after optimizer steps, into preallocated storage.
-
-    Parameters
-    ----------
-    model, optimizer : the model being trained and its optimizer (a step hook is registered).
-    every : record every ``every``-th step (stride k maps DMD eigenvalues lambda to lambda^k;
-        the eigenvalue-1 mode is unchanged).
-    params : names to record (default: weights and biases of conv/linear layers, see
-        :func:`prunable_names`).
-    start, stop : window of optimizer steps [start, stop]: snapshot s is theta after s steps;
-        the state at construction counts as step ``step0`` (default 0).
-    max_snapshots : capacity when ``stop`` is None.
-    device, dtype : where and how snapshots are stored (default CPU float32).
-    max_fraction : refuse when the storage would take more than this share of the free memory.
-
-    Examples
-    --------
-    >>> rec = TrajectoryRecorder(model, opt, start=100, stop=200)
-    >>> train(...)             # any loop that calls opt.step()
-    >>> traj = rec.trajectory()  # snapshots (n, 101)
-    """
-
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, every: int = 1,
-                 params: list[str] | None = None, start: int = 0, stop: int | None = None,
-                 max_snapshots: int | None = None, device="cpu", dtype=torch.float32,
-                 step0: int = 0, max_fraction: float = 0.8):
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an integer >= 1, got {every!r}")
-        if start < 0 or (stop is not None and stop < start):
-            raise ValueError(f"need 0 <= start <= stop, got start={start}, stop={stop}")
-        if stop is None and max_snapshots is None:
-            raise ValueError("give stop (the last step to record) or max_snapshots, so storage can be preallocated")
-        self.model, self.optimizer, self.every = model, optimizer, every
-        self.start, self.stop, self.step = start, stop, step0
-        self.names = list(params) if params is not None else prunable_names(model)
-        if not self.names:
-            raise ValueError("no parameters to record (model has no conv/linear layers and params is empty)")
-        self._where = [resolve(model, name) for name in self.names]  # resolved once: the hook is hot
-        values = [_effective(module, p) for module, p in self._where]
-        self.shapes = [tuple(v.shape) for v in values]
-        n = sum(v.numel() for v in values)
-        cap = (stop - start) // every + 1 if stop is not None else max_snapshots
-        if max_snapshots is not None:
-            cap = min(cap, max_snapshots)
-        self.device = torch.device(device)
-        need = n * cap * torch.empty((), dtype=dtype).element_size()
-        free = _available_bytes(self.device)
-        if need > max_fraction * free:
-            raise MemoryError(f"recording {n:,} parameters x {cap:,} snapshots in {dtype} needs "
-                              f"{need / 2**30:.2f} GiB on {self.device}, but only {free / 2**30:.2f} GiB is "
-                              f"free: record every k steps (every=), a shorter window (start/stop), "
-                              f"fewer parameters (params=) or float16 storage (dtype=)")
-        self.storage = torch.zeros(cap, n, dtype=dtype, device=self.device)  # row k = snapshot k; zeros: pages committed now
-        self.steps: list[int] = []
-        self.lrs: list[float] = []
-        self._handle = optimizer.register_step_post_hook(self._hook)
-        self._record()  # the state at construction (if inside the window)
-
-    # the hook runs after every optimizer.step()
-    def _hook(self, optimizer, args, kwargs) -> None:
-        self.step += 1
-        self._record()
-
-    @torch.no_grad()
-    def _record(self) -> None:
-        s = self.step
-        if s < self.start or (self.stop is not None and s > self.stop) or (s - self.start) % self.every:
-            return
-        k = len(self.steps)
-        if k >= self.storage.shape[0]:
-            return  # capacity reached (max_snapshots)
-        vals = [_effective(module, p).detach().reshape(-1) for module, p in self._where]
-        if self.device.type == vals[0].device.type and self.storage.dtype == vals[0].dtype:
-            torch.cat(vals, out=self.storage[k])
-        else:
-            self.storage[k].copy_(torch.cat(vals), non_blocking=True)
-        self.steps.append(s)
-        self.lrs.append(float(self.optimizer.param_groups[0]["lr"]))
-
-    def remove(self) -> None:
-        """Stop recording (unregister the step hook)."""
-        self._handle.remove()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
-
-    def trajectory(self, copy: bool = False) -> Trajectory:
-        """The snapshots so far as a Trajectory: snapshots (n, T) is a view of the storage unless ``copy``."""
-        T = len(self.steps)
-        if T == 0:
-            raise ValueError(f"nothing recorded yet: {self.step} steps taken, window starts at step {self.start}")
-        snaps = self.storage[:T]
-        snaps = (snaps.clone() if copy else snaps).T  # (n, T)
-        g = self.optimizer.param_groups[0]
-        meta = {"lrs": list(self.lrs), "every": self.every, "optimizer": type(self.optimizer).__name__,
-                "momentum": float(g.get("momentum", 0.0) or 0.0), "nesterov": bool(g.get("nesterov", False)),
-                "weight_decay": float(g.get("weight_decay", 0.0) or 0.0)}
-        return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), list(self.names), list(self.shapes), meta)
+# The recorder lives in recorder.py (which imports this module); re-exported here so that
+# koopman_tut.trajectory.TrajectoryRecorder keeps working.
+from .recorder import RecorderFullWarning, TrajectoryRecorder  # noqa: E402

@@ -1,7 +1,12 @@
 """TrajectoryRecorder and Trajectory: hooks, windows, storage, persistence, errors."""
+import copy
+import math
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
+from torch.nn.utils import prune
 
 import koopman_tut as kt
 from koopman_tut.train import make_optimizer, train
@@ -154,6 +159,154 @@ def test_records_on_cuda(setup):
 def test_open_ended_window_stops_at_capacity(setup):
     model, opt, loader = setup
     rec = kt.TrajectoryRecorder(model, opt, every=2, max_snapshots=3)
-    train(model, loader, epochs=3, optimizer=opt, progress=False)
+    with pytest.warns(kt.RecorderFullWarning):
+        train(model, loader, epochs=3, optimizer=opt, progress=False)
     traj = rec.trajectory()
     assert traj.steps.tolist() == [0, 2, 4] and rec.storage.shape[0] == 3
+
+
+# -- no silent corruption: each misuse is reported when it happens
+
+
+def step(model, opt, x, y):
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+def test_exports():
+    import koopman_tut.trajectory as T
+    assert T.TrajectoryRecorder is kt.TrajectoryRecorder
+    assert issubclass(kt.RecorderFullWarning, UserWarning) and T.RecorderFullWarning is kt.RecorderFullWarning
+
+
+@pytest.mark.parametrize("replace", ["module", "parameter", "data"])
+def test_parameter_of_another_shape_after_start_raises(setup, replace):
+    model, opt, _ = setup
+    rec = kt.TrajectoryRecorder(model, opt, stop=5)
+    if replace == "module":
+        model.classifier = nn.Linear(16, 7)
+    elif replace == "parameter":
+        model.classifier.weight = nn.Parameter(torch.zeros(7, 16))
+    else:
+        model.classifier.weight.data = torch.zeros(7, 16)
+    before = rec.storage.clone()
+    with pytest.raises(RuntimeError, match=r"classifier\.weight.*\(10, 16\).*\(7, 16\).*new TrajectoryRecorder"):
+        opt.step()
+    assert rec.steps == [0] and torch.equal(rec.storage, before)  # nothing written
+    assert rec.trajectory().shapes == [tuple(p.shape) for p in kt.models.get_model("mlp", hidden=(32, 16)).parameters()]
+
+
+@pytest.mark.parametrize("replace", ["module", "parameter"])
+def test_parameter_replaced_by_same_shape_tensor_raises(setup, replace):
+    model, opt, loader = setup
+    rec = kt.TrajectoryRecorder(model, opt, stop=5)
+    x, y = next(iter(loader))
+    step(model, opt, x, y)
+    if replace == "module":
+        model.classifier = nn.Linear(16, 10)
+    else:
+        model.classifier.bias = nn.Parameter(torch.zeros(10))
+    with pytest.raises(RuntimeError, match=r"classifier\.(weight|bias).*replaced.*new TrajectoryRecorder"):
+        step(model, opt, x, y)
+    assert rec.steps == [0, 1]
+
+
+def test_optimizer_that_does_not_train_the_model_is_refused(setup):
+    model, _, _ = setup
+    other = kt.models.get_model("mlp", seed=1, hidden=(32, 16))
+    for opt in (make_optimizer(other, "sgd", lr=0.1), torch.optim.SGD(copy.deepcopy(model).parameters(), lr=0.1)):
+        with pytest.raises(ValueError, match=r"features\.0\.weight.*optimizer that trains"):
+            kt.TrajectoryRecorder(model, opt, stop=3)
+    part = torch.optim.SGD(model.classifier.parameters(), lr=0.1)  # trains only the classifier
+    with pytest.raises(ValueError, match=r"features\.0\.weight.*params="):
+        kt.TrajectoryRecorder(model, part, stop=3)
+    rec = kt.TrajectoryRecorder(model, part, stop=3, params=["classifier.weight", "classifier.bias"])
+    assert rec.names == ["classifier.weight", "classifier.bias"]
+
+
+def test_frozen_parameters_are_skipped_with_a_warning_or_refused_when_asked_for(setup):
+    model, _, loader = setup
+    model.features[0].weight.requires_grad_(False)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    with pytest.warns(UserWarning, match=r"features\.0\.weight.*frozen"):
+        rec = kt.TrajectoryRecorder(model, opt, stop=2)
+    assert "features.0.weight" not in rec.names and len(rec.names) == 5
+    x, y = next(iter(loader))
+    step(model, opt, x, y)
+    assert rec.trajectory().n_features == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match=r"features\.0\.weight.*frozen"):
+        kt.TrajectoryRecorder(model, opt, stop=2, params=["features.0.weight", "classifier.weight"])
+
+
+def test_pruned_parameters_record_weight_orig_times_mask(setup):
+    model, opt, loader = setup
+    prune.l1_unstructured(model.features[0], "weight", amount=0.5)  # weight_orig is the optimizer's tensor
+    rec = kt.TrajectoryRecorder(model, opt, stop=3)
+    x, y = next(iter(loader))
+    step(model, opt, x, y)
+    prune.l1_unstructured(model.classifier, "weight", amount=0.5)  # pruned while recording
+    step(model, opt, x, y)
+    traj = rec.trajectory()
+    for n in ("features.0.weight", "classifier.weight"):
+        assert torch.equal(traj.unflatten(traj.snapshots[:, -1])[n], kt.trajectory.current_value(model, n))
+    assert (traj.unflatten(traj.snapshots[:, -1])["classifier.weight"] == 0).float().mean() == 0.5
+
+
+def test_storage_dtype_must_be_floating(setup):
+    model, opt, _ = setup
+    for dtype in (torch.int64, torch.bool, "float32"):
+        with pytest.raises(TypeError, match="dtype"):
+            kt.TrajectoryRecorder(model, opt, stop=3, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_storage(setup, dtype):
+    model, opt, loader = setup
+    rec = kt.TrajectoryRecorder(model, opt, stop=2, dtype=dtype)
+    x, y = next(iter(loader))
+    step(model, opt, x, y)
+    traj = rec.trajectory()
+    assert traj.snapshots.dtype == dtype and len(traj) == 2
+    assert torch.equal(traj.snapshots[:, -1], flat(model).to(dtype))
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    ({"start": 1.5, "stop": 4}, TypeError, r"start.*1\.5"),
+    ({"start": True, "stop": 4}, TypeError, r"start.*True"),
+    ({"start": -1, "stop": 4}, ValueError, r"start.*-1"),
+    ({"stop": 4.0}, TypeError, r"stop.*4\.0"),
+    ({"start": 5, "stop": 4}, ValueError, r"stop.*4.*start.*5"),
+    ({"stop": 4, "step0": -2}, ValueError, r"step0.*-2"),
+    ({"max_snapshots": -3}, ValueError, r"max_snapshots.*-3"),
+    ({"max_snapshots": 0}, ValueError, r"max_snapshots.*0"),
+    ({"max_snapshots": 2.5}, TypeError, r"max_snapshots.*2\.5"),
+    ({"stop": 4, "every": 2.0}, TypeError, r"every.*2\.0"),
+    ({"stop": 4, "max_fraction": 0}, ValueError, r"max_fraction.*0"),
+    ({"stop": 4, "max_fraction": 1.5}, ValueError, r"max_fraction.*1\.5"),
+    ({"stop": 4, "max_fraction": math.nan}, ValueError, r"max_fraction.*nan"),
+    ({"stop": 4, "params": "classifier.weight"}, TypeError, r"params.*list"),
+])
+def test_arguments_are_validated_at_construction(setup, kwargs, error, name):
+    model, opt, _ = setup
+    with pytest.raises(error, match=name):
+        kt.TrajectoryRecorder(model, opt, **kwargs)
+
+
+def test_full_storage_warns_once_when_the_first_snapshot_is_dropped(setup):
+    model, opt, loader = setup
+    rec = kt.TrajectoryRecorder(model, opt, max_snapshots=3)
+    x, y = next(iter(loader))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        step(model, opt, x, y)
+        step(model, opt, x, y)
+    with pytest.warns(kt.RecorderFullWarning, match=r"3 snapshots.*step 3.*max_snapshots.*every=.*stop="):
+        step(model, opt, x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        step(model, opt, x, y)  # told once
+    assert rec.steps == [0, 1, 2]
+    with pytest.warns(kt.RecorderFullWarning):  # also when max_snapshots cuts a stop= window short
+        rec = kt.TrajectoryRecorder(model, opt, stop=10, max_snapshots=1)
+        step(model, opt, x, y)
