@@ -10,8 +10,10 @@ gives its Koopman modes; pruning rules are functionals of them (arXiv:2110.14856
 """
 from . import data, experiments, models, plotting, pruning, systems, train, widgets
 from .dmd import DMDBatch, DMDResult, dmd
-from .trajectory import Trajectory, TrajectoryRecorder
+from .extrapolation import DriftWarning
+from .pruning.koopman import KoopmanAnalysis, koopman
+from .trajectory import RecorderFullWarning, Trajectory, TrajectoryRecorder
 
-__all__ = ["dmd", "DMDResult", "DMDBatch", "Trajectory", "TrajectoryRecorder",
+__all__ = ["dmd", "DMDResult", "DMDBatch", "koopman", "KoopmanAnalysis", "DriftWarning", "Trajectory", "TrajectoryRecorder", "RecorderFullWarning",
            "data", "experiments", "models", "plotting", "pruning", "systems", "train", "widgets"]
 __version__ = "0.1.0"

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from .dmd_result import DMDBatch, DMDResult, powers  # noqa: F401  (powers: re-exported)
-from .snapshots import as_snapshots, check_chunk_rows, check_finite, gram
+from .distributed import all_reduce_sum, global_rows
+from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, check_finite, deviation_gram
 
 Tensor = torch.Tensor
 
@@ -113,7 +114,7 @@ def _solve(s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_ran
 
 
 def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto",
-        chunk_rows: int | None = None) -> DMDResult | DMDBatch:
+        chunk_rows: int | None = None, group=None, acc: Tensor | None = None) -> DMDResult | DMDBatch:
     """Exact DMD of a snapshot matrix (features, time), on the data's device.
 
     Parameters
@@ -130,6 +131,13 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
         "auto" uses "svd" when n_features * n_snapshots <= 2**22 and "gram" above.
     chunk_rows : rows per chunk on the Gram route (memory/speed trade-off; the result does
         not depend on it beyond float64 rounding).
+    group : a torch.distributed process group (or ``True`` for the default group) when
+        each rank holds its own rows of W (any split, same snapshots): the small Gram
+        matrices are summed with one all-reduce, every rank solves the same small problem
+        and gets identical eigenvalues, amplitudes and singular values; modes, predictions
+        and fixed points are the rank's own rows. Uses the Gram route.
+    acc : optional precomputed :func:`koopman_tut.snapshots.deviation_gram` of W (summed
+        over ranks when sharded); skips the pass over W (Gram route).
 
     Returns
     -------
@@ -141,52 +149,63 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
     >>> res = dmd(W)                  # W: (n, T)
     >>> theta_star = res.fixed_point()  # (n,), the eigenvalue-1 mode times its amplitude
     """
-    W = as_snapshots(W)
+    W, method = _prepare(W, svd_rank, method, chunk_rows, group)
+    if method == "svd" and acc is None:
+        if W.ndim == 3:
+            return DMDBatch([_from_svd(W[i], svd_rank) for i in range(W.shape[0])])
+        return _from_svd(W, svd_rank)
+    if acc is None:
+        acc = deviation_gram_checked(W, chunk_rows, group)
+    G, n = assemble_gram(acc), global_rows(W, group)
+    if W.ndim == 3:
+        return DMDBatch([_from_gram(W[i], G[i], svd_rank, n) for i in range(W.shape[0])])
+    return _from_gram(W, G, svd_rank, n)
+
+
+def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> tuple[Tensor, str]:
+    W = as_snapshots(W, min_snapshots=min_snapshots)
     _check_svd_rank(svd_rank)
     check_chunk_rows(chunk_rows)
     if method not in ("auto", "gram", "svd"):
         raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
-    n, T = W.shape[-2], W.shape[-1]
+    if group is not None and method == "svd":
+        raise ValueError("method='svd' needs all rows in one process; with group= use 'gram' or 'auto'")
     if method == "auto":
-        method = "svd" if n * T <= _SVD_MAX_ELEMENTS else "gram"
+        method = "svd" if group is None and W.shape[-2] * W.shape[-1] <= _SVD_MAX_ELEMENTS else "gram"
     if method == "svd":
         check_finite(W)
-    if W.ndim == 3:
-        if method == "gram":
-            Gs = _checked_gram(W, chunk_rows)
-            return DMDBatch(_from_gram(W[i], Gs[i], svd_rank) for i in range(W.shape[0]))
-        return DMDBatch(_from_svd(W[i], svd_rank) for i in range(W.shape[0]))
-    if method == "gram":
-        return _from_gram(W, _checked_gram(W, chunk_rows), svd_rank)
-    return _from_svd(W, svd_rank)
+    return W, method
 
 
-def _checked_gram(W: Tensor, chunk_rows) -> Tensor:
-    """The Gram matrix; NaN/Inf in W shows up in it, so finiteness is checked for free."""
-    G = gram(W, chunk_rows=chunk_rows)
-    if not bool(torch.isfinite(G).all()):
-        check_finite(W)  # names the rows when the data itself is at fault
-        raise ValueError("W^H W overflows: rescale W (its entries are too large for its dtype)")
-    return G
+def deviation_gram_checked(W: Tensor, chunk_rows=None, group=None) -> Tensor:
+    """:func:`koopman_tut.snapshots.deviation_gram`, summed over ``group``'s ranks, checked finite
+    (NaN/Inf in W shows up in it, so finiteness is checked for free)."""
+    acc = deviation_gram(W, chunk_rows)
+    if group is not None:
+        acc = all_reduce_sum(acc, group)
+    if not bool(torch.isfinite(acc).all()):
+        check_finite(W)  # names the entry when the data itself is at fault (on this rank)
+        raise ValueError("W^H W overflows, or another rank's W holds NaN/Inf: check and rescale W")
+    return acc
 
 
 def _from_svd(W: Tensor, svd_rank) -> DMDResult:
     """Route "svd": thin SVD of X in float64 (no squared condition number)."""
-    W64 = W.to(device="cpu", dtype=torch.complex128 if W.is_complex() else torch.float64)
-    U, s, Vh = torch.linalg.svd(W64[:, :-1], full_matrices=False)
+    Z = W.to(device="cpu", dtype=torch.complex128 if W.is_complex() else torch.float64)
+    U, s, Vh = torch.linalg.svd(Z[:, :-1], full_matrices=False)
     V = Vh.mH
 
     def atilde(r):
-        return (U[:, :r].mH @ W64[:, 1:] @ V[:, :r]) / s[None, :r]
+        return (U[:, :r].mH @ Z[:, 1:] @ V[:, :r]) / s[None, :r]
 
-    Q, _ = torch.linalg.qr(W64)  # basis of range(W), which may exceed range(X)
+    Q, _ = torch.linalg.qr(Z)  # basis of range(Z), which may exceed range(X)
     tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype)
-    lam, b, s_r, coef = _solve(s, V, atilde, Q.mH @ W64, W.shape[0], svd_rank, tol)
+    lam, b, s_r, coef = _solve(s, V, atilde, Q.mH @ Z, W.shape[0], svd_rank, tol)
     return _pack(W, lam, b, s_r, coef, "svd")
 
 
-def _from_gram(W: Tensor, G: Tensor, svd_rank) -> DMDResult:
-    """Route "gram": everything from G = W^H W (T, T) float64; X^H X = G[:-1,:-1], X^H Y = G[:-1,1:]."""
+def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int) -> DMDResult:
+    """Route "gram": everything from G = W^H W (float64); X^H X = G[:-1,:-1], X^H Y = G[:-1,1:]."""
     m = G.shape[-1] - 1
     evals, evecs = torch.linalg.eigh(G[:m, :m])  # X^H X = V S^2 V^H, ascending
     s, V = evals.flip(0).clamp_min(0).sqrt(), evecs.flip(1)
@@ -198,8 +217,8 @@ def _from_gram(W: Tensor, G: Tensor, svd_rank) -> DMDResult:
     ev, P = torch.linalg.eigh(G)  # W = Q D^1/2 P^H  =>  Q^H W = D^-1/2 P^H G
     keep = ev > ev.max() * G.shape[-1] * torch.finfo(torch.float64).eps * 16
     B = (P[:, keep].mH @ G) / ev[keep].sqrt()[:, None]
-    tol = _rank_tolerance(float(s[0]), G.shape[-1], W.dtype, gram_route=True)
-    lam, b, s_r, coef = _solve(s, V, atilde, B, W.shape[-2], svd_rank, tol)
+    tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, gram_route=True)
+    lam, b, s_r, coef = _solve(s, V, atilde, B, n_rows, svd_rank, tol)
     return _pack(W, lam, b, s_r, coef, "gram")
 
 

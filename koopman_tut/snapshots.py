@@ -78,21 +78,22 @@ def _acc_dtype(W: Tensor) -> torch.dtype:
     return torch.complex128 if W.is_complex() else torch.float64
 
 
-def gram(W: Tensor, ref: Tensor | None = None, chunk_rows: int | None = None) -> Tensor:
-    """G = W^H W in float64 on the CPU, one chunked pass over W's rows, accumulated in float64.
+def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
+    """The Gram matrix of [W - r 1^T, r], r = W[..., -1] (the last snapshot), in float64, one pass.
 
     Parameters
     ----------
     W : Tensor, shape (..., n, T), any device and float dtype.
-    ref : Tensor, shape (..., n), optional. Reference snapshot; defaults to the last one.
-        The Gram of the deviations D = W - ref (small near convergence) is summed along
-        with D^H ref and ref^H ref, and G is assembled from them, so rounding in the sum is
-        relative to ||D||^2 rather than ||W||^2.
     chunk_rows : rows per chunk; peak extra memory is about chunk_rows * (T + 1) float64s.
 
     Returns
     -------
-    G : Tensor, shape (..., T, T), float64 (complex128 for complex W), on the CPU.
+    acc : Tensor, shape (..., T+1, T+1), float64 (complex128 for complex W), on the CPU.
+        acc[:T, :T] = D^H D for the deviations D = W - r 1^T (small near convergence),
+        acc[:T, T] = D^H r, acc[T, T] = r^H r. Both the Gram of W (:func:`assemble_gram`)
+        and the Gram of the differences w_{t+1} - w_t (:func:`difference_gram`) follow
+        from it, with rounding relative to ||D||^2 rather than ||W||^2. Row-sharded data
+        (torch.distributed) sums these matrices over ranks.
 
     Notes
     -----
@@ -104,21 +105,49 @@ def gram(W: Tensor, ref: Tensor | None = None, chunk_rows: int | None = None) ->
     check_chunk_rows(chunk_rows)
     n, T = W.shape[-2], W.shape[-1]
     acc_dtype = _acc_dtype(W)
-    ref = (W[..., -1] if ref is None else ref).to(acc_dtype)
+    ref = W[..., -1].to(acc_dtype)
     chunk_rows = chunk_rows or default_chunk_rows(T)
     acc = torch.zeros(W.shape[:-2] + (T + 1, T + 1), dtype=acc_dtype, device=W.device)
     buf = torch.empty(W.shape[:-2] + (min(chunk_rows, n), T + 1), dtype=acc_dtype, device=W.device)
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
         b = buf[..., : stop - start, :]  # (..., rows, T+1) = [W - ref, ref] in float64
-        b[..., :T].copy_(W[..., start:stop, :])
+        torch.sub(W[..., start:stop, :], ref[..., start:stop, None], out=b[..., :T])  # computed in float64
         b[..., T] = ref[..., start:stop]
-        b[..., :T].sub_(b[..., T:])
         acc += b.mH @ b  # (..., T+1, T+1), small
-    acc = acc.cpu()
+    return acc.cpu()
+
+
+def assemble_gram(acc: Tensor) -> Tensor:
+    """G = W^H W (..., T, T) from :func:`deviation_gram`'s (..., T+1, T+1) matrix."""
+    T = acc.shape[-1] - 1
     dd, dr, rr = acc[..., :T, :T], acc[..., :T, T], acc[..., T, T]
     # W = D + r 1^T  =>  W^H W = D^H D + (D^H r) 1^T + 1 (r^H D) + (r^H r) 1 1^T
     return dd + dr[..., :, None] + dr.conj()[..., None, :] + rr[..., None, None]
+
+
+def difference_matrix(T: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """M (T, T-1) with W @ M = [w_1 - w_0, ..., w_{T-1} - w_{T-2}] (successive differences)."""
+    M = torch.zeros(T, T - 1, dtype=dtype)
+    idx = torch.arange(T - 1)
+    M[idx, idx], M[idx + 1, idx] = -1, 1
+    return M
+
+
+def difference_gram(acc: Tensor) -> Tensor:
+    """Gram (..., T-1, T-1) of the successive differences, from :func:`deviation_gram`'s matrix.
+
+    w_{t+1} - w_t = d_{t+1} - d_t for the deviations d, so it is M^H (D^H D) M: rounding is
+    relative to the drift over the window, not to the size of the parameters.
+    """
+    T = acc.shape[-1] - 1
+    M = difference_matrix(T, acc.dtype)
+    return M.mH @ acc[..., :T, :T] @ M
+
+
+def gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
+    """G = W^H W (..., T, T) in float64 on the CPU, one chunked pass (see :func:`deviation_gram`)."""
+    return assemble_gram(deviation_gram(W, chunk_rows))
 
 
 def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tensor:
@@ -137,7 +166,8 @@ def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tenso
     if W.dtype == torch.float64:
         return W @ C
     out_dtype = torch.float32 if W.dtype in (torch.float16, torch.bfloat16) else W.dtype
-    rows = chunk_rows or default_chunk_rows(W.shape[-1])
+    # few outputs: a chunk that stays in cache (256 KiB of float64) beats a large one 3x
+    rows = chunk_rows or max(1, 2**15 // W.shape[1]) * min(8, C.shape[1])
     out = torch.empty(W.shape[0], C.shape[1], dtype=out_dtype, device=W.device)
     buf = torch.empty(min(rows, W.shape[0]), W.shape[1], dtype=torch.float64, device=W.device)
     for s in range(0, W.shape[0], rows):

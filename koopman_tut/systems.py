@@ -74,11 +74,14 @@ class QuadraticGD:
 
 def quadratic_gd(hess_eigs, lr: float, n_steps: int, dim: int = 20, seed: int = 0) -> QuadraticGD:
     """Run gradient descent on a quadratic with Hessian eigenvalues ``hess_eigs`` (k of them)
-    embedded in R^dim (k < dim, so x* is independent of the k decaying directions)."""
+    embedded in R^dim, k <= dim. With k < dim, x* is independent of the k decaying
+    directions and a DMD of the iterates sees it as a separate eigenvalue-1 mode; with
+    k = dim (a full-rank Hessian) the iterates span only R^dim, and only a method that
+    models the constant (DMD of the differences) can recover x*."""
     h = np.asarray(hess_eigs, dtype=np.float64)
     k = h.size
-    if k >= dim:
-        raise ValueError(f"dim must exceed the Hessian rank ({k}) so x* is separable, got dim={dim}")
+    if k > dim:
+        raise ValueError(f"dim must be at least the number of Hessian eigenvalues ({k}), got dim={dim}")
     rng = np.random.default_rng(seed)
     B = np.linalg.qr(rng.standard_normal((dim, k)))[0]  # (dim, k) orthonormal
     H = B @ np.diag(h) @ B.T

@@ -150,12 +150,13 @@ def test_koopman_scores_reject_bad_trajectories(trained):
     opt = kt.train.make_optimizer(model, "sgd", lr=0.1)
     rec = kt.TrajectoryRecorder(model, opt, stop=0)
     rec.remove()
-    with pytest.raises(ValueError, match="at least 2 snapshots"):
+    with pytest.raises(ValueError, match="at least 3 snapshots"):
         P.kmp_scores(rec.trajectory())
     traj = rec.trajectory(copy=True)
     traj.snapshots[0, 0] = float("nan")
     traj = traj.window()
-    traj.snapshots = torch.cat([traj.snapshots, traj.snapshots], 1)
+    traj.snapshots = torch.cat([traj.snapshots, traj.snapshots, traj.snapshots], 1)
+    traj.steps = torch.arange(3)
     with pytest.raises(ValueError, match="NaN"):
         P.kmp_scores(traj)
     with pytest.raises(ValueError, match="do not match the model"):

@@ -1,114 +1,251 @@
-"""Koopman scores from a recorded trajectory (Redman et al., ICLR 2022, arXiv:2110.14856).
+"""The Koopman analysis of a recorded window, and the Koopman pruning scores made from it.
 
-KMP scores |theta*|, the eigenvalue-1 mode times its amplitude (or, by default, the slow
-part of the window); KGP scores |theta * g_K| with g_K the gradient the decomposition
-predicts; horizon scores the Koopman forecast h snapshots ahead (h=0 GMP, h=inf KMP).
+Redman et al., ICLR 2022 (arXiv:2110.14856): training is a dynamical system; DMD of the
+parameter trajectory theta(t1..t2) gives its Koopman modes; pruning rules are functionals
+of them.
+
+* KMP scores |theta*| for theta* where training is heading. The default (``rule="limit"``,
+  this package's choice, not the paper's) is the limit of the window's affine Koopman
+  model, by vector extrapolation (:mod:`koopman_tut.extrapolation`); ``rule="closest"`` is
+  the paper's rule, the single DMD mode with eigenvalue closest to 1 times its amplitude,
+  which is the limit only once training has converged.
+* KGP scores |theta * g_K| (or |g_K|) with g_K the gradient the decomposition implies.
+  One optimizer step changes theta by delta = sum_i (mu_i - 1) ... per mode; plain SGD makes
+  delta = -lr * grad. With momentum beta the step is a velocity; per mode with per-step
+  eigenvalue mu (derived for this tutorial): heavy ball  g = -(delta / lr)(1 - beta / mu),
+  PyTorch's Nesterov  g = -(delta / lr)(mu - beta) / ((1 + beta) mu - beta); weight decay
+  wd adds wd * theta, which is subtracted. Snapshots k steps apart give mu = lambda^(1/k),
+  the principal root: per-step eigenvalues with |arg mu| >= pi / k are aliased
+  (-0.85 per step comes back as +0.85 with k = 2), so KGP warns when k > 1.
+* Horizon scores |theta(T-1+h)|, the Koopman forecast h snapshots ahead: h = 0 is GMP on
+  the last snapshot, h = inf is KMP's limit.
 """
 from __future__ import annotations
 
 import math
+import warnings
+from functools import cached_property
 
 import torch
 
-from ..dmd import DMDResult, dmd, powers
+from ..dmd import deviation_gram_checked, dmd
+from ..dmd_result import DMDResult, powers
+from ..extrapolation import AffineModel, Extrapolation
+from ..snapshots import matmul_chunked
 from ..trajectory import Trajectory
 from .scores import Scores
 
-
-def _dmd_of(traj: Trajectory, svd_rank=-1, method: str = "auto", result: DMDResult | None = None) -> DMDResult:
-    if not isinstance(traj, Trajectory):
-        raise TypeError(f"traj must be a koopman_tut.Trajectory, got {type(traj).__name__}")
-    if len(traj) < 2:
-        raise ValueError(f"traj needs at least 2 snapshots for DMD, has {len(traj)}")
-    return result if result is not None else dmd(traj.snapshots, svd_rank=svd_rank, method=method)
+Tensor = torch.Tensor
+RULES = ("limit", "closest")
+FORMS = ("theta_grad", "grad")
 
 
-def koopman_fixed_point(traj: Trajectory, rule: str = "slow", radius: float = 0.1, svd_rank=-1,
-                        method: str = "auto", result: DMDResult | None = None) -> torch.Tensor:
-    """(n,) predicted fixed point theta*: the eigenvalue-1 mode times its amplitude.
+class AliasingWarning(UserWarning):
+    """Snapshots k > 1 steps apart: per-step eigenvalues are ambiguous (principal k-th root)."""
 
-    rule "closest": the single mode with eigenvalue closest to 1 (the paper's rule);
-    rule "slow": the sum of the modes within ``radius`` of 1, at the last snapshot (robust on
-    drifting windows; see :meth:`koopman_tut.DMDResult.slow_part`).
+
+class KoopmanAnalysis:
+    """A recorded window with its DMDs, computed lazily once and shared by every quantity.
+
+    Parameters
+    ----------
+    traj : the window, snapshots (n, T) with T >= 3.
+    svd_rank, method : for the DMD of the snapshots (the paper's decomposition, used by
+        rule="closest"): passed to :func:`koopman_tut.dmd`; -1 keeps every mode, as the
+        authors' code does.
+    limit_rank : svd_rank of the affine model (DMD of the differences) behind the limit,
+        the forecast and the Koopman gradient, or "auto" (default; this package's choice,
+        not the paper's): 0, the optimal hard threshold (Gavish & Donoho 2014), when the
+        window has more parameters than snapshots, as every real network's has, and -1
+        otherwise. A tall window is fitted exactly, minibatch noise included; untruncated,
+        the noise modes are extrapolated with gain 1 / |1 - mu| and some windows' limits
+        are wrecked (digits MLP, 10 seeds: notebook 05). A window with at least as many
+        snapshots as parameters is a least-squares fit that already averages the noise,
+        and its singular values have no noise bulk for the threshold to find.
+    drift_tol, max_horizon : see :meth:`koopman_tut.extrapolation.AffineModel.extrapolate`.
+    group : torch.distributed group when each rank holds its own rows of the trajectory.
+
+    Examples
+    --------
+    >>> k = kt.koopman(traj)
+    >>> k.fixed_point()              # (n,) limit of the window (rule="limit")
+    >>> k.kmp_scores(); k.kgp_scores(); k.horizon_scores(10)
     """
-    res = _dmd_of(traj, svd_rank, method, result)
-    if rule == "closest":
-        return res.fixed_point()
-    if rule == "slow":
-        return res.slow_part(radius)
-    raise ValueError(f"rule must be 'slow' or 'closest', got {rule!r}")
+
+    def __init__(self, traj: Trajectory, svd_rank: int | float = -1, method: str = "auto",
+                 limit_rank: int | float | str = "auto", drift_tol: float = 1e-3,
+                 max_horizon: float | None = None, group=None):
+        if not isinstance(traj, Trajectory):
+            raise TypeError(f"traj must be a koopman_tut.Trajectory, got {type(traj).__name__}")
+        if len(traj) < 3:
+            raise ValueError(f"traj needs at least 3 snapshots for a Koopman analysis, has {len(traj)}")
+        self.traj, self.svd_rank, self.method, self.group = traj, svd_rank, method, group
+        if limit_rank == "auto":
+            limit_rank = 0 if traj.n_features > len(traj) else -1
+        self.limit_rank = limit_rank
+        self.drift_tol, self.max_horizon = drift_tol, max_horizon
+
+    def __repr__(self) -> str:
+        return f"KoopmanAnalysis({self.traj.n_features} parameters x {len(self.traj)} snapshots)"
+
+    @cached_property
+    def _acc(self) -> Tensor | None:
+        """One pass over the snapshots, shared by both decompositions (Gram route only)."""
+        W = self.traj.snapshots
+        small = self.group is None and W.shape[0] * W.shape[1] <= 2**22
+        if self.method == "svd" or (self.method == "auto" and small):
+            return None
+        return deviation_gram_checked(W, group=self.group)
+
+    @cached_property
+    def dmd(self) -> DMDResult:
+        """Exact DMD of the snapshots (the paper's decomposition)."""
+        return dmd(self.traj.snapshots, self.svd_rank, self.method, group=self.group, acc=self._acc)
+
+    @cached_property
+    def affine(self) -> AffineModel:
+        """The affine model theta(t+1) = A theta(t) + c, from exact DMD of the differences."""
+        return AffineModel(self.traj.snapshots, self.limit_rank, acc=self._acc, group=self.group)
+
+    # -- where training is heading
+    def limit(self, warn: bool = True) -> Extrapolation:
+        """The limit theta* of the window with its diagnostics (eigenvalues, gain, drifting modes)."""
+        return self.affine.extrapolate(math.inf, self.drift_tol, self.max_horizon, warn)
+
+    def fixed_point(self, rule: str = "limit") -> Tensor:
+        """(n,) theta*: the window's limit ("limit", default) or the paper's closest-to-1 mode ("closest")."""
+        if rule == "limit":
+            return self.limit().theta
+        if rule == "closest":
+            return self.dmd.fixed_point()
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+
+    def forecast(self, h: float) -> Tensor:
+        """(n,) theta(T-1+h), h >= 0 snapshots past the last one (h = 0: the last snapshot exactly)."""
+        if not h >= 0:
+            raise ValueError(f"h must be >= 0 snapshots, got {h!r}")
+        if h == 0:
+            return self.traj.snapshots[:, -1].clone()
+        return self.affine.extrapolate(h, self.drift_tol, self.max_horizon).theta
+
+    # -- the gradient it implies
+    def gradient(self, lr: float | None = None, t: int = -1) -> Tensor:
+        """(n,) Koopman estimate of dL/dtheta at snapshot ``t``, momentum and weight decay undone.
+
+        Uses the optimizer settings recorded in ``traj.meta`` (momentum, nesterov, dampening,
+        weight_decay, every) and its learning rate at snapshot t unless ``lr`` is given.
+        """
+        traj = self.traj
+        t = t % len(traj)
+        lr = _lr(traj, lr, t)
+        every = int(traj.meta.get("every", 1))
+        mu_snap = self.affine.eigs  # per snapshot
+        mu = powers(mu_snap, 1 / every)[:, 0]  # per optimizer step (principal root)
+        if every > 1:
+            warnings.warn(AliasingWarning(
+                f"snapshots are {every} steps apart: per-step eigenvalues are taken as principal "
+                f"{every}-th roots, so any with |arg| >= pi/{every} (e.g. negative ones, common with "
+                f"momentum or large steps) are aliased and the Koopman gradient is then wrong; "
+                f"record every step (every=1) for KGP"), stacklevel=2)
+        # the snapshot difference d(t) = A~^(t-T+1) applied to the next one; one optimizer step
+        # is d(t) (mu - 1) / (mu_snap - 1) (the difference split over `every` steps)
+        near1 = (mu_snap - 1).abs() < 1e-12
+        per_step = torch.where(near1, torch.full_like(mu, 1 / every),
+                               (mu - 1) / torch.where(near1, torch.ones_like(mu), mu_snap - 1))
+        f = powers(mu_snap, t - len(traj) + 1)[:, 0] * per_step * _momentum_factor(mu, traj.meta) * (-1 / lr)
+        g = matmul_chunked(traj.snapshots, self.affine.apply(f)[:, None])[:, 0]
+        wd = float(traj.meta.get("weight_decay", 0.0) or 0.0)
+        if wd:
+            g = g - wd * traj.snapshots[:, t].to(g.dtype)
+        return g
+
+    # -- scores
+    def kmp_scores(self, rule: str = "limit") -> Scores:
+        """{name: |theta*|}, Koopman magnitude pruning."""
+        return _abs_by_name(self.traj, self.fixed_point(rule))
+
+    def kgp_scores(self, lr: float | None = None, form: str = "theta_grad", t: int = -1) -> Scores:
+        """Koopman gradient pruning: {name: |theta(t) * g_K|} ('theta_grad') or {name: |g_K|} ('grad')."""
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        g = self.gradient(lr, t)
+        if form == "theta_grad":
+            g = g * self.traj.snapshots[:, t].to(g.dtype)
+        return _abs_by_name(self.traj, g)
+
+    def horizon_scores(self, h: float) -> Scores:
+        """{name: |forecast h snapshots ahead|}: h = 0 is GMP on the last snapshot, h = inf is KMP."""
+        if math.isinf(h) and h > 0:
+            return self.kmp_scores("limit")
+        return _abs_by_name(self.traj, self.forecast(h))
 
 
-def kmp_scores(traj: Trajectory, rule: str = "slow", radius: float = 0.1, svd_rank=-1, method: str = "auto",
-               result: DMDResult | None = None) -> Scores:
-    """{name: |theta*|}, Koopman magnitude pruning (see :func:`koopman_fixed_point`)."""
-    fp = koopman_fixed_point(traj, rule, radius, svd_rank, method, result)
-    return {n: v.abs().float() for n, v in traj.unflatten(fp).items()}
+def _abs_by_name(traj: Trajectory, vec: Tensor) -> Scores:
+    return {n: v.abs().float() for n, v in traj.unflatten(vec).items()}
 
 
-def koopman_gradient(traj: Trajectory, lr: float | None = None, t: int = -1, svd_rank=-1, method: str = "auto",
-                     result: DMDResult | None = None) -> torch.Tensor:
-    """(n,) Koopman-estimated gradient at snapshot ``t``: -(1/lr) * predicted one-step change.
-
-    One optimizer step changes theta by sum_i (mu_i - 1) lambda_i^t b_i v_i with mu_i = lambda_i^(1/k)
-    for snapshots k steps apart; for plain SGD that change is -lr * grad L.
-    """
-    res = _dmd_of(traj, svd_rank, method, result)
-    lr = traj.lr if lr is None else lr
-    if lr is None or lr <= 0:
-        raise ValueError(f"lr must be a positive learning rate (not recorded in this trajectory), got {lr}")
-    t = t % len(traj)
-    every = int(traj.meta.get("every", 1))
-    mu = powers(res.eigs, 1 / every)[:, 0]  # per optimizer step
-    w = (mu - 1) * powers(res.eigs, t)[:, 0] * res.amplitudes.cpu().to(torch.complex128)
-    return -res.combine(w) / lr
+def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
+    if lr is None:
+        lrs = traj.meta.get("lrs")
+        lr = float(lrs[t]) if lrs is not None and len(lrs) == len(traj) else traj.lr
+    if lr is None or not lr > 0:
+        raise ValueError(f"lr must be a positive learning rate (none recorded in traj.meta['lrs']), got {lr}")
+    return float(lr)
 
 
-def kgp_scores(traj: Trajectory, lr: float | None = None, form: str = "theta_grad", t: int = -1, svd_rank=-1,
-               method: str = "auto", result: DMDResult | None = None) -> Scores:
-    """Koopman gradient pruning: {name: |theta(t) * g_K|} ('theta_grad') or {name: |g_K|} ('grad')."""
-    if form not in ("theta_grad", "grad"):
-        raise ValueError(f"form must be 'theta_grad' or 'grad', got {form!r}")
-    g = koopman_gradient(traj, lr, t, svd_rank, method, result)
-    if form == "theta_grad":
-        g = g * traj.snapshots[:, t].to(g.dtype)
-    return {n: v.abs().float() for n, v in traj.unflatten(g).items()}
+def _momentum_factor(mu: Tensor, meta: dict) -> Tensor:
+    """Per-mode factor turning the step into the gradient (see module docstring); 1 for plain SGD."""
+    opt = meta.get("optimizer")
+    if opt not in (None, "SGD"):
+        warnings.warn(f"koopman_gradient models torch.optim.SGD (with momentum / Nesterov); this window "
+                      f"was recorded with {opt}, so the estimate is the step direction, not the gradient",
+                      stacklevel=3)
+        return torch.ones_like(mu)
+    beta = float(meta.get("momentum", 0.0) or 0.0)
+    damp = float(meta.get("dampening", 0.0) or 0.0)
+    if beta == 0:
+        return torch.ones_like(mu)
+    if meta.get("nesterov", False):
+        return (mu - beta) / ((1 + beta) * mu - beta) / (1 - damp)
+    return (1 - beta / mu) / (1 - damp)
 
 
-def koopman_forecast(traj: Trajectory, h: float, svd_rank=-1, method: str = "auto",
-                     result: DMDResult | None = None) -> torch.Tensor:
-    """(n,) Koopman forecast h snapshots past the last one (h in snapshot units, any h >= 0).
-
-    theta(t) + sum_i (lambda_i^(t+h) - lambda_i^t) b_i v_i, t the last snapshot: the recorded
-    parameters plus the change the decomposition predicts (so h=0 returns theta(t) exactly).
-    Eigenvalues outside the unit circle are projected onto it (lambda / |lambda|): a short
-    window cannot tell a slowly growing mode from a persistent one, and extrapolating the
-    growth diverges. As h grows the decaying modes vanish and the persistent part remains.
-    Jumping ahead with it is Koopman training acceleration (Dogra & Redman, NeurIPS 2020).
-    """
-    if not h >= 0 or math.isinf(h):
-        raise ValueError(f"h must be a finite number >= 0, got {h}")
-    x = traj.snapshots[:, -1]
-    if h == 0:
-        return x.clone()
-    res = _dmd_of(traj, svd_rank, method, result)
-    t = len(traj) - 1
-    lam = res.eigs.cpu().to(torch.complex128)
-    held = lam / lam.abs().clamp_min(1)  # |lambda| > 1 held on the unit circle
-    w = powers(lam, t)[:, 0] * (powers(held, h)[:, 0] - 1) * res.amplitudes.cpu().to(torch.complex128)
-    return x + res.combine(w).to(x.dtype)
+# ----------------------------------------------------------------------------- entry points
+def koopman(traj: Trajectory | KoopmanAnalysis, svd_rank: int | float = -1, method: str = "auto",
+            limit_rank: int | float | str = "auto", drift_tol: float = 1e-3, max_horizon: float | None = None,
+            group=None) -> KoopmanAnalysis:
+    """The Koopman analysis of a window (see :class:`KoopmanAnalysis`); an analysis is returned as is."""
+    if isinstance(traj, KoopmanAnalysis):
+        return traj
+    return KoopmanAnalysis(traj, svd_rank, method, limit_rank, drift_tol, max_horizon, group)
 
 
-def horizon_scores(traj: Trajectory, h: float, rule: str = "slow", radius: float = 0.1, svd_rank=-1,
-                   method: str = "auto", result: DMDResult | None = None) -> Scores:
-    """{name: |Koopman forecast h snapshots ahead|}: h=0 is GMP on the last snapshot, h=inf is KMP.
+def koopman_fixed_point(traj: Trajectory | KoopmanAnalysis, rule: str = "limit", **kwargs) -> Tensor:
+    """(n,) theta*; see :meth:`KoopmanAnalysis.fixed_point`. kwargs go to :func:`koopman`."""
+    return koopman(traj, **kwargs).fixed_point(rule)
 
-    See :func:`koopman_forecast`; h=inf is defined as :func:`kmp_scores` (the forecast of
-    modes with |lambda| slightly above 1 would grow without bound).
-    """
-    if not h >= 0:
-        raise ValueError(f"h must be >= 0 (or math.inf), got {h}")
-    if math.isinf(h):
-        return kmp_scores(traj, rule, radius, svd_rank, method, result)
-    fc = koopman_forecast(traj, h, svd_rank, method, result)
-    return {n: v.abs().float() for n, v in traj.unflatten(fc).items()}
+
+def kmp_scores(traj: Trajectory | KoopmanAnalysis, rule: str = "limit", **kwargs) -> Scores:
+    """{name: |theta*|}, Koopman magnitude pruning; rule "limit" (default) or "closest" (the paper's)."""
+    return koopman(traj, **kwargs).kmp_scores(rule)
+
+
+def koopman_gradient(traj: Trajectory | KoopmanAnalysis, lr: float | None = None, t: int = -1, **kwargs) -> Tensor:
+    """(n,) Koopman estimate of the loss gradient at snapshot t; see :meth:`KoopmanAnalysis.gradient`."""
+    return koopman(traj, **kwargs).gradient(lr, t)
+
+
+def kgp_scores(traj: Trajectory | KoopmanAnalysis, lr: float | None = None, form: str = "theta_grad",
+               t: int = -1, **kwargs) -> Scores:
+    """Koopman gradient pruning scores; see :meth:`KoopmanAnalysis.kgp_scores`."""
+    return koopman(traj, **kwargs).kgp_scores(lr, form, t)
+
+
+def koopman_forecast(traj: Trajectory | KoopmanAnalysis, h: float, **kwargs) -> Tensor:
+    """(n,) forecast h snapshots past the last one; see :meth:`KoopmanAnalysis.forecast`."""
+    return koopman(traj, **kwargs).forecast(h)
+
+
+def horizon_scores(traj: Trajectory | KoopmanAnalysis, h: float, **kwargs) -> Scores:
+    """{name: |forecast h snapshots ahead|}; h = 0 GMP, h = inf KMP."""
+    return koopman(traj, **kwargs).horizon_scores(h)

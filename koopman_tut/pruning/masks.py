@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.utils import prune
@@ -16,6 +17,7 @@ from ..trajectory import current_value, prunable_names, resolve
 from .scores import Scores, prunable
 
 Masks = dict[str, torch.Tensor]
+_RANDOM_MASKS_STREAM = 0x6B6D61736B  # "kmask": keeps the random baseline's stream apart from torch.manual_seed
 
 
 def _check_compression(compression: float) -> None:
@@ -59,6 +61,9 @@ def _keep_count(total: int, n_rank: int, compression: float) -> int:
 
 def _ranked(scores: Scores, names: list[str]) -> torch.Tensor:
     """(m,) the scores of ``names`` concatenated on the CPU, checked finite."""
+    if not names:
+        raise ValueError(f"nothing may be pruned: of {sorted(scores)} every entry is a bias or the classifier, "
+                         f"which are left unpruned by default (pass prune_classifier=True or prune_bias=True)")
     flat = torch.cat([scores[n].detach().reshape(-1).float().cpu() for n in names])
     if not bool(torch.isfinite(flat).all()):
         raise ValueError("scores contain NaN or Inf")
@@ -121,8 +126,17 @@ def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None 
 
 
 def random_masks(model: nn.Module, compression: float, seed: int = 0, **kwargs) -> Masks:
-    """Baseline: a uniformly random global mask at the same compression."""
-    g = torch.Generator().manual_seed(seed)
+    """Baseline: a uniformly random global mask at the same compression.
+
+    The generator is seeded from ``(seed, "random_masks")`` through numpy's SeedSequence,
+    so it is independent of the model's initialisation even when both use the same seed
+    (``torch.manual_seed(s)`` then ``torch.rand`` would reproduce the init's uniform draws,
+    and prune by initial magnitude). Different seeds give independent masks.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, _RANDOM_MASKS_STREAM]).generate_state(2, np.uint32)
+    g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
     scores = {n: torch.rand(current_value(model, n).shape, generator=g) for n in prunable_names(model)}
     return global_masks(scores, compression, model=model, **kwargs)
 
@@ -184,6 +198,25 @@ def mask_overlap(a: Masks, b: Masks) -> float:
         na += int(pa.sum())
         nb += int(pb.sum())
     return 1.0 if max(na, nb) == 0 else both / max(na, nb)
+
+
+def kept_overlap(a: Masks, b: Masks) -> float:
+    """Share of a's kept entries that b keeps too: |kept_a & kept_b| / |kept_a|.
+
+    At compression c a random mask keeps 1/c of the entries, so chance level is about 1/c
+    (against 1 - 1/c for :func:`mask_overlap` of the pruned sets): the more telling measure
+    when most entries are pruned.
+    """
+    if set(a) != set(b):
+        raise ValueError(f"masks cover different parameters: {sorted(set(a) ^ set(b))}")
+    both = na = 0
+    for n in a:
+        ka, kb = a[n].bool().cpu(), b[n].bool().cpu()
+        if ka.shape != kb.shape:
+            raise ValueError(f"masks for {n} differ in shape: {tuple(ka.shape)} vs {tuple(kb.shape)}")
+        both += int((ka & kb).sum())
+        na += int(ka.sum())
+    return 1.0 if na == 0 else both / na
 
 
 def prune_model(model: nn.Module, scores: Scores, compression: float, layerwise: bool = False, **kwargs) -> Masks:
