@@ -2,34 +2,40 @@
 
 Redman et al. (ICLR 2022, arXiv:2110.14856): prune by a score at several compressions,
 measure accuracy right after pruning and after one epoch of fine-tuning ("refinement"),
-and compare which parameters two rules prune.
+and compare which parameters two rules keep. One engine, :func:`compare`, prunes copies
+of a model and returns typed rows; tables, plots and widgets read those rows.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from . import pruning as P
 from .data import get_datasets, loaders
 from .models import DEFAULT_MODEL, get_model
-from .train import evaluate, finetune, make_optimizer, resolve_device, train
+from .pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks
+from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train
 from .trajectory import Trajectory, TrajectoryRecorder
 
 
 @dataclass
 class Setup:
-    """A model with its optimizer and data, ready for Algorithm 1."""
+    """A model with its optimizer and data, ready for Algorithm 1. ``steps`` is read from the
+    optimizer's step counter (:func:`koopman_tut.train.steps_taken`): the only one."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    train_loader: torch.utils.data.DataLoader
-    test_loader: torch.utils.data.DataLoader
+    train_loader: DataLoader
+    test_loader: DataLoader
     device: torch.device
-    steps: int = 0  # optimizer steps taken so far
+
+    @property
+    def steps(self) -> int:
+        return steps_taken(self.optimizer)
 
 
 def setup(dataset: str = "digits", model: str = "auto", seed: int = 0, batch_size: int = 128,
@@ -42,17 +48,16 @@ def setup(dataset: str = "digits", model: str = "auto", seed: int = 0, batch_siz
     tr, te = get_datasets(dataset, seed=seed, root=root, download=download, flatten=flatten)
     trl, tel = loaders(tr, te, batch_size=batch_size, seed=seed, full_batch=full_batch)
     net = get_model(name, seed=seed, **model_kwargs).to(dev)
-    return Setup(net, make_optimizer(net, optimizer, lr, momentum), trl, tel, dev)
+    opt = make_optimizer(net, optimizer, lr, momentum)
+    steps_taken(opt)  # the step counter starts at 0 with the optimizer
+    return Setup(net, opt, trl, tel, dev)
 
 
 def run(s: Setup, steps: int, seed: int | None = None, progress: bool = False) -> None:
     """Train ``steps`` more optimizer steps (across epochs as needed)."""
-    if steps <= 0:
-        return
-    epochs = steps / max(len(s.train_loader), 1) + 1
-    h = train(s.model, s.train_loader, epochs=epochs, max_steps=steps, optimizer=s.optimizer, device=s.device,
+    if steps > 0:
+        train(s.model, s.train_loader, epochs=10**9, max_steps=steps, optimizer=s.optimizer, device=s.device,
               seed=seed, progress=progress)
-    s.steps += h.steps
 
 
 def record(s: Setup, steps: int, every: int = 1, seed: int | None = None, progress: bool = False,
@@ -65,58 +70,200 @@ def record(s: Setup, steps: int, every: int = 1, seed: int | None = None, progre
     return rec.trajectory(copy=True)
 
 
-def accuracy(model: nn.Module, loader, device=None) -> float:
-    return evaluate(model, loader, device or next(model.parameters()).device)[1]
+# ----------------------------------------------------------------------------- one engine
+@dataclass
+class PruneRow:
+    """One rule at one compression. ``overlap``: share of the first rule's kept entries this
+    rule keeps too (1 for the first rule). For "random", means over independent masks, with
+    their standard deviation in ``accuracy_std``."""
+
+    method: str
+    compression: float
+    accuracy: float
+    accuracy_finetuned: float | None = None
+    overlap: float = 1.0
+    kept_by_layer: dict[str, float] = field(default_factory=dict)
+    accuracy_std: float = 0.0
 
 
-def sweep(model: nn.Module, scores: dict[str, P.Scores], compressions, test_loader, train_loader=None,
-          finetune_epochs: float = 0, finetune_lr: float = 0.01, seed: int = 0,
-          random_baseline: bool = True) -> list[dict]:
-    """Accuracy vs compression for several scoring rules (Fig. 1 of the paper).
+def _evaluate_masks(model, masks, test_loader, train_loader, finetune_epochs, finetune_lr, seed):
+    m = copy.deepcopy(model)
+    apply_masks(m, masks)
+    before, after = accuracy(m, test_loader), None
+    if finetune_epochs and train_loader is not None:
+        same_batches = DataLoader(train_loader.dataset, batch_size=train_loader.batch_size, shuffle=True,
+                                  generator=torch.Generator().manual_seed(seed))
+        finetune(m, same_batches, epochs=finetune_epochs, lr=finetune_lr, seed=seed, progress=False,
+                 device=next(m.parameters()).device)
+        after = accuracy(m, test_loader)
+    return before, after
 
-    Returns rows {method, compression, accuracy, accuracy_finetuned (if fine-tuned)}; every
-    pruned model is a copy, so ``model`` is left as it is. ``random`` is a random global mask.
-    Every copy is fine-tuned on the same batch sequence (a loader reseeded with ``seed``), so
-    the rules are compared fairly and ``train_loader``'s own shuffling is left untouched.
+
+def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_loader, train_loader=None,
+            finetune_epochs: float = 0, finetune_lr: float = 0.01, random: int = 3, seed: int = 0) -> list[PruneRow]:
+    """Prune copies of ``model`` by each named score at each compression (Fig. 1 of the paper).
+
+    Parameters
+    ----------
+    scores : {rule name: {parameter name: score tensor}}; the first rule is the reference
+        for ``overlap``.
+    finetune_epochs : fine-tune each pruned copy this long (masks kept) on ``train_loader``,
+        every copy on the same reseeded batch sequence, so rules are compared fairly.
+    random : number of independent random masks (their own generator, seeds seed..seed+random-1)
+        averaged into a "random" row; 0 for none.
+
+    Returns
+    -------
+    list of PruneRow, by compression then rule. ``model`` itself is left untouched.
     """
     rows = []
-    methods = dict(scores)
-    if random_baseline:
-        methods["random"] = None
     for c in compressions:
-        for name, sc in methods.items():
-            m = copy.deepcopy(model)
-            masks = P.random_masks(m, c, seed=seed) if sc is None else P.global_masks(sc, c, model=m)
-            P.apply_masks(m, masks)
-            row = {"method": name, "compression": c, "accuracy": accuracy(m, test_loader)}
-            if finetune_epochs and train_loader is not None:
-                same_batches = DataLoader(train_loader.dataset, batch_size=train_loader.batch_size, shuffle=True,
-                                          generator=torch.Generator().manual_seed(seed))
-                finetune(m, same_batches, epochs=finetune_epochs, lr=finetune_lr, seed=seed, progress=False,
-                         device=next(m.parameters()).device)
-                row["accuracy_finetuned"] = accuracy(m, test_loader)
-            rows.append(row)
+        first = None
+        for name, sc in scores.items():
+            masks = global_masks(sc, c, model=model)
+            first = masks if first is None else first
+            before, after = _evaluate_masks(model, masks, test_loader, train_loader, finetune_epochs,
+                                            finetune_lr, seed)
+            rows.append(PruneRow(name, c, before, after, kept_overlap(first, masks),
+                                 {n: float(v.float().mean()) for n, v in masks.items()}))
+        if random:
+            runs = [(_evaluate_masks(model, m, test_loader, train_loader, finetune_epochs, finetune_lr, seed),
+                     kept_overlap(first, m) if first is not None else 1.0, m)
+                    for m in (random_masks(model, c, seed=seed + i) for i in range(random))]
+            accs = np.array([r[0][0] for r in runs])
+            fts = [r[0][1] for r in runs]
+            rows.append(PruneRow("random", c, float(accs.mean()),
+                                 None if fts[0] is None else float(np.mean(fts)),
+                                 float(np.mean([r[1] for r in runs])),
+                                 {n: float(v.float().mean()) for n, v in runs[0][2].items()},
+                                 float(accs.std())))
     return rows
 
 
-def overlaps(model: nn.Module, a: P.Scores, b: P.Scores, compressions) -> dict[float, float]:
-    """{compression: share of pruned entries that rules a and b have in common}."""
-    return {c: P.mask_overlap(P.global_masks(a, c, model=model), P.global_masks(b, c, model=model))
-            for c in compressions}
-
-
-def table(rows: list[dict], value: str = "accuracy", digits: int = 3) -> str:
-    """Rows from :func:`sweep` as text: one line per method, one column per compression."""
-    comps = sorted({r["compression"] for r in rows})
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+def table(rows: list[PruneRow], value: str = "accuracy", digits: int = 3) -> str:
+    """Rows as text: one line per rule, one column per compression."""
+    comps = sorted({r.compression for r in rows})
+    methods = list(dict.fromkeys(r.method for r in rows))
     lines = [f"{value:>20s} " + " ".join(f"{c:>7g}" for c in comps)]
     for m in methods:
-        vals = {r["compression"]: r.get(value) for r in rows if r["method"] == m}
+        vals = {r.compression: getattr(r, value) for r in rows if r.method == m}
         lines.append(f"{m:>20s} " + " ".join(f"{vals[c]:7.{digits}f}" if vals.get(c) is not None else "      -"
                                              for c in comps))
     return "\n".join(lines)
 
 
-def pick(rows: list[dict], method: str, value: str = "accuracy") -> list[float]:
-    """The values of one method's rows, in compression order."""
-    return [r[value] for r in sorted(rows, key=lambda r: r["compression"]) if r["method"] == method]
+def pick(rows: list[PruneRow], method: str, value: str = "accuracy") -> list[float]:
+    """One rule's values, in compression order."""
+    return [getattr(r, value) for r in sorted(rows, key=lambda r: r.compression) if r.method == method]
+
+
+def overlaps(model: nn.Module, a: Scores, b: Scores, compressions) -> dict[float, float]:
+    """{compression: share of rule a's kept entries that rule b keeps too}."""
+    return {c: kept_overlap(global_masks(a, c, model=model), global_masks(b, c, model=model)) for c in compressions}
+
+
+@dataclass
+class PredictionRow:
+    """One rule scored on the window starting at ``start`` (seed ``seed``): how much of the
+    final mask (GMP after ``final_steps``) it keeps, and accuracy right after pruning and
+    after fine-tuning."""
+
+    seed: int
+    start: int
+    rule: str
+    overlap_final: float
+    accuracy: float
+    accuracy_finetuned: float | None
+
+
+def window_scores(s: Setup, window: int, seed: int) -> dict[str, Scores]:
+    """Record ``window`` steps and score them: GMP (weights at the end), stale (weights at the
+    start), KMP (the window's limit, this package's default), KMP closest (the paper's single
+    mode) and the forecast one window ahead."""
+    from .pruning import kmp_scores, koopman, magnitude_scores
+
+    stale = magnitude_scores(s.model)
+    k = koopman(record(s, window, seed=seed))
+    return {"GMP": magnitude_scores(s.model), "stale GMP": stale, "KMP": kmp_scores(k),
+            "KMP closest": kmp_scores(k, rule="closest"), "forecast": k.horizon_scores(window)}
+
+
+def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, compression: float = 8,
+                     dataset: str = "digits", finetune_epochs: float = 1, progress: bool = False,
+                     **setup_kwargs) -> list[PredictionRow]:
+    """Does a Koopman estimate from an early window predict the final mask better than the
+    weights do? For each seed: train, score windows starting at ``starts``, prune copies and
+    fine-tune them, train on to ``final_steps`` and compare every rule's mask with the final one."""
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from .extrapolation import DriftWarning
+    from .pruning import magnitude_scores
+
+    rows = []
+    for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
+        s = setup(dataset, seed=seed, **setup_kwargs)
+        kept = {}
+        for start in sorted(starts):
+            run(s, start - s.steps, seed=seed * 7919 + start)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DriftWarning)  # reported through the overlap instead
+                scores = window_scores(s, window, seed * 7919 + start + 1)
+            for rule, sc in scores.items():
+                before, after = _evaluate_masks(s.model, global_masks(sc, compression, model=s.model), s.test_loader,
+                                                s.train_loader, finetune_epochs, 0.01, seed)
+                kept[start, rule] = (global_masks(sc, compression, model=s.model), before, after)
+        run(s, final_steps - s.steps, seed=seed * 7919 + final_steps)
+        final = global_masks(magnitude_scores(s.model), compression, model=s.model)
+        rows += [PredictionRow(seed, start, rule, kept_overlap(final, m), b, a)
+                 for (start, rule), (m, b, a) in kept.items()]
+    return rows
+
+
+def summarize(rows: list[PredictionRow], value: str = "overlap_final", versus: str | None = None) -> str:
+    """Mean and 95% interval over seeds for each (rule, start); with ``versus``, of the paired
+    difference rule - versus (seed by seed), which is what a claim "better than" needs."""
+    starts = sorted({r.start for r in rows})
+    rules = list(dict.fromkeys(r.rule for r in rows))
+    get = {(r.rule, r.start, r.seed): getattr(r, value) for r in rows}
+    seeds = sorted({r.seed for r in rows})
+    head = f"{value + (' - ' + versus if versus else ''):>28s}" + "".join(f"{'start ' + str(s):>24s}" for s in starts)
+    lines = [head]
+    for rule in rules:
+        if rule == versus:
+            continue
+        cells = []
+        for st in starts:
+            vals = [get[rule, st, sd] - (get[versus, st, sd] if versus else 0) for sd in seeds]
+            m, lo, hi = mean_ci(vals)
+            cells.append(f"{m:+.3f} [{lo:+.3f},{hi:+.3f}]" if versus else f"{m:.3f} [{lo:.3f},{hi:.3f}]")
+        lines.append(f"{rule:>28s}" + "".join(f"{c:>24s}" for c in cells))
+    return "\n".join(lines)
+
+
+def paired(rows: list[PredictionRow], rule: str, versus: str, start: int, value: str = "overlap_final"):
+    """(mean, low, high) of the seed-by-seed difference rule - versus at one start."""
+    get = {(r.rule, r.seed): getattr(r, value) for r in rows if r.start == start}
+    seeds = sorted({r.seed for r in rows if r.start == start})
+    return mean_ci([get[rule, s] - get[versus, s] for s in seeds])
+
+
+def chance_overlap(model: nn.Module, scores: Scores, compression: float) -> float:
+    """Kept overlap an independent random mask has on average with a mask at this compression:
+    the share of the ranked entries that are kept (about 1/c; less when the unpruned biases and
+    classifier take part of the budget)."""
+    masks = global_masks(scores, compression, model=model)
+    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean and its Student-t confidence interval over seeds."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    m = float(v.mean())
+    if v.size < 2:
+        return m, m, m
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return m, m - half, m + half

@@ -105,7 +105,11 @@ class AffineModel:
         lift = torch.zeros(T - 1, r, dtype=R.dtype)
         lift[1:] = V / s[None, :]  # Y V S^-1 = D @ lift
         self.lift = M @ lift  # (T, r): W @ self.lift = Y V S^-1
+        ulift = torch.zeros(T - 1, r, dtype=R.dtype)
+        ulift[:-1] = V / s[None, :]  # U = X V S^-1 = D @ ulift
+        self.ulift = M @ ulift  # (T, r): W @ self.ulift = U
         self.eigs, self.eigvecs = torch.linalg.eig(self.atilde.to(torch.complex128))
+        self.amplitudes = self._fit_amplitudes(U.mH @ R)  # (r,) per mode, fitted to every difference
 
     @staticmethod
     def _factor(W: Tensor, M: Tensor, acc, group) -> tuple[Tensor, bool]:
@@ -121,6 +125,22 @@ class AffineModel:
         ev, P = torch.linalg.eigh(difference_gram(acc))
         keep = ev > ev.max() * ev.numel() * torch.finfo(torch.float64).eps * 16
         return ev[keep].sqrt()[:, None] * P[:, keep].mH, True
+
+    def _fit_amplitudes(self, Z: Tensor) -> Tensor:
+        """Least-squares amplitudes q minimising sum_t ||Q diag(mu^t) q - z_t||^2 over the
+        reduced coordinates z_t (columns of Z, (r, T-1)) of all T-1 differences: a fit to
+        the whole window, not to one (noisy) difference."""
+        Q = self.eigvecs  # (r, r)
+        pw = powers(self.eigs, torch.arange(Z.shape[1]).numpy())  # (r, T-1): mu_i^t
+        A = (Q[None, :, :] * pw.T[:, None, :]).reshape(-1, Q.shape[1])  # (T-1)*r equations
+        b = Z.to(torch.complex128).T.reshape(-1, 1)
+        return torch.linalg.lstsq(A, b).solution[:, 0]
+
+    def smoothed(self, f: Tensor) -> Tensor:
+        """Coefficients c (T,) with W @ c = U Q diag(f * q), q the fitted amplitudes: e.g.
+        f = mu^t gives the model's difference d(t) fitted to the whole window."""
+        w = self.eigvecs @ (f.to(torch.complex128) * self.amplitudes)
+        return (self.ulift.to(torch.complex128) @ w).real
 
     def apply(self, f: Tensor) -> Tensor:
         """Coefficients c (T,) with W @ c = Y V S^-1 Q diag(f) Q^-1 U^H d_{T-2}, f (r,) per mode."""

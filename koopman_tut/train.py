@@ -50,6 +50,22 @@ def make_optimizer(model: nn.Module, name: str = "nesterov", lr: float = 0.1, mo
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
+_COUNTER = "_koopman_tut_steps"
+
+
+def steps_taken(optimizer: torch.optim.Optimizer) -> int:
+    """Optimizer steps taken since this counter was attached to ``optimizer``: the package's
+    one step counter (read by experiments and recorders). The first call attaches it at 0;
+    :func:`train` and :func:`koopman_tut.experiments.setup` attach it before any step."""
+    if not hasattr(optimizer, _COUNTER):
+        setattr(optimizer, _COUNTER, 0)
+
+        def count(opt, args, kwargs):
+            setattr(opt, _COUNTER, getattr(opt, _COUNTER) + 1)
+        optimizer.register_step_post_hook(count)
+    return getattr(optimizer, _COUNTER)
+
+
 @dataclass
 class History:
     """Per-epoch training loss and accuracy, steps taken, and test metrics if evaluated."""
@@ -64,6 +80,7 @@ class History:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device="auto") -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy in [0, 1]) of the model on a loader."""
+    was_training = model.training
     device = resolve_device(device)
     model.eval()
     total, loss, correct = 0, 0.0, 0
@@ -73,7 +90,13 @@ def evaluate(model: nn.Module, loader: DataLoader, device="auto") -> tuple[float
         loss += float(F.cross_entropy(out, y, reduction="sum"))
         correct += int((out.argmax(1) == y).sum())
         total += len(y)
+    model.train(was_training)
     return loss / max(total, 1), correct / max(total, 1)
+
+
+def accuracy(model: nn.Module, loader: DataLoader, device=None) -> float:
+    """Test accuracy in [0, 1] on the model's own device."""
+    return evaluate(model, loader, device or next(model.parameters()).device)[1]
 
 
 def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: torch.optim.Optimizer | str = "nesterov",
@@ -97,6 +120,7 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
         set_seed(seed)
     model.to(device)
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay) if isinstance(optimizer, str) else optimizer
+    steps_taken(opt)  # attach the step counter before the first step
     hist = History()
     n_epochs = int(np.ceil(epochs))
     total = n_epochs * len(loader) if max_steps is None else min(n_epochs * len(loader), max_steps)

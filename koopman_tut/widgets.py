@@ -6,11 +6,9 @@ for a reader in JupyterLab.
 """
 from __future__ import annotations
 
-import copy
 from typing import Callable
 
-from . import pruning as P
-from .experiments import accuracy
+from .experiments import compare
 
 
 def sliders(fn: Callable, **options):
@@ -24,26 +22,17 @@ def sliders(fn: Callable, **options):
     return ipywidgets.interactive(fn, **options)
 
 
-def compare_pruning(model, scores: dict, compression: float, test_loader, verbose: bool = True) -> dict:
-    """Prune copies of ``model`` with each named score at ``compression``; report accuracy,
-    per-layer kept share and the overlap of each rule's pruned set with the first rule's.
-
-    Returns {method: {"accuracy", "kept_by_layer", "overlap_with_first"}}.
-    """
-    out, first = {}, None
-    for name, sc in scores.items():
-        m = copy.deepcopy(model)
-        masks = P.prune_model(m, sc, compression)
-        first = masks if first is None else first
-        out[name] = {"accuracy": accuracy(m, test_loader),
-                     "kept_by_layer": {n: float(v.float().mean()) for n, v in masks.items()},
-                     "overlap_with_first": P.mask_overlap(first, masks)}
+def compare_pruning(model, scores: dict, compression: float, test_loader, verbose: bool = True,
+                    random: int = 3, seed: int = 0) -> list:
+    """Prune copies of ``model`` with each named score at ``compression`` (the engine
+    :func:`koopman_tut.experiments.compare`); print accuracy, the overlap of each rule's
+    kept set with the first rule's, and the kept share per layer. Returns the rows."""
+    rows = compare(model, scores, [compression], test_loader, random=random, seed=seed)
     if verbose:
-        names = list(out)
         print(f"compression {compression:g}")
-        print(f"{'':22s}" + "".join(f"{n:>12s}" for n in names))
-        print(f"{'test accuracy':22s}" + "".join(f"{out[n]['accuracy']:12.3f}" for n in names))
-        print(f"{'overlap with ' + names[0]:22s}" + "".join(f"{out[n]['overlap_with_first']:12.3f}" for n in names))
-        for layer in out[names[0]]["kept_by_layer"]:
-            print(f"{'kept ' + layer:22s}" + "".join(f"{out[n]['kept_by_layer'][layer]:12.3f}" for n in names))
-    return out
+        print(f"{'':26s}" + "".join(f"{r.method:>12s}" for r in rows))
+        print(f"{'test accuracy':26s}" + "".join(f"{r.accuracy:12.3f}" for r in rows))
+        print(f"{'kept overlap with ' + rows[0].method:26s}" + "".join(f"{r.overlap:12.3f}" for r in rows))
+        for layer in rows[0].kept_by_layer:
+            print(f"{'kept ' + layer:26s}" + "".join(f"{r.kept_by_layer[layer]:12.3f}" for r in rows))
+    return rows

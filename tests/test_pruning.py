@@ -184,13 +184,3 @@ def test_masks_on_cuda(trained):
     finetune(m, trl, epochs=1, lr=0.05, progress=False, device="cuda")
     for n, mask in masks.items():
         assert torch.all(P.current_value(m, n)[~mask] == 0)
-
-
-def test_sweep_finetunes_every_rule_on_the_same_batches(trained):
-    model, trl, tel = trained
-    scores = P.magnitude_scores(model)
-    before = trl.generator.get_state()
-    rows = kt.experiments.sweep(model, {"a": scores, "b": scores}, [4], tel, trl, finetune_epochs=1,
-                                finetune_lr=0.05, random_baseline=False)
-    assert rows[0]["accuracy_finetuned"] == rows[1]["accuracy_finetuned"]
-    assert torch.equal(trl.generator.get_state(), before)  # the caller's loader is not advanced

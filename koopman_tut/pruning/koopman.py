@@ -147,13 +147,14 @@ class KoopmanAnalysis:
                 f"{every}-th roots, so any with |arg| >= pi/{every} (e.g. negative ones, common with "
                 f"momentum or large steps) are aliased and the Koopman gradient is then wrong; "
                 f"record every step (every=1) for KGP"), stacklevel=2)
-        # the snapshot difference d(t) = A~^(t-T+1) applied to the next one; one optimizer step
-        # is d(t) (mu - 1) / (mu_snap - 1) (the difference split over `every` steps)
+        # the model's difference d(t) = sum_i q_i mu_i^t psi_i, amplitudes fitted to the whole
+        # window (one noisy minibatch step would dominate otherwise); one optimizer step is
+        # d(t) (mu - 1) / (mu_snap - 1) (the difference split over `every` steps)
         near1 = (mu_snap - 1).abs() < 1e-12
         per_step = torch.where(near1, torch.full_like(mu, 1 / every),
                                (mu - 1) / torch.where(near1, torch.ones_like(mu), mu_snap - 1))
-        f = powers(mu_snap, t - len(traj) + 1)[:, 0] * per_step * _momentum_factor(mu, traj.meta) * (-1 / lr)
-        g = matmul_chunked(traj.snapshots, self.affine.apply(f)[:, None])[:, 0]
+        f = powers(mu_snap, t)[:, 0] * per_step * _momentum_factor(mu, traj.meta) * (-1 / lr)
+        g = matmul_chunked(traj.snapshots, self.affine.smoothed(f)[:, None])[:, 0]
         wd = float(traj.meta.get("weight_decay", 0.0) or 0.0)
         if wd:
             g = g - wd * traj.snapshots[:, t].to(g.dtype)

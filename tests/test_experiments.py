@@ -1,0 +1,75 @@
+"""The experiment engine, the widgets and plots that read its rows, the step counter, the systems."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import koopman_tut as kt  # noqa: E402
+from koopman_tut import experiments as ex, plotting, pruning, widgets  # noqa: E402
+from koopman_tut.systems import linear_system, quadratic_gd, trajectory_like  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained():
+    s = ex.setup("digits", seed=0, hidden=(32, 16))
+    ex.run(s, 60, seed=0)
+    return s
+
+
+def test_one_step_counter(trained):
+    s = ex.setup("digits", seed=1, hidden=(8,))
+    assert s.steps == 0
+    ex.run(s, 7, seed=1)
+    assert s.steps == 7
+    traj = ex.record(s, 5, seed=1)
+    assert s.steps == 12 and traj.steps.tolist() == list(range(7, 13))
+    kt.train.finetune(s.model, s.train_loader, epochs=1, progress=False, optimizer="sgd")  # its own optimizer
+    assert s.steps == 12
+
+
+def test_compare_rows_and_controls(trained):
+    s = trained
+    scores = {"GMP": pruning.magnitude_scores(s.model), "same": pruning.magnitude_scores(s.model)}
+    before = s.train_loader.generator.get_state()
+    rows = ex.compare(s.model, scores, [2, 8], s.test_loader, s.train_loader, finetune_epochs=1, random=3)
+    assert [(r.method, r.compression) for r in rows] == [(m, c) for c in (2, 8) for m in ("GMP", "same", "random")]
+    by = {(r.method, r.compression): r for r in rows}
+    assert by["same", 8].overlap == 1.0 and by["same", 8].accuracy_finetuned == by["GMP", 8].accuracy_finetuned
+    chance = ex.chance_overlap(s.model, scores["GMP"], 8)
+    assert chance < 1 / 8 and by["random", 8].overlap == pytest.approx(chance, abs=0.03)  # chance level
+    assert by["random", 2].accuracy_std > 0  # three independent masks
+    assert by["GMP", 8].accuracy > by["random", 8].accuracy
+    assert torch.equal(s.train_loader.generator.get_state(), before)  # the caller's loader is not advanced
+    assert ex.pick(rows, "GMP") == [by["GMP", 2].accuracy, by["GMP", 8].accuracy]
+    text = ex.table(rows, "accuracy_finetuned")
+    assert "random" in text and len(text.splitlines()) == 4
+
+
+def test_widget_and_plots_read_the_same_rows(trained, capsys):
+    s = trained
+    rows = widgets.compare_pruning(s.model, {"GMP": pruning.magnitude_scores(s.model)}, 4, s.test_loader)
+    out = capsys.readouterr().out
+    assert f"{rows[0].accuracy:.3f}" in out and "random" in out
+    ax = plotting.accuracy_vs_compression(ex.compare(s.model, {"GMP": pruning.magnitude_scores(s.model)}, [2, 4],
+                                                     s.test_loader, random=2))
+    assert ax.get_xlabel().startswith("compression") and ax.get_title() and ax.get_legend() is not None
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["GMP", "random"]
+
+
+def test_mean_ci():
+    m, lo, hi = ex.mean_ci([1.0, 2.0, 3.0])
+    assert m == 2.0 and lo < 2 < hi and hi - 2 == pytest.approx(2 - lo)
+    assert ex.mean_ci([0.5]) == (0.5, 0.5, 0.5)
+
+
+def test_systems_are_what_they_say():
+    W, A = linear_system([0.9, 0.5], n_steps=5, dim=4, seed=0)
+    np.testing.assert_allclose(A @ W[:, :-1], W[:, 1:], atol=1e-12)
+    q = quadratic_gd([1.0, 2.0], lr=0.1, n_steps=3, dim=5, seed=0)
+    np.testing.assert_allclose(q.W[:, 1], q.W[:, 0] - 0.1 * q.gradient(q.W[:, 0]), atol=1e-12)
+    np.testing.assert_allclose(sorted(q.eigs), [0.8, 0.9, 1.0])
+    W = trajectory_like(1000, 10, seed=0)
+    assert W.shape == (1000, 10) and W.dtype == torch.float32
