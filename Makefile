@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PRESET ?= default
 
-.PHONY: help run test test-fast lab bench notebooks clean
+.PHONY: help run test test-fast test-browser course lab bench notebooks clean
 
 help:
 	@echo "make run        execute the tutorial notebooks (preset $(PRESET)) into outputs/"
-	@echo "make test       unit tests + notebook validation (nbval) + papermill smoke runs"
+	@echo "make test       unit tests + notebook validation (nbval) + papermill smoke runs + browser tests"
+	@echo "make course     student / instructor notebooks and an offline HTML site in course/"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make bench      DMD and recording benchmarks (ratios against baselines)"
 	@echo "make notebooks  re-execute notebooks/ in place (refresh committed outputs)"
@@ -30,7 +31,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q tests -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest -q tests -m "not slow and not browser" -p no:cacheprovider
+
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -q tests -m browser -p no:cacheprovider
+
+course: $(STAMP)
+	$(BIN)/koopman-tut course course
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -43,4 +50,4 @@ notebooks: $(STAMP)
 	$(BIN)/koopman-tut run --preset default --in-place
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs course test-artifacts .pytest_cache

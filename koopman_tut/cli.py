@@ -3,6 +3,7 @@
     koopman-tut list
     koopman-tut run [--preset smoke|default|paper] [--only NAME ...] [--output-dir outputs]
                     [-p NAME VALUE ...] [--allow-unknown] [--in-place] [--resume]
+    koopman-tut course OUTDIR [--no-execute] [--only NAME ...]
 
 ``run`` executes each notebook into the output folder (or in place, atomically), with a
 progress bar, and ends with a summary table; it exits 1 if any notebook failed, and 2 (before
@@ -13,6 +14,8 @@ koopman_tut does not know. A failed notebook's partial output goes to OUTPUT_DIR
 made with the same parameters, so an interrupted long run (the paper preset) goes on
 where it stopped.
 Presets set only the parameters a notebook declares in its ``parameters`` cell.
+``course`` writes OUTDIR/student (no solutions), OUTDIR/instructor (everything, executed) and
+OUTDIR/site (offline HTML pages); see koopman_tut.course.
 """
 from __future__ import annotations
 
@@ -297,6 +300,18 @@ def cmd_run(args) -> int:
     return 0 if all(r.status in ("ok", "done") for r in results) and len(results) == len(paths) else 1
 
 
+def cmd_course(args) -> int:
+    """Student, instructor and site copies (koopman_tut.course); 1 if a notebook failed to run."""
+    from koopman_tut import course
+
+    out, src = Path(args.outdir).resolve(), notebook_dir().resolve()
+    if out == src or src in out.parents:
+        print(f"koopman-tut course: error: OUTDIR {out} is inside the tutorial's notebooks/", file=sys.stderr)
+        return USAGE_ERROR
+    result = course.build_course(notebooks(args.only), out, execute=not args.no_execute)
+    return 1 if result.failed else 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="koopman-tut", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -312,8 +327,13 @@ def main(argv=None) -> int:
     pr.add_argument("--allow-unknown", action="store_true", help="ignore -p names no selected notebook declares")
     pr.add_argument("--in-place", action="store_true", help="overwrite notebooks/ (refresh committed outputs)")
     pr.add_argument("--resume", action="store_true", help="skip notebooks already run with the same parameters")
+    pc = sub.add_parser("course", help="student / instructor notebooks and an offline HTML site for a course")
+    pc.add_argument("outdir", metavar="OUTDIR", help="writes OUTDIR/student, OUTDIR/instructor and OUTDIR/site")
+    pc.add_argument("--no-execute", action="store_true",
+                    help="copy the committed (executed) notebooks instead of running them with papermill")
+    pc.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to include (e.g. 03 or 03_kmp_equals_magnitude)")
     args = p.parse_args(argv)
-    return cmd_list(args) if args.command == "list" else cmd_run(args)
+    return {"list": cmd_list, "run": cmd_run, "course": cmd_course}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,11 @@ def sliders(fn: Callable, **options):
     """
     import ipywidgets
 
-    return ipywidgets.interactive(fn, **options)
+    w = ipywidgets.interactive(fn, **options)
+    for child in w.children:
+        if hasattr(child, "style") and hasattr(child, "description"):
+            child.style.description_width = "initial"  # full labels, never "compressi..."
+    return w
 
 
 def compare_pruning(model, scores: dict, compression: float, test_loader, verbose: bool = True,
