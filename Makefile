@@ -27,7 +27,10 @@ run: $(STAMP)
 	$(BIN)/koopman-tut run --preset $(PRESET)
 
 test: $(STAMP)
-	@echo ">> pytest (unit tests, nbval over notebooks/, papermill runs)"
+	@echo ">> DMD tests under other CPU kernels (a precision bug must not hide behind one BLAS path)"
+	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q tests/test_dmd.py -p no:cacheprovider
+	ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q tests/test_dmd.py -p no:cacheprovider
+	@echo ">> pytest (unit tests, nbval over notebooks/, papermill runs, browser)"
 	$(BIN)/python -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider
 
 test-fast: $(STAMP)
