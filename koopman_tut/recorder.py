@@ -8,118 +8,29 @@ into a row of storage allocated up front. Nothing is recorded silently wrong:
 * a recorded parameter replaced (a new module or tensor) or resized after the start raises
   RuntimeError from the optimizer step that sees it, before anything is written;
 * full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot.
+
+Storage is memory (CPU or GPU) or, with ``path=``, a memory-mapped file (:mod:`koopman_tut.storage`).
+Under torch.distributed, ``shard=True`` makes each rank keep only its contiguous share of
+the flattened rows (see :func:`koopman_tut.distributed.shard_range`).
 """
 from __future__ import annotations
 
-import numbers
+import math
 import os
 import warnings
-from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
 
+from .distributed import local_tensor, shard_pieces, shard_range, unwrap, world
+from .storage import DiskStorage, allocate
+from .recorder_checks import (FLOAT_DTYPES, _check_dtype, _check_fraction, _check_int, _check_names,  # noqa: F401
+                              _owned, _trained_by)
 from .trajectory import Trajectory, parameter, prunable_names
-
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 class RecorderFullWarning(UserWarning):
     """The recorder's storage (``max_snapshots``) is full: later snapshots are dropped."""
-
-
-def _available_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-# -- argument checks (construction time)
-
-def _check_int(name: str, value, minimum: int) -> int:
-    """``value`` as an int; TypeError unless an integer (bool is not), ValueError if below ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_fraction(name: str, value) -> float:
-    """``value`` as a float in (0, 1] (NaN is not)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in (0, 1], got {value!r} ({type(value).__name__})")
-    if not 0 < value <= 1:
-        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-    return float(value)
-
-
-def _check_dtype(dtype) -> torch.dtype:
-    """A floating storage dtype; integer or bool storage would round every parameter away."""
-    if not isinstance(dtype, torch.dtype) or dtype not in FLOAT_DTYPES:
-        allowed = ", ".join(str(d) for d in FLOAT_DTYPES)
-        raise TypeError(f"dtype (of the snapshot storage) must be a floating torch dtype ({allowed}), got {dtype!r}")
-    return dtype
-
-
-def _check_names(params) -> list[str] | None:
-    """``params`` as a list of names (None stays None); a bare string is refused, not split into letters."""
-    if params is None:
-        return None
-    names = None if isinstance(params, str) or not isinstance(params, Iterable) else list(params)
-    if names is None or not all(isinstance(n, str) for n in names):
-        raise TypeError(f"params must be a list of parameter names such as ['fc.weight'], got {params!r}")
-    return names
-
-
-def _owned(optimizer: torch.optim.Optimizer) -> set[int]:
-    """Identities of the tensors the optimizer trains."""
-    return {id(p) for group in optimizer.param_groups for p in group["params"]}
-
-
-def _listing(names: list[str], total: int, at_most: int = 3) -> str:
-    """Up to ``at_most`` names and how many of ``total``, e.g. "'a', 'b' (2 of 9 recorded parameters)"."""
-    shown = ", ".join(repr(n) for n in names[:at_most])
-    more = f" and {len(names) - at_most} more" if len(names) > at_most else ""
-    return f"{shown}{more} ({len(names)} of {total} recorded parameters)"
-
-
-def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[str], explicit: bool) -> list[str]:
-    """The names whose trainable tensor (``weight_orig`` once pruned) the optimizer owns.
-
-    A trainable tensor outside the optimizer raises ValueError: its snapshots would stay
-    constant (DMD would find lambda = 1 and Koopman pruning would equal magnitude pruning).
-    Frozen ones (requires_grad False) cannot change: skipped with a warning, unless listed
-    explicitly in ``params``, where they raise.
-    """
-    owned = _owned(optimizer)
-    keep, frozen, missing = [], [], []
-    for name in names:
-        t = parameter(model, name)
-        if id(t) in owned:
-            keep.append(name)
-        elif t.requires_grad:
-            missing.append(name)
-        else:
-            frozen.append(name)
-    if missing:
-        raise ValueError(f"the optimizer does not train {_listing(missing, len(names))}: their snapshots would "
-                         f"stay constant. Pass the optimizer that trains this model (built over its own "
-                         f"parameters, not another model's or a copy's), or params= to record only what it trains")
-    if frozen and explicit:
-        raise ValueError(f"{_listing(frozen, len(names))} are frozen (requires_grad=False) and not in the optimizer, "
-                         f"so they cannot change: leave them out of params=")
-    if frozen:
-        warnings.warn(f"not recording {_listing(frozen, len(names))}: frozen (requires_grad=False) and not in the "
-                      f"optimizer, so they cannot change; pass params= to choose what is recorded", stacklevel=3)
-    return keep
 
 
 class TrajectoryRecorder:
@@ -140,6 +51,17 @@ class TrajectoryRecorder:
     device, dtype : where and how snapshots are stored (default CPU float32; float16 and
         bfloat16 halve the memory).
     max_fraction : refuse when the storage would take more than this share of the free memory.
+    path : record into this file instead of memory (memory-mapped, format in
+        :mod:`koopman_tut.storage`; replaced if it exists), readable while training runs and after
+        the process dies with ``Trajectory.load(path)``; needs device="cpu".
+    sync : with ``path``, msync every snapshot to the device (survives a power loss, not only a crash).
+    shard : under torch.distributed (``True``: the default group, or a group), keep only this
+        rank's contiguous share of the flattened rows; ``trajectory()`` then holds those rows, its
+        names/shapes are the pieces of parameters they cover (a parameter cut by a shard boundary
+        becomes a flat piece) and ``meta`` has "rows" (start, stop), "n_total", "all_names",
+        "all_shapes". A DistributedDataParallel (or DataParallel) model is recorded through its
+        ``module``, so names match the plain model's; FSDP2 parameters (DTensor) are recorded
+        as their local shards.
 
     Raises
     ------
@@ -157,7 +79,8 @@ class TrajectoryRecorder:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, every: int = 1,
                  params: list[str] | None = None, start: int = 0, stop: int | None = None,
                  max_snapshots: int | None = None, device="cpu", dtype: torch.dtype = torch.float32,
-                 step0: int = 0, max_fraction: float = 0.8):
+                 step0: int = 0, max_fraction: float = 0.8, path: str | os.PathLike | None = None,
+                 sync: bool = False, shard=False):
         self.every = _check_int("every", every, 1)
         self.start = _check_int("start", start, 0)
         self.stop = None if stop is None else _check_int("stop", stop, 0)
@@ -169,6 +92,7 @@ class TrajectoryRecorder:
         self.step = _check_int("step0", step0, 0)
         dtype, max_fraction = _check_dtype(dtype), _check_fraction("max_fraction", max_fraction)
         explicit = _check_names(params)
+        model = unwrap(model)
         self.model, self.optimizer = model, optimizer
         names = explicit if explicit is not None else prunable_names(model)
         self.names = _trained_by(model, optimizer, names, explicit is not None)
@@ -176,30 +100,52 @@ class TrajectoryRecorder:
             raise ValueError("no parameters to record: " + ("params is empty" if explicit is not None else
                                                             "the model has no conv/linear layer the optimizer trains"))
         self._tensors = [parameter(model, n) for n in self.names]  # identities, checked at every step
-        self.shapes = [tuple(t.shape) for t in self._tensors]
+        self.shapes = [tuple(local_tensor(t).shape) for t in self._tensors]
         # looked up again at every step, from the model down, so a replaced submodule is seen too
         self._lookup = [(tuple(n.split(".")[:-1]), n.rpartition(".")[2]) for n in self.names]
         self.device = torch.device(device)
-        self.storage = self._allocate(sum(t.numel() for t in self._tensors), dtype, max_fraction)
+        self.group = None if shard is False or shard is None else shard  # True: the default group
+        self.n_total = sum(math.prod(s) for s in self.shapes)
+        self.rows = shard_range(self.n_total, *world(self.group))  # (0, n_total) without a group
+        # (index, lo, hi): the entries lo:hi of recorded tensor `index` lie in this rank's rows
+        self._pieces = (shard_pieces(self.shapes, self.rows) if self.group is not None
+                        else [(i, 0, math.prod(s)) for i, s in enumerate(self.shapes)])
+        cap, n = self._capacity(), self.rows[1] - self.rows[0]
+        if path is None:
+            self.storage, self._disk = allocate(cap, n, dtype, self.device, max_fraction), None
+        else:
+            if self.device.type != "cpu":
+                raise ValueError(f"path= records to a file through the CPU: device must be 'cpu', got {device!r}")
+            names, shapes = self._layout()
+            self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self._meta(), sync)
+            self.storage = self._disk.data
         self.steps: list[int] = []
         self.lrs: list[float] = []
         self._full = False
         self._handle = optimizer.register_step_post_hook(self._hook)
         self._record()  # the state at construction (if inside the window)
 
-    def _allocate(self, n: int, dtype: torch.dtype, max_fraction: float) -> torch.Tensor:
-        """Zeroed (cap, n) storage (zeros: pages committed now); MemoryError if it would not fit."""
+    def _capacity(self) -> int:
         cap = (self.stop - self.start) // self.every + 1 if self.stop is not None else self.max_snapshots
-        if self.max_snapshots is not None:
-            cap = min(cap, self.max_snapshots)
-        need = n * cap * torch.empty((), dtype=dtype).element_size()
-        free = _available_bytes(self.device)
-        if need > max_fraction * free:
-            raise MemoryError(f"recording {n:,} parameters x {cap:,} snapshots in {dtype} needs "
-                              f"{need / 2**30:.2f} GiB on {self.device}, but only {free / 2**30:.2f} GiB is "
-                              f"free: record every k steps (every=), a shorter window (start/stop), "
-                              f"fewer parameters (params=) or float16 storage (dtype=)")
-        return torch.zeros(cap, n, dtype=dtype, device=self.device)
+        return cap if self.max_snapshots is None else min(cap, self.max_snapshots)
+
+    def _layout(self) -> tuple[list[str], list[tuple[int, ...]]]:
+        """(names, shapes) of the rows held: whole parameters, or flat pieces of those cut by a shard boundary."""
+        out = [(self.names[i], self.shapes[i] if hi - lo == math.prod(self.shapes[i]) else (hi - lo,))
+               for i, lo, hi in self._pieces]
+        return [n for n, _ in out], [s for _, s in out]
+
+    def _meta(self) -> dict:
+        """Recording stride and optimizer settings (and the rows held, when sharded)."""
+        g = self.optimizer.param_groups[0]
+        meta = {"every": self.every, "optimizer": type(self.optimizer).__name__,
+                "momentum": float(g.get("momentum", 0.0) or 0.0), "nesterov": bool(g.get("nesterov", False)),
+                "dampening": float(g.get("dampening", 0.0) or 0.0),
+                "weight_decay": float(g.get("weight_decay", 0.0) or 0.0)}
+        if self.group is not None:
+            meta.update(rows=self.rows, n_total=self.n_total, all_names=list(self.names),
+                        all_shapes=[tuple(s) for s in self.shapes])
+        return meta
 
     # -- the hook runs after every optimizer.step()
     def _hook(self, optimizer, args, kwargs) -> None:
@@ -222,6 +168,8 @@ class TrajectoryRecorder:
         self._write(self.storage[k], found)
         self.steps.append(s)
         self.lrs.append(float(self.optimizer.param_groups[0]["lr"]))
+        if self._disk is not None:
+            self._disk.commit(k, s, self.lrs[-1])  # after the row: the file counts complete snapshots only
 
     def _current(self) -> list[tuple[nn.Module | None, torch.Tensor | None, bool]]:
         """(module, trainable tensor, pruned?) per recorded name, looked up in the model now."""
@@ -238,7 +186,7 @@ class TrajectoryRecorder:
     def _check_unchanged(self, found) -> None:
         """RuntimeError if a recorded parameter is not the tensor, or not of the shape, recorded so far."""
         for (_, t, _), t0, shape in zip(found, self._tensors, self.shapes):
-            if t is not t0 or t.shape != shape:
+            if t is not t0 or local_tensor(t).shape != shape:
                 raise RuntimeError(self._changed_message([t for _, t, _ in found]))
 
     def _changed_message(self, tensors: list[torch.Tensor | None]) -> str:
@@ -246,7 +194,7 @@ class TrajectoryRecorder:
         for name, t, t0, shape in zip(self.names, tensors, self._tensors, self.shapes):
             if t is None:
                 what = "was removed from the model"
-            elif tuple(t.shape) != shape:
+            elif tuple(local_tensor(t).shape) != shape:
                 what = f"changed shape from {shape} (recorded) to {tuple(t.shape)}"
             elif t is not t0:
                 trains = "trains" if id(t) in owned else "does not train"
@@ -260,8 +208,11 @@ class TrajectoryRecorder:
 
     def _write(self, row: torch.Tensor, found) -> None:
         """One fused copy of the flattened values into ``row`` (converting to its dtype)."""
-        vals = [(t * getattr(m, attr + "_mask") if pruned else t).reshape(-1)
-                for (m, t, pruned), (_, attr) in zip(found, self._lookup)]
+        vals = []
+        for i, lo, hi in self._pieces:  # whole parameters, or the pieces in this rank's rows
+            (m, t, pruned), attr = found[i], self._lookup[i][1]
+            v = local_tensor(t).reshape(-1)[lo:hi]
+            vals.append(v * local_tensor(getattr(m, attr + "_mask")).reshape(-1)[lo:hi] if pruned else v)
         if all(v.device == row.device for v in vals):
             torch.cat(vals, out=row)
         else:  # e.g. CUDA parameters, CPU storage: one transfer
@@ -292,9 +243,6 @@ class TrajectoryRecorder:
             raise ValueError(f"nothing recorded yet: {self.step} steps taken, window starts at step {self.start}")
         snaps = self.storage[:T]
         snaps = (snaps.clone() if copy else snaps).T  # (n, T)
-        g = self.optimizer.param_groups[0]
-        meta = {"lrs": list(self.lrs), "every": self.every, "optimizer": type(self.optimizer).__name__,
-                "momentum": float(g.get("momentum", 0.0) or 0.0), "nesterov": bool(g.get("nesterov", False)),
-                "dampening": float(g.get("dampening", 0.0) or 0.0),
-                "weight_decay": float(g.get("weight_decay", 0.0) or 0.0)}
-        return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), list(self.names), list(self.shapes), meta)
+        names, shapes = self._layout()
+        meta = {"lrs": list(self.lrs), **self._meta()}
+        return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), names, shapes, meta)

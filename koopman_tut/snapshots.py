@@ -112,8 +112,9 @@ def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
         b = buf[..., : stop - start, :]  # (..., rows, T+1) = [W - ref, ref] in float64
-        torch.sub(W[..., start:stop, :], ref[..., start:stop, None], out=b[..., :T])  # computed in float64
+        b[..., :T].copy_(W[..., start:stop, :])  # converted to float64 in place, no temporary
         b[..., T] = ref[..., start:stop]
+        b[..., :T].sub_(b[..., T:])  # deviations, exact for float32 data
         acc += b.mH @ b  # (..., T+1, T+1), small
     return acc.cpu()
 

@@ -6,6 +6,21 @@ parameters (weights and biases of convolutions and linear layers; not BatchNorm)
 ``TrajectoryRecorder`` (in :mod:`koopman_tut.recorder`, re-exported here) collects those
 snapshots through an optimizer step hook, so any training loop works; ``Trajectory`` holds
 them with the map back to named tensors.
+
+Two file formats, told apart by their first bytes when loading:
+
+* :meth:`Trajectory.save` writes one ``torch.save`` file (format ``koopman_tut.trajectory/1``),
+  atomically; loading reads it whole into memory.
+* ``TrajectoryRecorder(..., path=FILE)`` records straight into a memory-mapped file
+  (``koopman_tut.trajectory-mmap`` version 1): an 8-byte magic ``KTTRAJMM``, the count of
+  complete snapshots (uint64), a JSON header (names, shapes, dtype, capacity, offsets,
+  recording metadata), the steps (int64) and learning rates (float64) of the snapshots, then
+  the snapshots as one raw row-major (capacity, n) array, snapshot k in row k (see
+  :mod:`koopman_tut.storage` for the byte layout). :meth:`Trajectory.load` maps it
+  (copy-on-write, no copy): ``snapshots`` (n, count) is a transposed view of the rows, read
+  from disk as :func:`koopman_tut.dmd` and the Koopman analysis stream over it in chunks, so
+  a trajectory larger than memory can be decomposed. A recording cut short (the process
+  killed) loads with the snapshots completed before it stopped.
 """
 from __future__ import annotations
 
@@ -153,10 +168,16 @@ class Trajectory:
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location="cpu") -> "Trajectory":
-        """Read a file written by :meth:`save`; a damaged or foreign file raises ValueError."""
+        """Read a file written by :meth:`save`, or map one recorded with ``TrajectoryRecorder(path=)``
+        (its snapshots then stay on disk, on the CPU: ``map_location`` is ignored); a damaged or
+        foreign file raises ValueError."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no trajectory file at {path}")
+        from . import storage
+
+        if storage.is_disk_trajectory(path):
+            return storage.open_trajectory(path)
         try:
             obj = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as e:

@@ -29,6 +29,7 @@ from functools import cached_property
 import torch
 
 from ..dmd import deviation_gram_checked, dmd
+from ..distributed import global_rows
 from ..dmd_result import DMDResult, powers
 from ..extrapolation import AffineModel, Extrapolation
 from ..snapshots import matmul_chunked
@@ -81,7 +82,7 @@ class KoopmanAnalysis:
             raise ValueError(f"traj needs at least 3 snapshots for a Koopman analysis, has {len(traj)}")
         self.traj, self.svd_rank, self.method, self.group = traj, svd_rank, method, group
         if limit_rank == "auto":
-            limit_rank = 0 if traj.n_features > len(traj) else -1
+            limit_rank = 0 if global_rows(traj.snapshots, group) > len(traj) else -1  # same on every rank
         self.limit_rank = limit_rank
         self.drift_tol, self.max_horizon = drift_tol, max_horizon
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
+from ..distributed import local_tensor
 from ..trajectory import current_value, prunable_names, resolve
 from .scores import Scores, prunable
 
@@ -36,14 +37,14 @@ def _eligible(scores: Scores, model: nn.Module | None, prune_bias: bool, prune_c
     allowed = set(prunable(model, bias=prune_bias, classifier=prune_classifier))
     for n, s in scores.items():
         try:
-            v = current_value(model, n)
+            v = local_tensor(current_value(model, n))  # an FSDP2 (DTensor) parameter: this rank's shard
         except ValueError:
             raise ValueError(f"scores do not match the model: no parameter {n!r} in it") from None
         if tuple(v.shape) != tuple(s.shape):
             raise ValueError(f"scores do not match the model: {n} has shape {tuple(s.shape)} in scores, "
                              f"{tuple(v.shape)} in the model")
     names = [n for n in scores if n in allowed]
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(local_tensor(p).numel() for p in model.parameters())
     return names, total
 
 
@@ -84,7 +85,7 @@ def _split(kept: torch.Tensor, scores: Scores, names: list[str]) -> Masks:
 
 
 def global_masks(scores: Scores, compression: float, model: nn.Module | None = None,
-                 prune_bias: bool = False, prune_classifier: bool = False) -> Masks:
+                 prune_bias: bool = False, prune_classifier: bool = False, group=None) -> Masks:
     """Keep the highest scores over all layers so total / nonzero = ``compression``.
 
     Parameters
@@ -94,16 +95,50 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
         scores against it, and identifies the classifier. Without it the total is the scored
         entries and only biases are recognised (by name).
     prune_bias, prune_classifier : allow pruning those (default: left unpruned).
+    group : a torch.distributed process group (``True``: the default one) when each rank
+        holds its own share of the scores (e.g. KMP scores of its rows of a sharded
+        trajectory; with ``model=``, each rank's model holds its own shard's parameters, e.g.
+        FSDP2's ``fully_shard``, whose DTensor parameters count as their local shards).
+        The ranking is global and exact, as on the scores of all ranks concatenated in rank
+        order (:func:`koopman_tut.distributed.top_k_mask`); the total and the counts are
+        summed over ranks. A collective: every rank of the group must call it.
 
     Returns
     -------
-    {name: bool tensor}, True = kept, for the ranked parameters. Exactly
-    round(total / compression) entries remain nonzero; ties keep the earlier entry.
+    {name: bool tensor}, True = kept, for the ranked parameters (this rank's, with a group).
+    Exactly round(total / compression) entries remain nonzero; ties keep the earlier entry
+    (with a group: the lower rank, then the earlier entry).
     """
     _check_compression(compression)
+    if group is not None:
+        return _global_masks_sharded(scores, compression, model, prune_bias, prune_classifier, group)
     names, total = _eligible(scores, model, prune_bias, prune_classifier)
     flat = _ranked(scores, names)
     return _split(_keep_top(flat, _keep_count(total, flat.numel(), compression)), scores, names)
+
+
+def _global_masks_sharded(scores: Scores, compression: float, model, prune_bias: bool, prune_classifier: bool,
+                          group) -> Masks:
+    """global_masks over ranks. A rank may hold no scores; a rank refusing its scores makes every rank raise."""
+    from ..distributed import all_reduce_sum, top_k_mask
+
+    error, names, total, flat = None, [], 0, torch.zeros(0)
+    try:
+        if scores:
+            names, total = _eligible(scores, model, prune_bias, prune_classifier)
+            flat = _ranked(scores, names) if names else flat
+        elif model is not None:
+            total = sum(local_tensor(p).numel() for p in model.parameters())
+    except ValueError as e:  # raised on every rank below, so that none waits in a collective
+        error = e
+    agreed = all_reduce_sum(torch.tensor([int(error is not None), total, flat.numel()]), group).tolist()
+    if agreed[0]:
+        raise error or ValueError(f"{agreed[0]} other rank(s) refused their scores (see their errors)")
+    if agreed[2] == 0:
+        raise ValueError("nothing may be pruned on any rank: every score is a bias or the classifier, which are "
+                         "left unpruned by default (pass prune_classifier=True or prune_bias=True)")
+    keep = _keep_count(agreed[1], agreed[2], compression)
+    return _split(top_k_mask(flat, keep, group), scores, names)
 
 
 def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None = None,

@@ -1,0 +1,98 @@
+"""Construction-time checks of :class:`koopman_tut.recorder.TrajectoryRecorder`'s arguments.
+
+Bad arguments, a non-floating storage dtype and an optimizer that does not train the
+recorded parameters are refused before anything is allocated (TypeError / ValueError).
+"""
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Iterable
+
+import torch
+import torch.nn as nn
+
+from .trajectory import parameter
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+# -- argument checks (construction time)
+
+def _check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int; TypeError unless an integer (bool is not), ValueError if below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_fraction(name: str, value) -> float:
+    """``value`` as a float in (0, 1] (NaN is not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in (0, 1], got {value!r} ({type(value).__name__})")
+    if not 0 < value <= 1:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    """A floating storage dtype; integer or bool storage would round every parameter away."""
+    if not isinstance(dtype, torch.dtype) or dtype not in FLOAT_DTYPES:
+        allowed = ", ".join(str(d) for d in FLOAT_DTYPES)
+        raise TypeError(f"dtype (of the snapshot storage) must be a floating torch dtype ({allowed}), got {dtype!r}")
+    return dtype
+
+
+def _check_names(params) -> list[str] | None:
+    """``params`` as a list of names (None stays None); a bare string is refused, not split into letters."""
+    if params is None:
+        return None
+    names = None if isinstance(params, str) or not isinstance(params, Iterable) else list(params)
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"params must be a list of parameter names such as ['fc.weight'], got {params!r}")
+    return names
+
+
+def _owned(optimizer: torch.optim.Optimizer) -> set[int]:
+    """Identities of the tensors the optimizer trains."""
+    return {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+
+def _listing(names: list[str], total: int, at_most: int = 3) -> str:
+    """Up to ``at_most`` names and how many of ``total``, e.g. "'a', 'b' (2 of 9 recorded parameters)"."""
+    shown = ", ".join(repr(n) for n in names[:at_most])
+    more = f" and {len(names) - at_most} more" if len(names) > at_most else ""
+    return f"{shown}{more} ({len(names)} of {total} recorded parameters)"
+
+
+def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[str], explicit: bool) -> list[str]:
+    """The names whose trainable tensor (``weight_orig`` once pruned) the optimizer owns.
+
+    A trainable tensor outside the optimizer raises ValueError: its snapshots would stay
+    constant (DMD would find lambda = 1 and Koopman pruning would equal magnitude pruning).
+    Frozen ones (requires_grad False) cannot change: skipped with a warning, unless listed
+    explicitly in ``params``, where they raise.
+    """
+    owned = _owned(optimizer)
+    keep, frozen, missing = [], [], []
+    for name in names:
+        t = parameter(model, name)
+        if id(t) in owned:
+            keep.append(name)
+        elif t.requires_grad:
+            missing.append(name)
+        else:
+            frozen.append(name)
+    if missing:
+        raise ValueError(f"the optimizer does not train {_listing(missing, len(names))}: their snapshots would "
+                         f"stay constant. Pass the optimizer that trains this model (built over its own "
+                         f"parameters, not another model's or a copy's), or params= to record only what it trains")
+    if frozen and explicit:
+        raise ValueError(f"{_listing(frozen, len(names))} are frozen (requires_grad=False) and not in the optimizer, "
+                         f"so they cannot change: leave them out of params=")
+    if frozen:
+        warnings.warn(f"not recording {_listing(frozen, len(names))}: frozen (requires_grad=False) and not in the "
+                      f"optimizer, so they cannot change; pass params= to choose what is recorded", stacklevel=3)
+    return keep

@@ -1,0 +1,210 @@
+"""Trajectories on disk: recording into a memory-mapped file, loading it back, interrupted runs, memory."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import koopman_tut as kt
+from koopman_tut.storage import MAGIC, DiskStorage, read_header
+from koopman_tut.train import make_optimizer, train
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.extrapolation.DriftWarning")  # short windows drift
+
+
+@pytest.fixture()
+def setup():
+    tr, te = kt.data.digits(seed=0)
+    loader, _ = kt.data.loaders(tr, te, batch_size=256, seed=0)
+    model = kt.models.get_model("mlp", seed=0, hidden=(32, 16))
+    return model, make_optimizer(model, "momentum", lr=0.1, momentum=0.9), loader
+
+
+def test_window_on_disk_equals_the_one_in_memory(setup, tmp_path):
+    model, opt, loader = setup
+    path = tmp_path / "run.traj"
+    mem = kt.TrajectoryRecorder(model, opt, start=2, stop=12, every=2)
+    disk = kt.TrajectoryRecorder(model, opt, start=2, stop=12, every=2, path=path)
+    train(model, loader, epochs=3, max_steps=12, optimizer=opt, progress=False)
+    a, b, c = mem.trajectory(), disk.trajectory(), kt.Trajectory.load(path)
+    for t in (b, c):
+        assert torch.equal(t.snapshots, a.snapshots) and torch.equal(t.steps, a.steps) and len(t) == 6
+        assert t.names == a.names and t.shapes == a.shapes and t.meta == a.meta
+    # a view of the mapped rows, not a copy; writing to it leaves the file alone (copy-on-write)
+    assert c.snapshots.stride() == (1, c.n_features)
+    c.snapshots[0, 0] = 123.0
+    assert torch.equal(kt.Trajectory.load(path).snapshots, a.snapshots)
+    c = kt.Trajectory.load(path)
+    d_mem, d_disk = kt.dmd(a.snapshots), kt.dmd(c.snapshots)
+    assert torch.equal(d_disk.eigs, d_mem.eigs) and torch.equal(d_disk.fixed_point(), d_mem.fixed_point())
+    g_mem, g_disk = kt.dmd(a.snapshots, method="gram"), kt.dmd(c.snapshots, method="gram")
+    assert torch.equal(g_disk.eigs, g_mem.eigs)
+    assert torch.equal(kt.koopman(c).fixed_point(), kt.koopman(a).fixed_point())
+    # the torch format still loads, and a disk trajectory can be saved in it
+    c.save(tmp_path / "copy.pt")
+    e = kt.Trajectory.load(tmp_path / "copy.pt")
+    assert torch.equal(e.snapshots, a.snapshots) and e.meta["lrs"] == a.meta["lrs"]
+
+
+def test_header_is_documented_json(setup, tmp_path):
+    model, opt, loader = setup
+    kt.TrajectoryRecorder(model, opt, stop=3, path=tmp_path / "r.traj", dtype=torch.bfloat16, sync=True)
+    train(model, loader, epochs=1, max_steps=2, optimizer=opt, progress=False)
+    header, count = read_header(tmp_path / "r.traj")
+    assert count == 3 and header["capacity"] == 4 and header["dtype"] == "bfloat16"
+    assert header["format"] == "koopman_tut.trajectory-mmap" and header["version"] == 1
+    assert header["data_offset"] % 4096 == 0 and header["meta"]["momentum"] == 0.9
+    raw = (tmp_path / "r.traj").read_bytes()
+    assert raw[:8] == MAGIC and json.loads(raw[24:24 + int.from_bytes(raw[16:24], "little")]) == header
+    t = kt.Trajectory.load(tmp_path / "r.traj")
+    assert t.snapshots.dtype == torch.bfloat16 and t.steps.tolist() == [0, 1, 2]
+
+
+def test_an_abandoned_recording_loads_with_the_complete_snapshots(setup, tmp_path):
+    model, opt, loader = setup
+    path = tmp_path / "run.traj"
+    rec = kt.TrajectoryRecorder(model, opt, stop=20, path=path)
+    train(model, loader, epochs=1, max_steps=3, optimizer=opt, progress=False)
+    expect = rec.trajectory(copy=True)
+    del rec  # never removed: the file is read while the hook is still registered
+    t = kt.Trajectory.load(path)
+    assert len(t) == 4 and torch.equal(t.snapshots, expect.snapshots)
+    # a snapshot half written when the process died is not counted
+    header, count = read_header(path)
+    with open(path, "r+b") as f:
+        f.seek(header["data_offset"] + count * header["n"] * 4)
+        f.write(np.full(100, np.nan, dtype=np.float32).tobytes())
+    assert torch.equal(kt.Trajectory.load(path).snapshots, expect.snapshots)
+    train(model, loader, epochs=1, max_steps=2, optimizer=opt, progress=False)  # still recording
+    assert len(kt.Trajectory.load(path)) == 6
+
+
+KILLED = """
+import os, signal, sys, torch
+import koopman_tut as kt
+from koopman_tut.train import make_optimizer, train
+tr, te = kt.data.digits(seed=0)
+loader, _ = kt.data.loaders(tr, te, batch_size=256, seed=0)
+model = kt.models.get_model("mlp", seed=0, hidden=(32, 16))
+opt = make_optimizer(model, "sgd", lr=0.1)
+rec = kt.TrajectoryRecorder(model, opt, stop=100, path=sys.argv[1])
+train(model, loader, epochs=1, max_steps=5, optimizer=opt, progress=False)
+torch.save(rec.trajectory(copy=True).snapshots, sys.argv[2])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_run_killed_with_sigkill_keeps_what_it_recorded(tmp_path):
+    path, expect = tmp_path / "run.traj", tmp_path / "expect.pt"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-c", KILLED, str(path), str(expect)], env=env, timeout=120,
+                       capture_output=True, text=True)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    t = kt.Trajectory.load(path)
+    assert len(t) == 6 and t.steps.tolist() == list(range(6))
+    assert torch.equal(t.snapshots, torch.load(expect))
+
+
+def test_damaged_files_are_refused(setup, tmp_path):
+    model, opt, _ = setup
+    path = tmp_path / "r.traj"
+    kt.TrajectoryRecorder(model, opt, stop=3, path=path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="inconsistent"):
+        kt.Trajectory.load(path)
+    path.write_bytes(data[:8] + (0).to_bytes(8, "little") + data[16:])
+    with pytest.raises(ValueError, match="no complete snapshot"):
+        kt.Trajectory.load(path)
+    path.write_bytes(data[:24] + b"[" + data[25:])
+    with pytest.raises(ValueError, match="damaged"):
+        kt.Trajectory.load(path)
+    with pytest.raises(ValueError, match="device must be 'cpu'"):
+        kt.TrajectoryRecorder(model, opt, stop=3, path=path, device="meta")
+
+
+def rss_anon() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no RssAnon in /proc/self/status")
+
+
+class PeakAnon:
+    """Peak RssAnon while the block runs, sampled every millisecond in a thread."""
+
+    def __enter__(self):
+        self.base = self.peak = rss_anon()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_anon())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_anon())
+
+    @property
+    def grew(self) -> int:
+        return self.peak - self.base
+
+
+def write_trajectory(path, n: int, T: int, seed: int = 0) -> None:
+    """A synthetic (n, T) float32 window on disk: a fixed point, two decaying modes, noise."""
+    g = torch.Generator().manual_seed(seed)
+    c, a, b, e = (torch.randn(n, generator=g) for _ in range(4))
+    st = DiskStorage(path, ["w"], [(n,)], n, T, torch.float32, {"every": 1})
+    for t in range(T):
+        torch.add(c, a, alpha=0.9**t, out=st.data[t])
+        st.data[t].add_(b, alpha=(-0.5) ** t).add_(e.roll(7919 * t), alpha=1e-3)  # noise: e shifted
+        st.commit(t, t, 0.1)
+
+
+MEASURE = """
+import sys, torch
+sys.path.insert(0, sys.argv[2])
+from test_disk import PeakAnon
+import koopman_tut as kt
+torch.set_num_threads(1)
+traj = kt.Trajectory.load(sys.argv[1])
+with PeakAnon() as mem:
+    res = kt.dmd(traj.snapshots)
+    fp = res.fixed_point()
+    limit = kt.koopman(traj).fixed_point()
+assert res.method == "gram" and fp.shape == limit.shape == (traj.n_features,)
+assert abs(complex(res.eigs[res.closest()]) - 1) < 1e-4
+print(mem.grew)
+"""
+
+
+def test_decomposing_a_trajectory_on_disk_takes_little_anonymous_memory(tmp_path):
+    """DMD, its fixed point and the Koopman limit of a 256 MiB window stream it from disk.
+
+    Measured in a fresh process, with glibc returning freed large blocks at once
+    (MALLOC_MMAP_THRESHOLD_), so that RssAnon shows what the computation holds rather than
+    16 MiB chunk buffers the allocator keeps around after they are freed.
+    """
+    n, T = 1_048_576, 64  # 256 MiB of float32
+    path = tmp_path / "big.traj"
+    write_trajectory(path, n, T)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="131072")
+    p = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(ROOT / "tests")], env=env, timeout=300,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    grew, size = int(p.stdout.split()[-1]), n * T * 4
+    assert grew < size / 4, f"anonymous memory grew by {grew / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB window"

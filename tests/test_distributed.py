@@ -1,0 +1,293 @@
+"""Row-sharded DMD, Koopman analysis, global masks and recording on 2 gloo processes (CPU).
+
+One spawn of two ranks (``_worker``) runs every distributed computation and saves what each
+rank got; the tests compare it with one process on the stacked data.
+"""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+
+import koopman_tut as kt
+from koopman_tut import pruning as P
+from koopman_tut.distributed import shard_range, top_k_mask
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.extrapolation.DriftWarning")  # short windows drift
+SHARDS = (1000, 2500)  # uneven rows of W per rank
+T = 12
+COMPRESSION = 3.7
+
+
+def snapshot_matrix(n: int = sum(SHARDS), T: int = T) -> torch.Tensor:
+    """(n, T) float64: a fixed point, four decaying modes (one oscillating) and a little noise."""
+    g = torch.Generator().manual_seed(0)
+    c, V = torch.randn(n, generator=g, dtype=torch.float64), torch.randn(n, 4, generator=g, dtype=torch.float64)
+    t = torch.arange(T, dtype=torch.float64)
+    mus = torch.tensor([0.9, 0.7, 0.5, -0.3], dtype=torch.float64)
+    return c[:, None] + V @ (mus[:, None] ** t[None, :]) + 1e-2 * torch.randn(n, T, generator=g, dtype=torch.float64)
+
+
+def score_dicts():
+    """Per rank: {name: scores} with many ties (values on a coarse grid), uneven sizes."""
+    g = torch.Generator().manual_seed(1)
+    def s(*shape):
+        return torch.randint(0, 7, shape, generator=g).float() / 4
+    return [{"a.weight": s(30, 20), "a.bias": s(30), "b.weight": s(7, 3)},
+            {"c.weight": s(50, 41), "c.bias": s(50), "d.weight": s(11)}]
+
+
+def shard_models():
+    """Per rank: a model holding that rank's shard of the parameters; rank 1's last Linear is the classifier."""
+    torch.manual_seed(2)
+    return [nn.Sequential(nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4), nn.Conv1d(4, 6, 3)),
+            nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 2))]
+
+
+def _setup(rank: int, world: int, store: str):
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+
+
+def _worker(rank: int, world: int, store: str, out: str):
+    _setup(rank, world, store)
+    torch.use_deterministic_algorithms(True)
+    res = {}
+    W = snapshot_matrix()
+    lo = sum(SHARDS[:rank])
+    W_local = W[lo:lo + SHARDS[rank]].clone()
+    # DMD with the rows split over ranks
+    d = kt.dmd(W_local, group=True)
+    res["dmd"] = {k: getattr(d, k) for k in ("eigs", "amplitudes", "singular_values")}
+    res["dmd"]["fixed_point"] = d.fixed_point()
+    res["dmd"]["predict"] = d.predict([0.0, 3.5])
+    # the Koopman analysis of the same window
+    names = ["p"]
+    traj = kt.Trajectory(W_local, torch.arange(T), names, [(W_local.shape[0],)], {"lrs": [0.1] * T})
+    k = kt.koopman(traj, group=True)
+    res["koopman"] = {"limit": k.fixed_point(), "closest": k.fixed_point("closest"),
+                      "limit_rank": k.limit_rank, "eigs": k.affine.eigs}
+    # complex data: the Gram is complex128
+    Wc = torch.complex(W_local, W_local.flip(0))
+    res["complex_eigs"] = kt.dmd(Wc, group=True).eigs
+    # masks: ties, uneven shards, with and without a model
+    scores = score_dicts()[rank]
+    res["masks"] = P.global_masks(scores, COMPRESSION, group=True)
+    res["masks_model"] = P.global_masks(scores_for_model(rank), COMPRESSION, model=shard_models()[rank], group=True)
+    # top_k edge cases: nothing on one rank, k = 0, all, and all tied
+    x = torch.zeros(0) if rank == 0 else torch.tensor([1.0, -0.0, 0.0, -2.5, 1.0])
+    res["topk_empty"] = [top_k_mask(x, k, True) for k in range(6)]
+    y = torch.full((3 + rank,), 0.5)
+    res["topk_ties"] = [top_k_mask(y, k, True) for k in range(8)]
+    # a rank refusing its scores makes every rank raise (no rank hangs)
+    bad = {"a.weight": torch.tensor([float("nan")] if rank == 1 else [1.0])}
+    try:
+        P.global_masks(bad, 2, group=True)
+        res["refused"] = None
+    except ValueError as e:
+        res["refused"] = str(e)
+    res["ddp"] = _record_ddp(rank, out)
+    res["fsdp"] = _record_fsdp(rank)
+    torch.save(res, os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def scores_for_model(rank: int):
+    g = torch.Generator().manual_seed(3 + rank)
+    model = shard_models()[rank]
+    return {n: torch.rand(P.current_value(model, n).shape, generator=g) for n in P.prunable_names(model)}
+
+
+def _record_ddp(rank: int, out: str):
+    """Train a DDP-wrapped model a few steps; record it whole, sharded in memory and sharded on disk."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    ddp = nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+    whole = kt.TrajectoryRecorder(ddp, opt, stop=4)
+    part = kt.TrajectoryRecorder(ddp, opt, stop=4, shard=True)
+    disk = kt.TrajectoryRecorder(ddp, opt, stop=4, shard=True, path=os.path.join(out, f"shard{rank}.traj"))
+    g = torch.Generator().manual_seed(10 + rank)  # each rank its own batch
+    for _ in range(4):
+        x, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+        opt.zero_grad()
+        nn.functional.cross_entropy(ddp(x), y).backward()
+        opt.step()
+    return {"whole": whole.trajectory(copy=True), "part": part.trajectory(copy=True),
+            "disk": kt.Trajectory.load(os.path.join(out, f"shard{rank}.traj"))}
+
+
+def fsdp_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+
+
+def _record_fsdp(rank: int):
+    """FSDP2 (fully_shard) on CPU: each rank records its local shards; masks ranked over ranks."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    model, mesh = fsdp_model(), init_device_mesh("cpu", (2,))
+    for m in (model[0], model[2], model):
+        fully_shard(m, mesh=mesh)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    rec = kt.TrajectoryRecorder(model, opt, stop=6)
+    g = torch.Generator().manual_seed(20 + rank)
+    for _ in range(6):
+        x, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    traj = rec.trajectory(copy=True)
+    masks = P.global_masks(kt.koopman(traj, group=True).kmp_scores(), 1.5, model=model, group=True)
+    return {"traj": traj, "masks": masks, "full": {n: p.full_tensor() for n, p in model.named_parameters()}}
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    """What each of the 2 ranks computed (list indexed by rank)."""
+    out = tmp_path_factory.mktemp("dist")
+    mp.spawn(_worker, args=(2, str(out / "store"), str(out)), nprocs=2, join=True)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def close(a, b, rtol=1e-10):
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    return a.shape == b.shape and float((a - b).abs().max()) <= rtol * float(b.abs().max())
+
+
+def test_dmd_is_identical_on_every_rank_and_equals_one_process(ranks):
+    ref = kt.dmd(snapshot_matrix(), method="gram")
+    for key in ("eigs", "amplitudes", "singular_values"):
+        assert torch.equal(ranks[0]["dmd"][key], ranks[1]["dmd"][key]), key  # bit for bit
+        assert close(ranks[0]["dmd"][key], getattr(ref, key)), key
+    fp, pred = ref.fixed_point(), ref.predict([0.0, 3.5])
+    for r, lo in enumerate((0, SHARDS[0])):
+        rows = slice(lo, lo + SHARDS[r])
+        assert close(ranks[r]["dmd"]["fixed_point"], fp[rows]) and close(ranks[r]["dmd"]["predict"], pred[rows])
+    # the float64 SVD route agrees too (to its own accuracy)
+    assert close(ranks[0]["dmd"]["eigs"], kt.dmd(snapshot_matrix(), method="svd").eigs, 1e-8)
+
+
+def test_complex_gram_is_summed(ranks):
+    W = snapshot_matrix()
+    parts = [W[:SHARDS[0]], W[SHARDS[0]:]]
+    Wc = torch.cat([torch.complex(p, p.flip(0)) for p in parts])
+    assert close(ranks[1]["complex_eigs"], kt.dmd(Wc, method="gram").eigs)
+
+
+def test_koopman_analysis_with_group_equals_one_process(ranks):
+    W = snapshot_matrix()
+    traj = kt.Trajectory(W, torch.arange(T), ["p"], [(W.shape[0],)], {"lrs": [0.1] * T})
+    k = kt.koopman(traj, method="gram")  # the Gram route, as with a group
+    assert ranks[0]["koopman"]["limit_rank"] == ranks[1]["koopman"]["limit_rank"] == k.limit_rank
+    assert torch.equal(ranks[0]["koopman"]["eigs"], ranks[1]["koopman"]["eigs"])
+    limit, closest = k.fixed_point(), k.fixed_point("closest")
+    for r, lo in enumerate((0, SHARDS[0])):
+        rows = slice(lo, lo + SHARDS[r])
+        assert close(ranks[r]["koopman"]["limit"], limit[rows])
+        assert close(ranks[r]["koopman"]["closest"], closest[rows])
+
+
+def _kept(masks):
+    return torch.cat([m.reshape(-1) for m in masks.values()])
+
+
+def test_global_masks_over_ranks_equal_one_process_with_ties(ranks):
+    s0, s1 = score_dicts()
+    ref = P.global_masks({**s0, **s1}, COMPRESSION)  # rank order = concatenation order
+    assert set(ranks[0]["masks"]) == {"a.weight", "b.weight"} and set(ranks[1]["masks"]) == {"c.weight", "d.weight"}
+    got = {**ranks[0]["masks"], **ranks[1]["masks"]}
+    assert all(torch.equal(got[n], ref[n]) for n in ref)
+    total = sum(s.numel() for s in (*s0.values(), *s1.values()))
+    assert int(_kept(got).sum()) + 30 + 50 == round(total / COMPRESSION)
+
+
+def test_global_masks_with_each_rank_holding_a_model_shard(ranks):
+    models, scores = shard_models(), [scores_for_model(r) for r in range(2)]
+    total = sum(p.numel() for m in models for p in m.parameters())
+    ranked = [torch.cat([s[n].reshape(-1) for n in P.prunable(m)]) for m, s in zip(models, scores)]
+    flat = torch.cat(ranked)
+    k = round(total / COMPRESSION) - (total - flat.numel())
+    expect = torch.zeros_like(flat, dtype=torch.bool)
+    expect[torch.argsort(flat, descending=True, stable=True)[:k]] = True
+    assert set(ranks[0]["masks_model"]) == {"0.weight", "2.weight"} and set(ranks[1]["masks_model"]) == {"0.weight"}
+    assert torch.equal(torch.cat([_kept(ranks[0]["masks_model"]), _kept(ranks[1]["masks_model"])]), expect)
+
+
+def test_top_k_edge_cases(ranks):
+    x = torch.tensor([1.0, -0.0, 0.0, -2.5, 1.0])  # all on rank 1
+    for k in range(6):
+        assert ranks[0]["topk_empty"][k].numel() == 0
+        expect = torch.zeros(5, dtype=torch.bool)
+        expect[torch.argsort(x, descending=True, stable=True)[:k]] = True
+        assert torch.equal(ranks[1]["topk_empty"][k], expect), k
+    for k in range(8):  # 3 + 4 equal values: the lower rank's, then the earlier ones
+        both = torch.cat([ranks[0]["topk_ties"][k], ranks[1]["topk_ties"][k]])
+        assert both.tolist() == [True] * k + [False] * (7 - k)
+
+
+def test_a_refusing_rank_makes_every_rank_raise(ranks):
+    assert "NaN" in ranks[1]["refused"] and "other rank" in ranks[0]["refused"]
+
+
+def test_recording_a_ddp_model_whole_and_sharded(ranks):
+    whole = [r["ddp"]["whole"] for r in ranks]
+    assert whole[0].names == ["0.weight", "0.bias", "2.weight", "2.bias"]  # no "module." prefix
+    assert torch.equal(whole[0].snapshots, whole[1].snapshots) and len(whole[0]) == 5  # replicas agree
+    n = whole[0].n_features
+    for r in range(2):
+        for key in ("part", "disk"):
+            t = ranks[r]["ddp"][key]
+            start, stop = shard_range(n, r, 2)
+            assert t.meta["rows"] == (start, stop) and t.meta["n_total"] == n
+            assert torch.equal(t.snapshots, whole[0].snapshots[start:stop]) and t.n_features == stop - start
+            assert t.meta["all_names"] == whole[0].names and torch.equal(t.steps, whole[0].steps)
+    # the boundary cuts 2.weight: rank 0 holds 0.*, 2.weight[:k]; rank 1 the rest
+    assert ranks[0]["ddp"]["part"].names[-1] == ranks[1]["ddp"]["part"].names[0]
+
+
+def test_recording_fsdp2_local_shards_and_masks_over_ranks(ranks):
+    parts = [r["fsdp"]["traj"] for r in ranks]
+    plain = fsdp_model()
+    names = [n for n, _ in plain.named_parameters()]
+    assert parts[0].names == parts[1].names == names
+    assert [tuple(s) for s in parts[0].shapes] == [(3, 6), (3,), (2, 5), (2,)]  # dim-0 shards
+    # the whole window, each parameter's shards stacked in rank order
+    cols = [torch.cat([torch.cat([p.unflatten(p.snapshots[:, t])[n] for p in parts]).reshape(-1) for n in names])
+            for t in range(len(parts[0]))]
+    W = torch.stack(cols, 1)
+    last = torch.cat([ranks[0]["fsdp"]["full"][n].reshape(-1) for n in names])
+    assert torch.equal(W[:, -1], last)
+    traj = kt.Trajectory(W, parts[0].steps, names, [tuple(p.shape) for p in plain.parameters()], parts[0].meta)
+    ref = P.global_masks(kt.koopman(traj, method="gram").kmp_scores(), 1.5, model=plain)
+    got = {n: torch.cat([r["fsdp"]["masks"][n] for r in ranks]) for n in ranks[0]["fsdp"]["masks"]}
+    assert set(got) == set(ref) == {"0.weight"} and all(torch.equal(got[n], ref[n]) for n in ref)
+
+
+def test_group_needs_an_initialised_process_group():
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        kt.dmd(snapshot_matrix(), group=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_example_distributed_kmp_runs_under_torchrun(tmp_path):
+    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), str(ROOT / "examples" / "distributed_kmp.py"), "--out", str(tmp_path)]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[:6000] + p.stderr[-2000:]
+    assert "masks match the single-process run" in p.stdout
