@@ -26,7 +26,8 @@ from .distributed import local_tensor, shard_pieces, shard_range, unwrap, world
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_dtype, _check_fraction, _check_int, _check_names,  # noqa: F401
                               _owned, _trained_by)
-from .trajectory import Trajectory, parameter, prunable_names
+from .params import layer_parameters, parameter
+from .trajectory import Trajectory
 
 
 class RecorderFullWarning(UserWarning):
@@ -43,7 +44,7 @@ class TrajectoryRecorder:
     every : record every ``every``-th step (stride k maps DMD eigenvalues lambda to lambda^k;
         the eigenvalue-1 mode is unchanged).
     params : names to record (default: weights and biases of conv/linear layers, see
-        :func:`~koopman_tut.trajectory.prunable_names`, less frozen ones outside the optimizer).
+        :func:`~koopman_tut.trajectory.layer_parameters`, less frozen ones outside the optimizer).
     start, stop : window of optimizer steps [start, stop]: snapshot s is theta after s steps;
         the state at construction counts as step ``step0`` (default 0).
     max_snapshots : capacity (needed when ``stop`` is None); a :class:`RecorderFullWarning` is
@@ -94,7 +95,7 @@ class TrajectoryRecorder:
         explicit = _check_names(params)
         model = unwrap(model)
         self.model, self.optimizer = model, optimizer
-        names = explicit if explicit is not None else prunable_names(model)
+        names = explicit if explicit is not None else layer_parameters(model)
         self.names = _trained_by(model, optimizer, names, explicit is not None)
         if not self.names:
             raise ValueError("no parameters to record: " + ("params is empty" if explicit is not None else

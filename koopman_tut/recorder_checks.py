@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-from .trajectory import parameter
+from .params import parameter
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

@@ -33,48 +33,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .params import current_value, parameter
+
 FORMAT = "koopman_tut.trajectory/1"
-PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def prunable_names(model: nn.Module, bias: bool = True) -> list[str]:
-    """Names 'module.weight' (and 'module.bias' if ``bias``) of conv and linear layers, in module order."""
-    names = []
-    for mname, m in model.named_modules():
-        if isinstance(m, PRUNABLE_TYPES):
-            for p in ("weight", "bias") if bias else ("weight",):
-                if getattr(m, p, None) is not None:
-                    names.append(f"{mname}.{p}" if mname else p)
-    return names
-
-
-def resolve(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    """(module, attribute) for 'a.b.weight'."""
-    mname, _, pname = name.rpartition(".")
-    try:
-        module = model.get_submodule(mname) if mname else model
-    except AttributeError as e:
-        raise ValueError(f"model has no module {mname!r} (for parameter {name!r})") from e
-    if getattr(module, pname, None) is None and not hasattr(module, pname + "_orig"):
-        raise ValueError(f"model has no parameter {name!r}")
-    return module, pname
-
-
-def _effective(module: nn.Module, pname: str) -> torch.Tensor:
-    orig = getattr(module, pname + "_orig", None)  # pruned by torch.nn.utils.prune
-    return getattr(module, pname) if orig is None else orig * getattr(module, pname + "_mask")
-
-
-def current_value(model: nn.Module, name: str) -> torch.Tensor:
-    """The effective value of a parameter now: weight_orig * mask for pruned ones (torch.nn.utils.prune)."""
-    return _effective(*resolve(model, name))
-
-
-def parameter(model: nn.Module, name: str) -> nn.Parameter:
-    """The trainable tensor behind a name: ``weight_orig`` once pruned, else ``weight``."""
-    module, pname = resolve(model, name)
-    orig = getattr(module, pname + "_orig", None)
-    return getattr(module, pname) if orig is None else orig
 
 
 @dataclass

@@ -103,7 +103,7 @@ def _worker(rank: int, world: int, store: str, out: str):
 def scores_for_model(rank: int):
     g = torch.Generator().manual_seed(3 + rank)
     model = shard_models()[rank]
-    return {n: torch.rand(P.current_value(model, n).shape, generator=g) for n in P.prunable_names(model)}
+    return {n: torch.rand(P.current_value(model, n).shape, generator=g) for n in P.layer_parameters(model)}
 
 
 def _record_ddp(rank: int, out: str):

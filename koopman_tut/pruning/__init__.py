@@ -28,14 +28,14 @@ The package splits into ``scores`` (what may be pruned; magnitude and gradient s
 ``koopman`` (KMP, KGP, forecasts and horizon scores from a trajectory's DMD) and ``masks``
 (global and layer-wise masks, torch.nn.utils.prune, compression accounting, overlaps).
 """
-from ..trajectory import current_value, prunable_names
+from ..params import classifier_names, current_value, layer_parameters, prunable
 from .koopman import (AliasingWarning, KoopmanAnalysis, horizon_scores, kgp_scores, kmp_scores, koopman,
                       koopman_fixed_point, koopman_forecast, koopman_gradient)
 from .masks import (Masks, apply_masks, compression_ratio, global_masks, kept_overlap, layerwise_masks, mask_overlap,
                     prune_model, random_masks, remove_masks, sparsity_by_layer)
-from .scores import Scores, classifier_names, gradient_scores, gradients, magnitude_scores, prunable
+from .scores import Scores, gradient_scores, gradients, magnitude_scores
 
-__all__ = ["Scores", "Masks", "classifier_names", "prunable", "prunable_names", "current_value",
+__all__ = ["Scores", "Masks", "classifier_names", "prunable", "layer_parameters", "current_value",
            "magnitude_scores", "gradients", "gradient_scores",
            "koopman", "KoopmanAnalysis", "AliasingWarning", "koopman_fixed_point", "kmp_scores", "koopman_gradient", "kgp_scores", "koopman_forecast",
            "horizon_scores", "global_masks", "layerwise_masks", "random_masks", "apply_masks",

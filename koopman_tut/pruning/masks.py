@@ -14,8 +14,8 @@ import torch.nn as nn
 from torch.nn.utils import prune
 
 from ..distributed import local_tensor
-from ..trajectory import current_value, prunable_names, resolve
-from .scores import Scores, prunable
+from ..params import current_value, layer_parameters, prunable, resolve
+from .scores import Scores
 
 Masks = dict[str, torch.Tensor]
 _RANDOM_MASKS_STREAM = 0x6B6D61736B  # "kmask": keeps the random baseline's stream apart from torch.manual_seed
@@ -172,7 +172,7 @@ def random_masks(model: nn.Module, compression: float, seed: int = 0, **kwargs) 
         raise TypeError(f"seed must be an integer, got {seed!r}")
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, _RANDOM_MASKS_STREAM]).generate_state(2, np.uint32)
     g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-    scores = {n: torch.rand(current_value(model, n).shape, generator=g) for n in prunable_names(model)}
+    scores = {n: torch.rand(current_value(model, n).shape, generator=g) for n in layer_parameters(model)}
     return global_masks(scores, compression, model=model, **kwargs)
 
 
@@ -213,7 +213,7 @@ def compression_ratio(model: nn.Module) -> float:
 
 def sparsity_by_layer(model: nn.Module) -> dict[str, float]:
     """{name: share of zero entries} for every conv/linear weight and bias."""
-    return {n: float((current_value(model, n) == 0).float().mean()) for n in prunable_names(model)}
+    return {n: float((current_value(model, n) == 0).float().mean()) for n in layer_parameters(model)}
 
 
 def mask_overlap(a: Masks, b: Masks) -> float:

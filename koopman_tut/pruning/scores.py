@@ -1,4 +1,4 @@
-"""What may be pruned, and the classic scores: magnitude |theta| (GMP) and gradient saliency.
+"""The classic scores: magnitude |theta| (GMP) and gradient saliency.
 
 Gradient saliency |theta * dL/dtheta| is ShrinkBench's GlobalMagGrad (Blalock et al. 2020),
 the baseline Redman et al. (ICLR 2022) compare Koopman gradient pruning with.
@@ -11,34 +11,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..trajectory import current_value, parameter, prunable_names
+from ..params import current_value, layer_parameters, parameter
 
 Scores = dict[str, torch.Tensor]
-
-
-def classifier_names(model: nn.Module) -> list[str]:
-    """Parameter names of the classifier: ``model.classifier`` if present, else the last linear layer."""
-    head = getattr(model, "classifier", None)
-    if isinstance(head, nn.Module):
-        prefix = next(n for n, m in model.named_modules() if m is head)
-    else:
-        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-        if not linears:
-            return []
-        prefix = linears[-1]
-    return [n for n in prunable_names(model) if n.rpartition(".")[0] == prefix]
-
-
-def prunable(model: nn.Module, bias: bool = False, classifier: bool = False) -> list[str]:
-    """Names of the parameters pruning may touch: conv/linear weights (and biases, classifier if asked)."""
-    skip = set() if classifier else set(classifier_names(model))
-    return [n for n in prunable_names(model, bias=bias) if n not in skip]
 
 
 # ----------------------------------------------------------------------------- plain scores
 def magnitude_scores(model: nn.Module) -> Scores:
     """{name: |theta|} for every conv/linear weight and bias (GMP)."""
-    return {n: current_value(model, n).detach().abs().clone() for n in prunable_names(model)}
+    return {n: current_value(model, n).detach().abs().clone() for n in layer_parameters(model)}
 
 
 def gradients(model: nn.Module, loader, n_batches: int = 1, loss_fn: Callable = F.cross_entropy,
@@ -47,7 +28,7 @@ def gradients(model: nn.Module, loader, n_batches: int = 1, loss_fn: Callable = 
     (signed), at the model's current parameters, for every conv/linear weight and bias."""
     if n_batches < 1:
         raise ValueError(f"n_batches must be >= 1, got {n_batches}")
-    names = prunable_names(model)
+    names = layer_parameters(model)
     device = device or next(model.parameters()).device
     params = {n: parameter(model, n) for n in names}  # pruned: d/d(weight_orig) is already masked
     grads = {n: torch.zeros_like(p) for n, p in params.items()}
