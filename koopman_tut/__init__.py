@@ -4,9 +4,11 @@ Training is a dynamical system on parameter space; exact DMD of the parameter tr
 gives its Koopman modes; pruning rules are functionals of them (arXiv:2110.14856).
 
     import koopman_tut as kt
-    res = kt.dmd(W)                                  # W: (n_features, n_snapshots)
-    rec = kt.TrajectoryRecorder(model, optimizer)    # records after each optimizer step
-    masks = kt.pruning.global_masks(kt.pruning.kmp_scores(rec.trajectory()), 8, model=model)
+    res = kt.dmd(W)                                              # W: (n_features, n_snapshots)
+    rec = kt.TrajectoryRecorder(model, optimizer, stop=100)      # records after each optimizer step
+    ...                                                          # train
+    k = kt.koopman(rec.trajectory())                             # the window's Koopman analysis
+    masks = kt.pruning.global_masks(k.kmp_scores(), 8, model=model)
 """
 from . import data, experiments, models, plotting, pruning, systems, train, widgets
 from .dmd import DMDBatch, DMDResult, dmd
