@@ -156,7 +156,7 @@ def instructor_copy(src: Path, dst: Path, execute: bool = True, parameters: dict
         return dst
     import papermill as pm
 
-    from .cli import kernel_options
+    from .runner import kernel_options
 
     fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=".ipynb")
     os.close(fd)
@@ -207,7 +207,7 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
         try:
             inst = instructor_copy(src, out_dir / "instructor" / src.name, execute=execute)
         except Exception as e:  # noqa: BLE001 - reported, the other notebooks go on
-            from .cli import describe
+            from .runner import describe
 
             result.failed[src.stem] = describe(e)
             log(f"{src.stem}: FAILED: {result.failed[src.stem]}")
