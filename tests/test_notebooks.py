@@ -86,6 +86,7 @@ def test_solutions_run_and_print(tmp_path):
                                                              for o in c.outputs), (path.stem, c.source[:60])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_papermill_smoke_run_with_another_seed(path, tmp_path):
     rc = cli.main(["run", "--preset", "smoke", "--only", path.stem, "-p", "SEED", "1",
@@ -115,6 +116,7 @@ def test_parse_value():
     assert cli.parse_value("True") is True and cli.parse_value("mnist") == "mnist"
 
 
+@pytest.mark.slow
 def test_paper_scale_path_runs_on_tiny_mnist(tmp_path, monkeypatch):
     """03 with DATASET=mnist, MODEL=mnistnet (the paper-preset path) on tiny IDX files."""
     from fakedata import write_mnist
@@ -129,6 +131,7 @@ def test_paper_scale_path_runs_on_tiny_mnist(tmp_path, monkeypatch):
     assert "MnistNet, 431,080 parameters on mnist" in text
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_runs_and_reruns_changed_parameters(tmp_path, capsys):
     args = ["run", "--preset", "smoke", "--only", "01", "--output-dir", str(tmp_path)]
     assert cli.main(args) == 0

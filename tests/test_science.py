@@ -123,6 +123,7 @@ def mean_kept_overlap(model, a, b, compressions=(4, 8, 16)):
                           for c in compressions]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 3])
 def test_kmp_equals_gmp_at_convergence_and_differs_early(digits, seed):
     """Both directions, so the check can fail both ways: agreement late, disagreement early.
@@ -153,6 +154,7 @@ def full_batch_gd(digits):
     return model, traj, trl
 
 
+@pytest.mark.slow
 def test_kgp_equals_gradient_pruning_under_full_batch_sgd(full_batch_gd):
     model, traj, trl = full_batch_gd
     kgp, grad, gmp = P.kgp_scores(traj), P.gradient_scores(model, trl), P.magnitude_scores(model)
@@ -163,6 +165,7 @@ def test_kgp_equals_gradient_pruning_under_full_batch_sgd(full_batch_gd):
         assert 1 - kgp_ov <= 0.5 * (1 - gmp_ov), (c, kgp_ov, gmp_ov)  # GMP is the control
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
 def test_koopman_gradient_matches_backprop_full_batch(digits, optimizer):
     tr, te = digits
