@@ -167,8 +167,8 @@ def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tenso
     if W.dtype == torch.float64:
         return W @ C
     out_dtype = torch.float32 if W.dtype in (torch.float16, torch.bfloat16) else W.dtype
-    # few outputs: a chunk that stays in cache (about 1 MiB of float64) beats a large one
-    rows = chunk_rows or max(1, 2**17 // W.shape[1]) * min(8, C.shape[1])
+    # few outputs: a chunk that stays in cache (256 KiB of float64) beats a large one
+    rows = chunk_rows or max(1, 2**15 // W.shape[1]) * min(8, C.shape[1])
     out = torch.empty(W.shape[0], C.shape[1], dtype=out_dtype, device=W.device)
     buf = torch.empty(min(rows, W.shape[0]), W.shape[1], dtype=torch.float64, device=W.device)
     for s in range(0, W.shape[0], rows):
