@@ -189,8 +189,10 @@ def study_curves(rows, value: str, ax=None, ylabel: str = ""):
 
 
 # ----------------------------------------------------------------------------- seeds, horizons, spectra (04, 06)
-_LINE_STYLES = (dict(ls="-", marker="o"), dict(ls="--", marker="s"), dict(ls=":", marker="^"),
-                dict(ls="-.", marker="D"), dict(ls=(0, (5, 1, 1, 1)), marker="v"), dict(ls=(0, (1, 1)), marker="P"))
+# the first series thick and translucent, so a later one that coincides with it stays visible on top
+_LINE_STYLES = (dict(ls="-", marker="o", lw=3.5, ms=9, alpha=0.55), dict(ls="--", marker="s"),
+                dict(ls=":", marker="^"), dict(ls="-.", marker="D"), dict(ls=(0, (5, 1, 1, 1)), marker="v"),
+                dict(ls=(0, (1, 1)), marker="P"))
 
 
 def _mean_band(values):
@@ -202,14 +204,15 @@ def _mean_band(values):
     return tuple(np.array(s) for s in zip(*(mean_ci(v[:, j]) for j in range(v.shape[1]))))
 
 
-def _band_proxy(n_seeds: int):
+def _band_proxy(n_seeds: int, geometric: bool = False):
     from matplotlib.patches import Patch
 
-    return Patch(color="0.5", alpha=0.3, label=f"95% interval over {n_seeds} seeds")
+    what = "95% interval of the geometric mean" if geometric else "95% interval"
+    return Patch(color="0.5", alpha=0.3, label=f"{what} over {n_seeds} seeds")
 
 
 def seed_bands(x, series: dict, ax=None, xlabel: str = "", ylabel: str = "", title: str = "", logx: bool = False,
-               clip=None):
+               clip=None, logy: bool = False, legend: str | None = "best"):
     """Mean over seeds of each named series against ``x``, with its 95% t-interval as a band.
 
     Parameters
@@ -217,13 +220,21 @@ def seed_bands(x, series: dict, ax=None, xlabel: str = "", ylabel: str = "", tit
     series : {label: array (n_seeds, len(x))}. Each series has its own line style and marker,
         so curves that coincide stay distinguishable.
     clip : (low, high) range the bands are clipped to (e.g. (0, 1) for shares), or None.
+    logy : positive values spanning decades (losses): a log y axis, and the geometric mean with
+        its interval computed on log values, so the band stays positive.
+    legend : a matplotlib legend location, "outside" (right of the axes, hiding nothing) or None.
+
+    The first series is drawn thick and translucent under the others, so a curve that
+    coincides with it stays visible on top of it.
     """
+    from matplotlib.ticker import NullLocator
+
     ax = _ax(ax, (5.5, 3.8))
     n = 0
     for i, (label, vals) in enumerate(series.items()):
         v = np.asarray(vals, dtype=float)
         n = v.shape[0]
-        m, lo, hi = _mean_band(v)
+        m, lo, hi = (np.exp(a) for a in _mean_band(np.log(v))) if logy else _mean_band(v)
         if clip is not None:
             lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
         line, = ax.plot(x, m, label=label, **_LINE_STYLES[i % len(_LINE_STYLES)])
@@ -231,12 +242,17 @@ def seed_bands(x, series: dict, ax=None, xlabel: str = "", ylabel: str = "", tit
     if logx:
         ax.set_xscale("log")
         ax.set_xticks(list(x), [f"{v:g}" for v in x])
-        ax.minorticks_off()
+        ax.xaxis.set_minor_locator(NullLocator())
+    if logy:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + [_band_proxy(n)], fontsize=8, framealpha=0.9)
+    if legend == "outside":
+        ax.legend(handles=handles + [_band_proxy(n, logy)], fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    elif legend is not None:
+        ax.legend(handles=handles + [_band_proxy(n, logy)], fontsize=8, framealpha=0.9, loc=legend)
     return ax
 
 
@@ -341,13 +357,15 @@ def paired_seeds(panels: dict, ylabel: str = "", title: str = "", axes=None):
         ax.set_title(name, fontsize=10)
     axes[0].set_ylabel(ylabel)
     axes[0].figure.suptitle(title, fontsize=11)
+    axes[0].figure.tight_layout()
     axes[-1].legend(handles=[Line2D([], [], color="0.55", lw=0.8, marker=".", label=f"one seed ({n} seeds)"),
                              Line2D([], [], color="k", marker="D", ls="none", label="mean, 95% interval")],
                     fontsize=8, framealpha=0.9)
     return axes
 
 
-def spectra(runs: dict, ax=None, styles: dict | None = None, zoom: float | None = None, title: str = "Koopman spectra"):
+def spectra(runs: dict, ax=None, styles: dict | None = None, zoom: float | None = None, title: str = "Koopman spectra",
+            legend: str | None = "outside"):
     """Eigenvalues of several runs in one complex plane, each run with its own colour and marker.
 
     Parameters
@@ -356,6 +374,7 @@ def spectra(runs: dict, ax=None, styles: dict | None = None, zoom: float | None 
     styles : {label: dict(color=..., marker=..., facecolors=...)} to pair related runs (e.g. colour
         = learning rate, marker = seed); default: one colour and marker per run.
     zoom : half-width of a square view around 1; eigenvalues outside it are counted in the title.
+    legend : "outside" (right of the axes, covering no eigenvalue), a matplotlib location, or None.
     """
     ax = _ax(ax)
     t = np.linspace(0, 2 * np.pi, 400)
@@ -376,5 +395,8 @@ def spectra(runs: dict, ax=None, styles: dict | None = None, zoom: float | None 
     ax.set_xlabel("Re $\\mu$ (per step)")
     ax.set_ylabel("Im $\\mu$")
     ax.set_title(title + (f" ({outside} eigenvalues outside this view)" if outside else ""), fontsize=10)
-    ax.legend(fontsize=7, loc="lower left", framealpha=0.9)
+    if legend == "outside":
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    elif legend is not None:
+        ax.legend(fontsize=7, loc=legend, framealpha=0.9)
     return ax

@@ -1,0 +1,126 @@
+"""Figures of notebooks 04 and 06 (koopman_tut.plotting: seed_bands, horizon_panels, paired_seeds,
+spectra): titles, labelled axes, a legend entry for every mark, bands clipped to their range,
+and no fake positions for h = 0 or h = inf on the log axis."""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from koopman_tut import plotting  # noqa: E402
+from koopman_tut.experiments import mean_ci  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def legend_labels(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_seed_bands_mean_band_clipped_and_legend():
+    rng = np.random.default_rng(0)
+    x = [1, 10, 100]
+    vals = np.clip(0.98 + 0.05 * rng.standard_normal((5, 3)), 0, 1)
+    ax = plotting.seed_bands(x, {"a": vals, "b": vals}, xlabel="h (steps)", ylabel="share", title="t", logx=True,
+                             clip=(0, 1))
+    lines = [l for l in ax.get_lines() if l.get_label() in ("a", "b")]
+    assert len(lines) == 2 and lines[0].get_linestyle() != lines[1].get_linestyle()  # coinciding curves stay visible
+    assert lines[0].get_marker() != lines[1].get_marker()
+    np.testing.assert_allclose(lines[0].get_ydata(), vals.mean(0))
+    for band in ax.collections:  # bands clipped to [0, 1]
+        y = band.get_paths()[0].vertices[:, 1]
+        assert y.max() <= 1 + 1e-12 and y.min() >= -1e-12
+    assert ax.get_title() == "t" and ax.get_xlabel() and ax.get_ylabel()
+    assert legend_labels(ax) == ["a", "b", "95% interval over 5 seeds"]
+
+
+def test_horizon_panels_keep_zero_and_infinity_off_the_log_axis():
+    hs = [0, 1, 10, 100, math.inf]
+    vals = np.tile(np.array([0.90, 0.91, 0.92, 0.93, 0.94]), (4, 1)) + np.linspace(0, 0.01, 4)[:, None]
+    left, mid, right = plotting.horizon_panels(hs, {"forecast": vals, "current": vals - 0.01}, ylabel="overlap",
+                                               title="title", clip=(0, 1))
+    assert mid.get_xscale() == "log"
+    xs = np.concatenate([l.get_xdata() for l in mid.get_lines() if l.get_label() in ("forecast", "current")])
+    assert np.all(np.isfinite(xs)) and xs.min() == 1 and xs.max() == 100  # no fake position for 0 or inf
+    assert "h = 0" in left.get_xticklabels()[0].get_text() and "GMP" in left.get_xticklabels()[0].get_text()
+    assert "infty" in right.get_xticklabels()[0].get_text() and "KMP" in right.get_xticklabels()[0].get_text()
+    # the ends show mean and interval of each series, dodged so equal values stay visible
+    ends = [c for c in left.containers]
+    assert len(ends) == 2
+    x0 = [c.lines[0].get_xdata()[0] for c in ends]
+    assert x0[0] != x0[1]
+    m, lo, hi = mean_ci(vals[:, 0])
+    assert ends[0].lines[0].get_ydata()[0] == pytest.approx(m)
+    assert left.get_ylabel() == "overlap" and mid.get_title() == "title" and mid.get_xlabel()
+    assert legend_labels(mid) == ["forecast", "current", "95% interval over 4 seeds"]
+
+
+def test_horizon_panels_clip_the_end_error_bars():
+    hs = [0, 10, math.inf]
+    vals = np.array([[1.0, 0.99, 0.98], [0.97, 1.0, 0.999]])  # a 2-seed interval is wide
+    left, mid, right = plotting.horizon_panels(hs, {"x": vals}, clip=(0, 1))
+    for ax in (left, right):
+        segs = ax.containers[0].lines[2][0].get_segments()
+        assert max(s[:, 1].max() for s in segs) <= 1 + 1e-12
+
+
+def test_paired_seeds_one_line_per_seed_and_mean_interval():
+    panels = {"heavy ball": {"off": [30, 31, 29], "on": [5, 6, 4]}, "Nesterov": {"off": [25, 24, 26], "on": [4, 5, 3]}}
+    axes = plotting.paired_seeds(panels, ylabel="angle (degrees)", title="correction")
+    assert len(axes) == 2
+    seed_lines = [l for l in axes[0].get_lines() if l.get_color() == "0.55"]
+    assert len(seed_lines) == 3  # one per seed, joining its two conditions
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["off", "on"]
+    assert axes[0].get_ylabel() == "angle (degrees)" and axes[0].get_title() == "heavy ball"
+    assert axes[0].figure._suptitle.get_text() == "correction"
+    assert legend_labels(axes[-1]) == ["one seed (3 seeds)", "mean, 95% interval"]
+
+
+def test_spectra_styles_zoom_and_count_outside():
+    runs = {"lr 0.05, seed 0": torch.tensor([0.95 + 0j, 0.5 + 0.2j]), "lr 0.01, seed 0": np.array([0.99, -0.5])}
+    styles = {"lr 0.01, seed 0": dict(color="C3", marker="s")}
+    ax = plotting.spectra(runs, styles=styles, zoom=0.2, title="near 1")
+    assert ax.get_title() == "near 1 (2 eigenvalues outside this view)"
+    assert legend_labels(ax) == ["unit circle", "lr 0.05, seed 0", "lr 0.01, seed 0"]
+    assert ax.get_xlim() == pytest.approx((0.8, 1.2)) and ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_seed_bands_logy_uses_the_geometric_mean_and_stays_positive():
+    vals = np.array([[0.01, 1.0], [0.02, 100.0], [0.04, 1e4]])  # heavy tails: an arithmetic interval goes negative
+    ax = plotting.seed_bands([1, 10], {"loss": vals}, logy=True, logx=True, xlabel="h", ylabel="loss", title="t")
+    line = [l for l in ax.get_lines() if l.get_label() == "loss"][0]
+    np.testing.assert_allclose(line.get_ydata(), np.exp(np.log(vals).mean(0)))
+    assert ax.get_yscale() == "log"
+    y = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert y.min() > 0
+    assert legend_labels(ax)[-1] == "95% interval of the geometric mean over 3 seeds"
+
+
+def test_seed_bands_legend_outside_or_none():
+    vals = np.ones((3, 2))
+    ax = plotting.seed_bands([1, 2], {"a": vals}, legend="outside", title="t", xlabel="x", ylabel="y")
+    assert legend_labels(ax) == ["a", "95% interval over 3 seeds"]
+    assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1  # right of the axes
+    ax = plotting.seed_bands([1, 2], {"a": vals}, legend=None)
+    assert ax.get_legend() is None
+
+
+def test_first_seed_band_curve_is_drawn_under_a_coinciding_one():
+    vals = np.full((3, 2), 0.5)
+    ax = plotting.seed_bands([1, 2], {"a": vals, "b": vals})
+    a, b = [l for l in ax.get_lines() if l.get_label() in ("a", "b")]
+    assert a.get_linewidth() > b.get_linewidth() and a.get_markersize() > b.get_markersize()  # a peeks out under b
+
+
+def test_spectra_legend_outside_by_default_or_none():
+    ax = plotting.spectra({"run": np.array([0.9, 0.5j])})
+    assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1
+    assert plotting.spectra({"run": np.array([0.9])}, legend=None).get_legend() is None
