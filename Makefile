@@ -26,15 +26,17 @@ run: $(STAMP)
 	@echo ">> koopman-tut run --preset $(PRESET)"
 	$(BIN)/koopman-tut run --preset $(PRESET)
 
+# stdin from /dev/null: a harness that closes stdin must not change what the tests see
+# (pytest's stdin stand-in fails when sys.__stdin__ is None, e.g. on IPython's import)
 test: $(STAMP)
 	@echo ">> DMD tests under other CPU kernels (a precision bug must not hide behind one BLAS path)"
-	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q tests/test_dmd.py -p no:cacheprovider
-	ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q tests/test_dmd.py -p no:cacheprovider
+	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q tests/test_dmd.py -p no:cacheprovider < /dev/null
+	ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q tests/test_dmd.py -p no:cacheprovider < /dev/null
 	@echo ">> pytest (unit tests, nbval over notebooks/, papermill runs, browser)"
-	$(BIN)/python -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider
+	$(BIN)/python -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider < /dev/null
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q tests -m "not slow and not browser" -p no:cacheprovider
+	$(BIN)/python -m pytest -q tests -m "not slow and not browser" -p no:cacheprovider < /dev/null
 
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -q tests -m browser -p no:cacheprovider

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ class Lab:
              f"--ServerApp.root_dir={self.root}", f"--LabApp.user_settings_dir={settings}",
              f"--LabApp.workspaces_dir={tmp / 'lab-workspaces'}", "--LabApp.news_url=None",
              "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
         self.log_path = tmp / "lab.log"
         deadline = time.monotonic() + 90
         while True:
@@ -88,7 +89,12 @@ class Lab:
         return [k["execution_state"] for k in get_json(f"{self.base}/api/kernels", self.token)]
 
     def stop(self) -> None:
-        """Ask the server to shut down (it stops its kernels), then make sure it is gone."""
+        """Ask the server to shut down (it stops its kernels), then make sure that it and every
+        process it started are gone: a kernel left computing would slow every later test."""
+        try:  # kernels run in sessions of their own: remember them to end any that outlive the server
+            started = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            started = []
         if self.proc.poll() is None:
             try:
                 req = urllib.request.Request(f"{self.base}/api/shutdown", method="POST",
@@ -102,6 +108,11 @@ class Lab:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()
+        for p in started:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
         self.log.close()
 
 
