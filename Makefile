@@ -26,17 +26,25 @@ run: $(STAMP)
 	@echo ">> koopman-tut run --preset $(PRESET)"
 	$(BIN)/koopman-tut run --preset $(PRESET)
 
-# stdin from /dev/null: a harness that closes stdin must not change what the tests see
-# (pytest's stdin stand-in fails when sys.__stdin__ is None, e.g. on IPython's import)
+# The suite runs on JOBS pytest-xdist workers, each (and each notebook kernel it starts) on
+# one thread: these small models gain little from a second thread, and JOBS workers with
+# several threads each would oversubscribe the cores. Tests are spread one by one (an idle worker steals queued ones); nbval's
+# cells stay with their notebook (--dist loadfile). stdin is /dev/null: a harness that
+# closes stdin must not change what the tests see (pytest's stand-in fails on IPython's import).
+JOBS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS)
+
 test: $(STAMP)
 	@echo ">> DMD tests under other CPU kernels (a precision bug must not hide behind one BLAS path)"
 	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q tests/test_dmd.py -p no:cacheprovider < /dev/null
 	ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q tests/test_dmd.py -p no:cacheprovider < /dev/null
-	@echo ">> pytest (unit tests, nbval over notebooks/, papermill runs, browser)"
-	$(BIN)/python -m pytest -q tests notebooks --nbval-lax -p no:cacheprovider < /dev/null
+	@echo ">> unit tests, claims on real networks, papermill runs at other seeds, browser ($(JOBS) workers)"
+	$(PYTEST) --dist worksteal tests < /dev/null
+	@echo ">> nbval: re-execute notebooks/ and compare the checked outputs ($(JOBS) workers)"
+	$(PYTEST) --dist loadfile notebooks --nbval-lax < /dev/null
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q tests -m "not slow and not browser" -p no:cacheprovider < /dev/null
+	$(PYTEST) --dist worksteal tests -m "not slow and not browser" < /dev/null
 
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -q tests -m browser -p no:cacheprovider
