@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
 DATASETS = ("digits", "mnist", "cifar10")
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -156,9 +156,33 @@ def get_datasets(name: str = "digits", seed: int = 0, root=None, download: bool 
     raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
 
 
+def loader(dataset: Dataset, batch_size: int, shuffle: bool = False,
+           generator: torch.Generator | None = None) -> DataLoader:
+    """A DataLoader over ``dataset``; the batch order depends only on ``generator``.
+
+    A TensorDataset is indexed one whole batch at a time (one gather per tensor instead of
+    ``batch_size`` item look-ups and a collate): the same batches in the same order as
+    ``DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)``, at about a
+    quarter of the cost per batch, which is a fifth of a digits MLP's training step.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not isinstance(dataset, TensorDataset):
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+    order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    # the loader draws its base seed from the same generator, as DataLoader(shuffle=True) does
+    return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False),
+                      generator=generator)
+
+
+def batch_size_of(data: DataLoader) -> int:
+    """The batch size of a loader made by :func:`loader` or by DataLoader itself."""
+    return data.batch_size if data.batch_size is not None else data.sampler.batch_size
+
+
 def loaders(train: Dataset, test: Dataset, batch_size: int = 128, seed: int = 0,
             test_batch_size: int = 1000, full_batch: bool = False) -> tuple[DataLoader, DataLoader]:
-    """Seeded DataLoaders: the training order depends only on ``seed``.
+    """Seeded (train, test) loaders: the training order depends only on ``seed``.
 
     ``full_batch=True`` gives one batch holding the whole training set (gradient descent).
     """
@@ -166,5 +190,5 @@ def loaders(train: Dataset, test: Dataset, batch_size: int = 128, seed: int = 0,
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     g = torch.Generator().manual_seed(seed)
     bs = len(train) if full_batch else batch_size
-    return (DataLoader(train, batch_size=bs, shuffle=not full_batch, generator=g),
-            DataLoader(test, batch_size=test_batch_size, shuffle=False))
+    return (loader(train, bs, shuffle=not full_batch, generator=g),
+            loader(test, test_batch_size, shuffle=False))

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .data import get_datasets, loaders
+from .data import batch_size_of, get_datasets, loader, loaders
 from .models import DEFAULT_MODEL, get_model
 from .pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks
 from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train
@@ -91,8 +91,8 @@ def _evaluate_masks(model, masks, test_loader, train_loader, finetune_epochs, fi
     apply_masks(m, masks)
     before, after = accuracy(m, test_loader), None
     if finetune_epochs and train_loader is not None:
-        same_batches = DataLoader(train_loader.dataset, batch_size=train_loader.batch_size, shuffle=True,
-                                  generator=torch.Generator().manual_seed(seed))
+        same_batches = loader(train_loader.dataset, batch_size_of(train_loader), shuffle=True,
+                              generator=torch.Generator().manual_seed(seed))
         finetune(m, same_batches, epochs=finetune_epochs, lr=finetune_lr, seed=seed, progress=False,
                  device=next(m.parameters()).device)
         after = accuracy(m, test_loader)

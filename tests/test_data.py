@@ -69,3 +69,25 @@ def test_loaders_are_seeded():
     assert torch.equal(a, b) and not torch.equal(a, c)
     full = data.loaders(tr, te, full_batch=True)[0]
     assert len(full) == 1
+
+
+@pytest.mark.parametrize("shuffle, batch_size", [(True, 128), (True, 100), (False, 1000), (False, 1347)])
+def test_batched_loader_gives_dataloaders_batches(shuffle, batch_size):
+    """loader() indexes a TensorDataset a batch at a time: same batches, same order, epoch after
+    epoch, as DataLoader itself, and the generator is left in the same state."""
+    from torch.utils.data import DataLoader
+
+    tr, _ = data.digits()
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    ref = DataLoader(tr, batch_size=batch_size, shuffle=shuffle, generator=g1 if shuffle else None)
+    fast = data.loader(tr, batch_size, shuffle=shuffle, generator=g2 if shuffle else None)
+    assert len(fast) == len(ref) and data.batch_size_of(fast) == data.batch_size_of(ref) == batch_size
+    for _ in range(3):
+        batches = list(fast)
+        expected = list(ref)
+        assert len(batches) == len(expected)
+        for (x, y), (xr, yr) in zip(batches, expected):
+            assert torch.equal(x, xr) and torch.equal(y, yr)
+    assert torch.equal(g1.get_state(), g2.get_state())
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        data.loader(tr, 0)
