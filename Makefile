@@ -12,7 +12,7 @@ help:
 	@echo "make test       unit tests + notebook validation (nbval) + papermill smoke runs + browser tests"
 	@echo "make course     student / instructor notebooks and an offline HTML site in course/"
 	@echo "make lab        JupyterLab on notebooks/"
-	@echo "make bench      DMD and recording benchmarks (ratios against baselines)"
+	@echo "make bench      DMD, recording, disk and distributed benchmarks (ratios against baselines)"
 	@echo "make notebooks  re-execute notebooks/ in place (refresh committed outputs)"
 
 $(STAMP): pyproject.toml
@@ -58,6 +58,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dmd.py --n 1000000 --t 64
 	$(BIN)/python benchmarks/bench_recording.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 notebooks: $(STAMP)
 	$(BIN)/koopman-tut run --preset default --in-place
