@@ -33,3 +33,16 @@ def test_no_exact_pins():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for spec in meta["dependencies"] + meta["optional-dependencies"]["test"]:
         assert "==" not in spec, f"use lower bounds, not pins: {spec}"
+
+
+def test_small_modules_and_functions():
+    """House style (micrograd/nanoGPT-sized pieces): no module over 300 lines, no function over 60."""
+    import ast
+
+    for path in sorted((ROOT / "koopman_tut").rglob("*.py")):
+        text = path.read_text()
+        assert len(text.splitlines()) <= 300, f"{path.name}: {len(text.splitlines())} lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 60, f"{path.name}:{node.lineno} {node.name}: {length} lines"
