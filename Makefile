@@ -28,9 +28,10 @@ run: $(STAMP)
 
 # The suite runs on JOBS pytest-xdist workers, each (and each notebook kernel it starts) on
 # one thread: these small models gain little from a second thread, and JOBS workers with
-# several threads each would oversubscribe the cores. Tests are spread one by one (an idle worker steals queued ones); nbval's
-# cells stay with their notebook (--dist loadfile). stdin is /dev/null: a harness that
-# closes stdin must not change what the tests see (pytest's stand-in fails on IPython's import).
+# several threads each would oversubscribe the cores. Tests are spread one by one (an idle
+# worker steals queued ones); nbval's cells stay with their notebook (--dist loadfile).
+# stdin is /dev/null: a harness that closes stdin must not change what the tests see
+# (pytest's stand-in fails on IPython's import).
 JOBS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS)
 
