@@ -37,8 +37,8 @@ PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $(
 
 test: $(STAMP)
 	@echo ">> DMD tests under other CPU kernels (a precision bug must not hide behind one BLAS path)"
-	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q tests/test_dmd.py -p no:cacheprovider < /dev/null
-	ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q tests/test_dmd.py -p no:cacheprovider < /dev/null
+	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q tests/test_dmd.py tests/test_snapshots.py -p no:cacheprovider < /dev/null
+	ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q tests/test_dmd.py tests/test_snapshots.py -p no:cacheprovider < /dev/null
 	@echo ">> unit tests, claims on real networks, papermill runs at other seeds, browser ($(JOBS) workers)"
 	$(PYTEST) --dist worksteal tests < /dev/null
 	@echo ">> nbval: re-execute notebooks/ and compare the checked outputs ($(JOBS) workers)"

@@ -12,7 +12,7 @@
 2. The Gram pass (``deviation_gram``, the O(n T^2) part) on the mapped file, cold and warm,
    against the same pass over a copy of the window in anonymous memory (skip: --no-memory).
 3. The Gram pass of a --dist-gb GiB in-memory window in 1 process against 2 gloo processes
-   holding half the rows each (plus the (T+1)^2 all-reduce), same total rows.
+   holding half the rows each (plus the T^2 all-reduce), same total rows.
 """
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def _dist_worker(rank: int, world: int, store: str, n: int, T: int, threads: int
     for _ in range(3):
         dist.barrier()
         t0 = time.perf_counter()
-        deviation_gram_checked(W, group=True)  # the local pass + one (T+1)^2 all-reduce
+        deviation_gram_checked(W, group=True)  # the local pass + one T^2 all-reduce
         best = min(best, time.perf_counter() - t0)
     slowest = torch.tensor([best])
     dist.all_reduce(slowest, op=dist.ReduceOp.MAX)

@@ -6,7 +6,7 @@
 Every rank trains the same small conv net on its share of each batch of the 8x8 digits
 (DistributedDataParallel), and records its contiguous share of the flattened parameters
 over a window of steps (``TrajectoryRecorder(ddp, opt, shard=True)``, to a file with
-``--out``). The Koopman analysis of those rows needs one all-reduce of a (T+1, T+1) matrix
+``--out``). The Koopman analysis of those rows needs one all-reduce of a (T, T) matrix
 (``kt.koopman(traj, group=True)``); the KMP scores of the local rows are ranked over all
 ranks exactly (``P.global_masks(..., group=True)``); the masks are gathered and applied.
 
@@ -19,6 +19,7 @@ float32 gradients is exact whatever the order of the sum).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import warnings
@@ -164,6 +165,7 @@ def main() -> int:
         ok[0] = int(same)
     dist.broadcast(ok, 0)
     dist.barrier()
+    gc.collect()  # free the DDP wrapper (it holds the process group) before the group is destroyed
     dist.destroy_process_group()
     return 0 if ok.item() else 1
 

@@ -1,7 +1,7 @@
 """The few torch.distributed collectives the package needs, for row-sharded snapshot matrices.
 
 When each rank holds its own rows of W (a shard of the parameters, any split, the same
-snapshots), DMD needs only the sum over ranks of a small (T+1, T+1) Gram matrix and the
+snapshots), DMD needs only the sum over ranks of a small (T, T) Gram matrix and the
 total row count; a global pruning threshold needs a few histograms of the scores (an
 exact k-th value over ranks, :func:`top_k_mask`). ``group=None`` everywhere means one
 process (no communication); ``group=True`` means the default process group.
