@@ -105,7 +105,7 @@ def _solve(s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_ran
         raise ValueError("W has numerical rank 0 (all snapshots are zero): nothing to decompose")
     cdt = torch.complex128
     s, V = s_all[:r], V_all[:, :r].to(cdt)
-    lam, w = torch.linalg.eig(atilde(r).to(cdt))
+    lam, w = torch.linalg.eig(atilde(r))  # real A~ (real data): LAPACK dgeev, exact conjugate pairs
     coef = torch.zeros(T, r, dtype=cdt)
     coef[1:] = (V / s.to(cdt)[None, :]) @ w  # modes = Y V S^-1 w = W @ coef
     B = B.to(cdt)

@@ -108,7 +108,7 @@ class AffineModel:
         ulift = torch.zeros(T - 1, r, dtype=R.dtype)
         ulift[:-1] = V / s[None, :]  # U = X V S^-1 = D @ ulift
         self.ulift = M @ ulift  # (T, r): W @ self.ulift = U
-        self.eigs, self.eigvecs = torch.linalg.eig(self.atilde.to(torch.complex128))
+        self.eigs, self.eigvecs = torch.linalg.eig(self.atilde)  # complex128 out; real in: exact conjugate pairs
         self.amplitudes = self._fit_amplitudes(U.mH @ R)  # (r,) per mode, fitted to every difference
 
     @staticmethod
