@@ -12,7 +12,7 @@ Two routes give the same answer:
 * ``"svd"``: a thin SVD of X in float64. Resolves singular values down to ~eps64 * s_max;
   costs a float64 copy of W. ``method="auto"`` picks it when n_features * n_snapshots <= 2**22.
 * ``"gram"``: the method of snapshots for n_features >> n_snapshots. One chunked pass over W
-  builds G = W^H W (T, T) in float64 (every product exact for float32 data, see
+  builds G = W^H W (T, T) in float64 (float64 rounding only, whatever the BLAS, see
   :mod:`koopman_tut.snapshots`); it holds both X^H X = G[:-1, :-1] and X^H Y = G[:-1, 1:].
   The SVD of X follows from the eigendecomposition of X^H X, which resolves singular
   values down to ~sqrt(eps64) * s_max (1.5e-8 of the largest). Its eigenvalues and fixed

@@ -80,7 +80,7 @@ class AffineModel:
 
     Parameters
     ----------
-    W : (n_features, n_snapshots), T >= 3, any float dtype, any device (not copied).
+    W : (n_features, n_snapshots), T >= 3, any real float dtype, any device (not copied).
     svd_rank : PyDMD's meanings, applied to the differences.
     acc : optional :func:`koopman_tut.snapshots.deviation_gram` of W (summed over ranks).
     group : torch.distributed group when each rank holds its own rows of W.
@@ -90,6 +90,9 @@ class AffineModel:
         W = as_snapshots(W, min_snapshots=3)
         if W.ndim != 2:
             raise ValueError(f"W must have shape (n_features, n_snapshots), got {tuple(W.shape)}")
+        if W.is_complex():
+            raise TypeError(f"W must be real (a parameter trajectory) for the affine model, got {W.dtype}; "
+                            "kt.dmd decomposes complex snapshots")
         _check_svd_rank(svd_rank)
         self.W, T = W, W.shape[-1]
         M = difference_matrix(T)  # (T, T-1): differences D = W @ M

@@ -5,11 +5,16 @@ al., ICLR 2022; method of snapshots, Sirovich 1987). G = W^H W holds both X^H X 
 of exact DMD (Tu et al. 2014), since X and Y are column slices of W.
 
 Accuracy does not depend on the BLAS. Every chunk of rows is converted to float64 before
-anything is computed with it: the difference of two float32 (or float16) numbers and the
-product of two such differences are exact in float64, so the only rounding left is
-float64 summation, which no summation order can push above n * eps64 relative to the
-products summed. A float32 accumulation, by contrast, cannot resolve singular values
-below ~1e-3 of the deviations' norm, and what it gives depends on the kernel's order.
+anything is computed with it, so every operation rounds to float64 (unit roundoff
+u = eps64 / 2): the difference of two float32 (or float16) numbers is even exact unless
+they differ by more than 2^29 in magnitude, and a product of two float32 numbers always
+is. No summation order can push the result further than (n + 2) u from the exact Gram,
+relative to the sum of the absolute products. A float32 accumulation, by contrast, cannot
+resolve singular values below ~1e-3 of the deviations' norm, and what it gives depends on
+the kernel's order.
+
+Nothing here is differentiable: W is detached (analysis of a trajectory, not a training
+step), so data that still requires grad is read, not recorded in an autograd graph.
 """
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ def as_snapshots(W, name: str = "W", min_snapshots: int = 2) -> Tensor:
                          f"snapshots are columns: shape is (n_features, n_snapshots)")
     if W.shape[-2] < 1:
         raise ValueError(f"{name} has no features (rows)")
-    return W
+    return W.detach()
 
 
 def check_chunk_rows(chunk_rows) -> None:
@@ -118,12 +123,14 @@ def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
 
     Notes
     -----
-    Each chunk is converted to float64 and the deviations are taken there, so for
-    float32/float16 data every product is exact; the result differs from the exact Gram
-    of the stored numbers only by float64 summation error, at most n * eps64 * |D|^H |D|
-    entrywise whatever the order of summation (Higham, Accuracy and Stability, 3.1).
+    Each chunk is converted to float64 and the deviations are taken there (exactly for
+    float32/float16 data unless two values of a row differ by more than 2^29 in
+    magnitude), so the result differs from the exact Gram of the stored numbers only by
+    float64 rounding: at most (n + 2) u |D|^H |D| entrywise, u = eps64 / 2, whatever the
+    order of summation (Higham, Accuracy and Stability, 3.1).
     """
     check_chunk_rows(chunk_rows)
+    W = W.detach()  # read, never differentiated (see the module's notes)
     n, T = W.shape[-2], W.shape[-1]
     chunk_rows = chunk_rows or default_chunk_rows(T)
     acc = torch.zeros(W.shape[:-2] + (T, T), dtype=_acc_dtype(W), device=W.device)
@@ -132,7 +139,7 @@ def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
         stop = min(start + chunk_rows, n)
         b = buf[..., : stop - start, :]  # (..., rows, T)
         b.copy_(W[..., start:stop, :])  # converted to float64 on the way, no temporary
-        b[..., : T - 1].sub_(b[..., T - 1:])  # [w_t - r for t < T-1, r]: exact for float32 data
+        b[..., : T - 1].sub_(b[..., T - 1:])  # [w_t - r for t < T-1, r], in float64
         acc += b.mH @ b  # (..., T, T), small
     return acc.cpu()
 
@@ -190,7 +197,8 @@ def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tenso
     -------
     (n, k) in W's dtype (float32 for half-precision W), on W's device.
     """
-    C = C.to(device=W.device, dtype=torch.float64).contiguous()  # a strided C (e.g. c.real) slows the loop
+    W = W.detach()  # read, never differentiated (see the module's notes)
+    C = C.detach().to(device=W.device, dtype=torch.float64).contiguous()  # a strided C slows the loop
     n, k = W.shape[0], C.shape[1]
     in_place = W.dtype == torch.float64  # float64 chunks are used as they are, no conversion
     out_dtype = torch.float32 if W.dtype in (torch.float16, torch.bfloat16) else W.dtype
