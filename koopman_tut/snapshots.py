@@ -200,10 +200,8 @@ def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tenso
     W = W.detach()  # read, never differentiated (see the module's notes)
     C = C.detach().to(device=W.device, dtype=torch.float64).contiguous()  # a strided C slows the loop
     n, k = W.shape[0], C.shape[1]
-    out_dtype = torch.float32 if W.dtype in (torch.float16, torch.bfloat16) else W.dtype
-    if k == 1 and snapshot_major(W):
-        return _snapshot_sum(W, C[:, 0], out_dtype, chunk_rows or CHUNK_ELEMENTS // 2)[:, None]
     in_place = W.dtype == torch.float64  # float64 chunks are used as they are, no conversion
+    out_dtype = torch.float32 if W.dtype in (torch.float16, torch.bfloat16) else W.dtype
     rows = chunk_rows or default_chunk_rows(W.shape[1])
     out = torch.empty(n, k, dtype=out_dtype, device=W.device)
     buf = None if in_place else chunk_buffer(W, min(rows, n))
@@ -225,24 +223,4 @@ def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tenso
             out[s:s + e, 0] = dot[:e]  # rounded once
         else:  # (k, T) @ (T, rows): the GEMM reads b in its own order (3x faster for k = 2)
             out[s:s + rows] = (C.mT @ b.mT).mT
-    return out
-
-
-def _snapshot_sum(W: Tensor, c: Tensor, out_dtype: torch.dtype, rows: int) -> Tensor:
-    """sum_t c[t] w_t (n,) for snapshot-major W, in float64: one contiguous snapshot at a time.
-
-    Each chunk of a snapshot is converted exactly and added with its weight into a float64
-    accumulator, so W is read once and never staged in a (rows, T) buffer (measured at
-    1M x 64 on 2 cores: about 20% faster than converting chunks and one GEMV each).
-    """
-    n, T = W.shape
-    weights = c.tolist()
-    out = torch.empty(n, dtype=out_dtype, device=W.device)
-    acc = torch.empty(min(rows, n), dtype=torch.float64, device=W.device)
-    for s in range(0, n, rows):
-        a = acc[: min(rows, n - s)]
-        a.copy_(W[s:s + rows, 0]).mul_(weights[0])
-        for t in range(1, T):
-            a.add_(W[s:s + rows, t], alpha=weights[t])  # float64: W's value converted exactly
-        out[s:s + rows] = a  # rounded once
     return out
