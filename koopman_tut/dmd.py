@@ -32,7 +32,7 @@ import math
 import numpy as np
 import torch
 
-from .dmd_result import DMDBatch, DMDResult, powers  # noqa: F401  (powers: re-exported)
+from .dmd_result import DMDBatch, DMDResult, canonical_order, powers  # noqa: F401  (powers: re-exported)
 from .distributed import all_reduce_sum, global_rows
 from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, check_finite, deviation_gram
 
@@ -106,6 +106,8 @@ def _solve(s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_ran
     cdt = torch.complex128
     s, V = s_all[:r], V_all[:, :r].to(cdt)
     lam, w = torch.linalg.eig(atilde(r))  # real A~ (real data): LAPACK dgeev, exact conjugate pairs
+    perm = canonical_order(lam)  # LAPACK's order depends on rounding: never hand it out
+    lam, w = lam[perm], w[:, perm]
     coef = torch.zeros(T, r, dtype=cdt)
     coef[1:] = (V / s.to(cdt)[None, :]) @ w  # modes = Y V S^-1 w = W @ coef
     B = B.to(cdt)

@@ -29,6 +29,42 @@ def powers(eigs: Tensor, t) -> Tensor:
     return torch.where(tt[None, :] == 0, torch.ones_like(out), out)
 
 
+def _cluster_ids(key: Tensor, tol: float) -> Tensor:
+    """(k,) ids, ascending with ``key``, equal for values chained by gaps <= ``tol``."""
+    order = torch.argsort(key, stable=True)
+    ids_sorted = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum((torch.diff(key[order]) > tol).long(), 0)])
+    return torch.empty_like(ids_sorted).scatter_(0, order, ids_sorted)
+
+
+def canonical_order(eigs: Tensor, rtol: float = 1e-8) -> Tensor:
+    """The permutation (r,) that puts eigenvalues in the project's canonical order.
+
+    Descending modulus; moduli within ``rtol * max(1, max|lambda|)`` of each other count as
+    equal and are ordered by |argument| (so lambda = 1 comes before lambda = -1); at equal
+    |argument| the positive imaginary part comes first (conjugate pairs adjacent, + then -).
+    Eigenvalues that differ by more than rounding therefore come out in the same order
+    whatever order LAPACK returned them in (that order depends on the CPU, the BLAS and the
+    route), so results can be compared by index across machines, routes and process counts.
+
+    Parameters
+    ----------
+    eigs : (r,) complex (or real) eigenvalues, any device.
+    rtol : relative tolerance under which two moduli (or two arguments, in radians) are equal.
+
+    Returns
+    -------
+    (r,) long permutation on the CPU: ``eigs[perm]`` is in canonical order.
+    """
+    lam = torch.as_tensor(eigs).detach().cpu().to(torch.complex128).reshape(-1)
+    if lam.numel() < 2:
+        return torch.arange(lam.numel())
+    modulus = _cluster_ids(-lam.abs(), rtol * max(1.0, float(lam.abs().max())))
+    argument = _cluster_ids(lam.angle().abs(), rtol)
+    negative = (lam.imag < 0).long()
+    keys = [(int(m), int(a), int(s)) for m, a, s in zip(modulus, argument, negative)]
+    return torch.tensor(sorted(range(len(keys)), key=keys.__getitem__), dtype=torch.long)
+
+
 @dataclass
 class DMDResult:
     """Exact DMD of one snapshot matrix; quantities on the data's device.

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from .dmd import _check_svd_rank, _rank_tolerance, choose_rank, deviation_gram_checked
-from .dmd_result import powers
+from .dmd_result import canonical_order, powers
 from .distributed import global_rows
 from .snapshots import as_snapshots, check_finite, difference_gram, difference_matrix, matmul_chunked
 
@@ -111,7 +111,9 @@ class AffineModel:
         ulift = torch.zeros(T - 1, r, dtype=R.dtype)
         ulift[:-1] = V / s[None, :]  # U = X V S^-1 = D @ ulift
         self.ulift = M @ ulift  # (T, r): W @ self.ulift = U
-        self.eigs, self.eigvecs = torch.linalg.eig(self.atilde)  # complex128 out; real in: exact conjugate pairs
+        eigs, eigvecs = torch.linalg.eig(self.atilde)  # complex128 out; real in: exact conjugate pairs
+        perm = canonical_order(eigs)
+        self.eigs, self.eigvecs = eigs[perm], eigvecs[:, perm]
         self.amplitudes = self._fit_amplitudes(U.mH @ R)  # (r,) per mode, fitted to every difference
 
     @staticmethod
