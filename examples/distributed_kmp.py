@@ -15,6 +15,12 @@ batches (each share's gradient computed separately and averaged, as DDP does), o
 trajectory, the same scores and masks. The masks must be identical; the exit code is 1 if
 they are not (with 2 ranks the replayed training is bit for bit DDP's: the average of two
 float32 gradients is exact whatever the order of the sum).
+
+Nothing waits for ever: the package's collectives first check that every rank agrees (the
+window's length, dtype, steps and parameter names; the compression) and raise the same
+ValueError on every rank if not, and each gives up after $KOOPMAN_TUT_COLLECTIVE_TIMEOUT
+seconds (default 300) with a TimeoutError naming it; ``--timeout`` bounds this script's own
+collectives (DDP's gradient all-reduces, the final broadcast) through the process group.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import gc
 import os
 import sys
 import warnings
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -138,9 +145,11 @@ def main() -> int:
     ap.add_argument("--compression", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="record each rank's rows to OUT/rank<r>.traj")
+    ap.add_argument("--timeout", type=float, default=5.0,
+                    help="minutes any collective of the process group waits for the other ranks")
     args = ap.parse_args()
     torch.set_num_threads(1)  # reproducible CPU kernels, and no oversubscription with several ranks
-    dist.init_process_group(args.backend)
+    dist.init_process_group(args.backend, timeout=timedelta(minutes=args.timeout))
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device("cpu")
     if args.backend == "nccl":

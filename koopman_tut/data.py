@@ -7,11 +7,15 @@ horizontal flips for training.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
+import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
@@ -78,7 +82,10 @@ def mnist(root=None, download: bool = False, flatten: bool = False, timeout: flo
 
     Returns (train, test) datasets of (x, y): x (1, 28, 28) float32, or (784,) if ``flatten``.
     Raises FileNotFoundError naming where the files are expected when they are absent and
-    cannot be downloaded (network calls time out after ``timeout`` seconds).
+    cannot be downloaded (network calls time out after ``timeout`` seconds), ValueError when
+    they cannot be read. Nothing is unpickled: torchvision parses the IDX files byte by byte,
+    and reads an old ``MNIST/processed/*.pt`` cache with ``torch.load(weights_only=True)``,
+    which refuses anything but tensors.
     """
     from torchvision import datasets, transforms
 
@@ -95,49 +102,117 @@ def mnist(root=None, download: bool = False, flatten: bool = False, timeout: flo
         raise _missing("MNIST", root / "MNIST" / "raw",
                        "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
                        "t10k-labels-idx1-ubyte", e) from e
+    except (AssertionError, ValueError, TypeError, pickle.UnpicklingError) as e:  # a damaged or foreign file
+        raise ValueError(f"MNIST files under {root / 'MNIST'} could not be read ({type(e).__name__}: {e}); "
+                         f"delete them and download again (download=True)") from e
     return train, test
+
+
+class ChecksumError(ValueError):
+    """A dataset file's MD5 is not the expected one: the file was not read (nothing unpickled)."""
+
+
+def cifar10_checksums() -> dict[str, str]:
+    """{file name: MD5} of CIFAR-10's python batches as published (torchvision's table)."""
+    from torchvision.datasets import CIFAR10
+
+    return {**dict(CIFAR10.train_list + CIFAR10.test_list), CIFAR10.meta["filename"]: CIFAR10.meta["md5"]}
+
+
+def _check_table(checksums) -> dict[str, str]:
+    published = cifar10_checksums()
+    if checksums is None:
+        return published
+    if not isinstance(checksums, dict) or set(checksums) != set(published) or not all(
+            isinstance(v, str) and re.fullmatch(r"[0-9a-f]{32}", v) for v in checksums.values()):
+        raise ValueError(f"checksums must map each of {sorted(published)} to a 32-digit lowercase hex MD5, "
+                         f"got {checksums!r}")
+    return dict(checksums)
+
+
+def read_verified(path: Path, md5: str) -> bytes:
+    """The bytes of ``path``, read once and returned only if their MD5 is ``md5`` (what is checked
+    is what is used). FileNotFoundError if absent, :class:`ChecksumError` if different."""
+    data = path.read_bytes()
+    got = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if got != md5:
+        raise ChecksumError(f"{path} has MD5 {got}, expected {md5}: the file is damaged or is not the "
+                            f"dataset's, so it was not read (nothing was unpickled). Delete {path.parent} and "
+                            f"get the files again with download=True")
+    return data
+
+
+def _unpickle_verified(path: Path, md5: str) -> dict:
+    """A CIFAR python batch, unpickled only after its MD5 matched (Python 2 pickles: latin1)."""
+    return pickle.loads(read_verified(path, md5), encoding="latin1")
 
 
 def _cifar_class():
     from torchvision import datasets
 
-    base = datasets.CIFAR10
+    class CIFAR10(datasets.CIFAR10):
+        """torchvision's CIFAR10, but every file is read once and unpickled only after its MD5 is
+        checked on the bytes read (torchvision checks the files, then opens them again)."""
 
-    class CIFAR10(base):
-        """torchvision's CIFAR10 that accepts batches copied by hand: it checks that the files
-        are there, not their MD5 sums (a damaged batch fails when it is read)."""
-
-        train_list = [[name, None] for name, _ in base.train_list]
-        test_list = [[name, None] for name, _ in base.test_list]
-        meta = {**base.meta, "md5": None}
+        def __init__(self, root, train: bool, transform, md5s: dict[str, str]):
+            super(datasets.CIFAR10, self).__init__(root, transform=transform)
+            self.train = train
+            folder = Path(root) / self.base_folder
+            names = [n for n, _ in (self.train_list if train else self.test_list)]
+            entries = [_unpickle_verified(folder / n, md5s[n]) for n in names]
+            self.data = np.vstack([e["data"] for e in entries]).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
+            self.targets = [y for e in entries for y in e.get("labels", e.get("fine_labels", []))]
+            meta = self.meta["filename"]
+            self.classes = _unpickle_verified(folder / meta, md5s[meta])[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     return CIFAR10
 
 
-def cifar10(root=None, download: bool = False, augment: bool = True, timeout: float = 30.0):
+def cifar10(root=None, download: bool = False, augment: bool = True, timeout: float = 30.0,
+            checksums: dict[str, str] | None = None):
     """CIFAR-10 via torchvision (python batches under ``root/cifar-10-batches-py``).
 
     Training set: random crop 32 (padding 4) and horizontal flip when ``augment``; both
     normalized with ShrinkBench's mean and std. Returns (train, test) with x (3, 32, 32).
+
+    The batches are pickles, and unpickling runs whatever a crafted file asks for: every file
+    is read once and unpickled only if the MD5 of those bytes is the published one
+    (:func:`cifar10_checksums`), else :class:`ChecksumError` (a ValueError) names the file.
+    ``checksums`` ({file name: MD5} for every file) replaces the published table, for files you
+    made and vouch for yourself (the tests' tiny fakes); it does not turn the check off.
+    ``download=True`` fetches the archive when a file is missing or different (checked
+    against its published MD5 by torchvision).
     """
     from torchvision import transforms
+    from torchvision.datasets.utils import download_and_extract_archive
 
-    root = data_root(root)
+    root, md5s = data_root(root), _check_table(checksums)
+    folder = root / "cifar-10-batches-py"
     norm = [transforms.ToTensor(), transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
     aug = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if augment else []
     cls = _cifar_class()
     try:
-        with _socket_timeout(timeout):
-            if download:
-                cls(str(root), train=True, download=True)
-            train = cls(str(root), train=True, download=False, transform=transforms.Compose(aug + norm))
-            test = cls(str(root), train=False, download=False, transform=transforms.Compose(norm))
+        if download and not all(_matches(folder / n, m) for n, m in md5s.items()):
+            with _socket_timeout(timeout):
+                download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
+        train = cls(str(root), True, transforms.Compose(aug + norm), md5s)
+        test = cls(str(root), False, transforms.Compose(norm), md5s)
+    except ChecksumError:
+        raise
     except (RuntimeError, OSError) as e:
-        raise _missing("CIFAR-10", root / "cifar-10-batches-py",
-                       "data_batch_1..5, test_batch, batches.meta", e) from e
-    except Exception as e:  # unpickling a damaged batch
-        raise ValueError(f"CIFAR-10 files under {root / 'cifar-10-batches-py'} could not be read: {e}") from e
+        raise _missing("CIFAR-10", folder, "data_batch_1..5, test_batch, batches.meta", e) from e
+    except Exception as e:  # a verified file that is still not a CIFAR batch (made by hand)
+        raise ValueError(f"CIFAR-10 files under {folder} could not be read: {type(e).__name__}: {e}") from e
     return train, test
+
+
+def _matches(path: Path, md5: str) -> bool:
+    try:
+        read_verified(path, md5)
+    except (OSError, ChecksumError):
+        return False
+    return True
 
 
 def get_datasets(name: str = "digits", seed: int = 0, root=None, download: bool = False,

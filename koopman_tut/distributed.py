@@ -7,17 +7,27 @@ exact k-th value over ranks, :func:`top_k_mask`). ``group=None`` everywhere mean
 process (no communication); ``group=True`` means the default process group.
 
 Every function taking a group is a collective: all ranks of the group must call it, in
-the same order.
+the same order. No collective waits for ever: each gives up after
+``$KOOPMAN_TUT_COLLECTIVE_TIMEOUT`` seconds (default 300, five minutes, instead of the
+process group's 30) with a TimeoutError naming the collective and the limit
+(:func:`collective_timeout`); a computation over ranks first checks that every rank
+called it with the same settings (:func:`koopman_tut.distributed_checks.preflight`).
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+import time
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
 Tensor = torch.Tensor
+TIMEOUT_ENV = "KOOPMAN_TUT_COLLECTIVE_TIMEOUT"
+DEFAULT_TIMEOUT_S = 300.0
 
 
 def _group(group):
@@ -33,15 +43,65 @@ def _comm_device(group) -> torch.device:
     return torch.device("cpu")
 
 
+def collective_timeout() -> float:
+    """Seconds a collective waits for the other ranks: ``$KOOPMAN_TUT_COLLECTIVE_TIMEOUT``
+    (a positive number, read at every call), else 300 (five minutes)."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        t = float(raw)
+    except ValueError:
+        t = float("nan")
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return t
+
+
+def _timed(launch, what: str, g) -> None:
+    """Start an async collective (``launch()``) and wait for it at most :func:`collective_timeout`
+    seconds; a TimeoutError naming it and the limit otherwise (a RuntimeError if it failed)."""
+    limit = collective_timeout()  # checked before anything is sent
+    where = f"rank {dist.get_rank(g)} of {dist.get_world_size(g)}"
+    t0 = time.monotonic()
+    try:
+        done = launch().wait(timeout=timedelta(seconds=limit))
+    except RuntimeError as e:  # gloo: "Operation timed out!", "Connection reset by peer", ...
+        if time.monotonic() - t0 < limit and "timed out" not in str(e).lower():
+            raise RuntimeError(f"{what} failed on {where}: {e}. Another rank probably ended or called a "
+                               f"different collective: see its error") from e
+        done = False
+    if done is False:
+        raise TimeoutError(f"{what} did not complete within {limit:g} s on {where}: another rank stalled, died "
+                           f"or is waiting in a different collective. If a rank is only slow, raise the limit "
+                           f"with the environment variable {TIMEOUT_ENV}=<seconds> (default {DEFAULT_TIMEOUT_S:g}). "
+                           f"The process group cannot be used after this: end every rank")
+
+
+def _describe(t: Tensor) -> str:
+    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+
+
+def _all_reduce(y: Tensor, op, g, what: str) -> None:
+    _timed(lambda: dist.all_reduce(y, op=op, group=g, async_op=True), f"all_reduce ({what}) of a "
+           f"{_describe(y)} tensor", g)
+
+
+def _all_gather(out: list[Tensor], t: Tensor, g, what: str) -> None:
+    _timed(lambda: dist.all_gather(out, t, group=g, async_op=True), f"all_gather ({what}) of {_describe(t)} "
+           f"tensors", g)
+
+
 def _reduce(x: Tensor, group, op) -> Tensor:
     g = _group(group)
     y = x.to(_comm_device(g)).clone()
+    name = "sum" if op == dist.ReduceOp.SUM else "max"
     if y.is_complex():  # not every backend reduces complex tensors: a sum is a sum of (re, im)
         r = torch.view_as_real(y).contiguous()
-        dist.all_reduce(r, op=op, group=g)
+        _all_reduce(r, op, g, name)
         y = torch.view_as_complex(r)
     else:
-        dist.all_reduce(y, op=op, group=g)
+        _all_reduce(y, op, g, name)
     return y.to(x.device)
 
 
@@ -84,7 +144,7 @@ def all_gather_sizes(n: int, group) -> list[int]:
     g = _group(group)
     t = torch.tensor([n], dtype=torch.int64, device=_comm_device(g))
     out = [torch.zeros_like(t) for _ in range(dist.get_world_size(g))]
-    dist.all_gather(out, t, group=g)
+    _all_gather(out, t, g, "sizes")
     return [int(x.item()) for x in out]
 
 
@@ -99,7 +159,7 @@ def all_gather_rows(x: Tensor, group) -> Tensor:
     buf = torch.zeros((max(sizes),) + tuple(x.shape[1:]), dtype=wire.dtype, device=_comm_device(g))
     buf[: x.shape[0]] = wire.to(buf.device)
     out = [torch.empty_like(buf) for _ in sizes]
-    dist.all_gather(out, buf, group=g)
+    _all_gather(out, buf, g, "rows")
     return torch.cat([o[:s] for o, s in zip(out, sizes)]).to(device=x.device, dtype=x.dtype)
 
 
@@ -193,9 +253,9 @@ def gather_pieces(local: dict[str, Tensor], traj, group, fill=0) -> dict[str, Te
     meta = traj.meta
     if "all_names" not in meta:
         raise ValueError("traj is not row-sharded (record with TrajectoryRecorder(..., shard=True))")
-    present = [None] * world(group)[1]
-    dist.all_gather_object(present, sorted(local), group=_group(group))
-    wanted = {n for names in present for n in names}
+    mine = torch.frombuffer(bytearray(json.dumps(sorted(local)).encode() + b"\n"), dtype=torch.uint8)
+    lines = bytes(all_gather_rows(mine, group).tolist()).decode().splitlines()  # one JSON list per rank, no pickle
+    wanted = {n for line in lines for n in json.loads(line)}
     ref = next(iter(local.values())) if local else torch.tensor(fill)  # dtype and device
     flat = torch.cat([torch.zeros(0, dtype=ref.dtype, device=ref.device)] + [
         local[n].reshape(-1).to(ref.dtype) if n in local

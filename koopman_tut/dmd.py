@@ -34,6 +34,7 @@ import torch
 
 from .dmd_result import DMDBatch, DMDResult, canonical_order, powers  # noqa: F401  (powers: re-exported)
 from .distributed import all_reduce_sum, global_rows
+from .distributed_checks import preflight
 from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, check_finite, deviation_gram
 
 Tensor = torch.Tensor
@@ -152,6 +153,9 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
     >>> theta_star = res.fixed_point()  # (n,), the eigenvalue-1 mode times its amplitude
     """
     W, method = _prepare(W, svd_rank, method, chunk_rows, group)
+    if group is not None:  # before any collective: the ranks must agree (else gloo aborts, or results differ)
+        preflight("kt.dmd", group, {"T (snapshots)": W.shape[-1], "dtype": W.dtype, "batch": tuple(W.shape[:-2]),
+                                    "svd_rank": svd_rank, "method": method}, "Every rank passes its own rows of W only")
     if method == "svd" and acc is None:
         if W.ndim == 3:
             return DMDBatch([_from_svd(W[i], svd_rank) for i in range(W.shape[0])])

@@ -1,4 +1,5 @@
 """Tiny MNIST and CIFAR-10 files in the real on-disk formats, for tests (nothing is downloaded)."""
+import hashlib
 import pickle
 
 import numpy as np
@@ -19,7 +20,11 @@ def write_mnist(root, n_train=12, n_test=6, seed=0):
 
 def write_cifar10(root, per_batch=4, seed=0):
     """CIFAR-10's python batches: protocol-2 pickles of dicts with 'data' (N, 3072) uint8, 'labels',
-    read back with encoding='latin1' as the originals (Python 2 pickles) are."""
+    read back with encoding='latin1' as the originals (Python 2 pickles) are.
+
+    Returns {file name: MD5} of the files written (they cannot have the published MD5s): what a
+    test passes as ``koopman_tut.data.cifar10(checksums=...)``.
+    """
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
@@ -31,3 +36,20 @@ def write_cifar10(root, per_batch=4, seed=0):
             pickle.dump(batch, f, protocol=2)
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": [f"c{i}" for i in range(10)], "num_vis": 3072}, f, protocol=2)
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+class MakesMarker:
+    """Unpickling this object creates the file ``marker`` (``open(marker, "w")``): a stand-in for a
+    crafted pickle that runs code when it is loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def crafted_batch(marker) -> bytes:
+    """A pickle shaped like a CIFAR batch whose loading creates ``marker``."""
+    return pickle.dumps({"data": MakesMarker(marker), "labels": [0], "label_names": ["x"]}, protocol=2)

@@ -3,7 +3,7 @@ import pickle
 
 import pytest
 import torch
-from fakedata import write_cifar10, write_mnist
+from fakedata import MakesMarker, crafted_batch, write_cifar10, write_mnist
 
 from koopman_tut import data
 
@@ -35,18 +35,104 @@ def test_mnist_from_idx_files(tmp_path):
 
 
 def test_cifar10_from_python_batches(tmp_path):
-    write_cifar10(tmp_path)
-    train, test = data.get_datasets("cifar10", root=tmp_path)
+    md5s = write_cifar10(tmp_path)  # the fakes' own MD5s, passed explicitly: the check still runs
+    train, test = data.cifar10(root=tmp_path, checksums=md5s)
     assert len(train) == 20 and len(test) == 4
     x, y = train[0]
     assert x.shape == (3, 32, 32) and 0 <= y < 10
     # training augmentation is random, the test transform is not
     assert torch.equal(test[1][0], test[1][0])
-    plain, _ = data.cifar10(root=tmp_path, augment=False)
+    plain, _ = data.cifar10(root=tmp_path, augment=False, checksums=md5s)
     raw = torch.tensor(pickle.load(open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "rb"))["data"][0])
     expect = (raw.reshape(3, 32, 32).float() / 255 - torch.tensor(data.CIFAR10_MEAN)[:, None, None]) \
         / torch.tensor(data.CIFAR10_STD)[:, None, None]
     assert torch.allclose(plain[0][0], expect, atol=1e-5)
+
+
+def test_cifar10_refuses_files_that_are_not_the_published_ones(tmp_path):
+    """By default only the published MD5s are accepted: tiny fakes are refused before any unpickling."""
+    write_cifar10(tmp_path)
+    with pytest.raises(data.ChecksumError, match="data_batch_1 has MD5 [0-9a-f]{32}, expected c99cafc1") as e:
+        data.get_datasets("cifar10", root=tmp_path)
+    assert isinstance(e.value, ValueError) and "nothing was unpickled" in str(e.value)
+    assert data.cifar10_checksums()["batches.meta"] == "5ff9c542aee3614f3951f8cda6e48888"
+
+
+@pytest.mark.parametrize("victim", ["data_batch_1", "data_batch_5", "test_batch", "batches.meta"])
+@pytest.mark.parametrize("seam", [False, True])
+def test_a_crafted_pickle_is_never_unpickled(tmp_path, victim, seam):
+    """A batch replaced by a pickle that runs code when loaded is refused, and its code never runs:
+    by the published table (get_datasets, the CLI's route) and by a checksums= table made for
+    the honest files (the test seam does not let a swapped file through)."""
+    md5s = write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+    (tmp_path / "cifar-10-batches-py" / victim).write_bytes(crafted_batch(marker))
+    first_wrong = victim if seam else "data_batch_1"  # the published table refuses the honest fakes too
+    with pytest.raises(data.ChecksumError, match=f"{first_wrong} has MD5"):
+        if seam:
+            data.cifar10(root=tmp_path, checksums=md5s)
+        else:
+            data.get_datasets("cifar10", root=tmp_path)
+    assert not marker.exists()
+    # control: the same bytes do run their code when unpickled, so the check above could fail
+    pickle.loads(crafted_batch(tmp_path / "control"), encoding="latin1")
+    assert (tmp_path / "control").exists()
+
+
+@pytest.mark.parametrize("bad", [None, {"data_batch_1": "0" * 32},
+                                 lambda m: {**m, "test_batch": "XYZ"}, lambda m: {**m, "test_batch": None}])
+def test_checksums_must_cover_every_file_with_an_md5(tmp_path, bad):
+    md5s = write_cifar10(tmp_path)
+    table = bad(md5s) if callable(bad) else bad
+    if table is None:  # the published table: refused as above, never skipped
+        with pytest.raises(data.ChecksumError):
+            data.cifar10(root=tmp_path, checksums=None)
+        return
+    with pytest.raises(ValueError, match="checksums must map each of"):
+        data.cifar10(root=tmp_path, checksums=table)
+
+
+def test_cifar10_download_only_when_a_file_is_missing_or_different(tmp_path, monkeypatch):
+    """download=True fetches the archive (with its published MD5) only when a file does not verify."""
+    import shutil
+
+    import torchvision.datasets.utils as tv_utils
+
+    md5s = write_cifar10(tmp_path / "staged")
+    calls = []
+
+    def fake_download(url, download_root, filename=None, md5=None):
+        calls.append((url, filename, md5))
+        shutil.copytree(tmp_path / "staged" / "cifar-10-batches-py", tmp_path / "root" / "cifar-10-batches-py",
+                        dirs_exist_ok=True)
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
+    train, _ = data.cifar10(root=tmp_path / "root", download=True, checksums=md5s)
+    assert len(train) == 20 and calls == [(data._cifar_class().url, "cifar-10-python.tar.gz",
+                                           "c58f30108f718f92721af3b95e74349a")]
+    data.cifar10(root=tmp_path / "root", download=True, checksums=md5s)
+    assert len(calls) == 1  # every file verified: nothing fetched
+
+
+def test_mnist_never_unpickles_a_crafted_cache(tmp_path):
+    """MNIST's IDX files are parsed byte by byte; an old processed/*.pt cache is read with
+    torch.load(weights_only=True): a crafted one is refused with a ValueError and runs nothing."""
+    marker = tmp_path / "pwned"
+    processed = tmp_path / "MNIST" / "processed"
+    processed.mkdir(parents=True)
+    for name in ("training.pt", "test.pt"):
+        torch.save({"x": MakesMarker(marker)}, processed / name)
+    with pytest.raises(ValueError, match="MNIST files under .* could not be read"):
+        data.get_datasets("mnist", root=tmp_path)
+    assert not marker.exists()
+
+
+def test_mnist_damaged_idx_file_is_a_value_error(tmp_path):
+    write_mnist(tmp_path)
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(b"\0\0\0\0" + images.read_bytes()[4:])  # magic number gone
+    with pytest.raises(ValueError, match="MNIST files under .* could not be read"):
+        data.get_datasets("mnist", root=tmp_path)
 
 
 @pytest.mark.parametrize("name, where", [("mnist", "MNIST"), ("cifar10", "cifar-10-batches-py")])

@@ -1,0 +1,148 @@
+"""Ranks that disagree, stall or die: a clear error on every rank, within a bound (2 gloo processes, CPU).
+
+Each test spawns its ranks with :func:`spawn` (bounded: the processes are killed past ``limit``);
+each rank saves what it got, and the test reads it back.
+"""
+import os
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import koopman_tut as kt
+from koopman_tut import pruning as P
+from koopman_tut.distributed import DEFAULT_TIMEOUT_S, TIMEOUT_ENV, all_reduce_sum, collective_timeout
+
+pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.extrapolation.DriftWarning")
+T = 12
+
+
+def spawn(fn, out, nprocs: int = 2, limit: float = 180.0) -> list[dict]:
+    """Run ``fn(rank, nprocs, store, out)`` in ``nprocs`` processes; kill them past ``limit`` seconds.
+    Returns what each rank saved (``out/rank<r>.pt``)."""
+    ctx = mp.start_processes(fn, args=(nprocs, str(out / "store"), str(out)), nprocs=nprocs, join=False,
+                             start_method="spawn")
+    deadline = time.monotonic() + limit
+    try:
+        while not ctx.join(timeout=max(deadline - time.monotonic(), 0.1)):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the ranks did not finish within {limit} s")
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(nprocs)]
+
+
+def _setup(rank: int, world: int, store: str, timeout_s: float):
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    os.environ[TIMEOUT_ENV] = str(timeout_s)  # a check that missed would end in a timeout here, not a hang
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+
+
+def _attempt(fn) -> str | None:
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001  (what each rank got is compared by the test)
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _disagreeing(rank: int, world: int, store: str, out: str):
+    """Each scenario: the two ranks call the same function with one thing different (or not)."""
+    _setup(rank, world, store, 60)
+    g = torch.Generator().manual_seed(rank)
+    n = 40 + 7 * rank  # own rows
+    W = torch.randn(n, T, generator=g, dtype=torch.float64)
+
+    def window(steps, meta):
+        return kt.Trajectory(W, steps, ["p"], [(n,)], meta)
+
+    names = {"all_names": ["a.weight", "b.weight" if rank else "c.weight"]}
+    scores = {f"w{rank}": torch.rand(30, generator=g)}
+    got = {
+        "T": _attempt(lambda: kt.dmd(W[:, :T - rank], group=True)),
+        "dtype": _attempt(lambda: kt.dmd(W.float() if rank else W, group=True)),
+        "svd_rank": _attempt(lambda: kt.dmd(W, svd_rank=3 + rank, group=True)),
+        "steps": _attempt(lambda: kt.koopman(window(torch.arange(T) + rank, {}), group=True)),
+        "names": _attempt(lambda: kt.koopman(window(torch.arange(T), names), group=True)),
+        "compression": _attempt(lambda: P.global_masks(scores, 2 + rank, group=True)),
+        "computation": _attempt(lambda: kt.dmd(W, group=True) if rank == 0 else P.global_masks(scores, 2, group=True)),
+        # after every refusal the ranks are still in step: agreeing calls work
+        "agree": _attempt(lambda: (kt.dmd(W, group=True), kt.koopman(window(torch.arange(T), {}), group=True),
+                                   P.global_masks(scores, 2, group=True))),
+    }
+    torch.save(got, os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+EXPECTED = {
+    "T": "kt.dmd: the ranks of the group disagree on T (snapshots): 12 on rank 0, 11 on rank 1.",
+    "dtype": "disagree on dtype: float64 on rank 0, float32 on rank 1.",
+    "svd_rank": "disagree on svd_rank: 3 on rank 0, 4 on rank 1.",
+    "steps": "kt.koopman: the ranks of the group disagree on steps: rank 0 vs rank 1 (different values)",
+    "names": "disagree on all_names (row-sharded recording): rank 0 vs rank 1 (different values)",
+    "compression": "global_masks: the ranks of the group disagree on compression: 2 on rank 0, 3 on rank 1",
+    "computation": "not in the same computation (computation: kt.dmd on rank 0, global_masks on rank 1)",
+}
+
+
+@pytest.fixture(scope="module")
+def disagreeing(tmp_path_factory):
+    return spawn(_disagreeing, tmp_path_factory.mktemp("disagree"))
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_ranks_that_disagree_all_raise_saying_what_differs_where(disagreeing, case):
+    """The same ValueError on every rank, before any collective could mismatch (gloo would abort)."""
+    got = [r[case] for r in disagreeing]
+    assert got[0] == got[1], got
+    assert got[0].startswith("ValueError: ") and EXPECTED[case] in got[0], got[0]
+
+
+def test_the_ranks_stay_in_step_after_a_refusal(disagreeing):
+    assert [r["agree"] for r in disagreeing] == [None, None]
+
+
+STALL_S, LIMIT_S = 6.0, 1.5
+
+
+def _stalling(rank: int, world: int, store: str, out: str):
+    """Rank 1 stalls (never calls the collective) and then ends; rank 0 calls it."""
+    _setup(rank, world, store, LIMIT_S)
+    what = os.path.basename(out)
+    got = {}
+    if rank == 0:
+        t0 = time.monotonic()
+        call = {"dmd": lambda: kt.dmd(torch.randn(30, T, dtype=torch.float64), group=True),
+                "all_reduce": lambda: all_reduce_sum(torch.ones(3), True)}[what]
+        got = {"error": _attempt(call), "seconds": time.monotonic() - t0}
+    else:
+        time.sleep(STALL_S)
+    torch.save(got, os.path.join(out, f"rank{rank}.pt"))
+    os._exit(0)  # the group is unusable after a timeout: no clean-up collective
+
+
+@pytest.mark.parametrize("what, collective", [("dmd", "all_gather (kt.dmd pre-flight)"),
+                                              ("all_reduce", "all_reduce (sum) of a (3,) float32 tensor")])
+def test_a_stalled_rank_makes_the_others_fail_within_the_timeout(tmp_path, what, collective):
+    out = tmp_path / what
+    out.mkdir()
+    got = spawn(_stalling, out, limit=120)[0]
+    assert got["error"].startswith("TimeoutError: " + collective), got
+    assert f"within {LIMIT_S:g} s" in got["error"] and TIMEOUT_ENV in got["error"]
+    assert 0.9 * LIMIT_S <= got["seconds"] < STALL_S - 2, got["seconds"]  # the limit, not the stall, ended it
+
+
+def test_collective_timeout_is_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv(TIMEOUT_ENV, raising=False)
+    assert collective_timeout() == DEFAULT_TIMEOUT_S == 300
+    monkeypatch.setenv(TIMEOUT_ENV, "2.5")
+    assert collective_timeout() == 2.5
+    for bad in ("abc", "0", "-3", "inf", "nan"):
+        monkeypatch.setenv(TIMEOUT_ENV, bad)
+        with pytest.raises(ValueError, match=f"{TIMEOUT_ENV} must be a positive number of seconds"):
+            collective_timeout()
