@@ -1,7 +1,8 @@
 """Construction-time checks of :class:`koopman_tut.recorder.TrajectoryRecorder`'s arguments.
 
-Bad arguments, a non-floating storage dtype and an optimizer that does not train the
-recorded parameters are refused before anything is allocated (TypeError / ValueError).
+Bad arguments, a non-floating storage dtype, an optimizer that does not train the
+recorded parameters or has no learning rate, and a parameter listed twice (or under two
+names of one tied tensor) are refused before anything is allocated (TypeError / ValueError).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-from .params import parameter
+from .params import check_untied, parameter
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -55,6 +56,22 @@ def _check_names(params) -> list[str] | None:
     return names
 
 
+def _check_lr(optimizer: torch.optim.Optimizer) -> None:
+    """The recorder logs ``param_groups[0]['lr']`` with every snapshot (the Koopman gradient divides by it)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    group = optimizer.param_groups[0]
+    if "lr" not in group:
+        keys = sorted(k for k in group if k != "params")
+        raise ValueError(f"optimizer.param_groups[0] has no 'lr' key (its settings: {keys}): the recorder logs the "
+                         f"learning rate with every snapshot. Give the group a learning rate, "
+                         f"optimizer.param_groups[0]['lr'] = ..., or build the optimizer with lr=")
+    try:
+        float(group["lr"])
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"optimizer.param_groups[0]['lr'] must be a number, got {group['lr']!r}") from None
+
+
 def _owned(optimizer: torch.optim.Optimizer) -> set[int]:
     """Identities of the tensors the optimizer trains."""
     return {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -75,6 +92,7 @@ def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[
     Frozen ones (requires_grad False) cannot change: skipped with a warning, unless listed
     explicitly in ``params``, where they raise.
     """
+    check_untied(model, names, "params")
     owned = _owned(optimizer)
     keep, frozen, missing = [], [], []
     for name in names:

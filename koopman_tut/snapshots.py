@@ -43,11 +43,13 @@ def as_snapshots(W, name: str = "W", min_snapshots: int = 2) -> Tensor:
     elif not isinstance(W, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray of shape "
                         f"(n_features, n_snapshots), got {type(W).__name__}")
+    if W.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {W.layout}: call {name}.to_dense()")
     if W.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be floating point (float16/bfloat16/float32/float64), got {W.dtype}")
     if W.ndim not in (2, 3):
-        raise ValueError(f"{name} must have shape (n_features, n_snapshots) or "
-                         f"(batch, n_features, n_snapshots), got {W.ndim} dimension(s) {tuple(W.shape)}")
+        raise ValueError(f"{name} must be 2-D (n_features, n_snapshots) or 3-D (batch, n_features, n_snapshots), "
+                         f"got {W.ndim} dimension(s), shape {tuple(W.shape)}")
     if W.shape[-1] < min_snapshots:
         raise ValueError(f"{name} needs at least {min_snapshots} snapshots (columns), got {W.shape[-1]}; "
                          f"snapshots are columns: shape is (n_features, n_snapshots)")

@@ -1,47 +1,42 @@
 """Where a recorder keeps its snapshots: preallocated memory, or a memory-mapped file on disk.
 
-The disk format (``TrajectoryRecorder(..., path=FILE)``; read back by ``Trajectory.load(FILE)``)
-is one file, every integer little-endian::
+The file (``TrajectoryRecorder(..., path=FILE)``, read back by ``Trajectory.load(FILE)``) is
+in the format of :mod:`koopman_tut.disk_format` (version 2: a checksummed header checked
+field by field, then steps, learning rates and the raw row-major (capacity, n) snapshots).
+It is created through a temporary file beside FILE and renamed into place only once its
+space is reserved (:mod:`koopman_tut.safe_files`): an existing FILE is refused unless
+``overwrite=True`` and is untouched until then; a symlink is never followed; the mode
+follows the umask; the writer holds an exclusive lock on it, so a second recorder on the
+same path is refused.
 
-    offset 0             8 bytes                 magic b"KTTRAJMM"
-    offset 8             uint64                  count: snapshots complete (see below)
-    offset 16            uint64                  L, the length of the JSON header
-    offset 24            L bytes                 JSON header, UTF-8 (below)
-    header["steps_offset"]  int64[capacity]      optimizer step of snapshot k (valid for k < count)
-    header["lrs_offset"]    float64[capacity]    learning rate at snapshot k
-    header["data_offset"]   dtype[capacity, n]   the snapshots, row-major: snapshot k is row k,
-                                                 n contiguous elements (data_offset is a multiple of 4096)
-
-The JSON header holds {"format": "koopman_tut.trajectory-mmap", "version": 1, "names",
-"shapes", "dtype" (a torch dtype name, e.g. "float32"; stored as its raw bytes, so bfloat16
-works too), "n", "capacity", "byteorder": "little", "layout", the three offsets, "meta"
-(recording stride, optimizer settings, and for sharded recordings the rows held)}.
-
-The recorder writes snapshot k's row, then its step and learning rate, and only then
-``count = k + 1``: a process that dies (an exception, SIGKILL) leaves a file whose first
-``count`` snapshots are complete, since its pages belong to the kernel's page cache. With
-``sync=True`` each snapshot is also msync'ed to the device before and after the count, so a
-power loss leaves the same guarantee, at the cost of a synchronous write per snapshot.
+The recorder writes snapshot k's row, then its learning rate and step, and only then
+``count = k + 1``: a process that dies (an exception, SIGKILL) leaves a file whose complete
+snapshots load, since its pages belong to the kernel's page cache; loading it warns that
+the recording was cut short. With ``sync=True`` each snapshot is also msync'ed to the
+device before and after the count, so a power loss leaves the same guarantee, at the cost
+of a synchronous write per snapshot.
 
 Reading maps the file copy-on-write: the (n, count) snapshots are a transposed view of the
 mapped rows (numpy.memmap -> torch.from_numpy, no copy), paged in as the chunked passes of
-:func:`koopman_tut.dmd` read them; writing to them never changes the file.
+:func:`koopman_tut.dmd` read them; writing to them never changes the file. Files of the
+version-1 format are refused with the way to convert them (:func:`koopman_tut.disk_v1.convert_v1`).
 """
 from __future__ import annotations
 
 import errno
-import json
-import math
 import mmap
 import os
 import struct
-from pathlib import Path
+import warnings
+import weakref
 
 import numpy as np
 import torch
 
-MAGIC = b"KTTRAJMM"
-FORMAT, VERSION = "koopman_tut.trajectory-mmap", 1
+from . import disk_format as fmt
+from .disk_format import MAGIC, MAGIC_V1, RecordingCutShortWarning
+from .safe_files import check_target, claim_existing, create_temp, discard, is_locked, lock, publish, unlock
+
 _RAW = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}  # raw element of each size; torch reinterprets
 
 
@@ -73,110 +68,155 @@ def allocate(capacity: int, n: int, dtype: torch.dtype, device: torch.device, ma
 
 
 def is_disk_trajectory(path: str | os.PathLike) -> bool:
-    """Whether ``path`` starts with this format's magic bytes."""
+    """Whether ``path`` starts with the magic bytes of this format (version 2 or 1)."""
     with open(path, "rb") as f:
-        return f.read(len(MAGIC)) == MAGIC
+        return f.read(len(MAGIC)) in (MAGIC, MAGIC_V1)
 
 
 class DiskStorage:
     """A new trajectory file of ``capacity`` snapshots of n values, mapped for writing.
 
+    Parameters
+    ----------
+    path : the file to create (not a symlink); refused if it exists, unless ``overwrite``.
+    names, shapes, n : the recorded tensors, in flattening order; n the sum of their sizes.
+    capacity, dtype : snapshots the file holds, and their floating dtype.
+    meta : JSON-serialisable recording metadata (stride, optimizer settings).
+    sync : msync every committed snapshot (survives a power loss).
+    overwrite : replace an existing regular file at ``path`` (only once the new one is allocated).
+
     Attributes
     ----------
     data : (capacity, n) tensor of ``dtype`` on the CPU, a view of the file's snapshot rows.
+
+    Raises
+    ------
+    FileExistsError : ``path`` exists (without ``overwrite``) or another recorder is writing it.
+    ValueError, TypeError : a symlink or non-file at ``path``; a bad argument.
+    OSError : the space cannot be reserved (a full disk, a file-size limit): nothing is left behind.
     """
 
     def __init__(self, path: str | os.PathLike, names: list[str], shapes: list[tuple[int, ...]], n: int,
-                 capacity: int, dtype: torch.dtype, meta: dict, sync: bool = False):
-        self.path, self.sync = Path(path), sync
+                 capacity: int, dtype: torch.dtype, meta: dict, sync: bool = False, overwrite: bool = False):
+        self.path, self.sync = check_target(path, overwrite), sync
         item = torch.empty((), dtype=dtype).element_size()
-        header = {"format": FORMAT, "version": VERSION, "names": list(names), "shapes": [list(s) for s in shapes],
-                  "dtype": str(dtype).removeprefix("torch."), "n": n, "capacity": capacity,
-                  "byteorder": "little", "layout": "row-major (capacity, n): snapshot k is row k",
-                  "meta": meta}
-        steps_offset = _align(24 + len(_encode(header, 0, 0, 0)) + 200, 8)  # room for the offsets' digits
-        lrs_offset = steps_offset + 8 * capacity
-        data_offset = _align(lrs_offset + 8 * capacity, 4096)
-        text = _encode(header, steps_offset, lrs_offset, data_offset)  # fits: 200 bytes spare for the digits
-        size = data_offset + capacity * n * item
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            self.path.unlink()  # a new file: whoever still maps the old one keeps reading it intact
-        with open(self.path, "wb") as f:
-            f.write(MAGIC + struct.pack("<QQ", 0, len(text)) + text)
-            f.truncate(size)
-            try:
-                os.posix_fallocate(f.fileno(), 0, size)  # ENOSPC now, not SIGBUS in the middle of training
-            except OSError as e:
-                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # the filesystem cannot preallocate
-                    raise OSError(e.errno, f"cannot reserve {size / 2**30:.2f} GiB for {self.path}: {e.strerror}")
-        self._file = open(self.path, "r+b")
-        self._map = mmap.mmap(self._file.fileno(), size)
-        self.steps = np.frombuffer(self._map, dtype="<i8", count=capacity, offset=steps_offset)
-        self.lrs = np.frombuffer(self._map, dtype="<f8", count=capacity, offset=lrs_offset)
-        raw = np.frombuffer(self._map, dtype=_RAW[item], count=capacity * n, offset=data_offset)
+        blob, h = fmt.encode(names, shapes, n, capacity, dtype, meta)
+        size = h["data_offset"] + capacity * n * item
+        held = claim_existing(self.path) if overwrite else None  # no recorder starts on the old file meanwhile
+        fd, tmp = None, None
+        try:
+            fd, tmp = create_temp(self.path)
+            lock(fd, self.path)
+            self._map = _reserve(fd, size, self.path)
+            self._map[:len(blob)] = blob
+            self.steps = np.frombuffer(self._map, dtype="<i8", count=capacity, offset=h["steps_offset"])
+            self.lrs = np.frombuffer(self._map, dtype="<f8", count=capacity, offset=h["lrs_offset"])
+            self.steps[:] = -1  # not written yet
+            self._map.flush()
+            publish(tmp, self.path, overwrite)
+        except BaseException:
+            if tmp is not None:
+                discard(fd, tmp)
+            raise
+        finally:
+            if held is not None:
+                os.close(held)
+        raw = np.frombuffer(self._map, dtype=_RAW[item], count=capacity * n, offset=h["data_offset"])
         self.data = torch.from_numpy(raw.reshape(capacity, n)).view(dtype)
+        self._finalizer = weakref.finalize(self, _close, self._map, fd, sync, os.getpid())
 
     def commit(self, k: int, step: int, lr: float) -> None:
-        """Snapshot k's row is written: record its step and lr, then count = k + 1 (in that order)."""
-        self.steps[k], self.lrs[k] = step, lr
+        """Snapshot k's row is written: record its lr, its step, then count = k + 1 (in that order)."""
+        self.lrs[k] = lr
+        self.steps[k] = step  # snapshot k is complete from here on
         if self.sync:
             self._map.flush()
         struct.pack_into("<Q", self._map, 8, k + 1)
         if self.sync:
             self._map.flush()
 
+    def close(self) -> None:
+        """The recording is over: mark the file CLOSED and release the writer's lock (idempotent; also
+        run when this object is collected or the process exits). ``data`` stays readable."""
+        self._finalizer()
 
-def _align(x: int, a: int) -> int:
-    return -(-x // a) * a
+
+def _reserve(fd: int, size: int, path) -> mmap.mmap:
+    """Reserve ``size`` bytes for the file open as ``fd`` (ENOSPC/EFBIG now, not SIGBUS mid-training) and map it."""
+    try:
+        os.ftruncate(fd, size)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # the filesystem cannot preallocate
+                raise
+    except OSError as e:
+        raise OSError(e.errno, f"cannot reserve {size / 2**30:.3f} GiB for {path}: {e.strerror}") from e
+    return mmap.mmap(fd, size)
 
 
-def _encode(header: dict, steps_offset: int, lrs_offset: int, data_offset: int) -> bytes:
-    h = dict(header, steps_offset=steps_offset, lrs_offset=lrs_offset, data_offset=data_offset)
-    return json.dumps(h).encode()
+def _close(mm: mmap.mmap, fd: int, sync: bool, pid: int) -> None:
+    if os.getpid() != pid:  # a forked child (e.g. a DataLoader worker) leaves the parent's file alone
+        return
+    try:
+        mm[16:24] = fmt.CLOSED
+        if sync:
+            mm.flush()
+    except ValueError:  # the map was closed
+        pass
+    finally:
+        unlock(fd)
+        os.close(fd)
 
 
 def read_header(path: str | os.PathLike) -> tuple[dict, int]:
-    """(JSON header, count of complete snapshots); ValueError for a damaged or foreign file."""
+    """(the checked JSON header, count of committed snapshots) of a version-2 file; ValueError if damaged."""
     with open(path, "rb") as f:
-        head = f.read(24)
-        if len(head) < 24 or head[:8] != MAGIC:
-            raise ValueError(f"{path} is not a {FORMAT} file")
-        count, length = struct.unpack("<QQ", head[8:])
-        try:
-            header = json.loads(f.read(length).decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: damaged {FORMAT} header ({e})") from e
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise ValueError(f"{path}: format {header.get('format')!r} version {header.get('version')!r}, "
-                         f"expected {FORMAT!r} version {VERSION}")
-    n, cap = int(header["n"]), int(header["capacity"])
-    if sum(math.prod(s) for s in header["shapes"]) != n or count > cap \
-            or os.path.getsize(path) < header["data_offset"] + cap * n * _itemsize(header["dtype"]):
-        raise ValueError(f"{path} is inconsistent (truncated, or its header does not describe its data)")
-    return header, int(count)
-
-
-def _itemsize(name: str) -> int:
-    return torch.empty((), dtype=getattr(torch, name)).element_size()
+        h, count, _ = fmt.read_header(f.fileno(), path, os.fstat(f.fileno()).st_size)
+    return h, count
 
 
 def open_trajectory(path: str | os.PathLike):
-    """The trajectory in a file written by a recorder with ``path=``: snapshots (n, count), a
-    copy-on-write mapped view (no copy); the snapshots complete when it was opened."""
+    """The trajectory in a file written by a recorder with ``path=``: snapshots (n, k), a copy-on-write
+    mapped view (no copy) of the k snapshots complete when it was opened.
+
+    ``meta["recording"]`` is "in progress" (a recorder is writing the file) or "cut short" (its
+    process ended without closing it; a :class:`RecordingCutShortWarning` says how many snapshots
+    are complete), and absent for a finished recording. ValueError for a damaged, foreign or
+    version-1 file.
+    """
     from .trajectory import Trajectory
 
-    header, count = read_header(path)
-    if count == 0:
-        raise ValueError(f"{path} holds no complete snapshot yet")
-    n, dtype = int(header["n"]), getattr(torch, header["dtype"])
-    item = _itemsize(header["dtype"])
-    rows = np.memmap(path, dtype=_RAW[item], mode="c", offset=header["data_offset"], shape=(count, n))
-    snaps = torch.from_numpy(rows).view(dtype).T  # (n, count)
-    steps = np.fromfile(path, dtype="<i8", count=count, offset=header["steps_offset"])
-    lrs = np.fromfile(path, dtype="<f8", count=count, offset=header["lrs_offset"])
-    meta = dict(header["meta"], lrs=lrs.tolist())
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        if os.pread(fd, len(MAGIC_V1), 0) == MAGIC_V1:
+            raise ValueError(f"{path} is in the version-1 disk format, whose header carries no checksum: convert it "
+                             f"once with koopman_tut.disk_v1.convert_v1({str(path)!r}, NEW_PATH) and load NEW_PATH")
+        locked = is_locked(fd)  # before the header: a writer that stops later has written all it counts
+        h, count, state = fmt.read_header(fd, path, size)
+        live = state == fmt.WRITING and locked
+        cap, n, item = h["capacity"], h["n"], fmt.itemsize(h)
+        steps = np.frombuffer(os.pread(fd, 8 * cap, h["steps_offset"]), dtype="<i8")
+        k = fmt.complete_snapshots(h, count, state, steps, live, path)
+        if k == 0:
+            raise ValueError(f"{path} holds no complete snapshot yet")
+        if size < h["data_offset"] + k * n * item:
+            raise ValueError(f"{path} is inconsistent: truncated inside its {k} complete snapshots "
+                             f"({size} bytes, {h['data_offset'] + k * n * item} needed)")
+        rows = np.memmap(f, dtype=_RAW[item], mode="c", offset=h["data_offset"], shape=(k, n))
+        lrs = np.frombuffer(os.pread(fd, 8 * k, h["lrs_offset"]), dtype="<f8")
+    meta = dict(h["meta"], lrs=lrs.tolist())
     if "rows" in meta:  # JSON has lists only
-        meta["rows"], meta["all_shapes"] = tuple(meta["rows"]), [tuple(s) for s in meta["all_shapes"]]
-    return Trajectory(snaps, torch.from_numpy(steps.astype(np.int64)), list(header["names"]),
-                      [tuple(s) for s in header["shapes"]], meta)
+        meta["rows"] = tuple(meta["rows"])
+    if "all_shapes" in meta:
+        meta["all_shapes"] = [tuple(s) for s in meta["all_shapes"]]
+    if k < cap and state == fmt.WRITING:
+        meta["recording"] = "in progress" if live else "cut short"
+        if not live:
+            warnings.warn(f"{path}: the recording was cut short (its process ended without closing the file: killed?) "
+                          f"after {k} of {cap} snapshots; the {k} complete snapshots are loaded",
+                          RecordingCutShortWarning, stacklevel=3)
+    snaps = torch.from_numpy(rows).view(fmt.DTYPES[h["dtype"]]).T  # (n, k)
+    return Trajectory(snaps, torch.from_numpy(steps[:k].astype(np.int64)), list(h["names"]),
+                      [tuple(s) for s in h["shapes"]], meta)

@@ -12,21 +12,23 @@ Two file formats, told apart by their first bytes when loading:
 * :meth:`Trajectory.save` writes one ``torch.save`` file (format ``koopman_tut.trajectory/1``),
   atomically; loading reads it whole into memory.
 * ``TrajectoryRecorder(..., path=FILE)`` records straight into a memory-mapped file
-  (``koopman_tut.trajectory-mmap`` version 1): an 8-byte magic ``KTTRAJMM``, the count of
-  complete snapshots (uint64), a JSON header (names, shapes, dtype, capacity, offsets,
-  recording metadata), the steps (int64) and learning rates (float64) of the snapshots, then
-  the snapshots as one raw row-major (capacity, n) array, snapshot k in row k (see
-  :mod:`koopman_tut.storage` for the byte layout). :meth:`Trajectory.load` maps it
+  (``koopman_tut.trajectory-mmap`` version 2): an 8-byte magic ``KTTRAJM2``, the count of
+  complete snapshots (uint64), the recording's state, a checksummed JSON header (names,
+  shapes, dtype, capacity, byte order, offsets, recording metadata) checked field by field,
+  the steps (int64) and learning rates (float64) of the snapshots, then the snapshots as one
+  raw row-major (capacity, n) array, snapshot k in row k (see :mod:`koopman_tut.disk_format`
+  for the byte layout; version-1 files are refused with the converter to use,
+  :func:`koopman_tut.disk_v1.convert_v1`). :meth:`Trajectory.load` maps it
   (copy-on-write, no copy): ``snapshots`` (n, count) is a transposed view of the rows, read
   from disk as :func:`koopman_tut.dmd` and the Koopman analysis stream over it in chunks, so
   a trajectory larger than memory can be decomposed. A recording cut short (the process
-  killed) loads with the snapshots completed before it stopped.
+  killed) loads with the snapshots completed before it stopped, a
+  :class:`~koopman_tut.storage.RecordingCutShortWarning` and ``meta["recording"] = "cut short"``.
 """
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,8 @@ import torch
 import torch.nn as nn
 
 from .params import current_value, parameter
+from .recorder_checks import _check_int
+from .validation import check_index, check_meta, check_names_shapes, check_snapshots, check_steps
 
 FORMAT = "koopman_tut.trajectory/1"
 
@@ -48,6 +52,13 @@ class Trajectory:
     steps : (T,) int64, optimizer steps taken before each snapshot.
     names, shapes : the recorded parameters, in flattening order.
     meta : lr per snapshot ('lrs'), optimizer name and settings, recording stride ('every').
+
+    Checked on construction (TypeError / ValueError naming the field): snapshots a dense
+    2-D floating tensor with at least one column; steps integers, strictly increasing, one
+    per snapshot (stored as int64); names unique, one per shape; the shapes' sizes add up to
+    the snapshots' rows; meta plain values (tensors and NumPy values become lists and
+    numbers, tuples lists), ``meta['lrs']`` one per snapshot. Whatever is accepted,
+    :meth:`save` then :meth:`load` gives back. The snapshots themselves are not read.
     """
 
     snapshots: torch.Tensor
@@ -55,6 +66,12 @@ class Trajectory:
     names: list[str]
     shapes: list[tuple[int, ...]]
     meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        T = check_snapshots(self.snapshots).shape[1]
+        self.steps = check_steps(self.steps, T)
+        self.names, self.shapes = check_names_shapes(self.names, self.shapes, self.snapshots.shape[0])
+        self.meta = check_meta(self.meta, T)
 
     @property
     def offsets(self) -> list[int]:
@@ -77,8 +94,19 @@ class Trajectory:
         return float(lrs[-1]) if lrs is not None and len(lrs) else None
 
     def window(self, start: int = 0, stop: int | None = None, every: int = 1) -> "Trajectory":
-        """Columns start:stop:every (a view), with steps and metadata to match."""
-        sl = slice(start, stop, every)
+        """Columns start:stop:every (a view), with steps and metadata to match.
+
+        ``start`` must be in [-T, T-1] and ``stop`` (exclusive, None: to the end) in [-T, T];
+        the window must keep at least one snapshot.
+        """
+        T = len(self)
+        lo = check_index(start, T, "start")
+        hi = T if stop is None else check_index(stop, T, "stop", end=True)
+        every = _check_int("every", every, 1)
+        if hi <= lo:
+            raise ValueError(f"window(start={start}, stop={stop}) of {T} snapshots selects none: "
+                             f"stop must come after start")
+        sl = slice(lo, hi, every)
         meta = dict(self.meta)
         if "lrs" in meta:
             meta["lrs"] = list(meta["lrs"])[sl]
@@ -111,7 +139,10 @@ class Trajectory:
     def load_into(self, model: nn.Module, column: int | torch.Tensor = -1) -> None:
         """Copy snapshot ``column`` (or an (n,) vector, e.g. a Koopman forecast) into the model."""
         self.check_model(model)
-        vec = column if isinstance(column, torch.Tensor) else self.snapshots[:, column]
+        if isinstance(column, torch.Tensor):
+            vec = column
+        else:  # a snapshot index in [-T, T-1]
+            vec = self.snapshots[:, check_index(column, len(self), "column")]
         with torch.no_grad():
             for n, v in self.unflatten(vec).items():
                 target = parameter(model, n)
@@ -119,7 +150,8 @@ class Trajectory:
 
     # -- persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Write to one file atomically (a temporary file in the same folder, then a rename)."""
+        """Write to one file atomically (a temporary file in the same folder, then a rename; an existing
+        file, or a symlink, at ``path`` is replaced, never written through); its mode follows the umask."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         obj = {"format": FORMAT, "snapshots": self.snapshots.detach().cpu().contiguous(),
@@ -131,7 +163,12 @@ class Trajectory:
     def load(cls, path: str | os.PathLike, map_location="cpu") -> "Trajectory":
         """Read a file written by :meth:`save`, or map one recorded with ``TrajectoryRecorder(path=)``
         (its snapshots then stay on disk, on the CPU: ``map_location`` is ignored); a damaged or
-        foreign file raises ValueError."""
+        foreign file raises ValueError.
+
+        A recorded file loads its complete snapshots; ``meta["recording"]`` is "in progress" while a
+        recorder writes it, "cut short" when its process died first (with a
+        :class:`~koopman_tut.storage.RecordingCutShortWarning` saying how many of how many are complete).
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no trajectory file at {path}")
@@ -145,7 +182,11 @@ class Trajectory:
             raise ValueError(f"{path} is not a readable trajectory file ({type(e).__name__}: {e})") from e
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise ValueError(f"{path} is not a koopman_tut trajectory (format {FORMAT!r} expected)")
-        traj = cls(obj["snapshots"], obj["steps"], list(obj["names"]), [tuple(s) for s in obj["shapes"]], obj["meta"])
+        try:
+            traj = cls(obj["snapshots"], obj["steps"], list(obj["names"]), [tuple(s) for s in obj["shapes"]],
+                       obj["meta"])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path} is a damaged trajectory file ({type(e).__name__}: {e})") from None
         if traj.snapshots.ndim != 2 or traj.snapshots.shape[0] != traj.n_features \
                 or traj.steps.numel() != traj.snapshots.shape[1]:
             raise ValueError(f"{path} is inconsistent: snapshots {tuple(traj.snapshots.shape)}, "
@@ -166,19 +207,11 @@ def _plain(meta: dict) -> dict:
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file beside ``path``, then os.replace: never a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """torch.save to a temporary file beside ``path`` (mode 0o666 less the umask), fsync, then os.replace:
+    never a half-written file."""
+    from .safe_files import write_atomically
+
+    write_atomically(path, lambda f: torch.save(obj, f))
 
 
 # The recorder lives in recorder.py (which imports this module); re-exported here so that

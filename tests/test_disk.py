@@ -1,6 +1,7 @@
 """Trajectories on disk: recording into a memory-mapped file, loading it back, interrupted runs, memory."""
 import json
 import os
+import zlib
 import signal
 import subprocess
 import sys
@@ -60,10 +61,13 @@ def test_header_is_documented_json(setup, tmp_path):
     train(model, loader, epochs=1, max_steps=2, optimizer=opt, progress=False)
     header, count = read_header(tmp_path / "r.traj")
     assert count == 3 and header["capacity"] == 4 and header["dtype"] == "bfloat16"
-    assert header["format"] == "koopman_tut.trajectory-mmap" and header["version"] == 1
+    assert header["format"] == "koopman_tut.trajectory-mmap" and header["version"] == 2
     assert header["data_offset"] % 4096 == 0 and header["meta"]["momentum"] == 0.9
     raw = (tmp_path / "r.traj").read_bytes()
-    assert raw[:8] == MAGIC and json.loads(raw[24:24 + int.from_bytes(raw[16:24], "little")]) == header
+    length = int.from_bytes(raw[24:28], "little")
+    assert raw[:8] == MAGIC and raw[16:24] == b"WRITING\0" and json.loads(raw[32:32 + length]) == header
+    assert zlib.crc32(raw[24:28] + raw[32:32 + length]) == int.from_bytes(raw[28:32], "little")
+    assert header["steps_offset"] == 32 + length and header["byteorder"] == sys.byteorder
     t = kt.Trajectory.load(tmp_path / "r.traj")
     assert t.snapshots.dtype == torch.bfloat16 and t.steps.tolist() == [0, 1, 2]
 
@@ -108,23 +112,34 @@ def test_a_run_killed_with_sigkill_keeps_what_it_recorded(tmp_path):
     p = subprocess.run([sys.executable, "-c", KILLED, str(path), str(expect)], env=env, timeout=120,
                        capture_output=True, text=True)
     assert p.returncode == -signal.SIGKILL, p.stderr
-    t = kt.Trajectory.load(path)
-    assert len(t) == 6 and t.steps.tolist() == list(range(6))
+    with pytest.warns(kt.RecordingCutShortWarning, match="cut short .* after 6 of 101 snapshots"):
+        t = kt.Trajectory.load(path)
+    assert len(t) == 6 and t.steps.tolist() == list(range(6)) and t.meta["recording"] == "cut short"
     assert torch.equal(t.snapshots, torch.load(expect))
+    # the unused capacity cut off: the same six snapshots, still flagged
+    header, _ = read_header(path)
+    os.truncate(path, header["data_offset"] + 6 * header["n"] * 4)
+    with pytest.warns(kt.RecordingCutShortWarning):
+        u = kt.Trajectory.load(path)
+    assert torch.equal(u.snapshots, t.snapshots) and u.meta == t.meta
 
 
 def test_damaged_files_are_refused(setup, tmp_path):
     model, opt, _ = setup
     path = tmp_path / "r.traj"
-    kt.TrajectoryRecorder(model, opt, stop=3, path=path)
+    kt.TrajectoryRecorder(model, opt, stop=3, path=path).remove()  # closed after one snapshot
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    header, _ = read_header(path)
+    path.write_bytes(data[: header["data_offset"] + 4 * header["n"] - 4])  # inside the complete row
     with pytest.raises(ValueError, match="inconsistent"):
         kt.Trajectory.load(path)
-    path.write_bytes(data[:8] + (0).to_bytes(8, "little") + data[16:])
-    with pytest.raises(ValueError, match="no complete snapshot"):
+    path.write_bytes(data[: header["data_offset"] - 1])  # before the rows
+    with pytest.raises(ValueError, match="truncated"):
         kt.Trajectory.load(path)
-    path.write_bytes(data[:24] + b"[" + data[25:])
+    path.write_bytes(data[:8] + (0).to_bytes(8, "little") + data[16:])
+    with pytest.raises(ValueError, match="count 0 disagrees"):
+        kt.Trajectory.load(path)
+    path.write_bytes(data[:32] + b"[" + data[33:])
     with pytest.raises(ValueError, match="damaged"):
         kt.Trajectory.load(path)
     with pytest.raises(ValueError, match="device must be 'cpu'"):

@@ -1,8 +1,11 @@
 """Pruning: scores, masks, compression accounting, torch.nn.utils.prune integration, errors."""
 import copy
+import fractions
 
+import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 import koopman_tut as kt
 from koopman_tut import pruning as P
@@ -111,11 +114,26 @@ def test_gradient_scores_forms(trained):
         P.gradient_scores(model, tel, form="hessian")
 
 
-@pytest.mark.parametrize("compression", [0.5, 0, -1, float("nan"), "8", True])
-def test_bad_compression(trained, compression):
+@pytest.mark.parametrize("compression, error", [(0.5, ValueError), (0, ValueError), (-1, ValueError),
+                                                (float("nan"), ValueError), (float("inf"), ValueError),
+                                                ("8", TypeError), (True, TypeError), (np.bool_(True), TypeError),
+                                                (None, TypeError)])
+def test_bad_compression(trained, compression, error):
     model, _, _ = trained
-    with pytest.raises(ValueError, match="compression"):
-        P.global_masks(P.magnitude_scores(model), compression, model=model)
+    for masks in (P.global_masks, P.layerwise_masks):
+        with pytest.raises(error, match=r"compression must be a finite number >= 1 \(total / nonzero parameters\)"):
+            masks(P.magnitude_scores(model), compression, model=model)
+
+
+@pytest.mark.parametrize("compression", [np.int64(4), np.float32(4.0), np.float64(4.0), 4.0, fractions.Fraction(4)])
+def test_compression_is_any_real_number(trained, compression):
+    model, _, _ = trained
+    scores = P.magnitude_scores(model)
+    want = P.global_masks(scores, 4, model=model)
+    got = P.global_masks(scores, compression, model=model)
+    assert all(torch.equal(want[n], got[n]) for n in want) and set(got) == set(want)
+    got = P.random_masks(model, compression, seed=1)
+    assert all(torch.equal(v, P.random_masks(model, 4, seed=1)[n]) for n, v in got.items())
 
 
 def test_unreachable_compression_and_empty():
@@ -184,3 +202,89 @@ def test_masks_on_cuda(trained):
     finetune(m, trl, epochs=1, lr=0.05, progress=False, device="cuda")
     for n, mask in masks.items():
         assert torch.all(P.current_value(m, n)[~mask] == 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64, torch.uint8, torch.float64])
+def test_masks_must_be_boolean(trained, dtype):
+    model, _, _ = trained
+    m = copy.deepcopy(model)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    name = "features.0.weight"
+    mask = torch.full(P.current_value(m, name).shape, 2).to(dtype)  # rescaled the weights by 2 before
+    with pytest.raises(TypeError, match=rf"mask for '{name}' must be a bool tensor \(True = kept\), got {dtype}"):
+        P.apply_masks(m, {name: mask})
+    with pytest.raises(TypeError, match="bool tensor"):
+        P.apply_masks(m, {"features.2.weight": P.current_value(m, "features.2.weight") != 0, name: mask})
+    assert all(torch.equal(P.current_value(m, n), v) for n, v in before.items())  # nothing applied, not even the good
+    P.apply_masks(m, {name: mask != 0})  # the bool version is fine
+    assert torch.equal(P.current_value(m, name), before[name])
+
+
+def test_signed_scores_are_refused(trained):
+    model, _, _ = trained
+    signed = {n: s * torch.sign(torch.randn(s.shape)) for n, s in P.magnitude_scores(model).items()}
+    for masks in (P.global_masks, P.layerwise_masks):
+        with pytest.raises(ValueError, match=r"scores must be non-negative.*'features.0.weight'.*s.abs\(\)"):
+            masks(signed, 2, model=model)
+    P.global_masks({n: s.abs() for n, s in signed.items()}, 2, model=model)  # the magnitude is ranked
+    zeros = {n: torch.zeros_like(s) for n, s in signed.items()}  # zero is not negative
+    P.global_masks(zeros, 2, model=model)
+
+
+def test_torch_pruned_names_are_refused_with_the_name_to_use(trained):
+    model, _, _ = trained
+    m = copy.deepcopy(model)
+    P.apply_masks(m, P.global_masks(P.magnitude_scores(m), 2, model=m))
+    for key in ("features.0.weight_orig", "features.0.weight_mask"):
+        words = (rf"'{key}' is torch.nn.utils.prune's (orig|mask) tensor of the pruned parameter 'features.0.weight'"
+                 r".*keyed by the parameter name \('features.0.weight'\)")
+        with pytest.raises(ValueError, match=words):
+            P.global_masks({key: torch.rand(P.current_value(m, "features.0.weight").shape)}, 2, model=m)
+        with pytest.raises(ValueError, match=words):
+            P.apply_masks(m, {key: torch.ones(P.current_value(m, "features.0.weight").shape, dtype=torch.bool)})
+    assert set(P.magnitude_scores(m)) == set(P.magnitude_scores(model))  # the plain names, also once pruned
+
+
+class TiedNet(nn.Module):
+    """Embedding -> encoder -> decoder (weight tied to the encoder's) -> classifier (tied to the embedding)."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.emb, self.enc, self.dec = nn.Embedding(10, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        self.classifier = nn.Linear(16, 10)
+        self.dec.weight, self.classifier.weight = self.enc.weight, self.emb.weight
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+
+    def forward(self, x):
+        return self.classifier(torch.relu(self.dec(torch.relu(self.enc(self.emb(x))))))
+
+
+def test_tied_parameters_are_scored_pruned_and_counted_once():
+    model = TiedNet()
+    total = 160 + 256 + 16 + 16 + 10  # emb (= classifier weight), enc (= dec weight), three biases
+    assert kt.models.n_parameters(model) == total
+    assert list(P.magnitude_scores(model)) == ["enc.weight", "enc.bias", "dec.bias", "classifier.weight",
+                                               "classifier.bias"]
+    assert P.prunable(model) == ["enc.weight"] and P.classifier_names(model) == ["classifier.weight", "classifier.bias"]
+    assert kt.params.aliases(model, "enc.weight") == ["enc.weight", "dec.weight"]
+    assert kt.params.aliases(model, "classifier.weight") == ["classifier.weight", "emb.weight"]
+    masks = P.global_masks(P.magnitude_scores(model), 2, model=model)
+    assert list(masks) == ["enc.weight"]
+    kept = int(masks["enc.weight"].sum())
+    assert kept == round(total / 2) - (total - 256)  # the 202 unranked entries stay; the tied 256 counted once
+    P.apply_masks(model, masks)
+    for name in ("enc.weight", "dec.weight"):  # masked wherever the tensor is used
+        assert torch.equal(P.current_value(model, name) != 0, masks["enc.weight"])
+    assert P.compression_ratio(model) == pytest.approx(total / round(total / 2))
+    x = torch.arange(10)
+    ref = TiedNet()
+    with torch.no_grad():
+        ref.enc.weight.mul_(masks["enc.weight"])
+    assert torch.allclose(model(x), ref(x))  # the forward pass uses the pruned weight in both layers
+    with pytest.raises(ValueError, match=r"scores give 'enc.weight' and 'dec.weight', one tensor \(tied weights\)"):
+        P.global_masks({"enc.weight": torch.rand(16, 16), "dec.weight": torch.rand(16, 16)}, 1.5, model=TiedNet())
+    with pytest.raises(ValueError, match=r"masks give 'enc.weight' and 'dec.weight', one tensor \(tied weights\)"):
+        P.apply_masks(TiedNet(), {"enc.weight": masks["enc.weight"], "dec.weight": masks["enc.weight"]})

@@ -159,3 +159,22 @@ def test_affine_model_refuses_complex_snapshots():
     W = data(50, 6, torch.complex64)
     with pytest.raises(TypeError, match="W must be real"):
         AffineModel(W)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_sparse_snapshots_are_refused_with_what_to_do(layout):
+    W = data(40, 6, torch.float32)
+    sparse = W.to_sparse() if layout == "coo" else W.to_sparse_csr()
+    for call in (kt.dmd, AffineModel, lambda w: kt.dmd(w, method="gram")):
+        with pytest.raises(TypeError, match=r"W must be a dense \(strided\) tensor, got layout torch.sparse"
+                                            r".*W.to_dense\(\)"):
+            call(sparse)
+    assert torch.equal(sparse.to_dense(), W)  # what the message says to do
+
+
+def test_one_dimensional_snapshots_say_the_shape_expected():
+    for W in (torch.randn(40), torch.randn(40).numpy()):
+        for call in (kt.dmd, AffineModel):
+            with pytest.raises(ValueError, match=r"W must be 2-D \(n_features, n_snapshots\).*got 1 dimension\(s\), "
+                                                 r"shape \(40,\)"):
+                call(W)

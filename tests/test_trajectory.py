@@ -310,3 +310,148 @@ def test_full_storage_warns_once_when_the_first_snapshot_is_dropped(setup):
     with pytest.warns(kt.RecorderFullWarning):  # also when max_snapshots cuts a stop= window short
         rec = kt.TrajectoryRecorder(model, opt, stop=10, max_snapshots=1)
         step(model, opt, x, y)
+
+
+# ----------------------------------------------------------------------------- a validated Trajectory
+def _parts(T=4, n=6):
+    """Valid constructor arguments: snapshots (n, T) float32, steps, names, shapes, meta."""
+    return dict(snapshots=torch.randn(n, T), steps=torch.arange(T) * 2, names=["a", "b"], shapes=[(2, 2), (2,)],
+                meta={"lrs": [0.1] * T})
+
+
+@pytest.mark.parametrize("change, error, words", [
+    ({"names": ["a", "b", "c"]}, ValueError, r"3 names and 2 shapes"),
+    ({"names": ["a"], "shapes": [(2, 3)], "snapshots": torch.randn(6, 4)}, None, None),  # valid: control
+    ({"names": ["a", "a"]}, ValueError, r"names must be unique.*'a'"),
+    ({"names": "ab"}, TypeError, r"names must be a list"),
+    ({"shapes": [(2, 2), (3,)]}, ValueError, r"shapes must add up to the snapshots' 6 rows.*7"),
+    ({"shapes": [(2, -2), (2,)]}, ValueError, r"shapes must be tuples of integers >= 0, got \(2, -2\) for 'a'"),
+    ({"shapes": [(2, 2.0), (2,)]}, TypeError, r"shapes must be tuples of integers"),
+    ({"steps": torch.tensor([0, 2, 1, 3])}, ValueError, r"steps must be strictly increasing"),
+    ({"steps": torch.tensor([0, 1, 1, 3])}, ValueError, r"steps must be strictly increasing"),
+    ({"steps": torch.arange(3)}, ValueError, r"steps must have shape \(4,\), one per snapshot"),
+    ({"steps": torch.arange(4.0)}, TypeError, r"steps must be integers"),
+    ({"steps": [0, 1, 2.5, 3]}, TypeError, r"steps must be integers"),
+    ({"snapshots": torch.randn(6, 4).long()}, TypeError, r"snapshots must be floating point.*int64"),
+    ({"snapshots": torch.randn(6, 4, dtype=torch.complex64)}, TypeError, r"snapshots must be floating point"),
+    ({"snapshots": torch.randn(6)}, ValueError, r"snapshots must be 2-D \(n_features, n_snapshots\), got shape \(6,\)"),
+    ({"snapshots": torch.randn(6, 4).numpy()}, TypeError, r"snapshots must be a torch.Tensor.*torch.from_numpy"),
+    ({"snapshots": torch.randn(6, 4).to_sparse()}, TypeError, r"dense \(strided\).*to_dense"),
+    ({"meta": {"lrs": [0.1] * 3}}, ValueError, r"meta\['lrs'\] must hold one learning rate per snapshot \(4\)"),
+    ({"meta": {"f": object()}}, TypeError, r"meta\['f'\] must hold plain values"),
+    ({"meta": {1: 2}}, TypeError, r"meta must be a dict with string keys"),
+])
+def test_trajectory_is_validated_on_construction(change, error, words):
+    args = {**_parts(), **change}
+    if error is None:
+        kt.Trajectory(**args)
+        return
+    with pytest.raises(error, match=words):
+        kt.Trajectory(**args)
+
+
+def test_save_then_load_gives_back_everything_the_constructor_accepts(tmp_path):
+    import numpy as np
+
+    accepted = [
+        _parts(),
+        dict(_parts(), steps=[0, 5, 7, 100]),  # a list
+        dict(_parts(), steps=np.array([1, 2, 3, 4], dtype=np.int32)),  # numpy, int32
+        dict(_parts(), snapshots=torch.randn(6, 4, dtype=torch.bfloat16), shapes=[torch.Size([2, 2]), [2]]),
+        dict(_parts(T=1), names=("a", "b", "c"), shapes=[(), (1, 0), (5,)]),  # a scalar and an empty parameter
+        dict(_parts(), meta={"lrs": torch.full((4,), 0.1), "momentum": np.float64(0.9), "every": np.int64(3),
+                             "rows": [0, 6], "all_shapes": [[2, 2], [2]], "nested": {"x": (1, (2, 3))},
+                             "optimizer": "SGD", "nesterov": np.bool_(True), "none": None}),
+    ]
+    for k, args in enumerate(accepted):
+        traj = kt.Trajectory(**args)
+        traj.save(tmp_path / f"{k}.pt")
+        back = kt.Trajectory.load(tmp_path / f"{k}.pt")
+        assert torch.equal(back.snapshots, traj.snapshots) and back.snapshots.dtype == traj.snapshots.dtype
+        assert back.steps.dtype == traj.steps.dtype == torch.int64 and torch.equal(back.steps, traj.steps)
+        assert back.names == traj.names and back.shapes == traj.shapes and back.meta == traj.meta, k
+    meta = kt.Trajectory(**accepted[-1]).meta  # plain values, in the form load gives back
+    assert meta["lrs"] == pytest.approx([0.1] * 4) and type(meta["momentum"]) is float and meta["every"] == 3
+    assert meta["rows"] == (0, 6) and meta["all_shapes"] == [(2, 2), (2,)] and meta["nested"] == {"x": [1, [2, 3]]}
+
+
+def test_every_snapshot_index_is_range_checked_the_same_way(setup):
+    model, opt, loader = setup
+    rec = kt.TrajectoryRecorder(model, opt, stop=8)
+    train(model, loader, epochs=3, max_steps=8, optimizer=opt, progress=False)
+    traj = rec.trajectory()
+    assert len(traj) == 9
+    message = r"t must be in \[-9, 8\] for a window of 9 snapshots, got 100"
+    with pytest.raises(ValueError, match=message):
+        kt.pruning.koopman(traj).gradient(t=100)  # wrapped to t = 1 before
+    with pytest.raises(ValueError, match=message):
+        kt.pruning.kgp_scores(traj, t=100)
+    with pytest.raises(ValueError, match=r"t must be in \[-9, 8\] for a window of 9 snapshots, got -10"):
+        kt.pruning.koopman_gradient(traj, t=-10)
+    with pytest.raises(TypeError, match=r"t must be an integer snapshot index, got 1.5"):
+        kt.pruning.koopman_gradient(traj, t=1.5)
+    k = kt.pruning.koopman(traj)
+    assert torch.equal(k.gradient(t=-9), k.gradient(t=0)) and torch.equal(k.gradient(t=8), k.gradient())
+    with pytest.raises(ValueError, match=r"column must be in \[-9, 8\] for a window of 9 snapshots, got 9"):
+        traj.load_into(model, 9)
+    with pytest.raises(ValueError, match=r"start must be in \[-9, 8\] for a window of 9 snapshots, got 9"):
+        traj.window(9)
+    with pytest.raises(ValueError, match=r"stop must be in \[-9, 9\] for a window of 9 snapshots, got 20"):
+        traj.window(0, 20)
+    with pytest.raises(ValueError, match=r"selects none"):
+        traj.window(5, 3)
+    with pytest.raises(ValueError, match=r"every must be an integer >= 1"):
+        traj.window(0, None, 0)
+    assert traj.window(-3).steps.tolist() == [6, 7, 8] and traj.window(0, 9, 4).steps.tolist() == [0, 4, 8]
+
+
+def test_an_optimizer_without_a_learning_rate_is_named():
+    class NoLR(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {"decay": 0.5})
+
+        def step(self, closure=None):
+            pass
+
+    model = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match=r"optimizer.param_groups\[0\] has no 'lr' key \(its settings: \['decay'\]\)"):
+        kt.TrajectoryRecorder(model, NoLR(model.parameters()), stop=3)
+    with pytest.raises(TypeError, match=r"optimizer must be a torch.optim.Optimizer, got dict"):
+        kt.TrajectoryRecorder(model, {"lr": 0.1}, stop=3)
+
+
+class _Tied(nn.Module):
+    """A decoder weight tied to an encoder's, and the classifier weight tied to an embedding."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.emb, self.enc, self.dec, self.classifier = nn.Embedding(10, 16), nn.Linear(16, 16), nn.Linear(16, 16), \
+            nn.Linear(16, 10)
+        self.dec.weight = self.enc.weight
+        self.classifier.weight = self.emb.weight
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+
+    def forward(self, x):
+        return self.classifier(torch.relu(self.dec(torch.relu(self.enc(self.emb(x))))))
+
+
+def test_tied_parameters_are_recorded_once():
+    model = _Tied()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    rec = kt.TrajectoryRecorder(model, opt, stop=2)
+    x = torch.arange(10)
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), x).backward()
+        opt.step()
+    traj = rec.trajectory()
+    assert traj.names == ["enc.weight", "enc.bias", "dec.bias", "classifier.weight", "classifier.bias"]
+    assert traj.n_features == 256 + 16 + 16 + 160 + 10  # each tensor once (two tied: 458, was 714)
+    assert torch.equal(traj.snapshots[:, -1], traj.flatten(dict(model.named_parameters(remove_duplicate=False))))
+    with pytest.raises(ValueError, match=r"params give 'enc.weight' and 'dec.weight', one tensor \(tied weights\)"):
+        kt.TrajectoryRecorder(model, opt, stop=2, params=["enc.weight", "dec.weight"])
+    with pytest.raises(ValueError, match=r"params give 'enc.bias' and 'enc.bias', the same name"):
+        kt.TrajectoryRecorder(model, opt, stop=2, params=["enc.bias", "enc.bias"])

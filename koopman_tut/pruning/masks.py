@@ -14,16 +14,17 @@ import torch.nn as nn
 from torch.nn.utils import prune
 
 from ..distributed import local_tensor
-from ..params import current_value, layer_parameters, prunable, resolve
+from ..params import aliases, check_untied, current_value, layer_parameters, prunable, resolve
+from ..validation import check_real
 from .scores import Scores
 
 Masks = dict[str, torch.Tensor]
 _RANDOM_MASKS_STREAM = 0x6B6D61736B  # "kmask": keeps the random baseline's stream apart from torch.manual_seed
 
 
-def _check_compression(compression: float) -> None:
-    if not isinstance(compression, (int, float)) or isinstance(compression, bool) or not compression >= 1:
-        raise ValueError(f"compression must be a number >= 1 (total / nonzero parameters), got {compression!r}")
+def _check_compression(compression: float) -> float:
+    """Any finite real >= 1, NumPy scalars included, as a float (TypeError for bools and non-numbers)."""
+    return check_real("compression", compression, 1, " (total / nonzero parameters)")
 
 
 def _eligible(scores: Scores, model: nn.Module | None, prune_bias: bool, prune_classifier: bool):
@@ -38,13 +39,14 @@ def _eligible(scores: Scores, model: nn.Module | None, prune_bias: bool, prune_c
     for n, s in scores.items():
         try:
             v = local_tensor(current_value(model, n))  # an FSDP2 (DTensor) parameter: this rank's shard
-        except ValueError:
-            raise ValueError(f"scores do not match the model: no parameter {n!r} in it") from None
+        except ValueError as e:
+            raise ValueError(f"scores do not match the model: {e}") from None
         if tuple(v.shape) != tuple(s.shape):
             raise ValueError(f"scores do not match the model: {n} has shape {tuple(s.shape)} in scores, "
                              f"{tuple(v.shape)} in the model")
+    check_untied(model, scores, "scores")
     names = [n for n in scores if n in allowed]
-    total = sum(local_tensor(p).numel() for p in model.parameters())
+    total = sum(local_tensor(p).numel() for p in model.parameters())  # a tied tensor once
     return names, total
 
 
@@ -68,6 +70,11 @@ def _ranked(scores: Scores, names: list[str]) -> torch.Tensor:
     flat = torch.cat([scores[n].detach().reshape(-1).float().cpu() for n in names])
     if not bool(torch.isfinite(flat).all()):
         raise ValueError("scores contain NaN or Inf")
+    if bool((flat < 0).any()):
+        neg = [n for n in names if bool((scores[n] < 0).any())]
+        raise ValueError(f"scores must be non-negative (the largest are kept), got negative entries in {neg[:3]}: "
+                         f"for a signed quantity such as theta * grad pass its magnitude, "
+                         f"{{n: s.abs() for n, s in scores.items()}}")
     return flat
 
 
@@ -109,7 +116,7 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
     Exactly round(total / compression) entries remain nonzero; ties keep the earlier entry
     (with a group: the lower rank, then the earlier entry).
     """
-    _check_compression(compression)
+    compression = _check_compression(compression)
     if group is not None:
         return _global_masks_sharded(scores, compression, model, prune_bias, prune_classifier, group)
     names, total = _eligible(scores, model, prune_bias, prune_classifier)
@@ -121,6 +128,7 @@ def _global_masks_sharded(scores: Scores, compression: float, model, prune_bias:
                           group) -> Masks:
     """global_masks over ranks. A rank may hold no scores; a rank refusing its scores makes every rank raise."""
     from ..distributed import all_reduce_sum, top_k_mask
+    from ..distributed_checks import preflight
 
     error, names, total, flat = None, [], 0, torch.zeros(0)
     try:
@@ -131,6 +139,8 @@ def _global_masks_sharded(scores: Scores, compression: float, model, prune_bias:
             total = sum(local_tensor(p).numel() for p in model.parameters())
     except ValueError as e:  # raised on every rank below, so that none waits in a collective
         error = e
+    preflight("global_masks", group, {"compression": compression, "model given": model is not None,
+                                      "prune_bias": prune_bias, "prune_classifier": prune_classifier})
     agreed = all_reduce_sum(torch.tensor([int(error is not None), total, flat.numel()]), group).tolist()
     if agreed[0]:
         raise error or ValueError(f"{agreed[0]} other rank(s) refused their scores (see their errors)")
@@ -147,7 +157,7 @@ def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None 
 
     The per-layer counts are rounded by largest remainder, so the total kept is exact.
     """
-    _check_compression(compression)
+    compression = _check_compression(compression)
     names, total = _eligible(scores, model, prune_bias, prune_classifier)
     sizes = [scores[n].numel() for n in names]
     keep = _keep_count(total, sum(sizes), compression)
@@ -177,16 +187,27 @@ def random_masks(model: nn.Module, compression: float, seed: int = 0, **kwargs) 
 
 
 def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
-    """Apply masks with torch.nn.utils.prune (custom_from_mask): they persist through training.
+    """Apply boolean masks (True = kept) with torch.nn.utils.prune (custom_from_mask): they persist
+    through training.
 
-    A parameter already pruned gets the product of its old and new masks.
+    A parameter already pruned gets the product of its old and new masks. A tied tensor
+    (registered under several names, see :func:`koopman_tut.params.aliases`) is masked under
+    every name, so each module that uses it sees the pruned values.
     """
     for n, m in masks.items():
-        module, p = resolve(model, n)
+        if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
+            got = m.dtype if isinstance(m, torch.Tensor) else type(m).__name__
+            raise TypeError(f"mask for {n!r} must be a bool tensor (True = kept), got {got}: an integer or "
+                            f"float mask would multiply the weights by its values; pass (mask != 0) for a 0/1 mask")
         ref = current_value(model, n)
         if tuple(m.shape) != tuple(ref.shape):
             raise ValueError(f"mask for {n} has shape {tuple(m.shape)}, parameter has {tuple(ref.shape)}")
-        prune.custom_from_mask(module, p, m.to(device=ref.device, dtype=ref.dtype))
+    check_untied(model, masks, "masks")
+    for n, m in masks.items():
+        for name in aliases(model, n):
+            module, p = resolve(model, name)
+            ref = current_value(model, name)
+            prune.custom_from_mask(module, p, m.to(device=ref.device, dtype=ref.dtype))
     return model
 
 
@@ -201,9 +222,12 @@ def remove_masks(model: nn.Module) -> nn.Module:
 
 def compression_ratio(model: nn.Module) -> float:
     """Total parameters / nonzero parameters (ShrinkBench), pruned entries counted as zero."""
-    total, nonzero = 0, 0
+    total, nonzero, seen = 0, 0, set()
     for mname, module in model.named_modules():
         for pname, p in module.named_parameters(recurse=False):
+            if id(p) in seen:  # a tied tensor counts once
+                continue
+            seen.add(id(p))
             base = pname[:-5] if pname.endswith("_orig") else pname
             v = current_value(model, f"{mname}.{base}" if mname else base)
             total += p.numel()

@@ -1,0 +1,133 @@
+"""Argument checks shared across the package: snapshot indices, numbers, a Trajectory's fields.
+
+One rule per kind of argument, so that every function that takes one refuses the same
+bad values with the same message (TypeError for a wrong type, ValueError for a wrong value,
+naming the argument and what was expected). Imports only torch and numpy.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+
+SNAPSHOT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_index(t, T: int, name: str = "t", end: bool = False) -> int:
+    """A snapshot index as a non-negative int: -T <= t < T (-T <= t <= T with ``end``, an exclusive end).
+
+    Negative indices count from the end, as in Python; nothing wraps around.
+    """
+    if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral):
+        raise TypeError(f"{name} must be an integer snapshot index, got {t!r} ({type(t).__name__})")
+    hi = T if end else T - 1
+    if not -T <= t <= hi:
+        raise ValueError(f"{name} must be in [{-T}, {hi}] for a window of {T} snapshots, got {t}")
+    return int(t) + T if t < 0 else int(t)
+
+
+def check_real(name: str, value, minimum: float, what: str = "") -> float:
+    """A finite real number >= ``minimum`` (Python or NumPy scalars; bools are refused) as a float."""
+    expected = f"{name} must be a finite number >= {minimum:g}{what}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{expected}, got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and value >= minimum):
+        raise ValueError(f"{expected}, got {value!r}")
+    return float(value)
+
+
+def _plain(value, key: str):
+    """``value`` as plain Python (lists, dicts, numbers, strings, None); tuples become lists."""
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        value = value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, key) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError(f"meta[{key!r}] must have string keys, got {sorted(map(repr, value))}")
+        return {k: _plain(v, key) for k, v in value.items()}
+    raise TypeError(f"meta[{key!r}] must hold plain values (numbers, strings, None, lists, dicts, tensors), "
+                    f"so that save() and load() give it back; got {type(value).__name__}")
+
+
+def check_meta(meta, T: int) -> dict:
+    """Trajectory metadata as plain values, in the form load() gives back; ``lrs`` one per snapshot."""
+    if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
+        raise TypeError(f"meta must be a dict with string keys, got {type(meta).__name__}")
+    out = {k: _plain(v, k) for k, v in meta.items()}
+    if "rows" in out:  # the row range (start, stop) of a sharded recording, and the pieces' shapes
+        out["rows"] = tuple(out["rows"])
+    if "all_shapes" in out:
+        out["all_shapes"] = [tuple(s) for s in out["all_shapes"]]
+    lrs = out.get("lrs")
+    if lrs is not None and (not isinstance(lrs, list) or len(lrs) != T):
+        raise ValueError(f"meta['lrs'] must hold one learning rate per snapshot ({T}), "
+                         f"got {len(lrs) if isinstance(lrs, list) else lrs!r}")
+    return out
+
+
+def check_names_shapes(names, shapes, n: int) -> tuple[list[str], list[tuple[int, ...]]]:
+    """Unique names, one shape each (tuples of ints >= 0), whose sizes add up to the n rows."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not all(isinstance(s, str) for s in names):
+        raise TypeError(f"names must be a list of parameter names (str), got {names!r}")
+    if not isinstance(shapes, (list, tuple)):
+        raise TypeError(f"shapes must be a list of shapes (tuples of ints), got {shapes!r}")
+    if len(names) != len(shapes):
+        raise ValueError(f"names and shapes must have one entry per parameter, got {len(names)} names "
+                         f"and {len(shapes)} shapes")
+    repeated = sorted({s for s in names if names.count(s) > 1})
+    if repeated:
+        raise ValueError(f"names must be unique, got {repeated} more than once")
+    out = []
+    for name, s in zip(names, shapes):
+        if not isinstance(s, (list, tuple, torch.Size)) or not all(
+                isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in s):
+            raise TypeError(f"shapes must be tuples of integers >= 0, got {s!r} for {name!r}")
+        if any(d < 0 for d in s):
+            raise ValueError(f"shapes must be tuples of integers >= 0, got {tuple(s)!r} for {name!r}")
+        out.append(tuple(int(d) for d in s))
+    size = sum(math.prod(s) for s in out)
+    if size != n:
+        raise ValueError(f"shapes must add up to the snapshots' {n} rows (features), they add up to {size}")
+    return list(names), out
+
+
+def check_steps(steps, T: int) -> torch.Tensor:
+    """(T,) int64 optimizer steps, strictly increasing, one per snapshot."""
+    if isinstance(steps, (list, tuple)):
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in steps):
+            raise TypeError(f"steps must be integers, got {list(steps)!r}")
+        steps = torch.tensor(list(steps), dtype=torch.int64).reshape(len(steps))
+    elif isinstance(steps, np.ndarray):
+        steps = torch.from_numpy(steps)
+    if not isinstance(steps, torch.Tensor):
+        raise TypeError(f"steps must be a tensor or list of integers, got {type(steps).__name__}")
+    if steps.dtype.is_floating_point or steps.dtype.is_complex or steps.dtype == torch.bool:
+        raise TypeError(f"steps must be integers (optimizer steps), got dtype {steps.dtype}")
+    if steps.ndim != 1 or steps.numel() != T:
+        raise ValueError(f"steps must have shape ({T},), one per snapshot, got shape {tuple(steps.shape)}")
+    steps = steps.to(torch.int64)
+    if T > 1 and not bool((steps[1:] > steps[:-1]).all()):
+        raise ValueError(f"steps must be strictly increasing, got {steps.tolist()}")
+    return steps
+
+
+def check_snapshots(snapshots) -> torch.Tensor:
+    """A dense 2-D floating tensor (n_features, n_snapshots) with at least one snapshot; not read."""
+    if not isinstance(snapshots, torch.Tensor):
+        hint = " (torch.from_numpy(a) converts a numpy array)" if isinstance(snapshots, np.ndarray) else ""
+        raise TypeError(f"snapshots must be a torch.Tensor of shape (n_features, n_snapshots){hint}, "
+                        f"got {type(snapshots).__name__}")
+    if snapshots.layout != torch.strided:
+        raise TypeError(f"snapshots must be a dense (strided) tensor, got layout {snapshots.layout}: call .to_dense()")
+    if snapshots.dtype not in SNAPSHOT_DTYPES:
+        raise TypeError(f"snapshots must be floating point (float16/bfloat16/float32/float64), got {snapshots.dtype}")
+    if snapshots.ndim != 2:
+        raise ValueError(f"snapshots must be 2-D (n_features, n_snapshots), got shape {tuple(snapshots.shape)}")
+    if snapshots.shape[1] < 1:
+        raise ValueError(f"snapshots must have at least one snapshot (column), got shape {tuple(snapshots.shape)}")
+    return snapshots
