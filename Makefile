@@ -56,7 +56,7 @@ test-browser: $(STAMP)
 	$(BIN)/python -m pytest -q tests -m browser -p no:cacheprovider
 
 course: $(STAMP)
-	$(BIN)/koopman-tut course course
+	$(BIN)/koopman-tut course course --force
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)

@@ -1,6 +1,8 @@
 """Course kit: student, instructor and static-site copies of the tutorial notebooks.
 
-``koopman-tut course OUTDIR`` writes
+``koopman-tut course OUTDIR`` writes, into a new or empty OUTDIR (``--force``: one whose
+student/, instructor/ and site/ folders it replaces), every file atomically with the mode the
+umask gives:
 
 * ``OUTDIR/instructor/``: the notebooks with everything, executed with papermill (or, with
   ``--no-execute``, the committed executed notebooks as they are);
@@ -29,7 +31,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from .site import WIDGET_NOTE, WIDGET_VIEW, first_paragraph, notebook_title, render_site  # noqa: F401
+from .site import (WIDGET_NOTE, WIDGET_VIEW, first_paragraph, notebook_title, render_site,  # noqa: F401
+                   write_atomic)
 
 EXERCISE_TAG = "exercise"
 SOLUTION_TAGS = frozenset({"solution", "solutions"})
@@ -152,21 +155,54 @@ def instructor_copy(src: Path, dst: Path, execute: bool = True, parameters: dict
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if not execute:
-        shutil.copyfile(src, dst)
+        write_atomic(dst, src.read_bytes())
         return dst
     import papermill as pm
 
-    from .runner import kernel_options
+    from .runner import TMP_TAG, kernel_options, new_file_mode
 
-    fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=".ipynb")
+    fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}{TMP_TAG}", suffix=".ipynb")
     os.close(fd)
     try:
         pm.execute_notebook(str(src), name, parameters=parameters or {}, cwd=str(src.parent),
                             progress_bar=False, kernel_name=kernel_name, **kernel_options())
+        os.chmod(name, new_file_mode())  # mkstemp makes 0600 files
         os.replace(name, dst)
     finally:
         Path(name).unlink(missing_ok=True)
     return dst
+
+
+COURSE_FOLDERS = ("student", "instructor", "site")  # all that build_course writes in its folder
+
+
+def prepare_folder(out_dir: Path, force: bool = False) -> None:
+    """Make ``out_dir`` ready for :func:`build_course`: new or empty, or (``force``) emptied of
+    the course folders an earlier build wrote.
+
+    Raises
+    ------
+    NotADirectoryError
+        ``out_dir`` is a file.
+    FileExistsError
+        ``out_dir`` is not empty and ``force`` is False (nothing is touched: a student's work
+        in it stays).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"course folder {out_dir} is a file, not a folder: choose another one")
+    entries = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if entries and not force:
+        raise FileExistsError(f"course folder {out_dir} is not empty (it holds {', '.join(entries[:3])}"
+                              f"{', ...' if len(entries) > 3 else ''}): choose a new or empty folder, or pass --force "
+                              f"(build_course(force=True)) to replace its {'/, '.join(COURSE_FOLDERS)}/ folders")
+    for name in COURSE_FOLDERS:
+        old = out_dir / name
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        elif old.is_dir():
+            shutil.rmtree(old)
+    out_dir.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass
@@ -179,7 +215,8 @@ class CourseResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log=print) -> CourseResult:
+def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log=print,
+                 force: bool = False) -> CourseResult:
     """Write ``out_dir/instructor``, ``out_dir/student`` and ``out_dir/site`` for ``notebooks``.
 
     Parameters
@@ -192,6 +229,10 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
         Execute the instructor copies with papermill; if False copy them as committed.
     log : callable
         Progress messages (``print`` by default).
+    force : bool
+        Write into a non-empty ``out_dir``, replacing what an earlier build wrote there
+        (:func:`prepare_folder`, which raises otherwise). Every file is written atomically,
+        with the mode the umask gives.
 
     Returns
     -------
@@ -200,6 +241,7 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
         student copies and the site; the others are still written.
     """
     out_dir = Path(out_dir)
+    prepare_folder(out_dir, force)
     result = CourseResult()
     for src in notebooks:
         src = Path(src)
@@ -213,9 +255,8 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
             log(f"{src.stem}: FAILED: {result.failed[src.stem]}")
             continue
         result.instructor.append(inst)
-        student = out_dir / "student" / src.name
-        student.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(student_copy(nbformat.read(str(inst), as_version=4)), str(student))
+        text = nbformat.writes(student_copy(nbformat.read(str(inst), as_version=4)))
+        student = write_atomic(out_dir / "student" / src.name, text if text.endswith("\n") else text + "\n")
         result.student.append(student)
     log("rendering the static site")
     result.site = render_site(result.instructor, out_dir / "site")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import html
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -35,6 +37,38 @@ _OFFLINE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 <style type="text/css">.kt-widget-note { color: var(--jp-ui-font-color2, #666); font-style: italic; }</style>
 {%- endblock html_head_js_mathjax -%}
 """
+
+
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write ``data`` (str as UTF-8) to ``path`` through a temporary file and a rename, so an
+    interrupted write never leaves half a file; the mode is 0o666 less the umask, as ``open`` gives."""
+    from .runner import TMP_TAG, new_file_mode
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}{TMP_TAG}", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def copy_files(src: Path, dst: Path) -> None:
+    """Copy the tree ``src`` into ``dst`` with new files and folders made as the umask says
+    (``shutil.copytree`` would give them the modes of the installed package's files)."""
+    for item in sorted(Path(src).rglob("*")):
+        target = Path(dst) / item.relative_to(src)
+        if item.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif item.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)  # a new file: open() applies the umask
+            shutil.copyfile(item, target)
 
 
 def notebook_title(nb: NotebookNode, default: str = "") -> str:
@@ -222,14 +256,14 @@ def render_site(notebooks: list[Path], site_dir: Path, flavour: str = "instructo
     """
     site_dir = Path(site_dir)
     site_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(mathjax_source(), site_dir / MATHJAX_DIR, dirs_exist_ok=True)
+    copy_files(mathjax_source(), site_dir / MATHJAX_DIR)
     exporter, pages, entries = html_exporter(), [], []
     for path in notebooks:
         nb = nbformat.read(str(path), as_version=4)
         page = site_dir / f"{Path(path).stem}.html"
-        page.write_text(render_page(nb, Path(path).stem, exporter), encoding="utf-8")
+        write_atomic(page, render_page(nb, Path(path).stem, exporter))
         pages.append(page)
         entries.append((page.name, notebook_title(nb, Path(path).stem), first_paragraph(nb)))
     index = site_dir / "index.html"
-    index.write_text(index_page(entries, flavour), encoding="utf-8")
+    write_atomic(index, index_page(entries, flavour))
     return [*pages, index]

@@ -164,3 +164,157 @@ def test_stale_temporaries_are_removed(nbs, tmp_path):
 def test_no_tcp_encryption_warning(nbs, capfd):
     assert cli.main(["run", "--only", "00", "--output-dir", "out"]) == 0
     assert "without encryption" not in capfd.readouterr().err
+
+
+# 8. -p values are parsed and checked against the parameters cell before any kernel starts
+
+SIZES = ('SEED = 0\nEPOCHS = 3\nWINDOW = 4\nLR = 0.05\nCOMPRESSIONS = [1, 2]\nSTARTS = [5]\n'
+         'SEEDS = 2  # seeds SEED, SEED+1, ... (or a list of seeds)\nSMOKE = False')
+SHOW = ("if SMOKE:\n    EPOCHS, COMPRESSIONS = 1, [1]\n"
+        "for v in (SEED, EPOCHS, COMPRESSIONS, STARTS, SEEDS):\n    print(type(v).__name__, repr(v))")
+
+
+@pytest.fixture
+def sizes(tmp_path, monkeypatch) -> Path:
+    """A notebooks folder with 00_sizes: counts, a rate, lists, a seed count and a SMOKE block."""
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    write_notebook(d / "00_sizes.ipynb", SIZES, SHOW)
+    monkeypatch.setenv("KOOPMAN_TUT_NOTEBOOKS", str(d))
+    monkeypatch.chdir(tmp_path)
+    return d / "00_sizes.ipynb"
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    import papermill
+
+    def started(*args, **kwargs):
+        raise AssertionError("a kernel was started")
+
+    monkeypatch.setattr(papermill, "execute_notebook", started)
+
+
+@pytest.mark.parametrize("args, named, expected", [
+    (["-p", "COMPRESSIONS", "[2,"], "COMPRESSIONS", "a list of numbers >= 1"),
+    (["-p", "COMPRESSIONS", "[2, 0.5]"], "COMPRESSIONS", "a list of numbers >= 1"),
+    (["-p", "COMPRESSIONS", "[]"], "COMPRESSIONS", "a list"),
+    (["-p", "COMPRESSIONS", "(2, 4)", "-p", "EPOCHS", "-5"], "EPOCHS", "an int >= 1"),
+    (["-p", "WINDOW", "1"], "WINDOW", "an int >= 2"),
+    (["-p", "EPOCHS", "2.5"], "EPOCHS", "an int"),
+    (["-p", "EPOCHS", "True"], "EPOCHS", "an int"),
+    (["-p", "SEED", "abc"], "SEED", "an int"),
+    (["-p", "SEED", "-1"], "SEED", "an int >= 0"),
+    (["-p", "SEED", str(2**32)], "SEED", "< 2**32"),
+    (["-p", "LR", "0"], "LR", "a number > 0"),
+    (["-p", "LR", "1e999"], "LR", "a number > 0"),
+    (["-p", "SEEDS", "[1, -2]"], "SEEDS", "an int >= 1 or a list of ints >= 0"),
+    (["-p", "SMOKE", "yes"], "SMOKE", "True or False"),
+    (["--preset", "smoke", "-p", "COMPRESSIONS", "[2,"], "COMPRESSIONS", "a list"),
+    (["--preset", "smoke", "-p", "EPOCHS", "5"], "EPOCHS", "would be overridden"),
+    (["-p", "SMOKE", "True", "-p", "COMPRESSIONS", "[4]"], "COMPRESSIONS", "would be overridden"),
+])
+def test_bad_values_are_refused_before_any_kernel(sizes, tmp_path, capsys, no_kernel, args, named, expected):
+    import time
+
+    t0 = time.perf_counter()
+    assert cli.main(["run", *args, "--output-dir", "out"]) == 2
+    assert time.perf_counter() - t0 < 2.0
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if f"error: {named}" in ln)
+    assert expected in line and "00_sizes" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_good_values_keep_their_types(sizes, tmp_path, capsys):
+    """A tuple stays a tuple (papermill writes unknown types as strings), a list a list, an int for a
+    float an int, a bare word for a string parameter the string."""
+    args = ["-p", "COMPRESSIONS", "(2, 4.5)", "-p", "STARTS", "[0, 7]", "-p", "SEEDS", "[3, 9]", "-p", "SEED", "7"]
+    assert cli.main(["run", *args, "--output-dir", "out"]) == 0
+    nb = nbformat.read(str(tmp_path / "out" / "00_sizes.ipynb"), as_version=4)
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs).splitlines()
+    assert printed == ["int 7", "int 3", "tuple (2, 4.5)", "list [0, 7]", "list [3, 9]"]
+    capsys.readouterr()
+    assert cli.main(["run", *args, "--output-dir", "out", "--resume"]) == 0
+    assert "00_sizes  done" in capsys.readouterr().out, "a tuple run is resumed like any other"
+
+
+def test_a_preset_never_overrides_an_explicit_p(sizes, tmp_path, monkeypatch):
+    monkeypatch.setitem(cli.PRESETS, "big", {"SEED": 1, "WINDOW": 9, "UNDECLARED": 1})
+    assert cli.main(["run", "--preset", "big", "-p", "SEED", "4", "--output-dir", "a"]) == 0
+    assert injected(tmp_path / "a" / "00_sizes.ipynb").split("\n")[1:] == ["SEED = 4", "WINDOW = 9", ""]
+    # SMOKE does not touch SEED: an explicit seed goes with the smoke preset
+    assert cli.main(["run", "--preset", "smoke", "-p", "SEED", "5", "--output-dir", "b"]) == 0
+    assert "SEED = 5" in injected(tmp_path / "b" / "00_sizes.ipynb")
+
+
+def test_every_preset_fits_the_real_notebooks():
+    """The presets' values pass the checks on every tutorial notebook, and the parameters read
+    without a kernel are the ones papermill sees."""
+    import papermill as pm
+
+    from koopman_tut.nb_params import read_parameters
+
+    paths = cli.notebooks()
+    specs = {p: read_parameters(p) for p in paths}
+    for p in paths:
+        assert list(specs[p].defaults) == list(pm.inspect_notebook(str(p))), p.stem
+    for name, preset in cli.PRESETS.items():
+        plans, errors = cli.check_parameters(specs, preset, {}, name)
+        assert errors == [], name
+        assert all(plans[p] == {k: v for k, v in preset.items() if k in specs[p].defaults} for p in paths)
+    assert "EPOCHS" in specs[paths[0]].smoke_names and "SEED" not in specs[paths[0]].smoke_names
+
+
+def test_rules_from_defaults():
+    from koopman_tut.nb_params import parse, rule_for
+
+    assert rule_for("FOO", 3).describe() == "an int >= 0" and rule_for("WINDOW", 30).describe() == "an int >= 2"
+    assert rule_for("X", [1, 2.5]).describe() == "a list of numbers > 0 (or a tuple)"
+    assert rule_for("DATASET", "digits").accepts("mnist") and not rule_for("DATASET", "digits").accepts(3)
+    assert parse("mnist", rule_for("DATASET", "digits")) == "mnist" and parse("3", rule_for("D", "x")) == "3"
+    assert parse("'a b'", rule_for("D", "x")) == "a b" and parse("(1,)", rule_for("C", [1])) == (1,)
+    flag = rule_for("DOWNLOAD", False)
+    assert flag.accepts(True) and not flag.accepts(1) and not flag.accepts("True")
+    momentum = rule_for("MOMENTUM", 0.9)
+    assert momentum.accepts(0) and momentum.accepts(0.99) and not momentum.accepts(1.0)
+    seeds = rule_for("SEEDS", 5, "seeds (or a list of seeds)")
+    assert seeds.accepts(3) and seeds.accepts([0, 2**32 - 1]) and seeds.accepts((4,)) and not seeds.accepts(0)
+    assert not rule_for("SEEDS", 5).accepts([1, 2]), "a list only where the comment says so"
+
+
+# 9. a run killed during --in-place leaves a git-ignored temporary that the next run removes
+
+def test_killed_in_place_run_leaves_an_ignored_temporary(nbs, tmp_path):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") and (root / ".git").exists():
+        probe = ["git", "-C", str(root), "check-ignore", "-q", "notebooks/.00_quickstart.kt-tmp-x1y2z3.ipynb"]
+        assert subprocess.run(probe, timeout=30).returncode == 0, "temporaries are git-ignored"
+    pid_file = tmp_path / "kernel.pid"
+    write_notebook(nbs / "02_slow.ipynb", "SEED = 0",
+                   f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-m", "koopman_tut.cli", "run", "--in-place", "--only", "02"],
+                            cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert pid_file.is_file(), "the slow cell started"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        if pid_file.is_file() and pid_file.read_text():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the kernel of the killed run
+            except ProcessLookupError:
+                pass
+    left = list(nbs.glob(".02_slow.kt-tmp-*.ipynb"))
+    assert len(left) == 1
+    assert cli.main(["run", "--in-place", "--only", "00"]) == 0
+    assert not left[0].exists() and not list(nbs.glob(".*kt-tmp*"))

@@ -211,7 +211,7 @@ def test_title_and_first_paragraph():
 # 4. the command on the real notebooks
 
 def test_course_command_on_the_real_notebooks(tmp_path):
-    assert len(NOTEBOOKS) == 7
+    assert len(NOTEBOOKS) >= 7
     committed = {p: p.read_bytes() for p in NOTEBOOKS}
     exe = Path(sys.executable).with_name("koopman-tut")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "koopman_tut.cli"]
@@ -224,7 +224,7 @@ def test_course_command_on_the_real_notebooks(tmp_path):
     assert sorted(p.name for p in (out / "instructor").glob("*.ipynb")) == names
     html_pages = sorted(p.name for p in (out / "site").glob("*.html"))
     assert html_pages == sorted([n.replace(".ipynb", ".html") for n in names] + ["index.html"])
-    assert len(html_pages) == 7 + 1
+    assert len(html_pages) == len(NOTEBOOKS) + 1
     had_solutions = False
     for p in NOTEBOOKS:
         assert (out / "instructor" / p.name).read_bytes() == committed[p], "instructor = committed notebook"
@@ -250,3 +250,73 @@ def test_course_command_refuses_to_write_into_notebooks(capsys):
     assert cli.main(["course", str(ROOT / "notebooks" / "course"), "--no-execute"]) == 2
     assert "inside" in capsys.readouterr().err
     assert not (ROOT / "notebooks" / "course").exists()
+
+
+# 5. the course folder: never over a student's work, no stale files, no traceback
+
+@pytest.fixture
+def course_cli(nb_path, tmp_path, monkeypatch):
+    """``koopman-tut course`` in-process on the synthetic notebook (copied, not executed)."""
+    from koopman_tut import cli
+
+    monkeypatch.setenv("KOOPMAN_TUT_NOTEBOOKS", str(nb_path.parent))
+    return lambda out, *args: cli.main(["course", str(out), "--no-execute", *args])
+
+
+def test_course_refuses_a_non_empty_folder_unless_forced(course_cli, tmp_path, capsys):
+    out = tmp_path / "OUT"
+    work = out / "student" / "00_synthetic.ipynb"
+    work.parent.mkdir(parents=True)
+    work.write_text("a student's answers")
+    assert course_cli(out) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "--force" in err and "Traceback" not in err
+    assert work.read_text() == "a student's answers" and sorted(p.name for p in out.rglob("*")) == [
+        "00_synthetic.ipynb", "student"]
+    stale = [out / "student" / "99_old.ipynb", out / "site" / "99_old.html",
+             out / "instructor" / ".00_x.kt-tmp-1.ipynb"]
+    for path in stale:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("stale")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("kept")
+    (out / "notes.txt").write_text("not the course's")
+    assert course_cli(out, "--force") == 0
+    assert not any(p.exists() for p in stale) and (out / "notes.txt").read_text() == "not the course's"
+    assert "SECRET_CODE_ANSWER" not in (out / "student" / "00_synthetic.ipynb").read_text()
+    assert sorted(p.name for p in (out / "student").iterdir()) == ["00_synthetic.ipynb"]
+    # a course folder that is a link is removed as a link: what it points to stays
+    (out / "site").rename(tmp_path / "old_site")
+    (out / "site").symlink_to(elsewhere)
+    assert course_cli(out, "--force") == 0
+    assert (elsewhere / "keep.txt").read_text() == "kept" and not (out / "site").is_symlink()
+
+
+@pytest.mark.parametrize("make", ["file", "parent is a file"])
+def test_course_folder_that_is_a_file(course_cli, tmp_path, capsys, make):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    out = blocker if make == "file" else blocker / "OUT"
+    assert course_cli(out) == 2
+    err = capsys.readouterr().err
+    assert str(blocker) in err and ("is a file" in err or "Not a directory" in err) and "Traceback" not in err
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_course_files_follow_the_umask(nb_path, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        result = course.build_course([nb_path], tmp_path / "OUT", execute=True, log=lambda *a: None)
+    finally:
+        os.umask(old)
+    assert not result.failed and result.instructor and result.student and result.site
+    files = [p for p in (tmp_path / "OUT").rglob("*") if p.is_file()]
+    assert len(files) > 100, "MathJax came along"
+    wrong = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in files
+             if p.stat().st_mode & 0o777 != 0o666 & ~umask}
+    wrong.update({str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in (tmp_path / "OUT").rglob("*")
+                  if p.is_dir() and p.stat().st_mode & 0o777 != 0o777 & ~umask})
+    assert not wrong, wrong
+    assert not [p for p in files if ".kt-tmp-" in p.name], "no temporaries left"
