@@ -10,12 +10,14 @@ gives its Koopman modes; pruning rules are functionals of them (arXiv:2110.14856
     k = kt.koopman(rec.trajectory())                             # the window's Koopman analysis
     masks = kt.pruning.global_masks(k.kmp_scores(), 8, model=model)
 """
-from . import data, experiments, models, plotting, pruning, systems, train, widgets
+from . import data, experiments, models, plotting, pruning, spectra, systems, train, widgets
 from .dmd import DMDBatch, DMDResult, dmd
-from .extrapolation import DriftWarning
+from .extrapolation import DriftWarning, UntrustedLimitWarning
+from .limits import estimate_limit
 from .pruning.koopman import KoopmanAnalysis, koopman
+from .storage import RecordingCutShortWarning
 from .trajectory import RecorderFullWarning, Trajectory, TrajectoryRecorder
 
-__all__ = ["dmd", "DMDResult", "DMDBatch", "koopman", "KoopmanAnalysis", "DriftWarning", "Trajectory", "TrajectoryRecorder", "RecorderFullWarning",
-           "data", "experiments", "models", "plotting", "pruning", "systems", "train", "widgets"]
+__all__ = ["dmd", "DMDResult", "DMDBatch", "koopman", "KoopmanAnalysis", "estimate_limit", "DriftWarning", "UntrustedLimitWarning", "Trajectory", "TrajectoryRecorder", "RecorderFullWarning", "RecordingCutShortWarning",
+           "data", "experiments", "models", "plotting", "pruning", "spectra", "systems", "train", "widgets"]
 __version__ = "0.1.0"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .plot_style import STYLES, _ax, _np
-from .seed_plots import horizon_panels, paired_seeds, seed_bands  # noqa: F401 - plotting.X in the notebooks
+from .seed_plots import horizon_panels, paired_differences, paired_seeds, seed_bands  # noqa: F401 - plotting.X in the notebooks
 
 
 def spectrum(eigs, ax=None, amplitudes=None, label="eigenvalues", highlight: int | None = None, color=None,

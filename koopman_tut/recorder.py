@@ -25,7 +25,7 @@ import torch.nn as nn
 from .distributed import local_tensor, shard_pieces, shard_range, unwrap, world
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_dtype, _check_fraction, _check_int, _check_names,  # noqa: F401
-                              _owned, _trained_by)
+                              _check_lr, _owned, _trained_by)
 from .params import layer_parameters, parameter
 from .trajectory import Trajectory
 
@@ -53,8 +53,15 @@ class TrajectoryRecorder:
         bfloat16 halve the memory).
     max_fraction : refuse when the storage would take more than this share of the free memory.
     path : record into this file instead of memory (memory-mapped, format in
-        :mod:`koopman_tut.storage`; replaced if it exists), readable while training runs and after
-        the process dies with ``Trajectory.load(path)``; needs device="cpu".
+        :mod:`koopman_tut.disk_format`), readable while training runs and after the process dies
+        with ``Trajectory.load(path)``; needs device="cpu". Created through a temporary file beside
+        it, renamed into place once its space is reserved; a symlink is never followed; the mode
+        follows the umask. The file is closed (complete) when the window ends, the storage is
+        full, ``remove()`` is called or the process exits; one whose process was killed loads as
+        cut short (a warning, ``meta["recording"]``).
+    overwrite : with ``path``, replace an existing file there (untouched until the new one is
+        allocated); without it an existing file is refused (FileExistsError). A file another
+        recorder is still writing is refused either way.
     sync : with ``path``, msync every snapshot to the device (survives a power loss, not only a crash).
     shard : under torch.distributed (``True``: the default group, or a group), keep only this
         rank's contiguous share of the flattened rows; ``trajectory()`` then holds those rows, its
@@ -81,7 +88,7 @@ class TrajectoryRecorder:
                  params: list[str] | None = None, start: int = 0, stop: int | None = None,
                  max_snapshots: int | None = None, device="cpu", dtype: torch.dtype = torch.float32,
                  step0: int = 0, max_fraction: float = 0.8, path: str | os.PathLike | None = None,
-                 sync: bool = False, shard=False):
+                 sync: bool = False, shard=False, overwrite: bool = False):
         self.every = _check_int("every", every, 1)
         self.start = _check_int("start", start, 0)
         self.stop = None if stop is None else _check_int("stop", stop, 0)
@@ -95,6 +102,7 @@ class TrajectoryRecorder:
         explicit = _check_names(params)
         model = unwrap(model)
         self.model, self.optimizer = model, optimizer
+        _check_lr(optimizer)
         names = explicit if explicit is not None else layer_parameters(model)
         self.names = _trained_by(model, optimizer, names, explicit is not None)
         if not self.names:
@@ -118,10 +126,12 @@ class TrajectoryRecorder:
             if self.device.type != "cpu":
                 raise ValueError(f"path= records to a file through the CPU: device must be 'cpu', got {device!r}")
             names, shapes = self._layout()
-            self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self._meta(), sync)
+            self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self._meta(), sync, overwrite)
             self.storage = self._disk.data
         self.steps: list[int] = []
-        self.lrs: list[float] = []
+        self.lrs: list[float] = []  # the first recorded group's lr per snapshot
+        self.group_lrs: list[list[float]] = []  # every recorded group's lr per snapshot
+        self._lr_groups = [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
         self._full = False
         self._handle = optimizer.register_step_post_hook(self._hook)
         self._record()  # the state at construction (if inside the window)
@@ -136,13 +146,28 @@ class TrajectoryRecorder:
                for i, lo, hi in self._pieces]
         return [n for n, _ in out], [s for _, s in out]
 
+    def _groups(self) -> list[tuple[dict, list[str]]]:
+        """(param group, the recorded names it holds) for every group that holds a recorded parameter."""
+        out = []
+        for g in self.optimizer.param_groups:
+            ids = {id(p) for p in g["params"]}
+            names = [n for n, t in zip(self.names, self._tensors) if id(t) in ids]
+            if names:
+                out.append((g, names))
+        return out
+
     def _meta(self) -> dict:
-        """Recording stride and optimizer settings (and the rows held, when sharded)."""
-        g = self.optimizer.param_groups[0]
-        meta = {"every": self.every, "optimizer": type(self.optimizer).__name__,
-                "momentum": float(g.get("momentum", 0.0) or 0.0), "nesterov": bool(g.get("nesterov", False)),
-                "dampening": float(g.get("dampening", 0.0) or 0.0),
-                "weight_decay": float(g.get("weight_decay", 0.0) or 0.0)}
+        """Recording stride and optimizer settings (and the rows held, when sharded).
+
+        The top-level settings are those of the first parameter group that holds a recorded
+        parameter; ``groups`` lists every such group with its names, initial lr and settings
+        (the Koopman gradient undoes each group's lr, momentum and weight decay on its own rows).
+        """
+        settings = [dict(names=names, lr=float(g["lr"]), momentum=float(g.get("momentum", 0.0) or 0.0),
+                         nesterov=bool(g.get("nesterov", False)), dampening=float(g.get("dampening", 0.0) or 0.0),
+                         weight_decay=float(g.get("weight_decay", 0.0) or 0.0)) for g, names in self._groups()]
+        first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
+        meta = {"every": self.every, "optimizer": type(self.optimizer).__name__, **first, "groups": settings}
         if self.group is not None:
             meta.update(rows=self.rows, n_total=self.n_total, all_names=list(self.names),
                         all_shapes=[tuple(s) for s in self.shapes])
@@ -168,9 +193,12 @@ class TrajectoryRecorder:
             return
         self._write(self.storage[k], found)
         self.steps.append(s)
-        self.lrs.append(float(self.optimizer.param_groups[0]["lr"]))
+        self.lrs.append(float(self._lr_groups[0]["lr"]))
+        self.group_lrs.append([float(g["lr"]) for g in self._lr_groups])
         if self._disk is not None:
             self._disk.commit(k, s, self.lrs[-1])  # after the row: the file counts complete snapshots only
+            if k + 1 == self.storage.shape[0] or (self.stop is not None and s + self.every > self.stop):
+                self._disk.close()  # nothing more can be written: the file is complete
 
     def _current(self) -> list[tuple[nn.Module | None, torch.Tensor | None, bool]]:
         """(module, trainable tensor, pruned?) per recorded name, looked up in the model now."""
@@ -230,6 +258,8 @@ class TrajectoryRecorder:
     def remove(self) -> None:
         """Stop recording (unregister the step hook)."""
         self._handle.remove()
+        if self._disk is not None:
+            self._disk.close()
 
     def __enter__(self):
         return self
@@ -246,4 +276,6 @@ class TrajectoryRecorder:
         snaps = (snaps.clone() if copy else snaps).T  # (n, T)
         names, shapes = self._layout()
         meta = {"lrs": list(self.lrs), **self._meta()}
+        if len(self._lr_groups) > 1:
+            meta["group_lrs"] = [list(row) for row in self.group_lrs]
         return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), names, shapes, meta)

@@ -180,3 +180,35 @@ def paired_seeds(panels: dict, ylabel: str = "", title: str = "", axes=None):
                              Line2D([], [], color="k", marker="D", ls="none", label="mean, 95% interval")],
                     fontsize=8, framealpha=0.9)
     return axes
+
+
+# Paul Tol's colour-blind-safe "muted" palette with black and grey (11 colours), and a distinct
+# marker per series, so no two series share both
+PALETTE = ("#332288", "#CC6677", "#117733", "#DDCC77", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499",
+           "#000000", "#777777")
+MARKERS = "osD^vP*Xh<>p"
+
+
+def paired_differences(rows, value: str = "overlap_final", versus: str = "GMP", ax=None, ylabel: str = ""):
+    """Seed-by-seed differences rule - ``versus`` of :func:`koopman_tut.experiments.prediction_study`
+    rows: for each start (a group on the x axis) one marker per rule at the mean difference with
+    its 95% t-interval as an error bar, and the zero line (no better than ``versus``). Returns the axes.
+    """
+    from .experiments import paired
+
+    ax = _ax(ax, (9, 4))
+    starts = sorted({r.start for r in rows})
+    rules = [r for r in dict.fromkeys(r.rule for r in rows) if r != versus]
+    width = 0.8 / len(rules)
+    for i, rule in enumerate(rules):
+        m, lo, hi = (np.array(v) for v in zip(*(paired(rows, rule, versus, t, value) for t in starts)))
+        x = np.arange(len(starts)) - 0.4 + (i + 0.5) * width
+        ax.errorbar(x, m, yerr=[m - lo, hi - m], ls="none", marker=MARKERS[i % len(MARKERS)], ms=6, capsize=3,
+                    color=PALETTE[i % len(PALETTE)], label=rule)
+    ax.axhline(0, color="0.3", lw=1, zorder=0)
+    ax.set_xticks(np.arange(len(starts)), [f"window at step {t}" for t in starts])
+    ax.set_ylabel(ylabel or f"{value.replace('_', ' ')} - {versus}")
+    ax.set_title(f"paired difference with {versus}, mean and 95% interval over {len({r.seed for r in rows})} seeds",
+                 fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    return ax

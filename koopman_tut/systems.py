@@ -7,6 +7,9 @@
   is the minimizer x* (Redman et al., ICLR 2022: the eigenvalue-1 mode is where training heads).
 * ``trajectory_like``: a large synthetic "parameter trajectory" (fixed point plus decaying
   modes plus a little minibatch noise), the shape of data DMD meets in pruning.
+* ``quadratic_sgd``: torch.optim.SGD (plain, heavy ball or Nesterov) on a quadratic, recorded by
+  a TrajectoryRecorder: momentum makes training second order, and the limit is x* exactly.
+* ``affine_window``: a fixed point plus given decaying modes plus measurement noise.
 """
 from __future__ import annotations
 
@@ -114,3 +117,82 @@ def trajectory_like(n: int, T: int, n_modes: int = 12, noise: float = 1e-4, seed
         walk = noise * torch.randn(e - s, T, generator=g, dtype=torch.float64).cumsum(1)
         W[s:e] = (base + modes @ powers + walk).to(dtype).to(device)
     return W
+
+
+@dataclass
+class QuadraticRun:
+    """A recorded window of torch.optim.SGD on a quadratic loss (see :func:`quadratic_sgd`).
+
+    Attributes
+    ----------
+    traj : the Trajectory recorded by :class:`~koopman_tut.TrajectoryRecorder` (n = dim).
+    x_star : (dim,) float64, the minimizer: where training is heading.
+    hessian : (dim, dim) float64 H, rank k.
+    """
+
+    traj: "object"
+    x_star: torch.Tensor
+    hessian: torch.Tensor
+
+    def gradient(self, x: torch.Tensor) -> torch.Tensor:
+        """(dim,) the loss gradient H (x - x*) at x."""
+        return self.hessian @ (x.double() - self.x_star)
+
+
+def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = False, warmup: int = 100,
+                  n_steps: int = 80, dim: int = 20, seed: int = 0, dtype=torch.float64) -> QuadraticRun:
+    """Train x (a bias-free nn.Linear(dim, 1)) by torch.optim.SGD on 0.5 (x - x*)^T H (x - x*)
+    and record steps warmup .. warmup + n_steps with a TrajectoryRecorder.
+
+    Heavy ball (momentum > 0) and Nesterov (nesterov=True) make training a second-order
+    recursion x(t+1) = x(t) + beta (x(t) - x(t-1)) - lr g(...): its limit is x*, exactly.
+
+    Parameters
+    ----------
+    hess_eigs : (k,) positive Hessian eigenvalues, k <= dim (H = B diag(h) B^T, B random orthonormal).
+    lr, momentum, nesterov : the optimizer's settings.
+    warmup, n_steps : steps before the window and its length (n_steps + 1 snapshots).
+    dtype : the model's and the recording's dtype.
+    """
+    from .recorder import TrajectoryRecorder  # recording sits below the systems
+
+    h = torch.as_tensor(np.asarray(hess_eigs, dtype=np.float64))
+    if h.numel() > dim:
+        raise ValueError(f"dim must be at least the number of Hessian eigenvalues ({h.numel()}), got dim={dim}")
+    g = torch.Generator().manual_seed(seed)
+    B = torch.linalg.qr(torch.randn(dim, h.numel(), generator=g, dtype=torch.float64))[0]
+    H = B @ torch.diag(h) @ B.T
+    x_star = torch.randn(dim, generator=g, dtype=torch.float64)
+    model = torch.nn.Linear(dim, 1, bias=False).to(dtype)
+    with torch.no_grad():
+        model.weight.copy_((x_star + B @ torch.randn(h.numel(), generator=g, dtype=torch.float64))[None])
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov)
+    rec = TrajectoryRecorder(model, opt, start=warmup, stop=warmup + n_steps, dtype=dtype)
+    Hd, xs = H.to(dtype), x_star.to(dtype)
+    for _ in range(warmup + n_steps):
+        opt.zero_grad()
+        e = model.weight[0] - xs
+        (0.5 * e @ Hd @ e).backward()
+        opt.step()
+    rec.remove()
+    return QuadraticRun(traj=rec.trajectory(copy=True), x_star=x_star, hessian=H)
+
+
+def affine_window(n: int, T: int, eigs, noise: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A window (n, T) of x(t) = x* + sum_i c_i mu_i^t b_i (+ noise), float64, and its limit x* (n,).
+
+    Gradient descent on a quadratic seen in its eigenbasis: b_i orthonormal, mu_i = 1 - lr h_i the
+    given real eigenvalues (|mu_i| < 1), c_i ~ N(0, 1), x* ~ N(0, I); ``noise`` adds independent
+    N(0, noise^2) to every entry (measurement noise, the regime where a window cannot resolve
+    modes slower than itself).
+    """
+    mu = torch.as_tensor(np.asarray(eigs, dtype=np.float64))
+    k = mu.numel()
+    if k > n:
+        raise ValueError(f"n must be at least the number of eigenvalues ({k}), got n={n}")
+    g = torch.Generator().manual_seed(seed)
+    B = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))[0]
+    x_star = torch.randn(n, generator=g, dtype=torch.float64)
+    c = torch.randn(k, generator=g, dtype=torch.float64)
+    W = x_star[:, None] + B @ (c[:, None] * mu[:, None] ** torch.arange(T, dtype=torch.float64)[None])
+    return W + noise * torch.randn(n, T, generator=g, dtype=torch.float64), x_star

@@ -124,3 +124,22 @@ def test_spectra_legend_outside_by_default_or_none():
     ax = plotting.spectra({"run": np.array([0.9, 0.5j])})
     assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1
     assert plotting.spectra({"run": np.array([0.9])}, legend=None).get_legend() is None
+
+
+def test_paired_differences_one_interval_per_rule_and_start():
+    from koopman_tut.experiments import PredictionRow, paired
+
+    rng = np.random.default_rng(0)
+    rows = [PredictionRow(seed, start, rule, 0.9 + 0.01 * i + 0.001 * rng.standard_normal(), 0.8, 0.85)
+            for seed in range(5) for start in (20, 80) for i, rule in enumerate(["GMP", "KMP", "line a=1"])]
+    ax = plotting.paired_differences(rows, versus="GMP")
+    assert legend_labels(ax) == ["KMP", "line a=1"] and "5 seeds" in ax.get_title()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["window at step 20", "window at step 80"]
+    # each marker sits at the paired mean, its bar spans the 95% interval
+    kmp = ax.containers[0]
+    m, lo, hi = paired(rows, "KMP", "GMP", 80)
+    y = kmp.lines[0].get_ydata()
+    assert y[1] == pytest.approx(m)
+    seg = kmp.lines[2][0].get_segments()[1]
+    assert (seg[0][1], seg[1][1]) == (pytest.approx(lo), pytest.approx(hi))
+    assert any(abs(line.get_ydata()[0]) < 1e-12 for line in ax.get_lines())  # the zero line

@@ -17,6 +17,10 @@ of them.
   wd adds wd * theta, which is subtracted. Snapshots k steps apart give mu = lambda^(1/k),
   the principal root: per-step eigenvalues with |arg mu| >= pi / k are aliased
   (-0.85 per step comes back as +0.85 with k = 2), so KGP warns when k > 1.
+* Under momentum (``traj.meta``) the affine model is delay-embedded, z = [theta(t); theta(t-1)]
+  (:mod:`koopman_tut.extrapolation`): its modes are then the second-order recursion's own, and
+  the limit, forecast and Koopman gradient are exact on a quadratic. Every one of them carries
+  the window's trust check (:mod:`koopman_tut.trust`) and warns when it fails.
 * Horizon scores |theta(T-1+h)|, the Koopman forecast h snapshots ahead: h = 0 is GMP on
   the last snapshot, h = inf is KMP's limit.
 """
@@ -30,11 +34,13 @@ import torch
 
 from ..dmd import deviation_gram_checked, dmd
 from ..distributed import global_rows
+from ..distributed_checks import preflight, trajectory_fields
 from ..dmd_result import DMDResult, powers
-from ..extrapolation import AffineModel, Extrapolation
-from ..snapshots import matmul_chunked
+from ..extrapolation import AffineModel, Extrapolation, momentum_delays
 from ..trajectory import Trajectory
+from ..validation import check_index
 from .scores import Scores
+from .sgd_steps import group_settings, momentum_factor
 
 Tensor = torch.Tensor
 RULES = ("limit", "closest")
@@ -53,7 +59,8 @@ class KoopmanAnalysis:
     traj : the window, snapshots (n, T) with T >= 3.
     svd_rank, method : for the DMD of the snapshots (the paper's decomposition, used by
         rule="closest"): passed to :func:`koopman_tut.dmd`; -1 keeps every mode, as the
-        authors' code does.
+        authors' code does. ``method`` also picks the affine model's route ("svd": float64
+        QR of the differences; "gram": the one-pass Gram), with one rank rule on both.
     limit_rank : svd_rank of the affine model (DMD of the differences) behind the limit,
         the forecast and the Koopman gradient, or "auto" (default; this package's choice,
         not the paper's): 0, the optimal hard threshold (Gavish & Donoho 2014), when the
@@ -65,6 +72,9 @@ class KoopmanAnalysis:
         and its singular values have no noise bulk for the threshold to find.
     drift_tol, max_horizon : see :meth:`koopman_tut.extrapolation.AffineModel.extrapolate`.
     group : torch.distributed group when each rank holds its own rows of the trajectory.
+    delays : delay embedding of the affine model, or "auto" (default): 1 when ``traj.meta``
+        records momentum (heavy ball / Nesterov are second order in theta: with the state
+        [theta(t); theta(t-1)] the limit, forecast and gradient are exact on a quadratic), else 0.
 
     Examples
     --------
@@ -75,15 +85,19 @@ class KoopmanAnalysis:
 
     def __init__(self, traj: Trajectory, svd_rank: int | float = -1, method: str = "auto",
                  limit_rank: int | float | str = "auto", drift_tol: float = 1e-3,
-                 max_horizon: float | None = None, group=None):
+                 max_horizon: float | None = None, group=None, delays: int | str = "auto"):
         if not isinstance(traj, Trajectory):
             raise TypeError(f"traj must be a koopman_tut.Trajectory, got {type(traj).__name__}")
+        if group is not None:  # before any collective: the same window and settings on every rank
+            preflight("kt.koopman", group, {**trajectory_fields(traj), "svd_rank": svd_rank, "method": method,
+                                            "limit_rank": limit_rank, "drift_tol": drift_tol, "max_horizon": max_horizon})
         if len(traj) < 3:
             raise ValueError(f"traj needs at least 3 snapshots for a Koopman analysis, has {len(traj)}")
         self.traj, self.svd_rank, self.method, self.group = traj, svd_rank, method, group
         if limit_rank == "auto":
             limit_rank = 0 if global_rows(traj.snapshots, group) > len(traj) else -1  # same on every rank
         self.limit_rank = limit_rank
+        self.delays = momentum_delays(traj.meta, len(traj)) if delays == "auto" else delays
         self.drift_tol, self.max_horizon = drift_tol, max_horizon
 
     def __repr__(self) -> str:
@@ -106,11 +120,13 @@ class KoopmanAnalysis:
     @cached_property
     def affine(self) -> AffineModel:
         """The affine model theta(t+1) = A theta(t) + c, from exact DMD of the differences."""
-        return AffineModel(self.traj.snapshots, self.limit_rank, acc=self._acc, group=self.group)
+        return AffineModel(self.traj.snapshots, self.limit_rank, acc=self._acc, group=self.group,
+                           delays=self.delays, method=self.method)
 
     # -- where training is heading
     def limit(self, warn: bool = True) -> Extrapolation:
-        """The limit theta* of the window with its diagnostics (eigenvalues, gain, drifting modes)."""
+        """The limit theta* of the window with its diagnostics (eigenvalues, gain, drifting modes) and
+        its trust check (spread, residual, extent; an UntrustedLimitWarning when it fails)."""
         return self.affine.extrapolate(math.inf, self.drift_tol, self.max_horizon, warn)
 
     def fixed_point(self, rule: str = "limit") -> Tensor:
@@ -122,26 +138,27 @@ class KoopmanAnalysis:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
 
     def forecast(self, h: float) -> Tensor:
-        """(n,) theta(T-1+h), h >= 0 snapshots past the last one (h = 0: the last snapshot exactly)."""
+        """(n,) theta(T-1+h), h >= 0 snapshots past the last one (h = 0: the last snapshot exactly);
+        warns (UntrustedLimitWarning) when the window cannot pin it."""
         if not h >= 0:
             raise ValueError(f"h must be >= 0 snapshots, got {h!r}")
         if h == 0:
             return self.traj.snapshots[:, -1].clone()
-        return self.affine.extrapolate(h, self.drift_tol, self.max_horizon).theta
+        return self.affine.extrapolate(h, self.drift_tol, self.max_horizon).theta  # warns if untrusted
 
     # -- the gradient it implies
-    def gradient(self, lr: float | None = None, t: int = -1) -> Tensor:
+    def gradient(self, lr: float | None = None, t: int = -1, warn: bool = True) -> Tensor:
         """(n,) Koopman estimate of dL/dtheta at snapshot ``t``, momentum and weight decay undone.
 
         Uses the optimizer settings recorded in ``traj.meta`` (momentum, nesterov, dampening,
         weight_decay, every) and its learning rate at snapshot t unless ``lr`` is given.
+        ``t`` is a snapshot index in [-T, T-1] (negative: from the end). The trust check of
+        the estimate (:class:`koopman_tut.extrapolation.Extrapolation`, its ``spread``) is kept
+        in ``self.gradient_check``; ``warn`` emits an UntrustedLimitWarning when it fails.
         """
         traj = self.traj
-        t = t % len(traj)
-        lr = _lr(traj, lr, t)
+        t = check_index(t, len(traj))
         every = int(traj.meta.get("every", 1))
-        mu_snap = self.affine.eigs  # per snapshot
-        mu = powers(mu_snap, 1 / every)[:, 0]  # per optimizer step (principal root)
         if every > 1:
             warnings.warn(AliasingWarning(
                 f"snapshots are {every} steps apart: per-step eigenvalues are taken as principal "
@@ -150,15 +167,30 @@ class KoopmanAnalysis:
                 f"record every step (every=1) for KGP"), stacklevel=2)
         # the model's difference d(t) = sum_i q_i mu_i^t psi_i, amplitudes fitted to the whole
         # window (one noisy minibatch step would dominate otherwise); one optimizer step is
-        # d(t) (mu - 1) / (mu_snap - 1) (the difference split over `every` steps)
-        near1 = (mu_snap - 1).abs() < 1e-12
-        per_step = torch.where(near1, torch.full_like(mu, 1 / every),
-                               (mu - 1) / torch.where(near1, torch.ones_like(mu), mu_snap - 1))
-        f = powers(mu_snap, t)[:, 0] * per_step * _momentum_factor(mu, traj.meta) * (-1 / lr)
-        g = matmul_chunked(traj.snapshots, self.affine.smoothed(f)[:, None])[:, 0]
-        wd = float(traj.meta.get("weight_decay", 0.0) or 0.0)
-        if wd:
-            g = g - wd * traj.snapshots[:, t].to(g.dtype)
+        # d(t) (mu - 1) / (mu_snap - 1) (the difference split over `every` steps); the model
+        # refitted without the window's last steps gives the trust check (a warning if it fails)
+        def weight(settings: dict, lr_g: float):
+            def f(mu_snap: Tensor) -> Tensor:
+                mu = powers(mu_snap, 1 / every)[:, 0]  # per optimizer step (principal root)
+                near1 = (mu_snap - 1).abs() < 1e-12
+                per_step = torch.where(near1, torch.full_like(mu, 1 / every),
+                                       (mu - 1) / torch.where(near1, torch.ones_like(mu), mu_snap - 1))
+                return per_step * momentum_factor(mu, settings) * (-1 / lr_g)
+            return f
+
+        # each parameter group's lr, momentum and weight decay are undone on its own rows
+        g, self.gradient_checks = None, []
+        for rows, settings, lr_g in group_settings(traj, lr, t):
+            check = self.affine.modal_difference(t, weight(settings, lr_g), warn=warn)
+            self.gradient_checks.append(check)
+            part = check.theta
+            wd = float(settings.get("weight_decay", 0.0) or 0.0)
+            if wd:
+                part = part - wd * traj.snapshots[:, t].to(part.dtype)
+            g = part if rows is None else (torch.zeros_like(part) if g is None else g)
+            if rows is not None:
+                g[rows] = part[rows]
+        self.gradient_check = max(self.gradient_checks, key=lambda c: c.spread)  # the least trusted group
         return g
 
     # -- scores
@@ -170,6 +202,7 @@ class KoopmanAnalysis:
         """Koopman gradient pruning: {name: |theta(t) * g_K|} ('theta_grad') or {name: |g_K|} ('grad')."""
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        t = check_index(t, len(self.traj))
         g = self.gradient(lr, t)
         if form == "theta_grad":
             g = g * self.traj.snapshots[:, t].to(g.dtype)
@@ -186,40 +219,14 @@ def _abs_by_name(traj: Trajectory, vec: Tensor) -> Scores:
     return {n: v.abs().float() for n, v in traj.unflatten(vec).items()}
 
 
-def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
-    if lr is None:
-        lrs = traj.meta.get("lrs")
-        lr = float(lrs[t]) if lrs is not None and len(lrs) == len(traj) else traj.lr
-    if lr is None or not lr > 0:
-        raise ValueError(f"lr must be a positive learning rate (none recorded in traj.meta['lrs']), got {lr}")
-    return float(lr)
-
-
-def _momentum_factor(mu: Tensor, meta: dict) -> Tensor:
-    """Per-mode factor turning the step into the gradient (see module docstring); 1 for plain SGD."""
-    opt = meta.get("optimizer")
-    if opt not in (None, "SGD"):
-        warnings.warn(f"koopman_gradient models torch.optim.SGD (with momentum / Nesterov); this window "
-                      f"was recorded with {opt}, so the estimate is the step direction, not the gradient",
-                      stacklevel=3)
-        return torch.ones_like(mu)
-    beta = float(meta.get("momentum", 0.0) or 0.0)
-    damp = float(meta.get("dampening", 0.0) or 0.0)
-    if beta == 0:
-        return torch.ones_like(mu)
-    if meta.get("nesterov", False):
-        return (mu - beta) / ((1 + beta) * mu - beta) / (1 - damp)
-    return (1 - beta / mu) / (1 - damp)
-
-
 # ----------------------------------------------------------------------------- entry points
 def koopman(traj: Trajectory | KoopmanAnalysis, svd_rank: int | float = -1, method: str = "auto",
             limit_rank: int | float | str = "auto", drift_tol: float = 1e-3, max_horizon: float | None = None,
-            group=None) -> KoopmanAnalysis:
+            group=None, delays: int | str = "auto") -> KoopmanAnalysis:
     """The Koopman analysis of a window (see :class:`KoopmanAnalysis`); an analysis is returned as is."""
     if isinstance(traj, KoopmanAnalysis):
         return traj
-    return KoopmanAnalysis(traj, svd_rank, method, limit_rank, drift_tol, max_horizon, group)
+    return KoopmanAnalysis(traj, svd_rank, method, limit_rank, drift_tol, max_horizon, group, delays)
 
 
 def koopman_fixed_point(traj: Trajectory | KoopmanAnalysis, rule: str = "limit", **kwargs) -> Tensor:

@@ -1,0 +1,71 @@
+"""How one torch.optim.SGD step relates to the gradient, per parameter group: lr, momentum, weight decay.
+
+A Koopman mode of the step with per-step eigenvalue mu and step delta is turned into the
+gradient by a per-mode factor (see :mod:`koopman_tut.pruning.koopman`); each parameter group of
+the optimizer has its own lr, momentum, dampening, Nesterov flag and weight decay, recorded by
+:class:`koopman_tut.TrajectoryRecorder` in ``traj.meta['groups']`` (and ``group_lrs`` per snapshot).
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ..trajectory import Trajectory
+
+Tensor = torch.Tensor
+
+
+def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Tensor | None, dict, float]]:
+    """(rows (k,) long or None for all, optimizer settings, lr at snapshot t) per parameter group.
+
+    One entry for all rows unless ``traj.meta['groups']`` records several groups that differ in
+    lr, momentum, dampening, Nesterov or weight decay. A group's lr at snapshot t is
+    ``meta['group_lrs'][t]`` when recorded (in memory), else its initial lr scaled like the first
+    group's (a recording reloaded from disk keeps one lr per snapshot).
+    """
+    groups = traj.meta.get("groups") or []
+    keys = ("lr", "momentum", "nesterov", "dampening", "weight_decay")
+    if len({tuple(gr.get(k) for k in keys) for gr in groups}) <= 1:
+        return [(None, {**traj.meta, **(groups[0] if groups else {})}, _lr(traj, lr, t))]
+    if lr is not None:
+        raise ValueError(f"lr: this window has {len(groups)} parameter groups with their own settings "
+                         f"(learning rates {[gr['lr'] for gr in groups]}); pass lr=None to use the recorded ones")
+    group_lrs = traj.meta.get("group_lrs")
+    scale = _lr(traj, None, t) / groups[0]["lr"] if groups[0]["lr"] else 1.0
+    where = dict(zip(traj.names, zip(traj.offsets[:-1], traj.offsets[1:])))
+    out = []
+    for j, gr in enumerate(groups):
+        rows = [torch.arange(int(where[n][0]), int(where[n][1])) for n in gr["names"] if n in where]
+        lr_g = float(group_lrs[t][j]) if group_lrs is not None else gr["lr"] * scale
+        if rows and not lr_g > 0:
+            raise ValueError(f"lr: parameter group {j} has learning rate {lr_g} at snapshot {t}; it must be > 0")
+        if rows:
+            out.append((torch.cat(rows), {**traj.meta, **gr}, lr_g))
+    return out
+
+
+def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
+    if lr is None:
+        lrs = traj.meta.get("lrs")
+        lr = float(lrs[t]) if lrs is not None and len(lrs) == len(traj) else traj.lr
+    if lr is None or not lr > 0:
+        raise ValueError(f"lr must be a positive learning rate (none recorded in traj.meta['lrs']), got {lr}")
+    return float(lr)
+
+
+def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
+    """Per-mode factor turning the step into the gradient (see module docstring); 1 for plain SGD."""
+    opt = meta.get("optimizer")
+    if opt not in (None, "SGD"):
+        warnings.warn(f"koopman_gradient models torch.optim.SGD (with momentum / Nesterov); this window "
+                      f"was recorded with {opt}, so the estimate is the step direction, not the gradient",
+                      stacklevel=3)
+        return torch.ones_like(mu)
+    beta = float(meta.get("momentum", 0.0) or 0.0)
+    damp = float(meta.get("dampening", 0.0) or 0.0)
+    if beta == 0:
+        return torch.ones_like(mu)
+    if meta.get("nesterov", False):
+        return (mu - beta) / ((1 + beta) * mu - beta) / (1 - damp)
+    return (1 - beta / mu) / (1 - damp)

@@ -1,0 +1,48 @@
+"""The Koopman limit's rank chosen from the window alone (a held-out forecast), and the study that uses it."""
+import numpy as np
+import pytest
+import torch
+
+from koopman_tut import experiments as ex
+from koopman_tut.limits import holdout_rank
+
+
+def window(n_modes: int, noise: float, seed: int, n: int = 400, T: int = 40) -> torch.Tensor:
+    """(n, T) theta* + sum_i mu_i^t v_i, slow real modes in [0.8, 0.97], plus a random walk of step
+    ``noise`` (process noise, like minibatch SGD: it accumulates and no model can forecast it)."""
+    rng = np.random.default_rng(seed)
+    mu = np.linspace(0.8, 0.97, n_modes)
+    V = rng.standard_normal((n, n_modes))
+    t = np.arange(T)
+    walk = np.cumsum(rng.standard_normal((n, T)), axis=1)
+    return torch.from_numpy(rng.standard_normal((n, 1)) + V @ (mu[:, None] ** t[None, :]) + noise * walk)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_noise_is_not_extrapolated_a_clean_window_keeps_its_modes(seed):
+    # clean windows: exactly the modes there are (the smallest candidate holding them)
+    assert holdout_rank(window(2, 0.0, seed), delays=0) == 2
+    assert holdout_rank(window(6, 0.0, seed), delays=0) == 8
+    # two slow modes under process noise: never the full model, which fits the walk as dynamics
+    assert holdout_rank(window(2, 0.01, seed), delays=0) in (1, 2, 4, 8)
+
+
+def test_holdout_rank_refuses_bad_arguments():
+    W = window(2, 0.0, 0, T=12)
+    with pytest.raises(ValueError, match="holdout"):
+        holdout_rank(W, holdout=10, delays=0)
+    with pytest.raises(ValueError, match="ranks"):
+        holdout_rank(W, ranks=(0, 2), delays=0)
+    with pytest.raises(ValueError, match="ranks"):
+        holdout_rank(W, ranks=(), delays=0)
+
+
+def test_window_scores_score_every_estimator_by_its_magnitude():
+    s = ex.setup("digits", seed=0)
+    ex.run(s, 30, seed=1)
+    scores = ex.window_scores(s, 12, seed=2)
+    assert list(scores) == ["GMP", "stale GMP", *ex.ESTIMATORS]
+    names = set(scores["GMP"])
+    for rule, sc in scores.items():
+        assert set(sc) == names and all(bool((v >= 0).all()) for v in sc.values()), rule
+    assert any(not torch.equal(scores["KMP"][n], scores["GMP"][n]) for n in names)

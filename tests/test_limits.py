@@ -1,0 +1,200 @@
+"""Where training is heading, on known answers: one rank rule on every route, a limit exact under
+momentum, trust built in, and the classic extrapolations beside it (issue 16)."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import koopman_tut as kt
+from koopman_tut import systems
+
+H = np.linspace(0.1, 10, 8)  # rank-8 Hessian, lr 0.01: per-step gradient-descent factors 0.999 .. 0.9
+
+
+def _rel(est, x_star, W):
+    """||est - x*|| / ||x_{T-1} - x*||: the error as a share of the distance still to go."""
+    return float((est.double() - x_star).norm() / (W[:, -1].double() - x_star).norm())
+
+
+def _untrusted(fn):
+    """(value, number of UntrustedLimitWarning) of fn()."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn()
+    cls = getattr(kt, "UntrustedLimitWarning", ())  # () before the class existed: counts none
+    return out, sum(issubclass(w.category, cls) for w in caught)
+
+
+def _traj(W):
+    n, T = W.shape
+    return kt.Trajectory(W, torch.arange(T), ["x"], [(n,)], {})
+
+
+# ------------------------------------------------------------------ one rank rule on every route
+@pytest.mark.parametrize("n", [3000, 100_000, 110_000])
+def test_the_same_rank_and_limit_on_every_route(n):
+    # gradient descent, rank 8, 40 snapshots: 3000 rows is the QR route under auto, 100,000 the
+    # largest QR window (n T <= 2**22), 110,000 the smallest Gram window
+    W, x_star = systems.affine_window(n, 40, np.linspace(0.5, 0.95, 8))
+    ks = {m: kt.koopman(_traj(W), method=m) for m in ("gram", "svd", "auto")}
+    lims = {m: k.fixed_point() for m, k in ks.items()}
+    assert {m: k.affine.eigs.numel() for m, k in ks.items()} == {"gram": 8, "svd": 8, "auto": 8}
+    for m in ("gram", "auto"):  # 1e-8 of the limit: the Gram route's eps64 (s_max / s_8)^2 is ~1e-7
+        assert float((lims[m] - lims["svd"]).norm() / lims["svd"].norm()) < 1e-8, m  # of ||x_T - x*|| here
+    assert _rel(lims["gram"], x_star, W) < 1e-5
+
+
+def test_the_rank_rule_counts_unresolved_values_as_zero():
+    # the median runs over all min(n, m) singular values: 30 of the 38 are numerically zero here,
+    # so the threshold is 0 and every resolved mode is kept, whichever route resolved it
+    from koopman_tut.snapshots import deviation_gram
+    W, _ = systems.affine_window(3000, 40, np.linspace(0.5, 0.95, 8))
+    for acc in (deviation_gram(W), None):  # the Gram route, the QR route
+        assert kt.extrapolation.AffineModel(W, svd_rank=0, acc=acc).eigs.numel() == 8
+
+
+# ------------------------------------------------------------------ exact under momentum
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_the_limit_is_exact_under_momentum(nesterov):
+    run = systems.quadratic_sgd(H, 0.01, momentum=0.9, nesterov=nesterov, warmup=100, n_steps=80, dim=100)
+    W = run.traj.snapshots
+    k = kt.koopman(run.traj)
+    lim, n_warn = _untrusted(k.fixed_point)
+    # float64 recording: what is left is rounding amplified by the gain (~90) and the
+    # conditioning of the 16 modes; 1e-6 of the distance still to go leaves a margin of ~100
+    assert _rel(lim, run.x_star, W) < 1e-6
+    assert n_warn == 0
+    assert k.delays == 1 and k.affine.delays == 1  # read from traj.meta's momentum
+    first_order = kt.koopman(run.traj, delays=0).limit(warn=False).theta  # the model without a delay
+    assert _rel(first_order, run.x_star, W) > 1e-3
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_forecast_and_gradient_are_exact_under_momentum(nesterov):
+    run = systems.quadratic_sgd(H, 0.01, momentum=0.9, nesterov=nesterov, warmup=100, n_steps=100, dim=100)
+    window = run.traj.window(0, 81)
+    k = kt.koopman(window)
+    ahead = k.forecast(20)  # the model's theta 20 steps past the window, against where training went
+    truth = run.traj.snapshots[:, 100]
+    assert float((ahead - truth).norm() / (truth - window.snapshots[:, -1]).norm()) < 1e-6
+    for t in (0, 40, -1):
+        g = k.gradient(t=t)
+        true = run.gradient(window.snapshots[:, t])
+        assert float((g - true).norm() / true.norm()) < 1e-6, t
+        assert k.gradient_check.spread < 0.05
+
+
+def test_a_momentum_window_too_short_to_embed_keeps_the_plain_model():
+    run = systems.quadratic_sgd(H, 0.01, momentum=0.9, warmup=10, n_steps=2, dim=20)
+    k = kt.koopman(run.traj)  # 3 snapshots: one delay would leave one embedded difference
+    assert k.delays == 0
+    _, n_warn = _untrusted(k.fixed_point)  # nothing in 3 snapshots can check the limit: it says so
+    assert n_warn == 1
+
+
+def test_plain_gradient_descent_is_unchanged():
+    run = systems.quadratic_sgd(np.linspace(0.2, 10, 8), 0.01, warmup=100, n_steps=80, dim=100)
+    k = kt.koopman(run.traj)
+    lim, n_warn = _untrusted(k.fixed_point)
+    assert _rel(lim, run.x_star, run.traj.snapshots) < 1e-6 and n_warn == 0
+    assert k.delays == 0
+
+
+def test_the_delay_embedded_gram_is_a_sum_of_shifted_blocks():
+    from koopman_tut.reduced import delay_differences, delay_gram
+    g = torch.Generator().manual_seed(0)
+    D = torch.randn(50, 12, generator=g, dtype=torch.float64)
+    for k in (0, 1, 3):
+        E = delay_differences(D, k)
+        assert E.shape == ((k + 1) * 50, 12 - k)
+        torch.testing.assert_close(delay_gram(D.T @ D, k), E.T @ E, rtol=1e-14, atol=1e-12)
+    # and the model from the Gram route equals the one from the QR of the embedded differences
+    # (3 Hessian directions, 6 modes: all above the Gram route's sqrt(eps64) resolution; with
+    # 16 modes the Krylov-like window puts some below it, and only the QR route resolves them)
+    run = systems.quadratic_sgd([1, 3, 10], 0.01, momentum=0.9, warmup=20, n_steps=40, dim=100)
+    W = run.traj.snapshots
+    qr, gram = (kt.extrapolation.AffineModel(W, 0, delays=1, method=m) for m in ("svd", "gram"))
+    assert qr.rank == gram.rank == 6
+    a, b = qr.extrapolate(warn=False).theta, gram.extrapolate(warn=False).theta
+    assert _rel(b, run.x_star, W) < 1e-8 and float((a - b).norm() / a.norm()) < 1e-10
+
+
+# ------------------------------------------------------------------ trust, built in
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_warns_where_the_limit_is_far_off(seed):
+    # modes up to 0.9999 seen for 30 steps through noise 1e-7: the window cannot resolve them
+    W, x_star = systems.affine_window(1000, 30, np.linspace(0.9, 0.9999, 8), noise=1e-7, seed=seed)
+    lim, n_warn = _untrusted(lambda: kt.koopman(_traj(W)).limit())
+    assert _rel(lim.theta, x_star, W) > 0.1  # the known answer: far off
+    assert n_warn == 1 and not lim.trusted and not lim.resolved
+    # noise fitted as dynamics: every mode is faster than the window, but the limit moves when refitted
+    W, x_star = systems.affine_window(1000, 30, np.linspace(0.5, 0.9, 8), noise=1e-4, seed=seed)
+    lim, n_warn = _untrusted(lambda: kt.koopman(_traj(W)).limit())
+    assert _rel(lim.theta, x_star, W) > 0.1
+    assert n_warn == 1 and lim.resolved and lim.spread > 0.05  # the stability check, alone
+    # momentum modelled first order: the model cannot represent the dynamics, and moves when refitted
+    run = systems.quadratic_sgd(H, 0.01, momentum=0.9, warmup=100, n_steps=30, dim=100, seed=seed)
+    lim, n_warn = _untrusted(lambda: kt.koopman(run.traj, delays=0).limit())
+    assert _rel(lim.theta, run.x_star, run.traj.snapshots) > 0.1
+    assert n_warn == 1 and lim.spread > 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_silent_where_the_limit_is_good(seed):
+    cases = [systems.affine_window(1000, 30, np.linspace(0.5, 0.95, 8), noise=1e-7, seed=seed)]
+    for nesterov in (False, True):
+        run = systems.quadratic_sgd(H, 0.01, momentum=0.9, nesterov=nesterov, warmup=100, n_steps=80,
+                                    dim=100, seed=seed)
+        cases.append((run.traj, run.x_star))
+    for data, x_star in cases:
+        traj = data if isinstance(data, kt.Trajectory) else _traj(data)
+        lim, n_warn = _untrusted(lambda: kt.koopman(traj).limit())
+        assert _rel(lim.theta, x_star, traj.snapshots) < 0.01  # the known answer: within 1%
+        assert n_warn == 0 and lim.trusted
+
+
+def test_forecasts_and_gradients_carry_the_check():
+    W, _ = systems.affine_window(1000, 30, np.linspace(0.9, 0.9999, 8), noise=1e-7)
+    k = kt.koopman(_traj(W))
+    _, n_far = _untrusted(lambda: k.forecast(1000))  # 33 windows ahead
+    _, n_near = _untrusted(lambda: k.forecast(3))
+    assert n_far == 1 and n_near == 0
+    est = k.affine.extrapolate(3)
+    assert est.extent == 3 and est.spread < 0.05 and math.isfinite(est.holdout_error)
+    k.gradient(lr=0.1)
+    assert 0 <= k.gradient_check.spread < math.inf and k.gradient_check.residual > 0
+
+
+# ------------------------------------------------------------------ the baselines
+def test_estimate_limit_methods_on_an_affine_trajectory():
+    # gradient descent on a quadratic, rank 8 below the 40-snapshot window
+    run = systems.quadratic_sgd(np.linspace(5, 50, 8), 0.01, warmup=0, n_steps=39, dim=100)
+    W, x_star = run.traj.snapshots, run.x_star
+    errs = {m: _rel(kt.estimate_limit(run.traj, m), x_star, W) for m in kt.limits.METHODS}
+    for m in ("koopman", "mpe", "rre"):  # exact in exact arithmetic: rounding times the conditioning
+        assert errs[m] < 1e-6, (m, errs)
+    assert errs["last"] == 1.0 and errs["line"] > 0.01  # the controls
+    assert errs["anderson"] < errs["last"]
+    torch.testing.assert_close(kt.estimate_limit(W.numpy(), "mpe"), kt.estimate_limit(run.traj, "mpe"))
+    line = kt.estimate_limit(run.traj, "line", a=2.0)
+    torch.testing.assert_close(line, W[:, -1] + 2.0 * (W[:, -1] - W[:, 0]))
+    out = kt.estimate_limit(run.traj, "koopman")
+    assert out.shape == (100,) and out.dtype == W.dtype
+
+
+def test_estimate_limit_refuses_bad_arguments():
+    W, _ = systems.affine_window(20, 10, [0.5, 0.9])
+    with pytest.raises(ValueError, match="method must be one of"):
+        kt.estimate_limit(W, "newton")
+    with pytest.raises(ValueError, match="a must be a finite number"):
+        kt.estimate_limit(W, "line", a=float("nan"))
+    with pytest.raises(ValueError, match="depth must be an integer >= 1"):
+        kt.estimate_limit(W, "anderson", depth=0)
+    with pytest.raises(ValueError, match="needs at least 3 snapshots"):
+        kt.estimate_limit(W[:, :2], "rre")
+    with pytest.raises(TypeError, match="traj_or_W must be"):
+        kt.estimate_limit([1.0, 2.0], "last")
+    with pytest.raises(ValueError, match="delays must be an integer"):
+        kt.extrapolation.AffineModel(W, delays=-1)
