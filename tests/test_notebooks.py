@@ -14,7 +14,7 @@ from koopman_tut import cli
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["00_quickstart", "01_koopman_and_dmd", "02_koopman_pruning", "03_kmp_equals_magnitude",
-            "04_kgp_and_gradient_pruning", "05_early_training", "06_beyond"]
+            "04_kgp_and_gradient_pruning", "05_early_training", "06_beyond", "07_equivalent_dynamics"]
 
 
 def test_the_sequence_is_complete():

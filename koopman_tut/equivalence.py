@@ -1,0 +1,90 @@
+"""Three optimizers with known (non-)equivalences: the first experiment of Redman et al. (NeurIPS 2024).
+
+Ghai, Lu & Hazan (2022, "Non-convex online learning via algorithmic equivalence",
+arXiv:2205.15235): online mirror descent (OMD) with the log-barrier regularizer
+R(x) = -sum(log x_i) and online gradient descent (OGD) on the reparameterized loss f(exp(u))
+are equivalent under x = exp(u) (exactly in the small-step limit), while the bisection method
+on the same loss is not. Redman et al. (arXiv:2302.09160, Fig. 2) recover this from Koopman
+spectra; the setup here is theirs: f(x) = sum(tan x_i), d = 2, T = 100, eta = 1e-2, the box
+[1/T, 1]^d, 25 starts on a 5 x 5 grid per algorithm, 4 delays, all modes, runs pooled.
+
+Projections are exact: the Bregman divergence of R and the squared Euclidean distance are
+separable and convex in each coordinate with their minimum at the unprojected point, so both
+projections onto a box are coordinate-wise clipping (the authors minimize numerically with
+L-BFGS-B, which reaches the same point). NumPy float64 only; no training stack involved.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+T_STEPS, DIM, ETA = 100, 2, 1e-2
+LOW = 1.0 / T_STEPS  # the box [1/T, 1]^d
+
+
+def _sec2(x: np.ndarray) -> np.ndarray:
+    return 1.0 / np.cos(x) ** 2  # d/dx tan x
+
+
+def loss(x: np.ndarray) -> float:
+    """f(x) = sum_i tan(x_i)."""
+    return float(np.tan(x).sum())
+
+
+def mirror_descent(x0: np.ndarray, steps: int = T_STEPS, eta: float = ETA) -> np.ndarray:
+    """OMD with R(x) = -sum log x: y = (grad R)^-1(grad R(x) - eta grad f(x)), i.e.
+    1/y = 1/x + eta sec^2(x), then the Bregman projection onto [1/T, 1]^d. Returns (d, steps) in x."""
+    x = np.asarray(x0, dtype=np.float64)
+    out = [x]
+    for _ in range(steps - 1):
+        y = 1.0 / (1.0 / x + eta * _sec2(x))
+        x = np.clip(y, LOW, 1.0)
+        out.append(x)
+    return np.stack(out, 1)
+
+
+def gradient_descent(u0: np.ndarray, steps: int = T_STEPS, eta: float = ETA) -> np.ndarray:
+    """OGD on f(exp(u)) (gradient exp(u) sec^2(exp(u))), Euclidean projection onto
+    [log(1/T), 0]^d. Returns (d, steps), recorded in u (not mapped back to x)."""
+    u = np.asarray(u0, dtype=np.float64)
+    out = [u]
+    for _ in range(steps - 1):
+        v = u - eta * np.exp(u) * _sec2(np.exp(u))
+        u = np.clip(v, np.log(LOW), 0.0)
+        out.append(u)
+    return np.stack(out, 1)
+
+
+def bisection(a0: np.ndarray, b0: np.ndarray, steps: int = T_STEPS) -> np.ndarray:
+    """Bisection on f with whole vectors: z = (a + b) / 2 replaces a if f(z) < 0, b if f(z) > 0
+    (f(a0) < 0 < f(b0) required; at f(z) = 0 it stays). Returns (d, steps) in z."""
+    a, b = np.asarray(a0, dtype=np.float64), np.asarray(b0, dtype=np.float64)
+    if not loss(a) < 0 < loss(b):
+        raise ValueError(f"bisection needs f(a0) < 0 < f(b0), got f(a0)={loss(a):.3g}, f(b0)={loss(b):.3g}")
+    z = (a + b) / 2
+    out = [z]
+    for _ in range(steps - 1):
+        fz = loss(z)
+        if fz < 0:
+            a = z
+        elif fz > 0:
+            b = z
+        z = (a + b) / 2
+        out.append(z)
+    return np.stack(out, 1)
+
+
+def grid(lo: float, hi: float, n: int = 5) -> np.ndarray:
+    """(2, n*n) starts: np.meshgrid of np.linspace(lo, hi, n) in both coordinates, flattened."""
+    return np.reshape(np.meshgrid(np.linspace(lo, hi, n), np.linspace(lo, hi, n)), (2, n * n))
+
+
+def equivalence_runs(n: int = 5) -> dict[str, list[np.ndarray]]:
+    """The n*n trajectories (each (2, T) float64) of every algorithm, keyed "OMD", "OGD", "bisection".
+
+    Starts: x0 in [0.1, 0.9]^2; u0 in [-2.3, -0.1]^2; a0 in [-4/3, -1/3]^2, b0 in [1/7, 8/7]^2.
+    """
+    x0, u0 = grid(0.1, 0.9, n), grid(-2.3, -0.1, n)
+    a0, b0 = grid(-4 / 3, -1 / 3, n), grid(1 / 7, 8 / 7, n)
+    return {"OMD": [mirror_descent(x0[:, i]) for i in range(n * n)],
+            "OGD": [gradient_descent(u0[:, i]) for i in range(n * n)],
+            "bisection": [bisection(a0[:, i], b0[:, i]) for i in range(n * n)]}

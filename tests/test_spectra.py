@@ -1,0 +1,254 @@
+"""koopman_tut.spectra: delay embedding, pooled DMD spectra, Wasserstein distance, permutation test."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import binom
+
+from koopman_tut import equivalence, spectra as S
+
+EPS = np.finfo(np.float64).eps
+
+
+def _linear_runs(eigs, n_runs, T, observe=None, seed=0, noise=0.0):
+    """Runs of x_{t+1} = A x_t with A = P diag(eigs) P^-1 (real, conjugate pairs as 2x2 blocks)."""
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for lam in eigs:
+        if abs(np.imag(lam)) > 0:
+            if np.imag(lam) > 0:
+                blocks.append(np.array([[lam.real, -lam.imag], [lam.imag, lam.real]]))
+        else:
+            blocks.append(np.array([[float(np.real(lam))]]))
+    n = sum(b.shape[0] for b in blocks)
+    B = np.zeros((n, n))
+    i = 0
+    for b in blocks:
+        B[i:i + len(b), i:i + len(b)] = b
+        i += len(b)
+    P = rng.standard_normal((n, n)) + 2 * np.eye(n)
+    A = P @ B @ np.linalg.inv(P)
+    C = np.eye(n) if observe is None else rng.standard_normal((observe, n))
+    runs = []
+    for _ in range(n_runs):
+        x = rng.standard_normal(n)
+        traj = []
+        for _ in range(T):
+            traj.append(C @ x)
+            x = A @ x
+        runs.append(np.array(traj).T + noise * rng.standard_normal((C.shape[0], T)))
+    return runs
+
+
+def _sorted(e):
+    e = torch.as_tensor(np.asarray(e, dtype=np.complex128))
+    return e[S.canonical_order(e)].numpy()
+
+
+# ----------------------------------------------------------------------------- delay_embed
+def test_delay_embed_blocks_numpy_and_torch():
+    x = np.arange(12.0).reshape(2, 6)  # d = 2, T = 6
+    z = S.delay_embed(x, 2)
+    assert isinstance(z, np.ndarray) and z.shape == (6, 4)
+    for t in range(4):
+        np.testing.assert_array_equal(z[:, t], np.concatenate([x[:, t], x[:, t + 1], x[:, t + 2]]))
+    zt = S.delay_embed(torch.tensor(x, dtype=torch.float32), 2)
+    assert isinstance(zt, torch.Tensor) and zt.dtype == torch.float32
+    np.testing.assert_array_equal(zt.numpy(), z)
+    np.testing.assert_array_equal(S.delay_embed(x, 0), x)
+
+
+@pytest.mark.parametrize("x, delays, err", [(np.zeros((2, 3)), 3, ValueError), (np.zeros((2, 5)), -1, ValueError),
+                                            (np.zeros((2, 5)), 1.5, ValueError), (np.zeros(5), 1, ValueError),
+                                            ([[1.0, 2.0]], 0, TypeError)])
+def test_delay_embed_rejects_bad_input(x, delays, err):
+    with pytest.raises(err):
+        S.delay_embed(x, delays)
+
+
+# ----------------------------------------------------------------------------- spectrum
+@pytest.mark.parametrize("delays, observe", [(0, None), (3, 1), (1, 2)])
+def test_spectrum_recovers_chosen_eigenvalues(delays, observe):
+    """A 4-dimensional linear system seen whole, through one coordinate (3 delays: Hankel DMD), or two."""
+    truth = np.array([0.97, 0.8 + 0.3j, 0.8 - 0.3j, -0.5])
+    runs = _linear_runs(truth, n_runs=4, T=25, observe=observe, seed=1)
+    e = S.spectrum(runs, delays=delays)
+    assert e.dtype == torch.complex128 and e.numel() == 4
+    X, _ = S.pairs(runs, delays)
+    s = np.linalg.svd(X.numpy(), compute_uv=False)
+    # backward error of the float64 SVD/eig ~ n eps s_max, seen relative to s_min: kappa(X) n eps,
+    # times a modest eigenvector condition number (P is diagonally dominant)
+    tol = 1e3 * (s[0] / s[-1]) * X.shape[0] * EPS
+    np.testing.assert_allclose(e.numpy(), _sorted(truth), atol=tol)
+
+
+def test_spectrum_pads_unexplored_directions_with_zero_and_truncates():
+    """Data in a 2-D subspace of R^3: the operator Y X^+ is zero off it (eigenvalue 0, no noise)."""
+    runs = _linear_runs([0.9, 0.5], n_runs=3, T=20, seed=2)
+    lift = np.random.default_rng(0).standard_normal((3, 2))
+    e = S.spectrum([lift @ r for r in runs])
+    np.testing.assert_allclose(e.numpy(), [0.9, 0.5, 0.0], atol=1e-10)
+    e1 = S.spectrum([lift @ r for r in runs], modes=1)
+    assert e1.numel() == 1 and abs(complex(e1[0]) - 0.9) < 0.3  # one mode: a compromise near the slow one
+
+
+def test_spectrum_inputs_agree_and_validate():
+    runs = _linear_runs([0.9, 0.7, 0.2], n_runs=3, T=15, seed=3)
+    ref = S.spectrum(runs, delays=1)
+    stack = S.spectrum(torch.tensor(np.stack(runs)), delays=1)  # (N, d, T)
+    np.testing.assert_allclose(stack.numpy(), ref.numpy(), atol=1e-12)
+    one = S.spectrum(runs[0], delays=1)
+    assert one.numel() == 6
+    with pytest.raises(ValueError, match="too short"):
+        S.spectrum(runs, delays=14)
+    with pytest.raises(ValueError, match="share d"):
+        S.spectrum([runs[0], runs[1][:2]])
+    with pytest.raises(ValueError, match="modes"):
+        S.spectrum(runs, modes=4)
+    bad = [r.copy() for r in runs]
+    bad[1][0, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        S.spectrum(bad)
+    with pytest.raises(TypeError):
+        S.spectrum("runs")
+    with pytest.raises(TypeError, match="real"):
+        S.spectrum([r.astype(np.complex128) for r in runs])
+    with pytest.raises(ValueError, match="one shape"):
+        S.dmd_pairs(torch.ones(3, 4), torch.ones(3, 5))
+
+
+# ----------------------------------------------------------------------------- wasserstein
+@pytest.mark.parametrize("r", [1, 2, 3, 5, 6])
+def test_wasserstein_equals_brute_force(r):
+    rng = np.random.default_rng(r)
+    for _ in range(5):
+        a = rng.standard_normal(r) + 1j * rng.standard_normal(r)
+        b = rng.standard_normal(r) + 1j * rng.standard_normal(r)
+        brute = min(np.abs(a - b[list(p)]).mean() for p in itertools.permutations(range(r)))
+        assert S.wasserstein(a, b) == pytest.approx(brute, rel=1e-12)
+        assert S.wasserstein(torch.tensor(b), a) == pytest.approx(brute, rel=1e-12)
+        assert S.wasserstein(a, a[rng.permutation(r)]) == 0.0
+
+
+def test_wasserstein_rejects_unequal_or_bad_sets():
+    with pytest.raises(ValueError, match="same number"):
+        S.wasserstein(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="NaN"):
+        S.wasserstein(np.array([1.0, np.nan]), np.ones(2))
+    with pytest.raises(ValueError, match="1-D"):
+        S.wasserstein(np.ones((2, 2)), np.ones(4))
+
+
+# ----------------------------------------------------------------------------- permutation test
+def _replicates(eigs, count, seed):
+    """Independent spectra of the same noisy system: 3 pooled runs each, 1 delay, 4 modes."""
+    return [S.spectrum(_linear_runs(eigs, 3, 12, seed=seed * 1000 + i, noise=0.05), delays=1)
+            for i in range(count)]
+
+
+def test_permutation_test_false_positive_rate_near_level():
+    """Equivalent runs (the same system): the rejection rate at alpha is the exact test's size."""
+    alpha, reps = 0.1, 300
+    rejections = 0
+    for rep in range(reps):
+        spectra = _replicates([0.9, 0.6], 8, seed=rep)  # exchangeable under the null
+        res = S.permutation_test(spectra[:3], spectra[3:])
+        assert res.exact and res.n_relabellings == math.comb(8, 3)
+        rejections += res.p_value <= alpha
+    size = math.floor(alpha * 56) / 56  # continuous statistic: P(p <= alpha) = floor(alpha M) / M
+    lo, hi = binom.ppf(1e-4, reps, size), binom.ppf(1 - 1e-4, reps, size)
+    assert lo <= rejections <= hi, (rejections, lo, hi)
+
+
+def test_permutation_test_detects_different_dynamics_and_enumerates_exactly():
+    for seed in (3, 17, 2024):
+        a = _replicates([0.9, 0.6], 4, seed=seed)
+        b = _replicates([0.5, -0.4], 4, seed=seed + 1)
+        res = S.permutation_test(a, b)
+        assert res.p_value == pytest.approx(2 / 70)  # the observed split and its mirror image
+        assert res.between > res.within
+    # the exact p-value is the share of all C(6, 3) splits whose statistic is at least the observed one
+    spectra = _replicates([0.9, 0.6], 6, seed=5)
+    D = S.distance_matrix(spectra)
+    stats = []
+    for c in itertools.combinations(range(6), 3):
+        g = np.isin(np.arange(6), c)
+        iu = np.triu_indices(6, 1)
+        within = D[iu][(g[:, None] == g[None, :])[iu]].mean()
+        stats.append(D[np.ix_(g, ~g)].mean() - within)
+    res = S.permutation_test(spectra[:3], spectra[3:])
+    assert res.p_value == pytest.approx(np.mean(np.array(stats) >= stats[0] - 1e-12))
+    mc = S.permutation_test(spectra[:3], spectra[3:], n_permutations=10, seed=1)
+    assert not mc.exact and mc.n_relabellings == 11 and mc.statistic == res.statistic
+    with pytest.raises(ValueError, match="at least 2"):
+        S.permutation_test(spectra[:1], spectra[1:])
+
+
+# ----------------------------------------------------------------------------- the paper's first experiment
+def test_equivalence_example_matches_the_published_spectra():
+    """OMD and OGD: the eigenvalues Redman et al. published (5 decimals) and each other; bisection apart."""
+    E = S.equivalence_example()
+    assert set(E) == {"OMD", "OGD", "bisection"} and all(e.numel() == 10 for e in E.values())
+    omd = [0.9979, 0.99644, 0.98379, 0.97988, 0.93197, 0.92458, 0.80117, 0.79254, 0.56513, 0.55814]
+    ogd = [1.00048, 0.99856, 0.99368, 0.98665, 0.94882, 0.93482, 0.81756, 0.79991, 0.57102, 0.55551]
+    np.testing.assert_allclose(E["OMD"].numpy(), omd, atol=5e-6)  # published values are rounded to 1e-5
+    np.testing.assert_allclose(E["OGD"].numpy(), ogd, atol=5e-6)
+    near, far = S.wasserstein(E["OMD"], E["OGD"]), S.wasserstein(E["OMD"], E["bisection"])
+    assert near < 0.02 < 0.5 < far
+    # bisection's runs stop moving after ~55 halvings: a fixed point (eigenvalue exactly 1) and a
+    # 6-dimensional data span in R^10, so 4 eigenvalues are 0
+    assert abs(complex(E["bisection"][0]) - 1) < 1e-9
+    assert int((E["bisection"].abs() < 1e-12).sum()) == 4
+
+
+def test_equivalence_algorithms():
+    x = equivalence.mirror_descent(np.array([0.01, 0.9]))
+    assert x.shape == (2, 100) and np.all(np.diff(x, axis=1) <= 0)
+    assert np.all(x[0] == 0.01)  # y < 1/T at the lower face: the Bregman projection clips it
+    assert 1 / x[1, 1] == pytest.approx(1 / 0.9 + 0.01 / np.cos(0.9) ** 2, rel=1e-14)
+    u = equivalence.gradient_descent(np.log([0.5, 0.9]))
+    assert np.all((u >= np.log(0.01) - 1e-15) & (u <= 0))
+    z = equivalence.bisection(np.array([-1.0, -1.0]), np.array([1.0, 0.5]))
+    assert abs(equivalence.loss(z[:, -1])) < 1e-12
+    with pytest.raises(ValueError, match="f\\(a0\\) < 0"):
+        equivalence.bisection(np.array([1.0, 1.0]), np.array([1.0, 0.5]))
+
+
+def test_float32_runs_near_a_fixed_point_keep_their_small_motion():
+    """Weights that move by 1e-3 of their size (fine-tuning), stored in float32: the decaying modes are
+    far above float32 rounding (eps32 ||X||_F) and must be kept, not cut as numerically zero."""
+    rng = np.random.default_rng(4)
+    offset = rng.standard_normal((2000, 1))  # the fixed point: eigenvalue 1 (n = 2000: a layer)
+    runs = []
+    for _ in range(3):
+        a, b = rng.standard_normal((2000, 1)), rng.standard_normal((2000, 1))
+        t = np.arange(40)[None, :]
+        runs.append((offset + 1e-3 * (a * 0.9**t + b * 0.6**t)).astype(np.float32))
+    e = S.spectrum([torch.tensor(r) for r in runs])  # span: offset, 3 x a, 3 x b; the rest holds no data
+    X, _ = S.pairs(runs)
+    s = np.linalg.svd(X.numpy(), compute_uv=False)
+    tol = 100 * np.finfo(np.float32).eps * np.linalg.norm(s) / s[6]  # float32 storage error over s_7
+    np.testing.assert_allclose(e[:7].numpy(), [1.0] + [0.9] * 3 + [0.6] * 3, atol=tol)
+    assert float(e[7:].abs().max()) == 0.0
+
+
+def test_delay_embedding_is_the_momentum_limits_embedding():
+    """Issue 18 item 5: the momentum-aware limit embeds at the Gram level (reduced.delay_gram, no pass
+    over W); its Gram must be the Gram of this module's explicit embedding (block order is immaterial)."""
+    from koopman_tut import reduced
+
+    D = torch.tensor(np.random.default_rng(6).standard_normal((7, 12)))
+    for k in range(4):
+        Z = S.delay_embed(D, k)
+        np.testing.assert_allclose(reduced.delay_gram(D.T @ D, k).numpy(), (Z.T @ Z).numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_spectrum_on_cuda_matches_cpu():
+    runs = _linear_runs([0.95, 0.7 + 0.2j, 0.7 - 0.2j], n_runs=3, T=20, seed=7)
+    cpu = S.spectrum([torch.tensor(r) for r in runs], delays=1)
+    gpu = S.spectrum([torch.tensor(r, device="cuda") for r in runs], delays=1)
+    assert gpu.device.type == "cuda"
+    assert S.wasserstein(gpu, cpu) < 1e-9  # the same float64 problem; SVD kernels differ only in rounding
