@@ -19,7 +19,8 @@ from .data import batch_size_of, get_datasets, loader, loaders
 from .models import DEFAULT_MODEL, get_model
 from .pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks
 from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train
-from .trajectory import Trajectory, TrajectoryRecorder
+from .recorder import TrajectoryRecorder
+from .trajectory import Trajectory
 
 
 @dataclass
@@ -109,7 +110,8 @@ def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_load
         for ``overlap``.
     finetune_epochs : fine-tune each pruned copy this long (masks kept) on ``train_loader``,
         every copy on the same reseeded batch sequence, so rules are compared fairly.
-    random : number of independent random masks (their own generator, seeds seed..seed+random-1)
+    random : number of independent random masks (their own generator, draws 0..random-1 of ``seed``:
+        independent of every other seed's)
         averaged into a "random" row; 0 for none.
 
     Returns
@@ -129,7 +131,7 @@ def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_load
         if random:
             runs = [(_evaluate_masks(model, m, test_loader, train_loader, finetune_epochs, finetune_lr, seed),
                      kept_overlap(first, m) if first is not None else 1.0, m)
-                    for m in (random_masks(model, c, seed=seed + i) for i in range(random))]
+                    for m in (random_masks(model, c, seed=seed, draw=i) for i in range(random))]
             accs = np.array([r[0][0] for r in runs])
             fts = [r[0][1] for r in runs]
             rows.append(PruneRow("random", c, float(accs.mean()),

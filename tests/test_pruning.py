@@ -288,3 +288,14 @@ def test_tied_parameters_are_scored_pruned_and_counted_once():
         P.global_masks({"enc.weight": torch.rand(16, 16), "dec.weight": torch.rand(16, 16)}, 1.5, model=TiedNet())
     with pytest.raises(ValueError, match=r"masks give 'enc.weight' and 'dec.weight', one tensor \(tied weights\)"):
         P.apply_masks(TiedNet(), {"enc.weight": masks["enc.weight"], "dec.weight": masks["enc.weight"]})
+
+
+def test_random_mask_draws_of_neighbouring_seeds_are_independent():
+    """compare() averages draws 0..2 of its seed: seed s's draws never repeat seed s+1's (they did: s+i)."""
+    model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 30), nn.ReLU(), nn.Linear(30, 10))
+    kept = lambda m: torch.cat([v.reshape(-1) for v in m.values()])  # noqa: E731
+    draws = {(s, d): kept(P.random_masks(model, 4, seed=s, draw=d)) for s in range(3) for d in range(3)}
+    assert len({tuple(v.tolist()) for v in draws.values()}) == len(draws)
+    assert torch.equal(kept(P.random_masks(model, 4, seed=2)), draws[2, 0])  # draw 0 is the plain seed
+    with pytest.raises(TypeError, match="draw"):
+        P.random_masks(model, 4, seed=0, draw=-1)

@@ -170,17 +170,20 @@ def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None 
     return _split(torch.cat([_keep_top(x, k) for x, k in zip(layers, counts)]), scores, names)
 
 
-def random_masks(model: nn.Module, compression: float, seed: int = 0, **kwargs) -> Masks:
+def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int = 0, **kwargs) -> Masks:
     """Baseline: a uniformly random global mask at the same compression.
 
-    The generator is seeded from ``(seed, "random_masks")`` through numpy's SeedSequence,
+    The generator is seeded from ``(seed, "random_masks", draw)`` through numpy's SeedSequence,
     so it is independent of the model's initialisation even when both use the same seed
     (``torch.manual_seed(s)`` then ``torch.rand`` would reproduce the init's uniform draws,
-    and prune by initial magnitude). Different seeds give independent masks.
+    and prune by initial magnitude). Different (seed, draw) pairs give independent masks: the
+    several draws of one run never repeat another run's (seed + 1, draw 0 is not seed, draw 1).
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, _RANDOM_MASKS_STREAM]).generate_state(2, np.uint32)
+    for name, v in (("seed", seed), ("draw", draw)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise TypeError(f"{name} must be an integer >= 0, got {v!r}")
+    entropy = [int(seed) & 0xFFFFFFFF, _RANDOM_MASKS_STREAM] + ([int(draw)] if draw else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
     g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
     scores = {n: torch.rand(current_value(model, n).shape, generator=g) for n in layer_parameters(model)}
     return global_masks(scores, compression, model=model, **kwargs)
