@@ -16,7 +16,8 @@ from .extrapolation import DriftWarning, UntrustedLimitWarning
 from .limits import estimate_limit
 from .pruning.koopman import KoopmanAnalysis, koopman
 from .storage import RecordingCutShortWarning
-from .trajectory import RecorderFullWarning, Trajectory, TrajectoryRecorder
+from .recorder import RecorderFullWarning, TrajectoryRecorder
+from .trajectory import Trajectory
 
 __all__ = ["dmd", "DMDResult", "DMDBatch", "koopman", "KoopmanAnalysis", "estimate_limit", "DriftWarning", "UntrustedLimitWarning", "Trajectory", "TrajectoryRecorder", "RecorderFullWarning", "RecordingCutShortWarning",
            "data", "experiments", "models", "plotting", "pruning", "spectra", "systems", "train", "widgets"]

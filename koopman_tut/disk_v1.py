@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import disk_format as fmt
+from .storage import _RAW, DiskStorage
 
 
 def read_v1(fd: int, path, size: int) -> tuple[dict, int, np.ndarray, np.ndarray]:
@@ -58,7 +59,6 @@ def convert_v1(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool =
     -------
     Path of ``dst``, loadable with ``Trajectory.load``.
     """
-    from .storage import _RAW, DiskStorage
 
     with open(src, "rb") as f:
         h, count, steps, lrs = read_v1(f.fileno(), src, os.fstat(f.fileno()).st_size)

@@ -18,6 +18,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from .cells import strip_solution_details
+
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = "(interactive widget: run the notebook to use it)"
 MATHJAX_DIR = "static/mathjax"  # relative to the site folder
@@ -88,8 +90,6 @@ def first_paragraph(nb: NotebookNode) -> str:  # noqa: D401
     A paragraph that is only a bold label (``**What you will learn**``) takes the block
     after it along, so the summary says something.
     """
-    from .course import strip_solution_details  # course imports this module
-
     blocks: list[str] = []
     for cell in nb.cells:
         if cell.cell_type != "markdown":

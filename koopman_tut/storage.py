@@ -176,17 +176,16 @@ def read_header(path: str | os.PathLike) -> tuple[dict, int]:
     return h, count
 
 
-def open_trajectory(path: str | os.PathLike):
-    """The trajectory in a file written by a recorder with ``path=``: snapshots (n, k), a copy-on-write
-    mapped view (no copy) of the k snapshots complete when it was opened.
+def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, list[str], list[tuple], dict]:
+    """The recording in a file written by a recorder with ``path=``, as the parts of a
+    :class:`koopman_tut.Trajectory` (snapshots, steps, names, shapes, meta): snapshots (n, k) are a
+    copy-on-write mapped view (no copy) of the k snapshots complete when it was opened.
 
     ``meta["recording"]`` is "in progress" (a recorder is writing the file) or "cut short" (its
     process ended without closing it; a :class:`RecordingCutShortWarning` says how many snapshots
     are complete), and absent for a finished recording. ValueError for a damaged, foreign or
     version-1 file.
     """
-    from .trajectory import Trajectory
-
     with open(path, "rb") as f:
         fd = f.fileno()
         size = os.fstat(fd).st_size
@@ -218,5 +217,4 @@ def open_trajectory(path: str | os.PathLike):
                           f"after {k} of {cap} snapshots; the {k} complete snapshots are loaded",
                           RecordingCutShortWarning, stacklevel=3)
     snaps = torch.from_numpy(rows).view(fmt.DTYPES[h["dtype"]]).T  # (n, k)
-    return Trajectory(snaps, torch.from_numpy(steps[:k].astype(np.int64)), list(h["names"]),
-                      [tuple(s) for s in h["shapes"]], meta)
+    return snaps, torch.from_numpy(steps[:k].astype(np.int64)), list(h["names"]), [tuple(s) for s in h["shapes"]], meta

@@ -175,9 +175,9 @@ def step(model, opt, x, y):
 
 
 def test_exports():
-    import koopman_tut.trajectory as T
-    assert T.TrajectoryRecorder is kt.TrajectoryRecorder
-    assert issubclass(kt.RecorderFullWarning, UserWarning) and T.RecorderFullWarning is kt.RecorderFullWarning
+    import koopman_tut.recorder as R
+    assert R.TrajectoryRecorder is kt.TrajectoryRecorder
+    assert issubclass(kt.RecorderFullWarning, UserWarning) and R.RecorderFullWarning is kt.RecorderFullWarning
 
 
 @pytest.mark.parametrize("replace", ["module", "parameter", "data"])
