@@ -29,22 +29,29 @@ def powers(eigs: Tensor, t) -> Tensor:
     return torch.where(tt[None, :] == 0, torch.ones_like(out), out)
 
 
-def _cluster_ids(key: Tensor, tol: float) -> Tensor:
-    """(k,) ids, ascending with ``key``, equal for values chained by gaps <= ``tol``."""
-    order = torch.argsort(key, stable=True)
-    ids_sorted = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum((torch.diff(key[order]) > tol).long(), 0)])
-    return torch.empty_like(ids_sorted).scatter_(0, order, ids_sorted)
+def _clusters(values: list[float], tol: float) -> list[int]:
+    """Cluster ids for ascending ``values``: a cluster starts at its first value and holds every
+    later value within ``tol`` of that first one (so no cluster is wider than ``tol``)."""
+    ids, first, cid = [], None, -1
+    for v in values:
+        if first is None or v > first + tol:
+            first, cid = v, cid + 1
+        ids.append(cid)
+    return ids
 
 
 def canonical_order(eigs: Tensor, rtol: float = 1e-8) -> Tensor:
     """The permutation (r,) that puts eigenvalues in the project's canonical order.
 
-    Descending modulus; moduli within ``rtol * max(1, max|lambda|)`` of each other count as
-    equal and are ordered by |argument| (so lambda = 1 comes before lambda = -1); at equal
-    |argument| the positive imaginary part comes first (conjugate pairs adjacent, + then -).
-    Eigenvalues that differ by more than rounding therefore come out in the same order
-    whatever order LAPACK returned them in (that order depends on the CPU, the BLAS and the
-    route), so results can be compared by index across machines, routes and process counts.
+    Descending modulus; moduli within ``rtol * max(1, max|lambda|)`` of the largest of their
+    group count as equal, and inside such a group eigenvalues are ordered by |argument| (equal
+    within ``rtol`` radians of the smallest of their subgroup: so lambda = 1 comes before
+    lambda = -1), then the positive imaginary part first, then by exact modulus and argument.
+    So conjugate pairs (exact in real data) come out adjacent, + then -, and the result never
+    depends on the order LAPACK returned (which depends on the CPU, the BLAS and the route).
+    Like any rule with a tolerance it is discontinuous at the tolerance: two eigenvalues whose
+    moduli or arguments differ by about ``rtol`` can swap between machines; those that differ
+    by rounding only (far below ``rtol``) or by clearly more never do.
 
     Parameters
     ----------
@@ -56,13 +63,17 @@ def canonical_order(eigs: Tensor, rtol: float = 1e-8) -> Tensor:
     (r,) long permutation on the CPU: ``eigs[perm]`` is in canonical order.
     """
     lam = torch.as_tensor(eigs).detach().cpu().to(torch.complex128).reshape(-1)
-    if lam.numel() < 2:
-        return torch.arange(lam.numel())
-    modulus = _cluster_ids(-lam.abs(), rtol * max(1.0, float(lam.abs().max())))
-    argument = _cluster_ids(lam.angle().abs(), rtol)
-    negative = (lam.imag < 0).long()
-    keys = [(int(m), int(a), int(s)) for m, a, s in zip(modulus, argument, negative)]
-    return torch.tensor(sorted(range(len(keys)), key=keys.__getitem__), dtype=torch.long)
+    r = lam.numel()
+    mod, arg, neg = lam.abs().tolist(), lam.angle().abs().tolist(), (lam.imag < 0).tolist()
+    tol = rtol * max([1.0] + mod)
+    by_mod = sorted(range(r), key=lambda i: (-mod[i], arg[i], neg[i]))
+    mod_id = dict(zip(by_mod, _clusters([-mod[i] for i in by_mod], tol)))
+    arg_id = {}
+    for m in set(mod_id.values()):  # |argument| clusters inside each modulus cluster
+        members = sorted((i for i in range(r) if mod_id[i] == m), key=lambda i: arg[i])
+        arg_id.update(zip(members, _clusters([arg[i] for i in members], rtol)))
+    key = {i: (mod_id[i], arg_id[i], neg[i], -mod[i], arg[i]) for i in range(r)}
+    return torch.tensor(sorted(range(r), key=key.__getitem__), dtype=torch.long)
 
 
 @dataclass

@@ -221,6 +221,13 @@ def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, c
     from .extrapolation import DriftWarning, UntrustedLimitWarning
     from .pruning import magnitude_scores
 
+    starts = sorted(starts)
+    if not starts or starts[0] < 0 or any(b - a < window for a, b in zip(starts, starts[1:])):
+        raise ValueError(f"starts must be steps >= 0 at least window={window} apart (each window is recorded "
+                         f"on the training path), got {starts}")
+    if final_steps < starts[-1] + window:
+        raise ValueError(f"final_steps={final_steps} must be at least the last start plus the window "
+                         f"({starts[-1] + window}): the final mask comes after every window")
     rows = []
     for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
         s = setup(dataset, seed=seed, **setup_kwargs)

@@ -131,10 +131,10 @@ def holdout_rank(traj_or_W, ranks=(1, 2, 4, 8, 16, -1), holdout: int | None = No
                  delays: int | str = "auto") -> int:
     """The affine model's rank, chosen from the window alone by how well it forecasts held-out snapshots.
 
-    Fit the model (``delays`` as in :func:`estimate_limit`) to the first T - h snapshots, forecast
-    the last h (h = ``holdout``, default max(2, T // 5)), and keep the candidate rank whose
-    forecasts err least, summed over the h snapshots relative to how far they moved (ties: the
-    smaller rank). A full-rank model of a noisy minibatch window fits the noise and extrapolates
+    Fit the model (``delays`` as in :func:`estimate_limit`) to the first T - h snapshots,
+    forecast the last h (h = ``holdout``, default max(2, T // 5), at most T - 3 - delays), and
+    keep the candidate rank whose forecasts err least, summed over the h snapshots relative to
+    how far they moved (ties: the smaller rank). A full-rank model of a noisy minibatch window fits the noise and extrapolates
     it; a few slow modes carry the drift: this picks between them without looking at the future
     beyond the window. Candidates above the window's numerical rank are capped by it.
 
@@ -152,7 +152,7 @@ def holdout_rank(traj_or_W, ranks=(1, 2, 4, 8, 16, -1), holdout: int | None = No
     W, meta = _window(traj_or_W)
     T = W.shape[1]
     k = momentum_delays(meta, T) if delays == "auto" else delays
-    h = max(2, T // 5) if holdout is None else holdout
+    h = min(max(2, T // 5), T - 3 - k) if holdout is None else holdout
     if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= T - 3 - k:
         raise ValueError(f"holdout must be an integer in [1, {T - 3 - k}] for {T} snapshots and {k} delay(s), got {h!r}")
     if not ranks or any(isinstance(r, bool) or not isinstance(r, int) or not (r == -1 or r >= 1) for r in ranks):

@@ -120,18 +120,21 @@ class TrajectoryRecorder:
         self._pieces = (shard_pieces(self.shapes, self.rows) if self.group is not None
                         else [(i, 0, math.prod(s)) for i, s in enumerate(self.shapes)])
         cap, n = self._capacity(), self.rows[1] - self.rows[0]
+        self.meta0 = self._meta()  # the optimizer settings when recording starts, on every route
+        self._settings_changed_at: int | None = None
         if path is None:
             self.storage, self._disk = allocate(cap, n, dtype, self.device, max_fraction), None
         else:
             if self.device.type != "cpu":
                 raise ValueError(f"path= records to a file through the CPU: device must be 'cpu', got {device!r}")
             names, shapes = self._layout()
-            self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self._meta(), sync, overwrite)
+            self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self.meta0, sync, overwrite)
             self.storage = self._disk.data
         self.steps: list[int] = []
         self.lrs: list[float] = []  # the first recorded group's lr per snapshot
         self.group_lrs: list[list[float]] = []  # every recorded group's lr per snapshot
         self._lr_groups = [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
+        self._settings0 = self._settings()
         self._full = False
         self._handle = optimizer.register_step_post_hook(self._hook)
         self._record()  # the state at construction (if inside the window)
@@ -155,6 +158,10 @@ class TrajectoryRecorder:
             if names:
                 out.append((g, names))
         return out
+
+    def _settings(self) -> list[tuple]:
+        """(momentum, nesterov, dampening, weight decay) of every recorded group, as they are now."""
+        return [tuple(g.get(k) for k in ("momentum", "nesterov", "dampening", "weight_decay")) for g in self._lr_groups]
 
     def _meta(self) -> dict:
         """Recording stride and optimizer settings (and the rows held, when sharded).
@@ -195,6 +202,8 @@ class TrajectoryRecorder:
         self.steps.append(s)
         self.lrs.append(float(self._lr_groups[0]["lr"]))
         self.group_lrs.append([float(g["lr"]) for g in self._lr_groups])
+        if self._settings_changed_at is None and self._settings() != self._settings0:
+            self._settings_changed_at = s
         if self._disk is not None:
             self._disk.commit(k, s, self.lrs[-1])  # after the row: the file counts complete snapshots only
             if k + 1 == self.storage.shape[0] or (self.stop is not None and s + self.every > self.stop):
@@ -275,7 +284,12 @@ class TrajectoryRecorder:
         snaps = self.storage[:T]
         snaps = (snaps.clone() if copy else snaps).T  # (n, T)
         names, shapes = self._layout()
-        meta = {"lrs": list(self.lrs), **self._meta()}
+        meta = {"lrs": list(self.lrs), **self.meta0}
+        if self._settings_changed_at is not None:
+            warnings.warn(f"the optimizer's momentum, dampening, Nesterov flag or weight decay changed during the "
+                          f"window (first seen at step {self._settings_changed_at}; e.g. OneCycleLR cycles momentum): "
+                          f"the trajectory keeps the settings of its start, which the Koopman gradient undoes",
+                          stacklevel=2)
         if len(self._lr_groups) > 1:
             meta["group_lrs"] = [list(row) for row in self.group_lrs]
         return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), names, shapes, meta)

@@ -35,8 +35,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from . import storage
 from .params import current_value, parameter
 from .recorder_checks import _check_int
+from .safe_files import write_atomically
 from .validation import check_index, check_meta, check_names_shapes, check_snapshots, check_steps
 
 FORMAT = "koopman_tut.trajectory/1"
@@ -108,8 +110,9 @@ class Trajectory:
                              f"stop must come after start")
         sl = slice(lo, hi, every)
         meta = dict(self.meta)
-        if "lrs" in meta:
-            meta["lrs"] = list(meta["lrs"])[sl]
+        for key in ("lrs", "group_lrs"):  # one entry per snapshot
+            if key in meta:
+                meta[key] = list(meta[key])[sl]
         meta["every"] = self.meta.get("every", 1) * every
         return Trajectory(self.snapshots[:, sl], self.steps[sl], list(self.names), list(self.shapes), meta)
 
@@ -172,10 +175,8 @@ class Trajectory:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no trajectory file at {path}")
-        from . import storage
-
         if storage.is_disk_trajectory(path):
-            return storage.open_trajectory(path)
+            return cls(*storage.open_recording(path))
         try:
             obj = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as e:
@@ -209,11 +210,4 @@ def _plain(meta: dict) -> dict:
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """torch.save to a temporary file beside ``path`` (mode 0o666 less the umask), fsync, then os.replace:
     never a half-written file."""
-    from .safe_files import write_atomically
-
     write_atomically(path, lambda f: torch.save(obj, f))
-
-
-# The recorder lives in recorder.py (which imports this module); re-exported here so that
-# koopman_tut.trajectory.TrajectoryRecorder keeps working.
-from .recorder import RecorderFullWarning, TrajectoryRecorder  # noqa: E402

@@ -63,10 +63,11 @@ def check_meta(meta, T: int) -> dict:
         out["rows"] = tuple(out["rows"])
     if "all_shapes" in out:
         out["all_shapes"] = [tuple(s) for s in out["all_shapes"]]
-    lrs = out.get("lrs")
-    if lrs is not None and (not isinstance(lrs, list) or len(lrs) != T):
-        raise ValueError(f"meta['lrs'] must hold one learning rate per snapshot ({T}), "
-                         f"got {len(lrs) if isinstance(lrs, list) else lrs!r}")
+    for key in ("lrs", "group_lrs"):
+        lrs = out.get(key)
+        if lrs is not None and (not isinstance(lrs, list) or len(lrs) != T):
+            raise ValueError(f"meta[{key!r}] must hold one entry (learning rates) per snapshot ({T}), "
+                             f"got {len(lrs) if isinstance(lrs, list) else lrs!r}")
     return out
 
 

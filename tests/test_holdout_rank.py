@@ -37,12 +37,28 @@ def test_holdout_rank_refuses_bad_arguments():
         holdout_rank(W, ranks=(), delays=0)
 
 
-def test_window_scores_score_every_estimator_by_its_magnitude():
+def test_window_scores_score_every_estimator_by_its_magnitude(monkeypatch):
+    import koopman_tut as kt
+
+    seen = []
+    record = ex.record
+    monkeypatch.setattr(ex, "record", lambda *a, **k: seen.append(record(*a, **k)) or seen[-1])
     s = ex.setup("digits", seed=0)
     ex.run(s, 30, seed=1)
     scores = ex.window_scores(s, 12, seed=2)
     assert list(scores) == ["GMP", "stale GMP", *ex.ESTIMATORS]
-    names = set(scores["GMP"])
-    for rule, sc in scores.items():
-        assert set(sc) == names and all(bool((v >= 0).all()) for v in sc.values()), rule
-    assert any(not torch.equal(scores["KMP"][n], scores["GMP"][n]) for n in names)
+    traj = seen[0]
+    expect = {"GMP": traj.snapshots[:, -1], "stale GMP": traj.snapshots[:, 0],
+              "KMP": kt.estimate_limit(traj, warn=False),
+              "KMP closest": kt.koopman(traj).fixed_point("closest"),
+              "line a=2": 3 * traj.snapshots[:, -1] - 2 * traj.snapshots[:, 0],
+              "RRE": kt.estimate_limit(traj, "rre")}
+    for rule, vec in expect.items():
+        got = torch.cat([scores[rule][n].reshape(-1) for n in traj.names])
+        assert torch.allclose(got, vec.abs().to(got.dtype), rtol=1e-5, atol=1e-7), rule
+
+
+@pytest.mark.parametrize("starts, final", [([20, 40], 200), ([20], 40), ([-5], 200)])
+def test_prediction_study_refuses_windows_that_overlap_or_outlast_the_run(starts, final):
+    with pytest.raises(ValueError, match="starts|final_steps"):
+        ex.prediction_study([0], starts, window=30, final_steps=final)

@@ -84,3 +84,75 @@ def test_groups_survive_save_and_load(tmp_path):
     W = back.snapshots
     truth = m.grad(W[:4, -1], W[4:, -1])
     assert float((kt.koopman(back).gradient() - truth).norm() / truth.norm()) < 1e-6
+
+
+def _scheduled(lr_lambdas=None, step_lr=None, steps: int = 79, start: int = 0, stop: int = 79, path=None, one_group=False,
+               base=(0.1, 0.01)):
+    """TwoBlocks trained with a learning-rate schedule (StepLR or per-group LambdaLR), recorded from `start`."""
+    m = TwoBlocks()
+    groups = [dict(params=[m.a, m.b], lr=0.02)] if one_group else [dict(params=[m.a], lr=base[0]), dict(params=[m.b], lr=base[1])]
+    opt = torch.optim.SGD(groups)
+    sch = (torch.optim.lr_scheduler.StepLR(opt, step_lr, 0.1) if step_lr
+           else torch.optim.lr_scheduler.LambdaLR(opt, lr_lambdas))
+    rec = kt.TrajectoryRecorder(m, opt, start=start, stop=stop, dtype=torch.float64, params=["a", "b"], path=path)
+    for _ in range(steps):
+        opt.zero_grad()
+        m.loss().backward()
+        opt.step()
+        sch.step()
+    return m, rec.trajectory(copy=path is None)
+
+
+def _errors(m, traj, ts):
+    W, k = traj.snapshots, kt.koopman(traj)
+    out = []
+    for t in ts:
+        truth, g = m.grad(W[:4, t], W[4:, t]), k.gradient(t=t)
+        out += [float((g[r] - truth[r]).norm() / truth[r].norm()) for r in (slice(0, 4), slice(4, 8))]
+    return out
+
+
+def test_a_window_of_a_scheduled_run_keeps_each_snapshots_learning_rates():
+    """window() slices the per-group lrs with the snapshots (it copied them whole: 0.9 off)."""
+    m, traj = _scheduled(step_lr=40)
+    w = traj.window(start=40)
+    assert len(w.meta["group_lrs"]) == len(w)
+    assert max(_errors(m, w, (0, 5, -1))) < 1e-6
+
+
+def test_learning_rate_of_the_step_that_leaves_the_snapshot():
+    """Right after a StepLR drop, the step leaving snapshot 0 uses the new lr (logged with snapshot 1)."""
+    m, traj = _scheduled(step_lr=40, start=40, one_group=True)
+    assert traj.meta["lrs"][0] != traj.meta["lrs"][1]
+    assert max(_errors(m, traj, (0, 1, -1))) < 1e-6
+
+
+def test_groups_whose_lrs_differ_only_inside_the_window():
+    """Equal lrs when the trajectory is taken, different at the snapshot asked for: still per group."""
+    m, traj = _scheduled(lr_lambdas=[lambda s: 1.0, lambda s: 1.0 if s < 1 else 0.25], steps=60, start=10,
+                         stop=40, base=(0.02, 0.02))
+    assert traj.meta["groups"][0]["lr"] == traj.meta["groups"][1]["lr"]  # equal when the recorder was made
+    assert max(_errors(m, traj, (0, 10, -1))) < 1e-6
+
+
+def test_disk_recordings_with_several_groups_say_what_they_assume(tmp_path):
+    m, traj = _scheduled(lr_lambdas=[lambda s: 1.0, lambda s: 1.0], steps=40, stop=39, path=tmp_path / "w.traj")
+    back = kt.Trajectory.load(tmp_path / "w.traj")
+    with pytest.warns(UserWarning, match="first group's schedule"):
+        err = _errors(m, back, (-1,))
+    assert max(err) < 1e-6  # proportional schedules: the assumption holds here
+
+
+def test_settings_that_change_inside_the_window_are_reported():
+    m = TwoBlocks()
+    opt = torch.optim.SGD([m.a, m.b], lr=0.01, momentum=0.9)
+    sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.02, total_steps=100)  # cycles momentum too
+    rec = kt.TrajectoryRecorder(m, opt, start=0, stop=30, dtype=torch.float64, params=["a", "b"])
+    for _ in range(30):
+        opt.zero_grad()
+        m.loss().backward()
+        opt.step()
+        sch.step()
+    with pytest.warns(UserWarning, match="changed during the window"):
+        traj = rec.trajectory()
+    assert traj.meta["momentum"] == pytest.approx(rec.meta0["momentum"])  # the start's, on every route

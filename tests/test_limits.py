@@ -198,3 +198,30 @@ def test_estimate_limit_refuses_bad_arguments():
         kt.estimate_limit([1.0, 2.0], "last")
     with pytest.raises(ValueError, match="delays must be an integer"):
         kt.extrapolation.AffineModel(W, delays=-1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mpe_rre_anderson_follow_their_definitions_on_a_noisy_window(seed):
+    """Against direct NumPy implementations of Sidi's definitions (SIAM Review 1987) and of
+    Anderson's type-II step, on a window whose differences have full rank: on an exactly affine
+    window every polynomial method returns x*, so only a noisy one tells them apart."""
+    rng = np.random.default_rng(seed)
+    n, T, m = 50, 9, 5
+    A = 0.9 * np.linalg.qr(rng.standard_normal((n, n)))[0] @ np.diag(rng.uniform(0.3, 1, n))
+    x = [rng.standard_normal(n)]
+    for _ in range(T - 1):
+        x.append(A @ x[-1] + 1 + 0.01 * rng.standard_normal(n))
+    W = np.stack(x, 1)
+    U = np.diff(W, axis=1)  # u_0 .. u_{T-2}
+    k = T - 2
+    c = np.append(np.linalg.lstsq(U[:, :k], -U[:, k], rcond=None)[0], 1.0)  # MPE: U_{k-1} c = -u_k, c_k = 1
+    y = np.linalg.solve(U.T @ U, np.ones(k + 1))  # RRE: min ||U gamma||, sum gamma = 1
+    F = U[:, k - m:]  # Anderson: the last m + 1 residuals f_j = u_j, x_new = sum alpha_j g(x_j) = sum alpha_j x_{j+1}
+    z = np.linalg.solve(F.T @ F, np.ones(m + 1))
+    refs = {"mpe": W[:, :k + 1] @ (c / c.sum()), "rre": W[:, :k + 1] @ (y / y.sum()),
+            "anderson": W[:, k - m + 1:] @ (z / z.sum())}
+    ests = {name: kt.estimate_limit(torch.from_numpy(W), name, depth=m).numpy() for name in refs}
+    for name, ref in refs.items():
+        # solves of (at worst) condition ~1e6 in float64: agreement to 1e-9 relative
+        assert np.linalg.norm(ests[name] - ref) / np.linalg.norm(ref) < 1e-9, name
+    assert np.linalg.norm(ests["mpe"] - ests["rre"]) > 1e-6 * np.linalg.norm(refs["rre"])  # they do differ here
