@@ -134,6 +134,7 @@ class TrajectoryRecorder:
         self.lrs: list[float] = []  # the first recorded group's lr per snapshot
         self.group_lrs: list[list[float]] = []  # every recorded group's lr per snapshot
         self._lr_groups = [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
+        self._views, self._view_key = [], None  # flat views of the recorded tensors (see _write)
         self._settings0 = self._settings()
         self._full = False
         self._handle = optimizer.register_step_post_hook(self._hook)
@@ -245,16 +246,29 @@ class TrajectoryRecorder:
                 f"TrajectoryRecorder for the changed model, with the optimizer that trains it")
 
     def _write(self, row: torch.Tensor, found) -> None:
-        """One fused copy of the flattened values into ``row`` (converting to its dtype)."""
-        vals = []
-        for i, lo, hi in self._pieces:  # whole parameters, or the pieces in this rank's rows
-            (m, t, pruned), attr = found[i], self._lookup[i][1]
-            v = local_tensor(t).reshape(-1)[lo:hi]
-            vals.append(v * local_tensor(getattr(m, attr + "_mask")).reshape(-1)[lo:hi] if pruned else v)
+        """One fused copy of the flattened values into ``row`` (converting to its dtype).
+
+        The flat views of the recorded tensors are made once and reused while every tensor keeps
+        its storage (``data_ptr``, checked each step: ``p.data = ...`` or ``model.to()`` gives new
+        storage, and the views are made again), so a step costs one ``torch.cat``.
+        """
+        key = tuple((local_tensor(t).data_ptr(), pruned) for _, t, pruned in found)
+        if key != self._view_key:
+            self._views, self._view_key = self._flat_views(found), key
+        vals = [v if mask is None else v * mask for v, mask in self._views]
         if all(v.device == row.device for v in vals):
             torch.cat(vals, out=row)
         else:  # e.g. CUDA parameters, CPU storage: one transfer
             row.copy_(torch.cat([v.to(vals[0].device) for v in vals]))
+
+    def _flat_views(self, found) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(flat view of the piece held, flat view of its pruning mask or None) per piece."""
+        out = []
+        for i, lo, hi in self._pieces:  # whole parameters, or the pieces in this rank's rows
+            (m, t, pruned), attr = found[i], self._lookup[i][1]
+            mask = local_tensor(getattr(m, attr + "_mask")).detach().reshape(-1)[lo:hi] if pruned else None
+            out.append((local_tensor(t).detach().reshape(-1)[lo:hi], mask))
+        return out
 
     def _warn_full(self, s: int) -> None:
         self._full = True

@@ -66,7 +66,7 @@ def check_meta(meta, T: int) -> dict:
     for key in ("lrs", "group_lrs"):
         lrs = out.get(key)
         if lrs is not None and (not isinstance(lrs, list) or len(lrs) != T):
-            raise ValueError(f"meta[{key!r}] must hold one entry (learning rates) per snapshot ({T}), "
+            raise ValueError(f"meta[{key!r}] must hold one learning rate per snapshot ({T}), "
                              f"got {len(lrs) if isinstance(lrs, list) else lrs!r}")
     return out
 

@@ -455,3 +455,29 @@ def test_tied_parameters_are_recorded_once():
         kt.TrajectoryRecorder(model, opt, stop=2, params=["enc.weight", "dec.weight"])
     with pytest.raises(ValueError, match=r"params give 'enc.bias' and 'enc.bias', the same name"):
         kt.TrajectoryRecorder(model, opt, stop=2, params=["enc.bias", "enc.bias"])
+
+
+def test_new_storage_under_the_same_parameter_is_recorded_not_the_stale_one():
+    """The recorder reuses flat views of the parameters; `p.data = ...` (new storage, same tensor
+    object) and pruning mid-window must still record the values the model has."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=3, params=["0.weight", "2.weight"])
+
+    def step():
+        opt.zero_grad()
+        model(torch.randn(5, 4)).sum().backward()
+        opt.step()
+
+    step()
+    with torch.no_grad():
+        model[0].weight.data = model[0].weight.data.clone() + 1.0  # new storage, same Parameter
+    step()
+    kt.pruning.apply_masks(model, {"2.weight": torch.tensor([[True, False, True], [False, True, True]])})
+    step()
+    traj = rec.trajectory()
+    last = traj.unflatten(traj.snapshots[:, -1])
+    assert torch.equal(last["0.weight"], model[0].weight.detach())
+    assert torch.equal(last["2.weight"], (model[2].weight_orig * model[2].weight_mask).detach())  # pruned: orig * mask
+    assert bool((last["2.weight"][0, 1] == 0) and (last["2.weight"][1, 0] == 0))
