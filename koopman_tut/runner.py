@@ -1,14 +1,18 @@
-"""Executing notebooks for ``koopman-tut run``: atomically, with the umask respected, the
-partial output of a failure kept outside notebooks/, stale temporaries cleaned, and the
-measured run times recorded (notebooks/timings.json, the README's one source)."""
+"""Executing notebooks for ``koopman-tut run``: atomically, with the umask respected, every
+wait on the kernel bounded (koopman_tut.watchdog) and a run that lost a kernel message retried
+once, the partial output of a failure kept outside notebooks/, stale temporaries cleaned, and
+the measured run times recorded (notebooks/timings.json, the README's one source)."""
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .watchdog import KernelStalled, Limits, engine_options, limits_for
 
 TMP_TAG = ".kt-tmp-"  # temporaries are .<stem>.kt-tmp-XXXXXXXX.ipynb beside the destination
 
@@ -22,6 +26,7 @@ class Result:
     seconds: float
     output: Path | None
     error: str = ""
+    note: str = ""  # e.g. "retried after a lost kernel message in cell 14"
 
 
 def new_file_mode() -> int:
@@ -37,8 +42,11 @@ def remove_stale_temporaries(folder: Path, stem: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def kernel_options() -> dict:
-    """papermill options that stop ipykernel's "Kernel is running over TCP without encryption".
+def kernel_options(limits: Limits | None = None) -> dict:
+    """papermill options for every run: a kernel client that never misses a reply
+    (koopman_tut.kernel_client), every wait bounded by ``limits`` (default: a run at default
+    parameters, koopman_tut.watchdog.limits_for), and no "Kernel is running over TCP without
+    encryption" warning.
 
     The kernel process logs that warning (ipykernel/kernelapp.py, init_sockets) to the terminal
     once per notebook unless it gets CurveZMQ keys; jupyter_client >= 8.10 provisions them for
@@ -48,9 +56,12 @@ def kernel_options() -> dict:
     from jupyter_client.manager import KernelManager
     from traitlets.config import Config
 
-    if not zmq.has("curve") or "transport_encryption" not in KernelManager.class_trait_names():
-        return {}
-    return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
+    from .kernel_client import CLIENT_CLASS  # the fix for lost execute_replies in widget cells
+
+    manager = {"client_class": CLIENT_CLASS}
+    if zmq.has("curve") and "transport_encryption" in KernelManager.class_trait_names():
+        manager["transport_encryption"] = "auto"
+    return {**engine_options(limits or limits_for({})), "config": Config({"KernelManager": manager})}
 
 
 def keep_failed(tmp: Path, failed: Path) -> None:
@@ -64,8 +75,9 @@ def keep_failed(tmp: Path, failed: Path) -> None:
     tmp.unlink(missing_ok=True)
 
 
-def execute(src: Path, dst: Path, params: dict, failed: Path, mode: int) -> None:
-    """Run ``src`` into ``dst`` atomically (mode ``mode``); on error keep the partial output at ``failed``."""
+def execute(src: Path, dst: Path, params: dict, failed: Path, mode: int, limits: Limits | None = None) -> None:
+    """Run ``src`` into ``dst`` atomically (mode ``mode``), every wait bounded by ``limits`` (default
+    :func:`koopman_tut.watchdog.limits_for` of ``params``); on error keep the partial output at ``failed``."""
     import papermill as pm
 
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +89,7 @@ def execute(src: Path, dst: Path, params: dict, failed: Path, mode: int) -> None
     os.chmod(tmp, mode)  # mkstemp makes 0600 files
     try:
         pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(src.parent), progress_bar=False,
-                            kernel_name="python3", **kernel_options())
+                            kernel_name="python3", **kernel_options(limits or limits_for(params)))
         os.replace(tmp, dst)  # atomic: a failed or interrupted run never leaves a half notebook
     except BaseException:
         keep_failed(tmp, failed)
@@ -105,24 +117,48 @@ def already_done(src: Path, dst: Path, params: dict) -> bool:
     return meta.get("parameters", {}) == params and meta.get("exception") in (None, False)
 
 
-def run_one(src: Path, dst: Path, params: dict, failed: Path, mode: int) -> Result:
-    """Execute one notebook: "ok", or "FAILED" / "interrupted" (Ctrl-C) with the partial output if any."""
-    t0 = time.perf_counter()
-    try:
-        execute(src, dst, params, failed, mode)
-        return Result(src.stem, "ok", time.perf_counter() - t0, dst)
-    except (Exception, KeyboardInterrupt) as e:
-        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "FAILED"
+def retry_note(error: KernelStalled) -> str:
+    """What the summary says of a first attempt that stalled, e.g. "retried after a lost kernel
+    message in cell 14" or "retried after cell 9 ran past its 600 s bound"."""
+    where = f" in cell {error.cell}" if error.cell is not None else ""
+    if error.lost_message:
+        return f"retried after a lost kernel message{where}"
+    return f"retried after cell {error.cell} ran past its {error.seconds:g} s bound"
+
+
+def run_one(src: Path, dst: Path, params: dict, failed: Path, mode: int, limits: Limits | None = None) -> Result:
+    """Execute one notebook: "ok", or "FAILED" / "interrupted" (Ctrl-C) with the partial output if any.
+
+    Every wait is bounded by ``limits`` (default :func:`koopman_tut.watchdog.limits_for` of
+    ``params``); a run whose wait ran out (a lost kernel message, a cell past its bound) is
+    retried once in a fresh kernel, and the result's ``note`` says so.
+    """
+    t0, note = time.perf_counter(), ""
+    for attempt in (1, 2):
+        try:
+            execute(src, dst, params, failed, mode, limits)
+            return Result(src.stem, "ok", time.perf_counter() - t0, dst, note=note)
+        except KernelStalled as e:
+            if attempt == 1:
+                note = retry_note(e)
+                print(f"  {src.stem}: {e}; running it again in a fresh kernel", file=sys.stderr)
+                continue
+            error = e
+        except (Exception, KeyboardInterrupt) as e:
+            error = e
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "FAILED"
         return Result(src.stem, status, time.perf_counter() - t0, failed if failed.is_file() else None,
-                      describe(e))
+                      describe(error), note)
 
 
 def print_summary(results: list[Result], total: int) -> None:
     """The table of results, then each failure's error and partial output, in full."""
     w = max([len(r.name) for r in results] + [8])
-    print(f"\n{'notebook':{w}s}  {'status':11s} {'time':>8s}  output")
-    for r in results:
-        print(f"{r.name:{w}s}  {r.status:11s} {r.seconds:7.1f}s  {r.output or '-'}")
+    statuses = [r.status + (f" ({r.note})" if r.note else "") for r in results]
+    s = max([len(x) for x in statuses] + [11])
+    print(f"\n{'notebook':{w}s}  {'status':{s}s} {'time':>8s}  output")
+    for r, status in zip(results, statuses):
+        print(f"{r.name:{w}s}  {status:{s}s} {r.seconds:7.1f}s  {r.output or '-'}")
     for r in results:
         if r.status == "FAILED":
             print(f"\n{r.name} failed: " + r.error.replace("\n", "\n    "))
