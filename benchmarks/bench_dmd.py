@@ -1,10 +1,10 @@
-"""Benchmark koopman_tut.dmd against PyDMD and against one W^T W product, in one process.
+"""Benchmark koopman_tut.numerics.dmd against PyDMD and against one W^T W product, in one process.
 
     python benchmarks/bench_dmd.py --n 1000000 --t 64 [--device cuda] [--dtype float32] [--layout both]
 
 For W row-major (each parameter's row contiguous) and snapshot-major (each snapshot
 contiguous, as TrajectoryRecorder stores it), prints wall time and peak extra memory (beyond the input) of
-  * koopman_tut.dmd(W)               (eigenvalues, amplitudes, singular values)
+  * koopman_tut.numerics.dmd(W)               (eigenvalues, amplitudes, singular values)
   * + fixed_point()                  (what Koopman magnitude pruning needs: one mode)
   * + all modes                      (what PyDMD always computes)
   * one W^T W product in W's dtype   (one pass of arithmetic over W, inexact for float32)
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 import koopman_tut as kt
-from koopman_tut.extrapolation import AffineModel
-from koopman_tut.systems import trajectory_like
+from koopman_tut.numerics.extrapolation import AffineModel
+from koopman_tut.training.systems import trajectory_like
 
 
 def _rss() -> int:
@@ -94,10 +94,10 @@ def measure_all(fns: dict, device: str, repeat: int = 3) -> dict:
 def float64_chunked_gram(W: torch.Tensor) -> torch.Tensor:
     """The floor of an exact Gram: every chunk converted to float64, one GEMM per chunk.
 
-    Same chunk size and buffer order as kt.dmd (koopman_tut.snapshots.chunk_buffer), so the
+    Same chunk size and buffer order as kt.dmd (koopman_tut.numerics.snapshots.chunk_buffer), so the
     ratio measures what kt.dmd adds to one exact pass, not a better or worse memory layout.
     """
-    from koopman_tut.snapshots import chunk_buffer, default_chunk_rows
+    from koopman_tut.numerics.snapshots import chunk_buffer, default_chunk_rows
 
     rows = default_chunk_rows(W.shape[1])
     acc = torch.zeros(W.shape[1], W.shape[1], dtype=torch.float64, device=W.device)

@@ -18,7 +18,7 @@ import time
 import torch
 
 import koopman_tut as kt
-from koopman_tut.train import make_optimizer, resolve_device, train
+from koopman_tut.training.train import make_optimizer, resolve_device, train
 
 SHAPES = {"mlp": (64,), "lenet300100": (1, 28, 28), "mnistnet": (1, 28, 28), "resnet20": (3, 32, 32)}
 
@@ -49,7 +49,7 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=a.batch)
     model = kt.models.get_model(name, seed=0).to(device)
     opt = make_optimizer(model, "nesterov", lr=0.01)
-    n = sum(v.numel() for v in (kt.params.current_value(model, nm) for nm in kt.params.layer_parameters(model)))
+    n = sum(v.numel() for v in (kt.recording.params.current_value(model, nm) for nm in kt.recording.params.layer_parameters(model)))
     print(f"{name}: {n:,} recorded parameters, {a.steps} steps of batch {a.batch} per epoch, {device}, "
           f"{torch.get_num_threads()} threads")
     train(model, loader, epochs=1, max_steps=5, optimizer=opt, progress=False, device=device)  # warm-up

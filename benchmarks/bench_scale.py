@@ -4,7 +4,7 @@
     python benchmarks/bench_scale.py --gb 1 --dist-gb 0.5 --threads 2
 
 1. Writes a synthetic (n, T) float32 window of --gb GiB into the recorder's disk format
-   (koopman_tut.storage.DiskStorage, what ``TrajectoryRecorder(path=)`` writes), evicts it
+   (koopman_tut.recording.storage.DiskStorage, what ``TrajectoryRecorder(path=)`` writes), evicts it
    from the page cache (posix_fadvise, this file only), maps it with ``Trajectory.load`` and
    decomposes it: ``kt.dmd`` + its fixed point, and ``kt.koopman(traj).fixed_point()`` (the
    limit). Prints the peak anonymous memory (RssAnon of /proc/self/status, sampled every
@@ -30,10 +30,10 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import koopman_tut as kt  # noqa: E402
-from koopman_tut.distributed import shard_range  # noqa: E402
-from koopman_tut.dmd import deviation_gram_checked  # noqa: E402
-from koopman_tut.snapshots import deviation_gram  # noqa: E402
-from koopman_tut.storage import DiskStorage  # noqa: E402
+from koopman_tut.numerics.distributed import shard_range  # noqa: E402
+from koopman_tut.numerics.dmd import deviation_gram_checked  # noqa: E402
+from koopman_tut.numerics.snapshots import deviation_gram  # noqa: E402
+from koopman_tut.recording.storage import DiskStorage  # noqa: E402
 
 GiB = 2**30
 

@@ -9,9 +9,9 @@ still going after --timeout seconds is killed and its unfinished notebooks count
 (the runner's own bounds should make that impossible). Every finished run appends a line to
 --log with running totals; the last line is the summary.
 
---stress N runs a notebook of 40 widget cells (koopman_tut.widgets.sliders) N times through
-koopman_tut.runner, the quick way to see the widget-cell hang: with --stock-client (jupyter_client's
-own kernel client instead of koopman_tut.kernel_client's) most runs lose an execute_reply, which
+--stress N runs a notebook of 40 widget cells (koopman_tut.plots.widgets.sliders) N times through
+koopman_tut.tooling.runner, the quick way to see the widget-cell hang: with --stock-client (jupyter_client's
+own kernel client instead of koopman_tut.tooling.kernel_client's) most runs lose an execute_reply, which
 the runner's bounds turn into a retry; with the default client none do.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ ROW = re.compile(r"^(\d\d_[a-z0-9_]+)\s+(ok|done|FAILED|interrupted)(?: \((.+?)\
 
 def run_seed(seed: int, only: list[str], timeout: float, cell_timeout: float) -> tuple[list, str]:
     """One `koopman-tut run`: the summary rows (name, status, note) and its output's tail."""
-    cmd = [sys.executable, "-m", "koopman_tut.cli", "run", "--preset", "smoke", "--only", *only,
+    cmd = [sys.executable, "-m", "koopman_tut.tooling.cli", "run", "--preset", "smoke", "--only", *only,
            "-p", "SEED", str(seed)]
     env = dict(os.environ, OMP_NUM_THREADS="1", KOOPMAN_TUT_CELL_TIMEOUT=str(cell_timeout))
     with tempfile.TemporaryDirectory(prefix="kt-soak-") as out:
@@ -64,8 +64,9 @@ def stress(runs: int, stock_client: bool) -> int:
     from nbformat.v4 import new_code_cell, new_notebook
 
     sys.path.insert(0, str(ROOT))
-    from koopman_tut import kernel_client, runner
-    from koopman_tut.watchdog import Limits
+    from koopman_tut.tooling import kernel_client
+    from koopman_tut.tooling import runner
+    from koopman_tut.tooling.watchdog import Limits
 
     if stock_client:
         kernel_client.CLIENT_CLASS = "jupyter_client.asynchronous.AsyncKernelClient"

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 import koopman_tut as kt
 from koopman_tut import pruning as P
-from koopman_tut.distributed import all_gather_rows, gather_pieces
+from koopman_tut.numerics.distributed import all_gather_rows, gather_pieces
 
 
 class TinyConvNet(nn.Module):

@@ -23,7 +23,7 @@ def write_cifar10(root, per_batch=4, seed=0):
     read back with encoding='latin1' as the originals (Python 2 pickles) are.
 
     Returns {file name: MD5} of the files written (they cannot have the published MD5s): what a
-    test passes as ``koopman_tut.data.cifar10(checksums=...)``.
+    test passes as ``koopman_tut.training.data.cifar10(checksums=...)``.
     """
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"

@@ -2,7 +2,7 @@
 
 * JupyterLab on a copy of notebooks/: open notebook 03, run all cells, change the
   compression dropdown of its explorer widget and see the accuracy table change;
-* the course's static site (koopman_tut.course, --no-execute): a page shows its embedded
+* the course's static site (koopman_tut.tooling.course, --no-execute): a page shows its embedded
   figures and MathJax-typeset equations with every request to another host blocked.
 
 Screenshots go to test-artifacts/. Skipped only where /usr/bin/chromium is missing and this
@@ -220,7 +220,7 @@ def test_notebook_03_widget_in_jupyterlab(browser, tmp_path):
 
 
 def test_static_site_page_offline(browser, tmp_path):
-    from koopman_tut import course
+    from koopman_tut.tooling import course
 
     ARTIFACTS.mkdir(exist_ok=True)
     result = course.build_course([ROOT / "notebooks" / NOTEBOOK], tmp_path / "course", execute=False,

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from koopman_tut import cli
+from koopman_tut.tooling import cli
 
 
 def write_notebook(path: Path, parameters: str, body: str) -> Path:
@@ -253,7 +253,7 @@ def test_every_preset_fits_the_real_notebooks():
     without a kernel are the ones papermill sees."""
     import papermill as pm
 
-    from koopman_tut.nb_params import read_parameters
+    from koopman_tut.tooling.nb_params import read_parameters
 
     paths = cli.notebooks()
     specs = {p: read_parameters(p) for p in paths}
@@ -267,7 +267,7 @@ def test_every_preset_fits_the_real_notebooks():
 
 
 def test_rules_from_defaults():
-    from koopman_tut.nb_params import parse, rule_for
+    from koopman_tut.tooling.nb_params import parse, rule_for
 
     assert rule_for("FOO", 3).describe() == "an int >= 0" and rule_for("WINDOW", 30).describe() == "an int >= 2"
     assert rule_for("X", [1, 2.5]).describe() == "a list of numbers > 0 (or a tuple)"
@@ -299,7 +299,7 @@ def test_killed_in_place_run_leaves_an_ignored_temporary(nbs, tmp_path):
     pid_file = tmp_path / "kernel.pid"
     write_notebook(nbs / "02_slow.ipynb", "SEED = 0",
                    f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)")
-    proc = subprocess.Popen([sys.executable, "-m", "koopman_tut.cli", "run", "--in-place", "--only", "02"],
+    proc = subprocess.Popen([sys.executable, "-m", "koopman_tut.tooling.cli", "run", "--in-place", "--only", "02"],
                             cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

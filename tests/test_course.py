@@ -1,4 +1,4 @@
-"""The course kit (koopman_tut.course, ``koopman-tut course``): student copies without
+"""The course kit (koopman_tut.tooling.course, ``koopman-tut course``): student copies without
 solutions, instructor copies with everything (executed by papermill), and an offline HTML
 site, on a small synthetic notebook and on the real notebooks."""
 import base64
@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from koopman_tut import course
+from koopman_tut.tooling import course
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -214,7 +214,7 @@ def test_course_command_on_the_real_notebooks(tmp_path):
     assert len(NOTEBOOKS) >= 7
     committed = {p: p.read_bytes() for p in NOTEBOOKS}
     exe = Path(sys.executable).with_name("koopman-tut")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "koopman_tut.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "koopman_tut.tooling.cli"]
     out = tmp_path / "OUT"
     proc = subprocess.run([*cmd, "course", str(out), "--no-execute"], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -245,7 +245,7 @@ def test_course_command_on_the_real_notebooks(tmp_path):
 
 
 def test_course_command_refuses_to_write_into_notebooks(capsys):
-    from koopman_tut import cli
+    from koopman_tut.tooling import cli
 
     assert cli.main(["course", str(ROOT / "notebooks" / "course"), "--no-execute"]) == 2
     assert "inside" in capsys.readouterr().err
@@ -257,7 +257,7 @@ def test_course_command_refuses_to_write_into_notebooks(capsys):
 @pytest.fixture
 def course_cli(nb_path, tmp_path, monkeypatch):
     """``koopman-tut course`` in-process on the synthetic notebook (copied, not executed)."""
-    from koopman_tut import cli
+    from koopman_tut.tooling import cli
 
     monkeypatch.setenv("KOOPMAN_TUT_NOTEBOOKS", str(nb_path.parent))
     return lambda out, *args: cli.main(["course", str(out), "--no-execute", *args])

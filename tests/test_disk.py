@@ -14,11 +14,11 @@ import pytest
 import torch
 
 import koopman_tut as kt
-from koopman_tut.storage import MAGIC, DiskStorage, read_header
-from koopman_tut.train import make_optimizer, train
+from koopman_tut.recording.storage import MAGIC, DiskStorage, read_header
+from koopman_tut.training.train import make_optimizer, train
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.extrapolation.DriftWarning")  # short windows drift
+pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.numerics.extrapolation.DriftWarning")  # short windows drift
 
 
 @pytest.fixture()
@@ -61,7 +61,7 @@ def test_header_is_documented_json(setup, tmp_path):
     train(model, loader, epochs=1, max_steps=2, optimizer=opt, progress=False)
     header, count = read_header(tmp_path / "r.traj")
     assert count == 3 and header["capacity"] == 4 and header["dtype"] == "bfloat16"
-    assert header["format"] == "koopman_tut.trajectory-mmap" and header["version"] == 2
+    assert header["format"] == "koopman_tut.recording.trajectory-mmap" and header["version"] == 2
     assert header["data_offset"] % 4096 == 0 and header["meta"]["momentum"] == 0.9
     raw = (tmp_path / "r.traj").read_bytes()
     length = int.from_bytes(raw[24:28], "little")
@@ -94,7 +94,7 @@ def test_an_abandoned_recording_loads_with_the_complete_snapshots(setup, tmp_pat
 KILLED = """
 import os, signal, sys, torch
 import koopman_tut as kt
-from koopman_tut.train import make_optimizer, train
+from koopman_tut.training.train import make_optimizer, train
 tr, te = kt.data.digits(seed=0)
 loader, _ = kt.data.loaders(tr, te, batch_size=256, seed=0)
 model = kt.models.get_model("mlp", seed=0, hidden=(32, 16))

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import koopman_tut as kt
-from koopman_tut.disk_v1 import convert_v1
+from koopman_tut.recording.disk_v1 import convert_v1
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,7 +166,7 @@ def test_cutting_the_unused_capacity_off_keeps_the_complete_snapshots(files, how
     path = tmp_path / "run.traj"
     path.write_bytes(files[how])
     expect, _ = load(path)
-    h, count = kt.storage.read_header(path)
+    h, count = kt.recording.storage.read_header(path)
     row = h["n"] * 4
     for size in (h["data_offset"] + 6 * row, h["data_offset"] + 6 * row + 3):
         os.truncate(path, size)
@@ -201,7 +201,7 @@ def test_version_1_files_are_refused_with_the_way_to_convert_them(files, tmp_pat
     (tmp_path / "orig.traj").write_bytes(files["closed"])
     expect, _ = load(tmp_path / "orig.traj")
     got, caught = load(new)
-    assert same(got, expect) and caught == [] and kt.storage.read_header(new)[0]["capacity"] == 6
+    assert same(got, expect) and caught == [] and kt.recording.storage.read_header(new)[0]["capacity"] == 6
     with pytest.raises(FileExistsError, match="overwrite=True"):
         convert_v1(old, new)
     old.write_bytes(rewrite(v1_file(files["closed"]), dtype="int32"))

@@ -17,10 +17,10 @@ import torch.nn as nn
 
 import koopman_tut as kt
 from koopman_tut import pruning as P
-from koopman_tut.distributed import shard_range, top_k_mask
+from koopman_tut.numerics.distributed import shard_range, top_k_mask
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.extrapolation.DriftWarning")  # short windows drift
+pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.numerics.extrapolation.DriftWarning")  # short windows drift
 SHARDS = (1000, 2500)  # uneven rows of W per rank
 T = 12
 COMPRESSION = 3.7

@@ -13,9 +13,9 @@ import torch.multiprocessing as mp
 
 import koopman_tut as kt
 from koopman_tut import pruning as P
-from koopman_tut.distributed import DEFAULT_TIMEOUT_S, TIMEOUT_ENV, all_reduce_sum, collective_timeout
+from koopman_tut.numerics.distributed import DEFAULT_TIMEOUT_S, TIMEOUT_ENV, all_reduce_sum, collective_timeout
 
-pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.extrapolation.DriftWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.numerics.extrapolation.DriftWarning")
 T = 12
 
 

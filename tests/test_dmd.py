@@ -1,4 +1,4 @@
-"""koopman_tut.dmd against closed-form systems and PyDMD."""
+"""koopman_tut.numerics.dmd against closed-form systems and PyDMD."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from pydmd import DMD
 
 import koopman_tut as kt
-from koopman_tut.systems import linear_system, quadratic_gd, trajectory_like
+from koopman_tut.training.systems import linear_system, quadratic_gd, trajectory_like
 
 
 def match(a, b):
@@ -355,7 +355,7 @@ def test_optimal_hard_threshold_with_fewer_features_than_snapshots(method):
 
 
 def test_powers_of_a_zero_eigenvalue():
-    from koopman_tut.dmd import powers
+    from koopman_tut.numerics.dmd import powers
 
     p = powers(torch.tensor([0j, 0.5 + 0j, -1 + 0j]), [0, 1, 2])
     expect = torch.tensor([[1, 0, 0], [1, 0.5, 0.25], [1, -1, 1]], dtype=torch.complex128)

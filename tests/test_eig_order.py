@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import koopman_tut as kt
-from koopman_tut.dmd_result import canonical_order
-from koopman_tut.extrapolation import AffineModel
+from koopman_tut.numerics.dmd_result import canonical_order
+from koopman_tut.numerics.extrapolation import AffineModel
 
 # a spectrum with every kind of tie: equal moduli (0.9 real, a pair on |z| = 0.9, -0.9), a pair
 # on |z| = 0.5 and the real 0.5 and -0.5, 1 and -1

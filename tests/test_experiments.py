@@ -9,7 +9,7 @@ import torch  # noqa: E402
 
 import koopman_tut as kt  # noqa: E402
 from koopman_tut import experiments as ex, plotting, pruning, widgets  # noqa: E402
-from koopman_tut.systems import linear_system, quadratic_gd, trajectory_like  # noqa: E402
+from koopman_tut.training.systems import linear_system, quadratic_gd, trajectory_like  # noqa: E402
 
 
 @pytest.fixture(scope="module")

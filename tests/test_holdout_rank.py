@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from koopman_tut import experiments as ex
-from koopman_tut.limits import holdout_rank
+from koopman_tut.numerics.limits import holdout_rank
 
 
 def window(n_modes: int, noise: float, seed: int, n: int = 400, T: int = 40) -> torch.Tensor:

@@ -49,10 +49,10 @@ def test_the_same_rank_and_limit_on_every_route(n):
 def test_the_rank_rule_counts_unresolved_values_as_zero():
     # the median runs over all min(n, m) singular values: 30 of the 38 are numerically zero here,
     # so the threshold is 0 and every resolved mode is kept, whichever route resolved it
-    from koopman_tut.snapshots import deviation_gram
+    from koopman_tut.numerics.snapshots import deviation_gram
     W, _ = systems.affine_window(3000, 40, np.linspace(0.5, 0.95, 8))
     for acc in (deviation_gram(W), None):  # the Gram route, the QR route
-        assert kt.extrapolation.AffineModel(W, svd_rank=0, acc=acc).eigs.numel() == 8
+        assert kt.numerics.extrapolation.AffineModel(W, svd_rank=0, acc=acc).eigs.numel() == 8
 
 
 # ------------------------------------------------------------------ exact under momentum
@@ -103,7 +103,7 @@ def test_plain_gradient_descent_is_unchanged():
 
 
 def test_the_delay_embedded_gram_is_a_sum_of_shifted_blocks():
-    from koopman_tut.reduced import delay_differences, delay_gram
+    from koopman_tut.numerics.reduced import delay_differences, delay_gram
     g = torch.Generator().manual_seed(0)
     D = torch.randn(50, 12, generator=g, dtype=torch.float64)
     for k in (0, 1, 3):
@@ -115,7 +115,7 @@ def test_the_delay_embedded_gram_is_a_sum_of_shifted_blocks():
     # 16 modes the Krylov-like window puts some below it, and only the QR route resolves them)
     run = systems.quadratic_sgd([1, 3, 10], 0.01, momentum=0.9, warmup=20, n_steps=40, dim=100)
     W = run.traj.snapshots
-    qr, gram = (kt.extrapolation.AffineModel(W, 0, delays=1, method=m) for m in ("svd", "gram"))
+    qr, gram = (kt.numerics.extrapolation.AffineModel(W, 0, delays=1, method=m) for m in ("svd", "gram"))
     assert qr.rank == gram.rank == 6
     a, b = qr.extrapolate(warn=False).theta, gram.extrapolate(warn=False).theta
     assert _rel(b, run.x_star, W) < 1e-8 and float((a - b).norm() / a.norm()) < 1e-10
@@ -172,7 +172,7 @@ def test_estimate_limit_methods_on_an_affine_trajectory():
     # gradient descent on a quadratic, rank 8 below the 40-snapshot window
     run = systems.quadratic_sgd(np.linspace(5, 50, 8), 0.01, warmup=0, n_steps=39, dim=100)
     W, x_star = run.traj.snapshots, run.x_star
-    errs = {m: _rel(kt.estimate_limit(run.traj, m), x_star, W) for m in kt.limits.METHODS}
+    errs = {m: _rel(kt.estimate_limit(run.traj, m), x_star, W) for m in kt.numerics.limits.METHODS}
     for m in ("koopman", "mpe", "rre"):  # exact in exact arithmetic: rounding times the conditioning
         assert errs[m] < 1e-6, (m, errs)
     assert errs["last"] == 1.0 and errs["line"] > 0.01  # the controls
@@ -197,7 +197,7 @@ def test_estimate_limit_refuses_bad_arguments():
     with pytest.raises(TypeError, match="traj_or_W must be"):
         kt.estimate_limit([1.0, 2.0], "last")
     with pytest.raises(ValueError, match="delays must be an integer"):
-        kt.extrapolation.AffineModel(W, delays=-1)
+        kt.numerics.extrapolation.AffineModel(W, delays=-1)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from koopman_tut import cli
+from koopman_tut.tooling import cli
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))

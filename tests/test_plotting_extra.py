@@ -1,4 +1,4 @@
-"""Figures of notebooks 04 and 06 (koopman_tut.plotting: seed_bands, horizon_panels, paired_seeds,
+"""Figures of notebooks 04 and 06 (koopman_tut.plots.plotting: seed_bands, horizon_panels, paired_seeds,
 spectra): titles, labelled axes, a legend entry for every mark, bands clipped to their range,
 and no fake positions for h = 0 or h = inf on the log axis."""
 import math
@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from koopman_tut import plotting  # noqa: E402
-from koopman_tut.experiments import mean_ci  # noqa: E402
+from koopman_tut.training.experiments import mean_ci  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +127,7 @@ def test_spectra_legend_outside_by_default_or_none():
 
 
 def test_paired_differences_one_interval_per_rule_and_start():
-    from koopman_tut.experiments import PredictionRow, paired
+    from koopman_tut.training.experiments import PredictionRow, paired
 
     rng = np.random.default_rng(0)
     rows = [PredictionRow(seed, start, rule, 0.9 + 0.01 * i + 0.001 * rng.standard_normal(), 0.8, 0.85)

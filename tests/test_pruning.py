@@ -9,7 +9,7 @@ import torch.nn as nn
 
 import koopman_tut as kt
 from koopman_tut import pruning as P
-from koopman_tut.train import evaluate, finetune, train
+from koopman_tut.training.train import evaluate, finetune, train
 
 
 @pytest.fixture(scope="module")
@@ -269,8 +269,8 @@ def test_tied_parameters_are_scored_pruned_and_counted_once():
     assert list(P.magnitude_scores(model)) == ["enc.weight", "enc.bias", "dec.bias", "classifier.weight",
                                                "classifier.bias"]
     assert P.prunable(model) == ["enc.weight"] and P.classifier_names(model) == ["classifier.weight", "classifier.bias"]
-    assert kt.params.aliases(model, "enc.weight") == ["enc.weight", "dec.weight"]
-    assert kt.params.aliases(model, "classifier.weight") == ["classifier.weight", "emb.weight"]
+    assert kt.recording.params.aliases(model, "enc.weight") == ["enc.weight", "dec.weight"]
+    assert kt.recording.params.aliases(model, "classifier.weight") == ["classifier.weight", "emb.weight"]
     masks = P.global_masks(P.magnitude_scores(model), 2, model=model)
     assert list(masks) == ["enc.weight"]
     kept = int(masks["enc.weight"].sum())

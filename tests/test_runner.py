@@ -1,4 +1,4 @@
-"""koopman_tut.runner, koopman_tut.watchdog and koopman_tut.kernel_client: the client never
+"""koopman_tut.tooling.runner, koopman_tut.tooling.watchdog and koopman_tut.tooling.kernel_client: the client never
 misses a reply that a send hid (the widget-cell hang), and every wait on the kernel is bounded.
 A kernel that really loses a message (the notebook patches its own kernel's session to drop one
 reply or status, once) or a cell that runs past its bound becomes a clear error within the bound,
@@ -11,9 +11,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from koopman_tut import runner
-from koopman_tut.kernel_client import CLIENT_CLASS, RearmingChannel
-from koopman_tut.watchdog import CELL_TIMEOUT_ENV, LOST_REPLY, KernelStalled, Limits, limits_for
+from koopman_tut.tooling import runner
+from koopman_tut.tooling.kernel_client import CLIENT_CLASS, RearmingChannel
+from koopman_tut.tooling.watchdog import CELL_TIMEOUT_ENV, LOST_REPLY, KernelStalled, Limits, limits_for
 
 # The body cell drops the first message matching CONDITION that its kernel sends after it,
 # once per MARK file: the kernel goes on as if it had sent it (this is what a lost message is).

@@ -12,8 +12,8 @@ import torch
 
 import koopman_tut as kt
 from koopman_tut import pruning as P
-from koopman_tut.systems import quadratic_gd
-from koopman_tut.train import make_optimizer, train
+from koopman_tut.training.systems import quadratic_gd
+from koopman_tut.training.train import make_optimizer, train
 
 COMPRESSIONS = [2, 4, 8, 16, 32]
 

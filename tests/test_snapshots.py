@@ -1,4 +1,4 @@
-"""The chunked float64 passes over W (koopman_tut.snapshots) in every memory layout.
+"""The chunked float64 passes over W (koopman_tut.numerics.snapshots) in every memory layout.
 
 A recorder's trajectory is snapshot-major (each snapshot contiguous: its (T, n) storage
 seen as (n, T)); data built in memory is usually row-major. The passes pick a buffer in
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import koopman_tut as kt
-from koopman_tut.extrapolation import AffineModel
-from koopman_tut.snapshots import (assemble_gram, chunk_buffer, deviation_gram, difference_gram,
+from koopman_tut.numerics.extrapolation import AffineModel
+from koopman_tut.numerics.snapshots import (assemble_gram, chunk_buffer, deviation_gram, difference_gram,
                                    difference_matrix, matmul_chunked, snapshot_major)
-from koopman_tut.systems import trajectory_like
+from koopman_tut.training.systems import trajectory_like
 
 EPS64 = torch.finfo(torch.float64).eps
 EPS32 = torch.finfo(torch.float32).eps

@@ -1,4 +1,4 @@
-"""koopman_tut.spectra: delay embedding, pooled DMD spectra, Wasserstein distance, permutation test."""
+"""koopman_tut.numerics.spectra: delay embedding, pooled DMD spectra, Wasserstein distance, permutation test."""
 import itertools
 import math
 
@@ -7,7 +7,9 @@ import pytest
 import torch
 from scipy.stats import binom
 
-from koopman_tut import equivalence, spectra as S
+from koopman_tut import spectra as S
+
+from koopman_tut.numerics import equivalence
 
 EPS = np.finfo(np.float64).eps
 
@@ -237,7 +239,7 @@ def test_float32_runs_near_a_fixed_point_keep_their_small_motion():
 def test_delay_embedding_is_the_momentum_limits_embedding():
     """Issue 18 item 5: the momentum-aware limit embeds at the Gram level (reduced.delay_gram, no pass
     over W); its Gram must be the Gram of this module's explicit embedding (block order is immaterial)."""
-    from koopman_tut import reduced
+    from koopman_tut.numerics import reduced
 
     D = torch.tensor(np.random.default_rng(6).standard_normal((7, 12)))
     for k in range(4):

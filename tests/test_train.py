@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import koopman_tut as kt
-from koopman_tut.train import evaluate, finetune, make_optimizer, resolve_device, train
+from koopman_tut.training.train import evaluate, finetune, make_optimizer, resolve_device, train
 
 
 def test_training_learns_and_is_deterministic():

@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch.nn.utils import prune
 
 import koopman_tut as kt
-from koopman_tut.train import make_optimizer, train
+from koopman_tut.training.train import make_optimizer, train
 
 
 @pytest.fixture()
@@ -175,7 +175,7 @@ def step(model, opt, x, y):
 
 
 def test_exports():
-    import koopman_tut.recorder as R
+    import koopman_tut.recording.recorder as R
     assert R.TrajectoryRecorder is kt.TrajectoryRecorder
     assert issubclass(kt.RecorderFullWarning, UserWarning) and R.RecorderFullWarning is kt.RecorderFullWarning
 
@@ -249,7 +249,7 @@ def test_pruned_parameters_record_weight_orig_times_mask(setup):
     step(model, opt, x, y)
     traj = rec.trajectory()
     for n in ("features.0.weight", "classifier.weight"):
-        assert torch.equal(traj.unflatten(traj.snapshots[:, -1])[n], kt.trajectory.current_value(model, n))
+        assert torch.equal(traj.unflatten(traj.snapshots[:, -1])[n], kt.recording.trajectory.current_value(model, n))
     assert (traj.unflatten(traj.snapshots[:, -1])["classifier.weight"] == 0).float().mean() == 0.5
 
 

@@ -1,9 +1,11 @@
-"""koopman_tut.width_spectra: the width experiment's pieces (delays, runs, the study's bookkeeping)."""
+"""koopman_tut.training.width_spectra: the width experiment's pieces (delays, runs, the study's bookkeeping)."""
 import numpy as np
 import pytest
 import torch
 
-from koopman_tut import data, spectra, width_spectra as WS
+from koopman_tut import data, spectra
+
+from koopman_tut.training import width_spectra as WS
 
 
 def test_delays_give_every_width_the_same_embedded_dimension():

@@ -8,7 +8,7 @@ globally for a target compression, apply the mask to theta(t2).
 * GMP: |theta|.  Gradient pruning: |theta * dL/dtheta| (ShrinkBench's GlobalMagGrad) or |dL/dtheta|.
 * KMP: |theta*|, theta* where training is heading. Default (``rule="limit"``, this
   package's choice, not the paper's): the limit of the window's affine Koopman model, by
-  vector extrapolation over DMD of the successive differences (koopman_tut.extrapolation).
+  vector extrapolation over DMD of the successive differences (koopman_tut.numerics.extrapolation).
   ``rule="closest"`` is the paper's rule: the single mode with eigenvalue closest to 1
   times its amplitude. Both equal the fixed point once training has converged; on a
   drifting window the single mode can be meaningless (DMD splits the slow dynamics into
@@ -26,9 +26,12 @@ are left unpruned. Masks are applied with torch.nn.utils.prune.
 
 The package splits into ``scores`` (what may be pruned; magnitude and gradient scores),
 ``koopman`` (KMP, KGP, forecasts and horizon scores from a trajectory's DMD) and ``masks``
-(global and layer-wise masks, torch.nn.utils.prune, compression accounting, overlaps).
+(global and layer-wise masks, torch.nn.utils.prune, compression accounting, overlaps), with
+``sgd_steps`` (how an SGD step per parameter group relates to the gradient).
+
+May import: the numerics and recording stages, torch and NumPy.
 """
-from ..params import classifier_names, current_value, layer_parameters, prunable
+from ..recording.params import classifier_names, current_value, layer_parameters, prunable
 from .koopman import (AliasingWarning, KoopmanAnalysis, horizon_scores, kgp_scores, kmp_scores, koopman,
                       koopman_fixed_point, koopman_forecast, koopman_gradient)
 from .masks import (Masks, apply_masks, compression_ratio, global_masks, kept_overlap, layerwise_masks, mask_overlap,

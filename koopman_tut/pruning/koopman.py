@@ -6,7 +6,7 @@ of them.
 
 * KMP scores |theta*| for theta* where training is heading. The default (``rule="limit"``,
   this package's choice, not the paper's) is the limit of the window's affine Koopman
-  model, by vector extrapolation (:mod:`koopman_tut.extrapolation`); ``rule="closest"`` is
+  model, by vector extrapolation (:mod:`koopman_tut.numerics.extrapolation`); ``rule="closest"`` is
   the paper's rule, the single DMD mode with eigenvalue closest to 1 times its amplitude,
   which is the limit only once training has converged.
 * KGP scores |theta * g_K| (or |g_K|) with g_K the gradient the decomposition implies.
@@ -18,9 +18,9 @@ of them.
   the principal root: per-step eigenvalues with |arg mu| >= pi / k are aliased
   (-0.85 per step comes back as +0.85 with k = 2), so KGP warns when k > 1.
 * Under momentum (``traj.meta``) the affine model is delay-embedded, z = [theta(t); theta(t-1)]
-  (:mod:`koopman_tut.extrapolation`): its modes are then the second-order recursion's own, and
+  (:mod:`koopman_tut.numerics.extrapolation`): its modes are then the second-order recursion's own, and
   the limit, forecast and Koopman gradient are exact on a quadratic. Every one of them carries
-  the window's trust check (:mod:`koopman_tut.trust`) and warns when it fails.
+  the window's trust check (:mod:`koopman_tut.numerics.trust`) and warns when it fails.
 * Horizon scores |theta(T-1+h)|, the Koopman forecast h snapshots ahead: h = 0 is GMP on
   the last snapshot, h = inf is KMP's limit.
 """
@@ -32,13 +32,13 @@ from functools import cached_property
 
 import torch
 
-from ..dmd import deviation_gram_checked, dmd
-from ..distributed import global_rows
-from ..distributed_checks import preflight, trajectory_fields
-from ..dmd_result import DMDResult, powers
-from ..extrapolation import AffineModel, Extrapolation, momentum_delays
-from ..trajectory import Trajectory
-from ..validation import check_index
+from ..numerics.dmd import deviation_gram_checked, dmd
+from ..numerics.distributed import global_rows
+from ..numerics.distributed_checks import preflight, trajectory_fields
+from ..numerics.dmd_result import DMDResult, powers
+from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
+from ..recording.trajectory import Trajectory
+from ..recording.validation import check_index
 from .scores import Scores
 from .sgd_steps import group_settings, momentum_factor
 
@@ -58,7 +58,7 @@ class KoopmanAnalysis:
     ----------
     traj : the window, snapshots (n, T) with T >= 3.
     svd_rank, method : for the DMD of the snapshots (the paper's decomposition, used by
-        rule="closest"): passed to :func:`koopman_tut.dmd`; -1 keeps every mode, as the
+        rule="closest"): passed to :func:`koopman_tut.numerics.dmd`; -1 keeps every mode, as the
         authors' code does. ``method`` also picks the affine model's route ("svd": float64
         QR of the differences; "gram": the one-pass Gram), with one rank rule on both.
     limit_rank : svd_rank of the affine model (DMD of the differences) behind the limit,
@@ -71,7 +71,7 @@ class KoopmanAnalysis:
         held-out forecast picks, ranks 2 and 8). A window with at least as many
         snapshots as parameters is a least-squares fit that already averages the noise,
         and its singular values have no noise bulk for the threshold to find.
-    drift_tol, max_horizon : see :meth:`koopman_tut.extrapolation.AffineModel.extrapolate`.
+    drift_tol, max_horizon : see :meth:`koopman_tut.numerics.extrapolation.AffineModel.extrapolate`.
     group : torch.distributed group when each rank holds its own rows of the trajectory.
     delays : delay embedding of the affine model, or "auto" (default): 1 when ``traj.meta``
         records momentum (heavy ball / Nesterov are second order in theta: with the state
@@ -154,7 +154,7 @@ class KoopmanAnalysis:
         Uses the optimizer settings recorded in ``traj.meta`` (momentum, nesterov, dampening,
         weight_decay, every) and its learning rate at snapshot t unless ``lr`` is given.
         ``t`` is a snapshot index in [-T, T-1] (negative: from the end). The trust check of
-        the estimate (:class:`koopman_tut.extrapolation.Extrapolation`, its ``spread``) is kept
+        the estimate (:class:`koopman_tut.numerics.extrapolation.Extrapolation`, its ``spread``) is kept
         in ``self.gradient_check``; ``warn`` emits an UntrustedLimitWarning when it fails.
         """
         traj = self.traj

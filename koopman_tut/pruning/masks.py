@@ -13,9 +13,9 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
-from ..distributed import local_tensor
-from ..params import aliases, check_untied, current_value, layer_parameters, prunable, resolve
-from ..validation import check_real
+from ..numerics.distributed import local_tensor
+from ..recording.params import aliases, check_untied, current_value, layer_parameters, prunable, resolve
+from ..recording.validation import check_real
 from .scores import Scores
 
 Masks = dict[str, torch.Tensor]
@@ -107,7 +107,7 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
         trajectory; with ``model=``, each rank's model holds its own shard's parameters, e.g.
         FSDP2's ``fully_shard``, whose DTensor parameters count as their local shards).
         The ranking is global and exact, as on the scores of all ranks concatenated in rank
-        order (:func:`koopman_tut.distributed.top_k_mask`); the total and the counts are
+        order (:func:`koopman_tut.numerics.distributed.top_k_mask`); the total and the counts are
         summed over ranks. A collective: every rank of the group must call it.
 
     Returns
@@ -127,8 +127,8 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
 def _global_masks_sharded(scores: Scores, compression: float, model, prune_bias: bool, prune_classifier: bool,
                           group) -> Masks:
     """global_masks over ranks. A rank may hold no scores; a rank refusing its scores makes every rank raise."""
-    from ..distributed import all_reduce_sum, top_k_mask
-    from ..distributed_checks import preflight
+    from ..numerics.distributed import all_reduce_sum, top_k_mask
+    from ..numerics.distributed_checks import preflight
 
     error, names, total, flat = None, [], 0, torch.zeros(0)
     try:
@@ -194,7 +194,7 @@ def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
     through training.
 
     A parameter already pruned gets the product of its old and new masks. A tied tensor
-    (registered under several names, see :func:`koopman_tut.params.aliases`) is masked under
+    (registered under several names, see :func:`koopman_tut.recording.params.aliases`) is masked under
     every name, so each module that uses it sees the pruned values.
     """
     for n, m in masks.items():

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..params import current_value, layer_parameters, parameter
+from ..recording.params import current_value, layer_parameters, parameter
 
 Scores = dict[str, torch.Tensor]
 

@@ -11,7 +11,7 @@ import warnings
 
 import torch
 
-from ..trajectory import Trajectory
+from ..recording.trajectory import Trajectory
 
 Tensor = torch.Tensor
 

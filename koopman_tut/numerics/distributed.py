@@ -1,0 +1,273 @@
+"""The few torch.distributed collectives the package needs, for row-sharded snapshot matrices.
+
+When each rank holds its own rows of W (a shard of the parameters, any split, the same
+snapshots), DMD needs only the sum over ranks of a small (T, T) Gram matrix and the
+total row count; a global pruning threshold needs a few histograms of the scores (an
+exact k-th value over ranks, :func:`top_k_mask`). ``group=None`` everywhere means one
+process (no communication); ``group=True`` means the default process group.
+
+Every function taking a group is a collective: all ranks of the group must call it, in
+the same order. No collective waits for ever: each gives up after
+``$KOOPMAN_TUT_COLLECTIVE_TIMEOUT`` seconds (default 300, five minutes, instead of the
+process group's 30) with a TimeoutError naming the collective and the limit
+(:func:`collective_timeout`); a computation over ranks first checks that every rank
+called it with the same settings (:func:`koopman_tut.numerics.distributed_checks.preflight`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+Tensor = torch.Tensor
+TIMEOUT_ENV = "KOOPMAN_TUT_COLLECTIVE_TIMEOUT"
+DEFAULT_TIMEOUT_S = 300.0
+
+
+def _group(group):
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError("group= needs torch.distributed initialised (dist.init_process_group, or torchrun)")
+    return None if group is True else group
+
+
+def _comm_device(group) -> torch.device:
+    """NCCL reduces CUDA tensors only; gloo reduces CPU tensors."""
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def collective_timeout() -> float:
+    """Seconds a collective waits for the other ranks: ``$KOOPMAN_TUT_COLLECTIVE_TIMEOUT``
+    (a positive number, read at every call), else 300 (five minutes)."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        t = float(raw)
+    except ValueError:
+        t = float("nan")
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return t
+
+
+def _timed(launch, what: str, g) -> None:
+    """Start an async collective (``launch()``) and wait for it at most :func:`collective_timeout`
+    seconds; a TimeoutError naming it and the limit otherwise (a RuntimeError if it failed)."""
+    limit = collective_timeout()  # checked before anything is sent
+    where = f"rank {dist.get_rank(g)} of {dist.get_world_size(g)}"
+    t0 = time.monotonic()
+    try:
+        done = launch().wait(timeout=timedelta(seconds=limit))
+    except RuntimeError as e:  # gloo: "Operation timed out!", "Connection reset by peer", ...
+        if time.monotonic() - t0 < limit and "timed out" not in str(e).lower():
+            raise RuntimeError(f"{what} failed on {where}: {e}. Another rank probably ended or called a "
+                               f"different collective: see its error") from e
+        done = False
+    if done is False:
+        raise TimeoutError(f"{what} did not complete within {limit:g} s on {where}: another rank stalled, died "
+                           f"or is waiting in a different collective. If a rank is only slow, raise the limit "
+                           f"with the environment variable {TIMEOUT_ENV}=<seconds> (default {DEFAULT_TIMEOUT_S:g}). "
+                           f"The process group cannot be used after this: end every rank")
+
+
+def _describe(t: Tensor) -> str:
+    return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+
+
+def _all_reduce(y: Tensor, op, g, what: str) -> None:
+    _timed(lambda: dist.all_reduce(y, op=op, group=g, async_op=True), f"all_reduce ({what}) of a "
+           f"{_describe(y)} tensor", g)
+
+
+def _all_gather(out: list[Tensor], t: Tensor, g, what: str) -> None:
+    _timed(lambda: dist.all_gather(out, t, group=g, async_op=True), f"all_gather ({what}) of {_describe(t)} "
+           f"tensors", g)
+
+
+def _reduce(x: Tensor, group, op) -> Tensor:
+    g = _group(group)
+    y = x.to(_comm_device(g)).clone()
+    name = "sum" if op == dist.ReduceOp.SUM else "max"
+    if y.is_complex():  # not every backend reduces complex tensors: a sum is a sum of (re, im)
+        r = torch.view_as_real(y).contiguous()
+        _all_reduce(r, op, g, name)
+        y = torch.view_as_complex(r)
+    else:
+        _all_reduce(y, op, g, name)
+    return y.to(x.device)
+
+
+def all_reduce_sum(x: Tensor, group) -> Tensor:
+    """The elementwise sum of ``x`` over the group's ranks (a new tensor on x's device)."""
+    return _reduce(x, group, dist.ReduceOp.SUM)
+
+
+def all_reduce_max(x: Tensor, group) -> Tensor:
+    """The elementwise maximum of real ``x`` over the group's ranks (a new tensor on x's device)."""
+    return _reduce(x, group, dist.ReduceOp.MAX)
+
+
+def global_rows(W: Tensor, group) -> int:
+    """Total number of rows (features) of W over the group (W's own count without a group)."""
+    n = W.shape[-2]
+    if group is None:
+        return n
+    return int(all_reduce_sum(torch.tensor([n], dtype=torch.int64), group).item())
+
+
+def world(group) -> tuple[int, int]:
+    """(rank, world size) in ``group``; (0, 1) without one."""
+    if group is None:
+        return 0, 1
+    g = _group(group)
+    return dist.get_rank(g), dist.get_world_size(g)
+
+
+def shard_range(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rows [start, stop) of rank ``rank`` when n rows are split into contiguous shards in rank
+    order; the first n % world_size ranks hold one row more."""
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + int(rank < extra)
+
+
+def all_gather_sizes(n: int, group) -> list[int]:
+    """[n of rank 0, n of rank 1, ...]: one integer from every rank."""
+    g = _group(group)
+    t = torch.tensor([n], dtype=torch.int64, device=_comm_device(g))
+    out = [torch.zeros_like(t) for _ in range(dist.get_world_size(g))]
+    _all_gather(out, t, g, "sizes")
+    return [int(x.item()) for x in out]
+
+
+def all_gather_rows(x: Tensor, group) -> Tensor:
+    """Every rank's ``x`` (n_r, ...) concatenated in rank order (n_r may differ between ranks).
+
+    Returns (sum_r n_r, ...) on x's device. bool tensors travel as uint8.
+    """
+    sizes = all_gather_sizes(x.shape[0], group)
+    g = _group(group)
+    wire = x.to(torch.uint8) if x.dtype == torch.bool else x
+    buf = torch.zeros((max(sizes),) + tuple(x.shape[1:]), dtype=wire.dtype, device=_comm_device(g))
+    buf[: x.shape[0]] = wire.to(buf.device)
+    out = [torch.empty_like(buf) for _ in sizes]
+    _all_gather(out, buf, g, "rows")
+    return torch.cat([o[:s] for o, s in zip(out, sizes)]).to(device=x.device, dtype=x.dtype)
+
+
+# ----------------------------------------------------------------------------- exact global top-k
+def order_keys(x: Tensor) -> Tensor:
+    """int64 keys in [0, 2**32) ordered as the float32 values of ``x`` (finite; -0.0 counts as 0.0)."""
+    b = (x.detach().reshape(-1).to(torch.float32) + 0.0).view(torch.int32).to(torch.int64)
+    return torch.where(b >= 0, b + 2**31, 2**31 - 1 - (b & 0x7FFFFFFF))
+
+
+def top_k_mask(x: Tensor, k: int, group) -> Tensor:
+    """(m,) bool on the CPU, True for this rank's entries among the k largest of ``x`` over ALL ranks.
+
+    Exact, with no rank seeing another's scores: the k-th largest value (as float32) is found
+    digit by digit from four all-reduced 256-bin histograms of order-preserving keys (radix
+    select); ties at it are kept in (rank, index) order, i.e. as one process would keep them on
+    the scores concatenated in rank order with a stable sort (the earlier entry first).
+
+    Parameters
+    ----------
+    x : (m,) this rank's scores (m may differ between ranks, and may be 0); finite.
+    k : how many to keep over all ranks, the same on every rank.
+    """
+    keys = order_keys(x.cpu())
+    kept = torch.zeros(keys.numel(), dtype=torch.bool)
+    if k <= 0:
+        return kept
+    cand = torch.ones_like(kept)  # entries whose key agrees with the threshold's digits so far
+    need, t = k, 0  # still to keep among the candidates; the threshold key being built
+    for shift in (24, 16, 8, 0):
+        digit = (keys >> shift) & 0xFF
+        hist = all_reduce_sum(torch.bincount(digit[cand], minlength=256), group)  # (256,) over ranks
+        at_least = hist.flip(0).cumsum(0).flip(0)  # at_least[d]: candidates with digit >= d
+        if int(at_least[0]) < need:
+            raise ValueError(f"k = {k} exceeds the number of scores over all ranks")
+        d = int(torch.nonzero(at_least >= need).max())  # the k-th largest key has digit d here
+        need -= int(at_least[d] - hist[d])  # those with a larger digit are all kept
+        t |= d << shift
+        cand &= digit == d
+    kept = keys > t  # cand now marks the ties, keys == t; `need` of them are kept over all ranks
+    ties = torch.nonzero(cand).reshape(-1)
+    counts = all_gather_sizes(ties.numel(), group)
+    rank = world(group)[0]
+    take = min(max(need - sum(counts[:rank]), 0), ties.numel())
+    kept[ties[:take]] = True
+    return kept
+
+
+# ----------------------------------------------------------------------------- row-sharded trajectories
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel (or DataParallel) wrapper, so that parameter
+    names carry no ``module.`` prefix and match the plain model's; other models as they are."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def local_tensor(t: Tensor) -> Tensor:
+    """This rank's shard of a DTensor (FSDP2's ``fully_shard`` parameters); a plain tensor as it is."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def shard_pieces(shapes: list[tuple[int, ...]], rows: tuple[int, int]) -> list[tuple[int, int, int]]:
+    """(i, lo, hi) for each tensor i of ``shapes`` (flattened one after another) that overlaps the
+    rows [start, stop): its entries lo:hi lie in them."""
+    out, o = [], 0
+    for i, s in enumerate(shapes):
+        size = math.prod(s)
+        lo, hi = max(rows[0] - o, 0), min(rows[1] - o, size)
+        if lo < hi:
+            out.append((i, lo, hi))
+        o += size
+    return out
+
+
+def gather_pieces(local: dict[str, Tensor], traj, group, fill=0) -> dict[str, Tensor]:
+    """Whole tensors from every rank's pieces of a row-sharded trajectory (``TrajectoryRecorder(shard=True)``).
+
+    Parameters
+    ----------
+    local : {name: tensor} on this rank, shaped like ``traj``'s pieces (e.g. scores or
+        :func:`koopman_tut.pruning.global_masks`' masks from the local rows); names may be missing.
+    traj : this rank's trajectory; ``traj.meta`` holds "rows", "n_total", "all_names", "all_shapes".
+    fill : value for entries of names absent from ``local`` on this rank.
+
+    Returns
+    -------
+    {name: tensor of the whole parameter's shape}, the same on every rank, for every name that
+    any rank has in ``local``; dtype and device of ``local``'s tensors.
+    """
+    meta = traj.meta
+    if "all_names" not in meta:
+        raise ValueError("traj is not row-sharded (record with TrajectoryRecorder(..., shard=True))")
+    mine = torch.frombuffer(bytearray(json.dumps(sorted(local)).encode() + b"\n"), dtype=torch.uint8)
+    lines = bytes(all_gather_rows(mine, group).tolist()).decode().splitlines()  # one JSON list per rank, no pickle
+    wanted = {n for line in lines for n in json.loads(line)}
+    ref = next(iter(local.values())) if local else torch.tensor(fill)  # dtype and device
+    flat = torch.cat([torch.zeros(0, dtype=ref.dtype, device=ref.device)] + [
+        local[n].reshape(-1).to(ref.dtype) if n in local
+        else torch.full((math.prod(s),), fill, dtype=ref.dtype, device=ref.device)
+        for n, s in zip(traj.names, traj.shapes)])
+    full = all_gather_rows(flat, group)
+    if full.numel() != int(meta["n_total"]):
+        raise ValueError(f"the ranks' rows add up to {full.numel()}, the trajectory has {meta['n_total']}")
+    out, o = {}, 0
+    for n, s in zip(meta["all_names"], meta["all_shapes"]):
+        size = math.prod(s)
+        if n in wanted:
+            out[n] = full[o:o + size].reshape(s)
+        o += size
+    return out

@@ -1,0 +1,236 @@
+"""Exact Dynamic Mode Decomposition in PyTorch, for tall snapshot matrices.
+
+Exact DMD (Tu, Rowley, Luchtenburg, Brunton & Kutz 2014, "On dynamic mode decomposition:
+theory and applications", J. Comput. Dyn.) of a snapshot matrix W = [w_0 ... w_{T-1}] of
+shape (n_features, n_snapshots), as used by Redman et al. (ICLR 2022, arXiv:2110.14856)
+on the parameter trajectory of a neural network: X = W[:, :-1], Y = W[:, 1:],
+X = U S V^H, A~ = U^H Y V S^-1, A~ w = lambda w, mode = Y V S^-1 w (PyDMD's scaling).
+The mean is never subtracted: that would remove the eigenvalue-1 (fixed point) mode.
+
+Two routes give the same answer:
+
+* ``"svd"``: a thin SVD of X in float64. Resolves singular values down to ~eps64 * s_max;
+  costs a float64 copy of W. ``method="auto"`` picks it when n_features * n_snapshots <= 2**22.
+* ``"gram"``: the method of snapshots for n_features >> n_snapshots. One chunked pass over W
+  builds G = W^H W (T, T) in float64 (float64 rounding only, whatever the BLAS, see
+  :mod:`koopman_tut.numerics.snapshots`); it holds both X^H X = G[:-1, :-1] and X^H Y = G[:-1, 1:].
+  The SVD of X follows from the eigendecomposition of X^H X, which resolves singular
+  values down to ~sqrt(eps64) * s_max (1.5e-8 of the largest). Its eigenvalues and fixed
+  point agree with the float64 SVD route to about eps64 * (s_max / s_r)^2 (s_r the smallest
+  kept singular value), whatever the BLAS, thread count or CPU kernels.
+
+Rank: singular values at or below max(n, T) * eps * s_max, eps that of the data's dtype
+(numpy.linalg.matrix_rank's rule: below it a direction is rounding of the stored data),
+are dropped on both routes, and on the Gram route also those below its own floor
+2 sqrt(eps64) s_max; for float32 data the first dominates, so both routes keep the same
+rank. Amplitudes come from the Gram too; modes are formed lazily (:mod:`koopman_tut.numerics.dmd_result`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .dmd_result import DMDBatch, DMDResult, canonical_order, powers  # noqa: F401  (powers: re-exported)
+from .distributed import all_reduce_sum, global_rows
+from .distributed_checks import preflight
+from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, check_finite, deviation_gram
+
+Tensor = torch.Tensor
+
+_SVD_MAX_ELEMENTS = 2**22  # auto picks the float64 SVD route below this size
+
+
+def _check_svd_rank(svd_rank) -> None:
+    """PyDMD's meanings; a float >= 1 is refused (PyDMD reads it as no truncation, not as a rank)."""
+    integer = isinstance(svd_rank, (int, np.integer)) and not isinstance(svd_rank, bool)
+    real = isinstance(svd_rank, (float, np.floating))
+    if (integer and (svd_rank == -1 or svd_rank >= 0)) or (real and (svd_rank == 0 or 0 < svd_rank < 1)):
+        return
+    hint = (f" (a float >= 1 is ambiguous: PyDMD reads it as no truncation; pass int({svd_rank}) for a rank "
+            f"or -1 for no truncation)" if real and svd_rank >= 1 else "")
+    raise ValueError("svd_rank must be -1 (no truncation), 0 (optimal hard threshold), a float in (0, 1) "
+                     f"(energy fraction) or an integer >= 1 (rank), got {svd_rank!r}{hint}")
+
+
+def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
+    """Rank kept for singular values ``s`` (descending, float64) of X of ``shape`` (n, m), with
+    PyDMD's meaning of svd_rank. Singular values at or below ``tol`` are never kept
+    (numerical rank), whatever svd_rank asks.
+    """
+    s = s[: min(shape)]  # the Gram route yields m values; X has min(n, m)
+    numerical = int((s > tol).sum())
+    if svd_rank == 0:  # Gavish & Donoho 2014, as PyDMD's compute_rank
+        beta = min(shape) / max(shape)
+        omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
+        rank = int((s > omega * s.median()).sum())
+    elif 0 < svd_rank < 1:
+        energy = torch.cumsum(s**2, 0) / (s**2).sum()
+        rank = int(torch.searchsorted(energy, torch.tensor([float(svd_rank)], dtype=energy.dtype))) + 1
+    elif svd_rank >= 1:
+        rank = int(svd_rank)
+    else:
+        rank = s.numel()
+    return max(1, min(rank, numerical)) if numerical > 0 else 0
+
+
+# ----------------------------------------------------------------------------- solver
+def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, gram_route: bool = False) -> float:
+    """Singular values at or below this are numerically zero.
+
+    s_max * T * eps(dtype): numpy.linalg.matrix_rank's rule with the snapshot count in place
+    of max(n, T); the stored data's own rounding (at most eps/2 per entry, so a perturbation
+    of norm <= eps/2 sqrt(T) s_max) cannot tell such directions from zero. On the Gram route
+    also 2 sqrt(eps64) s_max: the float64 eigensolver of X^H X resolves squared singular
+    values to ~eps64 s_max^2. For float32 data the first term is the larger (T >= 2), so
+    both routes keep the same numerical rank.
+    """
+    tol = s_max * T * torch.finfo(dtype).eps
+    if gram_route:
+        tol = max(tol, 2 * math.sqrt(torch.finfo(torch.float64).eps) * s_max)
+    return tol
+
+
+def _solve(s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_rank, tol: float):
+    """DMD from small float64 matrices (all on the CPU).
+
+    s_all (R,) descending singular values of X and V_all (m, R) its right singular vectors;
+    atilde(r) returns A~ = U_r^H Y V_r S_r^-1 (r, r); B (k, T) = Q^H W for an orthonormal
+    basis Q of range(W), used to fit amplitudes without forming any mode.
+    Returns eigs (r,), amplitudes (r,), singular values (r,), coef (T, r) with modes = W @ coef.
+    """
+    T = B.shape[-1]
+    r = choose_rank(s_all, svd_rank, (n_rows, T - 1), tol)
+    if r == 0:
+        raise ValueError("W has numerical rank 0 (all snapshots are zero): nothing to decompose")
+    cdt = torch.complex128
+    s, V = s_all[:r], V_all[:, :r].to(cdt)
+    lam, w = torch.linalg.eig(atilde(r))  # real A~ (real data): LAPACK dgeev, exact conjugate pairs
+    perm = canonical_order(lam)  # LAPACK's order depends on rounding: never hand it out
+    lam, w = lam[perm], w[:, perm]
+    coef = torch.zeros(T, r, dtype=cdt)
+    coef[1:] = (V / s.to(cdt)[None, :]) @ w  # modes = Y V S^-1 w = W @ coef
+    B = B.to(cdt)
+    b = torch.linalg.lstsq(B @ coef, B[:, :1]).solution[:, 0]  # lstsq(modes, w_0)
+    return lam, b, s, coef
+
+
+def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto",
+        chunk_rows: int | None = None, group=None, acc: Tensor | None = None) -> DMDResult | DMDBatch:
+    """Exact DMD of a snapshot matrix (features, time), on the data's device.
+
+    Parameters
+    ----------
+    W : torch.Tensor or numpy.ndarray, shape (n_features, n_snapshots), or
+        (B, n_features, n_snapshots) for B independent DMDs in one pass.
+        float16/bfloat16/float32/float64 (or complex), any device; never copied whole.
+        Columns are snapshots, as in PyDMD.
+    svd_rank : -1 no truncation (singular values below the numerical-rank tolerance are
+        still dropped, so rank-deficient data never gives NaN/Inf); 0 optimal hard
+        threshold (Gavish-Donoho); float in (0, 1) energy fraction; int k rank k
+        (a float >= 1 is refused: PyDMD would read it as no truncation).
+    method : "auto", "gram" (method of snapshots, one pass) or "svd" (float64 thin SVD).
+        "auto" uses "svd" when n_features * n_snapshots <= 2**22 and "gram" above.
+    chunk_rows : rows per chunk on the Gram route (memory/speed trade-off; the result does
+        not depend on it beyond float64 rounding).
+    group : a torch.distributed process group (or ``True`` for the default group) when
+        each rank holds its own rows of W (any split, same snapshots): the small Gram
+        matrices are summed with one all-reduce, every rank solves the same small problem
+        and gets identical eigenvalues, amplitudes and singular values; modes, predictions
+        and fixed points are the rank's own rows. Uses the Gram route.
+    acc : optional precomputed :func:`koopman_tut.numerics.snapshots.deviation_gram` of W (summed
+        over ranks when sharded); skips the pass over W (Gram route).
+
+    Returns
+    -------
+    DMDResult for 2-D W, DMDBatch (a sequence of DMDResult) for 3-D W. ``eigs`` (r,), ``amplitudes`` (r,),
+    ``singular_values`` (r,) live on W's device; ``modes`` (n_features, r) are formed lazily.
+
+    Examples
+    --------
+    >>> res = dmd(W)                  # W: (n, T)
+    >>> theta_star = res.fixed_point()  # (n,), the eigenvalue-1 mode times its amplitude
+    """
+    W, method = _prepare(W, svd_rank, method, chunk_rows, group)
+    if group is not None:  # before any collective: the ranks must agree (else gloo aborts, or results differ)
+        preflight("kt.dmd", group, {"T (snapshots)": W.shape[-1], "dtype": W.dtype, "batch": tuple(W.shape[:-2]),
+                                    "svd_rank": svd_rank, "method": method}, "Every rank passes its own rows of W only")
+    if method == "svd" and acc is None:
+        if W.ndim == 3:
+            return DMDBatch([_from_svd(W[i], svd_rank) for i in range(W.shape[0])])
+        return _from_svd(W, svd_rank)
+    if acc is None:
+        acc = deviation_gram_checked(W, chunk_rows, group)
+    G, n = assemble_gram(acc), global_rows(W, group)
+    if W.ndim == 3:
+        return DMDBatch([_from_gram(W[i], G[i], svd_rank, n) for i in range(W.shape[0])])
+    return _from_gram(W, G, svd_rank, n)
+
+
+def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> tuple[Tensor, str]:
+    W = as_snapshots(W, min_snapshots=min_snapshots)
+    _check_svd_rank(svd_rank)
+    check_chunk_rows(chunk_rows)
+    if method not in ("auto", "gram", "svd"):
+        raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
+    if group is not None and method == "svd":
+        raise ValueError("method='svd' needs all rows in one process; with group= use 'gram' or 'auto'")
+    if method == "auto":
+        method = "svd" if group is None and W.shape[-2] * W.shape[-1] <= _SVD_MAX_ELEMENTS else "gram"
+    if method == "svd":
+        check_finite(W)
+    return W, method
+
+
+def deviation_gram_checked(W: Tensor, chunk_rows=None, group=None) -> Tensor:
+    """:func:`koopman_tut.numerics.snapshots.deviation_gram`, summed over ``group``'s ranks, checked finite
+    (NaN/Inf in W shows up in it, so finiteness is checked for free)."""
+    acc = deviation_gram(W, chunk_rows)
+    if group is not None:
+        acc = all_reduce_sum(acc, group)
+    if not bool(torch.isfinite(acc).all()):
+        check_finite(W)  # names the entry when the data itself is at fault (on this rank)
+        raise ValueError("W^H W overflows, or another rank's W holds NaN/Inf: check and rescale W")
+    return acc
+
+
+def _from_svd(W: Tensor, svd_rank) -> DMDResult:
+    """Route "svd": thin SVD of X in float64 (no squared condition number)."""
+    Z = W.to(device="cpu", dtype=torch.complex128 if W.is_complex() else torch.float64)
+    U, s, Vh = torch.linalg.svd(Z[:, :-1], full_matrices=False)
+    V = Vh.mH
+
+    def atilde(r):
+        return (U[:, :r].mH @ Z[:, 1:] @ V[:, :r]) / s[None, :r]
+
+    Q, _ = torch.linalg.qr(Z)  # basis of range(Z), which may exceed range(X)
+    tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype)
+    lam, b, s_r, coef = _solve(s, V, atilde, Q.mH @ Z, W.shape[0], svd_rank, tol)
+    return _pack(W, lam, b, s_r, coef, "svd")
+
+
+def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int) -> DMDResult:
+    """Route "gram": everything from G = W^H W (float64); X^H X = G[:-1,:-1], X^H Y = G[:-1,1:]."""
+    m = G.shape[-1] - 1
+    evals, evecs = torch.linalg.eigh(G[:m, :m])  # X^H X = V S^2 V^H, ascending
+    s, V = evals.flip(0).clamp_min(0).sqrt(), evecs.flip(1)
+
+    def atilde(r):  # U^H Y V S^-1 = S^-1 V^H (X^H Y) V S^-1
+        Vr = V[:, :r]
+        return (Vr.mH @ G[:m, 1:] @ Vr) / (s[:r, None] * s[None, :r])
+
+    ev, P = torch.linalg.eigh(G)  # W = Q D^1/2 P^H  =>  Q^H W = D^-1/2 P^H G
+    keep = ev > ev.max() * G.shape[-1] * torch.finfo(torch.float64).eps * 16
+    B = (P[:, keep].mH @ G) / ev[keep].sqrt()[:, None]
+    tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, gram_route=True)
+    lam, b, s_r, coef = _solve(s, V, atilde, B, n_rows, svd_rank, tol)
+    return _pack(W, lam, b, s_r, coef, "gram")
+
+
+def _pack(W, lam, b, s, coef, method) -> DMDResult:
+    cdtype = torch.complex64 if W.dtype in (torch.float32, torch.complex64) else torch.complex128
+    rdtype = torch.float32 if cdtype == torch.complex64 else torch.float64
+    dev = W.device
+    return DMDResult(eigs=lam.to(cdtype).to(dev), amplitudes=b.to(cdtype).to(dev),
+                     singular_values=s.to(rdtype).to(dev), coef=coef, W=W, method=method)

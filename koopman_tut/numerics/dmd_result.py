@@ -1,0 +1,234 @@
+"""What exact DMD returns: eigenvalues, amplitudes, lazily formed modes, prediction.
+
+A :class:`DMDResult` holds the small float64 solution of :func:`koopman_tut.numerics.dmd` and a
+reference to the data W (n_features, n_snapshots); every mode is a combination of
+snapshots, modes = W @ coef (Tu et al. 2014, exact DMD), so a mode is formed only when it
+is asked for, in one pass over W.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .snapshots import matmul_chunked
+
+Tensor = torch.Tensor
+
+
+def powers(eigs: Tensor, t) -> Tensor:
+    """lambda_i ** t_j, shape (r, k) complex128 on the CPU (principal branch for non-integer t).
+
+    lambda ** 0 is 1 for every eigenvalue, 0 included (exp(0 * log 0) alone would give NaN).
+    """
+    lam = torch.as_tensor(eigs).cpu().to(torch.complex128)
+    tt = torch.as_tensor(np.atleast_1d(np.asarray(t, dtype=np.float64)))
+    out = torch.exp(tt[None, :] * torch.log(lam)[:, None])
+    return torch.where(tt[None, :] == 0, torch.ones_like(out), out)
+
+
+def _clusters(values: list[float], tol: float) -> list[int]:
+    """Cluster ids for ascending ``values``: a cluster starts at its first value and holds every
+    later value within ``tol`` of that first one (so no cluster is wider than ``tol``)."""
+    ids, first, cid = [], None, -1
+    for v in values:
+        if first is None or v > first + tol:
+            first, cid = v, cid + 1
+        ids.append(cid)
+    return ids
+
+
+def canonical_order(eigs: Tensor, rtol: float = 1e-8) -> Tensor:
+    """The permutation (r,) that puts eigenvalues in the project's canonical order.
+
+    Descending modulus; moduli within ``rtol * max(1, max|lambda|)`` of the largest of their
+    group count as equal, and inside such a group eigenvalues are ordered by |argument| (equal
+    within ``rtol`` radians of the smallest of their subgroup: so lambda = 1 comes before
+    lambda = -1), then the positive imaginary part first, then by exact modulus and argument.
+    So conjugate pairs (exact in real data) come out adjacent, + then -, and the result never
+    depends on the order LAPACK returned (which depends on the CPU, the BLAS and the route).
+    Like any rule with a tolerance it is discontinuous at the tolerance: two eigenvalues whose
+    moduli or arguments differ by about ``rtol`` can swap between machines; those that differ
+    by rounding only (far below ``rtol``) or by clearly more never do.
+
+    Parameters
+    ----------
+    eigs : (r,) complex (or real) eigenvalues, any device.
+    rtol : relative tolerance under which two moduli (or two arguments, in radians) are equal.
+
+    Returns
+    -------
+    (r,) long permutation on the CPU: ``eigs[perm]`` is in canonical order.
+    """
+    lam = torch.as_tensor(eigs).detach().cpu().to(torch.complex128).reshape(-1)
+    r = lam.numel()
+    mod, arg, neg = lam.abs().tolist(), lam.angle().abs().tolist(), (lam.imag < 0).tolist()
+    tol = rtol * max([1.0] + mod)
+    by_mod = sorted(range(r), key=lambda i: (-mod[i], arg[i], neg[i]))
+    mod_id = dict(zip(by_mod, _clusters([-mod[i] for i in by_mod], tol)))
+    arg_id = {}
+    for m in set(mod_id.values()):  # |argument| clusters inside each modulus cluster
+        members = sorted((i for i in range(r) if mod_id[i] == m), key=lambda i: arg[i])
+        arg_id.update(zip(members, _clusters([arg[i] for i in members], rtol)))
+    key = {i: (mod_id[i], arg_id[i], neg[i], -mod[i], arg[i]) for i in range(r)}
+    return torch.tensor(sorted(range(r), key=key.__getitem__), dtype=torch.long)
+
+
+@dataclass
+class DMDResult:
+    """Exact DMD of one snapshot matrix; quantities on the data's device.
+
+    Attributes
+    ----------
+    eigs : (r,) complex. Discrete-time eigenvalues, per snapshot step.
+    amplitudes : (r,) complex. Least-squares fit of the modes to the first snapshot.
+    singular_values : (r,) real. Kept singular values of X = W[:, :-1].
+    coef : (T, r) complex128 on the CPU, with modes = W @ coef.
+    W : (n_features, n_snapshots), the data, held by reference (never copied).
+    method : "gram" or "svd", the route that computed it.
+    """
+
+    eigs: Tensor
+    amplitudes: Tensor
+    singular_values: Tensor
+    coef: Tensor = field(repr=False)
+    W: Tensor = field(repr=False)
+    method: str = "gram"
+
+    def __post_init__(self) -> None:
+        self._modes: Tensor | None = None  # cache for .modes
+
+    @property
+    def rank(self) -> int:
+        return int(self.eigs.numel())
+
+    # -- modes, formed from the data only when asked for
+    def combine(self, weights: Tensor, real: bool = True) -> Tensor:
+        """Linear combinations of the modes, sum_i weights[i, j] * modes[:, i], in one pass over W.
+
+        Parameters
+        ----------
+        weights : (r,) or (r, k) complex.
+        real : return the real part (for real data). Otherwise complex, built without a
+            complex copy of W (real and imaginary coefficients interleaved, so the real
+            product's output already is the complex result's memory).
+
+        Returns
+        -------
+        (n_features,) or (n_features, k), on W's device.
+        """
+        weights = torch.as_tensor(weights).to(torch.complex128)
+        if weights.ndim == 1:
+            return self.combine(weights[:, None], real)[:, 0]
+        c = self.coef @ weights.to(self.coef.device)  # (T, k) complex128
+        W = self.W
+        if W.is_complex():
+            return W @ c.to(W.dtype).to(W.device)
+        if real:
+            return matmul_chunked(W, c.real)
+        c2 = torch.view_as_real(c).reshape(c.shape[0], -1)  # (T, 2k): re0, im0, re1, im1, ...
+        out = matmul_chunked(W, c2)  # (n, 2k)
+        return torch.view_as_complex(out.reshape(out.shape[0], -1, 2))
+
+    @property
+    def modes(self) -> Tensor:
+        """(n_features, r) complex DMD modes (exact, PyDMD's scaling). Cached after the first call."""
+        if self._modes is None:
+            self._modes = self.combine(torch.eye(self.rank, dtype=torch.complex128), real=False)
+        return self._modes
+
+    def mode(self, index: int | Sequence[int]) -> Tensor:
+        """Only the mode(s) asked for: (n_features,) for an int, (n_features, k) for a list."""
+        idx = torch.as_tensor(index).reshape(-1)
+        E = torch.eye(self.rank, dtype=torch.complex128)[:, idx]
+        out = self.combine(E, real=False)
+        return out[:, 0] if isinstance(index, (int, np.integer)) else out
+
+    # -- eigenvalue look-ups
+    def closest(self, value: complex = 1.0) -> int:
+        """Index of the eigenvalue closest to ``value`` (default 1: the fixed-point mode)."""
+        return int(torch.argmin((self.eigs.cpu().to(torch.complex128) - complex(value)).abs()))
+
+    def near(self, value: complex = 1.0, radius: float = 0.05) -> Tensor:
+        """Indices (k,) of eigenvalues within ``radius`` of ``value``, closest first."""
+        d = (self.eigs.cpu().to(torch.complex128) - complex(value)).abs()
+        idx = torch.nonzero(d <= radius).reshape(-1)
+        return idx[torch.argsort(d[idx])]
+
+    # -- dynamics
+    def weights(self, t, indices: Sequence[int] | Tensor | None = None) -> Tensor:
+        """amplitudes * eigs**t, shape (r, k) complex128; rows outside ``indices`` are zero."""
+        w = self.amplitudes.cpu().to(torch.complex128)[:, None] * powers(self.eigs, t)
+        if indices is not None:
+            keep = torch.zeros(self.rank, dtype=torch.bool)
+            keep[torch.as_tensor(indices, dtype=torch.long)] = True
+            w[~keep] = 0
+        return w
+
+    def predict(self, t, indices: Sequence[int] | Tensor | None = None, real: bool = True) -> Tensor:
+        """State(s) sum_i b_i lambda_i^t phi_i at time(s) t (snapshot-index units, t=0 is W[:, 0]).
+
+        Parameters
+        ----------
+        t : float or array of k floats.
+        indices : optional mode indices to include (default all).
+        real : return the real part (for real data; the imaginary part is rounding only
+            when both members of each conjugate pair are included).
+
+        Returns
+        -------
+        Tensor, (n_features,) for scalar t, else (n_features, k).
+        """
+        out = self.combine(self.weights(t, indices), real=real)
+        return out[:, 0] if np.ndim(t) == 0 else out
+
+    def reconstruct(self, real: bool = True) -> Tensor:
+        """(n_features, n_snapshots) DMD reconstruction of the data."""
+        return self.predict(np.arange(self.W.shape[-1]), real=real)
+
+    def fixed_point(self, value: complex = 1.0) -> Tensor:
+        """Real (n_features,): the single mode with eigenvalue closest to ``value`` times its amplitude.
+
+        This is the paper's eigenvalue-1 mode. It is the limit of the trajectory only when
+        that eigenvalue is 1 and every other |lambda| < 1; for an estimate of the limit of
+        a window that still drifts see :func:`koopman_tut.pruning.koopman_fixed_point`.
+        """
+        return self.predict(0, indices=[self.closest(value)])
+
+    def slow_part(self, radius: float = 0.1, t: float | None = None) -> Tensor:
+        """Real (n_features,): sum of b_i lambda_i^t phi_i over eigenvalues within ``radius`` of 1,
+        at time t (default: the last snapshot).
+
+        Taken at the end of the window this is the last snapshot with the fast transients
+        removed, NOT an estimate of where training is heading (it is close to the last
+        snapshot by construction). It is kept as a diagnostic.
+        """
+        idx = self.near(1.0, radius)
+        if idx.numel() == 0:
+            idx = torch.tensor([self.closest(1.0)])
+        return self.predict(self.W.shape[-1] - 1 if t is None else t, indices=idx)
+
+
+class DMDBatch(Sequence[DMDResult]):
+    """Results of a batched call (W of shape (B, n, T)): one :class:`DMDResult` per leading index."""
+
+    def __init__(self, results: Sequence[DMDResult]):
+        self.results = list(results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.results[i]
+
+    def __iter__(self) -> Iterator[DMDResult]:
+        return iter(self.results)
+
+    def __repr__(self) -> str:
+        return f"DMDBatch({len(self)} results, ranks {[r.rank for r in self]})"
+
+    @property
+    def eigs(self) -> list[Tensor]:
+        return [r.eigs for r in self]

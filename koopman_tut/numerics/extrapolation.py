@@ -1,0 +1,233 @@
+"""Where a trajectory is heading: its limit and its forecast, from DMD of its (delay-embedded) differences.
+
+Treat a window of training as an affine map theta(t+1) = A theta(t) + c (linear dynamics
+plus a fixed point; the Koopman view of training near a stable fixed point, Redman et al.
+ICLR 2022). The successive differences d(t) = theta(t+1) - theta(t) then evolve linearly,
+d(t+1) = A d(t), with no eigenvalue-1 term to find. Exact DMD of the differences (Tu et
+al. 2014) gives the reduced operator A~ = U^H Y V S^-1 on X = [d_0 .. d_{T-3}] = U S V^H,
+Y = [d_1 .. d_{T-2}]. The future, anchored at the last observed difference, is a geometric sum:
+
+    theta(T-1+h) = theta(T-1) + Y V S^-1 sum_{j<h} A~^j U^H d_{T-2}
+    theta*       = theta(T-1) + Y V S^-1 (I - A~)^-1 U^H d_{T-2}          (h -> inf)
+
+This is vector extrapolation (minimal / reduced rank polynomial extrapolation: Sidi, Ford
+and Smith 1987, "Acceleration of convergence of vector sequences", SIAM J. Numer. Anal.)
+in Koopman terms; :mod:`koopman_tut.numerics.limits` holds the classic extrapolations beside it.
+
+**Momentum.** Heavy ball and Nesterov are second order in theta, theta(t+1) = theta(t) +
+beta (theta(t) - theta(t-1)) - lr g, so an affine model in theta alone is not exact. With
+``delays=1`` the model runs on z(t) = [theta(t); theta(t-1)], where the recursion is first
+order, and the limit, forecast and gradient are the theta block of z's. Its Gram is a sum of
+shifted blocks of the plain one (:func:`koopman_tut.numerics.reduced.delay_gram`): no second pass over W.
+
+**Conditioning.** A mode with per-snapshot eigenvalue mu is amplified by 1 / |1 - mu| (the
+``gain``). The limit is solved directly, (I - A~) w = U^H d_{T-2}. Modes within ``drift_tol``
+of 1, or with |mu| >= 1, have no finite limit: they are summed over ``max_horizon`` snapshots
+(|mu| > 1 projected onto the unit circle) and a :class:`DriftWarning` names them.
+
+Every estimate carries a trust check computed from the window alone (:mod:`koopman_tut.numerics.trust`).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+from .dmd import _check_svd_rank
+from .dmd_result import powers
+from .distributed import global_rows
+from .reduced import Reduced, affine_rank, delay_gram, difference_factor, numerical_tol  # noqa: F401 (delay_gram re-exported)
+from .snapshots import as_snapshots, difference_matrix, matmul_chunked
+from .trust import DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401 (re-exported)
+
+Tensor = torch.Tensor
+HOLDOUT_FRACTION = 0.1  # share of the differences the trust check holds out
+
+
+def geometric_sums(mu: Tensor, h: float) -> Tensor:
+    """sum_{j=0}^{h-1} mu^j = (1 - mu^h) / (1 - mu) for (r,) complex mu; h = math.inf gives
+    1 / (1 - mu) (which needs |mu| < 1); mu = 1 gives h."""
+    mu = mu.to(torch.complex128)
+    one = (mu - 1).abs() < 1e-12
+    safe = torch.where(one, torch.zeros_like(mu), mu)
+    out = 1 / (1 - safe) if math.isinf(h) else (1 - powers(safe, h)[:, 0]) / (1 - safe)
+    return torch.where(one, torch.full_like(mu, h), out)
+
+
+class AffineModel:
+    """The reduced affine Koopman model of a window, optionally delay-embedded.
+
+    Parameters
+    ----------
+    W : (n_features, n_snapshots), T >= 3 + delays, any real float dtype, any device (not copied).
+    svd_rank : PyDMD's meanings, applied to the (embedded) differences; 0 (Gavish-Donoho) uses
+        one rule on every route (:func:`koopman_tut.numerics.reduced.affine_rank`).
+    acc : optional :func:`koopman_tut.numerics.snapshots.deviation_gram` of W (summed over ranks).
+    group : torch.distributed group when each rank holds its own rows of W.
+    delays : 0 (state theta(t)) or k >= 1 (state [theta(t); ..; theta(t-k)]; 1 for momentum).
+    method : "auto" (QR of the differences when W is small, else the Gram), "svd" (QR in float64)
+        or "gram" (the one-pass Gram route).
+    """
+
+    def __init__(self, W, svd_rank: int | float = -1, acc: Tensor | None = None, group=None,
+                 delays: int = 0, method: str = "auto"):
+        if isinstance(delays, bool) or not isinstance(delays, int) or delays < 0:
+            raise ValueError(f"delays must be an integer >= 0, got {delays!r}")
+        if method not in ("auto", "gram", "svd"):
+            raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
+        if method == "svd" and group is not None:
+            raise ValueError("method='svd' needs all rows in one process; with group= use 'gram' or 'auto'")
+        W = as_snapshots(W, min_snapshots=3 + delays)
+        if W.ndim != 2:
+            raise ValueError(f"W must have shape (n_features, n_snapshots), got {tuple(W.shape)}")
+        if W.is_complex():
+            raise TypeError(f"W must be real (a parameter trajectory) for the affine model, got {W.dtype}; "
+                            "kt.dmd decomposes complex snapshots")
+        _check_svd_rank(svd_rank)
+        self.W, self.delays, T = W, delays, W.shape[-1]
+        self.factor = f = difference_factor(W, delays, acc, group, method)
+        m = T - 1 - delays  # embedded differences
+        s = torch.linalg.svdvals(f.R[:, :-1])
+        self.rank = affine_rank(s, svd_rank, (delays + 1) * global_rows(W, group), m - 1, f)
+        if self.rank == 0:
+            raise ValueError("the window does not move (all differences are zero): nothing to extrapolate")
+        self.reduced = Reduced(f.R, self.rank)
+        self.holdout = max(1, int(m * HOLDOUT_FRACTION))
+        self._M = difference_matrix(T)
+
+    # the reduced model's pieces, under the names they always had
+    eigs = property(lambda self: self.reduced.eigs)
+    eigvecs = property(lambda self: self.reduced.eigvecs)
+    amplitudes = property(lambda self: self.reduced.amplitudes)
+    atilde = property(lambda self: self.reduced.atilde)
+
+    def block(self, i: int = 0) -> tuple[Tensor, Tensor]:
+        """(C (T, m), Rd (p, m)): block i of E @ c is W @ (C @ c), and its norm is ||Rd @ c||."""
+        k, m = self.delays, self.W.shape[-1] - 1 - self.delays
+        return self._M[:, k - i: k - i + m], self.factor.Rd[:, k - i: k - i + m]
+
+    def _norm(self, c: Tensor, i: int = 0) -> float:
+        """||block i of E @ c|| from the differences' factor (no pass over W)."""
+        return float(torch.linalg.vector_norm(self.block(i)[1] @ c))
+
+    @property
+    def refit(self) -> Reduced | None:
+        """The model refitted without the last ``holdout`` differences (same rank or less), or None."""
+        if not hasattr(self, "_refit"):
+            R = self.factor.R[:, : self.factor.R.shape[1] - self.holdout]
+            s = torch.linalg.svdvals(R[:, :-1]) if R.shape[1] >= 3 else torch.zeros(0, dtype=R.dtype)
+            r = int((s > numerical_tol(float(s[0]), R.shape[1] - 1, self.factor)).sum()) if s.numel() else 0
+            self._refit = Reduced(R, min(r, self.rank)) if r else None
+        return self._refit
+
+    @staticmethod
+    def _tail(red: Reduced, h: float, drift_tol: float, max_horizon: float) -> tuple[Tensor, Tensor]:
+        """(c (m,), drifting (r,) bool): E-coefficients of theta(end+h) - theta(end) for ``red``."""
+        mu = red.eigs
+        drifting = ((mu - 1).abs() < drift_tol) | (mu.abs() >= 1)
+        if math.isinf(h) and not bool(drifting.any()):
+            return red.limit_coef(), drifting
+        held = torch.where(mu.abs() > 1, mu / mu.abs(), mu)
+        f = torch.where(drifting, geometric_sums(held, max_horizon if math.isinf(h) else h), geometric_sums(mu, h))
+        return red.apply(f), drifting
+
+    def extrapolate(self, h: float = math.inf, drift_tol: float = 1e-3, max_horizon: float | None = None,
+                    warn: bool = True) -> Extrapolation:
+        """theta(T-1+h), h >= 0 snapshots past the last one; h = math.inf gives the limit theta*.
+
+        Parameters
+        ----------
+        drift_tol : eigenvalues within this distance of 1 (or with |mu| >= 1) have no usable
+            limit; for h = inf they are summed over ``max_horizon`` snapshots and reported.
+        max_horizon : that horizon (default 1 / drift_tol snapshots).
+        warn : emit a :class:`DriftWarning` when h = inf and some mode drifts, and an
+            :class:`UntrustedLimitWarning` when the trust check fails.
+        """
+        if not h >= 0:
+            raise ValueError(f"h must be >= 0 (snapshots ahead) or math.inf, got {h!r}")
+        if not drift_tol > 0:
+            raise ValueError(f"drift_tol must be > 0, got {drift_tol!r}")
+        max_horizon = 1 / drift_tol if max_horizon is None else max_horizon
+        if not max_horizon > 0 or math.isinf(max_horizon):
+            raise ValueError(f"max_horizon must be a finite number > 0, got {max_horizon!r}")
+        c, drifting = self._tail(self.reduced, h, drift_tol, max_horizon)
+        coef = self.block(0)[0] @ c
+        coef[-1] += 1  # + theta(T-1)
+        theta = matmul_chunked(self.W, coef[:, None])[:, 0]
+        mu = self.eigs
+        if warn and math.isinf(h) and bool(drifting.any()):
+            warnings.warn(DriftWarning(
+                f"the window still drifts: eigenvalue(s) {_fmt(mu[drifting])} of the differences lie within "
+                f"{drift_tol:g} of 1 or on/outside the unit circle, so the trajectory has no limit in this "
+                f"window; their modes were summed over {max_horizon:g} snapshots. Record a later or longer "
+                f"window, or read this estimate as a {max_horizon:g}-snapshot forecast"), stacklevel=3)
+        finite = mu[~drifting]
+        out = Extrapolation(theta=theta, eigs=mu, drifting=mu[drifting],
+                            gain=float((1 / (1 - finite).abs()).max()) if finite.numel() else 0.0,
+                            horizon=max_horizon if bool(drifting.any()) else math.inf)
+        self._check_tail(out, c, h, drift_tol, max_horizon)
+        if warn:
+            warn_untrusted(out, "limit" if math.isinf(h) else f"{h:g}-snapshot forecast", stacklevel=4)
+        return out
+
+    def _check_tail(self, out: Extrapolation, c: Tensor, h: float, drift_tol: float, max_horizon: float) -> None:
+        """Fill the trust fields of ``out``: the refit's estimate of the same time, and its forecast of theta(T-1)."""
+        m, k = c.numel(), self.holdout
+        out.holdout, out.window, out.residual = k, self.W.shape[-1], self.reduced.residual
+        out.extent = out.gain if math.isinf(h) else min(out.gain, h)
+        red = self.refit
+        if red is None:
+            out.spread = out.holdout_error = math.inf
+            return
+        last = torch.zeros(m, dtype=c.dtype)
+        last[m - k:] = 1  # E @ last: theta(T-1) - theta(T-1-k), the held-out motion (block 0)
+        pad = torch.zeros(m, dtype=c.dtype)
+        pad[: m - k] = self._tail(red, h + k, drift_tol, max_horizon)[0]
+        out.spread = _ratio(self._norm(c - pad + last), self._norm(c))
+        pad[: m - k] = self._tail(red, k, drift_tol, max_horizon)[0]
+        out.holdout_error = _ratio(self._norm(pad - last), self._norm(last))
+
+    def modal_difference(self, t: int, weight, warn: bool = True, what: str = "Koopman gradient") -> Extrapolation:
+        """The model's difference d(t) = theta(t+1) - theta(t), amplitudes fitted to the whole
+        window, with mode i scaled by ``weight(mu)[i]`` (a function of the (r,) eigenvalues);
+        the refitted model's gives its trust check. t is a snapshot index in [0, T-1]."""
+        k = self.delays
+        j, i = max(t - k, 0), max(t - k, 0) + k - t  # d(t) is block i of the embedded e_j
+        coefs = []
+        for red in (self.reduced, self.refit):
+            if red is not None:
+                coefs.append(red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs)))
+        C = self.block(i)[0]
+        out = Extrapolation(theta=matmul_chunked(self.W, (C @ coefs[0])[:, None])[:, 0], eigs=self.eigs,
+                            drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
+                            window=self.W.shape[-1], residual=self.reduced.residual)
+        if len(coefs) < 2:
+            out.spread = math.inf
+        else:
+            pad = torch.zeros_like(coefs[0])
+            pad[: coefs[1].numel()] = coefs[1]
+            out.spread = _ratio(self._norm(coefs[0] - pad, i), self._norm(coefs[0], i))
+        if warn:
+            warn_untrusted(out, what, stacklevel=4)
+        return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else (0.0 if a == 0 else math.inf)
+
+
+def _fmt(z: Tensor, k: int = 4) -> str:
+    vals = [complex(v) for v in z[:k]]
+    text = ", ".join(f"{v.real:.5f}{v.imag:+.5f}j" if abs(v.imag) > 1e-12 else f"{v.real:.5f}" for v in vals)
+    return text + (f" (+{z.numel() - k} more)" if z.numel() > k else "")
+
+
+def momentum_delays(meta: dict, n_snapshots: int | None = None) -> int:
+    """Delays the affine model needs for a window recorded with these optimizer settings:
+    1 under heavy-ball or Nesterov momentum (a second-order recursion in theta), else 0; 0 also
+    for a window too short to embed (fewer than 4 snapshots)."""
+    if n_snapshots is not None and n_snapshots < 4:
+        return 0
+    groups = [meta] + list(meta.get("groups") or [])  # any parameter group with momentum
+    return 1 if any(float(g.get("momentum", 0.0) or 0.0) > 0 for g in groups) else 0

@@ -1,0 +1,179 @@
+"""Where is training heading? ``estimate_limit``: the Koopman limit beside the classic extrapolations.
+
+Every method maps a window W = [x_0 .. x_{T-1}] (n, T) of a convergent iteration (here: training)
+to an estimate of its limit x*, a flat (n,) tensor like :meth:`koopman_tut.DMDResult.fixed_point`:
+
+* "koopman": the affine Koopman model's limit (:class:`koopman_tut.numerics.extrapolation.AffineModel`;
+  delay-embedded under momentum, with its trust check), this package's default rule.
+* "closest": the paper's rule (Redman et al., ICLR 2022): the DMD mode of the snapshots whose
+  eigenvalue is closest to 1, times its amplitude.
+* "last": x_{T-1} (what global magnitude pruning looks at).
+* "line": x_{T-1} + a (x_{T-1} - x_0), the straight line through the window, ``a`` a knob.
+* "mpe": minimal polynomial extrapolation (Cabay & Jackson 1976; Sidi, Ford & Smith 1986,
+  "Acceleration of convergence of vector sequences", SIAM J. Numer. Anal. 23; Smith, Ford &
+  Sidi 1987, "Extrapolation methods for vector sequences", SIAM Review 29).
+* "rre": reduced rank extrapolation (Eddy 1979; Mesina 1977; the same two papers).
+* "anderson": one Anderson-acceleration step (Anderson 1965; Walker & Ni 2011, "Anderson
+  acceleration for fixed-point iterations", SIAM J. Numer. Anal. 49) over the last ``depth``
+  + 1 residuals, the iteration's map read off the trajectory, g(x_j) = x_{j+1}.
+
+MPE, RRE and Anderson are computed in float64 from the successive differences' Gram (one pass
+over W, or a float64 QR for small W) and one more pass for the combination of snapshots. On an
+affine iteration x_{j+1} = A x_j + c whose differences have rank below the window, "koopman",
+"mpe" and "rre" return x* up to rounding: a polynomial of A that annihilates the differences
+annihilates the deviations from x* as well.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .dmd import dmd
+from .extrapolation import AffineModel, momentum_delays
+from .reduced import difference_factor, numerical_tol
+from .snapshots import as_snapshots, matmul_chunked
+
+Tensor = torch.Tensor
+METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson")
+
+
+def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth: int = 5,
+                   svd_rank: int | float | str = "auto", delays: int | str = "auto", warn: bool = True) -> Tensor:
+    """Estimate where a window is heading, by one of :data:`METHODS` (see the module notes).
+
+    Parameters
+    ----------
+    traj_or_W : a :class:`koopman_tut.Trajectory` (its ``meta`` gives the momentum, hence the
+        delays of "koopman") or a snapshot matrix (n_features, n_snapshots), tensor or ndarray.
+    method : "koopman" (default), "closest", "last", "line", "mpe", "rre" or "anderson".
+    a : the line's step, x_{T-1} + a (x_{T-1} - x_0) ("line" only).
+    depth : Anderson's depth m, the number of past residual differences it mixes (SciPy's
+        default M = 5; "anderson" only).
+    svd_rank, delays : of the "koopman" model: "auto" is kt.koopman's rule (0, Gavish-Donoho,
+        for more rows than snapshots, else -1; one delay where ``meta`` records momentum).
+    warn : let "koopman" warn (DriftWarning, UntrustedLimitWarning).
+
+    Returns
+    -------
+    (n,) tensor on W's device, in W's dtype (float32 for half-precision W).
+    """
+    W, meta = _window(traj_or_W)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "koopman":
+        rank = (0 if W.shape[0] > W.shape[1] else -1) if svd_rank == "auto" else svd_rank
+        k = momentum_delays(meta, W.shape[1]) if delays == "auto" else delays
+        return AffineModel(W, rank, delays=k).extrapolate(warn=warn).theta
+    if method == "closest":
+        return dmd(W, svd_rank=-1).fixed_point()
+    return matmul_chunked(W, combination(W, method, a=a, depth=depth)[:, None])[:, 0]
+
+
+def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5) -> Tensor:
+    """(T,) float64 weights c, summing to 1, with the estimate = W @ c, for "last", "line", "mpe",
+    "rre" and "anderson" (W: (n_features, n_snapshots))."""
+    T = W.shape[-1]
+    c = torch.zeros(T, dtype=torch.float64)
+    if method == "last":
+        c[-1] = 1
+        return c
+    if method == "line":
+        if not (isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)):
+            raise ValueError(f"a must be a finite number (the line's step), got {a!r}")
+        c[-1] += 1 + a
+        c[0] -= a
+        return c
+    if T < 3:
+        raise ValueError(f"method={method!r} needs at least 3 snapshots, got {T}")
+    f = difference_factor(W, 0, None, None, "auto")
+    Rd = f.Rd  # (p, T-1): ||D x|| = ||Rd x|| for the differences D = [u_0 .. u_{T-2}]
+    s_max = float(torch.linalg.matrix_norm(Rd, 2))
+    rcond = numerical_tol(s_max, T - 2, f) / s_max if s_max > 0 else 0.0
+    if method == "mpe":  # [u_0 .. u_{k-1}] c = -u_k, c_k = 1, gamma = c / sum(c); x* = sum gamma_j x_j
+        k = T - 2
+        coef = torch.ones(k + 1, dtype=torch.float64)
+        coef[:k] = _lstsq(Rd[:, :k], -Rd[:, k], rcond)
+        if abs(float(coef.sum())) < 1e-12 * float(coef.abs().sum()):
+            raise ValueError("MPE is undefined for this window (its polynomial vanishes at 1: the window drifts)")
+        c[: k + 1] = coef / coef.sum()
+    elif method == "rre":  # min ||sum gamma_j u_j|| with sum gamma_j = 1; x* = sum gamma_j x_j
+        c[: T - 1] = _affine_min(Rd, rcond)
+    elif method == "anderson":  # the last depth + 1 residuals f_j = u_j, mixed; x* = sum alpha_j g(x_j) = x_{j+1}
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+        m = min(depth, T - 2)
+        c[T - 1 - m:] = _affine_min(Rd[:, T - 2 - m:], rcond)
+    return c
+
+
+def _affine_min(R: Tensor, rcond: float) -> Tensor:
+    """gamma (k,) minimising ||R gamma|| subject to sum(gamma) = 1 (minimum-norm where not unique):
+    gamma = e_last + N y with N = [e_j - e_last], y by least squares."""
+    k = R.shape[1]
+    N = torch.zeros(k, k - 1, dtype=torch.float64)
+    N[: k - 1] = torch.eye(k - 1, dtype=torch.float64)
+    N[k - 1] = -1
+    y = _lstsq(R @ N, -R[:, -1], rcond)
+    gamma = N @ y
+    gamma[-1] += 1
+    return gamma
+
+
+def _lstsq(A: Tensor, b: Tensor, rcond: float) -> Tensor:
+    """Minimum-norm least squares, singular values below rcond * s_max of A treated as zero."""
+    U, s, Vh = torch.linalg.svd(A, full_matrices=False)
+    keep = s > rcond * (float(s[0]) if s.numel() else 0.0)
+    return Vh[keep].mH @ ((U[:, keep].mH @ b) / s[keep])
+
+
+def holdout_rank(traj_or_W, ranks=(1, 2, 4, 8, 16, -1), holdout: int | None = None,
+                 delays: int | str = "auto") -> int:
+    """The affine model's rank, chosen from the window alone by how well it forecasts held-out snapshots.
+
+    Fit the model (``delays`` as in :func:`estimate_limit`) to the first T - h snapshots,
+    forecast the last h (h = ``holdout``, default max(2, T // 5), at most T - 3 - delays), and
+    keep the candidate rank whose forecasts err least, summed over the h snapshots relative to
+    how far they moved (ties: the smaller rank). A full-rank model of a noisy minibatch window fits the noise and extrapolates
+    it; a few slow modes carry the drift: this picks between them without looking at the future
+    beyond the window. Candidates above the window's numerical rank are capped by it.
+
+    Parameters
+    ----------
+    traj_or_W : a Trajectory or a window (n_features, n_snapshots).
+    ranks : candidate svd_rank values (integers >= 1, or -1 for every mode).
+
+    Returns
+    -------
+    The chosen rank, an element of ``ranks``.
+    """
+    import warnings
+
+    W, meta = _window(traj_or_W)
+    T = W.shape[1]
+    k = momentum_delays(meta, T) if delays == "auto" else delays
+    h = min(max(2, T // 5), T - 3 - k) if holdout is None else holdout
+    if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= T - 3 - k:
+        raise ValueError(f"holdout must be an integer in [1, {T - 3 - k}] for {T} snapshots and {k} delay(s), got {h!r}")
+    if not ranks or any(isinstance(r, bool) or not isinstance(r, int) or not (r == -1 or r >= 1) for r in ranks):
+        raise ValueError(f"ranks must be a non-empty sequence of integers >= 1 or -1, got {ranks!r}")
+    fit, future = W[:, : T - h], W[:, T - h:].to(torch.float64)
+    moved = (future - W[:, T - h - 1: T - h].to(torch.float64)).norm() ** 2
+    errors = []
+    for r in ranks:
+        model = AffineModel(fit, r, delays=k)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the held-out fit is a means here, not a result
+            pred = torch.stack([model.extrapolate(j, warn=False).theta for j in range(1, h + 1)], 1)
+        errors.append(float((pred.to(torch.float64) - future).norm() ** 2 / moved))
+    return ranks[min(range(len(ranks)), key=lambda i: (errors[i], i))]
+
+
+def _window(x) -> tuple[Tensor, dict]:
+    """(W (n, T), meta) from a Trajectory (duck-typed: numerics knows nothing of recording) or an array."""
+    if hasattr(x, "snapshots") and hasattr(x, "meta"):
+        return as_snapshots(x.snapshots, "traj.snapshots"), dict(x.meta or {})
+    W = as_snapshots(x, "traj_or_W")
+    if W.ndim != 2:
+        raise ValueError(f"traj_or_W must be a Trajectory or one window (n_features, n_snapshots), got {tuple(W.shape)}")
+    return W, {}

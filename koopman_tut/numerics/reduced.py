@@ -1,0 +1,203 @@
+"""The small float64 pieces of the affine Koopman model: the differences' factor on every route, the
+delay embedding done on the Gram, one rank rule, and the reduced operator.
+
+The affine model of a window W = [w_0 .. w_{T-1}] (n, T) is exact DMD (Tu et al. 2014) of its
+successive differences d_t = w_{t+1} - w_t, optionally delay-embedded: with k delays the state is
+z_t = [w_t; w_{t-1}; ..; w_{t-k}] (the heavy-ball and Nesterov recursions are second order in
+w, first order in z = [w_t; w_{t-1}]: Takens-style delay coordinates, as in Hankel DMD, Arbabi &
+Mezic 2017). The embedded differences e_j (j = 0 .. m-1, m = T-1-k) have blocks
+e_j[i] = d_{k+j-i}, so their Gram is a sum of shifted blocks of the plain differences' Gram Gd:
+
+    E^H E = sum_{i=0}^{k} Gd[i:i+m, i:i+m]
+
+and no second pass over W is needed. Everything downstream needs only a factor R (., m) with
+E^H E = R^H R: a Householder QR of E in float64 (small windows: the accurate route) or the
+eigendecomposition of E^H E (the Gram route, one pass over W).
+
+**One rank rule on every route.** Gavish & Donoho's optimal hard threshold (2014) is
+omega(beta) * median(s) over the min(n_rows, m - 1) singular values of X = E[:, :-1]. Each route
+resolves singular values only down to its own floor (the Gram route to ~2 sqrt(eps64) s_max),
+and a median over the values that survived that cut depends on the route. Here the median is
+taken over the full set of min(n_rows, m - 1) values, every value at or below one common floor
+(the larger of the Gram route's floor and the stored data's rounding, below) counted as zero,
+on every route; so the threshold, and the rank, are the same whichever route ran.
+
+**Numerically zero.** A difference is computed from stored numbers that each carry a rounding
+of up to eps/2 of their size (eps of the data's dtype), so the differences E differ from the
+exact ones by at most eps sqrt(k+1) ||W||_F in norm: a direction below that is rounding. This
+floor is relative to the size of the parameters, not to the (much smaller) size of the steps.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .dmd import choose_rank, deviation_gram_checked
+from .dmd_result import canonical_order, powers
+from .snapshots import assemble_gram, check_finite, difference_gram, difference_matrix
+
+Tensor = torch.Tensor
+EPS64 = torch.finfo(torch.float64).eps
+SMALL = 2**22  # the QR route below this many elements of W (as kt.dmd's "svd" route)
+
+
+def delay_gram(Gd: Tensor, delays: int) -> Tensor:
+    """Gram (m, m) of the delay-embedded differences, m = T-1-delays, from the plain differences'
+    Gram ``Gd`` (T-1, T-1): the sum of its delays+1 shifted diagonal blocks (no pass over W)."""
+    m = Gd.shape[-1] - delays
+    return sum(Gd[..., i:i + m, i:i + m] for i in range(delays + 1))
+
+
+def delay_differences(D: Tensor, delays: int) -> Tensor:
+    """The embedded differences E ((delays+1) n, m) of the differences D (n, T-1): block i of column j is d_{k+j-i}."""
+    m = D.shape[-1] - delays
+    return torch.cat([D[:, delays - i: delays - i + m] for i in range(delays + 1)], 0)
+
+
+@dataclass
+class Factor:
+    """R (q, m) with E^H E = R^H R for the embedded differences E; Rd (p, T-1) the same for the
+    plain differences D (norms of combinations of differences: ||D c|| = ||Rd c||, no pass over
+    W); the route; the data's rounding floor (see the module notes) and eps of its dtype."""
+
+    R: Tensor
+    Rd: Tensor
+    gram_route: bool
+    data_floor: float
+    eps: float  # of the data's dtype
+
+
+def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method: str) -> Factor:
+    """The factor of W's (delay-embedded) differences on the route ``method`` asks for.
+
+    "svd" (or "auto" for a small W on one process): Householder QR of E in float64, which resolves
+    singular values down to the data's rounding; "gram" (or a large / sharded W): from the
+    float64 deviation Gram (one pass over W, or ``acc`` when given).
+    """
+    T = W.shape[-1]
+    M = difference_matrix(T)
+    small = group is None and acc is None and W.shape[0] * T <= SMALL
+    if method == "svd" or (method == "auto" and small):
+        check_finite(W)
+        Wd = W.to(device="cpu", dtype=torch.float64)
+        D = Wd @ M
+        R = torch.linalg.qr(delay_differences(D, delays), mode="r")[1]
+        frob2 = float((Wd * Wd).sum())
+        return Factor(R, torch.linalg.qr(D, mode="r")[1] if delays else R, False, _data_floor(frob2, W.dtype, delays), _eps(W.dtype))
+    if acc is None:
+        acc = deviation_gram_checked(W, group=group)
+    Gd = difference_gram(acc)
+    frob2 = float(torch.diagonal(assemble_gram(acc)).sum())
+    Rd = _gram_factor(Gd)
+    return Factor(_gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, _data_floor(frob2, W.dtype, delays),
+                  _eps(W.dtype))
+
+
+def _gram_factor(G: Tensor) -> Tensor:
+    """R (q, m) with R^H R = G for a float64 Gram G (m, m), directions below its eigensolver's floor dropped."""
+    ev, P = torch.linalg.eigh(G)
+    keep = ev > ev.max() * ev.numel() * EPS64 * 16
+    return ev[keep].sqrt()[:, None] * P[:, keep].mH
+
+
+def _eps(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype if dtype.is_floating_point else torch.float64).eps
+
+
+def _data_floor(frob2: float, dtype: torch.dtype, delays: int) -> float:
+    """eps(dtype) sqrt(delays + 1) ||W||_F: the stored data's rounding, in the embedded differences."""
+    return _eps(dtype) * math.sqrt((delays + 1) * max(frob2, 0.0))
+
+
+def numerical_tol(s_max: float, cols: int, f: Factor) -> float:
+    """Singular values of X (., cols) at or below this are numerically zero on ``f``'s route:
+    (cols+2) eps s_max (eps of the data's dtype; numpy.linalg.matrix_rank's rule), the data's
+    rounding ``f.data_floor``, and on the Gram route 2 sqrt(eps64) s_max (its eigensolver's floor)."""
+    gram_floor = 2 * math.sqrt(EPS64) * s_max if f.gram_route else 0.0
+    return max((cols + 2) * f.eps * s_max, f.data_floor, gram_floor)
+
+
+def affine_rank(s: Tensor, svd_rank, n_rows: int, cols: int, f: Factor) -> int:
+    """The rank kept for the singular values ``s`` (descending) of X = E[:, :-1] (n_rows, cols).
+
+    Singular values at or below :func:`numerical_tol` are never kept. svd_rank = 0 is
+    Gavish-Donoho's threshold omega(beta) median(s) with the median over all min(n_rows, cols)
+    values, those at or below the common floor max(2 sqrt(eps64) s_max, data's rounding) counted
+    as zero: the floor of the least accurate route, so the threshold is the same on every route.
+    Other svd_rank values mean what they mean in PyDMD (:func:`koopman_tut.numerics.dmd.choose_rank`).
+    """
+    if not s.numel():
+        return 0
+    s_max = float(s[0])
+    tol = numerical_tol(s_max, cols, f)
+    numerical = int((s > tol).sum())
+    if svd_rank != 0 or numerical == 0:
+        return choose_rank(s, svd_rank, (n_rows, cols), tol)
+    full = min(n_rows, cols)
+    common = max(2 * math.sqrt(EPS64) * s_max, f.data_floor)
+    vals = torch.zeros(full, dtype=torch.float64)
+    kept = s[:full][s[:full] > common]
+    vals[: kept.numel()] = kept
+    beta = full / max(n_rows, cols)
+    omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
+    return max(1, min(int((s > omega * float(vals.median())).sum()), numerical))
+
+
+class Reduced:
+    """Exact DMD of the embedded differences from their factor R (q, m), rank r: everything in
+    coefficients on E's m columns.
+
+    Attributes
+    ----------
+    atilde : (r, r) the reduced operator U^H Y V S^-1 (X = E[:, :-1] = U S V^H, Y = E[:, 1:]).
+    z : (r,) the last embedded difference in reduced coordinates.
+    lift, ulift : (m, r) with E @ lift = Y V S^-1 and E @ ulift = U.
+    eigs, eigvecs : canonical-order eigenvalues (r,) and eigenvectors (r, r) of atilde.
+    amplitudes : (r,) per mode, least squares over all m differences.
+    residual : ||Y - U A~ U^H X||_F / ||Y||_F, the one-step misfit of the model over the window.
+    """
+
+    def __init__(self, R: Tensor, r: int):
+        m = R.shape[1]
+        U, s, Vh = torch.linalg.svd(R[:, :-1], full_matrices=False)
+        U, s, V = U[:, :r], s[:r], Vh[:r].mH
+        self.atilde = (U.mH @ R[:, 1:] @ V) / s[None, :]
+        self.z = U.mH @ R[:, -1]
+        self.lift = torch.zeros(m, r, dtype=R.dtype)
+        self.lift[1:] = V / s[None, :]
+        self.ulift = torch.zeros(m, r, dtype=R.dtype)
+        self.ulift[:-1] = V / s[None, :]
+        eigs, eigvecs = torch.linalg.eig(self.atilde)  # real in: exact conjugate pairs
+        perm = canonical_order(eigs)
+        self.eigs, self.eigvecs = eigs[perm], eigvecs[:, perm]
+        self.amplitudes = self._fit_amplitudes(U.mH @ R)
+        res = R[:, 1:] - U @ (self.atilde @ (U.mH @ R[:, :-1]))  # Y - U A~ U^H X, in R's coordinates
+        ynorm = float(torch.linalg.matrix_norm(R[:, 1:]))
+        self.residual = float(torch.linalg.matrix_norm(res)) / ynorm if ynorm > 0 else 0.0
+
+    def _fit_amplitudes(self, Z: Tensor) -> Tensor:
+        """Least-squares q minimising sum_j ||Q diag(mu^j) q - z_j||^2 over the reduced
+        coordinates z_j (columns of Z, (r, m)) of all m differences: a fit to the whole window."""
+        Q = self.eigvecs
+        pw = powers(self.eigs, torch.arange(Z.shape[1]).numpy())  # (r, m)
+        A = (Q[None, :, :] * pw.T[:, None, :]).reshape(-1, Q.shape[1])
+        b = Z.to(torch.complex128).T.reshape(-1, 1)
+        return torch.linalg.lstsq(A, b).solution[:, 0]
+
+    def limit_coef(self) -> Tensor:
+        """(m,) c with E @ c = Y V S^-1 (I - A~)^-1 U^H e_{m-1}: the geometric tail, solved directly."""
+        eye = torch.eye(self.atilde.shape[0], dtype=self.atilde.dtype)
+        return self.lift @ torch.linalg.solve(eye - self.atilde, self.z)
+
+    def apply(self, f: Tensor) -> Tensor:
+        """(m,) c with E @ c = Y V S^-1 Q diag(f) Q^-1 U^H e_{m-1}, f (r,) per mode."""
+        Q = self.eigvecs
+        w = Q @ (f.to(torch.complex128) * torch.linalg.solve(Q, self.z.to(torch.complex128)))
+        return (self.lift.to(torch.complex128) @ w).real
+
+    def smoothed(self, f: Tensor) -> Tensor:
+        """(m,) c with E @ c = U Q diag(f q), q the fitted amplitudes (f = mu^j: the model's e_j)."""
+        w = self.eigvecs @ (f.to(torch.complex128) * self.amplitudes)
+        return (self.ulift.to(torch.complex128) @ w).real

@@ -1,0 +1,116 @@
+"""Trust, built in: how far an estimate of where training is heading can be believed, from its window alone.
+
+Every limit, forecast and Koopman gradient of :mod:`koopman_tut.numerics.extrapolation` carries two checks computed from the window alone, and warns
+(:class:`UntrustedLimitWarning`) when either fails:
+
+1. Stability. The model is refitted without the last ``holdout`` = max(1, m // 10) of its m
+   differences and asked for the same quantity at the same time. ``spread`` = ||estimate -
+   refit's|| / ||estimate - theta(T-1)|| (for a gradient: / ||gradient||) must be at most
+   ``TRUST_TOL`` = 0.05: noise fitted as dynamics, or dynamics the model cannot represent
+   (momentum without a delay), move the estimate when a tenth of the data goes.
+   (``holdout_error``, the refit's error predicting theta(T-1) relative to the held-out
+   motion, is reported beside it.)
+2. Resolution. A mode slower than the window (time scale 1/|1-mu| = ``gain`` above the T
+   snapshots: the window saw less than one e-fold of its decay) is pinned only by data fitted
+   to rounding. Extrapolating it (``extent`` = gain for a limit, min(gain, h) for a forecast)
+   is trusted only when the model's one-step misfit over the window, ``residual`` =
+   ||Y - U A~ U^H X|| / ||Y||, is at most ``RESIDUAL_TOL`` = 1e-5. A cluster of slow modes seen
+   through noise is otherwise fitted well in the window by fewer, faster modes, and the limit
+   misses most of the slow tail while every in-window check passes (the refit misses it the same
+   way).
+
+How the thresholds were chosen (from what the window's own numbers can be, never from an
+answer): a spread of 0.05 sits between 1% (an estimate to trust) and 10% (one not to), on a log
+scale; the misfit of a deterministic float64 trajectory is its rounding, at most ~1e-6 on the
+Gram route (sqrt(eps64) resolution) and ~1e-11 on the QR route, while minibatch noise and
+float32 recording (eps32 = 1.2e-7 of the parameters, 1e-4 or more of a step) sit above 1e-5.
+Known limits of the checks: a slow cluster seen through noise below 1e-5 of the steps passes
+them; a short window whose fastest modes decay below rounding once shortened can fail
+check 1 although its limit is good. tests/test_limits.py measures both checks on known answers.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+Tensor = torch.Tensor
+TRUST_TOL = 0.05  # largest spread an estimate may have and stay silent (see the module notes)
+RESIDUAL_TOL = 1e-5  # largest misfit under which a mode slower than the window is trusted
+
+
+class DriftWarning(UserWarning):
+    """The window still drifts: some per-snapshot eigenvalue of the differences is (near) 1 or above."""
+
+
+class UntrustedLimitWarning(UserWarning):
+    """The window cannot pin the estimate (its spread or its resolution check failed; see the module notes)."""
+
+
+@dataclass
+class Extrapolation:
+    """The limit (a forecast, or a Koopman gradient) of a window and how far to trust it.
+
+    Attributes
+    ----------
+    theta : (n,) the estimate, in the snapshots' dtype (float32 for half-precision data).
+    eigs : (r,) complex, per-snapshot eigenvalues of the (embedded) differences.
+    drifting : (k,) complex, those treated as drifting (within drift_tol of 1, or |mu| >= 1).
+    gain : max over the other modes of 1 / |1 - mu| (how much the tail amplifies a mode).
+    horizon : snapshots summed for drifting modes (math.inf if none drifts).
+    spread : relative change of the estimate when the model is refitted without the last
+        ``holdout`` differences (math.inf when the shortened window cannot be fitted).
+    holdout_error : the refit's relative error predicting the last snapshot.
+    residual : the model's one-step misfit over the window, ||Y - U A~ U^H X|| / ||Y||.
+    extent : snapshots over which a mode is extrapolated (gain for a limit, min(gain, h) for
+        a forecast, 0 for a gradient).
+    holdout, window : differences held out; snapshots in the window.
+    trusted : spread <= TRUST_TOL and (extent <= window or residual <= RESIDUAL_TOL).
+    """
+
+    theta: Tensor
+    eigs: Tensor
+    drifting: Tensor
+    gain: float
+    horizon: float
+    spread: float = math.nan
+    holdout_error: float = math.nan
+    residual: float = math.nan
+    extent: float = 0.0
+    holdout: int = 0
+    window: int = 0
+
+    @property
+    def resolved(self) -> bool:
+        """Every extrapolated mode is faster than the window, or the window is fitted to rounding."""
+        return self.extent <= self.window or self.residual <= RESIDUAL_TOL
+
+    @property
+    def trusted(self) -> bool:
+        return self.spread <= TRUST_TOL and self.resolved
+
+
+
+def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
+    """Warn (:class:`UntrustedLimitWarning`) when ``est`` fails its trust check."""
+    if est.trusted:
+        return
+    why = []
+    if est.spread == math.inf:
+        why.append(f"the window is too short to be refitted without its last {est.holdout} snapshot(s), so "
+                   f"nothing in it checks the estimate")
+    elif not est.spread <= TRUST_TOL:
+        why.append(f"refitted without its last {est.holdout} snapshot(s) the model moves it by {est.spread:.2g} "
+                   f"of its size (trusted up to {TRUST_TOL:g})")
+    if not est.resolved:
+        why.append(f"it extrapolates a mode over {est.extent / est.window:.2g} window lengths (time scale "
+                   f"1/|1-mu| = {est.gain:.3g} snapshots) from a window fitted only to {est.residual:.1e} "
+                   f"(a mode slower than the window is pinned only by data fitted to {RESIDUAL_TOL:g})")
+    warnings.warn(UntrustedLimitWarning(
+        f"the window cannot pin this {what}: " + "; and ".join(why) + ". Record a longer or later window "
+        "(under momentum keep delays=1); .spread, .residual and .extent on the result say how far it is off"),
+        stacklevel=stacklevel)
+
+

@@ -1,0 +1,292 @@
+"""``TrajectoryRecorder``: snapshots theta(t) of training through an optimizer step hook.
+
+After each ``optimizer.step()`` the hook copies the flattened parameters, in one fused copy,
+into a row of storage allocated up front. Nothing is recorded silently wrong:
+
+* bad arguments, a non-floating storage dtype and an optimizer that does not train the
+  recorded parameters are refused at construction (TypeError / ValueError);
+* a recorded parameter replaced (a new module or tensor) or resized after the start raises
+  RuntimeError from the optimizer step that sees it, before anything is written;
+* full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot.
+
+Storage is memory (CPU or GPU) or, with ``path=``, a memory-mapped file (:mod:`koopman_tut.recording.storage`).
+Under torch.distributed, ``shard=True`` makes each rank keep only its contiguous share of
+the flattened rows (see :func:`koopman_tut.numerics.distributed.shard_range`).
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import torch
+import torch.nn as nn
+
+from ..numerics.distributed import local_tensor, shard_pieces, shard_range, unwrap, world
+from .storage import DiskStorage, allocate
+from .recorder_checks import (FLOAT_DTYPES, _check_dtype, _check_fraction, _check_int, _check_names,  # noqa: F401
+                              _check_lr, _trained_by, changed_message)
+from .params import layer_parameters, parameter
+from .trajectory import Trajectory
+
+
+class RecorderFullWarning(UserWarning):
+    """The recorder's storage (``max_snapshots``) is full: later snapshots are dropped."""
+
+
+class TrajectoryRecorder:
+    """Record flattened parameters after optimizer steps, into preallocated storage.
+
+    Parameters
+    ----------
+    model, optimizer : the model being trained and the optimizer that trains it (a step hook is
+        registered). Every recorded parameter must be one of the optimizer's parameters.
+    every : record every ``every``-th step (stride k maps DMD eigenvalues lambda to lambda^k;
+        the eigenvalue-1 mode is unchanged).
+    params : names to record (default: weights and biases of conv/linear layers, see
+        :func:`~koopman_tut.recording.trajectory.layer_parameters`, less frozen ones outside the optimizer).
+    start, stop : window of optimizer steps [start, stop]: snapshot s is theta after s steps;
+        the state at construction counts as step ``step0`` (default 0).
+    max_snapshots : capacity (needed when ``stop`` is None); a :class:`RecorderFullWarning` is
+        emitted when the first snapshot is dropped.
+    device, dtype : where and how snapshots are stored (default CPU float32; float16 and
+        bfloat16 halve the memory).
+    max_fraction : refuse when the storage would take more than this share of the free memory.
+    path : record into this file instead of memory (memory-mapped, format in
+        :mod:`koopman_tut.recording.disk_format`), readable while training runs and after the process dies
+        with ``Trajectory.load(path)``; needs device="cpu". Created through a temporary file beside
+        it, renamed into place once its space is reserved; a symlink is never followed; the mode
+        follows the umask. The file is closed (complete) when the window ends, the storage is
+        full, ``remove()`` is called or the process exits; one whose process was killed loads as
+        cut short (a warning, ``meta["recording"]``).
+    overwrite : with ``path``, replace an existing file there (untouched until the new one is
+        allocated); without it an existing file is refused (FileExistsError). A file another
+        recorder is still writing is refused either way.
+    sync : with ``path``, msync every snapshot to the device (survives a power loss, not only a crash).
+    shard : under torch.distributed (``True``: the default group, or a group), keep only this
+        rank's contiguous share of the flattened rows; ``trajectory()`` then holds those rows, its
+        names/shapes are the pieces of parameters they cover (a parameter cut by a shard boundary
+        becomes a flat piece) and ``meta`` has "rows" (start, stop), "n_total", "all_names",
+        "all_shapes". A DistributedDataParallel (or DataParallel) model is recorded through its
+        ``module``, so names match the plain model's; FSDP2 parameters (DTensor) are recorded
+        as their local shards.
+
+    Raises
+    ------
+    TypeError, ValueError : at construction, for bad arguments or an optimizer that does not
+        train the recorded parameters.
+    RuntimeError : from ``optimizer.step()``, when a recorded parameter was replaced or resized.
+
+    Examples
+    --------
+    >>> rec = TrajectoryRecorder(model, opt, start=100, stop=200)
+    >>> train(...)             # any loop that calls opt.step()
+    >>> traj = rec.trajectory()  # snapshots (n, 101)
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, every: int = 1,
+                 params: list[str] | None = None, start: int = 0, stop: int | None = None,
+                 max_snapshots: int | None = None, device="cpu", dtype: torch.dtype = torch.float32,
+                 step0: int = 0, max_fraction: float = 0.8, path: str | os.PathLike | None = None,
+                 sync: bool = False, shard=False, overwrite: bool = False):
+        self.every = _check_int("every", every, 1)
+        self.start = _check_int("start", start, 0)
+        self.stop = None if stop is None else _check_int("stop", stop, 0)
+        if self.stop is not None and self.stop < self.start:
+            raise ValueError(f"stop must be >= start, got stop={stop!r}, start={start!r}")
+        self.max_snapshots = None if max_snapshots is None else _check_int("max_snapshots", max_snapshots, 1)
+        if self.stop is None and self.max_snapshots is None:
+            raise ValueError("give stop (the last step to record) or max_snapshots, so storage can be preallocated")
+        self.step = _check_int("step0", step0, 0)
+        dtype, max_fraction = _check_dtype(dtype), _check_fraction("max_fraction", max_fraction)
+        explicit = _check_names(params)
+        model = unwrap(model)
+        self.model, self.optimizer = model, optimizer
+        _check_lr(optimizer)
+        names = explicit if explicit is not None else layer_parameters(model)
+        self.names = _trained_by(model, optimizer, names, explicit is not None)
+        if not self.names:
+            raise ValueError("no parameters to record: " + ("params is empty" if explicit is not None else
+                                                            "the model has no conv/linear layer the optimizer trains"))
+        self._tensors = [parameter(model, n) for n in self.names]  # identities, checked at every step
+        self.shapes = [tuple(local_tensor(t).shape) for t in self._tensors]
+        # looked up again at every step, from the model down, so a replaced submodule is seen too
+        self._lookup = [(tuple(n.split(".")[:-1]), n.rpartition(".")[2]) for n in self.names]
+        self.device = torch.device(device)
+        self.group = None if shard is False or shard is None else shard  # True: the default group
+        self.n_total = sum(math.prod(s) for s in self.shapes)
+        self.rows = shard_range(self.n_total, *world(self.group))  # (0, n_total) without a group
+        # (index, lo, hi): the entries lo:hi of recorded tensor `index` lie in this rank's rows
+        self._pieces = (shard_pieces(self.shapes, self.rows) if self.group is not None
+                        else [(i, 0, math.prod(s)) for i, s in enumerate(self.shapes)])
+        cap, n = self._capacity(), self.rows[1] - self.rows[0]
+        self.meta0 = self._meta()  # the optimizer settings when recording starts, on every route
+        self._settings_changed_at: int | None = None
+        if path is None:
+            self.storage, self._disk = allocate(cap, n, dtype, self.device, max_fraction), None
+        else:
+            if self.device.type != "cpu":
+                raise ValueError(f"path= records to a file through the CPU: device must be 'cpu', got {device!r}")
+            names, shapes = self._layout()
+            self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self.meta0, sync, overwrite)
+            self.storage = self._disk.data
+        self.steps: list[int] = []
+        self.lrs: list[float] = []  # the first recorded group's lr per snapshot
+        self.group_lrs: list[list[float]] = []  # every recorded group's lr per snapshot
+        self._lr_groups = [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
+        self._views, self._view_key = [], None  # flat views of the recorded tensors (see _write)
+        self._settings0 = self._settings()
+        self._full = False
+        self._handle = optimizer.register_step_post_hook(self._hook)
+        self._record()  # the state at construction (if inside the window)
+
+    def _capacity(self) -> int:
+        cap = (self.stop - self.start) // self.every + 1 if self.stop is not None else self.max_snapshots
+        return cap if self.max_snapshots is None else min(cap, self.max_snapshots)
+
+    def _layout(self) -> tuple[list[str], list[tuple[int, ...]]]:
+        """(names, shapes) of the rows held: whole parameters, or flat pieces of those cut by a shard boundary."""
+        out = [(self.names[i], self.shapes[i] if hi - lo == math.prod(self.shapes[i]) else (hi - lo,))
+               for i, lo, hi in self._pieces]
+        return [n for n, _ in out], [s for _, s in out]
+
+    def _groups(self) -> list[tuple[dict, list[str]]]:
+        """(param group, the recorded names it holds) for every group that holds a recorded parameter."""
+        out = []
+        for g in self.optimizer.param_groups:
+            ids = {id(p) for p in g["params"]}
+            names = [n for n, t in zip(self.names, self._tensors) if id(t) in ids]
+            if names:
+                out.append((g, names))
+        return out
+
+    def _settings(self) -> list[tuple]:
+        """(momentum, nesterov, dampening, weight decay) of every recorded group, as they are now."""
+        return [tuple(g.get(k) for k in ("momentum", "nesterov", "dampening", "weight_decay")) for g in self._lr_groups]
+
+    def _meta(self) -> dict:
+        """Recording stride and optimizer settings (and the rows held, when sharded).
+
+        The top-level settings are those of the first parameter group that holds a recorded
+        parameter; ``groups`` lists every such group with its names, initial lr and settings
+        (the Koopman gradient undoes each group's lr, momentum and weight decay on its own rows).
+        """
+        settings = [dict(names=names, lr=float(g["lr"]), momentum=float(g.get("momentum", 0.0) or 0.0),
+                         nesterov=bool(g.get("nesterov", False)), dampening=float(g.get("dampening", 0.0) or 0.0),
+                         weight_decay=float(g.get("weight_decay", 0.0) or 0.0)) for g, names in self._groups()]
+        first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
+        meta = {"every": self.every, "optimizer": type(self.optimizer).__name__, **first, "groups": settings}
+        if self.group is not None:
+            meta.update(rows=self.rows, n_total=self.n_total, all_names=list(self.names),
+                        all_shapes=[tuple(s) for s in self.shapes])
+        return meta
+
+    # -- the hook runs after every optimizer.step()
+    def _hook(self, optimizer, args, kwargs) -> None:
+        self.step += 1
+        self._record()
+
+    @torch.no_grad()
+    def _record(self) -> None:
+        s = self.step
+        if self._full or (self.stop is not None and s > self.stop):
+            return  # the recording is over: nothing to check or write
+        found = self._current()
+        self._check_unchanged(found)
+        if s < self.start or (s - self.start) % self.every:
+            return
+        k = len(self.steps)
+        if k >= self.storage.shape[0]:
+            self._warn_full(s)
+            return
+        self._write(self.storage[k], found)
+        self.steps.append(s)
+        self.lrs.append(float(self._lr_groups[0]["lr"]))
+        self.group_lrs.append([float(g["lr"]) for g in self._lr_groups])
+        if self._settings_changed_at is None and self._settings() != self._settings0:
+            self._settings_changed_at = s
+        if self._disk is not None:
+            self._disk.commit(k, s, self.lrs[-1])  # after the row: the file counts complete snapshots only
+            if k + 1 == self.storage.shape[0] or (self.stop is not None and s + self.every > self.stop):
+                self._disk.close()  # nothing more can be written: the file is complete
+
+    def _current(self) -> list[tuple[nn.Module | None, torch.Tensor | None, bool]]:
+        """(module, trainable tensor, pruned?) per recorded name, looked up in the model now."""
+        out = []
+        for path, attr in self._lookup:
+            m = self.model
+            for a in path:
+                m = m._modules.get(a) if m is not None else None
+            ps = m._parameters if m is not None else {}
+            orig = ps.get(attr + "_orig")  # pruned by torch.nn.utils.prune: train weight_orig
+            out.append((m, ps.get(attr) if orig is None else orig, orig is not None))
+        return out
+
+    def _check_unchanged(self, found) -> None:
+        """RuntimeError if a recorded parameter is not the tensor, or not of the shape, recorded so far."""
+        for (_, t, _), t0, shape in zip(found, self._tensors, self.shapes):
+            if t is not t0 or local_tensor(t).shape != shape:
+                raise RuntimeError(changed_message(self, [t for _, t, _ in found]))
+
+    def _write(self, row: torch.Tensor, found) -> None:
+        """One fused copy of the flattened values into ``row`` (converting to its dtype).
+
+        The flat views of the recorded tensors are made once and reused while every tensor keeps
+        its storage (``data_ptr``, checked each step: ``p.data = ...`` or ``model.to()`` gives new
+        storage, and the views are made again), so a step costs one ``torch.cat``.
+        """
+        key = tuple((local_tensor(t).data_ptr(), pruned) for _, t, pruned in found)
+        if key != self._view_key:
+            self._views, self._view_key = self._flat_views(found), key
+        vals = [v if mask is None else v * mask for v, mask in self._views]
+        if all(v.device == row.device for v in vals):
+            torch.cat(vals, out=row)
+        else:  # e.g. CUDA parameters, CPU storage: one transfer
+            row.copy_(torch.cat([v.to(vals[0].device) for v in vals]))
+
+    def _flat_views(self, found) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(flat view of the piece held, flat view of its pruning mask or None) per piece."""
+        out = []
+        for i, lo, hi in self._pieces:  # whole parameters, or the pieces in this rank's rows
+            (m, t, pruned), attr = found[i], self._lookup[i][1]
+            mask = local_tensor(getattr(m, attr + "_mask")).detach().reshape(-1)[lo:hi] if pruned else None
+            out.append((local_tensor(t).detach().reshape(-1)[lo:hi], mask))
+        return out
+
+    def _warn_full(self, s: int) -> None:
+        self._full = True
+        cap = self.storage.shape[0]
+        warnings.warn(f"TrajectoryRecorder is full: its {cap} snapshots (max_snapshots={self.max_snapshots}) are "
+                      f"taken, so the snapshot of step {s} and all later ones are dropped. Record more with a larger "
+                      f"max_snapshots=, every k-th step with every=, or end the window at the last step you need "
+                      f"with stop=", RecorderFullWarning, stacklevel=2)
+
+    def remove(self) -> None:
+        """Stop recording (unregister the step hook)."""
+        self._handle.remove()
+        if self._disk is not None:
+            self._disk.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+    def trajectory(self, copy: bool = False) -> Trajectory:
+        """The snapshots so far as a Trajectory: snapshots (n, T) is a view of the storage unless ``copy``."""
+        T = len(self.steps)
+        if T == 0:
+            raise ValueError(f"nothing recorded yet: {self.step} steps taken, window starts at step {self.start}")
+        snaps = self.storage[:T]
+        snaps = (snaps.clone() if copy else snaps).T  # (n, T)
+        names, shapes = self._layout()
+        meta = {"lrs": list(self.lrs), **self.meta0}
+        if self._settings_changed_at is not None:
+            warnings.warn(f"the optimizer's momentum, dampening, Nesterov flag or weight decay changed during the "
+                          f"window (first seen at step {self._settings_changed_at}; e.g. OneCycleLR cycles momentum): "
+                          f"the trajectory keeps the settings of its start, which the Koopman gradient undoes",
+                          stacklevel=2)
+        if len(self._lr_groups) > 1:
+            meta["group_lrs"] = [list(row) for row in self.group_lrs]
+        return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), names, shapes, meta)

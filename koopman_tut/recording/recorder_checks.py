@@ -1,0 +1,138 @@
+"""Construction-time checks of :class:`koopman_tut.recording.recorder.TrajectoryRecorder`'s arguments.
+
+Bad arguments, a non-floating storage dtype, an optimizer that does not train the
+recorded parameters or has no learning rate, and a parameter listed twice (or under two
+names of one tied tensor) are refused before anything is allocated (TypeError / ValueError).
+"""
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Iterable
+
+import torch
+import torch.nn as nn
+
+from ..numerics.distributed import local_tensor
+from .params import check_untied, parameter
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+# -- argument checks (construction time)
+
+def _check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int; TypeError unless an integer (bool is not), ValueError if below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_fraction(name: str, value) -> float:
+    """``value`` as a float in (0, 1] (NaN is not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in (0, 1], got {value!r} ({type(value).__name__})")
+    if not 0 < value <= 1:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    """A floating storage dtype; integer or bool storage would round every parameter away."""
+    if not isinstance(dtype, torch.dtype) or dtype not in FLOAT_DTYPES:
+        allowed = ", ".join(str(d) for d in FLOAT_DTYPES)
+        raise TypeError(f"dtype (of the snapshot storage) must be a floating torch dtype ({allowed}), got {dtype!r}")
+    return dtype
+
+
+def _check_names(params) -> list[str] | None:
+    """``params`` as a list of names (None stays None); a bare string is refused, not split into letters."""
+    if params is None:
+        return None
+    names = None if isinstance(params, str) or not isinstance(params, Iterable) else list(params)
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"params must be a list of parameter names such as ['fc.weight'], got {params!r}")
+    return names
+
+
+def _check_lr(optimizer: torch.optim.Optimizer) -> None:
+    """The recorder logs ``param_groups[0]['lr']`` with every snapshot (the Koopman gradient divides by it)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    group = optimizer.param_groups[0]
+    if "lr" not in group:
+        keys = sorted(k for k in group if k != "params")
+        raise ValueError(f"optimizer.param_groups[0] has no 'lr' key (its settings: {keys}): the recorder logs the "
+                         f"learning rate with every snapshot. Give the group a learning rate, "
+                         f"optimizer.param_groups[0]['lr'] = ..., or build the optimizer with lr=")
+    try:
+        float(group["lr"])
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"optimizer.param_groups[0]['lr'] must be a number, got {group['lr']!r}") from None
+
+
+def _owned(optimizer: torch.optim.Optimizer) -> set[int]:
+    """Identities of the tensors the optimizer trains."""
+    return {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+
+def _listing(names: list[str], total: int, at_most: int = 3) -> str:
+    """Up to ``at_most`` names and how many of ``total``, e.g. "'a', 'b' (2 of 9 recorded parameters)"."""
+    shown = ", ".join(repr(n) for n in names[:at_most])
+    more = f" and {len(names) - at_most} more" if len(names) > at_most else ""
+    return f"{shown}{more} ({len(names)} of {total} recorded parameters)"
+
+
+def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[str], explicit: bool) -> list[str]:
+    """The names whose trainable tensor (``weight_orig`` once pruned) the optimizer owns.
+
+    A trainable tensor outside the optimizer raises ValueError: its snapshots would stay
+    constant (DMD would find lambda = 1 and Koopman pruning would equal magnitude pruning).
+    Frozen ones (requires_grad False) cannot change: skipped with a warning, unless listed
+    explicitly in ``params``, where they raise.
+    """
+    check_untied(model, names, "params")
+    owned = _owned(optimizer)
+    keep, frozen, missing = [], [], []
+    for name in names:
+        t = parameter(model, name)
+        if id(t) in owned:
+            keep.append(name)
+        elif t.requires_grad:
+            missing.append(name)
+        else:
+            frozen.append(name)
+    if missing:
+        raise ValueError(f"the optimizer does not train {_listing(missing, len(names))}: their snapshots would "
+                         f"stay constant. Pass the optimizer that trains this model (built over its own "
+                         f"parameters, not another model's or a copy's), or params= to record only what it trains")
+    if frozen and explicit:
+        raise ValueError(f"{_listing(frozen, len(names))} are frozen (requires_grad=False) and not in the optimizer, "
+                         f"so they cannot change: leave them out of params=")
+    if frozen:
+        warnings.warn(f"not recording {_listing(frozen, len(names))}: frozen (requires_grad=False) and not in the "
+                      f"optimizer, so they cannot change; pass params= to choose what is recorded", stacklevel=3)
+    return keep
+
+
+def changed_message(rec, tensors: list[torch.Tensor | None]) -> str:
+    """Why recorder ``rec`` cannot go on: which recorded parameter (now ``tensors``, in its order)
+    was removed, reshaped or replaced since recording started, and what to do."""
+    owned = _owned(rec.optimizer)
+    what = ""
+    for name, t, t0, shape in zip(rec.names, tensors, rec._tensors, rec.shapes):
+        if t is None:
+            what = "was removed from the model"
+        elif tuple(local_tensor(t).shape) != shape:
+            what = f"changed shape from {shape} (recorded) to {tuple(t.shape)}"
+        elif t is not t0:
+            trains = "trains" if id(t) in owned else "does not train"
+            what = f"was replaced by a new tensor of the same shape {shape} (the optimizer {trains} it)"
+        else:
+            continue
+        break
+    return (f"recorded parameter {name!r} {what} at step {rec.step}, after the TrajectoryRecorder started: one "
+            f"trajectory cannot mix two tensors. Call remove() on this recorder and start a new "
+            f"TrajectoryRecorder for the changed model, with the optimizer that trains it")

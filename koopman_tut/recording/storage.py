@@ -1,0 +1,220 @@
+"""Where a recorder keeps its snapshots: preallocated memory, or a memory-mapped file on disk.
+
+The file (``TrajectoryRecorder(..., path=FILE)``, read back by ``Trajectory.load(FILE)``) is
+in the format of :mod:`koopman_tut.recording.disk_format` (version 2: a checksummed header checked
+field by field, then steps, learning rates and the raw row-major (capacity, n) snapshots).
+It is created through a temporary file beside FILE and renamed into place only once its
+space is reserved (:mod:`koopman_tut.recording.safe_files`): an existing FILE is refused unless
+``overwrite=True`` and is untouched until then; a symlink is never followed; the mode
+follows the umask; the writer holds an exclusive lock on it, so a second recorder on the
+same path is refused.
+
+The recorder writes snapshot k's row, then its learning rate and step, and only then
+``count = k + 1``: a process that dies (an exception, SIGKILL) leaves a file whose complete
+snapshots load, since its pages belong to the kernel's page cache; loading it warns that
+the recording was cut short. With ``sync=True`` each snapshot is also msync'ed to the
+device before and after the count, so a power loss leaves the same guarantee, at the cost
+of a synchronous write per snapshot.
+
+Reading maps the file copy-on-write: the (n, count) snapshots are a transposed view of the
+mapped rows (numpy.memmap -> torch.from_numpy, no copy), paged in as the chunked passes of
+:func:`koopman_tut.numerics.dmd` read them; writing to them never changes the file. Files of the
+version-1 format are refused with the way to convert them (:func:`koopman_tut.recording.disk_v1.convert_v1`).
+"""
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import struct
+import warnings
+import weakref
+
+import numpy as np
+import torch
+
+from . import disk_format as fmt
+from .disk_format import MAGIC, MAGIC_V1, RecordingCutShortWarning
+from .safe_files import check_target, claim_existing, create_temp, discard, is_locked, lock, publish, unlock
+
+_RAW = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}  # raw element of each size; torch reinterprets
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory on ``device`` (CUDA: free device memory; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def allocate(capacity: int, n: int, dtype: torch.dtype, device: torch.device, max_fraction: float) -> torch.Tensor:
+    """Zeroed (capacity, n) storage in memory (zeros: pages committed now); MemoryError if it would not fit."""
+    need = n * capacity * torch.empty((), dtype=dtype).element_size()
+    free = available_bytes(device)
+    if need > max_fraction * free:
+        raise MemoryError(f"recording {n:,} parameters x {capacity:,} snapshots in {dtype} needs "
+                          f"{need / 2**30:.2f} GiB on {device}, but only {free / 2**30:.2f} GiB is "
+                          f"free: record every k steps (every=), a shorter window (start/stop), "
+                          f"fewer parameters (params=), float16 storage (dtype=), to disk (path=) "
+                          f"or sharded over ranks (shard=True)")
+    return torch.zeros(capacity, n, dtype=dtype, device=device)
+
+
+def is_disk_trajectory(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts with the magic bytes of this format (version 2 or 1)."""
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC)) in (MAGIC, MAGIC_V1)
+
+
+class DiskStorage:
+    """A new trajectory file of ``capacity`` snapshots of n values, mapped for writing.
+
+    Parameters
+    ----------
+    path : the file to create (not a symlink); refused if it exists, unless ``overwrite``.
+    names, shapes, n : the recorded tensors, in flattening order; n the sum of their sizes.
+    capacity, dtype : snapshots the file holds, and their floating dtype.
+    meta : JSON-serialisable recording metadata (stride, optimizer settings).
+    sync : msync every committed snapshot (survives a power loss).
+    overwrite : replace an existing regular file at ``path`` (only once the new one is allocated).
+
+    Attributes
+    ----------
+    data : (capacity, n) tensor of ``dtype`` on the CPU, a view of the file's snapshot rows.
+
+    Raises
+    ------
+    FileExistsError : ``path`` exists (without ``overwrite``) or another recorder is writing it.
+    ValueError, TypeError : a symlink or non-file at ``path``; a bad argument.
+    OSError : the space cannot be reserved (a full disk, a file-size limit): nothing is left behind.
+    """
+
+    def __init__(self, path: str | os.PathLike, names: list[str], shapes: list[tuple[int, ...]], n: int,
+                 capacity: int, dtype: torch.dtype, meta: dict, sync: bool = False, overwrite: bool = False):
+        self.path, self.sync = check_target(path, overwrite), sync
+        item = torch.empty((), dtype=dtype).element_size()
+        blob, h = fmt.encode(names, shapes, n, capacity, dtype, meta)
+        size = h["data_offset"] + capacity * n * item
+        held = claim_existing(self.path) if overwrite else None  # no recorder starts on the old file meanwhile
+        fd, tmp = None, None
+        try:
+            fd, tmp = create_temp(self.path)
+            lock(fd, self.path)
+            self._map = _reserve(fd, size, self.path)
+            self._map[:len(blob)] = blob
+            self.steps = np.frombuffer(self._map, dtype="<i8", count=capacity, offset=h["steps_offset"])
+            self.lrs = np.frombuffer(self._map, dtype="<f8", count=capacity, offset=h["lrs_offset"])
+            self.steps[:] = -1  # not written yet
+            self._map.flush()
+            publish(tmp, self.path, overwrite)
+        except BaseException:
+            if tmp is not None:
+                discard(fd, tmp)
+            raise
+        finally:
+            if held is not None:
+                os.close(held)
+        raw = np.frombuffer(self._map, dtype=_RAW[item], count=capacity * n, offset=h["data_offset"])
+        self.data = torch.from_numpy(raw.reshape(capacity, n)).view(dtype)
+        self._finalizer = weakref.finalize(self, _close, self._map, fd, sync, os.getpid())
+
+    def commit(self, k: int, step: int, lr: float) -> None:
+        """Snapshot k's row is written: record its lr, its step, then count = k + 1 (in that order)."""
+        self.lrs[k] = lr
+        self.steps[k] = step  # snapshot k is complete from here on
+        if self.sync:
+            self._map.flush()
+        struct.pack_into("<Q", self._map, 8, k + 1)
+        if self.sync:
+            self._map.flush()
+
+    def close(self) -> None:
+        """The recording is over: mark the file CLOSED and release the writer's lock (idempotent; also
+        run when this object is collected or the process exits). ``data`` stays readable."""
+        self._finalizer()
+
+
+def _reserve(fd: int, size: int, path) -> mmap.mmap:
+    """Reserve ``size`` bytes for the file open as ``fd`` (ENOSPC/EFBIG now, not SIGBUS mid-training) and map it."""
+    try:
+        os.ftruncate(fd, size)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # the filesystem cannot preallocate
+                raise
+    except OSError as e:
+        raise OSError(e.errno, f"cannot reserve {size / 2**30:.3f} GiB for {path}: {e.strerror}") from e
+    return mmap.mmap(fd, size)
+
+
+def _close(mm: mmap.mmap, fd: int, sync: bool, pid: int) -> None:
+    if os.getpid() != pid:  # a forked child (e.g. a DataLoader worker) leaves the parent's file alone
+        return
+    try:
+        mm[16:24] = fmt.CLOSED
+        if sync:
+            mm.flush()
+    except ValueError:  # the map was closed
+        pass
+    finally:
+        unlock(fd)
+        os.close(fd)
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict, int]:
+    """(the checked JSON header, count of committed snapshots) of a version-2 file; ValueError if damaged."""
+    with open(path, "rb") as f:
+        h, count, _ = fmt.read_header(f.fileno(), path, os.fstat(f.fileno()).st_size)
+    return h, count
+
+
+def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, list[str], list[tuple], dict]:
+    """The recording in a file written by a recorder with ``path=``, as the parts of a
+    :class:`koopman_tut.Trajectory` (snapshots, steps, names, shapes, meta): snapshots (n, k) are a
+    copy-on-write mapped view (no copy) of the k snapshots complete when it was opened.
+
+    ``meta["recording"]`` is "in progress" (a recorder is writing the file) or "cut short" (its
+    process ended without closing it; a :class:`RecordingCutShortWarning` says how many snapshots
+    are complete), and absent for a finished recording. ValueError for a damaged, foreign or
+    version-1 file.
+    """
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        if os.pread(fd, len(MAGIC_V1), 0) == MAGIC_V1:
+            raise ValueError(f"{path} is in the version-1 disk format, whose header carries no checksum: convert it "
+                             f"once with koopman_tut.recording.disk_v1.convert_v1({str(path)!r}, NEW_PATH) and load NEW_PATH")
+        locked = is_locked(fd)  # before the header: a writer that stops later has written all it counts
+        h, count, state = fmt.read_header(fd, path, size)
+        live = state == fmt.WRITING and locked
+        cap, n, item = h["capacity"], h["n"], fmt.itemsize(h)
+        steps = np.frombuffer(os.pread(fd, 8 * cap, h["steps_offset"]), dtype="<i8")
+        k = fmt.complete_snapshots(h, count, state, steps, live, path)
+        if k == 0:
+            raise ValueError(f"{path} holds no complete snapshot yet")
+        if size < h["data_offset"] + k * n * item:
+            raise ValueError(f"{path} is inconsistent: truncated inside its {k} complete snapshots "
+                             f"({size} bytes, {h['data_offset'] + k * n * item} needed)")
+        rows = np.memmap(f, dtype=_RAW[item], mode="c", offset=h["data_offset"], shape=(k, n))
+        lrs = np.frombuffer(os.pread(fd, 8 * k, h["lrs_offset"]), dtype="<f8")
+    meta = dict(h["meta"], lrs=lrs.tolist())
+    if "rows" in meta:  # JSON has lists only
+        meta["rows"] = tuple(meta["rows"])
+    if "all_shapes" in meta:
+        meta["all_shapes"] = [tuple(s) for s in meta["all_shapes"]]
+    if k < cap and state == fmt.WRITING:
+        meta["recording"] = "in progress" if live else "cut short"
+        if not live:
+            warnings.warn(f"{path}: the recording was cut short (its process ended without closing the file: killed?) "
+                          f"after {k} of {cap} snapshots; the {k} complete snapshots are loaded",
+                          RecordingCutShortWarning, stacklevel=3)
+    snaps = torch.from_numpy(rows).view(fmt.DTYPES[h["dtype"]]).T  # (n, k)
+    return snaps, torch.from_numpy(steps[:k].astype(np.int64)), list(h["names"]), [tuple(s) for s in h["shapes"]], meta

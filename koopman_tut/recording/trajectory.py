@@ -1,0 +1,213 @@
+"""Recording the parameter trajectory theta(t) of training, for Koopman analysis.
+
+Redman et al. (ICLR 2022, arXiv:2110.14856) view training as a dynamical system
+theta(t+1) = T(theta(t)) and run DMD on snapshots theta(t1..t2) of the flattened prunable
+parameters (weights and biases of convolutions and linear layers; not BatchNorm).
+``TrajectoryRecorder`` (in :mod:`koopman_tut.recording.recorder`, re-exported here) collects those
+snapshots through an optimizer step hook, so any training loop works; ``Trajectory`` holds
+them with the map back to named tensors.
+
+Two file formats, told apart by their first bytes when loading:
+
+* :meth:`Trajectory.save` writes one ``torch.save`` file (format ``koopman_tut.recording.trajectory/1``),
+  atomically; loading reads it whole into memory.
+* ``TrajectoryRecorder(..., path=FILE)`` records straight into a memory-mapped file
+  (``koopman_tut.recording.trajectory-mmap`` version 2): an 8-byte magic ``KTTRAJM2``, the count of
+  complete snapshots (uint64), the recording's state, a checksummed JSON header (names,
+  shapes, dtype, capacity, byte order, offsets, recording metadata) checked field by field,
+  the steps (int64) and learning rates (float64) of the snapshots, then the snapshots as one
+  raw row-major (capacity, n) array, snapshot k in row k (see :mod:`koopman_tut.recording.disk_format`
+  for the byte layout; version-1 files are refused with the converter to use,
+  :func:`koopman_tut.recording.disk_v1.convert_v1`). :meth:`Trajectory.load` maps it
+  (copy-on-write, no copy): ``snapshots`` (n, count) is a transposed view of the rows, read
+  from disk as :func:`koopman_tut.numerics.dmd` and the Koopman analysis stream over it in chunks, so
+  a trajectory larger than memory can be decomposed. A recording cut short (the process
+  killed) loads with the snapshots completed before it stopped, a
+  :class:`~koopman_tut.recording.storage.RecordingCutShortWarning` and ``meta["recording"] = "cut short"``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from . import storage
+from .params import current_value, parameter
+from .recorder_checks import _check_int
+from .safe_files import write_atomically
+from .validation import check_index, check_meta, check_names_shapes, check_snapshots, check_steps
+
+FORMAT = "koopman_tut.recording.trajectory/1"
+
+
+@dataclass
+class Trajectory:
+    """Snapshots of flattened parameters and the map back to named tensors.
+
+    Attributes
+    ----------
+    snapshots : (n, T) tensor, columns are theta(steps[0]), theta(steps[1]), ...
+    steps : (T,) int64, optimizer steps taken before each snapshot.
+    names, shapes : the recorded parameters, in flattening order.
+    meta : lr per snapshot ('lrs'), optimizer name and settings, recording stride ('every').
+
+    Checked on construction (TypeError / ValueError naming the field): snapshots a dense
+    2-D floating tensor with at least one column; steps integers, strictly increasing, one
+    per snapshot (stored as int64); names unique, one per shape; the shapes' sizes add up to
+    the snapshots' rows; meta plain values (tensors and NumPy values become lists and
+    numbers, tuples lists), ``meta['lrs']`` one per snapshot. Whatever is accepted,
+    :meth:`save` then :meth:`load` gives back. The snapshots themselves are not read.
+    """
+
+    snapshots: torch.Tensor
+    steps: torch.Tensor
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        T = check_snapshots(self.snapshots).shape[1]
+        self.steps = check_steps(self.steps, T)
+        self.names, self.shapes = check_names_shapes(self.names, self.shapes, self.snapshots.shape[0])
+        self.meta = check_meta(self.meta, T)
+
+    @property
+    def offsets(self) -> list[int]:
+        out = [0]
+        for s in self.shapes:
+            out.append(out[-1] + math.prod(s))
+        return out
+
+    @property
+    def n_features(self) -> int:
+        return self.offsets[-1]
+
+    def __len__(self) -> int:
+        return self.snapshots.shape[1]
+
+    @property
+    def lr(self) -> float | None:
+        """Learning rate at the last snapshot (None if not recorded)."""
+        lrs = self.meta.get("lrs")
+        return float(lrs[-1]) if lrs is not None and len(lrs) else None
+
+    def window(self, start: int = 0, stop: int | None = None, every: int = 1) -> "Trajectory":
+        """Columns start:stop:every (a view), with steps and metadata to match.
+
+        ``start`` must be in [-T, T-1] and ``stop`` (exclusive, None: to the end) in [-T, T];
+        the window must keep at least one snapshot.
+        """
+        T = len(self)
+        lo = check_index(start, T, "start")
+        hi = T if stop is None else check_index(stop, T, "stop", end=True)
+        every = _check_int("every", every, 1)
+        if hi <= lo:
+            raise ValueError(f"window(start={start}, stop={stop}) of {T} snapshots selects none: "
+                             f"stop must come after start")
+        sl = slice(lo, hi, every)
+        meta = dict(self.meta)
+        for key in ("lrs", "group_lrs"):  # one entry per snapshot
+            if key in meta:
+                meta[key] = list(meta[key])[sl]
+        meta["every"] = self.meta.get("every", 1) * every
+        return Trajectory(self.snapshots[:, sl], self.steps[sl], list(self.names), list(self.shapes), meta)
+
+    def unflatten(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(n,) flat vector -> {name: tensor of the parameter's shape} (views)."""
+        if vec.ndim != 1 or vec.numel() != self.n_features:
+            raise ValueError(f"vec must have shape ({self.n_features},), got {tuple(vec.shape)}")
+        o = self.offsets
+        return {n: vec[o[i]:o[i + 1]].reshape(s) for i, (n, s) in enumerate(zip(self.names, self.shapes))}
+
+    def flatten(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """{name: tensor} -> (n,) in this trajectory's order, on the snapshots' device."""
+        dev = self.snapshots.device
+        return torch.cat([tensors[n].detach().reshape(-1).to(dev) for n in self.names])
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise ValueError unless the model has every recorded parameter with the same shape."""
+        for n, s in zip(self.names, self.shapes):
+            try:
+                v = current_value(model, n)
+            except ValueError as e:
+                raise ValueError(f"trajectory does not match the model: {e}") from None
+            if tuple(v.shape) != tuple(s):
+                raise ValueError(f"trajectory does not match the model: {n} has shape {tuple(v.shape)} "
+                                 f"in the model and {tuple(s)} in the trajectory")
+
+    def load_into(self, model: nn.Module, column: int | torch.Tensor = -1) -> None:
+        """Copy snapshot ``column`` (or an (n,) vector, e.g. a Koopman forecast) into the model."""
+        self.check_model(model)
+        if isinstance(column, torch.Tensor):
+            vec = column
+        else:  # a snapshot index in [-T, T-1]
+            vec = self.snapshots[:, check_index(column, len(self), "column")]
+        with torch.no_grad():
+            for n, v in self.unflatten(vec).items():
+                target = parameter(model, n)
+                target.copy_(v.to(target.dtype))
+
+    # -- persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write to one file atomically (a temporary file in the same folder, then a rename; an existing
+        file, or a symlink, at ``path`` is replaced, never written through); its mode follows the umask."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        obj = {"format": FORMAT, "snapshots": self.snapshots.detach().cpu().contiguous(),
+               "steps": self.steps.cpu(), "names": list(self.names),
+               "shapes": [list(s) for s in self.shapes], "meta": _plain(self.meta)}
+        atomic_save(obj, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location="cpu") -> "Trajectory":
+        """Read a file written by :meth:`save`, or map one recorded with ``TrajectoryRecorder(path=)``
+        (its snapshots then stay on disk, on the CPU: ``map_location`` is ignored); a damaged or
+        foreign file raises ValueError.
+
+        A recorded file loads its complete snapshots; ``meta["recording"]`` is "in progress" while a
+        recorder writes it, "cut short" when its process died first (with a
+        :class:`~koopman_tut.recording.storage.RecordingCutShortWarning` saying how many of how many are complete).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no trajectory file at {path}")
+        if storage.is_disk_trajectory(path):
+            return cls(*storage.open_recording(path))
+        try:
+            obj = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{path} is not a readable trajectory file ({type(e).__name__}: {e})") from e
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a koopman_tut trajectory (format {FORMAT!r} expected)")
+        try:
+            traj = cls(obj["snapshots"], obj["steps"], list(obj["names"]), [tuple(s) for s in obj["shapes"]],
+                       obj["meta"])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path} is a damaged trajectory file ({type(e).__name__}: {e})") from None
+        if traj.snapshots.ndim != 2 or traj.snapshots.shape[0] != traj.n_features \
+                or traj.steps.numel() != traj.snapshots.shape[1]:
+            raise ValueError(f"{path} is inconsistent: snapshots {tuple(traj.snapshots.shape)}, "
+                             f"{traj.n_features} parameters listed, {traj.steps.numel()} steps")
+        return traj
+
+
+def _plain(meta: dict) -> dict:
+    """Metadata as plain Python values (loadable with weights_only=True)."""
+    out = {}
+    for k, v in meta.items():
+        if isinstance(v, torch.Tensor):
+            v = v.tolist()
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[k] = v
+    return out
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file beside ``path`` (mode 0o666 less the umask), fsync, then os.replace:
+    never a half-written file."""
+    write_atomically(path, lambda f: torch.save(obj, f))

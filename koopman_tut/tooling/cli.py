@@ -1,0 +1,260 @@
+"""``koopman-tut``: run and list the tutorial notebooks with papermill.
+
+    koopman-tut list
+    koopman-tut run [--preset smoke|default|paper] [--only NAME ...] [--output-dir outputs]
+                    [-p NAME VALUE ...] [--allow-unknown] [--in-place] [--resume]
+    koopman-tut course OUTDIR [--no-execute] [--only NAME ...] [--force]
+
+``run`` executes each notebook into the output folder (or in place, atomically), with a
+progress bar, and ends with a summary table; it exits 1 if any notebook failed, and 2 (before
+running anything) for a parameter no selected notebook declares, a value that does not fit
+its parameters cell, or a DATASET / MODEL that koopman_tut does not know. A failed notebook's
+partial output goes to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds
+the tutorial).
+``--resume`` skips notebooks whose output is already there, newer than the notebook and
+made with the same parameters, so an interrupted long run (the paper preset) goes on
+where it stopped.
+Presets set only the parameters a notebook declares in its ``parameters`` cell, and never one
+given with -p. Every value is checked against the notebook's parameters cell before any kernel
+starts (types and ranges: koopman_tut.tooling.nb_params); a -p that the notebook's ``if SMOKE:`` block
+would override is refused (exit 2). ``--in-place`` first removes the temporaries a killed
+``--in-place`` run left in notebooks/.
+``course`` writes OUTDIR/student (no solutions), OUTDIR/instructor (everything, executed) and
+OUTDIR/site (offline HTML pages); see koopman_tut.tooling.course. It refuses an OUTDIR that is a file,
+or a non-empty one unless ``--force`` (which replaces OUTDIR/student, instructor and site).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import stat
+import sys
+from pathlib import Path
+
+from .nb_params import plan, read_parameters
+from .runner import (Result, already_done, new_file_mode, print_summary, record_timings,
+                     remove_stale_temporaries, run_one)
+
+PRESETS: dict[str, dict] = {
+    "smoke": {"SMOKE": True},
+    "default": {},
+    # paper scale: MNIST + MnistNet (download needed; a GPU helps). CIFAR-10 + ResNet-20:
+    # add -p DATASET cifar10 -p MODEL resnet20 (a GPU is needed to finish in hours, not days).
+    "paper": {"DATASET": "mnist", "MODEL": "mnistnet", "DOWNLOAD": True, "EPOCHS": 20, "LR": 0.01,
+              "BATCH_SIZE": 128, "WINDOW": 200, "SEEDS": 3},  # seeds SEED, SEED + 1, SEED + 2
+}
+NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")  # no .failed, hidden or -checkpoint copies
+USAGE_ERROR = 2
+
+
+def notebook_dir() -> Path:
+    env = os.environ.get("KOOPMAN_TUT_NOTEBOOKS")
+    d = Path(env) if env else Path(__file__).resolve().parents[2] / "notebooks"
+    if not d.is_dir():
+        raise SystemExit(f"no notebooks folder at {d}: run from a clone of koopman_tut (pip install -e .) "
+                         f"or set KOOPMAN_TUT_NOTEBOOKS")
+    return d
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """Tutorial notebooks in order; ``only`` keeps those whose name starts with or equals an entry."""
+    found = sorted(p for p in notebook_dir().iterdir() if NOTEBOOK_NAME.match(p.name) and p.is_file())
+    if not only:
+        return found
+    keep = [p for p in found if any(p.stem == o or p.stem.startswith(o) or p.name == o for o in only)]
+    missing = [o for o in only if not any(p.stem == o or p.stem.startswith(o) or p.name == o for p in found)]
+    if missing:
+        raise SystemExit(f"no notebook matches {missing}; available: {[p.stem for p in found]}")
+    return keep
+
+
+def parse_value(text: str):
+    """A -p value: a Python literal (3, 0.1, True, [1, 2], 'x') or else the plain string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def valid_choices(names) -> dict[str, list[str]]:
+    """Allowed values of the DATASET and MODEL parameters among ``names``.
+
+    Imported lazily from koopman_tut.training.data and koopman_tut.training.models (they import torch);
+    MODEL ``"auto"`` means the dataset's default model (experiments.setup).
+    """
+    choices = {}
+    if "DATASET" in names:
+        from koopman_tut.training.data import DATASETS
+
+        choices["DATASET"] = list(DATASETS)
+    if "MODEL" in names:
+        from koopman_tut.training.models import MODELS
+
+        choices["MODEL"] = ["auto", *MODELS]
+    return choices
+
+
+def check_parameters(specs: dict, preset: dict, texts: dict[str, str], preset_name: str = "default",
+                     allow_unknown: bool = False) -> tuple[dict, list[str]]:
+    """Each notebook's parameters and the errors in them, found before any kernel starts.
+
+    Parameters
+    ----------
+    specs : dict
+        Path -> koopman_tut.tooling.nb_params.NotebookParameters of each selected notebook.
+    preset, texts : dict
+        The preset's values; the -p NAME VALUE pairs as typed.
+    preset_name : str
+        The preset, named in messages.
+    allow_unknown : bool
+        Accept -p names that no selected notebook declares (they are ignored).
+
+    Returns
+    -------
+    (dict, list of str)
+        Path -> parameters (what the notebook declares, an explicit -p over the preset); one
+        message per error (types and ranges from the parameters cells, see nb_params; DATASET and
+        MODEL from the package; a -p that SMOKE would override); empty if the run can go ahead.
+    """
+    known = sorted({name for spec in specs.values() for name in spec.defaults})
+    errors = []
+    unknown = [k for k in texts if k not in known]
+    if unknown and not allow_unknown:
+        errors.append(f"unknown parameter {', '.join(unknown)}: the selected notebooks declare only "
+                      f"{', '.join(known)} (--allow-unknown ignores it)")
+    plans, problems = plan(specs, preset, texts, preset_name)
+    errors += problems
+    values = {}
+    for params in plans.values():
+        for name in ("DATASET", "MODEL"):
+            if name in params and isinstance(params[name], str):
+                values.setdefault(name, []).append(params[name])
+    for name, valid in valid_choices(values).items():
+        for bad in dict.fromkeys(v for v in values[name] if v not in valid):
+            errors.append(f"{name} {bad!r} is not one of {', '.join(valid)}")
+    return plans, errors
+
+
+def keep_tuples() -> None:
+    """Make papermill inject a tuple parameter as a tuple: its PythonTranslator writes every type
+    it does not know, tuples included, as a string ("(2, 4)")."""
+    from papermill.translators import PythonTranslator, papermill_translators
+
+    class TupleTranslator(PythonTranslator):
+        @classmethod
+        def translate(cls, val):
+            if isinstance(val, tuple):
+                return "(" + ", ".join(cls.translate(v) for v in val) + ("," if len(val) == 1 else "") + ")"
+            return super().translate(val)
+
+    papermill_translators.register("python", TupleTranslator)
+
+
+def title(path: Path) -> str:
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return path.stem
+
+
+def cmd_list(args) -> int:
+    import papermill as pm
+
+    for p in notebooks(args.only):
+        print(f"{p.stem}: {title(p)}")
+        for name, info in pm.inspect_notebook(str(p)).items():
+            print(f"    {name:14s} = {info['default']:<12s} {info.get('help') or ''}".rstrip())
+    return 0
+
+
+def cmd_run(args) -> int:
+    from tqdm.auto import tqdm
+
+    texts = dict(args.param or [])  # -p NAME VALUE as typed; the last one of a name wins
+    paths = notebooks(args.only)
+    specs = {p: read_parameters(p) for p in paths}
+    plans, errors = check_parameters(specs, PRESETS[args.preset], texts, args.preset, args.allow_unknown)
+    if errors:
+        print("\n".join(f"koopman-tut run: error: {e}" for e in errors), file=sys.stderr)
+        return USAGE_ERROR
+    for p in paths:
+        if missing := [k for k in texts if k not in specs[p].defaults]:
+            print(f"  note: {p.stem} has no parameter {missing}; ignored there", file=sys.stderr)
+    keep_tuples()
+    out_dir, mode = Path(args.output_dir).resolve(), new_file_mode()
+    if args.in_place:  # a run killed during --in-place leaves its temporary in notebooks/
+        for p in notebooks():
+            remove_stale_temporaries(p.parent, p.stem)
+    results = []
+    bar = tqdm(paths, desc=f"notebooks ({args.preset})", unit="nb")
+    for p in bar:
+        bar.set_postfix_str(p.stem)
+        dst = p if args.in_place else out_dir / p.name
+        if args.resume and already_done(p, dst, json.loads(json.dumps(plans[p]))):  # as papermill stores them
+            results.append(Result(p.stem, "done", 0.0, dst))
+            continue
+        results.append(run_one(p, dst, plans[p], out_dir / "failed" / p.name,
+                               stat.S_IMODE(p.stat().st_mode) if args.in_place else mode))
+        if results[-1].status == "interrupted":
+            break
+    bar.close()
+    print_summary(results, len(paths))
+    if args.in_place and args.preset == "default" and not texts:
+        record_timings(results, notebook_dir())
+    return 0 if all(r.status in ("ok", "done") for r in results) and len(results) == len(paths) else 1
+
+
+def cmd_course(args) -> int:
+    """Student, instructor and site copies (koopman_tut.tooling.course); 1 if a notebook failed to run."""
+    from koopman_tut.tooling import course
+
+    out, src = Path(args.outdir).resolve(), notebook_dir().resolve()
+    if out == src or src in out.parents:
+        print(f"koopman-tut course: error: OUTDIR {out} is inside the tutorial's notebooks/", file=sys.stderr)
+        return USAGE_ERROR
+    paths = notebooks(args.only)
+    try:
+        course.prepare_folder(out, force=args.force)
+        result = course.build_course(paths, out, execute=not args.no_execute, force=True)  # prepared just now
+    except OSError as e:  # OUTDIR is a file, not empty, not writable, the disk is full, ...
+        print(f"koopman-tut course: error: {e}", file=sys.stderr)
+        return USAGE_ERROR if isinstance(e, (FileExistsError, NotADirectoryError)) else 1
+    return 1 if result.failed else 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="koopman-tut", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    pl = sub.add_parser("list", help="show the notebooks with their parameters and defaults")
+    pl.add_argument("--only", nargs="+")
+    pr = sub.add_parser("run", help="execute the notebooks with papermill")
+    pr.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    pr.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to run (e.g. 03 or 03_kmp_equals_magnitude)")
+    pr.add_argument("--output-dir", default="outputs", help="outputs, and failed/ for partial ones (default outputs)")
+    pr.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                    help="set a parameter (a Python literal), e.g. -p SEED 3 -p DATASET mnist")
+    pr.add_argument("--allow-unknown", action="store_true", help="ignore -p names no selected notebook declares")
+    pr.add_argument("--in-place", action="store_true", help="overwrite notebooks/ (refresh committed outputs)")
+    pr.add_argument("--resume", action="store_true", help="skip notebooks already run with the same parameters")
+    pc = sub.add_parser("course", help="student / instructor notebooks and an offline HTML site for a course")
+    pc.add_argument("outdir", metavar="OUTDIR", help="writes OUTDIR/student, OUTDIR/instructor and OUTDIR/site")
+    pc.add_argument("--no-execute", action="store_true",
+                    help="copy the committed (executed) notebooks instead of running them with papermill")
+    pc.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to include (e.g. 03 or 03_kmp_equals_magnitude)")
+    pc.add_argument("--force", action="store_true",
+                    help="write into a non-empty OUTDIR, replacing its student/, instructor/ and site/ folders")
+    args = p.parse_args(argv)
+    return {"list": cmd_list, "run": cmd_run, "course": cmd_course}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

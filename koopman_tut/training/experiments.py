@@ -1,0 +1,297 @@
+"""The paper's experiments as short functions, so each notebook cell stays a few lines.
+
+Redman et al. (ICLR 2022, arXiv:2110.14856): prune by a score at several compressions,
+measure accuracy right after pruning and after one epoch of fine-tuning ("refinement"),
+and compare which parameters two rules keep. One engine, :func:`compare`, prunes copies
+of a model and returns typed rows; tables, plots and widgets read those rows.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from .data import batch_size_of, get_datasets, loader, loaders
+from .models import DEFAULT_MODEL, get_model
+from ..pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks
+from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train
+from ..recording.recorder import TrajectoryRecorder
+from ..recording.trajectory import Trajectory
+
+
+@dataclass
+class Setup:
+    """A model with its optimizer and data, ready for Algorithm 1. ``steps`` is read from the
+    optimizer's step counter (:func:`koopman_tut.training.train.steps_taken`): the only one."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_loader: DataLoader
+    test_loader: DataLoader
+    device: torch.device
+
+    @property
+    def steps(self) -> int:
+        return steps_taken(self.optimizer)
+
+
+def setup(dataset: str = "digits", model: str = "auto", seed: int = 0, batch_size: int = 128,
+          optimizer: str = "nesterov", lr: float = 0.05, momentum: float = 0.9, device="auto",
+          full_batch: bool = False, root=None, download: bool = False, **model_kwargs) -> Setup:
+    """Data, model (``"auto"``: the dataset's default) and optimizer, all seeded by ``seed``."""
+    dev = resolve_device(device)
+    name = DEFAULT_MODEL[dataset] if model == "auto" else model
+    flatten = name in ("mlp", "lenet300100")
+    tr, te = get_datasets(dataset, seed=seed, root=root, download=download, flatten=flatten)
+    trl, tel = loaders(tr, te, batch_size=batch_size, seed=seed, full_batch=full_batch)
+    net = get_model(name, seed=seed, **model_kwargs).to(dev)
+    opt = make_optimizer(net, optimizer, lr, momentum)
+    steps_taken(opt)  # the step counter starts at 0 with the optimizer
+    return Setup(net, opt, trl, tel, dev)
+
+
+def run(s: Setup, steps: int, seed: int | None = None, progress: bool = False) -> None:
+    """Train ``steps`` more optimizer steps (across epochs as needed)."""
+    if steps > 0:
+        train(s.model, s.train_loader, epochs=10**9, max_steps=steps, optimizer=s.optimizer, device=s.device,
+              seed=seed, progress=progress)
+
+
+def record(s: Setup, steps: int, every: int = 1, seed: int | None = None, progress: bool = False,
+           dtype=torch.float32) -> Trajectory:
+    """Algorithm 1, steps 1-2: train ``steps`` more steps, recording theta every ``every`` steps
+    (the current state included). Returns the window as a Trajectory (its own copy)."""
+    with TrajectoryRecorder(s.model, s.optimizer, every=every, start=s.steps, stop=s.steps + steps,
+                            step0=s.steps, dtype=dtype) as rec:
+        run(s, steps, seed=seed, progress=progress)
+    return rec.trajectory(copy=True)
+
+
+# ----------------------------------------------------------------------------- one engine
+@dataclass
+class PruneRow:
+    """One rule at one compression. ``overlap``: share of the first rule's kept entries this
+    rule keeps too (1 for the first rule). For "random", means over independent masks, with
+    their standard deviation in ``accuracy_std``."""
+
+    method: str
+    compression: float
+    accuracy: float
+    accuracy_finetuned: float | None = None
+    overlap: float = 1.0
+    kept_by_layer: dict[str, float] = field(default_factory=dict)
+    accuracy_std: float = 0.0
+
+
+def _evaluate_masks(model, masks, test_loader, train_loader, finetune_epochs, finetune_lr, seed):
+    m = copy.deepcopy(model)
+    apply_masks(m, masks)
+    before, after = accuracy(m, test_loader), None
+    if finetune_epochs and train_loader is not None:
+        same_batches = loader(train_loader.dataset, batch_size_of(train_loader), shuffle=True,
+                              generator=torch.Generator().manual_seed(seed))
+        finetune(m, same_batches, epochs=finetune_epochs, lr=finetune_lr, seed=seed, progress=False,
+                 device=next(m.parameters()).device)
+        after = accuracy(m, test_loader)
+    return before, after
+
+
+def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_loader, train_loader=None,
+            finetune_epochs: float = 0, finetune_lr: float = 0.01, random: int = 3, seed: int = 0) -> list[PruneRow]:
+    """Prune copies of ``model`` by each named score at each compression (Fig. 1 of the paper).
+
+    Parameters
+    ----------
+    scores : {rule name: {parameter name: score tensor}}; the first rule is the reference
+        for ``overlap``.
+    finetune_epochs : fine-tune each pruned copy this long (masks kept) on ``train_loader``,
+        every copy on the same reseeded batch sequence, so rules are compared fairly.
+    random : number of independent random masks (their own generator, draws 0..random-1 of ``seed``:
+        independent of every other seed's)
+        averaged into a "random" row; 0 for none.
+
+    Returns
+    -------
+    list of PruneRow, by compression then rule. ``model`` itself is left untouched.
+    """
+    rows = []
+    for c in compressions:
+        first = None
+        for name, sc in scores.items():
+            masks = global_masks(sc, c, model=model)
+            first = masks if first is None else first
+            before, after = _evaluate_masks(model, masks, test_loader, train_loader, finetune_epochs,
+                                            finetune_lr, seed)
+            rows.append(PruneRow(name, c, before, after, kept_overlap(first, masks),
+                                 {n: float(v.float().mean()) for n, v in masks.items()}))
+        if random:
+            runs = [(_evaluate_masks(model, m, test_loader, train_loader, finetune_epochs, finetune_lr, seed),
+                     kept_overlap(first, m) if first is not None else 1.0, m)
+                    for m in (random_masks(model, c, seed=seed, draw=i) for i in range(random))]
+            accs = np.array([r[0][0] for r in runs])
+            fts = [r[0][1] for r in runs]
+            rows.append(PruneRow("random", c, float(accs.mean()),
+                                 None if fts[0] is None else float(np.mean(fts)),
+                                 float(np.mean([r[1] for r in runs])),
+                                 {n: float(v.float().mean()) for n, v in runs[0][2].items()},
+                                 float(accs.std())))
+    return rows
+
+
+def table(rows: list[PruneRow], value: str = "accuracy", digits: int = 3) -> str:
+    """Rows as text: one line per rule, one column per compression."""
+    comps = sorted({r.compression for r in rows})
+    methods = list(dict.fromkeys(r.method for r in rows))
+    lines = [f"{value:>20s} " + " ".join(f"{c:>7g}" for c in comps)]
+    for m in methods:
+        vals = {r.compression: getattr(r, value) for r in rows if r.method == m}
+        lines.append(f"{m:>20s} " + " ".join(f"{vals[c]:7.{digits}f}" if vals.get(c) is not None else "      -"
+                                             for c in comps))
+    return "\n".join(lines)
+
+
+def pick(rows: list[PruneRow], method: str, value: str = "accuracy") -> list[float]:
+    """One rule's values, in compression order."""
+    return [getattr(r, value) for r in sorted(rows, key=lambda r: r.compression) if r.method == method]
+
+
+def overlaps(model: nn.Module, a: Scores, b: Scores, compressions) -> dict[float, float]:
+    """{compression: share of rule a's kept entries that rule b keeps too}."""
+    return {c: kept_overlap(global_masks(a, c, model=model), global_masks(b, c, model=model)) for c in compressions}
+
+
+@dataclass
+class PredictionRow:
+    """One rule scored on the window starting at ``start`` (seed ``seed``): how much of the
+    final mask (GMP after ``final_steps``) it keeps, and accuracy right after pruning and
+    after fine-tuning."""
+
+    seed: int
+    start: int
+    rule: str
+    overlap_final: float
+    accuracy: float
+    accuracy_finetuned: float | None
+
+
+# the estimators of where a window is heading that the prediction study compares (each
+# scored by |estimate|): the Koopman limit with its stated rank rule (Gavish-Donoho), with the
+# rank its held-out forecast picks, and with two fixed ranks (how the answer moves with the
+# rank); the paper's single mode; the classic vector extrapolations; two straight lines (a is
+# a knob: both are shown, none is picked by hindsight)
+ESTIMATORS = {"KMP": dict(method="koopman"), "KMP held-out rank": dict(method="koopman", svd_rank="holdout"),
+              "KMP rank 2": dict(method="koopman", svd_rank=2), "KMP rank 8": dict(method="koopman", svd_rank=8),
+              "KMP closest": dict(method="closest"), "line a=1": dict(method="line", a=1.0),
+              "line a=2": dict(method="line", a=2.0), "MPE": dict(method="mpe"), "RRE": dict(method="rre"),
+              "Anderson": dict(method="anderson")}
+
+
+def window_scores(s: Setup, window: int, seed: int, estimators: dict | None = None) -> dict[str, Scores]:
+    """Record ``window`` steps and score them: GMP (weights at the end), stale GMP (weights at the
+    start, a control) and |estimate| for every estimator of the window's limit in ``estimators``
+    (default :data:`ESTIMATORS`: {rule name: keyword arguments of kt.estimate_limit}, where
+    svd_rank="holdout" is :func:`koopman_tut.numerics.limits.holdout_rank`)."""
+    from ..numerics.limits import estimate_limit, holdout_rank
+    from ..pruning import magnitude_scores
+
+    stale = magnitude_scores(s.model)
+    traj = record(s, window, seed=seed)
+    out = {"GMP": magnitude_scores(s.model), "stale GMP": stale}
+    for rule, kw in (ESTIMATORS if estimators is None else estimators).items():
+        if kw.get("svd_rank") == "holdout":
+            kw = {**kw, "svd_rank": holdout_rank(traj)}
+        out[rule] = {n: v.abs() for n, v in traj.unflatten(estimate_limit(traj, **kw)).items()}
+    return out
+
+
+def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, compression: float = 8,
+                     dataset: str = "digits", finetune_epochs: float = 1, progress: bool = False,
+                     estimators: dict | None = None, **setup_kwargs) -> list[PredictionRow]:
+    """Does a Koopman estimate from an early window predict the final mask better than the
+    weights do? For each seed: train, score windows starting at ``starts``, prune copies and
+    fine-tune them, train on to ``final_steps`` and compare every rule's mask with the final one."""
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from ..numerics.extrapolation import DriftWarning, UntrustedLimitWarning
+    from ..pruning import magnitude_scores
+
+    starts = sorted(starts)
+    if not starts or starts[0] < 0 or any(b - a < window for a, b in zip(starts, starts[1:])):
+        raise ValueError(f"starts must be steps >= 0 at least window={window} apart (each window is recorded "
+                         f"on the training path), got {starts}")
+    if final_steps < starts[-1] + window:
+        raise ValueError(f"final_steps={final_steps} must be at least the last start plus the window "
+                         f"({starts[-1] + window}): the final mask comes after every window")
+    rows = []
+    for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
+        s = setup(dataset, seed=seed, **setup_kwargs)
+        kept = {}
+        for start in sorted(starts):
+            run(s, start - s.steps, seed=seed * 7919 + start)
+            with warnings.catch_warnings():  # drift and trust are reported through the overlap instead
+                warnings.simplefilter("ignore", DriftWarning)
+                warnings.simplefilter("ignore", UntrustedLimitWarning)
+                scores = window_scores(s, window, seed * 7919 + start + 1, estimators)
+            for rule, sc in scores.items():
+                before, after = _evaluate_masks(s.model, global_masks(sc, compression, model=s.model), s.test_loader,
+                                                s.train_loader, finetune_epochs, 0.01, seed)
+                kept[start, rule] = (global_masks(sc, compression, model=s.model), before, after)
+        run(s, final_steps - s.steps, seed=seed * 7919 + final_steps)
+        final = global_masks(magnitude_scores(s.model), compression, model=s.model)
+        rows += [PredictionRow(seed, start, rule, kept_overlap(final, m), b, a)
+                 for (start, rule), (m, b, a) in kept.items()]
+    return rows
+
+
+def summarize(rows: list[PredictionRow], value: str = "overlap_final", versus: str | None = None) -> str:
+    """Mean and 95% interval over seeds for each (rule, start); with ``versus``, of the paired
+    difference rule - versus (seed by seed), which is what a claim "better than" needs."""
+    starts = sorted({r.start for r in rows})
+    rules = list(dict.fromkeys(r.rule for r in rows))
+    get = {(r.rule, r.start, r.seed): getattr(r, value) for r in rows}
+    seeds = sorted({r.seed for r in rows})
+    head = f"{value + (' - ' + versus if versus else ''):>28s}" + "".join(f"{'start ' + str(s):>24s}" for s in starts)
+    lines = [head]
+    for rule in rules:
+        if rule == versus:
+            continue
+        cells = []
+        for st in starts:
+            vals = [get[rule, st, sd] - (get[versus, st, sd] if versus else 0) for sd in seeds]
+            m, lo, hi = mean_ci(vals)
+            cells.append(f"{m:+.3f} [{lo:+.3f},{hi:+.3f}]" if versus else f"{m:.3f} [{lo:.3f},{hi:.3f}]")
+        lines.append(f"{rule:>28s}" + "".join(f"{c:>24s}" for c in cells))
+    return "\n".join(lines)
+
+
+def paired(rows: list[PredictionRow], rule: str, versus: str, start: int, value: str = "overlap_final"):
+    """(mean, low, high) of the seed-by-seed difference rule - versus at one start."""
+    get = {(r.rule, r.seed): getattr(r, value) for r in rows if r.start == start}
+    seeds = sorted({r.seed for r in rows if r.start == start})
+    return mean_ci([get[rule, s] - get[versus, s] for s in seeds])
+
+
+def chance_overlap(model: nn.Module, scores: Scores, compression: float) -> float:
+    """Kept overlap an independent random mask has on average with a mask at this compression:
+    the share of the ranked entries that are kept (about 1/c; less when the unpruned biases and
+    classifier take part of the budget)."""
+    masks = global_masks(scores, compression, model=model)
+    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean and its Student-t confidence interval over seeds."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    m = float(v.mean())
+    if v.size < 2:
+        return m, m, m
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return m, m - half, m + half

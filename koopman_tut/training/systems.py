@@ -1,0 +1,198 @@
+"""Dynamical systems with known Koopman spectra: oracles for DMD and teaching examples.
+
+* A linear map x(t+1) = A x(t): Koopman eigenvalues of the full-state observable are the
+  eigenvalues of A.
+* Gradient descent on a quadratic loss 0.5 (x - x*)^T H (x - x*) with step lr:
+  x(t+1) - x* = (I - lr H)(x(t) - x*), so the eigenvalues are 1 - lr h_i and 1, whose mode
+  is the minimizer x* (Redman et al., ICLR 2022: the eigenvalue-1 mode is where training heads).
+* ``trajectory_like``: a large synthetic "parameter trajectory" (fixed point plus decaying
+  modes plus a little minibatch noise), the shape of data DMD meets in pruning.
+* ``quadratic_sgd``: torch.optim.SGD (plain, heavy ball or Nesterov) on a quadratic, recorded by
+  a TrajectoryRecorder: momentum makes training second order, and the limit is x* exactly.
+* ``affine_window``: a fixed point plus given decaying modes plus measurement noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def linear_system(eigs, n_steps: int, dim: int | None = None, seed: int = 0):
+    """Snapshots of x(t+1) = A x(t) where A has the given real eigenvalues.
+
+    Parameters
+    ----------
+    eigs : (d,) real eigenvalues of A.
+    n_steps : number of steps; the result has n_steps + 1 snapshots.
+    dim : state dimension >= d (default d); extra dimensions are a random embedding.
+
+    Returns
+    -------
+    W : ndarray (dim, n_steps + 1) float64, A : ndarray (dim, dim)
+    """
+    eigs = np.asarray(eigs, dtype=np.float64)
+    d = eigs.size
+    dim = d if dim is None else dim
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((dim, d))  # eigenvectors, embedded in R^dim
+    pinv = np.linalg.pinv(basis)
+    A = basis @ np.diag(eigs) @ pinv
+    x = basis @ rng.standard_normal(d)
+    W = np.empty((dim, n_steps + 1))
+    for t in range(n_steps + 1):
+        W[:, t] = x
+        x = A @ x
+    return W, A
+
+
+@dataclass
+class QuadraticGD:
+    """Gradient descent on 0.5 (x - x*)^T H (x - x*) with a rank-k Hessian H in R^dim.
+
+    Attributes
+    ----------
+    W : (dim, n_steps + 1) iterates x(0..n_steps).
+    x_star : (dim,) the minimizer reached (x(0) - x* lies in range(H)).
+    hessian : (dim, dim) H, rank k.
+    hess_eigs : (k,) nonzero Hessian eigenvalues h_i.
+    eigs : (k + 1,) Koopman eigenvalues 1 - lr h_i and 1, sorted descending.
+    """
+
+    W: np.ndarray
+    x_star: np.ndarray
+    hessian: np.ndarray
+    hess_eigs: np.ndarray
+    lr: float
+
+    def gradient(self, x: np.ndarray) -> np.ndarray:
+        """(dim,) gradient H (x - x*) of the loss at x."""
+        return self.hessian @ (x - self.x_star)
+
+    @property
+    def eigs(self) -> np.ndarray:
+        return np.sort(np.r_[1.0, 1.0 - self.lr * self.hess_eigs])[::-1]
+
+
+def quadratic_gd(hess_eigs, lr: float, n_steps: int, dim: int = 20, seed: int = 0) -> QuadraticGD:
+    """Run gradient descent on a quadratic with Hessian eigenvalues ``hess_eigs`` (k of them)
+    embedded in R^dim, k <= dim. With k < dim, x* is independent of the k decaying
+    directions and a DMD of the iterates sees it as a separate eigenvalue-1 mode; with
+    k = dim (a full-rank Hessian) the iterates span only R^dim, and only a method that
+    models the constant (DMD of the differences) can recover x*."""
+    h = np.asarray(hess_eigs, dtype=np.float64)
+    k = h.size
+    if k > dim:
+        raise ValueError(f"dim must be at least the number of Hessian eigenvalues ({k}), got dim={dim}")
+    rng = np.random.default_rng(seed)
+    B = np.linalg.qr(rng.standard_normal((dim, k)))[0]  # (dim, k) orthonormal
+    H = B @ np.diag(h) @ B.T
+    x_star = rng.standard_normal(dim)
+    x = x_star + B @ rng.standard_normal(k)
+    W = np.empty((dim, n_steps + 1))
+    for t in range(n_steps + 1):
+        W[:, t] = x
+        x = x - lr * H @ (x - x_star)
+    return QuadraticGD(W=W, x_star=x_star, hessian=H, hess_eigs=h, lr=lr)
+
+
+def trajectory_like(n: int, T: int, n_modes: int = 12, noise: float = 1e-4, seed: int = 0,
+                    dtype=torch.float32, device="cpu") -> torch.Tensor:
+    """A (n, T) synthetic parameter trajectory: theta* + sum_i lambda_i^t a_i v_i + noise.
+
+    theta* ~ N(0, 0.05^2) (weights of a trained layer), decaying modes with eigenvalues in
+    (0.5, 0.99) and amplitudes 1e-2, plus a random-walk noise of scale ``noise`` (minibatch
+    SGD). Built chunk by chunk in place, so no temporary exceeds a few MB.
+    """
+    g = torch.Generator().manual_seed(seed)
+    lam = torch.linspace(0.5, 0.99, n_modes, dtype=torch.float64)
+    powers = lam[:, None] ** torch.arange(T, dtype=torch.float64)[None, :]  # (k, T)
+    W = torch.empty(n, T, dtype=dtype, device=device)
+    step = max(1, 2**18 // T)
+    for s in range(0, n, step):
+        e = min(s + step, n)
+        base = 0.05 * torch.randn(e - s, 1, generator=g, dtype=torch.float64)
+        modes = 1e-2 * torch.randn(e - s, n_modes, generator=g, dtype=torch.float64)
+        walk = noise * torch.randn(e - s, T, generator=g, dtype=torch.float64).cumsum(1)
+        W[s:e] = (base + modes @ powers + walk).to(dtype).to(device)
+    return W
+
+
+@dataclass
+class QuadraticRun:
+    """A recorded window of torch.optim.SGD on a quadratic loss (see :func:`quadratic_sgd`).
+
+    Attributes
+    ----------
+    traj : the Trajectory recorded by :class:`~koopman_tut.TrajectoryRecorder` (n = dim).
+    x_star : (dim,) float64, the minimizer: where training is heading.
+    hessian : (dim, dim) float64 H, rank k.
+    """
+
+    traj: "object"
+    x_star: torch.Tensor
+    hessian: torch.Tensor
+
+    def gradient(self, x: torch.Tensor) -> torch.Tensor:
+        """(dim,) the loss gradient H (x - x*) at x."""
+        return self.hessian @ (x.double() - self.x_star)
+
+
+def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = False, warmup: int = 100,
+                  n_steps: int = 80, dim: int = 20, seed: int = 0, dtype=torch.float64) -> QuadraticRun:
+    """Train x (a bias-free nn.Linear(dim, 1)) by torch.optim.SGD on 0.5 (x - x*)^T H (x - x*)
+    and record steps warmup .. warmup + n_steps with a TrajectoryRecorder.
+
+    Heavy ball (momentum > 0) and Nesterov (nesterov=True) make training a second-order
+    recursion x(t+1) = x(t) + beta (x(t) - x(t-1)) - lr g(...): its limit is x*, exactly.
+
+    Parameters
+    ----------
+    hess_eigs : (k,) positive Hessian eigenvalues, k <= dim (H = B diag(h) B^T, B random orthonormal).
+    lr, momentum, nesterov : the optimizer's settings.
+    warmup, n_steps : steps before the window and its length (n_steps + 1 snapshots).
+    dtype : the model's and the recording's dtype.
+    """
+    from ..recording.recorder import TrajectoryRecorder  # recording sits below the systems
+
+    h = torch.as_tensor(np.asarray(hess_eigs, dtype=np.float64))
+    if h.numel() > dim:
+        raise ValueError(f"dim must be at least the number of Hessian eigenvalues ({h.numel()}), got dim={dim}")
+    g = torch.Generator().manual_seed(seed)
+    B = torch.linalg.qr(torch.randn(dim, h.numel(), generator=g, dtype=torch.float64))[0]
+    H = B @ torch.diag(h) @ B.T
+    x_star = torch.randn(dim, generator=g, dtype=torch.float64)
+    model = torch.nn.Linear(dim, 1, bias=False).to(dtype)
+    with torch.no_grad():
+        model.weight.copy_((x_star + B @ torch.randn(h.numel(), generator=g, dtype=torch.float64))[None])
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov)
+    rec = TrajectoryRecorder(model, opt, start=warmup, stop=warmup + n_steps, dtype=dtype)
+    Hd, xs = H.to(dtype), x_star.to(dtype)
+    for _ in range(warmup + n_steps):
+        opt.zero_grad()
+        e = model.weight[0] - xs
+        (0.5 * e @ Hd @ e).backward()
+        opt.step()
+    rec.remove()
+    return QuadraticRun(traj=rec.trajectory(copy=True), x_star=x_star, hessian=H)
+
+
+def affine_window(n: int, T: int, eigs, noise: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A window (n, T) of x(t) = x* + sum_i c_i mu_i^t b_i (+ noise), float64, and its limit x* (n,).
+
+    Gradient descent on a quadratic seen in its eigenbasis: b_i orthonormal, mu_i = 1 - lr h_i the
+    given real eigenvalues (|mu_i| < 1), c_i ~ N(0, 1), x* ~ N(0, I); ``noise`` adds independent
+    N(0, noise^2) to every entry (measurement noise, the regime where a window cannot resolve
+    modes slower than itself).
+    """
+    mu = torch.as_tensor(np.asarray(eigs, dtype=np.float64))
+    k = mu.numel()
+    if k > n:
+        raise ValueError(f"n must be at least the number of eigenvalues ({k}), got n={n}")
+    g = torch.Generator().manual_seed(seed)
+    B = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))[0]
+    x_star = torch.randn(n, generator=g, dtype=torch.float64)
+    c = torch.randn(k, generator=g, dtype=torch.float64)
+    W = x_star[:, None] + B @ (c[:, None] * mu[:, None] ** torch.arange(T, dtype=torch.float64)[None])
+    return W + noise * torch.randn(n, T, generator=g, dtype=torch.float64), x_star

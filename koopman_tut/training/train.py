@@ -1,0 +1,162 @@
+"""Training, evaluation and fine-tuning loops: seeded, device-agnostic, with progress bars.
+
+Defaults follow ShrinkBench (Blalock et al. 2020), as used by Redman et al. (ICLR 2022):
+SGD with Nesterov momentum 0.9, batch size 128. Plain SGD (no momentum) makes each step
+exactly -lr * gradient, the setting in which Koopman gradient pruning is exact.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+OPTIMIZERS = ("nesterov", "sgd", "momentum", "adam")
+
+
+def resolve_device(device="auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, name: str = "nesterov", lr: float = 0.1, momentum: float = 0.9,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """'nesterov' (ShrinkBench's default), 'momentum' (heavy ball), 'sgd' (plain) or 'adam'."""
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    params = model.parameters()
+    if name == "nesterov":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+_COUNTER = "_koopman_tut_steps"
+
+
+def steps_taken(optimizer: torch.optim.Optimizer) -> int:
+    """Optimizer steps taken since this counter was attached to ``optimizer``: the package's
+    one step counter (read by experiments and recorders). The first call attaches it at 0;
+    :func:`train` and :func:`koopman_tut.training.experiments.setup` attach it before any step."""
+    if not hasattr(optimizer, _COUNTER):
+        setattr(optimizer, _COUNTER, 0)
+
+        def count(opt, args, kwargs):
+            setattr(opt, _COUNTER, getattr(opt, _COUNTER) + 1)
+        optimizer.register_step_post_hook(count)
+    return getattr(optimizer, _COUNTER)
+
+
+@dataclass
+class History:
+    """Per-epoch training loss and accuracy, steps taken, and test metrics if evaluated."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    steps: int = 0
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device="auto") -> tuple[float, float]:
+    """(mean cross-entropy loss, accuracy in [0, 1]) of the model on a loader."""
+    was_training = model.training
+    device = resolve_device(device)
+    model.eval()
+    total, loss, correct = 0, 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        loss += float(F.cross_entropy(out, y, reduction="sum"))
+        correct += int((out.argmax(1) == y).sum())
+        total += len(y)
+    model.train(was_training)
+    return loss / max(total, 1), correct / max(total, 1)
+
+
+def accuracy(model: nn.Module, loader: DataLoader, device=None) -> float:
+    """Test accuracy in [0, 1] on the model's own device."""
+    return evaluate(model, loader, device or next(model.parameters()).device)[1]
+
+
+def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: torch.optim.Optimizer | str = "nesterov",
+          lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, max_steps: int | None = None,
+          test_loader: DataLoader | None = None, seed: int | None = 0, device="auto",
+          progress: bool = True, desc: str = "train") -> History:
+    """Train with cross-entropy; returns a History.
+
+    Parameters
+    ----------
+    optimizer : an optimizer already built (its state is kept, so recorders hooked to it see
+        every step), or a name for :func:`make_optimizer`.
+    epochs : passes over ``loader``; ``max_steps`` stops earlier (counted in optimizer steps).
+    seed : seeds torch before training (None leaves the generator alone). The loader's own
+        generator decides the batch order.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    device = resolve_device(device)
+    if seed is not None:
+        set_seed(seed)
+    model.to(device)
+    opt = make_optimizer(model, optimizer, lr, momentum, weight_decay) if isinstance(optimizer, str) else optimizer
+    steps_taken(opt)  # attach the step counter before the first step
+    hist = History()
+    n_epochs = int(np.ceil(epochs))
+    total = n_epochs * len(loader) if max_steps is None else min(n_epochs * len(loader), max_steps)
+    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
+    for _ in range(n_epochs):
+        model.train()
+        seen, loss_sum, correct = 0, 0.0, 0
+        for x, y in loader:
+            if max_steps is not None and hist.steps >= max_steps:
+                break
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+            hist.steps += 1
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += int((out.argmax(1) == y).sum())
+            bar.update(1)
+        if seen:
+            hist.train_loss.append(loss_sum / seen)
+            hist.train_acc.append(correct / seen)
+            bar.set_postfix(loss=f"{hist.train_loss[-1]:.3f}", acc=f"{hist.train_acc[-1]:.3f}")
+        if test_loader is not None and seen:
+            tl, ta = evaluate(model, test_loader, device)
+            hist.test_loss.append(tl)
+            hist.test_acc.append(ta)
+        if max_steps is not None and hist.steps >= max_steps:
+            break
+    bar.close()
+    return hist
+
+
+def finetune(model: nn.Module, loader: DataLoader, epochs: float = 1, lr: float = 0.01, optimizer: str = "nesterov",
+             **kwargs) -> History:
+    """Train a pruned model further ("refine"); masks applied with torch.nn.utils.prune persist."""
+    return train(model, loader, epochs=epochs, optimizer=optimizer, lr=lr, desc="fine-tune", **kwargs)
