@@ -44,7 +44,9 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
              else [gr["lr"] * scale for gr in groups])
     keys = ("momentum", "nesterov", "dampening", "weight_decay")
     if len({tuple(gr.get(k) for k in keys) for gr in groups}) <= 1 and len(set(lrs_t)) <= 1:
-        return [(None, {**traj.meta, **(groups[0] if groups else {})}, _lr(traj, lr, t))]
+        # groups that agree: the top-level settings (the first group's) rule, so an edit of
+        # traj.meta['momentum'] (e.g. a control with the correction switched off) takes effect
+        return [(None, {**(groups[0] if groups else {}), **traj.meta}, _lr(traj, lr, t))]
     if lr is not None:
         raise ValueError(f"lr: this window has {len(groups)} parameter groups with their own settings "
                          f"(learning rates {lrs_t}); pass lr=None to use the recorded ones")
