@@ -12,21 +12,47 @@ The subpackages follow the data path: ``numerics`` (snapshots, DMD, limits, spec
     ...                                                          # train
     k = kt.koopman(rec.trajectory())                             # the window's Koopman analysis
     masks = kt.pruning.global_masks(k.kmp_scores(), 8, model=model)
-"""
-from . import pruning
-from .numerics import distributed, spectra
-from .numerics.dmd import DMDBatch, DMDResult, dmd
-from .numerics.extrapolation import DriftWarning, UntrustedLimitWarning
-from .numerics.limits import estimate_limit
-from .plots import plotting, widgets
-from .pruning.koopman import KoopmanAnalysis, koopman
-from .recording.recorder import RecorderFullWarning, TrajectoryRecorder
-from .recording.storage import RecordingCutShortWarning
-from .recording.trajectory import Trajectory
-from .training import data, experiments, models, systems, train
 
-__all__ = ["dmd", "DMDResult", "DMDBatch", "koopman", "KoopmanAnalysis", "estimate_limit", "DriftWarning",
-           "UntrustedLimitWarning", "Trajectory", "TrajectoryRecorder", "RecorderFullWarning", "RecordingCutShortWarning",
-           "data", "distributed", "experiments", "models", "plotting", "pruning", "spectra", "systems", "train",
-           "widgets"]
+Names are imported on first use (PEP 562), so ``koopman-tut`` can check its arguments
+before torch is loaded.
+"""
+from __future__ import annotations
+
+import importlib
+
+# public name -> (module, attribute or None for the module itself)
+_PUBLIC = {
+    "dmd": ("numerics.dmd", "dmd"), "DMDResult": ("numerics.dmd", "DMDResult"),
+    "DMDBatch": ("numerics.dmd", "DMDBatch"), "estimate_limit": ("numerics.limits", "estimate_limit"),
+    "DriftWarning": ("numerics.extrapolation", "DriftWarning"),
+    "UntrustedLimitWarning": ("numerics.extrapolation", "UntrustedLimitWarning"),
+    "koopman": ("pruning.koopman", "koopman"), "KoopmanAnalysis": ("pruning.koopman", "KoopmanAnalysis"),
+    "Trajectory": ("recording.trajectory", "Trajectory"),
+    "TrajectoryRecorder": ("recording.recorder", "TrajectoryRecorder"),
+    "RecorderFullWarning": ("recording.recorder", "RecorderFullWarning"),
+    "RecordingCutShortWarning": ("recording.storage", "RecordingCutShortWarning"),
+    "pruning": ("pruning", None), "distributed": ("numerics.distributed", None), "spectra": ("numerics.spectra", None),
+    "data": ("training.data", None), "experiments": ("training.experiments", None), "models": ("training.models", None),
+    "systems": ("training.systems", None), "train": ("training.train", None),
+    "plotting": ("plots.plotting", None), "widgets": ("plots.widgets", None),
+}
+_STAGES = ("numerics", "recording", "training", "plots", "tooling")
+__all__ = list(_PUBLIC)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        module, attr = _PUBLIC[name]
+        m = importlib.import_module(f"{__name__}.{module}")
+        value = m if attr is None else getattr(m, attr)
+    elif name in _STAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC) | set(_STAGES))

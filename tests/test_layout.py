@@ -123,3 +123,16 @@ def test_public_names_stay(name):
     import koopman_tut as kt
 
     assert hasattr(kt, name)
+
+
+def test_the_command_line_checks_its_arguments_before_torch_is_loaded():
+    """koopman-tut refuses a bad -p at once: neither the package nor the CLI module loads torch
+    (public names are imported on first use), so no 3 s torch import stands before the error."""
+    import subprocess
+    import sys
+
+    code = ("import sys, koopman_tut, koopman_tut.tooling.cli as cli; "
+            "rc = cli.main(['run', '-p', 'SEED', 'abc']); print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False"], (out.stdout, out.stderr)
+    assert "SEED" in out.stderr
