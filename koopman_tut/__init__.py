@@ -54,5 +54,18 @@ def __getattr__(name: str):
     return value
 
 
+def submodules_on_first_use(package: str):
+    """A module ``__getattr__`` for a stage subpackage: ``kt.recording.params`` imports
+    ``koopman_tut.recording.params`` when first used (the stages import nothing eagerly)."""
+    def getattr_(name: str):
+        try:
+            return importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{package}.{name}":
+                raise  # the submodule exists but something it imports is missing
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+    return getattr_
+
+
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC) | set(_STAGES))

@@ -11,3 +11,6 @@ limits (``distributed``, ``distributed_checks``).
 May import: torch, NumPy, SciPy and its own modules; nothing else of koopman_tut (a
 Trajectory is read duck-typed, through ``.snapshots`` and ``.meta``).
 """
+from .. import submodules_on_first_use
+
+__getattr__ = submodules_on_first_use(__name__)

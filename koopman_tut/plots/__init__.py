@@ -8,3 +8,6 @@ notebook can call too.
 May import: every stage below it (numerics, recording, pruning, training), matplotlib and
 ipywidgets.
 """
+from .. import submodules_on_first_use
+
+__getattr__ = submodules_on_first_use(__name__)

@@ -8,3 +8,6 @@ hook that records them, in memory or into a memory-mapped file (``recorder``,
 
 May import: the numerics stage (``koopman_tut.numerics``), torch and NumPy.
 """
+from .. import submodules_on_first_use
+
+__getattr__ = submodules_on_first_use(__name__)

@@ -8,3 +8,6 @@ course kit: what an exercise or a solution cell is (``cells``), student and inst
 May import: every other stage, papermill, nbformat, nbconvert. Nothing imports it but the
 package's entry points.
 """
+from .. import submodules_on_first_use
+
+__getattr__ = submodules_on_first_use(__name__)

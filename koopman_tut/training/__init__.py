@@ -9,3 +9,6 @@ functions returning typed rows (``experiments``) and the network-width study of 
 May import: the numerics, recording and pruning stages (the experiments compare pruning
 rules; the training loop itself imports none of them), torch, NumPy, scikit-learn.
 """
+from .. import submodules_on_first_use
+
+__getattr__ = submodules_on_first_use(__name__)
