@@ -15,8 +15,7 @@ import torch.nn as nn
 
 from ..numerics.distributed import local_tensor
 from .params import check_untied, parameter
-
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+from .validation import SNAPSHOT_DTYPES as FLOAT_DTYPES  # what a recorder may store is what a Trajectory holds
 
 
 # -- argument checks (construction time)
