@@ -66,3 +66,105 @@ def strip_solution_details(text: str) -> str:
         pos = end
     out.append(text[pos:])
     return re.sub(r"\n{3,}", "\n\n", "".join(out)).strip("\n")
+
+
+# --- exercises that answer back, predictions before answers ------------------------------
+#
+# An exercise "NN.k" is a run of cells that all carry metadata koopman_tut.exercise = "NN.k":
+#   markdown (tag exercise)   the prompt, saying what `answer` should be
+#   code     (tag exercise)   ends in `answer = ...`; nbgrader: the student's solution cell
+#   markdown (tag solution)   the worked answer (instructor copy only)
+#   code     (tag solution)   sets `answer` and prints the answer in words, from computed values
+#   code     (tag check)      check("NN.k", answer, ...); nbgrader: a locked, graded test cell
+# A "Predict first" prompt is a markdown cell tagged predict; the next code cell tagged reveal
+# shows the answer. Student copies clear that cell's output and put "Your prediction:" before it.
+
+CHECK_TAG = "check"
+PREDICT_TAG = "predict"
+REVEAL_TAG = "reveal"
+NBGRADER_SCHEMA = 3
+
+
+def has_tag(cell: NotebookNode, tag: str) -> bool:
+    """True if ``cell`` carries ``tag`` (case-insensitive)."""
+    return any(t.lower() == tag for t in _tags(cell))
+
+
+def exercise_id(cell: NotebookNode) -> str | None:
+    """The exercise ("03.1") a cell belongs to, from ``metadata.koopman_tut.exercise``."""
+    return cell.get("metadata", {}).get("koopman_tut", {}).get("exercise")
+
+
+def nbgrader_metadata(exercise: str, role: str, points: int = 1) -> dict:
+    """nbgrader cell metadata (schema 3) for an exercise's answer cell (``role="answer"``) or its
+    check cell (``role="check"``), so ``nbgrader autograde`` scores the check cells."""
+    gid = "ex" + exercise.replace(".", "-")
+    if role == "answer":
+        return {"grade": False, "grade_id": gid, "locked": False, "schema_version": NBGRADER_SCHEMA,
+                "solution": True, "task": False}
+    if role == "check":
+        return {"grade": True, "grade_id": gid + "-check", "locked": True, "points": points,
+                "schema_version": NBGRADER_SCHEMA, "solution": False, "task": False}
+    raise ValueError(f"role must be 'answer' or 'check', got {role!r}")
+
+
+def exercise_problems(nb: NotebookNode) -> list[str]:
+    """What breaks the exercise and prediction conventions above in ``nb`` (empty: none)."""
+    problems: list[str] = []
+    cells = nb.cells
+    ids = []
+    for i, c in enumerate(cells):
+        if (is_exercise(c) or is_solution(c) or has_tag(c, CHECK_TAG)) and not exercise_id(c):
+            problems.append(f"cell {i}: exercise/solution/check cell without metadata koopman_tut.exercise")
+        eid = exercise_id(c)
+        if eid and eid not in ids:
+            ids.append(eid)
+    for eid in ids:
+        run = [(i, c) for i, c in enumerate(cells) if exercise_id(c) == eid]
+        idx = [i for i, _ in run]
+        if idx != list(range(idx[0], idx[-1] + 1)):
+            problems.append(f"exercise {eid}: its cells are not contiguous ({idx})")
+        roles = []
+        for i, c in run:
+            role = ("check" if has_tag(c, CHECK_TAG) else "exercise" if is_exercise(c)
+                    else "solution" if is_solution(c) else "?")
+            roles.append((role, c.cell_type))
+        want = [("exercise", "markdown"), ("exercise", "code")]
+        if roles[:2] != want:
+            problems.append(f"exercise {eid}: starts with {roles[:2]}, expected {want}")
+        if roles[-1] != ("check", "code"):
+            problems.append(f"exercise {eid}: last cell is {roles[-1]}, expected a code cell tagged check")
+        if any(r[0] not in ("solution",) for r in roles[2:-1]) or not any(r == ("solution", "code") for r in roles):
+            problems.append(f"exercise {eid}: between the exercise and its check only solution cells, "
+                            f"at least one of them code ({roles})")
+        code = [c for _, c in run if c.cell_type == "code"]
+        ex_code = code[0] if code else None
+        if ex_code is not None and not re.search(r"^answer = \.\.\.", ex_code.source, re.MULTILINE):
+            problems.append(f"exercise {eid}: the exercise code cell has no line `answer = ...`")
+        sols = [c for _, c in run if is_solution(c) and c.cell_type == "code"]
+        if sols and not any(re.search(r"^\s*answer\s*=", c.source, re.MULTILINE) for c in sols):
+            problems.append(f"exercise {eid}: no solution code cell assigns `answer`")
+        chk = run[-1][1]
+        if not re.search(rf"check\(\s*['\"]{re.escape(eid)}['\"]\s*,\s*answer\b", chk.source):
+            problems.append(f"exercise {eid}: the check cell does not call check({eid!r}, answer, ...)")
+        if ex_code is not None and ex_code.metadata.get("nbgrader") != nbgrader_metadata(eid, "answer"):
+            problems.append(f"exercise {eid}: exercise code cell lacks nbgrader_metadata({eid!r}, 'answer')")
+        if chk.metadata.get("nbgrader", {}).get("grade_id") != nbgrader_metadata(eid, "check")["grade_id"]:
+            problems.append(f"exercise {eid}: check cell lacks nbgrader_metadata({eid!r}, 'check')")
+    pending = None
+    for i, c in enumerate(cells):
+        if c.cell_type == "markdown" and "Predict first" in c.source and not has_tag(c, PREDICT_TAG):
+            problems.append(f"cell {i}: a 'Predict first' prompt not tagged {PREDICT_TAG}")
+        if has_tag(c, PREDICT_TAG):
+            if pending is not None:
+                problems.append(f"cell {pending}: predict prompt without a reveal cell before the next prompt")
+            pending = i
+        elif has_tag(c, REVEAL_TAG):
+            if pending is None:
+                problems.append(f"cell {i}: a reveal cell with no predict prompt before it")
+            elif c.cell_type != "code":
+                problems.append(f"cell {i}: reveal cells are code cells")
+            pending = None
+    if pending is not None:
+        problems.append(f"cell {pending}: predict prompt with no reveal code cell after it")
+    return problems

@@ -1,0 +1,117 @@
+"""Exercises that answer back: ``check("03.1", answer, ...)`` says right, or what is off.
+
+Every exercise code cell of a notebook ends in ``answer = ...``; the cell after it (tagged
+``check``) calls :func:`check` with the exercise's id, the student's ``answer`` and whatever
+the checker needs from the notebook (the model, the scores, a trajectory) as keywords. The
+checker for exercise ``"NN.k"`` lives in ``koopman_tut.tooling.checks.nbNN`` and is registered
+with :func:`checker`. It returns ``(True, why)`` when the answer is right and ``(False, what is
+off + a hint)`` otherwise; its message never gives the solution away.
+
+:func:`check` never raises in a student's notebook: an unfilled ``answer = ...`` or an answer
+of the wrong kind prints "not yet" with a hint. Under nbgrader's autograder (environment
+variable ``NBGRADER_EXECUTION`` set) a wrong answer raises ``AssertionError``, which nbgrader
+counts as a failed test cell, so the same check cells grade a class.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from typing import Any, Callable
+
+Verdict = tuple[bool, str]
+_CHECKERS: dict[str, Callable[..., Verdict]] = {}
+_HINTS: dict[str, str] = {}
+_ID = re.compile(r"^(\d\d)\.(\d+)$")
+RIGHT, NOT_YET = "right", "not yet"
+
+
+def checker(exercise: str, expects: str) -> Callable:
+    """Register the decorated function as the checker of ``exercise`` ("NN.k").
+
+    Parameters
+    ----------
+    exercise : str
+        Exercise id: notebook number, a dot, the exercise's number ("03.1").
+    expects : str
+        What ``answer`` should be, in words ("a float: the kept overlap at compression 8");
+        shown when the answer is still ``...`` or of the wrong kind.
+    """
+    if not _ID.match(exercise):
+        raise ValueError(f"exercise id must look like '03.1', got {exercise!r}")
+
+    def register(fn: Callable[..., Verdict]) -> Callable[..., Verdict]:
+        _CHECKERS[exercise] = fn
+        _HINTS[exercise] = expects
+        return fn
+
+    return register
+
+
+def find(exercise: str) -> Callable[..., Verdict]:
+    """The checker of ``exercise``, importing ``checks.nbNN`` on first use."""
+    m = _ID.match(str(exercise))
+    if not m:
+        raise ValueError(f"exercise must be an id like '03.1', got {exercise!r}")
+    if exercise not in _CHECKERS:
+        try:
+            importlib.import_module(f"{__name__}.nb{m.group(1)}")
+        except ModuleNotFoundError as e:
+            raise ValueError(f"no checkers for notebook {m.group(1)} (exercise {exercise!r})") from e
+    if exercise not in _CHECKERS:
+        raise ValueError(f"no checker for exercise {exercise!r}; known: {', '.join(sorted(_CHECKERS))}")
+    return _CHECKERS[exercise]
+
+
+def expects(exercise: str) -> str:
+    """What ``answer`` should be for ``exercise``, in words."""
+    find(exercise)
+    return _HINTS[exercise]
+
+
+def verdict(exercise: str, answer: Any, **context: Any) -> Verdict:
+    """``(right, message)`` for ``answer`` to ``exercise``; never raises for a student's answer."""
+    fn = find(exercise)
+    if answer is Ellipsis:
+        return False, f"replace `...` with {_HINTS[exercise]}."
+    try:
+        ok, why = fn(answer, **context)
+    except Exception as e:  # noqa: BLE001 - a student's answer of the wrong kind is "not yet", not a traceback
+        return False, (f"could not check this answer ({type(e).__name__}: {e}). "
+                       f"`answer` should be {_HINTS[exercise]}.")
+    return bool(ok), str(why)
+
+
+def check(exercise: str, answer: Any, **context: Any) -> bool:
+    """Print whether ``answer`` to ``exercise`` is right, or what is off (with a hint).
+
+    Parameters
+    ----------
+    exercise : str
+        Exercise id, e.g. ``"03.1"``.
+    answer : Any
+        The student's ``answer`` (``...`` while the exercise is not done).
+    **context
+        Objects of the notebook the checker needs (documented by each checker).
+
+    Returns
+    -------
+    bool
+        True when the answer is right.
+
+    Raises
+    ------
+    AssertionError
+        Only under nbgrader's autograder (``NBGRADER_EXECUTION`` set) and only for an answer
+        that is not right, so nbgrader scores the check cell.
+    """
+    ok, why = verdict(exercise, answer, **context)
+    print(f"Exercise {exercise}: {RIGHT if ok else NOT_YET}. {why}")
+    if not ok and os.environ.get("NBGRADER_EXECUTION"):
+        raise AssertionError(f"exercise {exercise}: {why}")
+    return ok
+
+
+def close(value: float, expected: float, rel: float = 1e-6, abs_: float = 0.0) -> bool:
+    """``|value - expected| <= max(rel * |expected|, abs_)``: a tolerance helper for checkers."""
+    return abs(float(value) - float(expected)) <= max(rel * abs(float(expected)), abs_)
