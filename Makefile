@@ -10,7 +10,7 @@ PRESET ?= default
 help:
 	@echo "make run        execute the tutorial notebooks (preset $(PRESET)) into outputs/"
 	@echo "make test       unit tests + notebook validation (nbval) + papermill smoke runs + browser tests"
-	@echo "make course     student / instructor notebooks and an offline HTML site in course/"
+	@echo "make course     student / instructor notebooks, two offline websites and slides in course/"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make bench      DMD, recording, disk and distributed benchmarks (ratios against baselines)"
 	@echo "make notebooks  re-execute notebooks/ in place (refresh committed outputs)"

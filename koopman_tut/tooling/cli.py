@@ -3,7 +3,7 @@
     koopman-tut list
     koopman-tut run [--preset smoke|default|paper] [--only NAME ...] [--output-dir outputs]
                     [-p NAME VALUE ...] [--allow-unknown] [--in-place] [--resume]
-    koopman-tut course OUTDIR [--no-execute] [--only NAME ...] [--force]
+    koopman-tut course OUTDIR [--no-execute] [--only NAME ...] [--force] [--student-repo OWNER/NAME[@BRANCH]]
 
 ``run`` executes each notebook into the output folder (or in place, atomically), with a
 progress bar, and ends with a summary table; it exits 1 if any notebook failed, and 2 (before
@@ -19,9 +19,10 @@ given with -p. Every value is checked against the notebook's parameters cell bef
 starts (types and ranges: koopman_tut.tooling.nb_params); a -p that the notebook's ``if SMOKE:`` block
 would override is refused (exit 2). ``--in-place`` first removes the temporaries a killed
 ``--in-place`` run left in notebooks/.
-``course`` writes OUTDIR/student (no solutions), OUTDIR/instructor (everything, executed) and
-OUTDIR/site (offline HTML pages); see koopman_tut.tooling.course. It refuses an OUTDIR that is a file,
-or a non-empty one unless ``--force`` (which replaces OUTDIR/student, instructor and site).
+``course`` writes OUTDIR/student (no solutions; a README and the package's wheel),
+OUTDIR/instructor (everything, executed), OUTDIR/site/student and OUTDIR/site/instructor (offline
+websites) and OUTDIR/slides (reveal.js decks); see koopman_tut.tooling.course. It refuses an OUTDIR
+that is a file, or a non-empty one unless ``--force`` (which replaces those folders).
 """
 from __future__ import annotations
 
@@ -223,7 +224,11 @@ def cmd_course(args) -> int:
     paths = notebooks(args.only)
     try:
         course.prepare_folder(out, force=args.force)
-        result = course.build_course(paths, out, execute=not args.no_execute, force=True)  # prepared just now
+        result = course.build_course(paths, out, execute=not args.no_execute, force=True,  # prepared just now
+                                     student_repo=args.student_repo)
+    except ValueError as e:  # a malformed --student-repo
+        print(f"koopman-tut course: error: {e}", file=sys.stderr)
+        return USAGE_ERROR
     except OSError as e:  # OUTDIR is a file, not empty, not writable, the disk is full, ...
         print(f"koopman-tut course: error: {e}", file=sys.stderr)
         return USAGE_ERROR if isinstance(e, (FileExistsError, NotADirectoryError)) else 1
@@ -245,13 +250,16 @@ def main(argv=None) -> int:
     pr.add_argument("--allow-unknown", action="store_true", help="ignore -p names no selected notebook declares")
     pr.add_argument("--in-place", action="store_true", help="overwrite notebooks/ (refresh committed outputs)")
     pr.add_argument("--resume", action="store_true", help="skip notebooks already run with the same parameters")
-    pc = sub.add_parser("course", help="student / instructor notebooks and an offline HTML site for a course")
-    pc.add_argument("outdir", metavar="OUTDIR", help="writes OUTDIR/student, OUTDIR/instructor and OUTDIR/site")
+    pc = sub.add_parser("course", help="student / instructor notebooks, two offline websites and slides for a course")
+    pc.add_argument("outdir", metavar="OUTDIR",
+                    help="writes OUTDIR/student, OUTDIR/instructor, OUTDIR/site/{student,instructor} and OUTDIR/slides")
     pc.add_argument("--no-execute", action="store_true",
                     help="copy the committed (executed) notebooks instead of running them with papermill")
     pc.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to include (e.g. 03 or 03_kmp_equals_magnitude)")
     pc.add_argument("--force", action="store_true",
-                    help="write into a non-empty OUTDIR, replacing its student/, instructor/ and site/ folders")
+                    help="write into a non-empty OUTDIR, replacing its student/, instructor/, site/ and slides/")
+    pc.add_argument("--student-repo", metavar="OWNER/NAME[@BRANCH]",
+                    help="GitHub repository where OUTDIR will be published: Binder and Colab links in student/README.md")
     args = p.parse_args(argv)
     return {"list": cmd_list, "run": cmd_run, "course": cmd_course}[args.command](args)
 

@@ -1,76 +1,104 @@
-"""The offline HTML site of the course: one page per notebook and an index.
+"""The course's two offline websites, built by Sphinx with MyST-NB and the book theme.
 
-Rendered with nbconvert's HTMLExporter (lab template) with every script and style that
-would come from another host removed; math is typeset by a copy of MathJax from the
-``jupyter-server-mathjax`` package in ``site/static/mathjax``; widget views, which need a
-kernel, are replaced by a note beside the static output the notebook printed.
+:func:`build_site` turns notebooks into a static site with a sidebar table of contents,
+previous/next links, full-text search, numbered figures with captions and alt text
+(``mystnb`` cell metadata), admonitions for exercises and "Predict first" prompts, a dark
+mode and a print style that wraps long code lines. Two flavours come from one source:
+
+* ``student``: the student copies (no solutions); each "Predict first" reveal has its output
+  folded behind a button, after a "Your prediction" box;
+* ``instructor``: everything, each solution in a dropdown, plus the instructor's page.
+
+Nothing is fetched from another host: the notebooks are not executed (the committed or
+papermill-executed outputs are shown), MathJax 2 comes from the ``jupyter-server-mathjax``
+package into ``_static/mathjax``, and widget views (which need a kernel) become a note.
 """
 from __future__ import annotations
 
 import copy
 import html
-import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
 
-from .cells import strip_solution_details
+from .cells import CHECK_TAG, PREDICT_TAG, REVEAL_TAG, exercise_id, has_tag, is_exercise, is_solution
+from .files import copy_files, write_atomic
 
+FLAVOURS = ("student", "instructor")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = "(interactive widget: run the notebook to use it)"
-MATHJAX_DIR = "static/mathjax"  # relative to the site folder
-SITE_FLAVOUR_NOTE = ("These pages show the <strong>instructor</strong> version of each notebook: "
-                     "executed, with the worked solutions.")
-
+BUILD_TIMEOUT_S = 900  # one Sphinx build of eight executed notebooks takes well under a minute
+YOUR_PREDICTION = ("**Your prediction:** write it down (a number, a sign, a shape) before you run the next "
+                   "cell or open its output.")
+_TEST_MARKER = re.compile(r"^#\s*NBVAL_\w+[^\n]*\n?", re.MULTILINE)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 
-# The lab template without anything from a CDN: no require.js, no widget renderer, no mermaid;
-# MathJax 2 from the site's own static/ folder, with its STIX web fonts (also shipped).
-_OFFLINE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
-{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
-{% block jupyter_widgets %}{% endblock jupyter_widgets %}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{%- block html_head_js_mathjax -%}
-{{ resources.kt_mathjax_head }}
-<style type="text/css">.kt-widget-note { color: var(--jp-ui-font-color2, #666); font-style: italic; }</style>
-{%- endblock html_head_js_mathjax -%}
+PRINT_AND_DARK_CSS = """\
+/* koopman_tut: printed pages wrap long code lines instead of cutting them at the margin */
+@media print {
+  pre, div.highlight pre, div.cell_output pre { white-space: pre-wrap !important; word-break: break-word;
+                                                overflow: visible !important; max-height: none !important; }
+  .bd-sidebar-primary, .bd-sidebar-secondary, .bd-header, .prev-next-area, .header-article { display: none !important; }
+  details { display: block; } details > summary { display: none; }
+  details:not([open]) > *:not(summary) { display: block !important; }
+}
+/* figures are drawn on white: keep them readable in dark mode */
+html[data-theme="dark"] div.cell_output img { background: #ffffff; padding: 4px; border-radius: 4px; }
+.kt-widget-note { font-style: italic; opacity: .75; }
 """
 
+CONF_PY = """\
+# Sphinx configuration written by koopman_tut.tooling.site (the {flavour} site)
+project = {title!r}
+author = "koopman_tut contributors"
+copyright = "koopman_tut contributors; text CC BY 4.0, code MIT"
+extensions = ["myst_nb", "sphinx_design"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints"]
+master_doc = "index"
+nb_execution_mode = "off"          # the notebooks come executed; nothing runs while building
+nb_merge_streams = True
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+myst_heading_anchors = 3
+numfig = True
+numfig_format = {{"figure": "Figure %s"}}
+html_theme = "sphinx_book_theme"
+html_title = {title!r}
+html_static_path = ["_static"]
+html_css_files = ["koopman_tut.css"]
+html_copy_source = False
+html_show_sourcelink = False
+html_theme_options = {{
+    "home_page_in_toc": True,
+    "show_navbar_depth": 1,
+    "show_toc_level": 2,
+    "use_download_button": False,
+    "use_fullscreen_button": False,
+    "navigation_with_keys": False,
+    "announcement": {announcement!r},
+}}
+# MathJax 2 from this site's own _static folder (offline), typeset as in JupyterLab
+mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+mathjax2_config = {{
+    "TeX": {{"equationNumbers": {{"autoNumber": "AMS", "useLabelIds": True}}}},
+    "tex2jax": {{"inlineMath": [["\\\\(", "\\\\)"]], "displayMath": [["\\\\[", "\\\\]"]],
+                "processEscapes": True, "processEnvironments": True}},
+    "HTML-CSS": {{"availableFonts": [], "webFont": "STIX-Web", "imageFont": None, "preferredFont": None,
+                  "linebreaks": {{"automatic": True}}}},
+    "messageStyle": "none", "showMathMenu": False,
+}}
+suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
+"""
 
-def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` (str as UTF-8) to ``path`` through a temporary file and a rename, so an
-    interrupted write never leaves half a file; the mode is 0o666 less the umask, as ``open`` gives."""
-    from .runner import TMP_TAG, new_file_mode
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}{TMP_TAG}", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def copy_files(src: Path, dst: Path) -> None:
-    """Copy the tree ``src`` into ``dst`` with new files and folders made as the umask says
-    (``shutil.copytree`` would give them the modes of the installed package's files)."""
-    for item in sorted(Path(src).rglob("*")):
-        target = Path(dst) / item.relative_to(src)
-        if item.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        elif item.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)  # a new file: open() applies the umask
-            shutil.copyfile(item, target)
+ANNOUNCEMENT = {
+    "student": "Student edition: exercises without solutions. Run the notebooks in JupyterLab to check your answers.",
+    "instructor": "Instructor edition: every solution is in a dropdown. Do not hand this site to students.",
+}
 
 
 def notebook_title(nb: NotebookNode, default: str = "") -> str:
@@ -84,19 +112,15 @@ def notebook_title(nb: NotebookNode, default: str = "") -> str:
     return default
 
 
-def first_paragraph(nb: NotebookNode) -> str:  # noqa: D401
-    """The first paragraph of markdown after the title (markdown source).
-
-    A paragraph that is only a bold label (``**What you will learn**``) takes the block
-    after it along, so the summary says something.
-    """
+def first_paragraph(nb: NotebookNode) -> str:
+    """The first paragraph of markdown after the title (markdown source); a paragraph that is
+    only a bold label (``**What you will learn**``) takes the block after it along."""
     blocks: list[str] = []
     for cell in nb.cells:
-        if cell.cell_type != "markdown":
+        if cell.cell_type != "markdown" or is_solution(cell):
             continue
-        for block in re.split(r"\n\s*\n", strip_solution_details(cell.source)):
-            lines = [ln for ln in block.strip().splitlines() if not _HEADING.match(ln)]
-            text = "\n".join(lines).strip()
+        for block in re.split(r"\n\s*\n", cell.source):
+            text = "\n".join(ln for ln in block.strip().splitlines() if not _HEADING.match(ln)).strip()
             if not text:
                 continue
             blocks.append(text)
@@ -105,165 +129,174 @@ def first_paragraph(nb: NotebookNode) -> str:  # noqa: D401
     return "\n\n".join(blocks)
 
 
-def site_notebook(nb: NotebookNode) -> NotebookNode:
-    """A copy of ``nb`` for the static site: widget views replaced by a note.
+def _fenced(kind: str, title: str, body: str, options: str = "") -> str:
+    fence = "::::"
+    while fence in body:
+        fence += ":"
+    return f"{fence}{{{kind}}} {title}\n{options}\n{body.strip()}\n{fence}"
 
-    A widget view output (``application/vnd.jupyter.widget-view+json``) has no offline
-    renderer: it is dropped with its text repr, and the note "(interactive widget: run the
-    notebook to use it)" takes its place. The cell's other outputs (the text, tables and
-    figures the code printed) stay, and the saved widget state is removed from the metadata
-    (so the page does not try to load a widget renderer).
+
+def _add_tag(cell: NotebookNode, tag: str) -> None:
+    tags = cell.metadata.setdefault("tags", [])
+    if tag not in tags:
+        tags.append(tag)
+
+
+def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
+    """A copy of ``nb`` ready for the book: test markers out, widgets as notes, admonitions in.
+
+    Parameters
+    ----------
+    nb : NotebookNode
+        An executed notebook: the instructor copy, or (``flavour="student"``) a student copy
+        whose reveal cells kept their outputs.
+    flavour : {"student", "instructor"}
+
+    Returns
+    -------
+    NotebookNode
+        ``# NBVAL_...`` lines removed from code; widget views replaced by a note (their saved
+        state dropped, so no widget renderer is requested); exercise prompts and "Predict first"
+        prompts in admonitions; the collapsed setup cell folded; in the instructor flavour each
+        solution's markdown in a dropdown and its code folded; in the student flavour a "Your
+        prediction" box before each reveal, whose output is folded.
     """
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     out = copy.deepcopy(nb)
     out.metadata.pop("widgets", None)
+    cells = []
     for cell in out.cells:
-        if cell.cell_type != "code":
-            continue
-        outputs = []
-        for o in cell.outputs:
-            if WIDGET_VIEW in o.get("data", {}):
-                outputs.append(nbformat.v4.new_output(
-                    "display_data",
-                    data={"text/html": f'<p class="kt-widget-note">{html.escape(WIDGET_NOTE)}</p>',
-                          "text/plain": WIDGET_NOTE}))
-            else:
-                outputs.append(o)
-        cell.outputs = outputs
+        eid = exercise_id(cell) or ""
+        if cell.cell_type == "code":
+            cell.source = _TEST_MARKER.sub("", cell.source)
+            cell.outputs = [_widget_note() if WIDGET_VIEW in o.get("data", {}) else o for o in cell.outputs]
+            if cell.metadata.get("jupyter", {}).get("source_hidden"):
+                _add_tag(cell, "hide-input")
+            if is_solution(cell):
+                _add_tag(cell, "hide-cell")
+            if has_tag(cell, REVEAL_TAG) and flavour == "student":
+                cells.append(nbformat.v4.new_markdown_cell(_fenced("admonition", "Your prediction", YOUR_PREDICTION,
+                                                                   ":class: note")))
+                _add_tag(cell, "hide-output")
+        elif cell.cell_type == "markdown":
+            if is_solution(cell):
+                cell.source = _fenced("dropdown", f"Solution {eid}".strip(), cell.source, ":color: success")
+            elif is_exercise(cell):
+                cell.source = _fenced("admonition", f"Exercise {eid}".strip(), cell.source, ":class: tip")
+            elif has_tag(cell, PREDICT_TAG):
+                before, sep, prompt = cell.source.partition("**Predict first")
+                box = _fenced("admonition", "Predict first", sep + prompt, ":class: important")
+                cell.source = f"{before.rstrip()}\n\n{box}" if before.strip() else box
+        if has_tag(cell, CHECK_TAG) and flavour == "student":
+            cell.outputs = []
+        cells.append(cell)
+    out.cells = cells
     return out
+
+
+def _widget_note() -> NotebookNode:
+    return nbformat.v4.new_output("display_data", data={
+        "text/html": f'<p class="kt-widget-note">{html.escape(WIDGET_NOTE)}</p>', "text/plain": WIDGET_NOTE})
 
 
 def mathjax_source() -> Path:
     """The folder of MathJax 2 files shipped by the ``jupyter-server-mathjax`` package."""
     try:
         import jupyter_server_mathjax
-    except ImportError as e:  # a test extra: pip install -e ".[test]"
+    except ImportError as e:
         raise RuntimeError("the course site needs MathJax from the jupyter-server-mathjax package: "
-                           "pip install jupyter-server-mathjax (or pip install -e '.[test]')") from e
+                           "pip install jupyter-server-mathjax") from e
     static = Path(jupyter_server_mathjax.__file__).resolve().parent / "static"
     if not (static / "MathJax.js").is_file():
         raise RuntimeError(f"no MathJax.js in {static}")
     return static
 
 
-def mathjax_head(prefix: str = "") -> str:
-    """``<script>`` tags that load the site's own MathJax (``prefix`` + static/mathjax/).
-
-    Same typesetting options as nbconvert's stock template ($...$, $$...$$, AMS numbering),
-    HTML-CSS output with the STIX web fonts that jupyter-server-mathjax ships.
-    """
-    return f"""<script type="text/x-mathjax-config">
-MathJax.Hub.Config({{
-  TeX: {{ equationNumbers: {{ autoNumber: "AMS", useLabelIds: true }} }},
-  tex2jax: {{ inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], displayMath: [["$$", "$$"], ["\\\\[", "\\\\]"]],
-             processEscapes: true, processEnvironments: true }},
-  "HTML-CSS": {{ availableFonts: [], webFont: "STIX-Web", imageFont: null, preferredFont: null,
-                linebreaks: {{ automatic: true }} }},
-  displayAlign: "center", messageStyle: "none", showMathMenu: false
-}});
-</script>
-<script src="{prefix}{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"></script>"""
-
-
-def html_exporter():
-    """nbconvert's HTMLExporter (lab template) with every CDN reference removed."""
-    from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
-
-    return HTMLExporter(template_name="lab", template_file="kt_offline.html.j2",
-                        extra_loaders=[DictLoader({"kt_offline.html.j2": _OFFLINE_TEMPLATE})],
-                        embed_images=True, require_js_url="", jquery_url="", jupyter_widgets_base_url="",
-                        mathjax_url=f"{MATHJAX_DIR}/MathJax.js")
+def index_page(entries: list[tuple[str, str, str]], flavour: str, pages: list[str]) -> str:
+    """The site's home page (MyST): each notebook's title as a link and its first paragraph,
+    a hidden table of contents (the sidebar), and the extra ``pages`` (instructor's page)."""
+    intro = {
+        "student": ("This is the **student edition**: every exercise is there, no solution is. Work through the "
+                    "notebooks in JupyterLab (see the README of your course folder for how to install the "
+                    "package); each exercise ends in a cell that checks your `answer` and says *right* or "
+                    "*not yet*, with a hint."),
+        "instructor": ("This is the **instructor edition**: every solution is in a dropdown"
+                       + (", and the [instructor's guide](instructor.md) has the syllabus and notes for each "
+                          "notebook" if "instructor" in pages else "")
+                       + ". Hand students the student edition, never this one."),
+    }[flavour]
+    items = "\n".join(f"{i}. [{title}]({href})  \n   {' '.join(para.split())}"
+                      for i, (href, title, para) in enumerate(entries, 1))
+    toc = "\n".join([*(Path(h).stem for h, _, _ in entries), *pages])
+    return (f"# Koopman-operator pruning of neural networks\n\n{intro}\n\n## The notebooks\n\n{items}\n\n"
+            f"```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```\n")
 
 
-def render_page(nb: NotebookNode, name: str, exporter=None) -> str:
-    """One notebook as a self-contained offline HTML page (see :func:`site_notebook`)."""
-    exporter = exporter or html_exporter()
-    body, _ = exporter.from_notebook_node(
-        site_notebook(nb), resources={"metadata": {"name": notebook_title(nb, name)},
-                                      "kt_mathjax_head": mathjax_head()})
-    return body
-
-
-def _inline_markdown(text: str) -> str:
-    from nbconvert.filters.markdown_mistune import markdown2html_mistune
-
-    rendered = markdown2html_mistune(text).strip()
-    m = re.fullmatch(r"<p>(.*)</p>", rendered, re.DOTALL)
-    return m.group(1) if m else rendered
-
-
-def index_page(entries: list[tuple[str, str, str]], flavour: str = "instructor") -> str:
-    """The site's index: the notebooks in order, each with its title and first paragraph.
-
-    Parameters
-    ----------
-    entries : list of (href, title, first paragraph)
-        Titles and paragraphs are markdown (math is typeset by the local MathJax).
-    flavour : str
-        Which copy the pages show, said at the top of the page.
-    """
-    from nbconvert.filters.markdown_mistune import markdown2html_mistune
-
-    items = "\n".join(
-        f'<li><h2><a href="{html.escape(href)}">{_inline_markdown(title)}</a></h2>\n'
-        f'<div class="summary">{markdown2html_mistune(para)}</div></li>'
-        for href, title, para in entries)
-    note = SITE_FLAVOUR_NOTE if flavour == "instructor" else (
-        "These pages show the <strong>student</strong> version of each notebook: without solutions.")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>Koopman-operator pruning: the tutorial notebooks</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem;
-       line-height: 1.5; color: #222; }}
-ol.notebooks {{ padding-left: 1.2rem; }} ol.notebooks > li {{ margin-bottom: 1.5rem; }} h2 {{ font-size: 1.2rem; margin-bottom: .3rem; }}
-.flavour {{ background: #f3f6fa; border-left: 4px solid #4a7ab5; padding: .5rem 1rem; }}
-</style>
-{mathjax_head()}
-</head>
-<body>
-<h1>Koopman-operator pruning of neural networks</h1>
-<p class="flavour">{note} The notebooks themselves (student and instructor copies) are in the
-course folder beside this site; run them in JupyterLab to use the interactive controls.</p>
-<ol class="notebooks">
-{items}
-</ol>
-</body>
-</html>
-"""
-
-
-def render_site(notebooks: list[Path], site_dir: Path, flavour: str = "instructor") -> list[Path]:
-    """Render notebooks into an offline static site.
+def build_site(notebooks: list[Path], site_dir: Path, flavour: str, pages: list[Path] = (),
+               timeout: float = BUILD_TIMEOUT_S, log=print) -> Path:
+    """Build the ``flavour`` site of ``notebooks`` into ``site_dir`` (replaced as a whole).
 
     Parameters
     ----------
     notebooks : list of Path
-        The notebooks, in order (the instructor copies).
+        Executed notebooks in order: instructor copies, or student copies for ``"student"``
+        (see :func:`site_notebook`).
     site_dir : Path
-        Output folder: gets ``index.html``, one ``NN_name.html`` per notebook and
-        ``static/mathjax/`` (a copy of MathJax).
-    flavour : str
-        Which copy the notebooks are, named on the index page.
+        Output folder; it appears only when the build succeeded (built beside it, renamed).
+    flavour : {"student", "instructor"}
+    pages : list of Path
+        Extra MyST pages (the instructor's guide), added to the table of contents.
+    timeout : float
+        Seconds the Sphinx build may take before it is stopped with ``TimeoutError``.
+    log : callable
+        Progress messages.
 
     Returns
     -------
-    list of Path
-        The pages written, index last.
+    Path
+        ``site_dir / "index.html"``.
     """
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     site_dir = Path(site_dir)
-    site_dir.mkdir(parents=True, exist_ok=True)
-    copy_files(mathjax_source(), site_dir / MATHJAX_DIR)
-    exporter, pages, entries = html_exporter(), [], []
-    for path in notebooks:
-        nb = nbformat.read(str(path), as_version=4)
-        page = site_dir / f"{Path(path).stem}.html"
-        write_atomic(page, render_page(nb, Path(path).stem, exporter))
-        pages.append(page)
-        entries.append((page.name, notebook_title(nb, Path(path).stem), first_paragraph(nb)))
-    index = site_dir / "index.html"
-    write_atomic(index, index_page(entries, flavour))
-    return [*pages, index]
+    site_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{site_dir.name}-build-", dir=site_dir.parent))
+    try:
+        src, html_dir = work / "src", work / "html"
+        src.mkdir()
+        entries = []
+        for path in notebooks:
+            nb = nbformat.read(str(path), as_version=4)
+            nbformat.write(site_notebook(nb, flavour), str(src / Path(path).name))
+            entries.append((Path(path).name, notebook_title(nb, Path(path).stem), first_paragraph(nb)))
+        for page in pages:
+            shutil.copyfile(page, src / Path(page).name)
+        title = "Koopman pruning: " + ("student edition" if flavour == "student" else "instructor edition")
+        (src / "conf.py").write_text(CONF_PY.format(flavour=flavour, title=title, announcement=ANNOUNCEMENT[flavour]))
+        (src / "index.md").write_text(index_page(entries, flavour, [Path(p).stem for p in pages]))
+        (src / "_static").mkdir()
+        (src / "_static" / "koopman_tut.css").write_text(PRINT_AND_DARK_CSS)
+        copy_files(mathjax_source(), src / "_static" / "mathjax")
+        log(f"building the {flavour} site with Sphinx (MyST-NB, book theme)")
+        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", "1", str(src), str(html_dir)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            raise TimeoutError(f"the Sphinx build of the {flavour} site took over {timeout:.0f} s and was stopped"
+                               ) from e
+        if proc.returncode != 0:
+            raise RuntimeError(f"the Sphinx build of the {flavour} site failed (exit {proc.returncode}):\n"
+                               f"{proc.stderr[-3000:]}")
+        for line in proc.stderr.splitlines():
+            if "WARNING" in line:
+                log(f"  sphinx: {line}")
+        for junk in (".buildinfo", ".doctrees"):
+            p = html_dir / junk
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        if site_dir.exists():
+            shutil.rmtree(site_dir)
+        html_dir.rename(site_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return site_dir / "index.html"
