@@ -2,8 +2,10 @@
 
 * JupyterLab on a copy of notebooks/: open notebook 03, run all cells, change the
   compression dropdown of its explorer widget and see the accuracy table change;
-* the course's static site (koopman_tut.tooling.course, --no-execute): a page shows its embedded
-  figures and MathJax-typeset equations with every request to another host blocked.
+* the course's two websites (koopman_tut.tooling.course, --no-execute), with every request to
+  another host blocked: the student site has no solution text, search finds "fixed point",
+  previous/next work, every figure has a caption and alt text; the instructor site shows the
+  solutions in dropdowns, switches to dark mode and prints without cutting code.
 
 Screenshots go to test-artifacts/. Skipped only where /usr/bin/chromium is missing and this
 is not CI (CI=true): CI must run it (.ci/run installs chromium).
@@ -219,34 +221,138 @@ def test_notebook_03_widget_in_jupyterlab(browser, tmp_path):
         lab.stop()
 
 
-def test_static_site_page_offline(browser, tmp_path):
+# --- the course's two websites (koopman-tut course --no-execute on the committed notebooks) ---
+
+OFFLINE = ("file:", "data:", "blob:", "about:")
+
+
+@pytest.fixture(scope="module")
+def course_dir(tmp_path_factory):
     from koopman_tut.tooling import course
 
+    out = tmp_path_factory.mktemp("course")
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    result = course.build_course(notebooks, out, execute=False, log=lambda *a: None, force=True, wheel=False)
+    assert not result.failed and set(result.site) == {"student", "instructor"}
+    return out
+
+
+def solution_snippets() -> list[str]:
+    """Text that only a solution cell holds: its code lines and sentences (>= 30 characters)
+    that appear in no other cell of the tutorial."""
+    import nbformat
+
+    from koopman_tut.tooling.cells import is_solution
+
+    sol, other = [], []
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for c in nbformat.read(str(path), as_version=4).cells:
+            (sol if is_solution(c) else other).append(c.source)
+    rest = "\n".join(other)
+    out = []
+    for text in sol:
+        for piece in re.split(r"\n|(?<=[.:;])\s", text):
+            piece = piece.strip()
+            if len(piece) >= 30 and piece not in rest and "<" not in piece and "&" not in piece:
+                out.append(piece)
+    return out
+
+
+def open_page(browser, url: str, viewport=(1280, 900)):
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    blocked = block_network(page, OFFLINE)
+    page.goto(url)
+    return page, blocked
+
+
+def test_student_site_has_no_solutions_and_works_offline(browser, course_dir):
+    """No solution text in any page or the search index; search finds "fixed point"; previous /
+    next links walk the notebooks; every figure has a caption and real alt text; math is typeset;
+    no request leaves the machine."""
     ARTIFACTS.mkdir(exist_ok=True)
-    result = course.build_course([ROOT / "notebooks" / NOTEBOOK], tmp_path / "course", execute=False,
-                                 log=lambda *a: None)
-    page_path = tmp_path / "course" / "site" / NOTEBOOK.replace(".ipynb", ".html")
-    assert page_path in result.site
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    site = course_dir / "site" / "student"
+    snippets = solution_snippets()
+    assert len(snippets) > 20, "the tutorial has solutions to hide"
+    for f in [*site.glob("*.html"), site / "searchindex.js"]:
+        text = f.read_text(encoding="utf-8")
+        import html as html_lib
+
+        flat = html_lib.unescape(re.sub(r"<[^>]+>", "", text))
+        leaked = [s for s in snippets if s in text or s in flat]
+        assert not leaked, f"{f.name} shows solution text: {leaked[:3]}"
+        assert "Solution " not in flat or f.name == "searchindex.js" and "Solution" not in flat
+        assert "NBVAL_" not in text, f"{f.name} shows a test marker"
+    # search
+    page, blocked = open_page(browser, (site / "search.html").as_uri() + "?q=fixed+point")
     try:
-        blocked = block_network(page, ("file:", "data:", "blob:", "about:"))
-        page.goto(page_path.as_uri())
-        # MathJax 2 leaves each typeset formula's TeX in a <script type="math/tex"> right after
-        # its rendering, a span.MathJax (inside div.MathJax_Display for display math)
-        page.wait_for_function("""() => {
-            const tex = document.querySelectorAll('script[type^="math/tex"]').length;
-            return window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 && tex > 0
-                   && document.querySelectorAll('span.MathJax').length === tex; }""", timeout=60_000)
-        assert page.locator("span.MathJax .math").count() > 0, "equations are typeset"
-        assert page.locator(".merror, .MathJax_Error").count() == 0
-        figures = page.locator(".jp-OutputArea-output img[src^='data:image/png;base64,']")
-        assert figures.count() > 0, f"no figure on the page: is notebooks/{NOTEBOOK} committed executed (make notebooks)?"
-        assert figures.first.evaluate("img => img.complete && img.naturalWidth > 0"), "the figure decodes"
-        assert page.get_by_text(course.WIDGET_NOTE).count() > 0
-        assert blocked == [], f"the page tried to reach other hosts: {blocked}"
-        page.evaluate("""() => {  // the first figure in view, with the text above it
-            const img = document.querySelector('.jp-OutputArea-output img');
-            window.scrollTo(0, img.getBoundingClientRect().top + window.scrollY - 250); }""")
-        page.screenshot(path=str(ARTIFACTS / "browser_site_03.png"))
+        page.wait_for_selector("#search-results ul.search li", timeout=60_000)
+        hits = page.locator("#search-results ul.search li a").all_inner_texts()
+        assert hits, "search finds 'fixed point'"
+        page.screenshot(path=str(ARTIFACTS / "site_student_search.png"))
     finally:
         page.close()
+    # previous / next, figures, math
+    page, blocked2 = open_page(browser, (site / "00_quickstart.html").as_uri())
+    try:
+        page.locator("a.right-next").first.click()
+        page.wait_for_load_state()
+        assert page.url.endswith("01_koopman_and_dmd.html"), page.url
+        page.locator("a.left-prev").first.click()
+        page.wait_for_load_state()
+        assert page.url.endswith("00_quickstart.html"), page.url
+        for nb in sorted(site.glob("0*.html")):
+            page.goto(nb.as_uri())
+            imgs = page.locator("article img")
+            for i in range(imgs.count()):
+                alt = (imgs.nth(i).get_attribute("alt") or "").strip()
+                src = imgs.nth(i).get_attribute("src") or ""
+                assert len(alt) > 15 and alt not in src and "No description" not in alt, (nb.name, src, alt)
+            figs = page.locator("article figure")
+            assert figs.count() == imgs.count(), f"{nb.name}: every figure is numbered with a caption"
+            for i in range(figs.count()):
+                assert "Figure" in figs.nth(i).locator("figcaption").text_content(), nb.name
+        page.goto((site / "01_koopman_and_dmd.html").as_uri())
+        page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 "
+                               "&& document.querySelectorAll('.MathJax, .MathJax_Display').length > 0", timeout=60_000)
+        assert page.locator(".MathJax_Error, .merror").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "site_student_01.png"))
+        page.goto((site / "05_early_training.html").as_uri())
+        box = page.locator(".admonition", has_text="Your prediction")
+        assert box.count() > 0, "a 'Your prediction' box before each reveal"
+        box.first.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "site_student_prediction.png"))
+    finally:
+        page.close()
+    assert blocked == [] and blocked2 == [], f"requests to other hosts: {blocked + blocked2}"
+
+
+def test_instructor_site_shows_solutions_dark_mode_and_print(browser, course_dir):
+    site = course_dir / "site" / "instructor"
+    page, blocked = open_page(browser, (site / "03_kmp_equals_magnitude.html").as_uri())
+    try:
+        drop = page.locator("details", has_text="Solution 03.1")
+        assert drop.count() == 1, "each solution is a dropdown"
+        drop.first.locator("summary").click()
+        assert drop.first.locator("p").first.is_visible()
+        drop.first.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "site_instructor_solution.png"))
+        if (ROOT / "docs" / "instructor.md").is_file():
+            assert (site / "instructor.html").is_file() and page.locator("nav a[href='instructor.html']").count()
+        # dark mode: the theme switch sets data-theme; the page background turns dark
+        page.locator("button.theme-switch-button").first.click()
+        page.locator("button.theme-switch-button").first.click()
+        assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+        bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert sum(int(v) for v in re.findall(r"\d+", bg)[:3]) < 200, bg
+        page.screenshot(path=str(ARTIFACTS / "site_instructor_dark.png"))
+        # print: no code block is cut at the right margin of an A4 page
+        page.goto((site / "04_kgp_and_gradient_pruning.html").as_uri())
+        page.emulate_media(media="print")
+        page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
+        cut = page.evaluate("""() => [...document.querySelectorAll('article pre')]
+            .filter(p => p.scrollWidth > p.clientWidth + 1).length""")
+        assert cut == 0, f"{cut} code blocks cut at the right when printed"
+        page.pdf(path=str(ARTIFACTS / "site_instructor_04.pdf"), format="A4")
+    finally:
+        page.close()
+    assert blocked == [], f"requests to other hosts: {blocked}"

@@ -44,28 +44,36 @@ def synthetic_notebook() -> nbformat.NotebookNode:
     """Title + paragraph, parameters, an exercise (markdown + code with ``...``), its solution
     (markdown + code, tagged), a <details> solution block next to a hint, a figure, a widget
     output beside printed text, and a display formula. Runs top to bottom in a second."""
+    ex1 = {"koopman_tut": {"exercise": "00.1"}}
     cells = [
         new_markdown_cell("# Synthetic course notebook\n\nA first paragraph about $\\lambda_1 = 1$.\n\nMore."),
         new_code_cell("X = 2", metadata={"tags": ["parameters"]}),
-        new_markdown_cell("**Exercise.** Square `X`.", metadata={"tags": ["exercise"]}),
-        new_code_cell("answer = ...\nprint(answer)", metadata={"tags": ["exercise"]}, execution_count=3,
+        new_markdown_cell("**Predict first:** what is X + 1?", metadata={"tags": ["predict"]}),
+        new_code_cell("print('REVEALED', X + 1)", metadata={"tags": ["reveal"]}, execution_count=2,
+                      outputs=[new_output("stream", name="stdout", text="REVEALED 3\n")]),
+        new_markdown_cell("**Exercise.** Square `X`.", metadata={"tags": ["exercise"], **ex1}),
+        new_code_cell("answer = ...\nprint(answer)", metadata={"tags": ["exercise"], **ex1}, execution_count=3,
                       outputs=[new_output("stream", name="stdout", text="EXERCISE_STUB_OUTPUT\n")]),
-        new_markdown_cell("**Solution.** SECRET_MARKDOWN_ANSWER: square it.", metadata={"tags": ["solution"]}),
+        new_markdown_cell("**Solution.** SECRET_MARKDOWN_ANSWER: square it.", metadata={"tags": ["solution"], **ex1}),
         new_code_cell("answer = X ** 2  # SECRET_CODE_ANSWER\nprint('SECRET_PRINTED_ANSWER', answer)",
-                      metadata={"tags": ["solution"]}, execution_count=4,
+                      metadata={"tags": ["solution"], **ex1}, execution_count=4,
                       outputs=[new_output("stream", name="stdout", text="SECRET_PRINTED_ANSWER 4\n")]),
+        new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('CHECKED', answer == X ** 2)", metadata={"tags": ["check"], **ex1},
+                      execution_count=5, outputs=[new_output("stream", name="stdout", text="CHECKED True\n")]),
         new_markdown_cell("## Exercises\n\n1. Keep this question.\n\n"
                           "<details><summary>Solution 1</summary>\n\nSECRET_DETAILS_ANSWER\n\n</details>\n\n"
                           "<details><summary>Hint</summary>\n\nHINT_TEXT\n</details>"),
         new_code_cell("import matplotlib.pyplot as plt\nplt.figure(figsize=(1, 1), dpi=20)\nplt.plot([0, 1])\nplt.show()",
-                      execution_count=5,
+                      execution_count=6, metadata={"mystnb": {"figure": {"caption": "FIGURE_CAPTION a rising line.",
+                                                                         "name": "fig-00-line"},
+                                                              "image": {"alt": "ALT_TEXT a line from bottom left"}}},
                       outputs=[new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"})]),
-        new_code_cell("print('TABLE_TEXT')", execution_count=6,
+        new_code_cell("print('TABLE_TEXT')", execution_count=7,
                       outputs=[new_output("stream", name="stdout", text="TABLE_TEXT\n"),
-                               new_output("execute_result", execution_count=6, data={
+                               new_output("execute_result", execution_count=7, data={
                                    course.WIDGET_VIEW: {"model_id": "abc", "version_major": 2, "version_minor": 0},
                                    "text/plain": "interactive(children=(Dropdown(...),))"})]),
-        new_markdown_cell(f"The forecast\n$$\n{FORMULA}\n$$\nand inline $|v_1|$."),
+        new_markdown_cell(f"The forecast\n$$\n{FORMULA}\n$$\nand inline $|v_1|$, see [notebook 00](00_synthetic.ipynb)."),
     ]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -136,7 +144,15 @@ def test_student_copy_has_no_solutions(nb_path):
     assert any(c.cell_type == "markdown" and course.is_exercise(c) for c in student.cells)
     assert PNG in text and "TABLE_TEXT" in text, "figures and other outputs stay"
     assert any(FORMULA in c.source for c in student.cells if c.cell_type == "markdown")
+    assert "CHECKED True" not in text, "check cells run fresh in the student's kernel"
+    i = next(i for i, c in enumerate(student.cells) if course.has_tag(c, "reveal"))
+    assert student.cells[i].outputs == [] and "REVEALED 3" not in text, "no answer before the prediction"
+    assert student.cells[i - 1].cell_type == "markdown" and "Your prediction:" in student.cells[i - 1].source
+    assert course.has_tag(student.cells[i - 2], "predict"), "prompt, then the student's prediction, then the reveal"
     nbformat.validate(student)
+    kept = course.student_copy(nb, clear_reveals=False)
+    assert "REVEALED 3" in json.dumps(kept) and "Your prediction:" not in json.dumps(kept)
+    assert not any(s in json.dumps(kept) for s in SECRETS)
 
 
 # 2. instructor copies: everything; executed by papermill
@@ -172,32 +188,85 @@ def test_instructor_copy_failure_leaves_nothing(tmp_path):
 
 # 3. the offline site
 
-def test_site_pages_are_offline_with_figures_and_math(nb_path, tmp_path):
-    site = tmp_path / "site"
-    pages = course.render_site([nb_path], site)
-    page, index = site / "00_synthetic.html", site / "index.html"
-    assert pages == [page, index] and page.is_file() and index.is_file()
-    html_text = page.read_text(encoding="utf-8")
-    found = refs(page)
-    assert f"data:image/png;base64,{PNG}" in found.imgs, "the figure is embedded"
-    assert FORMULA in html_text and "$$" in html_text, "the formula's TeX is there for MathJax"
-    for p in (page, index):
+def site_text(site: Path) -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(site.glob("*.html")))
+
+
+@pytest.mark.parametrize("flavour", ["student", "instructor"])
+def test_sites_are_offline_books_with_figures_math_and_no_markers(nb_path, tmp_path, flavour):
+    """Sphinx + MyST-NB + book theme, built without a network: every script and stylesheet is in
+    the site; the figure is numbered, captioned and has its alt text; test markers are gone; the
+    widget became a note; the student site has no solution, the instructor site has each one in a
+    dropdown; a "Predict first" box, and (student) a "Your prediction" box before the folded reveal."""
+    nb = nbformat.read(str(nb_path), as_version=4)
+    src = nb_path
+    if flavour == "student":
+        src = tmp_path / "student" / nb_path.name
+        src.parent.mkdir()
+        nbformat.write(course.student_copy(nb, clear_reveals=False), str(src))
+    index = course.build_site([src], tmp_path / "site", flavour, log=lambda *a: None)
+    site = index.parent
+    page = site / "00_synthetic.html"
+    assert index.is_file() and page.is_file() and (site / "search.html").is_file() and (site / "searchindex.js").is_file()
+    text = site_text(site)
+    for p in site.glob("*.html"):
         r = refs(p)
         assert r.loads and not [u for u in r.loads if is_remote(u)], f"{p.name} loads {r.loads}"
-        for u in r.loads:  # every script / stylesheet is in the site folder
-            assert (site / u.split("?")[0]).is_file(), u
-        text = p.read_text(encoding="utf-8")
-        assert "cdnjs" not in text and "unpkg" not in text and "require.js" not in text
-    assert "MathJax.js" in " ".join(found.loads)
-    # widgets: the view is gone, a note says why, the printed table stays
-    assert course.WIDGET_VIEW not in html_text and "interactive(children" not in html_text
-    assert course.WIDGET_NOTE in html_text and "TABLE_TEXT" in html_text
-    # the instructor flavour: solutions are shown, and the index says so
-    assert "SECRET_PRINTED_ANSWER 4" in html_text and "SECRET_DETAILS_ANSWER" in html_text
-    index_text = index.read_text(encoding="utf-8")
-    assert "instructor" in index_text and 'href="00_synthetic.html"' in index_text
-    assert "Synthetic course notebook" in index_text and "A first paragraph about" in index_text
-    assert "More." not in index_text, "only the first paragraph"
+        for u in r.loads:
+            assert u.startswith("#") or (site / u.split("?")[0].split("#")[0]).is_file(), u
+    assert "mathjax/MathJax.js" in text and FORMULA.replace("\\", "\\") in page.read_text()
+    assert "FIGURE_CAPTION" in text and "Figure 1" in text and 'alt="ALT_TEXT a line from bottom left"' in text
+    assert "NBVAL_CHECK_OUTPUT" not in text and course.WIDGET_NOTE in text and "interactive(children" not in text
+    assert "TABLE_TEXT" in text and "Predict first" in text
+    assert 'class="reference internal" href="#' in text or "00_synthetic.html" in text, "the notebook link resolves"
+    if flavour == "student":
+        assert not any(s_ in text for s_ in SECRETS) and "CHECKED True" not in text
+        assert "Your prediction" in text and "REVEALED 3" in text, "the reveal is folded, not lost"
+        assert text.index("Your prediction") < text.index("REVEALED 3")
+    else:
+        assert all(s_ in text for s_ in ["SECRET_MARKDOWN_ANSWER", "SECRET_PRINTED_ANSWER"])
+        assert re.search(r"<details[^>]*>\s*<summary[^>]*>.*Solution 00\.1", text, re.DOTALL), "solution dropdown"
+        assert "Your prediction" not in text
+
+
+def test_site_build_failure_leaves_the_old_site(nb_path, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("old")
+    from koopman_tut.tooling import site as site_mod
+
+    monkeypatch.setattr(site_mod, "CONF_PY", "raise SystemExit('broken conf')\n")
+    with pytest.raises(RuntimeError, match="Sphinx build"):
+        course.build_site([nb_path], site, "instructor", log=lambda *a: None)
+    assert (site / "index.html").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["site", "src"]
+
+
+def test_slides_are_offline_decks_without_solutions(nb_path, tmp_path):
+    from koopman_tut.tooling import slides
+
+    decks = slides.build_slides([nb_path], tmp_path / "slides")
+    deck = decks[0]
+    text = deck.read_text(encoding="utf-8")
+    assert deck.name == "00_synthetic.slides.html" and "<section" in text and "Reveal.initialize" in text
+    assert not [u for u in refs(deck).loads if is_remote(u)] and "unpkg" not in text and "require.js" not in text
+    for u in refs(deck).loads:
+        assert (deck.parent / u.split("?")[0]).is_file(), u
+    assert (deck.parent / "reveal.js" / "dist" / "reveal.js").is_file() and (deck.parent / "reveal.js" / "LICENSE").is_file()
+    assert not any(s_ in text for s_ in SECRETS) and "CHECKED" not in text
+    assert "Predict first" in text and "REVEALED 3" in text and 'class="fragment"' in text
+    assert 'alt="ALT_TEXT a line from bottom left"' in text and "Synthetic course notebook" in text
+
+
+def test_student_readme_and_launch_links():
+    text = course.student_readme([("03_x.ipynb", "03 · X")], "koopman_tut-0.1.0-py3-none-any.whl", "me/course@spring")
+    assert "pip install koopman_tut-0.1.0-py3-none-any.whl" in text and "jupyter lab" in text
+    assert "https://mybinder.org/v2/gh/me/course/spring?labpath=student%2F03_x.ipynb" in text
+    assert "https://colab.research.google.com/github/me/course/blob/spring/student/03_x.ipynb" in text
+    assert "not yet" in text and "right" in text
+    assert "--student-repo" in course.student_readme([("03_x.ipynb", "03 · X")], None)
+    for bad in ("me", "me/", "/course", "a/b/c"):
+        with pytest.raises(ValueError, match="owner/name"):
+            course.launch_links(bad, "x.ipynb")
 
 
 def test_title_and_first_paragraph():
@@ -216,31 +285,45 @@ def test_course_command_on_the_real_notebooks(tmp_path):
     exe = Path(sys.executable).with_name("koopman-tut")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "koopman_tut.tooling.cli"]
     out = tmp_path / "OUT"
-    proc = subprocess.run([*cmd, "course", str(out), "--no-execute"], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run([*cmd, "course", str(out), "--no-execute", "--student-repo", "someone/course"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["instructor", "site", "slides", "student"]
     names = [p.name for p in NOTEBOOKS]
-    assert sorted(p.name for p in (out / "student").glob("*.ipynb")) == names
+    wheels = list((out / "student").glob("koopman_tut-*.whl"))
+    assert sorted(p.name for p in (out / "student").iterdir()) == sorted(names + ["README.md", wheels[0].name])
     assert sorted(p.name for p in (out / "instructor").glob("*.ipynb")) == names
-    html_pages = sorted(p.name for p in (out / "site").glob("*.html"))
-    assert html_pages == sorted([n.replace(".ipynb", ".html") for n in names] + ["index.html"])
-    assert len(html_pages) == len(NOTEBOOKS) + 1
+    for flavour in ("student", "instructor"):
+        pages = sorted(p.name for p in (out / "site" / flavour).glob("0*.html"))
+        assert pages == [n.replace(".ipynb", ".html") for n in names]
+        assert all(not is_remote(u) for page in (out / "site" / flavour).glob("*.html") for u in refs(page).loads)
+    assert sorted(p.name for p in (out / "slides").glob("*.slides.html")) == [n.replace(".ipynb", ".slides.html")
+                                                                            for n in names]
+    import zipfile
+
+    members = zipfile.ZipFile(wheels[0]).namelist()
+    assert "koopman_tut/tooling/checks/__init__.py" in members and "koopman_tut/tooling/static/reveal.js/dist/reveal.js" in members
+    assert not [m for m in members if m.endswith(".ipynb")], "the wheel carries no notebook (no solution)"
+    readme = (out / "student" / "README.md").read_text()
+    assert wheels[0].name in readme and "colab.research.google.com/github/someone/course" in readme
     had_solutions = False
     for p in NOTEBOOKS:
         assert (out / "instructor" / p.name).read_bytes() == committed[p], "instructor = committed notebook"
-        nb = nbformat.read(str(p), as_version=4)
+        nb = nbformat.reads(committed[p].decode(), as_version=4)
         student = nbformat.read(str(out / "student" / p.name), as_version=4)
-        had_solutions |= any(course.is_solution(c) or "<summary>Solution" in c.source for c in nb.cells)
+        had_solutions |= any(course.is_solution(c) for c in nb.cells)
         assert not any(course.is_solution(c) for c in student.cells)
-        assert not any("<summary>Solution" in c.source for c in student.cells)
         assert all(not c.outputs for c in student.cells if c.cell_type == "code" and course.is_exercise(c))
-        kept = [c for c in nb.cells if c.cell_type == "code" and not course.is_solution(c) and not course.is_exercise(c)]
-        assert [c.outputs for c in student.cells if c.cell_type == "code" and not course.is_exercise(c)] == \
+        assert all(not c.outputs for c in student.cells if course.has_tag(c, "check") or course.has_tag(c, "reveal"))
+        kept = [c for c in nb.cells if c.cell_type == "code" and not course.is_solution(c) and not course.is_exercise(c)
+                and not course.has_tag(c, "check") and not course.has_tag(c, "reveal")]
+        assert [c.outputs for c in student.cells if c.cell_type == "code" and not course.is_exercise(c)
+                and not course.has_tag(c, "check") and not course.has_tag(c, "reveal")] == \
             [c.outputs for c in kept], "other outputs (figures, tables) kept"
     assert had_solutions, "the tutorial's exercises have solutions to strip"
-    index = (out / "site" / "index.html").read_text()
-    assert [m for m in re.findall(r'href="([^"]+\.html)"', index)] == [n.replace(".ipynb", ".html") for n in names]
-    assert all(not is_remote(u) for page in (out / "site").glob("*.html") for u in refs(page).loads)
+    index = (out / "site" / "student" / "index.html").read_text()
+    linked = list(dict.fromkeys(re.findall(r'href="(0[^"#]+\.html)', index)))
+    assert linked == [n.replace(".ipynb", ".html") for n in names], "the home page lists the notebooks in order"
     assert {p: p.read_bytes() for p in NOTEBOOKS} == committed, "notebooks/ untouched"
 
 
@@ -274,7 +357,7 @@ def test_course_refuses_a_non_empty_folder_unless_forced(course_cli, tmp_path, c
     assert work.read_text() == "a student's answers" and sorted(p.name for p in out.rglob("*")) == [
         "00_synthetic.ipynb", "student"]
     stale = [out / "student" / "99_old.ipynb", out / "site" / "99_old.html",
-             out / "instructor" / ".00_x.kt-tmp-1.ipynb"]
+             out / "instructor" / ".00_x.kt-tmp-1.ipynb", out / "slides" / "99_old.slides.html"]
     for path in stale:
         path.parent.mkdir(exist_ok=True)
         path.write_text("stale")
@@ -285,7 +368,7 @@ def test_course_refuses_a_non_empty_folder_unless_forced(course_cli, tmp_path, c
     assert course_cli(out, "--force") == 0
     assert not any(p.exists() for p in stale) and (out / "notes.txt").read_text() == "not the course's"
     assert "SECRET_CODE_ANSWER" not in (out / "student" / "00_synthetic.ipynb").read_text()
-    assert sorted(p.name for p in (out / "student").iterdir()) == ["00_synthetic.ipynb"]
+    assert sorted(p.name for p in (out / "student").iterdir()) == ["00_synthetic.ipynb", "README.md"]
     # a course folder that is a link is removed as a link: what it points to stays
     (out / "site").rename(tmp_path / "old_site")
     (out / "site").symlink_to(elsewhere)
