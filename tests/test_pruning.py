@@ -299,3 +299,24 @@ def test_random_mask_draws_of_neighbouring_seeds_are_independent():
     assert torch.equal(kept(P.random_masks(model, 4, seed=2)), draws[2, 0])  # draw 0 is the plain seed
     with pytest.raises(TypeError, match="draw"):
         P.random_masks(model, 4, seed=0, draw=-1)
+
+
+def test_gradients_weight_each_batch_by_its_examples():
+    """Batches of 32 + 32 + 7 give the gradient of the loss over all 71 examples (one batch of 71),
+    whatever their order; averaging the batch means equally would weight the 7 like 32."""
+    import torch.nn as nn
+
+    from koopman_tut.pruning.scores import gradients
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(71, 5, generator=g), torch.randint(0, 3, (71,), generator=g)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3)).double()
+    x = x.double()
+    whole = gradients(model, [(x, y)])
+    perm = torch.randperm(71, generator=g)
+    split = [(x[perm[i:i + 32]], y[perm[i:i + 32]]) for i in (0, 32, 64)]
+    parts = gradients(model, split, n_batches=3)
+    for n in whole:
+        assert torch.allclose(whole[n], parts[n], rtol=1e-12, atol=1e-14), n
+    equal_weights = {n: sum(gradients(model, [b])[n] for b in split) / 3 for n in whole}
+    assert any(not torch.allclose(whole[n], equal_weights[n], rtol=1e-6) for n in whole), "the control differs"

@@ -24,8 +24,15 @@ def magnitude_scores(model: nn.Module) -> Scores:
 
 def gradients(model: nn.Module, loader, n_batches: int = 1, loss_fn: Callable = F.cross_entropy,
               device=None) -> dict[str, torch.Tensor]:
-    """{name: dL/dtheta}, the gradient of the mean loss over the first ``n_batches`` batches
-    (signed), at the model's current parameters, for every conv/linear weight and bias."""
+    """{name: dL/dtheta}, the gradient of the mean per-example loss over the examples of the first
+    ``n_batches`` batches (signed), at the model's current parameters, for every conv/linear
+    weight and bias.
+
+    Each batch's mean loss is weighted by its number of examples, so a short last batch counts
+    as much as its examples, not as much as a full batch: with every batch of a loader, the
+    result is the gradient of the loss over the whole data set, whatever the batch size or order.
+    ``loss_fn`` must average over the batch (``reduction="mean"``, the default of PyTorch's losses).
+    """
     if n_batches < 1:
         raise ValueError(f"n_batches must be >= 1, got {n_batches}")
     names = layer_parameters(model)
@@ -34,19 +41,20 @@ def gradients(model: nn.Module, loader, n_batches: int = 1, loss_fn: Callable = 
     grads = {n: torch.zeros_like(p) for n, p in params.items()}
     was_training = model.training
     model.eval()
-    seen = 0
+    seen, examples = 0, 0
     for x, y in loader:
         if seen >= n_batches:
             break
         loss = loss_fn(model(x.to(device)), y.to(device))
+        size = len(y)
         for n, g in zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
             if g is not None:
-                grads[n] += g
-        seen += 1
+                grads[n] += g * size
+        seen, examples = seen + 1, examples + size
     model.train(was_training)
-    if seen == 0:
-        raise ValueError("loader yielded no batches")
-    return {n: g / seen for n, g in grads.items()}
+    if seen == 0 or examples == 0:
+        raise ValueError("loader yielded no batches" if seen == 0 else "loader yielded only empty batches")
+    return {n: g / examples for n, g in grads.items()}
 
 
 def gradient_scores(model: nn.Module, loader, n_batches: int = 1, form: str = "theta_grad",
