@@ -42,3 +42,29 @@ def test_finetune_returns_history():
     before = evaluate(model, tel)[1]
     h = finetune(model, trl, epochs=2, lr=0.05, progress=False)
     assert len(h.train_loss) == 2 and evaluate(model, tel)[1] > before
+
+
+def test_step_counter_survives_deepcopy_and_state_dict():
+    """A deep copy of an optimizer (e.g. of a whole setup, to try something on the side) and one
+    restored from state_dict() go on counting from where the original stood, one step per step."""
+    import copy
+
+    from koopman_tut.training.train import steps_taken
+
+    m = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    assert steps_taken(opt) == 0
+    for _ in range(5):
+        opt.zero_grad()
+        m(torch.randn(4, 3)).sum().backward()
+        opt.step()
+    twin = copy.deepcopy(opt)
+    restored = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    restored.load_state_dict(opt.state_dict())
+    assert steps_taken(opt) == steps_taken(twin) == steps_taken(restored) == 5
+    for o in (twin, restored):
+        for p in o.param_groups[0]["params"]:
+            p.grad = torch.ones_like(p)
+        o.step()
+        assert steps_taken(o) == 6, "one step counts once"
+    assert steps_taken(opt) == 5

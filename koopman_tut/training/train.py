@@ -50,20 +50,28 @@ def make_optimizer(model: nn.Module, name: str = "nesterov", lr: float = 0.1, mo
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
-_COUNTER = "_koopman_tut_steps"
+_COUNTER = "koopman_tut_steps"  # a key of param_groups[0]: copied by deepcopy, saved by state_dict()
+_HOOKED = "_koopman_tut_counting"  # set on the optimizer object that runs the counting hook
 
 
 def steps_taken(optimizer: torch.optim.Optimizer) -> int:
     """Optimizer steps taken since this counter was attached to ``optimizer``: the package's
     one step counter (read by experiments and recorders). The first call attaches it at 0;
-    :func:`train` and :func:`koopman_tut.training.experiments.setup` attach it before any step."""
-    if not hasattr(optimizer, _COUNTER):
-        setattr(optimizer, _COUNTER, 0)
+    :func:`train` and :func:`koopman_tut.training.experiments.setup` attach it before any step.
 
+    The count lives in ``optimizer.param_groups[0]`` (PyTorch's optimizers ignore keys they do
+    not know), so a ``copy.deepcopy`` of the optimizer (or of a whole setup) and an optimizer
+    restored with ``load_state_dict`` go on counting from where the original stood; the step
+    hook, which ``deepcopy`` does not carry over, is attached again on first use.
+    """
+    group = optimizer.param_groups[0]
+    group.setdefault(_COUNTER, 0)
+    if not getattr(optimizer, _HOOKED, False):
         def count(opt, args, kwargs):
-            setattr(opt, _COUNTER, getattr(opt, _COUNTER) + 1)
+            opt.param_groups[0][_COUNTER] = opt.param_groups[0].get(_COUNTER, 0) + 1
         optimizer.register_step_post_hook(count)
-    return getattr(optimizer, _COUNTER)
+        setattr(optimizer, _HOOKED, True)
+    return int(group[_COUNTER])
 
 
 @dataclass
