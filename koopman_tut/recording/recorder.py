@@ -112,6 +112,8 @@ class TrajectoryRecorder:
         self.shapes = [tuple(local_tensor(t).shape) for t in self._tensors]
         # looked up again at every step, from the model down, so a replaced submodule is seen too
         self._lookup = [(tuple(n.split(".")[:-1]), n.rpartition(".")[2]) for n in self.names]
+        self._orig = [attr + "_orig" for _, attr in self._lookup]  # the trained tensor once pruned
+        self._sharded = any(hasattr(t, "to_local") for t in self._tensors)  # DTensors (FSDP2)
         self.device = torch.device(device)
         self.group = None if shard is False or shard is None else shard  # True: the default group
         self.n_total = sum(math.prod(s) for s in self.shapes)
@@ -186,13 +188,11 @@ class TrajectoryRecorder:
         self.step += 1
         self._record()
 
-    @torch.no_grad()
-    def _record(self) -> None:
+    def _record(self) -> None:  # no torch.no_grad() needed: the flat views it copies are detached
         s = self.step
         if self._full or (self.stop is not None and s > self.stop):
             return  # the recording is over: nothing to check or write
-        found = self._current()
-        self._check_unchanged(found)
+        found = self._current()  # raises if a recorded parameter was replaced, removed or reshaped
         if s < self.start or (s - self.start) % self.every:
             return
         k = len(self.steps)
@@ -201,8 +201,9 @@ class TrajectoryRecorder:
             return
         self._write(self.storage[k], found)
         self.steps.append(s)
-        self.lrs.append(float(self._lr_groups[0]["lr"]))
-        self.group_lrs.append([float(g["lr"]) for g in self._lr_groups])
+        lrs = [float(g["lr"]) for g in self._lr_groups]
+        self.group_lrs.append(lrs)
+        self.lrs.append(lrs[0])
         if self._settings_changed_at is None and self._settings() != self._settings0:
             self._settings_changed_at = s
         if self._disk is not None:
@@ -211,22 +212,33 @@ class TrajectoryRecorder:
                 self._disk.close()  # nothing more can be written: the file is complete
 
     def _current(self) -> list[tuple[nn.Module | None, torch.Tensor | None, bool]]:
-        """(module, trainable tensor, pruned?) per recorded name, looked up in the model now."""
+        """(module, trainable tensor, pruned?) per recorded name, looked up in the model now.
+
+        Raises RuntimeError if one is not the tensor, or not of the shape, recorded so far
+        (checked here, in the one pass over the names that every step makes).
+        """
         out = []
-        for path, attr in self._lookup:
+        for (path, attr), orig_name, t0, shape in zip(self._lookup, self._orig, self._tensors, self.shapes):
             m = self.model
             for a in path:
                 m = m._modules.get(a) if m is not None else None
             ps = m._parameters if m is not None else {}
-            orig = ps.get(attr + "_orig")  # pruned by torch.nn.utils.prune: train weight_orig
-            out.append((m, ps.get(attr) if orig is None else orig, orig is not None))
+            orig = ps.get(orig_name)  # pruned by torch.nn.utils.prune: train weight_orig
+            t = ps.get(attr) if orig is None else orig
+            if t is not t0 or (local_tensor(t) if self._sharded else t).shape != shape:
+                found = [self._find(i) for i in range(len(self.names))]
+                raise RuntimeError(changed_message(self, [t for _, t, _ in found]))
+            out.append((m, t, orig is not None))
         return out
 
-    def _check_unchanged(self, found) -> None:
-        """RuntimeError if a recorded parameter is not the tensor, or not of the shape, recorded so far."""
-        for (_, t, _), t0, shape in zip(found, self._tensors, self.shapes):
-            if t is not t0 or local_tensor(t).shape != shape:
-                raise RuntimeError(changed_message(self, [t for _, t, _ in found]))
+    def _find(self, i: int) -> tuple[nn.Module | None, torch.Tensor | None, bool]:
+        """(module, trainable tensor, pruned?) of recorded name ``i`` (no checks)."""
+        (path, attr), m = self._lookup[i], self.model
+        for a in path:
+            m = m._modules.get(a) if m is not None else None
+        ps = m._parameters if m is not None else {}
+        orig = ps.get(self._orig[i])
+        return m, ps.get(attr) if orig is None else orig, orig is not None
 
     def _write(self, row: torch.Tensor, found) -> None:
         """One fused copy of the flattened values into ``row`` (converting to its dtype).
@@ -235,7 +247,7 @@ class TrajectoryRecorder:
         its storage (``data_ptr``, checked each step: ``p.data = ...`` or ``model.to()`` gives new
         storage, and the views are made again), so a step costs one ``torch.cat``.
         """
-        key = tuple((local_tensor(t).data_ptr(), pruned) for _, t, pruned in found)
+        key = tuple(((local_tensor(t) if self._sharded else t).data_ptr(), pruned) for _, t, pruned in found)
         if key != self._view_key:
             self._views, self._view_key = self._flat_views(found), key
         vals = [v if mask is None else v * mask for v, mask in self._views]
