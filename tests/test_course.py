@@ -288,7 +288,9 @@ def test_course_command_on_the_real_notebooks(tmp_path):
     proc = subprocess.run([*cmd, "course", str(out), "--no-execute", "--student-repo", "someone/course"],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["instructor", "site", "slides", "student"]
+    assert sorted(p.name for p in out.iterdir()) == ["instructor", "nbgrader", "site", "slides", "student"]
+    assert (out / "nbgrader" / "nbgrader_config.py").is_file()
+    assert sorted(p.name for p in (out / "nbgrader" / "source").iterdir()) == [p.stem for p in NOTEBOOKS]
     names = [p.name for p in NOTEBOOKS]
     wheels = list((out / "student").glob("koopman_tut-*.whl"))
     assert sorted(p.name for p in (out / "student").iterdir()) == sorted(names + ["README.md", wheels[0].name])

@@ -54,14 +54,15 @@ def test_check_says_not_yet_and_raises_only_for_nbgrader(monkeypatch, capsys):
     def _square(answer):
         return answer == 4, "right" if answer == 4 else "that is not 2 squared. Hint: multiply."
 
-    assert checks.check("99.1", 4) is True
-    assert checks.check("99.1", ...) is False and checks.check("99.1", "four") is False
+    assert checks.check("99.1", 4) is None, "no result: a check cell shows only its message"
+    checks.check("99.1", ...)
+    checks.check("99.1", "four")
     out = capsys.readouterr().out
     assert "Exercise 99.1: right." in out and "replace `...` with an int: 2 squared" in out
     assert out.count("not yet") == 2
-    assert checks.check("99.1", object()) is False, "an answer of the wrong kind is 'not yet'"
+    assert checks.verdict("99.1", object())[0] is False, "an answer of the wrong kind is 'not yet'"
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    assert checks.check("99.1", 4) is True
+    checks.check("99.1", 4)
     with pytest.raises(AssertionError, match="99.1"):
         checks.check("99.1", 5)
     with pytest.raises(ValueError, match="like '03.1'"):
@@ -134,3 +135,51 @@ def test_student_notebook_checks_answer_back(path, paste, tmp_path):
         want = "right" if paste else "not yet"
         assert f"Exercise {eid}: {want}." in text, (eid, text)
         assert "Traceback" not in text
+
+
+@pytest.mark.slow
+def test_nbgrader_autogrades_the_check_cells(tmp_path):
+    """The course's nbgrader/ folder works with nbgrader itself: generate_assignment releases the
+    answer cells with their starting code and the stub `answer = ...`; autograde gives 0 points to
+    a submission left as released and every point to one with the solutions pasted in."""
+    import os
+    import subprocess
+    import sys
+
+    from nbgrader.api import Gradebook
+
+    name = "01_koopman_and_dmd"
+    path = ROOT / "notebooks" / f"{name}.ipynb"
+    course.build_course([path], tmp_path / "course", execute=False, log=lambda *a: None, wheel=False)
+    root = tmp_path / "course" / "nbgrader"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def nbgrader(*args):
+        proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=900, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    nbgrader("generate_assignment", name)
+    released = nbformat.read(str(root / "release" / name / f"{name}.ipynb"), as_version=4)
+    answer_cells = [c for c in released.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert answer_cells and all(c.source.rstrip().endswith("answer = ...  # YOUR CODE HERE") for c in answer_cells)
+    assert "### BEGIN SOLUTION" not in nbformat.writes(released)
+    nb = nbformat.read(str(path), as_version=4)
+    solutions: dict[str, list[str]] = {}
+    for c in nb.cells:
+        if c.cell_type == "code" and cells.is_solution(c):
+            solutions.setdefault(cells.exercise_id(c), []).append(c.source)
+    for who in ("blank", "solved"):
+        sub = nbformat.reads(nbformat.writes(released), as_version=4)
+        if who == "solved":
+            for c in sub.cells:
+                if c.metadata.get("nbgrader", {}).get("solution"):
+                    c.source = "\n".join(solutions[cells.exercise_id(c)])
+        out = root / "submitted" / who / name / f"{name}.ipynb"
+        out.parent.mkdir(parents=True)
+        nbformat.write(sub, str(out))
+    nbgrader("autograde", name, "--create")
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        blank, solved = (gb.find_submission(name, who) for who in ("blank", "solved"))
+        assert blank.max_score == solved.max_score == len(answer_cells)
+        assert (blank.score, solved.score) == (0, len(answer_cells))

@@ -11,7 +11,9 @@ stale file), every file atomically with the mode the umask gives:
   README (how to install, how the checks answer, Binder/Colab links) and a wheel of the
   package, so students install it without the repository's executed solutions;
 * ``site/student/`` and ``site/instructor/``: the two offline websites (:mod:`.site`);
-* ``slides/``: one reveal.js deck per notebook (:mod:`.slides`).
+* ``slides/``: one reveal.js deck per notebook (:mod:`.slides`);
+* ``nbgrader/``: an nbgrader course folder (``nbgrader_config.py``, ``source/NN_name/NN_name.ipynb``,
+  one assignment per notebook) whose check cells ``nbgrader autograde`` scores.
 
 Cell conventions (exercises, solutions, checks, predictions): :mod:`.cells`.
 """
@@ -128,7 +130,7 @@ def instructor_copy(src: Path, dst: Path, execute: bool = True, parameters: dict
     return dst
 
 
-COURSE_FOLDERS = ("student", "instructor", "site", "slides")  # all that build_course writes in its folder
+COURSE_FOLDERS = ("student", "instructor", "site", "slides", "nbgrader")  # all that build_course writes in its folder
 
 
 def prepare_folder(out_dir: Path, force: bool = False) -> None:
@@ -168,6 +170,7 @@ class CourseResult:
     instructor: list[Path] = field(default_factory=list)
     site: dict[str, Path] = field(default_factory=dict)  # flavour -> index.html
     slides: list[Path] = field(default_factory=list)
+    nbgrader: list[Path] = field(default_factory=list)  # source notebooks, one assignment each
     wheel: Path | None = None
     failed: dict[str, str] = field(default_factory=dict)
 
@@ -342,7 +345,11 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
             nb = nbformat.read(str(inst), as_version=4)
             result.student.append(write_atomic(out_dir / "student" / src.name, _nb_text(student_copy(nb))))
             nbformat.write(student_copy(nb, clear_reveals=False), str(site_src / src.name))
+            result.nbgrader.append(write_atomic(out_dir / "nbgrader" / "source" / src.stem / src.name,
+                                                _nb_text(nbgrader_copy(nb))))
             student_site.append(site_src / src.name)
+        if result.nbgrader:
+            write_atomic(out_dir / "nbgrader" / "nbgrader_config.py", NBGRADER_CONFIG)
         if wheel and root is not None:
             log("building the package's wheel for students")
             result.wheel = build_wheel(root, out_dir / "student")
@@ -363,6 +370,7 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
     for flavour, index in result.site.items():
         log(f"{flavour} site:".ljust(19) + f"{index}")
     log(f"slides:            {out_dir / 'slides'} ({len(result.slides)} decks)")
+    log(f"nbgrader:          {out_dir / 'nbgrader'} ({len(result.nbgrader)} assignments in source/)")
     for name, error in result.failed.items():
         print(f"{name} failed: {error}", file=sys.stderr)
     return result
@@ -371,3 +379,52 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
 def _nb_text(nb: NotebookNode) -> str:
     text = nbformat.writes(nb)
     return text if text.endswith("\n") else text + "\n"
+
+
+NBGRADER_CONFIG = '''\
+# nbgrader configuration written by koopman-tut course: one assignment per notebook in source/.
+#   nbgrader generate_assignment 03_kmp_equals_magnitude    # release/: the student version
+#   nbgrader autograde 03_kmp_equals_magnitude              # after collecting submissions
+# An exercise's answer cell keeps its starting code; nbgrader replaces the solution between the
+# BEGIN/END SOLUTION markers with the stub below. Check cells are locked and worth 1 point each:
+# under the autograder (NBGRADER_EXECUTION set) a wrong answer raises, which costs the point.
+c = get_config()  # noqa: F821
+c.CourseDirectory.root = "."
+c.ClearSolutions.code_stub = {"python": "answer = ...  # YOUR CODE HERE"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+'''
+
+
+def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
+    """The notebook as an nbgrader *source* notebook (``nbgrader generate_assignment`` input).
+
+    Each exercise's answer cell (nbgrader ``solution: true``) becomes its starting code with the
+    line ``answer = ...`` replaced by the solution code between ``### BEGIN SOLUTION`` and
+    ``### END SOLUTION``; the separate solution cells are dropped (nbgrader would hand them out);
+    check cells stay as locked graded cells. Outputs are cleared (nbgrader releases none).
+    """
+    from .cells import exercise_id
+
+    out = copy.deepcopy(nb)
+    solutions: dict[str, list[str]] = {}
+    for cell in out.cells:
+        if cell.cell_type == "code" and is_solution(cell):
+            solutions.setdefault(exercise_id(cell), []).append(cell.source.rstrip())
+    cells = []
+    for cell in out.cells:
+        if is_solution(cell):
+            continue
+        if cell.cell_type == "code":
+            _clear(cell)
+            eid = exercise_id(cell)
+            if is_exercise(cell) and eid in solutions:
+                region = "### BEGIN SOLUTION\n" + "\n".join(solutions[eid]) + "\n### END SOLUTION"
+                lines = cell.source.splitlines()
+                at = next((i for i, ln in enumerate(lines) if ln.startswith("answer = ...")), len(lines))
+                cell.source = "\n".join([*lines[:at], region, *lines[at + 1:]])
+        elif cell.cell_type == "markdown":
+            cell.source = strip_solution_details(cell.source)
+        cells.append(cell)
+    out.cells = cells
+    out.metadata["koopman_tut"] = {"copy": "nbgrader source"}
+    return out

@@ -82,7 +82,7 @@ def verdict(exercise: str, answer: Any, **context: Any) -> Verdict:
     return bool(ok), str(why)
 
 
-def check(exercise: str, answer: Any, **context: Any) -> bool:
+def check(exercise: str, answer: Any, **context: Any) -> None:
     """Print whether ``answer`` to ``exercise`` is right, or what is off (with a hint).
 
     Parameters
@@ -96,8 +96,9 @@ def check(exercise: str, answer: Any, **context: Any) -> bool:
 
     Returns
     -------
-    bool
-        True when the answer is right.
+    None
+        Nothing, so a check cell shows only the message (and nbgrader, which reads a cell's
+        result as partial credit, sees none); :func:`verdict` gives ``(right, message)``.
 
     Raises
     ------
@@ -109,7 +110,6 @@ def check(exercise: str, answer: Any, **context: Any) -> bool:
     print(f"Exercise {exercise}: {RIGHT if ok else NOT_YET}. {why}")
     if not ok and os.environ.get("NBGRADER_EXECUTION"):
         raise AssertionError(f"exercise {exercise}: {why}")
-    return ok
 
 
 def close(value: float, expected: float, rel: float = 1e-6, abs_: float = 0.0) -> bool:
