@@ -259,8 +259,12 @@ def solution_snippets() -> list[str]:
 
 
 def open_page(browser, url: str, viewport=(1280, 900)):
+    """A page at ``url`` with the network blocked; the returned list collects every request to
+    another host and every local file that failed to load (a missing font, script or image)."""
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     blocked = block_network(page, OFFLINE)
+    page.on("requestfailed", lambda r: blocked.append(f"missing: {r.url}")
+            if r.failure and "NOT_FOUND" in r.failure else None)
     page.goto(url)
     return page, blocked
 
@@ -338,9 +342,9 @@ def test_instructor_site_shows_solutions_dark_mode_and_print(browser, course_dir
         page.screenshot(path=str(ARTIFACTS / "site_instructor_solution.png"))
         if (ROOT / "docs" / "instructor.md").is_file():
             assert (site / "instructor.html").is_file() and page.locator("nav a[href='instructor.html']").count()
-        # dark mode: the theme switch sets data-theme; the page background turns dark
-        page.locator("button.theme-switch-button").first.click()
-        page.locator("button.theme-switch-button").first.click()
+        # dark mode: the theme menu sets data-theme; the page background turns dark
+        page.locator("button.theme-switch-button:visible").first.click()  # a menu: system, light, dark
+        page.locator("button.theme-change-button[data-mode='dark']:visible").first.click()
         assert page.evaluate("document.documentElement.dataset.theme") == "dark"
         bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert sum(int(v) for v in re.findall(r"\d+", bg)[:3]) < 200, bg
