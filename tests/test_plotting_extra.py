@@ -143,3 +143,60 @@ def test_paired_differences_one_interval_per_rule_and_start():
     seg = kmp.lines[2][0].get_segments()[1]
     assert (seg[0][1], seg[1][1]) == (pytest.approx(lo), pytest.approx(hi))
     assert any(abs(line.get_ydata()[0]) < 1e-12 for line in ax.get_lines())  # the zero line
+
+
+def _rows():
+    from koopman_tut.training.experiments import PruneRow
+
+    acc = {"GMP": [0.96, 0.95, 0.5], "KMP": [0.96, 0.96, 0.55], "stale GMP": [0.96, 0.95, 0.5],
+           "random": [0.96, 0.1, 0.1]}
+    return [PruneRow(m, c, a[i], a[i], 1.0, {}, 0.01) for i, c in enumerate([1, 4, 16]) for m, a in acc.items()]
+
+
+def test_every_rule_has_its_own_colour_and_marker():
+    from koopman_tut.plots.plot_style import PALETTE, RULE_STYLES, rule_style
+
+    pairs = {(st["color"], st["marker"]) for name, st in RULE_STYLES.items()
+             if name not in ("GMP (control)", "chance", "gradient (one batch)")}
+    assert len(pairs) == len(RULE_STYLES) - 3  # aliases aside, no two rules share colour and marker
+    assert all(st["color"] in PALETTE for st in RULE_STYLES.values())  # one colour-blind-safe palette
+    a, b = rule_style("some rule", 0), rule_style("other rule", 1)
+    assert a["color"] != b["color"] and a["marker"] != b["marker"]
+
+
+def test_accuracy_vs_compression_rules_differ_in_colour_and_marker():
+    ax = plotting.accuracy_vs_compression(_rows(), "accuracy")
+    lines = {l.get_label(): l for l in ax.get_lines()}
+    assert legend_labels(ax) == ["GMP", "KMP", "stale GMP", "random"]
+    styles = [(l.get_color(), l.get_marker()) for l in lines.values()]
+    assert len({s[0] for s in styles}) == 4 and len({s[1] for s in styles}) == 4
+    assert lines["stale GMP"].get_markerfacecolor() == "none"  # open markers on top of GMP's
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "4", "16"]
+
+
+def test_difference_vs_compression_shows_what_coincides():
+    ax = plotting.difference_vs_compression(_rows(), "accuracy", versus="GMP")
+    lines = {l.get_label(): l for l in ax.get_lines()}
+    assert set(lines) == {"KMP - GMP", "stale GMP - GMP", "GMP (zero line)"}  # random left out
+    np.testing.assert_allclose(lines["KMP - GMP"].get_ydata(), [0, 0.01, 0.05], atol=1e-12)
+    np.testing.assert_allclose(lines["stale GMP - GMP"].get_ydata(), 0, atol=1e-12)
+    xk, xs = lines["KMP - GMP"].get_xdata(), lines["stale GMP - GMP"].get_xdata()
+    assert np.all(np.asarray(xk) != np.asarray(xs))  # dodged sideways: equal values stay visible
+    with pytest.raises(ValueError, match="versus"):
+        plotting.difference_vs_compression(_rows(), versus="KGP")
+
+
+def test_seed_intervals_absolute_and_paired():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0.4, 0.6, (5, 3))
+    series = {"gradient (one batch)": ref, "KGP": ref + 0.01, "random": ref - 0.3}
+    ax = plotting.seed_intervals([2, 4, 8], series, clip=(0, 1), xlabel="c", ylabel="acc")
+    assert legend_labels(ax) == list(series) and "5 seeds" in ax.get_title()
+    kgp = ax.containers[1]
+    np.testing.assert_allclose(kgp.lines[0].get_ydata(), (ref + 0.01).mean(0))
+    ax = plotting.seed_intervals([2, 4, 8], series, versus="gradient (one batch)", legend="outside")
+    assert legend_labels(ax) == ["= gradient (one batch) (the reference)", "KGP", "random"]
+    np.testing.assert_allclose(ax.containers[0].lines[0].get_ydata(), 0.01)  # paired differences
+    x0, x1 = ax.containers[0].lines[0].get_xdata(), ax.containers[1].lines[0].get_xdata()
+    assert np.all(x0 != x1)  # dodged
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "4", "8"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plot_style import STYLES, _ax, _np
-from .seed_plots import horizon_panels, paired_differences, paired_seeds, seed_bands  # noqa: F401 - plotting.X in the notebooks
+from .plot_style import STYLES, _ax, _np, rule_style
+from .seed_plots import horizon_panels, paired_differences, paired_seeds, seed_bands, seed_intervals  # noqa: F401 - plotting.X in the notebooks
 
 
 def spectrum(eigs, ax=None, amplitudes=None, label="eigenvalues", highlight: int | None = None, color=None,
@@ -47,27 +47,80 @@ def spectrum(eigs, ax=None, amplitudes=None, label="eigenvalues", highlight: int
     return ax
 
 
-def accuracy_vs_compression(rows, value: str = "accuracy", ax=None, title: str | None = None):
-    """Lines of ``value`` against compression (log2 axis), one per rule, from
-    :func:`koopman_tut.training.experiments.compare` rows. Rules that coincide stay visible: GMP is
-    dashed over a thick, translucent KMP; random is dotted with a +-1 std band."""
-    ax = _ax(ax, (5.5, 3.8))
+def _by_rule(rows, value: str) -> dict:
+    """{rule: (compressions, values, accuracy stds)} of compare rows, rules in their order."""
+    out = {}
     for m in dict.fromkeys(r.method for r in rows):
         pts = sorted((r.compression, getattr(r, value), r.accuracy_std) for r in rows
                      if r.method == m and getattr(r, value) is not None)
-        x, y = [p[0] for p in pts], np.array([p[1] for p in pts])
-        line, = ax.plot(x, y, label=m, **STYLES.get(m.split(" ")[0], dict(marker="o")))
-        if m == "random" and value == "accuracy":
-            s = np.array([p[2] for p in pts])
-            ax.fill_between(x, np.clip(y - s, 0, 1), np.clip(y + s, 0, 1), color=line.get_color(), alpha=0.15)
+        out[m] = ([p[0] for p in pts], np.array([p[1] for p in pts], dtype=float), np.array([p[2] for p in pts]))
+    return out
+
+
+_YLABELS = {"accuracy": "test accuracy after pruning", "accuracy_finetuned": "test accuracy after fine-tuning"}
+_TITLES = {"accuracy": "right after pruning", "accuracy_finetuned": "after fine-tuning"}
+
+
+def _compression_axis(ax, rows) -> None:
+    """A log2 compression axis with a labelled tick at every compression of the rows."""
+    cs = sorted({r.compression for r in rows})
     ax.set_xscale("log", base=2)
-    ax.set_ylim(0, 1.02)
+    ax.set_xticks(cs, [f"{c:g}" for c in cs])
+    ax.minorticks_off()
     ax.set_xlabel("compression (total / nonzero parameters)")
-    ax.set_ylabel({"accuracy": "test accuracy after pruning",
-                   "accuracy_finetuned": "test accuracy after fine-tuning"}.get(value, value.replace("_", " ")))
-    ax.set_title(title or {"accuracy": "right after pruning", "accuracy_finetuned": "after 1 epoch of fine-tuning"}
-                 .get(value, ""))
+
+
+def accuracy_vs_compression(rows, value: str = "accuracy", ax=None, title: str | None = None):
+    """Lines of ``value`` against compression (log2 axis), one per rule, from
+    :func:`koopman_tut.training.experiments.compare` rows. Every rule has its own colour, marker
+    and line style (:data:`koopman_tut.plots.plot_style.RULE_STYLES`, colour-blind safe): KMP is
+    thick and translucent under a dashed GMP, stale GMP has open markers on top, random is dotted
+    grey with a +-1 std band. Where rules coincide, :func:`difference_vs_compression` shows how much."""
+    ax = _ax(ax, (5.5, 3.8))
+    for i, (m, (x, y, s)) in enumerate(_by_rule(rows, value).items()):
+        line, = ax.plot(x, y, label=m, **rule_style(m, i))
+        if m == "random" and value == "accuracy":
+            ax.fill_between(x, np.clip(y - s, 0, 1), np.clip(y + s, 0, 1), color=line.get_color(), alpha=0.15)
+    _compression_axis(ax, rows)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel(_YLABELS.get(value, value.replace("_", " ")))
+    ax.set_title(title or _TITLES.get(value, ""))
     ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+    return ax
+
+
+def difference_vs_compression(rows, value: str = "accuracy", versus: str = "GMP", ax=None, rules=None,
+                              title: str | None = None):
+    """Each rule's ``value`` minus ``versus``'s, against compression (log2 axis), from
+    :func:`koopman_tut.training.experiments.compare` rows: what an accuracy plot cannot show
+    where curves lie on top of each other. The zero line is ``versus``; markers of different
+    rules are dodged sideways (by a few percent of a compression step) so equal values stay visible.
+
+    Parameters
+    ----------
+    rules : the rules to show (default: every rule but ``versus`` and "random", whose gap
+        would set the scale).
+    """
+    ax = _ax(ax, (5.5, 3.2))
+    by = _by_rule(rows, value)
+    if versus not in by:
+        raise ValueError(f"versus: no rule {versus!r} in rows (rules: {list(by)})")
+    xs, ref, _ = by[versus]
+    shown = [m for m in by if m != versus and m != "random"] if rules is None else list(rules)
+    for j, m in enumerate(shown):
+        x, y, _ = by[m]
+        d = np.array([v - ref[xs.index(c)] for c, v in zip(x, y)])
+        shift = 2.0 ** (0.06 * (j - (len(shown) - 1) / 2))
+        st = rule_style(m, list(by).index(m))
+        st.pop("alpha", None)
+        st["lw"] = min(st.get("lw", 1.5), 1.5)
+        ax.plot([c * shift for c in x], d, label=f"{m} - {versus}", **st)
+    ax.axhline(0, label=f"{versus} (zero line)", **{k: v for k, v in rule_style(versus).items()
+                                                      if k in ("color", "ls")}, lw=1, zorder=1)
+    _compression_axis(ax, rows)
+    ax.set_ylabel(f"{_YLABELS.get(value, value)}\nminus {versus}'s")
+    ax.set_title(title or f"{_TITLES.get(value, value)}: difference to {versus}")
+    ax.legend(fontsize=8, framealpha=0.9, loc="best")
     return ax
 
 

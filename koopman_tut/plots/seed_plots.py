@@ -7,12 +7,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plot_style import _ax
+from .plot_style import MARKERS, PALETTE, _ax, rule_style  # noqa: F401 - PALETTE, MARKERS: the old place
 
-# the first series thick and translucent, so a later one that coincides with it stays visible on top
+# the first series thick and translucent, so a later one that coincides with it stays visible on top;
+# colours and markers come from the rule (plot_style.RULE_STYLES) or, for other names, the palette
 _LINE_STYLES = (dict(ls="-", marker="o", lw=3.5, ms=9, alpha=0.55), dict(ls="--", marker="s"),
                 dict(ls=":", marker="^"), dict(ls="-.", marker="D"), dict(ls=(0, (5, 1, 1, 1)), marker="v"),
                 dict(ls=(0, (1, 1)), marker="P"))
+
+
+def _series_style(label: str, i: int) -> dict:
+    """Line style of the i-th series: the index's width and line style, the rule's colour, marker
+    and line style when ``label`` is a known rule (else the palette's i-th colour and marker)."""
+    base = dict(_LINE_STYLES[i % len(_LINE_STYLES)])
+    rule = rule_style(label, i)
+    base.update(color=rule["color"], marker=rule["marker"])
+    for key in ("mfc", "mew"):
+        if key in rule:
+            base[key] = rule[key]
+    return base
 
 
 def _mean_band(values):
@@ -57,7 +70,7 @@ def seed_bands(x, series: dict, ax=None, xlabel: str = "", ylabel: str = "", tit
         m, lo, hi = (np.exp(a) for a in _mean_band(np.log(v))) if logy else _mean_band(v)
         if clip is not None:
             lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
-        line, = ax.plot(x, m, label=label, **_LINE_STYLES[i % len(_LINE_STYLES)])
+        line, = ax.plot(x, m, label=label, **_series_style(label, i))
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
     if logx:
         ax.set_xscale("log")
@@ -121,14 +134,14 @@ def horizon_panels(horizons, series: dict, ylabel: str = "", title: str = "", cl
         m, lo, hi = _mean_band(v)
         if clip is not None:
             lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
-        style = _LINE_STYLES[j % len(_LINE_STYLES)]
+        style = _series_style(label, j)
         line, = mid.plot([h[i] for i in fin], m[fin], label=label, **style)
         mid.fill_between([h[i] for i in fin], lo[fin], hi[fin], color=line.get_color(), alpha=0.15, lw=0)
         dx = (j - (k - 1) / 2) * 0.18
         for ax, idx in ends_at.items():
             for i in idx:
                 ax.errorbar([dx], [m[i]], yerr=[[m[i] - lo[i]], [hi[i] - m[i]]], color=line.get_color(),
-                            marker=style["marker"], capsize=3, ls="none")
+                            marker=style["marker"], mfc=style.get("mfc"), capsize=3, ls="none")
     mid.set_xscale("log")
     mid.set_xticks([h[i] for i in fin], [f"{h[i]:g}" for i in fin])
     mid.minorticks_off()
@@ -182,13 +195,6 @@ def paired_seeds(panels: dict, ylabel: str = "", title: str = "", axes=None):
     return axes
 
 
-# Paul Tol's colour-blind-safe "muted" palette with black and grey (11 colours), and a distinct
-# marker per series, so no two series share both
-PALETTE = ("#332288", "#CC6677", "#117733", "#DDCC77", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499",
-           "#000000", "#777777")
-MARKERS = "osD^vP*Xh<>p"
-
-
 def paired_differences(rows, value: str = "overlap_final", versus: str = "GMP", ax=None, ylabel: str = ""):
     """Seed-by-seed differences rule - ``versus`` of :func:`koopman_tut.training.experiments.prediction_study`
     rows: for each start (a group on the x axis) one marker per rule at the mean difference with
@@ -203,12 +209,63 @@ def paired_differences(rows, value: str = "overlap_final", versus: str = "GMP", 
     for i, rule in enumerate(rules):
         m, lo, hi = (np.array(v) for v in zip(*(paired(rows, rule, versus, t, value) for t in starts)))
         x = np.arange(len(starts)) - 0.4 + (i + 0.5) * width
-        ax.errorbar(x, m, yerr=[m - lo, hi - m], ls="none", marker=MARKERS[i % len(MARKERS)], ms=6, capsize=3,
-                    color=PALETTE[i % len(PALETTE)], label=rule)
+        st = rule_style(rule, i)
+        ax.errorbar(x, m, yerr=[m - lo, hi - m], ls="none", marker=st["marker"], ms=6, capsize=3,
+                    color=st["color"], mfc=st.get("mfc"), label=rule)
     ax.axhline(0, color="0.3", lw=1, zorder=0)
     ax.set_xticks(np.arange(len(starts)), [f"window at step {t}" for t in starts])
     ax.set_ylabel(ylabel or f"{value.replace('_', ' ')} - {versus}")
     ax.set_title(f"paired difference with {versus}, mean and 95% interval over {len({r.seed for r in rows})} seeds",
                  fontsize=10)
     ax.legend(fontsize=7, ncol=2, loc="best")
+    return ax
+
+
+def seed_intervals(x, series: dict, versus: str | None = None, ax=None, xlabel: str = "", ylabel: str = "",
+                   title: str = "", clip=None, legend: str | None = "best"):
+    """Mean over seeds with its 95% t-interval as an error bar, one marker per series, dodged
+    sideways at each x so that no series hides another (x is categorical: one group per value).
+
+    Parameters
+    ----------
+    x : the values of the groups (e.g. compressions), shown as tick labels.
+    series : {label: array (n_seeds, len(x))}, seeds in the same order in every series.
+    versus : the label of one series, or None. When given, every other series is shown as its
+        seed-by-seed (paired) difference to that one, with a zero line standing for it: an
+        interval that excludes 0 says the two differ at these seeds.
+    clip : (low, high) range for the intervals of absolute values (``versus=None``), or None.
+    legend : a matplotlib legend location, "outside" (right of the axes) or None.
+
+    Colours and markers are the rules' (:func:`koopman_tut.plots.plot_style.rule_style`), indexed
+    by the series' position in ``series``, so the panels of one figure match. Returns the axes.
+    """
+    ax = _ax(ax, (6, 3.8))
+    ref = None if versus is None else np.asarray(series[versus], dtype=float)
+    shown = [(i, k) for i, k in enumerate(series) if k != versus]
+    width = 0.8 / max(len(shown), 1)
+    pos = np.arange(len(x))
+    n = 0
+    for j, (i, label) in enumerate(shown):
+        v = np.asarray(series[label], dtype=float)
+        v = v if ref is None else v - ref
+        n = v.shape[0]
+        m, lo, hi = _mean_band(v)
+        if clip is not None and ref is None:
+            lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
+        st = rule_style(label, i)
+        ax.errorbar(pos - 0.4 + (j + 0.5) * width, m, yerr=[m - lo, hi - m], ls="none", capsize=3, ms=7,
+                    marker=st["marker"], color=st["color"], mfc=st.get("mfc"), mew=st.get("mew", 1.2), label=label)
+    if ref is not None:
+        ax.axhline(0, color="0.3", lw=1, zorder=0, label=f"= {versus} (the reference)")
+    for b in pos[:-1] + 0.5:
+        ax.axvline(b, color="0.9", lw=0.8, zorder=0)
+    ax.set_xticks(pos, [f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in x])
+    ax.set_xlim(-0.5, len(x) - 0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or ("value" if ref is None else f"difference to {versus}"))
+    ax.set_title(title or f"mean and 95% interval over {n} seeds", fontsize=10)
+    if legend == "outside":
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    elif legend is not None:
+        ax.legend(fontsize=8, framealpha=0.9, loc=legend)
     return ax
