@@ -76,6 +76,17 @@ def test_run_times_are_measured_in_one_place():
         assert row.rstrip(" |").endswith(f"{round(secs)} s"), (stem, row)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_study_time_is_the_same_in_the_readme(path):
+    """The study time a notebook states in its first cell is the one the README's table gives."""
+    nb = nbformat.read(str(path), as_version=4)
+    m = re.search(r"Study time:\*\*\s*about (\d+) min", nb.cells[0].source)
+    assert m, "the first cell states 'Study time:** about N min'"
+    row = next(line for line in (NB_DIR.parent / "README.md").read_text().splitlines()
+                if line.startswith(f"| `{path.stem}`"))
+    assert f"| {m.group(1)} min |" in row, (path.stem, row)
+
+
 def test_solutions_run_and_print(tmp_path):
     """Every solution cell executed in the committed notebooks and printed its answer."""
     for path in NOTEBOOKS:
