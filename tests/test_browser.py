@@ -224,6 +224,12 @@ def test_notebook_03_widget_in_jupyterlab(browser, tmp_path):
 # --- the course's two websites (koopman-tut course --no-execute on the committed notebooks) ---
 
 OFFLINE = ("file:", "data:", "blob:", "about:")
+# the article's text without code, outputs and typeset math: a "$", "\(" or "\begin" left in it is
+# a formula the page failed to typeset (e.g. display math MyST did not parse)
+STRAY_TEX = r"""() => { const a = document.querySelector('article').cloneNode(true);
+  a.querySelectorAll('pre, code, script, .MathJax, .MathJax_Display, .MathJax_Preview, .cell_output')
+   .forEach(e => e.remove());
+  return [...a.innerText.matchAll(/.{0,40}(\$|\\\(|\\\[|\\begin).{0,40}/g)].map(m => m[0]); }"""
 
 
 @pytest.fixture(scope="module")
@@ -306,6 +312,10 @@ def test_student_site_has_no_solutions_and_works_offline(browser, course_dir):
         assert page.url.endswith("00_quickstart.html"), page.url
         for nb in sorted(site.glob("0*.html")):
             page.goto(nb.as_uri())
+            page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0",
+                                   timeout=60_000)
+            stray = page.evaluate(STRAY_TEX)
+            assert stray == [], f"{nb.name}: TeX left untypeset in the text: {stray[:3]}"
             imgs = page.locator("article img")
             for i in range(imgs.count()):
                 alt = (imgs.nth(i).get_attribute("alt") or "").strip()

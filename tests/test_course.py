@@ -405,3 +405,15 @@ def test_course_files_follow_the_umask(nb_path, tmp_path, umask):
                   if p.is_dir() and p.stat().st_mode & 0o777 != 0o777 & ~umask})
     assert not wrong, wrong
     assert not [p for p in files if ".kt-tmp-" in p.name], "no temporaries left"
+
+
+def test_display_math_gets_a_paragraph_of_its_own():
+    """JupyterLab renders $$...$$ right after a line of text; MyST needs it as its own paragraph
+    (or prints stray dollars): the site's copy adds blank lines, keeping list indentation."""
+    from koopman_tut.tooling.site import display_math_paragraphs as paragraphs
+
+    assert paragraphs("so\n$$a = b$$\nand") == "so\n\n$$a = b$$\n\nand"
+    assert paragraphs("1. item\n   $$x$$\n   more") == "1. item\n\n   $$x$$\n\n   more"
+    assert paragraphs("$$\nx\n= y$$ where\nz") == "$$\nx\n= y$$\n\nwhere\nz"
+    for same in ("inline $$x$$ stays", "no math\n", "$$x$$", "a\n\n$$x$$\n\nb", "$$ never closed\nx"):
+        assert paragraphs(same) == same

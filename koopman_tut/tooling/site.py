@@ -86,8 +86,11 @@ html_theme_options = {{
 mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 mathjax2_config = {{
     "TeX": {{"equationNumbers": {{"autoNumber": "AMS", "useLabelIds": True}}}},
+    # MyST-NB marks notebook pages tex2jax_ignore (their math is already parsed): process only
+    # Sphinx's math elements and the notebook outputs, as MyST-NB asks of MathJax 3
     "tex2jax": {{"inlineMath": [["\\\\(", "\\\\)"]], "displayMath": [["\\\\[", "\\\\]"]],
-                "processEscapes": True, "processEnvironments": True}},
+                "processEscapes": True, "processEnvironments": True,
+                "processClass": "tex2jax_process|mathjax_process|math|output_area"}},
     "HTML-CSS": {{"availableFonts": [], "webFont": "STIX-Web", "imageFont": None, "preferredFont": None,
                   "linebreaks": {{"automatic": True}}}},
     "messageStyle": "none", "showMathMenu": False,
@@ -127,6 +130,42 @@ def first_paragraph(nb: NotebookNode) -> str:
             if not re.fullmatch(r"\*\*[^*]+\*\*:?", text):
                 return "\n\n".join(blocks)
     return "\n\n".join(blocks)
+
+
+def display_math_paragraphs(text: str) -> str:
+    """Markdown with every ``$$ ... $$`` block that starts a line set off by blank lines.
+
+    JupyterLab renders a display formula that follows a line of text directly; MyST's parser
+    (``dollarmath``) reads it only as a paragraph of its own, and otherwise leaves stray ``$``
+    and italic text. The blank lines keep a list item's indentation, so a formula inside an
+    item stays in it; text after the closing ``$$`` goes on to a new paragraph.
+    """
+    lines, out, i = text.split("\n"), [], 0
+    while i < len(lines):
+        stripped = lines[i].lstrip()
+        if not stripped.startswith("$$"):
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = lines[i][: len(lines[i]) - len(stripped)]
+        j = i if "$$" in stripped[2:] else next((k for k in range(i + 1, len(lines)) if "$$" in lines[k]), None)
+        if j is None:  # never closed: leave it to the parser
+            out.extend(lines[i:])
+            break
+        block = lines[i:j + 1]
+        close_line = block[-1]
+        at = (len(indent) + 2 + stripped[2:].index("$$") if j == i else close_line.index("$$")) + 2
+        block[-1], rest = close_line[:at], close_line[at:].strip()
+        if out and out[-1].strip():
+            out.append("")
+        out.extend(block)
+        out.append("")
+        if rest:
+            out.append(indent + rest)
+        i = j + 1
+        if i < len(lines) and not lines[i].strip():
+            i += 1  # the blank line that was already there
+    return "\n".join(out).rstrip("\n") + ("\n" if text.endswith("\n") else "")
 
 
 def _fenced(kind: str, title: str, body: str, options: str = "") -> str:
@@ -180,6 +219,7 @@ def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
                                                                    ":class: note")))
                 _add_tag(cell, "hide-output")
         elif cell.cell_type == "markdown":
+            cell.source = display_math_paragraphs(cell.source)
             if is_solution(cell):
                 cell.source = _fenced("dropdown", f"Solution {eid}".strip(), cell.source, ":color: success")
             elif is_exercise(cell):
