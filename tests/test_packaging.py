@@ -11,9 +11,18 @@ def _name(spec: str) -> str:
     return re.split(r"[<>=!~\[ ;]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
+def _test_requirements(meta: dict) -> list[str]:
+    """The dependencies plus the test extra, with the extras it names (koopman_tut[course]) expanded."""
+    out = list(meta["dependencies"])
+    for spec in meta["optional-dependencies"]["test"]:
+        m = re.match(r"koopman[_-]tut\[([^\]]+)\]", spec)
+        out += (sum((meta["optional-dependencies"][e.strip()] for e in m.group(1).split(",")), []) if m else [spec])
+    return out
+
+
 def test_environment_yml_matches_pyproject():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip = {_name(s) for s in meta["dependencies"] + meta["optional-dependencies"]["test"]}
+    pip = {_name(s) for s in _test_requirements(meta)}
     conda = set()
     in_deps = False
     for line in (ROOT / "environment.yml").read_text().splitlines():
@@ -31,7 +40,7 @@ def test_environment_yml_matches_pyproject():
 
 def test_no_exact_pins():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for spec in meta["dependencies"] + meta["optional-dependencies"]["test"]:
+    for spec in _test_requirements(meta):
         assert "==" not in spec, f"use lower bounds, not pins: {spec}"
 
 

@@ -212,32 +212,21 @@ class TrajectoryRecorder:
                 self._disk.close()  # nothing more can be written: the file is complete
 
     def _current(self) -> list[tuple[nn.Module | None, torch.Tensor | None, bool]]:
-        """(module, trainable tensor, pruned?) per recorded name, looked up in the model now.
-
-        Raises RuntimeError if one is not the tensor, or not of the shape, recorded so far
-        (checked here, in the one pass over the names that every step makes).
-        """
-        out = []
-        for (path, attr), orig_name, t0, shape in zip(self._lookup, self._orig, self._tensors, self.shapes):
-            m = self.model
-            for a in path:
-                m = m._modules.get(a) if m is not None else None
-            ps = m._parameters if m is not None else {}
-            orig = ps.get(orig_name)  # pruned by torch.nn.utils.prune: train weight_orig
-            t = ps.get(attr) if orig is None else orig
+        """(module, trainable tensor, pruned?) per recorded name, looked up in the model now;
+        RuntimeError if one is not the tensor, or not of the shape, recorded so far."""
+        out = [self._find(i) for i in range(len(self._lookup))]
+        for (_, t, _), t0, shape in zip(out, self._tensors, self.shapes):
             if t is not t0 or (local_tensor(t) if self._sharded else t).shape != shape:
-                found = [self._find(i) for i in range(len(self.names))]
-                raise RuntimeError(changed_message(self, [t for _, t, _ in found]))
-            out.append((m, t, orig is not None))
+                raise RuntimeError(changed_message(self, [t for _, t, _ in out]))
         return out
 
     def _find(self, i: int) -> tuple[nn.Module | None, torch.Tensor | None, bool]:
-        """(module, trainable tensor, pruned?) of recorded name ``i`` (no checks)."""
+        """(module, trainable tensor, pruned?) of recorded name ``i``, walked down from the model."""
         (path, attr), m = self._lookup[i], self.model
         for a in path:
             m = m._modules.get(a) if m is not None else None
         ps = m._parameters if m is not None else {}
-        orig = ps.get(self._orig[i])
+        orig = ps.get(self._orig[i])  # pruned by torch.nn.utils.prune: train weight_orig
         return m, ps.get(attr) if orig is None else orig, orig is not None
 
     def _write(self, row: torch.Tensor, found) -> None:

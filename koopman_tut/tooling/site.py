@@ -15,9 +15,6 @@ package into ``_static/mathjax``, and widget views (which need a kernel) become 
 """
 from __future__ import annotations
 
-import copy
-import html
-import re
 import shutil
 import subprocess
 import sys
@@ -25,19 +22,13 @@ import tempfile
 from pathlib import Path
 
 import nbformat
-from nbformat import NotebookNode
 
-from .cells import CHECK_TAG, PREDICT_TAG, REVEAL_TAG, exercise_id, has_tag, is_exercise, is_solution
-from .files import copy_files, write_atomic
+from .files import copy_files
+from .site_pages import (FLAVOURS, WIDGET_NOTE, WIDGET_VIEW, YOUR_PREDICTION, display_math_paragraphs,  # noqa: F401
+                         first_paragraph, notebook_title, site_notebook)
 
-FLAVOURS = ("student", "instructor")
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-WIDGET_NOTE = "(interactive widget: run the notebook to use it)"
 BUILD_TIMEOUT_S = 900  # one Sphinx build of eight executed notebooks takes well under a minute
-YOUR_PREDICTION = ("**Your prediction:** write it down (a number, a sign, a shape) before you run the next "
-                   "cell or open its output.")
-_TEST_MARKER = re.compile(r"^#\s*NBVAL_\w+[^\n]*\n?", re.MULTILINE)
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+
 
 PRINT_AND_DARK_CSS = """\
 /* koopman_tut: printed pages wrap long code lines instead of cutting them at the margin */
@@ -103,143 +94,6 @@ ANNOUNCEMENT = {
     "instructor": "Instructor edition: every solution is in a dropdown. Do not hand this site to students.",
 }
 
-
-def notebook_title(nb: NotebookNode, default: str = "") -> str:
-    """The text of the first markdown heading (``# ...``), or ``default``."""
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                m = _HEADING.match(line)
-                if m:
-                    return m.group(1)
-    return default
-
-
-def first_paragraph(nb: NotebookNode) -> str:
-    """The first paragraph of markdown after the title (markdown source); a paragraph that is
-    only a bold label (``**What you will learn**``) takes the block after it along."""
-    blocks: list[str] = []
-    for cell in nb.cells:
-        if cell.cell_type != "markdown" or is_solution(cell):
-            continue
-        for block in re.split(r"\n\s*\n", cell.source):
-            text = "\n".join(ln for ln in block.strip().splitlines() if not _HEADING.match(ln)).strip()
-            if not text:
-                continue
-            blocks.append(text)
-            if not re.fullmatch(r"\*\*[^*]+\*\*:?", text):
-                return "\n\n".join(blocks)
-    return "\n\n".join(blocks)
-
-
-def display_math_paragraphs(text: str) -> str:
-    """Markdown with every ``$$ ... $$`` block that starts a line set off by blank lines.
-
-    JupyterLab renders a display formula that follows a line of text directly; MyST's parser
-    (``dollarmath``) reads it only as a paragraph of its own, and otherwise leaves stray ``$``
-    and italic text. The blank lines keep a list item's indentation, so a formula inside an
-    item stays in it; text after the closing ``$$`` goes on to a new paragraph.
-    """
-    lines, out, i = text.split("\n"), [], 0
-    while i < len(lines):
-        stripped = lines[i].lstrip()
-        if not stripped.startswith("$$"):
-            out.append(lines[i])
-            i += 1
-            continue
-        indent = lines[i][: len(lines[i]) - len(stripped)]
-        j = i if "$$" in stripped[2:] else next((k for k in range(i + 1, len(lines)) if "$$" in lines[k]), None)
-        if j is None:  # never closed: leave it to the parser
-            out.extend(lines[i:])
-            break
-        block = lines[i:j + 1]
-        close_line = block[-1]
-        at = (len(indent) + 2 + stripped[2:].index("$$") if j == i else close_line.index("$$")) + 2
-        block[-1], rest = close_line[:at], close_line[at:].strip()
-        if out and out[-1].strip():
-            out.append("")
-        out.extend(block)
-        out.append("")
-        if rest:
-            out.append(indent + rest)
-        i = j + 1
-        if i < len(lines) and not lines[i].strip():
-            i += 1  # the blank line that was already there
-    return "\n".join(out).rstrip("\n") + ("\n" if text.endswith("\n") else "")
-
-
-def _fenced(kind: str, title: str, body: str, options: str = "") -> str:
-    fence = "::::"
-    while fence in body:
-        fence += ":"
-    return f"{fence}{{{kind}}} {title}\n{options}\n{body.strip()}\n{fence}"
-
-
-def _add_tag(cell: NotebookNode, tag: str) -> None:
-    tags = cell.metadata.setdefault("tags", [])
-    if tag not in tags:
-        tags.append(tag)
-
-
-def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
-    """A copy of ``nb`` ready for the book: test markers out, widgets as notes, admonitions in.
-
-    Parameters
-    ----------
-    nb : NotebookNode
-        An executed notebook: the instructor copy, or (``flavour="student"``) a student copy
-        whose reveal cells kept their outputs.
-    flavour : {"student", "instructor"}
-
-    Returns
-    -------
-    NotebookNode
-        ``# NBVAL_...`` lines removed from code; widget views replaced by a note (their saved
-        state dropped, so no widget renderer is requested); exercise prompts and "Predict first"
-        prompts in admonitions; the collapsed setup cell folded; in the instructor flavour each
-        solution's markdown in a dropdown and its code folded; in the student flavour a "Your
-        prediction" box before each reveal, whose output is folded.
-    """
-    if flavour not in FLAVOURS:
-        raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
-    out = copy.deepcopy(nb)
-    out.metadata.pop("widgets", None)
-    cells = []
-    for cell in out.cells:
-        eid = exercise_id(cell) or ""
-        if cell.cell_type == "code":
-            cell.source = _TEST_MARKER.sub("", cell.source)
-            cell.outputs = [_widget_note() if WIDGET_VIEW in o.get("data", {}) else o for o in cell.outputs]
-            if cell.metadata.get("jupyter", {}).get("source_hidden"):
-                _add_tag(cell, "hide-input")
-            if is_solution(cell):
-                _add_tag(cell, "hide-cell")
-            if has_tag(cell, REVEAL_TAG) and flavour == "student":
-                cells.append(nbformat.v4.new_markdown_cell(_fenced("admonition", "Your prediction", YOUR_PREDICTION,
-                                                                   ":class: note")))
-                _add_tag(cell, "hide-output")
-        elif cell.cell_type == "markdown":
-            cell.source = display_math_paragraphs(cell.source)
-            if is_solution(cell):
-                cell.source = _fenced("dropdown", f"Solution {eid}".strip(), cell.source, ":color: success")
-            elif is_exercise(cell):
-                cell.source = _fenced("admonition", f"Exercise {eid}".strip(), cell.source, ":class: tip")
-            elif has_tag(cell, PREDICT_TAG):
-                before, sep, prompt = cell.source.partition("**Predict first")
-                box = _fenced("admonition", "Predict first", sep + prompt, ":class: important")
-                cell.source = f"{before.rstrip()}\n\n{box}" if before.strip() else box
-        if has_tag(cell, CHECK_TAG) and flavour == "student":
-            cell.outputs = []
-        cells.append(cell)
-    out.cells = cells
-    return out
-
-
-def _widget_note() -> NotebookNode:
-    return nbformat.v4.new_output("display_data", data={
-        "text/html": f'<p class="kt-widget-note">{html.escape(WIDGET_NOTE)}</p>', "text/plain": WIDGET_NOTE})
-
-
 def mathjax_source() -> Path:
     """The folder of MathJax 2 files shipped by the ``jupyter-server-mathjax`` package."""
     try:
@@ -304,33 +158,9 @@ def build_site(notebooks: list[Path], site_dir: Path, flavour: str, pages: list[
     work = Path(tempfile.mkdtemp(prefix=f".{site_dir.name}-build-", dir=site_dir.parent))
     try:
         src, html_dir = work / "src", work / "html"
-        src.mkdir()
-        entries = []
-        for path in notebooks:
-            nb = nbformat.read(str(path), as_version=4)
-            nbformat.write(site_notebook(nb, flavour), str(src / Path(path).name))
-            entries.append((Path(path).name, notebook_title(nb, Path(path).stem), first_paragraph(nb)))
-        for page in pages:
-            shutil.copyfile(page, src / Path(page).name)
-        title = "Koopman pruning: " + ("student edition" if flavour == "student" else "instructor edition")
-        (src / "conf.py").write_text(CONF_PY.format(flavour=flavour, title=title, announcement=ANNOUNCEMENT[flavour]))
-        (src / "index.md").write_text(index_page(entries, flavour, [Path(p).stem for p in pages]))
-        (src / "_static").mkdir()
-        (src / "_static" / "koopman_tut.css").write_text(PRINT_AND_DARK_CSS)
-        copy_files(mathjax_source(), src / "_static" / "mathjax")
+        _write_source(src, notebooks, flavour, pages)
         log(f"building the {flavour} site with Sphinx (MyST-NB, book theme)")
-        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", "1", str(src), str(html_dir)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
-            raise TimeoutError(f"the Sphinx build of the {flavour} site took over {timeout:.0f} s and was stopped"
-                               ) from e
-        if proc.returncode != 0:
-            raise RuntimeError(f"the Sphinx build of the {flavour} site failed (exit {proc.returncode}):\n"
-                               f"{proc.stderr[-3000:]}")
-        for line in proc.stderr.splitlines():
-            if "WARNING" in line:
-                log(f"  sphinx: {line}")
+        _sphinx(src, html_dir, flavour, timeout, log)
         for junk in (".buildinfo", ".doctrees"):
             p = html_dir / junk
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
@@ -340,3 +170,36 @@ def build_site(notebooks: list[Path], site_dir: Path, flavour: str, pages: list[
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return site_dir / "index.html"
+
+
+def _write_source(src: Path, notebooks: list[Path], flavour: str, pages: list[Path]) -> None:
+    """The Sphinx source folder: prepared notebooks, extra pages, conf.py, index.md, CSS, MathJax."""
+    src.mkdir()
+    entries = []
+    for path in map(Path, notebooks):
+        nb = nbformat.read(str(path), as_version=4)
+        nbformat.write(site_notebook(nb, flavour), str(src / path.name))
+        entries.append((path.name, notebook_title(nb, path.stem), first_paragraph(nb)))
+    for page in pages:
+        shutil.copyfile(page, src / Path(page).name)
+    title = "Koopman pruning: " + ("student edition" if flavour == "student" else "instructor edition")
+    (src / "conf.py").write_text(CONF_PY.format(flavour=flavour, title=title, announcement=ANNOUNCEMENT[flavour]))
+    (src / "index.md").write_text(index_page(entries, flavour, [Path(p).stem for p in pages]))
+    (src / "_static").mkdir()
+    (src / "_static" / "koopman_tut.css").write_text(PRINT_AND_DARK_CSS)
+    copy_files(mathjax_source(), src / "_static" / "mathjax")
+
+
+def _sphinx(src: Path, html_dir: Path, flavour: str, timeout: float, log) -> None:
+    """sphinx-build (html) in a subprocess, stopped after ``timeout`` s; its warnings are logged."""
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-j", "1", str(src), str(html_dir)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise TimeoutError(f"the Sphinx build of the {flavour} site took over {timeout:.0f} s and was stopped") from e
+    if proc.returncode != 0:
+        raise RuntimeError(f"the Sphinx build of the {flavour} site failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-3000:]}")
+    for line in proc.stderr.splitlines():
+        if "WARNING" in line:
+            log(f"  sphinx: {line}")

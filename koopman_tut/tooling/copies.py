@@ -1,0 +1,164 @@
+"""The three copies of a notebook the course hands out: student, instructor and nbgrader source.
+
+* :func:`student_copy`: no solution, nothing that answers before the student does;
+* :func:`instructor_copy`: everything, executed with papermill;
+* :func:`nbgrader_copy`: an nbgrader source notebook, the solution inside the answer cell.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+from .cells import CHECK_TAG, REVEAL_TAG, has_tag, is_exercise, is_solution, strip_solution_details
+from .files import write_atomic
+
+YOUR_PREDICTION = ("**Your prediction:** before you run the next cell, write down what you expect "
+                   "(a number, a sign, a shape) and why.\n\n*(your prediction here)*")
+
+
+def _clear(cell: NotebookNode) -> None:
+    cell.outputs = []
+    cell.execution_count = None
+    cell.metadata.pop("execution", None)
+
+
+def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
+    """The student version of a notebook: no solutions, nothing that answers before the student.
+
+    Parameters
+    ----------
+    nb : NotebookNode
+        A notebook (typically the instructor copy); left unchanged.
+    clear_reveals : bool
+        Clear the output of each cell tagged ``reveal`` (the answer to a "Predict first"
+        prompt) and put a "Your prediction:" markdown cell before it. The student website
+        keeps those outputs (folded behind a button) and passes False.
+
+    Returns
+    -------
+    NotebookNode
+        A copy without the cells tagged ``solution``, with ``<details>`` solution blocks cut
+        from markdown cells (a cell left empty is dropped), and with the outputs and execution
+        counts of exercise and check cells cleared. Every other cell keeps its outputs.
+    """
+    out = copy.deepcopy(nb)
+    cells = []
+    for cell in out.cells:
+        if is_solution(cell):
+            continue
+        if cell.cell_type == "markdown":
+            stripped = strip_solution_details(cell.source)
+            if stripped != cell.source:
+                if not stripped.strip():
+                    continue
+                cell.source = stripped
+        elif is_exercise(cell) or has_tag(cell, CHECK_TAG):
+            _clear(cell)
+        elif has_tag(cell, REVEAL_TAG) and clear_reveals:
+            _clear(cell)
+            cells.append(nbformat.v4.new_markdown_cell(YOUR_PREDICTION, metadata={"tags": ["prediction"]}))
+        cells.append(cell)
+    out.cells = cells
+    out.metadata["koopman_tut"] = {"copy": "student"}
+    return out
+
+
+def instructor_copy(src: Path, dst: Path, execute: bool = True, parameters: dict | None = None,
+                    kernel_name: str = "python3") -> Path:
+    """Write the instructor version of ``src`` (everything, solutions included) to ``dst``.
+
+    Parameters
+    ----------
+    src, dst : Path
+        Source notebook and destination file (its folder is created).
+    execute : bool
+        Run the notebook with ``papermill.execute_notebook`` (in ``src``'s folder); if False,
+        copy ``src`` as it is (the committed notebooks are executed).
+    parameters : dict, optional
+        papermill parameters (only with ``execute``).
+    kernel_name : str
+        Jupyter kernel to run it with.
+
+    Returns
+    -------
+    Path
+        ``dst``. The file appears atomically: a failed run raises and leaves no ``dst``.
+    """
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not execute:
+        write_atomic(dst, src.read_bytes())
+        return dst
+    import papermill as pm
+
+    from .runner import TMP_TAG, kernel_options, new_file_mode
+
+    fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}{TMP_TAG}", suffix=".ipynb")
+    os.close(fd)
+    try:
+        pm.execute_notebook(str(src), name, parameters=parameters or {}, cwd=str(src.parent),
+                            progress_bar=False, kernel_name=kernel_name, **kernel_options())
+        os.chmod(name, new_file_mode())  # mkstemp makes 0600 files
+        os.replace(name, dst)
+    finally:
+        Path(name).unlink(missing_ok=True)
+    return dst
+
+
+def _nb_text(nb: NotebookNode) -> str:
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
+NBGRADER_CONFIG = '''\
+# nbgrader configuration written by koopman-tut course: one assignment per notebook in source/.
+#   nbgrader generate_assignment 03_kmp_equals_magnitude    # release/: the student version
+#   nbgrader autograde 03_kmp_equals_magnitude              # after collecting submissions
+# An exercise's answer cell keeps its starting code; nbgrader replaces the solution between the
+# BEGIN/END SOLUTION markers with the stub below. Check cells are locked and worth 1 point each:
+# under the autograder (NBGRADER_EXECUTION set) a wrong answer raises, which costs the point.
+c = get_config()  # noqa: F821
+c.CourseDirectory.root = "."
+c.ClearSolutions.code_stub = {"python": "answer = ...  # YOUR CODE HERE"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+'''
+
+
+def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
+    """The notebook as an nbgrader *source* notebook (``nbgrader generate_assignment`` input).
+
+    Each exercise's answer cell (nbgrader ``solution: true``) becomes its starting code with the
+    line ``answer = ...`` replaced by the solution code between ``### BEGIN SOLUTION`` and
+    ``### END SOLUTION``; the separate solution cells are dropped (nbgrader would hand them out);
+    check cells stay as locked graded cells. Outputs are cleared (nbgrader releases none).
+    """
+    from .cells import exercise_id
+
+    out = copy.deepcopy(nb)
+    solutions: dict[str, list[str]] = {}
+    for cell in out.cells:
+        if cell.cell_type == "code" and is_solution(cell):
+            solutions.setdefault(exercise_id(cell), []).append(cell.source.rstrip())
+    cells = []
+    for cell in out.cells:
+        if is_solution(cell):
+            continue
+        if cell.cell_type == "code":
+            _clear(cell)
+            eid = exercise_id(cell)
+            if is_exercise(cell) and eid in solutions:
+                region = "### BEGIN SOLUTION\n" + "\n".join(solutions[eid]) + "\n### END SOLUTION"
+                lines = cell.source.splitlines()
+                at = next((i for i, ln in enumerate(lines) if ln.startswith("answer = ...")), len(lines))
+                cell.source = "\n".join([*lines[:at], region, *lines[at + 1:]])
+        elif cell.cell_type == "markdown":
+            cell.source = strip_solution_details(cell.source)
+        cells.append(cell)
+    out.cells = cells
+    out.metadata["koopman_tut"] = {"copy": "nbgrader source"}
+    return out

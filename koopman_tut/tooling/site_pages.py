@@ -1,0 +1,160 @@
+"""A notebook made ready for the course's websites (MyST-NB pages), and what a page is about.
+
+:func:`site_notebook` takes test markers out, turns widget views into a note, puts exercises
+and "Predict first" prompts in admonitions and solutions in dropdowns (instructor) or folds each
+reveal behind a "Your prediction" box (student), and sets display math off for MyST's parser.
+"""
+from __future__ import annotations
+
+import copy
+import html
+import re
+
+import nbformat
+from nbformat import NotebookNode
+
+from .cells import CHECK_TAG, PREDICT_TAG, REVEAL_TAG, exercise_id, has_tag, is_exercise, is_solution
+
+FLAVOURS = ("student", "instructor")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = "(interactive widget: run the notebook to use it)"
+YOUR_PREDICTION = ("**Your prediction:** write it down (a number, a sign, a shape) before you run the next "
+                   "cell or open its output.")
+_TEST_MARKER = re.compile(r"^#\s*NBVAL_\w+[^\n]*\n?", re.MULTILINE)
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+
+
+def notebook_title(nb: NotebookNode, default: str = "") -> str:
+    """The text of the first markdown heading (``# ...``), or ``default``."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                m = _HEADING.match(line)
+                if m:
+                    return m.group(1)
+    return default
+
+
+def first_paragraph(nb: NotebookNode) -> str:
+    """The first paragraph of markdown after the title (markdown source); a paragraph that is
+    only a bold label (``**What you will learn**``) takes the block after it along."""
+    blocks: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown" or is_solution(cell):
+            continue
+        for block in re.split(r"\n\s*\n", cell.source):
+            text = "\n".join(ln for ln in block.strip().splitlines() if not _HEADING.match(ln)).strip()
+            if not text:
+                continue
+            blocks.append(text)
+            if not re.fullmatch(r"\*\*[^*]+\*\*:?", text):
+                return "\n\n".join(blocks)
+    return "\n\n".join(blocks)
+
+
+def display_math_paragraphs(text: str) -> str:
+    """Markdown with every ``$$ ... $$`` block that starts a line set off by blank lines.
+
+    JupyterLab renders a display formula that follows a line of text directly; MyST's parser
+    (``dollarmath``) reads it only as a paragraph of its own, and otherwise leaves stray ``$``
+    and italic text. The blank lines keep a list item's indentation, so a formula inside an
+    item stays in it; text after the closing ``$$`` goes on to a new paragraph.
+    """
+    lines, out, i = text.split("\n"), [], 0
+    while i < len(lines):
+        stripped = lines[i].lstrip()
+        if not stripped.startswith("$$"):
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = lines[i][: len(lines[i]) - len(stripped)]
+        j = i if "$$" in stripped[2:] else next((k for k in range(i + 1, len(lines)) if "$$" in lines[k]), None)
+        if j is None:  # never closed: leave it to the parser
+            out.extend(lines[i:])
+            break
+        block = lines[i:j + 1]
+        close_line = block[-1]
+        at = (len(indent) + 2 + stripped[2:].index("$$") if j == i else close_line.index("$$")) + 2
+        block[-1], rest = close_line[:at], close_line[at:].strip()
+        if out and out[-1].strip():
+            out.append("")
+        out.extend(block)
+        out.append("")
+        if rest:
+            out.append(indent + rest)
+        i = j + 1
+        if i < len(lines) and not lines[i].strip():
+            i += 1  # the blank line that was already there
+    return "\n".join(out).rstrip("\n") + ("\n" if text.endswith("\n") else "")
+
+
+def _fenced(kind: str, title: str, body: str, options: str = "") -> str:
+    fence = "::::"
+    while fence in body:
+        fence += ":"
+    return f"{fence}{{{kind}}} {title}\n{options}\n{body.strip()}\n{fence}"
+
+
+def _add_tag(cell: NotebookNode, tag: str) -> None:
+    tags = cell.metadata.setdefault("tags", [])
+    if tag not in tags:
+        tags.append(tag)
+
+
+def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
+    """A copy of ``nb`` ready for the book: test markers out, widgets as notes, admonitions in.
+
+    Parameters
+    ----------
+    nb : NotebookNode
+        An executed notebook: the instructor copy, or (``flavour="student"``) a student copy
+        whose reveal cells kept their outputs.
+    flavour : {"student", "instructor"}
+
+    Returns
+    -------
+    NotebookNode
+        ``# NBVAL_...`` lines removed from code; widget views replaced by a note (their saved
+        state dropped, so no widget renderer is requested); exercise prompts and "Predict first"
+        prompts in admonitions; the collapsed setup cell folded; in the instructor flavour each
+        solution's markdown in a dropdown and its code folded; in the student flavour a "Your
+        prediction" box before each reveal, whose output is folded.
+    """
+    if flavour not in FLAVOURS:
+        raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
+    out = copy.deepcopy(nb)
+    out.metadata.pop("widgets", None)
+    cells = []
+    for cell in out.cells:
+        eid = exercise_id(cell) or ""
+        if cell.cell_type == "code":
+            cell.source = _TEST_MARKER.sub("", cell.source)
+            cell.outputs = [_widget_note() if WIDGET_VIEW in o.get("data", {}) else o for o in cell.outputs]
+            if cell.metadata.get("jupyter", {}).get("source_hidden"):
+                _add_tag(cell, "hide-input")
+            if is_solution(cell):
+                _add_tag(cell, "hide-cell")
+            if has_tag(cell, REVEAL_TAG) and flavour == "student":
+                cells.append(nbformat.v4.new_markdown_cell(_fenced("admonition", "Your prediction", YOUR_PREDICTION,
+                                                                   ":class: note")))
+                _add_tag(cell, "hide-output")
+        elif cell.cell_type == "markdown":
+            cell.source = display_math_paragraphs(cell.source)
+            if is_solution(cell):
+                cell.source = _fenced("dropdown", f"Solution {eid}".strip(), cell.source, ":color: success")
+            elif is_exercise(cell):
+                cell.source = _fenced("admonition", f"Exercise {eid}".strip(), cell.source, ":class: tip")
+            elif has_tag(cell, PREDICT_TAG):
+                before, sep, prompt = cell.source.partition("**Predict first")
+                box = _fenced("admonition", "Predict first", sep + prompt, ":class: important")
+                cell.source = f"{before.rstrip()}\n\n{box}" if before.strip() else box
+        if has_tag(cell, CHECK_TAG) and flavour == "student":
+            cell.outputs = []
+        cells.append(cell)
+    out.cells = cells
+    return out
+
+
+def _widget_note() -> NotebookNode:
+    return nbformat.v4.new_output("display_data", data={
+        "text/html": f'<p class="kt-widget-note">{html.escape(WIDGET_NOTE)}</p>', "text/plain": WIDGET_NOTE})
