@@ -8,7 +8,15 @@ from numbers import Real
 
 from . import checker, close
 
-TOL = 2e-3  # kept overlaps and accuracies: the same computation twice agrees to rounding; GPUs may flip a few weights
+TOL = 2e-3  # accuracies: about one test image of 450 (the same computation twice agrees to rounding)
+
+
+def _weights_tol(model, compression) -> float:
+    """Two and a half kept weights as a share of the kept set: a kept overlap computed twice agrees
+    to rounding (a GPU may flip a weight or two at a tie), while the plausible wrong answers (the
+    GMP mask of the window's end, the paper's single mode) differ by a dozen weights or more."""
+    n = sum(p.numel() for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1)
+    return 2.5 * float(compression) / max(n, 1)
 
 
 def _share(answer) -> float:
@@ -20,14 +28,14 @@ def _share(answer) -> float:
     return x
 
 
-def _kmp_overlap(traj, model, reference, compression: float) -> float:
-    """Kept overlap at ``compression`` of KMP from ``traj`` with the scores ``reference``."""
+def _kmp_overlap(traj, model, reference, compression: float, rule: str = "limit") -> float:
+    """Kept overlap at ``compression`` of KMP (``rule``) from ``traj`` with the scores ``reference``."""
     import koopman_tut as kt
     from koopman_tut.training import experiments as ex
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        kmp = kt.koopman(traj).kmp_scores()
+        kmp = kt.koopman(traj).kmp_scores(rule)
     return ex.overlaps(model, reference, kmp, [compression])[compression]
 
 
@@ -56,7 +64,7 @@ def kmp_vs_gmp_early(answer, traj=None, model=None, compression=8, window=None, 
         return False, ("s2.model is no longer at the end of the window, so GMP is taken elsewhere. "
                        "Hint: record the window last and do not train s2 after it.")
     want = _kmp_overlap(traj, model, pruning.magnitude_scores(model), compression)
-    if close(x, want, abs_=TOL):
+    if close(x, want, abs_=_weights_tol(model, compression)):
         return True, (f"KMP keeps {want:.3f} of GMP's kept weights after 2 epochs"
                       + (f", against {converged:.3f} after full training." if converged is not None else "."))
     if converged is not None and close(x, converged, abs_=TOL / 10):
@@ -83,7 +91,11 @@ def sparse_recording(answer, traj=None, model=None, kmp=None, compression=8, win
         return False, (f"the window has {len(traj)} snapshots, not WINDOW + 1 = {window + 1}. Hint: record "
                        "5 * WINDOW steps with every=5.")
     want = _kmp_overlap(traj, model, kmp, compression)
-    if close(x, want, abs_=TOL):
+    paper, tol = _kmp_overlap(traj, model, kmp, compression, rule="closest"), _weights_tol(model, compression)
+    if x != want and close(x, paper, abs_=tol) and abs(x - paper) < abs(x - want):
+        return False, ("that is KMP of traj5 by the paper's single mode (rule='closest'). Hint: use the package's "
+                       "default rule, as scores['KMP'] did.")
+    if close(x, want, abs_=tol):
         return True, f"KMP from every 5th step keeps {want:.3f} of the every-step KMP's kept weights."
     if x == 1.0:
         return False, "1.0 is the every-step KMP compared with itself. Hint: compare it with KMP of traj5."

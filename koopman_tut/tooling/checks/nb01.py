@@ -36,8 +36,8 @@ def noisy_fixed_point(answer, noisy=None, x_star=None, rank=None):
         return False, "these are the errors of the noise-free trajectory. Hint: decompose `noisy`, not q.W."
     which = [name for name, g, w in (("the first", got[0], full), ("the second", got[1], trunc))
              if not close(g, w, rel=1e-4)]
-    return False, (f"{' and '.join(which)} error is off. Hint: np.abs(res.fixed_point().numpy() - q.x_star).max() "
-                   "for res = kt.dmd(noisy, svd_rank=...).")
+    return False, (f"{' and '.join(which)} error is off. Hint: each error is the largest entry of the distance "
+                   "between the fixed point of the noisy decomposition and the true minimum q.x_star.")
 
 
 def _smallest_separating(lr: float, seed: int, counts=(2, 3, 4, 6)) -> int | None:

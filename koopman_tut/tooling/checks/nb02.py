@@ -39,9 +39,9 @@ def closest_vs_limit(answer, model=None, limit_scores=None, k=None):
         return True, "these are the overlaps of the paper's mode with the limit; " + (
             "they agree less as fewer weights are kept." if want[32] < want[2] else "they do not fall as fewer weights are kept.")
     if all(v == 1.0 for v in got.values()):
-        return False, "1.0 everywhere compares a rule with itself. Hint: k.kmp_scores('closest') against scores['KMP']."
-    return False, (f"the overlap at compression {', '.join(map(str, off))} is off. Hint: ex.overlaps(s.model, "
-                   "scores['KMP'], k.kmp_scores('closest'), [2, 8, 32]).")
+        return False, "1.0 everywhere compares a rule with itself. Hint: the paper's rule is one of the two masks."
+    return False, (f"the overlap at compression {', '.join(map(str, off))} is off. Hint: compare the masks of the "
+                   "package's KMP scores and of the paper's single-mode scores, both from the same window `k`.")
 
 
 @checker("02.2", expects="a float: the kept overlap at COMPRESSION of KGP from the every=4 window traj4 with "

@@ -10,6 +10,8 @@ verdict follows from the rows.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from . import checker, close
 
 _RULES = ("GMP", "KMP")
@@ -82,7 +84,7 @@ def _compare(answer, other: str, verdict: str, seeds, starts, rows, study: dict,
         return False, f"`answer[{verdict!r}]` should be a dict {{start: bool}} for the starts {sorted(starts)}."
     for t in starts:
         want = better(_advantage(answer[other], t), _advantage(answer["base"], t))
-        if not isinstance(v[t], bool) or v[t] != want:
+        if not isinstance(v[t], (bool, np.bool_)) or bool(v[t]) != want:
             return False, (f"`answer[{verdict!r}][{t}]` does not follow from your rows. Hint: compare the mean "
                            "KMP - GMP difference (`ex.paired(rows, 'KMP', 'GMP', start)[0]`) of the two studies.")
     return True, "like for like: same seeds and settings, one change, and the verdict follows from the rows."

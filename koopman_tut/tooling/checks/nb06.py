@@ -13,11 +13,12 @@ from . import checker, close
 
 
 def _floats(answer, n: int, what: str) -> str | None:
-    if not isinstance(answer, (list, tuple)) or len(answer) != n:
-        return f"`answer` should be a list of {n} floats, {what}."
+    """None if ``answer`` is n numbers (a list, tuple, 1-D array or tensor), else what it should be."""
     try:
-        [float(a) for a in answer]
+        values = [float(a) for a in (answer.tolist() if hasattr(answer, "tolist") else answer)]
     except (TypeError, ValueError):
+        return f"`answer` should be a list of {n} floats, {what}."
+    if isinstance(answer, (str, dict)) or len(values) != n:
         return f"`answer` should be a list of {n} floats, {what}."
     return None
 
