@@ -58,7 +58,7 @@ def test_check_says_not_yet_and_raises_only_for_nbgrader(monkeypatch, capsys):
     checks.check("99.1", ...)
     checks.check("99.1", "four")
     out = capsys.readouterr().out
-    assert "Exercise 99.1: right." in out and "replace `...` with an int: 2 squared" in out
+    assert "Exercise 99.1: right. Right" in out and "Replace `...` with an int: 2 squared" in out
     assert out.count("not yet") == 2
     assert checks.verdict("99.1", object())[0] is False, "an answer of the wrong kind is 'not yet'"
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")

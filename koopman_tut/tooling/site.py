@@ -42,6 +42,8 @@ PRINT_AND_DARK_CSS = """\
 /* figures are drawn on white: keep them readable in dark mode */
 html[data-theme="dark"] div.cell_output img { background: #ffffff; padding: 4px; border-radius: 4px; }
 .kt-widget-note { font-style: italic; opacity: .75; }
+/* MathJax's hidden MathML for screen readers asks for TeX web fonts jupyter-server-mathjax omits */
+.MJX_Assistive_MathML, .MJX_Assistive_MathML * { font-family: serif !important; }
 """
 
 CONF_PY = """\
@@ -85,6 +87,10 @@ mathjax2_config = {{
     "HTML-CSS": {{"availableFonts": [], "webFont": "STIX-Web", "imageFont": None, "preferredFont": None,
                   "linebreaks": {{"automatic": True}}}},
     "messageStyle": "none", "showMathMenu": False,
+    # HTML-CSS with the STIX fonts shipped here, also where the browser renders MathML itself (the
+    # NativeMML output would ask for MathJax's TeX web fonts, which jupyter-server-mathjax omits)
+    "MMLorHTML": {{"prefer": {{"MSIE": "HTML", "Firefox": "HTML", "Safari": "HTML", "Chrome": "HTML",
+                               "Opera": "HTML", "other": "HTML"}}}},
 }}
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
 """

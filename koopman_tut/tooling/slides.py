@@ -30,6 +30,13 @@ _TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{%- block html_head_js_mathjax -%}
+{{ super() }}
+<script>  /* HTML-CSS output everywhere: NativeMML would ask for TeX web fonts that are not shipped */
+if (window.MathJax) { MathJax.Hub.Config({MMLorHTML: {prefer: {MSIE: "HTML", Firefox: "HTML", Safari: "HTML",
+  Chrome: "HTML", Opera: "HTML", other: "HTML"}}}); }
+</script>
+{%- endblock html_head_js_mathjax -%}
 {% block data_png scoped %}
 <div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
 <img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}"
@@ -38,7 +45,8 @@ _TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 {%- endblock data_png %}
 {% block footer_js %}
 <style>.reveal h1, .reveal h2, .reveal h3 { text-transform: none; } .reveal .jp-InputArea-prompt,
-.reveal .jp-OutputArea-prompt { display: none; } .reveal img { max-height: 520px; }</style>
+.reveal .jp-OutputArea-prompt { display: none; } .reveal img { max-height: 520px; }
+.MJX_Assistive_MathML, .MJX_Assistive_MathML * { font-family: serif !important; }</style>
 <script src="{{ resources.reveal.url_prefix }}/dist/reveal.js"></script>
 <script>
 Reveal.initialize({controls: true, progress: true, history: true, transition: "slide",

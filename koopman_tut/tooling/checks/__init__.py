@@ -107,7 +107,7 @@ def check(exercise: str, answer: Any, **context: Any) -> None:
         that is not right, so nbgrader scores the check cell.
     """
     ok, why = verdict(exercise, answer, **context)
-    print(f"Exercise {exercise}: {RIGHT if ok else NOT_YET}. {why}")
+    print(f"Exercise {exercise}: {RIGHT if ok else NOT_YET}. {why[:1].upper()}{why[1:]}")
     if not ok and os.environ.get("NBGRADER_EXECUTION"):
         raise AssertionError(f"exercise {exercise}: {why}")
 
