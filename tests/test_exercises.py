@@ -87,6 +87,8 @@ def test_problems_are_found():
     assert cells.exercise_problems(new_notebook(cells=good)) == []
     swapped = good[:4] + [good[5], good[4]]
     assert any("reveal cell with no predict" in p for p in cells.exercise_problems(new_notebook(cells=swapped)))
+    apart = good[:5] + [new_code_cell("def f(): pass"), good[5]]
+    assert any("followed at once" in p for p in cells.exercise_problems(new_notebook(cells=apart)))
     no_check = good[:3] + good[4:]
     assert any("expected a code cell tagged check" in p for p in cells.exercise_problems(new_notebook(cells=no_check)))
     import copy

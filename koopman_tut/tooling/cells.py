@@ -76,8 +76,9 @@ def strip_solution_details(text: str) -> str:
 #   markdown (tag solution)   the worked answer (instructor copy only)
 #   code     (tag solution)   sets `answer` and prints the answer in words, from computed values
 #   code     (tag check)      check("NN.k", answer, ...); nbgrader: a locked, graded test cell
-# A "Predict first" prompt is a markdown cell tagged predict; the next code cell tagged reveal
-# shows the answer. Student copies clear that cell's output and put "Your prediction:" before it.
+# A "Predict first" prompt is a markdown cell tagged predict, followed at once by the code cell
+# (tagged reveal) that shows the answer. Student copies clear that cell's output and put
+# "Your prediction:" before it.
 
 CHECK_TAG = "check"
 PREDICT_TAG = "predict"
@@ -151,20 +152,13 @@ def exercise_problems(nb: NotebookNode) -> list[str]:
             problems.append(f"exercise {eid}: exercise code cell lacks nbgrader_metadata({eid!r}, 'answer')")
         if chk.metadata.get("nbgrader", {}).get("grade_id") != nbgrader_metadata(eid, "check")["grade_id"]:
             problems.append(f"exercise {eid}: check cell lacks nbgrader_metadata({eid!r}, 'check')")
-    pending = None
     for i, c in enumerate(cells):
         if c.cell_type == "markdown" and "Predict first" in c.source and not has_tag(c, PREDICT_TAG):
             problems.append(f"cell {i}: a 'Predict first' prompt not tagged {PREDICT_TAG}")
-        if has_tag(c, PREDICT_TAG):
-            if pending is not None:
-                problems.append(f"cell {pending}: predict prompt without a reveal cell before the next prompt")
-            pending = i
-        elif has_tag(c, REVEAL_TAG):
-            if pending is None:
-                problems.append(f"cell {i}: a reveal cell with no predict prompt before it")
-            elif c.cell_type != "code":
-                problems.append(f"cell {i}: reveal cells are code cells")
-            pending = None
-    if pending is not None:
-        problems.append(f"cell {pending}: predict prompt with no reveal code cell after it")
+        nxt, prev = (cells[i + 1] if i + 1 < len(cells) else None), (cells[i - 1] if i else None)
+        if has_tag(c, PREDICT_TAG) and not (nxt is not None and nxt.cell_type == "code" and has_tag(nxt, REVEAL_TAG)):
+            problems.append(f"cell {i}: a predict prompt must be followed at once by the code cell that reveals "
+                            f"its answer, tagged {REVEAL_TAG}")
+        if has_tag(c, REVEAL_TAG) and not (prev is not None and has_tag(prev, PREDICT_TAG)):
+            problems.append(f"cell {i}: a reveal cell with no predict prompt right before it")
     return problems
