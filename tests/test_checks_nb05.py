@@ -51,6 +51,9 @@ def test_051(runs):
     ok, why = verdict("05.1", {**right, "base": one_seed}, **ctx(runs, starts))
     assert not ok and "seeds" in why
     assert not verdict("05.1", {"long": 1.0}, **ctx(runs, starts))[0]
+    # every seed is checked, not only the first: the second seed's long-window rows swapped for its baseline
+    mixed = [r for r in runs["long"] if r.seed == SEEDS[0]] + [r for r in runs["base"] if r.seed != SEEDS[0]]
+    assert not verdict("05.1", {**right, "long": mixed}, **ctx(runs, starts))[0]
 
 
 def test_052(runs):
@@ -64,3 +67,6 @@ def test_052(runs):
                   for r in runs["c2"]]
     assert not verdict("05.2", {**right, "c2": wrong_long}, **ctx(runs, STARTS))[0]
     assert not verdict("05.2", {**right, "larger": {STARTS[0]: True}}, **ctx(runs, STARTS))[0]
+    later = [dataclasses.replace(r, overlap_final=r.overlap_final + 0.01) if r.rule == "KMP" and r.seed != SEEDS[0]
+             else r for r in runs["c2"]]  # only the second seed's rows off
+    assert not verdict("05.2", {**right, "c2": later}, **ctx(runs, STARTS))[0]
