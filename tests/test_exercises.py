@@ -108,15 +108,12 @@ def student_run(path: Path, tmp_path: Path, paste: bool) -> dict[str, str]:
     from koopman_tut.tooling.runner import kernel_options
 
     nb = nbformat.read(str(path), as_version=4)
-    solutions: dict[str, list[str]] = {}
-    for c in nb.cells:
-        if c.cell_type == "code" and cells.is_solution(c):
-            solutions.setdefault(cells.exercise_id(c), []).append(c.source)
+    solutions = cells.solution_code(nb)
     student = course.student_copy(nb)
     if paste:
         for c in student.cells:
             if c.cell_type == "code" and cells.is_exercise(c):
-                c.source = "\n".join(solutions[cells.exercise_id(c)])
+                c.source = solutions[cells.exercise_id(c)]
     src, out = tmp_path / f"student_{path.name}", tmp_path / f"ran_{path.name}"
     nbformat.write(student, str(src))
     pm.execute_notebook(str(src), str(out), parameters={"SMOKE": True, "SEED": 3}, cwd=str(path.parent),
@@ -166,17 +163,13 @@ def test_nbgrader_autogrades_the_check_cells(tmp_path):
     answer_cells = [c for c in released.cells if c.metadata.get("nbgrader", {}).get("solution")]
     assert answer_cells and all(c.source.rstrip().endswith("answer = ...  # YOUR CODE HERE") for c in answer_cells)
     assert "### BEGIN SOLUTION" not in nbformat.writes(released)
-    nb = nbformat.read(str(path), as_version=4)
-    solutions: dict[str, list[str]] = {}
-    for c in nb.cells:
-        if c.cell_type == "code" and cells.is_solution(c):
-            solutions.setdefault(cells.exercise_id(c), []).append(c.source)
+    solutions = cells.solution_code(nbformat.read(str(path), as_version=4))
     for who in ("blank", "solved"):
         sub = nbformat.reads(nbformat.writes(released), as_version=4)
         if who == "solved":
             for c in sub.cells:
                 if c.metadata.get("nbgrader", {}).get("solution"):
-                    c.source = "\n".join(solutions[cells.exercise_id(c)])
+                    c.source = solutions[cells.exercise_id(c)]
         out = root / "submitted" / who / name / f"{name}.ipynb"
         out.parent.mkdir(parents=True)
         nbformat.write(sub, str(out))

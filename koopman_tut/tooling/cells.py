@@ -96,6 +96,16 @@ def exercise_id(cell: NotebookNode) -> str | None:
     return cell.get("metadata", {}).get("koopman_tut", {}).get("exercise")
 
 
+def solution_code(nb: NotebookNode) -> dict[str, str]:
+    """{exercise id: the source of its solution code cells, joined}: what a student's exercise cell
+    would hold with the solution pasted in (the nbgrader source copy and the tests use it)."""
+    out: dict[str, list[str]] = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and is_solution(cell):
+            out.setdefault(exercise_id(cell), []).append(cell.source.rstrip())
+    return {eid: "\n".join(sources) for eid, sources in out.items()}
+
+
 def nbgrader_metadata(exercise: str, role: str, points: int = 1) -> dict:
     """nbgrader cell metadata (schema 3) for an exercise's answer cell (``role="answer"``) or its
     check cell (``role="check"``), so ``nbgrader autograde`` scores the check cells."""

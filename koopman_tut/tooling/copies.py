@@ -14,7 +14,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from .cells import CHECK_TAG, REVEAL_TAG, has_tag, is_exercise, is_solution, strip_solution_details
+from .cells import (CHECK_TAG, REVEAL_TAG, exercise_id, has_tag, is_exercise, is_solution, solution_code,
+                    strip_solution_details)
 from .files import write_atomic
 
 YOUR_PREDICTION = ("**Your prediction:** before you run the next cell, write down what you expect "
@@ -137,13 +138,8 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
     ``### END SOLUTION``; the separate solution cells are dropped (nbgrader would hand them out);
     check cells stay as locked graded cells. Outputs are cleared (nbgrader releases none).
     """
-    from .cells import exercise_id
-
     out = copy.deepcopy(nb)
-    solutions: dict[str, list[str]] = {}
-    for cell in out.cells:
-        if cell.cell_type == "code" and is_solution(cell):
-            solutions.setdefault(exercise_id(cell), []).append(cell.source.rstrip())
+    solutions = solution_code(out)
     cells = []
     for cell in out.cells:
         if is_solution(cell):
@@ -152,7 +148,7 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
             _clear(cell)
             eid = exercise_id(cell)
             if is_exercise(cell) and eid in solutions:
-                region = "### BEGIN SOLUTION\n" + "\n".join(solutions[eid]) + "\n### END SOLUTION"
+                region = "### BEGIN SOLUTION\n" + solutions[eid] + "\n### END SOLUTION"
                 lines = cell.source.splitlines()
                 at = next((i for i, ln in enumerate(lines) if ln.startswith("answer = ...")), len(lines))
                 cell.source = "\n".join([*lines[:at], region, *lines[at + 1:]])

@@ -15,8 +15,10 @@ counts as a failed test cell, so the same check cells grade a class.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import re
+from numbers import Real
 from typing import Any, Callable
 
 Verdict = tuple[bool, str]
@@ -115,3 +117,19 @@ def check(exercise: str, answer: Any, **context: Any) -> None:
 def close(value: float, expected: float, rel: float = 1e-6, abs_: float = 0.0) -> bool:
     """``|value - expected| <= max(rel * |expected|, abs_)``: a tolerance helper for checkers."""
     return abs(float(value) - float(expected)) <= max(rel * abs(float(expected)), abs_)
+
+
+def share(answer: Any) -> float:
+    """``answer`` as a share in [0, 1] (a kept overlap); TypeError / ValueError otherwise, which
+    :func:`verdict` turns into "not yet"."""
+    if isinstance(answer, bool) or not isinstance(answer, Real) and not hasattr(answer, "item"):
+        raise TypeError(f"expected a number, got {type(answer).__name__}")
+    x = float(answer)
+    if not 0 <= x <= 1 or math.isnan(x):
+        raise ValueError(f"a kept overlap is a share between 0 and 1, got {x}")
+    return x
+
+
+def is_trajectory(obj: Any) -> bool:
+    """True if ``obj`` looks like a recorded :class:`~koopman_tut.recording.trajectory.Trajectory`."""
+    return hasattr(obj, "snapshots") and hasattr(obj, "steps")

@@ -2,11 +2,9 @@
 cell passes, so it holds at any seed and under SMOKE; none of them compares with a stored number."""
 from __future__ import annotations
 
-import math
 import warnings
-from numbers import Real
 
-from . import checker, close
+from . import checker, close, is_trajectory, share
 
 TOL = 2e-3  # accuracies: about one test image of 450 (the same computation twice agrees to rounding)
 
@@ -17,15 +15,6 @@ def _weights_tol(model, compression) -> float:
     GMP mask of the window's end, the paper's single mode) differ by a dozen weights or more."""
     n = sum(p.numel() for name, p in model.named_parameters() if name.endswith("weight") and p.dim() > 1)
     return 2.5 * float(compression) / max(n, 1)
-
-
-def _share(answer) -> float:
-    if isinstance(answer, bool) or not isinstance(answer, Real) and not hasattr(answer, "item"):
-        raise TypeError(f"expected a number, got {type(answer).__name__}")
-    x = float(answer)
-    if not 0 <= x <= 1 or math.isnan(x):
-        raise ValueError(f"a kept overlap is a share between 0 and 1, got {x}")
-    return x
 
 
 def _kmp_overlap(traj, model, reference, compression: float, rule: str = "limit") -> float:
@@ -39,17 +28,13 @@ def _kmp_overlap(traj, model, reference, compression: float, rule: str = "limit"
     return ex.overlaps(model, reference, kmp, [compression])[compression]
 
 
-def _is_traj(traj) -> bool:
-    return hasattr(traj, "snapshots") and hasattr(traj, "steps")
-
-
 @checker("00.1", expects="a float: the kept overlap at compression COMPRESSION of KMP (from the 2-epoch window "
                          "traj2) with GMP (the magnitudes of s2.model at the end of that window)")
 def kmp_vs_gmp_early(answer, traj=None, model=None, compression=8, window=None, start=None, converged=None):
     """Context: traj (the recorded window), model (s2.model), compression, window (WINDOW), start (the
     step the window should start at: 2 epochs), converged (the overlap after full training)."""
-    x = _share(answer)
-    if not _is_traj(traj):
+    x = share(answer)
+    if not is_trajectory(traj):
         return False, "`traj2` is not a recorded window yet. Hint: traj2 = ex.record(s2, WINDOW, seed=SEED) after training."
     if start is not None and int(traj.steps[0]) != start:
         return False, (f"the window starts after {int(traj.steps[0])} optimizer steps, not after 2 epochs "
@@ -81,8 +66,8 @@ def kmp_vs_gmp_early(answer, traj=None, model=None, compression=8, window=None, 
 def sparse_recording(answer, traj=None, model=None, kmp=None, compression=8, window=None):
     """Context: traj (traj5), model (s.model: which weights are prunable), kmp (scores["KMP"]),
     compression, window (WINDOW)."""
-    x = _share(answer)
-    if not _is_traj(traj):
+    x = share(answer)
+    if not is_trajectory(traj):
         return False, "`traj5` is not a recorded window yet. Hint: traj5 = ex.record(s5, 5 * WINDOW, every=5, seed=SEED)."
     gaps = {int(d) for d in (traj.steps[1:] - traj.steps[:-1]).tolist()}
     if gaps != {5}:

@@ -2,22 +2,11 @@
 objects the check cell passes, so it holds at any seed and under SMOKE."""
 from __future__ import annotations
 
-import math
 import warnings
-from numbers import Real
 
-from . import checker, close
+from . import checker, close, is_trajectory, share
 
 TOL = 2e-3  # kept overlaps: the same computation twice agrees to rounding; GPUs or a reshuffled gradient may flip a few weights
-
-
-def _share(answer) -> float:
-    if isinstance(answer, bool) or not isinstance(answer, Real) and not hasattr(answer, "item"):
-        raise TypeError(f"expected a number, got {type(answer).__name__}")
-    x = float(answer)
-    if not 0 <= x <= 1 or math.isnan(x):
-        raise ValueError(f"a kept overlap is a share between 0 and 1, got {x}")
-    return x
 
 
 @checker("02.1", expects="a dict {2: overlap, 8: overlap, 32: overlap}: the kept overlap of k.kmp_scores('closest') "
@@ -28,7 +17,7 @@ def closest_vs_limit(answer, model=None, limit_scores=None, k=None):
 
     if not isinstance(answer, dict):
         raise TypeError(f"expected a dict keyed by compression, got {type(answer).__name__}")
-    got = {float(c): _share(v) for c, v in answer.items()}
+    got = {float(c): share(v) for c, v in answer.items()}
     if set(got) != {2.0, 8.0, 32.0}:
         return False, f"the dict has keys {sorted(got)}; it needs exactly the compressions 2, 8 and 32."
     with warnings.catch_warnings():
@@ -54,8 +43,8 @@ def sparse_kgp(answer, traj=None, setup=None, compression=8, window=None, every_
     from koopman_tut.training import experiments as ex
     from koopman_tut.training.data import batch_size_of
 
-    x = _share(answer)
-    if not (hasattr(traj, "snapshots") and hasattr(traj, "steps")):
+    x = share(answer)
+    if not is_trajectory(traj):
         return False, "`traj4` is not a recorded window yet. Hint: ex.record(s4, 4 * WINDOW, every=4, seed=SEED + 2)."
     gaps = {int(d) for d in (traj.steps[1:] - traj.steps[:-1]).tolist()}
     if gaps != {4}:
