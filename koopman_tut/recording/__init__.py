@@ -2,7 +2,8 @@
 
 Owns which parameters a model has and which pruning may touch (``params``); the optimizer-step
 hook that records them, in memory or into a memory-mapped file (``recorder``,
-``recorder_checks``, ``storage``, ``disk_format``, ``disk_v1``, ``safe_files``); and the
+``recorder_checks``, ``watch``, ``rows``, ``storage``, ``disk_format``, ``disk_v1``,
+``safe_files``); and the
 ``Trajectory`` itself, validated on construction and saved atomically (``trajectory``,
 ``validation``).
 

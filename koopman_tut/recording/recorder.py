@@ -1,12 +1,15 @@
 """``TrajectoryRecorder``: snapshots theta(t) of training through an optimizer step hook.
 
-After each ``optimizer.step()`` the hook copies the flattened parameters, in one fused copy,
-into a row of storage allocated up front. Nothing is recorded silently wrong:
+After each ``optimizer.step()`` the hook copies the flattened parameters, in one pass, into a
+row of storage allocated up front (:mod:`koopman_tut.recording.rows`). Nothing is recorded silently wrong:
 
 * bad arguments, a non-floating storage dtype and an optimizer that does not train the
   recorded parameters are refused at construction (TypeError / ValueError);
 * a recorded parameter replaced (a new module or tensor) or resized after the start raises
-  RuntimeError from the optimizer step that sees it, before anything is written;
+  RuntimeError from the optimizer step that sees it, before anything is written. The model is
+  walked and checked when something may have changed, not at every step: a registration
+  anywhere (:mod:`koopman_tut.recording.watch`), a recorded tensor with new storage or shape,
+  or every ``watch.CHECK_EVERY`` steps;
 * full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot.
 
 Storage is memory (CPU or GPU) or, with ``path=``, a memory-mapped file (:mod:`koopman_tut.recording.storage`).
@@ -16,18 +19,24 @@ the flattened rows (see :func:`koopman_tut.numerics.distributed.shard_range`).
 from __future__ import annotations
 
 import math
+import operator
 import os
 import warnings
 
 import torch
 import torch.nn as nn
 
+from . import watch
 from ..numerics.distributed import local_tensor, shard_pieces, shard_range, unwrap, world
+from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_dtype, _check_fraction, _check_int, _check_names,  # noqa: F401
                               _check_lr, _trained_by, changed_message)
 from .params import layer_parameters, parameter
 from .trajectory import Trajectory
+
+
+_DATA_PTR, _SHAPE = torch.Tensor.data_ptr, operator.attrgetter("shape")  # read at every step (see _check)
 
 
 class RecorderFullWarning(UserWarning):
@@ -136,7 +145,10 @@ class TrajectoryRecorder:
         self.lrs: list[float] = []  # the first recorded group's lr per snapshot
         self.group_lrs: list[list[float]] = []  # every recorded group's lr per snapshot
         self._lr_groups = [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
-        self._views, self._view_key = [], None  # flat views of the recorded tensors (see _write)
+        self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
+        self._seen, self._next_walk = None, 0  # what the last walk saw, and when the next is due
+        self._capacity_rows = self.storage.shape[0]
+        watch.install()
         self._settings0 = self._settings()
         self._full = False
         self._handle = optimizer.register_step_post_hook(self._hook)
@@ -192,14 +204,14 @@ class TrajectoryRecorder:
         s = self.step
         if self._full or (self.stop is not None and s > self.stop):
             return  # the recording is over: nothing to check or write
-        found = self._current()  # raises if a recorded parameter was replaced, removed or reshaped
+        self._check(s)  # raises if a recorded parameter was replaced, removed or reshaped
         if s < self.start or (s - self.start) % self.every:
             return
         k = len(self.steps)
-        if k >= self.storage.shape[0]:
+        if k >= self._capacity_rows:
             self._warn_full(s)
             return
-        self._write(self.storage[k], found)
+        self._writer.write(k)
         self.steps.append(s)
         lrs = [float(g["lr"]) for g in self._lr_groups]
         self.group_lrs.append(lrs)
@@ -229,30 +241,16 @@ class TrajectoryRecorder:
         orig = ps.get(self._orig[i])  # pruned by torch.nn.utils.prune: train weight_orig
         return m, ps.get(attr) if orig is None else orig, orig is not None
 
-    def _write(self, row: torch.Tensor, found) -> None:
-        """One fused copy of the flattened values into ``row`` (converting to its dtype).
-
-        The flat views of the recorded tensors are made once and reused while every tensor keeps
-        its storage (``data_ptr``, checked each step: ``p.data = ...`` or ``model.to()`` gives new
-        storage, and the views are made again), so a step costs one ``torch.cat``.
-        """
-        key = tuple(((local_tensor(t) if self._sharded else t).data_ptr(), pruned) for _, t, pruned in found)
-        if key != self._view_key:
-            self._views, self._view_key = self._flat_views(found), key
-        vals = [v if mask is None else v * mask for v, mask in self._views]
-        if all(v.device == row.device for v in vals):
-            torch.cat(vals, out=row)
-        else:  # e.g. CUDA parameters, CPU storage: one transfer
-            row.copy_(torch.cat([v.to(vals[0].device) for v in vals]))
-
-    def _flat_views(self, found) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """(flat view of the piece held, flat view of its pruning mask or None) per piece."""
-        out = []
-        for i, lo, hi in self._pieces:  # whole parameters, or the pieces in this rank's rows
-            (m, t, pruned), attr = found[i], self._lookup[i][1]
-            mask = local_tensor(getattr(m, attr + "_mask")).detach().reshape(-1)[lo:hi] if pruned else None
-            out.append((local_tensor(t).detach().reshape(-1)[lo:hi], mask))
-        return out
+    def _check(self, s: int) -> None:
+        """Walk the model and check every recorded tensor (:meth:`_current`) if something may have
+        changed since the last walk: a parameter, buffer or submodule registered anywhere
+        (:mod:`.watch`: a replaced module or tensor, pruning), a recorded tensor with new storage
+        or shape (``p.data = ...``, ``model.to()``), or ``watch.CHECK_EVERY`` steps gone by."""
+        ts = [local_tensor(t) for t in self._tensors] if self._sharded else self._tensors
+        key = (watch.generation(), *map(_DATA_PTR, ts), *map(_SHAPE, ts))
+        if key != self._seen or s >= self._next_walk:
+            self._writer.prepare(self._current())
+            self._seen, self._next_walk = key, s + watch.CHECK_EVERY
 
     def _warn_full(self, s: int) -> None:
         self._full = True

@@ -64,7 +64,33 @@ def allocate(capacity: int, n: int, dtype: torch.dtype, device: torch.device, ma
                           f"free: record every k steps (every=), a shorter window (start/stop), "
                           f"fewer parameters (params=), float16 storage (dtype=), to disk (path=) "
                           f"or sharded over ranks (shard=True)")
+    if device.type == "cpu":
+        rows = _huge_page_zeros((capacity, n), dtype, need)
+        if rows is not None:
+            return rows
     return torch.zeros(capacity, n, dtype=dtype, device=device)
+
+
+def _huge_page_zeros(shape: tuple[int, int], dtype: torch.dtype, nbytes: int) -> torch.Tensor | None:
+    """Zeroed CPU rows in an anonymous mapping advised to use transparent huge pages (Linux), or
+    None where that is not available.
+
+    The recorder writes one row of snapshots per step into storage it last touched long ago.
+    With 4 KiB pages, each row costs a TLB miss per page (a 0.5 MB row: 128 of them); with
+    2 MiB pages the same copy measured twice as fast (benchmarks/bench_recording.py). The
+    mapping is freed with the last tensor that views it (``torch.frombuffer`` holds it).
+    """
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is None or nbytes < 2**21:
+        return None
+    try:
+        mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        mapping.madvise(advice)
+    except (OSError, ValueError, AttributeError):
+        return None
+    rows = torch.frombuffer(mapping, dtype=dtype).view(shape)
+    rows.zero_()  # already zero: touching commits the pages now, not in the training loop
+    return rows
 
 
 def is_disk_trajectory(path: str | os.PathLike) -> bool:

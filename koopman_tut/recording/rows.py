@@ -1,0 +1,63 @@
+"""Copying the recorded tensors into one row of a recorder's storage, at every snapshot.
+
+A :class:`RowWriter` is told after each walk of the model which tensors (and pruning masks)
+hold the values, and copies them, flattened one after another, into row k. Two routes:
+
+* numpy: every piece a contiguous, unpruned CPU tensor of the storage's dtype, and CPU storage
+  numpy can hold (not bfloat16). One single-threaded ``numpy.concatenate`` over flat views made
+  once: no dispatch per piece, and no thread pool woken for a copy this small.
+* torch: everything else (pruned pieces, CUDA tensors, a dtype to convert, bfloat16). Each
+  piece is flattened at every step, so a piece that is not contiguous (a channels_last
+  convolution weight, whose flat form is a copy) is never recorded stale.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..numerics.distributed import local_tensor
+
+
+class RowWriter:
+    """Write the flattened recorded values into rows of ``storage`` (capacity, n).
+
+    Parameters
+    ----------
+    storage : (capacity, n) the recorder's storage.
+    pieces : (index, lo, hi) per piece held: entries lo:hi of recorded tensor ``index``.
+    attrs : the attribute name of each recorded tensor in its module ('weight'), for its mask.
+    """
+
+    def __init__(self, storage: torch.Tensor, pieces: list[tuple[int, int, int]], attrs: list[str]):
+        self.storage, self.pieces, self.attrs = storage, pieces, attrs
+        self.parts: list[tuple] = []  # (tensor, mask or None, lo, hi) per piece
+        self.direct: tuple | None = None  # (numpy flat views, numpy rows) on the numpy route
+
+    def prepare(self, found) -> None:
+        """After a walk: ``found`` is (module, trainable tensor, pruned?) per recorded tensor."""
+        self.parts = []
+        for i, lo, hi in self.pieces:  # whole parameters, or the pieces in this rank's rows
+            m, t, pruned = found[i]
+            mask = local_tensor(getattr(m, self.attrs[i] + "_mask")).detach() if pruned else None
+            self.parts.append((local_tensor(t).detach(), mask, lo, hi))
+        store = self.storage
+        direct = store.device.type == "cpu" and store.dtype != torch.bfloat16 and all(
+            mask is None and t.device.type == "cpu" and t.dtype == store.dtype and t.is_contiguous()
+            for t, mask, _, _ in self.parts)
+        self.direct = ([t.reshape(-1)[lo:hi].numpy() for t, _, lo, hi in self.parts], store.numpy()) if direct else None
+
+    def write(self, k: int) -> None:
+        """Row ``k`` = the flattened values now (converted to the storage's dtype)."""
+        if self.direct is not None:
+            views, rows = self.direct
+            np.concatenate(views, out=rows[k])
+            return
+        vals = []
+        for t, mask, lo, hi in self.parts:
+            v = t.reshape(-1)[lo:hi]  # a view, or (not contiguous) a fresh copy: never a stale one
+            vals.append(v if mask is None else v * mask.reshape(-1)[lo:hi])
+        row = self.storage[k]
+        if all(v.device == row.device for v in vals):
+            torch.cat(vals, out=row)
+        else:  # e.g. CUDA parameters, CPU storage: one transfer
+            row.copy_(torch.cat([v.to(vals[0].device) for v in vals]))

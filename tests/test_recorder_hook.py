@@ -1,0 +1,110 @@
+"""The recorder's step hook: checked once per change, not per step, and never stale.
+
+The hook walks the model only when something may have changed (a registration anywhere, a
+recorded tensor with new storage or shape, or every ``watch.CHECK_EVERY`` steps), copies on
+the CPU with one ``numpy.concatenate`` and writes into storage with transparent huge pages.
+These tests pin what that must not lose.
+"""
+import pytest
+import torch
+import torch.nn as nn
+
+import koopman_tut as kt
+from koopman_tut.recording import watch
+from koopman_tut.recording.storage import allocate
+
+
+def train_steps(model, opt, n, shape=(5, 4)):
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(n):
+        opt.zero_grad()
+        model(torch.randn(*shape, generator=g)).pow(2).mean().backward()
+        opt.step()
+        out.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone())
+    return out
+
+
+def test_channels_last_weights_are_recorded_as_they_train():
+    """A channels_last convolution weight is not contiguous: its flat form is a copy, which a
+    view cache would freeze (the conv weight then looked constant over the window)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2)).to(memory_format=torch.channels_last)
+    assert not model[0].weight.is_contiguous()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    rec = kt.TrajectoryRecorder(model, opt, stop=4)
+    states = train_steps(model, opt, 4, shape=(5, 3, 8, 8))
+    W = rec.trajectory().snapshots
+    for k, state in enumerate(states, start=1):
+        assert torch.equal(W[:, k], state)
+    assert not torch.equal(W[:108, 0], W[:108, -1])  # the conv weight moved
+
+
+def test_the_model_is_walked_once_per_change_not_per_step(monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=200)
+    walks = []
+    current = rec._current
+    monkeypatch.setattr(rec, "_current", lambda: walks.append(rec.step) or current())
+    train_steps(model, opt, 10)
+    assert walks == []  # nothing changed: no walk (construction walked once)
+    kt.pruning.apply_masks(model, {"2.weight": torch.tensor([[True, False, True], [False, True, True]])})
+    train_steps(model, opt, 3)
+    assert walks == [11]  # the registration of weight_orig / weight_mask was seen at the next step
+    used = torch.cat([kt.recording.params.current_value(model, n).reshape(-1) for n in rec.names])
+    assert torch.equal(rec.trajectory().snapshots[:, -1], used)  # pruned: orig * mask, as the model uses them
+    train_steps(model, opt, watch.CHECK_EVERY)
+    assert walks[1:] == [11 + watch.CHECK_EVERY]  # and the periodic walk
+
+
+def test_a_deleted_parameter_is_caught_by_the_periodic_walk(monkeypatch):
+    """``del m.bias`` then a plain tensor in its place registers nothing: the periodic walk sees it."""
+    monkeypatch.setattr(watch, "CHECK_EVERY", 3)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    kt.TrajectoryRecorder(model, opt, stop=40)
+    train_steps(model, opt, 1)
+    del model[2].bias
+    model[2].bias = torch.zeros(2)  # a plain attribute now, no registration
+    with pytest.raises(RuntimeError, match=r"'2\.bias' was removed"):
+        train_steps(model, opt, 3)
+
+
+def test_same_storage_new_shape_is_caught_at_once():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=40)
+    train_steps(model, opt, 1)
+    model[0].weight.data = model[0].weight.data[:2]  # same first address, another shape
+    model[0].weight.grad = None  # so that the optimizer steps over it and the hook runs
+    with pytest.raises(RuntimeError, match=r"'0\.weight' changed shape"):
+        opt.step()
+    assert rec.steps == [0, 1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_both_copy_routes_record_the_same_values(dtype):
+    """float32 parameters into float32 storage take the numpy route; other dtypes the torch one."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(300, 200), nn.ReLU(), nn.Linear(200, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=3, dtype=dtype)
+    assert (rec._writer.direct is not None) == (dtype == torch.float32)
+    states = train_steps(model, opt, 3, shape=(5, 300))
+    W = rec.trajectory().snapshots
+    for k, state in enumerate(states, start=1):
+        assert torch.equal(W[:, k], state.to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_large_cpu_storage_is_zeroed_writable_and_freed(dtype):
+    rows = allocate(8, 2**19, dtype, torch.device("cpu"), 0.8)  # >= 2 MiB: the huge-page route on Linux
+    assert rows.shape == (8, 2**19) and rows.dtype == dtype and not rows.any()
+    rows[3] = 1.5
+    view = rows[3:5]
+    del rows
+    assert view[0].eq(1.5).all() and not view[1].any()  # the mapping lives as long as a view of it
