@@ -108,3 +108,18 @@ def test_large_cpu_storage_is_zeroed_writable_and_freed(dtype):
     view = rows[3:5]
     del rows
     assert view[0].eq(1.5).all() and not view[1].any()  # the mapping lives as long as a view of it
+
+
+def test_momentum_changed_by_hand_is_seen_by_the_next_walk(monkeypatch):
+    """Settings are compared when the lr changes (a scheduler that cycles momentum changes both)
+    and after each walk, so a change by hand with the lr kept is still reported."""
+    monkeypatch.setattr(watch, "CHECK_EVERY", 4)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    rec = kt.TrajectoryRecorder(model, opt, stop=20, every=3)
+    train_steps(model, opt, 2)
+    opt.param_groups[0]["momentum"] = 0.5
+    train_steps(model, opt, 10)
+    with pytest.warns(UserWarning, match=r"momentum.*changed during the window \(first seen at step (3|6|9)\b"):
+        rec.trajectory()

@@ -132,7 +132,7 @@ class TrajectoryRecorder:
                         else [(i, 0, math.prod(s)) for i, s in enumerate(self.shapes)])
         cap, n = self._capacity(), self.rows[1] - self.rows[0]
         self.meta0 = self._meta()  # the optimizer settings when recording starts, on every route
-        self._settings_changed_at: int | None = None
+        self._settings_changed_at, self._last_lrs, self._settings_due = None, [], True  # see _record
         if path is None:
             self.storage, self._disk = allocate(cap, n, dtype, self.device, max_fraction), None
         else:
@@ -216,8 +216,12 @@ class TrajectoryRecorder:
         lrs = [float(g["lr"]) for g in self._lr_groups]
         self.group_lrs.append(lrs)
         self.lrs.append(lrs[0])
-        if self._settings_changed_at is None and self._settings() != self._settings0:
-            self._settings_changed_at = s
+        # a scheduler that cycles momentum (OneCycleLR) changes the lr too; a change by hand the next walk sees
+        if self._settings_changed_at is None and (self._settings_due or lrs != self._last_lrs):
+            self._settings_due = False
+            if self._settings() != self._settings0:
+                self._settings_changed_at = s
+        self._last_lrs = lrs
         if self._disk is not None:
             self._disk.commit(k, s, self.lrs[-1])  # after the row: the file counts complete snapshots only
             if k + 1 == self.storage.shape[0] or (self.stop is not None and s + self.every > self.stop):
@@ -251,6 +255,7 @@ class TrajectoryRecorder:
         if key != self._seen or s >= self._next_walk:
             self._writer.prepare(self._current())
             self._seen, self._next_walk = key, s + watch.CHECK_EVERY
+            self._settings_due = True  # compare the optimizer's settings at the next snapshot
 
     def _warn_full(self, s: int) -> None:
         self._full = True
