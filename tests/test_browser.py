@@ -88,7 +88,14 @@ class Lab:
                 time.sleep(0.5)
 
     def kernel_states(self) -> list[str]:
-        return [k["execution_state"] for k in get_json(f"{self.base}/api/kernels", self.token)]
+        """Execution state of each kernel; ["starting"] while one is being started, when
+        jupyter_server answers /api/kernels with 500 (its new kernel has no last_activity yet)."""
+        try:
+            return [k["execution_state"] for k in get_json(f"{self.base}/api/kernels", self.token)]
+        except urllib.error.HTTPError as e:
+            if e.code != 500 or "last_activity" not in self.log_path.read_text()[-5000:]:
+                raise
+            return ["starting"]
 
     def stop(self) -> None:
         """Ask the server to shut down (it stops its kernels), then make sure that it and every
