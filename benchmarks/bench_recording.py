@@ -76,10 +76,11 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
         # numpy.concatenate (one thread) into storage allocated as the recorder's is (huge pages)
         views = [p.detach().reshape(-1) for p in rec._tensors]
         for route, timer_ in floors.items():
-            buf = (torch.zeros(rec.storage.shape, dtype=rec.storage.dtype, device=rec.storage.device)
-                   if route == "torch" else allocate(*rec.storage.shape, rec.storage.dtype, rec.storage.device, 0.8))
+            naive = route.startswith("torch")
+            buf = (torch.zeros(rec.storage.shape, dtype=rec.storage.dtype, device=rec.storage.device) if naive
+                   else allocate(*rec.storage.shape, rec.storage.dtype, rec.storage.device, 0.8))
             rows = iter(range(buf.shape[0]))
-            if route.startswith("torch") or device.type != "cpu":
+            if naive or device.type != "cpu":
                 copy = lambda *_: torch.cat(views, out=buf[next(rows)])  # noqa: E731
             else:
                 nviews, nbuf = [v.numpy() for v in views], buf.numpy()
