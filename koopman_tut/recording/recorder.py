@@ -147,7 +147,6 @@ class TrajectoryRecorder:
         self._lr_groups = [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
         self._seen, self._next_walk = None, 0  # what the last walk saw, and when the next is due
-        self._capacity_rows = self.storage.shape[0]
         watch.install()
         self._settings0 = self._settings()
         self._full = False
@@ -208,7 +207,7 @@ class TrajectoryRecorder:
         if s < self.start or (s - self.start) % self.every:
             return
         k = len(self.steps)
-        if k >= self._capacity_rows:
+        if k >= self.storage.shape[0]:
             self._warn_full(s)
             return
         self._writer.write(k)
