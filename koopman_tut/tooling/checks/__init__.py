@@ -133,3 +133,18 @@ def share(answer: Any) -> float:
 def is_trajectory(obj: Any) -> bool:
     """True if ``obj`` looks like a recorded :class:`~koopman_tut.recording.trajectory.Trajectory`."""
     return hasattr(obj, "snapshots") and hasattr(obj, "steps")
+
+
+def strided_window_problem(traj: Any, name: str, every: int, window: int | None, record: str,
+                           steps: str) -> str | None:
+    """None if ``traj`` is a recorded window of ``window`` + 1 snapshots, ``every`` steps apart;
+    else what is off. ``name`` is the notebook's variable; ``record`` and ``steps`` are the hints
+    for recording it and for its length."""
+    if not is_trajectory(traj):
+        return f"`{name}` is not a recorded window yet. Hint: {record}."
+    gaps = {int(d) for d in (traj.steps[1:] - traj.steps[:-1]).tolist()}
+    if gaps != {every}:
+        return f"the snapshots are {sorted(gaps)} step(s) apart, not {every}. Hint: every={every}."
+    if window is not None and len(traj) != window + 1:
+        return f"the window has {len(traj)} snapshots, not WINDOW + 1 = {window + 1}. Hint: {steps}."
+    return None

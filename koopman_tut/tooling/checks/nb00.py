@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from . import checker, close, is_trajectory, share
+from . import checker, close, is_trajectory, share, strided_window_problem
 
 TOL = 2e-3  # accuracies: about one test image of 450 (the same computation twice agrees to rounding)
 
@@ -67,14 +67,10 @@ def sparse_recording(answer, traj=None, model=None, kmp=None, compression=8, win
     """Context: traj (traj5), model (s.model: which weights are prunable), kmp (scores["KMP"]),
     compression, window (WINDOW)."""
     x = share(answer)
-    if not is_trajectory(traj):
-        return False, "`traj5` is not a recorded window yet. Hint: traj5 = ex.record(s5, 5 * WINDOW, every=5, seed=SEED)."
-    gaps = {int(d) for d in (traj.steps[1:] - traj.steps[:-1]).tolist()}
-    if gaps != {5}:
-        return False, f"the snapshots are {sorted(gaps)} step(s) apart, not 5. Hint: every=5."
-    if window is not None and len(traj) != window + 1:
-        return False, (f"the window has {len(traj)} snapshots, not WINDOW + 1 = {window + 1}. Hint: record "
-                       "5 * WINDOW steps with every=5.")
+    problem = strided_window_problem(traj, "traj5", 5, window, "traj5 = ex.record(s5, 5 * WINDOW, every=5, seed=SEED)",
+                                     "record 5 * WINDOW steps with every=5")
+    if problem:
+        return False, problem
     want = _kmp_overlap(traj, model, kmp, compression)
     paper, tol = _kmp_overlap(traj, model, kmp, compression, rule="closest"), _weights_tol(model, compression)
     if x != want and close(x, paper, abs_=tol) and abs(x - paper) < abs(x - want):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from . import checker, close, is_trajectory, share
+from . import checker, close, share, strided_window_problem
 
 TOL = 2e-3  # kept overlaps: the same computation twice agrees to rounding; GPUs or a reshuffled gradient may flip a few weights
 
@@ -44,13 +44,10 @@ def sparse_kgp(answer, traj=None, setup=None, compression=8, window=None, every_
     from koopman_tut.training.data import batch_size_of
 
     x = share(answer)
-    if not is_trajectory(traj):
-        return False, "`traj4` is not a recorded window yet. Hint: ex.record(s4, 4 * WINDOW, every=4, seed=SEED + 2)."
-    gaps = {int(d) for d in (traj.steps[1:] - traj.steps[:-1]).tolist()}
-    if gaps != {4}:
-        return False, f"the snapshots are {sorted(gaps)} step(s) apart, not 4. Hint: every=4."
-    if window is not None and len(traj) != window + 1:
-        return False, f"the window has {len(traj)} snapshots, not WINDOW + 1 = {window + 1}. Hint: 4 * WINDOW steps, every=4."
+    problem = strided_window_problem(traj, "traj4", 4, window, "ex.record(s4, 4 * WINDOW, every=4, seed=SEED + 2)",
+                                     "4 * WINDOW steps, every=4")
+    if problem:
+        return False, problem
     model = setup.model
     now = traj.flatten(dict(model.named_parameters())).to(traj.snapshots.dtype).cpu()
     if not bool((now - traj.snapshots[:, -1].cpu()).abs().max() <= 1e-6 * (1 + float(now.abs().max()))):
