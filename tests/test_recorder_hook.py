@@ -110,16 +110,85 @@ def test_large_cpu_storage_is_zeroed_writable_and_freed(dtype):
     assert view[0].eq(1.5).all() and not view[1].any()  # the mapping lives as long as a view of it
 
 
-def test_momentum_changed_by_hand_is_seen_by_the_next_walk(monkeypatch):
-    """Settings are compared when the lr changes (a scheduler that cycles momentum changes both)
-    and after each walk, so a change by hand with the lr kept is still reported."""
-    monkeypatch.setattr(watch, "CHECK_EVERY", 4)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+
+
+def recorded_rows_follow(model, opt, change, n=6, **kw):
+    """Record, change the model after 2 steps, train on; every row must equal the values in use."""
+    rec = kt.TrajectoryRecorder(model, opt, stop=n, **kw)
+    used = []
+    for k in range(n):
+        if k == 2:
+            change(model)
+        train_steps(model, opt, 1)
+        used.append(torch.cat([kt.recording.params.current_value(model, m).detach().reshape(-1) for m in rec.names]))
+    W = rec.trajectory().snapshots.double()
+    return max(float((W[:, k + 1] - u.double()).abs().max()) for k, u in enumerate(used))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # the numpy and the torch copy routes
+@pytest.mark.parametrize("change", ["transpose", "set_", "as_strided_"])
+def test_a_square_weight_transposed_in_place_is_recorded_as_it_now_is(change, dtype):
+    """Same storage, offset and shape, new strides: only a check of the strides sees it."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    swap = {"transpose": lambda m: setattr(m[0].weight, "data", m[0].weight.data.t()),
+            "set_": lambda m: m[0].weight.set_(m[0].weight.detach().t()),
+            "as_strided_": lambda m: m[0].weight.as_strided_((4, 4), (1, 4))}[change]
+    assert recorded_rows_follow(model, opt, lambda m: torch.no_grad()(swap)(m), dtype=dtype) == 0.0
+
+
+@pytest.mark.parametrize("how", ["buffers", "data"])
+def test_a_pruning_mask_swapped_without_a_registration_is_followed(how):
+    model = mlp()
+    kt.pruning.apply_masks(model, {"0.weight": torch.rand(4, 4, generator=torch.Generator().manual_seed(1)) > 0.3})
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def swap(m):
+        if how == "buffers":
+            m[0]._buffers["weight_mask"] = torch.zeros(4, 4)
+        else:
+            m[0].weight_mask.data = torch.zeros(4, 4)
+    assert recorded_rows_follow(model, opt, swap) == 0.0
+
+
+def test_optimizer_load_state_dict_is_followed():
+    """load_state_dict gives the optimizer new param_groups dicts: the lr logged is the new one,
+    and settings that changed with them are reported."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    saved = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9).state_dict()
+    rec = kt.TrajectoryRecorder(model, opt, stop=6)
+    train_steps(model, opt, 2)
+    opt.load_state_dict(saved)
+    train_steps(model, opt, 4)
+    assert rec.lrs == [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01]
+    with pytest.warns(UserWarning, match=r"momentum.*changed during the window \(first seen at step 3\b"):
+        rec.trajectory()
+
+
+def test_momentum_changed_by_hand_is_seen_at_the_next_snapshot():
+    """In a window far shorter than watch.CHECK_EVERY, with the lr kept: the settings are compared
+    at every snapshot."""
+    model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     rec = kt.TrajectoryRecorder(model, opt, stop=20, every=3)
-    train_steps(model, opt, 2)
+    train_steps(model, opt, 4)
     opt.param_groups[0]["momentum"] = 0.5
     train_steps(model, opt, 10)
-    with pytest.warns(UserWarning, match=r"momentum.*changed during the window \(first seen at step (3|6|9)\b"):
+    with pytest.warns(UserWarning, match=r"momentum.*changed during the window \(first seen at step 6\b"):
         rec.trajectory()
+
+
+@pytest.mark.parametrize("kw, match", [(dict(params=["0"]), "no parameter '0'.*Linear, not a tensor"),
+                                       (dict(params=["0.in_features"]), "no parameter '0.in_features'"),
+                                       (dict(sync="yes"), "sync must be True or False"),
+                                       (dict(model=None), "model must be a torch.nn.Module")])
+def test_bad_arguments_are_named(kw, match):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    kw = {"model": model, **kw}
+    with pytest.raises((TypeError, ValueError), match=match):
+        kt.TrajectoryRecorder(kw.pop("model"), opt, stop=3, **kw)

@@ -83,8 +83,13 @@ def resolve(model: nn.Module, name: str) -> tuple[nn.Module, str]:
             raise ValueError(f"{name!r} is torch.nn.utils.prune's {suffix[1:]} tensor of the pruned parameter "
                              f"{base!r}: masks, scores and trajectories are keyed by the parameter name ({base!r}), "
                              f"as pruning.magnitude_scores(model) and pruning.layer_parameters(model) give them")
-    if getattr(module, pname, None) is None and not hasattr(module, pname + "_orig"):
+    value = getattr(module, pname + "_orig", None)
+    value = getattr(module, pname, None) if value is None else value
+    if value is None:
         raise ValueError(f"model has no parameter {name!r}")
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"model has no parameter {name!r}: {pname!r} of {type(module).__name__} is a "
+                         f"{type(value).__name__}, not a tensor; give parameter names such as {name + '.weight'!r}")
     return module, pname
 
 

@@ -19,7 +19,6 @@ the flattened rows (see :func:`koopman_tut.numerics.distributed.shard_range`).
 from __future__ import annotations
 
 import math
-import operator
 import os
 import warnings
 
@@ -30,13 +29,14 @@ from . import watch
 from ..numerics.distributed import local_tensor, shard_pieces, shard_range, unwrap, world
 from .rows import RowWriter
 from .storage import DiskStorage, allocate
-from .recorder_checks import (FLOAT_DTYPES, _check_dtype, _check_fraction, _check_int, _check_names,  # noqa: F401
-                              _check_lr, _trained_by, changed_message)
+from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_dtype, _check_fraction, _check_int,  # noqa: F401
+                              _check_lr, _check_model, _check_names, _trained_by, changed_message, recorded_groups,
+                              settings_getter)
 from .params import layer_parameters, parameter
 from .trajectory import Trajectory
 
 
-_DATA_PTR, _SHAPE = torch.Tensor.data_ptr, operator.attrgetter("shape")  # read at every step (see _check)
+_SAME = torch.Tensor.is_set_to  # same storage, offset, shape and strides: read at every step (see _check)
 
 
 class RecorderFullWarning(UserWarning):
@@ -108,8 +108,8 @@ class TrajectoryRecorder:
             raise ValueError("give stop (the last step to record) or max_snapshots, so storage can be preallocated")
         self.step = _check_int("step0", step0, 0)
         dtype, max_fraction = _check_dtype(dtype), _check_fraction("max_fraction", max_fraction)
-        explicit = _check_names(params)
-        model = unwrap(model)
+        explicit, sync = _check_names(params), _check_bool("sync", sync)
+        model = unwrap(_check_model(model))
         self.model, self.optimizer = model, optimizer
         _check_lr(optimizer)
         names = explicit if explicit is not None else layer_parameters(model)
@@ -132,7 +132,7 @@ class TrajectoryRecorder:
                         else [(i, 0, math.prod(s)) for i, s in enumerate(self.shapes)])
         cap, n = self._capacity(), self.rows[1] - self.rows[0]
         self.meta0 = self._meta()  # the optimizer settings when recording starts, on every route
-        self._settings_changed_at, self._last_lrs, self._settings_due = None, [], True  # see _record
+        self._settings_changed_at = None  # the first snapshot whose optimizer settings differ from the start's
         if path is None:
             self.storage, self._disk = allocate(cap, n, dtype, self.device, max_fraction), None
         else:
@@ -146,10 +146,11 @@ class TrajectoryRecorder:
         self.group_lrs: list[list[float]] = []  # every recorded group's lr per snapshot
         self._lr_groups = [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
-        self._seen, self._next_walk = None, 0  # what the last walk saw, and when the next is due
+        # what the last walk saw (registrations, the optimizer's groups, the recorded tensors) and when the next is due
+        self._gen, self._groups_seen, self._aliases, self._next_walk = None, None, [], 0
         watch.install()
+        self._setting, self._full = settings_getter(self._lr_groups), False
         self._settings0 = self._settings()
-        self._full = False
         self._handle = optimizer.register_step_post_hook(self._hook)
         self._record()  # the state at construction (if inside the window)
 
@@ -164,18 +165,11 @@ class TrajectoryRecorder:
         return [n for n, _ in out], [s for _, s in out]
 
     def _groups(self) -> list[tuple[dict, list[str]]]:
-        """(param group, the recorded names it holds) for every group that holds a recorded parameter."""
-        out = []
-        for g in self.optimizer.param_groups:
-            ids = {id(p) for p in g["params"]}
-            names = [n for n, t in zip(self.names, self._tensors) if id(t) in ids]
-            if names:
-                out.append((g, names))
-        return out
+        return recorded_groups(self.optimizer, self.names, self._tensors)
 
     def _settings(self) -> list[tuple]:
         """(momentum, nesterov, dampening, weight decay) of every recorded group, as they are now."""
-        return [tuple(g.get(k) for k in ("momentum", "nesterov", "dampening", "weight_decay")) for g in self._lr_groups]
+        return list(map(self._setting, self._lr_groups))
 
     def _meta(self) -> dict:
         """Recording stride and optimizer settings (and the rows held, when sharded).
@@ -215,12 +209,8 @@ class TrajectoryRecorder:
         lrs = [float(g["lr"]) for g in self._lr_groups]
         self.group_lrs.append(lrs)
         self.lrs.append(lrs[0])
-        # a scheduler that cycles momentum (OneCycleLR) changes the lr too; a change by hand the next walk sees
-        if self._settings_changed_at is None and (self._settings_due or lrs != self._last_lrs):
-            self._settings_due = False
-            if self._settings() != self._settings0:
-                self._settings_changed_at = s
-        self._last_lrs = lrs
+        if self._settings_changed_at is None and self._settings() != self._settings0:  # by hand, or OneCycleLR
+            self._settings_changed_at = s
         if self._disk is not None:
             self._disk.commit(k, s, self.lrs[-1])  # after the row: the file counts complete snapshots only
             if k + 1 == self.storage.shape[0] or (self.stop is not None and s + self.every > self.stop):
@@ -246,15 +236,24 @@ class TrajectoryRecorder:
 
     def _check(self, s: int) -> None:
         """Walk the model and check every recorded tensor (:meth:`_current`) if something may have
-        changed since the last walk: a parameter, buffer or submodule registered anywhere
-        (:mod:`.watch`: a replaced module or tensor, pruning), a recorded tensor with new storage
-        or shape (``p.data = ...``, ``model.to()``), or ``watch.CHECK_EVERY`` steps gone by."""
+        changed since the last walk: a registration anywhere (:mod:`.watch`: a replaced module or
+        tensor, pruning), new optimizer param_groups (``load_state_dict``), a recorded tensor off the
+        storage, offset, shape or strides seen (``p.data = ...``, ``model.to()``, a transpose), or
+        ``watch.CHECK_EVERY`` steps gone by."""
         ts = [local_tensor(t) for t in self._tensors] if self._sharded else self._tensors
-        key = (watch.generation(), *map(_DATA_PTR, ts), *map(_SHAPE, ts))
-        if key != self._seen or s >= self._next_walk:
-            self._writer.prepare(self._current())
-            self._seen, self._next_walk = key, s + watch.CHECK_EVERY
-            self._settings_due = True  # compare the optimizer's settings at the next snapshot
+        if (watch.generation() == self._gen and self.optimizer.param_groups is self._groups_seen
+                and s < self._next_walk and all(map(_SAME, ts, self._aliases))):
+            return
+        found = self._current()
+        self._writer.prepare(found)
+        self._aliases = [local_tensor(t).detach() for _, t, _ in found]
+        self._gen, self._groups_seen = watch.generation(), self.optimizer.param_groups
+        self._next_walk = s + watch.CHECK_EVERY
+        groups = [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
+        if len(groups) != len(self._lr_groups):
+            raise RuntimeError(f"the recorded parameters moved from {len(self._lr_groups)} optimizer "
+                               f"group(s) to {len(groups)}")
+        self._lr_groups = groups  # new dicts after optimizer.load_state_dict
 
     def _warn_full(self, s: int) -> None:
         self._full = True

@@ -7,8 +7,9 @@ names of one tied tensor) are refused before anything is allocated (TypeError / 
 from __future__ import annotations
 
 import numbers
+import operator
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -27,6 +28,20 @@ def _check_int(name: str, value, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _check_model(model) -> nn.Module:
+    """``model`` if it is a torch.nn.Module (a DDP wrapper is one); TypeError otherwise."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _check_bool(name: str, value) -> bool:
+    """``value`` if it is True or False; TypeError otherwise (a string such as 'no' is not)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
 
 
 def _check_fraction(name: str, value) -> float:
@@ -82,6 +97,25 @@ def _listing(names: list[str], total: int, at_most: int = 3) -> str:
     shown = ", ".join(repr(n) for n in names[:at_most])
     more = f" and {len(names) - at_most} more" if len(names) > at_most else ""
     return f"{shown}{more} ({len(names)} of {total} recorded parameters)"
+
+
+def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors: list[torch.Tensor]
+                    ) -> list[tuple[dict, list[str]]]:
+    """(param group, the recorded names it holds) for every group that holds a recorded tensor."""
+    out = []
+    for g in optimizer.param_groups:
+        ids = {id(p) for p in g["params"]}
+        held = [n for n, t in zip(names, tensors) if id(t) in ids]
+        if held:
+            out.append((g, held))
+    return out
+
+
+def settings_getter(groups: list[dict]) -> Callable[[dict], tuple]:
+    """param group -> its (momentum, nesterov, dampening, weight_decay): those of the four every
+    group in ``groups`` has (SGD has all four), read with one itemgetter at every snapshot."""
+    keys = [k for k in ("momentum", "nesterov", "dampening", "weight_decay") if all(k in g for g in groups)]
+    return operator.itemgetter(*keys) if keys else (lambda g: ())
 
 
 def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[str], explicit: bool) -> list[str]:

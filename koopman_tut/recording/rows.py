@@ -8,7 +8,9 @@ hold the values, and copies them, flattened one after another, into row k. Two r
   once: no dispatch per piece, and no thread pool woken for a copy this small.
 * torch: everything else (pruned pieces, CUDA tensors, a dtype to convert, bfloat16). Each
   piece is flattened at every step, so a piece that is not contiguous (a channels_last
-  convolution weight, whose flat form is a copy) is never recorded stale.
+  convolution weight, whose flat form is a copy) is never recorded stale, and a pruning mask
+  is read from its module at every step, so a mask swapped without a registration
+  (``m._buffers["weight_mask"] = ...``, ``m.weight_mask.data = ...``) is followed.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ class RowWriter:
 
     def __init__(self, storage: torch.Tensor, pieces: list[tuple[int, int, int]], attrs: list[str]):
         self.storage, self.pieces, self.attrs = storage, pieces, attrs
-        self.parts: list[tuple] = []  # (tensor, mask or None, lo, hi) per piece
+        self.parts: list[tuple] = []  # (tensor, (module's buffers, mask name) or None, lo, hi)
         self.direct: tuple | None = None  # (numpy flat views, numpy rows) on the numpy route
 
     def prepare(self, found) -> None:
@@ -38,7 +40,7 @@ class RowWriter:
         self.parts = []
         for i, lo, hi in self.pieces:  # whole parameters, or the pieces in this rank's rows
             m, t, pruned = found[i]
-            mask = local_tensor(getattr(m, self.attrs[i] + "_mask")).detach() if pruned else None
+            mask = (m._buffers, self.attrs[i] + "_mask") if pruned else None  # looked up at every write
             self.parts.append((local_tensor(t).detach(), mask, lo, hi))
         store = self.storage
         direct = store.device.type == "cpu" and store.dtype != torch.bfloat16 and all(
@@ -55,7 +57,10 @@ class RowWriter:
         vals = []
         for t, mask, lo, hi in self.parts:
             v = t.reshape(-1)[lo:hi]  # a view, or (not contiguous) a fresh copy: never a stale one
-            vals.append(v if mask is None else v * mask.reshape(-1)[lo:hi])
+            if mask is not None:  # the module's mask now, however it was last set
+                buffers, name = mask
+                v = v * local_tensor(buffers[name]).reshape(-1)[lo:hi]
+            vals.append(v)
         row = self.storage[k]
         if all(v.device == row.device for v in vals):
             torch.cat(vals, out=row)

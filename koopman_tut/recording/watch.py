@@ -7,8 +7,10 @@ a submodule: ``model.fc = nn.Linear(...)``, ``fc.weight = nn.Parameter(...)``,
 and checks every recorded parameter again only when the generation (or a recorded tensor's
 storage or shape) changed since its last walk, instead of at every optimizer step.
 
-Not seen here: ``del module.weight`` with nothing registered afterwards. The recorder's
-periodic walk (every ``CHECK_EVERY`` steps) catches it.
+Not seen here, because PyTorch fires no registration hook for them: ``del module.weight``,
+``module.bias = None``, and a write into the private dicts (``module._parameters["weight"] =
+...``). The recorder's periodic walk raises RuntimeError for them within ``CHECK_EVERY`` steps;
+until then the rows hold the removed tensor, which no longer trains.
 """
 from __future__ import annotations
 
