@@ -156,3 +156,16 @@ def test_settings_that_change_inside_the_window_are_reported():
     with pytest.warns(UserWarning, match="changed during the window"):
         traj = rec.trajectory()
     assert traj.meta["momentum"] == pytest.approx(rec.meta0["momentum"])  # the start's, on every route
+
+
+@pytest.mark.parametrize("lr, error", [("x", TypeError), (True, TypeError), (-1.0, ValueError)])
+def test_a_bad_lr_is_named(lr, error):
+    one = TwoBlocks()
+    opt = torch.optim.SGD(one.parameters(), lr=0.02)
+    rec = kt.TrajectoryRecorder(one, opt, stop=5, dtype=torch.float64, params=["a", "b"])
+    for _ in range(5):
+        opt.zero_grad()
+        one.loss().backward()
+        opt.step()
+    with pytest.raises(error, match="lr must be a positive learning rate"):
+        kt.pruning.koopman_gradient(rec.trajectory(), lr=lr)

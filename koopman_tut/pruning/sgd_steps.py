@@ -66,6 +66,8 @@ def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
     if lr is None:
         lrs = traj.meta.get("lrs")
         lr = float(lrs[leaving(t, len(traj))]) if lrs is not None and len(lrs) == len(traj) else traj.lr
+    if lr is not None and (isinstance(lr, (bool, str, bytes)) or not hasattr(lr, "__float__")):
+        raise TypeError(f"lr must be a positive learning rate (a number), got {lr!r} ({type(lr).__name__})")
     if lr is None or not lr > 0:
         raise ValueError(f"lr must be a positive learning rate (none recorded in traj.meta['lrs']), got {lr}")
     return float(lr)
