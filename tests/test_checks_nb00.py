@@ -38,6 +38,10 @@ def test_00_1(early):
     assert not verdict("00.1", right, **{**ctx, "window": 7})[0]
     assert not verdict("00.1", right, **{**ctx, "traj": ...})[0]  # traj2 not recorded yet
     assert not verdict("00.1", "0.9", **ctx)[0]
+    typed = float(f"{right:.2f}")  # a printout's rounding, coarser than the slips the check tells apart
+    if abs(typed - right) > 1e-3:  # (true at this seed; a closer rounding would be within the tolerance)
+        ok, msg = verdict("00.1", typed, **ctx)
+        assert not ok and "typed" in msg, msg
 
 
 @pytest.mark.slow  # a tiny real training run (a few seconds on a busy 2-core CPU)

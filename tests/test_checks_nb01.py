@@ -2,7 +2,7 @@
 import numpy as np
 
 import koopman_tut as kt
-from koopman_tut.tooling.checks import verdict
+from koopman_tut.tooling.checks import rounds_to, typed_digits, verdict
 from koopman_tut.training.systems import quadratic_gd
 
 
@@ -19,6 +19,18 @@ def test_01_1():
     for wrong in (errs[::-1], clean, (errs[0], errs[0] * 3), errs[0], ...):
         ok, msg = verdict("01.1", wrong, **ctx)
         assert not ok and f"{errs[1]:.1e}" not in msg, (wrong, msg)
+    typed = tuple(float(f"{e:.1e}") for e in errs)  # as a student types them from a printout
+    assert verdict("01.1", typed, **ctx)[0]
+    assert not verdict("01.1", tuple(float(f"{1.2 * e:.1e}") for e in errs), **ctx)[0]
+    assert not verdict("01.1", tuple(float(f"{e:.0e}") for e in errs if f"{e:.0e}" != f"{e:.1e}"), **ctx)[0]
+
+
+def test_typed_numbers_are_read_to_the_digits_typed():
+    assert [typed_digits(v) for v in (0.0056, 5.60e-3, 1.969, 1200.0, 0.1 + 0.2, 2.0, 0.0)] == [2, 2, 4, 2, 17, 1, 0]
+    assert rounds_to(0.0056, 0.00561234) and rounds_to(0.0056, 0.005551) and rounds_to(1.97, 1.96875)
+    assert not rounds_to(0.0056, 0.005651) and not rounds_to(0.0057, 0.00561234)
+    assert not rounds_to(2.0, 1.96875)  # one digit: too coarse to read as an answer
+    assert not rounds_to(0.1 + 0.2, 0.3)  # a computed float is held to the checker's own tolerance
 
 
 def test_01_2():

@@ -119,6 +119,31 @@ def close(value: float, expected: float, rel: float = 1e-6, abs_: float = 0.0) -
     return abs(float(value) - float(expected)) <= max(rel * abs(float(expected)), abs_)
 
 
+def typed_digits(value: float) -> int:
+    """Significant digits of ``value`` as Python writes it shortest: 0.0056 -> 2, 5.60e-3 -> 2,
+    1.969 -> 4, 1200.0 -> 2; a computed float has 15 to 17 (0 for zero, inf or nan)."""
+    x = float(value)
+    if not math.isfinite(x) or x == 0:
+        return 0
+    mantissa = repr(abs(x)).lower().split("e")[0].replace(".", "")
+    return len(mantissa.strip("0"))
+
+
+def rounds_to(value: float, expected: float) -> bool:
+    """True if ``value`` is ``expected`` rounded to the significant digits ``value`` has (at least
+    two, at most six: a number typed from a printout, not a computed one)."""
+    x, digits = float(value), typed_digits(value)
+    if not 2 <= digits <= 6:
+        return False
+    half_unit = 0.5 * 10.0 ** (math.floor(math.log10(abs(x))) - digits + 1)
+    return abs(x - float(expected)) <= half_unit * (1 + 1e-9)
+
+
+def agrees(value: float, expected: float, rel: float = 1e-6, abs_: float = 0.0) -> bool:
+    """:func:`close`, or ``value`` typed from a printout of ``expected`` (:func:`rounds_to`)."""
+    return close(value, expected, rel, abs_) or rounds_to(value, expected)
+
+
 def share(answer: Any) -> float:
     """``answer`` as a share in [0, 1] (a kept overlap); TypeError / ValueError otherwise, which
     :func:`verdict` turns into "not yet"."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import warnings
 
-from . import checker, close, is_trajectory, share, strided_window_problem
+from . import checker, close, is_trajectory, rounds_to, share, strided_window_problem
 
 TOL = 2e-3  # accuracies: about one test image of 450 (the same computation twice agrees to rounding)
+TYPED = ("{x} is the kept overlap rounded to the digits typed, but at that rounding it cannot be told from "
+         "the slips this check looks for (they differ by a dozen weights). Hint: set answer to the computed "
+         "value, not to a number typed from a printout.")
 
 
 def _weights_tol(model, compression) -> float:
@@ -48,8 +51,10 @@ def kmp_vs_gmp_early(answer, traj=None, model=None, compression=8, window=None, 
     if not bool((now - traj.snapshots[:, -1].cpu()).abs().max() <= 1e-6 * (1 + float(now.abs().max()))):
         return False, ("s2.model is no longer at the end of the window, so GMP is taken elsewhere. "
                        "Hint: record the window last and do not train s2 after it.")
-    want = _kmp_overlap(traj, model, pruning.magnitude_scores(model), compression)
-    if close(x, want, abs_=_weights_tol(model, compression)):
+    want, tol = _kmp_overlap(traj, model, pruning.magnitude_scores(model), compression), _weights_tol(model, compression)
+    if not close(x, want, abs_=tol) and rounds_to(x, want):
+        return False, TYPED.format(x=x)
+    if close(x, want, abs_=tol):
         return True, (f"KMP keeps {want:.3f} of GMP's kept weights after 2 epochs"
                       + (f", against {converged:.3f} after full training." if converged is not None else "."))
     if converged is not None and close(x, converged, abs_=TOL / 10):
@@ -73,6 +78,8 @@ def sparse_recording(answer, traj=None, model=None, kmp=None, compression=8, win
         return False, problem
     want = _kmp_overlap(traj, model, kmp, compression)
     paper, tol = _kmp_overlap(traj, model, kmp, compression, rule="closest"), _weights_tol(model, compression)
+    if not close(x, want, abs_=tol) and rounds_to(x, want):
+        return False, TYPED.format(x=x)
     if x != want and close(x, paper, abs_=tol) and abs(x - paper) < abs(x - want):
         return False, ("that is KMP of traj5 by the paper's single mode (rule='closest'). Hint: use the package's "
                        "default rule, as scores['KMP'] did.")

@@ -6,7 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from . import checker, close
+from . import agrees, checker
 
 
 def _fixed_point_errors(noisy, x_star, rank: int) -> tuple[float, float]:
@@ -27,16 +27,16 @@ def noisy_fixed_point(answer, noisy=None, x_star=None, rank=None):
         raise TypeError(f"expected a tuple of two floats, got {answer!r:.60}")
     got = [float(v) for v in answer]
     full, trunc = _fixed_point_errors(noisy, x_star, rank)
-    if close(got[0], full, rel=1e-4) and close(got[1], trunc, rel=1e-4):
+    if agrees(got[0], full, rel=1e-4) and agrees(got[1], trunc, rel=1e-4):
         verdict = "helps" if trunc < full else "does not help"
         return True, f"noise of 1e-6 moves the fixed point by {full:.1e} (every mode) and {trunc:.1e} (rank {rank}): truncation {verdict} here."
-    if close(got[0], trunc, rel=1e-4) and close(got[1], full, rel=1e-4):
+    if agrees(got[0], trunc, rel=1e-4) and agrees(got[1], full, rel=1e-4):
         return False, "the two errors are in the wrong order. Hint: first svd_rank=-1, then the true rank."
     if max(got) < 1e-9:
         return False, "these are the errors of the noise-free trajectory. Hint: decompose `noisy`, not q.W."
     which = [name for name, g, w in (("the first", got[0], full), ("the second", got[1], trunc))
-             if not close(g, w, rel=1e-4)]
-    return False, (f"{' and '.join(which)} error is off. Hint: each error is the largest entry of the distance "
+             if not agrees(g, w, rel=1e-4)]
+    return False, (f"{' and '.join(which)} error {'are' if len(which) > 1 else 'is'} off. Hint: each error is the largest entry of the distance "
                    "between the fixed point of the noisy decomposition and the true minimum q.x_star.")
 
 
@@ -84,14 +84,14 @@ def mode_memory(answer, n=1_000_000, T=64):
         raise TypeError(f"expected a number, got {answer!r:.60}")
     x = float(answer)
     want = (n * (T - 1) * 8) / (n * T * 4)
-    if close(x, want, rel=1e-3):
+    if agrees(x, want, rel=1e-3):
         return True, f"all {T - 1} modes take {want:.3f} times the data's memory; one fixed point 1/T of it."
-    if close(x, 1 / want, rel=1e-3):
+    if agrees(x, 1 / want, rel=1e-3):
         return False, "that is the data's memory over the modes'. Hint: modes / data."
-    if close(x, 2.0, rel=1e-4):
+    if abs(x - 2.0) <= 2e-4:  # T modes of 8 bytes over T columns of 4
         return False, "that counts T modes. Hint: DMD of T snapshots (T - 1 columns in X) has at most T - 1."
-    if close(x, want / 2, rel=1e-3):
+    if agrees(x, want / 2, rel=1e-3):
         return False, "that counts 4 bytes per mode entry. Hint: a complex64 number takes 8 bytes."
-    if close(x, 1 / T, rel=1e-3):
+    if agrees(x, 1 / T, rel=1e-3):
         return False, "that is the one vector KMP needs, not all modes."
     return False, "that is not the ratio of the two memories. Hint: count the entries and the bytes per entry of each."
