@@ -23,7 +23,10 @@ shifted blocks of the plain one (:func:`koopman_tut.numerics.reduced.delay_gram`
 **Conditioning.** A mode with per-snapshot eigenvalue mu is amplified by 1 / |1 - mu| (the
 ``gain``). The limit is solved directly, (I - A~) w = U^H d_{T-2}. Modes within ``drift_tol``
 of 1, or with |mu| >= 1, have no finite limit: they are summed over ``max_horizon`` snapshots
-(|mu| > 1 projected onto the unit circle) and a :class:`DriftWarning` names them.
+(|mu| > 1 projected onto the unit circle), a :class:`DriftWarning` names them and the limit is
+not trusted. A mode within 0.1% of ``drift_tol`` of that boundary (``EDGE``) keeps its finite
+limit: an eigenvalue computed from data is not resolved finer than that, and a round step such
+as lr h = 1e-3 puts a real, convergent mode exactly on drift_tol = 1e-3.
 
 Every estimate carries a trust check computed from the window alone (:mod:`koopman_tut.numerics.trust`).
 """
@@ -43,6 +46,7 @@ from .trust import DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untr
 
 Tensor = torch.Tensor
 HOLDOUT_FRACTION = 0.1  # share of the differences the trust check holds out
+EDGE = 1e-3  # a mode drifts only when |1 - mu| < (1 - EDGE) drift_tol: ties keep the finite limit
 
 
 def geometric_sums(mu: Tensor, h: float) -> Tensor:
@@ -125,7 +129,7 @@ class AffineModel:
     def _tail(red: Reduced, h: float, drift_tol: float, max_horizon: float) -> tuple[Tensor, Tensor]:
         """(c (m,), drifting (r,) bool): E-coefficients of theta(end+h) - theta(end) for ``red``."""
         mu = red.eigs
-        drifting = ((mu - 1).abs() < drift_tol) | (mu.abs() >= 1)
+        drifting = ((mu - 1).abs() < (1 - EDGE) * drift_tol) | (mu.abs() >= 1)
         if math.isinf(h) and not bool(drifting.any()):
             return red.limit_coef(), drifting
         held = torch.where(mu.abs() > 1, mu / mu.abs(), mu)
@@ -165,7 +169,7 @@ class AffineModel:
         finite = mu[~drifting]
         out = Extrapolation(theta=theta, eigs=mu, drifting=mu[drifting],
                             gain=float((1 / (1 - finite).abs()).max()) if finite.numel() else 0.0,
-                            horizon=max_horizon if bool(drifting.any()) else math.inf)
+                            horizon=max_horizon if bool(drifting.any()) else math.inf, limit=math.isinf(h))
         self._check_tail(out, c, h, drift_tol, max_horizon)
         if warn:
             warn_untrusted(out, "limit" if math.isinf(h) else f"{h:g}-snapshot forecast", stacklevel=4)

@@ -67,7 +67,9 @@ class Extrapolation:
     extent : snapshots over which a mode is extrapolated (gain for a limit, min(gain, h) for
         a forecast, 0 for a gradient).
     holdout, window : differences held out; snapshots in the window.
-    trusted : spread <= TRUST_TOL and (extent <= window or residual <= RESIDUAL_TOL).
+    limit : True for a limit (h = inf), which no drifting mode may enter.
+    trusted : spread <= TRUST_TOL, (extent <= window or residual <= RESIDUAL_TOL), and for a
+        limit no drifting mode (the window has no limit then; its estimate is a forecast).
     """
 
     theta: Tensor
@@ -81,6 +83,7 @@ class Extrapolation:
     extent: float = 0.0
     holdout: int = 0
     window: int = 0
+    limit: bool = False
 
     @property
     def resolved(self) -> bool:
@@ -89,7 +92,7 @@ class Extrapolation:
 
     @property
     def trusted(self) -> bool:
-        return self.spread <= TRUST_TOL and self.resolved
+        return self.spread <= TRUST_TOL and self.resolved and not (self.limit and self.drifting.numel())
 
 
 
@@ -104,6 +107,9 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
     elif not est.spread <= TRUST_TOL:
         why.append(f"refitted without its last {est.holdout} snapshot(s) the model moves it by {est.spread:.2g} "
                    f"of its size (trusted up to {TRUST_TOL:g})")
+    if est.limit and est.drifting.numel():
+        why.append(f"{est.drifting.numel()} mode(s) drift (see the DriftWarning), so the window has no limit and "
+                   f"this is a {est.horizon:g}-snapshot forecast")
     if not est.resolved:
         why.append(f"it extrapolates a mode over {est.extent / est.window:.2g} window lengths (time scale "
                    f"1/|1-mu| = {est.gain:.3g} snapshots) from a window fitted only to {est.residual:.1e} "
