@@ -258,3 +258,17 @@ def test_mpe_rre_anderson_follow_their_definitions_on_a_noisy_window(seed):
         # solves of (at worst) condition ~1e6 in float64: agreement to 1e-9 relative
         assert np.linalg.norm(ests[name] - ref) / np.linalg.norm(ref) < 1e-9, name
     assert np.linalg.norm(ests["mpe"] - ests["rre"]) > 1e-6 * np.linalg.norm(refs["rre"])  # they do differ here
+
+
+def test_estimate_limit_names_bad_windows():
+    W = torch.randn(20, 6, dtype=torch.float64)
+    bad = W.clone()
+    bad[3, 2] = float("nan")
+    for method in ("last", "line"):
+        with pytest.raises(ValueError, match="traj_or_W contains NaN"):
+            kt.estimate_limit(bad, method)
+    for method in ("mpe", "rre", "anderson", "last", "line"):
+        with pytest.raises(TypeError, match="traj_or_W must be real"):
+            kt.estimate_limit(W.to(torch.complex128), method)
+    with pytest.raises(ValueError, match="traj_or_W needs at least 3 snapshots"):
+        kt.estimate_limit(W[:, :2])

@@ -32,7 +32,7 @@ import torch
 from .dmd import dmd
 from .extrapolation import AffineModel, momentum_delays
 from .reduced import difference_factor, numerical_tol
-from .snapshots import as_snapshots, matmul_chunked
+from .snapshots import as_snapshots, check_finite, matmul_chunked
 
 Tensor = torch.Tensor
 METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson")
@@ -61,7 +61,13 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth:
     W, meta = _window(traj_or_W)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if W.is_complex() and method != "closest":
+        raise TypeError(f"traj_or_W must be real (a parameter trajectory) for method={method!r}, got {W.dtype}")
+    if method in ("last", "line"):  # the other methods check it on their way (QR or Gram)
+        check_finite(W, "traj_or_W")
     if method == "koopman":
+        if W.shape[1] < 3:
+            raise ValueError(f"traj_or_W needs at least 3 snapshots for method='koopman', got {W.shape[1]}")
         rank = (0 if W.shape[0] > W.shape[1] else -1) if svd_rank == "auto" else svd_rank
         k = momentum_delays(meta, W.shape[1]) if delays == "auto" else delays
         return AffineModel(W, rank, delays=k).extrapolate(warn=warn).theta
