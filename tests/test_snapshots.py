@@ -4,13 +4,14 @@ A recorder's trajectory is snapshot-major (each snapshot contiguous: its (T, n) 
 seen as (n, T)); data built in memory is usually row-major. The passes pick a buffer in
 W's own order, so each layout must give the same numbers, up to float64 summation.
 """
+import numpy as np
 import pytest
 import torch
 
 import koopman_tut as kt
 from koopman_tut.numerics.extrapolation import AffineModel
-from koopman_tut.numerics.snapshots import (assemble_gram, chunk_buffer, deviation_gram, difference_gram,
-                                   difference_matrix, matmul_chunked, snapshot_major)
+from koopman_tut.numerics.snapshots import (assemble_gram, chunk_buffer, deviation_from_steps, deviation_gram,
+                                   difference_gram, difference_matrix, matmul_chunked, snapshot_major, step_gram)
 from koopman_tut.training.systems import trajectory_like
 
 EPS64 = torch.finfo(torch.float64).eps
@@ -78,6 +79,44 @@ def test_deviation_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, 
         dd_bound = bound.clone()
         dd_bound[..., -1, :] = dd_bound[..., :, -1] = 0  # the r row/column is not part of D^H D
         assert bool(((Gd - diffs.mH @ diffs).abs() <= 4 * M.mT @ dd_bound @ M + 1e-300).all()), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64, torch.complex64])
+@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2)])
+def test_step_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T):
+    W0 = data(n, T, dtype, batch)
+    Z = W0.to(torch.complex128 if dtype.is_complex else torch.float64)
+    S = torch.cat([Z[..., 1:] - Z[..., :-1], Z[..., -1:]], -1)  # [steps, r]
+    u = EPS64 / 2  # + 2u: a float64 step of float64 data is rounded once (float32/16 ones are exact)
+    bound = (n + 4) * u * (S.abs().mT @ S.abs())
+    L = torch.tril(torch.ones(T - 1, T - 1, dtype=torch.float64))
+    SL = S.abs()[..., : T - 1] @ L  # |deviations| <= |steps| summed
+    D = Z - Z[..., -1:]
+    B = torch.cat([D[..., :-1], Z[..., -1:]], -1)
+    dev_bound = 4 * (n + T + 4) * u * (torch.cat([SL, S.abs()[..., -1:]], -1).mT @ torch.cat([SL, S.abs()[..., -1:]], -1))
+    for name, W in layouts(W0).items():
+        sacc = step_gram(W, chunk)
+        assert bool(((sacc - S.mH @ S).abs() <= bound).all()), name
+        assert bool(((deviation_from_steps(sacc) - B.mH @ B).abs() <= dev_bound + 1e-300).all()), name
+
+
+def test_the_steps_gram_resolves_what_the_deviations_gram_cannot():
+    # a warm window: the deviations from the last snapshot are ~40 steps long, so the Gram of
+    # the deviations resolves the steps' singular values only to ~sqrt(eps64) ||D||_2
+    from koopman_tut.training.systems import quadratic_sgd
+    run = quadratic_sgd(np.linspace(0.1, 10, 8), 0.01, warmup=100, n_steps=80, dim=3000)
+    W = run.traj.snapshots
+    steps = W.diff(dim=1)
+    s = torch.linalg.svdvals(steps)
+    for name, G in {"steps": step_gram(W)[:-1, :-1], "deviations": difference_gram(deviation_gram(W))}.items():
+        got = torch.linalg.eigvalsh(G).flip(0).clamp_min(0).sqrt()
+        resolved = (got - s).abs() <= 1e-3 * s
+        assert int(resolved.sum()) == (7 if name == "steps" else 6), name  # s_7 = 3.9e-7 s_1, s_8 = 4e-9 s_1
+    gram = kt.koopman(run.traj, method="gram").affine
+    sx = torch.linalg.svdvals(steps[:, :-1])  # of X, what the rank is read from
+    assert gram.rank == int((sx > 1e-7 * sx[0]).sum()) == 7  # and rounding is not kept as modes
 
 
 def test_deviation_gram_keeps_small_deviations_that_a_plain_gram_loses():

@@ -183,10 +183,11 @@ def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> 
     return W, method
 
 
-def deviation_gram_checked(W: Tensor, chunk_rows=None, group=None) -> Tensor:
-    """:func:`koopman_tut.numerics.snapshots.deviation_gram`, summed over ``group``'s ranks, checked finite
+def deviation_gram_checked(W: Tensor, chunk_rows=None, group=None, gram=deviation_gram) -> Tensor:
+    """:func:`koopman_tut.numerics.snapshots.deviation_gram` (or another one-pass ``gram`` such as
+    :func:`~koopman_tut.numerics.snapshots.step_gram`), summed over ``group``'s ranks, checked finite
     (NaN/Inf in W shows up in it, so finiteness is checked for free)."""
-    acc = deviation_gram(W, chunk_rows)
+    acc = gram(W, chunk_rows)
     if group is not None:
         acc = all_reduce_sum(acc, group)
     if not bool(torch.isfinite(acc).all()):

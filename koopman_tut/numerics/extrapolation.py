@@ -67,7 +67,9 @@ class AffineModel:
     W : (n_features, n_snapshots), T >= 3 + delays, any real float dtype, any device (not copied).
     svd_rank : PyDMD's meanings, applied to the (embedded) differences; 0 (Gavish-Donoho) uses
         one rule on every route (:func:`koopman_tut.numerics.reduced.affine_rank`).
-    acc : optional :func:`koopman_tut.numerics.snapshots.deviation_gram` of W (summed over ranks).
+    acc : optional :func:`koopman_tut.numerics.snapshots.deviation_gram` of W (summed over ranks);
+        ``sacc``, the :func:`~koopman_tut.numerics.snapshots.step_gram`, is the more accurate one
+        (what the Gram route computes when neither is given).
     group : torch.distributed group when each rank holds its own rows of W.
     delays : 0 (state theta(t)) or k >= 1 (state [theta(t); ..; theta(t-k)]; 1 for momentum).
     method : "auto" (QR of the differences when W is small, else the Gram), "svd" (QR in float64)
@@ -75,7 +77,7 @@ class AffineModel:
     """
 
     def __init__(self, W, svd_rank: int | float = -1, acc: Tensor | None = None, group=None,
-                 delays: int = 0, method: str = "auto"):
+                 delays: int = 0, method: str = "auto", sacc: Tensor | None = None):
         if isinstance(delays, bool) or not isinstance(delays, int) or delays < 0:
             raise ValueError(f"delays must be an integer >= 0, got {delays!r}")
         if method not in ("auto", "gram", "svd"):
@@ -90,7 +92,7 @@ class AffineModel:
                             "kt.dmd decomposes complex snapshots")
         _check_svd_rank(svd_rank)
         self.W, self.delays, T = W, delays, W.shape[-1]
-        self.factor = f = difference_factor(W, delays, acc, group, method)
+        self.factor = f = difference_factor(W, delays, acc, group, method, sacc)
         m = T - 1 - delays  # embedded differences
         s = torch.linalg.svdvals(f.R[:, :-1])
         self.rank = affine_rank(s, svd_rank, (delays + 1) * global_rows(W, group), m - 1, f)

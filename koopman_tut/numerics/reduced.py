@@ -21,16 +21,17 @@ that cut depends on the route. Here the median is taken over the full set of min
 values, every value at or below one common floor (the larger of the Gram route's floor and the
 stored data's rounding, below) counted as zero, on every route; so the threshold is the same
 whichever route ran, and so is the rank wherever the Gram route resolves every mode the QR route
-keeps. Where it cannot (a warm window whose fastest modes have decayed to between the two
-floors), the QR route keeps them and is the more accurate: the Gram route would need the
-differences' Gram accumulated directly, which this package does not do yet.
+keeps. Where it cannot (a window whose fastest modes have decayed to between the two routes'
+floors), the QR route keeps them and is the more accurate.
 
-**The Gram route's floor.** The differences' Gram is M^H (D^H D) M, with D the deviations
-from the last snapshot, accumulated in float64 with rounding of about eps64 ||D||^2, not
-eps64 ||d||^2: near convergence D is tens of steps long, so the Gram resolves singular values
-of the differences only down to about sqrt(eps64) ||D||_2, tens of times sqrt(eps64) s_max.
-Measured on noise-free float64 windows (n = 3e3 .. 4e5, 0 or 1 delay):
-the largest spurious value was 2.6 sqrt(eps64) ||D||_2; the floor is 4 sqrt(eps64 (k+1)) ||D||_2.
+**The Gram route's floor.** The Gram route accumulates the steps' Gram S^H S itself
+(:func:`~koopman_tut.numerics.snapshots.step_gram`), in float64, with rounding of about
+eps64 ||S||^2: it resolves the differences' singular values down to about sqrt(eps64) ||S||_2.
+Formed as M^H (D^H D) M from the deviations' Gram (what ``acc=`` passes) the rounding is
+eps64 ||D||^2 instead, and near convergence the deviations from the last snapshot are tens of
+steps long: tens of times coarser. Measured on noise-free float64 windows (n = 3e3 .. 4e5, 0
+or 1 delay) the largest spurious value was 2.6 sqrt(eps64) times the norm of the Gram's
+columns; the floor is 4 sqrt(eps64 (k+1)) times it (||S||_2, or ||D||_2 from ``acc``).
 
 **Numerically zero.** A difference is computed from stored numbers that each carry a rounding
 of up to eps/2 of their size (eps of the data's dtype), so the differences E differ from the
@@ -46,7 +47,8 @@ import torch
 
 from .dmd import choose_rank, deviation_gram_checked
 from .dmd_result import canonical_order, powers
-from .snapshots import assemble_gram, check_finite, difference_gram, difference_matrix
+from .snapshots import (assemble_gram, check_finite, deviation_from_steps, difference_gram, difference_matrix,
+                        step_gram)
 
 Tensor = torch.Tensor
 EPS64 = torch.finfo(torch.float64).eps
@@ -80,45 +82,54 @@ class Factor:
     gram_floor: float = 0.0  # what the Gram route resolves (module notes), computed on every route
 
 
-def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method: str) -> Factor:
+def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method: str,
+                      sacc: Tensor | None = None) -> Factor:
     """The factor of W's (delay-embedded) differences on the route ``method`` asks for.
 
     "svd" (or "auto" for a small W on one process): Householder QR of E in float64, which resolves
     singular values down to the data's rounding; "gram" (or a large / sharded W): from the
-    float64 deviation Gram (one pass over W, or ``acc`` when given).
+    float64 steps' Gram (:func:`~koopman_tut.numerics.snapshots.step_gram`: one pass over W, or
+    ``sacc`` when given), or from a deviations' Gram ``acc`` when that is what the caller has.
     """
     T = W.shape[-1]
     M = difference_matrix(T)
-    small = group is None and acc is None and W.shape[0] * T <= SMALL
+    small = group is None and acc is None and sacc is None and W.shape[0] * T <= SMALL
     if method == "svd" or (method == "auto" and small):
         check_finite(W)
         Wd = W.to(device="cpu", dtype=torch.float64)
         D = Wd @ M
         R = torch.linalg.qr(delay_differences(D, delays), mode="r")[1]
         frob2 = float((Wd * Wd).sum())
-        dev = Wd[:, :-1] - Wd[:, -1:]  # the deviations the Gram route would accumulate
-        return Factor(R, torch.linalg.qr(D, mode="r")[1] if delays else R, False, _data_floor(frob2, W.dtype, delays),
-                      _eps(W.dtype), _gram_floor(dev.mT @ dev, delays))
-    if acc is None:
-        acc = deviation_gram_checked(W, group=group)
-    Gd = difference_gram(acc)
+        Rd = torch.linalg.qr(D, mode="r")[1] if delays else R
+        top = float(torch.linalg.matrix_norm(Rd, 2)) ** 2 if Rd.numel() else 0.0  # ||D||_2^2: the steps'
+        return Factor(R, Rd, False, _data_floor(frob2, W.dtype, delays), _eps(W.dtype), _gram_floor(top, delays))
+    if acc is None and sacc is None:
+        sacc = deviation_gram_checked(W, group=group, gram=step_gram)
+    if sacc is not None:  # the steps' Gram itself: rounding relative to the steps
+        Gd, top = sacc[: T - 1, : T - 1], None
+        acc = deviation_from_steps(sacc)  # for ||W||_F only
+    else:  # from the deviations' Gram: rounding relative to the deviations (module notes)
+        Gd, top = difference_gram(acc), float(torch.linalg.eigvalsh(acc[: T - 1, : T - 1])[-1])
+    top = float(torch.linalg.eigvalsh(Gd)[-1]) if top is None else top
     frob2 = float(torch.diagonal(assemble_gram(acc)).sum())
     Rd = _gram_factor(Gd)
     return Factor(_gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, _data_floor(frob2, W.dtype, delays),
-                  _eps(W.dtype), _gram_floor(acc[: T - 1, : T - 1], delays))
+                  _eps(W.dtype), _gram_floor(top, delays))
 
 
 def _gram_factor(G: Tensor) -> Tensor:
-    """R (q, m) with R^H R = G for a float64 Gram G (m, m), directions below its eigensolver's floor dropped."""
+    """R (q, m) with R^H R = G for a float64 Gram G (m, m), directions below eps64 of its largest
+    eigenvalue dropped (singular values below sqrt(eps64) s_max: under the route's floor, which
+    the rank rule applies)."""
     ev, P = torch.linalg.eigh(G)
-    keep = ev > ev.max() * ev.numel() * EPS64 * 16
+    keep = ev > ev.max() * EPS64
     return ev[keep].sqrt()[:, None] * P[:, keep].mH
 
 
-def _gram_floor(dev_gram: Tensor, delays: int) -> float:
-    """4 sqrt(eps64 (delays + 1)) ||D||_2 from the deviations' Gram D^H D: the smallest singular
-    value of the (embedded) differences the Gram route resolves (module notes)."""
-    top = float(torch.linalg.eigvalsh(dev_gram)[-1]) if dev_gram.numel() else 0.0
+def _gram_floor(top: float, delays: int) -> float:
+    """4 sqrt(eps64 (delays + 1) top), top the largest eigenvalue of the Gram the route accumulated
+    (the steps', or the deviations'): the smallest singular value of the (embedded) differences
+    the Gram route resolves (module notes)."""
     return 4 * math.sqrt(EPS64 * (delays + 1) * max(top, 0.0))
 
 

@@ -145,6 +145,46 @@ def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     return acc.cpu()
 
 
+def step_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
+    """The Gram matrix of [d_0, ..., d_{T-2}, r], d_t = w_{t+1} - w_t (the steps), r = w_{T-1},
+    in float64, one pass: the same work as :func:`deviation_gram`.
+
+    Its (T-1, T-1) block is the steps' Gram with rounding relative to the steps themselves,
+    where :func:`difference_gram` of the deviations' Gram has rounding relative to the
+    deviations from r, tens of steps long in a window that still moves: the steps' small
+    singular values (the modes that have nearly decayed) are resolved about that many times
+    finer. :func:`deviation_from_steps` gives :func:`deviation_gram`'s matrix from it.
+    """
+    check_chunk_rows(chunk_rows)
+    W = W.detach()
+    n, T = W.shape[-2], W.shape[-1]
+    chunk_rows = chunk_rows or default_chunk_rows(T)
+    acc = torch.zeros(W.shape[:-2] + (T, T), dtype=_acc_dtype(W), device=W.device)
+    buf, steps = chunk_buffer(W, min(chunk_rows, n)), chunk_buffer(W, min(chunk_rows, n))
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        b, d = buf[..., : stop - start, :], steps[..., : stop - start, :]  # (..., rows, T)
+        b.copy_(W[..., start:stop, :])  # converted to float64 on the way
+        torch.sub(b[..., 1:], b[..., :-1], out=d[..., : T - 1])  # the steps, in float64
+        d[..., T - 1] = b[..., T - 1]
+        acc += d.mH @ d
+    return acc.cpu()
+
+
+def deviation_from_steps(sacc: Tensor) -> Tensor:
+    """:func:`deviation_gram`'s matrix from :func:`step_gram`'s: the deviations are sums of steps,
+    w_t - r = -(d_t + .. + d_{T-2}), i.e. D = -S L with L[j, t] = 1 for j >= t, so
+    D^H D = L^T (S^H S) L and D^H r = -L^T (S^H r) (rounding ~ T eps64 ||D||^2)."""
+    T = sacc.shape[-1]
+    L = torch.tril(torch.ones(T - 1, T - 1, dtype=sacc.dtype))
+    out = torch.empty_like(sacc)
+    out[..., : T - 1, : T - 1] = L.mT @ sacc[..., : T - 1, : T - 1] @ L
+    out[..., : T - 1, T - 1] = -(L.mT @ sacc[..., : T - 1, T - 1:])[..., 0]
+    out[..., T - 1, : T - 1] = out[..., : T - 1, T - 1].conj()
+    out[..., T - 1, T - 1] = sacc[..., T - 1, T - 1]
+    return out
+
+
 def _deviation_parts(acc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """D^H D (..., T, T), D^H r (..., T) and r^H r (...) from :func:`deviation_gram`'s matrix."""
     T = acc.shape[-1]

@@ -36,6 +36,7 @@ from ..numerics.dmd import deviation_gram_checked, dmd
 from ..numerics.distributed import global_rows
 from ..numerics.distributed_checks import preflight, trajectory_fields
 from ..numerics.dmd_result import DMDResult, powers
+from ..numerics.snapshots import deviation_from_steps, step_gram
 from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
 from ..recording.trajectory import Trajectory
 from ..recording.validation import check_index
@@ -106,22 +107,23 @@ class KoopmanAnalysis:
 
     @cached_property
     def _acc(self) -> Tensor | None:
-        """One pass over the snapshots, shared by both decompositions (Gram route only)."""
+        """One pass over the snapshots, the steps' Gram, shared by both decompositions (Gram route only)."""
         W = self.traj.snapshots
         small = self.group is None and W.shape[0] * W.shape[1] <= 2**22
         if self.method == "svd" or (self.method == "auto" and small):
             return None
-        return deviation_gram_checked(W, group=self.group)
+        return deviation_gram_checked(W, group=self.group, gram=step_gram)
 
     @cached_property
     def dmd(self) -> DMDResult:
         """Exact DMD of the snapshots (the paper's decomposition)."""
-        return dmd(self.traj.snapshots, self.svd_rank, self.method, group=self.group, acc=self._acc)
+        acc = None if self._acc is None else deviation_from_steps(self._acc)
+        return dmd(self.traj.snapshots, self.svd_rank, self.method, group=self.group, acc=acc)
 
     @cached_property
     def affine(self) -> AffineModel:
         """The affine model theta(t+1) = A theta(t) + c, from exact DMD of the differences."""
-        return AffineModel(self.traj.snapshots, self.limit_rank, acc=self._acc, group=self.group,
+        return AffineModel(self.traj.snapshots, self.limit_rank, sacc=self._acc, group=self.group,
                            delays=self.delays, method=self.method)
 
     # -- where training is heading
