@@ -97,11 +97,17 @@ def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5) -> Tenso
     s_max = float(torch.linalg.matrix_norm(Rd, 2))
     rcond = numerical_tol(s_max, T - 2, f) / s_max if s_max > 0 else 0.0
     if method == "mpe":  # [u_0 .. u_{k-1}] c = -u_k, c_k = 1, gamma = c / sum(c); x* = sum gamma_j x_j
-        k = T - 2
+        # k: the degree of the minimal polynomial, the differences' numerical rank (at most T - 2);
+        # past it the system is underdetermined and its minimum-norm c can sum to ~0
+        s = torch.linalg.svdvals(Rd)
+        k = min(T - 2, int((s > rcond * s_max).sum())) if s_max > 0 else T - 2
         coef = torch.ones(k + 1, dtype=torch.float64)
         coef[:k] = _lstsq(Rd[:, :k], -Rd[:, k], rcond)
         if abs(float(coef.sum())) < 1e-12 * float(coef.abs().sum()):
-            raise ValueError("MPE is undefined for this window (its polynomial vanishes at 1: the window drifts)")
+            raise ValueError(f"MPE cannot normalise its polynomial on this window: its value at 1 is "
+                             f"{abs(float(coef.sum())) / float(coef.abs().sum()):.1e} of its coefficients' size "
+                             f"(a root within rounding of 1: a mode the window cannot tell from a drift); "
+                             f"'rre' and 'koopman' need no such normalisation")
         c[: k + 1] = coef / coef.sum()
     elif method == "rre":  # min ||sum gamma_j u_j|| with sum gamma_j = 1; x* = sum gamma_j x_j
         c[: T - 1] = _affine_min(Rd, rcond)
