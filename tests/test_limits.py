@@ -228,6 +228,15 @@ def test_mpe_on_a_window_longer_than_its_minimal_polynomial(seed):
     assert bool(torch.isfinite(est).all()) and _rel(est, run.x_star, run.traj.snapshots) < 0.5
 
 
+def test_mpe_keeps_every_difference_where_its_value_at_1_is_defined():
+    # close slow eigenvalues, noise-free: the minimal polynomial's first columns are nearly
+    # parallel, so the minimum-norm fit over all T - 2 differences is the better conditioned
+    # (with k = the rank this window was 1e-6 off; RRE and MPE over every difference ~1e-10)
+    W, x_star = systems.affine_window(60, 40, np.array([0.995, 0.99, 0.985, 0.98]), seed=0)
+    errs = {m: _rel(kt.estimate_limit(W, m), x_star, W) for m in ("mpe", "rre")}
+    assert errs["mpe"] < 1e-8, errs
+
+
 def test_estimate_limit_refuses_bad_arguments():
     W, _ = systems.affine_window(20, 10, [0.5, 0.9])
     with pytest.raises(ValueError, match="method must be one of"):

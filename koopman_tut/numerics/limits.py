@@ -97,13 +97,17 @@ def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5) -> Tenso
     s_max = float(torch.linalg.matrix_norm(Rd, 2))
     rcond = numerical_tol(s_max, T - 2, f) / s_max if s_max > 0 else 0.0
     if method == "mpe":  # [u_0 .. u_{k-1}] c = -u_k, c_k = 1, gamma = c / sum(c); x* = sum gamma_j x_j
-        # k: the degree of the minimal polynomial, the differences' numerical rank (at most T - 2);
-        # past it the system is underdetermined and its minimum-norm c can sum to ~0
+        # k = T - 2, the minimum-norm c over every difference (the better conditioned); where its
+        # value at 1 vanishes (a window longer than its minimal polynomial), k = the differences'
+        # numerical rank, the minimal polynomial's degree
         s = torch.linalg.svdvals(Rd)
-        k = min(T - 2, int((s > rcond * s_max).sum())) if s_max > 0 else T - 2
-        coef = torch.ones(k + 1, dtype=torch.float64)
-        coef[:k] = _lstsq(Rd[:, :k], -Rd[:, k], rcond)
-        if abs(float(coef.sum())) < 1e-12 * float(coef.abs().sum()):
+        rank = int((s > rcond * s_max).sum()) if s_max > 0 else T - 2
+        for k in dict.fromkeys((T - 2, max(1, min(T - 2, rank)))):
+            coef = torch.ones(k + 1, dtype=torch.float64)
+            coef[:k] = _lstsq(Rd[:, :k], -Rd[:, k], rcond)
+            if abs(float(coef.sum())) >= 1e-12 * float(coef.abs().sum()):
+                break
+        else:
             raise ValueError(f"MPE cannot normalise its polynomial on this window: its value at 1 is "
                              f"{abs(float(coef.sum())) / float(coef.abs().sum()):.1e} of its coefficients' size "
                              f"(a root within rounding of 1: a mode the window cannot tell from a drift); "
