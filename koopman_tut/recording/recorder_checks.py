@@ -11,6 +11,7 @@ import operator
 import warnings
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -38,10 +39,10 @@ def _check_model(model) -> nn.Module:
 
 
 def _check_bool(name: str, value) -> bool:
-    """``value`` if it is True or False; TypeError otherwise (a string such as 'no' is not)."""
-    if not isinstance(value, bool):
+    """``value`` as a bool if it is True or False (numpy's too); TypeError otherwise (a string such as 'no' is not)."""
+    if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return value
+    return bool(value)
 
 
 def _check_fraction(name: str, value) -> float:
