@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 from pydmd import DMD
 
 import koopman_tut as kt
@@ -307,13 +307,20 @@ def test_property_any_shape_gives_finite_consistent_result(n, T, dtype, svd_rank
 @settings(max_examples=30, deadline=None)
 @given(d=st.integers(1, 6), extra=st.integers(0, 40), seed=st.integers(0, 10_000),
        dtype=st.sampled_from([torch.float32, torch.float64]))
+@example(d=5, extra=0, seed=240, dtype=torch.float64)  # resolvable in float64 (see the assume below)
 def test_property_linear_systems_are_recovered(d, extra, seed, dtype):
     rng = np.random.default_rng(seed)
     eigs = np.sort(rng.uniform(0.3, 1.0, d))[::-1]
     eigs = eigs[np.r_[True, np.diff(eigs) < -0.05]]  # well separated
     W, _ = linear_system(eigs, n_steps=len(eigs) + 4, dim=len(eigs) + extra, seed=seed)
-    W = torch.from_numpy(W).to(dtype)
     tol = 1e-7 if dtype == torch.float64 else 2e-3
+    # a mode is recoverable from data stored in `dtype` only if its singular value stands clear
+    # of the storage's rounding: eigenvalue errors go as eps / (s_min / s_max) (first order),
+    # which must stay within tol / 10 (draws with a mode decayed below that, such as
+    # d=5, extra=0, seed=240 in float32 at s_5 = 8e-7 s_1, cannot be recovered by any method)
+    s = np.linalg.svd(W[:, :-1], compute_uv=False)
+    assume(s[len(eigs) - 1] / s[0] > 10 * torch.finfo(dtype).eps / tol)
+    W = torch.from_numpy(W).to(dtype)
     res = kt.dmd(W, method="svd")  # what method="auto" picks at this size
     assert match(res.eigs.numpy(), eigs) < tol
     assert torch.allclose(res.reconstruct(), W, atol=tol * float(W.abs().max()) * 10)
