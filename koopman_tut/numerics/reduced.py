@@ -89,7 +89,8 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
     "svd" (or "auto" for a small W on one process): Householder QR of E in float64, which resolves
     singular values down to the data's rounding; "gram" (or a large / sharded W): from the
     float64 steps' Gram (:func:`~koopman_tut.numerics.snapshots.step_gram`: one pass over W, or
-    ``sacc`` when given), or from a deviations' Gram ``acc`` when that is what the caller has.
+    ``sacc`` when given, with ``acc`` its deviations' Gram if the caller has it already), or from
+    a deviations' Gram ``acc`` alone when that is what the caller has.
     """
     T = W.shape[-1]
     M = difference_matrix(T)
@@ -106,11 +107,11 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
     if acc is None and sacc is None:
         sacc = deviation_gram_checked(W, group=group, gram=step_gram)
     if sacc is not None:  # the steps' Gram itself: rounding relative to the steps
-        Gd, top = sacc[: T - 1, : T - 1], None
-        acc = deviation_from_steps(sacc)  # for ||W||_F only
+        Gd = accumulated = sacc[: T - 1, : T - 1]
+        acc = deviation_from_steps(sacc) if acc is None else acc  # for ||W||_F only
     else:  # from the deviations' Gram: rounding relative to the deviations (module notes)
-        Gd, top = difference_gram(acc), float(torch.linalg.eigvalsh(acc[: T - 1, : T - 1])[-1])
-    top = float(torch.linalg.eigvalsh(Gd)[-1]) if top is None else top
+        Gd, accumulated = difference_gram(acc), acc[: T - 1, : T - 1]
+    top = float(torch.linalg.eigvalsh(accumulated)[-1])  # the scale of the accumulated Gram's rounding
     frob2 = float(torch.diagonal(assemble_gram(acc)).sum())
     Rd = _gram_factor(Gd)
     return Factor(_gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, _data_floor(frob2, W.dtype, delays),

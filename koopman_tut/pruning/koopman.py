@@ -115,16 +115,20 @@ class KoopmanAnalysis:
         return deviation_gram_checked(W, group=self.group, gram=step_gram)
 
     @cached_property
+    def _dev_acc(self) -> Tensor | None:
+        """The deviations' Gram kt.dmd reads, from the steps' Gram (no second pass)."""
+        return None if self._acc is None else deviation_from_steps(self._acc)
+
+    @cached_property
     def dmd(self) -> DMDResult:
         """Exact DMD of the snapshots (the paper's decomposition)."""
-        acc = None if self._acc is None else deviation_from_steps(self._acc)
-        return dmd(self.traj.snapshots, self.svd_rank, self.method, group=self.group, acc=acc)
+        return dmd(self.traj.snapshots, self.svd_rank, self.method, group=self.group, acc=self._dev_acc)
 
     @cached_property
     def affine(self) -> AffineModel:
         """The affine model theta(t+1) = A theta(t) + c, from exact DMD of the differences."""
-        return AffineModel(self.traj.snapshots, self.limit_rank, sacc=self._acc, group=self.group,
-                           delays=self.delays, method=self.method)
+        return AffineModel(self.traj.snapshots, self.limit_rank, acc=self._dev_acc, sacc=self._acc,
+                           group=self.group, delays=self.delays, method=self.method)
 
     # -- where training is heading
     def limit(self, warn: bool = True) -> Extrapolation:
