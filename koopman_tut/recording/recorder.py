@@ -144,7 +144,7 @@ class TrajectoryRecorder:
         self.steps: list[int] = []
         self.lrs: list[float] = []  # the first recorded group's lr per snapshot
         self.group_lrs: list[list[float]] = []  # every recorded group's lr per snapshot
-        self._lr_groups = [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
+        self._lr_groups = self._groups_now()
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
         # what the last walk saw (registrations, the optimizer's groups, the recorded tensors) and when the next is due
         self._gen, self._groups_seen, self._aliases, self._next_walk = None, None, [], 0
@@ -166,6 +166,10 @@ class TrajectoryRecorder:
 
     def _groups(self) -> list[tuple[dict, list[str]]]:
         return recorded_groups(self.optimizer, self.names, self._tensors)
+
+    def _groups_now(self) -> list[dict]:
+        """The param groups holding recorded parameters (the first group when none does)."""
+        return [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
 
     def _settings(self) -> list[tuple]:
         """(momentum, nesterov, dampening, weight decay) of every recorded group, as they are now."""
@@ -249,7 +253,7 @@ class TrajectoryRecorder:
         self._aliases = [local_tensor(t).detach() for _, t, _ in found]
         self._gen, self._groups_seen = watch.generation(), self.optimizer.param_groups
         self._next_walk = s + watch.CHECK_EVERY
-        groups = [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
+        groups = self._groups_now()
         if len(groups) != len(self._lr_groups):
             raise RuntimeError(f"the recorded parameters moved from {len(self._lr_groups)} optimizer "
                                f"group(s) to {len(groups)}")
