@@ -7,9 +7,15 @@ import warnings
 from . import checker, close, is_trajectory, rounds_to, share, strided_window_problem
 
 TOL = 2e-3  # accuracies: about one test image of 450 (the same computation twice agrees to rounding)
-TYPED = ("{x} is the kept overlap rounded to the digits typed, but at that rounding it cannot be told from "
-         "the slips this check looks for (they differ by a dozen weights). Hint: set answer to the computed "
-         "value, not to a number typed from a printout.")
+
+
+def _typed(x: float, want: float, tol: float) -> str | None:
+    """What is off when ``x`` is ``want`` rounded as typed from a printout, coarser than ``tol``; else None."""
+    if close(x, want, abs_=tol) or not rounds_to(x, want):
+        return None
+    return (f"{x} is the kept overlap rounded to the digits typed, but at that rounding it cannot be told from "
+            "the slips this check looks for (they differ by a dozen weights). Hint: set answer to the computed "
+            "value, not to a number typed from a printout.")
 
 
 def _weights_tol(model, compression) -> float:
@@ -52,8 +58,8 @@ def kmp_vs_gmp_early(answer, traj=None, model=None, compression=8, window=None, 
         return False, ("s2.model is no longer at the end of the window, so GMP is taken elsewhere. "
                        "Hint: record the window last and do not train s2 after it.")
     want, tol = _kmp_overlap(traj, model, pruning.magnitude_scores(model), compression), _weights_tol(model, compression)
-    if not close(x, want, abs_=tol) and rounds_to(x, want):
-        return False, TYPED.format(x=x)
+    if typed := _typed(x, want, tol):
+        return False, typed
     if close(x, want, abs_=tol):
         return True, (f"KMP keeps {want:.3f} of GMP's kept weights after 2 epochs"
                       + (f", against {converged:.3f} after full training." if converged is not None else "."))
@@ -78,8 +84,8 @@ def sparse_recording(answer, traj=None, model=None, kmp=None, compression=8, win
         return False, problem
     want = _kmp_overlap(traj, model, kmp, compression)
     paper, tol = _kmp_overlap(traj, model, kmp, compression, rule="closest"), _weights_tol(model, compression)
-    if not close(x, want, abs_=tol) and rounds_to(x, want):
-        return False, TYPED.format(x=x)
+    if typed := _typed(x, want, tol):
+        return False, typed
     if x != want and close(x, paper, abs_=tol) and abs(x - paper) < abs(x - want):
         return False, ("that is KMP of traj5 by the paper's single mode (rule='closest'). Hint: use the package's "
                        "default rule, as scores['KMP'] did.")

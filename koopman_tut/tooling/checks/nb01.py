@@ -6,7 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from . import agrees, checker
+from . import agrees, checker, close
 
 
 def _fixed_point_errors(noisy, x_star, rank: int) -> tuple[float, float]:
@@ -88,7 +88,7 @@ def mode_memory(answer, n=1_000_000, T=64):
         return True, f"all {T - 1} modes take {want:.3f} times the data's memory; one fixed point 1/T of it."
     if agrees(x, 1 / want, rel=1e-3):
         return False, "that is the data's memory over the modes'. Hint: modes / data."
-    if abs(x - 2.0) <= 2e-4:  # T modes of 8 bytes over T columns of 4
+    if close(x, 2.0, rel=1e-4):
         return False, "that counts T modes. Hint: DMD of T snapshots (T - 1 columns in X) has at most T - 1."
     if agrees(x, want / 2, rel=1e-3):
         return False, "that counts 4 bytes per mode entry. Hint: a complex64 number takes 8 bytes."
