@@ -35,6 +35,12 @@ def snapshot_matrix(n: int = sum(SHARDS), T: int = T) -> torch.Tensor:
     return c[:, None] + V @ (mus[:, None] ** t[None, :]) + 1e-2 * torch.randn(n, T, generator=g, dtype=torch.float64)
 
 
+def warm_window() -> torch.Tensor:
+    """(n, 81) float64: gradient descent on a rank-8 quadratic (h in [0.1, 10], lr 0.01) after 100 steps."""
+    from koopman_tut.training.systems import affine_window
+    return affine_window(sum(SHARDS), 181, [1 - 0.01 * h for h in torch.linspace(0.1, 10, 8).tolist()])[0][:, 100:]
+
+
 def score_dicts():
     """Per rank: {name: scores} with many ties (values on a coarse grid), uneven sizes."""
     g = torch.Generator().manual_seed(1)
@@ -75,6 +81,11 @@ def _worker(rank: int, world: int, store: str, out: str):
     k = kt.koopman(traj, group=True)
     res["koopman"] = {"limit": k.fixed_point(), "closest": k.fixed_point("closest"),
                       "limit_rank": k.limit_rank, "eigs": k.affine.eigs}
+    # a warm, noise-free float64 window: the steps' Gram cannot resolve its fastest mode, one more
+    # pass over every rank's rows does (numerics/refine.py)
+    Wf = warm_window()[lo:lo + SHARDS[rank]].clone()
+    kf = kt.koopman(kt.Trajectory(Wf, torch.arange(Wf.shape[1]), names, [(Wf.shape[0],)], {}), group=True)
+    res["warm"] = {"rank": kf.affine.rank, "limit": kf.fixed_point()}
     # complex data: the Gram is complex128
     Wc = torch.complex(W_local, W_local.flip(0))
     res["complex_eigs"] = kt.dmd(Wc, group=True).eigs
@@ -195,6 +206,15 @@ def test_koopman_analysis_with_group_equals_one_process(ranks):
         rows = slice(lo, lo + SHARDS[r])
         assert close(ranks[r]["koopman"]["limit"], limit[rows])
         assert close(ranks[r]["koopman"]["closest"], closest[rows])
+
+
+def test_the_second_pass_over_sharded_rows_equals_one_process(ranks):
+    traj = kt.Trajectory(warm_window(), torch.arange(81), ["p"], [(sum(SHARDS),)], {})
+    ks = {m: kt.koopman(traj, method=m) for m in ("gram", "svd")}
+    assert ranks[0]["warm"]["rank"] == ranks[1]["warm"]["rank"] == ks["gram"].affine.rank == ks["svd"].affine.rank == 8
+    limit = torch.cat([ranks[0]["warm"]["limit"], ranks[1]["warm"]["limit"]])
+    for k in ks.values():
+        assert close(limit, k.fixed_point(), 1e-8)
 
 
 def _kept(masks):

@@ -114,9 +114,10 @@ def test_the_steps_gram_resolves_what_the_deviations_gram_cannot():
         got = torch.linalg.eigvalsh(G).flip(0).clamp_min(0).sqrt()
         resolved = (got - s).abs() <= 1e-3 * s
         assert int(resolved.sum()) == (7 if name == "steps" else 6), name  # s_7 = 3.9e-7 s_1, s_8 = 4e-9 s_1
-    gram = kt.koopman(run.traj, method="gram").affine
-    sx = torch.linalg.svdvals(steps[:, :-1])  # of X, what the rank is read from
-    assert gram.rank == int((sx > 1e-7 * sx[0]).sum()) == 7  # and rounding is not kept as modes
+    # the affine model sees all 8 modes on both routes, rounding kept as none: what the steps'
+    # Gram cannot resolve (the 8th), one more pass does (numerics/refine.py)
+    ranks = {m: kt.koopman(run.traj, method=m).affine.rank for m in ("gram", "svd")}
+    assert ranks == {"gram": 8, "svd": 8}
 
 
 def test_deviation_gram_keeps_small_deviations_that_a_plain_gram_loses():

@@ -73,7 +73,8 @@ class AffineModel:
     group : torch.distributed group when each rank holds its own rows of W.
     delays : 0 (state theta(t)) or k >= 1 (state [theta(t); ..; theta(t-k)]; 1 for momentum).
     method : "auto" (QR of the differences when W is small, else the Gram), "svd" (QR in float64)
-        or "gram" (the one-pass Gram route).
+        or "gram" (the one-pass Gram route; a second pass where a float64 window holds modes finer
+        than the Gram resolves, :mod:`koopman_tut.numerics.refine`).
     """
 
     def __init__(self, W, svd_rank: int | float = -1, acc: Tensor | None = None, group=None,

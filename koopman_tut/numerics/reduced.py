@@ -20,9 +20,11 @@ resolves singular values only down to its own floor, and a median over the value
 that cut depends on the route. Here the median is taken over the full set of min(n_rows, m - 1)
 values, every value at or below one common floor (the larger of the Gram route's floor and the
 stored data's rounding, below) counted as zero, on every route; so the threshold is the same
-whichever route ran, and so is the rank wherever the Gram route resolves every mode the QR route
-keeps. Where it cannot (a window whose fastest modes have decayed to between the two routes'
-floors), the QR route keeps them and is the more accurate.
+whichever route ran, and so is the rank. Where the steps' Gram cannot resolve every mode the
+data holds (a float64 window whose fastest modes have decayed to between the Gram's floor and
+the data's rounding), the Gram route reads W once more (:mod:`koopman_tut.numerics.refine`) and
+resolves them as the QR route does: then the two routes differ by no more than the QR route
+differs from itself on the same rows in another order. Float32 data never needs that pass.
 
 **The Gram route's floor.** The Gram route accumulates the steps' Gram S^H S itself
 (:func:`~koopman_tut.numerics.snapshots.step_gram`), in float64, with rounding of about
@@ -45,8 +47,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .distributed import global_rows
 from .dmd import choose_rank, deviation_gram_checked
 from .dmd_result import canonical_order, powers
+from .refine import refined_step_factor
 from .snapshots import (assemble_gram, check_finite, deviation_from_steps, difference_gram, difference_matrix,
                         step_gram)
 
@@ -113,9 +117,25 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
         Gd, accumulated = difference_gram(acc), acc[: T - 1, : T - 1]
     top = float(torch.linalg.eigvalsh(accumulated)[-1])  # the scale of the accumulated Gram's rounding
     frob2 = float(torch.diagonal(assemble_gram(acc)).sum())
+    data_floor, gram_floor = _data_floor(frob2, W.dtype, delays), _gram_floor(top, delays)
+    if _unresolved(Gd, top, _data_floor(frob2, W.dtype, 0), W, group):  # a float64 window finer than the Gram
+        Rd = refined_step_factor(W, Gd, top, group)  # one more pass: the QR route's resolution (refine.py)
+        R = torch.linalg.qr(delay_differences(Rd, delays), mode="r")[1] if delays else Rd
+        return Factor(R, Rd, False, data_floor, _eps(W.dtype), gram_floor)
     Rd = _gram_factor(Gd)
-    return Factor(_gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, _data_floor(frob2, W.dtype, delays),
-                  _eps(W.dtype), _gram_floor(top, delays))
+    return Factor(_gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, data_floor,
+                  _eps(W.dtype), gram_floor)
+
+
+def _unresolved(Gd: Tensor, top: float, data_floor: float, W: Tensor, group) -> bool:
+    """True where the steps' Gram ``Gd`` may hide directions the data resolves: its floor lies
+    above the data's rounding (both for the steps alone), and fewer than min(rows of W, T-1) of
+    its values stand above that floor. The same on every rank (``Gd`` is summed over them)."""
+    floor = _gram_floor(top, 0)
+    if floor <= data_floor:
+        return False
+    resolved = int((torch.linalg.eigvalsh(Gd).clamp_min(0).sqrt() > floor).sum())
+    return resolved < min(global_rows(W, group), Gd.shape[-1])
 
 
 def _gram_factor(G: Tensor) -> Tensor:

@@ -1,0 +1,73 @@
+"""One more pass over W where the steps' Gram cannot resolve what the data holds.
+
+The Gram route's float64 Gram S^H S of the steps S = [w_1 - w_0 .. w_{T-1} - w_{T-2}] (n, T-1)
+carries rounding of about eps64 ||S||^2, so it sees singular values of S only down to about
+sqrt(eps64) ||S||_2 (:mod:`koopman_tut.numerics.reduced`). Float32 data never holds anything
+finer (its own rounding, eps32 ||W||_F, is coarser), but a float64 window whose fastest modes
+have nearly decayed does: a mode at 4e-9 of the largest step is real there, the QR route keeps
+it, and the Gram route alone cannot.
+
+The fix is the idea behind shifted CholeskyQR (Fukaya, Kannan, Nakatsukasa, Yamamoto &
+Yanagisawa 2020): precondition with what the Gram did resolve and take the Gram again. With
+S^H S = P L P^H (computed) and D = sqrt(L + shift), shift the squared floor, the columns of
+Q1 = S P D^-1 have their resolved directions at unit scale, so its float64 Gram resolves S
+down to about sqrt(eps64) sqrt(shift), i.e. a few eps64 ||S||_2: what Householder QR resolves.
+Q1 is formed row by row as (s_i P) D^-1, an orthogonal and a diagonal map, so each row is
+backward stable (|s_i - q_i D P^H| <= ~T eps64 |s_i|): S = Q1 (D P^H) up to the data's own
+rounding, and with Q1^H Q1 = R1^H R1, R1 D P^H is a factor of S, R^H R = S^H S, as accurate
+as the QR route's (measured: see tests/test_limits.py, the route pair on warm windows).
+
+The cost is one more pass over W (the steps, one GEMM with the (T-1, T-1) preconditioner, one
+Gram), about twice the first; it runs only where the Gram route's floor lies above the data's
+rounding and the Gram left directions unresolved.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from .dmd import deviation_gram_checked
+from .snapshots import check_chunk_rows, chunk_buffer, default_chunk_rows
+
+Tensor = torch.Tensor
+EPS64 = torch.finfo(torch.float64).eps
+
+
+def preconditioned_step_gram(W: Tensor, chunk_rows: int | None = None, *, C: Tensor) -> Tensor:
+    """The float64 Gram (q, q) of S C, S (n, T-1) the steps of W (n, T) and C (T-1, q), in one pass.
+
+    Each chunk of rows is converted to float64, differenced there (exactly for float32 data) and
+    multiplied by C before its Gram is added: S C is never formed whole.
+    """
+    check_chunk_rows(chunk_rows)
+    W = W.detach()
+    n, T = W.shape[-2], W.shape[-1]
+    rows = chunk_rows or default_chunk_rows(T)
+    C = C.to(device=W.device, dtype=torch.complex128 if W.is_complex() or C.is_complex() else torch.float64)
+    acc = torch.zeros(C.shape[-1], C.shape[-1], dtype=C.dtype, device=W.device)
+    buf = chunk_buffer(W, min(rows, n))
+    for start in range(0, n, rows):
+        b = buf[: min(rows, n - start)]  # (rows, T) float64
+        b.copy_(W[start:start + rows])
+        y = torch.diff(b, dim=-1) @ C  # (rows, q): the steps, preconditioned
+        acc += y.mH @ y
+    return acc.cpu()
+
+
+def refined_step_factor(W: Tensor, Gd: Tensor, top: float, group=None) -> Tensor:
+    """R (q, T-1) with R^H R = S^H S for the steps S of W, resolved to about the QR route's floor.
+
+    Parameters
+    ----------
+    W : (n, T) the window (this rank's rows when sharded over ``group``).
+    Gd : (T-1, T-1) the steps' float64 Gram from the first pass (summed over ranks).
+    top : the largest eigenvalue of the Gram that pass accumulated: its rounding is ~eps64 top.
+    """
+    ev, P = torch.linalg.eigh(Gd)
+    d = (ev.clamp_min(0) + 16 * EPS64 * max(top, 0.0)).sqrt()  # shift: the Gram route's floor, squared
+    G1 = deviation_gram_checked(W, group=group, gram=partial(preconditioned_step_gram, C=P / d[None, :]))
+    ev1, P1 = torch.linalg.eigh(G1)  # Q1^H Q1: its resolved directions at unit scale
+    keep = ev1 > ev1.max() * EPS64
+    R1 = ev1[keep].sqrt()[:, None] * P1[:, keep].mH
+    return R1 @ (d[:, None] * P.mH)  # S = Q1 D P^H
