@@ -169,6 +169,28 @@ def test_optimizer_load_state_dict_is_followed():
         rec.trajectory()
 
 
+def test_lrs_follow_schedules_hand_edits_and_tensors_changed_in_place():
+    """The lrs are converted only when a value read changes: a schedule, a hand edit, and a tensor
+    lr changed in place (equal to itself, so read at every snapshot) are all logged."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    rec = kt.TrajectoryRecorder(model, opt, stop=8)
+    for _ in range(4):
+        train_steps(model, opt, 1)
+        sched.step()
+    opt.param_groups[0]["lr"] = torch.tensor(0.02)
+    train_steps(model, opt, 2)
+    opt.param_groups[0]["lr"].fill_(0.01)
+    train_steps(model, opt, 2)
+    assert rec.lrs == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.02, 0.02, 0.01, 0.01])
+    assert rec.group_lrs == [[v] for v in rec.lrs]
+    assert rec._log.changed_at is None  # momentum never changed
+    opt.param_groups[0]["momentum"] = 0.5
+    train_steps(model, opt, 1)
+    assert rec._log.changed_at is None  # stop=8: the recording is over, nothing is read
+
+
 def test_momentum_changed_by_hand_is_seen_at_the_next_snapshot():
     """In a window far shorter than watch.CHECK_EVERY, with the lr kept: the settings are compared
     at every snapshot."""

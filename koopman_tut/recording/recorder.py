@@ -31,7 +31,7 @@ from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_dtype, _check_fraction, _check_int,  # noqa: F401
                               _check_lr, _check_model, _check_names, _trained_by, changed_message, recorded_groups,
-                              settings_getter)
+                              SettingsLog)
 from .params import layer_parameters, parameter
 from .trajectory import Trajectory
 
@@ -132,7 +132,6 @@ class TrajectoryRecorder:
                         else [(i, 0, math.prod(s)) for i, s in enumerate(self.shapes)])
         cap, n = self._capacity(), self.rows[1] - self.rows[0]
         self.meta0 = self._meta()  # the optimizer settings when recording starts, on every route
-        self._settings_changed_at = None  # the first snapshot whose optimizer settings differ from the start's
         if path is None:
             self.storage, self._disk = allocate(cap, n, dtype, self.device, max_fraction), None
         else:
@@ -142,15 +141,14 @@ class TrajectoryRecorder:
             self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self.meta0, sync, overwrite)
             self.storage = self._disk.data
         self.steps: list[int] = []
-        self.lrs: list[float] = []  # the first recorded group's lr per snapshot
-        self.group_lrs: list[list[float]] = []  # every recorded group's lr per snapshot
         self._lr_groups = self._groups_now()
+        self._log = SettingsLog(self._lr_groups)  # lrs per snapshot; a momentum etc. changed by hand
+        self.lrs, self.group_lrs = self._log.lrs, self._log.group_lrs  # the first group's, every group's
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
         # what the last walk saw (registrations, the optimizer's groups, the recorded tensors) and when the next is due
         self._gen, self._groups_seen, self._aliases, self._next_walk = None, None, [], 0
         watch.install()
-        self._setting, self._full = settings_getter(self._lr_groups), False
-        self._settings0 = self._settings()
+        self._full = False
         self._handle = optimizer.register_step_post_hook(self._hook)
         self._record()  # the state at construction (if inside the window)
 
@@ -170,10 +168,6 @@ class TrajectoryRecorder:
     def _groups_now(self) -> list[dict]:
         """The param groups holding recorded parameters (the first group when none does)."""
         return [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
-
-    def _settings(self) -> list[tuple]:
-        """(momentum, nesterov, dampening, weight decay) of every recorded group, as they are now."""
-        return list(map(self._setting, self._lr_groups))
 
     def _meta(self) -> dict:
         """Recording stride and optimizer settings (and the rows held, when sharded).
@@ -210,11 +204,7 @@ class TrajectoryRecorder:
             return
         self._writer.write(k)
         self.steps.append(s)
-        lrs = [float(g["lr"]) for g in self._lr_groups]
-        self.group_lrs.append(lrs)
-        self.lrs.append(lrs[0])
-        if self._settings_changed_at is None and self._settings() != self._settings0:  # by hand, or OneCycleLR
-            self._settings_changed_at = s
+        self._log.log(self._lr_groups, s)
         if self._disk is not None:
             self._disk.commit(k, s, self.lrs[-1])  # after the row: the file counts complete snapshots only
             if k + 1 == self.storage.shape[0] or (self.stop is not None and s + self.every > self.stop):
@@ -288,9 +278,9 @@ class TrajectoryRecorder:
         snaps = (snaps.clone() if copy else snaps).T  # (n, T)
         names, shapes = self._layout()
         meta = {"lrs": list(self.lrs), **self.meta0}
-        if self._settings_changed_at is not None:
+        if self._log.changed_at is not None:
             warnings.warn(f"the optimizer's momentum, dampening, Nesterov flag or weight decay changed during the "
-                          f"window (first seen at step {self._settings_changed_at}; e.g. OneCycleLR cycles momentum): "
+                          f"window (first seen at step {self._log.changed_at}; e.g. OneCycleLR cycles momentum): "
                           f"the trajectory keeps the settings of its start, which the Koopman gradient undoes",
                           stacklevel=2)
         if len(self._lr_groups) > 1:

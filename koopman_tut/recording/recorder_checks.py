@@ -113,10 +113,41 @@ def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors:
 
 
 def settings_getter(groups: list[dict]) -> Callable[[dict], tuple]:
-    """param group -> its (momentum, nesterov, dampening, weight_decay): those of the four every
-    group in ``groups`` has (SGD has all four), read with one itemgetter at every snapshot."""
+    """param group -> its (lr, momentum, nesterov, dampening, weight_decay): lr and those of the
+    four every group in ``groups`` has (SGD has all four), read with one itemgetter."""
     keys = [k for k in ("momentum", "nesterov", "dampening", "weight_decay") if all(k in g for g in groups)]
-    return operator.itemgetter(*keys) if keys else (lambda g: ())
+    return operator.itemgetter("lr", *keys) if keys else (lambda g: (g["lr"],))
+
+
+class SettingsLog:
+    """Per snapshot, every recorded group's lr (``group_lrs``, ``lrs`` the first group's), and the
+    first step whose other settings (momentum, Nesterov, dampening, weight decay) differ from
+    those of the first snapshot (``changed_at``; by hand, or OneCycleLR).
+
+    One itemgetter per group per snapshot; the lrs are converted to float and the settings
+    compared only when a value read differs from the last snapshot's (a schedule, a hand edit,
+    new groups after ``optimizer.load_state_dict``), or at every snapshot while any value is a
+    tensor (changed in place, it would compare equal to itself).
+    """
+
+    def __init__(self, groups: list[dict]):
+        self._get = settings_getter(groups)
+        self._first = [t[1:] for t in map(self._get, groups)]
+        self._last, self._tensors, self._lrs = None, True, []
+        self.lrs: list[float] = []
+        self.group_lrs: list[list[float]] = []
+        self.changed_at: int | None = None
+
+    def log(self, groups: list[dict], step: int) -> None:
+        now = list(map(self._get, groups))  # [(lr, momentum, ...)] per group
+        if self._tensors or now != self._last:
+            self._last = now
+            self._tensors = any(isinstance(v, torch.Tensor) for t in now for v in t)
+            self._lrs = [float(t[0]) for t in now]
+            if self.changed_at is None and [t[1:] for t in now] != self._first:
+                self.changed_at = step
+        self.group_lrs.append(self._lrs)  # never changed in place: a new list whenever an lr changes
+        self.lrs.append(self._lrs[0])
 
 
 def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[str], explicit: bool) -> list[str]:
