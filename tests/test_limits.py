@@ -72,19 +72,42 @@ def test_warm_windows_agree_where_auto_switches_route(n):
         assert float((ks[m].limit(warn=False).theta - ref).norm() / ref.norm()) < 1e-8, m
 
 
-def test_float32_and_noisy_windows_take_no_second_pass(monkeypatch):
-    # the second pass runs only where the Gram's floor lies above the data's rounding and the
-    # Gram left directions unresolved: never for float32 data, nor for a window full of noise
+def test_float32_windows_take_no_second_pass(monkeypatch):
+    # the second pass runs only where the data's rounding is finer than the Gram's floor: never
+    # for float32 data (eps32 ||W||_F >= 4 sqrt(eps64) ||S||_2), whatever the window holds
     import koopman_tut.numerics.reduced as reduced
     calls = []
     monkeypatch.setattr(reduced, "refined_step_factor", lambda *a: calls.append(1) or 1 / 0)
     W = systems.affine_window(3000, 181, 1 - 0.01 * H)[0][:, 100:]
     noisy = systems.affine_window(3000, 81, 1 - 0.01 * H, noise=1e-7)[0]
-    for Z in (W.float(), noisy):
-        kt.koopman(_traj(Z), method="gram").limit(warn=False)
+    for Z in (W, noisy):
+        kt.koopman(_traj(Z.float()), method="gram").limit(warn=False)
+        kt.koopman(kt.Trajectory(Z.float(), torch.arange(Z.shape[1]), ["x"], [(Z.shape[0],)], {"momentum": 0.9}),
+                   method="gram").limit(warn=False)
     assert not calls
-    with pytest.raises(ZeroDivisionError):  # the control: the float64 window does take it
-        kt.koopman(_traj(W), method="gram").limit(warn=False)
+    for Z in (W, noisy):  # the control: float64 windows do take it
+        with pytest.raises(ZeroDivisionError):
+            kt.koopman(_traj(Z), method="gram").limit(warn=False)
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e300, 1e-170])
+def test_the_qr_route_at_extreme_scales(scale):
+    # ||W||_F computed without squaring: it used to overflow (1e200: "does not move") or vanish
+    # (1e-170: every rounding direction kept as a mode)
+    W, x_star = systems.affine_window(2000, 140, np.linspace(0.5, 0.99, 8))
+    k = kt.koopman(_traj(W[:, 100:] * scale), method="svd")
+    assert k.affine.rank == 4  # the four modes above 0.9^100 ~ 3e-5 of the slowest: the rest are rounding
+    assert float((k.limit(warn=False).theta / scale - x_star).norm() / x_star.norm()) < 1e-12
+
+
+@pytest.mark.parametrize("scale, method, match", [(1e-150, "gram", "too small for the Gram route"),
+                                                  (1e-300, "gram", "does not move.*rescale"),
+                                                  (1e-300, "svd", "too small for float64 coefficients")])
+def test_windows_too_small_for_float64_are_refused(scale, method, match):
+    # squares within 2**54 of underflow lose digits; 1 / s beyond float64 overflows: a clear error, never NaN
+    W = systems.affine_window(2000, 140, np.linspace(0.5, 0.99, 8))[0][:, 100:] * scale
+    with pytest.raises(ValueError, match=match):
+        kt.koopman(_traj(W), method=method).limit(warn=False)
 
 
 def test_the_route_pair_differs_as_little_as_the_qr_route_from_itself():

@@ -218,3 +218,23 @@ def test_one_dimensional_snapshots_say_the_shape_expected():
             with pytest.raises(ValueError, match=r"W must be 2-D \(n_features, n_snapshots\).*got 1 dimension\(s\), "
                                                  r"shape \(40,\)"):
                 call(W)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex128])
+def test_the_preconditioned_step_gram_in_every_layout(dtype):
+    # the second pass's Gram of S C (numerics/refine.py): the same numbers from every memory
+    # order and chunk size, within float64 rounding of (|S| |C|)^H (|S| |C|)
+    from koopman_tut.numerics.refine import preconditioned_step_gram
+    g = torch.Generator().manual_seed(3)
+    n, T = 1000, 9
+    W0 = torch.randn(n, T, generator=g, dtype=torch.float64).cumsum(1)
+    W0 = (torch.complex(W0, W0.flip(0)) if dtype.is_complex else W0).to(dtype)
+    C = torch.randn(T - 1, 5, generator=g, dtype=torch.float64)
+    Y = torch.diff(W0.to(torch.complex128 if dtype.is_complex else torch.float64), dim=1) @ C.to(
+        torch.complex128 if dtype.is_complex else torch.float64)
+    A = torch.diff(W0.abs().double(), dim=1).abs() + 2 * W0.abs().double()[:, 1:]  # >= |steps|
+    bound = 4 * (n + T + 4) * EPS64 * ((A @ C.abs()).mT @ (A @ C.abs()))
+    for name, W in layouts(W0).items():
+        for chunk in (None, 7):
+            G = preconditioned_step_gram(W, chunk, C=C)
+            assert G.shape == (5, 5) and bool(((G - Y.mH @ Y).abs() <= bound).all()), (name, chunk)

@@ -98,7 +98,12 @@ class AffineModel:
         s = torch.linalg.svdvals(f.R[:, :-1])
         self.rank = affine_rank(s, svd_rank, (delays + 1) * global_rows(W, group), m - 1, f)
         if self.rank == 0:
-            raise ValueError("the window does not move (all differences are zero): nothing to extrapolate")
+            raise ValueError("the window does not move: every difference is zero or within the stored data's "
+                             "rounding (eps of its dtype times ||W||_F), nothing to extrapolate; on the Gram route "
+                             "also a W so small (below ~1e-154) that its float64 squares vanish: rescale it")
+        if float(s[self.rank - 1]) < 2.0**-1000:  # 1 / s, the coefficients' scale, would overflow float64
+            raise ValueError(f"W's differences are too small for float64 coefficients (singular value "
+                             f"{float(s[self.rank - 1]):.1e}): multiply W by a power of two (e.g. 2**500)")
         self.reduced = Reduced(f.R, self.rank)
         self.holdout = max(1, int(m * HOLDOUT_FRACTION))
         self._M = difference_matrix(T)

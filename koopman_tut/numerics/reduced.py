@@ -20,11 +20,13 @@ resolves singular values only down to its own floor, and a median over the value
 that cut depends on the route. Here the median is taken over the full set of min(n_rows, m - 1)
 values, every value at or below one common floor (the larger of the Gram route's floor and the
 stored data's rounding, below) counted as zero, on every route; so the threshold is the same
-whichever route ran, and so is the rank. Where the steps' Gram cannot resolve every mode the
-data holds (a float64 window whose fastest modes have decayed to between the Gram's floor and
-the data's rounding), the Gram route reads W once more (:mod:`koopman_tut.numerics.refine`) and
-resolves them as the QR route does: then the two routes differ by no more than the QR route
-differs from itself on the same rows in another order. Float32 data never needs that pass.
+whichever route ran, and so is the rank. Where the data's rounding is finer than the Gram's
+floor (float64 data: a window whose fastest modes have decayed to between the two is real
+there), the Gram route reads W once more (:mod:`koopman_tut.numerics.refine`) and resolves the
+differences as the QR route does: then the two routes differ by no more than the QR route
+differs from itself on the same rows in another order. Data recorded in float32 never takes
+that pass (its rounding, eps32 ||W||_F, lies at or above the Gram's floor, 4 sqrt(eps64) ||S||_2 with
+||S||_2 <= 2 ||W||_F).
 
 **The Gram route's floor.** The Gram route accumulates the steps' Gram S^H S itself
 (:func:`~koopman_tut.numerics.snapshots.step_gram`), in float64, with rounding of about
@@ -47,7 +49,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .distributed import global_rows
 from .dmd import choose_rank, deviation_gram_checked
 from .dmd_result import canonical_order, powers
 from .refine import refined_step_factor
@@ -104,10 +105,11 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
         Wd = W.to(device="cpu", dtype=torch.float64)
         D = Wd @ M
         R = torch.linalg.qr(delay_differences(D, delays), mode="r")[1]
-        frob2 = float((Wd * Wd).sum())
+        top = float(Wd.abs().max()) if Wd.numel() else 0.0
+        frob = top * float(torch.linalg.vector_norm(Wd / top)) if top > 0 else 0.0  # ||W||_F, no over/underflow
         Rd = torch.linalg.qr(D, mode="r")[1] if delays else R
-        top = float(torch.linalg.matrix_norm(Rd, 2)) ** 2 if Rd.numel() else 0.0  # ||D||_2^2: the steps'
-        return Factor(R, Rd, False, _data_floor(frob2, W.dtype, delays), _eps(W.dtype), _gram_floor(top, delays))
+        scale = float(torch.linalg.matrix_norm(Rd, 2)) if Rd.numel() else 0.0  # ||D||_2: the steps'
+        return Factor(R, Rd, False, _data_floor(frob, W.dtype, delays), _eps(W.dtype), _gram_floor(scale, delays))
     if acc is None and sacc is None:
         sacc = deviation_gram_checked(W, group=group, gram=step_gram)
     if sacc is not None:  # the steps' Gram itself: rounding relative to the steps
@@ -115,27 +117,20 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
         acc = deviation_from_steps(sacc) if acc is None else acc  # for ||W||_F only
     else:  # from the deviations' Gram: rounding relative to the deviations (module notes)
         Gd, accumulated = difference_gram(acc), acc[: T - 1, : T - 1]
-    top = float(torch.linalg.eigvalsh(accumulated)[-1])  # the scale of the accumulated Gram's rounding
-    frob2 = float(torch.diagonal(assemble_gram(acc)).sum())
-    data_floor, gram_floor = _data_floor(frob2, W.dtype, delays), _gram_floor(top, delays)
-    if _unresolved(Gd, top, _data_floor(frob2, W.dtype, 0), W, group):  # a float64 window finer than the Gram
-        Rd = refined_step_factor(W, Gd, top, group)  # one more pass: the QR route's resolution (refine.py)
+    scale = math.sqrt(max(float(torch.linalg.eigvalsh(accumulated)[-1]), 0.0))  # the accumulated Gram's rounding
+    frob = math.sqrt(max(float(torch.diagonal(assemble_gram(acc)).sum()), 0.0))  # ||W||_F; rounding ~eps64 scale^2
+    if 0 < scale < 2.0**-484 or (scale == 0 and 0 < frob < 2.0**-450):  # squares below ~2^-968: subnormal
+        raise ValueError(f"W is too small for the Gram route: its steps' largest squared singular value "
+                         f"({scale**2:.1e}) lies within 2**54 of float64's underflow, where the Gram loses digits; "
+                         "multiply W by a power of two (e.g. 2**500), or use method='svd'")
+    data_floor, gram_floor = _data_floor(frob, W.dtype, delays), _gram_floor(scale, delays)
+    if gram_floor > data_floor:  # the data (float64) holds finer directions than the Gram resolves
+        Rd = refined_step_factor(W, Gd, scale, group)  # one more pass: the QR route's resolution (refine.py)
         R = torch.linalg.qr(delay_differences(Rd, delays), mode="r")[1] if delays else Rd
         return Factor(R, Rd, False, data_floor, _eps(W.dtype), gram_floor)
     Rd = _gram_factor(Gd)
     return Factor(_gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, data_floor,
                   _eps(W.dtype), gram_floor)
-
-
-def _unresolved(Gd: Tensor, top: float, data_floor: float, W: Tensor, group) -> bool:
-    """True where the steps' Gram ``Gd`` may hide directions the data resolves: its floor lies
-    above the data's rounding (both for the steps alone), and fewer than min(rows of W, T-1) of
-    its values stand above that floor. The same on every rank (``Gd`` is summed over them)."""
-    floor = _gram_floor(top, 0)
-    if floor <= data_floor:
-        return False
-    resolved = int((torch.linalg.eigvalsh(Gd).clamp_min(0).sqrt() > floor).sum())
-    return resolved < min(global_rows(W, group), Gd.shape[-1])
 
 
 def _gram_factor(G: Tensor) -> Tensor:
@@ -147,20 +142,20 @@ def _gram_factor(G: Tensor) -> Tensor:
     return ev[keep].sqrt()[:, None] * P[:, keep].mH
 
 
-def _gram_floor(top: float, delays: int) -> float:
-    """4 sqrt(eps64 (delays + 1) top), top the largest eigenvalue of the Gram the route accumulated
-    (the steps', or the deviations'): the smallest singular value of the (embedded) differences
-    the Gram route resolves (module notes)."""
-    return 4 * math.sqrt(EPS64 * (delays + 1) * max(top, 0.0))
+def _gram_floor(scale: float, delays: int) -> float:
+    """4 sqrt(eps64 (delays + 1)) scale, scale the largest singular value of what the route's Gram
+    accumulated (the steps, or the deviations): the smallest singular value of the (embedded)
+    differences the Gram route resolves (module notes)."""
+    return 4 * math.sqrt(EPS64 * (delays + 1)) * scale
 
 
 def _eps(dtype: torch.dtype) -> float:
     return torch.finfo(dtype if dtype.is_floating_point else torch.float64).eps
 
 
-def _data_floor(frob2: float, dtype: torch.dtype, delays: int) -> float:
+def _data_floor(frob: float, dtype: torch.dtype, delays: int) -> float:
     """eps(dtype) sqrt(delays + 1) ||W||_F: the stored data's rounding, in the embedded differences."""
-    return _eps(dtype) * math.sqrt((delays + 1) * max(frob2, 0.0))
+    return _eps(dtype) * math.sqrt(delays + 1) * frob
 
 
 def numerical_tol(s_max: float, cols: int, f: Factor) -> float:

@@ -17,9 +17,11 @@ backward stable (|s_i - q_i D P^H| <= ~T eps64 |s_i|): S = Q1 (D P^H) up to the 
 rounding, and with Q1^H Q1 = R1^H R1, R1 D P^H is a factor of S, R^H R = S^H S, as accurate
 as the QR route's (measured: see tests/test_limits.py, the route pair on warm windows).
 
-The cost is one more pass over W (the steps, one GEMM with the (T-1, T-1) preconditioner, one
-Gram), about twice the first; it runs only where the Gram route's floor lies above the data's
-rounding and the Gram left directions unresolved.
+It runs wherever the Gram route's floor lies above the data's rounding: for float64 data (and
+a float32 window given only by its deviations' Gram, whose rounding is coarser), never for data
+recorded in float32 or below. The cost is one more pass over W (the steps, one GEMM with the
+(T-1, T-1) preconditioner, one Gram): ``benchmarks/bench_dmd.py --dtype float64`` prints what the
+affine limit costs with it.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from functools import partial
 import torch
 
 from .dmd import deviation_gram_checked
-from .snapshots import check_chunk_rows, chunk_buffer, default_chunk_rows
+from .snapshots import check_chunk_rows, chunk_buffer, default_chunk_rows, snapshot_major
 
 Tensor = torch.Tensor
 EPS64 = torch.finfo(torch.float64).eps
@@ -38,34 +40,44 @@ def preconditioned_step_gram(W: Tensor, chunk_rows: int | None = None, *, C: Ten
     """The float64 Gram (q, q) of S C, S (n, T-1) the steps of W (n, T) and C (T-1, q), in one pass.
 
     Each chunk of rows is converted to float64, differenced there (exactly for float32 data) and
-    multiplied by C before its Gram is added: S C is never formed whole.
+    multiplied by C before its Gram is added: S C is never formed whole. The buffers lie in W's
+    memory order (:func:`~koopman_tut.numerics.snapshots.chunk_buffer`), as in the first pass.
     """
     check_chunk_rows(chunk_rows)
     W = W.detach()
     n, T = W.shape[-2], W.shape[-1]
-    rows = chunk_rows or default_chunk_rows(T)
+    rows = min(chunk_rows or default_chunk_rows(T), n)
     C = C.to(device=W.device, dtype=torch.complex128 if W.is_complex() or C.is_complex() else torch.float64)
     acc = torch.zeros(C.shape[-1], C.shape[-1], dtype=C.dtype, device=W.device)
-    buf = chunk_buffer(W, min(rows, n))
+    buf, steps = chunk_buffer(W, rows), chunk_buffer(W, rows)
+    by_snapshot = snapshot_major(W)  # then y is kept as y^T (q, e), in the steps' order: 1.5x faster
+    y = torch.empty((C.shape[-1], rows) if by_snapshot else (rows, C.shape[-1]), dtype=C.dtype, device=W.device)
     for start in range(0, n, rows):
-        b = buf[: min(rows, n - start)]  # (rows, T) float64
-        b.copy_(W[start:start + rows])
-        y = torch.diff(b, dim=-1) @ C  # (rows, q): the steps, preconditioned
-        acc += y.mH @ y
+        e = min(rows, n - start)
+        b, d = buf[:e], steps[:e, : T - 1]  # (e, T), (e, T-1) float64
+        b.copy_(W[start:start + e])
+        torch.sub(b[:, 1:], b[:, :-1], out=d)  # the steps, in float64
+        if by_snapshot:
+            yt = torch.matmul(C.mT, d.mT, out=y[:, :e])  # (q, e) = (d C)^T
+            acc += yt.conj() @ yt.mT
+        else:
+            ye = torch.matmul(d, C, out=y[:e])  # (e, q): preconditioned
+            acc += ye.mH @ ye
     return acc.cpu()
 
 
-def refined_step_factor(W: Tensor, Gd: Tensor, top: float, group=None) -> Tensor:
+def refined_step_factor(W: Tensor, Gd: Tensor, scale: float, group=None) -> Tensor:
     """R (q, T-1) with R^H R = S^H S for the steps S of W, resolved to about the QR route's floor.
 
     Parameters
     ----------
     W : (n, T) the window (this rank's rows when sharded over ``group``).
     Gd : (T-1, T-1) the steps' float64 Gram from the first pass (summed over ranks).
-    top : the largest eigenvalue of the Gram that pass accumulated: its rounding is ~eps64 top.
+    scale : sqrt of the largest eigenvalue of the Gram that pass accumulated (its rounding is
+        ~eps64 scale^2); the preconditioner is built relative to it, so nothing underflows.
     """
-    ev, P = torch.linalg.eigh(Gd)
-    d = (ev.clamp_min(0) + 16 * EPS64 * max(top, 0.0)).sqrt()  # shift: the Gram route's floor, squared
+    ev, P = torch.linalg.eigh(Gd / scale**2)
+    d = (ev.clamp_min(0) + 16 * EPS64).sqrt() * scale  # shift: the Gram route's floor, squared
     G1 = deviation_gram_checked(W, group=group, gram=partial(preconditioned_step_gram, C=P / d[None, :]))
     ev1, P1 = torch.linalg.eigh(G1)  # Q1^H Q1: its resolved directions at unit scale
     keep = ev1 > ev1.max() * EPS64
