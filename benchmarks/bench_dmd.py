@@ -171,6 +171,9 @@ def main(argv=None):
 
     print("\ntargets: kt.dmd + fixed_point and the affine limit <= 1.3x one float64 chunked Gram, "
           ">= 50x faster than PyDMD")
+    if a.dtype == "float64":  # finer than the Gram's floor: numerics/refine.py
+        print("  (float64 data: the affine limit reads W a second time, to resolve the differences as the QR "
+              "route does; float32 data never does)")
     for layout, rows in timed.items():
         t_fp, floor_t = rows["kt.dmd + fixed_point"][0], rows["float64 chunked Gram (exact floor)"][0]
         t_lim = rows["affine limit, 1 delay"][0]
