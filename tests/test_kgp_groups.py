@@ -153,7 +153,7 @@ def test_settings_that_change_inside_the_window_are_reported():
         m.loss().backward()
         opt.step()
         sch.step()
-    with pytest.warns(UserWarning, match="changed during the window"):
+    with pytest.warns(UserWarning, match="changed after the recorder was built"):
         traj = rec.trajectory()
     assert traj.meta["momentum"] == pytest.approx(rec.meta0["momentum"])  # the start's, on every route
 

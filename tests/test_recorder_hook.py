@@ -165,7 +165,7 @@ def test_optimizer_load_state_dict_is_followed():
     opt.load_state_dict(saved)
     train_steps(model, opt, 4)
     assert rec.lrs == [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01]
-    with pytest.warns(UserWarning, match=r"momentum.*changed during the window \(first seen at step 3\b"):
+    with pytest.warns(UserWarning, match=r"momentum.*changed after the recorder was built \(first seen at step 3\b"):
         rec.trajectory()
 
 
@@ -191,6 +191,28 @@ def test_lrs_follow_schedules_hand_edits_and_tensors_changed_in_place():
     assert rec._log.changed_at is None  # stop=8: the recording is over, nothing is read
 
 
+def test_a_float_lr_replaced_by_an_equal_looking_low_precision_tensor_is_logged():
+    # 0.0999 == bfloat16(0.1) compares equal; the lr actually used is 0.100097656
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0999)
+    rec = kt.TrajectoryRecorder(model, opt, stop=3)
+    train_steps(model, opt, 1)
+    opt.param_groups[0]["lr"] = torch.tensor(0.1, dtype=torch.bfloat16)
+    train_steps(model, opt, 2)
+    assert rec.lrs == [0.0999, 0.0999, 0.10009765625, 0.10009765625]
+
+
+def test_a_tensor_momentum_changed_in_place_is_reported():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=torch.tensor(0.9))
+    rec = kt.TrajectoryRecorder(model, opt, stop=4)
+    train_steps(model, opt, 2)
+    opt.param_groups[0]["momentum"].fill_(0.5)
+    train_steps(model, opt, 2)
+    with pytest.warns(UserWarning, match=r"momentum.*changed after the recorder was built \(first seen at step 3\b"):
+        rec.trajectory()
+
+
 def test_momentum_changed_by_hand_is_seen_at_the_next_snapshot():
     """In a window far shorter than watch.CHECK_EVERY, with the lr kept: the settings are compared
     at every snapshot."""
@@ -200,7 +222,7 @@ def test_momentum_changed_by_hand_is_seen_at_the_next_snapshot():
     train_steps(model, opt, 4)
     opt.param_groups[0]["momentum"] = 0.5
     train_steps(model, opt, 10)
-    with pytest.warns(UserWarning, match=r"momentum.*changed during the window \(first seen at step 6\b"):
+    with pytest.warns(UserWarning, match=r"momentum.*changed after the recorder was built \(first seen at step 6\b"):
         rec.trajectory()
 
 

@@ -279,10 +279,10 @@ class TrajectoryRecorder:
         names, shapes = self._layout()
         meta = {"lrs": list(self.lrs), **self.meta0}
         if self._log.changed_at is not None:
-            warnings.warn(f"the optimizer's momentum, dampening, Nesterov flag or weight decay changed during the "
-                          f"window (first seen at step {self._log.changed_at}; e.g. OneCycleLR cycles momentum): "
-                          f"the trajectory keeps the settings of its start, which the Koopman gradient undoes",
-                          stacklevel=2)
+            warnings.warn(f"the optimizer's momentum, dampening, Nesterov flag or weight decay changed after the "
+                          f"recorder was built (first seen at step {self._log.changed_at}; e.g. OneCycleLR cycles "
+                          f"momentum): the trajectory keeps the settings from then, which the Koopman gradient "
+                          f"undoes", stacklevel=2)
         if len(self._lr_groups) > 1:
             meta["group_lrs"] = [list(row) for row in self.group_lrs]
         return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), names, shapes, meta)

@@ -10,6 +10,7 @@ import numbers
 import operator
 import warnings
 from collections.abc import Callable, Iterable
+from itertools import chain
 
 import numpy as np
 import torch
@@ -122,32 +123,40 @@ def settings_getter(groups: list[dict]) -> Callable[[dict], tuple]:
 class SettingsLog:
     """Per snapshot, every recorded group's lr (``group_lrs``, ``lrs`` the first group's), and the
     first step whose other settings (momentum, Nesterov, dampening, weight decay) differ from
-    those of the first snapshot (``changed_at``; by hand, or OneCycleLR).
+    those when the recorder was built, which ``traj.meta`` keeps (``changed_at``; set by hand, or
+    by OneCycleLR).
 
     One itemgetter per group per snapshot; the lrs are converted to float and the settings
-    compared only when a value read differs from the last snapshot's (a schedule, a hand edit,
-    new groups after ``optimizer.load_state_dict``), or at every snapshot while any value is a
-    tensor (changed in place, it would compare equal to itself).
+    compared only when a value read is not the very object read at the last snapshot (a
+    schedule, a hand edit, new groups after ``optimizer.load_state_dict``: identity, not
+    equality, so a float replaced by an equal-looking low-precision tensor is seen), or at every
+    snapshot while any value is a tensor (changed in place, it stays the same object).
     """
 
     def __init__(self, groups: list[dict]):
         self._get = settings_getter(groups)
-        self._first = [t[1:] for t in map(self._get, groups)]
-        self._last, self._tensors, self._lrs = None, True, []
+        self._first = [_plain(t[1:]) for t in map(self._get, groups)]
+        self._last, self._tensors, self._lrs = [], True, []
         self.lrs: list[float] = []
         self.group_lrs: list[list[float]] = []
         self.changed_at: int | None = None
 
     def log(self, groups: list[dict], step: int) -> None:
         now = list(map(self._get, groups))  # [(lr, momentum, ...)] per group
-        if self._tensors or now != self._last:
+        if self._tensors or len(now) != len(self._last) or not all(
+                map(operator.is_, chain.from_iterable(now), chain.from_iterable(self._last))):
             self._last = now
             self._tensors = any(isinstance(v, torch.Tensor) for t in now for v in t)
             self._lrs = [float(t[0]) for t in now]
-            if self.changed_at is None and [t[1:] for t in now] != self._first:
+            if self.changed_at is None and [_plain(t[1:]) for t in now] != self._first:
                 self.changed_at = step
         self.group_lrs.append(self._lrs)  # never changed in place: a new list whenever an lr changes
         self.lrs.append(self._lrs[0])
+
+
+def _plain(values: tuple) -> tuple:
+    """Tensor settings as Python numbers (a tensor compares equal to itself after an in-place change)."""
+    return tuple(v.item() if isinstance(v, torch.Tensor) else v for v in values)
 
 
 def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[str], explicit: bool) -> list[str]:
