@@ -90,12 +90,12 @@ def test_float32_windows_take_no_second_pass(monkeypatch):
             kt.koopman(_traj(Z), method="gram").limit(warn=False)
 
 
-@pytest.mark.parametrize("scale", [1e200, 1e300, 1e-170])
-def test_the_qr_route_at_extreme_scales(scale):
-    # ||W||_F computed without squaring: it used to overflow (1e200: "does not move") or vanish
-    # (1e-170: every rounding direction kept as a mode)
+@pytest.mark.parametrize("scale, method", [(1e200, "svd"), (1e300, "svd"), (1e-170, "svd"), (1e152, "gram")])
+def test_extreme_scales(scale, method):
+    # ||W||_F computed without squaring its sum: it used to overflow (1e200, and 1e152 on the Gram
+    # route, whose Gram is still finite: "does not move") or vanish (1e-170: rounding kept as modes)
     W, x_star = systems.affine_window(2000, 140, np.linspace(0.5, 0.99, 8))
-    k = kt.koopman(_traj(W[:, 100:] * scale), method="svd")
+    k = kt.koopman(_traj(W[:, 100:] * scale), method=method)
     assert k.affine.rank == 4  # the four modes above 0.9^100 ~ 3e-5 of the slowest: the rest are rounding
     assert float((k.limit(warn=False).theta / scale - x_star).norm() / x_star.norm()) < 1e-12
 

@@ -118,7 +118,7 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
     else:  # from the deviations' Gram: rounding relative to the deviations (module notes)
         Gd, accumulated = difference_gram(acc), acc[: T - 1, : T - 1]
     scale = math.sqrt(max(float(torch.linalg.eigvalsh(accumulated)[-1]), 0.0))  # the accumulated Gram's rounding
-    frob = math.sqrt(max(float(torch.diagonal(assemble_gram(acc)).sum()), 0.0))  # ||W||_F; rounding ~eps64 scale^2
+    frob = _frobenius(torch.diagonal(assemble_gram(acc)))  # ||W||_F; the Gram's rounding is ~eps64 scale^2
     if 0 < scale < 2.0**-484 or (scale == 0 and 0 < frob < 2.0**-450):  # squares below ~2^-968: subnormal
         raise ValueError(f"W is too small for the Gram route: its steps' largest squared singular value "
                          f"({scale**2:.1e}) lies within 2**54 of float64's underflow, where the Gram loses digits; "
@@ -131,6 +131,14 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
     Rd = _gram_factor(Gd)
     return Factor(_gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, data_floor,
                   _eps(W.dtype), gram_floor)
+
+
+def _frobenius(sq: Tensor) -> float:
+    """sqrt(sum(sq)) for the squared snapshot norms ``sq`` (T,), scaled so the sum cannot overflow."""
+    top = float(sq.max().clamp_min(0))
+    if not math.isfinite(top):
+        raise ValueError("W^H W overflows: a snapshot's squared norm exceeds float64; rescale W")
+    return math.sqrt(top) * math.sqrt(float((sq / top).clamp_min(0).sum())) if top > 0 else 0.0
 
 
 def _gram_factor(G: Tensor) -> Tensor:

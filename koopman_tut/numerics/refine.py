@@ -17,9 +17,9 @@ backward stable (|s_i - q_i D P^H| <= ~T eps64 |s_i|): S = Q1 (D P^H) up to the 
 rounding, and with Q1^H Q1 = R1^H R1, R1 D P^H is a factor of S, R^H R = S^H S, as accurate
 as the QR route's (measured: see tests/test_limits.py, the route pair on warm windows).
 
-It runs wherever the Gram route's floor lies above the data's rounding: for float64 data (and
-a float32 window given only by its deviations' Gram, whose rounding is coarser), never for data
-recorded in float32 or below. The cost is one more pass over W (the steps, one GEMM with the
+It runs wherever the Gram route's floor lies above the data's rounding: for float64 data, never
+for data recorded in float32 or below through the steps' Gram (only a contrived float32 window
+given by its deviations' Gram, whose rounding can be coarser, may take it). The cost is one more pass over W (the steps, one GEMM with the
 (T-1, T-1) preconditioner, one Gram): ``benchmarks/bench_dmd.py --dtype float64`` prints what the
 affine limit costs with it.
 """
