@@ -36,7 +36,7 @@ JOBS ?= 2
 # the numerical tests run again under ATen's portable kernels (one thread), AVX2 and MKL's
 # conditional-numerical-reproducibility path (MKL_CBWR=COMPATIBLE: other LAPACK/BLAS kernels,
 # other rounding, also on AMD CPUs where MKL_ENABLE_INSTRUCTIONS changes nothing)
-KERNEL_TESTS := tests/test_dmd.py tests/test_snapshots.py tests/test_eig_order.py
+KERNEL_TESTS := tests/test_dmd.py tests/test_snapshots.py tests/test_eig_order.py tests/test_limits.py
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS)
 
 test: $(STAMP)
