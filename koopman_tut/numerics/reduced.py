@@ -25,8 +25,8 @@ floor (float64 data: a window whose fastest modes have decayed to between the tw
 there), the Gram route reads W once more (:mod:`koopman_tut.numerics.refine`) and resolves the
 differences as the QR route does: then the two routes differ by no more than the QR route
 differs from itself on the same rows in another order. Data recorded in float32 never takes
-that pass (its rounding, eps32 ||W||_F, lies at or above the Gram's floor, 4 sqrt(eps64) ||S||_2 with
-||S||_2 <= 2 ||W||_F).
+that pass: its rounding, eps32 ||W||_F, lies at or above the Gram's floor, 4 sqrt(eps64) ||S||_2,
+since ||S||_2 <= 2 ||W||_F.
 
 **The Gram route's floor.** The Gram route accumulates the steps' Gram S^H S itself
 (:func:`~koopman_tut.numerics.snapshots.step_gram`), in float64, with rounding of about

@@ -19,9 +19,9 @@ as the QR route's (measured: see tests/test_limits.py, the route pair on warm wi
 
 It runs wherever the Gram route's floor lies above the data's rounding: for float64 data, never
 for data recorded in float32 or below through the steps' Gram (only a contrived float32 window
-given by its deviations' Gram, whose rounding can be coarser, may take it). The cost is one more pass over W (the steps, one GEMM with the
-(T-1, T-1) preconditioner, one Gram): ``benchmarks/bench_dmd.py --dtype float64`` prints what the
-affine limit costs with it.
+given by its deviations' Gram, whose rounding can be coarser, may take it). The cost is one more
+pass over W (the steps, one GEMM with the (T-1, T-1) preconditioner, one Gram):
+``benchmarks/bench_dmd.py --dtype float64`` prints what the affine limit costs with it.
 """
 from __future__ import annotations
 
