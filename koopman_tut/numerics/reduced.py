@@ -51,7 +51,7 @@ import torch
 
 from .dmd import choose_rank, deviation_gram_checked
 from .dmd_result import canonical_order, powers
-from .refine import refined_step_factor
+from .refine import gram_factor, refined_step_factor
 from .snapshots import (assemble_gram, check_finite, deviation_from_steps, difference_gram, difference_matrix,
                         step_gram)
 
@@ -128,8 +128,8 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
         Rd = refined_step_factor(W, Gd, scale, group)  # one more pass: the QR route's resolution (refine.py)
         R = torch.linalg.qr(delay_differences(Rd, delays), mode="r")[1] if delays else Rd
         return Factor(R, Rd, False, data_floor, _eps(W.dtype), gram_floor)
-    Rd = _gram_factor(Gd)
-    return Factor(_gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, data_floor,
+    Rd = gram_factor(Gd)
+    return Factor(gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, data_floor,
                   _eps(W.dtype), gram_floor)
 
 
@@ -139,15 +139,6 @@ def _frobenius(sq: Tensor) -> float:
     if not math.isfinite(top):
         raise ValueError("W^H W overflows: a snapshot's squared norm exceeds float64; rescale W")
     return math.sqrt(top) * math.sqrt(float((sq / top).clamp_min(0).sum())) if top > 0 else 0.0
-
-
-def _gram_factor(G: Tensor) -> Tensor:
-    """R (q, m) with R^H R = G for a float64 Gram G (m, m), directions below eps64 of its largest
-    eigenvalue dropped (singular values below sqrt(eps64) s_max: under the route's floor, which
-    the rank rule applies)."""
-    ev, P = torch.linalg.eigh(G)
-    keep = ev > ev.max() * EPS64
-    return ev[keep].sqrt()[:, None] * P[:, keep].mH
 
 
 def _gram_floor(scale: float, delays: int) -> float:

@@ -79,7 +79,12 @@ def refined_step_factor(W: Tensor, Gd: Tensor, scale: float, group=None) -> Tens
     ev, P = torch.linalg.eigh(Gd / scale**2)
     d = (ev.clamp_min(0) + 16 * EPS64).sqrt() * scale  # shift: the Gram route's floor, squared
     G1 = deviation_gram_checked(W, group=group, gram=partial(preconditioned_step_gram, C=P / d[None, :]))
-    ev1, P1 = torch.linalg.eigh(G1)  # Q1^H Q1: its resolved directions at unit scale
-    keep = ev1 > ev1.max() * EPS64
-    R1 = ev1[keep].sqrt()[:, None] * P1[:, keep].mH
-    return R1 @ (d[:, None] * P.mH)  # S = Q1 D P^H
+    return gram_factor(G1) @ (d[:, None] * P.mH)  # S = Q1 D P^H; G1 = Q1^H Q1, resolved directions at unit scale
+
+
+def gram_factor(G: Tensor) -> Tensor:
+    """R (q, m) with R^H R = G for a float64 Gram G (m, m), directions below eps64 of its largest
+    eigenvalue dropped (singular values below sqrt(eps64) s_max: rounding of the Gram)."""
+    ev, P = torch.linalg.eigh(G)
+    keep = ev > ev.max() * EPS64
+    return ev[keep].sqrt()[:, None] * P[:, keep].mH
