@@ -58,7 +58,8 @@ def test_layouts_are_what_they_claim():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.complex64])
 @pytest.mark.parametrize("batch", [None, 3])
 @pytest.mark.parametrize("chunk", [None, 7, 1000])
-@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (1, 3)])
+# T >= 32: the Gram by block rows (numerics/syrk.py), the last block narrower (70 = 4 x 17 + 2)
+@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (1, 3), (300, 70), (40, 33)])
 def test_deviation_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T):
     W0 = data(n, T, dtype, batch)
     Z = W0.to(torch.complex128 if dtype.is_complex else torch.float64)  # the stored numbers, exactly
@@ -70,6 +71,7 @@ def test_deviation_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, 
     for name, W in layouts(W0).items():
         acc = deviation_gram(W, chunk)
         assert acc.shape == W.shape[:-2] + (T, T), name
+        assert torch.equal(acc, acc.mH), name  # Hermitian to the bit: one triangle, mirrored
         assert bool(((acc - B.mH @ B).abs() <= bound).all()), name  # every entry, the last row too
         # what the solvers use: the Gram of W and of the successive differences
         G = assemble_gram(acc)
@@ -84,7 +86,7 @@ def test_deviation_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64, torch.complex64])
 @pytest.mark.parametrize("batch", [None, 3])
 @pytest.mark.parametrize("chunk", [None, 7])
-@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2)])
+@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (300, 70)])
 def test_step_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T):
     W0 = data(n, T, dtype, batch)
     Z = W0.to(torch.complex128 if dtype.is_complex else torch.float64)
@@ -221,15 +223,16 @@ def test_one_dimensional_snapshots_say_the_shape_expected():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex128])
-def test_the_preconditioned_step_gram_in_every_layout(dtype):
+@pytest.mark.parametrize("T, q", [(9, 5), (50, 45)])
+def test_the_preconditioned_step_gram_in_every_layout(dtype, T, q):
     # the second pass's Gram of S C (numerics/refine.py): the same numbers from every memory
     # order and chunk size, within float64 rounding of (|S| |C|)^H (|S| |C|)
     from koopman_tut.numerics.refine import preconditioned_step_gram
     g = torch.Generator().manual_seed(3)
-    n, T = 1000, 9
+    n = 1000
     W0 = torch.randn(n, T, generator=g, dtype=torch.float64).cumsum(1)
     W0 = (torch.complex(W0, W0.flip(0)) if dtype.is_complex else W0).to(dtype)
-    C = torch.randn(T - 1, 5, generator=g, dtype=torch.float64)
+    C = torch.randn(T - 1, q, generator=g, dtype=torch.float64)
     Y = torch.diff(W0.to(torch.complex128 if dtype.is_complex else torch.float64), dim=1) @ C.to(
         torch.complex128 if dtype.is_complex else torch.float64)
     A = torch.diff(W0.abs().double(), dim=1).abs() + 2 * W0.abs().double()[:, 1:]  # >= |steps|
@@ -237,4 +240,4 @@ def test_the_preconditioned_step_gram_in_every_layout(dtype):
     for name, W in layouts(W0).items():
         for chunk in (None, 7):
             G = preconditioned_step_gram(W, chunk, C=C)
-            assert G.shape == (5, 5) and bool(((G - Y.mH @ Y).abs() <= bound).all()), (name, chunk)
+            assert G.shape == (q, q) and bool(((G - Y.mH @ Y).abs() <= bound).all()), (name, chunk)

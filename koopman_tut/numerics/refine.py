@@ -31,6 +31,7 @@ import torch
 
 from .dmd import deviation_gram_checked
 from .snapshots import check_chunk_rows, chunk_buffer, default_chunk_rows, snapshot_major
+from .syrk import add_upper_gram_, mirror_upper
 
 Tensor = torch.Tensor
 EPS64 = torch.finfo(torch.float64).eps
@@ -58,12 +59,11 @@ def preconditioned_step_gram(W: Tensor, chunk_rows: int | None = None, *, C: Ten
         b.copy_(W[start:start + e])
         torch.sub(b[:, 1:], b[:, :-1], out=d)  # the steps, in float64
         if by_snapshot:
-            yt = torch.matmul(C.mT, d.mT, out=y[:, :e])  # (q, e) = (d C)^T
-            acc += yt.conj() @ yt.mT
+            ye = torch.matmul(C.mT, d.mT, out=y[:, :e]).mT  # (e, q) = d C, stored as its transpose
         else:
             ye = torch.matmul(d, C, out=y[:e])  # (e, q): preconditioned
-            acc += ye.mH @ ye
-    return acc.cpu()
+        add_upper_gram_(acc, ye)
+    return mirror_upper(acc).cpu()
 
 
 def refined_step_factor(W: Tensor, Gd: Tensor, scale: float, group=None) -> Tensor:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .syrk import add_upper_gram_, mirror_upper
+
 Tensor = torch.Tensor
 CHUNK_ELEMENTS = 2**19  # float64 elements per chunk buffer (4 MiB, stays in a last-level cache): rows = this // T
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
@@ -141,8 +143,8 @@ def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
         b = buf[..., : stop - start, :]  # (..., rows, T)
         b.copy_(W[..., start:stop, :])  # converted to float64 on the way, no temporary
         b[..., : T - 1].sub_(b[..., T - 1:])  # [w_t - r for t < T-1, r], in float64
-        acc += b.mH @ b  # (..., T, T), small
-    return acc.cpu()
+        add_upper_gram_(acc, b)  # (..., T, T), small
+    return mirror_upper(acc).cpu()
 
 
 def step_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
@@ -167,8 +169,8 @@ def step_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
         b.copy_(W[..., start:stop, :])  # converted to float64 on the way
         torch.sub(b[..., 1:], b[..., :-1], out=d[..., : T - 1])  # the steps, in float64
         d[..., T - 1] = b[..., T - 1]
-        acc += d.mH @ d
-    return acc.cpu()
+        add_upper_gram_(acc, d)
+    return mirror_upper(acc).cpu()
 
 
 def deviation_from_steps(sacc: Tensor) -> Tensor:
