@@ -2,8 +2,8 @@
 
 A Gram matrix is Hermitian, so a full GEMM computes every off-diagonal entry twice. On a CPU
 the float64 Gram pass over a tall window is compute-bound, not memory-bound (1M x 64 float32
-on 2 cores: converting every chunk to float64 takes about 9 ms, the chunks' GEMMs about
-110 ms), so computing the upper triangle alone, block row by block row,
+on 2 AMD cores: converting every chunk to float64 takes about 9 ms, the whole pass with one
+GEMM per chunk 115-165 ms), so computing the upper triangle alone, block row by block row,
 
     acc[i:i+h, i:] += b[:, i:i+h]^H b[:, i:]        for i = 0, h, 2h, ...
 
