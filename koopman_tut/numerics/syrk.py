@@ -7,10 +7,13 @@ GEMM per chunk 115-165 ms), so computing the upper triangle alone, block row by 
 
     acc[i:i+h, i:] += b[:, i:i+h]^H b[:, i:]        for i = 0, h, 2h, ...
 
-does (T + h) / (2 T) of the work: 5/8 for T = 64, h = 16. Every entry is still one float64
-dot product over the chunk's rows, so the Gram's rounding bound is unchanged. The blocks are
-measured, not derived (benchmarks/bench_dmd.py); below 32 columns one GEMM is as fast. On a
-GPU the pass is memory-bound and each block is one more kernel launch: one GEMM there.
+does (T + h) / (2 T) of the flops: 5/8 for h = T / 4. Every entry is still one float64 dot
+product over the chunk's rows, so the Gram's rounding bound is unchanged. Time is not flops:
+MKL's GEMM speed depends on the shape by up to 2x, so the rule is measured, not derived
+(step_gram, 12.8M float32 entries, 2 AMD cores, block rows / one GEMM): 0.74-0.90 from 80
+snapshots up (80, 96, 112, 128, 257; 0.91-1.05 at 100), but 0.85-1.39 below it (1.25-1.39
+row-major at 36, 48 and 72), so below 80 snapshots it is one GEMM. On a GPU the pass is
+memory-bound and each block is one more kernel launch: one GEMM there.
 :func:`mirror_upper` fills the lower triangle once, after the last chunk.
 """
 from __future__ import annotations
@@ -21,8 +24,8 @@ Tensor = torch.Tensor
 
 
 def block_width(T: int) -> int:
-    """Columns per block row for a (T, T) Gram: T (one GEMM) below 32 columns, else T / 4, at least 16."""
-    return T if T < 32 else max(16, T // 4)
+    """Columns per block row for a (T, T) Gram: T (one GEMM) below 80 columns, else T / 4."""
+    return T if T < 80 else T // 4
 
 
 def add_upper_gram_(acc: Tensor, b: Tensor) -> None:
@@ -38,5 +41,8 @@ def add_upper_gram_(acc: Tensor, b: Tensor) -> None:
 
 
 def mirror_upper(acc: Tensor) -> Tensor:
-    """The Hermitian matrix (..., T, T) whose upper triangle is ``acc``'s."""
-    return torch.triu(acc) + torch.triu(acc, 1).mH
+    """The Hermitian matrix (..., T, T) whose upper triangle is ``acc``'s (a complex diagonal made real)."""
+    out = torch.triu(acc) + torch.triu(acc, 1).mH
+    if out.is_complex():
+        out.diagonal(dim1=-2, dim2=-1).imag.zero_()
+    return out
