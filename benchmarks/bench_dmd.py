@@ -94,26 +94,14 @@ def measure_all(fns: dict, device: str, repeat: int = 3) -> dict:
     return {name: (min(times[name]), peak_memory(fn, device)) for name, fn in fns.items()}
 
 
-def float64_chunked_gram(W: torch.Tensor) -> torch.Tensor:
+def float64_chunked_gram(W: torch.Tensor, as_kt: bool = False) -> torch.Tensor:
     """The floor of an exact Gram: every chunk converted to float64, one GEMM per chunk.
 
     Same chunk size and buffer order as kt.dmd (koopman_tut.numerics.snapshots.chunk_buffer), so the
-    ratio measures what kt.dmd adds to one exact pass, not a better or worse memory layout.
+    ratio measures what kt.dmd adds to one exact pass, not a better or worse memory layout. With
+    ``as_kt``, each chunk's Gram is added as kt.dmd adds it (koopman_tut.numerics.syrk: the upper
+    triangle alone, from 80 snapshots on a CPU).
     """
-    from koopman_tut.numerics.snapshots import chunk_buffer, default_chunk_rows
-
-    rows = default_chunk_rows(W.shape[1])
-    acc = torch.zeros(W.shape[1], W.shape[1], dtype=torch.float64, device=W.device)
-    buf = chunk_buffer(W, min(rows, W.shape[0]))
-    for s in range(0, W.shape[0], rows):
-        b = buf[: min(rows, W.shape[0] - s)]
-        b.copy_(W[s:s + rows])
-        acc += b.mT @ b
-    return acc
-
-
-def float64_chunked_upper_gram(W: torch.Tensor) -> torch.Tensor:
-    """:func:`float64_chunked_gram` as kt.dmd computes it (the upper triangle alone, from 80 snapshots on a CPU)."""
     from koopman_tut.numerics.snapshots import chunk_buffer, default_chunk_rows
     from koopman_tut.numerics.syrk import add_upper_gram_, mirror_upper
 
@@ -123,8 +111,11 @@ def float64_chunked_upper_gram(W: torch.Tensor) -> torch.Tensor:
     for s in range(0, W.shape[0], rows):
         b = buf[: min(rows, W.shape[0] - s)]
         b.copy_(W[s:s + rows])
-        add_upper_gram_(acc, b)
-    return mirror_upper(acc)
+        if as_kt:
+            add_upper_gram_(acc, b)
+        else:
+            acc += b.mT @ b
+    return mirror_upper(acc) if as_kt else acc
 
 
 LAYOUTS = {"row-major": lambda W: W,  # each row (parameter) contiguous, as built in memory here
@@ -135,7 +126,7 @@ def time_layout(W: torch.Tensor, a) -> dict:
     return measure_all({
         "W^T W (one product)": lambda: W.T @ W,
         "float64 chunked Gram (exact floor)": lambda: float64_chunked_gram(W),
-        "float64 chunked Gram, as kt.dmd does": lambda: float64_chunked_upper_gram(W),
+        "float64 chunked Gram, as kt.dmd does": lambda: float64_chunked_gram(W, as_kt=True),
         "kt.dmd": lambda: kt.dmd(W),
         "kt.dmd + fixed_point": lambda: kt.dmd(W).fixed_point(),
         "kt.dmd + all modes": lambda: kt.dmd(W).modes,
