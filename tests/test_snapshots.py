@@ -53,13 +53,19 @@ def test_layouts_are_what_they_claim():
     buf = chunk_buffer(W["snapshot-major"], 10)
     assert buf.shape == (10, 6) and buf.dtype == torch.float64 and snapshot_major(buf)
     assert not snapshot_major(chunk_buffer(W["row-major"], 10))
+    # row-major rows of a power of two >= 256 bytes get 64 bytes of padding; others none
+    for T, dtype, stride in [(64, torch.float32, 72), (32, torch.float64, 40), (16, torch.complex64, 20),
+                             (63, torch.float32, 63), (48, torch.float32, 48), (16, torch.float32, 16)]:
+        buf = chunk_buffer(torch.zeros(5, T, dtype=dtype), 10)
+        assert buf.shape == (10, T) and buf.stride() == (stride, 1), (T, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.complex64])
 @pytest.mark.parametrize("batch", [None, 3])
 @pytest.mark.parametrize("chunk", [None, 7, 1000])
-# T >= 80: the Gram by block rows (numerics/syrk.py), the last block narrower (90 = 4 x 22 + 2, 81 = 4 x 20 + 1)
-@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (1, 3), (300, 90), (40, 81)])
+# T >= 64: the Gram by block rows of 8 ceil(T / 32) (numerics/syrk.py): 64 = 4 x 16, the last block narrower in
+# 65 = 2 x 24 + 17, 81 = 3 x 24 + 9, 90 = 3 x 24 + 18; T = 32, 64: row-major chunks padded (chunk_buffer)
+@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (1, 3), (40, 32), (70, 64), (50, 65), (300, 90), (40, 81)])
 def test_deviation_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T):
     W0 = data(n, T, dtype, batch)
     Z = W0.to(torch.complex128 if dtype.is_complex else torch.float64)  # the stored numbers, exactly
@@ -86,7 +92,7 @@ def test_deviation_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64, torch.complex64])
 @pytest.mark.parametrize("batch", [None, 3])
 @pytest.mark.parametrize("chunk", [None, 7])
-@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (300, 90)])
+@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (70, 64), (50, 65), (300, 90)])
 def test_step_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T):
     W0 = data(n, T, dtype, batch)
     Z = W0.to(torch.complex128 if dtype.is_complex else torch.float64)

@@ -9,11 +9,15 @@ GEMM per chunk 115-165 ms), so computing the upper triangle alone, block row by 
 
 does (T + h) / (2 T) of the flops: 5/8 for h = T / 4. Every entry is still one float64 dot
 product over the chunk's rows, so the Gram's rounding bound is unchanged. Time is not flops:
-MKL's GEMM speed depends on the shape by up to 2x, so the rule is measured, not derived
-(step_gram, 12.8M float32 entries, 2 AMD cores, block rows / one GEMM): 0.74-0.90 from 80
-snapshots up (80, 96, 112, 128, 257; 0.91-1.05 at 100), but 0.85-1.39 below it (1.25-1.39
-row-major at 36, 48 and 72), so below 80 snapshots it is one GEMM. On a GPU the pass is
-memory-bound and each block is one more kernel launch: one GEMM there.
+MKL's GEMM speed depends on the shape, and blocks whose width is not a multiple of 64 bytes
+(8 float64s, the width oneMKL's guide asks of leading dimensions) ran up to 1.4x slower than
+one GEMM (T // 4 = 9, 12, 15, 18 at T = 36, 48, 60, 72). So h is T / 4 rounded up to a multiple
+of 8, from 64 snapshots on. Measured (step_gram, 12.8M float32 entries, 2 AMD cores, median
+of 9 paired runs, blocks / one GEMM; row-major, snapshot-major): 0.76, 0.88 at 64; 0.81-0.92,
+0.81-0.90 at 65, 72, 81, 90, 96, 100, 113; 0.69-0.77, 0.72-0.76 at 128, 160, 200, 257 (T // 4
+itself: 1.43 and 1.07 at 72). Below 64 blocks were mixed (0.81-0.94 at 40 and 56, 1.05-1.26
+row-major at 36, 48 and 60): one GEMM there. On a GPU the
+pass is memory-bound and each block is one more kernel launch: one GEMM there.
 :func:`mirror_upper` fills the lower triangle once, after the last chunk.
 """
 from __future__ import annotations
@@ -24,8 +28,9 @@ Tensor = torch.Tensor
 
 
 def block_width(T: int) -> int:
-    """Columns per block row for a (T, T) Gram: T (one GEMM) below 80 columns, else T / 4."""
-    return T if T < 80 else T // 4
+    """Columns per block row for a (T, T) Gram: T (one GEMM) below 64 columns, else T / 4
+    rounded up to a multiple of 8."""
+    return T if T < 64 else 8 * -(-T // 32)
 
 
 def add_upper_gram_(acc: Tensor, b: Tensor) -> None:
