@@ -36,7 +36,7 @@ from .params import layer_parameters, parameter
 from .trajectory import Trajectory
 
 
-_SAME = torch.Tensor.is_set_to  # same storage, offset, shape and strides: read at every step (see _check)
+_SAME = torch.Tensor.is_set_to  # same storage, offset, shape and strides: read at every step (see _record)
 
 
 class RecorderFullWarning(UserWarning):
@@ -148,9 +148,10 @@ class TrajectoryRecorder:
         # what the last walk saw (registrations, the optimizer's groups, the recorded tensors) and when the next is due
         self._gen, self._groups_seen, self._aliases, self._next_walk = None, None, [], 0
         watch.install()
-        self._full = False
+        self._cap = self.storage.shape[0]
+        self._last = math.inf if self.stop is None else self.stop  # -1 once the storage is full
         self._handle = optimizer.register_step_post_hook(self._hook)
-        self._record()  # the state at construction (if inside the window)
+        self._record(self.step)  # the state at construction (if inside the window)
 
     def _capacity(self) -> int:
         cap = (self.stop - self.start) // self.every + 1 if self.stop is not None else self.max_snapshots
@@ -186,20 +187,23 @@ class TrajectoryRecorder:
                         all_shapes=[tuple(s) for s in self.shapes])
         return meta
 
-    # -- the hook runs after every optimizer.step()
+    # -- the hook runs after every optimizer.step(): the common case (nothing changed, a snapshot
+    # due) is one check per recorded tensor, one copy and one log entry, read from plain attributes
     def _hook(self, optimizer, args, kwargs) -> None:
-        self.step += 1
-        self._record()
+        self.step = s = self.step + 1
+        self._record(s)
 
-    def _record(self) -> None:  # no torch.no_grad() needed: the flat views it copies are detached
-        s = self.step
-        if self._full or (self.stop is not None and s > self.stop):
-            return  # the recording is over: nothing to check or write
-        self._check(s)  # raises if a recorded parameter was replaced, removed or reshaped
+    def _record(self, s: int) -> None:  # no torch.no_grad() needed: the flat views it copies are detached
+        if s > self._last:
+            return  # the recording is over (the window ended or the storage is full): nothing to check or write
+        ts = [local_tensor(t) for t in self._tensors] if self._sharded else self._tensors
+        if not (s < self._next_walk and watch._generation == self._gen
+                and self.optimizer.param_groups is self._groups_seen and all(map(_SAME, ts, self._aliases))):
+            self._walk(s)  # raises if a recorded parameter was replaced, removed or reshaped
         if s < self.start or (s - self.start) % self.every:
             return
         k = len(self.steps)
-        if k >= self.storage.shape[0]:
+        if k == self._cap:
             self._warn_full(s)
             return
         self._writer.write(k)
@@ -207,7 +211,7 @@ class TrajectoryRecorder:
         self._log.log(self._lr_groups, s)
         if self._disk is not None:
             self._disk.commit(k, s, self.lrs[-1])  # after the row: the file counts complete snapshots only
-            if k + 1 == self.storage.shape[0] or (self.stop is not None and s + self.every > self.stop):
+            if k + 1 == self._cap or s + self.every > self._last:
                 self._disk.close()  # nothing more can be written: the file is complete
 
     def _current(self) -> list[tuple[nn.Module | None, torch.Tensor | None, bool]]:
@@ -228,16 +232,12 @@ class TrajectoryRecorder:
         orig = ps.get(self._orig[i])  # pruned by torch.nn.utils.prune: train weight_orig
         return m, ps.get(attr) if orig is None else orig, orig is not None
 
-    def _check(self, s: int) -> None:
-        """Walk the model and check every recorded tensor (:meth:`_current`) if something may have
-        changed since the last walk: a registration anywhere (:mod:`.watch`: a replaced module or
-        tensor, pruning), new optimizer param_groups (``load_state_dict``), a recorded tensor off the
-        storage, offset, shape or strides seen (``p.data = ...``, ``model.to()``, a transpose), or
-        ``watch.CHECK_EVERY`` steps gone by."""
-        ts = [local_tensor(t) for t in self._tensors] if self._sharded else self._tensors
-        if (watch.generation() == self._gen and self.optimizer.param_groups is self._groups_seen
-                and s < self._next_walk and all(map(_SAME, ts, self._aliases))):
-            return
+    def _walk(self, s: int) -> None:
+        """Walk the model and check every recorded tensor (:meth:`_current`). :meth:`_record` calls
+        it when something may have changed since the last walk: a registration anywhere
+        (:mod:`.watch`: a replaced module or tensor, pruning), new optimizer param_groups
+        (``load_state_dict``), a recorded tensor off the storage, offset, shape or strides seen
+        (``p.data = ...``, ``model.to()``, a transpose), or ``watch.CHECK_EVERY`` steps gone by."""
         found = self._current()
         self._writer.prepare(found)
         self._aliases = [local_tensor(t).detach() for _, t, _ in found]
@@ -250,8 +250,8 @@ class TrajectoryRecorder:
         self._lr_groups = groups  # new dicts after optimizer.load_state_dict
 
     def _warn_full(self, s: int) -> None:
-        self._full = True
-        cap = self.storage.shape[0]
+        self._last = -1
+        cap = self._cap
         warnings.warn(f"TrajectoryRecorder is full: its {cap} snapshots (max_snapshots={self.max_snapshots}) are "
                       f"taken, so the snapshot of step {s} and all later ones are dropped. Record more with a larger "
                       f"max_snapshots=, every k-th step with every=, or end the window at the last step you need "
