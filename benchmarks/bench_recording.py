@@ -6,8 +6,10 @@ For each model, trains on synthetic batches (MNIST-shaped for mnistnet/lenet3001
 digits-shaped for mlp, CIFAR-shaped for resnet20), alternating plain and recorded epochs in
 one process so both see the same machine state, and prints the best time per epoch of each
 and the overhead ratio. Epoch times are noisy on a shared machine (a few percent), so it also
-times the recorder's step hook itself, inside the recorded epochs, and prints its median as
-a share of a plain step: the part of the overhead that is the recorder's own.
+times the recorder's step hook itself and prints its median as a share of a plain step: the
+part of the overhead that is the recorder's own. Beside it, on interleaved steps of the same
+epochs (each step runs one of them, in a shuffled order), two hooks that only copy the
+snapshot: the floor any recorder pays.
 """
 from __future__ import annotations
 
@@ -25,23 +27,55 @@ from koopman_tut.training.train import make_optimizer, resolve_device, train
 SHAPES = {"mlp": (64,), "lenet300100": (1, 28, 28), "mnistnet": (1, 28, 28), "resnet20": (3, 32, 32)}
 
 
-class HookTimer:
-    """Optimizer step hooks registered around another one: the time between them, per step."""
+class Interleaved:
+    """Step hooks timed on interleaved steps: at each optimizer step one of ``hooks`` runs (in a
+    shuffled order, each as often), timed alone, so every hook sees the same machine state."""
 
-    def __init__(self, opt: torch.optim.Optimizer, device: torch.device):
-        self.opt, self.device, self.times, self._t0 = opt, device, [], 0.0
+    def __init__(self, opt: torch.optim.Optimizer, device: torch.device, hooks: dict, per_hook: int):
+        rng = np.random.default_rng(0)
+        self.names = list(hooks)
+        self.order = rng.permutation(np.repeat(np.arange(len(hooks)), per_hook)).tolist()
+        self.fns, self.device, self.i = [hooks[k] for k in self.names], device, 0
+        self.times = {k: [] for k in self.names}
+        self._handle = opt.register_step_post_hook(self._step)
 
     def _sync(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def tic(self, *_):
+    def _step(self, opt, args, kwargs):
+        if self.i >= len(self.order):
+            return
+        j = self.order[self.i]
         self._sync()
-        self._t0 = time.perf_counter()
+        t0 = time.perf_counter()
+        self.fns[j](opt, args, kwargs)
+        self._sync()
+        self.times[self.names[j]].append(time.perf_counter() - t0)
+        self.i += 1
 
-    def toc(self, *_):
-        self._sync()
-        self.times.append(time.perf_counter() - self._t0)
+    def remove(self):
+        self._handle.remove()
+
+
+def copy_floors(rec: kt.TrajectoryRecorder, device: torch.device) -> dict:
+    """Hooks that only copy the recorded weights into the next row of a preallocated (T, n)
+    buffer, as any recorder must, by two routes: torch.cat into torch.zeros (one dispatch, pieces
+    copied in parallel, 4 KiB pages) and numpy.concatenate (one thread) into storage allocated
+    as the recorder's is (huge pages)."""
+    views = [p.detach().reshape(-1) for p in rec._tensors]
+    floors = {}
+    for route in ("torch.cat, 4 KiB pages", "numpy, recorder's storage"):
+        naive = route.startswith("torch")
+        buf = (torch.zeros(rec.storage.shape, dtype=rec.storage.dtype, device=rec.storage.device) if naive
+               else allocate(*rec.storage.shape, rec.storage.dtype, rec.storage.device, 0.8))
+        rows = iter(range(buf.shape[0]))
+        if naive or device.type != "cpu":
+            floors[route] = lambda *_, buf=buf, rows=rows: torch.cat(views, out=buf[next(rows)])
+        else:
+            nviews, nbuf = [v.numpy() for v in views], buf.numpy()
+            floors[route] = lambda *_, nv=nviews, nbuf=nbuf, rows=rows: np.concatenate(nv, out=nbuf[next(rows)])
+    return floors
 
 
 def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
@@ -55,53 +89,39 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
     print(f"{name}: {n:,} recorded parameters, {a.steps} steps of batch {a.batch} per epoch, {device}, "
           f"{torch.get_num_threads()} threads")
     train(model, loader, epochs=1, max_steps=5, optimizer=opt, progress=False, device=device)  # warm-up
-    plain, recorded, timer = [], [], HookTimer(opt, device)
-    floors = {"torch.cat, 4 KiB pages": HookTimer(opt, device), "numpy, recorder's storage": HookTimer(opt, device)}
+    plain, recorded = [], []
     for _ in range(a.repeat):
         t0 = time.perf_counter()
         train(model, loader, epochs=1, optimizer=opt, progress=False, device=device, seed=None)
         plain.append(time.perf_counter() - t0)
-        tic = opt.register_step_post_hook(timer.tic)  # hooks run in the order registered
         with kt.TrajectoryRecorder(model, opt, every=a.every, stop=a.steps, device=device) as rec:
-            toc = opt.register_step_post_hook(timer.toc)
             t0 = time.perf_counter()
             train(model, loader, epochs=1, optimizer=opt, progress=False, device=device, seed=None)
             recorded.append(time.perf_counter() - t0)
-        tic.remove()
-        toc.remove()
         assert len(rec.steps) == a.steps // a.every + 1
-        # the floors: a hook that only copies the recorded weights into the next row of a
-        # preallocated (T, n) buffer, as any recorder must, timed the same way, by two routes:
-        # torch.cat into torch.zeros (one dispatch, pieces copied in parallel, 4 KiB pages) and
-        # numpy.concatenate (one thread) into storage allocated as the recorder's is (huge pages)
-        views = [p.detach().reshape(-1) for p in rec._tensors]
-        for route, timer_ in floors.items():
-            naive = route.startswith("torch")
-            buf = (torch.zeros(rec.storage.shape, dtype=rec.storage.dtype, device=rec.storage.device) if naive
-                   else allocate(*rec.storage.shape, rec.storage.dtype, rec.storage.device, 0.8))
-            rows = iter(range(buf.shape[0]))
-            if naive or device.type != "cpu":
-                copy = lambda *_: torch.cat(views, out=buf[next(rows)])  # noqa: E731
-            else:
-                nviews, nbuf = [v.numpy() for v in views], buf.numpy()
-                copy = lambda *_: np.concatenate(nviews, out=nbuf[next(rows)])  # noqa: E731
-            hooks = [opt.register_step_post_hook(h) for h in (timer_.tic, copy, timer_.toc)]
-            train(model, loader, epochs=1, optimizer=opt, progress=False, device=device, seed=None)
-            for h in hooks:
-                h.remove()
+    # the recorder's hook and the copy floors, each on a third of the steps of the same epochs
+    per_hook = max(1, a.steps * a.repeat // 3)
+    rec = kt.TrajectoryRecorder(model, opt, max_snapshots=per_hook + 1, device=device)
+    rec.remove()  # its hook runs only on the steps the timer gives it (every=1: a snapshot each time)
+    timer = Interleaved(opt, device, {"recorder's hook": rec._hook, **copy_floors(rec, device)}, per_hook)
+    while timer.i < len(timer.order):
+        train(model, loader, epochs=1, optimizer=opt, progress=False, device=device, seed=None)
+    timer.remove()
+    assert len(rec.steps) == per_hook + 1
     tp, tr = min(plain), min(recorded)
-    hook = statistics.median(timer.times)
-    bare = {route: statistics.median(t.times) for route, t in floors.items()}
-    floor = min(bare.values())
+    med = {k: statistics.median(t) for k, t in timer.times.items()}
+    hook = med.pop("recorder's hook")
+    floor = min(med.values())
+    share = lambda t: f"{100 * t * a.steps / tp:.2f}%"  # noqa: E731
     print(f"  {'epoch without recording':28s} {tp:8.3f} s")
     print(f"  {'epoch recording every ' + str(a.every):28s} {tr:8.3f} s")
     print(f"  overhead: {100 * (tr / tp - 1):+.2f}%  (ratio {tr / tp:.4f}; best of {a.repeat}, noisy)")
-    print(f"  recorder hook: median {1e6 * hook:.1f} us per step = {100 * hook * a.steps / tp:.2f}% of a plain step "
-          f"({1e3 * tp / a.steps:.2f} ms)")
+    print(f"  recorder hook: median {1e6 * hook:.1f} us per step = {share(hook)} of a plain step "
+          f"({1e3 * tp / a.steps:.2f} ms); timed on interleaved steps with the floors below")
     print("  the floor, a hook that only copies the snapshot into the next buffer row: " + ", ".join(
-        f"{route} {1e6 * t:.1f} us = {100 * t * a.steps / tp:.2f}%" for route, t in bare.items()))
-    print(f"  the recorder's own work beyond the faster floor: {1e6 * (hook - floor):.1f} us "
-          f"= {100 * (hook - floor) * a.steps / tp:.2f}% of a plain step")
+        f"{route} {1e6 * t:.1f} us = {share(t)}" for route, t in med.items()))
+    print(f"  the recorder's own work beyond the faster floor: {1e6 * (hook - floor):.1f} us = {share(hook - floor)} "
+          f"of a plain step")
 
 
 def main(argv=None):
