@@ -92,8 +92,9 @@ def snapshot_major(W: Tensor) -> bool:
     return W.stride(-2) < W.stride(-1)
 
 
-def chunk_buffer(W: Tensor, rows: int) -> Tensor:
-    """An empty (..., rows, T) float64 (complex128 for complex W) buffer laid out in W's memory order.
+def chunk_buffer(W: Tensor, rows: int, columns: int | None = None) -> Tensor:
+    """An empty (..., rows, columns) float64 (complex128 for complex W) buffer laid out in W's
+    memory order; ``columns`` defaults to W's T.
 
     Converting a chunk of W into it then reads and writes contiguously, and a GEMM on it
     reads it the way its rows (row-major W) or snapshots (snapshot-major W, as recorded)
@@ -107,7 +108,7 @@ def chunk_buffer(W: Tensor, rows: int) -> Tensor:
     without padding at those three; at strides that are not powers of two (T = 24, 40, 56)
     padding made it 1.10-1.18x slower, so they keep none.
     """
-    lead, T, dtype = W.shape[:-2], W.shape[-1], _acc_dtype(W)
+    lead, T, dtype = W.shape[:-2], columns or W.shape[-1], _acc_dtype(W)
     if snapshot_major(W):
         return torch.empty(lead + (T, rows), dtype=dtype, device=W.device).mT
     width = T * torch.empty((), dtype=dtype).element_size()  # bytes per row
@@ -171,15 +172,19 @@ def step_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     n, T = W.shape[-2], W.shape[-1]
     chunk_rows = chunk_rows or default_chunk_rows(T)
     acc = torch.zeros(W.shape[:-2] + (T, T), dtype=_acc_dtype(W), device=W.device)
-    buf, steps = chunk_buffer(W, min(chunk_rows, n)), chunk_buffer(W, min(chunk_rows, n))
+    rows = min(chunk_rows, n)
+    buf, steps = chunk_buffer(W, rows, T + 1), chunk_buffer(W, rows)  # buf: [w_0 ... w_{T-1}, 0]
+    buf[..., T].zero_()
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
-        b, d = buf[..., : stop - start, :], steps[..., : stop - start, :]  # (..., rows, T)
-        b.copy_(W[..., start:stop, :])  # converted to float64 on the way
-        torch.sub(b[..., 1:], b[..., :-1], out=d[..., : T - 1])  # the steps, in float64
-        d[..., T - 1] = b[..., T - 1]
+        b, d = buf[..., : stop - start, :], steps[..., : stop - start, :]  # (..., rows, T + 1), (..., rows, T)
+        b[..., :T].copy_(W[..., start:stop, :])  # converted to float64 on the way
+        torch.sub(b[..., 1:], b[..., :-1], out=d)  # [d_0 ... d_{T-2}, 0 - r] in one operation, in float64
         add_upper_gram_(acc, d)
-    return mirror_upper(acc).cpu()
+    acc = mirror_upper(acc)
+    acc[..., : T - 1, T - 1].neg_()  # the Gram of [d, -r] -> of [d, r]: exact
+    acc[..., T - 1, : T - 1].neg_()
+    return acc.cpu()
 
 
 def deviation_from_steps(sacc: Tensor) -> Tensor:
