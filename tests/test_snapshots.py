@@ -229,9 +229,10 @@ def test_one_dimensional_snapshots_say_the_shape_expected():
                 call(W)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex128])
+@pytest.mark.parametrize("dtype, c_dtype", [(torch.float32, torch.float64), (torch.float64, torch.float64),
+                                            (torch.complex128, torch.float64), (torch.float64, torch.complex128)])
 @pytest.mark.parametrize("T, q", [(9, 5), (100, 90)])
-def test_the_preconditioned_step_gram_in_every_layout(dtype, T, q):
+def test_the_preconditioned_step_gram_in_every_layout(dtype, c_dtype, T, q):
     # the second pass's Gram of S C (numerics/refine.py): the same numbers from every memory
     # order and chunk size, within float64 rounding of (|S| |C|)^H (|S| |C|)
     from koopman_tut.numerics.refine import preconditioned_step_gram
@@ -239,9 +240,9 @@ def test_the_preconditioned_step_gram_in_every_layout(dtype, T, q):
     n = 1000
     W0 = torch.randn(n, T, generator=g, dtype=torch.float64).cumsum(1)
     W0 = (torch.complex(W0, W0.flip(0)) if dtype.is_complex else W0).to(dtype)
-    C = torch.randn(T - 1, q, generator=g, dtype=torch.float64)
-    Y = torch.diff(W0.to(torch.complex128 if dtype.is_complex else torch.float64), dim=1) @ C.to(
-        torch.complex128 if dtype.is_complex else torch.float64)
+    C = torch.randn(T - 1, q, generator=g, dtype=c_dtype)  # complex C with real W: the steps made complex
+    wide = torch.complex128 if dtype.is_complex or c_dtype.is_complex else torch.float64
+    Y = torch.diff(W0.to(wide), dim=1) @ C.to(wide)
     A = torch.diff(W0.abs().double(), dim=1).abs() + 2 * W0.abs().double()[:, 1:]  # >= |steps|
     bound = 4 * (n + T + 4) * EPS64 * ((A @ C.abs()).mT @ (A @ C.abs()))
     for name, W in layouts(W0).items():

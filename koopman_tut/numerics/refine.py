@@ -58,6 +58,7 @@ def preconditioned_step_gram(W: Tensor, chunk_rows: int | None = None, *, C: Ten
         b, d = buf[:e], steps[:e, : T - 1]  # (e, T), (e, T-1) float64
         b.copy_(W[start:start + e])
         torch.sub(b[:, 1:], b[:, :-1], out=d)  # the steps, in float64
+        d = d if d.dtype == C.dtype else d.to(C.dtype)  # real W, complex C: the steps as complex, exactly
         if by_snapshot:
             ye = torch.matmul(C.mT, d.mT, out=y[:, :e]).mT  # (e, q) = d C, stored as its transpose
         else:
