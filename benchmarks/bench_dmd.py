@@ -9,9 +9,9 @@ contiguous, as TrajectoryRecorder stores it), prints wall time and peak extra me
   * + all modes                      (what PyDMD always computes)
   * one W^T W product in W's dtype   (one pass of arithmetic over W, inexact for float32)
   * one float64 chunked Gram          (the floor of an exact method: each chunk converted
-                                       to float64, then one GEMM, with kt.dmd's chunk size and
-                                       buffer order; what kt.dmd must stay near)
-  * the same, as kt.dmd computes it   (on a CPU from 80 snapshots, the upper triangle alone by
+                                       to float64, then one GEMM, with kt.dmd's chunk size,
+                                       buffer order and padding; what kt.dmd must stay near)
+  * the same, as kt.dmd computes it   (on a CPU from 64 snapshots, the upper triangle alone by
                                        block rows, koopman_tut.numerics.syrk; below that, one GEMM:
                                        then it is the row above; the floor of kt.dmd's own method)
 and, once, PyDMD DMD(svd_rank=-1, exact=True) on the CPU (skipped with --no-pydmd),
@@ -97,10 +97,10 @@ def measure_all(fns: dict, device: str, repeat: int = 3) -> dict:
 def float64_chunked_gram(W: torch.Tensor, as_kt: bool = False) -> torch.Tensor:
     """The floor of an exact Gram: every chunk converted to float64, one GEMM per chunk.
 
-    Same chunk size and buffer order as kt.dmd (koopman_tut.numerics.snapshots.chunk_buffer), so the
-    ratio measures what kt.dmd adds to one exact pass, not a better or worse memory layout. With
-    ``as_kt``, each chunk's Gram is added as kt.dmd adds it (koopman_tut.numerics.syrk: the upper
-    triangle alone, from 80 snapshots on a CPU).
+    Same chunk size, buffer order and row padding as kt.dmd (koopman_tut.numerics.snapshots.chunk_buffer),
+    so the ratio measures what kt.dmd adds to one exact pass, not a better or worse memory layout.
+    With ``as_kt``, each chunk's Gram is added as kt.dmd adds it (koopman_tut.numerics.syrk: the
+    upper triangle alone, from 64 snapshots on a CPU).
     """
     from koopman_tut.numerics.snapshots import chunk_buffer, default_chunk_rows
     from koopman_tut.numerics.syrk import add_upper_gram_, mirror_upper
