@@ -92,7 +92,8 @@ def test_deviation_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64, torch.complex64])
 @pytest.mark.parametrize("batch", [None, 3])
 @pytest.mark.parametrize("chunk", [None, 7])
-@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (70, 64), (50, 65), (300, 90)])
+# T = 31, 63: step_gram's buffer [w_0 ... w_{T-1}, 0] is a power of two wide, so padded
+@pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (40, 31), (70, 63), (70, 64), (50, 65), (300, 90)])
 def test_step_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T):
     W0 = data(n, T, dtype, batch)
     Z = W0.to(torch.complex128 if dtype.is_complex else torch.float64)
@@ -107,8 +108,20 @@ def test_step_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T):
     for name, W in layouts(W0).items():
         sacc = step_gram(W, chunk)
         assert torch.equal(sacc, sacc.mH), name
+        assert not torch.signbit(torch.view_as_real(sacc) if sacc.is_complex() else sacc)[sacc == 0].any(), name
         assert bool(((sacc - S.mH @ S).abs() <= bound).all()), name
         assert bool(((deviation_from_steps(sacc) - B.mH @ B).abs() <= dev_bound + 1e-300).all()), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_step_gram_gives_an_exact_zero_as_plus_zero(dtype):
+    # a window that ends at 0: every product with r is 0, and the Gram holds +0.0 there, as one
+    # float64 sum of products gives it (step_gram takes the steps against -r and flips the sign back)
+    W = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0]], dtype=dtype)
+    for name, Wl in layouts(W).items():
+        G = step_gram(Wl)
+        parts = torch.view_as_real(G) if G.is_complex() else G
+        assert (parts == 0).any() and not torch.signbit(parts).any(), name
 
 
 def test_the_steps_gram_resolves_what_the_deviations_gram_cannot():

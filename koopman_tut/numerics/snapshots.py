@@ -182,8 +182,8 @@ def step_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
         torch.sub(b[..., 1:], b[..., :-1], out=d)  # [d_0 ... d_{T-2}, 0 - r] in one operation, in float64
         add_upper_gram_(acc, d)
     acc = mirror_upper(acc)
-    acc[..., : T - 1, T - 1].neg_()  # the Gram of [d, -r] -> of [d, r]: exact
-    acc[..., T - 1, : T - 1].neg_()
+    for side in (acc[..., : T - 1, T - 1], acc[..., T - 1, : T - 1]):  # the Gram of [d, -r] -> of [d, r]: exact
+        torch.sub(0.0, side, out=side)  # 0 - x, not -x: a zero stays +0.0, as a sum of products gives it
     return acc.cpu()
 
 
