@@ -169,6 +169,35 @@ def test_optimizer_load_state_dict_is_followed():
         rec.trajectory()
 
 
+def test_recorded_parameters_split_over_two_groups_raise_at_every_step():
+    """A step that finds the recorded parameters in more optimizer groups than at the start raises;
+    caught, the next steps raise again rather than record with the old groups' lrs."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=10)
+    train_steps(model, opt, 1)
+    g, params = opt.param_groups[0], list(model.parameters())
+    opt.param_groups = [dict(g, params=params[:1], lr=0.5), dict(g, params=params[1:], lr=0.7)]
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match=r"moved from 1 optimizer group\(s\) to 2"):
+            train_steps(model, opt, 1)
+    assert rec.steps == [0, 1] and rec.lrs == [0.1, 0.1]
+
+
+def test_stop_changed_while_recording_is_followed():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=5, max_snapshots=20)
+    rec.stop = 3  # earlier: the window ends there
+    train_steps(model, opt, 10)
+    assert rec.steps == [0, 1, 2, 3]
+    rec = kt.TrajectoryRecorder(model, opt, stop=5, max_snapshots=20)  # storage for steps 0-5
+    rec.stop = 8  # later: the storage fills up first, and says so
+    with pytest.warns(kt.recording.recorder.RecorderFullWarning, match="snapshot of step 6"):
+        train_steps(model, opt, 10)
+    assert rec.steps == [0, 1, 2, 3, 4, 5]
+
+
 def test_lrs_follow_schedules_hand_edits_and_tensors_changed_in_place():
     """The lrs are converted only when a value read changes: a schedule, a hand edit, and a tensor
     lr changed in place (equal to itself, so read at every snapshot) are all logged."""

@@ -149,9 +149,19 @@ class TrajectoryRecorder:
         self._gen, self._groups_seen, self._aliases, self._next_walk = None, None, [], 0
         watch.install()
         self._cap = self.storage.shape[0]
-        self._last = math.inf if self.stop is None else self.stop  # -1 once the storage is full
         self._handle = optimizer.register_step_post_hook(self._hook)
         self._record(self.step)  # the state at construction (if inside the window)
+
+    @property
+    def stop(self) -> int | None:
+        """The last step recorded (None: until the storage is full); it may be changed while recording."""
+        return self._stop
+
+    @stop.setter
+    def stop(self, value: int | None) -> None:
+        self._stop = value
+        if getattr(self, "_last", None) != -1:  # full storage stays full
+            self._last = math.inf if value is None else value  # the hook's one bound; -1 once the storage is full
 
     def _capacity(self) -> int:
         cap = (self.stop - self.start) // self.every + 1 if self.stop is not None else self.max_snapshots
@@ -239,15 +249,15 @@ class TrajectoryRecorder:
         (``load_state_dict``), a recorded tensor off the storage, offset, shape or strides seen
         (``p.data = ...``, ``model.to()``, a transpose), or ``watch.CHECK_EVERY`` steps gone by."""
         found = self._current()
+        groups = self._groups_now()
+        if len(groups) != len(self._lr_groups):  # raised again at every step: nothing saved from this walk
+            raise RuntimeError(f"the recorded parameters moved from {len(self._lr_groups)} optimizer "
+                               f"group(s) to {len(groups)}")
+        self._lr_groups = groups  # new dicts after optimizer.load_state_dict
         self._writer.prepare(found)
         self._aliases = [local_tensor(t).detach() for _, t, _ in found]
         self._gen, self._groups_seen = watch.generation(), self.optimizer.param_groups
         self._next_walk = s + watch.CHECK_EVERY
-        groups = self._groups_now()
-        if len(groups) != len(self._lr_groups):
-            raise RuntimeError(f"the recorded parameters moved from {len(self._lr_groups)} optimizer "
-                               f"group(s) to {len(groups)}")
-        self._lr_groups = groups  # new dicts after optimizer.load_state_dict
 
     def _warn_full(self, s: int) -> None:
         self._last = -1
