@@ -63,6 +63,7 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dmd.py --n 1000000 --t 64
+	$(BIN)/python benchmarks/bench_gram_blocks.py
 	$(BIN)/python benchmarks/bench_recording.py
 	$(BIN)/python benchmarks/bench_scale.py
 

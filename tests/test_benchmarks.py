@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {
     "bench_dmd": ["--n", "4000", "--t", "8", "--repeat", "1"],
+    "bench_gram_blocks": ["--entries", "20000", "--t", "8", "64", "--repeat", "1"],
     "bench_recording": ["--model", "mlp", "--steps", "3", "--repeat", "1"],
     "bench_scale": ["--gb", "0.002", "--dist-gb", "0.002", "--T", "8"],
 }

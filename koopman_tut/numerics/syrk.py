@@ -12,12 +12,12 @@ product over the chunk's rows, so the Gram's rounding bound is unchanged. Time i
 MKL's GEMM speed depends on the shape, and blocks whose width is not a multiple of 64 bytes
 (8 float64s, the width oneMKL's guide asks of leading dimensions) ran up to 1.4x slower than
 one GEMM (T // 4 = 9, 12, 15, 18 at T = 36, 48, 60, 72). So h is T / 4 rounded up to a multiple
-of 8, from 64 snapshots on. Measured (step_gram, 12.8M float32 entries, 2 AMD cores, median
-of 9 paired runs, blocks / one GEMM; row-major, snapshot-major): 0.76, 0.88 at 64; 0.81-0.92,
-0.81-0.90 at 65, 72, 81, 90, 96, 100, 113; 0.69-0.77, 0.72-0.76 at 128, 160, 200, 257 (T // 4
-itself: 1.43 and 1.07 at 72). Below 64 blocks were mixed (0.81-0.94 at 40 and 56, 1.05-1.26
-row-major at 36, 48 and 60): one GEMM there. On a GPU the
-pass is memory-bound and each block is one more kernel launch: one GEMM there.
+of 8, from 64 snapshots on. Measured with benchmarks/bench_gram_blocks.py (12.8M float32
+entries, 2 AMD cores, MKL, two runs; with the rules / one GEMM; row-major, snapshot-major):
+0.76, 0.86-0.88 at 64; 0.81-0.92, 0.81-0.90 at 65 to 113; 0.68-0.77, 0.72-0.80 at 128 to
+257 (T // 4 itself: 1.43 and 1.07 at 72). Below 64 blocks were mixed (0.81-0.94 at 40 and 56,
+1.05-1.26 row-major at 36, 48 and 60): one GEMM there. On a GPU the pass is memory-bound and
+each block is one more kernel launch: one GEMM there.
 :func:`mirror_upper` fills the lower triangle once, after the last chunk.
 """
 from __future__ import annotations
