@@ -23,24 +23,15 @@ import torch
 from koopman_tut.numerics import snapshots, syrk
 
 
-def packed_buffer(W: torch.Tensor, rows: int, columns: int | None = None) -> torch.Tensor:
-    """chunk_buffer without padding: rows packed, in W's memory order."""
-    lead, T = W.shape[:-2], columns or W.shape[-1]
-    dtype = torch.complex128 if W.is_complex() else torch.float64
-    if snapshots.snapshot_major(W):
-        return torch.empty(lead + (T, rows), dtype=dtype).mT
-    return torch.empty(lead + (rows, T), dtype=dtype)
-
-
 @contextmanager
 def without_rules():
     """step_gram with one GEMM per chunk into packed buffers (the pass before the rules)."""
-    width, buffer = syrk.block_width, snapshots.chunk_buffer
-    syrk.block_width, snapshots.chunk_buffer = (lambda T: T), packed_buffer
+    width, padding = syrk.block_width, snapshots.row_padding
+    syrk.block_width, snapshots.row_padding = (lambda T: T), (lambda *_: 0)
     try:
         yield
     finally:
-        syrk.block_width, snapshots.chunk_buffer = width, buffer
+        syrk.block_width, snapshots.row_padding = width, padding
 
 
 def seconds(W: torch.Tensor) -> float:

@@ -111,9 +111,16 @@ def chunk_buffer(W: Tensor, rows: int, columns: int | None = None) -> Tensor:
     lead, T, dtype = W.shape[:-2], columns or W.shape[-1], _acc_dtype(W)
     if snapshot_major(W):
         return torch.empty(lead + (T, rows), dtype=dtype, device=W.device).mT
-    width = T * torch.empty((), dtype=dtype).element_size()  # bytes per row
-    pad = 64 // (width // T) if width >= 256 and width & (width - 1) == 0 and W.device.type == "cpu" else 0
+    pad = row_padding(T, torch.empty((), dtype=dtype).element_size(), W.device)
     return torch.empty(lead + (rows, T + pad), dtype=dtype, device=W.device)[..., :T]
+
+
+def row_padding(T: int, itemsize: int, device: torch.device) -> int:
+    """Elements of padding after each row of T items in a row-major chunk buffer (see
+    :func:`chunk_buffer`): 64 bytes where a row would span a power of two of at least 256 bytes,
+    on a CPU; none otherwise."""
+    width = T * itemsize  # bytes per row
+    return 64 // itemsize if device.type == "cpu" and width >= 256 and width & (width - 1) == 0 else 0
 
 
 def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 import operator
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from itertools import chain
 
 import numpy as np
