@@ -196,6 +196,10 @@ def test_stop_changed_while_recording_is_followed():
     with pytest.warns(kt.recording.recorder.RecorderFullWarning, match="snapshot of step 6"):
         train_steps(model, opt, 10)
     assert rec.steps == [0, 1, 2, 3, 4, 5]
+    for bad, error in [("7", TypeError), (2.5, TypeError), (-1, ValueError)]:
+        with pytest.raises(error, match=r"stop must be an integer >= 0"):
+            rec.stop = bad
+    assert rec.stop == 8
 
 
 def test_lrs_follow_schedules_hand_edits_and_tensors_changed_in_place():

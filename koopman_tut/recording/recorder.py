@@ -100,7 +100,7 @@ class TrajectoryRecorder:
                  sync: bool = False, shard=False, overwrite: bool = False):
         self.every = _check_int("every", every, 1)
         self.start = _check_int("start", start, 0)
-        self.stop = None if stop is None else _check_int("stop", stop, 0)
+        self.stop = stop  # checked by the setter
         if self.stop is not None and self.stop < self.start:
             raise ValueError(f"stop must be >= start, got stop={stop!r}, start={start!r}")
         self.max_snapshots = None if max_snapshots is None else _check_int("max_snapshots", max_snapshots, 1)
@@ -159,7 +159,7 @@ class TrajectoryRecorder:
 
     @stop.setter
     def stop(self, value: int | None) -> None:
-        self._stop = value
+        self._stop = value = None if value is None else _check_int("stop", value, 0)
         if getattr(self, "_last", None) != -1:  # full storage stays full
             self._last = math.inf if value is None else value  # the hook's one bound; -1 once the storage is full
 
