@@ -9,7 +9,8 @@ and the overhead ratio. Epoch times are noisy on a shared machine (a few percent
 times the recorder's step hook itself and prints its median as a share of a plain step: the
 part of the overhead that is the recorder's own. Beside it, on interleaved steps of the same
 epochs (each step runs one of them, in a shuffled order), two hooks that only copy the
-snapshot: the floor any recorder pays.
+snapshot (the floor any recorder pays) and the recorder's per-step identity check alone (what
+keeps its rows equal to the values in use after ``p.data = ...`` or a transpose in place).
 """
 from __future__ import annotations
 
@@ -99,18 +100,20 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
             train(model, loader, epochs=1, optimizer=opt, progress=False, device=device, seed=None)
             recorded.append(time.perf_counter() - t0)
         assert len(rec.steps) == a.steps // a.every + 1
-    # the recorder's hook and the copy floors, each on a third of the steps of the same epochs
-    per_hook = max(1, a.steps * a.repeat // 3)
+    # the recorder's hook, its identity check alone and the copy floors, each on a quarter of the steps of the same epochs
+    per_hook = max(1, a.steps * a.repeat // 4)
     rec = kt.TrajectoryRecorder(model, opt, max_snapshots=per_hook + 1, device=device)
     rec.remove()  # its hook runs only on the steps the timer gives it (every=1: a snapshot each time)
-    timer = Interleaved(opt, device, {"recorder's hook": rec._hook, **copy_floors(rec, device)}, per_hook)
+    same = torch.Tensor.is_set_to
+    check = {"identity check": lambda *_, ts=rec._tensors, al=rec._aliases: all(map(same, ts, al))}
+    timer = Interleaved(opt, device, {"recorder's hook": rec._hook, **check, **copy_floors(rec, device)}, per_hook)
     while timer.i < len(timer.order):
         train(model, loader, epochs=1, optimizer=opt, progress=False, device=device, seed=None)
     timer.remove()
     assert len(rec.steps) == per_hook + 1
     tp, tr = min(plain), min(recorded)
     med = {k: statistics.median(t) for k, t in timer.times.items()}
-    hook = med.pop("recorder's hook")
+    hook, same = med.pop("recorder's hook"), med.pop("identity check")
     floor = min(med.values())
     share = lambda t: f"{100 * t * a.steps / tp:.2f}%"  # noqa: E731
     print(f"  {'epoch without recording':28s} {tp:8.3f} s")
@@ -122,6 +125,8 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
         f"{route} {1e6 * t:.1f} us = {share(t)}" for route, t in med.items()))
     print(f"  the recorder's own work beyond the faster floor: {1e6 * (hook - floor):.1f} us = {share(hook - floor)} "
           f"of a plain step")
+    print(f"  of which, timed alone on steps of its own: the check that each of the {len(rec._tensors)} recorded tensors "
+          f"still has the storage, offset, shape and strides the copy reads, {1e6 * same:.1f} us = {share(same)}")
 
 
 def main(argv=None):
