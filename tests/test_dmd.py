@@ -86,6 +86,18 @@ def test_against_pydmd(data, svd_rank, method):
                                atol=1e-7 * np.abs(W).max())
 
 
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_the_optimal_threshold_takes_the_true_median(method):
+    # 6 singular values (an even count): the median is the mean of the middle two (32, as numpy's and
+    # PyDMD's), not torch's lower one (23), which kept 3 modes where PyDMD keeps 1
+    s = torch.tensor([68.0, 45.0, 41.0, 23.0, 9.0, 0.08], dtype=torch.float64)
+    W = torch.zeros(40, 7, dtype=torch.float64)
+    W[:6, :6] = torch.diag(s)
+    W[:, 6] = torch.linspace(0.1, 1, 40, dtype=torch.float64)
+    res = kt.dmd(W, svd_rank=0, method=method)
+    assert res.rank == len(DMD(svd_rank=0, exact=True).fit(W.numpy()).eigs) == 1
+
+
 EPS64 = float(np.finfo(np.float64).eps)
 EPS32 = float(np.finfo(np.float32).eps)
 

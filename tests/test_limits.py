@@ -299,6 +299,31 @@ def test_estimate_limit_methods_on_an_affine_trajectory():
     assert out.shape == (100,) and out.dtype == W.dtype
 
 
+@pytest.mark.parametrize("method", ["svd", "gram"])
+@pytest.mark.parametrize("rank", [5, 6, 7])
+def test_a_noise_free_window_whose_modes_fill_most_of_its_spectrum_keeps_them(rank, method):
+    # 10 snapshots, 8 columns in X: with 5-7 real modes the median singular value is a mode's, and
+    # Gavish-Donoho's threshold (a noise estimate) cut 1-3 of them: 1e-3 off, silently
+    run = systems.quadratic_sgd(np.linspace(5, 20, rank), 0.01, warmup=0, n_steps=9, dim=200)
+    k = kt.koopman(run.traj, method=method)
+    lim, n_warn = _untrusted(k.fixed_point)
+    assert k.affine.rank == rank
+    assert _rel(lim, run.x_star, run.traj.snapshots) < 1e-6 and n_warn == 0
+    assert _rel(kt.estimate_limit(run.traj), run.x_star, run.traj.snapshots) < 1e-6
+
+
+def test_a_noisy_window_still_gets_the_threshold():
+    # the same window with a random walk of 1e-3 of a step added: not fitted to rounding, so the
+    # threshold decides (fewer modes than the numerical rank)
+    run = systems.quadratic_sgd(np.linspace(5, 20, 6), 0.01, warmup=0, n_steps=29, dim=200)
+    W = run.traj.snapshots
+    steps = (W[:, 1:] - W[:, :-1]).norm(dim=0).mean()
+    walk = torch.randn(W.shape, generator=torch.Generator().manual_seed(0), dtype=W.dtype).cumsum(1)
+    k = kt.koopman(_traj(W + 1e-3 * steps * walk))
+    numerical = int((torch.linalg.svdvals(k.affine.factor.R[:, :-1]) > 1e-12 * float(steps)).sum())
+    assert k.affine.rank < numerical
+
+
 @pytest.mark.parametrize("seed", [0])
 def test_mpe_on_a_window_longer_than_its_minimal_polynomial(seed):
     # rank 20 below 40 differences, every factor in (0.9, 0.999): the window converges. With

@@ -64,7 +64,7 @@ def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
     if svd_rank == 0:  # Gavish & Donoho 2014, as PyDMD's compute_rank
         beta = min(shape) / max(shape)
         omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
-        rank = int((s > omega * s.median()).sum())
+        rank = int((s > omega * float(torch.quantile(s.to(torch.float64), 0.5))).sum())  # numpy's median
     elif 0 < svd_rank < 1:
         energy = torch.cumsum(s**2, 0) / (s**2).sum()
         rank = int(torch.searchsorted(energy, torch.tensor([float(svd_rank)], dtype=energy.dtype))) + 1

@@ -173,6 +173,12 @@ def affine_rank(s: Tensor, svd_rank, n_rows: int, cols: int, f: Factor) -> int:
     as zero: the floor of the least accurate route, so the threshold is the same on every route.
     Each route then keeps what it resolves above that threshold: the same rank wherever the Gram
     route resolves the window's modes (module notes).
+
+    The threshold estimates a noise level from the median, which assumes noise fills most of
+    the spectrum. A window the model at its numerical rank fits to rounding
+    (:func:`fits_to_rounding`: an affine iteration, noise-free) has no noise to cut, and when
+    its modes fill more than half the spectrum the median is a real mode's: there the
+    numerical rank is kept.
     Other svd_rank values mean what they mean in PyDMD (:func:`koopman_tut.numerics.dmd.choose_rank`).
     """
     if not s.numel():
@@ -189,7 +195,25 @@ def affine_rank(s: Tensor, svd_rank, n_rows: int, cols: int, f: Factor) -> int:
     vals[: kept.numel()] = kept
     beta = full / max(n_rows, cols)
     omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
-    return max(1, min(int((s > omega * float(vals.median())).sum()), numerical))
+    rank = max(1, min(int((s > omega * median(vals)).sum()), numerical))
+    return numerical if rank < numerical and fits_to_rounding(f.R, numerical, tol) else rank
+
+
+def median(x: Tensor) -> float:
+    """The median of a 1-D tensor, the mean of the two middle values for an even count (as numpy's
+    and Gavish & Donoho's; torch's ``median`` returns the lower one)."""
+    return float(torch.quantile(x.to(torch.float64), 0.5))
+
+
+def fits_to_rounding(R: Tensor, r: int, tol: float) -> bool:
+    """Whether the rank-r model of the embedded differences (factor R (q, m)) predicts every next
+    difference to within rounding: ||Y - U_r U_r^H Y||_F <= 10 sqrt(m) tol, Y = E[:, 1:], U_r the
+    leading left singular vectors of X = E[:, :-1], tol the level below which a singular value
+    is rounding (a rounding perturbation of spectral norm tol has Frobenius norm <= sqrt(m) tol)."""
+    m = R.shape[1]
+    U = torch.linalg.svd(R[:, :-1], full_matrices=False)[0][:, :r]
+    Y = R[:, 1:]
+    return float(torch.linalg.matrix_norm(Y - U @ (U.mH @ Y))) <= 10 * math.sqrt(m) * tol
 
 
 class Reduced:
