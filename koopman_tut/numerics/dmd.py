@@ -42,7 +42,7 @@ Tensor = torch.Tensor
 _SVD_MAX_ELEMENTS = 2**22  # auto picks the float64 SVD route below this size
 
 
-def _check_svd_rank(svd_rank) -> None:
+def _check_svd_rank(svd_rank, name: str = "svd_rank") -> None:
     """PyDMD's meanings; a float >= 1 is refused (PyDMD reads it as no truncation, not as a rank)."""
     integer = isinstance(svd_rank, (int, np.integer)) and not isinstance(svd_rank, bool)
     real = isinstance(svd_rank, (float, np.floating))
@@ -50,7 +50,7 @@ def _check_svd_rank(svd_rank) -> None:
         return
     hint = (f" (a float >= 1 is ambiguous: PyDMD reads it as no truncation; pass int({svd_rank}) for a rank "
             f"or -1 for no truncation)" if real and svd_rank >= 1 else "")
-    raise ValueError("svd_rank must be -1 (no truncation), 0 (optimal hard threshold), a float in (0, 1) "
+    raise ValueError(f"{name} must be -1 (no truncation), 0 (optimal hard threshold), a float in (0, 1) "
                      f"(energy fraction) or an integer >= 1 (rank), got {svd_rank!r}{hint}")
 
 

@@ -7,6 +7,8 @@ is asked for, in one pass over W.
 """
 from __future__ import annotations
 
+import cmath
+import numbers
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -24,7 +26,12 @@ def powers(eigs: Tensor, t) -> Tensor:
     lambda ** 0 is 1 for every eigenvalue, 0 included (exp(0 * log 0) alone would give NaN).
     """
     lam = torch.as_tensor(eigs).cpu().to(torch.complex128)
-    tt = torch.as_tensor(np.atleast_1d(np.asarray(t, dtype=np.float64)))
+    try:
+        tt = torch.as_tensor(np.atleast_1d(np.asarray(t, dtype=np.float64)))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"t must be a number of snapshots or a sequence of them, got {t!r}") from e
+    if not bool(torch.isfinite(tt).all()):
+        raise ValueError(f"t must be finite numbers of snapshots, got {t!r}")
     out = torch.exp(tt[None, :] * torch.log(lam)[:, None])
     return torch.where(tt[None, :] == 0, torch.ones_like(out), out)
 
@@ -149,6 +156,8 @@ class DMDResult:
     # -- eigenvalue look-ups
     def closest(self, value: complex = 1.0) -> int:
         """Index of the eigenvalue closest to ``value`` (default 1: the fixed-point mode)."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Number) or not cmath.isfinite(value):
+            raise ValueError(f"value must be a finite (complex) number, got {value!r}")
         return int(torch.argmin((self.eigs.cpu().to(torch.complex128) - complex(value)).abs()))
 
     def near(self, value: complex = 1.0, radius: float = 0.05) -> Tensor:
@@ -163,7 +172,10 @@ class DMDResult:
         w = self.amplitudes.cpu().to(torch.complex128)[:, None] * powers(self.eigs, t)
         if indices is not None:
             keep = torch.zeros(self.rank, dtype=torch.bool)
-            keep[torch.as_tensor(indices, dtype=torch.long)] = True
+            idx = torch.as_tensor(indices)
+            if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+                raise TypeError(f"indices must be integer mode indices, got {indices!r}")
+            keep[idx.long()] = True
             w[~keep] = 0
         return w
 

@@ -24,15 +24,18 @@ shifted blocks of the plain one (:func:`koopman_tut.numerics.reduced.delay_gram`
 ``gain``). The limit is solved directly, (I - A~) w = U^H d_{T-2}. Modes within ``drift_tol``
 of 1, or with |mu| >= 1, have no finite limit: they are summed over ``max_horizon`` snapshots
 (|mu| > 1 projected onto the unit circle), a :class:`DriftWarning` names them and the limit is
-not trusted. A mode within 0.1% of ``drift_tol`` of that boundary (``EDGE``) keeps its finite
-limit: an eigenvalue computed from data is not resolved finer than that, and a round step such
-as lr h = 1e-3 puts a real, convergent mode exactly on drift_tol = 1e-3.
+not trusted. A forecast h snapshots ahead (finite h) is the model's own: every mode, a growing
+one included, is summed over the h snapshots with its fitted eigenvalue. A mode within 0.1% of
+``drift_tol`` of that boundary (``EDGE``) keeps its finite limit: an eigenvalue computed from
+data is not resolved finer than that, and a round step such as lr h = 1e-3 puts a real,
+convergent mode exactly on drift_tol = 1e-3.
 
 Every estimate carries a trust check computed from the window alone (:mod:`koopman_tut.numerics.trust`).
 """
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -79,7 +82,7 @@ class AffineModel:
 
     def __init__(self, W, svd_rank: int | float = -1, acc: Tensor | None = None, group=None,
                  delays: int = 0, method: str = "auto", sacc: Tensor | None = None):
-        if isinstance(delays, bool) or not isinstance(delays, int) or delays < 0:
+        if isinstance(delays, bool) or not isinstance(delays, numbers.Integral) or delays < 0:
             raise ValueError(f"delays must be an integer >= 0, got {delays!r}")
         if method not in ("auto", "gram", "svd"):
             raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
@@ -92,7 +95,7 @@ class AffineModel:
             raise TypeError(f"W must be real (a parameter trajectory) for the affine model, got {W.dtype}; "
                             "kt.dmd decomposes complex snapshots")
         _check_svd_rank(svd_rank)
-        self.W, self.delays, T = W, delays, W.shape[-1]
+        self.W, self.delays, T = W, int(delays), W.shape[-1]
         self.factor = f = difference_factor(W, delays, acc, group, method, sacc)
         m = T - 1 - delays  # embedded differences
         s = torch.linalg.svdvals(f.R[:, :-1])
@@ -140,9 +143,10 @@ class AffineModel:
         drifting = ((mu - 1).abs() < (1 - EDGE) * drift_tol) | (mu.abs() >= 1)
         if math.isinf(h) and not bool(drifting.any()):
             return red.limit_coef(), drifting
+        if not math.isinf(h):  # a finite forecast: the model's own, growing modes included
+            return red.apply(geometric_sums(mu, h)), drifting
         held = torch.where(mu.abs() > 1, mu / mu.abs(), mu)
-        f = torch.where(drifting, geometric_sums(held, max_horizon if math.isinf(h) else h), geometric_sums(mu, h))
-        return red.apply(f), drifting
+        return red.apply(torch.where(drifting, geometric_sums(held, max_horizon), geometric_sums(mu, h))), drifting
 
     def extrapolate(self, h: float = math.inf, drift_tol: float = 1e-3, max_horizon: float | None = None,
                     warn: bool = True) -> Extrapolation:
@@ -188,6 +192,7 @@ class AffineModel:
         m, k = c.numel(), self.holdout
         out.holdout, out.window, out.residual = k, self.W.shape[-1], self.reduced.residual
         out.extent = out.gain if math.isinf(h) else min(out.gain, h)
+        out.rounding = _ratio(self.factor.data_floor * float(torch.linalg.vector_norm(c)), self._norm(c))
         red = self.refit
         if red is None:
             out.spread = out.holdout_error = math.inf
@@ -214,6 +219,8 @@ class AffineModel:
         out = Extrapolation(theta=matmul_chunked(self.W, (C @ coefs[0])[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
                             window=self.W.shape[-1], residual=self.reduced.residual)
+        out.rounding = _ratio(self.factor.data_floor * float(torch.linalg.vector_norm(coefs[0])),
+                              self._norm(coefs[0], i))
         if len(coefs) < 2:
             out.spread = math.inf
         else:

@@ -26,7 +26,9 @@ annihilates the deviations from x* as well.
 from __future__ import annotations
 
 import math
+import numbers
 
+import numpy as np
 import torch
 
 from .dmd import dmd
@@ -85,7 +87,7 @@ def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5) -> Tenso
         c[-1] = 1
         return c
     if method == "line":
-        if not (isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)):
+        if not (isinstance(a, numbers.Real) and not isinstance(a, (bool, np.bool_)) and math.isfinite(a)):
             raise ValueError(f"a must be a finite number (the line's step), got {a!r}")
         c[-1] += 1 + a
         c[0] -= a
@@ -116,7 +118,7 @@ def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5) -> Tenso
     elif method == "rre":  # min ||sum gamma_j u_j|| with sum gamma_j = 1; x* = sum gamma_j x_j
         c[: T - 1] = _affine_min(Rd, rcond)
     elif method == "anderson":  # the last depth + 1 residuals f_j = u_j, mixed; x* = sum alpha_j g(x_j) = x_{j+1}
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        if isinstance(depth, (bool, np.bool_)) or not isinstance(depth, numbers.Integral) or depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
         m = min(depth, T - 2)
         c[T - 1 - m:] = _affine_min(Rd[:, T - 2 - m:], rcond)
@@ -188,8 +190,26 @@ def holdout_rank(traj_or_W, ranks=(1, 2, 4, 8, 16, -1), holdout: int | None = No
 def _window(x) -> tuple[Tensor, dict]:
     """(W (n, T), meta) from a Trajectory (duck-typed: numerics knows nothing of recording) or an array."""
     if hasattr(x, "snapshots") and hasattr(x, "meta"):
+        snapshot_stride(x)
         return as_snapshots(x.snapshots, "traj.snapshots"), dict(x.meta or {})
     W = as_snapshots(x, "traj_or_W")
     if W.ndim != 2:
         raise ValueError(f"traj_or_W must be a Trajectory or one window (n_features, n_snapshots), got {tuple(W.shape)}")
     return W, {}
+
+
+def snapshot_stride(traj) -> int:
+    """Optimizer steps between a Trajectory's snapshots, from ``traj.steps``; ValueError unless they
+    are equally spaced (DMD and every extrapolation here fit one map from each snapshot to the
+    next) and agree with ``traj.meta['every']``."""
+    gaps = (traj.steps[1:] - traj.steps[:-1]).unique().tolist()
+    every = traj.meta.get("every")
+    if len(gaps) > 1:
+        raise ValueError(f"traj.steps must be equally spaced (one map from each snapshot to the next), got gaps "
+                         f"{gaps} between steps {traj.steps.tolist()[:8]}...; take an evenly spaced part with "
+                         f"traj.window(start, stop, every)")
+    stride = gaps[0] if gaps else (every if every is not None else 1)
+    if every is not None and every != stride:
+        raise ValueError(f"traj.meta['every'] is {every!r} but traj.steps are {stride} optimizer steps apart: "
+                         f"fix one of them (the Koopman gradient divides each snapshot's step by it)")
+    return int(stride)

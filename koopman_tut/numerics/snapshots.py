@@ -39,8 +39,12 @@ def as_snapshots(W, name: str = "W", min_snapshots: int = 2) -> Tensor:
     W : torch.Tensor or numpy.ndarray, shape (n_features, n_snapshots) or (B, n_features, n_snapshots)
     """
     if isinstance(W, np.ndarray):
-        if W.dtype.kind not in "fc":
-            raise TypeError(f"{name} must hold floating-point values, got numpy dtype {W.dtype}")
+        if W.dtype.kind not in "fc" or W.dtype.itemsize > 16 or (W.dtype.kind == "f" and W.dtype.itemsize > 8):
+            raise TypeError(f"{name} must hold floating-point values (float16/float32/float64, or complex), "
+                            f"got numpy dtype {W.dtype}")
+        if not W.dtype.isnative:
+            raise TypeError(f"{name} has byte order {W.dtype.byteorder!r}, not the machine's: convert it with "
+                            f"{name}.astype({name}.dtype.newbyteorder('='))")
         W = torch.from_numpy(np.ascontiguousarray(W))
     elif not isinstance(W, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray of shape "

@@ -27,21 +27,22 @@ of them.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from functools import cached_property
 
 import torch
 
-from ..numerics.dmd import deviation_gram_checked, dmd
+from ..numerics.dmd import _check_svd_rank, deviation_gram_checked, dmd
 from ..numerics.distributed import global_rows
 from ..numerics.distributed_checks import preflight, trajectory_fields
 from ..numerics.dmd_result import DMDResult, powers
 from ..numerics.snapshots import deviation_from_steps, step_gram
 from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
 from ..recording.trajectory import Trajectory
-from ..recording.validation import check_index
+from ..recording.validation import check_index, check_real
 from .scores import Scores
-from .sgd_steps import group_settings, momentum_factor
+from .sgd_steps import check_settings, group_settings, momentum_factor, snapshot_stride, warn_lr_changes
 
 Tensor = torch.Tensor
 RULES = ("limit", "closest")
@@ -95,6 +96,14 @@ class KoopmanAnalysis:
                                             "limit_rank": limit_rank, "drift_tol": drift_tol, "max_horizon": max_horizon})
         if len(traj) < 3:
             raise ValueError(f"traj needs at least 3 snapshots for a Koopman analysis, has {len(traj)}")
+        check_settings(traj.meta)
+        _check_svd_rank(svd_rank)
+        if limit_rank != "auto":
+            _check_svd_rank(limit_rank, "limit_rank")
+        if check_real("drift_tol", drift_tol, 0) == 0 or not (max_horizon is None or check_real(
+                "max_horizon", max_horizon, 0) > 0):
+            raise ValueError(f"drift_tol and max_horizon must be > 0, got {drift_tol!r} and {max_horizon!r}")
+        self.every = snapshot_stride(traj)  # optimizer steps per snapshot; equally spaced
         self.traj, self.svd_rank, self.method, self.group = traj, svd_rank, method, group
         if limit_rank == "auto":
             limit_rank = 0 if global_rows(traj.snapshots, group) > len(traj) else -1  # same on every rank
@@ -147,10 +156,19 @@ class KoopmanAnalysis:
     def forecast(self, h: float) -> Tensor:
         """(n,) theta(T-1+h), h >= 0 snapshots past the last one (h = 0: the last snapshot exactly);
         warns (UntrustedLimitWarning) when the window cannot pin it."""
+        if isinstance(h, bool) or not isinstance(h, numbers.Real):
+            raise TypeError(f"h must be a number of snapshots >= 0 (or math.inf), got {h!r} ({type(h).__name__})")
         if not h >= 0:
             raise ValueError(f"h must be >= 0 snapshots, got {h!r}")
-        if h == 0:
-            return self.traj.snapshots[:, -1].clone()
+        if h == 0:  # in the dtype every forecast has (float32 for half-precision snapshots)
+            last = self.traj.snapshots[:, -1]
+            return last.float() if last.dtype in (torch.float16, torch.bfloat16) else last.clone()
+        mu = self.affine.eigs
+        if not math.isinf(h) and h != int(h) and bool(((mu.imag != 0) | (mu.real < 0)).any()):
+            warnings.warn(AliasingWarning(
+                f"h = {h:g} is not a whole number of snapshots and the window has modes with eigenvalues off the "
+                f"positive real axis: between snapshots their phase is ambiguous, and mu^h is the principal power "
+                f"(one interpolation of many); forecast whole snapshots"), stacklevel=2)
         return self.affine.extrapolate(h, self.drift_tol, self.max_horizon).theta  # warns if untrusted
 
     # -- the gradient it implies
@@ -165,7 +183,8 @@ class KoopmanAnalysis:
         """
         traj = self.traj
         t = check_index(t, len(traj))
-        every = int(traj.meta.get("every", 1))
+        every = self.every
+        warn_lr_changes(traj)
         if every > 1:
             warnings.warn(AliasingWarning(
                 f"snapshots are {every} steps apart: per-step eigenvalues are taken as principal "
@@ -230,8 +249,16 @@ def _abs_by_name(traj: Trajectory, vec: Tensor) -> Scores:
 def koopman(traj: Trajectory | KoopmanAnalysis, svd_rank: int | float = -1, method: str = "auto",
             limit_rank: int | float | str = "auto", drift_tol: float = 1e-3, max_horizon: float | None = None,
             group=None, delays: int | str = "auto") -> KoopmanAnalysis:
-    """The Koopman analysis of a window (see :class:`KoopmanAnalysis`); an analysis is returned as is."""
+    """The Koopman analysis of a window (see :class:`KoopmanAnalysis`); an analysis is returned as is,
+    and options given with one are refused (they are fixed when it is built)."""
     if isinstance(traj, KoopmanAnalysis):
+        given = {k: v for k, v, default in (("svd_rank", svd_rank, -1), ("method", method, "auto"),
+                                            ("limit_rank", limit_rank, "auto"), ("drift_tol", drift_tol, 1e-3),
+                                            ("max_horizon", max_horizon, None), ("group", group, None),
+                                            ("delays", delays, "auto")) if v is not default and v != default}
+        if given:
+            raise ValueError(f"options {given} given with a KoopmanAnalysis, which has its own: pass them when "
+                             f"it is built, kt.koopman(traj, ...), or pass the trajectory here instead")
         return traj
     return KoopmanAnalysis(traj, svd_rank, method, limit_rank, drift_tol, max_horizon, group, delays)
 

@@ -7,10 +7,13 @@ the optimizer has its own lr, momentum, dampening, Nesterov flag and weight deca
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 
+from ..numerics.limits import snapshot_stride  # noqa: F401 (re-exported: the gradient's stride)
+from ..numerics.trust import UntrustedLimitWarning
 from ..recording.trajectory import Trajectory
 
 Tensor = torch.Tensor
@@ -54,9 +57,9 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
     out = []
     for gr, lr_g in zip(groups, lrs_t):
         rows = [torch.arange(int(where[n][0]), int(where[n][1])) for n in gr["names"] if n in where]
-        if rows and not lr_g > 0:
+        if rows and not 0 < lr_g < math.inf:
             raise ValueError(f"lr: parameter group of {gr['names'][:3]} has learning rate {lr_g} at snapshot {t}; "
-                             f"it must be > 0")
+                             f"it must be > 0 and finite")
         if rows:
             out.append((torch.cat(rows), {**traj.meta, **gr}, lr_g))
     return out
@@ -65,12 +68,33 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
 def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
     if lr is None:
         lrs = traj.meta.get("lrs")
-        lr = float(lrs[leaving(t, len(traj))]) if lrs is not None and len(lrs) == len(traj) else traj.lr
-    if lr is not None and (isinstance(lr, (bool, str, bytes)) or not hasattr(lr, "__float__")):
+        lr = lrs[leaving(t, len(traj))] if lrs is not None and len(lrs) == len(traj) else traj.lr
+    if lr is not None and (isinstance(lr, (bool, str, bytes)) or not hasattr(lr, "__float__")
+                           or (isinstance(lr, torch.Tensor) and lr.numel() != 1)):
         raise TypeError(f"lr must be a positive learning rate (a number), got {lr!r} ({type(lr).__name__})")
-    if lr is None or not lr > 0:
-        raise ValueError(f"lr must be a positive learning rate (none recorded in traj.meta['lrs']), got {lr}")
+    if lr is None or not 0 < float(lr) < math.inf:
+        raise ValueError(f"lr must be a positive learning rate, finite (none recorded in traj.meta['lrs']), got {lr}")
     return float(lr)
+
+
+SETTINGS = ("momentum", "dampening", "weight_decay")
+
+
+def check_settings(meta: dict) -> None:
+    """ValueError/TypeError naming the field unless the optimizer settings in ``meta`` (top level and
+    each of ``meta['groups']``) are what a recorder writes: momentum, dampening and weight decay
+    finite numbers >= 0 (or None), nesterov a bool (or None), groups a list of dicts."""
+    groups = meta.get("groups") or []
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise TypeError(f"traj.meta['groups'] must be a list of dicts (one per optimizer group), got {groups!r}")
+    for where, d in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)]:
+        for key in SETTINGS:
+            v = d.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not 0 <= v < math.inf):
+                raise ValueError(f"{where}[{key!r}] must be a finite number >= 0 (an SGD setting), got {v!r}")
+        if d.get("nesterov") is not None and not isinstance(d["nesterov"], bool):
+            raise ValueError(f"{where}['nesterov'] must be True or False, got {d['nesterov']!r}")
 
 
 def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
@@ -88,3 +112,19 @@ def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
     if meta.get("nesterov", False):
         return (mu - beta) / ((1 + beta) * mu - beta) / (1 - damp)
     return (1 - beta / mu) / (1 - damp)
+
+
+def warn_lr_changes(traj: Trajectory) -> None:
+    """Warn when a recorded learning rate changes by more than 1% inside the window: the affine
+    model fits one optimizer map to all of it, so the gradient it implies mixes the two."""
+    rows = traj.meta.get("group_lrs") or [[v] for v in (traj.meta.get("lrs") or [])]
+    for g, lrs in enumerate(zip(*rows)):
+        lo, hi = min(lrs), max(lrs)
+        if 0 < lo and hi > 1.01 * lo:  # (an lr <= 0 is refused where it is used)
+            at = next(j for j in range(1, len(lrs)) if lrs[j] != lrs[j - 1])
+            warnings.warn(UntrustedLimitWarning(
+                f"the learning rate{f' of parameter group {g}' if len(rows[0]) > 1 else ''} changes inside the "
+                f"window (from {lrs[at - 1]:g} to {lrs[at]:g} at snapshot {at}; {lo:g} .. {hi:g} in all): the affine "
+                f"model fits one optimizer map to the whole window, so the Koopman gradient mixes them; take a "
+                f"window within one learning rate"), stacklevel=4)
+            return

@@ -1,0 +1,214 @@
+"""The Koopman analysis refuses what it cannot use and says when it cannot be trusted: the steps'
+spacing, options given with a built analysis, learning rates that change inside the window,
+growing modes in a finite forecast, data whose rounding is the size of its steps, bad arguments."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import koopman_tut as kt
+from koopman_tut import systems
+from koopman_tut.pruning.koopman import AliasingWarning
+
+P = kt.pruning
+H = np.linspace(0.5, 5, 4)
+
+
+def _run(**kw):
+    return systems.quadratic_sgd(H, 0.05, warmup=20, n_steps=40, dim=50, **kw)
+
+
+def _caught(fn):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn()
+    return out, [w.category.__name__ for w in caught]
+
+
+def _with(traj, steps=None, **meta):
+    return kt.Trajectory(traj.snapshots, traj.steps if steps is None else steps, traj.names, traj.shapes,
+                         {**traj.meta, **meta})
+
+
+def _cos(a, b):
+    return float(a.double() @ b.double() / (a.double().norm() * b.double().norm()))
+
+
+# ------------------------------------------------------------------ the steps between snapshots
+def test_the_gradient_reads_the_stride_from_the_steps():
+    run = _run()
+    sub = run.traj.window(every=2)  # meta every = 2, steps 2 apart
+    meta = {k: v for k, v in sub.meta.items() if k != "every"}
+    bare = kt.Trajectory(sub.snapshots, sub.steps, sub.names, sub.shapes, meta)  # the stride only in steps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # AliasingWarning: every > 1
+        g_sub, g_bare = P.koopman_gradient(sub), P.koopman_gradient(bare)
+    torch.testing.assert_close(g_bare, g_sub)
+    truth = run.gradient(sub.snapshots[:, -1])
+    assert float((g_bare.double() - truth).norm() / truth.norm()) < 1e-6
+
+
+def test_unequal_steps_and_a_conflicting_every_are_refused():
+    run = _run()
+    gap = run.traj.steps.clone()
+    gap[5:] += 3
+    for fn in (kt.koopman, kt.estimate_limit, lambda t: kt.estimate_limit(t, "mpe")):
+        with pytest.raises(ValueError, match="equally spaced"):
+            fn(_with(run.traj, steps=gap))
+    for every in (0, -2, 2):
+        with pytest.raises(ValueError, match=r"meta\['every'\] is"):
+            kt.koopman(_with(run.traj, every=every))
+
+
+# ------------------------------------------------------------------ options, settings, learning rates
+def test_options_given_with_a_built_analysis_are_refused():
+    run = _run()
+    k = kt.koopman(run.traj)
+    assert kt.koopman(k) is k and P.koopman_gradient(k) is not None
+    for fn in (lambda: P.koopman_gradient(k, limit_rank=2), lambda: P.kmp_scores(k, delays=0),
+               lambda: kt.koopman(k, drift_tol=1e-2), lambda: P.horizon_scores(k, 3, method="svd")):
+        with pytest.raises(ValueError, match="given with a KoopmanAnalysis"):
+            fn()
+
+
+@pytest.mark.parametrize("meta, err, words", [
+    ({"momentum": [0.9]}, ValueError, r"meta\['momentum'\]"),
+    ({"weight_decay": -1.0}, ValueError, r"meta\['weight_decay'\]"),
+    ({"nesterov": "yes"}, ValueError, r"meta\['nesterov'\]"),
+    ({"groups": [1]}, TypeError, r"meta\['groups'\]"),
+])
+def test_bad_optimizer_settings_are_named(meta, err, words):
+    with pytest.raises(err, match=words):
+        kt.koopman(_with(_run().traj, **meta))
+
+
+@pytest.mark.parametrize("kw, err, words", [
+    (dict(drift_tol="x"), TypeError, "drift_tol"), (dict(drift_tol=0.0), ValueError, "drift_tol"),
+    (dict(max_horizon=-1.0), ValueError, "max_horizon"), (dict(limit_rank="foo"), ValueError, "limit_rank"),
+])
+def test_bad_analysis_options_are_named(kw, err, words):
+    with pytest.raises(err, match=words):
+        kt.koopman(_run().traj, **kw)
+
+
+@pytest.mark.parametrize("lr", [math.inf, math.nan, -0.1])
+def test_a_learning_rate_that_is_not_positive_and_finite_is_refused(lr):
+    run = _run()
+    with pytest.raises(ValueError, match="lr must be a positive learning rate"):
+        P.koopman_gradient(run.traj, lr=lr)
+    with pytest.raises(ValueError, match="lr must be a positive learning rate"):
+        P.koopman_gradient(_with(run.traj, lrs=[lr] * len(run.traj)))
+
+
+def test_a_learning_rate_changed_inside_the_window_is_reported():
+    run = _run(momentum=0.9)
+    T = len(run.traj)
+    steady, names = _caught(lambda: P.koopman_gradient(run.traj))
+    assert "UntrustedLimitWarning" not in names
+    assert _cos(steady, run.gradient(run.traj.snapshots[:, -1])) > 0.999
+    changed = _with(run.traj, lrs=[0.05] * (T // 2) + [0.025] * (T - T // 2))
+    with pytest.warns(kt.UntrustedLimitWarning, match=r"learning rate changes inside the window \(from 0.05 to 0.025"):
+        P.koopman_gradient(changed)
+
+
+# ------------------------------------------------------------------ forecasts
+def test_a_finite_forecast_keeps_growing_modes():
+    # an exact affine iteration with eigenvalues 1.05 and 0.8: the model is exact, so is its forecast
+    g = torch.Generator().manual_seed(0)
+    B = torch.linalg.qr(torch.randn(30, 2, generator=g, dtype=torch.float64))[0]
+    x0 = torch.randn(30, generator=g, dtype=torch.float64)
+
+    def x(t):
+        return x0 + B @ torch.tensor([1.05**t, 0.8**t], dtype=torch.float64)
+    W = torch.stack([x(t) for t in range(12)], 1)
+    traj = kt.Trajectory(W, torch.arange(12), ["x"], [(30,)], {})
+    for h in (2, 10, 30):
+        est, _ = _caught(lambda: kt.koopman(traj).forecast(h))
+        assert float((est - x(11 + h)).norm() / x(11 + h).norm()) < 1e-9
+
+
+def test_forecast_arguments():
+    k = kt.koopman(_run().traj)
+    for h in ("3", None, True):
+        with pytest.raises(TypeError, match="h must be a number of snapshots"):
+            k.forecast(h)
+    with pytest.raises(ValueError, match="h must be >= 0"):
+        k.forecast(-1)
+    half = kt.koopman(_with(_run().traj).__class__(_run().traj.snapshots.half(), _run().traj.steps,
+                                                   ["weight"], [(1, 50)], {}))
+    assert half.forecast(0).dtype == torch.float32
+
+
+def test_a_fractional_forecast_of_an_oscillating_window_warns():
+    # a step so large that the fastest mode oscillates (negative eigenvalue)
+    run = systems.quadratic_sgd([0.5, 38.0], 0.05, warmup=0, n_steps=20, dim=10)
+    k = kt.koopman(run.traj)
+    assert bool((k.affine.eigs.real < 0).any())
+    _, names = _caught(lambda: k.forecast(2))
+    assert "AliasingWarning" not in names
+    with pytest.warns(AliasingWarning, match="not a whole number of snapshots"):
+        k.forecast(1.5)
+
+
+# ------------------------------------------------------------------ rounding
+def _record_quadratic(momentum, dtype, n=2000, T=60):
+    """SGD on 0.5 (w - w*)^T H (w - w*), H of rank 4, from a random start; recorded in ``dtype``.
+    Returns the trajectory and the true gradient at its last snapshot."""
+    g = torch.Generator().manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(n, 4, generator=g, dtype=torch.float64))[0]
+    h = torch.linspace(0.5, 2.0, 4, dtype=torch.float64)
+    w_star = torch.randn(n, generator=g, dtype=torch.float64)
+    model = torch.nn.Module()
+    model.w = torch.nn.Parameter(torch.randn(n, generator=g, dtype=torch.float64).float())
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=momentum)
+    rec = kt.TrajectoryRecorder(model, opt, params=["w"], stop=T - 1, dtype=dtype)
+    for _ in range(T - 1):
+        opt.zero_grad()
+        d = model.w - w_star.float()
+        (0.5 * d @ (Q.float() @ (h.float() * (Q.float().T @ d)))).backward()
+        opt.step()
+    traj = rec.trajectory()
+    last = traj.snapshots[:, -1].double()
+    return traj, Q @ (h * (Q.T @ (last - w_star)))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_recording_whose_steps_are_a_few_roundings_is_not_trusted(momentum):
+    # float16 keeps 11 bits of the parameters: the steps are a few of its roundings, and the Koopman
+    # gradient came out 93-149% off while the spread check passed
+    half, _ = _record_quadratic(momentum, torch.float16)
+    _, names = _caught(lambda: P.koopman_gradient(half))
+    assert "UntrustedLimitWarning" in names
+    traj, truth = _record_quadratic(momentum, torch.float32)
+    k = kt.koopman(traj)
+    g, names = _caught(k.gradient)
+    assert "UntrustedLimitWarning" not in names and k.gradient_check.rounding < 0.05
+    assert _cos(g, truth) > 0.99
+
+
+# ------------------------------------------------------------------ small arguments
+def test_numpy_scalars_are_numbers():
+    run = _run()
+    torch.testing.assert_close(kt.estimate_limit(run.traj, "line", a=np.float32(0.5)),
+                               kt.estimate_limit(run.traj, "line", a=0.5))
+    torch.testing.assert_close(kt.estimate_limit(run.traj, "anderson", depth=np.int64(3)),
+                               kt.estimate_limit(run.traj, "anderson", depth=3))
+    torch.testing.assert_close(kt.estimate_limit(run.traj, delays=np.int64(0)), kt.estimate_limit(run.traj, delays=0))
+
+
+def test_dmd_result_arguments_are_checked():
+    W = _run().traj.snapshots
+    res = kt.dmd(W)
+    for t in (None, math.nan, "x"):
+        with pytest.raises((TypeError, ValueError), match="t must be"):
+            res.predict(t)
+    with pytest.raises(TypeError, match="indices must be integer"):
+        res.predict(0, indices=[0.5])
+    with pytest.raises(ValueError, match="value must be a finite"):
+        res.closest(math.nan)
+    with pytest.raises(TypeError, match="byte order"):
+        kt.estimate_limit(W.numpy().astype(">f8"), "last")
+    with pytest.raises(TypeError, match="float16/float32/float64"):
+        kt.estimate_limit(W.numpy().astype(np.longdouble), "last")
