@@ -6,6 +6,7 @@ from hypothesis import assume, example, given, settings, strategies as st
 from pydmd import DMD
 
 import koopman_tut as kt
+from koopman_tut import systems
 from koopman_tut.training.systems import linear_system, quadratic_gd, trajectory_like
 
 
@@ -84,6 +85,20 @@ def test_against_pydmd(data, svd_rank, method):
         assert np.linalg.norm(scale * a - b) <= 1e-6 * np.linalg.norm(b)
     np.testing.assert_allclose(res.reconstruct().numpy(), ref.reconstructed_data.real,
                                atol=1e-7 * np.abs(W).max())
+
+
+@pytest.mark.parametrize("n", [5000, 20000])
+def test_float64_modes_finer_than_the_gram_resolves_are_kept(n):
+    # a float64 window whose modes have nearly decayed: X's singular values fall below the Gram's
+    # floor (1.5e-8 of the largest), where the Gram route dropped two modes (fixed point 6e-5 .. 1e-4
+    # off); it now reads W once more and keeps them, as the SVD route does
+    W, x_star = systems.affine_window(n, 32, [0.975, 0.96, 0.945, 0.93, 0.915, 0.9])
+    svd, gram = kt.dmd(W, method="svd"), kt.dmd(W, method="gram")
+    assert gram.rank == svd.rank
+    # both backward stable to ~eps64 s_max in X: an eigenvalue moves by up to ~eps64 s_max / s_r
+    sv = svd.singular_values
+    assert match(gram.eigs.numpy(), svd.eigs.numpy()) < 100 * np.finfo(np.float64).eps * float(sv[0] / sv[-1])
+    assert float((gram.fixed_point() - x_star).norm() / x_star.norm()) < 1e-7
 
 
 @pytest.mark.parametrize("method", ["svd", "gram"])

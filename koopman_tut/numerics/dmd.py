@@ -23,7 +23,10 @@ Rank: singular values at or below max(n, T) * eps * s_max, eps that of the data'
 (numpy.linalg.matrix_rank's rule: below it a direction is rounding of the stored data),
 are dropped on both routes, and on the Gram route also those below its own floor
 2 sqrt(eps64) s_max; for float32 data the first dominates, so both routes keep the same
-rank. Amplitudes come from the Gram too; modes are formed lazily (:mod:`koopman_tut.numerics.dmd_result`).
+rank. Float64 data can hold directions between the two (modes that have nearly decayed):
+where X has singular values below the Gram's floor, the Gram route reads W once more
+(:func:`koopman_tut.numerics.refine.refined_factor`, preconditioned with what the first Gram
+resolved) and then solves as the SVD route does, so both keep the same modes. Amplitudes come from the Gram too; modes are formed lazily (:mod:`koopman_tut.numerics.dmd_result`).
 """
 from __future__ import annotations
 
@@ -164,8 +167,8 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
         acc = deviation_gram_checked(W, chunk_rows, group)
     G, n = assemble_gram(acc), global_rows(W, group)
     if W.ndim == 3:
-        return DMDBatch([_from_gram(W[i], G[i], svd_rank, n) for i in range(W.shape[0])])
-    return _from_gram(W, G, svd_rank, n)
+        return DMDBatch([_from_gram(W[i], G[i], svd_rank, n, group) for i in range(W.shape[0])])
+    return _from_gram(W, G, svd_rank, n, group)
 
 
 def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> tuple[Tensor, str]:
@@ -199,6 +202,12 @@ def deviation_gram_checked(W: Tensor, chunk_rows=None, group=None, gram=deviatio
 def _from_svd(W: Tensor, svd_rank) -> DMDResult:
     """Route "svd": thin SVD of X in float64 (no squared condition number)."""
     Z = W.to(device="cpu", dtype=torch.complex128 if W.is_complex() else torch.float64)
+    return _from_factor(W, Z, svd_rank, W.shape[0], "svd")
+
+
+def _from_factor(W: Tensor, Z: Tensor, svd_rank, n_rows: int, method: str) -> DMDResult:
+    """DMD of W from Z (q, T) on the CPU, float64 or complex128, with Z^H Z = W^H W (W itself, or a
+    factor: X = W[:, :-1] and Z[:, :-1] share singular values and right singular vectors)."""
     U, s, Vh = torch.linalg.svd(Z[:, :-1], full_matrices=False)
     V = Vh.mH
 
@@ -207,15 +216,19 @@ def _from_svd(W: Tensor, svd_rank) -> DMDResult:
 
     Q, _ = torch.linalg.qr(Z)  # basis of range(Z), which may exceed range(X)
     tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype)
-    lam, b, s_r, coef = _solve(s, V, atilde, Q.mH @ Z, W.shape[0], svd_rank, tol)
-    return _pack(W, lam, b, s_r, coef, "svd")
+    lam, b, s_r, coef = _solve(s, V, atilde, Q.mH @ Z, n_rows, svd_rank, tol)
+    return _pack(W, lam, b, s_r, coef, method)
 
 
-def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int) -> DMDResult:
+def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int, group=None) -> DMDResult:
     """Route "gram": everything from G = W^H W (float64); X^H X = G[:-1,:-1], X^H Y = G[:-1,1:]."""
     m = G.shape[-1] - 1
     evals, evecs = torch.linalg.eigh(G[:m, :m])  # X^H X = V S^2 V^H, ascending
     s, V = evals.flip(0).clamp_min(0).sqrt(), evecs.flip(1)
+    floor = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, gram_route=True)
+    if _rank_tolerance(float(s[0]), W.shape[-1], W.dtype) < floor and int((s > floor).sum()) < min(n_rows, m):
+        from .refine import refined_factor  # float64 data finer than the Gram resolves: one more pass
+        return _from_factor(W, refined_factor(W, G, group), svd_rank, n_rows, "gram")
 
     def atilde(r):  # U^H Y V S^-1 = S^-1 V^H (X^H Y) V S^-1
         Vr = V[:, :r]

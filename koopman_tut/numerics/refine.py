@@ -17,6 +17,9 @@ backward stable (|s_i - q_i D P^H| <= ~T eps64 |s_i|): S = Q1 (D P^H) up to the 
 rounding, and with Q1^H Q1 = R1^H R1, R1 D P^H is a factor of S, R^H R = S^H S, as accurate
 as the QR route's (measured: see tests/test_limits.py, the route pair on warm windows).
 
+:func:`refined_factor` does the same for the snapshots themselves, W = Q1 (D P^H) from W's
+Gram, where kt.dmd's Gram route meets a float64 X with singular values below its floor.
+
 It runs wherever the Gram route's floor lies above the data's rounding: for float64 data, never
 for data recorded in float32 or below through the steps' Gram (only a contrived float32 window
 given by its deviations' Gram, whose rounding can be coarser, may take it). The cost is one more
@@ -25,6 +28,7 @@ pass over W (the steps, one GEMM with the (T-1, T-1) preconditioner, one Gram):
 """
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -44,27 +48,43 @@ def preconditioned_step_gram(W: Tensor, chunk_rows: int | None = None, *, C: Ten
     multiplied by C before its Gram is added: S C is never formed whole. The buffers lie in W's
     memory order (:func:`~koopman_tut.numerics.snapshots.chunk_buffer`), as in the first pass.
     """
+    return preconditioned_gram(W, chunk_rows, C=C, steps=True)
+
+
+def preconditioned_gram(W: Tensor, chunk_rows: int | None = None, *, C: Tensor, steps: bool = False) -> Tensor:
+    """The float64 Gram (q, q) of W C (or, with ``steps``, of its steps S C), in one pass over W (n, T)."""
     check_chunk_rows(chunk_rows)
     W = W.detach()
     n, T = W.shape[-2], W.shape[-1]
     rows = min(chunk_rows or default_chunk_rows(T), n)
     C = C.to(device=W.device, dtype=torch.complex128 if W.is_complex() or C.is_complex() else torch.float64)
     acc = torch.zeros(C.shape[-1], C.shape[-1], dtype=C.dtype, device=W.device)
-    buf, steps = chunk_buffer(W, rows), chunk_buffer(W, rows)
+    buf, diffs = chunk_buffer(W, rows), (chunk_buffer(W, rows) if steps else None)
     by_snapshot = snapshot_major(W)  # then y is kept as y^T (q, e), in the steps' order: 1.5x faster
     y = torch.empty((C.shape[-1], rows) if by_snapshot else (rows, C.shape[-1]), dtype=C.dtype, device=W.device)
     for start in range(0, n, rows):
         e = min(rows, n - start)
-        b, d = buf[:e], steps[:e, : T - 1]  # (e, T), (e, T-1) float64
+        d = b = buf[:e]  # (e, T) float64
         b.copy_(W[start:start + e])
-        torch.sub(b[:, 1:], b[:, :-1], out=d)  # the steps, in float64
-        d = d if d.dtype == C.dtype else d.to(C.dtype)  # real W, complex C: the steps as complex, exactly
+        if steps:
+            d = torch.sub(b[:, 1:], b[:, :-1], out=diffs[:e, : T - 1])  # (e, T-1), the steps, in float64
+        d = d if d.dtype == C.dtype else d.to(C.dtype)  # real W, complex C: as complex, exactly
         if by_snapshot:
             ye = torch.matmul(C.mT, d.mT, out=y[:, :e]).mT  # (e, q) = d C, stored as its transpose
         else:
             ye = torch.matmul(d, C, out=y[:e])  # (e, q): preconditioned
         add_upper_gram_(acc, ye)
     return mirror_upper(acc).cpu()
+
+
+def refined_factor(W: Tensor, G: Tensor, group=None) -> Tensor:
+    """R (q, T) with R^H R = W^H W, resolved to about the QR route's floor, from W's float64 Gram
+    ``G`` (T, T) of a first pass (summed over ``group``'s ranks) and one more pass over W."""
+    scale = math.sqrt(max(float(torch.linalg.eigvalsh(G)[-1]), 0.0))
+    ev, P = torch.linalg.eigh(G / scale**2)
+    d = (ev.clamp_min(0) + 16 * EPS64).sqrt() * scale  # shift: the Gram's floor, squared
+    G1 = deviation_gram_checked(W, group=group, gram=partial(preconditioned_gram, C=P / d[None, :]))
+    return gram_factor(G1) @ (d[:, None] * P.mH)
 
 
 def refined_step_factor(W: Tensor, Gd: Tensor, scale: float, group=None) -> Tensor:
