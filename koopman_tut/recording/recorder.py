@@ -30,8 +30,8 @@ from ..numerics.distributed import local_tensor, shard_pieces, shard_range, unwr
 from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_dtype, _check_fraction, _check_int,  # noqa: F401
-                              _check_lr, _check_model, _check_names, _trained_by, changed_message, recorded_groups,
-                              SettingsLog)
+                              _check_lr, _check_model, _check_names, _trained_by, changed_message, full_message,
+                              recorded_groups, SettingsLog)
 from .params import layer_parameters, parameter
 from .trajectory import Trajectory
 
@@ -261,11 +261,7 @@ class TrajectoryRecorder:
 
     def _warn_full(self, s: int) -> None:
         self._last = -1
-        cap = self._cap
-        warnings.warn(f"TrajectoryRecorder is full: its {cap} snapshots (max_snapshots={self.max_snapshots}) are "
-                      f"taken, so the snapshot of step {s} and all later ones are dropped. Record more with a larger "
-                      f"max_snapshots=, every k-th step with every=, or end the window at the last step you need "
-                      f"with stop=", RecorderFullWarning, stacklevel=2)
+        warnings.warn(full_message(self._cap, self.max_snapshots, s), RecorderFullWarning, stacklevel=2)
 
     def remove(self) -> None:
         """Stop recording (unregister the step hook)."""
@@ -288,11 +284,7 @@ class TrajectoryRecorder:
         snaps = (snaps.clone() if copy else snaps).T  # (n, T)
         names, shapes = self._layout()
         meta = {"lrs": list(self.lrs), **self.meta0}
-        if self._log.changed_at is not None:
-            warnings.warn(f"the optimizer's momentum, dampening, Nesterov flag or weight decay changed after the "
-                          f"recorder was built (first seen at step {self._log.changed_at}; e.g. OneCycleLR cycles "
-                          f"momentum): the trajectory keeps the settings from then, which the Koopman gradient "
-                          f"undoes", stacklevel=2)
+        self._log.warn_if_changed()
         if len(self._lr_groups) > 1:
             meta["group_lrs"] = [list(row) for row in self.group_lrs]
         return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), names, shapes, meta)

@@ -167,6 +167,23 @@ class SettingsLog:
         self.lrs.append(self._lrs[0])
 
 
+    def warn_if_changed(self, stacklevel: int = 2) -> None:
+        """A UserWarning when the settings other than the lr changed while recording (``changed_at``)."""
+        if self.changed_at is not None:
+            warnings.warn(f"the optimizer's momentum, dampening, Nesterov flag or weight decay changed after the "
+                          f"recorder was built (first seen at step {self.changed_at}; e.g. OneCycleLR cycles "
+                          f"momentum): the trajectory keeps the settings from then, which the Koopman gradient "
+                          f"undoes", stacklevel=stacklevel + 1)
+
+
+def full_message(cap: int, max_snapshots: int | None, step: int) -> str:
+    """What :class:`~koopman_tut.recording.recorder.RecorderFullWarning` says when the snapshot of ``step`` is
+    the first dropped."""
+    return (f"TrajectoryRecorder is full: its {cap} snapshots (max_snapshots={max_snapshots}) are taken, so the "
+            f"snapshot of step {step} and all later ones are dropped. Record more with a larger max_snapshots=, "
+            f"every k-th step with every=, or end the window at the last step you need with stop=")
+
+
 def _plain(values: tuple) -> tuple:
     """Tensor settings as Python numbers (a tensor compares equal to itself after an in-place change)."""
     return tuple(v.item() if isinstance(v, torch.Tensor) else v for v in values)
