@@ -8,8 +8,8 @@ row of storage allocated up front (:mod:`koopman_tut.recording.rows`). Nothing i
 * a recorded parameter replaced (a new module or tensor) or resized after the start raises
   RuntimeError from the optimizer step that sees it, before anything is written. The model is
   walked and checked when something may have changed, not at every step: a registration
-  anywhere (:mod:`koopman_tut.recording.watch`), a recorded tensor with new storage or shape,
-  or every ``watch.CHECK_EVERY`` steps;
+  anywhere (:mod:`koopman_tut.recording.watch`), the optimizer's param group list or one of its
+  dicts replaced, a recorded tensor with new storage or shape, or every ``watch.CHECK_EVERY`` steps;
 * full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot.
 
 Storage is memory (CPU or GPU) or, with ``path=``, a memory-mapped file (:mod:`koopman_tut.recording.storage`).
@@ -19,6 +19,7 @@ the flattened rows (see :func:`koopman_tut.numerics.distributed.shard_range`).
 from __future__ import annotations
 
 import math
+import operator
 import os
 import warnings
 
@@ -37,6 +38,7 @@ from .trajectory import Trajectory
 
 
 _SAME = torch.Tensor.is_set_to  # same storage, offset, shape and strides: read at every step (see _record)
+_IS = operator.is_  # the same param group dicts as at the last walk: read at every step
 
 
 class RecorderFullWarning(UserWarning):
@@ -145,8 +147,9 @@ class TrajectoryRecorder:
         self._log = SettingsLog(self._lr_groups)  # lrs per snapshot; a momentum etc. changed by hand
         self.lrs, self.group_lrs = self._log.lrs, self._log.group_lrs  # the first group's, every group's
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
-        # what the last walk saw (registrations, the optimizer's groups, the recorded tensors) and when the next is due
-        self._gen, self._groups_seen, self._aliases, self._next_walk = None, None, [], 0
+        # what the last walk saw (registrations, the optimizer's group list and dicts, the recorded tensors) and when
+        # the next is due
+        self._gen, self._groups_seen, self._dicts_seen, self._aliases, self._next_walk = None, None, (), [], 0
         watch.install()
         self._cap = self.storage.shape[0]
         self._handle = optimizer.register_step_post_hook(self._hook)
@@ -207,8 +210,9 @@ class TrajectoryRecorder:
         if s > self._last:
             return  # the recording is over (the window ended or the storage is full): nothing to check or write
         ts = [local_tensor(t) for t in self._tensors] if self._sharded else self._tensors
-        if not (s < self._next_walk and watch._generation == self._gen
-                and self.optimizer.param_groups is self._groups_seen and all(map(_SAME, ts, self._aliases))):
+        pg, seen = self.optimizer.param_groups, self._dicts_seen  # a group dict replaced in the list is seen too
+        if not (s < self._next_walk and watch._generation == self._gen and pg is self._groups_seen
+                and len(pg) == len(seen) and all(map(_IS, pg, seen)) and all(map(_SAME, ts, self._aliases))):
             self._walk(s)  # raises if a recorded parameter was replaced, removed or reshaped
         if s < self.start or (s - self.start) % self.every:
             return
@@ -245,9 +249,10 @@ class TrajectoryRecorder:
     def _walk(self, s: int) -> None:
         """Walk the model and check every recorded tensor (:meth:`_current`). :meth:`_record` calls
         it when something may have changed since the last walk: a registration anywhere
-        (:mod:`.watch`: a replaced module or tensor, pruning), new optimizer param_groups
-        (``load_state_dict``), a recorded tensor off the storage, offset, shape or strides seen
-        (``p.data = ...``, ``model.to()``, a transpose), or ``watch.CHECK_EVERY`` steps gone by."""
+        (:mod:`.watch`: a replaced module or tensor, pruning), a new optimizer param_groups list
+        (``load_state_dict``) or a group dict replaced or added in it, a recorded tensor off the storage,
+        offset, shape or strides seen (``p.data = ...``, ``model.to()``, a transpose), or
+        ``watch.CHECK_EVERY`` steps gone by."""
         found = self._current()
         groups = self._groups_now()
         if len(groups) != len(self._lr_groups):  # raised again at every step: nothing saved from this walk
@@ -257,6 +262,7 @@ class TrajectoryRecorder:
         self._writer.prepare(found)
         self._aliases = [local_tensor(t).detach() for _, t, _ in found]
         self._gen, self._groups_seen = watch.generation(), self.optimizer.param_groups
+        self._dicts_seen = tuple(self._groups_seen)  # identities, not equality: load_state_dict's dicts compare equal
         self._next_walk = s + watch.CHECK_EVERY
 
     def _warn_full(self, s: int) -> None:
