@@ -278,6 +278,10 @@ def test_low_precision_storage(setup, dtype):
     ({"stop": 4.0}, TypeError, r"stop.*4\.0"),
     ({"start": 5, "stop": 4}, ValueError, r"stop.*4.*start.*5"),
     ({"stop": 4, "step0": -2}, ValueError, r"step0.*-2"),
+    ({"stop": 5, "step0": 10}, ValueError, r"stop must be >= step0, got stop=5, step0=10"),
+    ({"stop": 4, "overwrite": "yes"}, TypeError, r"overwrite must be True or False, got 'yes'"),
+    ({"stop": 4, "overwrite": True}, ValueError, r"overwrite=True applies to a recording on disk and needs path="),
+    ({"stop": 4, "sync": True}, ValueError, r"sync=True applies to a recording on disk and needs path="),
     ({"max_snapshots": -3}, ValueError, r"max_snapshots.*-3"),
     ({"max_snapshots": 0}, ValueError, r"max_snapshots.*0"),
     ({"max_snapshots": 2.5}, TypeError, r"max_snapshots.*2\.5"),
@@ -291,6 +295,12 @@ def test_arguments_are_validated_at_construction(setup, kwargs, error, name):
     model, opt, _ = setup
     with pytest.raises(error, match=name):
         kt.TrajectoryRecorder(model, opt, **kwargs)
+
+
+def test_a_window_ending_at_step0_records_the_state_at_construction(setup):
+    model, opt, _ = setup
+    rec = kt.TrajectoryRecorder(model, opt, stop=5, step0=5, sync=False, overwrite=False)
+    assert rec.trajectory().steps.tolist() == [5]
 
 
 def test_full_storage_warns_once_when_the_first_snapshot_is_dropped(setup):

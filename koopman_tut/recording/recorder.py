@@ -31,8 +31,8 @@ from ..numerics.distributed import local_tensor, shard_pieces, shard_range, unwr
 from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_dtype, _check_fraction, _check_int,  # noqa: F401
-                              _check_lr, _check_model, _check_names, _trained_by, changed_message, full_message,
-                              recorded_groups, SettingsLog)
+                              _check_disk, _check_lr, _check_model, _check_names, _check_window, _trained_by,
+                              changed_message, full_message, recorded_groups, SettingsLog)
 from .params import layer_parameters, parameter
 from .trajectory import Trajectory
 
@@ -57,7 +57,7 @@ class TrajectoryRecorder:
     params : names to record (default: weights and biases of conv/linear layers, see
         :func:`~koopman_tut.recording.trajectory.layer_parameters`, less frozen ones outside the optimizer).
     start, stop : window of optimizer steps [start, stop]: snapshot s is theta after s steps;
-        the state at construction counts as step ``step0`` (default 0).
+        the state at construction counts as step ``step0`` (default 0); stop must be >= start and >= step0.
     max_snapshots : capacity (needed when ``stop`` is None); a :class:`RecorderFullWarning` is
         emitted when the first snapshot is dropped.
     device, dtype : where and how snapshots are stored (default CPU float32; float16 and
@@ -72,8 +72,9 @@ class TrajectoryRecorder:
         cut short (a warning, ``meta["recording"]``).
     overwrite : with ``path``, replace an existing file there (untouched until the new one is
         allocated); without it an existing file is refused (FileExistsError). A file another
-        recorder is still writing is refused either way.
-    sync : with ``path``, msync every snapshot to the device (survives a power loss, not only a crash).
+        recorder is still writing is refused either way. Refused without ``path`` (ValueError).
+    sync : with ``path`` (refused without it), msync every snapshot to the device (survives a power loss, not
+        only a crash).
     shard : under torch.distributed (``True``: the default group, or a group), keep only this
         rank's contiguous share of the flattened rows; ``trajectory()`` then holds those rows, its
         names/shapes are the pieces of parameters they cover (a parameter cut by a shard boundary
@@ -101,16 +102,12 @@ class TrajectoryRecorder:
                  step0: int = 0, max_fraction: float = 0.8, path: str | os.PathLike | None = None,
                  sync: bool = False, shard=False, overwrite: bool = False):
         self.every = _check_int("every", every, 1)
-        self.start = _check_int("start", start, 0)
-        self.stop = stop  # checked by the setter
-        if self.stop is not None and self.stop < self.start:
-            raise ValueError(f"stop must be >= start, got stop={stop!r}, start={start!r}")
+        self.start, self.stop, self.step = _check_window(start, stop, step0)  # stop: checked by the setter too
         self.max_snapshots = None if max_snapshots is None else _check_int("max_snapshots", max_snapshots, 1)
         if self.stop is None and self.max_snapshots is None:
             raise ValueError("give stop (the last step to record) or max_snapshots, so storage can be preallocated")
-        self.step = _check_int("step0", step0, 0)
         dtype, max_fraction = _check_dtype(dtype), _check_fraction("max_fraction", max_fraction)
-        explicit, sync = _check_names(params), _check_bool("sync", sync)
+        explicit, (sync, overwrite) = _check_names(params), _check_disk(path, sync, overwrite)
         model = unwrap(_check_model(model))
         self.model, self.optimizer = model, optimizer
         _check_lr(optimizer)

@@ -63,6 +63,32 @@ def _check_dtype(dtype) -> torch.dtype:
     return dtype
 
 
+def _check_window(start, stop, step0) -> tuple[int, int | None, int]:
+    """(start, stop, step0) as ints (stop None: open-ended); stop must be >= start and >= step0 (the step the
+    recorder starts at): a window that ends before either would record nothing."""
+    start, step0 = _check_int("start", start, 0), _check_int("step0", step0, 0)
+    if stop is None:
+        return start, None, step0
+    stop = _check_int("stop", stop, 0)
+    for name, value in (("start", start), ("step0", step0)):
+        if stop < value:
+            raise ValueError(f"stop must be >= {name}, got stop={stop!r}, {name}={value!r}: the window would "
+                             f"record nothing" + (" (step0 is the step count when the recorder is built)"
+                                                  if name == "step0" else ""))
+    return start, stop, step0
+
+
+def _check_disk(path, sync, overwrite) -> tuple[bool, bool]:
+    """(sync, overwrite) as bools; they apply to a recording on disk only, so either set without ``path`` is
+    refused (ValueError) rather than ignored."""
+    sync, overwrite = _check_bool("sync", sync), _check_bool("overwrite", overwrite)
+    if path is None and (sync or overwrite):
+        given = ", ".join(f"{k}=True" for k, v in (("sync", sync), ("overwrite", overwrite)) if v)
+        raise ValueError(f"{given} applies to a recording on disk and needs path= (the file to record into); "
+                         f"without path= the recorder keeps its snapshots in memory")
+    return sync, overwrite
+
+
 def _check_names(params) -> list[str] | None:
     """``params`` as a list of names (None stays None); a bare string is refused, not split into letters."""
     if params is None:
