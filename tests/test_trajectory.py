@@ -350,6 +350,13 @@ def _parts(T=4, n=6):
     ({"meta": {"lrs": [0.1] * 3}}, ValueError, r"meta\['lrs'\] must hold one learning rate per snapshot \(4\)"),
     ({"meta": {"f": object()}}, TypeError, r"meta\['f'\] must hold plain values"),
     ({"meta": {1: 2}}, TypeError, r"meta must be a dict with string keys"),
+    ({"meta": {"rows": 5}}, TypeError, r"meta\['rows'\] must be the row range \(start, stop\).*two integers, got 5"),
+    ({"meta": {"rows": [0, 1, 2]}}, TypeError, r"meta\['rows'\] must be the row range"),
+    ({"meta": {"rows": [0, 2.5]}}, TypeError, r"meta\['rows'\] must be the row range"),
+    ({"meta": {"rows": [6, 0]}}, ValueError, r"meta\['rows'\].*0 <= start <= stop, got \(6, 0\)"),
+    ({"meta": {"all_shapes": 3}}, TypeError, r"meta\['all_shapes'\] must be a list of shapes"),
+    ({"meta": {"all_shapes": [[2, 2], 2]}}, TypeError, r"meta\['all_shapes'\] must be a list of shapes"),
+    ({"meta": {"all_shapes": [[2, -2]]}}, ValueError, r"meta\['all_shapes'\] must be a list of shapes"),
 ])
 def test_trajectory_is_validated_on_construction(change, error, words):
     args = {**_parts(), **change}
