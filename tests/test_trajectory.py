@@ -110,6 +110,29 @@ def test_corrupt_and_foreign_files(tmp_path):
         kt.Trajectory.load(tmp_path / "missing.pt")
 
 
+@pytest.mark.parametrize("change, words", [
+    ({"names": "abc"}, r"TypeError: names must be a list of parameter names \(str\), got 'abc'"),
+    ({"names": [1, 2, 3]}, r"TypeError: names must be a list of parameter names"),
+    ({"names": ["a", "b"]}, r"ValueError: names and shapes must have one entry per parameter, got 2 names"),
+    ({"shapes": "abc"}, r"TypeError: shapes must be a list of shapes"),
+    ({"shapes": [[1], "a", [1]]}, r"TypeError: shapes must be tuples of integers >= 0, got 'a' for 'b'"),
+    ({"steps": [0, 0]}, r"ValueError: steps must be strictly increasing"),
+    ({"meta": {"lrs": [0.1]}}, r"ValueError: meta\['lrs'\] must hold one learning rate per snapshot \(2\)"),
+    ({"names": None}, r"TypeError: names must be a list"),
+    ({"names": KeyError}, r"no 'names' field"),
+])
+def test_damaged_fields_of_a_saved_file_are_refused_naming_the_file_and_field(tmp_path, change, words):
+    """Trajectory.load checks each stored field as the constructor does, on the stored value itself."""
+    path = tmp_path / "damaged.pt"
+    obj = {"format": "koopman_tut.recording.trajectory/1", "snapshots": torch.zeros(3, 2),
+           "steps": torch.tensor([0, 1]), "names": ["a", "b", "c"], "shapes": [[1], [1], [1]], "meta": {}}
+    obj.update(change)
+    obj = {k: v for k, v in obj.items() if v is not KeyError}
+    torch.save(obj, path)
+    with pytest.raises(ValueError, match=r"damaged\.pt is a damaged trajectory file.*" + words):
+        kt.Trajectory.load(path)
+
+
 def test_trajectory_from_another_model_is_refused(setup):
     model, opt, _ = setup
     traj = kt.TrajectoryRecorder(model, opt, stop=0).trajectory()
