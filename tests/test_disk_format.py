@@ -208,3 +208,10 @@ def test_version_1_files_are_refused_with_the_way_to_convert_them(files, tmp_pat
     with pytest.raises(ValueError, match="dtype 'int32'"):
         convert_v1(old, tmp_path / "v2b.traj")
     assert not (tmp_path / "v2b.traj").exists()
+    data = bytearray(v1_file(files["closed"]))
+    at = json.loads(data[24:24 + struct.unpack_from("<Q", data, 16)[0]])["lrs_offset"] + 8 * 3
+    data[at:at + 8] = struct.pack("<d", float("nan"))  # no checksum: only the range tells
+    old.write_bytes(data)
+    with pytest.raises(ValueError, match=r"learning rate of snapshot 3 \(step 3\) is nan"):
+        convert_v1(old, tmp_path / "v2b.traj")
+    assert not (tmp_path / "v2b.traj").exists()

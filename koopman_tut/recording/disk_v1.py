@@ -43,7 +43,9 @@ def read_v1(fd: int, path, size: int) -> tuple[dict, int, np.ndarray, np.ndarray
     steps = np.frombuffer(os.pread(fd, 8 * count, h["steps_offset"]), dtype="<i8")
     if steps[0] < 0 or (np.diff(steps) <= 0).any():
         raise ValueError(f"{path}: damaged version-1 file: the steps are not increasing")
-    return h, count, steps, np.frombuffer(os.pread(fd, 8 * count, h["lrs_offset"]), dtype="<f8")
+    lrs = np.frombuffer(os.pread(fd, 8 * count, h["lrs_offset"]), dtype="<f8")
+    fmt.check_lrs(lrs, steps, path)
+    return h, count, steps, lrs
 
 
 def convert_v1(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:

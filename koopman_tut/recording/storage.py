@@ -210,7 +210,7 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
     ``meta["recording"]`` is "in progress" (a recorder is writing the file) or "cut short" (its
     process ended without closing it; a :class:`RecordingCutShortWarning` says how many snapshots
     are complete), and absent for a finished recording. ValueError for a damaged, foreign or
-    version-1 file.
+    version-1 file, and for a learning rate of a complete snapshot that is not a finite number >= 0.
     """
     with open(path, "rb") as f:
         fd = f.fileno()
@@ -231,6 +231,7 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
                              f"({size} bytes, {h['data_offset'] + k * n * item} needed)")
         rows = np.memmap(f, dtype=_RAW[item], mode="c", offset=h["data_offset"], shape=(k, n))
         lrs = np.frombuffer(os.pread(fd, 8 * k, h["lrs_offset"]), dtype="<f8")
+        fmt.check_lrs(lrs, steps, path)
     meta = dict(h["meta"], lrs=lrs.tolist())
     if "rows" in meta:  # JSON has lists only
         meta["rows"] = tuple(meta["rows"])
