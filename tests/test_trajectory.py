@@ -460,6 +460,17 @@ def test_an_optimizer_without_a_learning_rate_is_named():
         kt.TrajectoryRecorder(model, {"lr": 0.1}, stop=3)
 
 
+@pytest.mark.parametrize("lr", [math.nan, math.inf, -0.1, torch.tensor(math.nan)])
+def test_a_learning_rate_that_is_not_finite_and_at_least_0_is_refused(lr):
+    """What a disk file refuses to load is refused when recording starts; 0 (a warm-up's start) is taken."""
+    model = nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    assert kt.TrajectoryRecorder(model, opt, stop=3).lrs == [0.0]
+    opt.param_groups[0]["lr"] = lr
+    with pytest.raises(ValueError, match=r"optimizer.param_groups\[0\]\['lr'\] must be a finite number >= 0, got"):
+        kt.TrajectoryRecorder(model, opt, stop=3)
+
+
 class _Tied(nn.Module):
     """A decoder weight tied to an encoder's, and the classifier weight tied to an embedding."""
 

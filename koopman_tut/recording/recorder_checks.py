@@ -6,6 +6,7 @@ names of one tied tensor) are refused before anything is allocated (TypeError / 
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 import warnings
@@ -100,7 +101,8 @@ def _check_names(params) -> list[str] | None:
 
 
 def _check_lr(optimizer: torch.optim.Optimizer) -> None:
-    """The recorder logs ``param_groups[0]['lr']`` with every snapshot (the Koopman gradient divides by it)."""
+    """The recorder logs ``param_groups[0]['lr']`` with every snapshot (the Koopman gradient divides by it):
+    a finite number >= 0 (0, e.g. where a warm-up starts, is recorded; a disk file refuses others on loading)."""
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     group = optimizer.param_groups[0]
@@ -110,9 +112,11 @@ def _check_lr(optimizer: torch.optim.Optimizer) -> None:
                          f"learning rate with every snapshot. Give the group a learning rate, "
                          f"optimizer.param_groups[0]['lr'] = ..., or build the optimizer with lr=")
     try:
-        float(group["lr"])
+        lr = float(group["lr"])
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"optimizer.param_groups[0]['lr'] must be a number, got {group['lr']!r}") from None
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"optimizer.param_groups[0]['lr'] must be a finite number >= 0, got {group['lr']!r}")
 
 
 def _owned(optimizer: torch.optim.Optimizer) -> set[int]:
