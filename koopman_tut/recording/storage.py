@@ -217,7 +217,8 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
         size = os.fstat(fd).st_size
         if os.pread(fd, len(MAGIC_V1), 0) == MAGIC_V1:
             raise ValueError(f"{path} is in the version-1 disk format, whose header carries no checksum: convert it "
-                             f"once with koopman_tut.recording.disk_v1.convert_v1({str(path)!r}, NEW_PATH) and load NEW_PATH")
+                             f"once with koopman_tut.recording.disk_v1.convert_v1({str(path)!r}, NEW_PATH) and load "
+                             f"NEW_PATH (NEW_PATH may be the same path, with overwrite=True)")
         locked = is_locked(fd)  # before the header: a writer that stops later has written all it counts
         h, count, state = fmt.read_header(fd, path, size)
         live = state == fmt.WRITING and locked
