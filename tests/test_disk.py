@@ -1,6 +1,7 @@
 """Trajectories on disk: recording into a memory-mapped file, loading it back, interrupted runs, memory."""
 import json
 import os
+import re
 import zlib
 import signal
 import subprocess
@@ -144,6 +145,31 @@ def test_damaged_files_are_refused(setup, tmp_path):
         kt.Trajectory.load(path)
     with pytest.raises(ValueError, match="device must be 'cpu'"):
         kt.TrajectoryRecorder(model, opt, stop=3, path=path, device="meta")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1e300, -0.5])
+def test_a_damaged_learning_rate_is_refused_naming_the_file_and_snapshot(tmp_path, bad):
+    """The lrs carry no checksum and the Koopman gradient divides by them: one that is not a finite number
+    >= 0 in a complete snapshot is refused; an lr of 0 (a warm-up's start), which the recorder takes, loads."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    path = tmp_path / "run.traj"
+    rec = kt.TrajectoryRecorder(model, opt, stop=4, path=path)
+    for _ in range(4):
+        opt.zero_grad()
+        model(torch.randn(8, 4)).pow(2).sum().backward()
+        opt.step()
+        opt.param_groups[0]["lr"] += 0.1
+    rec.remove()
+    assert kt.Trajectory.load(path).meta["lrs"] == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3])
+    header, _ = read_header(path)
+    data = bytearray(path.read_bytes())
+    data[header["lrs_offset"] + 8 * 2:header["lrs_offset"] + 8 * 3] = np.float64(bad).tobytes()
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=r"run\.traj: damaged .*learning rate of snapshot 2 \(step 2\) is "
+                                         + re.escape(repr(bad)) + ", not a finite number >= 0"):
+        kt.Trajectory.load(path)
 
 
 def rss_anon() -> int:

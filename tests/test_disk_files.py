@@ -43,6 +43,14 @@ def test_an_existing_file_is_refused_unless_overwrite(tmp_path):
         kt.TrajectoryRecorder(model, opt, max_snapshots=4, path=tmp_path / "b.traj", overwrite="yes")
 
 
+def test_a_window_that_would_record_nothing_leaves_no_file(tmp_path):
+    """step0 past stop: refused before the file is created (it would stay locked "in progress", empty)."""
+    model, opt = tiny()
+    with pytest.raises(ValueError, match=r"stop must be >= step0, got stop=5, step0=10"):
+        kt.TrajectoryRecorder(model, opt, stop=5, step0=10, path=tmp_path / "run.traj")
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_symlink_is_never_followed(tmp_path):
     model, opt = tiny()
     target, link = tmp_path / "target", tmp_path / "run.traj"

@@ -208,3 +208,67 @@ def test_version_1_files_are_refused_with_the_way_to_convert_them(files, tmp_pat
     with pytest.raises(ValueError, match="dtype 'int32'"):
         convert_v1(old, tmp_path / "v2b.traj")
     assert not (tmp_path / "v2b.traj").exists()
+    data = bytearray(v1_file(files["closed"]))
+    at = json.loads(data[24:24 + struct.unpack_from("<Q", data, 16)[0]])["lrs_offset"] + 8 * 3
+    data[at:at + 8] = struct.pack("<d", float("nan"))  # no checksum: only the range tells
+    old.write_bytes(data)
+    with pytest.raises(ValueError, match=r"learning rate of snapshot 3 \(step 3\) is nan"):
+        convert_v1(old, tmp_path / "v2b.traj")
+    assert not (tmp_path / "v2b.traj").exists()
+
+
+CONVERT_KILLED = """
+import os, sys
+from koopman_tut.recording import storage
+from koopman_tut.recording.disk_v1 import convert_v1
+commit = storage.DiskStorage.commit
+def dying(self, k, step, lr):
+    if k == 2:
+        os._exit(3)  # the process dies after 2 of 6 rows (SIGKILL, out of memory): no cleanup runs
+    commit(self, k, step, lr)
+storage.DiskStorage.commit = dying
+convert_v1(sys.argv[1], sys.argv[2], overwrite=True)
+"""
+
+
+def test_an_interrupted_conversion_leaves_the_old_files_intact(files, tmp_path, monkeypatch):
+    """In place (src is dst) or onto a good file: nothing is replaced until the new file is complete."""
+    old, good = tmp_path / "v1.traj", tmp_path / "good.traj"
+    old.write_bytes(v1_file(files["closed"]))
+    good.write_bytes(files["closed"])
+    before = {p: p.read_bytes() for p in (old, good)}
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    for dst in (old, good):
+        p = subprocess.run([sys.executable, "-c", CONVERT_KILLED, str(old), str(dst)], env=env, timeout=120,
+                           capture_output=True, text=True)
+        assert p.returncode == 3, p.stderr[-3000:]
+        assert {p: p.read_bytes() for p in (old, good)} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["good.traj", "v1.traj"]
+    with pytest.raises(ValueError, match="version-1"):
+        load(old)
+    commit = kt.recording.storage.DiskStorage.commit
+    monkeypatch.setattr(kt.recording.storage.DiskStorage, "commit",
+                        lambda st, k, *a: (_ for _ in ()).throw(KeyboardInterrupt) if k == 2 else commit(st, k, *a))
+    with pytest.raises(KeyboardInterrupt):  # an exception: the temporary file is removed too
+        convert_v1(old, old, overwrite=True)
+    left = sorted(p.name.split(".")[1] for p in tmp_path.glob(".*.tmp"))
+    assert old.read_bytes() == before[old] and left == ["good", "v1"]  # the two killed runs' temporary files only
+    monkeypatch.undo()
+    assert convert_v1(old, old, overwrite=True) == old  # in place, completed
+    got, caught = load(old)
+    expect, _ = load(good)
+    assert same(got, expect) and caught == []
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        convert_v1(good, good)
+
+
+def test_a_conversion_onto_a_file_a_recorder_is_writing_is_refused(files, tmp_path):
+    old, live = tmp_path / "v1.traj", tmp_path / "live.traj"
+    old.write_bytes(v1_file(files["closed"]))
+    model = torch.nn.Linear(3, 2)
+    rec = kt.TrajectoryRecorder(model, torch.optim.SGD(model.parameters(), lr=0.1), stop=5, path=live)
+    data = live.read_bytes()
+    with pytest.raises(FileExistsError, match="being written by another TrajectoryRecorder"):
+        convert_v1(old, live, overwrite=True)
+    assert live.read_bytes() == data and sorted(p.name for p in tmp_path.iterdir()) == ["live.traj", "v1.traj"]
+    rec.remove()

@@ -169,6 +169,28 @@ def test_optimizer_load_state_dict_is_followed():
         rec.trajectory()
 
 
+def test_a_group_dict_replaced_in_the_same_list_is_followed(monkeypatch):
+    """``opt.param_groups[0] = {...}`` keeps the list object: the next step logs the lr the optimizer now
+    uses, also when the new dict compares equal to the old one (and only its lr changes later)."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=8)
+    walks = []
+    current = rec._current
+    monkeypatch.setattr(rec, "_current", lambda: walks.append(rec.step) or current())
+    train_steps(model, opt, 2)
+    opt.param_groups[0] = dict(opt.param_groups[0], lr=0.5)
+    train_steps(model, opt, 1)
+    old = opt.param_groups[0]
+    opt.param_groups[0] = dict(old)  # equal to the old dict, another object
+    assert opt.param_groups[0] == old
+    train_steps(model, opt, 1)
+    opt.param_groups[0]["lr"] = 0.25  # in the new dict only, which the optimizer uses
+    train_steps(model, opt, 2)
+    assert rec.lrs == [0.1, 0.1, 0.1, 0.5, 0.5, 0.25, 0.25]
+    assert walks == [3, 4]  # once per replacement, not at every step
+
+
 def test_recorded_parameters_split_over_two_groups_raise_at_every_step():
     """A step that finds the recorded parameters in more optimizer groups than at the start raises;
     caught, the next steps raise again rather than record with the old groups' lrs."""

@@ -110,6 +110,29 @@ def test_corrupt_and_foreign_files(tmp_path):
         kt.Trajectory.load(tmp_path / "missing.pt")
 
 
+@pytest.mark.parametrize("change, words", [
+    ({"names": "abc"}, r"TypeError: names must be a list of parameter names \(str\), got 'abc'"),
+    ({"names": [1, 2, 3]}, r"TypeError: names must be a list of parameter names"),
+    ({"names": ["a", "b"]}, r"ValueError: names and shapes must have one entry per parameter, got 2 names"),
+    ({"shapes": "abc"}, r"TypeError: shapes must be a list of shapes"),
+    ({"shapes": [[1], "a", [1]]}, r"TypeError: shapes must be tuples of integers >= 0, got 'a' for 'b'"),
+    ({"steps": [0, 0]}, r"ValueError: steps must be strictly increasing"),
+    ({"meta": {"lrs": [0.1]}}, r"ValueError: meta\['lrs'\] must hold one learning rate per snapshot \(2\)"),
+    ({"names": None}, r"TypeError: names must be a list"),
+    ({"names": KeyError}, r"no 'names' field"),
+])
+def test_damaged_fields_of_a_saved_file_are_refused_naming_the_file_and_field(tmp_path, change, words):
+    """Trajectory.load checks each stored field as the constructor does, on the stored value itself."""
+    path = tmp_path / "damaged.pt"
+    obj = {"format": "koopman_tut.recording.trajectory/1", "snapshots": torch.zeros(3, 2),
+           "steps": torch.tensor([0, 1]), "names": ["a", "b", "c"], "shapes": [[1], [1], [1]], "meta": {}}
+    obj.update(change)
+    obj = {k: v for k, v in obj.items() if v is not KeyError}
+    torch.save(obj, path)
+    with pytest.raises(ValueError, match=r"damaged\.pt is a damaged trajectory file.*" + words):
+        kt.Trajectory.load(path)
+
+
 def test_trajectory_from_another_model_is_refused(setup):
     model, opt, _ = setup
     traj = kt.TrajectoryRecorder(model, opt, stop=0).trajectory()
@@ -278,6 +301,10 @@ def test_low_precision_storage(setup, dtype):
     ({"stop": 4.0}, TypeError, r"stop.*4\.0"),
     ({"start": 5, "stop": 4}, ValueError, r"stop.*4.*start.*5"),
     ({"stop": 4, "step0": -2}, ValueError, r"step0.*-2"),
+    ({"stop": 5, "step0": 10}, ValueError, r"stop must be >= step0, got stop=5, step0=10"),
+    ({"stop": 4, "overwrite": "yes"}, TypeError, r"overwrite must be True or False, got 'yes'"),
+    ({"stop": 4, "overwrite": True}, ValueError, r"overwrite=True applies to a recording on disk and needs path="),
+    ({"stop": 4, "sync": True}, ValueError, r"sync=True applies to a recording on disk and needs path="),
     ({"max_snapshots": -3}, ValueError, r"max_snapshots.*-3"),
     ({"max_snapshots": 0}, ValueError, r"max_snapshots.*0"),
     ({"max_snapshots": 2.5}, TypeError, r"max_snapshots.*2\.5"),
@@ -291,6 +318,12 @@ def test_arguments_are_validated_at_construction(setup, kwargs, error, name):
     model, opt, _ = setup
     with pytest.raises(error, match=name):
         kt.TrajectoryRecorder(model, opt, **kwargs)
+
+
+def test_a_window_ending_at_step0_records_the_state_at_construction(setup):
+    model, opt, _ = setup
+    rec = kt.TrajectoryRecorder(model, opt, stop=5, step0=5, sync=False, overwrite=False)
+    assert rec.trajectory().steps.tolist() == [5]
 
 
 def test_full_storage_warns_once_when_the_first_snapshot_is_dropped(setup):
@@ -340,6 +373,13 @@ def _parts(T=4, n=6):
     ({"meta": {"lrs": [0.1] * 3}}, ValueError, r"meta\['lrs'\] must hold one learning rate per snapshot \(4\)"),
     ({"meta": {"f": object()}}, TypeError, r"meta\['f'\] must hold plain values"),
     ({"meta": {1: 2}}, TypeError, r"meta must be a dict with string keys"),
+    ({"meta": {"rows": 5}}, TypeError, r"meta\['rows'\] must be the row range \(start, stop\).*two integers, got 5"),
+    ({"meta": {"rows": [0, 1, 2]}}, TypeError, r"meta\['rows'\] must be the row range"),
+    ({"meta": {"rows": [0, 2.5]}}, TypeError, r"meta\['rows'\] must be the row range"),
+    ({"meta": {"rows": [6, 0]}}, ValueError, r"meta\['rows'\].*0 <= start <= stop, got \(6, 0\)"),
+    ({"meta": {"all_shapes": 3}}, TypeError, r"meta\['all_shapes'\] must be a list of shapes"),
+    ({"meta": {"all_shapes": [[2, 2], 2]}}, TypeError, r"meta\['all_shapes'\] must be a list of shapes"),
+    ({"meta": {"all_shapes": [[2, -2]]}}, ValueError, r"meta\['all_shapes'\] must be a list of shapes"),
 ])
 def test_trajectory_is_validated_on_construction(change, error, words):
     args = {**_parts(), **change}
@@ -418,6 +458,17 @@ def test_an_optimizer_without_a_learning_rate_is_named():
         kt.TrajectoryRecorder(model, NoLR(model.parameters()), stop=3)
     with pytest.raises(TypeError, match=r"optimizer must be a torch.optim.Optimizer, got dict"):
         kt.TrajectoryRecorder(model, {"lr": 0.1}, stop=3)
+
+
+@pytest.mark.parametrize("lr", [math.nan, math.inf, -0.1, torch.tensor(math.nan)])
+def test_a_learning_rate_that_is_not_finite_and_at_least_0_is_refused(lr):
+    """What a disk file refuses to load is refused when recording starts; 0 (a warm-up's start) is taken."""
+    model = nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    assert kt.TrajectoryRecorder(model, opt, stop=3).lrs == [0.0]
+    opt.param_groups[0]["lr"] = lr
+    with pytest.raises(ValueError, match=r"optimizer.param_groups\[0\]\['lr'\] must be a finite number >= 0, got"):
+        kt.TrajectoryRecorder(model, opt, stop=3)
 
 
 class _Tied(nn.Module):

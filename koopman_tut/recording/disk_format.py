@@ -221,3 +221,13 @@ def complete_snapshots(h: dict, count: int, state: bytes, steps: np.ndarray, liv
     if k != count and not (state == WRITING and k == count + 1):
         raise _bad(path, f"count {count} disagrees with the {k} snapshots whose steps are written")
     return k
+
+
+def check_lrs(lrs: np.ndarray, steps: np.ndarray, path) -> None:
+    """The learning rates of the complete snapshots are finite and >= 0 (0: a warm-up may start there),
+    as the recorder accepts them; they carry no checksum, and the Koopman gradient divides by them."""
+    bad = np.flatnonzero(~(np.isfinite(lrs) & (lrs >= 0)))
+    if bad.size:
+        j = int(bad[0])
+        raise _bad(path, f"the learning rate of snapshot {j} (step {int(steps[j])}) is {float(lrs[j])!r}, not a "
+                         f"finite number >= 0" + (f" ({bad.size} such snapshots)" if bad.size > 1 else ""))

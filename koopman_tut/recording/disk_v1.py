@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import disk_format as fmt
+from .safe_files import CLOEXEC, check_target, claim_existing, create_temp, discard, publish
 from .storage import _RAW, DiskStorage
 
 
@@ -43,31 +44,70 @@ def read_v1(fd: int, path, size: int) -> tuple[dict, int, np.ndarray, np.ndarray
     steps = np.frombuffer(os.pread(fd, 8 * count, h["steps_offset"]), dtype="<i8")
     if steps[0] < 0 or (np.diff(steps) <= 0).any():
         raise ValueError(f"{path}: damaged version-1 file: the steps are not increasing")
-    return h, count, steps, np.frombuffer(os.pread(fd, 8 * count, h["lrs_offset"]), dtype="<f8")
+    lrs = np.frombuffer(os.pread(fd, 8 * count, h["lrs_offset"]), dtype="<f8")
+    fmt.check_lrs(lrs, steps, path)
+    return h, count, steps, lrs
 
 
 def convert_v1(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:
     """Copy the complete snapshots of a version-1 recording ``src`` into a new version-2 file ``dst``.
 
+    The new file is written under a temporary name beside ``dst`` (:mod:`koopman_tut.recording.safe_files`),
+    flushed to the device, and renamed onto ``dst`` only once complete: an interrupted conversion leaves
+    ``dst`` (and ``src``) as they were, and at most a hidden ``.NAME.*.tmp`` file beside it to delete.
+
     Parameters
     ----------
     src : a file recorded by ``TrajectoryRecorder(path=)`` in the version-1 format.
     dst : the new file (capacity = the complete snapshots; marked closed: version 1 cannot tell a
-        recording cut short). Refused if it exists, unless ``overwrite``; ``src`` is never changed.
+        recording cut short). Refused if it exists, unless ``overwrite``; ``src`` is never changed,
+        unless it is ``dst`` itself (``convert_v1(f, f, overwrite=True)`` converts in place, safely).
+    overwrite : replace a file at ``dst`` (not one a recorder is writing).
 
     Returns
     -------
     Path of ``dst``, loadable with ``Trajectory.load``.
-    """
 
+    Raises
+    ------
+    ValueError : ``src`` is not an intact version-1 file; ``dst`` is a symlink or not a regular file.
+    FileExistsError : ``dst`` exists (without ``overwrite``) or a recorder is writing it.
+    TypeError : ``dst`` not a path, ``overwrite`` not a bool.
+    """
+    dst = check_target(dst, overwrite)
     with open(src, "rb") as f:
         h, count, steps, lrs = read_v1(f.fileno(), src, os.fstat(f.fileno()).st_size)
-        dtype, n = fmt.DTYPES[h["dtype"]], h["n"]
-        rows = np.memmap(f, dtype=_RAW[fmt.itemsize(h)], mode="r", offset=h["data_offset"], shape=(count, n))
-        st = DiskStorage(dst, h["names"], [tuple(s) for s in h["shapes"]], n, count, dtype, h["meta"],
-                         overwrite=overwrite)
-        for k in range(count):
+        rows = np.memmap(f, dtype=_RAW[fmt.itemsize(h)], mode="r", offset=h["data_offset"], shape=(count, h["n"]))
+        held = claim_existing(dst) if overwrite else None  # no recorder starts on dst meanwhile
+        tmp = None
+        try:
+            fd, tmp = create_temp(dst)  # the name, reserved: DiskStorage replaces it with the new file
+            os.close(fd)
+            _copy(tmp, h, steps, lrs, rows)
+            publish(tmp, dst, overwrite)
+        except BaseException:
+            if tmp is not None:
+                discard(None, tmp)
+            raise
+        finally:
+            if held is not None:
+                os.close(held)
+    return dst
+
+
+def _copy(path: Path, h: dict, steps: np.ndarray, lrs: np.ndarray, rows: np.ndarray) -> None:
+    """Write the version-2 file ``path`` (replacing the empty file there): every row as recorded, closed, fsync'ed."""
+    dtype = fmt.DTYPES[h["dtype"]]
+    st = DiskStorage(path, h["names"], [tuple(s) for s in h["shapes"]], h["n"], len(steps), dtype, h["meta"],
+                     overwrite=True)
+    try:
+        for k in range(len(steps)):
             st.data[k] = torch.from_numpy(rows[k].copy()).view(dtype)  # the raw bytes, as recorded
             st.commit(k, int(steps[k]), float(lrs[k]))
+    finally:
         st.close()
-    return Path(dst)
+    fd = os.open(path, os.O_RDONLY | CLOEXEC)
+    try:
+        os.fsync(fd)  # the rows (written through the map) on the device before the rename publishes them
+    finally:
+        os.close(fd)

@@ -8,8 +8,8 @@ row of storage allocated up front (:mod:`koopman_tut.recording.rows`). Nothing i
 * a recorded parameter replaced (a new module or tensor) or resized after the start raises
   RuntimeError from the optimizer step that sees it, before anything is written. The model is
   walked and checked when something may have changed, not at every step: a registration
-  anywhere (:mod:`koopman_tut.recording.watch`), a recorded tensor with new storage or shape,
-  or every ``watch.CHECK_EVERY`` steps;
+  anywhere (:mod:`koopman_tut.recording.watch`), the optimizer's param group list or one of its
+  dicts replaced, a recorded tensor with new storage or shape, or every ``watch.CHECK_EVERY`` steps;
 * full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot.
 
 Storage is memory (CPU or GPU) or, with ``path=``, a memory-mapped file (:mod:`koopman_tut.recording.storage`).
@@ -19,6 +19,7 @@ the flattened rows (see :func:`koopman_tut.numerics.distributed.shard_range`).
 from __future__ import annotations
 
 import math
+import operator
 import os
 import warnings
 
@@ -30,13 +31,14 @@ from ..numerics.distributed import local_tensor, shard_pieces, shard_range, unwr
 from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_dtype, _check_fraction, _check_int,  # noqa: F401
-                              _check_lr, _check_model, _check_names, _trained_by, changed_message, recorded_groups,
-                              SettingsLog)
+                              _check_disk, _check_lr, _check_model, _check_names, _check_window, _trained_by,
+                              changed_message, full_message, recorded_groups, SettingsLog)
 from .params import layer_parameters, parameter
 from .trajectory import Trajectory
 
 
 _SAME = torch.Tensor.is_set_to  # same storage, offset, shape and strides: read at every step (see _record)
+_IS = operator.is_  # the same param group dicts as at the last walk: read at every step
 
 
 class RecorderFullWarning(UserWarning):
@@ -55,7 +57,7 @@ class TrajectoryRecorder:
     params : names to record (default: weights and biases of conv/linear layers, see
         :func:`~koopman_tut.recording.trajectory.layer_parameters`, less frozen ones outside the optimizer).
     start, stop : window of optimizer steps [start, stop]: snapshot s is theta after s steps;
-        the state at construction counts as step ``step0`` (default 0).
+        the state at construction counts as step ``step0`` (default 0); stop must be >= start and >= step0.
     max_snapshots : capacity (needed when ``stop`` is None); a :class:`RecorderFullWarning` is
         emitted when the first snapshot is dropped.
     device, dtype : where and how snapshots are stored (default CPU float32; float16 and
@@ -70,8 +72,9 @@ class TrajectoryRecorder:
         cut short (a warning, ``meta["recording"]``).
     overwrite : with ``path``, replace an existing file there (untouched until the new one is
         allocated); without it an existing file is refused (FileExistsError). A file another
-        recorder is still writing is refused either way.
-    sync : with ``path``, msync every snapshot to the device (survives a power loss, not only a crash).
+        recorder is still writing is refused either way. Refused without ``path`` (ValueError).
+    sync : with ``path`` (refused without it), msync every snapshot to the device (survives a power loss, not
+        only a crash).
     shard : under torch.distributed (``True``: the default group, or a group), keep only this
         rank's contiguous share of the flattened rows; ``trajectory()`` then holds those rows, its
         names/shapes are the pieces of parameters they cover (a parameter cut by a shard boundary
@@ -99,16 +102,12 @@ class TrajectoryRecorder:
                  step0: int = 0, max_fraction: float = 0.8, path: str | os.PathLike | None = None,
                  sync: bool = False, shard=False, overwrite: bool = False):
         self.every = _check_int("every", every, 1)
-        self.start = _check_int("start", start, 0)
-        self.stop = stop  # checked by the setter
-        if self.stop is not None and self.stop < self.start:
-            raise ValueError(f"stop must be >= start, got stop={stop!r}, start={start!r}")
+        self.start, self.stop, self.step = _check_window(start, stop, step0)  # stop: checked by the setter too
         self.max_snapshots = None if max_snapshots is None else _check_int("max_snapshots", max_snapshots, 1)
         if self.stop is None and self.max_snapshots is None:
             raise ValueError("give stop (the last step to record) or max_snapshots, so storage can be preallocated")
-        self.step = _check_int("step0", step0, 0)
         dtype, max_fraction = _check_dtype(dtype), _check_fraction("max_fraction", max_fraction)
-        explicit, sync = _check_names(params), _check_bool("sync", sync)
+        explicit, (sync, overwrite) = _check_names(params), _check_disk(path, sync, overwrite)
         model = unwrap(_check_model(model))
         self.model, self.optimizer = model, optimizer
         _check_lr(optimizer)
@@ -145,8 +144,9 @@ class TrajectoryRecorder:
         self._log = SettingsLog(self._lr_groups)  # lrs per snapshot; a momentum etc. changed by hand
         self.lrs, self.group_lrs = self._log.lrs, self._log.group_lrs  # the first group's, every group's
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
-        # what the last walk saw (registrations, the optimizer's groups, the recorded tensors) and when the next is due
-        self._gen, self._groups_seen, self._aliases, self._next_walk = None, None, [], 0
+        # what the last walk saw (registrations, the optimizer's group list and dicts, the recorded tensors) and when
+        # the next is due
+        self._gen, self._groups_seen, self._dicts_seen, self._aliases, self._next_walk = None, None, (), [], 0
         watch.install()
         self._cap = self.storage.shape[0]
         self._handle = optimizer.register_step_post_hook(self._hook)
@@ -207,8 +207,9 @@ class TrajectoryRecorder:
         if s > self._last:
             return  # the recording is over (the window ended or the storage is full): nothing to check or write
         ts = [local_tensor(t) for t in self._tensors] if self._sharded else self._tensors
-        if not (s < self._next_walk and watch._generation == self._gen
-                and self.optimizer.param_groups is self._groups_seen and all(map(_SAME, ts, self._aliases))):
+        pg, seen = self.optimizer.param_groups, self._dicts_seen  # a group dict replaced in the list is seen too
+        if not (s < self._next_walk and watch._generation == self._gen and pg is self._groups_seen
+                and len(pg) == len(seen) and all(map(_IS, pg, seen)) and all(map(_SAME, ts, self._aliases))):
             self._walk(s)  # raises if a recorded parameter was replaced, removed or reshaped
         if s < self.start or (s - self.start) % self.every:
             return
@@ -245,9 +246,10 @@ class TrajectoryRecorder:
     def _walk(self, s: int) -> None:
         """Walk the model and check every recorded tensor (:meth:`_current`). :meth:`_record` calls
         it when something may have changed since the last walk: a registration anywhere
-        (:mod:`.watch`: a replaced module or tensor, pruning), new optimizer param_groups
-        (``load_state_dict``), a recorded tensor off the storage, offset, shape or strides seen
-        (``p.data = ...``, ``model.to()``, a transpose), or ``watch.CHECK_EVERY`` steps gone by."""
+        (:mod:`.watch`: a replaced module or tensor, pruning), a new optimizer param_groups list
+        (``load_state_dict``) or a group dict replaced or added in it, a recorded tensor off the storage,
+        offset, shape or strides seen (``p.data = ...``, ``model.to()``, a transpose), or
+        ``watch.CHECK_EVERY`` steps gone by."""
         found = self._current()
         groups = self._groups_now()
         if len(groups) != len(self._lr_groups):  # raised again at every step: nothing saved from this walk
@@ -257,15 +259,12 @@ class TrajectoryRecorder:
         self._writer.prepare(found)
         self._aliases = [local_tensor(t).detach() for _, t, _ in found]
         self._gen, self._groups_seen = watch.generation(), self.optimizer.param_groups
+        self._dicts_seen = tuple(self._groups_seen)  # identities, not equality: load_state_dict's dicts compare equal
         self._next_walk = s + watch.CHECK_EVERY
 
     def _warn_full(self, s: int) -> None:
         self._last = -1
-        cap = self._cap
-        warnings.warn(f"TrajectoryRecorder is full: its {cap} snapshots (max_snapshots={self.max_snapshots}) are "
-                      f"taken, so the snapshot of step {s} and all later ones are dropped. Record more with a larger "
-                      f"max_snapshots=, every k-th step with every=, or end the window at the last step you need "
-                      f"with stop=", RecorderFullWarning, stacklevel=2)
+        warnings.warn(full_message(self._cap, self.max_snapshots, s), RecorderFullWarning, stacklevel=2)
 
     def remove(self) -> None:
         """Stop recording (unregister the step hook)."""
@@ -288,11 +287,7 @@ class TrajectoryRecorder:
         snaps = (snaps.clone() if copy else snaps).T  # (n, T)
         names, shapes = self._layout()
         meta = {"lrs": list(self.lrs), **self.meta0}
-        if self._log.changed_at is not None:
-            warnings.warn(f"the optimizer's momentum, dampening, Nesterov flag or weight decay changed after the "
-                          f"recorder was built (first seen at step {self._log.changed_at}; e.g. OneCycleLR cycles "
-                          f"momentum): the trajectory keeps the settings from then, which the Koopman gradient "
-                          f"undoes", stacklevel=2)
+        self._log.warn_if_changed()
         if len(self._lr_groups) > 1:
             meta["group_lrs"] = [list(row) for row in self.group_lrs]
         return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), names, shapes, meta)

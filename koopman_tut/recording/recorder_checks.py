@@ -6,6 +6,7 @@ names of one tied tensor) are refused before anything is allocated (TypeError / 
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 import warnings
@@ -63,6 +64,32 @@ def _check_dtype(dtype) -> torch.dtype:
     return dtype
 
 
+def _check_window(start, stop, step0) -> tuple[int, int | None, int]:
+    """(start, stop, step0) as ints (stop None: open-ended); stop must be >= start and >= step0 (the step the
+    recorder starts at): a window that ends before either would record nothing."""
+    start, step0 = _check_int("start", start, 0), _check_int("step0", step0, 0)
+    if stop is None:
+        return start, None, step0
+    stop = _check_int("stop", stop, 0)
+    for name, value in (("start", start), ("step0", step0)):
+        if stop < value:
+            raise ValueError(f"stop must be >= {name}, got stop={stop!r}, {name}={value!r}: the window would "
+                             f"record nothing" + (" (step0 is the step count when the recorder is built)"
+                                                  if name == "step0" else ""))
+    return start, stop, step0
+
+
+def _check_disk(path, sync, overwrite) -> tuple[bool, bool]:
+    """(sync, overwrite) as bools; they apply to a recording on disk only, so either set without ``path`` is
+    refused (ValueError) rather than ignored."""
+    sync, overwrite = _check_bool("sync", sync), _check_bool("overwrite", overwrite)
+    if path is None and (sync or overwrite):
+        given = ", ".join(f"{k}=True" for k, v in (("sync", sync), ("overwrite", overwrite)) if v)
+        raise ValueError(f"{given} applies to a recording on disk and needs path= (the file to record into); "
+                         f"without path= the recorder keeps its snapshots in memory")
+    return sync, overwrite
+
+
 def _check_names(params) -> list[str] | None:
     """``params`` as a list of names (None stays None); a bare string is refused, not split into letters."""
     if params is None:
@@ -74,7 +101,8 @@ def _check_names(params) -> list[str] | None:
 
 
 def _check_lr(optimizer: torch.optim.Optimizer) -> None:
-    """The recorder logs ``param_groups[0]['lr']`` with every snapshot (the Koopman gradient divides by it)."""
+    """The recorder logs ``param_groups[0]['lr']`` with every snapshot (the Koopman gradient divides by it):
+    a finite number >= 0 (0, e.g. where a warm-up starts, is recorded; a disk file refuses others on loading)."""
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     group = optimizer.param_groups[0]
@@ -84,9 +112,11 @@ def _check_lr(optimizer: torch.optim.Optimizer) -> None:
                          f"learning rate with every snapshot. Give the group a learning rate, "
                          f"optimizer.param_groups[0]['lr'] = ..., or build the optimizer with lr=")
     try:
-        float(group["lr"])
+        lr = float(group["lr"])
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"optimizer.param_groups[0]['lr'] must be a number, got {group['lr']!r}") from None
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"optimizer.param_groups[0]['lr'] must be a finite number >= 0, got {group['lr']!r}")
 
 
 def _owned(optimizer: torch.optim.Optimizer) -> set[int]:
@@ -165,6 +195,23 @@ class SettingsLog:
             self._pairs = tuple(zip(self._keys, now[0])) if len(now) == 1 and not self._tensors else None
         self.group_lrs.append(self._lrs)  # never changed in place: a new list whenever an lr changes
         self.lrs.append(self._lrs[0])
+
+
+    def warn_if_changed(self, stacklevel: int = 2) -> None:
+        """A UserWarning when the settings other than the lr changed while recording (``changed_at``)."""
+        if self.changed_at is not None:
+            warnings.warn(f"the optimizer's momentum, dampening, Nesterov flag or weight decay changed after the "
+                          f"recorder was built (first seen at step {self.changed_at}; e.g. OneCycleLR cycles "
+                          f"momentum): the trajectory keeps the settings from then, which the Koopman gradient "
+                          f"undoes", stacklevel=stacklevel + 1)
+
+
+def full_message(cap: int, max_snapshots: int | None, step: int) -> str:
+    """What :class:`~koopman_tut.recording.recorder.RecorderFullWarning` says when the snapshot of ``step`` is
+    the first dropped."""
+    return (f"TrajectoryRecorder is full: its {cap} snapshots (max_snapshots={max_snapshots}) are taken, so the "
+            f"snapshot of step {step} and all later ones are dropped. Record more with a larger max_snapshots=, "
+            f"every k-th step with every=, or end the window at the last step you need with stop=")
 
 
 def _plain(values: tuple) -> tuple:

@@ -210,14 +210,15 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
     ``meta["recording"]`` is "in progress" (a recorder is writing the file) or "cut short" (its
     process ended without closing it; a :class:`RecordingCutShortWarning` says how many snapshots
     are complete), and absent for a finished recording. ValueError for a damaged, foreign or
-    version-1 file.
+    version-1 file, and for a learning rate of a complete snapshot that is not a finite number >= 0.
     """
     with open(path, "rb") as f:
         fd = f.fileno()
         size = os.fstat(fd).st_size
         if os.pread(fd, len(MAGIC_V1), 0) == MAGIC_V1:
             raise ValueError(f"{path} is in the version-1 disk format, whose header carries no checksum: convert it "
-                             f"once with koopman_tut.recording.disk_v1.convert_v1({str(path)!r}, NEW_PATH) and load NEW_PATH")
+                             f"once with koopman_tut.recording.disk_v1.convert_v1({str(path)!r}, NEW_PATH) and load "
+                             f"NEW_PATH (NEW_PATH may be the same path, with overwrite=True)")
         locked = is_locked(fd)  # before the header: a writer that stops later has written all it counts
         h, count, state = fmt.read_header(fd, path, size)
         live = state == fmt.WRITING and locked
@@ -231,6 +232,7 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
                              f"({size} bytes, {h['data_offset'] + k * n * item} needed)")
         rows = np.memmap(f, dtype=_RAW[item], mode="c", offset=h["data_offset"], shape=(k, n))
         lrs = np.frombuffer(os.pread(fd, 8 * k, h["lrs_offset"]), dtype="<f8")
+        fmt.check_lrs(lrs, steps, path)
     meta = dict(h["meta"], lrs=lrs.tolist())
     if "rows" in meta:  # JSON has lists only
         meta["rows"] = tuple(meta["rows"])

@@ -183,10 +183,11 @@ class Trajectory:
             raise ValueError(f"{path} is not a readable trajectory file ({type(e).__name__}: {e})") from e
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise ValueError(f"{path} is not a koopman_tut trajectory (format {FORMAT!r} expected)")
-        try:
-            traj = cls(obj["snapshots"], obj["steps"], list(obj["names"]), [tuple(s) for s in obj["shapes"]],
-                       obj["meta"])
-        except (KeyError, TypeError) as e:
+        try:  # every field checked by the constructor as it is stored: a bare string is not split into names
+            traj = cls(obj["snapshots"], obj["steps"], obj["names"], obj["shapes"], obj["meta"])
+        except KeyError as e:
+            raise ValueError(f"{path} is a damaged trajectory file: no {e} field") from None
+        except (TypeError, ValueError) as e:
             raise ValueError(f"{path} is a damaged trajectory file ({type(e).__name__}: {e})") from None
         if traj.snapshots.ndim != 2 or traj.snapshots.shape[0] != traj.n_features \
                 or traj.steps.numel() != traj.snapshots.shape[1]:

@@ -60,15 +60,39 @@ def check_meta(meta, T: int) -> dict:
         raise TypeError(f"meta must be a dict with string keys, got {type(meta).__name__}")
     out = {k: _plain(v, k) for k, v in meta.items()}
     if "rows" in out:  # the row range (start, stop) of a sharded recording, and the pieces' shapes
-        out["rows"] = tuple(out["rows"])
+        out["rows"] = _meta_rows(out["rows"])
     if "all_shapes" in out:
-        out["all_shapes"] = [tuple(s) for s in out["all_shapes"]]
+        out["all_shapes"] = _meta_shapes(out["all_shapes"])
     for key in ("lrs", "group_lrs"):
         lrs = out.get(key)
         if lrs is not None and (not isinstance(lrs, list) or len(lrs) != T):
             raise ValueError(f"meta[{key!r}] must hold one learning rate per snapshot ({T}), "
                              f"got {len(lrs) if isinstance(lrs, list) else lrs!r}")
     return out
+
+
+def _ints(value) -> bool:
+    return isinstance(value, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in value)
+
+
+def _meta_rows(rows) -> tuple[int, int]:
+    """``meta['rows']`` (plain values): the rows [start, stop) of a sharded recording, 0 <= start <= stop."""
+    expected = "meta['rows'] must be the row range (start, stop) of a sharded recording: two integers"
+    if not _ints(rows) or len(rows) != 2:
+        raise TypeError(f"{expected}, got {rows!r}")
+    if not 0 <= rows[0] <= rows[1]:
+        raise ValueError(f"{expected} with 0 <= start <= stop, got {tuple(rows)!r}")
+    return tuple(rows)
+
+
+def _meta_shapes(shapes) -> list[tuple[int, ...]]:
+    """``meta['all_shapes']`` (plain values): every recorded parameter's shape, lists of integers >= 0."""
+    expected = "meta['all_shapes'] must be a list of shapes (lists of integers >= 0), one per recorded parameter"
+    if not isinstance(shapes, list) or not all(_ints(s) for s in shapes):
+        raise TypeError(f"{expected}, got {shapes!r:.200}")
+    if any(d < 0 for s in shapes for d in s):
+        raise ValueError(f"{expected}, got {shapes!r:.200}")
+    return [tuple(s) for s in shapes]
 
 
 def check_names_shapes(names, shapes, n: int) -> tuple[list[str], list[tuple[int, ...]]]:
