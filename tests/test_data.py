@@ -58,6 +58,40 @@ def test_cifar10_refuses_files_that_are_not_the_published_ones(tmp_path):
     assert data.cifar10_checksums()["batches.meta"] == "5ff9c542aee3614f3951f8cda6e48888"
 
 
+def _rewrite_batch(tmp_path, md5s, name, change) -> dict:
+    """Batch ``name`` of the fakes rewritten as ``change(batch)`` (a dict) returns; the table with its new MD5."""
+    import hashlib
+
+    path = tmp_path / "cifar-10-batches-py" / name
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="latin1")
+    blob = pickle.dumps(change(batch), protocol=2)
+    path.write_bytes(blob)
+    return {**md5s, name: hashlib.md5(blob).hexdigest()}
+
+
+@pytest.mark.parametrize("name, change, expected", [
+    ("data_batch_2", lambda b: {**b, "labels": b["labels"] + [1, 2]}, "expected 4 labels .* got 6 labels"),
+    ("data_batch_2", lambda b: {**b, "labels": b["labels"][:3]}, "expected 4 labels .* got 3 labels"),
+    ("test_batch", lambda b: {k: v for k, v in b.items() if k != "labels"}, "expected a dict with 'data' and 'labels'"),
+    ("data_batch_1", lambda b: {**b, "data": b["data"].reshape(2, 6144)}, r"uint8 array of shape \(N, 3072\)"),
+    ("data_batch_1", lambda b: {**b, "data": b["data"].astype("float64")}, "uint8 array .* got a float64"),
+    ("data_batch_3", lambda b: {**b, "labels": [0, 1, 10, 2]}, r"integers in 0\.\.9, got \[10\]"),
+    ("data_batch_3", lambda b: {**b, "labels": [0, 1, 2.0, 2]}, r"integers in 0\.\.9, got \[2\.0\]"),
+    ("data_batch_4", lambda b: ["not", "a", "dict"], "not a CIFAR-10 batch.* got a list"),
+    ("batches.meta", lambda b: {**b, "label_names": ["a"] * 9}, "'label_names' is a list of 10 class names"),
+    ("batches.meta", lambda b: {"names": b["label_names"]}, "'label_names' is a list of 10 class names"),
+])
+def test_cifar10_batch_contents_are_checked(tmp_path, name, change, expected):
+    """A batch that verifies (the caller vouched for it) but whose labels do not match its images one
+    to one, whose images are not uint8 rows of 3072, or whose class names are not 10 strings, is
+    refused with a ValueError naming the file, instead of mislabelling images or failing mid-epoch."""
+    md5s = _rewrite_batch(tmp_path, write_cifar10(tmp_path), name, change)
+    with pytest.raises(ValueError, match=expected) as e:
+        data.cifar10(root=tmp_path, checksums=md5s)
+    assert str(tmp_path / "cifar-10-batches-py" / name) in str(e.value)
+
+
 @pytest.mark.parametrize("victim", ["data_batch_1", "data_batch_5", "test_batch", "batches.meta"])
 @pytest.mark.parametrize("seam", [False, True])
 def test_a_crafted_pickle_is_never_unpickled(tmp_path, victim, seam):

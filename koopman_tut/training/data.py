@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
+from .data_checks import DatasetFormatError, cifar_batch, cifar_meta
+
 DATASETS = ("digits", "mnist", "cifar10")
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.491, 0.482, 0.447), (0.247, 0.243, 0.262)
@@ -152,18 +154,19 @@ def _cifar_class():
 
     class CIFAR10(datasets.CIFAR10):
         """torchvision's CIFAR10, but every file is read once and unpickled only after its MD5 is
-        checked on the bytes read (torchvision checks the files, then opens them again)."""
+        checked on the bytes read (torchvision checks the files, then opens them again), and what
+        it holds is checked (:mod:`.data_checks`) before it is used."""
 
         def __init__(self, root, train: bool, transform, md5s: dict[str, str]):
             super(datasets.CIFAR10, self).__init__(root, transform=transform)
             self.train = train
             folder = Path(root) / self.base_folder
             names = [n for n, _ in (self.train_list if train else self.test_list)]
-            entries = [_unpickle_verified(folder / n, md5s[n]) for n in names]
-            self.data = np.vstack([e["data"] for e in entries]).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
-            self.targets = [y for e in entries for y in e.get("labels", e.get("fine_labels", []))]
-            meta = self.meta["filename"]
-            self.classes = _unpickle_verified(folder / meta, md5s[meta])[self.meta["key"]]
+            batches = [cifar_batch(_unpickle_verified(folder / n, md5s[n]), folder / n) for n in names]
+            self.data = np.vstack([d for d, _ in batches]).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
+            self.targets = [y for _, labels in batches for y in labels]
+            meta = folder / self.meta["filename"]
+            self.classes = cifar_meta(_unpickle_verified(meta, md5s[meta.name]), meta, self.meta["key"])
             self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     return CIFAR10
@@ -182,7 +185,9 @@ def cifar10(root=None, download: bool = False, augment: bool = True, timeout: fl
     ``checksums`` ({file name: MD5} for every file) replaces the published table, for files you
     made and vouch for yourself (the tests' tiny fakes); it does not turn the check off.
     ``download=True`` fetches the archive when a file is missing or different (checked
-    against its published MD5 by torchvision).
+    against its published MD5 by torchvision). A verified batch that does not hold N uint8
+    images of 3072 values and N labels in 0..9 raises :class:`.data_checks.DatasetFormatError`
+    (a ValueError) naming the file.
     """
     from torchvision import transforms
     from torchvision.datasets.utils import download_and_extract_archive
@@ -198,7 +203,7 @@ def cifar10(root=None, download: bool = False, augment: bool = True, timeout: fl
                 download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
         train = cls(str(root), True, transforms.Compose(aug + norm), md5s)
         test = cls(str(root), False, transforms.Compose(norm), md5s)
-    except ChecksumError:
+    except (ChecksumError, DatasetFormatError):  # named the file already
         raise
     except (RuntimeError, OSError) as e:
         raise _missing("CIFAR-10", folder, "data_batch_1..5, test_batch, batches.meta", e) from e
