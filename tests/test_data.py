@@ -169,6 +169,23 @@ def test_mnist_damaged_idx_file_is_a_value_error(tmp_path):
         data.get_datasets("mnist", root=tmp_path)
 
 
+@pytest.mark.parametrize("download", [False, True])
+@pytest.mark.parametrize("damage", ["truncated", "extra bytes"])
+def test_mnist_present_but_unreadable_is_not_missing(tmp_path, download, damage):
+    """A present but damaged file is a ValueError naming it (download=True cannot help: torchvision
+    sees the files and downloads nothing); FileNotFoundError only when a file is absent."""
+    write_mnist(tmp_path)
+    images = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    raw = images.read_bytes()
+    images.write_bytes(raw[:-100] if damage == "truncated" else raw + b"\0" * 3)
+    with pytest.raises(ValueError, match="could not be read.*delete them and download again") as e:
+        data.mnist(root=tmp_path, download=download, timeout=0.01)
+    assert not isinstance(e.value, FileNotFoundError) and str(images) in str(e.value)
+    images.unlink()
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte"):
+        data.mnist(root=tmp_path)
+
+
 @pytest.mark.parametrize("name, where", [("mnist", "MNIST"), ("cifar10", "cifar-10-batches-py")])
 def test_missing_files_say_where_and_how(tmp_path, name, where):
     with pytest.raises(FileNotFoundError, match=where) as e:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
-from .data_checks import DatasetFormatError, cifar_batch, cifar_meta
+from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, parsed
 
 DATASETS = ("digits", "mnist", "cifar10")
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -79,34 +79,57 @@ def _missing(name: str, where: Path, files: str, cause: Exception | None = None)
     return FileNotFoundError(msg)
 
 
+def _mnist_class():
+    from torchvision import datasets
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    class MNIST(datasets.MNIST):
+        """torchvision's MNIST, reading the files it found with its own parsers, but a file that
+        fails to parse is named (a DatasetFormatError), so that only a missing file is a
+        RuntimeError (torchvision's "Dataset not found")."""
+
+        def _load_legacy_data(self):
+            path = Path(self.processed_folder) / (self.training_file if self.train else self.test_file)
+            load = super()._load_legacy_data
+            return parsed(lambda _: load(), path)
+
+        def _load_data(self):
+            raw, prefix = Path(self.raw_folder), "train" if self.train else "t10k"
+            images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+            return parsed(read_image_file, images), parsed(read_label_file, labels)
+
+    return MNIST
+
+
 def mnist(root=None, download: bool = False, flatten: bool = False, timeout: float = 30.0):
     """MNIST via torchvision (files under ``root/MNIST/raw``), normalized as in ShrinkBench.
 
     Returns (train, test) datasets of (x, y): x (1, 28, 28) float32, or (784,) if ``flatten``.
     Raises FileNotFoundError naming where the files are expected when they are absent and
-    cannot be downloaded (network calls time out after ``timeout`` seconds), ValueError when
-    they cannot be read. Nothing is unpickled: torchvision parses the IDX files byte by byte,
-    and reads an old ``MNIST/processed/*.pt`` cache with ``torch.load(weights_only=True)``,
-    which refuses anything but tensors.
+    cannot be downloaded (network calls time out after ``timeout`` seconds), ValueError naming
+    the file when one is present but cannot be read. Nothing is unpickled: torchvision parses
+    the IDX files byte by byte, and reads an old ``MNIST/processed/*.pt`` cache with
+    ``torch.load(weights_only=True)``, which refuses anything but tensors.
     """
-    from torchvision import datasets, transforms
+    from torchvision import transforms
 
     root = data_root(root)
     tf = [transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)]
     if flatten:
         tf.append(transforms.Lambda(lambda x: x.reshape(-1)))
     tf = transforms.Compose(tf)
+    cls = _mnist_class()
     try:
         with _socket_timeout(timeout):
-            train = datasets.MNIST(str(root), train=True, download=download, transform=tf)
-            test = datasets.MNIST(str(root), train=False, download=download, transform=tf)
-    except (RuntimeError, OSError) as e:
+            train = cls(str(root), train=True, download=download, transform=tf)
+            test = cls(str(root), train=False, download=download, transform=tf)
+    except DatasetFormatError as e:  # present, but damaged or foreign: downloading again does not replace it
+        raise DatasetFormatError(f"MNIST files under {root / 'MNIST'} could not be read ({e}); "
+                                 f"delete them and download again (download=True)") from e
+    except (RuntimeError, OSError) as e:  # torchvision's "Dataset not found", or the download failed
         raise _missing("MNIST", root / "MNIST" / "raw",
                        "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
                        "t10k-labels-idx1-ubyte", e) from e
-    except (AssertionError, ValueError, TypeError, pickle.UnpicklingError) as e:  # a damaged or foreign file
-        raise ValueError(f"MNIST files under {root / 'MNIST'} could not be read ({type(e).__name__}: {e}); "
-                         f"delete them and download again (download=True)") from e
     return train, test
 
 

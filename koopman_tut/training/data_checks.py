@@ -21,6 +21,14 @@ class DatasetFormatError(ValueError):
     """A dataset file was read, but it does not hold what its format says."""
 
 
+def parsed(reader, path: Path):
+    """``reader(str(path))``; any failure (a damaged or foreign file) is a DatasetFormatError naming ``path``."""
+    try:
+        return reader(str(path))
+    except Exception as e:  # noqa: BLE001 - whatever a damaged file makes the parser raise
+        raise DatasetFormatError(f"{path}: {type(e).__name__}: {e}") from e
+
+
 def _describe(x) -> str:
     if isinstance(x, (np.ndarray, torch.Tensor)):
         return f"a {x.dtype} {type(x).__name__} of shape {tuple(x.shape)}"
