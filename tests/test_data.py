@@ -169,6 +169,14 @@ def test_mnist_damaged_idx_file_is_a_value_error(tmp_path):
         data.get_datasets("mnist", root=tmp_path)
 
 
+def _idx(magic: int, array) -> bytes:
+    """An IDX file: big-endian magic, the sizes, then the uint8 values."""
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    return np.array([magic, *array.shape], ">i4").tobytes() + array.tobytes()
+
+
 @pytest.mark.parametrize("download", [False, True])
 @pytest.mark.parametrize("damage", ["truncated", "extra bytes"])
 def test_mnist_present_but_unreadable_is_not_missing(tmp_path, download, damage):
@@ -184,6 +192,40 @@ def test_mnist_present_but_unreadable_is_not_missing(tmp_path, download, damage)
     images.unlink()
     with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte"):
         data.mnist(root=tmp_path)
+
+
+@pytest.mark.parametrize("images, labels, named, expected", [
+    (10, range(7), "labels", "holds 7 labels for the 10 images"),
+    (10, [i % 10 for i in range(13)], "labels", "holds 13 labels for the 10 images"),
+    (10, [1] * 9 + [200], "labels", r"labels must be in 0\.\.9, got values from 1 to 200"),
+    ((10, 10, 10), range(10), "images", r"images of shape \(N, 28, 28\), got .* \(10, 10, 10\)"),
+])
+def test_mnist_labels_and_images_are_checked(tmp_path, images, labels, named, expected):
+    """Files that parse but do not hold one label in 0..9 per 28x28 image are refused before use,
+    naming the file, instead of loading and failing mid-epoch (or training on wrong labels)."""
+    import numpy as np
+
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    shape = (images, 28, 28) if isinstance(images, int) else images
+    (raw / "train-images-idx3-ubyte").write_bytes(_idx(2051, np.zeros(shape)))
+    (raw / "train-labels-idx1-ubyte").write_bytes(_idx(2049, list(labels)))
+    with pytest.raises(ValueError, match=expected) as e:
+        data.get_datasets("mnist", root=tmp_path)
+    assert str(raw / f"train-{named}-idx") in str(e.value)
+
+
+def test_mnist_old_cache_is_checked_too(tmp_path):
+    """An old processed/*.pt cache (read instead of the raw files) gets the same checks."""
+    processed = tmp_path / "MNIST" / "processed"
+    processed.mkdir(parents=True)
+    torch.save((torch.zeros(4, 28, 28, dtype=torch.uint8), torch.arange(4)), processed / "training.pt")
+    torch.save((torch.zeros(4, 28, 28, dtype=torch.uint8), torch.arange(3)), processed / "test.pt")
+    with pytest.raises(ValueError, match="test.pt holds 3 labels for the 4 images"):
+        data.mnist(root=tmp_path)
+    torch.save((torch.zeros(4, 28, 28, dtype=torch.uint8), torch.arange(4)), processed / "test.pt")
+    train, test = data.mnist(root=tmp_path)
+    assert len(train) == len(test) == 4 and test[3][1] == 3
 
 
 @pytest.mark.parametrize("name, where", [("mnist", "MNIST"), ("cifar10", "cifar-10-batches-py")])

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
-from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, parsed
+from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, mnist_tensors, parsed
 
 DATASETS = ("digits", "mnist", "cifar10")
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -85,18 +85,20 @@ def _mnist_class():
 
     class MNIST(datasets.MNIST):
         """torchvision's MNIST, reading the files it found with its own parsers, but a file that
-        fails to parse is named (a DatasetFormatError), so that only a missing file is a
-        RuntimeError (torchvision's "Dataset not found")."""
+        fails to parse is named, and what was read is checked (:mod:`.data_checks`) before use.
+        Only a missing file is a RuntimeError (torchvision's "Dataset not found")."""
 
         def _load_legacy_data(self):
             path = Path(self.processed_folder) / (self.training_file if self.train else self.test_file)
             load = super()._load_legacy_data
-            return parsed(lambda _: load(), path)
+            loaded = parsed(lambda _: load(), path)
+            images, labels = loaded if isinstance(loaded, (tuple, list)) and len(loaded) == 2 else (loaded, None)
+            return mnist_tensors(images, labels, path, path)
 
         def _load_data(self):
             raw, prefix = Path(self.raw_folder), "train" if self.train else "t10k"
             images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
-            return parsed(read_image_file, images), parsed(read_label_file, labels)
+            return mnist_tensors(parsed(read_image_file, images), parsed(read_label_file, labels), images, labels)
 
     return MNIST
 
@@ -107,8 +109,9 @@ def mnist(root=None, download: bool = False, flatten: bool = False, timeout: flo
     Returns (train, test) datasets of (x, y): x (1, 28, 28) float32, or (784,) if ``flatten``.
     Raises FileNotFoundError naming where the files are expected when they are absent and
     cannot be downloaded (network calls time out after ``timeout`` seconds), ValueError naming
-    the file when one is present but cannot be read. Nothing is unpickled: torchvision parses
-    the IDX files byte by byte, and reads an old ``MNIST/processed/*.pt`` cache with
+    the file when one is present but cannot be read, or does not hold N uint8 images of 28x28
+    and N labels in 0..9 (:mod:`.data_checks`). Nothing is unpickled: torchvision parses the
+    IDX files byte by byte, and reads an old ``MNIST/processed/*.pt`` cache with
     ``torch.load(weights_only=True)``, which refuses anything but tensors.
     """
     from torchvision import transforms

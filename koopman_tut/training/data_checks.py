@@ -1,10 +1,10 @@
 """What a dataset file holds once read, checked before it is used: image counts, shapes and
 dtypes, one label per image, labels 0..9, class names.
 
-torchvision reads CIFAR-10's python batches but trusts what they say: a batch with fewer
-labels than images fails only mid-epoch, one with more gives every later image another
-image's label. Each check raises :class:`DatasetFormatError` (a ValueError) naming the file
-and what was expected.
+torchvision reads the files (MNIST's IDX files, CIFAR-10's python batches) but trusts what
+they say: a label file shorter than its image file fails only mid-epoch, a longer one (or a
+CIFAR batch with extra labels) gives every later image another image's label. Each check
+raises :class:`DatasetFormatError` (a ValueError) naming the file and what was expected.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 
 N_CLASSES = 10  # MNIST and CIFAR-10
 CIFAR_ROW = 3 * 32 * 32  # one CIFAR-10 image a row: 1024 red, 1024 green, 1024 blue values
+MNIST_IMAGE = (28, 28)
 
 
 class DatasetFormatError(ValueError):
@@ -85,3 +86,34 @@ def cifar_meta(entry, path: Path, key: str = "label_names") -> list[str]:
         raise DatasetFormatError(f"{path}: expected a dict whose {key!r} is a list of {N_CLASSES} class names "
                                  f"(strings), got {got}")
     return names
+
+
+def mnist_tensors(images, labels, image_file: Path, label_file: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST images and labels as read from ``image_file`` and ``label_file``, checked.
+
+    Parameters
+    ----------
+    images, labels : object
+        Expected: a uint8 tensor (N, 28, 28) and an integer tensor (N,) with values in 0..9.
+    image_file, label_file : Path
+        Where they were read from (the same file for an old ``processed/*.pt`` cache), named in errors.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        ``images`` and ``labels``, unchanged.
+    """
+    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 3
+            and tuple(images.shape[1:]) == MNIST_IMAGE):
+        raise DatasetFormatError(f"{image_file}: expected uint8 images of shape (N, 28, 28), got {_describe(images)}")
+    if not (isinstance(labels, torch.Tensor) and labels.ndim == 1 and not labels.is_floating_point()
+            and not labels.is_complex() and labels.dtype != torch.bool):
+        raise DatasetFormatError(f"{label_file}: expected labels as an integer tensor of shape (N,), "
+                                 f"got {_describe(labels)}")
+    if len(labels) != len(images):
+        raise DatasetFormatError(f"{label_file} holds {len(labels)} labels for the {len(images)} images of "
+                                 f"{image_file}: expected one label per image")
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < N_CLASSES):
+        raise DatasetFormatError(f"{label_file}: labels must be in 0..{N_CLASSES - 1}, got values from "
+                                 f"{int(labels.min())} to {int(labels.max())}")
+    return images, labels
