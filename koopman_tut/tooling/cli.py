@@ -223,6 +223,7 @@ def cmd_course(args) -> int:
         return USAGE_ERROR
     paths = notebooks(args.only)
     try:
+        course.check_student_repo(args.student_repo)  # every argument checked before OUTDIR is touched
         course.prepare_folder(out, force=args.force)
         result = course.build_course(paths, out, execute=not args.no_execute, force=True,  # prepared just now
                                      student_repo=args.student_repo)
