@@ -49,6 +49,16 @@ def test_cifar10_from_python_batches(tmp_path):
     assert torch.allclose(plain[0][0], expect, atol=1e-5)
 
 
+def test_sample_shape_is_each_datasets_image(tmp_path):
+    """data.SAMPLE_SHAPE (what the CLI checks a MODEL against) is the shape of each dataset's images."""
+    md5s = write_cifar10(tmp_path)
+    write_mnist(tmp_path)
+    images = {"digits": data.get_datasets("digits", flatten=False)[0], "mnist": data.mnist(root=tmp_path)[0],
+              "cifar10": data.cifar10(root=tmp_path, checksums=md5s)[0]}
+    assert set(images) == set(data.DATASETS) == set(data.SAMPLE_SHAPE)
+    assert all(tuple(images[name][0][0].shape) == data.SAMPLE_SHAPE[name] for name in images)
+
+
 def test_cifar10_refuses_files_that_are_not_the_published_ones(tmp_path):
     """By default only the published MD5s are accepted: tiny fakes are refused before any unpickling."""
     write_cifar10(tmp_path)

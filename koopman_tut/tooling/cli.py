@@ -8,9 +8,10 @@
 ``run`` executes each notebook into the output folder (or in place, atomically), with a
 progress bar, and ends with a summary table; it exits 1 if any notebook failed, and 2 (before
 running anything) for a parameter no selected notebook declares, a value that does not fit
-its parameters cell, or a DATASET / MODEL that koopman_tut does not know. A failed notebook's
-partial output goes to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds
-the tutorial).
+its parameters cell, a DATASET / MODEL that koopman_tut does not know, a MODEL that does not
+take its DATASET's images, or a DEVICE that is not auto, cpu, cuda, cuda:N or mps, or that this
+machine does not have (koopman_tut.tooling.run_checks). A failed notebook's partial output goes
+to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds the tutorial).
 ``--resume`` skips notebooks whose output is already there, newer than the notebook and
 made with the same parameters, so an interrupted long run (the paper preset) goes on
 where it stopped.
@@ -36,6 +37,7 @@ import sys
 from pathlib import Path
 
 from .nb_params import plan, read_parameters
+from .run_checks import package_problems
 from .runner import (Result, already_done, new_file_mode, print_summary, record_timings,
                      remove_stale_temporaries, run_one)
 
@@ -80,24 +82,6 @@ def parse_value(text: str):
         return text
 
 
-def valid_choices(names) -> dict[str, list[str]]:
-    """Allowed values of the DATASET and MODEL parameters among ``names``.
-
-    Imported lazily from koopman_tut.training.data and koopman_tut.training.models (they import torch);
-    MODEL ``"auto"`` means the dataset's default model (experiments.setup).
-    """
-    choices = {}
-    if "DATASET" in names:
-        from koopman_tut.training.data import DATASETS
-
-        choices["DATASET"] = list(DATASETS)
-    if "MODEL" in names:
-        from koopman_tut.training.models import MODELS
-
-        choices["MODEL"] = ["auto", *MODELS]
-    return choices
-
-
 def check_parameters(specs: dict, preset: dict, texts: dict[str, str], preset_name: str = "default",
                      allow_unknown: bool = False) -> tuple[dict, list[str]]:
     """Each notebook's parameters and the errors in them, found before any kernel starts.
@@ -117,8 +101,9 @@ def check_parameters(specs: dict, preset: dict, texts: dict[str, str], preset_na
     -------
     (dict, list of str)
         Path -> parameters (what the notebook declares, an explicit -p over the preset); one
-        message per error (types and ranges from the parameters cells, see nb_params; DATASET and
-        MODEL from the package; a -p that SMOKE would override); empty if the run can go ahead.
+        message per error (types and ranges from the parameters cells, see nb_params; DATASET,
+        MODEL and DEVICE from the package, see run_checks; a -p that SMOKE would override); empty
+        if the run can go ahead.
     """
     known = sorted({name for spec in specs.values() for name in spec.defaults})
     errors = []
@@ -127,16 +112,8 @@ def check_parameters(specs: dict, preset: dict, texts: dict[str, str], preset_na
         errors.append(f"unknown parameter {', '.join(unknown)}: the selected notebooks declare only "
                       f"{', '.join(known)} (--allow-unknown ignores it)")
     plans, problems = plan(specs, preset, texts, preset_name)
-    errors += problems
-    values = {}
-    for params in plans.values():
-        for name in ("DATASET", "MODEL"):
-            if name in params and isinstance(params[name], str):
-                values.setdefault(name, []).append(params[name])
-    for name, valid in valid_choices(values).items():
-        for bad in dict.fromkeys(v for v in values[name] if v not in valid):
-            errors.append(f"{name} {bad!r} is not one of {', '.join(valid)}")
-    return plans, errors
+    values = {p: {**specs[p].defaults, **plans[p]} for p in plans}  # what each notebook will run with
+    return plans, errors + problems + package_problems(values)
 
 
 def keep_tuples() -> None:

@@ -21,7 +21,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, mnist_tensors, parsed
 
-DATASETS = ("digits", "mnist", "cifar10")
+SAMPLE_SHAPE = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # one image (unflattened)
+DATASETS = tuple(SAMPLE_SHAPE)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.491, 0.482, 0.447), (0.247, 0.243, 0.262)
 
@@ -84,9 +85,8 @@ def _mnist_class():
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     class MNIST(datasets.MNIST):
-        """torchvision's MNIST, reading the files it found with its own parsers, but a file that
-        fails to parse is named, and what was read is checked (:mod:`.data_checks`) before use.
-        Only a missing file is a RuntimeError (torchvision's "Dataset not found")."""
+        """torchvision's MNIST and parsers, but a file that fails to parse is named and what was read
+        is checked (:mod:`.data_checks`): only a missing file is a RuntimeError ("Dataset not found")."""
 
         def _load_legacy_data(self):
             path = Path(self.processed_folder) / (self.training_file if self.train else self.test_file)
