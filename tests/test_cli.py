@@ -70,6 +70,20 @@ def test_failed_in_place_run_leaves_notebooks_folder_alone(nbs, tmp_path):
     assert [p.name for p in cli.notebooks(["01"])] == ["01_fail.ipynb"]
 
 
+@pytest.mark.parametrize("out, in_place", [("notebooks", False), ("notebooks/sub", False), ("link", False),
+                                           ("notebooks", True), ("notebooks/sub", True)])
+def test_output_dir_inside_notebooks_is_refused(nbs, tmp_path, capsys, no_kernel, out, in_place):
+    """--output-dir notebooks/ (or inside it, or a link to it) would write over the committed notebooks
+    (with --in-place: put failed copies among them): a usage error before any kernel starts."""
+    (tmp_path / "link").symlink_to(nbs)
+    before = {p.name: p.read_bytes() for p in nbs.iterdir()}
+    assert cli.main(["run", "--output-dir", out, *(["--in-place"] if in_place else [])]) == 2
+    err = capsys.readouterr().err
+    assert "error: --output-dir" in err and "inside the tutorial's notebooks/" in err and "Traceback" not in err
+    assert ("failed/ copies" if in_place else "--in-place is the way") in err
+    assert {p.name: p.read_bytes() for p in nbs.iterdir()} == before
+
+
 # 2. file modes follow the umask; --in-place keeps the notebook's mode
 
 def mode(path: Path) -> int:

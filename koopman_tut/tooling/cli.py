@@ -11,7 +11,9 @@ running anything) for a parameter no selected notebook declares, a value that do
 its parameters cell, a DATASET / MODEL that koopman_tut does not know, a MODEL that does not
 take its DATASET's images, or a DEVICE that is not auto, cpu, cuda, cuda:N or mps, or that this
 machine does not have (koopman_tut.tooling.run_checks). A failed notebook's partial output goes
-to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds the tutorial).
+to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds the tutorial), so an
+OUTPUT_DIR that is notebooks/ or inside it is refused too (exit 2); --in-place is the way to
+refresh the committed notebooks.
 ``--resume`` skips notebooks whose output is already there, newer than the notebook and
 made with the same parameters, so an interrupted long run (the paper preset) goes on
 where it stopped.
@@ -60,6 +62,23 @@ def notebook_dir() -> Path:
         raise SystemExit(f"no notebooks folder at {d}: run from a clone of koopman_tut (pip install -e .) "
                          f"or set KOOPMAN_TUT_NOTEBOOKS")
     return d
+
+
+def inside_notebooks(path) -> bool:
+    """Whether ``path`` is the tutorial's notebooks/ folder or a folder inside it (links resolved)."""
+    out, src = Path(path).resolve(), notebook_dir().resolve()
+    return out == src or src in out.parents
+
+
+def output_dir_errors(output_dir, in_place: bool) -> list[str]:
+    """``run``'s --output-dir must be outside notebooks/: the outputs (or, with --in-place, the
+    failed copies) would land among the tutorial's notebooks, the outputs over them."""
+    if not inside_notebooks(output_dir):
+        return []
+    where = f"--output-dir {Path(output_dir).resolve()} is inside the tutorial's notebooks/ ({notebook_dir()})"
+    if in_place:
+        return [f"{where}: with --in-place it receives only the failed/ copies, which must stay outside notebooks/"]
+    return [f"{where}: the outputs would overwrite the committed notebooks (--in-place is the way to refresh them)"]
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -160,6 +179,7 @@ def cmd_run(args) -> int:
     paths = notebooks(args.only)
     specs = {p: read_parameters(p) for p in paths}
     plans, errors = check_parameters(specs, PRESETS[args.preset], texts, args.preset, args.allow_unknown)
+    errors += output_dir_errors(args.output_dir, args.in_place)
     if errors:
         print("\n".join(f"koopman-tut run: error: {e}" for e in errors), file=sys.stderr)
         return USAGE_ERROR
@@ -194,8 +214,8 @@ def cmd_course(args) -> int:
     """Student, instructor and site copies (koopman_tut.tooling.course); 1 if a notebook failed to run."""
     from koopman_tut.tooling import course
 
-    out, src = Path(args.outdir).resolve(), notebook_dir().resolve()
-    if out == src or src in out.parents:
+    out = Path(args.outdir).resolve()
+    if inside_notebooks(out):
         print(f"koopman-tut course: error: OUTDIR {out} is inside the tutorial's notebooks/", file=sys.stderr)
         return USAGE_ERROR
     paths = notebooks(args.only)
