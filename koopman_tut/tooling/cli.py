@@ -131,7 +131,9 @@ def check_parameters(specs: dict, preset: dict, texts: dict[str, str], preset_na
         errors.append(f"unknown parameter {', '.join(unknown)}: the selected notebooks declare only "
                       f"{', '.join(known)} (--allow-unknown ignores it)")
     plans, problems = plan(specs, preset, texts, preset_name)
-    values = {p: {**specs[p].defaults, **plans[p]} for p in plans}  # what each notebook will run with
+    # what each notebook whose DATASET, MODEL or DEVICE is set will run with (its own defaults are the
+    # tutorial's, and checking them would import torch before a bad -p SEED is refused)
+    values = {p: {**specs[p].defaults, **plans[p]} for p in plans if {"DATASET", "MODEL", "DEVICE"} & set(plans[p])}
     return plans, errors + problems + package_problems(values)
 
 
