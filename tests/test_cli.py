@@ -70,6 +70,20 @@ def test_failed_in_place_run_leaves_notebooks_folder_alone(nbs, tmp_path):
     assert [p.name for p in cli.notebooks(["01"])] == ["01_fail.ipynb"]
 
 
+@pytest.mark.parametrize("out, in_place", [("notebooks", False), ("notebooks/sub", False), ("link", False),
+                                           ("notebooks", True), ("notebooks/sub", True)])
+def test_output_dir_inside_notebooks_is_refused(nbs, tmp_path, capsys, no_kernel, out, in_place):
+    """--output-dir notebooks/ (or inside it, or a link to it) would write over the committed notebooks
+    (with --in-place: put failed copies among them): a usage error before any kernel starts."""
+    (tmp_path / "link").symlink_to(nbs)
+    before = {p.name: p.read_bytes() for p in nbs.iterdir()}
+    assert cli.main(["run", "--output-dir", out, *(["--in-place"] if in_place else [])]) == 2
+    err = capsys.readouterr().err
+    assert "error: --output-dir" in err and "inside the tutorial's notebooks/" in err and "Traceback" not in err
+    assert ("failed/ copies" if in_place else "--in-place is the way") in err
+    assert {p.name: p.read_bytes() for p in nbs.iterdir()} == before
+
+
 # 2. file modes follow the umask; --in-place keeps the notebook's mode
 
 def mode(path: Path) -> int:
@@ -143,6 +157,94 @@ def test_bad_dataset_or_model_is_rejected(nbs, tmp_path, capsys, name, value, va
     err = capsys.readouterr().err
     assert name in err and value in err and all(v in err for v in valid)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def trainer(tmp_path, monkeypatch) -> Path:
+    """A notebooks folder with 00_train and 01_other, which declare DEVICE, DATASET and MODEL as the tutorial's do."""
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    for name in ("00_train", "01_other"):
+        write_notebook(d / f"{name}.ipynb", 'DEVICE = "auto"\nDATASET = "digits"\nMODEL = "auto"', "print(DEVICE)")
+    monkeypatch.setenv("KOOPMAN_TUT_NOTEBOOKS", str(d))
+    monkeypatch.chdir(tmp_path)
+    return d
+
+
+def refused(args, capsys) -> str:
+    """The one error line of a refused ``run`` (exit 2, nothing written)."""
+    assert cli.main(["run", *args, "--output-dir", "out"]) == 2
+    assert not Path("out").exists()
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def planned_errors(nb_dir: Path, texts: dict) -> list[str]:
+    from koopman_tut.tooling.nb_params import read_parameters
+
+    return cli.check_parameters({p: read_parameters(p) for p in cli.notebooks()}, {}, texts)[1]
+
+
+@pytest.mark.parametrize("device, cuda, expected", [
+    ("gpu", 0, "DEVICE 'gpu' is not 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    ("cuda0", 1, "DEVICE 'cuda0' is not 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+    ("cuda", 0, "DEVICE 'cuda' asks for CUDA, but torch.cuda.is_available() is False"),
+    ("cuda:0", 0, "DEVICE 'cuda:0' asks for CUDA, but torch.cuda.is_available() is False"),
+    ("cuda:2", 2, "DEVICE 'cuda:2' asks for CUDA device 2, but this machine has 2"),
+    ("mps", 0, "DEVICE 'mps' asks for MPS, but torch.backends.mps.is_available() is False"),
+])
+def test_device_is_checked_before_any_kernel(trainer, capsys, no_kernel, monkeypatch, device, cuda, expected):
+    """A DEVICE the training loop cannot use (not a form it takes, or a device this machine does not
+    have) is a usage error before any kernel starts, not a torch error inside the notebook."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert expected in refused(["-p", "DEVICE", device], capsys)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    for good in ("auto", "cpu", "cuda", "cuda:2", "mps"):
+        assert planned_errors(trainer, {"DEVICE": good}) == [], good
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["-p", "MODEL", "resnet20"], "MODEL 'resnet20' does not fit DATASET 'digits' (00_train, 01_other): it takes "
+                                  "inputs of shape (3, 32, 32), digits images are (1, 8, 8); for digits use MODEL auto "
+                                  "or mlp"),
+    (["-p", "MODEL", "mnistnet", "--only", "01"], "MODEL 'mnistnet' does not fit DATASET 'digits' (01_other)"),
+    (["-p", "DATASET", "cifar10", "-p", "MODEL", "mlp"], "MODEL 'mlp' does not fit DATASET 'cifar10'"),
+    (["-p", "DATASET", "mnist", "-p", "MODEL", "resnet20"], "use MODEL auto or lenet300100 or mnistnet"),
+])
+def test_model_must_fit_dataset(trainer, capsys, no_kernel, args, expected):
+    """A MODEL that cannot take its DATASET's images (MODEL given alone meets the notebook's default
+    DATASET) is a usage error before any kernel starts; "auto" is the dataset's own model."""
+    assert expected in refused(args, capsys)
+    for texts in ({"DATASET": "mnist"}, {"DATASET": "cifar10"}, {"DATASET": "mnist", "MODEL": "lenet300100"},
+                  {"DATASET": "mnist", "MODEL": "mnistnet"}, {"MODEL": "mlp"}):
+        assert planned_errors(trainer, texts) == [], texts
+
+
+def test_fit_table_matches_the_models():
+    """models.accepts (INPUT_SHAPE against data.SAMPLE_SHAPE) says yes exactly when the model runs on
+    a batch of the dataset's images, and each dataset's default model fits it."""
+    import torch
+
+    from koopman_tut.training.data import DATASETS, SAMPLE_SHAPE
+    from koopman_tut.training.models import DEFAULT_MODEL, MODELS, accepts, get_model
+
+    for name in MODELS:
+        model = get_model(name, seed=0).eval()
+        for dataset in DATASETS:
+            try:
+                with torch.no_grad():
+                    runs = model(torch.zeros(2, *SAMPLE_SHAPE[dataset])).shape == (2, 10)
+            except RuntimeError:
+                runs = False
+            assert accepts(name, SAMPLE_SHAPE[dataset]) == runs, (name, dataset)
+    assert all(accepts(DEFAULT_MODEL[d], SAMPLE_SHAPE[d]) for d in DATASETS)
 
 
 # 6. stale temporaries of a killed run are removed

@@ -378,6 +378,24 @@ def test_course_refuses_a_non_empty_folder_unless_forced(course_cli, tmp_path, c
     assert (elsewhere / "keep.txt").read_text() == "kept" and not (out / "site").is_symlink()
 
 
+@pytest.mark.parametrize("repo", ["not-a-repo", "a/b/c", "/name@main"])
+def test_a_bad_student_repo_is_refused_before_the_folder_is_touched(course_cli, tmp_path, capsys, repo):
+    """--force with a malformed --student-repo: a usage error, and the earlier course folders (a
+    student's work among them) are still there."""
+    out = tmp_path / "OUT"
+    work = out / "student" / "my_answers.ipynb"
+    work.parent.mkdir(parents=True)
+    work.write_text("a student's answers")
+    (out / "instructor").mkdir()
+    assert course_cli(out, "--force", "--student-repo", repo) == 2
+    err = capsys.readouterr().err
+    assert "student_repo must be 'owner/name'" in err and repr(repo) in err and "Traceback" not in err
+    assert work.read_text() == "a student's answers" and sorted(p.name for p in out.iterdir()) == [
+        "instructor", "student"]
+    with pytest.raises(TypeError, match="student_repo must be a str"):
+        course.check_student_repo(["owner/name"])
+
+
 @pytest.mark.parametrize("make", ["file", "parent is a file"])
 def test_course_folder_that_is_a_file(course_cli, tmp_path, capsys, make):
     blocker = tmp_path / "blocker"

@@ -49,6 +49,16 @@ def test_cifar10_from_python_batches(tmp_path):
     assert torch.allclose(plain[0][0], expect, atol=1e-5)
 
 
+def test_sample_shape_is_each_datasets_image(tmp_path):
+    """data.SAMPLE_SHAPE (what the CLI checks a MODEL against) is the shape of each dataset's images."""
+    md5s = write_cifar10(tmp_path)
+    write_mnist(tmp_path)
+    images = {"digits": data.get_datasets("digits", flatten=False)[0], "mnist": data.mnist(root=tmp_path)[0],
+              "cifar10": data.cifar10(root=tmp_path, checksums=md5s)[0]}
+    assert set(images) == set(data.DATASETS) == set(data.SAMPLE_SHAPE)
+    assert all(tuple(images[name][0][0].shape) == data.SAMPLE_SHAPE[name] for name in images)
+
+
 def test_cifar10_refuses_files_that_are_not_the_published_ones(tmp_path):
     """By default only the published MD5s are accepted: tiny fakes are refused before any unpickling."""
     write_cifar10(tmp_path)
@@ -56,6 +66,40 @@ def test_cifar10_refuses_files_that_are_not_the_published_ones(tmp_path):
         data.get_datasets("cifar10", root=tmp_path)
     assert isinstance(e.value, ValueError) and "nothing was unpickled" in str(e.value)
     assert data.cifar10_checksums()["batches.meta"] == "5ff9c542aee3614f3951f8cda6e48888"
+
+
+def _rewrite_batch(tmp_path, md5s, name, change) -> dict:
+    """Batch ``name`` of the fakes rewritten as ``change(batch)`` (a dict) returns; the table with its new MD5."""
+    import hashlib
+
+    path = tmp_path / "cifar-10-batches-py" / name
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="latin1")
+    blob = pickle.dumps(change(batch), protocol=2)
+    path.write_bytes(blob)
+    return {**md5s, name: hashlib.md5(blob).hexdigest()}
+
+
+@pytest.mark.parametrize("name, change, expected", [
+    ("data_batch_2", lambda b: {**b, "labels": b["labels"] + [1, 2]}, "expected 4 labels .* got 6 labels"),
+    ("data_batch_2", lambda b: {**b, "labels": b["labels"][:3]}, "expected 4 labels .* got 3 labels"),
+    ("test_batch", lambda b: {k: v for k, v in b.items() if k != "labels"}, "expected a dict with 'data' and 'labels'"),
+    ("data_batch_1", lambda b: {**b, "data": b["data"].reshape(2, 6144)}, r"uint8 array of shape \(N, 3072\)"),
+    ("data_batch_1", lambda b: {**b, "data": b["data"].astype("float64")}, "uint8 array .* got a float64"),
+    ("data_batch_3", lambda b: {**b, "labels": [0, 1, 10, 2]}, r"integers in 0\.\.9, got \[10\]"),
+    ("data_batch_3", lambda b: {**b, "labels": [0, 1, 2.0, 2]}, r"integers in 0\.\.9, got \[2\.0\]"),
+    ("data_batch_4", lambda b: ["not", "a", "dict"], "not a CIFAR-10 batch.* got a list"),
+    ("batches.meta", lambda b: {**b, "label_names": ["a"] * 9}, "'label_names' is a list of 10 class names"),
+    ("batches.meta", lambda b: {"names": b["label_names"]}, "'label_names' is a list of 10 class names"),
+])
+def test_cifar10_batch_contents_are_checked(tmp_path, name, change, expected):
+    """A batch that verifies (the caller vouched for it) but whose labels do not match its images one
+    to one, whose images are not uint8 rows of 3072, or whose class names are not 10 strings, is
+    refused with a ValueError naming the file, instead of mislabelling images or failing mid-epoch."""
+    md5s = _rewrite_batch(tmp_path, write_cifar10(tmp_path), name, change)
+    with pytest.raises(ValueError, match=expected) as e:
+        data.cifar10(root=tmp_path, checksums=md5s)
+    assert str(tmp_path / "cifar-10-batches-py" / name) in str(e.value)
 
 
 @pytest.mark.parametrize("victim", ["data_batch_1", "data_batch_5", "test_batch", "batches.meta"])
@@ -133,6 +177,65 @@ def test_mnist_damaged_idx_file_is_a_value_error(tmp_path):
     images.write_bytes(b"\0\0\0\0" + images.read_bytes()[4:])  # magic number gone
     with pytest.raises(ValueError, match="MNIST files under .* could not be read"):
         data.get_datasets("mnist", root=tmp_path)
+
+
+def _idx(magic: int, array) -> bytes:
+    """An IDX file: big-endian magic, the sizes, then the uint8 values."""
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    return np.array([magic, *array.shape], ">i4").tobytes() + array.tobytes()
+
+
+@pytest.mark.parametrize("download", [False, True])
+@pytest.mark.parametrize("damage", ["truncated", "extra bytes"])
+def test_mnist_present_but_unreadable_is_not_missing(tmp_path, download, damage):
+    """A present but damaged file is a ValueError naming it (download=True cannot help: torchvision
+    sees the files and downloads nothing); FileNotFoundError only when a file is absent."""
+    write_mnist(tmp_path)
+    images = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    raw = images.read_bytes()
+    images.write_bytes(raw[:-100] if damage == "truncated" else raw + b"\0" * 3)
+    with pytest.raises(ValueError, match="could not be read.*delete them and download again") as e:
+        data.mnist(root=tmp_path, download=download, timeout=0.01)
+    assert not isinstance(e.value, FileNotFoundError) and str(images) in str(e.value)
+    images.unlink()
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte"):
+        data.mnist(root=tmp_path)
+
+
+@pytest.mark.parametrize("images, labels, named, expected", [
+    (10, range(7), "labels", "holds 7 labels for the 10 images"),
+    (10, [i % 10 for i in range(13)], "labels", "holds 13 labels for the 10 images"),
+    (10, [1] * 9 + [200], "labels", r"labels must be in 0\.\.9, got values from 1 to 200"),
+    ((10, 10, 10), range(10), "images", r"images of shape \(N, 28, 28\), got .* \(10, 10, 10\)"),
+])
+def test_mnist_labels_and_images_are_checked(tmp_path, images, labels, named, expected):
+    """Files that parse but do not hold one label in 0..9 per 28x28 image are refused before use,
+    naming the file, instead of loading and failing mid-epoch (or training on wrong labels)."""
+    import numpy as np
+
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    shape = (images, 28, 28) if isinstance(images, int) else images
+    (raw / "train-images-idx3-ubyte").write_bytes(_idx(2051, np.zeros(shape)))
+    (raw / "train-labels-idx1-ubyte").write_bytes(_idx(2049, list(labels)))
+    with pytest.raises(ValueError, match=expected) as e:
+        data.get_datasets("mnist", root=tmp_path)
+    assert str(raw / f"train-{named}-idx") in str(e.value)
+
+
+def test_mnist_old_cache_is_checked_too(tmp_path):
+    """An old processed/*.pt cache (read instead of the raw files) gets the same checks."""
+    processed = tmp_path / "MNIST" / "processed"
+    processed.mkdir(parents=True)
+    torch.save((torch.zeros(4, 28, 28, dtype=torch.uint8), torch.arange(4)), processed / "training.pt")
+    torch.save((torch.zeros(4, 28, 28, dtype=torch.uint8), torch.arange(3)), processed / "test.pt")
+    with pytest.raises(ValueError, match="test.pt holds 3 labels for the 4 images"):
+        data.mnist(root=tmp_path)
+    torch.save((torch.zeros(4, 28, 28, dtype=torch.uint8), torch.arange(4)), processed / "test.pt")
+    train, test = data.mnist(root=tmp_path)
+    assert len(train) == len(test) == 4 and test[3][1] == 3
 
 
 @pytest.mark.parametrize("name, where", [("mnist", "MNIST"), ("cifar10", "cifar-10-batches-py")])

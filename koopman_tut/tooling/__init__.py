@@ -1,6 +1,7 @@
 """The tutorial's tooling: running the notebooks and teaching from them.
 
-Owns the ``koopman-tut`` command (``cli``, with the parameter checks of ``nb_params``);
+Owns the ``koopman-tut`` command (``cli``, with the parameter checks of ``nb_params`` and, against
+the package itself, ``run_checks``);
 papermill runs that never wait forever (``runner``, ``watchdog``, ``kernel_client``); and the
 course kit: what an exercise, solution, check or prediction cell is (``cells``), the checkers
 that answer a student's exercise (``checks``), the student, instructor and nbgrader copies of a

@@ -8,9 +8,12 @@
 ``run`` executes each notebook into the output folder (or in place, atomically), with a
 progress bar, and ends with a summary table; it exits 1 if any notebook failed, and 2 (before
 running anything) for a parameter no selected notebook declares, a value that does not fit
-its parameters cell, or a DATASET / MODEL that koopman_tut does not know. A failed notebook's
-partial output goes to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds
-the tutorial).
+its parameters cell, a DATASET / MODEL that koopman_tut does not know, a MODEL that does not
+take its DATASET's images, or a DEVICE that is not auto, cpu, cuda, cuda:N or mps, or that this
+machine does not have (koopman_tut.tooling.run_checks). A failed notebook's partial output goes
+to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds the tutorial), so an
+OUTPUT_DIR that is notebooks/ or inside it is refused too (exit 2); --in-place is the way to
+refresh the committed notebooks.
 ``--resume`` skips notebooks whose output is already there, newer than the notebook and
 made with the same parameters, so an interrupted long run (the paper preset) goes on
 where it stopped.
@@ -36,6 +39,7 @@ import sys
 from pathlib import Path
 
 from .nb_params import plan, read_parameters
+from .run_checks import package_problems
 from .runner import (Result, already_done, new_file_mode, print_summary, record_timings,
                      remove_stale_temporaries, run_one)
 
@@ -60,6 +64,23 @@ def notebook_dir() -> Path:
     return d
 
 
+def inside_notebooks(path) -> bool:
+    """Whether ``path`` is the tutorial's notebooks/ folder or a folder inside it (links resolved)."""
+    out, src = Path(path).resolve(), notebook_dir().resolve()
+    return out == src or src in out.parents
+
+
+def output_dir_errors(output_dir, in_place: bool) -> list[str]:
+    """``run``'s --output-dir must be outside notebooks/: the outputs (or, with --in-place, the
+    failed copies) would land among the tutorial's notebooks, the outputs over them."""
+    if not inside_notebooks(output_dir):
+        return []
+    where = f"--output-dir {Path(output_dir).resolve()} is inside the tutorial's notebooks/ ({notebook_dir()})"
+    if in_place:
+        return [f"{where}: with --in-place it receives only the failed/ copies, which must stay outside notebooks/"]
+    return [f"{where}: the outputs would overwrite the committed notebooks (--in-place is the way to refresh them)"]
+
+
 def notebooks(only: list[str] | None = None) -> list[Path]:
     """Tutorial notebooks in order; ``only`` keeps those whose name starts with or equals an entry."""
     found = sorted(p for p in notebook_dir().iterdir() if NOTEBOOK_NAME.match(p.name) and p.is_file())
@@ -78,24 +99,6 @@ def parse_value(text: str):
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
-
-
-def valid_choices(names) -> dict[str, list[str]]:
-    """Allowed values of the DATASET and MODEL parameters among ``names``.
-
-    Imported lazily from koopman_tut.training.data and koopman_tut.training.models (they import torch);
-    MODEL ``"auto"`` means the dataset's default model (experiments.setup).
-    """
-    choices = {}
-    if "DATASET" in names:
-        from koopman_tut.training.data import DATASETS
-
-        choices["DATASET"] = list(DATASETS)
-    if "MODEL" in names:
-        from koopman_tut.training.models import MODELS
-
-        choices["MODEL"] = ["auto", *MODELS]
-    return choices
 
 
 def check_parameters(specs: dict, preset: dict, texts: dict[str, str], preset_name: str = "default",
@@ -117,8 +120,9 @@ def check_parameters(specs: dict, preset: dict, texts: dict[str, str], preset_na
     -------
     (dict, list of str)
         Path -> parameters (what the notebook declares, an explicit -p over the preset); one
-        message per error (types and ranges from the parameters cells, see nb_params; DATASET and
-        MODEL from the package; a -p that SMOKE would override); empty if the run can go ahead.
+        message per error (types and ranges from the parameters cells, see nb_params; DATASET,
+        MODEL and DEVICE from the package, see run_checks; a -p that SMOKE would override); empty
+        if the run can go ahead.
     """
     known = sorted({name for spec in specs.values() for name in spec.defaults})
     errors = []
@@ -127,16 +131,10 @@ def check_parameters(specs: dict, preset: dict, texts: dict[str, str], preset_na
         errors.append(f"unknown parameter {', '.join(unknown)}: the selected notebooks declare only "
                       f"{', '.join(known)} (--allow-unknown ignores it)")
     plans, problems = plan(specs, preset, texts, preset_name)
-    errors += problems
-    values = {}
-    for params in plans.values():
-        for name in ("DATASET", "MODEL"):
-            if name in params and isinstance(params[name], str):
-                values.setdefault(name, []).append(params[name])
-    for name, valid in valid_choices(values).items():
-        for bad in dict.fromkeys(v for v in values[name] if v not in valid):
-            errors.append(f"{name} {bad!r} is not one of {', '.join(valid)}")
-    return plans, errors
+    # what each notebook whose DATASET, MODEL or DEVICE is set will run with (its own defaults are the
+    # tutorial's, and checking them would import torch before a bad -p SEED is refused)
+    values = {p: {**specs[p].defaults, **plans[p]} for p in plans if {"DATASET", "MODEL", "DEVICE"} & set(plans[p])}
+    return plans, errors + problems + package_problems(values)
 
 
 def keep_tuples() -> None:
@@ -183,6 +181,7 @@ def cmd_run(args) -> int:
     paths = notebooks(args.only)
     specs = {p: read_parameters(p) for p in paths}
     plans, errors = check_parameters(specs, PRESETS[args.preset], texts, args.preset, args.allow_unknown)
+    errors += output_dir_errors(args.output_dir, args.in_place)
     if errors:
         print("\n".join(f"koopman-tut run: error: {e}" for e in errors), file=sys.stderr)
         return USAGE_ERROR
@@ -217,12 +216,13 @@ def cmd_course(args) -> int:
     """Student, instructor and site copies (koopman_tut.tooling.course); 1 if a notebook failed to run."""
     from koopman_tut.tooling import course
 
-    out, src = Path(args.outdir).resolve(), notebook_dir().resolve()
-    if out == src or src in out.parents:
+    out = Path(args.outdir).resolve()
+    if inside_notebooks(out):
         print(f"koopman-tut course: error: OUTDIR {out} is inside the tutorial's notebooks/", file=sys.stderr)
         return USAGE_ERROR
     paths = notebooks(args.only)
     try:
+        course.check_student_repo(args.student_repo)  # every argument checked before OUTDIR is touched
         course.prepare_folder(out, force=args.force)
         result = course.build_course(paths, out, execute=not args.no_execute, force=True,  # prepared just now
                                      student_repo=args.student_repo)

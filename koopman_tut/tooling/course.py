@@ -38,6 +38,23 @@ from .site import WIDGET_NOTE, WIDGET_VIEW, build_site, first_paragraph, noteboo
 COURSE_FOLDERS = ("student", "instructor", "site", "slides", "nbgrader")  # all that build_course writes in its folder
 
 
+def check_student_repo(student_repo: str | None) -> None:
+    """Check ``student_repo`` ("owner/name" or "owner/name@branch", or None) before anything in
+    the course folder is touched.
+
+    Raises
+    ------
+    TypeError
+        ``student_repo`` is neither a str nor None.
+    ValueError
+        ``student_repo`` is malformed.
+    """
+    if student_repo is not None and not isinstance(student_repo, str):
+        raise TypeError(f"student_repo must be a str 'owner/name[@branch]' or None, got {type(student_repo).__name__}")
+    if student_repo:
+        launch_links(student_repo, "x.ipynb")
+
+
 def prepare_folder(out_dir: Path, force: bool = False) -> None:
     """Make ``out_dir`` ready for :func:`build_course`: new or empty, or (``force``) emptied of
     the course folders an earlier build wrote.
@@ -109,8 +126,7 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
         A notebook that fails to run is reported in ``failed``; the others are still written.
     """
     out_dir = Path(out_dir)
-    if student_repo:
-        launch_links(student_repo, "x.ipynb")  # a malformed repo fails before any work
+    check_student_repo(student_repo)  # a malformed repo fails before any work
     prepare_folder(out_dir, force)
     root = project_root(notebooks)
     if pages is None:

@@ -19,7 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
-DATASETS = ("digits", "mnist", "cifar10")
+from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, mnist_tensors, parsed
+
+SAMPLE_SHAPE = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # one image (unflattened)
+DATASETS = tuple(SAMPLE_SHAPE)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.491, 0.482, 0.447), (0.247, 0.243, 0.262)
 
@@ -77,34 +80,59 @@ def _missing(name: str, where: Path, files: str, cause: Exception | None = None)
     return FileNotFoundError(msg)
 
 
+def _mnist_class():
+    from torchvision import datasets
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    class MNIST(datasets.MNIST):
+        """torchvision's MNIST and parsers, but a file that fails to parse is named and what was read
+        is checked (:mod:`.data_checks`): only a missing file is a RuntimeError ("Dataset not found")."""
+
+        def _load_legacy_data(self):
+            path = Path(self.processed_folder) / (self.training_file if self.train else self.test_file)
+            load = super()._load_legacy_data
+            loaded = parsed(lambda _: load(), path)
+            images, labels = loaded if isinstance(loaded, (tuple, list)) and len(loaded) == 2 else (loaded, None)
+            return mnist_tensors(images, labels, path, path)
+
+        def _load_data(self):
+            raw, prefix = Path(self.raw_folder), "train" if self.train else "t10k"
+            images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+            return mnist_tensors(parsed(read_image_file, images), parsed(read_label_file, labels), images, labels)
+
+    return MNIST
+
+
 def mnist(root=None, download: bool = False, flatten: bool = False, timeout: float = 30.0):
     """MNIST via torchvision (files under ``root/MNIST/raw``), normalized as in ShrinkBench.
 
     Returns (train, test) datasets of (x, y): x (1, 28, 28) float32, or (784,) if ``flatten``.
     Raises FileNotFoundError naming where the files are expected when they are absent and
-    cannot be downloaded (network calls time out after ``timeout`` seconds), ValueError when
-    they cannot be read. Nothing is unpickled: torchvision parses the IDX files byte by byte,
-    and reads an old ``MNIST/processed/*.pt`` cache with ``torch.load(weights_only=True)``,
-    which refuses anything but tensors.
+    cannot be downloaded (network calls time out after ``timeout`` seconds), ValueError naming
+    the file when one is present but cannot be read, or does not hold N uint8 images of 28x28
+    and N labels in 0..9 (:mod:`.data_checks`). Nothing is unpickled: torchvision parses the
+    IDX files byte by byte, and reads an old ``MNIST/processed/*.pt`` cache with
+    ``torch.load(weights_only=True)``, which refuses anything but tensors.
     """
-    from torchvision import datasets, transforms
+    from torchvision import transforms
 
     root = data_root(root)
     tf = [transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)]
     if flatten:
         tf.append(transforms.Lambda(lambda x: x.reshape(-1)))
     tf = transforms.Compose(tf)
+    cls = _mnist_class()
     try:
         with _socket_timeout(timeout):
-            train = datasets.MNIST(str(root), train=True, download=download, transform=tf)
-            test = datasets.MNIST(str(root), train=False, download=download, transform=tf)
-    except (RuntimeError, OSError) as e:
+            train = cls(str(root), train=True, download=download, transform=tf)
+            test = cls(str(root), train=False, download=download, transform=tf)
+    except DatasetFormatError as e:  # present, but damaged or foreign: downloading again does not replace it
+        raise DatasetFormatError(f"MNIST files under {root / 'MNIST'} could not be read ({e}); "
+                                 f"delete them and download again (download=True)") from e
+    except (RuntimeError, OSError) as e:  # torchvision's "Dataset not found", or the download failed
         raise _missing("MNIST", root / "MNIST" / "raw",
                        "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
                        "t10k-labels-idx1-ubyte", e) from e
-    except (AssertionError, ValueError, TypeError, pickle.UnpicklingError) as e:  # a damaged or foreign file
-        raise ValueError(f"MNIST files under {root / 'MNIST'} could not be read ({type(e).__name__}: {e}); "
-                         f"delete them and download again (download=True)") from e
     return train, test
 
 
@@ -152,18 +180,19 @@ def _cifar_class():
 
     class CIFAR10(datasets.CIFAR10):
         """torchvision's CIFAR10, but every file is read once and unpickled only after its MD5 is
-        checked on the bytes read (torchvision checks the files, then opens them again)."""
+        checked on the bytes read (torchvision checks the files, then opens them again), and what
+        it holds is checked (:mod:`.data_checks`) before it is used."""
 
         def __init__(self, root, train: bool, transform, md5s: dict[str, str]):
             super(datasets.CIFAR10, self).__init__(root, transform=transform)
             self.train = train
             folder = Path(root) / self.base_folder
             names = [n for n, _ in (self.train_list if train else self.test_list)]
-            entries = [_unpickle_verified(folder / n, md5s[n]) for n in names]
-            self.data = np.vstack([e["data"] for e in entries]).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
-            self.targets = [y for e in entries for y in e.get("labels", e.get("fine_labels", []))]
-            meta = self.meta["filename"]
-            self.classes = _unpickle_verified(folder / meta, md5s[meta])[self.meta["key"]]
+            batches = [cifar_batch(_unpickle_verified(folder / n, md5s[n]), folder / n) for n in names]
+            self.data = np.vstack([d for d, _ in batches]).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
+            self.targets = [y for _, labels in batches for y in labels]
+            meta = folder / self.meta["filename"]
+            self.classes = cifar_meta(_unpickle_verified(meta, md5s[meta.name]), meta, self.meta["key"])
             self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     return CIFAR10
@@ -182,7 +211,9 @@ def cifar10(root=None, download: bool = False, augment: bool = True, timeout: fl
     ``checksums`` ({file name: MD5} for every file) replaces the published table, for files you
     made and vouch for yourself (the tests' tiny fakes); it does not turn the check off.
     ``download=True`` fetches the archive when a file is missing or different (checked
-    against its published MD5 by torchvision).
+    against its published MD5 by torchvision). A verified batch that does not hold N uint8
+    images of 3072 values and N labels in 0..9 raises :class:`.data_checks.DatasetFormatError`
+    (a ValueError) naming the file.
     """
     from torchvision import transforms
     from torchvision.datasets.utils import download_and_extract_archive
@@ -198,7 +229,7 @@ def cifar10(root=None, download: bool = False, augment: bool = True, timeout: fl
                 download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
         train = cls(str(root), True, transforms.Compose(aug + norm), md5s)
         test = cls(str(root), False, transforms.Compose(norm), md5s)
-    except ChecksumError:
+    except (ChecksumError, DatasetFormatError):  # named the file already
         raise
     except (RuntimeError, OSError) as e:
         raise _missing("CIFAR-10", folder, "data_batch_1..5, test_batch, batches.meta", e) from e

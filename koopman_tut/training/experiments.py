@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .data import batch_size_of, get_datasets, loader, loaders
-from .models import DEFAULT_MODEL, get_model
+from .models import DEFAULT_MODEL, INPUT_SHAPE, get_model
 from ..pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks
 from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train
 from ..recording.recorder import TrajectoryRecorder
@@ -45,7 +45,7 @@ def setup(dataset: str = "digits", model: str = "auto", seed: int = 0, batch_siz
     """Data, model (``"auto"``: the dataset's default) and optimizer, all seeded by ``seed``."""
     dev = resolve_device(device)
     name = DEFAULT_MODEL[dataset] if model == "auto" else model
-    flatten = name in ("mlp", "lenet300100")
+    flatten = len(INPUT_SHAPE.get(name, ())) == 1  # a fully connected model
     tr, te = get_datasets(dataset, seed=seed, root=root, download=download, flatten=flatten)
     trl, tel = loaders(tr, te, batch_size=batch_size, seed=seed, full_batch=full_batch)
     net = get_model(name, seed=seed, **model_kwargs).to(dev)

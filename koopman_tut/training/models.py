@@ -10,6 +10,8 @@ Every model names its last layer ``classifier`` so pruning can leave it out.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -118,6 +120,19 @@ def resnet20(n_classes: int = 10) -> ResNetCifar:
 
 MODELS = {"mlp": DigitsMLP, "lenet300100": LeNet300100, "mnistnet": MnistNet, "resnet20": resnet20}
 DEFAULT_MODEL = {"digits": "mlp", "mnist": "mnistnet", "cifar10": "resnet20"}
+INPUT_SHAPE = {"mlp": (64,), "lenet300100": (784,), "mnistnet": (1, 28, 28), "resnet20": (3, 32, 32)}  # one sample
+
+
+def accepts(name: str, sample_shape: tuple[int, ...]) -> bool:
+    """Whether model ``name``, with its default sizes, takes samples of ``sample_shape``.
+
+    A fully connected model (a 1-D :data:`INPUT_SHAPE`) flattens each sample, so only the
+    number of values must match; a convolutional one needs the shape itself.
+    """
+    if name not in INPUT_SHAPE:
+        raise ValueError(f"model must be one of {sorted(INPUT_SHAPE)}, got {name!r}")
+    want = INPUT_SHAPE[name]
+    return math.prod(sample_shape) == want[0] if len(want) == 1 else tuple(sample_shape) == want
 
 
 def get_model(name: str, seed: int | None = None, **kwargs) -> nn.Module:

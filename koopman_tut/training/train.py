@@ -7,6 +7,7 @@ exactly -lr * gradient, the setting in which Koopman gradient pruning is exact.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 OPTIMIZERS = ("nesterov", "sgd", "momentum", "adam")
+DEVICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
 def resolve_device(device="auto") -> torch.device:
@@ -24,6 +26,34 @@ def resolve_device(device="auto") -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def device_problem(device) -> str | None:
+    """Why ``device`` cannot be used for training on this machine, or None if it can.
+
+    Parameters
+    ----------
+    device : str
+        'auto' (CUDA when available, else CPU: :func:`resolve_device`), 'cpu', 'cuda',
+        'cuda:N' or 'mps'.
+
+    Returns
+    -------
+    str or None
+        A phrase naming the value: it is none of those forms, or it asks for CUDA (device N) or
+        MPS that this machine does not have.
+    """
+    m = re.fullmatch(r"auto|cpu|mps|cuda(?::(\d+))?", device) if isinstance(device, str) else None
+    if m is None:
+        return f"{device!r} is not {DEVICES}"
+    n_cuda = torch.cuda.device_count() if device.startswith("cuda") and torch.cuda.is_available() else 0
+    if device.startswith("cuda") and n_cuda == 0:
+        return f"{device!r} asks for CUDA, but torch.cuda.is_available() is False here: use 'auto' or 'cpu'"
+    if m.group(1) is not None and int(m.group(1)) >= n_cuda:
+        return f"{device!r} asks for CUDA device {m.group(1)}, but this machine has {n_cuda} (cuda:0..{n_cuda - 1})"
+    if device == "mps" and not torch.backends.mps.is_available():
+        return f"{device!r} asks for MPS, but torch.backends.mps.is_available() is False here: use 'auto' or 'cpu'"
+    return None
 
 
 def set_seed(seed: int) -> None:
