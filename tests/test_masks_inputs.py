@@ -21,6 +21,85 @@ def mlp(seed=0):
     return nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 30), nn.ReLU(), nn.Linear(30, 10))
 
 
+def bn_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+    with torch.no_grad():  # running statistics that differ from any batch's
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+        model[1].num_batches_tracked.fill_(7)
+    return model
+
+
+def test_gradient_scores_use_train_mode_and_leave_no_side_effect():
+    model = bn_model()
+    model.eval()
+    model[3].train()  # a mixed state, restored module by module
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 6, generator=g) * 2 + 1, torch.randint(0, 3, (32,), generator=g)
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    modes = [m.training for m in model.modules()]
+    state = torch.get_rng_state()
+    scores = P.gradient_scores(model, [(x, y)])
+    assert torch.equal(torch.get_rng_state(), state)
+    assert [m.training for m in model.modules()] == modes
+    assert all(torch.equal(b, buffers[n]) for n, b in model.named_buffers())
+    # by hand: train mode, batch statistics, the dropout masks the same RNG state draws
+    ref = copy.deepcopy(model).train()
+    torch.set_rng_state(state)
+    names = P.layer_parameters(ref)
+    params = [dict(ref.named_parameters())[n] for n in names]
+    grads = torch.autograd.grad(F.cross_entropy(ref(x), y), params)
+    for n, p, gr in zip(names, params, grads):
+        assert torch.allclose(scores[n], (gr * p.detach()).abs(), rtol=1e-5, atol=1e-8), n
+
+
+@pytest.mark.gpu
+def test_gradient_scores_on_cuda_leave_the_cuda_rng_as_it_was():
+    model = bn_model().cuda().eval()
+    x, y = torch.randn(32, 6, device="cuda"), torch.randint(0, 3, (32,), device="cuda")
+    state, cpu = torch.cuda.get_rng_state(), torch.get_rng_state()
+    P.gradient_scores(model, [(x, y)])  # dropout in train mode draws from the CUDA generator
+    assert torch.equal(torch.cuda.get_rng_state(), state) and torch.equal(torch.get_rng_state(), cpu)
+    assert not model.training
+
+
+def test_gradient_scores_under_no_grad_and_with_a_frozen_layer():
+    model = mlp()
+    x, y = torch.randn(8, 20), torch.randint(0, 10, (8,))
+    want = P.gradient_scores(model, [(x, y)])
+    with torch.no_grad():
+        got = P.gradient_scores(model, [(x, y)])
+    assert all(torch.equal(want[n], got[n]) for n in want)
+    model[0].weight.requires_grad_(False)  # a frozen layer is scored like the others (documented)
+    got = P.gradient_scores(model, [(x, y)])
+    assert all(torch.equal(want[n], got[n]) for n in want)
+    assert not model[0].weight.requires_grad and model[2].weight.requires_grad
+
+
+def test_batch_counts_are_checked():
+    model = mlp()
+    x, y = torch.randn(8, 20), torch.randint(0, 10, (8,))
+    loader = [(x[:4], y[:4]), (x[4:6], y[4:6]), (x[6:], y[6:])]
+    for bad, error in ((1.5, TypeError), (True, TypeError), ("2", TypeError), (float("inf"), TypeError),
+                       (0, ValueError), (-1, ValueError)):
+        with pytest.raises(error, match="n_batches must be an integer >= 1"):
+            P.gradient_scores(model, loader, n_batches=bad)
+    two = P.gradients(model, loader, n_batches=np.int64(2))
+    assert all(torch.equal(two[n], v) for n, v in P.gradients(model, loader[:2], n_batches=2).items())
+
+
+def test_loader_batches_must_be_pairs():
+    model = mlp()
+    x, y = torch.randn(8, 20), torch.randint(0, 10, (8,))
+    with pytest.raises(TypeError, match=r"loader must yield \(inputs, targets\) pairs, got a dict"):
+        P.gradient_scores(model, [{"x": x, "y": y}])
+    with pytest.raises(TypeError, match=r"loader must yield \(inputs, targets\) pairs, got a Tensor"):
+        P.gradient_scores(model, (x, y))
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got NoneType"):
+        P.gradient_scores(None, [(x, y)])
+
+
 class HeadFirst(nn.Module):
     def __init__(self):
         super().__init__()
