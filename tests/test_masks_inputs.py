@@ -21,6 +21,20 @@ def mlp(seed=0):
     return nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 30), nn.ReLU(), nn.Linear(30, 10))
 
 
+def test_overlaps_refuse_scores_and_non_dicts():
+    model = mlp()
+    s = P.magnitude_scores(model)
+    m = P.global_masks(s, 4, model=model)
+    for overlap in (P.mask_overlap, P.kept_overlap):
+        with pytest.raises(TypeError, match=r"a\['0.weight'\] must be a bool tensor \(True = kept\), got torch.float"):
+            overlap(s, {n: torch.rand_like(v) for n, v in s.items()})
+        with pytest.raises(TypeError, match=r"b\['0.weight'\] must be a bool tensor"):
+            overlap(m, {n: v.float() for n, v in m.items()})
+        with pytest.raises(TypeError, match="b must be a dict {parameter name: bool tensor}, got list"):
+            overlap(m, list(m.values()))
+        assert overlap(m, m) == 1.0
+
+
 def bn_model():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))

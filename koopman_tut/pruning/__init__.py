@@ -26,9 +26,9 @@ are left unpruned. Masks are applied with torch.nn.utils.prune.
 
 The package splits into ``scores`` (what may be pruned; magnitude and gradient scores),
 ``koopman`` (KMP, KGP, forecasts and horizon scores from a trajectory's DMD) and ``masks``
-(global, layer-wise and random masks, torch.nn.utils.prune) and ``measures`` (compression
-accounting, sparsity, overlaps of masks), with ``sgd_steps`` (how an SGD step per parameter
-group relates to the gradient).
+(global, layer-wise and random masks, torch.nn.utils.prune), ``measures`` (compression
+accounting, sparsity, overlaps of masks) and ``inputs`` (their argument checks), with
+``sgd_steps`` (how an SGD step per parameter group relates to the gradient).
 
 May import: the numerics and recording stages, torch and NumPy.
 """

@@ -2,7 +2,7 @@
 
 Compression is ShrinkBench's total / nonzero parameters (Blalock et al. 2020). The overlaps
 take masks as :func:`koopman_tut.pruning.masks.global_masks` gives them, {name: bool tensor}
-with True = kept.
+with True = kept; anything else (scores, 0/1 tensors) is refused with a TypeError.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from ..recording.params import current_value, layer_parameters
+from .inputs import _check_model, check_masks
 
 Masks = dict[str, torch.Tensor]  # {name: bool tensor}, True = kept
 
@@ -17,7 +18,7 @@ Masks = dict[str, torch.Tensor]  # {name: bool tensor}, True = kept
 def compression_ratio(model: nn.Module) -> float:
     """Total parameters / nonzero parameters (ShrinkBench), pruned entries counted as zero."""
     total, nonzero, seen = 0, 0, set()
-    for mname, module in model.named_modules():
+    for mname, module in _check_model(model).named_modules():
         for pname, p in module.named_parameters(recurse=False):
             if id(p) in seen:  # a tied tensor counts once
                 continue
@@ -40,11 +41,12 @@ def mask_overlap(a: Masks, b: Masks) -> float:
     1 when both prune the same set (or prune nothing); equals the share of a's pruned
     entries that b also prunes when both prune the same number.
     """
+    check_masks(a, "a"), check_masks(b, "b")
     if set(a) != set(b):
         raise ValueError(f"masks cover different parameters: {sorted(set(a) ^ set(b))}")
     both = na = nb = 0
     for n in a:
-        pa, pb = ~a[n].bool().cpu(), ~b[n].bool().cpu()
+        pa, pb = ~a[n].cpu(), ~b[n].cpu()
         if pa.shape != pb.shape:
             raise ValueError(f"masks for {n} differ in shape: {tuple(pa.shape)} vs {tuple(pb.shape)}")
         both += int((pa & pb).sum())
@@ -60,11 +62,12 @@ def kept_overlap(a: Masks, b: Masks) -> float:
     (against 1 - 1/c for :func:`mask_overlap` of the pruned sets): the more telling measure
     when most entries are pruned.
     """
+    check_masks(a, "a"), check_masks(b, "b")
     if set(a) != set(b):
         raise ValueError(f"masks cover different parameters: {sorted(set(a) ^ set(b))}")
     both = na = 0
     for n in a:
-        ka, kb = a[n].bool().cpu(), b[n].bool().cpu()
+        ka, kb = a[n].cpu(), b[n].cpu()
         if ka.shape != kb.shape:
             raise ValueError(f"masks for {n} differ in shape: {tuple(ka.shape)} vs {tuple(kb.shape)}")
         both += int((ka & kb).sum())
