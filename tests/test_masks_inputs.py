@@ -91,6 +91,25 @@ def test_gradient_scores_under_no_grad_and_with_a_frozen_layer():
     assert not model[0].weight.requires_grad and model[2].weight.requires_grad
 
 
+def test_scores_are_ranked_in_their_own_precision():
+    model = nn.Linear(4, 1, bias=False)
+    cases = [torch.tensor([[1.0, 1 + 1e-12, 1 + 2e-12, 1 + 3e-12]], dtype=torch.float64),
+             torch.tensor([[1e-46, 2e-46, 3e-46, 4e-46]], dtype=torch.float64),
+             torch.tensor([[1e39, 2e39, 3e39, 4e39]], dtype=torch.float64),  # finite, beyond float32
+             torch.tensor([[2**60, 2**60 + 1, 2**60 + 2, 2**60 + 3]])]  # int64, beyond float64's integers
+    for s in cases:
+        m = P.global_masks({"weight": s}, 2, model=model, prune_classifier=True)
+        assert m["weight"].tolist() == [[False, False, True, True]], s
+        m = P.layerwise_masks({"weight": s}, 2, model=model, prune_classifier=True)
+        assert m["weight"].tolist() == [[False, False, True, True]], s
+    mixed = {"a.weight": torch.tensor([1.0, 3.0]), "b.weight": torch.tensor([1 + 1e-12, 2.0], dtype=torch.float64)}
+    assert P.global_masks(mixed, 4 / 3)["b.weight"].tolist() == [True, True]  # keeps 3, 2 and 1+1e-12, not 1
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"scores contain NaN or Inf \(in 'weight'\)"):
+            P.global_masks({"weight": torch.tensor([[1.0, bad, 1.0, 1.0]], dtype=torch.float64)}, 2, model=model,
+                           prune_classifier=True)
+
+
 def test_batch_counts_are_checked():
     model = mlp()
     x, y = torch.randn(8, 20), torch.randint(0, 10, (8,))

@@ -16,6 +16,7 @@ from torch.nn.utils import prune
 from ..numerics.distributed import local_tensor
 from ..recording.params import aliases, check_untied, current_value, layer_parameters, prunable, resolve
 from ..recording.validation import check_real
+from .inputs import rank_dtype
 from .measures import Masks
 from .scores import Scores
 
@@ -63,13 +64,16 @@ def _keep_count(total: int, n_rank: int, compression: float) -> int:
 
 
 def _ranked(scores: Scores, names: list[str]) -> torch.Tensor:
-    """(m,) the scores of ``names`` concatenated on the CPU, checked finite."""
+    """(m,) the scores of ``names`` concatenated on the CPU in a precision exact for each
+    (:func:`rank_dtype`), checked finite and non-negative."""
     if not names:
         raise ValueError(f"nothing may be pruned: of {sorted(scores)} every entry is a bias or the classifier, "
                          f"which are left unpruned by default (pass prune_classifier=True or prune_bias=True)")
-    flat = torch.cat([scores[n].detach().reshape(-1).float().cpu() for n in names])
-    if not bool(torch.isfinite(flat).all()):
-        raise ValueError("scores contain NaN or Inf")
+    for n in names:
+        if scores[n].dtype.is_floating_point and not bool(torch.isfinite(scores[n]).all()):
+            raise ValueError(f"scores contain NaN or Inf (in {n!r})")
+    dtype = rank_dtype(scores[n] for n in names)
+    flat = torch.cat([scores[n].detach().reshape(-1).cpu().to(dtype) for n in names])
     if bool((flat < 0).any()):
         neg = [n for n in names if bool((scores[n] < 0).any())]
         raise ValueError(f"scores must be non-negative (the largest are kept), got negative entries in {neg[:3]}: "
@@ -97,7 +101,8 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
 
     Parameters
     ----------
-    scores : {name: tensor shaped like the parameter}.
+    scores : {name: real tensor shaped like the parameter}, ranked in their own precision
+        (float64 if any is float64; float32 with a group).
     model : counts every parameter toward the total (ShrinkBench's compression), checks the
         scores against it, and identifies the classifier. Without it the total is the scored
         entries and only biases are recognised (by name).
@@ -106,9 +111,9 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
         holds its own share of the scores (e.g. KMP scores of its rows of a sharded
         trajectory; with ``model=``, each rank's model holds its own shard's parameters, e.g.
         FSDP2's ``fully_shard``, whose DTensor parameters count as their local shards).
-        The ranking is global and exact, as on the scores of all ranks concatenated in rank
-        order (:func:`koopman_tut.numerics.distributed.top_k_mask`); the total and the counts are
-        summed over ranks. A collective: every rank of the group must call it.
+        The ranking is global and exact on the scores as float32, as on the scores of all ranks
+        concatenated in rank order (:func:`koopman_tut.numerics.distributed.top_k_mask`); the total
+        and the counts are summed over ranks. A collective: every rank of the group must call it.
 
     Returns
     -------
@@ -134,7 +139,7 @@ def _global_masks_sharded(scores: Scores, compression: float, model, prune_bias:
     try:
         if scores:
             names, total = _eligible(scores, model, prune_bias, prune_classifier)
-            flat = _ranked(scores, names) if names else flat
+            flat = _ranked(scores, names).float() if names else flat  # top_k_mask ranks float32 keys
         elif model is not None:
             total = sum(local_tensor(p).numel() for p in model.parameters())
     except ValueError as e:  # raised on every rank below, so that none waits in a collective
