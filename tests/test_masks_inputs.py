@@ -35,6 +35,32 @@ def test_overlaps_refuse_scores_and_non_dicts():
         assert overlap(m, m) == 1.0
 
 
+@pytest.mark.parametrize("permanent", [False, True])
+def test_random_masks_on_a_pruned_model_reach_the_compression(permanent):
+    model = mlp()
+    total = sum(p.numel() for p in model.parameters())
+    P.apply_masks(model, P.global_masks(P.magnitude_scores(model), 2, model=model))
+    if permanent:
+        P.remove_masks(model)  # pruned entries are plain zeros now
+    state = torch.get_rng_state()
+    masks = P.random_masks(model, 4, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG neither read into nor moved
+    P.apply_masks(model, masks)
+    assert P.compression_ratio(model) == pytest.approx(total / round(total / 4))
+
+
+def test_random_masks_of_an_unpruned_model_keep_their_draws():
+    """Seeds below 2**32 give the masks they always gave: float32 uniforms from the same generator."""
+    model = mlp()
+    entropy = [5, 0x6B6D61736B, 2]  # seed 5, the random-masks stream, draw 2
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+    g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    scores = {n: torch.rand(P.current_value(model, n).shape, generator=g) for n in P.layer_parameters(model)}
+    want = P.global_masks(scores, 4, model=model)
+    got = P.random_masks(model, 4, seed=5, draw=2)
+    assert all(torch.equal(want[n], got[n]) for n in want) and set(got) == set(want)
+
+
 def bn_model():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
@@ -108,6 +134,20 @@ def test_scores_are_ranked_in_their_own_precision():
         with pytest.raises(ValueError, match=r"scores contain NaN or Inf \(in 'weight'\)"):
             P.global_masks({"weight": torch.tensor([[1.0, bad, 1.0, 1.0]], dtype=torch.float64)}, 2, model=model,
                            prune_classifier=True)
+
+
+def test_random_masks_use_the_whole_seed():
+    model = mlp()
+    flat = lambda m: tuple(torch.cat([v.reshape(-1) for v in m.values()]).tolist())  # noqa: E731
+    seeds = [7, 7 + 2**32, 7 + 2**33, 2**32, 2**64 + 7, 2**100]
+    draws = {(s, d): flat(P.random_masks(model, 4, seed=s, draw=d)) for s in seeds for d in (0, 1)}
+    assert len(set(draws.values())) == len(draws)
+    assert flat(P.random_masks(model, 4, seed=np.uint64(2**32 + 7))) == draws[7 + 2**32, 0]
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+        P.random_masks(model, 4, seed=-1)
+    for bad in (1.0, "1", True, None):
+        with pytest.raises(TypeError, match="seed must be an integer >= 0"):
+            P.random_masks(model, 4, seed=bad)
 
 
 def test_batch_counts_are_checked():

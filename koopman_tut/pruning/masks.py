@@ -16,7 +16,7 @@ from torch.nn.utils import prune
 from ..numerics.distributed import local_tensor
 from ..recording.params import aliases, check_untied, current_value, layer_parameters, prunable, resolve
 from ..recording.validation import check_real
-from .inputs import rank_dtype
+from .inputs import _check_model, rank_dtype, seed_entropy
 from .measures import Masks
 from .scores import Scores
 
@@ -178,19 +178,27 @@ def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None 
 def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int = 0, **kwargs) -> Masks:
     """Baseline: a uniformly random global mask at the same compression.
 
-    The generator is seeded from ``(seed, "random_masks", draw)`` through numpy's SeedSequence,
-    so it is independent of the model's initialisation even when both use the same seed
-    (``torch.manual_seed(s)`` then ``torch.rand`` would reproduce the init's uniform draws,
-    and prune by initial magnitude). Different (seed, draw) pairs give independent masks: the
+    The generator is seeded from ``(seed, "random_masks", draw)`` through numpy's SeedSequence
+    (the whole of ``seed``, an integer >= 0 of any size), so it is independent of the model's
+    initialisation even when both use the same seed (``torch.manual_seed(s)`` then ``torch.rand``
+    would reproduce the init's uniform draws, and prune by initial magnitude), and it neither
+    reads nor moves the global RNG. Different (seed, draw) pairs give independent masks: the
     several draws of one run never repeat another run's (seed + 1, draw 0 is not seed, draw 1).
+
+    Entries already pruned (zero: masked by torch.nn.utils.prune, or made zeros) rank below
+    every other, so on a pruned model the result has the requested compression, as with the
+    score-based masks; only the entries still in use are drawn at random. ``kwargs`` go to
+    :func:`global_masks` (``prune_bias``, ``prune_classifier``).
     """
-    for name, v in (("seed", seed), ("draw", draw)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise TypeError(f"{name} must be an integer >= 0, got {v!r}")
-    entropy = [int(seed) & 0xFFFFFFFF, _RANDOM_MASKS_STREAM] + ([int(draw)] if draw else [])
-    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+    _check_model(model)
+    state = np.random.SeedSequence(seed_entropy(seed, draw, _RANDOM_MASKS_STREAM)).generate_state(2, np.uint32)
     g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-    scores = {n: torch.rand(current_value(model, n).shape, generator=g) for n in layer_parameters(model)}
+    scores = {}
+    for n in layer_parameters(model):
+        value = local_tensor(current_value(model, n)).detach()
+        # in [1, 2) where in use, [0, 1) where pruned: float64 holds rand's float32 values + 1 exactly,
+        # so the order of the entries in use (and the mask of an unpruned model) is rand's own
+        scores[n] = torch.rand(value.shape, generator=g).double() + (value != 0).cpu().double()
     return global_masks(scores, compression, model=model, **kwargs)
 
 
