@@ -150,6 +150,18 @@ def test_random_masks_use_the_whole_seed():
             P.random_masks(model, 4, seed=bad)
 
 
+def test_flags_are_checked():
+    model = mlp()
+    s = P.magnitude_scores(model)
+    for flag in ("prune_bias", "prune_classifier"):
+        for bad in ("False", 0, None):
+            with pytest.raises(TypeError, match=f"{flag} must be True or False"):
+                P.global_masks(s, 1.2, model=model, **{flag: bad})
+    with pytest.raises(TypeError, match="layerwise must be True or False"):
+        P.prune_model(copy.deepcopy(model), s, 2, layerwise="yes")
+    assert list(P.global_masks(s, 1.2, model=model, prune_bias=np.bool_(True)))[:2] == ["0.weight", "0.bias"]
+
+
 def test_batch_counts_are_checked():
     model = mlp()
     x, y = torch.randn(8, 20), torch.randint(0, 10, (8,))
@@ -171,6 +183,27 @@ def test_loader_batches_must_be_pairs():
         P.gradient_scores(model, (x, y))
     with pytest.raises(TypeError, match="model must be a torch.nn.Module, got NoneType"):
         P.gradient_scores(None, [(x, y)])
+
+
+def test_wrong_types_are_refused_naming_the_argument():
+    model = mlp()
+    s = P.magnitude_scores(model)
+    m = P.global_masks(s, 2, model=model)
+    for call in (lambda: P.magnitude_scores("m"), lambda: P.random_masks("m", 2),
+                 lambda: P.global_masks(s, 2, model="m"), lambda: P.apply_masks("m", m),
+                 lambda: P.compression_ratio("m"), lambda: P.remove_masks(None)):
+        with pytest.raises(TypeError, match="model must be a torch.nn.Module, got"):
+            call()
+    with pytest.raises(TypeError, match="scores must be a dict {parameter name: tensor}, got list"):
+        P.global_masks(list(s.values()), 2, model=model)
+    with pytest.raises(TypeError, match=r"scores\['0.weight'\] must be a torch.Tensor \(torch.from_numpy"):
+        P.global_masks({**s, "0.weight": s["0.weight"].numpy()}, 2, model=model)
+    with pytest.raises(TypeError, match=r"scores\['0.weight'\] must be a torch.Tensor, got list"):
+        P.global_masks({**s, "0.weight": s["0.weight"].tolist()}, 2, model=model)
+    with pytest.raises(TypeError, match="masks must be a dict {parameter name: bool tensor}, got list"):
+        P.apply_masks(model, list(m.values()))
+    with pytest.raises(TypeError, match="b must be a dict"):
+        P.mask_overlap(m, list(m.values()))
 
 
 class HeadFirst(nn.Module):

@@ -16,7 +16,7 @@ from torch.nn.utils import prune
 from ..numerics.distributed import local_tensor
 from ..recording.params import aliases, check_untied, current_value, layer_parameters, prunable, resolve
 from ..recording.validation import check_real
-from .inputs import _check_model, rank_dtype, seed_entropy
+from .inputs import _check_bool, _check_model, check_tensors, rank_dtype, seed_entropy
 from .measures import Masks
 from .scores import Scores
 
@@ -30,13 +30,16 @@ def _check_compression(compression: float) -> float:
 
 def _eligible(scores: Scores, model: nn.Module | None, prune_bias: bool, prune_classifier: bool):
     """(names to rank, total parameter count); everything not ranked counts as kept."""
+    check_tensors(scores, "scores")
+    prune_bias = _check_bool("prune_bias", prune_bias)
+    prune_classifier = _check_bool("prune_classifier", prune_classifier)
     if not scores:
         raise ValueError("scores is empty")
     if model is None:
         names = [n for n in scores if prune_bias or not n.endswith("bias")]
         total = sum(scores[n].numel() for n in scores)
         return names, total
-    allowed = set(prunable(model, bias=prune_bias, classifier=prune_classifier))
+    allowed = set(prunable(_check_model(model), bias=prune_bias, classifier=prune_classifier))
     for n, s in scores.items():
         try:
             v = local_tensor(current_value(model, n))  # an FSDP2 (DTensor) parameter: this rank's shard
@@ -137,12 +140,12 @@ def _global_masks_sharded(scores: Scores, compression: float, model, prune_bias:
 
     error, names, total, flat = None, [], 0, torch.zeros(0)
     try:
-        if scores:
+        if scores or not isinstance(scores, dict):
             names, total = _eligible(scores, model, prune_bias, prune_classifier)
             flat = _ranked(scores, names).float() if names else flat  # top_k_mask ranks float32 keys
         elif model is not None:
-            total = sum(local_tensor(p).numel() for p in model.parameters())
-    except ValueError as e:  # raised on every rank below, so that none waits in a collective
+            total = sum(local_tensor(p).numel() for p in _check_model(model).parameters())
+    except (TypeError, ValueError) as e:  # raised on every rank below, so that none waits in a collective
         error = e
     preflight("global_masks", group, {"compression": compression, "model given": model is not None,
                                       "prune_bias": prune_bias, "prune_classifier": prune_classifier})
@@ -210,6 +213,9 @@ def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
     (registered under several names, see :func:`koopman_tut.recording.params.aliases`) is masked under
     every name, so each module that uses it sees the pruned values.
     """
+    _check_model(model)
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict {{parameter name: bool tensor}}, got {type(masks).__name__}")
     for n, m in masks.items():
         if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
             got = m.dtype if isinstance(m, torch.Tensor) else type(m).__name__
@@ -229,7 +235,7 @@ def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
 
 def remove_masks(model: nn.Module) -> nn.Module:
     """Make pruning permanent (prune.remove): masked entries become plain zeros."""
-    for _, module in model.named_modules():
+    for _, module in _check_model(model).named_modules():
         for p in ("weight", "bias"):
             if hasattr(module, p + "_orig"):
                 prune.remove(module, p)
@@ -246,6 +252,7 @@ def remove_masks(model: nn.Module) -> nn.Module:
 
 def prune_model(model: nn.Module, scores: Scores, compression: float, layerwise: bool = False, **kwargs) -> Masks:
     """Masks from scores at a compression, applied to the model; returns the masks."""
-    masks = (layerwise_masks if layerwise else global_masks)(scores, compression, model=model, **kwargs)
+    make = layerwise_masks if _check_bool("layerwise", layerwise) else global_masks
+    masks = make(scores, compression, model=model, **kwargs)
     apply_masks(model, masks)
     return masks
