@@ -21,6 +21,32 @@ def mlp(seed=0):
     return nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 30), nn.ReLU(), nn.Linear(30, 10))
 
 
+def kept_total(model, masks):
+    total = sum(p.numel() for p in model.parameters())
+    return sum(int(m.sum()) for m in masks.values()) + total - sum(m.numel() for m in masks.values())
+
+
+# ----------------------------------------------------------------------------- 3. every prunable layer scored
+def test_scores_that_leave_out_a_prunable_layer_are_refused_unless_excluded():
+    model = mlp()
+    s = P.magnitude_scores(model)
+    del s["2.weight"]
+    for masks in (P.global_masks, P.layerwise_masks):
+        with pytest.raises(ValueError, match=r"scores leave out \['2.weight'\].*exclude=\['2.weight'\]"):
+            masks(s, 1.8, model=model)
+    m = P.global_masks(s, 1.4, model=model, exclude=["2.weight"])  # the explicit way: left unpruned, counted kept
+    assert list(m) == ["0.weight"]
+    assert kept_total(model, m) == round(sum(p.numel() for p in model.parameters()) / 1.4)
+    assert list(P.global_masks(P.magnitude_scores(model), 1.4, model=model, exclude=("2.weight",))) == ["0.weight"]
+    with pytest.raises(TypeError, match=r"exclude must be a list of parameter names.*exclude=\['2.weight'\]"):
+        P.global_masks(s, 1.8, model=model, exclude="2.weight")
+    with pytest.raises(ValueError, match="exclude: model has no parameter 'nope.weight'"):
+        P.global_masks(s, 1.8, model=model, exclude=["2.weight", "nope.weight"])
+    assert list(P.global_masks({"a.weight": torch.rand(5), "b.weight": torch.rand(5)}, 2, exclude=["b.weight"])) == [
+        "a.weight"]
+
+
+# ----------------------------------------------------------------------------- 4. overlaps take masks only
 def test_overlaps_refuse_scores_and_non_dicts():
     model = mlp()
     s = P.magnitude_scores(model)
@@ -35,6 +61,7 @@ def test_overlaps_refuse_scores_and_non_dicts():
         assert overlap(m, m) == 1.0
 
 
+# ----------------------------------------------------------------------------- 5. random masks on a pruned model
 @pytest.mark.parametrize("permanent", [False, True])
 def test_random_masks_on_a_pruned_model_reach_the_compression(permanent):
     model = mlp()
@@ -61,6 +88,7 @@ def test_random_masks_of_an_unpruned_model_keep_their_draws():
     assert all(torch.equal(want[n], got[n]) for n in want) and set(got) == set(want)
 
 
+# ----------------------------------------------------------------------------- 6. gradients in train mode
 def bn_model():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
@@ -117,6 +145,7 @@ def test_gradient_scores_under_no_grad_and_with_a_frozen_layer():
     assert not model[0].weight.requires_grad and model[2].weight.requires_grad
 
 
+# ----------------------------------------------------------------------------- 7. ranking precision
 def test_scores_are_ranked_in_their_own_precision():
     model = nn.Linear(4, 1, bias=False)
     cases = [torch.tensor([[1.0, 1 + 1e-12, 1 + 2e-12, 1 + 3e-12]], dtype=torch.float64),
@@ -136,6 +165,7 @@ def test_scores_are_ranked_in_their_own_precision():
                            prune_classifier=True)
 
 
+# ----------------------------------------------------------------------------- 8. the whole seed
 def test_random_masks_use_the_whole_seed():
     model = mlp()
     flat = lambda m: tuple(torch.cat([v.reshape(-1) for v in m.values()]).tolist())  # noqa: E731
@@ -150,6 +180,7 @@ def test_random_masks_use_the_whole_seed():
             P.random_masks(model, 4, seed=bad)
 
 
+# ----------------------------------------------------------------------------- 9. flags and counts
 def test_flags_are_checked():
     model = mlp()
     s = P.magnitude_scores(model)
@@ -174,6 +205,7 @@ def test_batch_counts_are_checked():
     assert all(torch.equal(two[n], v) for n, v in P.gradients(model, loader[:2], n_batches=2).items())
 
 
+# ----------------------------------------------------------------------------- 10. errors that name the argument
 def test_loader_batches_must_be_pairs():
     model = mlp()
     x, y = torch.randn(8, 20), torch.randint(0, 10, (8,))
@@ -206,6 +238,7 @@ def test_wrong_types_are_refused_naming_the_argument():
         P.mask_overlap(m, list(m.values()))
 
 
+# ----------------------------------------------------------------------------- 11. the classifier
 class HeadFirst(nn.Module):
     def __init__(self):
         super().__init__()
@@ -233,6 +266,26 @@ def test_the_classifier_can_be_named_and_an_unsure_guess_warns():
         P.prunable(net, classifier="body.1")
     with pytest.raises(TypeError, match="classifier must be a module name"):
         P.classifier_names(net, 3)
+
+
+def test_masks_take_the_classifier_by_name():
+    torch.manual_seed(0)
+    net = HeadFirst()
+    s = P.magnitude_scores(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(P.global_masks(s, 1.3, model=net, classifier="head")) == ["body.0.weight", "body.2.weight"]
+        assert list(P.layerwise_masks(s, 1.3, model=net, classifier="head")) == ["body.0.weight", "body.2.weight"]
+        assert list(P.random_masks(net, 1.3, classifier="head")) == ["body.0.weight", "body.2.weight"]
+        assert list(P.global_masks(s, 1.3, model=net, classifier=None)) == ["head.weight", "body.0.weight",
+                                                                             "body.2.weight"]
+        assert list(P.global_masks(s, 1.3, classifier="head")) == ["body.0.weight", "body.2.weight"]  # by name
+    with pytest.raises(ValueError, match="classifier='nope': the model has no module of that name"):
+        P.global_masks(s, 1.3, model=net, classifier="nope")
+    with pytest.raises(TypeError, match="classifier must be a module name"):
+        P.global_masks(s, 1.3, model=net, classifier=3)
+    with pytest.raises(ValueError, match="prune_classifier=True prunes the classifier, but classifier='head'"):
+        P.global_masks(s, 1.3, model=net, prune_classifier=True, classifier="head")
 
 
 def test_a_model_without_linear_layers_warns_that_no_classifier_is_kept():

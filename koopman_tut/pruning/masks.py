@@ -2,7 +2,9 @@
 
 Compression follows ShrinkBench (Blalock et al. 2020): total parameters / nonzero
 parameters, every parameter of the model counted; biases and the classifier are left
-unpruned by default.
+unpruned by default. With a model, the scores must cover every parameter pruning may touch
+(:func:`koopman_tut.recording.params.prunable`); a layer is left out only by naming it in
+``exclude=``.
 """
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ import torch.nn as nn
 from torch.nn.utils import prune
 
 from ..numerics.distributed import local_tensor
-from ..recording.params import aliases, check_untied, current_value, layer_parameters, prunable, resolve
+from ..recording.params import aliases, check_untied, current_value, layer_parameters, parameter, prunable, resolve
 from ..recording.validation import check_real
-from .inputs import _check_bool, _check_model, check_tensors, rank_dtype, seed_entropy
+from .inputs import _check_bool, _check_model, check_classifier, check_exclude, check_tensors, rank_dtype, seed_entropy
 from .measures import Masks
 from .scores import Scores
 
@@ -28,18 +30,20 @@ def _check_compression(compression: float) -> float:
     return check_real("compression", compression, 1, " (total / nonzero parameters)")
 
 
-def _eligible(scores: Scores, model: nn.Module | None, prune_bias: bool, prune_classifier: bool):
-    """(names to rank, total parameter count); everything not ranked counts as kept."""
+def _eligible(scores: Scores, model: nn.Module | None, prune_bias, classifier, exclude) -> tuple[list[str], int]:
+    """(names to rank, total parameter count); everything not ranked counts as kept.
+
+    ``classifier`` is ``prune_classifier`` and ``classifier`` resolved by :func:`check_classifier`."""
     check_tensors(scores, "scores")
-    prune_bias = _check_bool("prune_bias", prune_bias)
-    prune_classifier = _check_bool("prune_classifier", prune_classifier)
+    prune_bias, exclude = _check_bool("prune_bias", prune_bias), check_exclude(exclude)
     if not scores:
         raise ValueError("scores is empty")
     if model is None:
-        names = [n for n in scores if prune_bias or not n.endswith("bias")]
-        total = sum(scores[n].numel() for n in scores)
-        return names, total
-    allowed = set(prunable(_check_model(model), bias=prune_bias, classifier=prune_classifier))
+        head = () if classifier in ("auto", None) else (classifier + ".",)
+        names = [n for n in scores if (prune_bias or not n.endswith("bias")) and n not in exclude
+                 and not n.startswith(head)]
+        return names, sum(scores[n].numel() for n in scores)
+    _check_model(model)
     for n, s in scores.items():
         try:
             v = local_tensor(current_value(model, n))  # an FSDP2 (DTensor) parameter: this rank's shard
@@ -49,9 +53,20 @@ def _eligible(scores: Scores, model: nn.Module | None, prune_bias: bool, prune_c
             raise ValueError(f"scores do not match the model: {n} has shape {tuple(s.shape)} in scores, "
                              f"{tuple(v.shape)} in the model")
     check_untied(model, scores, "scores")
-    names = [n for n in scores if n in allowed]
-    total = sum(local_tensor(p).numel() for p in model.parameters())  # a tied tensor once
-    return names, total
+    try:
+        left_out = {id(parameter(model, n)) for n in exclude}
+    except ValueError as e:
+        raise ValueError(f"exclude: {e}") from None
+    required = [n for n in prunable(model, bias=prune_bias, classifier=classifier)
+                if id(parameter(model, n)) not in left_out]
+    scored = {id(parameter(model, n)) for n in scores}  # by tensor: a tied one may be scored under any name
+    missing = [n for n in required if id(parameter(model, n)) not in scored]
+    if missing:
+        raise ValueError(f"scores leave out {missing}, which the model may prune: give scores for them, or leave "
+                         f"them unpruned explicitly with exclude={missing}")
+    allowed = {id(parameter(model, n)) for n in required}
+    names = [n for n in scores if id(parameter(model, n)) in allowed]
+    return names, sum(local_tensor(p).numel() for p in model.parameters())  # a tied tensor once
 
 
 def _keep_count(total: int, n_rank: int, compression: float) -> int:
@@ -59,8 +74,8 @@ def _keep_count(total: int, n_rank: int, compression: float) -> int:
     keep = keep_total - (total - n_rank)  # everything not ranked stays
     if keep < 0:
         raise ValueError(f"compression {compression} is out of reach: the {total - n_rank:,} parameters left "
-                         f"unpruned (biases, classifier, ...) already exceed total/compression = {keep_total:,}; "
-                         f"the most is {total / max(total - n_rank, 1):.1f}")
+                         f"unpruned (biases, the classifier, exclude=, BatchNorm, ...) already exceed "
+                         f"total/compression = {keep_total:,}; the most is {total / max(total - n_rank, 1):.1f}")
     if keep == 0 and n_rank > 0 and total - n_rank == 0:
         raise ValueError(f"compression {compression} leaves no parameter at all")
     return keep
@@ -70,8 +85,8 @@ def _ranked(scores: Scores, names: list[str]) -> torch.Tensor:
     """(m,) the scores of ``names`` concatenated on the CPU in a precision exact for each
     (:func:`rank_dtype`), checked finite and non-negative."""
     if not names:
-        raise ValueError(f"nothing may be pruned: of {sorted(scores)} every entry is a bias or the classifier, "
-                         f"which are left unpruned by default (pass prune_classifier=True or prune_bias=True)")
+        raise ValueError(f"nothing may be pruned: of {sorted(scores)} every entry is a bias, the classifier or "
+                         f"excluded, which are left unpruned (pass classifier=None or prune_bias=True)")
     for n in names:
         if scores[n].dtype.is_floating_point and not bool(torch.isfinite(scores[n]).all()):
             raise ValueError(f"scores contain NaN or Inf (in {n!r})")
@@ -98,8 +113,9 @@ def _split(kept: torch.Tensor, scores: Scores, names: list[str]) -> Masks:
     return {n: p.reshape(scores[n].shape).to(scores[n].device) for n, p in zip(names, parts)}
 
 
-def global_masks(scores: Scores, compression: float, model: nn.Module | None = None,
-                 prune_bias: bool = False, prune_classifier: bool = False, group=None) -> Masks:
+def global_masks(scores: Scores, compression: float, model: nn.Module | None = None, prune_bias: bool = False,
+                 prune_classifier: bool = False, group=None, classifier: str | None = "auto",
+                 exclude: list[str] | tuple[str, ...] = ()) -> Masks:
     """Keep the highest scores over all layers so total / nonzero = ``compression``.
 
     Parameters
@@ -107,9 +123,18 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
     scores : {name: real tensor shaped like the parameter}, ranked in their own precision
         (float64 if any is float64; float32 with a group).
     model : counts every parameter toward the total (ShrinkBench's compression), checks the
-        scores against it, and identifies the classifier. Without it the total is the scored
-        entries and only biases are recognised (by name).
+        scores against it, and identifies the classifier. The scores must then cover every
+        parameter pruning may touch (:func:`koopman_tut.recording.params.prunable`), else
+        ValueError naming the missing ones. Without it the total is the scored entries, biases
+        are recognised by name and the classifier only when named (``classifier="name"``).
     prune_bias, prune_classifier : allow pruning those (default: left unpruned).
+    classifier : which module is the classifier left unpruned: ``"auto"`` (default): the module
+        ``model.classifier`` if the model has one, else the last nn.Linear in registration order
+        (not necessarily the last the forward pass applies; a UserWarning says when unsure, see
+        :func:`koopman_tut.recording.params.classifier_names`); a module name; or None to prune
+        it too (as ``prune_classifier=True``).
+    exclude : parameter names to leave unpruned as well (counted as kept), e.g. the layers a
+        trajectory recorded with ``params=`` left out; their scores, if given, are ignored.
     group : a torch.distributed process group (``True``: the default one) when each rank
         holds its own share of the scores (e.g. KMP scores of its rows of a sharded
         trajectory; with ``model=``, each rank's model holds its own shard's parameters, e.g.
@@ -126,47 +151,52 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
     """
     compression = _check_compression(compression)
     if group is not None:
-        return _global_masks_sharded(scores, compression, model, prune_bias, prune_classifier, group)
-    names, total = _eligible(scores, model, prune_bias, prune_classifier)
+        return _global_masks_sharded(scores, compression, model, (prune_bias, prune_classifier, classifier, exclude),
+                                     group)
+    names, total = _eligible(scores, model, prune_bias, check_classifier(prune_classifier, classifier), exclude)
     flat = _ranked(scores, names)
     return _split(_keep_top(flat, _keep_count(total, flat.numel(), compression)), scores, names)
 
 
-def _global_masks_sharded(scores: Scores, compression: float, model, prune_bias: bool, prune_classifier: bool,
-                          group) -> Masks:
+def _global_masks_sharded(scores: Scores, compression: float, model, options: tuple, group) -> Masks:
     """global_masks over ranks. A rank may hold no scores; a rank refusing its scores makes every rank raise."""
     from ..numerics.distributed import all_reduce_sum, top_k_mask
     from ..numerics.distributed_checks import preflight
 
+    prune_bias, prune_classifier, classifier, exclude = options
     error, names, total, flat = None, [], 0, torch.zeros(0)
     try:
+        classifier, exclude = check_classifier(prune_classifier, classifier), check_exclude(exclude)
         if scores or not isinstance(scores, dict):
-            names, total = _eligible(scores, model, prune_bias, prune_classifier)
+            names, total = _eligible(scores, model, prune_bias, classifier, exclude)
             flat = _ranked(scores, names).float() if names else flat  # top_k_mask ranks float32 keys
         elif model is not None:
             total = sum(local_tensor(p).numel() for p in _check_model(model).parameters())
     except (TypeError, ValueError) as e:  # raised on every rank below, so that none waits in a collective
         error = e
+    exclude = repr(sorted(exclude)) if isinstance(exclude, tuple) else repr(exclude)  # checked: a tuple of str
     preflight("global_masks", group, {"compression": compression, "model given": model is not None,
-                                      "prune_bias": prune_bias, "prune_classifier": prune_classifier})
+                                      "prune_bias": prune_bias, "classifier": repr(classifier), "exclude": exclude})
     agreed = all_reduce_sum(torch.tensor([int(error is not None), total, flat.numel()]), group).tolist()
     if agreed[0]:
         raise error or ValueError(f"{agreed[0]} other rank(s) refused their scores (see their errors)")
     if agreed[2] == 0:
-        raise ValueError("nothing may be pruned on any rank: every score is a bias or the classifier, which are "
-                         "left unpruned by default (pass prune_classifier=True or prune_bias=True)")
+        raise ValueError("nothing may be pruned on any rank: every score is a bias, the classifier or excluded, "
+                         "which are left unpruned (pass classifier=None or prune_bias=True)")
     keep = _keep_count(agreed[1], agreed[2], compression)
     return _split(top_k_mask(flat, keep, group), scores, names)
 
 
-def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None = None,
-                    prune_bias: bool = False, prune_classifier: bool = False) -> Masks:
+def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None = None, prune_bias: bool = False,
+                    prune_classifier: bool = False, classifier: str | None = "auto",
+                    exclude: list[str] | tuple[str, ...] = ()) -> Masks:
     """Same compression, but every ranked layer keeps the same fraction of its own entries.
 
-    The per-layer counts are rounded by largest remainder, so the total kept is exact.
+    The per-layer counts are rounded by largest remainder, so the total kept is exact. The
+    arguments are :func:`global_masks`'.
     """
     compression = _check_compression(compression)
-    names, total = _eligible(scores, model, prune_bias, prune_classifier)
+    names, total = _eligible(scores, model, prune_bias, check_classifier(prune_classifier, classifier), exclude)
     sizes = [scores[n].numel() for n in names]
     keep = _keep_count(total, sum(sizes), compression)
     frac = keep / max(sum(sizes), 1)
@@ -191,7 +221,7 @@ def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int 
     Entries already pruned (zero: masked by torch.nn.utils.prune, or made zeros) rank below
     every other, so on a pruned model the result has the requested compression, as with the
     score-based masks; only the entries still in use are drawn at random. ``kwargs`` go to
-    :func:`global_masks` (``prune_bias``, ``prune_classifier``).
+    :func:`global_masks` (``prune_bias``, ``classifier``, ``exclude``, ...).
     """
     _check_model(model)
     state = np.random.SeedSequence(seed_entropy(seed, draw, _RANDOM_MASKS_STREAM)).generate_state(2, np.uint32)
@@ -242,16 +272,9 @@ def remove_masks(model: nn.Module) -> nn.Module:
     return model
 
 
-
-
-
-
-
-
-
-
 def prune_model(model: nn.Module, scores: Scores, compression: float, layerwise: bool = False, **kwargs) -> Masks:
-    """Masks from scores at a compression, applied to the model; returns the masks."""
+    """Masks from scores at a compression, applied to the model; returns the masks. ``kwargs`` go to
+    :func:`global_masks` (or :func:`layerwise_masks`): ``prune_bias``, ``classifier``, ``exclude``, ..."""
     make = layerwise_masks if _check_bool("layerwise", layerwise) else global_masks
     masks = make(scores, compression, model=model, **kwargs)
     apply_masks(model, masks)
