@@ -297,7 +297,7 @@ def test_random_mask_draws_of_neighbouring_seeds_are_independent():
     draws = {(s, d): kept(P.random_masks(model, 4, seed=s, draw=d)) for s in range(3) for d in range(3)}
     assert len({tuple(v.tolist()) for v in draws.values()}) == len(draws)
     assert torch.equal(kept(P.random_masks(model, 4, seed=2)), draws[2, 0])  # draw 0 is the plain seed
-    with pytest.raises(TypeError, match="draw"):
+    with pytest.raises(ValueError, match="draw must be an integer >= 0"):  # a wrong value, not a wrong type
         P.random_masks(model, 4, seed=0, draw=-1)
 
 

@@ -26,7 +26,8 @@ are left unpruned. Masks are applied with torch.nn.utils.prune.
 
 The package splits into ``scores`` (what may be pruned; magnitude and gradient scores),
 ``koopman`` (KMP, KGP, forecasts and horizon scores from a trajectory's DMD) and ``masks``
-(global and layer-wise masks, torch.nn.utils.prune, compression accounting, overlaps), with
+(global, layer-wise and random masks, torch.nn.utils.prune), ``measures`` (compression
+accounting, sparsity, overlaps of masks) and ``inputs`` (their argument checks), with
 ``sgd_steps`` (how an SGD step per parameter group relates to the gradient).
 
 May import: the numerics and recording stages, torch and NumPy.
@@ -34,8 +35,8 @@ May import: the numerics and recording stages, torch and NumPy.
 from ..recording.params import classifier_names, current_value, layer_parameters, prunable
 from .koopman import (AliasingWarning, KoopmanAnalysis, horizon_scores, kgp_scores, kmp_scores, koopman,
                       koopman_fixed_point, koopman_forecast, koopman_gradient)
-from .masks import (Masks, apply_masks, compression_ratio, global_masks, kept_overlap, layerwise_masks, mask_overlap,
-                    prune_model, random_masks, remove_masks, sparsity_by_layer)
+from .masks import Masks, apply_masks, global_masks, layerwise_masks, prune_model, random_masks, remove_masks
+from .measures import compression_ratio, kept_overlap, mask_overlap, sparsity_by_layer
 from .scores import Scores, gradient_scores, gradients, magnitude_scores
 
 __all__ = ["Scores", "Masks", "classifier_names", "prunable", "layer_parameters", "current_value",

@@ -2,7 +2,9 @@
 
 Compression follows ShrinkBench (Blalock et al. 2020): total parameters / nonzero
 parameters, every parameter of the model counted; biases and the classifier are left
-unpruned by default.
+unpruned by default. With a model, the scores must cover every parameter pruning may touch
+(:func:`koopman_tut.recording.params.prunable`); a layer is left out only by naming it in
+``exclude=``.
 """
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ import torch.nn as nn
 from torch.nn.utils import prune
 
 from ..numerics.distributed import local_tensor
-from ..recording.params import aliases, check_untied, current_value, layer_parameters, prunable, resolve
+from ..recording.params import aliases, check_untied, current_value, layer_parameters, parameter, prunable, resolve
 from ..recording.validation import check_real
+from .inputs import _check_bool, _check_model, check_classifier, check_exclude, check_tensors, rank_dtype, seed_entropy
+from .measures import Masks
 from .scores import Scores
 
-Masks = dict[str, torch.Tensor]
 _RANDOM_MASKS_STREAM = 0x6B6D61736B  # "kmask": keeps the random baseline's stream apart from torch.manual_seed
 
 
@@ -27,15 +30,20 @@ def _check_compression(compression: float) -> float:
     return check_real("compression", compression, 1, " (total / nonzero parameters)")
 
 
-def _eligible(scores: Scores, model: nn.Module | None, prune_bias: bool, prune_classifier: bool):
-    """(names to rank, total parameter count); everything not ranked counts as kept."""
+def _eligible(scores: Scores, model: nn.Module | None, prune_bias, classifier, exclude) -> tuple[list[str], int]:
+    """(names to rank, total parameter count); everything not ranked counts as kept.
+
+    ``classifier`` is ``prune_classifier`` and ``classifier`` resolved by :func:`check_classifier`."""
+    check_tensors(scores, "scores")
+    prune_bias, exclude = _check_bool("prune_bias", prune_bias), check_exclude(exclude)
     if not scores:
         raise ValueError("scores is empty")
     if model is None:
-        names = [n for n in scores if prune_bias or not n.endswith("bias")]
-        total = sum(scores[n].numel() for n in scores)
-        return names, total
-    allowed = set(prunable(model, bias=prune_bias, classifier=prune_classifier))
+        head = () if classifier in ("auto", None) else (classifier + ".",)
+        names = [n for n in scores if (prune_bias or not n.endswith("bias")) and n not in exclude
+                 and not n.startswith(head)]
+        return names, sum(scores[n].numel() for n in scores)
+    _check_model(model)
     for n, s in scores.items():
         try:
             v = local_tensor(current_value(model, n))  # an FSDP2 (DTensor) parameter: this rank's shard
@@ -45,9 +53,20 @@ def _eligible(scores: Scores, model: nn.Module | None, prune_bias: bool, prune_c
             raise ValueError(f"scores do not match the model: {n} has shape {tuple(s.shape)} in scores, "
                              f"{tuple(v.shape)} in the model")
     check_untied(model, scores, "scores")
-    names = [n for n in scores if n in allowed]
-    total = sum(local_tensor(p).numel() for p in model.parameters())  # a tied tensor once
-    return names, total
+    try:
+        left_out = {id(parameter(model, n)) for n in exclude}
+    except ValueError as e:
+        raise ValueError(f"exclude: {e}") from None
+    required = [n for n in prunable(model, bias=prune_bias, classifier=classifier)
+                if id(parameter(model, n)) not in left_out]
+    scored = {id(parameter(model, n)) for n in scores}  # by tensor: a tied one may be scored under any name
+    missing = [n for n in required if id(parameter(model, n)) not in scored]
+    if missing:
+        raise ValueError(f"scores leave out {missing}, which the model may prune: give scores for them, or leave "
+                         f"them unpruned explicitly with exclude={missing}")
+    allowed = {id(parameter(model, n)) for n in required}
+    names = [n for n in scores if id(parameter(model, n)) in allowed]
+    return names, sum(local_tensor(p).numel() for p in model.parameters())  # a tied tensor once
 
 
 def _keep_count(total: int, n_rank: int, compression: float) -> int:
@@ -55,21 +74,24 @@ def _keep_count(total: int, n_rank: int, compression: float) -> int:
     keep = keep_total - (total - n_rank)  # everything not ranked stays
     if keep < 0:
         raise ValueError(f"compression {compression} is out of reach: the {total - n_rank:,} parameters left "
-                         f"unpruned (biases, classifier, ...) already exceed total/compression = {keep_total:,}; "
-                         f"the most is {total / max(total - n_rank, 1):.1f}")
+                         f"unpruned (biases, the classifier, exclude=, BatchNorm, ...) already exceed "
+                         f"total/compression = {keep_total:,}; the most is {total / max(total - n_rank, 1):.1f}")
     if keep == 0 and n_rank > 0 and total - n_rank == 0:
         raise ValueError(f"compression {compression} leaves no parameter at all")
     return keep
 
 
 def _ranked(scores: Scores, names: list[str]) -> torch.Tensor:
-    """(m,) the scores of ``names`` concatenated on the CPU, checked finite."""
+    """(m,) the scores of ``names`` concatenated on the CPU in a precision exact for each
+    (:func:`rank_dtype`), checked finite and non-negative."""
     if not names:
-        raise ValueError(f"nothing may be pruned: of {sorted(scores)} every entry is a bias or the classifier, "
-                         f"which are left unpruned by default (pass prune_classifier=True or prune_bias=True)")
-    flat = torch.cat([scores[n].detach().reshape(-1).float().cpu() for n in names])
-    if not bool(torch.isfinite(flat).all()):
-        raise ValueError("scores contain NaN or Inf")
+        raise ValueError(f"nothing may be pruned: of {sorted(scores)} every entry is a bias, the classifier or "
+                         f"excluded, which are left unpruned (pass classifier=None or prune_bias=True)")
+    for n in names:
+        if scores[n].dtype.is_floating_point and not bool(torch.isfinite(scores[n]).all()):
+            raise ValueError(f"scores contain NaN or Inf (in {n!r})")
+    dtype = rank_dtype(scores[n] for n in names)
+    flat = torch.cat([scores[n].detach().reshape(-1).cpu().to(dtype) for n in names])
     if bool((flat < 0).any()):
         neg = [n for n in names if bool((scores[n] < 0).any())]
         raise ValueError(f"scores must be non-negative (the largest are kept), got negative entries in {neg[:3]}: "
@@ -91,24 +113,35 @@ def _split(kept: torch.Tensor, scores: Scores, names: list[str]) -> Masks:
     return {n: p.reshape(scores[n].shape).to(scores[n].device) for n, p in zip(names, parts)}
 
 
-def global_masks(scores: Scores, compression: float, model: nn.Module | None = None,
-                 prune_bias: bool = False, prune_classifier: bool = False, group=None) -> Masks:
+def global_masks(scores: Scores, compression: float, model: nn.Module | None = None, prune_bias: bool = False,
+                 prune_classifier: bool = False, group=None, classifier: str | None = "auto",
+                 exclude: list[str] | tuple[str, ...] = ()) -> Masks:
     """Keep the highest scores over all layers so total / nonzero = ``compression``.
 
     Parameters
     ----------
-    scores : {name: tensor shaped like the parameter}.
+    scores : {name: real tensor shaped like the parameter}, ranked in their own precision
+        (float64 if any is float64; float32 with a group).
     model : counts every parameter toward the total (ShrinkBench's compression), checks the
-        scores against it, and identifies the classifier. Without it the total is the scored
-        entries and only biases are recognised (by name).
+        scores against it, and identifies the classifier. The scores must then cover every
+        parameter pruning may touch (:func:`koopman_tut.recording.params.prunable`), else
+        ValueError naming the missing ones. Without it the total is the scored entries, biases
+        are recognised by name and the classifier only when named (``classifier="name"``).
     prune_bias, prune_classifier : allow pruning those (default: left unpruned).
+    classifier : which module is the classifier left unpruned: ``"auto"`` (default): the module
+        ``model.classifier`` if the model has one, else the last nn.Linear in registration order
+        (not necessarily the last the forward pass applies; a UserWarning says when unsure, see
+        :func:`koopman_tut.recording.params.classifier_names`); a module name; or None to prune
+        it too (as ``prune_classifier=True``).
+    exclude : parameter names to leave unpruned as well (counted as kept), e.g. the layers a
+        trajectory recorded with ``params=`` left out; their scores, if given, are ignored.
     group : a torch.distributed process group (``True``: the default one) when each rank
         holds its own share of the scores (e.g. KMP scores of its rows of a sharded
         trajectory; with ``model=``, each rank's model holds its own shard's parameters, e.g.
         FSDP2's ``fully_shard``, whose DTensor parameters count as their local shards).
-        The ranking is global and exact, as on the scores of all ranks concatenated in rank
-        order (:func:`koopman_tut.numerics.distributed.top_k_mask`); the total and the counts are
-        summed over ranks. A collective: every rank of the group must call it.
+        The ranking is global and exact on the scores as float32, as on the scores of all ranks
+        concatenated in rank order (:func:`koopman_tut.numerics.distributed.top_k_mask`); the total
+        and the counts are summed over ranks. A collective: every rank of the group must call it.
 
     Returns
     -------
@@ -118,47 +151,52 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
     """
     compression = _check_compression(compression)
     if group is not None:
-        return _global_masks_sharded(scores, compression, model, prune_bias, prune_classifier, group)
-    names, total = _eligible(scores, model, prune_bias, prune_classifier)
+        return _global_masks_sharded(scores, compression, model, (prune_bias, prune_classifier, classifier, exclude),
+                                     group)
+    names, total = _eligible(scores, model, prune_bias, check_classifier(prune_classifier, classifier), exclude)
     flat = _ranked(scores, names)
     return _split(_keep_top(flat, _keep_count(total, flat.numel(), compression)), scores, names)
 
 
-def _global_masks_sharded(scores: Scores, compression: float, model, prune_bias: bool, prune_classifier: bool,
-                          group) -> Masks:
+def _global_masks_sharded(scores: Scores, compression: float, model, options: tuple, group) -> Masks:
     """global_masks over ranks. A rank may hold no scores; a rank refusing its scores makes every rank raise."""
     from ..numerics.distributed import all_reduce_sum, top_k_mask
     from ..numerics.distributed_checks import preflight
 
+    prune_bias, prune_classifier, classifier, exclude = options
     error, names, total, flat = None, [], 0, torch.zeros(0)
     try:
-        if scores:
-            names, total = _eligible(scores, model, prune_bias, prune_classifier)
-            flat = _ranked(scores, names) if names else flat
+        classifier, exclude = check_classifier(prune_classifier, classifier), check_exclude(exclude)
+        if scores or not isinstance(scores, dict):
+            names, total = _eligible(scores, model, prune_bias, classifier, exclude)
+            flat = _ranked(scores, names).float() if names else flat  # top_k_mask ranks float32 keys
         elif model is not None:
-            total = sum(local_tensor(p).numel() for p in model.parameters())
-    except ValueError as e:  # raised on every rank below, so that none waits in a collective
+            total = sum(local_tensor(p).numel() for p in _check_model(model).parameters())
+    except (TypeError, ValueError) as e:  # raised on every rank below, so that none waits in a collective
         error = e
+    exclude = repr(sorted(exclude)) if isinstance(exclude, tuple) else repr(exclude)  # checked: a tuple of str
     preflight("global_masks", group, {"compression": compression, "model given": model is not None,
-                                      "prune_bias": prune_bias, "prune_classifier": prune_classifier})
+                                      "prune_bias": prune_bias, "classifier": repr(classifier), "exclude": exclude})
     agreed = all_reduce_sum(torch.tensor([int(error is not None), total, flat.numel()]), group).tolist()
     if agreed[0]:
         raise error or ValueError(f"{agreed[0]} other rank(s) refused their scores (see their errors)")
     if agreed[2] == 0:
-        raise ValueError("nothing may be pruned on any rank: every score is a bias or the classifier, which are "
-                         "left unpruned by default (pass prune_classifier=True or prune_bias=True)")
+        raise ValueError("nothing may be pruned on any rank: every score is a bias, the classifier or excluded, "
+                         "which are left unpruned (pass classifier=None or prune_bias=True)")
     keep = _keep_count(agreed[1], agreed[2], compression)
     return _split(top_k_mask(flat, keep, group), scores, names)
 
 
-def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None = None,
-                    prune_bias: bool = False, prune_classifier: bool = False) -> Masks:
+def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None = None, prune_bias: bool = False,
+                    prune_classifier: bool = False, classifier: str | None = "auto",
+                    exclude: list[str] | tuple[str, ...] = ()) -> Masks:
     """Same compression, but every ranked layer keeps the same fraction of its own entries.
 
-    The per-layer counts are rounded by largest remainder, so the total kept is exact.
+    The per-layer counts are rounded by largest remainder, so the total kept is exact. The
+    arguments are :func:`global_masks`'.
     """
     compression = _check_compression(compression)
-    names, total = _eligible(scores, model, prune_bias, prune_classifier)
+    names, total = _eligible(scores, model, prune_bias, check_classifier(prune_classifier, classifier), exclude)
     sizes = [scores[n].numel() for n in names]
     keep = _keep_count(total, sum(sizes), compression)
     frac = keep / max(sum(sizes), 1)
@@ -173,19 +211,27 @@ def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None 
 def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int = 0, **kwargs) -> Masks:
     """Baseline: a uniformly random global mask at the same compression.
 
-    The generator is seeded from ``(seed, "random_masks", draw)`` through numpy's SeedSequence,
-    so it is independent of the model's initialisation even when both use the same seed
-    (``torch.manual_seed(s)`` then ``torch.rand`` would reproduce the init's uniform draws,
-    and prune by initial magnitude). Different (seed, draw) pairs give independent masks: the
+    The generator is seeded from ``(seed, "random_masks", draw)`` through numpy's SeedSequence
+    (the whole of ``seed``, an integer >= 0 of any size), so it is independent of the model's
+    initialisation even when both use the same seed (``torch.manual_seed(s)`` then ``torch.rand``
+    would reproduce the init's uniform draws, and prune by initial magnitude), and it neither
+    reads nor moves the global RNG. Different (seed, draw) pairs give independent masks: the
     several draws of one run never repeat another run's (seed + 1, draw 0 is not seed, draw 1).
+
+    Entries already pruned (zero: masked by torch.nn.utils.prune, or made zeros) rank below
+    every other, so on a pruned model the result has the requested compression, as with the
+    score-based masks; only the entries still in use are drawn at random. ``kwargs`` go to
+    :func:`global_masks` (``prune_bias``, ``classifier``, ``exclude``, ...).
     """
-    for name, v in (("seed", seed), ("draw", draw)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise TypeError(f"{name} must be an integer >= 0, got {v!r}")
-    entropy = [int(seed) & 0xFFFFFFFF, _RANDOM_MASKS_STREAM] + ([int(draw)] if draw else [])
-    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+    _check_model(model)
+    state = np.random.SeedSequence(seed_entropy(seed, draw, _RANDOM_MASKS_STREAM)).generate_state(2, np.uint32)
     g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-    scores = {n: torch.rand(current_value(model, n).shape, generator=g) for n in layer_parameters(model)}
+    scores = {}
+    for n in layer_parameters(model):
+        value = local_tensor(current_value(model, n)).detach()
+        # in [1, 2) where in use, [0, 1) where pruned: float64 holds rand's float32 values + 1 exactly,
+        # so the order of the entries in use (and the mask of an unpruned model) is rand's own
+        scores[n] = torch.rand(value.shape, generator=g).double() + (value != 0).cpu().double()
     return global_masks(scores, compression, model=model, **kwargs)
 
 
@@ -197,6 +243,9 @@ def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
     (registered under several names, see :func:`koopman_tut.recording.params.aliases`) is masked under
     every name, so each module that uses it sees the pruned values.
     """
+    _check_model(model)
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict {{parameter name: bool tensor}}, got {type(masks).__name__}")
     for n, m in masks.items():
         if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
             got = m.dtype if isinstance(m, torch.Tensor) else type(m).__name__
@@ -216,73 +265,17 @@ def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
 
 def remove_masks(model: nn.Module) -> nn.Module:
     """Make pruning permanent (prune.remove): masked entries become plain zeros."""
-    for _, module in model.named_modules():
+    for _, module in _check_model(model).named_modules():
         for p in ("weight", "bias"):
             if hasattr(module, p + "_orig"):
                 prune.remove(module, p)
     return model
 
 
-def compression_ratio(model: nn.Module) -> float:
-    """Total parameters / nonzero parameters (ShrinkBench), pruned entries counted as zero."""
-    total, nonzero, seen = 0, 0, set()
-    for mname, module in model.named_modules():
-        for pname, p in module.named_parameters(recurse=False):
-            if id(p) in seen:  # a tied tensor counts once
-                continue
-            seen.add(id(p))
-            base = pname[:-5] if pname.endswith("_orig") else pname
-            v = current_value(model, f"{mname}.{base}" if mname else base)
-            total += p.numel()
-            nonzero += int((v != 0).sum())
-    return total / max(nonzero, 1)
-
-
-def sparsity_by_layer(model: nn.Module) -> dict[str, float]:
-    """{name: share of zero entries} for every conv/linear weight and bias."""
-    return {n: float((current_value(model, n) == 0).float().mean()) for n in layer_parameters(model)}
-
-
-def mask_overlap(a: Masks, b: Masks) -> float:
-    """Share of pruned entries in common: |pruned_a & pruned_b| / max(|pruned_a|, |pruned_b|).
-
-    1 when both prune the same set (or prune nothing); equals the share of a's pruned
-    entries that b also prunes when both prune the same number.
-    """
-    if set(a) != set(b):
-        raise ValueError(f"masks cover different parameters: {sorted(set(a) ^ set(b))}")
-    both = na = nb = 0
-    for n in a:
-        pa, pb = ~a[n].bool().cpu(), ~b[n].bool().cpu()
-        if pa.shape != pb.shape:
-            raise ValueError(f"masks for {n} differ in shape: {tuple(pa.shape)} vs {tuple(pb.shape)}")
-        both += int((pa & pb).sum())
-        na += int(pa.sum())
-        nb += int(pb.sum())
-    return 1.0 if max(na, nb) == 0 else both / max(na, nb)
-
-
-def kept_overlap(a: Masks, b: Masks) -> float:
-    """Share of a's kept entries that b keeps too: |kept_a & kept_b| / |kept_a|.
-
-    At compression c a random mask keeps 1/c of the entries, so chance level is about 1/c
-    (against 1 - 1/c for :func:`mask_overlap` of the pruned sets): the more telling measure
-    when most entries are pruned.
-    """
-    if set(a) != set(b):
-        raise ValueError(f"masks cover different parameters: {sorted(set(a) ^ set(b))}")
-    both = na = 0
-    for n in a:
-        ka, kb = a[n].bool().cpu(), b[n].bool().cpu()
-        if ka.shape != kb.shape:
-            raise ValueError(f"masks for {n} differ in shape: {tuple(ka.shape)} vs {tuple(kb.shape)}")
-        both += int((ka & kb).sum())
-        na += int(ka.sum())
-    return 1.0 if na == 0 else both / na
-
-
 def prune_model(model: nn.Module, scores: Scores, compression: float, layerwise: bool = False, **kwargs) -> Masks:
-    """Masks from scores at a compression, applied to the model; returns the masks."""
-    masks = (layerwise_masks if layerwise else global_masks)(scores, compression, model=model, **kwargs)
+    """Masks from scores at a compression, applied to the model; returns the masks. ``kwargs`` go to
+    :func:`global_masks` (or :func:`layerwise_masks`): ``prune_bias``, ``classifier``, ``exclude``, ..."""
+    make = layerwise_masks if _check_bool("layerwise", layerwise) else global_masks
+    masks = make(scores, compression, model=model, **kwargs)
     apply_masks(model, masks)
     return masks

@@ -5,7 +5,9 @@ One home for two rules with one meaning each:
 * :func:`layer_parameters`: every weight and bias of the convolution and linear layers
   (not BatchNorm, as in Redman et al., ICLR 2022): what a trajectory records.
 * :func:`prunable`: what pruning may touch, by default the weights without the
-  classifier (ShrinkBench's convention, Blalock et al. 2020).
+  classifier (ShrinkBench's convention, Blalock et al. 2020). The classifier is
+  ``model.classifier``, else the last nn.Linear registered, or the module named by
+  ``classifier=`` (see :func:`classifier_names`).
 
 Names are 'module.weight'. A parameter pruned with torch.nn.utils.prune lives on as
 ``weight_orig`` (trainable) and ``weight_mask``; :func:`current_value` gives the product in
@@ -18,6 +20,11 @@ order, and :func:`aliases` gives every name it is registered under.
 """
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -29,7 +36,7 @@ def layer_parameters(model: nn.Module, bias: bool = True) -> list[str]:
     what a trajectory records; a tied tensor once, under its first name. See :func:`prunable`
     for what pruning may touch."""
     names, seen = [], set()
-    for mname, m in model.named_modules():
+    for mname, m in _check_model(model).named_modules():
         if isinstance(m, PRUNABLE_TYPES):
             for p in ("weight", "bias") if bias else ("weight",):
                 t = _trainable(m, p)
@@ -72,6 +79,9 @@ def check_untied(model: nn.Module, names, what: str) -> None:
 
 def resolve(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     """(module, attribute) for 'a.b.weight'."""
+    _check_model(model)
+    if not isinstance(name, str):
+        raise TypeError(f"parameter names must be str ('module.weight'), got {name!r} ({type(name).__name__})")
     mname, _, pname = name.rpartition(".")
     try:
         module = model.get_submodule(mname) if mname else model
@@ -111,19 +121,91 @@ def parameter(model: nn.Module, name: str) -> nn.Parameter:
     return getattr(module, pname) if orig is None else orig
 
 
-def classifier_names(model: nn.Module) -> list[str]:
-    """Parameter names of the classifier: ``model.classifier`` if present, else the last linear layer."""
+def _check_model(model) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _outside_stacklevel() -> int:
+    """The stacklevel of warnings.warn that points at the first caller outside this package."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _guess_head(model: nn.Module) -> nn.Module | None:
+    """The default rule: ``model.classifier``, else the last nn.Linear registered (warns when unsure)."""
     head = getattr(model, "classifier", None)
-    if not isinstance(head, nn.Module):
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        if not linears:
+    if isinstance(head, nn.Module):
+        return head
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        if any(isinstance(m, PRUNABLE_TYPES) for m in model.modules()):
+            warnings.warn(f"{type(model).__name__} has no .classifier and no nn.Linear, so no classifier is left "
+                          f"unpruned: its output layer may be pruned too; pass classifier='<module name>' to keep "
+                          f"it, or classifier=None to say that none is", UserWarning, stacklevel=_outside_stacklevel())
+        return None
+    name, head = linears[-1]
+    parts = name.split(".")
+    path = [model] + [model.get_submodule(".".join(parts[:i])) for i in range(1, len(parts))]
+    if len(linears) > 1 and not all(isinstance(m, nn.Sequential) for m in path):
+        warnings.warn(f"{type(model).__name__} has no .classifier: {name!r}, the last nn.Linear registered, is taken "
+                      f"for it and left unpruned, but registration order need not be the order of the forward pass; "
+                      f"pass classifier='<module name>' (or classifier=None to prune every layer)",
+                      UserWarning, stacklevel=_outside_stacklevel())
+    return head
+
+
+def classifier_names(model: nn.Module, classifier: str | None = "auto") -> list[str]:
+    """Parameter names (conv/linear weight and bias) of the classifier, which pruning leaves out by default.
+
+    Parameters
+    ----------
+    model : the network.
+    classifier : ``"auto"`` (default) for the default rule: the module ``model.classifier`` if
+        there is one (every model of :mod:`koopman_tut.training.models` has it), else the last
+        nn.Linear in registration order (``model.named_modules()``), which is not necessarily the
+        last one the forward pass applies: that cannot be known without running the model. A
+        UserWarning says so when the guess is unsure (several nn.Linear and one of the containers
+        above the last is not an nn.Sequential), and when the model has conv layers but no
+        nn.Linear (then no classifier is found). A module name (``"head"``, ``"body.2"``) names
+        the classifier; ``None``: there is none, every layer may be pruned.
+    """
+    _check_model(model)
+    if classifier is None:
+        return []
+    if not isinstance(classifier, str):
+        raise TypeError(f"classifier must be a module name (str), 'auto' or None, got {type(classifier).__name__}")
+    if classifier == "auto":
+        head = _guess_head(model)
+        if head is None:
             return []
-        head = linears[-1]
+    else:
+        try:
+            head = model.get_submodule(classifier)
+        except AttributeError:
+            raise ValueError(f"classifier={classifier!r}: the model has no module of that name") from None
     ids = {id(p) for p in head.parameters()}  # by identity: a classifier weight tied elsewhere is still the classifier
-    return [n for n in layer_parameters(model) if id(parameter(model, n)) in ids]
+    names = [n for n in layer_parameters(model) if id(parameter(model, n)) in ids]
+    if not names and classifier != "auto":
+        raise ValueError(f"classifier={classifier!r} holds no conv/linear weight ({type(head).__name__})")
+    return names
 
 
-def prunable(model: nn.Module, bias: bool = False, classifier: bool = False) -> list[str]:
-    """Names of the parameters pruning may touch: conv/linear weights (and biases, classifier if asked)."""
-    skip = set() if classifier else set(classifier_names(model))
-    return [n for n in layer_parameters(model, bias=bias) if n not in skip]
+def prunable(model: nn.Module, bias: bool = False, classifier: bool | str | None = False) -> list[str]:
+    """Names of the parameters pruning may touch: conv/linear weights (and biases, if ``bias``),
+    without the classifier's.
+
+    ``classifier``: False or ``"auto"`` (default) leaves out the classifier of the default rule,
+    a module name leaves out that module's, True or None prunes the classifier too; see
+    :func:`classifier_names`.
+    """
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias must be True or False, got {bias!r} ({type(bias).__name__})")
+    if isinstance(classifier, (bool, np.bool_)):
+        classifier = None if classifier else "auto"
+    skip = set(classifier_names(model, classifier))
+    return [n for n in layer_parameters(model, bias=bool(bias)) if n not in skip]

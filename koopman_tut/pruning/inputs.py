@@ -1,0 +1,93 @@
+"""Argument checks of the pruning functions: score and mask dicts, the classifier and exclude
+arguments, the precision scores are ranked in, and the random baseline's seeds.
+
+TypeError for a wrong type, ValueError for a wrong value, each naming the argument and what
+was expected, so that nothing wrong is used silently.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..recording.recorder_checks import _check_bool, _check_int, _check_model
+
+__all__ = ["_check_bool", "_check_int", "_check_model", "check_tensors", "check_masks", "check_classifier",
+           "check_exclude", "rank_dtype", "seed_entropy"]
+
+_WIDE_SEED_STREAM = 0x6B6D61736B36  # "kmask6": seeds >= 2**32, kept apart from the 32-bit seeds' entropy layout
+
+
+def check_tensors(d, what: str, kind: str = "tensor") -> dict:
+    """``d`` if it is a dict {str name: real torch.Tensor}; TypeError naming ``what`` and the entry otherwise."""
+    if not isinstance(d, dict):
+        raise TypeError(f"{what} must be a dict {{parameter name: {kind}}}, got {type(d).__name__}")
+    for n, v in d.items():
+        if not isinstance(n, str):
+            raise TypeError(f"{what} must be keyed by parameter names (str), got the key {n!r}")
+        if not isinstance(v, torch.Tensor):
+            hint = " (torch.from_numpy converts a numpy array)" if isinstance(v, np.ndarray) else ""
+            raise TypeError(f"{what}[{n!r}] must be a torch.Tensor{hint}, got {type(v).__name__}")
+        if v.dtype.is_complex:
+            raise TypeError(f"{what}[{n!r}] must be real, got {v.dtype}")
+    return d
+
+
+def check_masks(d, what: str) -> dict:
+    """``d`` if it is a dict {name: bool tensor} (True = kept), as pruning's masks are; TypeError otherwise."""
+    check_tensors(d, what, "bool tensor")
+    for n, v in d.items():
+        if v.dtype != torch.bool:
+            raise TypeError(f"{what}[{n!r}] must be a bool tensor (True = kept), got {v.dtype}: pass masks "
+                            f"(global_masks(scores, c, model=...)), not scores; (m != 0) for a 0/1 mask")
+    return d
+
+
+def check_classifier(prune_classifier, classifier) -> str | None:
+    """The classifier argument of :func:`koopman_tut.recording.params.classifier_names` that
+    ``prune_classifier`` and ``classifier`` say together: None (prune it too), "auto" or a name."""
+    if _check_bool("prune_classifier", prune_classifier):
+        if classifier not in ("auto", None):
+            raise ValueError(f"prune_classifier=True prunes the classifier, but classifier={classifier!r} names one "
+                             f"to leave unpruned: give one of them (classifier=None is prune_classifier=True)")
+        return None
+    if classifier is not None and not isinstance(classifier, str):
+        raise TypeError(f"classifier must be a module name (str), 'auto' or None, got {type(classifier).__name__}")
+    return classifier
+
+
+def check_exclude(exclude) -> tuple[str, ...]:
+    """``exclude`` as a tuple of parameter names (a list, tuple or set of str; one str is refused)."""
+    if isinstance(exclude, str) or not isinstance(exclude, (list, tuple, set, frozenset)):
+        raise TypeError(f"exclude must be a list of parameter names, got {exclude!r}"
+                        + (f": write exclude=[{exclude!r}]" if isinstance(exclude, str) else ""))
+    for n in exclude:
+        if not isinstance(n, str):
+            raise TypeError(f"exclude must hold parameter names (str), got {n!r}")
+    return tuple(exclude)
+
+
+def rank_dtype(tensors) -> torch.dtype:
+    """The precision to rank scores in, exact for each: float32 for float16/bfloat16/float32 alone,
+    float64 with any float64 (or with integers among floats), int64 for integers alone."""
+    dtypes = {t.dtype for t in tensors}
+    floats = {d for d in dtypes if d.is_floating_point}
+    if not floats:
+        return torch.int64
+    if torch.float64 in floats or len(floats) < len(dtypes):
+        return torch.float64
+    return torch.float32
+
+
+def seed_entropy(seed, draw, stream: int) -> list[int]:
+    """SeedSequence entropy for (seed, draw) of the random baseline, one-to-one over integers >= 0.
+
+    Seeds below 2**32 keep the layout they always had, ``[seed, stream] (+ [draw])``, so their
+    masks do not change; a larger seed is split into its low word, a second stream constant, the
+    number of its high 32-bit words and those words, so that no two (seed, draw) pairs share entropy.
+    """
+    seed, draw = _check_int("seed", seed, 0), _check_int("draw", draw, 0)
+    tail = [draw] if draw else []
+    if seed < 2**32:
+        return [seed, stream] + tail
+    high = seed >> 32
+    return [seed & 0xFFFFFFFF, _WIDE_SEED_STREAM, (high.bit_length() + 31) // 32, high] + tail
