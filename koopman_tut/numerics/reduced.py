@@ -52,6 +52,7 @@ import torch
 from .dmd import choose_rank, deviation_gram_checked
 from .dmd_result import canonical_order, powers
 from .refine import gram_factor, refined_step_factor
+from .trust import RESIDUAL_TOL
 from .snapshots import (assemble_gram, check_finite, deviation_from_steps, difference_gram, difference_matrix,
                         step_gram)
 
@@ -207,13 +208,17 @@ def median(x: Tensor) -> float:
 
 def fits_to_rounding(R: Tensor, r: int, tol: float) -> bool:
     """Whether the rank-r model of the embedded differences (factor R (q, m)) predicts every next
-    difference to within rounding: ||Y - U_r U_r^H Y||_F <= 10 sqrt(m) tol, Y = E[:, 1:], U_r the
-    leading left singular vectors of X = E[:, :-1], tol the level below which a singular value
-    is rounding (a rounding perturbation of spectral norm tol has Frobenius norm <= sqrt(m) tol)."""
+    difference to within rounding, and rounding is negligible beside them: the misfit
+    ||Y - U_r U_r^H Y||_F (Y = E[:, 1:], U_r the leading left singular vectors of X = E[:, :-1])
+    at most 10 sqrt(m) tol (tol the level below which a singular value is rounding: a rounding
+    perturbation of spectral norm tol has Frobenius norm <= sqrt(m) tol) and at most
+    RESIDUAL_TOL = 1e-5 of ||Y||_F (:mod:`koopman_tut.numerics.trust`: a deterministic window's misfit;
+    steps only a few roundings long fit "to rounding" too, and there rounding is the noise)."""
     m = R.shape[1]
     U = torch.linalg.svd(R[:, :-1], full_matrices=False)[0][:, :r]
     Y = R[:, 1:]
-    return float(torch.linalg.matrix_norm(Y - U @ (U.mH @ Y))) <= 10 * math.sqrt(m) * tol
+    misfit = float(torch.linalg.matrix_norm(Y - U @ (U.mH @ Y)))
+    return misfit <= 10 * math.sqrt(m) * tol and misfit <= RESIDUAL_TOL * float(torch.linalg.matrix_norm(Y))
 
 
 class Reduced:
