@@ -312,3 +312,22 @@ def test_example_distributed_kmp_runs_under_torchrun(tmp_path):
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[:6000] + p.stderr[-2000:]
     assert "masks match the single-process run" in p.stdout
+
+
+def test_top_k_mask_ranks_in_float64_on_one_process(monkeypatch):
+    """The radix select on one process (the collectives as identities) keeps what a stable sort
+    keeps: float64 scores that differ below float32's precision, both signs, -0.0, ties."""
+    from koopman_tut.numerics import distributed as D
+
+    monkeypatch.setattr(D, "all_reduce_sum", lambda x, group: x)
+    monkeypatch.setattr(D, "all_gather_sizes", lambda n, group: [n])
+    g = torch.Generator().manual_seed(0)
+    close = 1.0 + torch.arange(6, dtype=torch.float64) * 1e-12  # one float32 value
+    mixed = torch.cat([close, -close, torch.tensor([0.0, -0.0, 1.0, 1.0, -3e300, 2e-310], dtype=torch.float64),
+                       torch.randn(50, generator=g, dtype=torch.float64)])
+    for x in (close, mixed, mixed.float()):
+        order = torch.sort(x.double(), descending=True, stable=True).indices
+        for k in range(x.numel() + 1):
+            want = torch.zeros(x.numel(), dtype=torch.bool)
+            want[order[:k]] = True
+            assert torch.equal(top_k_mask(x, k, None), want), (x.dtype, k)

@@ -165,18 +165,20 @@ def all_gather_rows(x: Tensor, group) -> Tensor:
 
 # ----------------------------------------------------------------------------- exact global top-k
 def order_keys(x: Tensor) -> Tensor:
-    """int64 keys in [0, 2**32) ordered as the float32 values of ``x`` (finite; -0.0 counts as 0.0)."""
-    b = (x.detach().reshape(-1).to(torch.float32) + 0.0).view(torch.int32).to(torch.int64)
-    return torch.where(b >= 0, b + 2**31, 2**31 - 1 - (b & 0x7FFFFFFF))
+    """int64 keys ordered as the float64 values of ``x`` (finite; exact for float32 and below; -0.0
+    counts as 0.0): IEEE sign-magnitude bits turned into two's complement."""
+    b = (x.detach().reshape(-1).to(torch.float64) + 0.0).view(torch.int64)
+    return torch.where(b >= 0, b, -1 - (b & 0x7FFFFFFFFFFFFFFF))
 
 
 def top_k_mask(x: Tensor, k: int, group) -> Tensor:
     """(m,) bool on the CPU, True for this rank's entries among the k largest of ``x`` over ALL ranks.
 
-    Exact, with no rank seeing another's scores: the k-th largest value (as float32) is found
-    digit by digit from four all-reduced 256-bin histograms of order-preserving keys (radix
-    select); ties at it are kept in (rank, index) order, i.e. as one process would keep them on
-    the scores concatenated in rank order with a stable sort (the earlier entry first).
+    Exact, with no rank seeing another's scores: the k-th largest value (in float64, exact for
+    float32 scores) is found byte by byte from eight all-reduced 256-bin histograms of
+    order-preserving keys (radix select); ties at it are kept in (rank, index) order, i.e. as one
+    process would keep them on the scores concatenated in rank order with a stable sort (the
+    earlier entry first).
 
     Parameters
     ----------
@@ -187,19 +189,21 @@ def top_k_mask(x: Tensor, k: int, group) -> Tensor:
     kept = torch.zeros(keys.numel(), dtype=torch.bool)
     if k <= 0:
         return kept
-    cand = torch.ones_like(kept)  # entries whose key agrees with the threshold's digits so far
-    need, t = k, 0  # still to keep among the candidates; the threshold key being built
-    for shift in (24, 16, 8, 0):
+    cand = torch.ones_like(kept)  # entries whose key agrees with the threshold's bytes so far
+    need = k  # still to keep among the candidates
+    for shift in range(56, -1, -8):
         digit = (keys >> shift) & 0xFF
+        if shift == 56:
+            digit = digit ^ 0x80  # the sign byte: two's complement order as unsigned
         hist = all_reduce_sum(torch.bincount(digit[cand], minlength=256), group)  # (256,) over ranks
         at_least = hist.flip(0).cumsum(0).flip(0)  # at_least[d]: candidates with digit >= d
         if int(at_least[0]) < need:
             raise ValueError(f"k = {k} exceeds the number of scores over all ranks")
         d = int(torch.nonzero(at_least >= need).max())  # the k-th largest key has digit d here
         need -= int(at_least[d] - hist[d])  # those with a larger digit are all kept
-        t |= d << shift
+        kept |= cand & (digit > d)
         cand &= digit == d
-    kept = keys > t  # cand now marks the ties, keys == t; `need` of them are kept over all ranks
+    # cand now marks the ties, keys equal to the k-th largest; `need` of them are kept over all ranks
     ties = torch.nonzero(cand).reshape(-1)
     counts = all_gather_sizes(ties.numel(), group)
     rank = world(group)[0]

@@ -121,7 +121,7 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
     Parameters
     ----------
     scores : {name: real tensor shaped like the parameter}, ranked in their own precision
-        (float64 if any is float64; float32 with a group).
+        (float64 if any is float64; with a group, in float64, exact for float32 scores).
     model : counts every parameter toward the total (ShrinkBench's compression), checks the
         scores against it, and identifies the classifier. The scores must then cover every
         parameter pruning may touch (:func:`koopman_tut.recording.params.prunable`), else
@@ -139,7 +139,7 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
         holds its own share of the scores (e.g. KMP scores of its rows of a sharded
         trajectory; with ``model=``, each rank's model holds its own shard's parameters, e.g.
         FSDP2's ``fully_shard``, whose DTensor parameters count as their local shards).
-        The ranking is global and exact on the scores as float32, as on the scores of all ranks
+        The ranking is global and exact (in float64), as on the scores of all ranks
         concatenated in rank order (:func:`koopman_tut.numerics.distributed.top_k_mask`); the total
         and the counts are summed over ranks. A collective: every rank of the group must call it.
 
@@ -169,7 +169,7 @@ def _global_masks_sharded(scores: Scores, compression: float, model, options: tu
         classifier, exclude = check_classifier(prune_classifier, classifier), check_exclude(exclude)
         if scores or not isinstance(scores, dict):
             names, total = _eligible(scores, model, prune_bias, classifier, exclude)
-            flat = _ranked(scores, names).float() if names else flat  # top_k_mask ranks float32 keys
+            flat = _ranked(scores, names) if names else flat  # top_k_mask ranks in float64 (exact for float32)
         elif model is not None:
             total = sum(local_tensor(p).numel() for p in _check_model(model).parameters())
     except (TypeError, ValueError) as e:  # raised on every rank below, so that none waits in a collective
