@@ -97,7 +97,10 @@ def test_extreme_scales(scale, method):
     W, x_star = systems.affine_window(2000, 140, np.linspace(0.5, 0.99, 8))
     k = kt.koopman(_traj(W[:, 100:] * scale), method=method)
     assert k.affine.rank == 4  # the four modes above 0.9^100 ~ 3e-5 of the slowest: the rest are rounding
-    assert float((k.limit(warn=False).theta / scale - x_star).norm() / x_star.norm()) < 1e-12
+    lim = k.limit(warn=False)
+    assert float((lim.theta / scale - x_star).norm() / x_star.norm()) < 1e-12
+    # the trust check too: its norms used to square to inf (spread and residual 0 from 1e160, NaN from 1e200)
+    assert 0 < lim.spread < 1e-6 and 0 < lim.residual < 1e-6 and lim.trusted
 
 
 @pytest.mark.parametrize("scale, method, match", [(1e-150, "gram", "too small for the Gram route"),

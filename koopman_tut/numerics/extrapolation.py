@@ -43,7 +43,7 @@ import torch
 from .dmd import _check_svd_rank
 from .dmd_result import powers
 from .distributed import global_rows
-from .reduced import Reduced, affine_rank, delay_gram, difference_factor, numerical_tol  # noqa: F401 (delay_gram re-exported)
+from .reduced import Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_tol  # noqa: F401 (delay_gram re-exported)
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
 from .trust import DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401 (re-exported)
 
@@ -124,7 +124,7 @@ class AffineModel:
 
     def _norm(self, c: Tensor, i: int = 0) -> float:
         """||block i of E @ c|| from the differences' factor (no pass over W)."""
-        return float(torch.linalg.vector_norm(self.block(i)[1] @ c))
+        return norm(self.block(i)[1] @ c)
 
     @property
     def refit(self) -> Reduced | None:
@@ -192,7 +192,7 @@ class AffineModel:
         m, k = c.numel(), self.holdout
         out.holdout, out.window, out.residual = k, self.W.shape[-1], self.reduced.residual
         out.extent = out.gain if math.isinf(h) else min(out.gain, h)
-        out.rounding = _ratio(self.factor.data_floor * float(torch.linalg.vector_norm(c)), self._norm(c))
+        out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c))
         red = self.refit
         if red is None:
             out.spread = out.holdout_error = math.inf
@@ -219,7 +219,7 @@ class AffineModel:
         out = Extrapolation(theta=matmul_chunked(self.W, (C @ coefs[0])[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
                             window=self.W.shape[-1], residual=self.reduced.residual)
-        out.rounding = _ratio(self.factor.data_floor * float(torch.linalg.vector_norm(coefs[0])),
+        out.rounding = _ratio(self.factor.data_floor * norm(coefs[0]),
                               self._norm(coefs[0], i))
         if len(coefs) < 2:
             out.spread = math.inf

@@ -200,6 +200,13 @@ def affine_rank(s: Tensor, svd_rank, n_rows: int, cols: int, f: Factor) -> int:
     return numerical if rank < numerical and fits_to_rounding(f.R, numerical, tol) else rank
 
 
+def norm(x: Tensor) -> float:
+    """The 2-norm of all entries of ``x`` (Frobenius for a matrix), scaled by the largest entry first so
+    that no square overflows or underflows (float64 squares overflow from ~1e154)."""
+    top = float(x.abs().max()) if x.numel() else 0.0
+    return top * float(torch.linalg.vector_norm(x / top)) if 0 < top < math.inf else (top if x.numel() else 0.0)
+
+
 def median(x: Tensor) -> float:
     """The median of a 1-D tensor, the mean of the two middle values for an even count (as numpy's
     and Gavish & Donoho's; torch's ``median`` returns the lower one)."""
@@ -217,8 +224,8 @@ def fits_to_rounding(R: Tensor, r: int, tol: float) -> bool:
     m = R.shape[1]
     U = torch.linalg.svd(R[:, :-1], full_matrices=False)[0][:, :r]
     Y = R[:, 1:]
-    misfit = float(torch.linalg.matrix_norm(Y - U @ (U.mH @ Y)))
-    return misfit <= 10 * math.sqrt(m) * tol and misfit <= RESIDUAL_TOL * float(torch.linalg.matrix_norm(Y))
+    misfit = norm(Y - U @ (U.mH @ Y))
+    return misfit <= 10 * math.sqrt(m) * tol and misfit <= RESIDUAL_TOL * norm(Y)
 
 
 class Reduced:
@@ -250,8 +257,8 @@ class Reduced:
         self.eigs, self.eigvecs = eigs[perm], eigvecs[:, perm]
         self.amplitudes = self._fit_amplitudes(U.mH @ R)
         res = R[:, 1:] - U @ (self.atilde @ (U.mH @ R[:, :-1]))  # Y - U A~ U^H X, in R's coordinates
-        ynorm = float(torch.linalg.matrix_norm(R[:, 1:]))
-        self.residual = float(torch.linalg.matrix_norm(res)) / ynorm if ynorm > 0 else 0.0
+        ynorm = norm(R[:, 1:])
+        self.residual = norm(res) / ynorm if ynorm > 0 else 0.0
 
     def _fit_amplitudes(self, Z: Tensor) -> Tensor:
         """Least-squares q minimising sum_j ||Q diag(mu^j) q - z_j||^2 over the reduced
