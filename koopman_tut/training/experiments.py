@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from .data import batch_size_of, get_datasets, loader, loaders
 from .models import DEFAULT_MODEL, INPUT_SHAPE, get_model
 from ..pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks
+from .stats import mean_ci, paired, summarize  # noqa: F401 (re-exported: ex.mean_ci, ...)
 from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train
 from ..recording.recorder import TrajectoryRecorder
 from ..recording.trajectory import Trajectory
@@ -249,49 +250,9 @@ def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, c
     return rows
 
 
-def summarize(rows: list[PredictionRow], value: str = "overlap_final", versus: str | None = None) -> str:
-    """Mean and 95% interval over seeds for each (rule, start); with ``versus``, of the paired
-    difference rule - versus (seed by seed), which is what a claim "better than" needs."""
-    starts = sorted({r.start for r in rows})
-    rules = list(dict.fromkeys(r.rule for r in rows))
-    get = {(r.rule, r.start, r.seed): getattr(r, value) for r in rows}
-    seeds = sorted({r.seed for r in rows})
-    head = f"{value + (' - ' + versus if versus else ''):>28s}" + "".join(f"{'start ' + str(s):>24s}" for s in starts)
-    lines = [head]
-    for rule in rules:
-        if rule == versus:
-            continue
-        cells = []
-        for st in starts:
-            vals = [get[rule, st, sd] - (get[versus, st, sd] if versus else 0) for sd in seeds]
-            m, lo, hi = mean_ci(vals)
-            cells.append(f"{m:+.3f} [{lo:+.3f},{hi:+.3f}]" if versus else f"{m:.3f} [{lo:.3f},{hi:.3f}]")
-        lines.append(f"{rule:>28s}" + "".join(f"{c:>24s}" for c in cells))
-    return "\n".join(lines)
-
-
-def paired(rows: list[PredictionRow], rule: str, versus: str, start: int, value: str = "overlap_final"):
-    """(mean, low, high) of the seed-by-seed difference rule - versus at one start."""
-    get = {(r.rule, r.seed): getattr(r, value) for r in rows if r.start == start}
-    seeds = sorted({r.seed for r in rows if r.start == start})
-    return mean_ci([get[rule, s] - get[versus, s] for s in seeds])
-
-
 def chance_overlap(model: nn.Module, scores: Scores, compression: float) -> float:
     """Kept overlap an independent random mask has on average with a mask at this compression:
     the share of the ranked entries that are kept (about 1/c; less when the unpruned biases and
     classifier take part of the budget)."""
     masks = global_masks(scores, compression, model=model)
     return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-
-
-def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the mean and its Student-t confidence interval over seeds."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    m = float(v.mean())
-    if v.size < 2:
-        return m, m, m
-    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return m, m - half, m + half
