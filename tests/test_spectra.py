@@ -254,3 +254,13 @@ def test_spectrum_on_cuda_matches_cpu():
     gpu = S.spectrum([torch.tensor(r, device="cuda") for r in runs], delays=1)
     assert gpu.device.type == "cuda"
     assert S.wasserstein(gpu, cpu) < 1e-9  # the same float64 problem; SVD kernels differ only in rounding
+
+
+def test_bad_runs_are_named_as_given():
+    runs = [torch.randn(2, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    runs[1][1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"runs\[1\] contains NaN.*row=1, column=0"):  # not the pooled matrix's
+        S.spectrum(runs)
+    for stack in (np.zeros((0, 2, 10)), np.zeros(3)):
+        with pytest.raises(ValueError, match=r"non-empty \(N, d, T\) stack, got shape"):
+            S.spectrum(stack)

@@ -70,6 +70,8 @@ def _check_count(value, name: str, minimum: int) -> None:
 def _as_runs(runs) -> list[Tensor]:
     """A list of (d, T_i) tensors from one (d, T) run, a (N, d, T) stack or a sequence of runs."""
     if isinstance(runs, (np.ndarray, Tensor)):
+        if runs.ndim not in (2, 3) or runs.shape[0] == 0:
+            raise ValueError(f"runs must be a (d, T) run or a non-empty (N, d, T) stack, got shape {tuple(runs.shape)}")
         runs = [runs] if runs.ndim == 2 else list(runs)
     elif not isinstance(runs, Sequence) or isinstance(runs, str) or len(runs) == 0:
         raise TypeError("runs must be a (d, T) array, a (N, d, T) stack or a non-empty sequence of (d, T) "
@@ -95,10 +97,11 @@ def pairs(runs, delays: int = 0) -> tuple[Tensor, Tensor]:
     short = [i for i, r in enumerate(runs) if r.shape[1] < delays + 2]
     if short:
         raise ValueError(f"runs {short} are too short: {delays} delays need T >= {delays + 2} snapshots per run")
+    for i, r in enumerate(runs):  # each run's own row and column in the message
+        check_finite(r, name=f"runs[{i}]")
     Z = [delay_embed(r.to(torch.float64), delays) for r in runs]
     X, Y = torch.cat([z[:, :-1] for z in Z], 1), torch.cat([z[:, 1:] for z in Z], 1)
-    check_finite(X, name="runs")
-    check_finite(Y, name="runs")
+    check_finite(X, name="runs")  # float16/bfloat16 runs are finite; their float64 embedding is too
     return X, Y
 
 

@@ -72,8 +72,8 @@ def _socket_timeout(seconds: float):
 
 
 def _missing(name: str, where: Path, files: str, cause: Exception | None = None) -> FileNotFoundError:
-    msg = (f"{name} is not in {where} (expected {files}). Get it with download=True while online "
-           f"(e.g. koopman_tut.training.data.get_datasets('{name.lower().replace('-', '')}', download=True)), or copy the "
+    msg = (f"{name} is not in {where} (expected {files}). Get it with download=True while online (e.g. "
+           f"koopman_tut.training.data.get_datasets('{name.lower().replace('-', '')}', download=True)), or copy the "
            f"files there by hand; set KOOPMAN_TUT_DATA or root= to look elsewhere.")
     if cause is not None:
         msg += f" ({type(cause).__name__}: {cause})"
