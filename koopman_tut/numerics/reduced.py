@@ -106,8 +106,7 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
         Wd = W.to(device="cpu", dtype=torch.float64)
         D = Wd @ M
         R = torch.linalg.qr(delay_differences(D, delays), mode="r")[1]
-        top = float(Wd.abs().max()) if Wd.numel() else 0.0
-        frob = top * float(torch.linalg.vector_norm(Wd / top)) if top > 0 else 0.0  # ||W||_F, no over/underflow
+        frob = norm(Wd)  # ||W||_F, no over/underflow
         Rd = torch.linalg.qr(D, mode="r")[1] if delays else R
         scale = float(torch.linalg.matrix_norm(Rd, 2)) if Rd.numel() else 0.0  # ||D||_2: the steps'
         return Factor(R, Rd, False, _data_floor(frob, W.dtype, delays), _eps(W.dtype), _gram_floor(scale, delays))

@@ -39,10 +39,11 @@ from ..numerics.distributed_checks import preflight, trajectory_fields
 from ..numerics.dmd_result import DMDResult, powers
 from ..numerics.snapshots import deviation_from_steps, step_gram
 from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
+from ..numerics.limits import snapshot_stride
 from ..recording.trajectory import Trajectory
 from ..recording.validation import check_index, check_real
 from .scores import Scores
-from .sgd_steps import check_settings, group_settings, momentum_factor, snapshot_stride, warn_lr_changes
+from .sgd_steps import check_settings, group_settings, momentum_factor, warn_lr_changes
 
 Tensor = torch.Tensor
 RULES = ("limit", "closest")

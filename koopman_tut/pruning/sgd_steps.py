@@ -12,7 +12,6 @@ import warnings
 
 import torch
 
-from ..numerics.limits import snapshot_stride  # noqa: F401 (re-exported: the gradient's stride)
 from ..numerics.trust import UntrustedLimitWarning
 from ..recording.trajectory import Trajectory
 
