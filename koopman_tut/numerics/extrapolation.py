@@ -49,6 +49,7 @@ from .trust import DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untr
 
 Tensor = torch.Tensor
 HOLDOUT_FRACTION = 0.1  # share of the differences the trust check holds out
+PERTURBATIONS = 2  # rounding-sized perturbations of the window the fit is redone on (trust check 4)
 EDGE = 1e-3  # a mode drifts only when |1 - mu| < (1 - EDGE) drift_tol: ties keep the finite limit
 
 
@@ -136,6 +137,22 @@ class AffineModel:
             self._refit = Reduced(R, min(r, self.rank)) if r else None
         return self._refit
 
+    @property
+    def perturbed(self) -> list[Reduced]:
+        """The model refitted (same rank) to its factor plus ``PERTURBATIONS`` random perturbations of
+        Frobenius norm the route's floor (the data's rounding, on the Gram route at least what the
+        Gram resolves): how far rounding alone moves the fit (check 4 of :mod:`.trust`). Seeded: the
+        same window gives the same draws."""
+        if not hasattr(self, "_perturbed"):
+            f, R = self.factor, self.factor.R
+            level = max(f.data_floor, f.gram_floor if f.gram_route else 0.0)
+            g = torch.Generator().manual_seed(0)
+            self._perturbed = []
+            for _ in range(PERTURBATIONS if level > 0 else 0):
+                delta = torch.randn(R.shape, generator=g, dtype=R.dtype)
+                self._perturbed.append(Reduced(R + delta * (level / norm(delta)), self.rank))
+        return self._perturbed
+
     @staticmethod
     def _tail(red: Reduced, h: float, drift_tol: float, max_horizon: float) -> tuple[Tensor, Tensor]:
         """(c (m,), drifting (r,) bool): E-coefficients of theta(end+h) - theta(end) for ``red``."""
@@ -193,6 +210,8 @@ class AffineModel:
         out.holdout, out.window, out.residual = k, self.W.shape[-1], self.reduced.residual
         out.extent = out.gain if math.isinf(h) else min(out.gain, h)
         out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c))
+        moved = [self._tail(p, h, drift_tol, max_horizon)[0] for p in self.perturbed]
+        out.conditioning = max((_ratio(self._norm(c - q), self._norm(c)) for q in moved), default=0.0)
         red = self.refit
         if red is None:
             out.spread = out.holdout_error = math.inf
@@ -212,16 +231,18 @@ class AffineModel:
         k = self.delays
         j, i = max(t - k, 0), max(t - k, 0) + k - t  # d(t) is block i of the embedded e_j
         coefs = []
-        for red in (self.reduced, self.refit):
-            if red is not None:
-                coefs.append(red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs)))
+        for red in (self.reduced, self.refit, *self.perturbed):
+            coefs.append(None if red is None else red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs)))
+        coefs, moved = coefs[:2], coefs[2:]
         C = self.block(i)[0]
         out = Extrapolation(theta=matmul_chunked(self.W, (C @ coefs[0])[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
                             window=self.W.shape[-1], residual=self.reduced.residual)
         out.rounding = _ratio(self.factor.data_floor * norm(coefs[0]),
                               self._norm(coefs[0], i))
-        if len(coefs) < 2:
+        out.conditioning = max((_ratio(self._norm(coefs[0] - q, i), self._norm(coefs[0], i)) for q in moved),
+                               default=0.0)
+        if coefs[1] is None:
             out.spread = math.inf
         else:
             pad = torch.zeros_like(coefs[0])
