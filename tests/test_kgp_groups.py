@@ -24,13 +24,13 @@ class TwoBlocks(nn.Module):
         return torch.cat([self.ha * (a - self.a_star), self.hb * (b - self.b_star)])
 
 
-def _train(groups, warmup: int = 20, window: int = 40):
+def _train(groups, warmup: int = 20, window: int = 40, sign: float = 1.0):
     m = TwoBlocks()
     opt = torch.optim.SGD([dict(params=[m.a], **groups[0]), dict(params=[m.b], **groups[1])])
     rec = kt.TrajectoryRecorder(m, opt, start=warmup, stop=warmup + window, dtype=torch.float64, params=["a", "b"])
     for _ in range(warmup + window):
         opt.zero_grad()
-        m.loss().backward()
+        (sign * m.loss()).backward()
         opt.step()
     return m, rec.trajectory(copy=True)
 
@@ -40,6 +40,10 @@ CASES = {
     "weight decay in one group": ({"lr": 0.1}, {"lr": 0.01, "weight_decay": 0.5}),
     "momentum in one group": ({"lr": 0.05, "momentum": 0.5}, {"lr": 0.01}),
     "nesterov and heavy ball": ({"lr": 0.05, "momentum": 0.5, "nesterov": True}, {"lr": 0.005, "momentum": 0.3}),
+    # torch.optim.SGD's constructor refuses Nesterov with dampening, but a group dict runs it: the
+    # buffer takes (1 - dampening) g and the step g + beta buffer (the formula had divided by 1 - d)
+    "nesterov with dampening": ({"lr": 0.05, "momentum": 0.9, "nesterov": True, "dampening": 0.5},
+                                {"lr": 0.01, "momentum": 0.5, "dampening": 0.1}),
 }
 
 
@@ -56,6 +60,17 @@ def test_koopman_gradient_per_parameter_group(case):
         for rows in (slice(0, 4), slice(4, 8)):
             err = float((g[rows] - truth[rows]).norm() / truth[rows].norm())
             assert err < 1e-6, (case, t, rows, err)
+
+
+def test_maximize_keeps_the_gradients_sign():
+    # maximize=True steps along +grad (here of -loss, so training still converges): the Koopman
+    # gradient is the gradient the user backpropagated, not its negative (it came out negated)
+    m, traj = _train(({"lr": 0.05, "momentum": 0.5, "maximize": True}, {"lr": 0.01, "maximize": True}), sign=-1.0)
+    assert all(g["maximize"] for g in traj.meta["groups"])
+    W = traj.snapshots
+    for t in (5, -1):
+        truth = -m.grad(W[:4, t], W[4:, t])
+        assert float((kt.koopman(traj).gradient(t=t) - truth).norm() / truth.norm()) < 1e-6
 
 
 def test_one_group_windows_are_unchanged_and_lr_override_is_refused_for_several():

@@ -177,7 +177,7 @@ class KoopmanAnalysis:
         """(n,) Koopman estimate of dL/dtheta at snapshot ``t``, momentum and weight decay undone.
 
         Uses the optimizer settings recorded in ``traj.meta`` (momentum, nesterov, dampening,
-        weight_decay, every) and its learning rate at snapshot t unless ``lr`` is given.
+        weight_decay, maximize, every) and its learning rate at snapshot t unless ``lr`` is given.
         ``t`` is a snapshot index in [-T, T-1] (negative: from the end). The trust check of
         the estimate (:class:`koopman_tut.numerics.extrapolation.Extrapolation`, its ``spread``) is kept
         in ``self.gradient_check``; ``warn`` emits an UntrustedLimitWarning when it fails.

@@ -2,7 +2,7 @@
 
 A Koopman mode of the step with per-step eigenvalue mu and step delta is turned into the
 gradient by a per-mode factor (see :mod:`koopman_tut.pruning.koopman`); each parameter group of
-the optimizer has its own lr, momentum, dampening, Nesterov flag and weight decay, recorded by
+the optimizer has its own lr, momentum, dampening, Nesterov and maximize flags and weight decay, recorded by
 :class:`koopman_tut.TrajectoryRecorder` in ``traj.meta['groups']`` (and ``group_lrs`` per snapshot).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
     scale = _lr(traj, None, t) / groups[0]["lr"] if len(groups) > 1 and group_lrs is None and groups[0]["lr"] else 1.0
     lrs_t = ([float(v) for v in group_lrs[leaving(t, T)]] if group_lrs is not None
              else [gr["lr"] * scale for gr in groups])
-    keys = ("momentum", "nesterov", "dampening", "weight_decay")
+    keys = ("momentum", "nesterov", "dampening", "weight_decay", "maximize")
     if len({tuple(gr.get(k) for k in keys) for gr in groups}) <= 1 and len(set(lrs_t)) <= 1:
         # groups that agree: the top-level settings (the first group's) rule, so an edit of
         # traj.meta['momentum'] (e.g. a control with the correction switched off) takes effect
@@ -82,7 +82,7 @@ SETTINGS = ("momentum", "dampening", "weight_decay")
 def check_settings(meta: dict) -> None:
     """ValueError/TypeError naming the field unless the optimizer settings in ``meta`` (top level and
     each of ``meta['groups']``) are what a recorder writes: momentum, dampening and weight decay
-    finite numbers >= 0 (or None), nesterov a bool (or None), groups a list of dicts."""
+    finite numbers >= 0 (or None), nesterov and maximize bools (or None), groups a list of dicts."""
     groups = meta.get("groups") or []
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise TypeError(f"traj.meta['groups'] must be a list of dicts (one per optimizer group), got {groups!r}")
@@ -92,8 +92,9 @@ def check_settings(meta: dict) -> None:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                                   or not 0 <= v < math.inf):
                 raise ValueError(f"{where}[{key!r}] must be a finite number >= 0 (an SGD setting), got {v!r}")
-        if d.get("nesterov") is not None and not isinstance(d["nesterov"], bool):
-            raise ValueError(f"{where}['nesterov'] must be True or False, got {d['nesterov']!r}")
+        for key in ("nesterov", "maximize"):
+            if d.get(key) is not None and not isinstance(d[key], bool):
+                raise ValueError(f"{where}[{key!r}] must be True or False, got {d[key]!r}")
 
 
 def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
@@ -104,13 +105,14 @@ def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
                       f"was recorded with {opt}, so the estimate is the step direction, not the gradient",
                       stacklevel=3)
         return torch.ones_like(mu)
+    sign = -1.0 if meta.get("maximize", False) else 1.0  # maximize=True steps along +grad
     beta = float(meta.get("momentum", 0.0) or 0.0)
     damp = float(meta.get("dampening", 0.0) or 0.0)
     if beta == 0:
-        return torch.ones_like(mu)
-    if meta.get("nesterov", False):
-        return (mu - beta) / ((1 + beta) * mu - beta) / (1 - damp)
-    return (1 - beta / mu) / (1 - damp)
+        return torch.full_like(mu, sign)
+    if meta.get("nesterov", False):  # step g + beta b, b = beta b' + (1 - damp) g = (1 - damp) mu g / (mu - beta)
+        return sign * (mu - beta) / ((1 + beta * (1 - damp)) * mu - beta)
+    return sign * (1 - beta / mu) / (1 - damp)  # step b = (1 - damp) mu g / (mu - beta)
 
 
 def warn_lr_changes(traj: Trajectory) -> None:

@@ -189,7 +189,8 @@ class TrajectoryRecorder:
         """
         settings = [dict(names=names, lr=float(g["lr"]), momentum=float(g.get("momentum", 0.0) or 0.0),
                          nesterov=bool(g.get("nesterov", False)), dampening=float(g.get("dampening", 0.0) or 0.0),
-                         weight_decay=float(g.get("weight_decay", 0.0) or 0.0)) for g, names in self._groups()]
+                         weight_decay=float(g.get("weight_decay", 0.0) or 0.0),
+                         maximize=bool(g.get("maximize", False))) for g, names in self._groups()]
         first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
         meta = {"every": self.every, "optimizer": type(self.optimizer).__name__, **first, "groups": settings}
         if self.group is not None:

@@ -144,9 +144,10 @@ def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors:
 
 
 def settings_keys(groups: list[dict]) -> tuple[str, ...]:
-    """("lr", and those of momentum, nesterov, dampening, weight_decay every group in ``groups``
-    has): SGD has all four."""
-    return ("lr", *(k for k in ("momentum", "nesterov", "dampening", "weight_decay") if all(k in g for g in groups)))
+    """("lr", and those of momentum, nesterov, dampening, weight_decay, maximize every group in
+    ``groups`` has): SGD has all five."""
+    return ("lr", *(k for k in ("momentum", "nesterov", "dampening", "weight_decay", "maximize")
+                    if all(k in g for g in groups)))
 
 
 class SettingsLog:
