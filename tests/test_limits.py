@@ -423,9 +423,13 @@ def test_estimate_limit_names_bad_windows():
     W = torch.randn(20, 6, dtype=torch.float64)
     bad = W.clone()
     bad[3, 2] = float("nan")
-    for method in ("last", "line"):
-        with pytest.raises(ValueError, match="traj_or_W contains NaN"):
+    for method in ("last", "line", "koopman", "closest", "mpe", "rre", "anderson"):  # the last five had said "W"
+        with pytest.raises(ValueError, match=r"traj_or_W contains NaN or Inf values \(first at row=3, column=2; "
+                                             r"traj_or_W has shape"):
             kt.estimate_limit(bad, method)
+    for method in ("mpe", "rre", "anderson"):
+        with pytest.raises(ValueError, match=f"traj_or_W needs at least 3 snapshots for method='{method}'"):
+            kt.estimate_limit(W[:, :2], method)
     for method in ("mpe", "rre", "anderson", "last", "line"):
         with pytest.raises(TypeError, match="traj_or_W must be real"):
             kt.estimate_limit(W.to(torch.complex128), method)

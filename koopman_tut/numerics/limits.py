@@ -60,6 +60,15 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth:
     -------
     (n,) tensor on W's device, in W's dtype (float32 for half-precision W).
     """
+    try:
+        return _estimate(traj_or_W, method, a, depth, svd_rank, delays, warn)
+    except ValueError as e:  # a bad value found on the way (QR or Gram route) is named as the caller passed it
+        if str(e).startswith("W contains NaN or Inf"):
+            raise ValueError("traj_or_W" + str(e)[1:].replace("; W has", "; traj_or_W has")) from None
+        raise
+
+
+def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, warn: bool) -> Tensor:
     W, meta = _window(traj_or_W)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -93,7 +102,7 @@ def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5) -> Tenso
         c[0] -= a
         return c
     if T < 3:
-        raise ValueError(f"method={method!r} needs at least 3 snapshots, got {T}")
+        raise ValueError(f"traj_or_W needs at least 3 snapshots for method={method!r}, got {T}")
     f = difference_factor(W, 0, None, None, "auto")
     Rd = f.Rd  # (p, T-1): ||D x|| = ||Rd x|| for the differences D = [u_0 .. u_{T-2}]
     s_max = float(torch.linalg.matrix_norm(Rd, 2))
