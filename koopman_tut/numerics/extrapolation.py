@@ -127,6 +127,10 @@ class AffineModel:
         """||block i of E @ c|| from the differences' factor (no pass over W)."""
         return norm(self.block(i)[1] @ c)
 
+    def _moved(self, c: Tensor, others: list[Tensor], i: int = 0) -> float:
+        """The largest ||block i of E (c - q)|| / ||block i of E c|| over ``others`` (0.0 for none)."""
+        return max((_ratio(self._norm(c - q, i), self._norm(c, i)) for q in others), default=0.0)
+
     @property
     def refit(self) -> Reduced | None:
         """The model refitted without the last ``holdout`` differences (same rank or less), or None."""
@@ -210,8 +214,7 @@ class AffineModel:
         out.holdout, out.window, out.residual = k, self.W.shape[-1], self.reduced.residual
         out.extent = out.gain if math.isinf(h) else min(out.gain, h)
         out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c))
-        moved = [self._tail(p, h, drift_tol, max_horizon)[0] for p in self.perturbed]
-        out.conditioning = max((_ratio(self._norm(c - q), self._norm(c)) for q in moved), default=0.0)
+        out.conditioning = self._moved(c, [self._tail(p, h, drift_tol, max_horizon)[0] for p in self.perturbed])
         red = self.refit
         if red is None:
             out.spread = out.holdout_error = math.inf
@@ -230,24 +233,23 @@ class AffineModel:
         the refitted model's gives its trust check. t is a snapshot index in [0, T-1]."""
         k = self.delays
         j, i = max(t - k, 0), max(t - k, 0) + k - t  # d(t) is block i of the embedded e_j
-        coefs = []
-        for red in (self.reduced, self.refit, *self.perturbed):
-            coefs.append(None if red is None else red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs)))
-        coefs, moved = coefs[:2], coefs[2:]
-        C = self.block(i)[0]
-        out = Extrapolation(theta=matmul_chunked(self.W, (C @ coefs[0])[:, None])[:, 0], eigs=self.eigs,
+
+        def coef(red: Reduced) -> Tensor:  # E-coefficients of red's d(t), each mode scaled by weight(mu)
+            return red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs))
+
+        c = coef(self.reduced)
+        out = Extrapolation(theta=matmul_chunked(self.W, (self.block(i)[0] @ c)[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
                             window=self.W.shape[-1], residual=self.reduced.residual)
-        out.rounding = _ratio(self.factor.data_floor * norm(coefs[0]),
-                              self._norm(coefs[0], i))
-        out.conditioning = max((_ratio(self._norm(coefs[0] - q, i), self._norm(coefs[0], i)) for q in moved),
-                               default=0.0)
-        if coefs[1] is None:
+        out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c, i))
+        out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i)
+        if self.refit is None:
             out.spread = math.inf
         else:
-            pad = torch.zeros_like(coefs[0])
-            pad[: coefs[1].numel()] = coefs[1]
-            out.spread = _ratio(self._norm(coefs[0] - pad, i), self._norm(coefs[0], i))
+            pad = torch.zeros_like(c)  # the refit's m - holdout coefficients, on the same columns
+            q = coef(self.refit)
+            pad[: q.numel()] = q
+            out.spread = self._moved(c, [pad], i)
         if warn:
             warn_untrusted(out, what, stacklevel=4)
         return out

@@ -1,7 +1,7 @@
 """Trust, built in: how far an estimate of where training is heading can be believed, from its window alone.
 
-Every limit, forecast and Koopman gradient of :mod:`koopman_tut.numerics.extrapolation` carries four checks computed from the window alone, and warns
-(:class:`UntrustedLimitWarning`) when one fails:
+Every limit, forecast and Koopman gradient of :mod:`koopman_tut.numerics.extrapolation` carries four
+checks computed from the window alone, and warns (:class:`UntrustedLimitWarning`) when one fails:
 
 1. Stability. The model is refitted without the last ``holdout`` = max(1, m // 10) of its m
    differences and asked for the same quantity at the same time. ``spread`` = ||estimate -
@@ -45,8 +45,9 @@ Gram route (sqrt(eps64) resolution) and ~1e-11 on the QR route, while minibatch 
 float32 recording (eps32 = 1.2e-7 of the parameters, 1e-4 or more of a step) sit above 1e-5.
 Known limits of the checks: a slow cluster seen through noise below 1e-5 of the steps passes
 them; so can a noise-free cluster fitted with a bias that perturbations do not reveal (eight
-rates 0.9 .. 0.9999 in 15 snapshots: 39% off, moved 3% by check 4's perturbations); a short window whose fastest modes decay below rounding once shortened can fail
-check 1 although its limit is good. tests/test_limits.py measures both checks on known answers.
+rates 0.9 .. 0.9999 in 15 snapshots: 39% off, moved 3% by check 4's perturbations); a short
+window whose fastest modes decay below rounding once shortened can fail check 1 although its
+limit is good. tests/test_limits.py measures both checks on known answers.
 """
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
                    f"(a mode slower than the window is pinned only by data fitted to {RESIDUAL_TOL:g})")
     warnings.warn(UntrustedLimitWarning(
         f"the window cannot pin this {what}: " + "; and ".join(why) + ". Record a longer or later window "
-        "(under momentum keep delays=1); .spread, .conditioning, .residual and .extent on the result say how far it is off"),
+        "(under momentum keep delays=1); .spread, .conditioning, .residual and .extent on the result say how "
+        "far it is off"),
         stacklevel=stacklevel)
 
 

@@ -13,6 +13,7 @@ import warnings
 import torch
 
 from ..numerics.trust import UntrustedLimitWarning
+from ..recording.recorder_checks import SGD_SETTINGS
 from ..recording.trajectory import Trajectory
 
 Tensor = torch.Tensor
@@ -44,8 +45,7 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
     scale = _lr(traj, None, t) / groups[0]["lr"] if len(groups) > 1 and group_lrs is None and groups[0]["lr"] else 1.0
     lrs_t = ([float(v) for v in group_lrs[leaving(t, T)]] if group_lrs is not None
              else [gr["lr"] * scale for gr in groups])
-    keys = ("momentum", "nesterov", "dampening", "weight_decay", "maximize")
-    if len({tuple(gr.get(k) for k in keys) for gr in groups}) <= 1 and len(set(lrs_t)) <= 1:
+    if len({tuple(gr.get(k) for k in SGD_SETTINGS) for gr in groups}) <= 1 and len(set(lrs_t)) <= 1:
         # groups that agree: the top-level settings (the first group's) rule, so an edit of
         # traj.meta['momentum'] (e.g. a control with the correction switched off) takes effect
         return [(None, {**(groups[0] if groups else {}), **traj.meta}, _lr(traj, lr, t))]

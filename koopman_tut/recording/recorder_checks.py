@@ -143,11 +143,12 @@ def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors:
     return out
 
 
+SGD_SETTINGS = ("momentum", "nesterov", "dampening", "weight_decay", "maximize")  # a group's, beside its lr
+
+
 def settings_keys(groups: list[dict]) -> tuple[str, ...]:
-    """("lr", and those of momentum, nesterov, dampening, weight_decay, maximize every group in
-    ``groups`` has): SGD has all five."""
-    return ("lr", *(k for k in ("momentum", "nesterov", "dampening", "weight_decay", "maximize")
-                    if all(k in g for g in groups)))
+    """("lr", and those of :data:`SGD_SETTINGS` every group in ``groups`` has): SGD has all five."""
+    return ("lr", *(k for k in SGD_SETTINGS if all(k in g for g in groups)))
 
 
 class SettingsLog:
