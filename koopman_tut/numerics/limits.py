@@ -34,7 +34,7 @@ import torch
 from .dmd import dmd
 from .extrapolation import AffineModel, momentum_delays
 from .reduced import difference_factor, numerical_tol
-from .snapshots import as_snapshots, check_finite, matmul_chunked
+from .snapshots import NonFiniteError, as_snapshots, check_finite, matmul_chunked
 
 Tensor = torch.Tensor
 METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson")
@@ -62,10 +62,8 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth:
     """
     try:
         return _estimate(traj_or_W, method, a, depth, svd_rank, delays, warn)
-    except ValueError as e:  # a bad value found on the way (QR or Gram route) is named as the caller passed it
-        if str(e).startswith("W contains NaN or Inf"):
-            raise ValueError("traj_or_W" + str(e)[1:].replace("; W has", "; traj_or_W has")) from None
-        raise
+    except NonFiniteError as e:  # found on the way (QR or Gram route): named as the caller passed it
+        raise e.named("traj_or_W") from None
 
 
 def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, warn: bool) -> Tensor:

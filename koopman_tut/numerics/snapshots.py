@@ -74,8 +74,20 @@ def default_chunk_rows(T: int) -> int:
     return max(1, CHUNK_ELEMENTS // T)
 
 
+class NonFiniteError(ValueError):
+    """A NaN or Inf in an argument: its name, where the first one is, and the argument's shape."""
+
+    def __init__(self, name: str, label: str, shape: tuple[int, ...]):
+        self.label, self.shape = label, shape
+        super().__init__(f"{name} contains NaN or Inf values (first at {label}; {name} has shape {shape})")
+
+    def named(self, name: str) -> NonFiniteError:
+        """The same error for the argument as the caller called it."""
+        return NonFiniteError(name, self.label, self.shape)
+
+
 def check_finite(W: Tensor, name: str = "W", chunk_rows: int = 2**16) -> None:
-    """Raise ValueError naming the first non-finite entry (batch index, row, column), chunked."""
+    """Raise :class:`NonFiniteError` naming the first non-finite entry (batch index, row, column), chunked."""
     for s in range(0, W.shape[-2], chunk_rows):
         part = W[..., s:s + chunk_rows, :]
         bad = ~torch.isfinite(part)
@@ -83,8 +95,7 @@ def check_finite(W: Tensor, name: str = "W", chunk_rows: int = 2**16) -> None:
             where = torch.nonzero(bad)[0].tolist()
             where[-2] += s
             label = ", ".join(f"{k}={v}" for k, v in zip(["batch", "row", "column"][-len(where):], where))
-            raise ValueError(f"{name} contains NaN or Inf values (first at {label}; "
-                             f"{name} has shape {tuple(W.shape)})")
+            raise NonFiniteError(name, label, tuple(W.shape))
 
 
 def _acc_dtype(W: Tensor) -> torch.dtype:
