@@ -38,7 +38,8 @@ import torch
 from .dmd_result import DMDBatch, DMDResult, canonical_order, powers  # noqa: F401  (powers: re-exported)
 from .distributed import all_reduce_sum, global_rows
 from .distributed_checks import preflight
-from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, check_finite, deviation_gram
+from .finite import check_finite
+from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, deviation_gram
 
 Tensor = torch.Tensor
 

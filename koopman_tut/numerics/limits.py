@@ -34,7 +34,8 @@ import torch
 from .dmd import dmd
 from .extrapolation import AffineModel, momentum_delays
 from .reduced import difference_factor, numerical_tol
-from .snapshots import NonFiniteError, as_snapshots, check_finite, matmul_chunked
+from .finite import NonFiniteError, check_finite
+from .snapshots import as_snapshots, matmul_chunked
 
 Tensor = torch.Tensor
 METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson")

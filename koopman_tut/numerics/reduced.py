@@ -53,8 +53,8 @@ from .dmd import choose_rank, deviation_gram_checked
 from .dmd_result import canonical_order, powers
 from .refine import gram_factor, refined_step_factor
 from .trust import RESIDUAL_TOL
-from .snapshots import (assemble_gram, check_finite, deviation_from_steps, difference_gram, difference_matrix,
-                        step_gram)
+from .finite import check_finite
+from .snapshots import assemble_gram, deviation_from_steps, difference_gram, difference_matrix, step_gram
 
 Tensor = torch.Tensor
 EPS64 = torch.finfo(torch.float64).eps

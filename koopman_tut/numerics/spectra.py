@@ -34,7 +34,8 @@ from scipy.optimize import linear_sum_assignment
 
 from .dmd_result import canonical_order
 from .equivalence import equivalence_runs
-from .snapshots import as_snapshots, check_finite
+from .finite import check_finite
+from .snapshots import as_snapshots
 
 Tensor = torch.Tensor
 Array = Tensor | np.ndarray

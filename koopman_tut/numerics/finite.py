@@ -1,0 +1,30 @@
+"""Finite snapshots: the check every route runs on its data, naming the first NaN or Inf it finds."""
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+
+class NonFiniteError(ValueError):
+    """A NaN or Inf in an argument: its name, where the first one is, and the argument's shape."""
+
+    def __init__(self, name: str, label: str, shape: tuple[int, ...]):
+        self.label, self.shape = label, shape
+        super().__init__(f"{name} contains NaN or Inf values (first at {label}; {name} has shape {shape})")
+
+    def named(self, name: str) -> NonFiniteError:
+        """The same error for the argument as the caller called it."""
+        return NonFiniteError(name, self.label, self.shape)
+
+
+def check_finite(W: Tensor, name: str = "W", chunk_rows: int = 2**16) -> None:
+    """Raise :class:`NonFiniteError` naming the first non-finite entry (batch index, row, column), chunked."""
+    for s in range(0, W.shape[-2], chunk_rows):
+        part = W[..., s:s + chunk_rows, :]
+        bad = ~torch.isfinite(part)
+        if bool(bad.any()):
+            where = torch.nonzero(bad)[0].tolist()
+            where[-2] += s
+            label = ", ".join(f"{k}={v}" for k, v in zip(["batch", "row", "column"][-len(where):], where))
+            raise NonFiniteError(name, label, tuple(W.shape))
