@@ -14,6 +14,7 @@ RUNS = {
     "bench_gram_blocks": ["--entries", "20000", "--t", "8", "64", "--repeat", "1"],
     "bench_recording": ["--model", "mlp", "--steps", "3", "--repeat", "1"],
     "bench_scale": ["--gb", "0.002", "--dist-gb", "0.002", "--T", "8"],
+    "trust_families": ["--seeds", "1"],
 }
 
 

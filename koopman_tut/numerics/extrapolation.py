@@ -43,7 +43,8 @@ import torch
 from .dmd import _check_svd_rank
 from .dmd_result import powers
 from .distributed import global_rows
-from .reduced import Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_tol  # noqa: F401 (delay_gram re-exported)
+from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_tol,  # noqa: F401
+                      untruncated)  # (delay_gram re-exported)
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
 from .trust import DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401 (re-exported)
 
@@ -109,6 +110,7 @@ class AffineModel:
             raise ValueError(f"W's differences are too small for float64 coefficients (singular value "
                              f"{float(s[self.rank - 1]):.1e}): multiply W by a power of two (e.g. 2**500)")
         self.reduced = Reduced(f.R, self.rank)
+        self.untruncated = untruncated(f, s, self.rank, m - 1)  # check 5 of .trust, or None
         self.holdout = max(1, int(m * HOLDOUT_FRACTION))
         self._M = difference_matrix(T)
 
@@ -215,6 +217,8 @@ class AffineModel:
         out.extent = out.gain if math.isinf(h) else min(out.gain, h)
         out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c))
         out.conditioning = self._moved(c, [self._tail(p, h, drift_tol, max_horizon)[0] for p in self.perturbed])
+        if self.untruncated is not None:
+            out.truncation = self._moved(c, [self._tail(self.untruncated, h, drift_tol, max_horizon)[0]])
         red = self.refit
         if red is None:
             out.spread = out.holdout_error = math.inf
@@ -243,6 +247,8 @@ class AffineModel:
                             window=self.W.shape[-1], residual=self.reduced.residual)
         out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c, i))
         out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i)
+        if self.untruncated is not None:
+            out.truncation = self._moved(c, [coef(self.untruncated)], i)
         if self.refit is None:
             out.spread = math.inf
         else:

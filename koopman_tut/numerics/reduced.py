@@ -220,11 +220,25 @@ def fits_to_rounding(R: Tensor, r: int, tol: float) -> bool:
     perturbation of spectral norm tol has Frobenius norm <= sqrt(m) tol) and at most
     RESIDUAL_TOL = 1e-5 of ||Y||_F (:mod:`koopman_tut.numerics.trust`: a deterministic window's misfit;
     steps only a few roundings long fit "to rounding" too, and there rounding is the noise)."""
-    m = R.shape[1]
+    misfit = misfit_at(R, r)
+    return misfit <= 10 * math.sqrt(R.shape[1]) * tol and misfit <= RESIDUAL_TOL * norm(R[:, 1:])
+
+
+def misfit_at(R: Tensor, r: int) -> float:
+    """||Y - U_r U_r^H Y||_F: how far the rank-r model of the factor R (q, m) misses the next differences."""
     U = torch.linalg.svd(R[:, :-1], full_matrices=False)[0][:, :r]
     Y = R[:, 1:]
-    misfit = norm(Y - U @ (U.mH @ Y))
-    return misfit <= 10 * math.sqrt(m) * tol and misfit <= RESIDUAL_TOL * norm(Y)
+    return norm(Y - U @ (U.mH @ Y))
+
+
+def untruncated(f: Factor, s: Tensor, rank: int, cols: int) -> Reduced | None:
+    """The model at the numerical rank of X (singular values ``s``), when ``rank`` is below it and that
+    model fits the window deterministically (misfit at most RESIDUAL_TOL of ||Y||): then what the rank
+    cut is dynamics, not noise (check 5 of :mod:`koopman_tut.numerics.trust`); else None."""
+    numerical = int((s > numerical_tol(float(s[0]), cols, f)).sum()) if s.numel() else 0
+    if rank >= numerical or not misfit_at(f.R, numerical) <= RESIDUAL_TOL * norm(f.R[:, 1:]):
+        return None
+    return Reduced(f.R, numerical)
 
 
 class Reduced:

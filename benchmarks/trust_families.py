@@ -1,0 +1,84 @@
+"""How often the trust check of the default limit is wrong, on windows whose limit is known.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/trust_families.py [--seeds 20]
+    PYTHONPATH=/path/to/an/older/checkout .venv/bin/python benchmarks/trust_families.py
+
+For each family (SGD on a rank-8 quadratic, plain / heavy ball / Nesterov, short and long windows
+after a short and a long warm-up; affine windows of k modes with and without noise) and each seed,
+the limit kt.koopman(traj).limit() is compared with the known fixed point, relative to the distance
+left, ||theta* - theta(T-1)||. Printed per family: windows, "far" (more than 10% off) and how many of
+those were trusted (a false silence), "near" (within 1%) and how many were not (a false alarm).
+Asserts nothing: the counts go in notes (koopman_tut/numerics/trust.py cites them).
+"""
+import argparse
+import warnings
+
+import numpy as np
+import torch
+
+import koopman_tut as kt
+from koopman_tut import systems
+
+H8 = np.linspace(0.1, 10, 8)  # lr 0.01: per-step gradient-descent factors 0.999 .. 0.9
+
+
+def quadratic(momentum, nesterov, warmup, steps):
+    def make(seed):
+        run = systems.quadratic_sgd(H8, 0.01, momentum=momentum, nesterov=nesterov, warmup=warmup,
+                                    n_steps=steps, dim=200, seed=seed)
+        return run.traj, run.x_star
+    return make
+
+
+def affine(k, T, noise):
+    def make(seed):
+        eigs = np.random.default_rng(seed).uniform(0.3, 0.97, k)
+        W, x_star = systems.affine_window(300, T, eigs, noise=noise, seed=seed)
+        return kt.Trajectory(W, torch.arange(T), ["x"], [(300,)]), x_star
+    return make
+
+
+def families():
+    for momentum, nesterov, name in ((0.0, False, "plain SGD"), (0.9, False, "heavy ball"), (0.9, True, "Nesterov")):
+        for warmup in (20, 100):
+            for steps in (9, 19, 39, 79):
+                yield f"{name}, warm-up {warmup}, {steps + 1} snapshots", quadratic(momentum, nesterov, warmup, steps)
+    for k in (4, 8, 16):
+        for T in (12, 24, 48):
+            for noise in (0.0, 1e-6):
+                yield f"affine, {k} modes, {T} snapshots, noise {noise:g}", affine(k, T, noise)
+
+
+def count(make, seeds: int) -> dict:
+    c = dict(windows=0, far=0, far_trusted=0, near=0, near_untrusted=0)
+    for seed in range(seeds):
+        traj, x_star = make(seed)
+        lim = kt.koopman(traj).limit(warn=False)
+        last = traj.snapshots[:, -1].double()
+        err = float((lim.theta.double() - x_star).norm() / (last - x_star).norm())
+        c["windows"] += 1
+        if err > 0.1:
+            c["far"], c["far_trusted"] = c["far"] + 1, c["far_trusted"] + lim.trusted
+        if err < 0.01:
+            c["near"], c["near_untrusted"] = c["near"] + 1, c["near_untrusted"] + (not lim.trusted)
+    return c
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=20, help="seeds 0 .. seeds-1 per family")
+    a = p.parse_args(argv)
+    warnings.simplefilter("ignore")
+    total = dict(windows=0, far=0, far_trusted=0, near=0, near_untrusted=0)
+    print(f"{'family':48s} {'windows':>7s} {'far':>4s} {'silent':>6s} {'near':>5s} {'warned':>6s}")
+    for name, make in families():
+        c = count(make, a.seeds)
+        total = {k: total[k] + c[k] for k in total}
+        print(f"{name:48s} {c['windows']:7d} {c['far']:4d} {c['far_trusted']:6d} {c['near']:5d} {c['near_untrusted']:6d}")
+    print(f"{'all':48s} {total['windows']:7d} {total['far']:4d} {total['far_trusted']:6d} {total['near']:5d} "
+          f"{total['near_untrusted']:6d}")
+    print("far: more than 10% off, silent: of those trusted; near: within 1%, warned: of those not trusted")
+
+
+if __name__ == "__main__":
+    main()
