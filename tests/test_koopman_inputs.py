@@ -102,6 +102,20 @@ def test_a_learning_rate_that_is_not_positive_and_finite_is_refused(lr):
         P.koopman_gradient(_with(run.traj, lrs=[lr] * len(run.traj)))
 
 
+def test_an_lr_that_contradicts_the_recorded_one_is_reported():
+    run = _run()  # recorded at lr 0.05
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*differs from the learning rate recorded")
+        same = P.koopman_gradient(run.traj, lr=0.05)
+    with pytest.warns(UserWarning, match=r"lr=0.5 differs from the learning rate recorded .* 0.05"):
+        other = P.koopman_gradient(run.traj, lr=0.5)
+    assert torch.allclose(other * 10, same)  # the lr given is still the one used
+    bare = _with(run.traj, lrs=None)  # nothing recorded: nothing to contradict
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*differs from the learning rate recorded")
+        P.koopman_gradient(bare, lr=0.5)
+
+
 def test_a_learning_rate_changed_inside_the_window_is_reported():
     run = _run(momentum=0.9)
     T = len(run.traj)

@@ -65,15 +65,29 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
 
 
 def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
+    lrs = traj.meta.get("lrs")
+    recorded = lrs[leaving(t, len(traj))] if lrs is not None and len(lrs) == len(traj) else traj.lr
     if lr is None:
-        lrs = traj.meta.get("lrs")
-        lr = lrs[leaving(t, len(traj))] if lrs is not None and len(lrs) == len(traj) else traj.lr
+        lr = recorded
+    elif _differ(lr, recorded):
+        warnings.warn(f"lr={float(lr):g} differs from the learning rate recorded for the step leaving snapshot {t}, "
+                      f"{float(recorded):g} (traj.meta['lrs']): the Koopman gradient divides the step by the lr "
+                      f"given; pass lr=None to use the recorded one", stacklevel=4)
     if lr is not None and (isinstance(lr, (bool, str, bytes)) or not hasattr(lr, "__float__")
                            or (isinstance(lr, torch.Tensor) and lr.numel() != 1)):
         raise TypeError(f"lr must be a positive learning rate (a number), got {lr!r} ({type(lr).__name__})")
     if lr is None or not 0 < float(lr) < math.inf:
         raise ValueError(f"lr must be a positive learning rate, finite (none recorded in traj.meta['lrs']), got {lr}")
     return float(lr)
+
+
+def _differ(lr, recorded) -> bool:
+    """Whether a given lr and a recorded one (both usable numbers) differ by more than 1%."""
+    try:
+        a, b = float(lr), float(recorded)
+    except (TypeError, ValueError):
+        return False  # refused (or nothing recorded) where the lr is checked
+    return 0 < a < math.inf and 0 < b < math.inf and abs(a - b) > 0.01 * b
 
 
 SETTINGS = ("momentum", "dampening", "weight_decay")
