@@ -1,4 +1,6 @@
 """The Koopman gradient undoes every parameter group's own lr, momentum and weight decay."""
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
@@ -156,6 +158,17 @@ def test_disk_recordings_with_several_groups_say_what_they_assume(tmp_path):
     with pytest.warns(UserWarning, match="first group's schedule"):
         err = _errors(m, back, (-1,))
     assert max(err) < 1e-6  # proportional schedules: the assumption holds here
+
+
+def test_a_disk_recording_warns_when_a_group_leaves_the_first_groups_schedule(tmp_path):
+    # the file keeps the first group's lr per snapshot; group 1's own schedule (0.25x from step 20) is lost
+    with pytest.warns(UserWarning, match=r"parameter group 1's learning rate \(0.0025 at step 21\) no longer"):
+        _scheduled(lr_lambdas=[lambda s: 1.0, lambda s: 1.0 if s < 20 else 0.25], steps=40, stop=39,
+                   path=tmp_path / "w.traj")
+    with warnings.catch_warnings():  # proportional schedules, or in memory: nothing is lost, nothing said
+        warnings.filterwarnings("error", message=".*no longer follows the first group's schedule")
+        _scheduled(step_lr=20, steps=40, stop=39, path=tmp_path / "p.traj")
+        _scheduled(lr_lambdas=[lambda s: 1.0, lambda s: 1.0 if s < 20 else 0.25], steps=40, stop=39)
 
 
 def test_settings_that_change_inside_the_window_are_reported():

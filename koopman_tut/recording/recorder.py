@@ -141,7 +141,7 @@ class TrajectoryRecorder:
             self.storage = self._disk.data
         self.steps: list[int] = []
         self._lr_groups = self._groups_now()
-        self._log = SettingsLog(self._lr_groups)  # lrs per snapshot; a momentum etc. changed by hand
+        self._log = SettingsLog(self._lr_groups, path is not None)  # lrs per snapshot; a momentum etc. changed
         self.lrs, self.group_lrs = self._log.lrs, self._log.group_lrs  # the first group's, every group's
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
         # what the last walk saw (registrations, the optimizer's group list and dicts, the recorded tensors) and when

@@ -166,10 +166,12 @@ class SettingsLog:
     inside a training step that measured 1-4 us faster than an itemgetter's tuple.
     """
 
-    def __init__(self, groups: list[dict]):
+    def __init__(self, groups: list[dict], on_disk: bool = False):
         self._keys = settings_keys(groups)
         self._get = operator.itemgetter(*self._keys) if len(self._keys) > 1 else (lambda g: (g["lr"],))
         self._first = [_plain(t[1:]) for t in map(self._get, groups)]
+        self._first_lrs = [float(g["lr"]) for g in groups]
+        self._watch_schedule = on_disk and len(groups) > 1  # a file keeps the first group's lrs only
         self._last, self._tensors, self._lrs = [], True, []
         self._pairs: tuple | None = None  # ((key, value read), ...) of the one group, when no value is a tensor
         self.lrs: list[float] = []
@@ -192,6 +194,8 @@ class SettingsLog:
             self._last = now
             self._tensors = any(isinstance(v, torch.Tensor) for t in now for v in t)
             self._lrs = [float(t[0]) for t in now]
+            if self._watch_schedule:
+                self._watch_schedule = not warn_lost_schedule(self._first_lrs, self._lrs, step)
             if self.changed_at is None and [_plain(t[1:]) for t in now] != self._first:
                 self.changed_at = step
             self._pairs = tuple(zip(self._keys, now[0])) if len(now) == 1 and not self._tensors else None
@@ -206,6 +210,23 @@ class SettingsLog:
                           f"recorder was built (first seen at step {self.changed_at}; e.g. OneCycleLR cycles "
                           f"momentum): the trajectory keeps the settings from then, which the Koopman gradient "
                           f"undoes", stacklevel=stacklevel + 1)
+
+
+def warn_lost_schedule(first: list[float], now: list[float], step: int) -> bool:
+    """Warn, and return True, when a group's lr no longer follows the first group's schedule (its lr at
+    the start times the first group's ratio, within 1%): a disk recording keeps the first group's lr per
+    snapshot, and the Koopman gradient of the reloaded file assumes exactly that proportion."""
+    if len(now) != len(first) or not first[0] > 0:
+        return False
+    scale = now[0] / first[0]
+    bad = [i for i in range(1, len(now)) if abs(now[i] - first[i] * scale) > 0.01 * abs(first[i] * scale)]
+    if bad:
+        i = bad[0]
+        warnings.warn(f"parameter group {i}'s learning rate ({now[i]:g} at step {step}) no longer follows the first "
+                      f"group's schedule ({first[i] * scale:g} in proportion): a disk recording keeps the first "
+                      f"group's lr per snapshot, so a Koopman gradient of the reloaded file takes group {i}'s lr as "
+                      f"{first[i] * scale:g} from here on (rec.trajectory() keeps every group's lr)", stacklevel=4)
+    return bool(bad)
 
 
 def full_message(cap: int, max_snapshots: int | None, step: int) -> str:
