@@ -46,7 +46,7 @@ from .distributed import global_rows
 from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_tol,  # noqa: F401
                       untruncated)  # (delay_gram re-exported)
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
-from .trust import DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401 (re-exported)
+from .trust import RESIDUAL_TOL, DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401
 
 Tensor = torch.Tensor
 HOLDOUT_FRACTION = 0.1  # share of the differences the trust check holds out
@@ -145,18 +145,21 @@ class AffineModel:
 
     @property
     def perturbed(self) -> list[Reduced]:
-        """The model refitted (same rank) to its factor plus ``PERTURBATIONS`` random perturbations of
-        Frobenius norm the route's floor (the data's rounding, on the Gram route at least what the
-        Gram resolves): how far rounding alone moves the fit (check 4 of :mod:`.trust`). Seeded: the
-        same window gives the same draws."""
+        """The model refitted to its factor plus ``PERTURBATIONS`` random perturbations of Frobenius
+        norm the route's floor (the data's rounding, on the Gram route at least what the Gram
+        resolves), at the same rank and, for a window fitted to rounding (residual <= RESIDUAL_TOL),
+        one rank above: how far rounding alone moves the fit, or lets it split a cluster of modes
+        differently (check 4 of :mod:`.trust`). Seeded: the same window gives the same draws."""
         if not hasattr(self, "_perturbed"):
             f, R = self.factor, self.factor.R
             level = max(f.data_floor, f.gram_floor if f.gram_route else 0.0)
+            above = self.reduced.residual <= RESIDUAL_TOL and self.rank < min(R.shape[0], R.shape[1] - 1)
             g = torch.Generator().manual_seed(0)
             self._perturbed = []
             for _ in range(PERTURBATIONS if level > 0 else 0):
                 delta = torch.randn(R.shape, generator=g, dtype=R.dtype)
-                self._perturbed.append(Reduced(R + delta * (level / norm(delta)), self.rank))
+                for r in (self.rank, self.rank + 1)[: 1 + above]:
+                    self._perturbed.append(Reduced(R + delta * (level / norm(delta)), r))
         return self._perturbed
 
     @staticmethod
