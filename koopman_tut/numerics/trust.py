@@ -58,7 +58,7 @@ checks computed from the window alone, and warns (:class:`UntrustedLimitWarning`
    each) it took the limits more than 10% off yet trusted from 42 to 11, and added no warning to a
    limit within 1% (51 of 548 warned, before and after); the review's 4,700 further windows found
    no limit within 1% that it flagged. It does not see a window too short for its modes whose
-   numerical rank is itself low (slow modes clustered below rounding): the bias of check 4's notes.
+   numerical rank is itself low (slow rates merged to rounding): check 4's rank-above refits do.
 
 How the thresholds were chosen (from what the window's own numbers can be, never from an
 answer): a spread of 0.05 sits between 1% (an estimate to trust) and 10% (one not to), on a log
