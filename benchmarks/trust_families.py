@@ -74,7 +74,8 @@ def main(argv=None):
     for name, make in families():
         c = count(make, a.seeds)
         total = {k: total[k] + c[k] for k in total}
-        print(f"{name:48s} {c['windows']:7d} {c['far']:4d} {c['far_trusted']:6d} {c['near']:5d} {c['near_untrusted']:6d}")
+        print(f"{name:48s} {c['windows']:7d} {c['far']:4d} {c['far_trusted']:6d} {c['near']:5d} "
+              f"{c['near_untrusted']:6d}")
     print(f"{'all':48s} {total['windows']:7d} {total['far']:4d} {total['far_trusted']:6d} {total['near']:5d} "
           f"{total['near_untrusted']:6d}")
     print("far: more than 10% off, silent: of those trusted; near: within 1%, warned: of those not trusted")
