@@ -158,8 +158,8 @@ class AffineModel:
             self._perturbed = []
             for _ in range(PERTURBATIONS if level > 0 else 0):
                 delta = torch.randn(R.shape, generator=g, dtype=R.dtype)
-                for r in (self.rank, self.rank + 1)[: 1 + above]:
-                    self._perturbed.append(Reduced(R + delta * (level / norm(delta)), r))
+                Rp = R + delta * (level / norm(delta))  # (q, m), one draw for both ranks
+                self._perturbed += [Reduced(Rp, r) for r in (self.rank, self.rank + 1)[: 1 + above]]
         return self._perturbed
 
     @staticmethod
