@@ -41,7 +41,7 @@ def affine(k, T, noise):
 def families():
     for momentum, nesterov, name in ((0.0, False, "plain SGD"), (0.9, False, "heavy ball"), (0.9, True, "Nesterov")):
         for warmup in (20, 100):
-            for steps in (9, 19, 39, 79):
+            for steps in (9, 19, 30, 39, 79):  # 31 snapshots: the 30-step window of issue 16
                 yield f"{name}, warm-up {warmup}, {steps + 1} snapshots", quadratic(momentum, nesterov, warmup, steps)
     for k in (4, 8, 16):
         for T in (12, 24, 48):

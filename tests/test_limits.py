@@ -196,6 +196,20 @@ def test_plain_gradient_descent_on_the_drift_boundary(seed):
     assert _rel(lim, run.x_star, run.traj.snapshots) < 1e-6 and n_warn == 0
 
 
+def test_a_rate_on_the_drift_boundary_does_not_make_its_trust_check_fail():
+    # the same boundary in 31 snapshots: limits 4e-6 .. 2e-4 off, yet 3 of seeds 0-9 were not trusted,
+    # because check 4's perturbed refits carried 0.999 across drift_tol and cut its tail at 1000 steps
+    # (conditioning 0.07 .. 0.33); a limit more than 10% off (the estimate itself crossed) stays untrusted
+    near = far = 0
+    for seed in range(10):
+        run = systems.quadratic_sgd(H, 0.01, warmup=100, n_steps=30, dim=20, seed=seed)
+        lim, n_warn = _untrusted(kt.koopman(run.traj).fixed_point)
+        err = _rel(lim, run.x_star, run.traj.snapshots)
+        assert not (err < 0.01 and n_warn) and not (err > 0.1 and not n_warn), (seed, err, n_warn)
+        near, far = near + (err < 0.01), far + (err > 0.1)
+    assert near >= 8 and far >= 1  # both cases seen: not true by construction
+
+
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_the_gram_route_keeps_no_rounding_as_modes(momentum):
     # warm and noise-free: the deviations from the last snapshot are tens of steps long, so the

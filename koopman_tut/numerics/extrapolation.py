@@ -216,6 +216,9 @@ class AffineModel:
     def _check_tail(self, out: Extrapolation, c: Tensor, h: float, drift_tol: float, max_horizon: float) -> None:
         """Fill the trust fields of ``out``: the refit's estimate of the same time, and its forecast of theta(T-1)."""
         m, k = c.numel(), self.holdout
+        # where no mode of the estimate drifts, a refit's mode carried across drift_tol by a rounding-sized
+        # change keeps its own finite tail: the refit then moves as far as its rates do, not by the horizon cut
+        drift_tol = drift_tol if out.drifting.numel() else 0.0
         out.holdout, out.window, out.residual = k, self.W.shape[-1], self.reduced.residual
         out.extent = out.gain if math.isinf(h) else min(out.gain, h)
         out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c))
