@@ -171,6 +171,15 @@ def test_a_disk_recording_warns_when_a_group_leaves_the_first_groups_schedule(tm
         _scheduled(lr_lambdas=[lambda s: 1.0, lambda s: 1.0 if s < 20 else 0.25], steps=40, stop=39)
 
 
+def test_a_disk_recording_warns_when_the_first_groups_lr_starts_at_zero(tmp_path):
+    # a linear warm-up from 0 in both groups: proportional, but the file's first lr is 0, so the reloaded window
+    # takes each group's lr at the start (0) and cannot recover group 1's; that used to pass without a word
+    warm = lambda s: min(1.0, s / 10)  # noqa: E731
+    match = r"parameter group 1's learning rate \(0.001 at step 2\) no longer.*cannot recover group 1's lr"
+    with pytest.warns(UserWarning, match=match):
+        _scheduled(lr_lambdas=[warm, warm], steps=30, stop=29, path=tmp_path / "w.traj")
+
+
 def test_settings_that_change_inside_the_window_are_reported():
     m = TwoBlocks()
     opt = torch.optim.SGD([m.a, m.b], lr=0.01, momentum=0.9)

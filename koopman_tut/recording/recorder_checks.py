@@ -215,17 +215,21 @@ class SettingsLog:
 def warn_lost_schedule(first: list[float], now: list[float], step: int) -> bool:
     """Warn, and return True, when a group's lr no longer follows the first group's schedule (its lr at
     the start times the first group's ratio, within 1%): a disk recording keeps the first group's lr per
-    snapshot, and the Koopman gradient of the reloaded file assumes exactly that proportion."""
-    if len(now) != len(first) or not first[0] > 0:
+    snapshot, and the Koopman gradient of the reloaded file assumes exactly that proportion (where the
+    first group's lr at the start was 0 there is none, and it takes each group's lr at the start)."""
+    if len(now) != len(first):
         return False
-    scale = now[0] / first[0]
+    scale = now[0] / first[0] if first[0] else 1.0  # as pruning.sgd_steps.group_settings reads the file
     bad = [i for i in range(1, len(now)) if abs(now[i] - first[i] * scale) > 0.01 * abs(first[i] * scale)]
     if bad:
         i = bad[0]
+        lost = (f"takes group {i}'s lr as {first[i] * scale:g} from here on" if first[0] else
+                f"cannot recover group {i}'s lr (the first group's lr was 0 at the start: the file gives no "
+                f"proportion)")
         warnings.warn(f"parameter group {i}'s learning rate ({now[i]:g} at step {step}) no longer follows the first "
                       f"group's schedule ({first[i] * scale:g} in proportion): a disk recording keeps the first "
-                      f"group's lr per snapshot, so a Koopman gradient of the reloaded file takes group {i}'s lr as "
-                      f"{first[i] * scale:g} from here on (rec.trajectory() keeps every group's lr)", stacklevel=4)
+                      f"group's lr per snapshot, so a Koopman gradient of the reloaded file {lost} "
+                      f"(rec.trajectory() keeps every group's lr)", stacklevel=4)
     return bool(bad)
 
 
