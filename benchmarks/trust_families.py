@@ -6,8 +6,9 @@
 For each family (SGD on a rank-8 quadratic, plain / heavy ball / Nesterov, short and long windows
 after a short and a long warm-up; affine windows of k modes with and without noise, and a slow
 cluster seen through small noise) and each seed, the limit kt.koopman(traj).limit() is compared
-with the known fixed point, relative to the distance left, ||theta* - theta(T-1)||. Printed per family: windows, "far" (more than 10% off) and how many of
-those were trusted (a false silence), "near" (within 1%) and how many were not (a false alarm).
+with the known fixed point, relative to the distance left, ||theta* - theta(T-1)||. Printed per
+family: windows, "far" (more than 10% off) and how many of those were trusted (a false silence),
+"near" (within 1%) and how many were not (a false alarm).
 Asserts nothing: the counts go in notes (koopman_tut/numerics/trust.py cites them).
 """
 import argparse
