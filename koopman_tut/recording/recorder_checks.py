@@ -226,8 +226,9 @@ def warn_lost_schedule(first: list[float], now: list[float], step: int) -> bool:
         lost = (f"takes group {i}'s lr as {first[i] * scale:g} from here on" if first[0] else
                 f"cannot recover group {i}'s lr (the first group's lr was 0 at the start: the file gives no "
                 f"proportion)")
+        implied = f"{first[i] * scale:g} in proportion" if first[0] else f"{first[i]:g}, its lr at the start"
         warnings.warn(f"parameter group {i}'s learning rate ({now[i]:g} at step {step}) no longer follows the first "
-                      f"group's schedule ({first[i] * scale:g} in proportion): a disk recording keeps the first "
+                      f"group's schedule ({implied}): a disk recording keeps the first "
                       f"group's lr per snapshot, so a Koopman gradient of the reloaded file {lost} "
                       f"(rec.trajectory() keeps every group's lr)", stacklevel=4)
     return bool(bad)
