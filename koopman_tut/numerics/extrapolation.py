@@ -218,13 +218,13 @@ class AffineModel:
         m, k = c.numel(), self.holdout
         # where no mode of the estimate drifts, a refit's mode carried across drift_tol by a rounding-sized
         # change keeps its own finite tail: the refit then moves as far as its rates do, not by the horizon cut
-        drift_tol = drift_tol if out.drifting.numel() else 0.0
+        tol = drift_tol if out.drifting.numel() else 0.0  # the refits' drift_tol
         out.holdout, out.window, out.residual = k, self.W.shape[-1], self.reduced.residual
         out.extent = out.gain if math.isinf(h) else min(out.gain, h)
         out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c))
-        out.conditioning = self._moved(c, [self._tail(p, h, drift_tol, max_horizon)[0] for p in self.perturbed])
+        out.conditioning = self._moved(c, [self._tail(p, h, tol, max_horizon)[0] for p in self.perturbed])
         if self.untruncated is not None:
-            out.truncation = self._moved(c, [self._tail(self.untruncated, h, drift_tol, max_horizon)[0]])
+            out.truncation = self._moved(c, [self._tail(self.untruncated, h, tol, max_horizon)[0]])
         red = self.refit
         if red is None:
             out.spread = out.holdout_error = math.inf
@@ -232,9 +232,9 @@ class AffineModel:
         last = torch.zeros(m, dtype=c.dtype)
         last[m - k:] = 1  # E @ last: theta(T-1) - theta(T-1-k), the held-out motion (block 0)
         pad = torch.zeros(m, dtype=c.dtype)
-        pad[: m - k] = self._tail(red, h + k, drift_tol, max_horizon)[0]
+        pad[: m - k] = self._tail(red, h + k, tol, max_horizon)[0]
         out.spread = _ratio(self._norm(c - pad + last), self._norm(c))
-        pad[: m - k] = self._tail(red, k, drift_tol, max_horizon)[0]
+        pad[: m - k] = self._tail(red, k, tol, max_horizon)[0]
         out.holdout_error = _ratio(self._norm(pad - last), self._norm(last))
 
     def modal_difference(self, t: int, weight, warn: bool = True, what: str = "Koopman gradient") -> Extrapolation:
