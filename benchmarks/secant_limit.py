@@ -1,37 +1,26 @@
-"""The default limit beside an optimizer-aware secant estimate, on windows whose limit is known.
+"""The default limit beside the secant limit, on windows whose limit is known.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/secant_limit.py [--seeds 10]
 
-A measurement for the next step of issue 16, not a method of the package. SGD on the rank-8 quadratic
-(lr 0.01, Hessian eigenvalues 0.1 .. 10; plain, heavy ball 0.9, Nesterov 0.9), recorded by TrajectoryRecorder
-in float64. The Koopman limit (kt.koopman(traj).limit()) needs every mode of the window: 8 for plain SGD,
-16 under momentum, where a short window resolves 15 (trust.py's known limits). The secant estimate uses
-the recorded optimizer instead: with d_t = theta(t+1) - theta(t), SGD's step gives the gradient
-g_t = (beta d_{t-1} - d_t) / lr at p_t = theta(t) (Nesterov: theta(t) + beta d_{t-1}); on a quadratic
-g_{t+1} - g_t = H (p_{t+1} - p_t) exactly, so theta* = p_last - dP c with dG c = g_last (least squares):
-quasi-Newton on the steps, which needs only the 8 directions the steps span. It is exact by construction
-on a quadratic; minibatch noise and curvature that changes along the way are what it has not been tried on.
+SGD on the rank-8 quadratic (lr 0.01, Hessian eigenvalues 0.1 .. 10; plain, heavy ball 0.9, Nesterov
+0.9), recorded by TrajectoryRecorder in float64. The Koopman limit (kt.koopman(traj).limit()) needs
+every mode of the window: 8 for plain SGD, 16 under momentum, where a short window resolves 15. The
+secant limit (kt.estimate_limit(traj, "secant"), koopman_tut/numerics/secant.py) undoes each
+recorded step into the gradient that made it and takes Newton's step with the Hessian on the span
+of the steps: 8 directions with or without momentum. It is exact on a quadratic by construction
+(up to the rounding it truncates); on minibatch windows it reads minibatch gradients (notebook 05
+measures what that does). Under momentum it is the limit's trust check 6 (koopman_tut/numerics/trust.py).
 Prints, per family, the largest and median error of each, relative to ||theta* - theta(T-1)||.
 """
 import argparse
 import warnings
 
 import numpy as np
-import torch
 
 import koopman_tut as kt
 from koopman_tut import systems
 
 H8 = np.linspace(0.1, 10, 8)
-
-
-def secant_limit(W: torch.Tensor, lr: float, beta: float, nesterov: bool) -> torch.Tensor:
-    """theta* from the window W (n, T) of SGD with constant lr and momentum beta (dense: small n only)."""
-    D = torch.diff(W, dim=1)  # (n, T-1) steps
-    g = (beta * D[:, :-1] - D[:, 1:]) / lr  # (n, T-2) gradients at p_1 .. p_{T-2}
-    p = W[:, 1:-1] + (beta * D[:, :-1] if nesterov else 0.0)  # where each was taken
-    c = torch.linalg.lstsq(torch.diff(g, dim=1), g[:, -1:]).solution  # H dP c = g_last
-    return p[:, -1] - (torch.diff(p, dim=1) @ c)[:, 0]
 
 
 def main(argv=None):
@@ -48,7 +37,7 @@ def main(argv=None):
                                             n_steps=steps, dim=200, seed=seed)
                 W, gap = run.traj.snapshots, (run.traj.snapshots[:, -1] - run.x_star).norm()
                 lim = kt.koopman(run.traj).limit(warn=False)
-                sec.append(float((secant_limit(W, 0.01, momentum, nesterov) - run.x_star).norm() / gap))
+                sec.append(float((kt.estimate_limit(run.traj, "secant") - run.x_star).norm() / gap))
                 koop.append(float((lim.theta - run.x_star).norm() / gap))
                 trusted += lim.trusted
             print(f"{name + f', warm-up {warmup}, {steps + 1} snapshots':38s} {max(sec):10.1e} {np.median(sec):8.1e} "

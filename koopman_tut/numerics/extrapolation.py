@@ -45,6 +45,7 @@ from .dmd_result import powers
 from .distributed import global_rows
 from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_tol,  # noqa: F401
                       untruncated)  # (delay_gram re-exported)
+from .secant import gap, unreadable
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
 from .trust import RESIDUAL_TOL, DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401
 
@@ -80,10 +81,14 @@ class AffineModel:
     method : "auto" (QR of the differences when W is small, else the Gram), "svd" (QR in float64)
         or "gram" (the one-pass Gram route; a second pass where a float64 window holds modes finer
         than the Gram resolves, :mod:`koopman_tut.numerics.refine`).
+    optimizer : (a Trajectory's meta, optimizer steps between snapshots) when W was recorded: a
+        limit under momentum is then compared with the secant limit where that can be read back
+        (check 6 of :mod:`.trust`).
     """
 
     def __init__(self, W, svd_rank: int | float = -1, acc: Tensor | None = None, group=None,
-                 delays: int = 0, method: str = "auto", sacc: Tensor | None = None):
+                 delays: int = 0, method: str = "auto", sacc: Tensor | None = None,
+                 optimizer: tuple[dict, int] | None = None):
         if isinstance(delays, bool) or not isinstance(delays, numbers.Integral) or delays < 0:
             raise ValueError(f"delays must be an integer >= 0, got {delays!r}")
         if method not in ("auto", "gram", "svd"):
@@ -97,7 +102,7 @@ class AffineModel:
             raise TypeError(f"W must be real (a parameter trajectory) for the affine model, got {W.dtype}; "
                             "kt.dmd decomposes complex snapshots")
         _check_svd_rank(svd_rank)
-        self.W, self.delays, T = W, int(delays), W.shape[-1]
+        self.W, self.delays, T, self.optimizer = W, int(delays), W.shape[-1], optimizer
         self.factor = f = difference_factor(W, delays, acc, group, method, sacc)
         m = T - 1 - delays  # embedded differences
         s = torch.linalg.svdvals(f.R[:, :-1])
@@ -209,6 +214,9 @@ class AffineModel:
                             gain=float((1 / (1 - finite).abs()).max()) if finite.numel() else 0.0,
                             horizon=max_horizon if bool(drifting.any()) else math.inf, limit=math.isinf(h))
         self._check_tail(out, c, h, drift_tol, max_horizon)
+        if math.isinf(h) and self.optimizer is not None and float(self.optimizer[0].get("momentum") or 0) > 0 \
+                and not unreadable(*self.optimizer, self.W.shape[-1]):  # check 6 of .trust: under momentum only
+            out.secant = _ratio(gap(self.W, *self.optimizer, self.factor, coef), self._norm(c))
         if warn:
             warn_untrusted(out, "limit" if math.isinf(h) else f"{h:g}-snapshot forecast", stacklevel=4)
         return out

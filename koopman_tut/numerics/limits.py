@@ -13,6 +13,8 @@ to an estimate of its limit x*, a flat (n,) tensor like :meth:`koopman_tut.DMDRe
   "Acceleration of convergence of vector sequences", SIAM J. Numer. Anal. 23; Smith, Ford &
   Sidi 1987, "Extrapolation methods for vector sequences", SIAM Review 29).
 * "rre": reduced rank extrapolation (Eddy 1979; Mesina 1977; the same two papers).
+* "secant": the multisecant quasi-Newton limit from the gradients the recorded SGD steps imply
+  (:mod:`koopman_tut.numerics.secant`; a Trajectory recorded at every step of torch.optim.SGD).
 * "anderson": one Anderson-acceleration step (Anderson 1965; Walker & Ni 2011, "Anderson
   acceleration for fixed-point iterations", SIAM J. Numer. Anal. 49) over the last ``depth``
   + 1 residuals, the iteration's map read off the trajectory, g(x_j) = x_{j+1}.
@@ -34,11 +36,12 @@ import torch
 from .dmd import dmd
 from .extrapolation import AffineModel, momentum_delays
 from .reduced import difference_factor, numerical_tol
+from .secant import min_norm_lstsq, secant_combination
 from .finite import NonFiniteError, check_finite
 from .snapshots import as_snapshots, matmul_chunked
 
 Tensor = torch.Tensor
-METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson")
+METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson", "secant")
 
 
 def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth: int = 5,
@@ -49,7 +52,9 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth:
     ----------
     traj_or_W : a :class:`koopman_tut.Trajectory` (its ``meta`` gives the momentum, hence the
         delays of "koopman") or a snapshot matrix (n_features, n_snapshots), tensor or ndarray.
-    method : "koopman" (default), "closest", "last", "line", "mpe", "rre" or "anderson".
+    method : "koopman" (default), "closest", "last", "line", "mpe", "rre", "anderson" or "secant"
+        (the last needs a Trajectory recorded at every step of torch.optim.SGD, one lr and momentum
+        for all its parameter groups).
     a : the line's step, x_{T-1} + a (x_{T-1} - x_0) ("line" only).
     depth : Anderson's depth m, the number of past residual differences it mixes (SciPy's
         default M = 5; "anderson" only).
@@ -68,7 +73,7 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth:
 
 
 def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, warn: bool) -> Tensor:
-    W, meta = _window(traj_or_W)
+    W, meta, stride = _window(traj_or_W)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if W.is_complex() and method != "closest":
@@ -80,9 +85,11 @@ def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, wa
             raise ValueError(f"traj_or_W needs at least 3 snapshots for method='koopman', got {W.shape[1]}")
         rank = (0 if W.shape[0] > W.shape[1] else -1) if svd_rank == "auto" else svd_rank
         k = momentum_delays(meta, W.shape[1]) if delays == "auto" else delays
-        return AffineModel(W, rank, delays=k).extrapolate(warn=warn).theta
+        return AffineModel(W, rank, delays=k, optimizer=(meta, stride) if meta else None).extrapolate(warn=warn).theta
     if method == "closest":
         return dmd(W, svd_rank=-1).fixed_point()
+    if method == "secant":
+        return matmul_chunked(W, secant_combination(W, meta, stride)[:, None])[:, 0]
     return matmul_chunked(W, combination(W, method, a=a, depth=depth)[:, None])[:, 0]
 
 
@@ -114,7 +121,7 @@ def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5) -> Tenso
         rank = int((s > rcond * s_max).sum()) if s_max > 0 else T - 2
         for k in dict.fromkeys((T - 2, max(1, min(T - 2, rank)))):
             coef = torch.ones(k + 1, dtype=torch.float64)
-            coef[:k] = _lstsq(Rd[:, :k], -Rd[:, k], rcond)
+            coef[:k] = min_norm_lstsq(Rd[:, :k], -Rd[:, k], rcond)
             if abs(float(coef.sum())) >= 1e-12 * float(coef.abs().sum()):
                 break
         else:
@@ -140,17 +147,10 @@ def _affine_min(R: Tensor, rcond: float) -> Tensor:
     N = torch.zeros(k, k - 1, dtype=torch.float64)
     N[: k - 1] = torch.eye(k - 1, dtype=torch.float64)
     N[k - 1] = -1
-    y = _lstsq(R @ N, -R[:, -1], rcond)
+    y = min_norm_lstsq(R @ N, -R[:, -1], rcond)
     gamma = N @ y
     gamma[-1] += 1
     return gamma
-
-
-def _lstsq(A: Tensor, b: Tensor, rcond: float) -> Tensor:
-    """Minimum-norm least squares, singular values below rcond * s_max of A treated as zero."""
-    U, s, Vh = torch.linalg.svd(A, full_matrices=False)
-    keep = s > rcond * (float(s[0]) if s.numel() else 0.0)
-    return Vh[keep].mH @ ((U[:, keep].mH @ b) / s[keep])
 
 
 def holdout_rank(traj_or_W, ranks=(1, 2, 4, 8, 16, -1), holdout: int | None = None,
@@ -175,7 +175,7 @@ def holdout_rank(traj_or_W, ranks=(1, 2, 4, 8, 16, -1), holdout: int | None = No
     """
     import warnings
 
-    W, meta = _window(traj_or_W)
+    W, meta, _ = _window(traj_or_W)
     T = W.shape[1]
     k = momentum_delays(meta, T) if delays == "auto" else delays
     h = min(max(2, T // 5), T - 3 - k) if holdout is None else holdout
@@ -195,15 +195,16 @@ def holdout_rank(traj_or_W, ranks=(1, 2, 4, 8, 16, -1), holdout: int | None = No
     return ranks[min(range(len(ranks)), key=lambda i: (errors[i], i))]
 
 
-def _window(x) -> tuple[Tensor, dict]:
-    """(W (n, T), meta) from a Trajectory (duck-typed: numerics knows nothing of recording) or an array."""
+def _window(x) -> tuple[Tensor, dict, int]:
+    """(W (n, T), meta, optimizer steps between snapshots) from a Trajectory (duck-typed: numerics
+    knows nothing of recording) or an array (no meta; stride 1)."""
     if hasattr(x, "snapshots") and hasattr(x, "meta"):
-        snapshot_stride(x)
-        return as_snapshots(x.snapshots, "traj.snapshots"), dict(x.meta or {})
+        stride = snapshot_stride(x)
+        return as_snapshots(x.snapshots, "traj.snapshots"), dict(x.meta or {}), stride
     W = as_snapshots(x, "traj_or_W")
     if W.ndim != 2:
         raise ValueError(f"traj_or_W must be a Trajectory or one window (n_features, n_snapshots), got {tuple(W.shape)}")
-    return W, {}
+    return W, {}, 1
 
 
 def snapshot_stride(traj) -> int:

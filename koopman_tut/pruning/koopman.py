@@ -138,7 +138,8 @@ class KoopmanAnalysis:
     def affine(self) -> AffineModel:
         """The affine model theta(t+1) = A theta(t) + c, from exact DMD of the differences."""
         return AffineModel(self.traj.snapshots, self.limit_rank, acc=self._dev_acc, sacc=self._acc,
-                           group=self.group, delays=self.delays, method=self.method)
+                           group=self.group, delays=self.delays, method=self.method,
+                           optimizer=(self.traj.meta, self.every))
 
     # -- where training is heading
     def limit(self, warn: bool = True) -> Extrapolation:
