@@ -182,13 +182,14 @@ class PredictionRow:
 # the estimators of where a window is heading that the prediction study compares (each
 # scored by |estimate|): the Koopman limit with its stated rank rule (Gavish-Donoho), with the
 # rank its held-out forecast picks, and with two fixed ranks (how the answer moves with the
-# rank); the paper's single mode; the classic vector extrapolations; two straight lines (a is
-# a knob: both are shown, none is picked by hindsight)
+# rank); the paper's single mode; the classic vector extrapolations; the secant limit (the
+# gradients the recorded SGD steps imply: exact on a quadratic under momentum, where the Koopman
+# limit is not); two straight lines (a is a knob: both are shown, none is picked by hindsight)
 ESTIMATORS = {"KMP": dict(method="koopman"), "KMP held-out rank": dict(method="koopman", svd_rank="holdout"),
               "KMP rank 2": dict(method="koopman", svd_rank=2), "KMP rank 8": dict(method="koopman", svd_rank=8),
               "KMP closest": dict(method="closest"), "line a=1": dict(method="line", a=1.0),
               "line a=2": dict(method="line", a=2.0), "MPE": dict(method="mpe"), "RRE": dict(method="rre"),
-              "Anderson": dict(method="anderson")}
+              "Anderson": dict(method="anderson"), "secant": dict(method="secant")}
 
 
 def window_scores(s: Setup, window: int, seed: int, estimators: dict | None = None) -> dict[str, Scores]:
@@ -232,6 +233,10 @@ def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, c
     rows = []
     for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
         s = setup(dataset, seed=seed, **setup_kwargs)
+        secant = [r for r, kw in (ESTIMATORS if estimators is None else estimators).items() if kw.get("method") == "secant"]
+        if secant and type(s.optimizer) is not torch.optim.SGD:
+            raise ValueError(f"estimators: {secant} read the gradients back from torch.optim.SGD's steps, and this "
+                             f"study trains with {type(s.optimizer).__name__}; pass estimators= without them")
         kept = {}
         for start in sorted(starts):
             run(s, start - s.steps, seed=seed * 7919 + start)
