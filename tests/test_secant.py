@@ -32,30 +32,10 @@ def test_plain_gradient_descent_gives_the_fixed_point_too():
     assert _rel(kt.estimate_limit(run.traj, "secant"), run.x_star, run.traj.snapshots) < 1e-6
 
 
-def _sgd_window(opt_kwargs, warmup=30, steps=40, schedule=None, wd_star=False, seed=0):
-    """SGD on the rank-8 quadratic with any SGD settings and an lr schedule; (traj, limit)."""
-    g = torch.Generator().manual_seed(seed)
-    dim = 60
-    B = torch.linalg.qr(torch.randn(dim, 8, generator=g, dtype=torch.float64))[0]
-    H = B @ torch.diag(torch.as_tensor(H8)) @ B.T
-    x0 = torch.randn(dim, generator=g, dtype=torch.float64)
-    model = torch.nn.Linear(dim, 1, bias=False).double()
-    with torch.no_grad():
-        model.weight.copy_((x0 + B @ torch.randn(8, generator=g, dtype=torch.float64))[None])
-    opt = torch.optim.SGD(model.parameters(), **opt_kwargs)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule else None
-    rec = kt.TrajectoryRecorder(model, opt, start=warmup, stop=warmup + steps, dtype=torch.float64)
-    for _ in range(warmup + steps):
-        opt.zero_grad()
-        e = model.weight[0] - x0
-        (0.5 * e @ H @ e).backward()
-        opt.step()
-        if sched:
-            sched.step()
-    rec.remove()
-    wd = opt_kwargs.get("weight_decay", 0.0)  # minimiser of the loss + wd/2 ||x||^2
-    x_star = torch.linalg.solve(H + wd * torch.eye(dim, dtype=torch.float64), H @ x0) if wd else x0
-    return rec.trajectory(copy=True), x_star
+def _sgd_window(opt_kwargs, schedule=None):
+    """SGD on the rank-8 quadratic with these settings and lr schedule: (traj, limit)."""
+    run = systems.quadratic_sgd(H8, warmup=30, n_steps=40, dim=60, lr_lambda=schedule, **opt_kwargs)
+    return run.traj, run.x_star
 
 
 @pytest.mark.parametrize("opt_kwargs, schedule", [
@@ -63,7 +43,6 @@ def _sgd_window(opt_kwargs, warmup=30, steps=40, schedule=None, wd_star=False, s
     (dict(lr=0.02, momentum=0.9, nesterov=True), lambda s: 0.5 if s >= 45 else 1.0),  # the lr halves inside the window
     (dict(lr=0.02, momentum=0.8), lambda s: 1 / (1 + 0.02 * s)),  # decays at every step
     (dict(lr=0.01, momentum=0.9, weight_decay=0.05), None),  # the limit of the regularised loss
-    (dict(lr=0.01, momentum=0.9, maximize=False), None),
 ])
 def test_the_secant_limit_reads_the_recorded_settings_and_schedule(opt_kwargs, schedule):
     traj, x_star = _sgd_window(opt_kwargs, schedule=schedule)

@@ -143,7 +143,8 @@ class QuadraticRun:
 
 
 def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = False, warmup: int = 100,
-                  n_steps: int = 80, dim: int = 20, seed: int = 0, dtype=torch.float64) -> QuadraticRun:
+                  n_steps: int = 80, dim: int = 20, seed: int = 0, dtype=torch.float64, dampening: float = 0.0,
+                  weight_decay: float = 0.0, lr_lambda=None) -> QuadraticRun:
     """Train x (a bias-free nn.Linear(dim, 1)) by torch.optim.SGD on 0.5 (x - x*)^T H (x - x*)
     and record steps warmup .. warmup + n_steps with a TrajectoryRecorder.
 
@@ -153,7 +154,9 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
     Parameters
     ----------
     hess_eigs : (k,) positive Hessian eigenvalues, k <= dim (H = B diag(h) B^T, B random orthonormal).
-    lr, momentum, nesterov : the optimizer's settings.
+    lr, momentum, nesterov, dampening, weight_decay : the optimizer's settings (with weight decay
+        wd the limit is the minimiser of the loss + wd/2 ||x||^2, and ``hessian`` is H + wd I).
+    lr_lambda : an lr schedule, LambdaLR's factor of the step (stepped after every step), or None.
     warmup, n_steps : steps before the window and its length (n_steps + 1 snapshots).
     dtype : the model's and the recording's dtype.
     """
@@ -169,7 +172,9 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
     model = torch.nn.Linear(dim, 1, bias=False).to(dtype)
     with torch.no_grad():
         model.weight.copy_((x_star + B @ torch.randn(h.numel(), generator=g, dtype=torch.float64))[None])
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov, dampening=dampening,
+                          weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda is not None else None
     rec = TrajectoryRecorder(model, opt, start=warmup, stop=warmup + n_steps, dtype=dtype)
     Hd, xs = H.to(dtype), x_star.to(dtype)
     for _ in range(warmup + n_steps):
@@ -177,7 +182,12 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
         e = model.weight[0] - xs
         (0.5 * e @ Hd @ e).backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
     rec.remove()
+    if weight_decay:  # the regularised loss: (H + wd I) x = H x*
+        H = H + weight_decay * torch.eye(dim, dtype=torch.float64)
+        x_star = torch.linalg.solve(H, (H - weight_decay * torch.eye(dim, dtype=torch.float64)) @ x_star)
     return QuadraticRun(traj=rec.trajectory(copy=True), x_star=x_star, hessian=H)
 
 
