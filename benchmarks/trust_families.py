@@ -4,8 +4,9 @@
     PYTHONPATH=/path/to/an/older/checkout .venv/bin/python benchmarks/trust_families.py
 
 For each family (SGD on a rank-8 quadratic, plain / heavy ball / Nesterov, short and long windows
-after a short and a long warm-up; the same optimizers on full-batch softmax regression of digits, a
-loss that is not quadratic, with its minimiser found by Newton's method; affine windows of k modes with and without noise, and a slow
+after a short and a long warm-up, momentum also trained and recorded in float32; the same
+optimizers on full-batch softmax regression of digits, a loss that is not quadratic, with its
+minimiser found by Newton's method; affine windows of k modes with and without noise, and a slow
 cluster seen through small noise) and each seed, the limit kt.koopman(traj).limit() is compared
 with the known fixed point, relative to the distance left, ||theta* - theta(T-1)||. Printed per
 family: windows, "far" (more than 10% off) and how many of those were trusted (a false silence),
@@ -24,10 +25,10 @@ from koopman_tut import systems
 H8 = np.linspace(0.1, 10, 8)  # lr 0.01: per-step gradient-descent factors 0.999 .. 0.9
 
 
-def quadratic(momentum, nesterov, warmup, steps):
+def quadratic(momentum, nesterov, warmup, steps, dtype=torch.float64):
     def make(seed):
         run = systems.quadratic_sgd(H8, 0.01, momentum=momentum, nesterov=nesterov, warmup=warmup,
-                                    n_steps=steps, dim=200, seed=seed)
+                                    n_steps=steps, dim=200, seed=seed, dtype=dtype)
         return run.traj, run.x_star
     return make
 
@@ -52,6 +53,11 @@ def families():
         for warmup in (20, 100):
             for steps in (9, 19, 30, 39, 79):  # 31 snapshots: the 30-step window of issue 16
                 yield f"{name}, warm-up {warmup}, {steps + 1} snapshots", quadratic(momentum, nesterov, warmup, steps)
+    for momentum, nesterov, name in ((0.9, False, "heavy ball"), (0.9, True, "Nesterov")):
+        for warmup in (100, 400):  # trained and recorded in float32: steps a few roundings of the parameters late
+            for steps in (30, 79):
+                yield (f"{name}, float32, warm-up {warmup}, {steps + 1} snapshots",
+                       quadratic(0.9, nesterov, warmup, steps, torch.float32))
     for momentum, nesterov, name in ((0.0, False, "plain SGD"), (0.9, False, "heavy ball"), (0.9, True, "Nesterov")):
         for warmup in (100, 400):  # a loss that is not quadratic: the limits of linear models are exact only late
             for steps in (30, 79):

@@ -1,5 +1,7 @@
 """The secant limit (kt.estimate_limit(traj, "secant")): exact on quadratics under every SGD variant
 it reads back, on windows too short for the Koopman limit under momentum; refusals that say why."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -159,3 +161,37 @@ def test_a_study_that_trains_with_adam_refuses_the_secant_before_training():
     rows = ex.prediction_study([0], [0], window=4, final_steps=8, optimizer="adam", finetune_epochs=0,
                                estimators={"KMP": ex.ESTIMATORS["KMP"]})
     assert {r.rule for r in rows} == {"GMP", "stale GMP", "KMP"}
+
+
+@pytest.mark.parametrize("kw", [
+    dict(hess_eigs=np.linspace(1, 10, 4), lr=0.01, momentum=0.7, warmup=100, n_steps=80, seed=1),
+    dict(hess_eigs=np.geomspace(0.3, 10, 8), lr=0.02, momentum=0.7, warmup=50, n_steps=80, seed=0),
+])
+def test_a_secant_that_cannot_be_believed_checks_nothing(kw):
+    # float32 recordings whose steps have shrunk to a few roundings: undoing the optimizer (1/lr,
+    # differences of steps) loses the directions below the rounding bound, the secant limit is 7-100%
+    # off, and check 6 made good Koopman limits (within 0.4%) untrusted. Its misfit says so: it abstains
+    run = systems.quadratic_sgd(dim=60, dtype=torch.float32, **kw)
+    x_star = run.x_star.float().double()  # what float32 training converges to
+    lim = kt.koopman(run.traj).limit(warn=False)
+    assert _rel(lim.theta, x_star, run.traj.snapshots) < 0.01 and lim.trusted and lim.secant == 0.0
+    with pytest.warns(kt.UntrustedLimitWarning, match="secant limit cannot be trusted"):
+        est = kt.estimate_limit(run.traj, "secant")
+    assert _rel(est, x_star, run.traj.snapshots) > 0.05  # the warning was earned
+
+
+def test_a_window_too_short_for_its_directions_is_reported():
+    run = systems.quadratic_sgd(H8, 0.01, momentum=0.9, warmup=20, n_steps=5, dim=50)
+    with pytest.warns(kt.UntrustedLimitWarning, match="secant limit cannot be trusted"):
+        est = kt.estimate_limit(run.traj, "secant")
+    assert _rel(est, run.x_star, run.traj.snapshots) > 0.05
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a window it can pin says nothing
+        kt.estimate_limit(systems.quadratic_sgd(H8, 0.01, momentum=0.9, warmup=20, n_steps=30, dim=50).traj, "secant")
+
+
+def test_malformed_optimizer_settings_are_refused():
+    run = systems.quadratic_sgd(H8, 0.01, momentum=0.9, nesterov=True, warmup=20, n_steps=19, dim=30)
+    run.traj.meta["nesterov"] = "False"
+    with pytest.raises(ValueError, match=r"nesterov'\] True or False, got 'False'"):
+        kt.estimate_limit(run.traj, "secant")

@@ -45,7 +45,7 @@ from .dmd_result import powers
 from .distributed import global_rows
 from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_tol,  # noqa: F401
                       untruncated)  # (delay_gram re-exported)
-from .secant import gap, unreadable
+from .secant import gap, plain_factor, secant_fit, unreadable
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
 from .trust import RESIDUAL_TOL, DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401
 
@@ -216,7 +216,10 @@ class AffineModel:
         self._check_tail(out, c, h, drift_tol, max_horizon)
         if math.isinf(h) and self.optimizer is not None and float(self.optimizer[0].get("momentum") or 0) > 0 \
                 and not unreadable(*self.optimizer, self.W.shape[-1]):  # check 6 of .trust: under momentum only
-            out.secant = _ratio(gap(self.W, *self.optimizer, self.factor, coef), self._norm(c))
+            f = plain_factor(self.factor, self.delays)
+            fit = secant_fit(self.W, *self.optimizer, f)
+            if fit.reliable:  # else it abstains: a secant that cannot be believed checks nothing
+                out.secant = _ratio(gap(self.W, fit, f, coef), self._norm(c))
         if warn:
             warn_untrusted(out, "limit" if math.isinf(h) else f"{h:g}-snapshot forecast", stacklevel=4)
         return out

@@ -36,7 +36,7 @@ import torch
 from .dmd import dmd
 from .extrapolation import AffineModel, momentum_delays
 from .reduced import difference_factor, numerical_tol
-from .secant import min_norm_lstsq, secant_combination
+from .secant import min_norm_lstsq, secant_fit, warn_unreliable
 from .finite import NonFiniteError, check_finite
 from .snapshots import as_snapshots, matmul_chunked
 
@@ -60,7 +60,9 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth:
         default M = 5; "anderson" only).
     svd_rank, delays : of the "koopman" model: "auto" is kt.koopman's rule (0, Gavish-Donoho,
         for more rows than snapshots, else -1; one delay where ``meta`` records momentum).
-    warn : let "koopman" warn (DriftWarning, UntrustedLimitWarning).
+    warn : let "koopman" warn (DriftWarning, UntrustedLimitWarning), and "secant" where its own
+        check fails (:class:`koopman_tut.numerics.secant.SecantFit`: directions lost to rounding, or
+        a last gradient the steps do not span).
 
     Returns
     -------
@@ -89,7 +91,10 @@ def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, wa
     if method == "closest":
         return dmd(W, svd_rank=-1).fixed_point()
     if method == "secant":
-        return matmul_chunked(W, secant_combination(W, meta, stride)[:, None])[:, 0]
+        fit = secant_fit(W, meta, stride)
+        if warn:
+            warn_unreliable(fit, stacklevel=4)
+        return matmul_chunked(W, fit.coef[:, None])[:, 0]
     return matmul_chunked(W, combination(W, method, a=a, depth=depth)[:, None])[:, 0]
 
 

@@ -1,7 +1,8 @@
 """Trust, built in: how far an estimate of where training is heading can be believed, from its window alone.
 
 Every limit, forecast and Koopman gradient of :mod:`koopman_tut.numerics.extrapolation` carries five
-checks computed from the window alone (a limit under momentum a sixth), and warns (:class:`UntrustedLimitWarning`) when one fails:
+checks computed from the window alone (a limit under momentum, a sixth), and warns
+(:class:`UntrustedLimitWarning`) when one fails:
 
 1. Stability. The model is refitted without the last ``holdout`` = max(1, m // 10) of its m
    differences and asked for the same quantity at the same time. ``spread`` = ||estimate -
@@ -66,20 +67,32 @@ checks computed from the window alone (a limit under momentum a sixth), and warn
    and a short window resolves fewer, fitting the rest to rounding with a rate that checks 1-5 do
    not question (Nesterov after 20 warm-up steps, 31 snapshots: limits 16-180% off, trusted on 11
    of 20 seeds). The secant limit (:mod:`koopman_tut.numerics.secant`) reads the same window
-   another way: each recorded SGD step undone into the gradient that made it, and Newton's step with
-   the Hessian on the span of the steps, which needs one direction per direction, not two. Where
-   the recording says what to undo (torch.optim.SGD with momentum, a snapshot at every step, one lr
-   and momentum for all parameter groups), ``secant`` = ||limit - secant limit|| / ||limit -
-   theta(T-1)|| must be at most ``TRUST_TOL``: on a quadratic it is the limit's own error, and where
-   the loss is not quadratic both models are linear and agree as the window nears its limit
-   (softmax regression of digits, trust_families.py). For a limit only (a forecast or a gradient
-   has no secant counterpart), and not for plain SGD, where both models need the same directions
-   and the secant only adds its own truncation (it warned on 6 of trust_families.py's limits within
-   1%, all plain SGD after 20 warm-up steps in 20 snapshots). On minibatch windows the secant reads
-   minibatch gradients and is far from any limit; those windows fail checks 1-2 already.
-   Over trust_families.py's 1280 windows (240 of softmax regression added) it took the limits more
-   than 10% off yet trusted from 57 to 42 of 416 (every momentum window among them: 15 to 0), and
-   warned on no more limits within 1% (45 of 708, before and after).
+   another way: each recorded SGD step undone into the gradient that made it, and Newton's step
+   with the Hessian on the span of the steps, which needs one direction per direction, not two.
+   Where the recording says what to undo (torch.optim.SGD with momentum, a snapshot at every step,
+   one lr and momentum for all parameter groups) and the secant can be believed (its own misfit and
+   conditioning at most ``TRUST_TOL``, :class:`~koopman_tut.numerics.secant.SecantFit`), ``secant``
+   = ||limit - secant limit|| / ||limit - theta(T-1)|| must be at most ``TRUST_TOL``. On a float64
+   quadratic that is the limit's own error; where the loss is not quadratic both models are linear
+   and agree as the window nears its limit. Where the secant cannot be believed the check abstains
+   (``secant`` = 0): float32 recordings whose steps are a few roundings of the parameters lose
+   directions once the optimizer is undone. For a limit only (a forecast or a gradient has no
+   secant counterpart), and not for plain SGD, where both models need the same directions and the
+   secant only adds its own truncation (it warned on 6 of trust_families.py's limits within 1%, all
+   plain SGD after 20 warm-up steps in 20 snapshots). Minibatch windows fail checks 1-2 already.
+   Measured (limits more than 10% off yet trusted: false silences; within 1% yet warned: false
+   alarms): trust_families.py's 1440 windows (240 of softmax regression, 160 of float32 momentum):
+   false silences 57 -> 42 of 432 (momentum: 15 -> 0), false alarms 156 -> 156 of 819 (111 of them
+   the float32 windows, every one, by check 2: a mode slower than the window fitted only to float32
+   rounding, 1e-3). An independent review's sweeps: float32 quadratics (1,440 windows, four
+   Hessians, lr 0.01-0.05, heavy ball and Nesterov at 0.7 and 0.9): without the abstention the check
+   made 52 of 159 good limits untrusted, with it 3 (the secant 5-55% off with its own checks passed:
+   float32 training's per-step rounding, undone by 1/lr, biases its slow directions), while it
+   catches 9 of the 18 far limits checks 1-5 trust; float64, ill-conditioned Hessians with lr
+   schedules (576 windows) and softmax regression with schedules (1,080): no false alarm; it catches
+   22 and 4 far limits checks 1-5 trust and leaves 3 and 2 (11-68% off: four where it abstains,
+   one where the secant is as far off the same way); the abstention, which removed 49 float32 false
+   alarms, cost two or three of these catches.
 
 The refits (checks 1, 4, 5) classify drifting modes as the estimate did: where none of its modes
 lies within ``drift_tol`` of 1, a refit's mode is cut at the horizon only if |mu| >= 1. A rate on
