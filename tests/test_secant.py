@@ -193,5 +193,13 @@ def test_a_window_too_short_for_its_directions_is_reported():
 def test_malformed_optimizer_settings_are_refused():
     run = systems.quadratic_sgd(H8, 0.01, momentum=0.9, nesterov=True, warmup=20, n_steps=19, dim=30)
     run.traj.meta["nesterov"] = "False"
-    with pytest.raises(ValueError, match=r"nesterov'\] True or False, got 'False'"):
+    with pytest.raises(ValueError, match=r"traj.meta\['nesterov'\] True or False, got 'False'"):
+        kt.estimate_limit(run.traj, "secant")
+    run.traj.meta["nesterov"] = True
+    run.traj.meta["groups"][0]["nesterov"] = "True"
+    with pytest.raises(ValueError, match=r"groups'\]\[0\]\['nesterov'\] True or False"):
+        kt.estimate_limit(run.traj, "secant")
+    run.traj.meta["groups"][0]["nesterov"] = True
+    run.traj.meta["groups"][0]["momentum"] = "0.9"
+    with pytest.raises(ValueError, match=r"\['momentum'\] and \['dampening'\] numbers, got '0.9'"):
         kt.estimate_limit(run.traj, "secant")

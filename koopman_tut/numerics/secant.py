@@ -143,12 +143,16 @@ def unreadable(meta: dict, stride: int, T: int) -> str | None:
         return (f"needs a snapshot at every optimizer step (each step gives one gradient), got snapshots {stride} "
                 f"steps apart; record with every=1")
     groups = meta.get("groups") or [meta]
+    for where, g in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)]:
+        if not isinstance(g.get("nesterov", False), bool):
+            return f"needs {where}['nesterov'] True or False, got {g['nesterov']!r}"
+        if not all(isinstance(g.get(k) or 0, (int, float)) for k in ("momentum", "dampening")):
+            return (f"needs {where}['momentum'] and ['dampening'] numbers, got {g.get('momentum')!r}, "
+                    f"{g.get('dampening')!r}")
     keys = ("momentum", "dampening", "nesterov")
     if len({tuple(float(g.get(k) or 0) for k in keys) for g in groups}) > 1:
         return (f"needs one momentum, dampening and nesterov for every parameter group, got "
                 f"{[{k: g.get(k) for k in keys} for g in groups]}")
-    if not all(isinstance(g.get("nesterov", False), bool) for g in [meta] + list(groups)):
-        return f"needs traj.meta['nesterov'] True or False, got {meta.get('nesterov')!r}"
     group_lrs = meta.get("group_lrs")
     if (any(len(set(row)) > 1 for row in group_lrs) if group_lrs is not None
             else len({g.get("lr") for g in groups}) > 1):

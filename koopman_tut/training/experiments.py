@@ -233,7 +233,8 @@ def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, c
     rows = []
     for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
         s = setup(dataset, seed=seed, **setup_kwargs)
-        secant = [r for r, kw in (ESTIMATORS if estimators is None else estimators).items() if kw.get("method") == "secant"]
+        rules = ESTIMATORS if estimators is None else estimators
+        secant = [r for r, kw in rules.items() if kw.get("method") == "secant"]
         if secant and type(s.optimizer) is not torch.optim.SGD:
             raise ValueError(f"estimators: {secant} read the gradients back from torch.optim.SGD's steps, and this "
                              f"study trains with {type(s.optimizer).__name__}; pass estimators= without them")
