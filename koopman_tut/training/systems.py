@@ -221,8 +221,9 @@ def softmax_sgd(lr: float = 0.5, momentum: float = 0.0, nesterov: bool = False, 
     model, the secant limit) is exact only as the window nears the limit.
     """
     X, y = _digits()
-    torch.manual_seed(seed)
-    model = torch.nn.Linear(64, 10).double()
+    with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(64, 10).double()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
                           weight_decay=weight_decay)
     from ..recording.recorder import TrajectoryRecorder
