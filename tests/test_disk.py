@@ -62,7 +62,11 @@ def test_header_is_documented_json(setup, tmp_path):
     train(model, loader, epochs=1, max_steps=2, optimizer=opt, progress=False)
     header, count = read_header(tmp_path / "r.traj")
     assert count == 3 and header["capacity"] == 4 and header["dtype"] == "bfloat16"
-    assert header["format"] == "koopman_tut.recording.trajectory-mmap" and header["version"] == 2
+    assert header["format"] == "koopman_tut.recording.trajectory-mmap" and header["version"] == 3
+    assert header["groups"] == 1 and header["settings"] == ["lr", "momentum", "dampening", "weight_decay",
+                                                             "nesterov", "maximize"]
+    assert header["settings_offset"] == header["steps_offset"] + 8 * 4  # capacity 4
+    assert header["data_offset"] >= header["settings_offset"] + 8 * 4 * 6
     assert header["data_offset"] % 4096 == 0 and header["meta"]["momentum"] == 0.9
     raw = (tmp_path / "r.traj").read_bytes()
     length = int.from_bytes(raw[24:28], "little")
@@ -165,7 +169,8 @@ def test_a_damaged_learning_rate_is_refused_naming_the_file_and_snapshot(tmp_pat
     assert kt.Trajectory.load(path).meta["lrs"] == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3])
     header, _ = read_header(path)
     data = bytearray(path.read_bytes())
-    data[header["lrs_offset"] + 8 * 2:header["lrs_offset"] + 8 * 3] = np.float64(bad).tobytes()
+    at = header["settings_offset"] + 8 * 6 * 2  # snapshot 2's lr: one group, six settings per snapshot
+    data[at:at + 8] = np.float64(bad).tobytes()
     path.write_bytes(data)
     with pytest.raises(ValueError, match=r"run\.traj: damaged .*learning rate of snapshot 2 \(step 2\) is "
                                          + re.escape(repr(bad)) + ", not a finite number >= 0"):
@@ -213,7 +218,7 @@ def write_trajectory(path, n: int, T: int, seed: int = 0) -> None:
     for t in range(T):
         torch.add(c, a, alpha=0.9**t, out=st.data[t])
         st.data[t].add_(b, alpha=(-0.5) ** t).add_(e.roll(7919 * t), alpha=1e-3)  # noise: e shifted
-        st.commit(t, t, 0.1)
+        st.commit(t, t, np.array([[0.1, 0, 0, 0, 0, 0]]))  # one group: lr 0.1, plain SGD
 
 
 MEASURE = """

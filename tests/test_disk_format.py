@@ -14,6 +14,7 @@ import warnings
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -128,7 +129,9 @@ def test_single_bit_flips_of_the_header_never_load_different_content(files, how,
     {"dtype": "int32"}, {"dtype": "bool"}, {"dtype": "float8"}, {"data_offset": 0}, {"steps_offset": 24},
     {"byteorder": "big" if sys.byteorder == "little" else "little"}, {"byteorder": "middle"},
     {"shapes": [[-4, -8], [4]]}, {"shapes": [[4, 8]]}, {"shapes": [[4, 8], [True]]}, {"n": 35}, {"n": -36},
-    {"capacity": 10**12}, {"capacity": 0}, {"version": 3}, {"names": ["0.weight", 7]}, {"names": []},
+    {"capacity": 10**12}, {"capacity": 0}, {"version": 2}, {"version": 4},
+    {"groups": 0}, {"groups": 2}, {"groups": "1"}, {"settings": ["lr"]}, {"settings_offset": 0},
+    {"meta": {"groups": 3}}, {"names": ["0.weight", 7]}, {"names": []},
     {"meta": {"every": "1"}}, {"meta": {"momentum": None}}, {"meta": []}, {"format": "other"},
     {"count": 7}, {"count": 11}, {"count": 21}, {"count": 5},
 ], ids=lambda change: ",".join(f"{k}={v}" for k, v in change.items()))
@@ -177,19 +180,49 @@ def test_cutting_the_unused_capacity_off_keeps_the_complete_snapshots(files, how
         load(path)
 
 
-def v1_file(data: bytes) -> bytes:
-    """The same recording in the version-1 layout (magic KTTRAJMM, count, L, JSON at 24, no checksum)."""
+def old_file(data: bytes, version: int) -> bytes:
+    """The same recording in the version-1 layout (magic KTTRAJMM, count, L, JSON at 24, no checksum)
+    or the version-2 one (magic KTTRAJM2, checksummed as version 3): steps, then the first group's lrs."""
     length = struct.unpack_from("<I", data, 24)[0]
     h = json.loads(data[32:32 + length])
-    cap, count = h["capacity"], struct.unpack_from("<Q", data, 8)[0]
-    steps_at = -(-(24 + len(json.dumps(h)) + 200) // 8) * 8  # the version-1 writer's room for the digits
-    v1 = dict(h, version=1, steps_offset=steps_at, lrs_offset=steps_at + 8 * cap,
+    cap, count, groups = h["capacity"], struct.unpack_from("<Q", data, 8)[0], h["groups"]
+    base = {k: v for k, v in h.items() if k not in ("settings", "groups", "settings_offset")}
+    settings = np.frombuffer(data, "<f8", cap * groups * 6, h["settings_offset"]).reshape(cap, groups, 6)
+    logs = data[h["steps_offset"]:h["steps_offset"] + 8 * cap] + settings[:, 0, 0].tobytes()
+    if version == 2:
+        steps_at = 32 + length
+        v2 = dict(base, version=2, steps_offset=steps_at, lrs_offset=steps_at + 8 * cap,
+                  data_offset=-(-(steps_at + 16 * cap) // 4096) * 4096)
+        text = json.dumps(v2).encode().ljust(length)
+        assert len(text) == length
+        head = b"KTTRAJM2" + data[8:24] + struct.pack("<I", length)
+        head += struct.pack("<I", zlib.crc32(head[24:28] + text)) + text
+        return (head + logs).ljust(v2["data_offset"], b"\0") + data[h["data_offset"]:]
+    steps_at = -(-(24 + len(json.dumps(base)) + 200) // 8) * 8  # the version-1 writer's room for the digits
+    v1 = dict(base, version=1, steps_offset=steps_at, lrs_offset=steps_at + 8 * cap,
               data_offset=-(-(steps_at + 16 * cap) // 4096) * 4096)
     text = json.dumps(v1).encode()
     assert 24 + len(text) <= steps_at
     head = b"KTTRAJMM" + struct.pack("<QQ", count, len(text)) + text
-    logs = data[h["steps_offset"]:h["steps_offset"] + 16 * cap]  # steps, then learning rates
     return (head.ljust(steps_at, b"\0") + logs).ljust(v1["data_offset"], b"\0") + data[h["data_offset"]:]
+
+
+def v1_file(data: bytes) -> bytes:
+    return old_file(data, 1)
+
+
+def test_version_2_files_still_load_with_the_first_groups_lr(files, tmp_path):
+    new, old = tmp_path / "v3.traj", tmp_path / "v2.traj"
+    new.write_bytes(files["closed"])
+    old.write_bytes(old_file(files["closed"], 2))
+    (a, _), (b, caught) = load(new), load(old)
+    assert b.meta == a.meta and not caught  # one group whose settings never changed: nothing was lost
+    assert torch.equal(a.snapshots, b.snapshots) and torch.equal(a.steps, b.steps)
+    with pytest.raises(ValueError, match="checksum"):
+        damaged = bytearray(old.read_bytes())
+        damaged[40] ^= 1
+        old.write_bytes(damaged)
+        load(old)
 
 
 def test_version_1_files_are_refused_with_the_way_to_convert_them(files, tmp_path):

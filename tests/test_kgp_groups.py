@@ -6,6 +6,9 @@ import torch
 import torch.nn as nn
 
 import koopman_tut as kt
+from koopman_tut import systems
+
+H8 = [0.1 + 9.9 * i / 7 for i in range(8)]  # lr 0.01: gradient-descent factors 0.999 .. 0.9
 
 
 class TwoBlocks(nn.Module):
@@ -152,35 +155,30 @@ def test_groups_whose_lrs_differ_only_inside_the_window():
     assert max(_errors(m, traj, (0, 10, -1))) < 1e-6
 
 
-def test_disk_recordings_with_several_groups_say_what_they_assume(tmp_path):
-    m, traj = _scheduled(lr_lambdas=[lambda s: 1.0, lambda s: 1.0], steps=40, stop=39, path=tmp_path / "w.traj")
-    back = kt.Trajectory.load(tmp_path / "w.traj")
+def test_disk_recordings_keep_every_groups_schedule(tmp_path):
+    # group 1 leaves the first group's schedule at step 20 (0.25x); a warm-up from lr 0 gives no proportion
+    # at all: the file logs every group's lr per snapshot, so the reloaded window is the one in memory
+    for lambdas in ([lambda s: 1.0, lambda s: 1.0 if s < 20 else 0.25], [lambda s: min(1.0, s / 10)] * 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m, traj = _scheduled(lr_lambdas=lambdas, steps=40, stop=39, path=tmp_path / "w.traj")
+            back = kt.Trajectory.load(tmp_path / "w.traj")
+            assert back.meta == traj.meta and back.meta["group_lrs"][-1] == pytest.approx(traj.meta["group_lrs"][-1])
+            assert max(_errors(m, back.window(25), (0, -1))) < 1e-6
+        (tmp_path / "w.traj").unlink()
+
+
+def test_a_window_without_group_lrs_says_what_it_assumes(tmp_path):
+    # a version-2 disk file kept the first group's lr only: each group is taken to follow its schedule, with a warning
+    m, traj = _scheduled(lr_lambdas=[lambda s: 1.0, lambda s: 1.0], steps=40, stop=39)
+    old = kt.Trajectory(traj.snapshots, traj.steps, traj.names, traj.shapes,
+                        {k: v for k, v in traj.meta.items() if k != "group_lrs"})
     with pytest.warns(UserWarning, match="first group's schedule"):
-        err = _errors(m, back, (-1,))
+        err = _errors(m, old, (-1,))
     assert max(err) < 1e-6  # proportional schedules: the assumption holds here
 
 
-def test_a_disk_recording_warns_when_a_group_leaves_the_first_groups_schedule(tmp_path):
-    # the file keeps the first group's lr per snapshot; group 1's own schedule (0.25x from step 20) is lost
-    with pytest.warns(UserWarning, match=r"parameter group 1's learning rate \(0.0025 at step 21\) no longer"):
-        _scheduled(lr_lambdas=[lambda s: 1.0, lambda s: 1.0 if s < 20 else 0.25], steps=40, stop=39,
-                   path=tmp_path / "w.traj")
-    with warnings.catch_warnings():  # proportional schedules, or in memory: nothing is lost, nothing said
-        warnings.filterwarnings("error", message=".*no longer follows the first group's schedule")
-        _scheduled(step_lr=20, steps=40, stop=39, path=tmp_path / "p.traj")
-        _scheduled(lr_lambdas=[lambda s: 1.0, lambda s: 1.0 if s < 20 else 0.25], steps=40, stop=39)
-
-
-def test_a_disk_recording_warns_when_the_first_groups_lr_starts_at_zero(tmp_path):
-    # a linear warm-up from 0 in both groups: proportional, but the file's first lr is 0, so the reloaded window
-    # takes each group's lr at the start (0) and cannot recover group 1's; that used to pass without a word
-    warm = lambda s: min(1.0, s / 10)  # noqa: E731
-    match = r"parameter group 1's learning rate \(0.001 at step 2\) no longer.*cannot recover group 1's lr"
-    with pytest.warns(UserWarning, match=match):
-        _scheduled(lr_lambdas=[warm, warm], steps=30, stop=29, path=tmp_path / "w.traj")
-
-
-def test_settings_that_change_inside_the_window_are_reported():
+def test_settings_that_change_inside_the_window_are_logged_and_reported():
     m = TwoBlocks()
     opt = torch.optim.SGD([m.a, m.b], lr=0.01, momentum=0.9)
     sch = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.02, total_steps=100)  # cycles momentum too
@@ -190,9 +188,34 @@ def test_settings_that_change_inside_the_window_are_reported():
         m.loss().backward()
         opt.step()
         sch.step()
-    with pytest.warns(UserWarning, match="changed after the recorder was built"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         traj = rec.trajectory()
     assert traj.meta["momentum"] == pytest.approx(rec.meta0["momentum"])  # the start's, on every route
+    momenta = [row[0]["momentum"] for row in traj.meta["group_settings"]]
+    assert momenta[0] == pytest.approx(0.95) and momenta[-1] < 0.94  # OneCycleLR's, step by step
+    with pytest.warns(kt.UntrustedLimitWarning, match="changes inside the window"):
+        kt.koopman(traj).gradient()
+    fixed = traj.window(10)
+    fixed.meta["lrs"] = [fixed.meta["lrs"][0]] * len(fixed)  # an lr kept: the momentum's change is reported itself
+    with pytest.warns(kt.UntrustedLimitWarning, match=r"the optimizer's momentum changes inside the window"):
+        kt.koopman(fixed).gradient(lr=fixed.meta["lrs"][0])
+
+
+def test_a_momentum_changed_before_the_window_is_the_one_undone():
+    # the recorder is built at step 0 with momentum 0.5, the window (steps 100 .. 180) trains at 0.9: the
+    # Koopman gradient undoes 0.9, the momentum of the steps it sees
+    kw = dict(momentum=0.5, warmup=100, n_steps=80, dim=60)
+    run = systems.quadratic_sgd(H8, 0.01, momentum_at=lambda s: 0.9 if s >= 10 else 0.5, **kw)
+    assert run.traj.meta["momentum"] == 0.5 and run.traj.meta["group_settings"][0][0]["momentum"] == 0.9
+    for traj, ok in ((run.traj, True), (_without(run.traj, "group_settings"), False)):
+        g, true = kt.koopman(traj).gradient(), run.gradient(traj.snapshots[:, -1])
+        assert (float((g - true).norm() / true.norm()) < 1e-6) == ok
+
+
+def _without(traj, key):
+    return kt.Trajectory(traj.snapshots, traj.steps, traj.names, traj.shapes,
+                         {k: v for k, v in traj.meta.items() if k != key})
 
 
 @pytest.mark.parametrize("lr, error", [("x", TypeError), (True, TypeError), (-1.0, ValueError)])

@@ -203,3 +203,35 @@ def test_malformed_optimizer_settings_are_refused():
     run.traj.meta["groups"][0]["momentum"] = "0.9"
     with pytest.raises(ValueError, match=r"\['momentum'\] and \['dampening'\] numbers, got '0.9'"):
         kt.estimate_limit(run.traj, "secant")
+
+
+def _with_meta(traj, **changes):
+    meta = {k: v for k, v in {**traj.meta, **changes}.items() if v is not None}
+    return kt.Trajectory(traj.snapshots, traj.steps, traj.names, traj.shapes, meta)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_a_momentum_that_changes_at_every_step_is_undone_step_by_step(nesterov, where, tmp_path):
+    # a OneCycleLR-like schedule inside the window: momentum 0.95 -> 0.85 and a decaying lr, both logged per
+    # snapshot (meta['group_settings'], the disk file's settings log) and undone for the step they belong to
+    path = tmp_path / "w.traj" if where == "disk" else None
+    run = systems.quadratic_sgd(H8, 0.01, momentum=0.9, nesterov=nesterov, warmup=30, n_steps=40, dim=60,
+                                momentum_at=lambda s: 0.95 - 0.1 * min(s, 70) / 70,
+                                lr_lambda=lambda s: 1 / (1 + 0.01 * s), path=path)
+    traj = kt.Trajectory.load(path) if path else run.traj
+    betas = [row[0]["momentum"] for row in traj.meta["group_settings"]]
+    assert betas[1] == pytest.approx(0.95 - 0.1 * 30 / 70) and betas[-1] == pytest.approx(0.95 - 0.1 * 69 / 70)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kt.UntrustedLimitWarning)
+        assert _rel(kt.estimate_limit(traj, "secant"), run.x_star, traj.snapshots) < 1e-6
+    # the control: the settings from when the recorder was built taken for every step, as before they were logged
+    stale = _with_meta(traj, group_settings=None)
+    assert _rel(kt.estimate_limit(stale, "secant", warn=False), run.x_star, traj.snapshots) > 1e-3
+
+
+def test_a_momentum_buffer_restarted_inside_the_window_is_refused():
+    run = systems.quadratic_sgd(H8, 0.01, momentum=0.9, warmup=30, n_steps=20, dim=30,
+                                momentum_at=lambda s: 0.0 if s == 40 else 0.9)
+    with pytest.raises(ValueError, match="momentum > 0 at every step of the window or at none"):
+        kt.estimate_limit(run.traj, "secant")

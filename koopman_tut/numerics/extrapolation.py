@@ -46,6 +46,7 @@ from .distributed import global_rows
 from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_tol,  # noqa: F401
                       untruncated)  # (delay_gram re-exported)
 from .secant import gap, plain_factor, secant_fit, unreadable
+from .optimizer_settings import has_momentum
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
 from .trust import RESIDUAL_TOL, DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401
 
@@ -214,7 +215,7 @@ class AffineModel:
                             gain=float((1 / (1 - finite).abs()).max()) if finite.numel() else 0.0,
                             horizon=max_horizon if bool(drifting.any()) else math.inf, limit=math.isinf(h))
         self._check_tail(out, c, h, drift_tol, max_horizon)
-        if math.isinf(h) and self.optimizer is not None and float(self.optimizer[0].get("momentum") or 0) > 0 \
+        if math.isinf(h) and self.optimizer is not None and has_momentum(self.optimizer[0]) \
                 and not unreadable(*self.optimizer, self.W.shape[-1]):  # check 6 of .trust: under momentum only
             f = plain_factor(self.factor, self.delays)
             fit = secant_fit(self.W, *self.optimizer, f)
@@ -294,5 +295,4 @@ def momentum_delays(meta: dict, n_snapshots: int | None = None) -> int:
     for a window too short to embed (fewer than 4 snapshots)."""
     if n_snapshots is not None and n_snapshots < 4:
         return 0
-    groups = [meta] + list(meta.get("groups") or [])  # any parameter group with momentum
-    return 1 if any(float(g.get("momentum", 0.0) or 0.0) > 0 for g in groups) else 0
+    return 1 if has_momentum(meta) else 0

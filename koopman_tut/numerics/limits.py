@@ -54,7 +54,7 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth:
         delays of "koopman") or a snapshot matrix (n_features, n_snapshots), tensor or ndarray.
     method : "koopman" (default), "closest", "last", "line", "mpe", "rre", "anderson" or "secant"
         (the last needs a Trajectory recorded at every step of torch.optim.SGD, one lr and momentum
-        for all its parameter groups).
+        for all its parameter groups at each step; a schedule may change them).
     a : the line's step, x_{T-1} + a (x_{T-1} - x_0) ("line" only).
     depth : Anderson's depth m, the number of past residual differences it mixes (SciPy's
         default M = 5; "anderson" only).

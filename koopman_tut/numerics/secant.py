@@ -2,14 +2,17 @@
 
 A window of torch.optim.SGD with a snapshot at every step says more than where the weights went:
 undoing the optimizer turns each step into the gradient that made it. With the step's direction
-s_t = -(x_{t+1} - x_t) / lr_t (lr_t the learning rate of the step leaving x_t):
+s_t = -(x_{t+1} - x_t) / lr_t, and lr_t, beta_t (momentum), dampening_t those of the step leaving
+x_t (logged per snapshot, :mod:`koopman_tut.recording.settings_log`: a schedule may change them):
 
 * plain SGD: s_t = g(x_t);
-* heavy ball: s_t is the momentum buffer, s_t = beta s_{t-1} + (1 - dampening) g(x_t), so
-  g_t = s_t - beta s_{t-1} = (1 - dampening) g(x_t), at p_t = x_t;
-* Nesterov (dampening 0): s_t = g(x_t) + beta b_t, so g_t = s_t - beta s_{t-1} =
-  (1 + beta) g(x_t) - beta g(x_{t-1}): the gradient at p_t = x_t + beta (x_t - x_{t-1}) on a
-  quadratic (to first order elsewhere).
+* heavy ball: s_t is the momentum buffer, s_t = beta_t s_{t-1} + (1 - dampening_t) g(x_t), so
+  g(x_t) = (s_t - beta_t s_{t-1}) / (1 - dampening_t);
+* Nesterov (dampening 0): s_t = g(x_t) + beta_t b_t with the buffer b_t = beta_t b_{t-1} + g(x_t).
+  Eliminating the buffers, s_t / beta_t - b s_{t-1} = a g(x_t) - b g(x_{t-1}) with
+  a = (1 + beta_t) / beta_t, b = beta_t / beta_{t-1}: (a - b) times the gradient at
+  p_t = x_t + c_t (x_t - x_{t-1}), c_t = b / (a - b), on a quadratic (to first order elsewhere).
+  With a constant momentum that is s_t - beta s_{t-1} = g(p_t), p_t = x_t + beta (x_t - x_{t-1}).
 
 On a quadratic the gradients' differences are the Hessian times the points' differences,
 g_{j+1} - g_j = H (p_{j+1} - p_j), and g(x*) = 0, so x* = p_last - dP c where dG c = g_last (least
@@ -41,6 +44,7 @@ import torch
 from .reduced import Factor, difference_factor, numerical_tol
 from .snapshots import difference_matrix
 from .trust import TRUST_TOL, UntrustedLimitWarning
+from .optimizer_settings import settings_at
 
 Tensor = torch.Tensor
 
@@ -80,16 +84,24 @@ def secant_fit(W: Tensor, meta: dict, stride: int, factor: Factor | None = None)
     why = unreadable(meta, stride, T)
     if why:
         raise ValueError(f"method='secant' {why}")
-    beta, lrs = float(meta.get("momentum") or 0.0), _lrs(meta, T)
-    nesterov = bool(meta["nesterov"]) if beta > 0 and "nesterov" in meta else False
-    first = 1 if beta else 0  # the first gradient the window implies (dampening scales them all alike)
+    lrs, beta, damp, nesterov = _steps(meta, T)
+    first = 1 if bool((beta > 0).any()) else 0  # the first gradient the window implies
     # in the coordinates of the steps D = [d_0 .. d_{T-2}] (n, T-1): s = D diag(-1/lr)
     S = torch.diag(-1.0 / lrs)  # (T-1, T-1)
-    KG = S[:, first:] - beta * S[:, :-1] if beta else S  # (T-1, m) gradients g_first .. g_{T-2}
+    c = torch.zeros(T - 1, dtype=torch.float64)  # p_j = x_j + c_j d_{j-1}: the point whose gradient g_j is
+    if not first:
+        KG = S  # (T-1, m) gradients g_0 .. g_{T-2}
+    elif not nesterov:  # g_j = (s_j - beta_j s_{j-1}) / (1 - dampening_j), at x_j
+        KG = (S[:, 1:] - beta[1:] * S[:, :-1]) / (1 - damp[1:])
+    else:  # s_j / beta_j - b_j s_{j-1} = (a_j - b_j) g(p_j) (module notes), j = 1 .. T-2
+        a, b = (1 + beta[1:]) / beta[1:], beta[1:] / beta[:-1]
+        KG = (S[:, 1:] / beta[1:] - b * S[:, :-1]) / (a - b)
+        c[1:] = b / (a - b)  # beta_j when the momentum is constant
     E = torch.eye(T - 1, dtype=torch.float64)
-    KdP = E[:, first:-1]  # (T-1, m-1) the points' steps p_{t+1} - p_t = d_t, t = first .. T-3
-    if nesterov:  # p_t = x_t + beta d_{t-1}: p_{t+1} - p_t = d_t + beta (d_t - d_{t-1})
-        KdP = KdP + beta * (KdP - E[:, first - 1:-2])
+    j = torch.arange(first, T - 2)
+    KdP = E[:, j] * (1 + c[j + 1])  # (T-1, m-1) the points' steps p_{j+1} - p_j = (1 + c_{j+1}) d_j - c_j d_{j-1}
+    if nesterov and first:
+        KdP = KdP - c[j] * E[:, j - 1]
     KdG = KG[:, 1:] - KG[:, :-1]  # (T-1, m-1)
     f = difference_factor(W, 0, None, None, "auto") if factor is None else factor
     floor = numerical_tol(float(torch.linalg.matrix_norm(f.Rd, 2)), T - 2, f)  # D's rounding
@@ -103,8 +115,8 @@ def secant_fit(W: Tensor, meta: dict, stride: int, factor: Factor | None = None)
         return -KdP @ coef, misfit
 
     y, misfit = solve(f.Rd)
-    # x* = p_last + D y; p_last = x_{T-2} (+ beta d_{T-3} under Nesterov) = x_{T-1} - D u
-    u = E[:, T - 2] - (beta * E[:, T - 3] if nesterov else 0.0)
+    # x* = p_last + D y; p_last = x_{T-2} + c_{T-2} d_{T-3} = x_{T-1} - D u
+    u = E[:, T - 2] - (c[T - 2] * E[:, T - 3] if nesterov and first else 0.0)
     level = max(f.data_floor, f.gram_floor if f.gram_route else 0.0)  # as check 4 of .trust perturbs
     g, moves = torch.Generator().manual_seed(0), []
     for _ in range(2 if level > 0 else 0):
@@ -142,17 +154,30 @@ def unreadable(meta: dict, stride: int, T: int) -> str | None:
     if stride != 1:
         return (f"needs a snapshot at every optimizer step (each step gives one gradient), got snapshots {stride} "
                 f"steps apart; record with every=1")
-    groups = meta.get("groups") or [meta]
-    for where, g in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)]:
+    groups, logged = meta.get("groups") or [meta], meta.get("group_settings") or []
+    for where, g in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)] + [
+            (f"traj.meta['group_settings'][{k}][{i}]", g) for k, row in enumerate(logged) for i, g in enumerate(row)]:
         if not isinstance(g.get("nesterov", False), bool):
             return f"needs {where}['nesterov'] True or False, got {g['nesterov']!r}"
         if not all(isinstance(g.get(k) or 0, (int, float)) for k in ("momentum", "dampening")):
             return (f"needs {where}['momentum'] and ['dampening'] numbers, got {g.get('momentum')!r}, "
                     f"{g.get('dampening')!r}")
+    steps = [settings_at(meta, k) for k in range(1, T)] if "group_settings" in meta else [groups]
     keys = ("momentum", "dampening", "nesterov")
-    if len({tuple(float(g.get(k) or 0) for k in keys) for g in groups}) > 1:
-        return (f"needs one momentum, dampening and nesterov for every parameter group, got "
-                f"{[{k: g.get(k) for k in keys} for g in groups]}")
+    for k, row in enumerate(steps):
+        if len({tuple(float(g.get(key) or 0) for key in keys) for g in row}) > 1:
+            return (f"needs one momentum, dampening and nesterov for every parameter group, got "
+                    f"{[{key: g.get(key) for key in keys} for g in row]}"
+                    + (f" for the step leaving snapshot {k}" if len(steps) > 1 else ""))
+    _, beta, damp, nesterov = _steps(meta, T)
+    wds = {float(row[0].get("weight_decay") or 0) for row in steps}
+    if len(wds) > 1 or len({bool(row[0].get("nesterov")) for row in steps}) > 1:
+        return (f"needs one weight decay and one nesterov flag along the window (a gradient of one loss), got "
+                f"weight decays {sorted(wds)[:4]} and a nesterov flag that changes")
+    if bool((beta > 0).any()) and not bool((beta > 0).all()):
+        return "needs a momentum > 0 at every step of the window or at none (a buffer restarted cannot be undone)"
+    if not bool((damp < 1).all()) or (nesterov and bool((damp != 0).any())):
+        return f"needs dampening < 1 (0 under Nesterov, as torch.optim.SGD does), got {sorted(set(damp.tolist()))[:4]}"
     group_lrs = meta.get("group_lrs")
     if (any(len(set(row)) > 1 for row in group_lrs) if group_lrs is not None
             else len({g.get("lr") for g in groups}) > 1):
@@ -162,7 +187,7 @@ def unreadable(meta: dict, stride: int, T: int) -> str | None:
     if not bool(((lr > 0) & (lr < math.inf)).all()):
         return (f"needs a positive, finite learning rate at every step (traj.meta['lrs'] / ['lr']), "
                 f"got {lr.tolist()[:8]}")
-    first = 1 if float(meta.get("momentum") or 0.0) else 0
+    first = 1 if bool((beta > 0).any()) else 0
     if T - first < 3:
         return f"needs at least {3 + first} snapshots{' under momentum' if first else ''}, got {T}"
     return None
@@ -174,6 +199,18 @@ def _lrs(meta: dict, T: int) -> Tensor:
     if lrs is not None and len(lrs) == T:
         return torch.tensor([float(v) for v in lrs[1:]], dtype=torch.float64)
     return torch.full((T - 1,), float(meta.get("lr") or 0.0), dtype=torch.float64)
+
+
+def _steps(meta: dict, T: int) -> tuple[Tensor, Tensor, Tensor, bool]:
+    """(lr, momentum, dampening) (T-1,) float64 of each step, logged with the snapshot it leads to, and
+    the Nesterov flag; the top-level settings where none are logged per snapshot."""
+    if "group_settings" in meta:
+        rows = [settings_at(meta, k)[0] for k in range(1, T)]
+    else:
+        rows = [meta] * (T - 1)
+    beta = torch.tensor([float(g.get("momentum") or 0.0) for g in rows], dtype=torch.float64)
+    damp = torch.tensor([float(g.get("dampening") or 0.0) for g in rows], dtype=torch.float64)
+    return _lrs(meta, T), beta, damp, bool(rows[-1].get("nesterov")) if bool((beta > 0).any()) else False
 
 
 def plain_factor(f: Factor, delays: int) -> Factor:

@@ -70,7 +70,7 @@ checks computed from the window alone (a limit under momentum, a sixth), and war
    another way: each recorded SGD step undone into the gradient that made it, and Newton's step
    with the Hessian on the span of the steps, which needs one direction per direction, not two.
    Where the recording says what to undo (torch.optim.SGD with momentum, a snapshot at every step,
-   one lr and momentum for all parameter groups) and the secant can be believed (its own misfit and
+   one lr and momentum for all parameter groups at each step) and the secant can be believed (its own misfit and
    conditioning at most ``TRUST_TOL``, :class:`~koopman_tut.numerics.secant.SecantFit`), ``secant``
    = ||limit - secant limit|| / ||limit - theta(T-1)|| must be at most ``TRUST_TOL``. On a float64
    quadratic that is the limit's own error; where the loss is not quadratic both models are linear

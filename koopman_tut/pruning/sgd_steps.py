@@ -13,7 +13,7 @@ import warnings
 import torch
 
 from ..numerics.trust import UntrustedLimitWarning
-from ..recording.recorder_checks import SGD_SETTINGS
+from ..numerics.optimizer_settings import SGD_SETTINGS, settings_at
 from ..recording.trajectory import Trajectory
 
 Tensor = torch.Tensor
@@ -31,24 +31,30 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
 
     One entry for all rows unless ``traj.meta['groups']`` records several groups that differ in
     momentum, dampening, Nesterov or weight decay, or in their lr at that step. A group's lr is
-    ``meta['group_lrs']`` when recorded (in memory); a recording reloaded from disk keeps one lr
-    per snapshot, and each group's lr is then taken to follow the first group's schedule
-    (with a warning: per-group schedules cannot be recovered from it).
+    ``meta['group_lrs']`` (recorded with several groups), and its other settings those logged
+    for that step where they changed while recording (``meta['group_settings']``). A version-2
+    disk file kept the first group's lr only: each group's lr is then taken to follow the first
+    group's schedule (with a warning: per-group schedules cannot be recovered from it).
     """
     groups = traj.meta.get("groups") or []
     group_lrs = traj.meta.get("group_lrs")
     T = len(traj)
     if len(groups) > 1 and group_lrs is None:
         warnings.warn(f"this window has {len(groups)} parameter groups but no per-group learning rates "
-                      f"(meta['group_lrs']: a recording reloaded from disk keeps one lr per snapshot); each "
+                      f"(meta['group_lrs']: a version-2 disk recording kept one lr per snapshot); each "
                       f"group's lr is taken to follow the first group's schedule", stacklevel=3)
     scale = _lr(traj, None, t) / groups[0]["lr"] if len(groups) > 1 and group_lrs is None and groups[0]["lr"] else 1.0
     lrs_t = ([float(v) for v in group_lrs[leaving(t, T)]] if group_lrs is not None
              else [gr["lr"] * scale for gr in groups])
+    logged = settings_at(traj.meta, leaving(t, T)) if "group_settings" in traj.meta else None
+    if logged is not None and len(logged) == len(groups):  # the settings of that very step (a schedule's)
+        groups = [{**gr, **now} for gr, now in zip(groups, logged)]
     if len({tuple(gr.get(k) for k in SGD_SETTINGS) for gr in groups}) <= 1 and len(set(lrs_t)) <= 1:
         # groups that agree: the top-level settings (the first group's) rule, so an edit of
-        # traj.meta['momentum'] (e.g. a control with the correction switched off) takes effect
-        return [(None, {**(groups[0] if groups else {}), **traj.meta}, _lr(traj, lr, t))]
+        # traj.meta['momentum'] (e.g. a control with the correction switched off) takes effect,
+        # unless the settings were logged per snapshot (they changed while recording)
+        now = logged[0] if logged else {}
+        return [(None, {**(groups[0] if groups else {}), **traj.meta, **now}, _lr(traj, lr, t))]
     if lr is not None:
         raise ValueError(f"lr: this window has {len(groups)} parameter groups with their own settings "
                          f"(learning rates {lrs_t}); pass lr=None to use the recorded ones")
@@ -94,13 +100,19 @@ SETTINGS = ("momentum", "dampening", "weight_decay")
 
 
 def check_settings(meta: dict) -> None:
-    """ValueError/TypeError naming the field unless the optimizer settings in ``meta`` (top level and
-    each of ``meta['groups']``) are what a recorder writes: momentum, dampening and weight decay
-    finite numbers >= 0 (or None), nesterov and maximize bools (or None), groups a list of dicts."""
-    groups = meta.get("groups") or []
+    """ValueError/TypeError naming the field unless the optimizer settings in ``meta`` (top level, each
+    of ``meta['groups']`` and of those logged per snapshot) are what a recorder writes: momentum,
+    dampening and weight decay finite numbers >= 0 (or None), nesterov and maximize bools (or None),
+    groups a list of dicts."""
+    groups, logged = meta.get("groups") or [], meta.get("group_settings") or []
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise TypeError(f"traj.meta['groups'] must be a list of dicts (one per optimizer group), got {groups!r}")
-    for where, d in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)]:
+    if not isinstance(logged, list) or not all(isinstance(r, list) and all(isinstance(g, dict) for g in r)
+                                               for r in logged):
+        raise TypeError(f"traj.meta['group_settings'] must be a list (one per snapshot) of lists of dicts (one per "
+                        f"optimizer group), got {logged!r:.200}")
+    for where, d in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)] + [
+            (f"traj.meta['group_settings'][{k}][{i}]", g) for k, r in enumerate(logged) for i, g in enumerate(r)]:
         for key in SETTINGS:
             v = d.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
@@ -130,16 +142,29 @@ def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
 
 
 def warn_lr_changes(traj: Trajectory) -> None:
-    """Warn when a recorded learning rate changes by more than 1% inside the window: the affine
-    model fits one optimizer map to all of it, so the gradient it implies mixes the two."""
+    """Warn when a recorded learning rate changes by more than 1% inside the window, or another setting
+    (momentum, dampening, weight decay, Nesterov) changes at all: the affine model fits one optimizer
+    map to all of it, so the gradient it implies mixes them."""
     rows = traj.meta.get("group_lrs") or [[v] for v in (traj.meta.get("lrs") or [])]
     for g, lrs in enumerate(zip(*rows)):
         lo, hi = min(lrs), max(lrs)
         if 0 < lo and hi > 1.01 * lo:  # (an lr <= 0 is refused where it is used)
             at = next(j for j in range(1, len(lrs)) if lrs[j] != lrs[j - 1])
-            warnings.warn(UntrustedLimitWarning(
-                f"the learning rate{f' of parameter group {g}' if len(rows[0]) > 1 else ''} changes inside the "
-                f"window (from {lrs[at - 1]:g} to {lrs[at]:g} at snapshot {at}; {lo:g} .. {hi:g} in all): the affine "
-                f"model fits one optimizer map to the whole window, so the Koopman gradient mixes them; take a "
-                f"window within one learning rate"), stacklevel=4)
+            _warn_change(f"the learning rate{f' of parameter group {g}' if len(rows[0]) > 1 else ''} changes",
+                         f"from {lrs[at - 1]:g} to {lrs[at]:g} at snapshot {at}; {lo:g} .. {hi:g} in all")
             return
+    logged = traj.meta.get("group_settings") or []
+    for k in range(1, len(logged)):
+        if logged[k] != logged[k - 1]:
+            before, after = logged[k - 1], logged[k]
+            what = sorted({key for b, a in zip(before, after) for key in a if a[key] != b.get(key)})
+            _warn_change(f"the optimizer's {', '.join(what) or 'settings'} change{'' if len(what) > 1 else 's'}",
+                         f"first at snapshot {k}: {[{key: b.get(key) for key in what} for b in before]} -> "
+                         f"{[{key: a.get(key) for key in what} for a in after]}")
+            return
+
+
+def _warn_change(what: str, where: str) -> None:
+    warnings.warn(UntrustedLimitWarning(
+        f"{what} inside the window ({where}): the affine model fits one optimizer map to the whole window, so the "
+        f"Koopman gradient mixes them; take a window within one setting"), stacklevel=5)

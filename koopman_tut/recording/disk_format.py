@@ -1,28 +1,34 @@
-"""The recorder's disk format, version 2: byte layout, header encoding, and every check a reader makes.
+"""The recorder's disk format, version 3: byte layout, header encoding, and every check a reader makes.
 
 One file, written by ``TrajectoryRecorder(..., path=FILE)`` (:class:`koopman_tut.recording.storage.DiskStorage`)
 and mapped by ``Trajectory.load(FILE)``; the fixed-size integers are little-endian::
 
-    offset 0      8 bytes             magic b"KTTRAJM2"
+    offset 0      8 bytes             magic b"KTTRAJM3"
     offset 8      uint64              count: snapshots committed (see below)
     offset 16     8 bytes             state: b"WRITING\\0" while a recorder may write, b"CLOSED\\0\\0" after
     offset 24     uint32              L: length of the JSON header (space padded, a multiple of 8)
     offset 28     uint32              CRC-32 (zlib.crc32) of bytes 24:28 followed by the L header bytes
     offset 32     L bytes             the JSON header, UTF-8
     32 + L        int64[capacity]     "steps_offset": optimizer step of snapshot k; -1 until it is complete
-    + 8 capacity  float64[capacity]   "lrs_offset": learning rate at snapshot k
+    + 8 capacity  float64[capacity, G, 6]  "settings_offset": the optimizer settings of snapshot k's step,
+                                      per parameter group: lr, momentum, dampening, weight decay,
+                                      nesterov (0/1), maximize (0/1) (:mod:`koopman_tut.recording.settings_log`)
     next multiple of 4096: dtype[capacity, n]  "data_offset": snapshot k is row k, n contiguous
                                       values of ``dtype`` in the byte order header["byteorder"]
 
-The JSON header is {"format": "koopman_tut.recording.trajectory-mmap", "version": 2, "names", "shapes",
+The JSON header is {"format": "koopman_tut.recording.trajectory-mmap", "version": 3, "names", "shapes",
 "dtype" (float16, bfloat16, float32 or float64, stored as raw bytes), "n" (the sum of the
 shapes' sizes), "capacity", "byteorder" ("little" or "big": the writer's), "layout", the
-three offsets (exactly where the layout above puts them), "meta" (recording stride,
-optimizer settings; for sharded recordings the rows held)}. A reader checks the checksum,
-then every field (type, range, consistency with the others and with the file's size):
-anything else raises ValueError naming what is wrong.
+three offsets (exactly where the layout above puts them), "settings" (the six names above, in
+order), "groups" (G >= 1), "meta" (recording stride, optimizer settings when recording started;
+for sharded recordings the rows held)}. A reader checks the checksum, then every field (type,
+range, consistency with the others and with the file's size): anything else raises ValueError
+naming what is wrong.
 
-Commit order: the recorder writes snapshot k's row, its learning rate, its step, and only
+Version 2 (b"KTTRAJM2") is the same but for one float64 per snapshot, the first group's lr, at
+"lrs_offset" (no "settings" or "groups"): such files still load, with that lr only.
+
+Commit order: the recorder writes snapshot k's row, its settings, its step, and only
 then count = k + 1. A snapshot is complete once its step is written, so the steps are the
 commit log and count is checked against them: a CLOSED file (the recorder was removed, its
 window ended, or its process exited) has exactly count steps written; a WRITING file whose
@@ -43,14 +49,19 @@ import zlib
 import numpy as np
 import torch
 
-MAGIC, MAGIC_V1 = b"KTTRAJM2", b"KTTRAJMM"
-FORMAT, VERSION = "koopman_tut.recording.trajectory-mmap", 2
+from .settings_log import FLAGS, KEYS as SETTINGS
+
+MAGIC, MAGIC_V2, MAGIC_V1 = b"KTTRAJM3", b"KTTRAJM2", b"KTTRAJMM"
+FORMAT, VERSION = "koopman_tut.recording.trajectory-mmap", 3
 WRITING, CLOSED = b"WRITING\0", b"CLOSED\0\0"
 PREFIX = 32  # magic, count, state, L, CRC
 LAYOUT = "row-major (capacity, n): snapshot k is row k"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
-KEYS = {"format", "version", "names", "shapes", "dtype", "n", "capacity", "byteorder", "layout",
-        "steps_offset", "lrs_offset", "data_offset", "meta"}
+KEYS_V2 = {"format", "version", "names", "shapes", "dtype", "n", "capacity", "byteorder", "layout",
+           "steps_offset", "lrs_offset", "data_offset", "meta"}
+KEYS = KEYS_V2 - {"lrs_offset"} | {"settings_offset", "settings", "groups"}
+MAX_GROUPS = 1 << 16
+ADDED = ("lrs", "group_lrs", "group_settings", "recording")  # meta keys the reader adds, never in a header
 MAX_HEADER, MAX_SIZE = 1 << 24, 1 << 56
 
 
@@ -62,27 +73,40 @@ def align(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
-def offsets(header_length: int, capacity: int) -> tuple[int, int, int]:
-    """(steps_offset, lrs_offset, data_offset) of a version-2 file: where the layout puts them."""
+def offsets(header_length: int, capacity: int, width: int = 1) -> tuple[int, int, int]:
+    """(steps_offset, settings_offset (lrs_offset in version 2), data_offset) of a file whose log holds
+    ``width`` float64 per snapshot (G x 6; 1 in version 2): where the layout puts them."""
     steps = PREFIX + header_length
-    lrs = steps + 8 * capacity
-    return steps, lrs, align(lrs + 8 * capacity, 4096)
+    log = steps + 8 * capacity
+    return steps, log, align(log + 8 * capacity * width, 4096)
+
+
+def log_layout(h: dict) -> tuple[int, int, tuple[str, ...]]:
+    """(offset, groups G, names of the numbers per group) of a checked header's settings log: version 3
+    logs :data:`~koopman_tut.recording.settings_log.KEYS` for each group, version 2 the first group's lr."""
+    if h["version"] == 2:
+        return h["lrs_offset"], 1, ("lr",)
+    return h["settings_offset"], h["groups"], tuple(h["settings"])
 
 
 def encode(names: list[str], shapes: list[tuple[int, ...]], n: int, capacity: int, dtype: torch.dtype,
-           meta: dict) -> tuple[bytes, dict]:
-    """(the first bytes of a new file: magic, count 0, WRITING, the sealed header; the header)."""
+           meta: dict, groups: int = 1) -> tuple[bytes, dict]:
+    """(the first bytes of a new file: magic, count 0, WRITING, the sealed header; the header), for a log of
+    ``groups`` parameter groups' settings."""
     if not meta_ok(json.loads(json.dumps(meta, default=str))):
-        raise ValueError(f"meta {meta!r:.200} has a value of the wrong type, or a key the reader adds ('lrs', "
-                         f"'recording')")
+        raise ValueError(f"meta {meta!r:.200} has a value of the wrong type, or a key the reader adds "
+                         f"({', '.join(map(repr, ADDED))})")
+    if not _int(groups, 1, MAX_GROUPS):
+        raise ValueError(f"groups must be an integer in [1, {MAX_GROUPS}] (parameter groups logged), got {groups!r}")
     h = {"format": FORMAT, "version": VERSION, "names": list(names), "shapes": [list(s) for s in shapes],
          "dtype": str(dtype).removeprefix("torch."), "n": n, "capacity": capacity, "byteorder": sys.byteorder,
-         "layout": LAYOUT, "steps_offset": 0, "lrs_offset": 0, "data_offset": 0, "meta": meta}
+         "layout": LAYOUT, "steps_offset": 0, "settings_offset": 0, "data_offset": 0, "settings": list(SETTINGS),
+         "groups": groups, "meta": meta}
     try:
         length = align(len(json.dumps(h, allow_nan=False).encode()) + 64, 8)  # room for the offsets' digits
     except (TypeError, ValueError) as e:
         raise ValueError(f"meta must hold JSON values (str, finite numbers, bools, lists, dicts): {e}") from None
-    h["steps_offset"], h["lrs_offset"], h["data_offset"] = offsets(length, capacity)
+    h["steps_offset"], h["settings_offset"], h["data_offset"] = offsets(length, capacity, groups * len(SETTINGS))
     text = json.dumps(h).encode()
     return MAGIC + struct.pack("<Q", 0) + WRITING + seal(text.ljust(length)), h
 
@@ -98,10 +122,11 @@ def _bad(path, what: str) -> ValueError:
 
 
 def read_header(fd: int, path, size: int) -> tuple[dict, int, bytes]:
-    """(header, count, state) of the version-2 file open as ``fd``; ValueError unless every field checks."""
+    """(header, count, state) of the version-3 (or 2) file open as ``fd``; ValueError unless every field checks."""
     head = os.pread(fd, PREFIX, 0)
-    if len(head) < PREFIX or head[:8] != MAGIC:
-        raise ValueError(f"{path} is not a {FORMAT} version-{VERSION} file")
+    if len(head) < PREFIX or head[:8] not in (MAGIC, MAGIC_V2):
+        raise ValueError(f"{path} is not a {FORMAT} version-{VERSION} (or 2) file")
+    version = VERSION if head[:8] == MAGIC else 2
     (count,), state, (length, crc) = struct.unpack_from("<Q", head, 8), head[16:24], struct.unpack_from("<II", head, 24)
     if state not in (WRITING, CLOSED):
         raise _bad(path, f"state field {state!r} is neither {WRITING!r} nor {CLOSED!r}")
@@ -110,26 +135,36 @@ def read_header(fd: int, path, size: int) -> tuple[dict, int, bytes]:
     text = os.pread(fd, length, PREFIX)
     if zlib.crc32(head[24:28] + text) != crc:
         raise _bad(path, "the header's checksum does not match (the header was changed or damaged)")
-    h = parse(text, path)
-    check_fields(h, path, size, VERSION)
-    if (h["steps_offset"], h["lrs_offset"], h["data_offset"]) != offsets(length, h["capacity"]):
-        raise _bad(path, f"offsets {h['steps_offset']}, {h['lrs_offset']}, {h['data_offset']} are not where the "
-                         f"format puts them, {offsets(length, h['capacity'])}")
+    h = parse(text, path, KEYS if version == VERSION else KEYS_V2)
+    check_fields(h, path, size, version)
+    if version == VERSION and (h["settings"] != list(SETTINGS) or not _int(h["groups"], 1, MAX_GROUPS)):
+        raise _bad(path, f"settings {h['settings']!r:.100} (expected {list(SETTINGS)}) or groups {h['groups']!r:.40} "
+                         f"(an integer in [1, {MAX_GROUPS}])")
+    listed = h["meta"].get("groups")
+    listed = len(listed) if isinstance(listed, list) else 0
+    if version == VERSION and h["groups"] not in (1, listed):
+        raise _bad(path, f"groups {h['groups']} is neither 1 (a converted version-1 file) nor the number of "
+                         f"parameter groups in its meta, {listed}")
+    log, groups, keys = log_layout(h)
+    want = offsets(length, h["capacity"], groups * len(keys))
+    if (h["steps_offset"], log, h["data_offset"]) != want:
+        raise _bad(path, f"offsets {h['steps_offset']}, {log}, {h['data_offset']} are not where the "
+                         f"format puts them, {want}")
     check_size(h, path, size)
     return h, count, state
 
 
-def parse(text: bytes, path) -> dict:
-    """The JSON header with exactly the format's keys (NaN/Infinity refused)."""
+def parse(text: bytes, path, keys: set = KEYS_V2) -> dict:
+    """The JSON header with exactly the format's ``keys`` (NaN/Infinity refused)."""
     def refuse(name):
         raise ValueError(f"{name} is not a JSON number")
     try:
         h = json.loads(text.decode(), parse_constant=refuse)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise _bad(path, f"the header is not valid JSON ({type(e).__name__}: {e})") from None
-    if not isinstance(h, dict) or set(h) != KEYS:
-        keys = sorted(h) if isinstance(h, dict) else type(h).__name__
-        raise _bad(path, f"header keys {keys}, expected {sorted(KEYS)}")
+    if not isinstance(h, dict) or set(h) != keys:
+        got = sorted(h) if isinstance(h, dict) else type(h).__name__
+        raise _bad(path, f"header keys {got}, expected {sorted(keys)}")
     return h
 
 
@@ -154,12 +189,13 @@ _META = {"every": lambda v: _int(v, 1, MAX_SIZE), "n_total": lambda v: _int(v, 1
          "maximize": lambda v: type(v) is bool,
          "momentum": _number, "dampening": _number, "weight_decay": _number,
          "rows": lambda v: _ints(v) and len(v) == 2 and v[0] <= v[1], "all_names": _strs,
+         "groups": lambda v: isinstance(v, list) and all(isinstance(g, dict) for g in v),
          "all_shapes": lambda v: isinstance(v, list) and all(_ints(s) for s in v),
-         "lrs": lambda v: False, "recording": lambda v: False}  # these two the reader adds
+         **{k: (lambda v: False) for k in ADDED}}
 
 
 def meta_ok(meta) -> bool:
-    """Whether ``meta`` is a dict whose known keys hold values of their type (and no 'lrs' or 'recording')."""
+    """Whether ``meta`` is a dict whose known keys hold values of their type (and none the reader adds)."""
     return isinstance(meta, dict) and all(f(meta[k]) for k, f in _META.items() if k in meta)
 
 
@@ -224,11 +260,18 @@ def complete_snapshots(h: dict, count: int, state: bytes, steps: np.ndarray, liv
     return k
 
 
-def check_lrs(lrs: np.ndarray, steps: np.ndarray, path) -> None:
-    """The learning rates of the complete snapshots are finite and >= 0 (0: a warm-up may start there),
-    as the recorder accepts them; they carry no checksum, and the Koopman gradient divides by them."""
-    bad = np.flatnonzero(~(np.isfinite(lrs) & (lrs >= 0)))
-    if bad.size:
-        j = int(bad[0])
-        raise _bad(path, f"the learning rate of snapshot {j} (step {int(steps[j])}) is {float(lrs[j])!r}, not a "
-                         f"finite number >= 0" + (f" ({bad.size} such snapshots)" if bad.size > 1 else ""))
+def check_log(log: np.ndarray, keys: tuple[str, ...], steps: np.ndarray, path) -> None:
+    """The settings logged with the complete snapshots, log (k, G, len(keys)), are what a recorder
+    writes: lr, momentum, dampening and weight decay finite and >= 0 (an lr of 0: a warm-up may start
+    there), the flags 0 or 1. They carry no checksum, and the Koopman gradient divides by the lr."""
+    for j, key in enumerate(keys):
+        v = log[:, :, j]
+        ok = (v == 0) | (v == 1) if key in FLAGS else np.isfinite(v) & (v >= 0)
+        bad = np.flatnonzero(~ok.all(axis=1))
+        if bad.size:
+            i = int(bad[0])
+            what = "0 or 1" if key in FLAGS else "a finite number >= 0"
+            name = "learning rate" if key == "lr" else key
+            got = v[i].tolist() if v.shape[1] > 1 else float(v[i, 0])
+            raise _bad(path, f"the {name} of snapshot {i} (step {int(steps[i])}) is {got!r:.80}, not "
+                             f"{what}" + (f" ({bad.size} such snapshots)" if bad.size > 1 else ""))

@@ -6,7 +6,7 @@ same keys as version 2, "version": 1), then steps, learning rates and rows at th
 the header gives (steps 8-aligned after the header, learning rates right after the steps,
 rows at the next multiple of 4096). ``Trajectory.load`` refuses these files and names this
 converter: their header cannot be verified, so each field is checked here as strictly as
-version 1 allows, and the complete snapshots are copied into a version-2 file.
+version 1 allows, and the complete snapshots are copied into a version-3 file.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch
 
 from . import disk_format as fmt
 from .safe_files import CLOEXEC, check_target, claim_existing, create_temp, discard, publish
+from .settings_log import group_row
 from .storage import _RAW, DiskStorage
 
 
@@ -45,12 +46,12 @@ def read_v1(fd: int, path, size: int) -> tuple[dict, int, np.ndarray, np.ndarray
     if steps[0] < 0 or (np.diff(steps) <= 0).any():
         raise ValueError(f"{path}: damaged version-1 file: the steps are not increasing")
     lrs = np.frombuffer(os.pread(fd, 8 * count, h["lrs_offset"]), dtype="<f8")
-    fmt.check_lrs(lrs, steps, path)
+    fmt.check_log(lrs.reshape(-1, 1, 1), ("lr",), steps, path)
     return h, count, steps, lrs
 
 
 def convert_v1(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Copy the complete snapshots of a version-1 recording ``src`` into a new version-2 file ``dst``.
+    """Copy the complete snapshots of a version-1 recording ``src`` into a new version-3 file ``dst``.
 
     The new file is written under a temporary name beside ``dst`` (:mod:`koopman_tut.recording.safe_files`),
     flushed to the device, and renamed onto ``dst`` only once complete: an interrupted conversion leaves
@@ -96,14 +97,15 @@ def convert_v1(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool =
 
 
 def _copy(path: Path, h: dict, steps: np.ndarray, lrs: np.ndarray, rows: np.ndarray) -> None:
-    """Write the version-2 file ``path`` (replacing the empty file there): every row as recorded, closed, fsync'ed."""
+    """Write the version-3 file ``path`` (replacing the empty file there): every row as recorded, closed, fsync'ed."""
     dtype = fmt.DTYPES[h["dtype"]]
+    first = group_row((h["meta"].get("groups") or [h["meta"]])[0])  # version 1 logged the first group's lr only
     st = DiskStorage(path, h["names"], [tuple(s) for s in h["shapes"]], h["n"], len(steps), dtype, h["meta"],
                      overwrite=True)
     try:
         for k in range(len(steps)):
             st.data[k] = torch.from_numpy(rows[k].copy()).view(dtype)  # the raw bytes, as recorded
-            st.commit(k, int(steps[k]), float(lrs[k]))
+            st.commit(k, int(steps[k]), np.array([(float(lrs[k]), *first[1:])]))
     finally:
         st.close()
     fd = os.open(path, os.O_RDONLY | CLOEXEC)

@@ -23,6 +23,7 @@ import operator
 import os
 import warnings
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -32,8 +33,9 @@ from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_dtype, _check_fraction, _check_int,  # noqa: F401
                               _check_disk, _check_lr, _check_model, _check_names, _check_window, _trained_by,
-                              changed_message, full_message, recorded_groups, SettingsLog)
+                              changed_message, full_message, recorded_groups)
 from .params import layer_parameters, parameter
+from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
 
 
@@ -131,17 +133,18 @@ class TrajectoryRecorder:
                         else [(i, 0, math.prod(s)) for i, s in enumerate(self.shapes)])
         cap, n = self._capacity(), self.rows[1] - self.rows[0]
         self.meta0 = self._meta()  # the optimizer settings when recording starts, on every route
+        self._lr_groups = self._groups_now()
         if path is None:
             self.storage, self._disk = allocate(cap, n, dtype, self.device, max_fraction), None
         else:
             if self.device.type != "cpu":
                 raise ValueError(f"path= records to a file through the CPU: device must be 'cpu', got {device!r}")
             names, shapes = self._layout()
-            self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self.meta0, sync, overwrite)
+            self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self.meta0, sync, overwrite,
+                                     groups=len(self._lr_groups))
             self.storage = self._disk.data
         self.steps: list[int] = []
-        self._lr_groups = self._groups_now()
-        self._log = SettingsLog(self._lr_groups, path is not None)  # lrs per snapshot; a momentum etc. changed
+        self._log = SettingsLog(self._lr_groups)  # every group's lr, momentum etc. per snapshot
         self.lrs, self.group_lrs = self._log.lrs, self._log.group_lrs  # the first group's, every group's
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
         # what the last walk saw (registrations, the optimizer's group list and dicts, the recorded tensors) and when
@@ -222,7 +225,7 @@ class TrajectoryRecorder:
         self.steps.append(s)
         self._log.log(self._lr_groups, s)
         if self._disk is not None:
-            self._disk.commit(k, s, self.lrs[-1])  # after the row: the file counts complete snapshots only
+            self._disk.commit(k, s, self._log.array)  # after the row: the file counts complete snapshots only
             if k + 1 == self._cap or s + self.every > self._last:
                 self._disk.close()  # nothing more can be written: the file is complete
 
@@ -287,8 +290,5 @@ class TrajectoryRecorder:
         snaps = self.storage[:T]
         snaps = (snaps.clone() if copy else snaps).T  # (n, T)
         names, shapes = self._layout()
-        meta = {"lrs": list(self.lrs), **self.meta0}
-        self._log.warn_if_changed()
-        if len(self._lr_groups) > 1:
-            meta["group_lrs"] = [list(row) for row in self.group_lrs]
+        meta = {**self.meta0, **meta_entries(self.meta0, np.array(self._log.rows[:T], dtype=np.float64))}
         return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), names, shapes, meta)

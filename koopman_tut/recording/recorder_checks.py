@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 import warnings
 from collections.abc import Iterable
-from itertools import chain
 
 import numpy as np
 import torch
@@ -143,108 +141,12 @@ def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors:
     return out
 
 
-SGD_SETTINGS = ("momentum", "nesterov", "dampening", "weight_decay", "maximize")  # a group's, beside its lr
-
-
-def settings_keys(groups: list[dict]) -> tuple[str, ...]:
-    """("lr", and those of :data:`SGD_SETTINGS` every group in ``groups`` has): SGD has all five."""
-    return ("lr", *(k for k in SGD_SETTINGS if all(k in g for g in groups)))
-
-
-class SettingsLog:
-    """Per snapshot, every recorded group's lr (``group_lrs``, ``lrs`` the first group's), and the
-    first step whose other settings (momentum, Nesterov, dampening, weight decay) differ from
-    those when the recorder was built, which ``traj.meta`` keeps (``changed_at``; set by hand, or
-    by OneCycleLR).
-
-    The settings are read at every snapshot; the lrs are converted to float and the settings
-    compared only when a value read is not the very object read at the last snapshot (a
-    schedule, a hand edit, new groups after ``optimizer.load_state_dict``: identity, not
-    equality, so a float replaced by an equal-looking low-precision tensor is seen), or at every
-    snapshot while any value is a tensor (changed in place, it stays the same object). With one
-    group of plain numbers the identities are compared one key at a time, allocating nothing:
-    inside a training step that measured 1-4 us faster than an itemgetter's tuple.
-    """
-
-    def __init__(self, groups: list[dict], on_disk: bool = False):
-        self._keys = settings_keys(groups)
-        self._get = operator.itemgetter(*self._keys) if len(self._keys) > 1 else (lambda g: (g["lr"],))
-        self._first = [_plain(t[1:]) for t in map(self._get, groups)]
-        self._first_lrs = [float(g["lr"]) for g in groups]
-        self._watch_schedule = on_disk and len(groups) > 1  # a file keeps the first group's lrs only
-        self._last, self._tensors, self._lrs = [], True, []
-        self._pairs: tuple | None = None  # ((key, value read), ...) of the one group, when no value is a tensor
-        self.lrs: list[float] = []
-        self.group_lrs: list[list[float]] = []
-        self.changed_at: int | None = None
-
-    def log(self, groups: list[dict], step: int) -> None:
-        if self._pairs is not None and len(groups) == 1:
-            group = groups[0]
-            for key, value in self._pairs:
-                if group[key] is not value:
-                    break
-            else:  # nothing changed
-                self.group_lrs.append(self._lrs)
-                self.lrs.append(self._lrs[0])
-                return
-        now = list(map(self._get, groups))  # [(lr, momentum, ...)] per group
-        if self._tensors or len(now) != len(self._last) or not all(
-                map(operator.is_, chain.from_iterable(now), chain.from_iterable(self._last))):
-            self._last = now
-            self._tensors = any(isinstance(v, torch.Tensor) for t in now for v in t)
-            self._lrs = [float(t[0]) for t in now]
-            if self._watch_schedule:
-                self._watch_schedule = not warn_lost_schedule(self._first_lrs, self._lrs, step)
-            if self.changed_at is None and [_plain(t[1:]) for t in now] != self._first:
-                self.changed_at = step
-            self._pairs = tuple(zip(self._keys, now[0])) if len(now) == 1 and not self._tensors else None
-        self.group_lrs.append(self._lrs)  # never changed in place: a new list whenever an lr changes
-        self.lrs.append(self._lrs[0])
-
-
-    def warn_if_changed(self, stacklevel: int = 2) -> None:
-        """A UserWarning when the settings other than the lr changed while recording (``changed_at``)."""
-        if self.changed_at is not None:
-            warnings.warn(f"the optimizer's momentum, dampening, Nesterov flag or weight decay changed after the "
-                          f"recorder was built (first seen at step {self.changed_at}; e.g. OneCycleLR cycles "
-                          f"momentum): the trajectory keeps the settings from then, which the Koopman gradient "
-                          f"undoes", stacklevel=stacklevel + 1)
-
-
-def warn_lost_schedule(first: list[float], now: list[float], step: int) -> bool:
-    """Warn, and return True, when a group's lr no longer follows the first group's schedule (its lr at
-    the start times the first group's ratio, within 1%): a disk recording keeps the first group's lr per
-    snapshot, and the Koopman gradient of the reloaded file assumes exactly that proportion (where the
-    first group's lr at the start was 0 there is none, and it takes each group's lr at the start)."""
-    if len(now) != len(first):
-        return False
-    scale = now[0] / first[0] if first[0] else 1.0  # as pruning.sgd_steps.group_settings reads the file
-    bad = [i for i in range(1, len(now)) if abs(now[i] - first[i] * scale) > 0.01 * abs(first[i] * scale)]
-    if bad:
-        i = bad[0]
-        lost = (f"takes group {i}'s lr as {first[i] * scale:g} from here on" if first[0] else
-                f"cannot recover group {i}'s lr (the first group's lr was 0 at the start: the file gives no "
-                f"proportion)")
-        implied = f"{first[i] * scale:g} in proportion" if first[0] else f"{first[i]:g}, its lr at the start"
-        warnings.warn(f"parameter group {i}'s learning rate ({now[i]:g} at step {step}) no longer follows the first "
-                      f"group's schedule ({implied}): a disk recording keeps the first "
-                      f"group's lr per snapshot, so a Koopman gradient of the reloaded file {lost} "
-                      f"(rec.trajectory() keeps every group's lr)", stacklevel=4)
-    return bool(bad)
-
-
 def full_message(cap: int, max_snapshots: int | None, step: int) -> str:
     """What :class:`~koopman_tut.recording.recorder.RecorderFullWarning` says when the snapshot of ``step`` is
     the first dropped."""
     return (f"TrajectoryRecorder is full: its {cap} snapshots (max_snapshots={max_snapshots}) are taken, so the "
             f"snapshot of step {step} and all later ones are dropped. Record more with a larger max_snapshots=, "
             f"every k-th step with every=, or end the window at the last step you need with stop=")
-
-
-def _plain(values: tuple) -> tuple:
-    """Tensor settings as Python numbers (a tensor compares equal to itself after an in-place change)."""
-    return tuple(v.item() if isinstance(v, torch.Tensor) else v for v in values)
 
 
 def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[str], explicit: bool) -> list[str]:

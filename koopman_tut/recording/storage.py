@@ -1,15 +1,15 @@
 """Where a recorder keeps its snapshots: preallocated memory, or a memory-mapped file on disk.
 
 The file (``TrajectoryRecorder(..., path=FILE)``, read back by ``Trajectory.load(FILE)``) is
-in the format of :mod:`koopman_tut.recording.disk_format` (version 2: a checksummed header checked
-field by field, then steps, learning rates and the raw row-major (capacity, n) snapshots).
+in the format of :mod:`koopman_tut.recording.disk_format` (version 3: a checksummed header checked
+field by field, then steps, every parameter group's optimizer settings and the raw row-major (capacity, n) snapshots).
 It is created through a temporary file beside FILE and renamed into place only once its
 space is reserved (:mod:`koopman_tut.recording.safe_files`): an existing FILE is refused unless
 ``overwrite=True`` and is untouched until then; a symlink is never followed; the mode
 follows the umask; the writer holds an exclusive lock on it, so a second recorder on the
 same path is refused.
 
-The recorder writes snapshot k's row, then its learning rate and step, and only then
+The recorder writes snapshot k's row, then its settings and step, and only then
 ``count = k + 1``: a process that dies (an exception, SIGKILL) leaves a file whose complete
 snapshots load, since its pages belong to the kernel's page cache; loading it warns that
 the recording was cut short. With ``sync=True`` each snapshot is also msync'ed to the
@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from . import disk_format as fmt
-from .disk_format import MAGIC, MAGIC_V1, RecordingCutShortWarning
+from .disk_format import MAGIC, MAGIC_V1, MAGIC_V2, RecordingCutShortWarning
+from .settings_log import KEYS, meta_entries
 from .safe_files import check_target, claim_existing, create_temp, discard, is_locked, lock, publish, unlock
 
 _RAW = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}  # raw element of each size; torch reinterprets
@@ -94,9 +95,9 @@ def _huge_page_zeros(shape: tuple[int, int], dtype: torch.dtype, nbytes: int) ->
 
 
 def is_disk_trajectory(path: str | os.PathLike) -> bool:
-    """Whether ``path`` starts with the magic bytes of this format (version 2 or 1)."""
+    """Whether ``path`` starts with the magic bytes of this format (version 3, 2 or 1)."""
     with open(path, "rb") as f:
-        return f.read(len(MAGIC)) in (MAGIC, MAGIC_V1)
+        return f.read(len(MAGIC)) in (MAGIC, MAGIC_V2, MAGIC_V1)
 
 
 class DiskStorage:
@@ -110,6 +111,7 @@ class DiskStorage:
     meta : JSON-serialisable recording metadata (stride, optimizer settings).
     sync : msync every committed snapshot (survives a power loss).
     overwrite : replace an existing regular file at ``path`` (only once the new one is allocated).
+    groups : parameter groups whose settings each snapshot logs (:mod:`koopman_tut.recording.settings_log`).
 
     Attributes
     ----------
@@ -123,10 +125,11 @@ class DiskStorage:
     """
 
     def __init__(self, path: str | os.PathLike, names: list[str], shapes: list[tuple[int, ...]], n: int,
-                 capacity: int, dtype: torch.dtype, meta: dict, sync: bool = False, overwrite: bool = False):
+                 capacity: int, dtype: torch.dtype, meta: dict, sync: bool = False, overwrite: bool = False,
+                 groups: int = 1):
         self.path, self.sync = check_target(path, overwrite), sync
         item = torch.empty((), dtype=dtype).element_size()
-        blob, h = fmt.encode(names, shapes, n, capacity, dtype, meta)
+        blob, h = fmt.encode(names, shapes, n, capacity, dtype, meta, groups)
         size = h["data_offset"] + capacity * n * item
         held = claim_existing(self.path) if overwrite else None  # no recorder starts on the old file meanwhile
         fd, tmp = None, None
@@ -136,7 +139,8 @@ class DiskStorage:
             self._map = _reserve(fd, size, self.path)
             self._map[:len(blob)] = blob
             self.steps = np.frombuffer(self._map, dtype="<i8", count=capacity, offset=h["steps_offset"])
-            self.lrs = np.frombuffer(self._map, dtype="<f8", count=capacity, offset=h["lrs_offset"])
+            self.settings = np.frombuffer(self._map, dtype="<f8", count=capacity * groups * len(KEYS),
+                                          offset=h["settings_offset"]).reshape(capacity, groups, len(KEYS))
             self.steps[:] = -1  # not written yet
             self._map.flush()
             publish(tmp, self.path, overwrite)
@@ -151,9 +155,10 @@ class DiskStorage:
         self.data = torch.from_numpy(raw.reshape(capacity, n)).view(dtype)
         self._finalizer = weakref.finalize(self, _close, self._map, fd, sync, os.getpid())
 
-    def commit(self, k: int, step: int, lr: float) -> None:
-        """Snapshot k's row is written: record its lr, its step, then count = k + 1 (in that order)."""
-        self.lrs[k] = lr
+    def commit(self, k: int, step: int, settings: np.ndarray) -> None:
+        """Snapshot k's row is written: record its optimizer settings (groups, 6), its step, then
+        count = k + 1 (in that order)."""
+        self.settings[k] = settings
         self.steps[k] = step  # snapshot k is complete from here on
         if self.sync:
             self._map.flush()
@@ -196,7 +201,7 @@ def _close(mm: mmap.mmap, fd: int, sync: bool, pid: int) -> None:
 
 
 def read_header(path: str | os.PathLike) -> tuple[dict, int]:
-    """(the checked JSON header, count of committed snapshots) of a version-2 file; ValueError if damaged."""
+    """(the checked JSON header, count of committed snapshots) of a version-3 (or 2) file; ValueError if damaged."""
     with open(path, "rb") as f:
         h, count, _ = fmt.read_header(f.fileno(), path, os.fstat(f.fileno()).st_size)
     return h, count
@@ -210,7 +215,9 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
     ``meta["recording"]`` is "in progress" (a recorder is writing the file) or "cut short" (its
     process ended without closing it; a :class:`RecordingCutShortWarning` says how many snapshots
     are complete), and absent for a finished recording. ValueError for a damaged, foreign or
-    version-1 file, and for a learning rate of a complete snapshot that is not a finite number >= 0.
+    version-1 file, and for settings of a complete snapshot a recorder cannot write (a learning rate
+    that is not a finite number >= 0, ...). ``meta`` holds the settings logged per snapshot
+    (:func:`koopman_tut.recording.settings_log.meta_entries`; a version-2 file logged the first group's lr only).
     """
     with open(path, "rb") as f:
         fd = f.fileno()
@@ -231,9 +238,10 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
             raise ValueError(f"{path} is inconsistent: truncated inside its {k} complete snapshots "
                              f"({size} bytes, {h['data_offset'] + k * n * item} needed)")
         rows = np.memmap(f, dtype=_RAW[item], mode="c", offset=h["data_offset"], shape=(k, n))
-        lrs = np.frombuffer(os.pread(fd, 8 * k, h["lrs_offset"]), dtype="<f8")
-        fmt.check_lrs(lrs, steps, path)
-    meta = dict(h["meta"], lrs=lrs.tolist())
+        at, groups, keys = fmt.log_layout(h)
+        log = np.frombuffer(os.pread(fd, 8 * k * groups * len(keys), at), dtype="<f8").reshape(k, groups, len(keys))
+        fmt.check_log(log, keys, steps, path)
+    meta = dict(h["meta"], **(meta_entries(h["meta"], log) if keys == KEYS else {"lrs": log[:, 0, 0].tolist()}))
     if "rows" in meta:  # JSON has lists only
         meta["rows"] = tuple(meta["rows"])
     if "all_shapes" in meta:

@@ -12,12 +12,13 @@ Two file formats, told apart by their first bytes when loading:
 * :meth:`Trajectory.save` writes one ``torch.save`` file (format ``koopman_tut.recording.trajectory/1``),
   atomically; loading reads it whole into memory.
 * ``TrajectoryRecorder(..., path=FILE)`` records straight into a memory-mapped file
-  (``koopman_tut.recording.trajectory-mmap`` version 2): an 8-byte magic ``KTTRAJM2``, the count of
+  (``koopman_tut.recording.trajectory-mmap`` version 3): an 8-byte magic ``KTTRAJM3``, the count of
   complete snapshots (uint64), the recording's state, a checksummed JSON header (names,
   shapes, dtype, capacity, byte order, offsets, recording metadata) checked field by field,
-  the steps (int64) and learning rates (float64) of the snapshots, then the snapshots as one
-  raw row-major (capacity, n) array, snapshot k in row k (see :mod:`koopman_tut.recording.disk_format`
-  for the byte layout; version-1 files are refused with the converter to use,
+  the steps (int64) and every parameter group's optimizer settings (float64) of the snapshots,
+  then the snapshots as one raw row-major (capacity, n) array, snapshot k in row k (see
+  :mod:`koopman_tut.recording.disk_format` for the byte layout; version-2 files load with the
+  first group's lr only; version-1 files are refused with the converter to use,
   :func:`koopman_tut.recording.disk_v1.convert_v1`). :meth:`Trajectory.load` maps it
   (copy-on-write, no copy): ``snapshots`` (n, count) is a transposed view of the rows, read
   from disk as :func:`koopman_tut.numerics.dmd` and the Koopman analysis stream over it in chunks, so
@@ -39,7 +40,7 @@ from . import storage
 from .params import current_value, parameter
 from .recorder_checks import _check_int
 from .safe_files import write_atomically
-from .validation import check_index, check_meta, check_names_shapes, check_snapshots, check_steps
+from .validation import PER_SNAPSHOT, check_index, check_meta, check_names_shapes, check_snapshots, check_steps
 
 FORMAT = "koopman_tut.recording.trajectory/1"
 
@@ -110,7 +111,7 @@ class Trajectory:
                              f"stop must come after start")
         sl = slice(lo, hi, every)
         meta = dict(self.meta)
-        for key in ("lrs", "group_lrs"):  # one entry per snapshot
+        for key in PER_SNAPSHOT:  # one entry per snapshot
             if key in meta:
                 meta[key] = list(meta[key])[sl]
         meta["every"] = self.meta.get("every", 1) * every

@@ -54,6 +54,9 @@ def _plain(value, key: str):
                     f"so that save() and load() give it back; got {type(value).__name__}")
 
 
+PER_SNAPSHOT = ("lrs", "group_lrs", "group_settings")  # meta keys with one entry per snapshot
+
+
 def check_meta(meta, T: int) -> dict:
     """Trajectory metadata as plain values, in the form load() gives back; ``lrs`` one per snapshot."""
     if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
@@ -63,10 +66,11 @@ def check_meta(meta, T: int) -> dict:
         out["rows"] = _meta_rows(out["rows"])
     if "all_shapes" in out:
         out["all_shapes"] = _meta_shapes(out["all_shapes"])
-    for key in ("lrs", "group_lrs"):
+    for key in PER_SNAPSHOT:
         lrs = out.get(key)
         if lrs is not None and (not isinstance(lrs, list) or len(lrs) != T):
-            raise ValueError(f"meta[{key!r}] must hold one learning rate per snapshot ({T}), "
+            what = "learning rate" if key != "group_settings" else "list of the groups' optimizer settings"
+            raise ValueError(f"meta[{key!r}] must hold one {what} per snapshot ({T}), "
                              f"got {len(lrs) if isinstance(lrs, list) else lrs!r}")
     return out
 
