@@ -235,3 +235,21 @@ def test_a_momentum_buffer_restarted_inside_the_window_is_refused():
                                 momentum_at=lambda s: 0.0 if s == 40 else 0.9)
     with pytest.raises(ValueError, match="momentum > 0 at every step of the window or at none"):
         kt.estimate_limit(run.traj, "secant")
+
+
+@pytest.mark.parametrize("kw", [dict(momentum=0.0), dict(momentum=0.9), dict(momentum=0.9, nesterov=True),
+                                dict(momentum=0.9, dampening=0.5)])
+def test_the_quadratics_contraction_is_the_rate_training_shows(kw):
+    # systems.contraction decides whether x_star is where a run goes: it must be the decay rate the run shows
+    rho = systems.contraction(H8, 0.01, kw["momentum"], kw.get("nesterov", False), kw.get("dampening", 0.0))
+    run = systems.quadratic_sgd(H8, 0.01, warmup=0, n_steps=1500, dim=20, **kw)
+    d = (run.traj.snapshots - run.x_star[:, None]).norm(dim=0)
+    assert float((d[-1] / d[-501]) ** (1 / 500)) == pytest.approx(rho, abs=1e-5)
+
+
+@pytest.mark.parametrize("lr, kw", [(0.21, {}), (0.39, dict(momentum=0.9)), (0.2, dict(momentum=0.9, nesterov=True)),
+                                    (0.01, dict(lr_lambda=lambda s: 1.0 if s < 5 else 30.0))])
+def test_a_quadratic_run_that_diverges_is_refused(lr, kw):
+    # diverging, rounding outside the Hessian's range grows with the iterates: x_star would not be the answer
+    with pytest.raises(ValueError, match="training diverges"):
+        systems.quadratic_sgd(H8, lr, warmup=0, n_steps=10, dim=20, **kw)

@@ -168,6 +168,14 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
     h = torch.as_tensor(np.asarray(hess_eigs, dtype=np.float64))
     if h.numel() > dim:
         raise ValueError(f"dim must be at least the number of Hessian eigenvalues ({h.numel()}), got dim={dim}")
+    for s in range(warmup + n_steps):  # x_star is where training goes only if every step contracts
+        lr_s = lr * (lr_lambda(s) if lr_lambda is not None else 1.0)
+        beta = float(momentum_at(s)) if momentum_at is not None else momentum
+        rho = contraction(h.numpy() + weight_decay, lr_s, beta, nesterov, dampening)
+        if not rho < 1:
+            raise ValueError(f"lr={lr_s:g} with momentum={beta:g} (nesterov={nesterov}) makes step {s} expand the "
+                             f"error along a Hessian eigenvalue (spectral radius {rho:.4g} >= 1): training diverges, "
+                             f"and rounding, not x_star, decides where it goes; take a smaller lr")
     g = torch.Generator().manual_seed(seed)
     B = torch.linalg.qr(torch.randn(dim, h.numel(), generator=g, dtype=torch.float64))[0]
     H = B @ torch.diag(h) @ B.T
@@ -194,6 +202,22 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
         H = H + weight_decay * torch.eye(dim, dtype=torch.float64)
         x_star = torch.linalg.solve(H, (H - weight_decay * torch.eye(dim, dtype=torch.float64)) @ x_star)
     return QuadraticRun(traj=rec.trajectory(copy=True), x_star=x_star, hessian=H)
+
+
+def contraction(h: np.ndarray, lr: float, momentum: float, nesterov: bool, dampening: float) -> float:
+    """Largest |root| of SGD's error recursion on a quadratic with Hessian eigenvalues ``h``: the
+    factor per step by which the slowest error mode shrinks (< 1: training converges to x_star).
+
+    Plain: e' = (1 - lr h) e. Heavy ball: z^2 - (1 + beta - lr (1 - dampening) h) z + beta.
+    Nesterov: z^2 - (1 + beta)(1 - lr h) z + beta (1 - lr h)."""
+    a = lr * np.asarray(h, dtype=np.float64)
+    if momentum == 0:
+        return float(np.abs(1 - a).max())
+    if nesterov:
+        polys = [(1.0, -(1 + momentum) * (1 - x), momentum * (1 - x)) for x in a]
+    else:
+        polys = [(1.0, -(1 + momentum - x * (1 - dampening)), momentum) for x in a]
+    return max(float(np.abs(np.roots(p)).max()) for p in polys)
 
 
 def affine_window(n: int, T: int, eigs, noise: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
