@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -78,7 +79,7 @@ def write_window(path: Path, n: int, T: int) -> float:
     for t in range(T):
         torch.add(c, a, alpha=0.9**t, out=st.data[t])
         st.data[t].add_(b, alpha=(-0.5) ** t).add_(e.roll(7919 * t), alpha=1e-3)
-        st.commit(t, t, 0.1)
+        st.commit(t, t, np.array([[0.1, 0, 0, 0, 0, 0, 0]]))  # one group's settings: lr 0.1, plain SGD
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
     return time.perf_counter() - t0

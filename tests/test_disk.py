@@ -64,9 +64,9 @@ def test_header_is_documented_json(setup, tmp_path):
     assert count == 3 and header["capacity"] == 4 and header["dtype"] == "bfloat16"
     assert header["format"] == "koopman_tut.recording.trajectory-mmap" and header["version"] == 3
     assert header["groups"] == 1 and header["settings"] == ["lr", "momentum", "dampening", "weight_decay",
-                                                             "nesterov", "maximize"]
+                                                             "nesterov", "maximize", "restarts"]
     assert header["settings_offset"] == header["steps_offset"] + 8 * 4  # capacity 4
-    assert header["data_offset"] >= header["settings_offset"] + 8 * 4 * 6
+    assert header["data_offset"] >= header["settings_offset"] + 8 * 4 * 7
     assert header["data_offset"] % 4096 == 0 and header["meta"]["momentum"] == 0.9
     raw = (tmp_path / "r.traj").read_bytes()
     length = int.from_bytes(raw[24:28], "little")
@@ -151,29 +151,34 @@ def test_damaged_files_are_refused(setup, tmp_path):
         kt.TrajectoryRecorder(model, opt, stop=3, path=path, device="meta")
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1e300, -0.5])
-def test_a_damaged_learning_rate_is_refused_naming_the_file_and_snapshot(tmp_path, bad):
-    """The lrs carry no checksum and the Koopman gradient divides by them: one that is not a finite number
-    >= 0 in a complete snapshot is refused; an lr of 0 (a warm-up's start), which the recorder takes, loads."""
+@pytest.mark.parametrize("bad, key", [(float("nan"), 0), (float("inf"), 0), (-float("inf"), 1), (0.5, 4), (2.0, 5),
+                                      (-1.0, 6), (1.5, 6)])
+def test_a_damaged_setting_is_refused_naming_the_file_and_snapshot(tmp_path, bad, key):
+    """The settings log carries no checksum: a value no recorder writes in a complete snapshot (not finite,
+    a flag neither 0 nor 1, a restart count that is not one) is refused. Finite settings load as recorded,
+    an lr below 0 too (a schedule can set one, and it loads as it does in memory; the Koopman gradient
+    refuses it where it divides)."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     path = tmp_path / "run.traj"
     rec = kt.TrajectoryRecorder(model, opt, stop=4, path=path)
-    for _ in range(4):
+    for lr in (0.1, 0.2, -0.3, 0.4):
         opt.zero_grad()
         model(torch.randn(8, 4)).pow(2).sum().backward()
         opt.step()
-        opt.param_groups[0]["lr"] += 0.1
+        opt.param_groups[0]["lr"] = lr
+    memory = rec.trajectory()
     rec.remove()
-    assert kt.Trajectory.load(path).meta["lrs"] == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3])
+    assert kt.Trajectory.load(path).meta == memory.meta and memory.meta["lrs"] == [0.0, 0.0, 0.1, 0.2, -0.3]
     header, _ = read_header(path)
     data = bytearray(path.read_bytes())
-    at = header["settings_offset"] + 8 * 6 * 2  # snapshot 2's lr: one group, six settings per snapshot
+    at = header["settings_offset"] + 8 * (7 * 2 + key)  # snapshot 2: one group, seven settings per snapshot
     data[at:at + 8] = np.float64(bad).tobytes()
     path.write_bytes(data)
-    with pytest.raises(ValueError, match=r"run\.traj: damaged .*learning rate of snapshot 2 \(step 2\) is "
-                                         + re.escape(repr(bad)) + ", not a finite number >= 0"):
+    name = ("learning rate", "momentum", "", "", "nesterov", "maximize", "restarts")[key]
+    with pytest.raises(ValueError, match=rf"run\.traj: damaged .*{name} of snapshot 2 \(step 2\) is "
+                                         + re.escape(repr(bad)) + ", not "):
         kt.Trajectory.load(path)
 
 
@@ -218,7 +223,7 @@ def write_trajectory(path, n: int, T: int, seed: int = 0) -> None:
     for t in range(T):
         torch.add(c, a, alpha=0.9**t, out=st.data[t])
         st.data[t].add_(b, alpha=(-0.5) ** t).add_(e.roll(7919 * t), alpha=1e-3)  # noise: e shifted
-        st.commit(t, t, np.array([[0.1, 0, 0, 0, 0, 0]]))  # one group: lr 0.1, plain SGD
+        st.commit(t, t, np.array([[0.1, 0, 0, 0, 0, 0, 0]]))  # one group: lr 0.1, plain SGD
 
 
 MEASURE = """

@@ -187,7 +187,7 @@ def old_file(data: bytes, version: int) -> bytes:
     h = json.loads(data[32:32 + length])
     cap, count, groups = h["capacity"], struct.unpack_from("<Q", data, 8)[0], h["groups"]
     base = {k: v for k, v in h.items() if k not in ("settings", "groups", "settings_offset")}
-    settings = np.frombuffer(data, "<f8", cap * groups * 6, h["settings_offset"]).reshape(cap, groups, 6)
+    settings = np.frombuffer(data, "<f8", cap * groups * 7, h["settings_offset"]).reshape(cap, groups, 7)
     logs = data[h["steps_offset"]:h["steps_offset"] + 8 * cap] + settings[:, 0, 0].tobytes()
     if version == 2:
         steps_at = 32 + length
@@ -305,3 +305,26 @@ def test_a_conversion_onto_a_file_a_recorder_is_writing_is_refused(files, tmp_pa
         convert_v1(old, live, overwrite=True)
     assert live.read_bytes() == data and sorted(p.name for p in tmp_path.iterdir()) == ["live.traj", "v1.traj"]
     rec.remove()
+
+
+def test_a_converted_version_1_file_keeps_its_groups_settings_apart(tmp_path):
+    # version 1 logged the first group's lr only: the converted file logs one group, and its meta must not
+    # read as if every group had the first group's settings (two momenta here: the secant refuses them)
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1)).double()
+    opt = torch.optim.SGD([{"params": m[0].parameters(), "momentum": 0.9},
+                           {"params": m[1].parameters(), "momentum": 0.5}], lr=0.01)
+    path = tmp_path / "new.traj"
+    rec = kt.TrajectoryRecorder(m, opt, stop=12, dtype=torch.float64, path=path)
+    x = torch.randn(8, 4, dtype=torch.float64)
+    for _ in range(12):
+        opt.zero_grad()
+        m(x).pow(2).mean().backward()
+        opt.step()
+    rec.remove()
+    (tmp_path / "v1.traj").write_bytes(old_file(path.read_bytes(), 1))
+    converted = kt.Trajectory.load(convert_v1(tmp_path / "v1.traj", tmp_path / "c.traj"))
+    assert "group_settings" not in converted.meta and len(converted.meta["groups"]) == 2
+    for traj in (kt.Trajectory.load(path), converted):
+        with pytest.raises(ValueError, match="one momentum, dampening and nesterov for every parameter group"):
+            kt.estimate_limit(traj, "secant")

@@ -229,3 +229,16 @@ def test_a_bad_lr_is_named(lr, error):
         opt.step()
     with pytest.raises(error, match="lr must be a positive learning rate"):
         kt.pruning.koopman_gradient(rec.trajectory(), lr=lr)
+
+
+def test_a_change_just_before_the_window_is_not_reported_inside_it():
+    # snapshot 0's settings are those of the step that produced it, before the window: every step inside
+    # the window trains at momentum 0.5, and nothing changes there
+    run = systems.quadratic_sgd(H8[:4], 0.05, momentum=0.9, warmup=30, n_steps=40, dim=10,
+                                momentum_at=lambda s: 0.9 if s < 30 else 0.5)
+    assert run.traj.meta["group_settings"][0][0]["momentum"] == 0.9  # the step that produced snapshot 0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*inside the window")
+        g = kt.koopman(run.traj).gradient(t=5)
+    true = run.gradient(run.traj.snapshots[:, 5])
+    assert float((g - true).norm() / true.norm()) < 1e-6

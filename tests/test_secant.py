@@ -1,5 +1,6 @@
 """The secant limit (kt.estimate_limit(traj, "secant")): exact on quadratics under every SGD variant
 it reads back, on windows too short for the Koopman limit under momentum; refusals that say why."""
+import copy
 import warnings
 
 import numpy as np
@@ -193,15 +194,15 @@ def test_a_window_too_short_for_its_directions_is_reported():
 def test_malformed_optimizer_settings_are_refused():
     run = systems.quadratic_sgd(H8, 0.01, momentum=0.9, nesterov=True, warmup=20, n_steps=19, dim=30)
     run.traj.meta["nesterov"] = "False"
-    with pytest.raises(ValueError, match=r"traj.meta\['nesterov'\] True or False, got 'False'"):
+    with pytest.raises(ValueError, match=r"traj.meta\['nesterov'\] must be True or False, got 'False'"):
         kt.estimate_limit(run.traj, "secant")
     run.traj.meta["nesterov"] = True
     run.traj.meta["groups"][0]["nesterov"] = "True"
-    with pytest.raises(ValueError, match=r"groups'\]\[0\]\['nesterov'\] True or False"):
+    with pytest.raises(ValueError, match=r"groups'\]\[0\]\['nesterov'\] must be True or False"):
         kt.estimate_limit(run.traj, "secant")
     run.traj.meta["groups"][0]["nesterov"] = True
     run.traj.meta["groups"][0]["momentum"] = "0.9"
-    with pytest.raises(ValueError, match=r"\['momentum'\] and \['dampening'\] numbers, got '0.9'"):
+    with pytest.raises(ValueError, match=r"groups'\]\[0\]\['momentum'\] must be a finite number >= 0 .*got '0.9'"):
         kt.estimate_limit(run.traj, "secant")
 
 
@@ -253,3 +254,79 @@ def test_a_quadratic_run_that_diverges_is_refused(lr, kw):
     # diverging, rounding outside the Hessian's range grows with the iterates: x_star would not be the answer
     with pytest.raises(ValueError, match="training diverges"):
         systems.quadratic_sgd(H8, lr, warmup=0, n_steps=10, dim=20, **kw)
+
+
+def _restarted(at: int | None, saved: bool = False, momentum: float = 0.9):
+    """SGD on the quadratic, recorded from step 30 to 70; at step ``at`` the optimizer's state is replaced
+    by a fresh optimizer's (a restart) or, ``saved``, by a copy of its own (a resume: same values)."""
+    run = systems.quadratic_sgd(H8, 0.01, warmup=10, n_steps=0, dim=40)  # x_star, H and a start in x_star + range(H)
+    model = torch.nn.Linear(40, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(run.traj.snapshots[:, 0][None])
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=momentum)
+    rec = kt.TrajectoryRecorder(model, opt, start=30, stop=70, dtype=torch.float64)
+    for s in range(70):
+        if s == at:
+            opt.load_state_dict(opt.state_dict() if saved else
+                                torch.optim.SGD(model.parameters(), lr=0.01, momentum=momentum).state_dict())
+        opt.zero_grad()
+        e = model.weight[0] - run.x_star
+        (0.5 * e @ run.hessian @ e).backward()
+        opt.step()
+    rec.remove()
+    return rec.trajectory(), run.x_star
+
+
+def test_a_momentum_buffer_replaced_inside_the_window_is_logged_and_refused():
+    traj, x_star = _restarted(None)
+    assert "group_settings" not in traj.meta and _rel(kt.estimate_limit(traj, "secant"), x_star, traj.snapshots) < 1e-6
+    traj, x_star = _restarted(35)  # the step leaving snapshot 5 starts a new buffer: the recursion breaks there
+    assert [row[0]["restarts"] for row in traj.meta["group_settings"]] == [0] * 6 + [1] * 35
+    with pytest.raises(ValueError, match=r"replaced .* by the step leaving snapshot 5\b.*traj.window\(5\)"):
+        kt.estimate_limit(traj, "secant")
+    after = traj.window(5)
+    assert _rel(kt.estimate_limit(after, "secant"), x_star, after.snapshots) < 1e-6  # one buffer from there on
+    with pytest.warns(kt.UntrustedLimitWarning, match="a momentum buffer is replaced"):
+        kt.pruning.koopman_gradient(traj)
+    saved, x_star = _restarted(35, saved=True)  # a resume from the optimizer's own state keeps its buffers
+    assert "group_settings" not in saved.meta
+    assert _rel(kt.estimate_limit(saved, "secant"), x_star, saved.snapshots) < 1e-6
+    plain, _ = _restarted(35, momentum=0.0)  # without momentum there is no buffer to replace
+    assert "group_settings" not in plain.meta
+
+
+@pytest.mark.parametrize("where, value, error, field", [
+    (3, [], TypeError, r"group_settings'\] must be a list \(one per snapshot\) of non-empty lists"),
+    (3, "x", TypeError, r"group_settings'\] must be a list"),
+    ((3, "momentum"), 1e308, None, r"momentum < 1"),
+    ((3, "momentum"), True, ValueError, r"group_settings'\]\[3\]\[0\]\['momentum'\] must be a finite number"),
+    ((3, "dampening"), 1.0, ValueError, r"\['dampening'\] must be a finite number >= 0 and < 1"),
+    ((3, "maximize"), "no", ValueError, r"\['maximize'\] must be True or False"),
+    ((3, "weight_decay"), "a", ValueError, r"\['weight_decay'\] must be a finite number"),
+    ("lrs", None, TypeError, r"traj.meta\['lrs'\] must be a list of numbers"),
+])
+def test_malformed_logged_settings_are_refused_by_name(where, value, error, field):
+    run = systems.quadratic_sgd(H8, 0.01, momentum=0.9, warmup=30, n_steps=10, dim=20,
+                                momentum_at=lambda s: 0.5 + 0.01 * s)
+    meta = copy.deepcopy(run.traj.meta)
+    if where == "lrs":
+        meta["lrs"][4] = value
+    elif isinstance(where, int):
+        meta["group_settings"][where] = value
+    else:
+        meta["group_settings"][where[0]][0][where[1]] = value
+    traj = kt.Trajectory(run.traj.snapshots, run.traj.steps, run.traj.names, run.traj.shapes, meta)
+    with pytest.raises(error or ValueError, match=field):
+        kt.estimate_limit(traj, "secant")
+
+
+def test_a_nesterov_momentum_that_jumps_where_the_gradient_cannot_be_read_is_refused():
+    # beta_{t-1} = beta_t^2 / (1 + beta_t): a_t = b_t, the gradient of that step is read infinitely far away
+    lo = 0.81 / 1.9 * (1 + 1e-9)
+    run = systems.quadratic_sgd(H8, 0.01, momentum=0.9, nesterov=True, warmup=30, n_steps=40, dim=60,
+                                momentum_at=lambda s: 0.9 if s % 2 else lo)
+    with pytest.raises(ValueError, match="Nesterov momentum that changes gently"):
+        kt.estimate_limit(run.traj, "secant")
+    ok = systems.quadratic_sgd(H8, 0.01, momentum=0.9, nesterov=True, warmup=30, n_steps=40, dim=60,
+                               momentum_at=lambda s: 0.9 if s % 2 else 0.7)  # the same jumps, gently read
+    assert _rel(kt.estimate_limit(ok.traj, "secant"), ok.x_star, ok.traj.snapshots) < 1e-6

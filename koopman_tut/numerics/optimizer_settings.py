@@ -8,6 +8,8 @@ affine model) read them here.
 """
 from __future__ import annotations
 
+import math
+
 SGD_SETTINGS = ("momentum", "nesterov", "dampening", "weight_decay", "maximize")  # a group's, beside its lr
 
 
@@ -25,3 +27,45 @@ def has_momentum(meta: dict) -> bool:
     """Whether any parameter group has momentum, when recording started or at a step logged since."""
     groups = [meta, *(meta.get("groups") or []), *(g for row in meta.get("group_settings") or [] for g in row)]
     return any(float(g.get("momentum", 0.0) or 0.0) > 0 for g in groups)
+
+
+def check_settings(meta: dict) -> None:
+    """ValueError/TypeError naming the field unless the optimizer settings in ``meta`` are what a
+    recorder writes: at the top level, in each of ``meta['groups']`` and of those logged per
+    snapshot (``meta['group_settings']``, one list of dicts per snapshot), momentum and weight
+    decay finite numbers >= 0, dampening in [0, 1) (at 1 the buffer takes no gradient), each
+    None where absent, nesterov and maximize bools (or None); ``meta['lrs']`` numbers and
+    ``meta['group_lrs']`` lists of numbers."""
+    groups, logged = meta.get("groups") or [], meta.get("group_settings") or []
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise TypeError(f"traj.meta['groups'] must be a list of dicts (one per optimizer group), got {groups!r:.200}")
+    if not isinstance(logged, list) or not all(isinstance(r, list) and r and all(isinstance(g, dict) for g in r)
+                                               for r in logged):
+        raise TypeError(f"traj.meta['group_settings'] must be a list (one per snapshot) of non-empty lists of "
+                        f"dicts (one per optimizer group), got {logged!r:.200}")
+    if groups and any(len(r) != len(groups) for r in logged):
+        raise ValueError(f"traj.meta['group_settings'] must hold the settings of each of the {len(groups)} groups in "
+                         f"traj.meta['groups'] at every snapshot, got rows of {sorted({len(r) for r in logged})}")
+    lrs, group_lrs = meta.get("lrs") or [], meta.get("group_lrs") or []
+    if not isinstance(lrs, list) or not all(map(_real, lrs)) or not isinstance(group_lrs, list) or not all(
+            isinstance(r, list) and all(map(_real, r)) for r in group_lrs):  # their range: where they divide
+        raise TypeError(f"traj.meta['lrs'] must be a list of numbers and traj.meta['group_lrs'] a list of lists of "
+                        f"numbers (one per snapshot), got {lrs!r:.100} and {group_lrs!r:.100}")
+    for where, d in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)] + [
+            (f"traj.meta['group_settings'][{k}][{i}]", g) for k, r in enumerate(logged) for i, g in enumerate(r)]:
+        for key, hi in (("momentum", math.inf), ("dampening", 1.0), ("weight_decay", math.inf)):
+            v = d.get(key)
+            if v is not None and not (_number(v) and 0 <= v < hi):
+                raise ValueError(f"{where}[{key!r}] must be a finite number >= 0{' and < 1' if hi == 1 else ''} (an "
+                                 f"SGD setting), got {v!r}")
+        for key in ("nesterov", "maximize"):
+            if d.get(key) is not None and not isinstance(d[key], bool):
+                raise ValueError(f"{where}[{key!r}] must be True or False, got {d[key]!r}")
+
+
+def _real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return _real(v) and math.isfinite(v)

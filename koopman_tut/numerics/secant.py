@@ -13,6 +13,11 @@ x_t (logged per snapshot, :mod:`koopman_tut.recording.settings_log`: a schedule 
   a = (1 + beta_t) / beta_t, b = beta_t / beta_{t-1}: (a - b) times the gradient at
   p_t = x_t + c_t (x_t - x_{t-1}), c_t = b / (a - b), on a quadratic (to first order elsewhere).
   With a constant momentum that is s_t - beta s_{t-1} = g(p_t), p_t = x_t + beta (x_t - x_{t-1}).
+  A momentum that jumps so that a ~ b reads the gradient far beyond x_t (c_t > 100): refused.
+
+Each step's undoing needs the buffer the step before left: a buffer replaced inside the window (the
+optimizer's state cleared or loaded: ``restarts`` in the settings log) is refused, naming the
+window after it; so are settings that change what is differentiated (the weight decay, Nesterov).
 
 On a quadratic the gradients' differences are the Hessian times the points' differences,
 g_{j+1} - g_j = H (p_{j+1} - p_j), and g(x*) = 0, so x* = p_last - dP c where dG c = g_last (least
@@ -44,7 +49,7 @@ import torch
 from .reduced import Factor, difference_factor, numerical_tol
 from .snapshots import difference_matrix
 from .trust import TRUST_TOL, UntrustedLimitWarning
-from .optimizer_settings import settings_at
+from .optimizer_settings import check_settings, settings_at
 
 Tensor = torch.Tensor
 
@@ -154,14 +159,8 @@ def unreadable(meta: dict, stride: int, T: int) -> str | None:
     if stride != 1:
         return (f"needs a snapshot at every optimizer step (each step gives one gradient), got snapshots {stride} "
                 f"steps apart; record with every=1")
-    groups, logged = meta.get("groups") or [meta], meta.get("group_settings") or []
-    for where, g in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)] + [
-            (f"traj.meta['group_settings'][{k}][{i}]", g) for k, row in enumerate(logged) for i, g in enumerate(row)]:
-        if not isinstance(g.get("nesterov", False), bool):
-            return f"needs {where}['nesterov'] True or False, got {g['nesterov']!r}"
-        if not all(isinstance(g.get(k) or 0, (int, float)) for k in ("momentum", "dampening")):
-            return (f"needs {where}['momentum'] and ['dampening'] numbers, got {g.get('momentum')!r}, "
-                    f"{g.get('dampening')!r}")
+    check_settings(meta)  # malformed settings raise, naming the field
+    groups = meta.get("groups") or [meta]
     steps = [settings_at(meta, k) for k in range(1, T)] if "group_settings" in meta else [groups]
     keys = ("momentum", "dampening", "nesterov")
     for k, row in enumerate(steps):
@@ -176,6 +175,22 @@ def unreadable(meta: dict, stride: int, T: int) -> str | None:
                 f"weight decays {sorted(wds)[:4]} and a nesterov flag that changes")
     if bool((beta > 0).any()) and not bool((beta > 0).all()):
         return "needs a momentum > 0 at every step of the window or at none (a buffer restarted cannot be undone)"
+    if not bool((beta < 1).all()):
+        return f"needs a momentum < 1 (a buffer that does not forget), got {float(beta.max()):g}"
+    restarts = [tuple(g.get("restarts") or 0 for g in row) for row in steps]
+    moved = next((k for k in range(1, len(restarts)) if restarts[k] != restarts[0]), None)
+    if bool((beta > 0).any()) and moved is not None:  # steps[k] left snapshot k: that step met a new buffer
+        return (f"needs one momentum buffer along the window: it was replaced (a restart, or "
+                f"optimizer.load_state_dict) by the step leaving snapshot {moved}, which the momentum "
+                f"recursion does not give; take the window from there, traj.window({moved})")
+    if nesterov and T > 2:
+        a, b = (1 + beta[1:]) / beta[1:], beta[1:] / beta[:-1]
+        c = (b / (a - b)).abs()
+        if not float(c.max()) <= 100:  # the point p_t a gradient is read at lies c_t steps beyond x_t
+            j = int(c.argmax()) + 1
+            return (f"needs a Nesterov momentum that changes gently between steps: from {float(beta[j - 1]):g} to "
+                    f"{float(beta[j]):g} at the step leaving snapshot {j}, the gradient is read {float(c[j - 1]):.3g} "
+                    f"steps beyond it (at most 100), where rounding decides it")
     if not bool((damp < 1).all()) or (nesterov and bool((damp != 0).any())):
         return f"needs dampening < 1 (0 under Nesterov, as torch.optim.SGD does), got {sorted(set(damp.tolist()))[:4]}"
     group_lrs = meta.get("group_lrs")

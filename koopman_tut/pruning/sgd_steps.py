@@ -13,7 +13,7 @@ import warnings
 import torch
 
 from ..numerics.trust import UntrustedLimitWarning
-from ..numerics.optimizer_settings import SGD_SETTINGS, settings_at
+from ..numerics.optimizer_settings import SGD_SETTINGS, check_settings, settings_at  # noqa: F401 (koopman's)
 from ..recording.trajectory import Trajectory
 
 Tensor = torch.Tensor
@@ -96,33 +96,6 @@ def _differ(lr, recorded) -> bool:
     return 0 < a < math.inf and 0 < b < math.inf and abs(a - b) > 0.01 * b
 
 
-SETTINGS = ("momentum", "dampening", "weight_decay")
-
-
-def check_settings(meta: dict) -> None:
-    """ValueError/TypeError naming the field unless the optimizer settings in ``meta`` (top level, each
-    of ``meta['groups']`` and of those logged per snapshot) are what a recorder writes: momentum,
-    dampening and weight decay finite numbers >= 0 (or None), nesterov and maximize bools (or None),
-    groups a list of dicts."""
-    groups, logged = meta.get("groups") or [], meta.get("group_settings") or []
-    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
-        raise TypeError(f"traj.meta['groups'] must be a list of dicts (one per optimizer group), got {groups!r}")
-    if not isinstance(logged, list) or not all(isinstance(r, list) and all(isinstance(g, dict) for g in r)
-                                               for r in logged):
-        raise TypeError(f"traj.meta['group_settings'] must be a list (one per snapshot) of lists of dicts (one per "
-                        f"optimizer group), got {logged!r:.200}")
-    for where, d in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)] + [
-            (f"traj.meta['group_settings'][{k}][{i}]", g) for k, r in enumerate(logged) for i, g in enumerate(r)]:
-        for key in SETTINGS:
-            v = d.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or not 0 <= v < math.inf):
-                raise ValueError(f"{where}[{key!r}] must be a finite number >= 0 (an SGD setting), got {v!r}")
-        for key in ("nesterov", "maximize"):
-            if d.get(key) is not None and not isinstance(d[key], bool):
-                raise ValueError(f"{where}[{key!r}] must be True or False, got {d[key]!r}")
-
-
 def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
     """Per-mode factor turning the step into the gradient (see module docstring); 1 for plain SGD."""
     opt = meta.get("optimizer")
@@ -143,21 +116,26 @@ def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
 
 def warn_lr_changes(traj: Trajectory) -> None:
     """Warn when a recorded learning rate changes by more than 1% inside the window, or another setting
-    (momentum, dampening, weight decay, Nesterov) changes at all: the affine model fits one optimizer
-    map to all of it, so the gradient it implies mixes them."""
+    (momentum, dampening, weight decay, Nesterov, a momentum buffer replaced) changes at all: the affine
+    model fits one optimizer map to all of it, so the gradient it implies mixes them. The window's
+    steps are those logged with snapshots 1 .. T-1 (snapshot 0's produced it, before the window)."""
     rows = traj.meta.get("group_lrs") or [[v] for v in (traj.meta.get("lrs") or [])]
-    for g, lrs in enumerate(zip(*rows)):
+    for g, lrs in enumerate(zip(*rows[1:])):
         lo, hi = min(lrs), max(lrs)
         if 0 < lo and hi > 1.01 * lo:  # (an lr <= 0 is refused where it is used)
-            at = next(j for j in range(1, len(lrs)) if lrs[j] != lrs[j - 1])
+            at = next(j for j in range(1, len(lrs)) if lrs[j] != lrs[j - 1]) + 1
             _warn_change(f"the learning rate{f' of parameter group {g}' if len(rows[0]) > 1 else ''} changes",
-                         f"from {lrs[at - 1]:g} to {lrs[at]:g} at snapshot {at}; {lo:g} .. {hi:g} in all")
+                         f"from {lrs[at - 2]:g} to {lrs[at - 1]:g} at snapshot {at}; {lo:g} .. {hi:g} in all")
             return
     logged = traj.meta.get("group_settings") or []
-    for k in range(1, len(logged)):
+    for k in range(2, len(logged)):
         if logged[k] != logged[k - 1]:
             before, after = logged[k - 1], logged[k]
             what = sorted({key for b, a in zip(before, after) for key in a if a[key] != b.get(key)})
+            if what == ["restarts"]:
+                _warn_change("a momentum buffer is replaced (a restart, or optimizer.load_state_dict)",
+                             f"by the step to snapshot {k}")
+                return
             _warn_change(f"the optimizer's {', '.join(what) or 'settings'} change{'' if len(what) > 1 else 's'}",
                          f"first at snapshot {k}: {[{key: b.get(key) for key in what} for b in before]} -> "
                          f"{[{key: a.get(key) for key in what} for a in after]}")

@@ -10,16 +10,17 @@ and mapped by ``Trajectory.load(FILE)``; the fixed-size integers are little-endi
     offset 28     uint32              CRC-32 (zlib.crc32) of bytes 24:28 followed by the L header bytes
     offset 32     L bytes             the JSON header, UTF-8
     32 + L        int64[capacity]     "steps_offset": optimizer step of snapshot k; -1 until it is complete
-    + 8 capacity  float64[capacity, G, 6]  "settings_offset": the optimizer settings of snapshot k's step,
+    + 8 capacity  float64[capacity, G, 7]  "settings_offset": the optimizer settings of snapshot k's step,
                                       per parameter group: lr, momentum, dampening, weight decay,
-                                      nesterov (0/1), maximize (0/1) (:mod:`koopman_tut.recording.settings_log`)
+                                      nesterov (0/1), maximize (0/1), and restarts (momentum buffers
+                                      replaced so far) (:mod:`koopman_tut.recording.settings_log`)
     next multiple of 4096: dtype[capacity, n]  "data_offset": snapshot k is row k, n contiguous
                                       values of ``dtype`` in the byte order header["byteorder"]
 
 The JSON header is {"format": "koopman_tut.recording.trajectory-mmap", "version": 3, "names", "shapes",
 "dtype" (float16, bfloat16, float32 or float64, stored as raw bytes), "n" (the sum of the
 shapes' sizes), "capacity", "byteorder" ("little" or "big": the writer's), "layout", the
-three offsets (exactly where the layout above puts them), "settings" (the six names above, in
+three offsets (exactly where the layout above puts them), "settings" (the seven names above, in
 order), "groups" (G >= 1), "meta" (recording stride, optimizer settings when recording started;
 for sharded recordings the rows held)}. A reader checks the checksum, then every field (type,
 range, consistency with the others and with the file's size): anything else raises ValueError
@@ -261,16 +262,18 @@ def complete_snapshots(h: dict, count: int, state: bytes, steps: np.ndarray, liv
 
 
 def check_log(log: np.ndarray, keys: tuple[str, ...], steps: np.ndarray, path) -> None:
-    """The settings logged with the complete snapshots, log (k, G, len(keys)), are what a recorder
-    writes: lr, momentum, dampening and weight decay finite and >= 0 (an lr of 0: a warm-up may start
-    there), the flags 0 or 1. They carry no checksum, and the Koopman gradient divides by the lr."""
+    """The settings logged with the complete snapshots, log (k, G, len(keys)), are numbers a recorder
+    writes: finite (a schedule may take an lr below 0, and a Koopman gradient refuses it where it
+    divides), the flags 0 or 1, restarts a count. They carry no checksum: NaN, infinity or a flag of
+    another value is damage."""
     for j, key in enumerate(keys):
         v = log[:, :, j]
-        ok = (v == 0) | (v == 1) if key in FLAGS else np.isfinite(v) & (v >= 0)
+        ok = ((v == 0) | (v == 1) if key in FLAGS else (v >= 0) & (v == np.round(v)) if key == "restarts"
+              else np.isfinite(v))
         bad = np.flatnonzero(~ok.all(axis=1))
         if bad.size:
             i = int(bad[0])
-            what = "0 or 1" if key in FLAGS else "a finite number >= 0"
+            what = "0 or 1" if key in FLAGS else "a count" if key == "restarts" else "a finite number"
             name = "learning rate" if key == "lr" else key
             got = v[i].tolist() if v.shape[1] > 1 else float(v[i, 0])
             raise _bad(path, f"the {name} of snapshot {i} (step {int(steps[i])}) is {got!r:.80}, not "

@@ -144,7 +144,7 @@ class TrajectoryRecorder:
                                      groups=len(self._lr_groups))
             self.storage = self._disk.data
         self.steps: list[int] = []
-        self._log = SettingsLog(self._lr_groups)  # every group's lr, momentum etc. per snapshot
+        self._log = SettingsLog(self._lr_groups, optimizer)  # every group's settings per snapshot
         self.lrs, self.group_lrs = self._log.lrs, self._log.group_lrs  # the first group's, every group's
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
         # what the last walk saw (registrations, the optimizer's group list and dicts, the recorded tensors) and when

@@ -1,16 +1,23 @@
 """The optimizer settings of every recorded step: each parameter group's lr, momentum, dampening,
-weight decay, Nesterov and maximize flags, per snapshot, in memory and on disk alike.
+weight decay, Nesterov and maximize flags, per snapshot, in memory and on disk alike, and how
+often its momentum buffers were replaced.
 
 A schedule may change any of them while recording (an LR scheduler the lr, OneCycleLR the
 momentum too, a hand edit anything); undoing a step into its gradient (the Koopman gradient,
 the secant limit) needs the settings of that very step. :class:`SettingsLog` reads them at
-every snapshot, cheaply, and :func:`meta_entries` turns a log, (T, G, 6) numbers, into the
+every snapshot, cheaply, and :func:`meta_entries` turns a log, (T, G, 7) numbers, into the
 Trajectory's per-snapshot metadata on both routes:
 
 * ``lrs`` (T,): the first group's lr; ``group_lrs`` (T, G): every group's, when G > 1;
-* ``group_settings`` (T, G) of dicts {momentum, dampening, weight_decay, nesterov, maximize},
-  only when some step's differ from those the recorder started with (``meta['groups']``, or
-  the top-level settings): otherwise those rule every step.
+* ``group_settings`` (T, G) of dicts {momentum, dampening, weight_decay, nesterov, maximize,
+  restarts}, only when some step's differ from those the recorder started with
+  (``meta['groups']``, or the top-level settings; restarts 0): otherwise those rule every step.
+
+``restarts`` counts the times a group's momentum buffer (``optimizer.state[p]['momentum_buffer']``
+of its first parameter) was replaced by another tensor since the recorder was built: a restart
+(the optimizer's state cleared, or ``optimizer.load_state_dict``, which copies the buffers even
+where their values go on). SGD updates its buffer in place, so a step across a replacement may
+not follow the momentum recursion, and the steps on either side cannot be undone as one.
 
 The lr of a snapshot is the one of the step that produced it (the step t -> t+1 is logged
 with snapshot t+1), and so are its other settings.
@@ -25,7 +32,7 @@ import torch
 
 from ..numerics.optimizer_settings import SGD_SETTINGS
 
-KEYS = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")  # one row of numbers per group
+KEYS = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize", "restarts")  # a row per group
 FLAGS = ("nesterov", "maximize")  # 0 or 1 in a log, bools in meta
 
 
@@ -39,9 +46,12 @@ def _number(v) -> float:
     return float(v.item() if isinstance(v, torch.Tensor) else (v or 0.0))
 
 
-def group_row(group: dict) -> tuple[float, ...]:
+def group_row(group: dict, restarts: int = 0) -> tuple[float, ...]:
     """The :data:`KEYS` of one optimizer group (or a recorder's meta) as floats: a log's row."""
-    return tuple(_number(group.get(k)) for k in KEYS)
+    return (*(_number(group.get(k)) for k in KEYS[:-1]), float(restarts))
+
+
+
 
 
 class SettingsLog:
@@ -59,20 +69,24 @@ class SettingsLog:
     measured 1-4 us faster than an itemgetter's tuple.
     """
 
-    def __init__(self, groups: list[dict]):
+    def __init__(self, groups: list[dict], optimizer=None):
+        self._opt = optimizer  # its .state holds the momentum buffers (a new dict after load_state_dict)
+        self._buffers = [self._buffer(g) for g in groups]
+        self._restarts = [0] * len(groups)
         self._keys = settings_keys(groups)
         self._get = operator.itemgetter(*self._keys) if len(self._keys) > 1 else (lambda g: (g["lr"],))
         self._first = [group_row(g)[1:] for g in groups]
         self._last, self._tensors, self._lrs, self._row = [], True, [], []
         self._pairs: tuple | None = None  # ((key, value read), ...) of the one group, when no value is a tensor
-        self.array = np.zeros((len(groups), len(KEYS)))  # (G, 6) the current row, for a disk commit
+        self.array = np.zeros((len(groups), len(KEYS)))  # (G, 7) the current row, for a disk commit
         self.rows: list[list[tuple[float, ...]]] = []
         self.lrs: list[float] = []
         self.group_lrs: list[list[float]] = []
         self.changed_at: int | None = None
 
     def log(self, groups: list[dict], step: int) -> None:
-        if self._pairs is not None and len(groups) == 1:
+        restarted = self._restarted(groups)
+        if self._pairs is not None and len(groups) == 1 and not restarted:
             group = groups[0]
             for key, value in self._pairs:
                 if group[key] is not value:
@@ -83,11 +97,11 @@ class SettingsLog:
                 self.lrs.append(self._lrs[0])
                 return
         now = list(map(self._get, groups))  # [(lr, momentum, ...)] per group
-        if self._tensors or len(now) != len(self._last) or not all(
+        if restarted or self._tensors or len(now) != len(self._last) or not all(
                 map(operator.is_, chain.from_iterable(now), chain.from_iterable(self._last))):
             self._last = now
             self._tensors = any(isinstance(v, torch.Tensor) for t in now for v in t)
-            self._row = [group_row(g) for g in groups]  # a new list whenever a setting changes, never edited
+            self._row = [group_row(g, r) for g, r in zip(groups, self._restarts)]  # new whenever one changes
             self.array = np.array(self._row, dtype=np.float64)
             self._lrs = [r[0] for r in self._row]
             if self.changed_at is None and [r[1:] for r in self._row] != self._first:
@@ -97,16 +111,37 @@ class SettingsLog:
         self.group_lrs.append(self._lrs)
         self.lrs.append(self._lrs[0])
 
+    def _buffer(self, group: dict):
+        """The momentum buffer of the group's first parameter (None where there is none yet)."""
+        st = self._opt.state.get(group["params"][0]) if self._opt is not None and group.get("params") else None
+        return st.get("momentum_buffer") if st else None
+
+    def _restarted(self, groups: list[dict]) -> bool:
+        """Whether a group's momentum buffer is another tensor than at the last snapshot (counted in
+        ``restarts``; a buffer created where there was none is not a restart)."""
+        out = False
+        for i, g in enumerate(groups if len(groups) == len(self._buffers) else ()):
+            now = self._buffer(g)
+            if now is not self._buffers[i] and now is not None:
+                if self._buffers[i] is not None:
+                    self._restarts[i] += 1
+                    out = True
+                self._buffers[i] = now
+        return out
+
 
 def meta_entries(meta: dict, log: np.ndarray) -> dict:
-    """The per-snapshot metadata of a log (T, G, 6) of :data:`KEYS` (see the module notes): ``lrs``,
+    """The per-snapshot metadata of a log (T, G, 7) of :data:`KEYS` (see the module notes): ``lrs``,
     ``group_lrs`` when G > 1, ``group_settings`` when a step's settings differ from ``meta``'s."""
     out = {"lrs": log[:, 0, 0].tolist()}
     if log.shape[1] > 1:
         out["group_lrs"] = log[:, :, 0].tolist()
     base = np.array([group_row(g)[1:] for g in (meta.get("groups") or [meta])], dtype=np.float64)
     rest = log[:, :, 1:]
+    if rest.shape[1] == 1:  # one group logged: a converted version-1 file logs the first of several
+        base = base[:1]
     if base.shape != rest.shape[1:] or bool((rest != base).any()):
-        out["group_settings"] = [[{k: (bool(v) if k in FLAGS else float(v)) for k, v in zip(KEYS[1:], g)}
+        kind = {k: bool if k in FLAGS else int if k == "restarts" else float for k in KEYS[1:]}
+        out["group_settings"] = [[{k: kind[k](v) for k, v in zip(KEYS[1:], g)}
                                   for g in row] for row in rest.tolist()]
     return out
