@@ -16,6 +16,7 @@ RUNS = {
     "bench_scale": ["--gb", "0.002", "--dist-gb", "0.002", "--T", "8"],
     "trust_families": ["--seeds", "1"],
     "secant_limit": ["--seeds", "1"],
+    "schedules": ["--seeds", "1"],
 }
 
 
