@@ -54,13 +54,16 @@ class Trajectory:
     snapshots : (n, T) tensor, columns are theta(steps[0]), theta(steps[1]), ...
     steps : (T,) int64, optimizer steps taken before each snapshot.
     names, shapes : the recorded parameters, in flattening order.
-    meta : lr per snapshot ('lrs'), optimizer name and settings, recording stride ('every').
+    meta : lr per snapshot ('lrs'), optimizer name and settings when recording started (top level,
+        and per parameter group in 'groups'), recording stride ('every'); per snapshot, every
+        group's lr ('group_lrs', with several groups) and, where any changed while recording,
+        every group's settings ('group_settings': :mod:`koopman_tut.recording.settings_log`).
 
     Checked on construction (TypeError / ValueError naming the field): snapshots a dense
     2-D floating tensor with at least one column; steps integers, strictly increasing, one
     per snapshot (stored as int64); names unique, one per shape; the shapes' sizes add up to
     the snapshots' rows; meta plain values (tensors and NumPy values become lists and
-    numbers, tuples lists), ``meta['lrs']`` one per snapshot. Whatever is accepted,
+    numbers, tuples lists), ``meta['lrs']`` (and the other per-snapshot keys) one per snapshot. Whatever is accepted,
     :meth:`save` then :meth:`load` gives back. The snapshots themselves are not read.
     """
 
