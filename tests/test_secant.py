@@ -217,7 +217,7 @@ def test_a_momentum_that_changes_at_every_step_is_undone_step_by_step(nesterov, 
     # a OneCycleLR-like schedule inside the window: momentum 0.95 -> 0.85 and a decaying lr, both logged per
     # snapshot (meta['group_settings'], the disk file's settings log) and undone for the step they belong to
     path = tmp_path / "w.traj" if where == "disk" else None
-    run = systems.quadratic_sgd(H8, 0.01, momentum=0.9, nesterov=nesterov, warmup=30, n_steps=40, dim=60,
+    run = systems.quadratic_sgd(H8, 0.01, momentum=0.95, nesterov=nesterov, warmup=30, n_steps=40, dim=60,
                                 momentum_at=lambda s: 0.95 - 0.1 * min(s, 70) / 70,
                                 lr_lambda=lambda s: 1 / (1 + 0.01 * s), path=path)
     traj = kt.Trajectory.load(path) if path else run.traj
@@ -298,7 +298,8 @@ def test_a_momentum_buffer_replaced_inside_the_window_is_logged_and_refused():
 @pytest.mark.parametrize("where, value, error, field", [
     (3, [], TypeError, r"group_settings'\] must be a list \(one per snapshot\) of non-empty lists"),
     (3, "x", TypeError, r"group_settings'\] must be a list"),
-    ((3, "momentum"), 1e308, None, r"momentum < 1"),
+    ((3, "momentum"), 1e308, ValueError, r"\['momentum'\] must be a finite number >= 0 and < 1"),
+    ((3, "restarts"), "a", ValueError, r"\['restarts'\] must be a count"),
     ((3, "momentum"), True, ValueError, r"group_settings'\]\[3\]\[0\]\['momentum'\] must be a finite number"),
     ((3, "dampening"), 1.0, ValueError, r"\['dampening'\] must be a finite number >= 0 and < 1"),
     ((3, "maximize"), "no", ValueError, r"\['maximize'\] must be True or False"),
@@ -330,3 +331,38 @@ def test_a_nesterov_momentum_that_jumps_where_the_gradient_cannot_be_read_is_ref
     ok = systems.quadratic_sgd(H8, 0.01, momentum=0.9, nesterov=True, warmup=30, n_steps=40, dim=60,
                                momentum_at=lambda s: 0.9 if s % 2 else 0.7)  # the same jumps, gently read
     assert _rel(kt.estimate_limit(ok.traj, "secant"), ok.x_star, ok.traj.snapshots) < 1e-6
+
+
+def test_a_restart_is_seen_when_the_groups_first_parameter_gets_no_gradient():
+    # SGD skips a parameter whose .grad is None, so it never has a buffer: the group's buffer is read
+    # from its first parameter that has one
+    run = systems.quadratic_sgd(H8, 0.01, warmup=10, n_steps=0, dim=40)
+    model = torch.nn.Module()
+    model.unused = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))  # frozen in effect: never in the loss
+    model.w = torch.nn.Parameter(run.traj.snapshots[:, 0].clone())
+    opt = torch.optim.SGD([model.unused, model.w], lr=0.01, momentum=0.9)
+    rec = kt.TrajectoryRecorder(model, opt, start=30, stop=70, dtype=torch.float64, params=["w"])
+    for s in range(70):
+        if s == 35:
+            opt.load_state_dict(torch.optim.SGD([model.unused, model.w], lr=0.01, momentum=0.9).state_dict())
+        opt.zero_grad()
+        e = model.w - run.x_star
+        (0.5 * e @ run.hessian @ e).backward()
+        opt.step()
+    rec.remove()
+    traj = rec.trajectory()
+    assert traj.meta["group_settings"][-1][0]["restarts"] == 1
+    with pytest.raises(ValueError, match=r"traj.window\(5\)"):
+        kt.estimate_limit(traj, "secant")
+
+
+def test_a_setting_a_logged_dict_lacks_is_the_one_the_group_started_with():
+    run = systems.quadratic_sgd(H8, 0.01, momentum=0.9, warmup=30, n_steps=40, dim=60,
+                                momentum_at=lambda s: 0.9 if s < 20 else 0.8)  # logged: changed before the window
+    full = kt.estimate_limit(run.traj, "secant")
+    meta = copy.deepcopy(run.traj.meta)
+    for row in meta["group_settings"]:
+        del row[0]["nesterov"], row[0]["dampening"]
+    sparse = kt.Trajectory(run.traj.snapshots, run.traj.steps, run.traj.names, run.traj.shapes, meta)
+    assert torch.equal(kt.estimate_limit(sparse, "secant"), full)
+    assert _rel(full, run.x_star, run.traj.snapshots) < 1e-6

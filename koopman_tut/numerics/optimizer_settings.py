@@ -17,10 +17,12 @@ def settings_at(meta: dict, k: int) -> list[dict]:
     """Each parameter group's settings (momentum, dampening, weight_decay, nesterov, maximize) logged
     with snapshot ``k``: ``meta['group_settings'][k]`` where recorded, else those of ``meta['groups']``
     (the top-level settings where there are none)."""
+    start = [{key: g.get(key) for key in SGD_SETTINGS if key in g} for g in (meta.get("groups") or [meta])]
     logged = meta.get("group_settings")
-    if logged is not None:
-        return [dict(g) for g in logged[k]]
-    return [{key: g.get(key) for key in SGD_SETTINGS if key in g} for g in (meta.get("groups") or [meta])]
+    if logged is None:
+        return start
+    row = logged[k]  # a key a logged dict lacks is the one the group started with
+    return [{**(start[i] if len(start) == len(row) else {}), **g} for i, g in enumerate(row)]
 
 
 def has_momentum(meta: dict) -> bool:
@@ -32,10 +34,10 @@ def has_momentum(meta: dict) -> bool:
 def check_settings(meta: dict) -> None:
     """ValueError/TypeError naming the field unless the optimizer settings in ``meta`` are what a
     recorder writes: at the top level, in each of ``meta['groups']`` and of those logged per
-    snapshot (``meta['group_settings']``, one list of dicts per snapshot), momentum and weight
-    decay finite numbers >= 0, dampening in [0, 1) (at 1 the buffer takes no gradient), each
-    None where absent, nesterov and maximize bools (or None); ``meta['lrs']`` numbers and
-    ``meta['group_lrs']`` lists of numbers."""
+    snapshot (``meta['group_settings']``, one list of dicts per snapshot), momentum and dampening
+    in [0, 1) (a buffer that forgets; at dampening 1 it takes no gradient), weight decay a finite
+    number >= 0, each None where absent, nesterov and maximize bools (or None), restarts a count;
+    each group's ``lr`` and ``meta['lrs']`` numbers and ``meta['group_lrs']`` lists of numbers."""
     groups, logged = meta.get("groups") or [], meta.get("group_settings") or []
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise TypeError(f"traj.meta['groups'] must be a list of dicts (one per optimizer group), got {groups!r:.200}")
@@ -51,13 +53,22 @@ def check_settings(meta: dict) -> None:
             isinstance(r, list) and all(map(_real, r)) for r in group_lrs):  # their range: where they divide
         raise TypeError(f"traj.meta['lrs'] must be a list of numbers and traj.meta['group_lrs'] a list of lists of "
                         f"numbers (one per snapshot), got {lrs!r:.100} and {group_lrs!r:.100}")
+    for i, g in enumerate(groups):
+        if not _real(g.get("lr")):
+            raise TypeError(f"traj.meta['groups'][{i}]['lr'] must be a number (the group's lr when recording "
+                            f"started), got {g.get('lr')!r}")
+    if meta.get("lr") is not None and not _real(meta["lr"]):
+        raise TypeError(f"traj.meta['lr'] must be a number, got {meta['lr']!r}")
     for where, d in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)] + [
             (f"traj.meta['group_settings'][{k}][{i}]", g) for k, r in enumerate(logged) for i, g in enumerate(r)]:
-        for key, hi in (("momentum", math.inf), ("dampening", 1.0), ("weight_decay", math.inf)):
+        for key, hi in (("momentum", 1.0), ("dampening", 1.0), ("weight_decay", math.inf)):
             v = d.get(key)
             if v is not None and not (_number(v) and 0 <= v < hi):
                 raise ValueError(f"{where}[{key!r}] must be a finite number >= 0{' and < 1' if hi == 1 else ''} (an "
                                  f"SGD setting), got {v!r}")
+        v = d.get("restarts")
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            raise ValueError(f"{where}['restarts'] must be a count (an int >= 0), got {v!r}")
         for key in ("nesterov", "maximize"):
             if d.get(key) is not None and not isinstance(d[key], bool):
                 raise ValueError(f"{where}[{key!r}] must be True or False, got {d[key]!r}")

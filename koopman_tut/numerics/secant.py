@@ -175,8 +175,6 @@ def unreadable(meta: dict, stride: int, T: int) -> str | None:
                 f"weight decays {sorted(wds)[:4]} and a nesterov flag that changes")
     if bool((beta > 0).any()) and not bool((beta > 0).all()):
         return "needs a momentum > 0 at every step of the window or at none (a buffer restarted cannot be undone)"
-    if not bool((beta < 1).all()):
-        return f"needs a momentum < 1 (a buffer that does not forget), got {float(beta.max()):g}"
     restarts = [tuple(g.get("restarts") or 0 for g in row) for row in steps]
     moved = next((k for k in range(1, len(restarts)) if restarts[k] != restarts[0]), None)
     if bool((beta > 0).any()) and moved is not None:  # steps[k] left snapshot k: that step met a new buffer

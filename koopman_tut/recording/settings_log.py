@@ -14,10 +14,12 @@ Trajectory's per-snapshot metadata on both routes:
   (``meta['groups']``, or the top-level settings; restarts 0): otherwise those rule every step.
 
 ``restarts`` counts the times a group's momentum buffer (``optimizer.state[p]['momentum_buffer']``
-of its first parameter) was replaced by another tensor since the recorder was built: a restart
-(the optimizer's state cleared, or ``optimizer.load_state_dict``, which copies the buffers even
-where their values go on). SGD updates its buffer in place, so a step across a replacement may
-not follow the momentum recursion, and the steps on either side cannot be undone as one.
+of its first parameter that has one) was replaced by another tensor since the recorder was built:
+a restart (the optimizer's state cleared, or loaded from another optimizer's; a deep copy of its own
+counts too, although its values go on). SGD updates its buffer in place (foreach, for-loop and
+fused alike), so a step across a replacement may not follow the momentum recursion, and the steps
+on either side cannot be undone as one. A buffer zeroed in place is not seen; two restarts between
+snapshots count as one.
 
 The lr of a snapshot is the one of the step that produced it (the step t -> t+1 is logged
 with snapshot t+1), and so are its other settings.
@@ -71,7 +73,8 @@ class SettingsLog:
 
     def __init__(self, groups: list[dict], optimizer=None):
         self._opt = optimizer  # its .state holds the momentum buffers (a new dict after load_state_dict)
-        self._buffers = [self._buffer(g) for g in groups]
+        found = [self._buffer(g) for g in groups]  # (parameter, its momentum buffer) per group
+        self._params, self._buffers = [p for p, _ in found], [b for _, b in found]
         self._restarts = [0] * len(groups)
         self._keys = settings_keys(groups)
         self._get = operator.itemgetter(*self._keys) if len(self._keys) > 1 else (lambda g: (g["lr"],))
@@ -111,22 +114,28 @@ class SettingsLog:
         self.group_lrs.append(self._lrs)
         self.lrs.append(self._lrs[0])
 
-    def _buffer(self, group: dict):
-        """The momentum buffer of the group's first parameter (None where there is none yet)."""
-        st = self._opt.state.get(group["params"][0]) if self._opt is not None and group.get("params") else None
-        return st.get("momentum_buffer") if st else None
+    def _buffer(self, group: dict, p=None):
+        """The momentum buffer of ``p`` (None where it has none), or of the group's first parameter
+        that has one (a parameter without gradients, frozen or unused, never gets one)."""
+        state = self._opt.state if self._opt is not None else {}
+        for q in ((p,) if p is not None else group.get("params", ()) if group.get("momentum") else ()):
+            st = state.get(q)
+            if st and st.get("momentum_buffer") is not None:
+                return q, st["momentum_buffer"]
+        return p, None
 
     def _restarted(self, groups: list[dict]) -> bool:
         """Whether a group's momentum buffer is another tensor than at the last snapshot (counted in
-        ``restarts``; a buffer created where there was none is not a restart)."""
+        ``restarts``). Each group's buffer is that of one parameter, the first found with one; a
+        buffer created where there was none is not a restart. A buffer zeroed in place is not seen."""
         out = False
         for i, g in enumerate(groups if len(groups) == len(self._buffers) else ()):
-            now = self._buffer(g)
+            p, now = self._buffer(g, self._params[i])
             if now is not self._buffers[i] and now is not None:
                 if self._buffers[i] is not None:
                     self._restarts[i] += 1
                     out = True
-                self._buffers[i] = now
+                self._params[i], self._buffers[i] = p, now
         return out
 
 
