@@ -15,6 +15,10 @@ twice: from the settings logged for each step, and from the settings the recorde
 * the Koopman gradient of a window trained at momentum 0.9 by a recorder built at 0.5;
 * the Koopman gradient of a reloaded disk recording whose second parameter group has its own lr
   schedule (0.25x from step 20), against the first group's lr only (disk format 2).
+
+Then the Koopman limit of windows whose lr or momentum changes (81 snapshots after 100 steps): its
+error, on how many seeds checks 1-6 alone trust it (``schedule`` set aside) and checks 1-7 do, and the
+smallest ``schedule`` (check 7 of koopman_tut/numerics/trust.py).
 """
 import argparse
 import os
@@ -101,6 +105,24 @@ def main(argv=None):
     for name, errs in cases:
         logged, start = zip(*errs)
         print(f"{name:70s} {max(logged):9.1e} {min(start):7.2g}..{max(start):<7.2g}")
+    print(f"\n{'Koopman limit, window with':50s} {'error max':>9s} {'checks 1-6':>10s} {'1-7':>4s} {'schedule':>8s}")
+    decay = {c: (lambda s, c=c: 1 / (1 + c * s)) for c in (0.002, 0.01)}
+    for name, kw in (("lr 0.01 / (1 + 0.002 s), plain SGD", dict(lr_lambda=decay[0.002])),
+                     ("lr 0.01 / (1 + 0.01 s), plain SGD", dict(lr_lambda=decay[0.01])),
+                     ("lr 0.01 / (1 + 0.01 s), heavy ball 0.9", dict(momentum=0.9, lr_lambda=decay[0.01])),
+                     ("momentum 0.95 -> 0.85 over 180 steps",
+                      dict(momentum=0.95, momentum_at=lambda s: 0.95 - 0.1 * min(s, 180) / 180)),
+                     ("constant lr 0.01, heavy ball 0.9", dict(momentum=0.9))):
+        errs, old, new, sched = [], 0, 0, []
+        for seed in seeds:
+            run = systems.quadratic_sgd(H8, 0.01, warmup=100, n_steps=80, dim=100, seed=seed, **kw)
+            lim = kt.koopman(run.traj).limit(warn=False)
+            errs.append(_rel(lim.theta, run.x_star, (run.traj.snapshots[:, -1] - run.x_star).norm()))
+            sched.append(lim.schedule)
+            new += lim.trusted
+            lim.schedule = 0.0
+            old += lim.trusted
+        print(f"{name:50s} {max(errs):9.2g} {old:>5d}/{len(seeds):<4d} {new:>2d}/{len(seeds):<2d} {min(sched):8.2g}")
 
 
 if __name__ == "__main__":

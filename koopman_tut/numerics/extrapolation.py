@@ -46,7 +46,7 @@ from .distributed import global_rows
 from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_tol,  # noqa: F401
                       untruncated)  # (delay_gram re-exported)
 from .secant import gap, plain_factor, secant_fit, unreadable
-from .optimizer_settings import has_momentum
+from .optimizer_settings import has_momentum, setting_drift
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
 from .trust import RESIDUAL_TOL, DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401
 
@@ -215,6 +215,8 @@ class AffineModel:
                             gain=float((1 / (1 - finite).abs()).max()) if finite.numel() else 0.0,
                             horizon=max_horizon if bool(drifting.any()) else math.inf, limit=math.isinf(h))
         self._check_tail(out, c, h, drift_tol, max_horizon)
+        if self.optimizer is not None:  # check 7 of .trust: one optimizer map for the whole window
+            out.schedule = out.extent * setting_drift(self.optimizer[0], self.W.shape[-1])
         if math.isinf(h) and self.optimizer is not None and has_momentum(self.optimizer[0]) \
                 and not unreadable(*self.optimizer, self.W.shape[-1]):  # check 6 of .trust: under momentum only
             f = plain_factor(self.factor, self.delays)

@@ -80,3 +80,33 @@ def _real(v) -> bool:
 
 def _number(v) -> bool:
     return _real(v) and math.isfinite(v)
+
+
+def setting_drift(meta: dict, T: int) -> float:
+    """How fast the optimizer's step size changes along a window of T snapshots, per snapshot: the
+    total variation of log(lr (1 - dampening) / (1 - momentum)) (a step's size in gradients once its
+    momentum buffer is steady) over the steps logged with snapshots 1 .. T-1, the window's own,
+    divided by their number; the largest over the parameter groups. math.inf where a step's lr is
+    not > 0 or its weight decay, Nesterov flag or momentum buffer (``restarts``) changes; 0 where
+    nothing is logged per snapshot (``meta['lrs']``), or T < 3.
+
+    An affine model of a window whose steps shrink by a factor (1 - delta) more each step fits each
+    mode's rate as mu (1 - delta), and its tail, summed over 1/|1 - mu| = gain snapshots, misses by
+    about delta gain of the distance still to go (check 7 of :mod:`koopman_tut.numerics.trust`)."""
+    rows = meta.get("group_lrs") or [[v] for v in (meta.get("lrs") or [])]
+    if len(rows) != T or T < 3:
+        return 0.0
+    logged = "group_settings" in meta
+    out = 0.0
+    for g in range(len(rows[0])):
+        steps = [settings_at(meta, k) if logged else settings_at(meta, 0) for k in range(1, T)]
+        mine = [row[g] if g < len(row) else {} for row in steps]
+        fixed = {(float(s.get("weight_decay") or 0), bool(s.get("nesterov")), s.get("restarts") or 0) for s in mine}
+        size = []
+        for k, s in enumerate(mine, start=1):
+            lr, beta, damp = rows[k][g], float(s.get("momentum") or 0), float(s.get("dampening") or 0)
+            if len(fixed) > 1 or not (lr > 0 and beta < 1 and damp < 1):
+                return math.inf
+            size.append(math.log(lr * (1 - damp) / (1 - beta)))
+        out = max(out, sum(abs(b - a) for a, b in zip(size, size[1:])) / (T - 2))
+    return out
