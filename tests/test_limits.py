@@ -515,3 +515,34 @@ def test_a_constant_lr_gives_no_schedule_drift():
     lim = kt.koopman(run.traj).limit(warn=False)
     assert lim.schedule == 0 and lim.trusted
     assert kt.numerics.optimizer_settings.setting_drift(run.traj.meta, len(run.traj)) == 0
+
+
+def test_a_schedule_of_a_converged_group_does_not_untrust_the_limit():
+    # two groups: a's rows still move (Hessian 1 .. 5, constant lr), b's converged long ago (Hessian 20 .. 50)
+    # and only b's lr decays; the limit is exact, and b moves no tail: check 7 weighs b by its share
+    g = torch.Generator().manual_seed(0)
+    ha, hb = torch.linspace(1, 5, 4, dtype=torch.float64), torch.linspace(20, 50, 4, dtype=torch.float64)
+    model = torch.nn.ParameterDict({"a": torch.randn(4, generator=g, dtype=torch.float64),
+                                    "b": torch.randn(4, generator=g, dtype=torch.float64)})
+    opt = torch.optim.SGD([dict(params=[model["a"]]), dict(params=[model["b"]])], lr=0.01)
+    sch = torch.optim.lr_scheduler.LambdaLR(opt, [lambda s: 1.0, lambda s: 1 / (1 + 0.01 * s)])
+    rec = kt.TrajectoryRecorder(model, opt, start=100, stop=180, dtype=torch.float64, params=["a", "b"])
+    for _ in range(180):
+        opt.zero_grad()
+        (0.5 * (ha * model["a"] ** 2).sum() + 0.5 * (hb * model["b"] ** 2).sum()).backward()
+        opt.step()
+        sch.step()
+    traj = rec.trajectory()
+    lim = kt.koopman(traj).limit(warn=False)
+    assert float(lim.theta.norm() / traj.snapshots[:, -1].norm()) < 1e-6  # x* = 0
+    assert lim.trusted and lim.schedule < 0.05
+    unweighted = kt.numerics.optimizer_settings.setting_drift(traj.meta, len(traj)) * lim.extent
+    assert unweighted > 0.05  # the control: b's schedule alone, unweighted, would untrust it
+
+
+def test_a_momentum_change_the_lr_compensates_is_still_a_change():
+    # lr / (1 - momentum) constant: the steady step size is the same, the fast modes are not
+    meta = {"lrs": [0.01 * (1 - b) / 0.1 for b in np.linspace(0.9, 0.8, 20)],
+            "groups": [{"lr": 0.01, "momentum": 0.9}], "momentum": 0.9,
+            "group_settings": [[{"momentum": float(b)}] for b in np.linspace(0.9, 0.8, 20)]}
+    assert kt.numerics.optimizer_settings.setting_drift(meta, 20) > 0.01

@@ -82,9 +82,9 @@ class AffineModel:
     method : "auto" (QR of the differences when W is small, else the Gram), "svd" (QR in float64)
         or "gram" (the one-pass Gram route; a second pass where a float64 window holds modes finer
         than the Gram resolves, :mod:`koopman_tut.numerics.refine`).
-    optimizer : (a Trajectory's meta, optimizer steps between snapshots) when W was recorded: a
-        limit under momentum is then compared with the secant limit where that can be read back
-        (check 6 of :mod:`.trust`).
+    optimizer : (a Trajectory's meta, steps between snapshots[, each group's rows]) when W was recorded:
+        a limit under momentum is compared with the secant limit (check 6), settings that change inside
+        the window weighed (check 7 of :mod:`.trust`; by each group's share of the tail, given its rows).
     """
 
     def __init__(self, W, svd_rank: int | float = -1, acc: Tensor | None = None, group=None,
@@ -203,7 +203,7 @@ class AffineModel:
         coef = self.block(0)[0] @ c
         coef[-1] += 1  # + theta(T-1)
         theta = matmul_chunked(self.W, coef[:, None])[:, 0]
-        mu = self.eigs
+        mu, T = self.eigs, self.W.shape[-1]
         if warn and math.isinf(h) and bool(drifting.any()):
             warnings.warn(DriftWarning(
                 f"the window still drifts: eigenvalue(s) {_fmt(mu[drifting])} of the differences lie within "
@@ -216,11 +216,11 @@ class AffineModel:
                             horizon=max_horizon if bool(drifting.any()) else math.inf, limit=math.isinf(h))
         self._check_tail(out, c, h, drift_tol, max_horizon)
         if self.optimizer is not None:  # check 7 of .trust: one optimizer map for the whole window
-            out.schedule = out.extent * setting_drift(self.optimizer[0], self.W.shape[-1])
+            out.schedule = out.extent * setting_drift(self.optimizer[0], T, theta - self.W[:, -1], *self.optimizer[2:])
         if math.isinf(h) and self.optimizer is not None and has_momentum(self.optimizer[0]) \
-                and not unreadable(*self.optimizer, self.W.shape[-1]):  # check 6 of .trust: under momentum only
+                and not unreadable(*self.optimizer[:2], T):  # check 6 of .trust: under momentum only
             f = plain_factor(self.factor, self.delays)
-            fit = secant_fit(self.W, *self.optimizer, f)
+            fit = secant_fit(self.W, *self.optimizer[:2], f)
             if fit.reliable:  # else it abstains: a secant that cannot be believed checks nothing
                 out.secant = _ratio(gap(self.W, fit, f, coef), self._norm(c))
         if warn:

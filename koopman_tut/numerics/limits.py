@@ -35,6 +35,7 @@ import torch
 
 from .dmd import dmd
 from .extrapolation import AffineModel, momentum_delays
+from .optimizer_settings import group_rows
 from .reduced import difference_factor, numerical_tol
 from .secant import min_norm_lstsq, secant_fit, warn_unreliable
 from .finite import NonFiniteError, check_finite
@@ -87,7 +88,9 @@ def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, wa
             raise ValueError(f"traj_or_W needs at least 3 snapshots for method='koopman', got {W.shape[1]}")
         rank = (0 if W.shape[0] > W.shape[1] else -1) if svd_rank == "auto" else svd_rank
         k = momentum_delays(meta, W.shape[1]) if delays == "auto" else delays
-        return AffineModel(W, rank, delays=k, optimizer=(meta, stride) if meta else None).extrapolate(warn=warn).theta
+        rows = group_rows(meta, traj_or_W.names, traj_or_W.offsets) if hasattr(traj_or_W, "offsets") else None
+        model = AffineModel(W, rank, delays=k, optimizer=(meta, stride, rows) if meta else None)
+        return model.extrapolate(warn=warn).theta
     if method == "closest":
         return dmd(W, svd_rank=-1).fixed_point()
     if method == "secant":

@@ -82,31 +82,51 @@ def _number(v) -> bool:
     return _real(v) and math.isfinite(v)
 
 
-def setting_drift(meta: dict, T: int) -> float:
-    """How fast the optimizer's step size changes along a window of T snapshots, per snapshot: the
-    total variation of log(lr (1 - dampening) / (1 - momentum)) (a step's size in gradients once its
-    momentum buffer is steady) over the steps logged with snapshots 1 .. T-1, the window's own,
-    divided by their number; the largest over the parameter groups. math.inf where a step's lr is
-    not > 0 or its weight decay, Nesterov flag or momentum buffer (``restarts``) changes; 0 where
-    nothing is logged per snapshot (``meta['lrs']``), or T < 3.
+def setting_drift(meta: dict, T: int, tail=None, rows: list | None = None) -> float:
+    """How fast the optimizer's steps change along a window of T snapshots, per snapshot: the total
+    variation of log(lr (1 - dampening)) plus that of log(1 - momentum) (a step's size in gradients
+    once its buffer is steady is their ratio; the fast modes follow the momentum alone) over the
+    steps logged with snapshots 1 .. T-1, the window's own, divided by their number. Per parameter
+    group, weighted by the group's share of ``tail`` (n,), the estimate's step from the last snapshot,
+    where ``rows`` (:func:`group_rows`) says which rows are the group's: a group already converged
+    moves no tail. The largest over the groups; math.inf where a step's lr is not > 0 or its weight
+    decay, Nesterov flag or momentum buffer (``restarts``) changes; 0 where nothing is logged per
+    snapshot (``meta['lrs']``), or T < 3.
 
     An affine model of a window whose steps shrink by a factor (1 - delta) more each step fits each
     mode's rate as mu (1 - delta), and its tail, summed over 1/|1 - mu| = gain snapshots, misses by
-    about delta gain of the distance still to go (check 7 of :mod:`koopman_tut.numerics.trust`)."""
-    rows = meta.get("group_lrs") or [[v] for v in (meta.get("lrs") or [])]
-    if len(rows) != T or T < 3:
+    about delta gain of the distance still to go: check 7 of :mod:`koopman_tut.numerics.trust`, a
+    first-order estimate, not a bound."""
+    lrs = meta.get("group_lrs") or [[v] for v in (meta.get("lrs") or [])]
+    if len(lrs) != T or T < 3:
         return 0.0
-    logged = "group_settings" in meta
+    if len({len(r) for r in lrs}) > 1:
+        return math.inf
+    steps = [settings_at(meta, k if "group_settings" in meta else 0) for k in range(1, T)]
+    total = float(tail.double().norm()) if tail is not None else 0.0
     out = 0.0
-    for g in range(len(rows[0])):
-        steps = [settings_at(meta, k) if logged else settings_at(meta, 0) for k in range(1, T)]
+    for g in range(len(lrs[0])):
         mine = [row[g] if g < len(row) else {} for row in steps]
         fixed = {(float(s.get("weight_decay") or 0), bool(s.get("nesterov")), s.get("restarts") or 0) for s in mine}
-        size = []
+        size, keep = [], []
         for k, s in enumerate(mine, start=1):
-            lr, beta, damp = rows[k][g], float(s.get("momentum") or 0), float(s.get("dampening") or 0)
+            lr, beta, damp = lrs[k][g], float(s.get("momentum") or 0), float(s.get("dampening") or 0)
             if len(fixed) > 1 or not (lr > 0 and beta < 1 and damp < 1):
                 return math.inf
-            size.append(math.log(lr * (1 - damp) / (1 - beta)))
-        out = max(out, sum(abs(b - a) for a, b in zip(size, size[1:])) / (T - 2))
+            size.append(math.log(lr * (1 - damp)))
+            keep.append(math.log(1 - beta))
+        drift = sum(abs(b - a) for v in (size, keep) for a, b in zip(v, v[1:])) / (T - 2)
+        if rows is not None and len(rows) == len(lrs[0]) and total > 0:
+            drift *= math.sqrt(sum(float(tail[lo:hi].double().norm()) ** 2 for lo, hi in rows[g])) / total
+        out = max(out, drift)
     return out
+
+
+def group_rows(meta: dict, names: list[str], offsets: list[int]) -> list[list[tuple[int, int]]] | None:
+    """Each parameter group's rows of a Trajectory's snapshots, (start, stop) per recorded name it holds
+    (``meta['groups'][i]['names']``), or None for fewer than two groups."""
+    groups = meta.get("groups") or []
+    if len(groups) < 2:
+        return None
+    at = {n: (offsets[i], offsets[i + 1]) for i, n in enumerate(names)}
+    return [[at[n] for n in (g.get("names") or []) if n in at] for g in groups]

@@ -39,6 +39,7 @@ from ..numerics.distributed_checks import preflight, trajectory_fields
 from ..numerics.dmd_result import DMDResult, powers
 from ..numerics.snapshots import deviation_from_steps, step_gram
 from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
+from ..numerics.optimizer_settings import group_rows
 from ..numerics.limits import snapshot_stride
 from ..recording.trajectory import Trajectory
 from ..recording.validation import check_index, check_real
@@ -139,7 +140,8 @@ class KoopmanAnalysis:
         """The affine model theta(t+1) = A theta(t) + c, from exact DMD of the differences."""
         return AffineModel(self.traj.snapshots, self.limit_rank, acc=self._dev_acc, sacc=self._acc,
                            group=self.group, delays=self.delays, method=self.method,
-                           optimizer=(self.traj.meta, self.every))
+                           optimizer=(self.traj.meta, self.every, None if self.group is not None else
+                                      group_rows(self.traj.meta, self.traj.names, self.traj.offsets)))
 
     # -- where training is heading
     def limit(self, warn: bool = True) -> Extrapolation:
