@@ -82,9 +82,8 @@ class AffineModel:
     method : "auto" (QR of the differences when W is small, else the Gram), "svd" (QR in float64)
         or "gram" (the one-pass Gram route; a second pass where a float64 window holds modes finer
         than the Gram resolves, :mod:`koopman_tut.numerics.refine`).
-    optimizer : (a Trajectory's meta, steps between snapshots[, each group's rows]) when W was recorded:
-        a limit under momentum is compared with the secant limit (check 6), settings that change inside
-        the window weighed (check 7 of :mod:`.trust`; by each group's share of the tail, given its rows).
+    optimizer : (a Trajectory's meta, steps between snapshots[, each group's rows]) when W was recorded,
+        for checks 6 (the secant limit) and 7 (settings that change inside the window) of :mod:`.trust`.
     """
 
     def __init__(self, W, svd_rank: int | float = -1, acc: Tensor | None = None, group=None,
@@ -216,7 +215,8 @@ class AffineModel:
                             horizon=max_horizon if bool(drifting.any()) else math.inf, limit=math.isinf(h))
         self._check_tail(out, c, h, drift_tol, max_horizon)
         if self.optimizer is not None:  # check 7 of .trust: one optimizer map for the whole window
-            out.schedule = out.extent * setting_drift(self.optimizer[0], T, theta - self.W[:, -1], *self.optimizer[2:])
+            rows = self.optimizer[2] if len(self.optimizer) > 2 else None
+            out.schedule = out.extent * setting_drift(self.optimizer[0], T, rows, theta, self.W[:, -1])
         if math.isinf(h) and self.optimizer is not None and has_momentum(self.optimizer[0]) \
                 and not unreadable(*self.optimizer[:2], T):  # check 6 of .trust: under momentum only
             f = plain_factor(self.factor, self.delays)

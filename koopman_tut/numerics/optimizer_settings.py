@@ -82,14 +82,14 @@ def _number(v) -> bool:
     return _real(v) and math.isfinite(v)
 
 
-def setting_drift(meta: dict, T: int, tail=None, rows: list | None = None) -> float:
+def setting_drift(meta: dict, T: int, rows: list | None = None, theta=None, last=None) -> float:
     """How fast the optimizer's steps change along a window of T snapshots, per snapshot: the total
     variation of log(lr (1 - dampening)) plus that of log(1 - momentum) (a step's size in gradients
     once its buffer is steady is their ratio; the fast modes follow the momentum alone) over the
     steps logged with snapshots 1 .. T-1, the window's own, divided by their number. Per parameter
-    group, weighted by the group's share of ``tail`` (n,), the estimate's step from the last snapshot,
-    where ``rows`` (:func:`group_rows`) says which rows are the group's: a group already converged
-    moves no tail. The largest over the groups; math.inf where a step's lr is not > 0 or its weight
+    group, weighted by the group's share of the tail ``theta - last`` ((n,) each: the estimate and
+    the last snapshot), where ``rows`` (:func:`group_rows`) says which rows are the group's: a group
+    already converged moves no tail. The largest over the groups; math.inf where a step's lr is not > 0 or its weight
     decay, Nesterov flag or momentum buffer (``restarts``) changes; 0 where nothing is logged per
     snapshot (``meta['lrs']``), or T < 3.
 
@@ -103,7 +103,10 @@ def setting_drift(meta: dict, T: int, tail=None, rows: list | None = None) -> fl
     if len({len(r) for r in lrs}) > 1:
         return math.inf
     steps = [settings_at(meta, k if "group_settings" in meta else 0) for k in range(1, T)]
-    total = float(tail.double().norm()) if tail is not None else 0.0
+    share = None  # each group's share of the tail, read from its own rows only where it is weighed
+    if rows is not None and len(rows) == len(lrs[0]) and theta is not None:
+        sq = [sum(float((theta[lo:hi].double() - last[lo:hi].double()).norm()) ** 2 for lo, hi in r) for r in rows]
+        share = [math.sqrt(v / sum(sq)) for v in sq] if sum(sq) > 0 else None
     out = 0.0
     for g in range(len(lrs[0])):
         mine = [row[g] if g < len(row) else {} for row in steps]
@@ -116,9 +119,7 @@ def setting_drift(meta: dict, T: int, tail=None, rows: list | None = None) -> fl
             size.append(math.log(lr * (1 - damp)))
             keep.append(math.log(1 - beta))
         drift = sum(abs(b - a) for v in (size, keep) for a, b in zip(v, v[1:])) / (T - 2)
-        if rows is not None and len(rows) == len(lrs[0]) and total > 0:
-            drift *= math.sqrt(sum(float(tail[lo:hi].double().norm()) ** 2 for lo, hi in rows[g])) / total
-        out = max(out, drift)
+        out = max(out, drift * (share[g] if share else 1.0))
     return out
 
 

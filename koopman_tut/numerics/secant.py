@@ -99,7 +99,7 @@ def secant_fit(W: Tensor, meta: dict, stride: int, factor: Factor | None = None)
     elif not nesterov:  # g_j = (s_j - beta_j s_{j-1}) / (1 - dampening_j), at x_j
         KG = (S[:, 1:] - beta[1:] * S[:, :-1]) / (1 - damp[1:])
     else:  # s_j / beta_j - b_j s_{j-1} = (a_j - b_j) g(p_j) (module notes), j = 1 .. T-2
-        a, b = (1 + beta[1:]) / beta[1:], beta[1:] / beta[:-1]
+        a, b = _nesterov(beta)
         KG = (S[:, 1:] / beta[1:] - b * S[:, :-1]) / (a - b)
         c[1:] = b / (a - b)  # beta_j when the momentum is constant
     E = torch.eye(T - 1, dtype=torch.float64)
@@ -182,7 +182,7 @@ def unreadable(meta: dict, stride: int, T: int) -> str | None:
                 f"optimizer.load_state_dict) by the step leaving snapshot {moved}, which the momentum "
                 f"recursion does not give; take the window from there, traj.window({moved})")
     if nesterov and T > 2:
-        a, b = (1 + beta[1:]) / beta[1:], beta[1:] / beta[:-1]
+        a, b = _nesterov(beta)
         c = (b / (a - b)).abs()
         if not float(c.max()) <= 100:  # the point p_t a gradient is read at lies c_t steps beyond x_t
             j = int(c.argmax()) + 1
@@ -224,6 +224,11 @@ def _steps(meta: dict, T: int) -> tuple[Tensor, Tensor, Tensor, bool]:
     beta = torch.tensor([float(g.get("momentum") or 0.0) for g in rows], dtype=torch.float64)
     damp = torch.tensor([float(g.get("dampening") or 0.0) for g in rows], dtype=torch.float64)
     return _lrs(meta, T), beta, damp, bool(rows[-1].get("nesterov")) if bool((beta > 0).any()) else False
+
+
+def _nesterov(beta: Tensor) -> tuple[Tensor, Tensor]:
+    """(a, b) (T-2,) of the steps 1 .. T-2 under Nesterov: a = (1 + beta_t) / beta_t, b = beta_t / beta_{t-1}."""
+    return (1 + beta[1:]) / beta[1:], beta[1:] / beta[:-1]
 
 
 def plain_factor(f: Factor, delays: int) -> Factor:

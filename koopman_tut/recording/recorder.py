@@ -145,7 +145,6 @@ class TrajectoryRecorder:
             self.storage = self._disk.data
         self.steps: list[int] = []
         self._log = SettingsLog(self._lr_groups, optimizer)  # every group's settings per snapshot
-        self.lrs, self.group_lrs = self._log.lrs, self._log.group_lrs  # the first group's, every group's
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
         # what the last walk saw (registrations, the optimizer's group list and dicts, the recorded tensors) and when
         # the next is due
@@ -154,6 +153,13 @@ class TrajectoryRecorder:
         self._cap = self.storage.shape[0]
         self._handle = optimizer.register_step_post_hook(self._hook)
         self._record(self.step)  # the state at construction (if inside the window)
+
+    @property
+    def lrs(self) -> list[float]:
+        """The first recorded group's lr at each snapshot (of the step that produced it; group_lrs: every group's)."""
+        return [row[0][0] for row in self._log.rows]
+
+    group_lrs = property(lambda self: [[g[0] for g in row] for row in self._log.rows])
 
     @property
     def stop(self) -> int | None:

@@ -57,10 +57,9 @@ def group_row(group: dict, restarts: int = 0) -> tuple[float, ...]:
 
 
 class SettingsLog:
-    """Per snapshot, every recorded group's settings (``rows``: a list of G tuples of :data:`KEYS`),
-    its lr (``group_lrs``; ``lrs`` the first group's), and the first step whose settings other
-    than the lr differ from those when the recorder was built (``changed_at``; set by hand, or
-    by OneCycleLR).
+    """Per snapshot, every recorded group's settings (``rows``: a list of G tuples of :data:`KEYS`,
+    the lr first), and the first step whose settings other than the lr differ from those when the
+    recorder was built (``changed_at``; set by hand, or by OneCycleLR).
 
     The settings are read at every snapshot; they are converted to float only when a value read
     is not the very object read at the last snapshot (a schedule, a hand edit, new groups after
@@ -79,12 +78,10 @@ class SettingsLog:
         self._keys = settings_keys(groups)
         self._get = operator.itemgetter(*self._keys) if len(self._keys) > 1 else (lambda g: (g["lr"],))
         self._first = [group_row(g)[1:] for g in groups]
-        self._last, self._tensors, self._lrs, self._row = [], True, [], []
+        self._last, self._tensors, self._row = [], True, []
         self._pairs: tuple | None = None  # ((key, value read), ...) of the one group, when no value is a tensor
         self.array = np.zeros((len(groups), len(KEYS)))  # (G, 7) the current row, for a disk commit
         self.rows: list[list[tuple[float, ...]]] = []
-        self.lrs: list[float] = []
-        self.group_lrs: list[list[float]] = []
         self.changed_at: int | None = None
 
     def log(self, groups: list[dict], step: int) -> None:
@@ -96,8 +93,6 @@ class SettingsLog:
                     break
             else:  # nothing changed
                 self.rows.append(self._row)
-                self.group_lrs.append(self._lrs)
-                self.lrs.append(self._lrs[0])
                 return
         now = list(map(self._get, groups))  # [(lr, momentum, ...)] per group
         if restarted or self._tensors or len(now) != len(self._last) or not all(
@@ -106,13 +101,10 @@ class SettingsLog:
             self._tensors = any(isinstance(v, torch.Tensor) for t in now for v in t)
             self._row = [group_row(g, r) for g, r in zip(groups, self._restarts)]  # new whenever one changes
             self.array = np.array(self._row, dtype=np.float64)
-            self._lrs = [r[0] for r in self._row]
             if self.changed_at is None and [r[1:] for r in self._row] != self._first:
                 self.changed_at = step
             self._pairs = tuple(zip(self._keys, now[0])) if len(now) == 1 and not self._tensors else None
         self.rows.append(self._row)
-        self.group_lrs.append(self._lrs)
-        self.lrs.append(self._lrs[0])
 
     def _buffer(self, group: dict, p=None):
         """The momentum buffer of ``p`` (None where it has none), or of the group's first parameter
