@@ -43,7 +43,7 @@ import torch
 from .dmd import _check_svd_rank
 from .dmd_result import powers
 from .distributed import global_rows
-from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_tol,  # noqa: F401
+from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_rank,  # noqa: F401
                       untruncated)  # (delay_gram re-exported)
 from .secant import gap, plain_factor, secant_fit, unreadable
 from .optimizer_settings import has_momentum, setting_drift
@@ -144,7 +144,7 @@ class AffineModel:
         if not hasattr(self, "_refit"):
             R = self.factor.R[:, : self.factor.R.shape[1] - self.holdout]
             s = torch.linalg.svdvals(R[:, :-1]) if R.shape[1] >= 3 else torch.zeros(0, dtype=R.dtype)
-            r = int((s > numerical_tol(float(s[0]), R.shape[1] - 1, self.factor)).sum()) if s.numel() else 0
+            r = numerical_rank(s, R.shape[1] - 1, self.factor)
             self._refit = Reduced(R, min(r, self.rank)) if r else None
         return self._refit
 

@@ -1,46 +1,43 @@
-"""The small float64 pieces of the affine Koopman model: the differences' factor on every route, the
-delay embedding done on the Gram, one rank rule, and the reduced operator.
+"""The small float64 pieces of the affine Koopman model: the differences' factor on every route, the delay
+embedding done on the Gram, one rank rule, and the reduced operator.
 
-The affine model of a window W = [w_0 .. w_{T-1}] (n, T) is exact DMD (Tu et al. 2014) of its
-successive differences d_t = w_{t+1} - w_t, optionally delay-embedded: with k delays the state is
-z_t = [w_t; w_{t-1}; ..; w_{t-k}] (the heavy-ball and Nesterov recursions are second order in
-w, first order in z = [w_t; w_{t-1}]: Takens-style delay coordinates, as in Hankel DMD, Arbabi &
-Mezic 2017). The embedded differences e_j (j = 0 .. m-1, m = T-1-k) have blocks
-e_j[i] = d_{k+j-i}, so their Gram is a sum of shifted blocks of the plain differences' Gram Gd:
+The affine model of a window W = [w_0 .. w_{T-1}] (n, T) is exact DMD (Tu et al. 2014) of its successive
+differences d_t = w_{t+1} - w_t, optionally delay-embedded: with k delays the state is z_t = [w_t; w_{t-1};
+..; w_{t-k}] (the heavy-ball and Nesterov recursions are second order in w, first order in z = [w_t; w_{t-1}]:
+Takens-style delay coordinates, as in Hankel DMD, Arbabi & Mezic 2017). The embedded differences e_j (j = 0 ..
+m-1, m = T-1-k) have blocks e_j[i] = d_{k+j-i}, so their Gram is a sum of shifted blocks of the plain
+differences' Gram Gd:
 
     E^H E = sum_{i=0}^{k} Gd[i:i+m, i:i+m]
 
-and no second pass over W is needed. Everything downstream needs only a factor R (., m) with
-E^H E = R^H R: a Householder QR of E in float64 (small windows: the accurate route) or the
-eigendecomposition of E^H E (the Gram route, one pass over W).
+and no second pass over W is needed. Everything downstream needs only a factor R (., m) with E^H E = R^H R: a
+Householder QR of E in float64 (small windows: the accurate route) or the eigendecomposition of E^H E (the
+Gram route, one pass over W).
 
-**One rank rule on every route.** Gavish & Donoho's optimal hard threshold (2014) is
-omega(beta) * median(s) over the min(n_rows, m - 1) singular values of X = E[:, :-1]. Each route
-resolves singular values only down to its own floor, and a median over the values that survived
-that cut depends on the route. Here the median is taken over the full set of min(n_rows, m - 1)
-values, every value at or below one common floor (the larger of the Gram route's floor and the
-stored data's rounding, below) counted as zero, on every route; so the threshold is the same
-whichever route ran, and so is the rank. Where the data's rounding is finer than the Gram's
-floor (float64 data: a window whose fastest modes have decayed to between the two is real
-there), the Gram route reads W once more (:mod:`koopman_tut.numerics.refine`) and resolves the
-differences as the QR route does: then the two routes differ by no more than the QR route
-differs from itself on the same rows in another order. Data recorded in float32 never takes
-that pass: its rounding, eps32 ||W||_F, lies at or above the Gram's floor, 4 sqrt(eps64) ||S||_2,
-since ||S||_2 <= 2 ||W||_F.
+**One rank rule on every route.** Gavish & Donoho's optimal hard threshold (2014) is omega(beta) * median(s)
+over the min(n_rows, m - 1) singular values of X = E[:, :-1]. Each route resolves singular values only down to
+its own floor, and a median over the values that survived that cut depends on the route. Here the median is
+taken over the full set of min(n_rows, m - 1) values, every value at or below one common floor (the larger of
+the Gram route's floor and the stored data's rounding, below) counted as zero, on every route; so the
+threshold is the same whichever route ran, and so is the rank. Where the data's rounding is finer than the
+Gram's floor (float64 data: a window whose fastest modes have decayed to between the two is real there), the
+Gram route reads W once more (:mod:`koopman_tut.numerics.refine`) and resolves the differences as the QR route
+does: then the two routes differ by no more than the QR route differs from itself on the same rows in another
+order. Data recorded in float32 never takes that pass: its rounding, eps32 ||W||_F, lies at or above the
+Gram's floor, 4 sqrt(eps64) ||S||_2, since ||S||_2 <= 2 ||W||_F.
 
 **The Gram route's floor.** The Gram route accumulates the steps' Gram S^H S itself
-(:func:`~koopman_tut.numerics.snapshots.step_gram`), in float64, with rounding of about
-eps64 ||S||^2: it resolves the differences' singular values down to about sqrt(eps64) ||S||_2.
-Formed as M^H (D^H D) M from the deviations' Gram (what ``acc=`` passes) the rounding is
-eps64 ||D||^2 instead, and near convergence the deviations from the last snapshot are tens of
-steps long: tens of times coarser. Measured on noise-free float64 windows (n = 3e3 .. 4e5, 0
-or 1 delay) the largest spurious value was 2.6 sqrt(eps64) times the norm of the Gram's
-columns; the floor is 4 sqrt(eps64 (k+1)) times it (||S||_2, or ||D||_2 from ``acc``).
+(:func:`~koopman_tut.numerics.snapshots.step_gram`), in float64, with rounding of about eps64 ||S||^2: it
+resolves the differences' singular values down to about sqrt(eps64) ||S||_2. Formed as M^H (D^H D) M from the
+deviations' Gram (what ``acc=`` passes) the rounding is eps64 ||D||^2 instead, and near convergence the
+deviations from the last snapshot are tens of steps long: tens of times coarser. Measured on noise-free
+float64 windows (n = 3e3 .. 4e5, 0 or 1 delay) the largest spurious value was 2.6 sqrt(eps64) times the norm
+of the Gram's columns; the floor is 4 sqrt(eps64 (k+1)) times it (||S||_2, or ||D||_2 from ``acc``).
 
-**Numerically zero.** A difference is computed from stored numbers that each carry a rounding
-of up to eps/2 of their size (eps of the data's dtype), so the differences E differ from the
-exact ones by at most eps sqrt(k+1) ||W||_F in norm: a direction below that is rounding. This
-floor is relative to the size of the parameters, not to the (much smaller) size of the steps.
+**Numerically zero.** A difference is computed from stored numbers that each carry a rounding of up to eps/2
+of their size (eps of the data's dtype), so the differences E differ from the exact ones by at most eps
+sqrt(k+1) ||W||_F in norm: a direction below that is rounding. This floor is relative to the size of the
+parameters, not to the (much smaller) size of the steps.
 """
 from __future__ import annotations
 
@@ -164,6 +161,11 @@ def numerical_tol(s_max: float, cols: int, f: Factor) -> float:
     return max((cols + 2) * f.eps * s_max, f.data_floor, f.gram_floor if f.gram_route else 0.0)
 
 
+def numerical_rank(s: Tensor, cols: int, f: Factor) -> int:
+    """How many of the singular values ``s`` (descending) of X (., cols) lie above :func:`numerical_tol`."""
+    return int((s > numerical_tol(float(s[0]), cols, f)).sum()) if s.numel() else 0
+
+
 def affine_rank(s: Tensor, svd_rank, n_rows: int, cols: int, f: Factor) -> int:
     """The rank kept for the singular values ``s`` (descending) of X = E[:, :-1] (n_rows, cols).
 
@@ -183,8 +185,7 @@ def affine_rank(s: Tensor, svd_rank, n_rows: int, cols: int, f: Factor) -> int:
     """
     if not s.numel():
         return 0
-    s_max = float(s[0])
-    tol = numerical_tol(s_max, cols, f)
+    tol = numerical_tol(float(s[0]), cols, f)
     numerical = int((s > tol).sum())
     if svd_rank != 0 or numerical == 0:
         return choose_rank(s, svd_rank, (n_rows, cols), tol)
@@ -235,7 +236,7 @@ def untruncated(f: Factor, s: Tensor, rank: int, cols: int) -> Reduced | None:
     """The model at the numerical rank of X (singular values ``s``), when ``rank`` is below it and that
     model fits the window deterministically (misfit at most RESIDUAL_TOL of ||Y||): then what the rank
     cut is dynamics, not noise (check 5 of :mod:`koopman_tut.numerics.trust`); else None."""
-    numerical = int((s > numerical_tol(float(s[0]), cols, f)).sum()) if s.numel() else 0
+    numerical = numerical_rank(s, cols, f)
     if rank >= numerical or not misfit_at(f.R, numerical) <= RESIDUAL_TOL * norm(f.R[:, 1:]):
         return None
     return Reduced(f.R, numerical)
