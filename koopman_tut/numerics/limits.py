@@ -6,7 +6,7 @@ to an estimate of its limit x*, a flat (n,) tensor like :meth:`koopman_tut.DMDRe
 * "koopman": the affine Koopman model's limit (:class:`koopman_tut.numerics.extrapolation.AffineModel`;
   delay-embedded under momentum, with its trust check), this package's default rule.
 * "closest": the paper's rule (Redman et al., ICLR 2022): the DMD mode of the snapshots whose
-  eigenvalue is closest to 1, times its amplitude.
+  eigenvalue is closest to 1, times its amplitude; reproduced as published, with no trust check.
 * "last": x_{T-1} (what global magnitude pruning looks at).
 * "line": x_{T-1} + a (x_{T-1} - x_0), the straight line through the window, ``a`` a knob.
 * "mpe": minimal polynomial extrapolation (Cabay & Jackson 1976; Sidi, Ford & Smith 1986,
