@@ -19,19 +19,19 @@ to an estimate of its limit x*, a flat (n,) tensor like :meth:`koopman_tut.DMDRe
   acceleration for fixed-point iterations", SIAM J. Numer. Anal. 49) over the last ``depth``
   + 1 residuals, the iteration's map read off the trajectory, g(x_j) = x_{j+1}.
 
-MPE, RRE and Anderson are computed in float64 from the successive differences' Gram (one pass
-over W, or a float64 QR for small W) and one more pass for the combination of snapshots. On an
-affine iteration x_{j+1} = A x_j + c whose differences have rank below the window, "koopman",
-"mpe" and "rre" return x* exactly in exact arithmetic: a polynomial of A that annihilates the
-differences annihilates the deviations from x* as well. In floating point the data's rounding is
-amplified by how ill-conditioned the window is (rates close together, and close to 1, seen over few
-snapshots), which the Koopman limit reports as ``conditioning`` (trust check 4 of
+MPE, RRE and Anderson are computed in float64 from the successive differences' Gram (one pass over
+W, or a float64 QR for small W) and one more pass for the combination of snapshots. On an affine
+iteration x_{j+1} = A x_j + c whose differences have rank below the window, "koopman", "mpe" and
+"rre" return x* exactly in exact arithmetic: a polynomial of A that annihilates the differences
+annihilates the deviations from x* as well. In floating point the data's rounding is amplified by
+how ill-conditioned the window is (rates close together, and close to 1, seen over few snapshots),
+which the Koopman limit reports as ``conditioning`` (trust check 4 of
 :mod:`koopman_tut.numerics.trust`) and MPE and RRE share. Gradient descent, lr 0.01, Hessian
-eigenvalues linspace(0.1, 10, k) (rates 0.9 .. 0.999), 100 dimensions, float64, seeds 0-4, warm-up
-0 and 100: k = 8 in 40 snapshots, all three within 1.5e-5 of the distance left (conditioning
-2e-5 .. 1e-4), in 81 snapshots within 6e-8; k = 20 in 40 snapshots, 22% (Koopman) to 56% (MPE,
-RRE) off. Only "koopman" and "secant" check themselves (warnings); the others return their estimate
-as computed, however ill-conditioned the window.
+eigenvalues linspace(0.1, 10, k) (rates 0.9 .. 0.999), 100 dimensions, float64, seeds 0-4, warm-up 0
+and 100: k = 8 in 40 snapshots, all three within 1.5e-5 of the distance left (conditioning 2e-5 ..
+1e-4), in 81 snapshots within 6e-8; k = 20 in 40 snapshots, 22% (Koopman) to 56% (MPE, RRE; MPE
+refused 2 of the 10) off (benchmarks/known_answers.py). Only "koopman" and "secant" check themselves
+(warnings); the others return their estimate as computed, however ill-conditioned the window.
 """
 from __future__ import annotations
 
