@@ -292,9 +292,9 @@ def _fmt(z: Tensor, k: int = 4) -> str:
 
 
 def momentum_delays(meta: dict, n_snapshots: int | None = None) -> int:
-    """Delays the affine model needs for a window recorded with these optimizer settings:
-    1 under heavy-ball or Nesterov momentum (a second-order recursion in theta), else 0; 0 also
-    for a window too short to embed (fewer than 4 snapshots)."""
+    """Delays the affine model needs for a window recorded with these optimizer settings: 1 under heavy-ball
+    or Nesterov momentum (a second-order recursion in theta), its own or an unrecorded group's it is coupled to
+    (``meta['other_momentum']``), else 0; 0 also for a window too short to embed (fewer than 4 snapshots)."""
     if n_snapshots is not None and n_snapshots < 4:
         return 0
-    return 1 if has_momentum(meta) else 0
+    return 1 if has_momentum(meta) or meta.get("other_momentum") is True else 0

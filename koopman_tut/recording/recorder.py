@@ -33,7 +33,7 @@ from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_dtype, _check_fraction, _check_int,  # noqa: F401
                               _check_disk, _check_lr, _check_model, _check_names, _check_window, _trained_by,
-                              changed_message, full_message, recorded_groups)
+                              changed_message, full_message, other_momentum, recorded_groups)
 from .params import layer_parameters, parameter
 from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
@@ -190,18 +190,18 @@ class TrajectoryRecorder:
         return [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
 
     def _meta(self) -> dict:
-        """Recording stride and optimizer settings (and the rows held, when sharded).
-
-        The top-level settings are those of the first parameter group that holds a recorded
-        parameter; ``groups`` lists every such group with its names, initial lr and settings
-        (the Koopman gradient undoes each group's lr, momentum and weight decay on its own rows).
-        """
+        """Recording stride and optimizer settings (and the rows held, when sharded). The top-level settings
+        are those of the first parameter group that holds a recorded parameter; ``groups`` lists every such
+        group with its names, initial lr and settings (the Koopman gradient undoes each on its own rows);
+        ``other_momentum`` (only when True) says that a group holding none of them has momentum."""
+        held = self._groups()
         settings = [dict(names=names, lr=float(g["lr"]), momentum=float(g.get("momentum", 0.0) or 0.0),
                          nesterov=bool(g.get("nesterov", False)), dampening=float(g.get("dampening", 0.0) or 0.0),
                          weight_decay=float(g.get("weight_decay", 0.0) or 0.0),
-                         maximize=bool(g.get("maximize", False))) for g, names in self._groups()]
+                         maximize=bool(g.get("maximize", False))) for g, names in held]
         first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
-        meta = {"every": self.every, "optimizer": type(self.optimizer).__name__, **first, "groups": settings}
+        meta = {"every": self.every, "optimizer": type(self.optimizer).__name__, **first, "groups": settings,
+                **other_momentum(self.optimizer, held)}
         if self.group is not None:
             meta.update(rows=self.rows, n_total=self.n_total, all_names=list(self.names),
                         all_shapes=[tuple(s) for s in self.shapes])

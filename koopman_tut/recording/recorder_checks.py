@@ -141,6 +141,15 @@ def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors:
     return out
 
 
+def other_momentum(optimizer: torch.optim.Optimizer, held: list[tuple[dict, list[str]]]) -> dict:
+    """{"other_momentum": True} when a param group holding no recorded tensor (``held``: those that do) has
+    momentum, else {}: the recorded parameters are coupled to it through the loss, so their trajectory is a
+    view of a second-order recursion and the affine model needs a delay (momentum_delays)."""
+    mine = [g for g, _ in held]
+    others = [g for g in optimizer.param_groups if not any(g is h for h in mine)]
+    return {"other_momentum": True} if any(float(g.get("momentum", 0.0) or 0.0) > 0 for g in others) else {}
+
+
 def full_message(cap: int, max_snapshots: int | None, step: int) -> str:
     """What :class:`~koopman_tut.recording.recorder.RecorderFullWarning` says when the snapshot of ``step`` is
     the first dropped."""
