@@ -46,7 +46,7 @@ from .distributed import global_rows
 from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_rank,  # noqa: F401
                       untruncated)  # (delay_gram re-exported)
 from .secant import gap, plain_factor, secant_fit, unreadable
-from .optimizer_settings import has_momentum, setting_drift
+from .optimizer_settings import has_momentum, other_momentum, setting_drift
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
 from .trust import RESIDUAL_TOL, DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401
 
@@ -297,4 +297,4 @@ def momentum_delays(meta: dict, n_snapshots: int | None = None) -> int:
     (``meta['other_momentum']``), else 0; 0 also for a window too short to embed (fewer than 4 snapshots)."""
     if n_snapshots is not None and n_snapshots < 4:
         return 0
-    return 1 if has_momentum(meta) or meta.get("other_momentum") is True else 0
+    return 1 if has_momentum(meta) or other_momentum(meta) else 0

@@ -31,6 +31,16 @@ def has_momentum(meta: dict) -> bool:
     return any(float(g.get("momentum", 0.0) or 0.0) > 0 for g in groups)
 
 
+def other_momentum(meta: dict) -> bool:
+    """``meta['other_momentum']``: whether an optimizer group holding none of the recorded parameters had
+    momentum when the recorder was built (they are coupled to it through the loss; absent: False).
+    TypeError unless it is True or False."""
+    v = meta.get("other_momentum", False)
+    if type(v) is not bool:
+        raise TypeError(f"traj.meta['other_momentum'] must be True or False, got {v!r}")
+    return v
+
+
 def check_settings(meta: dict) -> None:
     """ValueError/TypeError naming the field unless the optimizer settings in ``meta`` are what a
     recorder writes: at the top level, in each of ``meta['groups']`` and of those logged per
@@ -39,6 +49,7 @@ def check_settings(meta: dict) -> None:
     number >= 0, each None where absent, nesterov and maximize bools (or None), restarts a count;
     each group's ``lr`` and ``meta['lrs']`` numbers and ``meta['group_lrs']`` lists of numbers."""
     groups, logged = meta.get("groups") or [], meta.get("group_settings") or []
+    other_momentum(meta)
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise TypeError(f"traj.meta['groups'] must be a list of dicts (one per optimizer group), got {groups!r:.200}")
     if not isinstance(logged, list) or not all(isinstance(r, list) and r and all(isinstance(g, dict) for g in r)

@@ -49,7 +49,7 @@ import torch
 from .reduced import Factor, difference_factor, numerical_tol
 from .snapshots import difference_matrix
 from .trust import TRUST_TOL, UntrustedLimitWarning
-from .optimizer_settings import check_settings, settings_at
+from .optimizer_settings import check_settings, other_momentum, settings_at
 
 Tensor = torch.Tensor
 
@@ -160,6 +160,10 @@ def unreadable(meta: dict, stride: int, T: int) -> str | None:
         return (f"needs a snapshot at every optimizer step (each step gives one gradient), got snapshots {stride} "
                 f"steps apart; record with every=1")
     check_settings(meta)  # malformed settings raise, naming the field
+    if other_momentum(meta):
+        return ("reads each gradient as a function of the recorded parameters, but an optimizer group holding none "
+                "of them has momentum (traj.meta['other_momentum']) and moves parameters the gradients depend on: "
+                "record every trained parameter, or use method='koopman' (delay-embedded for this)")
     groups = meta.get("groups") or [meta]
     steps = [settings_at(meta, k) for k in range(1, T)] if "group_settings" in meta else [groups]
     keys = ("momentum", "dampening", "nesterov")

@@ -187,7 +187,7 @@ def _number(x) -> bool:
 
 _META = {"every": lambda v: _int(v, 1, MAX_SIZE), "n_total": lambda v: _int(v, 1, MAX_SIZE),
          "optimizer": lambda v: isinstance(v, str), "nesterov": lambda v: type(v) is bool,
-         "maximize": lambda v: type(v) is bool, "other_momentum": lambda v: v is True,
+         "maximize": lambda v: type(v) is bool, "other_momentum": lambda v: type(v) is bool,
          "momentum": _number, "dampening": _number, "weight_decay": _number,
          "rows": lambda v: _ints(v) and len(v) == 2 and v[0] <= v[1], "all_names": _strs,
          "groups": lambda v: isinstance(v, list) and all(isinstance(g, dict) for g in v),

@@ -33,7 +33,7 @@ from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_dtype, _check_fraction, _check_int,  # noqa: F401
                               _check_disk, _check_lr, _check_model, _check_names, _check_window, _trained_by,
-                              changed_message, full_message, other_momentum, recorded_groups)
+                              changed_message, full_message, other_momentum_meta, recorded_groups)
 from .params import layer_parameters, parameter
 from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
@@ -201,7 +201,7 @@ class TrajectoryRecorder:
                          maximize=bool(g.get("maximize", False))) for g, names in held]
         first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
         meta = {"every": self.every, "optimizer": type(self.optimizer).__name__, **first, "groups": settings,
-                **other_momentum(self.optimizer, held)}
+                **other_momentum_meta(self.optimizer, held)}
         if self.group is not None:
             meta.update(rows=self.rows, n_total=self.n_total, all_names=list(self.names),
                         all_shapes=[tuple(s) for s in self.shapes])

@@ -141,10 +141,12 @@ def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors:
     return out
 
 
-def other_momentum(optimizer: torch.optim.Optimizer, held: list[tuple[dict, list[str]]]) -> dict:
+def other_momentum_meta(optimizer: torch.optim.Optimizer, held: list[tuple[dict, list[str]]]) -> dict:
     """{"other_momentum": True} when a param group holding no recorded tensor (``held``: those that do) has
     momentum, else {}: the recorded parameters are coupled to it through the loss, so their trajectory is a
-    view of a second-order recursion and the affine model needs a delay (momentum_delays)."""
+    view of a second-order recursion and the affine model needs a delay (momentum_delays). Read when the
+    recorder is built, from its optimizer only: momentum given to another group later (a hand edit,
+    add_param_group, load_state_dict) or used by a second optimizer is not seen (the limit then warns)."""
     mine = [g for g, _ in held]
     others = [g for g in optimizer.param_groups if not any(g is h for h in mine)]
     return {"other_momentum": True} if any(float(g.get("momentum", 0.0) or 0.0) > 0 for g in others) else {}
