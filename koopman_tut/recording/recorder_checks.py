@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..numerics.distributed import local_tensor
+from ..numerics.optimizer_settings import has_momentum
 from .params import check_untied, parameter
 from .validation import SNAPSHOT_DTYPES as FLOAT_DTYPES  # what a recorder may store is what a Trajectory holds
 
@@ -149,7 +150,7 @@ def other_momentum_meta(optimizer: torch.optim.Optimizer, held: list[tuple[dict,
     add_param_group, load_state_dict) or used by a second optimizer is not seen (the limit then warns)."""
     mine = [g for g, _ in held]
     others = [g for g in optimizer.param_groups if not any(g is h for h in mine)]
-    return {"other_momentum": True} if any(float(g.get("momentum", 0.0) or 0.0) > 0 for g in others) else {}
+    return {"other_momentum": True} if has_momentum({"groups": others}) else {}
 
 
 def full_message(cap: int, max_snapshots: int | None, step: int) -> str:
