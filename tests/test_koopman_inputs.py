@@ -212,6 +212,18 @@ def test_numpy_scalars_are_numbers():
     torch.testing.assert_close(kt.estimate_limit(run.traj, delays=np.int64(0)), kt.estimate_limit(run.traj, delays=0))
 
 
+def test_a_knob_of_another_method_is_refused():
+    W = _run().traj.snapshots
+    for method, knob in [("mpe", dict(a=2.0)), ("koopman", dict(a=0.5)), ("line", dict(depth=3)),
+                         ("rre", dict(svd_rank=4)), ("anderson", dict(delays=1)), ("last", dict(depth=5))]:
+        with pytest.raises(ValueError, match=f"{next(iter(knob))}=.* method={method!r} does not use it"):
+            kt.estimate_limit(W, method, **knob)
+    # each knob still reaches its own method, and its default is the documented one
+    torch.testing.assert_close(kt.estimate_limit(W, "line"), kt.estimate_limit(W, "line", a=1.0))
+    torch.testing.assert_close(kt.estimate_limit(W, "anderson"), kt.estimate_limit(W, "anderson", depth=5))
+    assert not torch.equal(kt.estimate_limit(W, "line", a=2.0), kt.estimate_limit(W, "line"))
+
+
 def test_dmd_result_arguments_are_checked():
     W = _run().traj.snapshots
     res = kt.dmd(W)

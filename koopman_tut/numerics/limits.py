@@ -53,7 +53,7 @@ Tensor = torch.Tensor
 METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson", "secant")
 
 
-def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth: int = 5,
+def estimate_limit(traj_or_W, method: str = "koopman", *, a: float | None = None, depth: int | None = None,
                    svd_rank: int | float | str = "auto", delays: int | str = "auto", warn: bool = True) -> Tensor:
     """Estimate where a window is heading, by one of :data:`METHODS` (see the module notes).
 
@@ -64,11 +64,13 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float = 1.0, depth:
     method : "koopman" (default), "closest", "last", "line", "mpe", "rre", "anderson" or "secant"
         (the last needs a Trajectory recorded at every step of torch.optim.SGD, one lr and momentum
         for all its parameter groups at each step; a schedule may change them).
-    a : the line's step, x_{T-1} + a (x_{T-1} - x_0) ("line" only).
+    a : the line's step, x_{T-1} + a (x_{T-1} - x_0) ("line" only; default 1).
     depth : Anderson's depth m, the number of past residual differences it mixes (SciPy's
         default M = 5; "anderson" only).
     svd_rank, delays : of the "koopman" model: "auto" is kt.koopman's rule (0, Gavish-Donoho,
         for more rows than snapshots, else -1; one delay where ``meta`` records momentum).
+        A knob given to a method that does not use it (``a`` with "mpe", say) is a ValueError,
+        not ignored: the estimate would not be the one asked for.
     warn : let "koopman" warn (DriftWarning, UntrustedLimitWarning), and "secant" where its own
         check fails (:class:`koopman_tut.numerics.secant.SecantFit`: directions lost to rounding, or
         a last gradient the steps do not span).
@@ -87,6 +89,8 @@ def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, wa
     W, meta, stride = _window(traj_or_W)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_knobs(method, a=a, depth=depth, svd_rank=svd_rank, delays=delays)
+    a, depth = 1.0 if a is None else a, 5 if depth is None else depth
     if W.is_complex() and method != "closest":
         raise TypeError(f"traj_or_W must be real (a parameter trajectory) for method={method!r}, got {W.dtype}")
     if method in ("last", "line"):  # the other methods check it on their way (QR or Gram)
@@ -107,6 +111,18 @@ def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, wa
             warn_unreliable(fit, stacklevel=4)
         return matmul_chunked(W, fit.coef[:, None])[:, 0]
     return matmul_chunked(W, combination(W, method, a=a, depth=depth)[:, None])[:, 0]
+
+
+KNOBS = {"a": ("line",), "depth": ("anderson",), "svd_rank": ("koopman",), "delays": ("koopman",)}
+
+
+def _check_knobs(method: str, **given) -> None:
+    """A knob set (not None / "auto") for a method that does not read it is an error, naming both."""
+    for name, value in given.items():
+        unset = value is None if name in ("a", "depth") else isinstance(value, str) and value == "auto"
+        if not unset and method not in KNOBS[name]:
+            raise ValueError(f"{name}={value!r} is a knob of method={KNOBS[name][0]!r} only; method={method!r} "
+                             f"does not use it (drop {name}=, or choose method={KNOBS[name][0]!r})")
 
 
 def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5) -> Tensor:
