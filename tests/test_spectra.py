@@ -228,7 +228,8 @@ def test_float32_runs_near_a_fixed_point_keep_their_small_motion():
         a, b = rng.standard_normal((2000, 1)), rng.standard_normal((2000, 1))
         t = np.arange(40)[None, :]
         runs.append((offset + 1e-3 * (a * 0.9**t + b * 0.6**t)).astype(np.float32))
-    e = S.spectrum([torch.tensor(r) for r in runs])  # span: offset, 3 x a, 3 x b; the rest holds no data
+    with pytest.warns(S.ResolutionWarning, match="110 of the 2000 modes"):  # float32's rounding, not zeros
+        e = S.spectrum([torch.tensor(r) for r in runs])  # span: offset, 3 x a, 3 x b; the rest is rounding
     X, _ = S.pairs(runs)
     s = np.linalg.svd(X.numpy(), compute_uv=False)
     tol = 100 * np.finfo(np.float32).eps * np.linalg.norm(s) / s[6]  # float32 storage error over s_7
@@ -264,3 +265,62 @@ def test_bad_runs_are_named_as_given():
     for stack in (np.zeros((0, 2, 10)), np.zeros(3)):
         with pytest.raises(ValueError, match=r"non-empty \(N, d, T\) stack, got shape"):
             S.spectrum(stack)
+
+
+def test_modes_lost_to_the_storage_precision_are_named():
+    """OMD's runs stored in float32 (or float16) keep only the modes above their rounding: the zeros that stand
+    for the precision, not for directions no run explores, are announced; exact zeros (bisection's 6-dimensional
+    span in float64) and float64 data are not."""
+    import warnings
+
+    runs = equivalence.equivalence_runs()
+    for dtype, lost in ((np.float32, 2), (np.float16, 6)):
+        with pytest.warns(S.ResolutionWarning, match=f"{lost} of the 10 modes asked for lie below"):
+            e = S.spectrum([r.astype(dtype) for r in runs["OMD"]], 4)
+        assert int((e.abs() == 0).sum()) == lost
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert int((S.spectrum(runs["bisection"], 4).abs() == 0).sum()) == 4
+        assert int((S.spectrum(runs["OMD"], 4).abs() == 0).sum()) == 0
+
+
+def test_dmd_pairs_checks_its_input():
+    X = torch.randn(3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    Y = 0.9 * X
+    torch.testing.assert_close(S.dmd_pairs(X.numpy(), Y.numpy()), S.dmd_pairs(X, Y))  # ndarrays as documented
+    for bad in (float("nan"), float("inf")):
+        Z = Y.clone()
+        Z[1, 2] = bad
+        with pytest.raises(ValueError, match=r"Y contains NaN or Inf.*row=1, column=2"):
+            S.dmd_pairs(X, Z)
+        with pytest.raises(ValueError, match=r"X contains NaN or Inf"):
+            S.dmd_pairs(Z, Y)
+    for eps in (-1.0, 0.0, 1.0, True, "1e-7"):
+        with pytest.raises(ValueError, match="eps must be None or the data's machine epsilon"):
+            S.dmd_pairs(X, Y, eps=eps)
+    with pytest.raises(ValueError, match="at least 1 snapshots"):
+        S.dmd_pairs(torch.ones(3, 0), torch.ones(3, 0))
+
+
+def test_monte_carlo_p_value_estimates_the_exact_one():
+    """Fewer relabellings allowed than C(10, 5) = 252: random ones, whose p-value is the exact one up to
+    sampling (a binomial share of n + 1 draws); the exact p here is moderate, so a wrong branch shows."""
+    spectra = _replicates([0.9, 0.6], 10, seed=11)
+    exact = S.permutation_test(spectra[:5], spectra[5:])
+    assert exact.exact and 0.1 < exact.p_value < 0.9, exact.p_value
+    for seed in range(3):
+        mc = S.permutation_test(spectra[:5], spectra[5:], n_permutations=200, seed=seed)
+        assert not mc.exact and mc.n_relabellings == 201
+        sd = math.sqrt(exact.p_value * (1 - exact.p_value) / 201)
+        assert abs(mc.p_value - exact.p_value) <= 5 * sd + 1 / 201, (mc.p_value, exact.p_value)
+
+
+def test_groups_may_be_any_iterable_and_distances_do_not_overflow():
+    spectra = _replicates([0.9, 0.6], 6, seed=5)
+    as_list = S.permutation_test(spectra[:3], spectra[3:])
+    assert S.permutation_test(iter(spectra[:3]), (e for e in spectra[3:])) == as_list
+    with pytest.raises(TypeError, match="spectra_a must be a sequence of spectra"):
+        S.permutation_test(3, spectra)
+    assert S.wasserstein([1e300, -1e300], [-1e300, 1e300]) == 0.0
+    assert S.wasserstein([1e300, 1e300], [-1e300, -1e300]) == pytest.approx(2e300)
+    assert S.wasserstein([1e308], [-1e308]) == math.inf  # 2e308 is past float64's range

@@ -46,3 +46,23 @@ def test_width_study_bookkeeping():
     assert "h=2-h=4" in st.table()
     with pytest.raises(ValueError, match="inits"):
         WS.width_study(inits=0)
+    # the same runs at other delays, without training again: the study's own delays give its spectra back
+    again = st.at_delays(st.delays)
+    assert all(torch.equal(a, b) for h in st.widths for a, b in zip(again.spectra[h], st.spectra[h]))
+    one = st.at_delays(0)
+    assert one.delays == {2: 0, 4: 0} and not torch.equal(one.spectra[2][0], st.spectra[2][0])
+    assert torch.equal(one.spectra[4][0], st.spectra[4][0])  # width 4 had 0 delays already
+    with pytest.raises(ValueError, match="for every width"):
+        st.at_delays({2: 1})
+    with pytest.raises(ValueError, match="width 40 is not in this study"):
+        st.between(2, 40)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(widths=(10, 10)), "widths must be distinct"), (dict(seeds=(0, 0, 1)), "seeds must be distinct"),
+    (dict(seeds=3), "seeds must be a non-empty sequence"), (dict(widths=[5.0, 10]), "widths must hold integers"),
+    (dict(epochs=0), "epochs must be a finite number > 0"), (dict(modes=0), "modes must be an integer >= 1"),
+    (dict(widths=(5,), modes=101), "at most the embedded dimension"), (dict(seeds=()), "seeds must be a non-empty")])
+def test_width_study_refuses_bad_arguments_before_training(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        WS.width_study(**{"widths": (5, 10), "seeds": (0, 1), "inits": 1, **kwargs})

@@ -72,26 +72,50 @@ def train_run(h: int, seed: int, init: int, train_set, epochs: float = 1, lr: fl
 
 @dataclass
 class WidthStudy:
-    """Spectra per width and seed (each pooled over the perturbed initializations)."""
+    """Spectra per width and seed (each pooled over the perturbed initializations), and the runs behind them.
+
+    ``runs[h][i]`` holds the ``inits`` runs of width h at ``seeds[i]`` (each (10 h, steps + 1)), so the
+    same runs can be embedded again with other delays (:meth:`at_delays`) without training again.
+    """
 
     widths: tuple[int, ...]
     seeds: tuple[int, ...]
     delays: dict[int, int]
     spectra: dict[int, list[Tensor]]
     test_acc: dict[int, list[float]] = field(default_factory=dict)
+    runs: dict[int, list[list[Tensor]]] = field(default_factory=dict, repr=False)
+    modes: int = 10
+
+    def _width(self, h) -> int:
+        if h not in self.spectra:
+            raise ValueError(f"width {h!r} is not in this study: its widths are {list(self.widths)}")
+        return h
 
     def between(self, h1: int, h2: int) -> np.ndarray:
         """(n_seeds,) distances between widths h1 and h2 trained on the same seed."""
-        return np.array([wasserstein(a, b) for a, b in zip(self.spectra[h1], self.spectra[h2])])
+        a, b = self.spectra[self._width(h1)], self.spectra[self._width(h2)]
+        return np.array([wasserstein(x, y) for x, y in zip(a, b)])
 
     def within(self, h: int) -> np.ndarray:
         """Distances between the spectra of width h at different seeds (all pairs)."""
-        s = self.spectra[h]
+        s = self.spectra[self._width(h)]
         return np.array([wasserstein(s[i], s[j]) for i in range(len(s)) for j in range(i + 1, len(s))])
 
     def test(self, h1: int, h2: int, **kwargs) -> PermutationResult:
         """:func:`koopman_tut.numerics.spectra.permutation_test` of width h1's seeds against width h2's."""
-        return permutation_test(self.spectra[h1], self.spectra[h2], **kwargs)
+        return permutation_test(self.spectra[self._width(h1)], self.spectra[self._width(h2)], **kwargs)
+
+    def at_delays(self, delays: int | dict[int, int]) -> "WidthStudy":
+        """The same runs, each (width, seed) spectrum taken again with other delays: one number for
+        every width, or {width: delays}. The control for the protocol's delays, which change with the
+        width: a difference that the delays alone make is not one of width."""
+        if not self.runs:
+            raise ValueError("this study keeps no runs (built by hand?): at_delays needs width_study's")
+        ks = {h: delays for h in self.widths} if not isinstance(delays, dict) else dict(delays)
+        if set(ks) != set(self.widths):
+            raise ValueError(f"delays must be one integer or a dict for every width {list(self.widths)}, got {delays!r}")
+        spectra = {h: [spectrum(runs, ks[h], self.modes) for runs in self.runs[h]] for h in self.widths}
+        return WidthStudy(self.widths, self.seeds, ks, spectra, self.test_acc, self.runs, self.modes)
 
     def table(self, digits: int = 4) -> str:
         """Mean distance between every pair of widths (same seed) and within each width (across seeds)."""
@@ -104,6 +128,19 @@ class WidthStudy:
         return "\n".join(lines)
 
 
+def _distinct_ints(values, name: str, minimum: int) -> tuple[int, ...]:
+    """``values`` as a tuple of distinct integers >= minimum, or a ValueError naming ``name``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of integers, e.g. (0, 1, 2), got {values!r}")
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum]
+    if bad:
+        raise ValueError(f"{name} must hold integers >= {minimum}, got {bad[0]!r} in {list(values)}")
+    if len(set(values)) < len(values):
+        raise ValueError(f"{name} must be distinct (a repeat would count the same runs twice, as if "
+                         f"independent), got {list(values)}")
+    return tuple(int(v) for v in values)
+
+
 def width_study(widths: Sequence[int] = (5, 10, 40), seeds: Sequence[int] = (0, 1, 2, 3, 4), inits: int = 5,
                 epochs: float = 1, span: int | None = None, modes: int = 10, lr: float = 0.1, batch_size: int = 60,
                 perturbation: float = 1e-3, dataset: str = "digits", device="auto", progress: bool = False,
@@ -112,29 +149,43 @@ def width_study(widths: Sequence[int] = (5, 10, 40), seeds: Sequence[int] = (0, 
 
     Parameters
     ----------
-    widths : hidden widths h. span : (k_h + 1) h for every width (default 2 max(widths): the
-        widest gets 1 delay). inits : runs pooled per spectrum (init 0 unperturbed).
-    epochs : passes over the training set (digits: 23 steps per epoch at batch 60).
+    widths : distinct hidden widths h. span : (k_h + 1) h for every width (default 2 max(widths):
+        the widest gets 1 delay). seeds : distinct data-order seeds (the replicates).
+    inits : runs pooled per spectrum (init 0 unperturbed).
+    epochs : passes over the training set, > 0 (digits: 23 steps per epoch at batch 60).
     modes : DMD modes per spectrum (the authors' 10).
     dataset, root, download : :func:`koopman_tut.training.data.get_datasets` ("mnist": the paper's 784 -> h -> 10).
     """
-    if inits < 1 or len(seeds) < 1:
-        raise ValueError(f"inits and seeds must be at least 1, got inits={inits}, seeds={list(seeds)}")
+    widths, seeds = _distinct_ints(widths, "widths", 1), _distinct_ints(seeds, "seeds", 0)
+    if isinstance(inits, bool) or not isinstance(inits, (int, np.integer)) or inits < 1:
+        raise ValueError(f"inits must be an integer >= 1 (runs pooled per spectrum), got {inits!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, float, np.number)) or not 0 < epochs < float("inf"):
+        raise ValueError(f"epochs must be a finite number > 0 (passes over the training set), got {epochs!r}")
+    if isinstance(modes, bool) or not isinstance(modes, (int, np.integer)) or modes < 1:
+        raise ValueError(f"modes must be an integer >= 1 (DMD modes per spectrum), got {modes!r}")
     delays = delays_for(widths, 2 * max(widths) if span is None else span)
+    dim = (delays[widths[0]] + 1) * 10 * widths[0]  # the embedded dimension, every width's
+    if modes > dim:
+        raise ValueError(f"modes must be at most the embedded dimension (k_h + 1) 10 h = {dim}, got {modes}")
     train_set, test_set = data.get_datasets(dataset, root=root, download=download, flatten=True)
     _, test_loader = data.loaders(train_set, test_set)
-    spectra: dict[int, list[Tensor]] = {h: [] for h in widths}
+    runs: dict[int, list[list[Tensor]]] = {h: [] for h in widths}
     accs: dict[int, list[float]] = {h: [] for h in widths}
     bar = tqdm(total=len(widths) * len(seeds) * inits, desc="widths", disable=not progress, leave=False)
     for h in widths:
         for seed in seeds:
-            runs = []
+            pooled = []
             for i in range(inits):
                 W, acc = train_run(h, seed, i, train_set, epochs, lr, batch_size, perturbation, device,
                                    test_loader if i == 0 else None)
-                runs.append(W)
+                pooled.append(W)
                 accs[h] += [acc] if i == 0 else []
                 bar.update(1)
-            spectra[h].append(spectrum(runs, delays[h], modes))
+            runs[h].append(pooled)
     bar.close()
-    return WidthStudy(tuple(widths), tuple(seeds), delays, spectra, accs)
+    short = min(r.shape[1] for pooled in runs[widths[0]] for r in pooled)
+    if short < max(delays.values()) + 2:
+        raise ValueError(f"epochs={epochs} gives runs of {short} snapshots, too few for {max(delays.values())} "
+                         f"delays (the narrowest width's): train for more epochs, or pass a smaller span")
+    spectra = {h: [spectrum(pooled, delays[h], modes) for pooled in runs[h]] for h in widths}
+    return WidthStudy(widths, seeds, delays, spectra, accs, runs, int(modes))
