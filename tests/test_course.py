@@ -77,8 +77,9 @@ def synthetic_notebook() -> nbformat.NotebookNode:
     ]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
-                                                                          "version_minor": 0}}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {  # what a widget showed when run
+        "state": {"abc": {"model_name": "OutputModel", "state": {"outputs": [{"text": "WIDGET_SHOWED_THE_ANSWER"}]}}},
+        "version_major": 2, "version_minor": 0}}
     return nb
 
 
@@ -153,6 +154,11 @@ def test_student_copy_has_no_solutions(nb_path):
     kept = course.student_copy(nb, clear_reveals=False)
     assert "REVEALED 3" in json.dumps(kept) and "Your prediction:" not in json.dumps(kept)
     assert not any(s in json.dumps(kept) for s in SECRETS)
+    # the saved widget state holds what the widgets showed when the notebook ran: not handed out
+    assert "WIDGET_SHOWED_THE_ANSWER" in json.dumps(nb) and "WIDGET_SHOWED_THE_ANSWER" not in text
+    assert "WIDGET_SHOWED_THE_ANSWER" not in json.dumps(course.nbgrader_copy(nb))
+    # the same notebook gives the same student copy, byte for byte (no random cell ids): no churn when republished
+    assert nbformat.writes(course.student_copy(nb)) == nbformat.writes(student)
 
 
 # 2. instructor copies: everything; executed by papermill
@@ -260,13 +266,27 @@ def test_slides_are_offline_decks_without_solutions(nb_path, tmp_path):
 def test_student_readme_and_launch_links():
     text = course.student_readme([("03_x.ipynb", "03 · X")], "koopman_tut-0.1.0-py3-none-any.whl", "me/course@spring")
     assert "pip install koopman_tut-0.1.0-py3-none-any.whl" in text and "jupyter lab" in text
-    assert "https://mybinder.org/v2/gh/me/course/spring?labpath=student%2F03_x.ipynb" in text
-    assert "https://colab.research.google.com/github/me/course/blob/spring/student/03_x.ipynb" in text
+    # the repository is student/ alone, at its top level (the course folder also holds the solutions)
+    assert "https://mybinder.org/v2/gh/me/course/spring?labpath=03_x.ipynb" in text
+    assert "https://colab.research.google.com/github/me/course/blob/spring/03_x.ipynb" in text
     assert "not yet" in text and "right" in text
     assert "--student-repo" in course.student_readme([("03_x.ipynb", "03 · X")], None)
-    for bad in ("me", "me/", "/course", "a/b/c"):
+    assert course.launch_links("my-org/course.2026_spring@feature/week-1", "x.ipynb")[1].endswith(
+        "/my-org/course.2026_spring/blob/feature/week-1/x.ipynb")
+    for bad in ("me", "me/", "/course", "a/b/c", "a b/c d", "-me/course", "me/course@", "me/course@a..b",
+                "me/course@-x", "me/..", "me/course?x=1"):
         with pytest.raises(ValueError, match="owner/name"):
             course.launch_links(bad, "x.ipynb")
+
+
+def test_the_wheel_is_the_same_on_every_build(tmp_path):
+    """Republished student folders do not churn: the wheel's files carry a fixed date, not the build's."""
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    first = course.build_wheel(root, tmp_path / "a")
+    time.sleep(2.1)  # zip dates have a resolution of two seconds
+    assert course.build_wheel(root, tmp_path / "b").read_bytes() == first.read_bytes()
 
 
 def test_title_and_first_paragraph():
@@ -293,7 +313,9 @@ def test_course_command_on_the_real_notebooks(tmp_path):
     assert sorted(p.name for p in (out / "nbgrader" / "source").iterdir()) == [p.stem for p in NOTEBOOKS]
     names = [p.name for p in NOTEBOOKS]
     wheels = list((out / "student").glob("koopman_tut-*.whl"))
-    assert sorted(p.name for p in (out / "student").iterdir()) == sorted(names + ["README.md", wheels[0].name])
+    assert sorted(p.name for p in (out / "student").iterdir()) == sorted(
+        names + ["README.md", "requirements.txt", wheels[0].name])
+    assert (out / "student" / "requirements.txt").read_text() == f"./{wheels[0].name}\n"  # for Binder
     assert sorted(p.name for p in (out / "instructor").glob("*.ipynb")) == names
     for flavour in ("student", "instructor"):
         pages = sorted(p.name for p in (out / "site" / flavour).glob("0*.html"))

@@ -117,9 +117,13 @@ def test_cli_list(capsys):
     assert "SMOKE" in text and "SEED" in text
 
 
-def test_cli_rejects_unknown_notebook():
-    with pytest.raises(SystemExit, match="no notebook matches"):
-        cli.main(["run", "--only", "99_nothing"])
+@pytest.mark.parametrize("command", [["run"], ["list"], ["course", "OUT_NEVER_MADE"]])
+def test_cli_rejects_unknown_notebook(command, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([*command, "--only", "99_nothing"]) == 2  # a usage error, like argparse's
+    err = capsys.readouterr().err
+    assert f"koopman-tut {command[0]}: error: --only 99_nothing: no notebook matches" in err and "Traceback" not in err
+    assert not (tmp_path / "OUT_NEVER_MADE").exists()
 
 
 def test_parse_value():

@@ -90,8 +90,13 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     keep = [p for p in found if any(p.stem == o or p.stem.startswith(o) or p.name == o for o in only)]
     missing = [o for o in only if not any(p.stem == o or p.stem.startswith(o) or p.name == o for p in found)]
     if missing:
-        raise SystemExit(f"no notebook matches {missing}; available: {[p.stem for p in found]}")
+        raise NoSuchNotebook(f"--only {' '.join(missing)}: no notebook matches {missing}; "
+                             f"available: {[p.stem for p in found]}")
     return keep
+
+
+class NoSuchNotebook(ValueError):
+    """An --only name that matches no notebook: a usage error (exit 2)."""
 
 
 def parse_value(text: str):
@@ -260,9 +265,14 @@ def main(argv=None) -> int:
     pc.add_argument("--force", action="store_true",
                     help="write into a non-empty OUTDIR, replacing its student/, instructor/, site/ and slides/")
     pc.add_argument("--student-repo", metavar="OWNER/NAME[@BRANCH]",
-                    help="GitHub repository where OUTDIR will be published: Binder and Colab links in student/README.md")
+                    help="GitHub repository that OUTDIR/student/ will be published as (that folder alone, at the "
+                         "top level: the rest of OUTDIR holds the solutions): Binder and Colab links in student/README.md")
     args = p.parse_args(argv)
-    return {"list": cmd_list, "run": cmd_run, "course": cmd_course}[args.command](args)
+    try:
+        return {"list": cmd_list, "run": cmd_run, "course": cmd_course}[args.command](args)
+    except NoSuchNotebook as e:
+        print(f"koopman-tut {args.command}: error: {e}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -63,10 +63,18 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
         elif has_tag(cell, REVEAL_TAG) and clear_reveals:
             _clear(cell)
             cells.append(nbformat.v4.new_markdown_cell(YOUR_PREDICTION, metadata={"tags": ["prediction"]}))
+            cells[-1].id = f"prediction-{len(cells)}"  # the same id on every build (nbformat's would be random)
         cells.append(cell)
     out.cells = cells
+    _drop_widget_state(out)
     out.metadata["koopman_tut"] = {"copy": "student"}
     return out
+
+
+def _drop_widget_state(nb: NotebookNode) -> None:
+    """Drop the saved ipywidgets state: it holds what the widget outputs showed when the notebook
+    was executed (a reveal's table among them), which clearing the cells' outputs leaves behind."""
+    nb.metadata.pop("widgets", None)
 
 
 def instructor_copy(src: Path, dst: Path, execute: bool = True, parameters: dict | None = None,
@@ -156,5 +164,6 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
             cell.source = strip_solution_details(cell.source)
         cells.append(cell)
     out.cells = cells
+    _drop_widget_state(out)
     out.metadata["koopman_tut"] = {"copy": "nbgrader source"}
     return out

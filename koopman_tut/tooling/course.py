@@ -118,7 +118,8 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
     wheel : bool
         Build a wheel of the package into ``student/`` (needs the source tree).
     student_repo : str, optional
-        "owner/name[@branch]" where the course folder will be published (Binder/Colab links).
+        "owner/name[@branch]" of the repository ``student/`` will be published as (its top level; the
+        rest of the course folder holds the solutions and stays private): Binder/Colab links.
 
     Returns
     -------
@@ -145,6 +146,8 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
         titles = [(p.name, notebook_title(nbformat.read(str(p), as_version=4), p.stem)) for p in result.student]
         write_atomic(out_dir / "student" / "README.md",
                      student_readme(titles, result.wheel.name if result.wheel else None, student_repo))
+        if result.wheel:  # what Binder installs when student/ is published as a repository of its own
+            write_atomic(out_dir / "student" / "requirements.txt", f"./{result.wheel.name}\n")
         if result.instructor:
             result.site["student"] = build_site(student_site, out_dir / "site" / "student", "student", log=log)
             result.site["instructor"] = build_site(result.instructor, out_dir / "site" / "instructor", "instructor",

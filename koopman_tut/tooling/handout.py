@@ -6,6 +6,8 @@ cells answer, and (given the repository that will host the course) links to Bind
 """
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 from .files import write_atomic
 
 WHEEL_TIMEOUT_S = 600
+REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest zip time: the same wheel, byte for byte, on every build
 
 def project_root(notebooks: list[Path]) -> Path | None:
     """The source tree the notebooks come from (the folder above ``notebooks/`` holding a
@@ -30,7 +33,8 @@ def build_wheel(root: Path, out_dir: Path, timeout: float = WHEEL_TIMEOUT_S) -> 
     """Build a wheel of the package in ``root`` into ``out_dir`` (pip, offline, no dependencies).
 
     The package files are copied to a temporary folder first, so the source tree gets no
-    ``build/`` or ``*.egg-info`` folders; the wheel holds the package only (no notebooks).
+    ``build/`` or ``*.egg-info`` folders; the wheel holds the package only (no notebooks), its
+    files dated ``SOURCE_DATE_EPOCH`` so that two builds of one tree give the same bytes.
     """
     root, out_dir = Path(root), Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="koopman-tut-wheel-") as tmp:
@@ -43,7 +47,8 @@ def build_wheel(root: Path, out_dir: Path, timeout: float = WHEEL_TIMEOUT_S) -> 
         cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
                "--quiet", "--wheel-dir", str(Path(tmp) / "dist"), str(src)]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                                  env={**os.environ, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH})
         except subprocess.TimeoutExpired as e:
             raise TimeoutError(f"building the wheel took over {timeout:.0f} s and was stopped") from e
         wheels = sorted((Path(tmp) / "dist").glob("koopman_tut-*.whl"))
@@ -52,15 +57,24 @@ def build_wheel(root: Path, out_dir: Path, timeout: float = WHEEL_TIMEOUT_S) -> 
         return write_atomic(out_dir / wheels[0].name, wheels[0].read_bytes())
 
 
+OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")  # GitHub's rules for user and organisation names
+REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
+BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,200}")
+
+
 def launch_links(repo: str, name: str) -> tuple[str, str]:
-    """(Binder, Colab) links that open ``student/<name>`` of the GitHub repository ``repo``
-    ("owner/name" or "owner/name@branch", where the instructor publishes the course folder)."""
-    slug, _, branch = repo.partition("@")
-    if slug.count("/") != 1 or not all(slug.split("/")):
-        raise ValueError(f"student_repo must be 'owner/name' or 'owner/name@branch', got {repo!r}")
-    branch = branch or "main"
-    return (f"https://mybinder.org/v2/gh/{slug}/{branch}?labpath=student%2F{name}",
-            f"https://colab.research.google.com/github/{slug}/blob/{branch}/student/{name}")
+    """(Binder, Colab) links that open ``name`` at the top of the GitHub repository ``repo``
+    ("owner/name" or "owner/name@branch"): the repository the instructor makes of the course's
+    ``student/`` folder, and of nothing else (the course folder also holds the solutions)."""
+    slug, at, branch = repo.partition("@")
+    owner, _, name_ = slug.partition("/")
+    branch = branch if at else "main"
+    if not (OWNER.fullmatch(owner) and REPO.fullmatch(name_) and name_ not in (".", "..")
+            and BRANCH.fullmatch(branch) and ".." not in branch and not branch.startswith(("-", "/"))):
+        raise ValueError(f"student_repo must be 'owner/name' or 'owner/name@branch' as GitHub spells them "
+                         f"(letters, digits, '-', '.', '_'; no spaces), got {repo!r}")
+    return (f"https://mybinder.org/v2/gh/{slug}/{branch}?labpath={name}",
+            f"https://colab.research.google.com/github/{slug}/blob/{branch}/{name}")
 
 
 README = """# Koopman-operator pruning: student notebooks
@@ -127,5 +141,6 @@ def student_readme(names: list[tuple[str, str]], wheel: str | None, student_repo
             rows.append(f"| [{title}]({name}) | | |")
     links_note = ("" if student_repo else
                   "\n(The Binder and Colab columns are filled in when your instructor builds the course with "
-                  "`koopman-tut course OUTDIR --student-repo owner/name`.)\n")
+                  "`koopman-tut course OUTDIR --student-repo owner/name` and publishes this folder as that "
+                  "repository.)\n")
     return README.format(install=install, rows="\n".join(rows), links_note=links_note)
