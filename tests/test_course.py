@@ -293,7 +293,11 @@ def test_title_and_first_paragraph():
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_markdown_cell(
         "# 01 · Title *here*\n\n**What you will learn**\n\n* one\n* two\n\nLater.")])
     assert course.notebook_title(nb) == "01 · Title *here*"
-    assert course.first_paragraph(nb) == "**What you will learn**\n\n* one\n* two"
+    assert course.first_paragraph(nb) == "* one\n* two"  # the label goes, the list stays a list
+    colon = new_notebook(cells=[new_markdown_cell("# T\n\n**What you will learn**\n\nIts two parts:\n\n1. a\n2. b\n\nNo.")])
+    assert course.first_paragraph(colon) == "Its two parts:\n\n1. a\n2. b"  # never cut before what a colon announces
+    open_ = new_notebook(cells=[new_markdown_cell("# T\n\nTwo runs. This notebook\n\n* explains\n* tests\n\nNo.")])
+    assert course.first_paragraph(open_) == "Two runs. This notebook\n\n* explains\n* tests"  # nor mid-sentence
     assert course.notebook_title(new_notebook(), "fallback") == "fallback"
 
 

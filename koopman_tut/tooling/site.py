@@ -114,7 +114,7 @@ def mathjax_source() -> Path:
 
 
 def index_page(entries: list[tuple[str, str, str]], flavour: str, pages: list[str]) -> str:
-    """The site's home page (MyST): each notebook's title as a link and its first paragraph,
+    """The site's home page (MyST): each notebook's title as a link and its summary (its lists kept),
     a hidden table of contents (the sidebar), and the extra ``pages`` (instructor's page)."""
     intro = {
         "student": ("This is the **student edition**: every exercise is there, no solution is. Work through the "
@@ -126,8 +126,8 @@ def index_page(entries: list[tuple[str, str, str]], flavour: str, pages: list[st
                           "notebook" if "instructor" in pages else "")
                        + ". Hand students the student edition, never this one."),
     }[flavour]
-    items = "\n".join(f"{i}. [{title}]({href})  \n   {' '.join(para.split())}"
-                      for i, (href, title, para) in enumerate(entries, 1))
+    indent = lambda text: "\n".join("   " + ln if ln.strip() else "" for ln in text.splitlines())  # noqa: E731
+    items = "\n\n".join(f"{i}. [{title}]({href})\n\n{indent(para)}" for i, (href, title, para) in enumerate(entries, 1))
     toc = "\n".join([*(Path(h).stem for h, _, _ in entries), *pages])
     return (f"# Koopman-operator pruning of neural networks\n\n{intro}\n\n## The notebooks\n\n{items}\n\n"
             f"```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```\n")

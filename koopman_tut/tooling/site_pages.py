@@ -36,20 +36,26 @@ def notebook_title(nb: NotebookNode, default: str = "") -> str:
 
 
 def first_paragraph(nb: NotebookNode) -> str:
-    """The first paragraph of markdown after the title (markdown source); a paragraph that is
-    only a bold label (``**What you will learn**``) takes the block after it along."""
+    """What a notebook is about, for the site's home page (markdown): the first block of prose
+    after the title, without a label that is only bold text (``**What you will learn**``); a
+    block that does not end a sentence (it ends in a colon, or in "This notebook" before a list)
+    takes the block after it along, so a summary never stops mid-sentence. Lists stay lists."""
     blocks: list[str] = []
     for cell in nb.cells:
         if cell.cell_type != "markdown" or is_solution(cell):
             continue
         for block in re.split(r"\n\s*\n", cell.source):
             text = "\n".join(ln for ln in block.strip().splitlines() if not _HEADING.match(ln)).strip()
-            if not text:
+            if not text or re.fullmatch(r"\*\*[^*]+\*\*:?", text):
                 continue
             blocks.append(text)
-            if not re.fullmatch(r"\*\*[^*]+\*\*:?", text):
+            if _LIST_ITEM.match(text.splitlines()[-1]) or re.search(r"[.!?)*_`$]$", text.splitlines()[-1].strip()) \
+                    and not text.rstrip().endswith(":"):
                 return "\n\n".join(blocks)
     return "\n\n".join(blocks)
+
+
+_LIST_ITEM = re.compile(r"^\s*(?:[*+-]|\d+[.)])\s")
 
 
 def display_math_paragraphs(text: str) -> str:
