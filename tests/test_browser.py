@@ -377,3 +377,23 @@ def test_instructor_site_shows_solutions_dark_mode_and_print(browser, course_dir
     finally:
         page.close()
     assert blocked == [], f"requests to other hosts: {blocked}"
+
+
+def test_slides_typeset_math_offline_with_the_fonts_shipped(browser, course_dir):
+    """Every deck: MathJax typesets its math with the STIX web fonts shipped beside the decks, and asks
+    for no file that is not there (MathJax's default TeX fonts are not shipped: fontdata.js was missing)."""
+    decks = sorted((course_dir / "slides").glob("*.slides.html"))
+    assert decks
+    for deck in decks:
+        page, blocked = open_page(browser, deck.as_uri() + "#/1")
+        try:
+            page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0",
+                                   timeout=60_000)
+            page.wait_for_load_state("networkidle")
+            fonts = page.evaluate("""() => [...new Set([...document.querySelectorAll('.MathJax span')]
+                .map(e => getComputedStyle(e).fontFamily))]""")
+            assert "Math Processing Error" not in page.inner_text("body"), deck.name
+            assert not fonts or any("STIXMathJax" in f for f in fonts), (deck.name, fonts[:3])
+        finally:
+            page.close()
+        assert blocked == [], f"{deck.name}: {blocked}"

@@ -31,11 +31,13 @@ _TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {% block jupyter_widgets %}{% endblock jupyter_widgets %}
 {%- block html_head_js_mathjax -%}
-{{ super() }}
-<script>  /* HTML-CSS output everywhere: NativeMML would ask for TeX web fonts that are not shipped */
-if (window.MathJax) { MathJax.Hub.Config({MMLorHTML: {prefer: {MSIE: "HTML", Firefox: "HTML", Safari: "HTML",
-  Chrome: "HTML", Opera: "HTML", other: "HTML"}}}); }
+<script>  /* MathJax's configuration, read when MathJax.js loads: HTML-CSS output everywhere with the STIX
+  web fonts shipped beside the decks (NativeMML, or HTML-CSS's default TeX fonts, would ask for font files
+  that jupyter-server-mathjax omits), as on the sites */
+window.MathJax = {MMLorHTML: {prefer: {MSIE: "HTML", Firefox: "HTML", Safari: "HTML", Chrome: "HTML", Opera: "HTML",
+  other: "HTML"}}, "HTML-CSS": {availableFonts: [], webFont: "STIX-Web", imageFont: null, preferredFont: null}};
 </script>
+{{ super() }}
 {%- endblock html_head_js_mathjax -%}
 {% block data_png scoped %}
 <div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
