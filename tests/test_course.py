@@ -289,6 +289,14 @@ def test_the_wheel_is_the_same_on_every_build(tmp_path):
     assert course.build_wheel(root, tmp_path / "b").read_bytes() == first.read_bytes()
 
 
+def test_links_to_notebooks_left_out_of_a_site_become_text():
+    from koopman_tut.tooling.site import unlink_absent
+
+    text = "See [notebook 03](03_kmp.ipynb), [its table](03_kmp.ipynb#table) and [01](01_dmd.ipynb); [web](https://x.org)."
+    assert unlink_absent(text, {"01_dmd.ipynb"}) == "See notebook 03, its table and [01](01_dmd.ipynb); [web](https://x.org)."
+    assert unlink_absent(text, {"01_dmd.ipynb", "03_kmp.ipynb"}) == text
+
+
 def test_title_and_first_paragraph():
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_markdown_cell(
         "# 01 · Title *here*\n\n**What you will learn**\n\n* one\n* two\n\nLater.")])

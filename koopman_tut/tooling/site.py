@@ -15,6 +15,7 @@ package into ``_static/mathjax``, and widget views (which need a kernel) become 
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -181,11 +182,15 @@ def build_site(notebooks: list[Path], site_dir: Path, flavour: str, pages: list[
 def _write_source(src: Path, notebooks: list[Path], flavour: str, pages: list[Path]) -> None:
     """The Sphinx source folder: prepared notebooks, extra pages, conf.py, index.md, CSS, MathJax."""
     src.mkdir()
-    entries = []
+    entries, present = [], {Path(p).name for p in notebooks}
     for path in map(Path, notebooks):
         nb = nbformat.read(str(path), as_version=4)
-        nbformat.write(site_notebook(nb, flavour), str(src / path.name))
-        entries.append((path.name, notebook_title(nb, path.stem), first_paragraph(nb)))
+        page = site_notebook(nb, flavour)
+        for cell in page.cells:
+            if cell.cell_type == "markdown":
+                cell.source = unlink_absent(cell.source, present)
+        nbformat.write(page, str(src / path.name))
+        entries.append((path.name, notebook_title(nb, path.stem), unlink_absent(first_paragraph(nb), present)))
     for page in pages:
         shutil.copyfile(page, src / Path(page).name)
     title = "Koopman pruning: " + ("student edition" if flavour == "student" else "instructor edition")
@@ -194,6 +199,15 @@ def _write_source(src: Path, notebooks: list[Path], flavour: str, pages: list[Pa
     (src / "_static").mkdir()
     (src / "_static" / "koopman_tut.css").write_text(PRINT_AND_DARK_CSS)
     copy_files(mathjax_source(), src / "_static" / "mathjax")
+
+
+_NOTEBOOK_LINK = re.compile(r"\[([^\]]+)\]\((\d\d_[A-Za-z0-9_]+\.ipynb)(#[^)\s]*)?\)")
+
+
+def unlink_absent(markdown: str, present: set[str]) -> str:
+    """``markdown`` with each link to a tutorial notebook that is not in ``present`` (file names) made
+    plain text: a site built from some of the notebooks (``--only``) has no page to link to."""
+    return _NOTEBOOK_LINK.sub(lambda m: m.group(0) if m.group(2) in present else m.group(1), markdown)
 
 
 def _sphinx(src: Path, html_dir: Path, flavour: str, timeout: float, log) -> None:
