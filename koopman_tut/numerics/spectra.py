@@ -23,18 +23,16 @@ rounding are numerically zero, and eigenvalues come in
 """
 from __future__ import annotations
 
-import itertools
-import math
 import numbers
 import warnings
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from .dmd_result import canonical_order
+from .spectral_distance import (PermutationResult, _check_count, distance_matrix,  # noqa: F401 (re-exported)
+                                permutation_test, wasserstein)
 from .equivalence import equivalence_runs
 from .finite import check_finite
 from .snapshots import as_snapshots
@@ -67,11 +65,6 @@ def delay_embed(x: Array, delays: int) -> Array:
     T = x.shape[1]
     blocks = [x[:, j:T - delays + j] for j in range(delays + 1)]
     return np.concatenate(blocks, 0) if isinstance(x, np.ndarray) else torch.cat(blocks, 0)
-
-
-def _check_count(value, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _as_runs(runs) -> list[Tensor]:
@@ -125,11 +118,13 @@ def dmd_pairs(X: Array, Y: Array, modes: int | None = None, eps: float | None = 
     (numpy.linalg.matrix_rank's rule).
 
     Where the first term cuts directions the second would keep (data stored in float32 or
-    float16 whose singular values fall below its rounding before ``modes`` are found), a
-    :class:`ResolutionWarning` says how many of the zeros stand for the data's precision rather
-    than for directions no run explores: a distance to a spectrum of the same runs stored in
-    float64 counts them as eigenvalues 0 (measured: OMD's runs of :func:`equivalence_example`
-    stored in float32 keep 8 of their 10 eigenvalues, 0.14 from the float64 spectrum).
+    float16 whose singular values reach its rounding before ``modes`` are found), a
+    :class:`ResolutionWarning` says how many of the zeros mark the limit of the stored precision:
+    from such data no rule can tell a direction no run explores (whose rounding fills it) from a
+    mode smaller than the rounding, which the same runs stored in float64 resolve (measured:
+    OMD's runs of :func:`equivalence_example` stored in float32 keep 8 of their 10 eigenvalues,
+    0.14 from the float64 spectrum, where OMD and OGD are 0.008 apart). A distance between
+    spectra of two precisions counts those zeros as eigenvalues.
 
     Parameters
     ----------
@@ -161,17 +156,22 @@ def dmd_pairs(X: Array, Y: Array, modes: int | None = None, eps: float | None = 
     svd_floor = max(X.shape) * eps64 * float(s[0])
     tol = max(eps * float(s.norm()), svd_floor)
     r = min(count, int((s > tol).sum()))
-    lost = min(count, int((s > svd_floor).sum())) - r  # directions the data holds but its precision cannot resolve
-    if lost > 0:
-        warnings.warn(ResolutionWarning(
-            f"{lost} of the {count} modes asked for lie below the data's rounding (eps {eps:.1e} times ||X||_F, "
-            f"{tol:.2e}): they are reported as eigenvalue 0, a statement about the storage precision, not the "
-            f"dynamics; compare spectra of runs stored in the same precision, or ask for at most {r} modes"),
-            stacklevel=3)
+    _warn_lost(min(count, int((s > svd_floor).sum())) - r, count, eps, tol, r)
     A = (U[:, :r].mT @ Y.to(torch.float64) @ Vh[:r].mT) / s[None, :r]
     lam = torch.linalg.eigvals(A.cpu()) if r else torch.zeros(0, dtype=torch.complex128)
     lam = torch.cat([lam, torch.zeros(count - r, dtype=torch.complex128)])
     return lam[canonical_order(lam)].to(X.device)
+
+
+def _warn_lost(lost: int, count: int, eps: float, tol: float, kept: int) -> None:
+    """The :class:`ResolutionWarning` of :func:`dmd_pairs`: ``lost`` directions the data holds (above the
+    SVD's floor) that its precision cannot resolve (below ``tol``)."""
+    if lost > 0:
+        warnings.warn(ResolutionWarning(
+            f"{lost} of the {count} modes asked for lie at or below the stored data's rounding (eps {eps:.1e} "
+            f"times ||X||_F, {tol:.2e}) and are reported as eigenvalue 0: this precision cannot tell whether the "
+            f"runs have modes there (the same runs stored in float64 may resolve them); compare spectra of runs "
+            f"stored in one precision, or ask for at most {kept} modes"), stacklevel=4)
 
 
 def spectrum(runs, delays: int = 0, modes: int | None = None) -> Tensor:
@@ -192,119 +192,6 @@ def spectrum(runs, delays: int = 0, modes: int | None = None) -> Tensor:
     rs = _as_runs(runs)
     X, Y = pairs(rs, delays)
     return dmd_pairs(X, Y, modes, eps=max(torch.finfo(r.dtype).eps for r in rs))
-
-
-def _points(e, name: str) -> np.ndarray:
-    e = e.detach().cpu().numpy() if isinstance(e, Tensor) else np.asarray(e)
-    if e.ndim != 1 or e.size == 0 or e.dtype.kind not in "iufc":
-        raise ValueError(f"{name} must be a non-empty 1-D set of eigenvalues, got shape {e.shape}, dtype {e.dtype}")
-    if not np.isfinite(e).all():
-        raise ValueError(f"{name} contains NaN or Inf")
-    return e.astype(np.complex128)
-
-
-def wasserstein(e1: Array, e2: Array) -> float:
-    """Wasserstein-1 distance between two equal-size eigenvalue sets (points in the complex plane).
-
-    The optimal one-to-one assignment minimizing the summed |e1_i - e2_j| (scipy's
-    ``linear_sum_assignment``), then the mean matched distance: for uniform measures on two
-    sets of the same size this IS the Wasserstein-1 distance (Birkhoff: an optimal transport
-    plan can be taken to be a permutation). Sets of different sizes are refused: compare
-    spectra with the same number of modes (``spectrum(..., modes=)``).
-
-    Parameters
-    ----------
-    e1, e2 : (r,) complex (or real) eigenvalues, tensors or arrays.
-    """
-    a, b = _points(e1, "e1"), _points(e2, "e2")
-    if a.size != b.size:
-        raise ValueError(f"e1 and e2 must have the same number of eigenvalues, got {a.size} and {b.size}; "
-                         "take both spectra with the same modes=")
-    # a power of two at least half of every |value|: a - b cannot overflow near 1e308, dividing by it is exact
-    scale = math.ldexp(1.0, math.frexp(max(float(np.abs(a).max()), float(np.abs(b).max())))[1] - 1)
-    D = np.abs(a[:, None] / scale - b[None, :] / scale)
-    rows, cols = linear_sum_assignment(D)
-    return float(D[rows, cols].mean()) * scale
-
-
-def distance_matrix(spectra: Sequence[Array]) -> np.ndarray:
-    """(N, N) symmetric matrix of :func:`wasserstein` distances between N spectra."""
-    N = len(spectra)
-    D = np.zeros((N, N))
-    for i, j in itertools.combinations(range(N), 2):
-        D[i, j] = D[j, i] = wasserstein(spectra[i], spectra[j])
-    return D
-
-
-@dataclass
-class PermutationResult:
-    """Outcome of :func:`permutation_test`.
-
-    statistic : mean between-group distance minus mean within-group distance.
-    p_value : share of relabellings (the observed one included) whose statistic is >= it.
-    between, within : the two means. n_relabellings : how many were drawn; exact : all enumerated.
-    """
-
-    statistic: float
-    p_value: float
-    between: float
-    within: float
-    n_relabellings: int
-    exact: bool
-
-
-def _group(spectra, name: str) -> list:
-    """A group of spectra as a list: any iterable of 1-D eigenvalue sets (a list, a generator, the rows of an array)."""
-    if isinstance(spectra, (str, bytes, dict)) or not hasattr(spectra, "__iter__"):
-        raise TypeError(f"{name} must be a sequence of spectra (1-D eigenvalue sets), got {type(spectra).__name__}")
-    return list(spectra)
-
-
-def _between_minus_within(D: np.ndarray, in_a: np.ndarray) -> tuple[float, float, float]:
-    between = D[np.ix_(in_a, ~in_a)].mean()
-    iu = np.triu_indices(len(in_a), 1)
-    same = (in_a[:, None] == in_a[None, :])[iu]
-    within = D[iu][same].mean()
-    return float(between - within), float(between), float(within)
-
-
-def permutation_test(spectra_a: Sequence[Array], spectra_b: Sequence[Array], n_permutations: int = 2000,
-                     seed: int = 0) -> PermutationResult:
-    """Do two groups of spectra differ more than spectra within a group? A permutation test.
-
-    Each group holds independent replicates (e.g. one pooled spectrum per seed). The statistic
-    is the mean between-group :func:`wasserstein` distance minus the mean within-group one;
-    under the null hypothesis (all replicates exchangeable: the same dynamics) every
-    relabelling into groups of the same sizes is equally likely, so
-    p = #{relabellings with statistic >= observed} / #relabellings is a valid p-value,
-    P(p <= alpha) <= alpha. All C(n_a + n_b, n_a) relabellings are enumerated when there are at
-    most ``n_permutations``; otherwise ``n_permutations`` random ones plus the observed one.
-
-    Parameters
-    ----------
-    spectra_a, spectra_b : at least 2 spectra each, all of the same size.
-    n_permutations : relabellings to draw when enumeration would take more.
-    seed : seeds the random relabellings (unused when exact).
-    """
-    spectra_a, spectra_b = _group(spectra_a, "spectra_a"), _group(spectra_b, "spectra_b")
-    na, nb = len(spectra_a), len(spectra_b)
-    if na < 2 or nb < 2:
-        raise ValueError(f"each group needs at least 2 spectra (replicates), got {na} and {nb}")
-    _check_count(n_permutations, "n_permutations", minimum=1)
-    D = distance_matrix(list(spectra_a) + list(spectra_b))
-    n = na + nb
-    labels = np.arange(n) < na
-    stat, between, within = _between_minus_within(D, labels)
-    exact = math.comb(n, na) <= n_permutations
-    if exact:
-        groups = (np.isin(np.arange(n), c) for c in itertools.combinations(range(n), na))
-    else:
-        rng = np.random.default_rng(seed)
-        groups = itertools.chain([labels], (rng.permutation(labels) for _ in range(n_permutations)))
-    null = np.array([_between_minus_within(D, g)[0] for g in groups])
-    tol = 1e-12 * max(1.0, float(np.abs(D).max()))  # the same relabelling summed in another order
-    p = float((null >= stat - tol).mean())
-    return PermutationResult(stat, p, between, within, len(null), exact)
 
 
 def equivalence_example(delays: int = 4, modes: int | None = None) -> dict[str, Tensor]:

@@ -1,0 +1,141 @@
+"""How far apart two Koopman spectra are, and whether that is more than replicates scatter.
+
+* :func:`wasserstein`: the optimal one-to-one matching of two eigenvalue sets in the complex
+  plane, its mean matched distance (the Wasserstein-1 distance between uniform measures);
+* :func:`permutation_test`: the mean between-group distance minus the mean within-group one,
+  against every relabelling of the replicates (Redman et al., NeurIPS 2024, arXiv:2302.09160).
+
+The spectra come from :func:`koopman_tut.numerics.spectra.spectrum`, which re-exports these.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+Tensor = torch.Tensor
+Array = Tensor | np.ndarray
+
+
+def _check_count(value, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _points(e, name: str) -> np.ndarray:
+    e = e.detach().cpu().numpy() if isinstance(e, Tensor) else np.asarray(e)
+    if e.ndim != 1 or e.size == 0 or e.dtype.kind not in "iufc":
+        raise ValueError(f"{name} must be a non-empty 1-D set of eigenvalues, got shape {e.shape}, dtype {e.dtype}")
+    if not np.isfinite(e).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    return e.astype(np.complex128)
+
+
+def wasserstein(e1: Array, e2: Array) -> float:
+    """Wasserstein-1 distance between two equal-size eigenvalue sets (points in the complex plane).
+
+    The optimal one-to-one assignment minimizing the summed |e1_i - e2_j| (scipy's
+    ``linear_sum_assignment``), then the mean matched distance: for uniform measures on two
+    sets of the same size this IS the Wasserstein-1 distance (Birkhoff: an optimal transport
+    plan can be taken to be a permutation). Sets of different sizes are refused: compare
+    spectra with the same number of modes (``spectrum(..., modes=)``).
+
+    Parameters
+    ----------
+    e1, e2 : (r,) complex (or real) eigenvalues, tensors or arrays.
+    """
+    a, b = _points(e1, "e1"), _points(e2, "e2")
+    if a.size != b.size:
+        raise ValueError(f"e1 and e2 must have the same number of eigenvalues, got {a.size} and {b.size}; "
+                         "take both spectra with the same modes=")
+    # values near float64's largest are scaled by a power of two (exact), so that a - b cannot overflow
+    top = max(float(np.abs(a).max()), float(np.abs(b).max()))
+    scale = math.ldexp(1.0, math.frexp(top)[1] - 1) if top > 2.0**1000 else 1.0
+    D = np.abs(a[:, None] / scale - b[None, :] / scale)
+    rows, cols = linear_sum_assignment(D)
+    return float(D[rows, cols].mean()) * scale
+
+
+def distance_matrix(spectra: Sequence[Array]) -> np.ndarray:
+    """(N, N) symmetric matrix of :func:`wasserstein` distances between N spectra."""
+    N = len(spectra)
+    D = np.zeros((N, N))
+    for i, j in itertools.combinations(range(N), 2):
+        D[i, j] = D[j, i] = wasserstein(spectra[i], spectra[j])
+    return D
+
+
+@dataclass
+class PermutationResult:
+    """Outcome of :func:`permutation_test`.
+
+    statistic : mean between-group distance minus mean within-group distance.
+    p_value : share of relabellings (the observed one included) whose statistic is >= it.
+    between, within : the two means. n_relabellings : how many were drawn; exact : all enumerated.
+    """
+
+    statistic: float
+    p_value: float
+    between: float
+    within: float
+    n_relabellings: int
+    exact: bool
+
+
+def _group(spectra, name: str) -> list:
+    """A group of spectra as a list: any iterable of 1-D eigenvalue sets (a list, a generator, the rows of an array)."""
+    if isinstance(spectra, (str, bytes, dict)) or not hasattr(spectra, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of spectra (1-D eigenvalue sets), got {type(spectra).__name__}")
+    return list(spectra)
+
+
+def _between_minus_within(D: np.ndarray, in_a: np.ndarray) -> tuple[float, float, float]:
+    between = D[np.ix_(in_a, ~in_a)].mean()
+    iu = np.triu_indices(len(in_a), 1)
+    same = (in_a[:, None] == in_a[None, :])[iu]
+    within = D[iu][same].mean()
+    return float(between - within), float(between), float(within)
+
+
+def permutation_test(spectra_a: Sequence[Array], spectra_b: Sequence[Array], n_permutations: int = 2000,
+                     seed: int = 0) -> PermutationResult:
+    """Do two groups of spectra differ more than spectra within a group? A permutation test.
+
+    Each group holds independent replicates (e.g. one pooled spectrum per seed). The statistic
+    is the mean between-group :func:`wasserstein` distance minus the mean within-group one;
+    under the null hypothesis (all replicates exchangeable: the same dynamics) every
+    relabelling into groups of the same sizes is equally likely, so
+    p = #{relabellings with statistic >= observed} / #relabellings is a valid p-value,
+    P(p <= alpha) <= alpha. All C(n_a + n_b, n_a) relabellings are enumerated when there are at
+    most ``n_permutations``; otherwise ``n_permutations`` random ones plus the observed one.
+
+    Parameters
+    ----------
+    spectra_a, spectra_b : at least 2 spectra each, all of the same size.
+    n_permutations : relabellings to draw when enumeration would take more.
+    seed : seeds the random relabellings (unused when exact).
+    """
+    spectra_a, spectra_b = _group(spectra_a, "spectra_a"), _group(spectra_b, "spectra_b")
+    na, nb = len(spectra_a), len(spectra_b)
+    if na < 2 or nb < 2:
+        raise ValueError(f"each group needs at least 2 spectra (replicates), got {na} and {nb}")
+    _check_count(n_permutations, "n_permutations", minimum=1)
+    D = distance_matrix(list(spectra_a) + list(spectra_b))
+    n = na + nb
+    labels = np.arange(n) < na
+    stat, between, within = _between_minus_within(D, labels)
+    exact = math.comb(n, na) <= n_permutations
+    if exact:
+        groups = (np.isin(np.arange(n), c) for c in itertools.combinations(range(n), na))
+    else:
+        rng = np.random.default_rng(seed)
+        groups = itertools.chain([labels], (rng.permutation(labels) for _ in range(n_permutations)))
+    null = np.array([_between_minus_within(D, g)[0] for g in groups])
+    tol = 1e-12 * max(1.0, float(np.abs(D).max()))  # the same relabelling summed in another order
+    p = float((null >= stat - tol).mean())
+    return PermutationResult(stat, p, between, within, len(null), exact)
