@@ -63,6 +63,17 @@ def test_width_study_bookkeeping():
     (dict(seeds=3), "seeds must be a non-empty sequence"), (dict(widths=[5.0, 10]), "widths must hold integers"),
     (dict(epochs=0), "epochs must be a finite number > 0"), (dict(modes=0), "modes must be an integer >= 1"),
     (dict(widths=(5,), modes=101), "at most the embedded dimension"), (dict(seeds=()), "seeds must be a non-empty")])
-def test_width_study_refuses_bad_arguments_before_training(kwargs, match):
+def test_width_study_refuses_bad_arguments_before_training(kwargs, match, monkeypatch):
+    def no_training(*args, **kw):
+        raise AssertionError("trained before checking its arguments")
+
+    monkeypatch.setattr(WS, "train_run", no_training)
     with pytest.raises(ValueError, match=match):
         WS.width_study(**{"widths": (5, 10), "seeds": (0, 1), "inits": 1, **kwargs})
+
+
+def test_width_study_takes_arrays_of_widths_and_seeds(monkeypatch):
+    trained = []
+    monkeypatch.setattr(WS, "train_run", lambda h, seed, *a: trained.append((h, seed)) or (torch.randn(10 * h, 40), None))
+    st = WS.width_study(widths=np.array([2, 4]), seeds=np.arange(2), inits=1, span=4, modes=4)
+    assert st.widths == (2, 4) and st.seeds == (0, 1) and trained == [(2, 0), (2, 1), (4, 0), (4, 1)]

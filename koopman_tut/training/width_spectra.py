@@ -130,6 +130,8 @@ class WidthStudy:
 
 def _distinct_ints(values, name: str, minimum: int) -> tuple[int, ...]:
     """``values`` as a tuple of distinct integers >= minimum, or a ValueError naming ``name``."""
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = values.tolist()
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
         raise ValueError(f"{name} must be a non-empty sequence of integers, e.g. (0, 1, 2), got {values!r}")
     bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum]
