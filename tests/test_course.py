@@ -154,7 +154,10 @@ def test_student_copy_has_no_solutions(nb_path):
     kept = course.student_copy(nb, clear_reveals=False)
     assert "REVEALED 3" in json.dumps(kept) and "Your prediction:" not in json.dumps(kept)
     assert not any(s in json.dumps(kept) for s in SECRETS)
-    # the saved widget state holds what the widgets showed when the notebook ran: not handed out
+    # the saved widget state holds what the widgets showed when the notebook ran: not handed out, and the
+    # widget views that would need it say to run their cell
+    views = [o for c in student.cells if c.cell_type == "code" for o in c.outputs if course.WIDGET_VIEW in o.get("data", {})]
+    assert views == [] and course.WIDGET_NOTE in text
     assert "WIDGET_SHOWED_THE_ANSWER" in json.dumps(nb) and "WIDGET_SHOWED_THE_ANSWER" not in text
     assert "WIDGET_SHOWED_THE_ANSWER" not in json.dumps(course.nbgrader_copy(nb))
     # the same notebook gives the same student copy, byte for byte (no random cell ids): no churn when republished
@@ -273,8 +276,14 @@ def test_student_readme_and_launch_links():
     assert "--student-repo" in course.student_readme([("03_x.ipynb", "03 · X")], None)
     assert course.launch_links("my-org/course.2026_spring@feature/week-1", "x.ipynb")[1].endswith(
         "/my-org/course.2026_spring/blob/feature/week-1/x.ipynb")
+    # every branch name git accepts (git check-ref-format --branch), percent-encoded where a URL needs it
+    for branch in ("v1+fix", "week#1", "café", "a,b", "feat@2", "v1.0", "a.lockb"):
+        binder, colab = course.launch_links(f"me/course@{branch}", "x.ipynb")
+        assert "#" not in binder + colab and " " not in binder + colab
+    assert course.launch_links("me/c@week#1", "x.ipynb")[0] == "https://mybinder.org/v2/gh/me/c/week%231?labpath=x.ipynb"
     for bad in ("me", "me/", "/course", "a/b/c", "a b/c d", "-me/course", "me/course@", "me/course@a..b",
-                "me/course@-x", "me/..", "me/course?x=1"):
+                "me/course@-x", "me/..", "me/course?x=1", "me/course@feature/", "me/course@a//b", "me/course@x.lock",
+                "me/course@.hidden", "me/course@a b", "me/course@a:b", "me/course@a@{b", "me/course@x."):
         with pytest.raises(ValueError, match="owner/name"):
             course.launch_links(bad, "x.ipynb")
 
@@ -295,6 +304,18 @@ def test_links_to_notebooks_left_out_of_a_site_become_text():
     text = "See [notebook 03](03_kmp.ipynb), [its table](03_kmp.ipynb#table) and [01](01_dmd.ipynb); [web](https://x.org)."
     assert unlink_absent(text, {"01_dmd.ipynb"}) == "See notebook 03, its table and [01](01_dmd.ipynb); [web](https://x.org)."
     assert unlink_absent(text, {"01_dmd.ipynb", "03_kmp.ipynb"}) == text
+
+
+def test_a_partial_site_links_only_to_what_it_has(nb_path, tmp_path):
+    """--only: the notebook pages, the home page and the extra pages (the instructor's guide) link to the
+    notebooks the site has, and name the others as text."""
+    from koopman_tut.tooling import site
+
+    guide = tmp_path / "instructor.md"
+    guide.write_text("# Guide\n\nStart with [notebook 00](00_synthetic.ipynb), then [07](07_gone.ipynb).\n")
+    site._write_source(tmp_path / "site_src", [nb_path], "instructor", [guide])
+    assert (tmp_path / "site_src" / "instructor.md").read_text() == (
+        "# Guide\n\nStart with [notebook 00](00_synthetic.ipynb), then 07.\n")
 
 
 def test_title_and_first_paragraph():
@@ -353,9 +374,13 @@ def test_course_command_on_the_real_notebooks(tmp_path):
         assert all(not c.outputs for c in student.cells if course.has_tag(c, "check") or course.has_tag(c, "reveal"))
         kept = [c for c in nb.cells if c.cell_type == "code" and not course.is_solution(c) and not course.is_exercise(c)
                 and not course.has_tag(c, "check") and not course.has_tag(c, "reveal")]
+        from koopman_tut.tooling.site_pages import widget_note
+
+        note = widget_note()
         assert [c.outputs for c in student.cells if c.cell_type == "code" and not course.is_exercise(c)
                 and not course.has_tag(c, "check") and not course.has_tag(c, "reveal")] == \
-            [c.outputs for c in kept], "other outputs (figures, tables) kept"
+            [[note if course.WIDGET_VIEW in o.get("data", {}) else o for o in c.outputs] for c in kept], \
+            "other outputs (figures, tables) kept; widget views, whose state is not handed out, as a note"
     assert had_solutions, "the tutorial's exercises have solutions to strip"
     index = (out / "site" / "student" / "index.html").read_text()
     linked = list(dict.fromkeys(re.findall(r'href="(0[^"#]+\.html)', index)))

@@ -143,11 +143,7 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
         if wheel and root is not None:
             log("building the package's wheel for students")
             result.wheel = build_wheel(root, out_dir / "student")
-        titles = [(p.name, notebook_title(nbformat.read(str(p), as_version=4), p.stem)) for p in result.student]
-        write_atomic(out_dir / "student" / "README.md",
-                     student_readme(titles, result.wheel.name if result.wheel else None, student_repo))
-        if result.wheel:  # what Binder installs when student/ is published as a repository of its own
-            write_atomic(out_dir / "student" / "requirements.txt", f"./{result.wheel.name}\n")
+        _student_files(out_dir / "student", result, student_repo)
         if result.instructor:
             result.site["student"] = build_site(student_site, out_dir / "site" / "student", "student", log=log)
             result.site["instructor"] = build_site(result.instructor, out_dir / "site" / "instructor", "instructor",
@@ -158,6 +154,15 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
             result.slides = build_slides(result.instructor, out_dir / "slides")
     _report(result, out_dir, log)
     return result
+
+
+def _student_files(student: Path, result: CourseResult, student_repo: str | None) -> None:
+    """student/README.md, and the requirements.txt Binder installs the wheel from when student/ is
+    published as a repository of its own."""
+    titles = [(p.name, notebook_title(nbformat.read(str(p), as_version=4), p.stem)) for p in result.student]
+    write_atomic(student / "README.md", student_readme(titles, result.wheel.name if result.wheel else None, student_repo))
+    if result.wheel:
+        write_atomic(student / "requirements.txt", f"./{result.wheel.name}\n")
 
 
 def _copies(src: Path, out_dir: Path, site_src: Path, execute: bool, log, result: CourseResult) -> Path | None:

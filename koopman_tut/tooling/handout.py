@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 from .files import write_atomic
 
@@ -57,9 +58,16 @@ def build_wheel(root: Path, out_dir: Path, timeout: float = WHEEL_TIMEOUT_S) -> 
         return write_atomic(out_dir / wheels[0].name, wheels[0].read_bytes())
 
 
-OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")  # GitHub's rules for user and organisation names
+OWNER = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38}")  # GitHub's rules for user and organisation names
 REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
-BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,200}")
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^/|/$|\.$|^@$|(^|/)\.|\.lock(/|$)")
+
+
+def valid_branch(name: str) -> bool:
+    """Whether ``name`` is a branch name git accepts (``git check-ref-format --branch``'s rules:
+    no space, control character, ``~ ^ : ? * [ \\``, ``..``, ``@{`` or ``//``; no component that starts
+    with a dot or ends in ``.lock``; not starting or ending with ``/``, not ending with ``.``, not ``@``)."""
+    return bool(name) and not name.startswith("-") and not _BAD_REF.search(name)
 
 
 def launch_links(repo: str, name: str) -> tuple[str, str]:
@@ -69,12 +77,11 @@ def launch_links(repo: str, name: str) -> tuple[str, str]:
     slug, at, branch = repo.partition("@")
     owner, _, name_ = slug.partition("/")
     branch = branch if at else "main"
-    if not (OWNER.fullmatch(owner) and REPO.fullmatch(name_) and name_ not in (".", "..")
-            and BRANCH.fullmatch(branch) and ".." not in branch and not branch.startswith(("-", "/"))):
-        raise ValueError(f"student_repo must be 'owner/name' or 'owner/name@branch' as GitHub spells them "
-                         f"(letters, digits, '-', '.', '_'; no spaces), got {repo!r}")
-    return (f"https://mybinder.org/v2/gh/{slug}/{branch}?labpath={name}",
-            f"https://colab.research.google.com/github/{slug}/blob/{branch}/{name}")
+    if not (OWNER.fullmatch(owner) and REPO.fullmatch(name_) and name_ not in (".", "..") and valid_branch(branch)):
+        raise ValueError(f"student_repo must be 'owner/name' or 'owner/name@branch' as GitHub and git spell them "
+                         f"(owner and name: letters, digits, '-', '.', '_'; a branch git accepts), got {repo!r}")
+    return (f"https://mybinder.org/v2/gh/{slug}/{quote(branch, safe='')}?labpath={quote(name)}",
+            f"https://colab.research.google.com/github/{slug}/blob/{quote(branch)}/{quote(name)}")
 
 
 README = """# Koopman-operator pruning: student notebooks
@@ -127,8 +134,8 @@ def student_readme(names: list[tuple[str, str]], wheel: str | None, student_repo
     wheel : str or None
         File name of the package's wheel in ``student/``.
     student_repo : str, optional
-        "owner/name[@branch]" of the repository that will host the course folder: adds
-        Binder and Colab links to each notebook.
+        "owner/name[@branch]" of the repository that ``student/`` alone is published as (at its top
+        level; the rest of the course folder holds the solutions): adds Binder and Colab links.
     """
     install = (f"    python -m pip install {wheel}\n" if wheel else
                "    python -m pip install koopman_tut   # ask your instructor for the package\n")

@@ -191,8 +191,9 @@ def _write_source(src: Path, notebooks: list[Path], flavour: str, pages: list[Pa
                 cell.source = unlink_absent(cell.source, present)
         nbformat.write(page, str(src / path.name))
         entries.append((path.name, notebook_title(nb, path.stem), unlink_absent(first_paragraph(nb), present)))
-    for page in pages:
-        shutil.copyfile(page, src / Path(page).name)
+    for page in pages:  # markdown: its links to notebooks left out become text, as on the notebook pages
+        (src / Path(page).name).write_text(unlink_absent(Path(page).read_text(encoding="utf-8"), present),
+                                           encoding="utf-8")
     title = "Koopman pruning: " + ("student edition" if flavour == "student" else "instructor edition")
     (src / "conf.py").write_text(CONF_PY.format(flavour=flavour, title=title, announcement=ANNOUNCEMENT[flavour]))
     (src / "index.md").write_text(index_page(entries, flavour, [Path(p).stem for p in pages]))

@@ -135,7 +135,7 @@ def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
         eid = exercise_id(cell) or ""
         if cell.cell_type == "code":
             cell.source = _TEST_MARKER.sub("", cell.source)
-            cell.outputs = [_widget_note() if WIDGET_VIEW in o.get("data", {}) else o for o in cell.outputs]
+            cell.outputs = [widget_note() if WIDGET_VIEW in o.get("data", {}) else o for o in cell.outputs]
             if cell.metadata.get("jupyter", {}).get("source_hidden"):
                 _add_tag(cell, "hide-input")
             if is_solution(cell):
@@ -161,6 +161,7 @@ def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
     return out
 
 
-def _widget_note() -> NotebookNode:
+def widget_note() -> NotebookNode:
+    """The output that stands for a widget view whose state is not kept (a site page, a student copy)."""
     return nbformat.v4.new_output("display_data", data={
         "text/html": f'<p class="kt-widget-note">{html.escape(WIDGET_NOTE)}</p>', "text/plain": WIDGET_NOTE})
