@@ -61,18 +61,30 @@ def test_the_model_is_walked_once_per_change_not_per_step(monkeypatch):
     assert walks[1:] == [11 + watch.CHECK_EVERY]  # and the periodic walk
 
 
-def test_a_deleted_parameter_is_caught_by_the_periodic_walk(monkeypatch):
-    """``del m.bias`` then a plain tensor in its place registers nothing: the periodic walk sees it."""
-    monkeypatch.setattr(watch, "CHECK_EVERY", 3)
+@pytest.mark.parametrize("change", ["del", "private dict", "to meta"])
+def test_a_tensor_swapped_without_a_registration_is_caught_at_the_next_step(monkeypatch, change):
+    """``del m.bias`` (a plain tensor in its place), a write into ``_parameters`` and ``model.to()`` building new
+    Parameters register nothing: each recorded tensor's slot in its module is checked at every step, so the
+    next step raises, long before the periodic walk (made never to come here), and nothing is written."""
+    monkeypatch.setattr(watch, "CHECK_EVERY", 10**9)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    kt.TrajectoryRecorder(model, opt, stop=40)
+    rec = kt.TrajectoryRecorder(model, opt, stop=40)
     train_steps(model, opt, 1)
-    del model[2].bias
-    model[2].bias = torch.zeros(2)  # a plain attribute now, no registration
-    with pytest.raises(RuntimeError, match=r"'2\.bias' was removed"):
-        train_steps(model, opt, 3)
+    if change == "del":
+        del model[2].bias
+        model[2].bias = torch.zeros(2)  # a plain attribute now, no registration
+        match = r"'2\.bias' was removed"
+    elif change == "private dict":
+        model[0]._parameters["weight"] = nn.Parameter(model[0].weight.detach().clone())
+        match = r"'0\.weight' was replaced"
+    else:
+        model.to("meta")  # new Parameters in the private dicts; the optimizer still holds the old ones
+        match = r"'0\.weight' was replaced"
+    with pytest.raises(RuntimeError, match=match):
+        opt.step()  # the optimizer's old tensors have their grads: it steps, and the hook runs
+    assert rec.steps == [0, 1]
 
 
 def test_same_storage_new_shape_is_caught_at_once():

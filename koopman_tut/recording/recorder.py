@@ -5,11 +5,11 @@ row of storage allocated up front (:mod:`koopman_tut.recording.rows`). Nothing i
 
 * bad arguments, a non-floating storage dtype and an optimizer that does not train the
   recorded parameters are refused at construction (TypeError / ValueError);
-* a recorded parameter replaced (a new module or tensor) or resized after the start raises
-  RuntimeError from the optimizer step that sees it, before anything is written. The model is
-  walked and checked when something may have changed, not at every step: a registration
-  anywhere (:mod:`koopman_tut.recording.watch`), the optimizer's param group list or one of its
-  dicts replaced, a recorded tensor with new storage or shape, or every ``watch.CHECK_EVERY`` steps;
+* a recorded parameter replaced (a new module or tensor, ``model.to()``, a private-dict write, ``del``)
+  or resized raises RuntimeError from the next optimizer step, before anything is written. The model is
+  walked when something may have changed, not at every step: a registration (:mod:`.watch`), the
+  optimizer's group list or a dict in it replaced, a recorded tensor with new storage or shape or out
+  of its module's slot, or every ``watch.CHECK_EVERY`` steps;
 * full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot.
 
 Storage is memory (CPU or GPU) or, with ``path=``, a memory-mapped file (:mod:`koopman_tut.recording.storage`).
@@ -131,7 +131,8 @@ class TrajectoryRecorder:
         # (index, lo, hi): the entries lo:hi of recorded tensor `index` lie in this rank's rows
         self._pieces = (shard_pieces(self.shapes, self.rows) if self.group is not None
                         else [(i, 0, math.prod(s)) for i, s in enumerate(self.shapes)])
-        cap, n = self._capacity(), self.rows[1] - self.rows[0]
+        cap = (self.stop - self.start) // self.every + 1 if self.stop is not None else self.max_snapshots
+        cap, n = cap if self.max_snapshots is None else min(cap, self.max_snapshots), self.rows[1] - self.rows[0]
         self.meta0 = self._meta()  # the optimizer settings when recording starts, on every route
         self._lr_groups = self._groups_now()
         if path is None:
@@ -146,9 +147,9 @@ class TrajectoryRecorder:
         self.steps: list[int] = []
         self._log = SettingsLog(self._lr_groups, optimizer)  # every group's settings per snapshot
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
-        # what the last walk saw (registrations, the optimizer's group list and dicts, the recorded tensors) and when
-        # the next is due
+        # what the last walk saw (registrations, group list and dicts, tensors and their slots), when the next is due
         self._gen, self._groups_seen, self._dicts_seen, self._aliases, self._next_walk = None, None, (), [], 0
+        self._slots, self._keys = [], []
         watch.install()
         self._cap = self.storage.shape[0]
         self._handle = optimizer.register_step_post_hook(self._hook)
@@ -171,10 +172,6 @@ class TrajectoryRecorder:
         self._stop = value = None if value is None else _check_int("stop", value, 0)
         if getattr(self, "_last", None) != -1:  # full storage stays full
             self._last = math.inf if value is None else value  # the hook's one bound; -1 once the storage is full
-
-    def _capacity(self) -> int:
-        cap = (self.stop - self.start) // self.every + 1 if self.stop is not None else self.max_snapshots
-        return cap if self.max_snapshots is None else min(cap, self.max_snapshots)
 
     def _layout(self) -> tuple[list[str], list[tuple[int, ...]]]:
         """(names, shapes) of the rows held: whole parameters, or flat pieces of those cut by a shard boundary."""
@@ -219,7 +216,8 @@ class TrajectoryRecorder:
         ts = [local_tensor(t) for t in self._tensors] if self._sharded else self._tensors
         pg, seen = self.optimizer.param_groups, self._dicts_seen  # a group dict replaced in the list is seen too
         if not (s < self._next_walk and watch._generation == self._gen and pg is self._groups_seen
-                and len(pg) == len(seen) and all(map(_IS, pg, seen)) and all(map(_SAME, ts, self._aliases))):
+                and len(pg) == len(seen) and all(map(_IS, pg, seen)) and all(map(_SAME, ts, self._aliases))
+                and all(map(_IS, map(dict.get, self._slots, self._keys), self._tensors))):
             self._walk(s)  # raises if a recorded parameter was replaced, removed or reshaped
         if s < self.start or (s - self.start) % self.every:
             return
@@ -268,6 +266,8 @@ class TrajectoryRecorder:
         self._lr_groups = groups  # new dicts after optimizer.load_state_dict
         self._writer.prepare(found)
         self._aliases = [local_tensor(t).detach() for _, t, _ in found]
+        self._slots = [m._parameters for m, _, _ in found]  # a tensor swapped in them unregistered: seen next step
+        self._keys = [self._orig[i] if pruned else self._lookup[i][1] for i, (_, _, pruned) in enumerate(found)]
         self._gen, self._groups_seen = watch.generation(), self.optimizer.param_groups
         self._dicts_seen = tuple(self._groups_seen)  # identities, not equality: load_state_dict's dicts compare equal
         self._next_walk = s + watch.CHECK_EVERY

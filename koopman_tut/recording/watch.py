@@ -8,9 +8,11 @@ and checks every recorded parameter again only when the generation (or a recorde
 storage or shape) changed since its last walk, instead of at every optimizer step.
 
 Not seen here, because PyTorch fires no registration hook for them: ``del module.weight``,
-``module.bias = None``, and a write into the private dicts (``module._parameters["weight"] =
-...``). The recorder's periodic walk raises RuntimeError for them within ``CHECK_EVERY`` steps;
-until then the rows hold the removed tensor, which no longer trains.
+``module.bias = None``, a write into the private dicts (``module._parameters["weight"] = ...``),
+and ``model.to()`` where it builds new Parameters (as it does for another kind of device). The
+recorder sees them at the next step all the same: it checks, at every step, that each recorded
+tensor still sits in its module's ``_parameters`` slot. A submodule swapped in a private
+``_modules`` dict is seen by the periodic walk, within ``CHECK_EVERY`` steps.
 """
 from __future__ import annotations
 
