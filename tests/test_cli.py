@@ -310,7 +310,8 @@ def no_kernel(monkeypatch):
     (["-p", "SEED", str(2**32)], "SEED", "< 2**32"),
     (["-p", "LR", "0"], "LR", "a number > 0"),
     (["-p", "LR", "1e999"], "LR", "a number > 0"),
-    (["-p", "SEEDS", "[1, -2]"], "SEEDS", "an int >= 1 or a list of ints >= 0"),
+    (["-p", "SEEDS", "[1, -2]"], "SEEDS", "an int >= 1 or a list of distinct ints >= 0"),
+    (["-p", "SEEDS", "[1, 1]"], "SEEDS", "an int >= 1 or a list of distinct ints >= 0"),
     (["-p", "SMOKE", "yes"], "SMOKE", "True or False"),
     (["--preset", "smoke", "-p", "COMPRESSIONS", "[2,"], "COMPRESSIONS", "a list"),
     (["--preset", "smoke", "-p", "EPOCHS", "5"], "EPOCHS", "would be overridden"),
@@ -381,6 +382,8 @@ def test_rules_from_defaults():
     momentum = rule_for("MOMENTUM", 0.9)
     assert momentum.accepts(0) and momentum.accepts(0.99) and not momentum.accepts(1.0)
     seeds = rule_for("SEEDS", 5, "seeds (or a list of seeds)")
+    assert seeds.accepts([3, 9]) and not seeds.accepts([1, 1]) and not seeds.accepts((4, 2, 4))  # a repeat: one run twice
+    assert "a list of distinct ints" in seeds.describe()
     assert seeds.accepts(3) and seeds.accepts([0, 2**32 - 1]) and seeds.accepts((4,)) and not seeds.accepts(0)
     assert not rule_for("SEEDS", 5).accepts([1, 2]), "a list only where the comment says so"
 

@@ -304,3 +304,17 @@ def test_a_model_without_linear_layers_warns_that_no_classifier_is_kept():
         warnings.simplefilter("error")
         assert P.prunable(net, classifier="out") == ["c1.weight"]
         assert P.prunable(net, classifier=None) == ["c1.weight", "out.weight"]
+
+
+def test_names_without_a_model_must_be_in_the_scores():
+    """Without model=, a classifier or excluded name that no score has (a typo) was ignored, and the real
+    classifier or layer pruned; with model= the same call was already refused."""
+    scores = {"0.weight": torch.rand(8, 4), "2.weight": torch.rand(3, 8)}
+    with pytest.raises(ValueError, match="classifier='nope' names no module of the scores"):
+        P.global_masks(scores, 4, classifier="nope")
+    with pytest.raises(ValueError, match=r"exclude names \['nope\.weight'\]"):
+        P.global_masks(scores, 4, exclude=["nope.weight"])
+    with pytest.raises(ValueError, match="classifier='nope'"):
+        P.layerwise_masks(scores, 4, classifier="nope")
+    masks = P.global_masks(scores, 1.5, classifier="2")  # the real head, named: left out of the ranking
+    assert set(masks) == {"0.weight"}

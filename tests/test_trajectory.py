@@ -532,3 +532,29 @@ def test_new_storage_under_the_same_parameter_is_recorded_not_the_stale_one():
     assert torch.equal(last["0.weight"], model[0].weight.detach())
     assert torch.equal(last["2.weight"], (model[2].weight_orig * model[2].weight_mask).detach())  # pruned: orig * mask
     assert bool((last["2.weight"][0, 1] == 0) and (last["2.weight"][1, 0] == 0))
+
+
+def test_flatten_unflatten_and_load_into_refuse_what_does_not_fit():
+    """A tensor of another shape (even one with as many entries, transposed), a missing name, a non-tensor, NaN:
+    each refused with the name, instead of a vector of the wrong length or order, or NaN weights in the model."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2))
+    traj = kt.Trajectory(torch.randn(8, 2), [0, 1], ["0.weight", "0.bias"], [(2, 3), (2,)])
+    good = {"0.weight": torch.randn(2, 3), "0.bias": torch.randn(2)}
+    assert traj.flatten(good).shape == (8,)
+    for bad, match in [({**good, "0.weight": torch.randn(3, 2)}, r"0\.weight \(3, 2\) \(not \(2, 3\)\)"),
+                       ({**good, "0.weight": torch.randn(5)}, r"0\.weight \(5,\)"),
+                       ({"0.weight": good["0.weight"]}, r"missing \['0\.bias'\]"),
+                       ({**good, "0.bias": np.zeros(2)}, r"0\.bias")]:
+        with pytest.raises(ValueError, match=match):
+            traj.flatten(bad)
+    with pytest.raises(TypeError, match="vec must be a torch.Tensor"):
+        traj.unflatten(np.zeros(8))
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        traj.load_into(model, torch.full((8,), float("nan")))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "nothing loaded"
+    with pytest.raises(ValueError, match="steps must fit int64"):
+        kt.Trajectory(torch.randn(8, 2), np.array([0, 2**63], dtype=np.uint64), ["0.weight", "0.bias"], [(2, 3), (2,)])

@@ -30,15 +30,19 @@ def _check_compression(compression: float) -> float:
     return check_real("compression", compression, 1, " (total / nonzero parameters)")
 
 
-def _eligible(scores: Scores, model: nn.Module | None, prune_bias, classifier, exclude) -> tuple[list[str], int]:
+def _eligible(scores: Scores, model: nn.Module | None, prune_bias, classifier, exclude,
+              sharded: bool = False) -> tuple[list[str], int]:
     """(names to rank, total parameter count); everything not ranked counts as kept.
 
-    ``classifier`` is ``prune_classifier`` and ``classifier`` resolved by :func:`check_classifier`."""
+    ``classifier`` is ``prune_classifier`` and ``classifier`` resolved by :func:`check_classifier`; ``sharded``:
+    this rank's share of the scores, which may rightly lack a name another rank holds."""
     check_tensors(scores, "scores")
     prune_bias, exclude = _check_bool("prune_bias", prune_bias), check_exclude(exclude)
     if not scores:
         raise ValueError("scores is empty")
     if model is None:
+        if not sharded:
+            _named_in(scores, classifier, exclude)
         head = () if classifier in ("auto", None) else (classifier + ".",)
         names = [n for n in scores if (prune_bias or not n.endswith("bias")) and n not in exclude
                  and not n.startswith(head)]
@@ -67,6 +71,17 @@ def _eligible(scores: Scores, model: nn.Module | None, prune_bias, classifier, e
     allowed = {id(parameter(model, n)) for n in required}
     names = [n for n in scores if id(parameter(model, n)) in allowed]
     return names, sum(local_tensor(p).numel() for p in model.parameters())  # a tied tensor once
+
+
+def _named_in(scores: Scores, classifier, exclude) -> None:
+    """Without a model the names are checked against the scores: a classifier or excluded name that no
+    score has (a typo) would otherwise leave the real classifier, or layer, to be pruned."""
+    if classifier not in ("auto", None) and not any(n.startswith(classifier + ".") for n in scores):
+        raise ValueError(f"classifier={classifier!r} names no module of the scores (their names: "
+                         f"{sorted(scores)[:6]}{' ...' if len(scores) > 6 else ''})")
+    unknown = [n for n in exclude if n not in scores]
+    if unknown:
+        raise ValueError(f"exclude names {unknown}, which the scores do not hold")
 
 
 def _keep_count(total: int, n_rank: int, compression: float) -> int:
@@ -168,7 +183,7 @@ def _global_masks_sharded(scores: Scores, compression: float, model, options: tu
     try:
         classifier, exclude = check_classifier(prune_classifier, classifier), check_exclude(exclude)
         if scores or not isinstance(scores, dict):
-            names, total = _eligible(scores, model, prune_bias, classifier, exclude)
+            names, total = _eligible(scores, model, prune_bias, classifier, exclude, sharded=True)
             flat = _ranked(scores, names) if names else flat  # top_k_mask ranks in float64 (exact for float32)
         elif model is not None:
             total = sum(local_tensor(p).numel() for p in _check_model(model).parameters())

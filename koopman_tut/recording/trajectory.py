@@ -123,6 +123,8 @@ class Trajectory:
 
     def unflatten(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
         """(n,) flat vector -> {name: tensor of the parameter's shape} (views)."""
+        if not isinstance(vec, torch.Tensor):
+            raise TypeError(f"vec must be a torch.Tensor of shape ({self.n_features},), got {type(vec).__name__}")
         if vec.ndim != 1 or vec.numel() != self.n_features:
             raise ValueError(f"vec must have shape ({self.n_features},), got {tuple(vec.shape)}")
         o = self.offsets
@@ -130,6 +132,12 @@ class Trajectory:
 
     def flatten(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
         """{name: tensor} -> (n,) in this trajectory's order, on the snapshots' device."""
+        missing = [n for n in self.names if n not in tensors]
+        bad = [f"{n} {tuple(getattr(tensors[n], 'shape', ()))} (not {tuple(s)})" for n, s in zip(self.names, self.shapes)
+               if n in tensors and (not isinstance(tensors[n], torch.Tensor) or tuple(tensors[n].shape) != tuple(s))]
+        if missing or bad:
+            raise ValueError(f"tensors must map every recorded name to a tensor of its shape: "
+                             + (f"missing {missing}" if missing else f"got {', '.join(bad)}"))
         dev = self.snapshots.device
         return torch.cat([tensors[n].detach().reshape(-1).to(dev) for n in self.names])
 
@@ -151,8 +159,11 @@ class Trajectory:
             vec = column
         else:  # a snapshot index in [-T, T-1]
             vec = self.snapshots[:, check_index(column, len(self), "column")]
+        parts = self.unflatten(vec)
+        if not bool(torch.isfinite(vec).all()):  # a model with NaN or Inf weights is no model to go on with
+            raise ValueError("column holds NaN or Inf values: nothing was loaded into the model")
         with torch.no_grad():
-            for n, v in self.unflatten(vec).items():
+            for n, v in parts.items():
                 target = parameter(model, n)
                 target.copy_(v.to(target.dtype))
 

@@ -132,6 +132,8 @@ def check_steps(steps, T: int) -> torch.Tensor:
             raise TypeError(f"steps must be integers, got {list(steps)!r}")
         steps = torch.tensor(list(steps), dtype=torch.int64).reshape(len(steps))
     elif isinstance(steps, np.ndarray):
+        if steps.dtype.kind == "u" and steps.size and int(steps.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"steps must fit int64 (optimizer steps), got {int(steps.max())}")
         steps = torch.from_numpy(steps)
     if not isinstance(steps, torch.Tensor):
         raise TypeError(f"steps must be a tensor or list of integers, got {type(steps).__name__}")

@@ -50,6 +50,7 @@ class Rule:
     positive: bool = False
     item: Rule | None = None
     alternative: Rule | None = None
+    distinct: bool = False  # a list's elements: no repeats (seeds: a repeat counts one run twice)
 
     def accepts(self, value) -> bool:
         if self.alternative is not None and self.alternative.accepts(value):
@@ -57,7 +58,8 @@ class Rule:
         if self.kind in ("any", "str", "bool"):
             return self.kind == "any" or isinstance(value, str if self.kind == "str" else bool)
         if self.kind == "list":
-            return isinstance(value, (list, tuple)) and len(value) > 0 and all(map(self.item.accepts, value))
+            return (isinstance(value, (list, tuple)) and len(value) > 0 and all(map(self.item.accepts, value))
+                    and (not self.distinct or len(set(value)) == len(value)))
         if isinstance(value, bool) or not isinstance(value, int if self.kind == "int" else (int, float)):
             return False
         return (math.isfinite(value) and (self.low is None or value >= self.low)
@@ -66,7 +68,8 @@ class Rule:
     def describe(self, plural: bool = False) -> str:
         """``"an int >= 1"``, ``"a list of numbers >= 1 (or a tuple)"``, ..."""
         if self.kind == "list":
-            text = f"{'lists' if plural else 'a list'} of {self.item.describe(plural=True)} (or a tuple)"
+            text = (f"{'lists' if plural else 'a list'} of {'distinct ' * self.distinct}"
+                    f"{self.item.describe(plural=True)} (or a tuple)")
         else:
             high = "2**32" if self.high == SEED_LIMIT else format(self.high or 0, "g")
             bounds = ["> 0" if self.positive else f">= {self.low:g}" if self.low is not None else "",
@@ -93,7 +96,8 @@ def rule_for(name: str, default, help: str = "") -> Rule:
         rule = Rule("str" if isinstance(default, str) else "any")
     if "or a list" in help and rule.kind != "list":
         item = Rule("int", 0, SEED_LIMIT) if name == "SEEDS" else rule
-        rule = Rule(rule.kind, rule.low, rule.high, rule.positive, alternative=Rule("list", item=item))
+        rule = Rule(rule.kind, rule.low, rule.high, rule.positive,
+                    alternative=Rule("list", item=item, distinct=name == "SEEDS"))
     return rule
 
 
