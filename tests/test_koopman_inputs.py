@@ -232,6 +232,9 @@ def test_dmd_result_arguments_are_checked():
             res.predict(t)
     with pytest.raises(TypeError, match="indices must be integer"):
         res.predict(0, indices=[0.5])
+    with pytest.raises(ValueError, match=rf"indices must be mode indices in \[-{res.rank}, {res.rank - 1}\]"):
+        res.predict(0, indices=[res.rank])  # a raw IndexError before
+    torch.testing.assert_close(res.predict(0, indices=[-1]), res.predict(0, indices=[res.rank - 1]))
     with pytest.raises(ValueError, match="value must be a finite"):
         res.closest(math.nan)
     with pytest.raises(TypeError, match="byte order"):

@@ -556,5 +556,8 @@ def test_flatten_unflatten_and_load_into_refuse_what_does_not_fit():
     with pytest.raises(ValueError, match="NaN or Inf"):
         traj.load_into(model, torch.full((8,), float("nan")))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "nothing loaded"
+    for call in (lambda: traj.save(None), lambda: kt.Trajectory.load(None)):  # pathlib's TypeError named nothing
+        with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+            call()
     with pytest.raises(ValueError, match="steps must fit int64"):
         kt.Trajectory(torch.randn(8, 2), np.array([0, 2**63], dtype=np.uint64), ["0.weight", "0.bias"], [(2, 3), (2,)])

@@ -175,6 +175,9 @@ class DMDResult:
             idx = torch.as_tensor(indices)
             if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
                 raise TypeError(f"indices must be integer mode indices, got {indices!r}")
+            if idx.numel() and not bool(((idx >= -self.rank) & (idx < self.rank)).all()):
+                raise ValueError(f"indices must be mode indices in [-{self.rank}, {self.rank - 1}] (rank {self.rank}), "
+                                 f"got {idx.tolist()}")
             keep[idx.long()] = True
             w[~keep] = 0
         return w

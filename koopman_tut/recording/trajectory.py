@@ -171,7 +171,7 @@ class Trajectory:
     def save(self, path: str | os.PathLike) -> None:
         """Write to one file atomically (a temporary file in the same folder, then a rename; an existing
         file, or a symlink, at ``path`` is replaced, never written through); its mode follows the umask."""
-        path = Path(path)
+        path = Path(_check_path(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         obj = {"format": FORMAT, "snapshots": self.snapshots.detach().cpu().contiguous(),
                "steps": self.steps.cpu(), "names": list(self.names),
@@ -188,7 +188,7 @@ class Trajectory:
         recorder writes it, "cut short" when its process died first (with a
         :class:`~koopman_tut.recording.storage.RecordingCutShortWarning` saying how many of how many are complete).
         """
-        path = Path(path)
+        path = Path(_check_path(path))
         if not path.is_file():
             raise FileNotFoundError(f"no trajectory file at {path}")
         if storage.is_disk_trajectory(path):
@@ -228,3 +228,10 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
     """torch.save to a temporary file beside ``path`` (mode 0o666 less the umask), fsync, then os.replace:
     never a half-written file."""
     write_atomically(path, lambda f: torch.save(obj, f))
+
+
+def _check_path(path):
+    """``path`` if it is a str or os.PathLike, else a TypeError naming it (pathlib's own does not)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike (a file name), got {type(path).__name__}")
+    return path
