@@ -17,7 +17,7 @@ from nbformat import NotebookNode
 from .cells import (CHECK_TAG, REVEAL_TAG, exercise_id, has_tag, is_exercise, is_solution, solution_code,
                     strip_solution_details)
 from .files import write_atomic
-from .site_pages import WIDGET_VIEW, widget_note
+from .site_pages import drop_widget_state
 
 YOUR_PREDICTION = ("**Your prediction:** before you run the next cell, write down what you expect "
                    "(a number, a sign, a shape) and why.\n\n*(your prediction here)*")
@@ -67,20 +67,9 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
             cells[-1].id = f"prediction-{len(cells)}"  # the same id on every build (nbformat's would be random)
         cells.append(cell)
     out.cells = cells
-    _drop_widget_state(out)
+    drop_widget_state(out)
     out.metadata["koopman_tut"] = {"copy": "student"}
     return out
-
-
-def _drop_widget_state(nb: NotebookNode) -> None:
-    """Drop the saved ipywidgets state: it holds what the widget outputs showed when the notebook
-    was executed (a reveal's table among them), which clearing the cells' outputs leaves behind.
-    Without it a saved widget view cannot be drawn (JupyterLab: "model not found"), so each one
-    becomes a note until the student runs its cell."""
-    nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = [widget_note() if WIDGET_VIEW in o.get("data", {}) else o for o in cell.outputs]
 
 
 def instructor_copy(src: Path, dst: Path, execute: bool = True, parameters: dict | None = None,
@@ -170,6 +159,6 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
             cell.source = strip_solution_details(cell.source)
         cells.append(cell)
     out.cells = cells
-    _drop_widget_state(out)
+    drop_widget_state(out)
     out.metadata["koopman_tut"] = {"copy": "nbgrader source"}
     return out

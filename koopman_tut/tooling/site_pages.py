@@ -129,13 +129,12 @@ def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     out = copy.deepcopy(nb)
-    out.metadata.pop("widgets", None)
+    drop_widget_state(out)
     cells = []
     for cell in out.cells:
         eid = exercise_id(cell) or ""
         if cell.cell_type == "code":
             cell.source = _TEST_MARKER.sub("", cell.source)
-            cell.outputs = [widget_note() if WIDGET_VIEW in o.get("data", {}) else o for o in cell.outputs]
             if cell.metadata.get("jupyter", {}).get("source_hidden"):
                 _add_tag(cell, "hide-input")
             if is_solution(cell):
@@ -159,6 +158,17 @@ def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
         cells.append(cell)
     out.cells = cells
     return out
+
+
+def drop_widget_state(nb: NotebookNode) -> None:
+    """Drop the saved ipywidgets state (in place): it holds what the widget outputs showed when the
+    notebook was executed (a reveal's table among them), which clearing the cells' outputs leaves
+    behind. Without it a saved widget view cannot be drawn (JupyterLab: "model not found"), so each
+    one becomes :func:`widget_note`."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [widget_note() if WIDGET_VIEW in o.get("data", {}) else o for o in cell.outputs]
 
 
 def widget_note() -> NotebookNode:
