@@ -26,6 +26,7 @@ _PUBLIC = {
     "DMDBatch": ("numerics.dmd", "DMDBatch"), "estimate_limit": ("numerics.limits", "estimate_limit"),
     "DriftWarning": ("numerics.extrapolation", "DriftWarning"),
     "UntrustedLimitWarning": ("numerics.extrapolation", "UntrustedLimitWarning"),
+    "ZeroStartWarning": ("numerics.dmd", "ZeroStartWarning"),
     "koopman": ("pruning.koopman", "koopman"), "KoopmanAnalysis": ("pruning.koopman", "KoopmanAnalysis"),
     "Trajectory": ("recording.trajectory", "Trajectory"),
     "TrajectoryRecorder": ("recording.recorder", "TrajectoryRecorder"),

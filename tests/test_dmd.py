@@ -1,4 +1,7 @@
 """koopman_tut.numerics.dmd against closed-form systems and PyDMD."""
+import re
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -422,3 +425,53 @@ def test_batch_is_a_sequence_type():
     batch = kt.dmd(torch.from_numpy(np.stack([_random(30, 6, s) for s in range(2)])))
     assert isinstance(batch, kt.DMDBatch) and not isinstance(batch, list)
     assert [r.rank for r in batch] == [r.rank for r in batch.results] and len(batch.eigs) == 2
+
+
+# --------------------------------------------------------------- data the solver cannot use, said plainly
+def _affine(x0, T=20):
+    """x(t+1) = xs + A (x(t) - xs), A = diag(0.9, 0.5, 0.7, 0.3, 0.8, 0.6): (6, T) float64."""
+    A = torch.tensor([0.9, 0.5, 0.7, 0.3, 0.8, 0.6], dtype=torch.float64)
+    xs, cols = torch.arange(1.0, 7.0, dtype=torch.float64), [x0]
+    for _ in range(T - 1):
+        cols.append(xs + A * (cols[-1] - xs))
+    return torch.stack(cols, 1)
+
+
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_a_zero_first_snapshot_warns_that_the_amplitudes_are_zero(method):
+    W = _affine(torch.zeros(6, dtype=torch.float64))
+    with pytest.warns(kt.ZeroStartWarning, match=r"first snapshot W\[:, 0\] is zero"):
+        res = kt.dmd(W, method=method)
+    assert float(res.amplitudes.abs().max()) == 0.0  # what the warning is about: exact DMD fits them to w_0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kt.ZeroStartWarning)  # the control: a nonzero start is silent
+        later = kt.dmd(W[:, 1:], method=method)
+        kt.dmd(_affine(torch.full((6,), 1e-3, dtype=torch.float64)), method=method)
+    assert float(later.amplitudes.abs().max()) > 0
+
+
+@pytest.mark.parametrize("scale, method", [(1e-200, "gram"), (1e-310, "svd"), (1e-310, "gram")])
+def test_data_too_small_for_float64_is_named_not_called_zero(scale, method):
+    W = _affine(torch.ones(6, dtype=torch.float64)) * scale  # an MKL assert (subnormal) or "all zeros" before
+    with pytest.raises(ValueError, match=r"too small for float64 DMD .*power of two") as info:
+        kt.dmd(W, method=method)
+    power = int(re.search(r"torch.ldexp\(W, torch.tensor\((\d+)\)\)", str(info.value)).group(1))
+    scaled = torch.ldexp(W, torch.tensor(power))
+    res = kt.dmd(scaled, method=method)  # rescaled as the message says, it decomposes (the control)
+    assert 0.5 <= float(scaled.abs().max()) < 1 and res.rank == kt.dmd(W / scale, method=method).rank
+
+
+def test_a_zero_x_with_a_nonzero_last_snapshot_is_not_called_all_zero():
+    W = torch.zeros(6, 2, dtype=torch.float64)
+    W[:, 1] = 1.0
+    with pytest.raises(ValueError, match=r"every snapshot but the last\) is zero"):
+        kt.dmd(W)
+    with pytest.raises(ValueError, match="W is all zeros"):
+        kt.dmd(torch.zeros(6, 3, dtype=torch.float64))
+
+
+def test_a_tensor_without_values_is_refused():
+    with pytest.raises(ValueError, match="W is on the meta device"):
+        kt.dmd(torch.empty(6, 5, device="meta"))
+    with pytest.raises(ValueError, match="W is on the meta device"):
+        kt.estimate_limit(torch.empty(6, 5, device="meta"))

@@ -150,6 +150,11 @@ def test_forecast_arguments():
             k.forecast(h)
     with pytest.raises(ValueError, match="h must be >= 0"):
         k.forecast(-1)
+    for h in ("5", None):  # a raw "must be real number, not str" before
+        with pytest.raises(TypeError, match="h must be a number of snapshots"):
+            P.horizon_scores(_run().traj, h)
+    with pytest.raises(ValueError, match=r"at least delays \+ 3 = 1000003 snapshots \(delays=1000000\)"):
+        kt.estimate_limit(_run().traj, delays=10**6)
     half = kt.koopman(_with(_run().traj).__class__(_run().traj.snapshots.half(), _run().traj.steps,
                                                    ["weight"], [(1, 50)], {}))
     assert half.forecast(0).dtype == torch.float32

@@ -236,6 +236,10 @@ def test_wrong_types_are_refused_naming_the_argument():
         P.apply_masks(model, list(m.values()))
     with pytest.raises(TypeError, match="b must be a dict"):
         P.mask_overlap(m, list(m.values()))
+    with pytest.raises(ValueError, match=r"scores\['0.weight'\] is on the meta device"):
+        P.global_masks({**s, "0.weight": s["0.weight"].to("meta")}, 2, model=model)
+    with pytest.raises(ValueError, match=r"b\['0.weight'\] is on the meta device"):
+        P.mask_overlap(m, {**m, "0.weight": m["0.weight"].to("meta")})
 
 
 # ----------------------------------------------------------------------------- 11. the classifier

@@ -313,6 +313,8 @@ def test_low_precision_storage(setup, dtype):
     ({"stop": 4, "max_fraction": 1.5}, ValueError, r"max_fraction.*1\.5"),
     ({"stop": 4, "max_fraction": math.nan}, ValueError, r"max_fraction.*nan"),
     ({"stop": 4, "params": "classifier.weight"}, TypeError, r"params.*list"),
+    ({"start": 2**63, "step0": 2**63}, ValueError, r"start must be below 2\*\*63 \(steps are stored as int64\)"),
+    ({"stop": 2**64}, ValueError, r"stop must be below 2\*\*63"),
 ])
 def test_arguments_are_validated_at_construction(setup, kwargs, error, name):
     model, opt, _ = setup
@@ -561,3 +563,35 @@ def test_flatten_unflatten_and_load_into_refuse_what_does_not_fit():
             call()
     with pytest.raises(ValueError, match="steps must fit int64"):
         kt.Trajectory(torch.randn(8, 2), np.array([0, 2**63], dtype=np.uint64), ["0.weight", "0.bias"], [(2, 3), (2,)])
+
+
+def test_more_inputs_that_were_silent_or_unreadable():
+    """A complex vector (its imaginary part dropped with a mere warning), a stride past int64 (a wrong
+    'no snapshot' error), a tensor without values (a raw meta-device error): each refused or handled by name."""
+    model = nn.Sequential(nn.Linear(3, 2))
+    traj = kt.Trajectory(torch.randn(8, 4), [0, 1, 2, 3], ["0.weight", "0.bias"], [(2, 3), (2,)])
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(TypeError, match="real floating-point .* got torch.complex64: take .real"):
+        traj.load_into(model, torch.randn(8, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="got torch.int64"):
+        traj.load_into(model, torch.ones(8, dtype=torch.long))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "nothing loaded"
+    for every in (4, 2**62, 2**63, 10**30):  # any stride past the window keeps its first snapshot
+        w = traj.window(1, every=every)
+        assert w.steps.tolist() == [1] and w.meta["every"] == every
+    assert traj.window(every=3).steps.tolist() == [0, 3]
+    with pytest.raises(ValueError, match="snapshots is on the meta device"):
+        kt.Trajectory(torch.empty(8, 4, device="meta"), [0, 1, 2, 3], ["0.weight", "0.bias"], [(2, 3), (2,)])
+
+
+def test_a_parametrized_weight_names_the_tensors_to_record():
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    torch.nn.utils.parametrizations.weight_norm(model[0])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    names = ["0.parametrizations.weight.original0", "0.parametrizations.weight.original1"]
+    with pytest.raises(ValueError, match=r"'0.weight' is computed by a parametrization .*params=\['0.parametrizations"):
+        kt.TrajectoryRecorder(model, opt, stop=3)
+    rec = kt.TrajectoryRecorder(model, opt, stop=3, params=names + ["0.bias", "2.weight", "2.bias"])  # as it says
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    assert rec.trajectory().snapshots.shape[1] == 2

@@ -95,9 +95,10 @@ class AffineModel:
             raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
         if method == "svd" and group is not None:
             raise ValueError("method='svd' needs all rows in one process; with group= use 'gram' or 'auto'")
-        W = as_snapshots(W, min_snapshots=3 + delays)
-        if W.ndim != 2:
-            raise ValueError(f"W must have shape (n_features, n_snapshots), got {tuple(W.shape)}")
+        W = as_snapshots(W, min_snapshots=3)
+        if W.ndim != 2 or W.shape[-1] < 3 + delays:
+            raise ValueError(f"W must have shape (n_features, n_snapshots) with at least delays + 3 = {3 + delays} "
+                             f"snapshots (delays={delays}), got {tuple(W.shape)}")
         if W.is_complex():
             raise TypeError(f"W must be real (a parameter trajectory) for the affine model, got {W.dtype}; "
                             "kt.dmd decomposes complex snapshots")
@@ -108,9 +109,8 @@ class AffineModel:
         s = torch.linalg.svdvals(f.R[:, :-1])
         self.rank = affine_rank(s, svd_rank, (delays + 1) * global_rows(W, group), m - 1, f)
         if self.rank == 0:
-            raise ValueError("the window does not move: every difference is zero or within the stored data's "
-                             "rounding (eps of its dtype times ||W||_F), nothing to extrapolate; on the Gram route "
-                             "also a W so small (below ~1e-154) that its float64 squares vanish: rescale it")
+            raise ValueError("the window does not move: every difference is zero or within its dtype's rounding "
+                             "(eps ||W||_F), or (Gram route) below ~1e-154, where its squares vanish: rescale it")
         if float(s[self.rank - 1]) < 2.0**-1000:  # 1 / s, the coefficients' scale, would overflow float64
             raise ValueError(f"W's differences are too small for float64 coefficients (singular value "
                              f"{float(s[self.rank - 1]):.1e}): multiply W by a power of two (e.g. 2**500)")

@@ -1,5 +1,9 @@
-"""Finite snapshots: the check every route runs on its data, naming the first NaN or Inf it finds."""
+"""Finite snapshots: the check every route runs on its data, naming the first NaN or Inf it finds;
+and where a warning about the data should point (the first caller outside this package)."""
 from __future__ import annotations
+
+import os
+import sys
 
 import torch
 
@@ -18,6 +22,12 @@ class NonFiniteError(ValueError):
         return NonFiniteError(name, self.label, self.shape)
 
 
+def check_has_values(t: Tensor, name: str) -> None:
+    """ValueError when ``t`` is on the meta device: a shape without values, nothing to read."""
+    if t.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device: it has a shape but no values (load or compute real ones)")
+
+
 def check_finite(W: Tensor, name: str = "W", chunk_rows: int = 2**16) -> None:
     """Raise :class:`NonFiniteError` naming the first non-finite entry (batch index, row, column), chunked."""
     for s in range(0, W.shape[-2], chunk_rows):
@@ -28,3 +38,12 @@ def check_finite(W: Tensor, name: str = "W", chunk_rows: int = 2**16) -> None:
             where[-2] += s
             label = ", ".join(f"{k}={v}" for k, v in zip(["batch", "row", "column"][-len(where):], where))
             raise NonFiniteError(name, label, tuple(W.shape))
+
+
+def outside_stacklevel() -> int:
+    """The stacklevel of warnings.warn that points at the first caller outside this package."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level

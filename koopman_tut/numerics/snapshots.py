@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .finite import check_has_values
 from .syrk import add_upper_gram_, mirror_upper
 
 Tensor = torch.Tensor
@@ -51,6 +52,7 @@ def as_snapshots(W, name: str = "W", min_snapshots: int = 2) -> Tensor:
                         f"(n_features, n_snapshots), got {type(W).__name__}")
     if W.layout != torch.strided:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {W.layout}: call {name}.to_dense()")
+    check_has_values(W, name)
     if W.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be floating point (float16/bfloat16/float32/float64), got {W.dtype}")
     if W.ndim not in (2, 3):

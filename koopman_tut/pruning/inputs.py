@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..numerics.finite import check_has_values
 from ..recording.recorder_checks import _check_bool, _check_int, _check_model
 
 __all__ = ["_check_bool", "_check_int", "_check_model", "check_tensors", "check_masks", "check_classifier",
@@ -29,6 +30,7 @@ def check_tensors(d, what: str, kind: str = "tensor") -> dict:
             raise TypeError(f"{what}[{n!r}] must be a torch.Tensor{hint}, got {type(v).__name__}")
         if v.dtype.is_complex:
             raise TypeError(f"{what}[{n!r}] must be real, got {v.dtype}")
+        check_has_values(v, f"{what}[{n!r}]")
     return d
 
 

@@ -242,7 +242,7 @@ class KoopmanAnalysis:
 
     def horizon_scores(self, h: float) -> Scores:
         """{name: |forecast h snapshots ahead|}: h = 0 is GMP on the last snapshot, h = inf is KMP."""
-        if math.isinf(h) and h > 0:
+        if isinstance(h, numbers.Real) and not isinstance(h, bool) and math.isinf(h) and h > 0:
             return self.kmp_scores("limit")
         return _abs_by_name(self.traj, self.forecast(h))
 

@@ -20,13 +20,13 @@ order, and :func:`aliases` gives every name it is registered under.
 """
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from ..numerics.finite import outside_stacklevel
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -127,15 +127,6 @@ def _check_model(model) -> nn.Module:
     return model
 
 
-def _outside_stacklevel() -> int:
-    """The stacklevel of warnings.warn that points at the first caller outside this package."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 def _guess_head(model: nn.Module) -> nn.Module | None:
     """The default rule: ``model.classifier``, else the last nn.Linear registered (warns when unsure)."""
     head = getattr(model, "classifier", None)
@@ -146,7 +137,7 @@ def _guess_head(model: nn.Module) -> nn.Module | None:
         if any(isinstance(m, PRUNABLE_TYPES) for m in model.modules()):
             warnings.warn(f"{type(model).__name__} has no .classifier and no nn.Linear, so no classifier is left "
                           f"unpruned: its output layer may be pruned too; pass classifier='<module name>' to keep "
-                          f"it, or classifier=None to say that none is", UserWarning, stacklevel=_outside_stacklevel())
+                          f"it, or classifier=None to say that none is", UserWarning, stacklevel=outside_stacklevel())
         return None
     name, head = linears[-1]
     parts = name.split(".")
@@ -155,7 +146,7 @@ def _guess_head(model: nn.Module) -> nn.Module | None:
         warnings.warn(f"{type(model).__name__} has no .classifier: {name!r}, the last nn.Linear registered, is taken "
                       f"for it and left unpruned, but registration order need not be the order of the forward pass; "
                       f"pass classifier='<module name>' (or classifier=None to prune every layer)",
-                      UserWarning, stacklevel=_outside_stacklevel())
+                      UserWarning, stacklevel=outside_stacklevel())
     return head
 
 

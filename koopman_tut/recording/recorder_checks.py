@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from ..numerics.distributed import local_tensor
 from ..numerics.optimizer_settings import has_momentum
-from .params import check_untied, parameter
+from .params import check_untied, parameter, resolve
 from .validation import SNAPSHOT_DTYPES as FLOAT_DTYPES  # what a recorder may store is what a Trajectory holds
 
 
@@ -67,9 +67,12 @@ def _check_window(start, stop, step0) -> tuple[int, int | None, int]:
     """(start, stop, step0) as ints (stop None: open-ended); stop must be >= start and >= step0 (the step the
     recorder starts at): a window that ends before either would record nothing."""
     start, step0 = _check_int("start", start, 0), _check_int("step0", step0, 0)
+    stop = None if stop is None else _check_int("stop", stop, 0)
+    for name, value in (("start", start), ("step0", step0), ("stop", stop)):
+        if value is not None and value >= 2**63:
+            raise ValueError(f"{name} must be below 2**63 (steps are stored as int64), got {value!r}")
     if stop is None:
         return start, None, step0
-    stop = _check_int("stop", stop, 0)
     for name, value in (("start", start), ("step0", step0)):
         if stop < value:
             raise ValueError(f"stop must be >= {name}, got stop={stop!r}, {name}={value!r}: the window would "
@@ -181,6 +184,7 @@ def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[
         else:
             frozen.append(name)
     if missing:
+        _refuse_parametrized(model, missing)
         raise ValueError(f"the optimizer does not train {_listing(missing, len(names))}: their snapshots would "
                          f"stay constant. Pass the optimizer that trains this model (built over its own "
                          f"parameters, not another model's or a copy's), or params= to record only what it trains")
@@ -191,6 +195,19 @@ def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[
         warnings.warn(f"not recording {_listing(frozen, len(names))}: frozen (requires_grad=False) and not in the "
                       f"optimizer, so they cannot change; pass params= to choose what is recorded", stacklevel=3)
     return keep
+
+
+def _refuse_parametrized(model: nn.Module, names: list[str]) -> None:
+    """ValueError naming the tensors trained in place of the first of ``names`` computed by a parametrization
+    (``torch.nn.utils.parametrize``: weight_norm, spectral_norm, orthogonal); nothing if none is."""
+    for name in names:
+        module, attr = resolve(model, name)
+        if torch.nn.utils.parametrize.is_parametrized(module, attr):
+            prefix = name[: -len(attr)] + "parametrizations." + attr + "."
+            plist = module.parametrizations[attr]
+            trained = [prefix + k for k, _ in plist.named_parameters()]
+            raise ValueError(f"{name!r} is computed by a parametrization ({type(plist[0]).__name__}), not trained "
+                             f"itself: record what the optimizer trains, params={trained}")
 
 
 def changed_message(rec, tensors: list[torch.Tensor | None]) -> str:

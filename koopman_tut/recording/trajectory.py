@@ -113,7 +113,7 @@ class Trajectory:
         if hi <= lo:
             raise ValueError(f"window(start={start}, stop={stop}) of {T} snapshots selects none: "
                              f"stop must come after start")
-        sl = slice(lo, hi, every)
+        sl = slice(lo, hi, min(every, hi - lo))  # a step past the window keeps lo alone (and fits torch's int64)
         meta = dict(self.meta)
         for key in PER_SNAPSHOT:  # one entry per snapshot
             if key in meta:
@@ -160,6 +160,10 @@ class Trajectory:
         else:  # a snapshot index in [-T, T-1]
             vec = self.snapshots[:, check_index(column, len(self), "column")]
         parts = self.unflatten(vec)
+        if not vec.is_floating_point():  # complex too: its imaginary part would be dropped with a mere warning
+            raise TypeError(f"column must be a snapshot index or a real floating-point (n,) vector, got {vec.dtype}"
+                            + (": take .real once its imaginary part is checked to be rounding" if vec.is_complex()
+                               else ""))
         if not bool(torch.isfinite(vec).all()):  # a model with NaN or Inf weights is no model to go on with
             raise ValueError("column holds NaN or Inf values: nothing was loaded into the model")
         with torch.no_grad():
@@ -187,6 +191,9 @@ class Trajectory:
         A recorded file loads its complete snapshots; ``meta["recording"]`` is "in progress" while a
         recorder writes it, "cut short" when its process died first (with a
         :class:`~koopman_tut.recording.storage.RecordingCutShortWarning` saying how many of how many are complete).
+        A mapped file must not be shrunk in place while its snapshots are read (``truncate``): as with any memory
+        map, the next read of a page gone faults (SIGBUS). This package never does it (it replaces files by a
+        rename, which leaves an existing mapping intact); ``load(path).snapshots.clone()`` holds a copy.
         """
         path = Path(_check_path(path))
         if not path.is_file():

@@ -12,6 +12,8 @@ import numbers
 import numpy as np
 import torch
 
+from ..numerics.finite import check_has_values
+
 SNAPSHOT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -155,6 +157,7 @@ def check_snapshots(snapshots) -> torch.Tensor:
                         f"got {type(snapshots).__name__}")
     if snapshots.layout != torch.strided:
         raise TypeError(f"snapshots must be a dense (strided) tensor, got layout {snapshots.layout}: call .to_dense()")
+    check_has_values(snapshots, "snapshots")
     if snapshots.dtype not in SNAPSHOT_DTYPES:
         raise TypeError(f"snapshots must be floating point (float16/bfloat16/float32/float64), got {snapshots.dtype}")
     if snapshots.ndim != 2:
