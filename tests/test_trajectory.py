@@ -595,3 +595,22 @@ def test_a_parametrized_weight_names_the_tensors_to_record():
     model(torch.randn(5, 4)).sum().backward()
     opt.step()
     assert rec.trajectory().snapshots.shape[1] == 2
+
+
+def test_float16_storage_that_overflowed_says_so_when_analysed():
+    """A weight beyond float16's range is stored as Inf; the error at analysis names that cause, not only the Inf."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2))
+    with torch.no_grad():
+        model[0].weight.mul_(1e6)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    rec = kt.TrajectoryRecorder(model, opt, stop=3, dtype=torch.float16)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(4, 3)).sum().backward()
+        opt.step()
+    for method in ("svd", "gram"):
+        with pytest.raises(ValueError, match="float16 holds at most 65504"):
+            kt.dmd(rec.trajectory().snapshots, method=method)
+    with pytest.raises(ValueError, match=r"NaN or Inf values \(first at row=\d+, column=0; W has shape \(8, 4\)\)$"):
+        kt.dmd(rec.trajectory().snapshots.float())  # float32 data: no such hint

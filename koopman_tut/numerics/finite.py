@@ -13,13 +13,17 @@ Tensor = torch.Tensor
 class NonFiniteError(ValueError):
     """A NaN or Inf in an argument: its name, where the first one is, and the argument's shape."""
 
-    def __init__(self, name: str, label: str, shape: tuple[int, ...]):
-        self.label, self.shape = label, shape
-        super().__init__(f"{name} contains NaN or Inf values (first at {label}; {name} has shape {shape})")
+    def __init__(self, name: str, label: str, shape: tuple[int, ...], hint: str = ""):
+        self.label, self.shape, self.hint = label, shape, hint
+        super().__init__(f"{name} contains NaN or Inf values (first at {label}; {name} has shape {shape}){hint}")
 
     def named(self, name: str) -> NonFiniteError:
         """The same error for the argument as the caller called it."""
-        return NonFiniteError(name, self.label, self.shape)
+        return NonFiniteError(name, self.label, self.shape, self.hint)
+
+
+FLOAT16_HINT = ("; float16 holds at most 65504 in magnitude, so a larger value is stored as Inf: "
+                "record in float32 or bfloat16 (dtype=) if training did not diverge")
 
 
 def check_has_values(t: Tensor, name: str) -> None:
@@ -37,7 +41,7 @@ def check_finite(W: Tensor, name: str = "W", chunk_rows: int = 2**16) -> None:
             where = torch.nonzero(bad)[0].tolist()
             where[-2] += s
             label = ", ".join(f"{k}={v}" for k, v in zip(["batch", "row", "column"][-len(where):], where))
-            raise NonFiniteError(name, label, tuple(W.shape))
+            raise NonFiniteError(name, label, tuple(W.shape), FLOAT16_HINT if W.dtype == torch.float16 else "")
 
 
 def outside_stacklevel() -> int:
