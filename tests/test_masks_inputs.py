@@ -322,3 +322,25 @@ def test_names_without_a_model_must_be_in_the_scores():
         P.layerwise_masks(scores, 4, classifier="nope")
     masks = P.global_masks(scores, 1.5, classifier="2")  # the real head, named: left out of the ranking
     assert set(masks) == {"0.weight"}
+
+
+def test_a_cut_inside_equal_scores_warns_that_position_decides():
+    """All-equal scores used to prune whole later layers by position, silently; continuous scores stay silent."""
+    model = mlp()
+    s = P.magnitude_scores(model)
+    with pytest.warns(P.TiedScoresWarning, match=r"are chosen by position, not by score"):
+        m = P.global_masks({n: torch.ones_like(v) for n, v in s.items()}, 4, model=model)
+    assert not any(bool(v.any()) for v in list(m.values())[1:]), "what the warning is about: earlier entries kept"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", P.TiedScoresWarning)  # the control: magnitudes of float32 weights
+        P.global_masks(s, 4, model=model)
+        P.layerwise_masks(s, 4, model=model)
+        tie_of_two = {n: v.clone() for n, v in s.items()}  # one accidental tie at the cut: below 1% of the kept
+        flat = torch.cat([v.reshape(-1) for v in tie_of_two.values()])
+        k = int(flat.numel() / 4)
+        top = flat.sort(descending=True).values
+        first = next(iter(tie_of_two))
+        tie_of_two[first].view(-1)[0] = top[k - 1]
+        P.global_masks(tie_of_two, 4)
+    with pytest.warns(P.TiedScoresWarning):
+        P.layerwise_masks({n: torch.zeros_like(v) for n, v in s.items()}, 4, model=model)

@@ -35,11 +35,12 @@ May import: the numerics and recording stages, torch and NumPy.
 from ..recording.params import classifier_names, current_value, layer_parameters, prunable
 from .koopman import (AliasingWarning, KoopmanAnalysis, horizon_scores, kgp_scores, kmp_scores, koopman,
                       koopman_fixed_point, koopman_forecast, koopman_gradient)
+from .inputs import TiedScoresWarning
 from .masks import Masks, apply_masks, global_masks, layerwise_masks, prune_model, random_masks, remove_masks
 from .measures import compression_ratio, kept_overlap, mask_overlap, sparsity_by_layer
 from .scores import Scores, gradient_scores, gradients, magnitude_scores
 
-__all__ = ["Scores", "Masks", "classifier_names", "prunable", "layer_parameters", "current_value",
+__all__ = ["Scores", "Masks", "TiedScoresWarning", "classifier_names", "prunable", "layer_parameters", "current_value",
            "magnitude_scores", "gradients", "gradient_scores",
            "koopman", "KoopmanAnalysis", "AliasingWarning", "koopman_fixed_point", "kmp_scores", "koopman_gradient", "kgp_scores", "koopman_forecast",
            "horizon_scores", "global_masks", "layerwise_masks", "random_masks", "apply_masks",

@@ -18,7 +18,8 @@ from torch.nn.utils import prune
 from ..numerics.distributed import local_tensor
 from ..recording.params import aliases, check_untied, current_value, layer_parameters, parameter, prunable, resolve
 from ..recording.validation import check_real
-from .inputs import _check_bool, _check_model, check_classifier, check_exclude, check_tensors, rank_dtype, seed_entropy
+from .inputs import (_check_bool, _check_model, check_classifier, check_exclude, check_tensors, rank_dtype, seed_entropy,
+                     warn_ties)
 from .measures import Masks
 from .scores import Scores
 
@@ -116,9 +117,10 @@ def _ranked(scores: Scores, names: list[str]) -> torch.Tensor:
 
 
 def _keep_top(flat: torch.Tensor, k: int) -> torch.Tensor:
-    """(m,) bool, True for the k largest entries; ties keep the earlier entry."""
-    kept = torch.zeros_like(flat, dtype=torch.bool)
-    kept[torch.argsort(flat, descending=True, stable=True)[:k]] = True
+    """(m,) bool, True for the k largest entries; ties keep the earlier entry (a warning when many do)."""
+    kept, order = torch.zeros_like(flat, dtype=torch.bool), torch.argsort(flat, descending=True, stable=True)
+    kept[order[:k]] = True
+    warn_ties(flat, order, k)
     return kept
 
 
