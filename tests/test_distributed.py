@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,10 @@ def _worker(rank: int, world: int, store: str, out: str):
     res["complex_eigs"] = kt.dmd(Wc, group=True).eigs
     # masks: ties, uneven shards, with and without a model
     scores = score_dicts()[rank]
-    res["masks"] = P.global_masks(scores, COMPRESSION, group=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res["masks"] = P.global_masks(scores, COMPRESSION, group=True)
+    res["tie_warnings"] = [str(w.message) for w in caught if w.category is P.TiedScoresWarning]
     res["masks_model"] = P.global_masks(scores_for_model(rank), COMPRESSION, model=shard_models()[rank], group=True)
     # top_k edge cases: nothing on one rank, k = 0, all, and all tied
     x = torch.zeros(0) if rank == 0 else torch.tensor([1.0, -0.0, 0.0, -2.5, 1.0])
@@ -229,6 +233,9 @@ def test_global_masks_over_ranks_equal_one_process_with_ties(ranks):
     assert all(torch.equal(got[n], ref[n]) for n in ref)
     total = sum(s.numel() for s in (*s0.values(), *s1.values()))
     assert int(_kept(got).sum()) + 30 + 50 == round(total / COMPRESSION)
+    with pytest.warns(P.TiedScoresWarning) as one:  # ties decide: every rank says what one process says
+        P.global_masks({**s0, **s1}, COMPRESSION)
+    assert ranks[0]["tie_warnings"] == ranks[1]["tie_warnings"] == [str(one[0].message)]
 
 
 def test_global_masks_with_each_rank_holding_a_model_shard(ranks):

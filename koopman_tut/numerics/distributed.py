@@ -171,7 +171,7 @@ def order_keys(x: Tensor) -> Tensor:
     return torch.where(b >= 0, b, -1 - (b & 0x7FFFFFFFFFFFFFFF))
 
 
-def top_k_mask(x: Tensor, k: int, group) -> Tensor:
+def top_k_mask(x: Tensor, k: int, group, with_ties: bool = False):
     """(m,) bool on the CPU, True for this rank's entries among the k largest of ``x`` over ALL ranks.
 
     Exact, with no rank seeing another's scores: the k-th largest value (in float64, exact for
@@ -184,11 +184,13 @@ def top_k_mask(x: Tensor, k: int, group) -> Tensor:
     ----------
     x : (m,) this rank's scores (m may differ between ranks, and may be 0); finite.
     k : how many to keep over all ranks, the same on every rank.
+    with_ties : also return how many entries equal to the k-th largest are kept and how many there are
+        (over all ranks, the same on every rank; 0, 0 when they do not straddle the cut).
     """
     keys = order_keys(x.cpu())
     kept = torch.zeros(keys.numel(), dtype=torch.bool)
     if k <= 0:
-        return kept
+        return (kept, 0, 0) if with_ties else kept
     cand = torch.ones_like(kept)  # entries whose key agrees with the threshold's bytes so far
     need = k  # still to keep among the candidates
     for shift in range(56, -1, -8):
@@ -209,7 +211,8 @@ def top_k_mask(x: Tensor, k: int, group) -> Tensor:
     rank = world(group)[0]
     take = min(max(need - sum(counts[:rank]), 0), ties.numel())
     kept[ties[:take]] = True
-    return kept
+    straddle = need < sum(counts)
+    return (kept, need if straddle else 0, sum(counts) if straddle else 0) if with_ties else kept
 
 
 # ----------------------------------------------------------------------------- row-sharded trajectories

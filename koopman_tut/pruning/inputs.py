@@ -15,7 +15,7 @@ from ..numerics.finite import check_has_values, outside_stacklevel
 from ..recording.recorder_checks import _check_bool, _check_int, _check_model
 
 __all__ = ["_check_bool", "_check_int", "_check_model", "check_tensors", "check_masks", "check_classifier",
-           "check_exclude", "rank_dtype", "seed_entropy", "TiedScoresWarning", "warn_ties"]
+           "check_exclude", "rank_dtype", "seed_entropy", "TiedScoresWarning", "ties_at_cut", "warn_ties"]
 
 _WIDE_SEED_STREAM = 0x6B6D61736B36  # "kmask6": seeds >= 2**32, kept apart from the 32-bit seeds' entropy layout
 
@@ -101,15 +101,20 @@ class TiedScoresWarning(UserWarning):
     """The cut between kept and pruned entries falls inside a large group of equal scores."""
 
 
-def warn_ties(flat: torch.Tensor, order: torch.Tensor, k: int) -> None:
-    """Warn when more than 1% of the ``k`` entries kept of ``flat`` (m,), ranked by ``order`` (descending),
-    are chosen by position among entries of equal score at the cut: the scores cannot rank them."""
+def ties_at_cut(flat: torch.Tensor, order: torch.Tensor, k: int) -> tuple[int, int]:
+    """(kept, all) entries of ``flat`` (m,) equal to the k-th largest (``order``: descending), when they
+    straddle the cut between the k kept and the rest; (0, 0) when they do not."""
     if not 0 < k < flat.numel() or bool(flat[order[k]] != flat[order[k - 1]]):
-        return
+        return 0, 0
     v = flat[order[k - 1]]
-    inside, tied = int((flat[order[:k]] == v).sum()), int((flat == v).sum())
-    if inside > 0.01 * k:
+    return int((flat[order[:k]] == v).sum()), int((flat == v).sum())
+
+
+def warn_ties(k: int, inside: int, tied: int) -> None:
+    """Warn when more than 1% of the ``k`` kept entries (``inside`` of ``tied`` equal scores at the cut)
+    are chosen by position, not by score."""
+    if tied > inside > 0.01 * k:
         warnings.warn(TiedScoresWarning(
             f"{inside} of the {k} entries kept ({inside / k:.1%}) are chosen by position, not by score, among {tied} "
-            f"entries of equal score {float(v):g} at the cut (constant or zero scores, or a precision too coarse to "
-            f"rank them): earlier entries are kept"), stacklevel=outside_stacklevel())
+            f"entries of equal score at the cut (constant or zero scores, or a precision too coarse to rank them): "
+            f"earlier entries are kept"), stacklevel=outside_stacklevel())

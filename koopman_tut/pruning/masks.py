@@ -19,7 +19,7 @@ from ..numerics.distributed import local_tensor
 from ..recording.params import aliases, check_untied, current_value, layer_parameters, parameter, prunable, resolve
 from ..recording.validation import check_real
 from .inputs import (_check_bool, _check_model, check_classifier, check_exclude, check_tensors, rank_dtype, seed_entropy,
-                     warn_ties)
+                     ties_at_cut, warn_ties)
 from .measures import Masks
 from .scores import Scores
 
@@ -120,7 +120,7 @@ def _keep_top(flat: torch.Tensor, k: int) -> torch.Tensor:
     """(m,) bool, True for the k largest entries; ties keep the earlier entry (a warning when many do)."""
     kept, order = torch.zeros_like(flat, dtype=torch.bool), torch.argsort(flat, descending=True, stable=True)
     kept[order[:k]] = True
-    warn_ties(flat, order, k)
+    warn_ties(k, *ties_at_cut(flat, order, k))
     return kept
 
 
@@ -201,7 +201,9 @@ def _global_masks_sharded(scores: Scores, compression: float, model, options: tu
         raise ValueError("nothing may be pruned on any rank: every score is a bias, the classifier or excluded, "
                          "which are left unpruned (pass classifier=None or prune_bias=True)")
     keep = _keep_count(agreed[1], agreed[2], compression)
-    return _split(top_k_mask(flat, keep, group), scores, names)
+    kept, *ties = top_k_mask(flat, keep, group, with_ties=True)
+    warn_ties(keep, *ties)  # the same on every rank
+    return _split(kept, scores, names)
 
 
 def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None = None, prune_bias: bool = False,
