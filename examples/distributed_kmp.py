@@ -71,7 +71,8 @@ def batches(n_data: int, steps: int, batch: int, seed: int):
 
 
 def share(idx: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    return idx.chunk(world)[rank]
+    """This rank's part of a global batch: ``world`` parts whose sizes differ by at most one."""
+    return idx.tensor_split(world)[rank]
 
 
 def build(seed: int, lr: float):
@@ -139,7 +140,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
     ap.add_argument("--steps", type=int, default=40, help="optimizer steps (the window ends at the last)")
-    ap.add_argument("--start", type=int, default=20, help="first step of the recorded window")
+    ap.add_argument("--window-start", dest="start", type=int, default=20,  # "--start" torchrun would take as its own
+                    help="first step of the recorded window")
     ap.add_argument("--batch", type=int, default=64, help="global batch, split over the ranks")
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--compression", type=float, default=4.0)
@@ -151,6 +153,8 @@ def main() -> int:
     torch.set_num_threads(1)  # reproducible CPU kernels, and no oversubscription with several ranks
     dist.init_process_group(args.backend, timeout=timedelta(minutes=args.timeout))
     rank, world = dist.get_rank(), dist.get_world_size()
+    if args.batch < world:  # refused on every rank alike, before any collective
+        ap.error(f"--batch {args.batch} is smaller than the {world} ranks: each rank needs at least one example")
     device = torch.device("cpu")
     if args.backend == "nccl":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

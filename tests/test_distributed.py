@@ -154,6 +154,11 @@ def _record_fsdp(rank: int):
     for m in (model[0], model[2], model):
         fully_shard(m, mesh=mesh)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    try:  # a second split of FSDP2's shards left about half of each rank's entries unrecorded, silently
+        kt.TrajectoryRecorder(model, opt, stop=6, shard=True)
+        refused = None
+    except ValueError as e:
+        refused = str(e)
     rec = kt.TrajectoryRecorder(model, opt, stop=6)
     g = torch.Generator().manual_seed(20 + rank)
     for _ in range(6):
@@ -163,7 +168,8 @@ def _record_fsdp(rank: int):
         opt.step()
     traj = rec.trajectory(copy=True)
     masks = P.global_masks(kt.koopman(traj, group=True).kmp_scores(), 1.5, model=model, group=True)
-    return {"traj": traj, "masks": masks, "full": {n: p.full_tensor() for n, p in model.named_parameters()}}
+    return {"traj": traj, "masks": masks, "full": {n: p.full_tensor() for n, p in model.named_parameters()},
+            "shard=True": refused}
 
 
 @pytest.fixture(scope="module")
@@ -298,11 +304,20 @@ def test_recording_fsdp2_local_shards_and_masks_over_ranks(ranks):
     ref = P.global_masks(kt.koopman(traj, method="gram").kmp_scores(), 1.5, model=plain)
     got = {n: torch.cat([r["fsdp"]["masks"][n] for r in ranks]) for n in ranks[0]["fsdp"]["masks"]}
     assert set(got) == set(ref) == {"0.weight"} and all(torch.equal(got[n], ref[n]) for n in ref)
+    assert all("FSDP2 shards (DTensors) already" in r["fsdp"]["shard=True"] for r in ranks)
 
 
 def test_group_needs_an_initialised_process_group():
     with pytest.raises(RuntimeError, match="init_process_group"):
         kt.dmd(snapshot_matrix(), group=True)
+    for bad in (False, 1, "yes"):  # an AttributeError or torch's "Process group 1 is not initialized" before
+        with pytest.raises(TypeError, match=r"group must be None \(one process\), True \(the default group\)"):
+            kt.dmd(snapshot_matrix(), group=bad)
+        with pytest.raises(TypeError, match="group must be None"):
+            P.global_masks({"a.weight": torch.rand(5)}, 2, group=bad)
+    model = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match=r"shard must be False, True \(the default group\)"):
+        kt.TrajectoryRecorder(model, torch.optim.SGD(model.parameters(), lr=0.1), stop=3, shard="yes")
 
 
 def free_port() -> int:
@@ -311,14 +326,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun_example(tmp_path, *args: str, ranks: int = 2) -> subprocess.CompletedProcess:
+    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_addr",
+           "127.0.0.1", "--master_port", str(free_port()), str(ROOT / "examples" / "distributed_kmp.py"), *args]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.slow
 def test_example_distributed_kmp_runs_under_torchrun(tmp_path):
-    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), str(ROOT / "examples" / "distributed_kmp.py"), "--out", str(tmp_path)]
-    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    p = torchrun_example(tmp_path, "--out", str(tmp_path))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[:6000] + p.stderr[-2000:]
     assert "masks match the single-process run" in p.stdout
+    # a batch that does not split evenly, and the window's start (torchrun took "--start" as its --start-method)
+    p = torchrun_example(tmp_path, "--batch", "7", "--window-start", "30", "--steps", "36", ranks=3)
+    assert p.returncode == 0 and "masks match the single-process run" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]
+    p = torchrun_example(tmp_path, "--batch", "1")  # an IndexError on rank 1 before, and a dead peer on rank 0
+    assert p.returncode != 0 and "--batch 1 is smaller than the 2 ranks" in p.stderr, p.stderr[-3000:]
 
 
 def test_top_k_mask_ranks_in_float64_on_one_process(monkeypatch):

@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 
 import koopman_tut as kt
 from koopman_tut import pruning as P
+from koopman_tut.numerics.snapshots import deviation_gram
 from koopman_tut.numerics.distributed import DEFAULT_TIMEOUT_S, TIMEOUT_ENV, all_reduce_sum, collective_timeout
 
 pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.numerics.extrapolation.DriftWarning")
@@ -63,6 +64,7 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
 
     names = {"all_names": ["a.weight", "b.weight" if rank else "c.weight"]}
     scores = {f"w{rank}": torch.rand(30, generator=g)}
+    lin = torch.nn.Linear(1, 1, bias=False)  # one entry for two ranks
     got = {
         "T": _attempt(lambda: kt.dmd(W[:, :T - rank], group=True)),
         "dtype": _attempt(lambda: kt.dmd(W.float() if rank else W, group=True)),
@@ -71,10 +73,23 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
         "names": _attempt(lambda: kt.koopman(window(torch.arange(T), names), group=True)),
         "compression": _attempt(lambda: P.global_masks(scores, 2 + rank, group=True)),
         "computation": _attempt(lambda: kt.dmd(W, group=True) if rank == 0 else P.global_masks(scores, 2, group=True)),
+        "delays": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), delays=rank, group=True)),
+        "momentum": _attempt(lambda: kt.koopman(window(torch.arange(T), {"momentum": 0.9 * rank}), group=True)),
+        "lrs": _attempt(lambda: kt.koopman(window(torch.arange(T), {"lrs": [0.1 * (1 + rank)] * T}), group=True)),
+        "acc given": _attempt(lambda: kt.dmd(W, group=True, acc=deviation_gram(W) if rank else None)),
+        "too few entries": _attempt(lambda: kt.TrajectoryRecorder(lin, torch.optim.SGD(lin.parameters(), lr=0.1),
+                                                                  stop=2, shard=True)),
+        # a rank refusing its own input: every rank raises at once (the others waited out the timeout before)
+        "refused dmd": _attempt(lambda: kt.dmd(W, method="svd" if rank else "auto", group=True)),
+        "refused koopman": _attempt(lambda: kt.koopman(window(torch.arange(T), {"momentum": 1.5 * rank}), group=True)),
+        # accepted: "auto" is the Gram route with a group; a rank may hold no rows
+        "auto or gram": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), method="gram" if rank else "auto",
+                                                    group=True).fixed_point()),
         # after every refusal the ranks are still in step: agreeing calls work
         "agree": _attempt(lambda: (kt.dmd(W, group=True), kt.koopman(window(torch.arange(T), {}), group=True),
                                    P.global_masks(scores, 2, group=True))),
     }
+    got["no rows"] = kt.dmd(W[:0] if rank == 0 else W, group=True).eigs
     torch.save(got, os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
@@ -87,6 +102,11 @@ EXPECTED = {
     "names": "disagree on all_names (row-sharded recording): rank 0 vs rank 1 (different values)",
     "compression": "global_masks: the ranks of the group disagree on compression: 2 on rank 0, 3 on rank 1",
     "computation": "not in the same computation (computation: kt.dmd on rank 0, global_masks on rank 1)",
+    "delays": "kt.koopman: the ranks of the group disagree on delays: 0 on rank 0, 1 on rank 1 (checked",
+    "momentum": "disagree on delays: 0 on rank 0, 1 on rank 1; optimizer settings: rank 0 vs rank 1 (different",
+    "lrs": "kt.koopman: the ranks of the group disagree on optimizer settings: rank 0 vs rank 1 (different values)",
+    "acc given": "kt.dmd: the ranks of the group disagree on acc given: False on rank 0, True on rank 1",
+    "too few entries": "shard= splits the 1 recorded entries over 2 ranks, so 1 rank(s) would hold none",
 }
 
 
@@ -105,6 +125,20 @@ def test_ranks_that_disagree_all_raise_saying_what_differs_where(disagreeing, ca
 
 def test_the_ranks_stay_in_step_after_a_refusal(disagreeing):
     assert [r["agree"] for r in disagreeing] == [None, None]
+    assert [r["auto or gram"] for r in disagreeing] == [None, None]
+
+
+@pytest.mark.parametrize("case, own", [("refused dmd", "method='svd' needs all rows in one process"),
+                                       ("refused koopman", "momentum")])
+def test_a_rank_refusing_its_input_makes_every_rank_raise_at_once(disagreeing, case, own):
+    assert disagreeing[1][case].startswith("ValueError: ") and own in disagreeing[1][case]
+    assert disagreeing[0][case] == (f"ValueError: kt.{case.split()[1]}: rank 1 of the group refused their input "
+                                    f"(ValueError; see the error there), so no rank goes on to the computation")
+
+
+def test_a_rank_may_hold_no_rows(disagreeing):
+    eigs = [r["no rows"] for r in disagreeing]
+    assert torch.equal(eigs[0], eigs[1]) and eigs[0].numel() > 0
 
 
 STALL_S, LIMIT_S = 6.0, 1.5

@@ -31,6 +31,10 @@ DEFAULT_TIMEOUT_S = 300.0
 
 
 def _group(group):
+    """The process group ``group`` names (True: the default one), checked."""
+    if group is not True and not (dist.is_available() and isinstance(group, dist.ProcessGroup)):
+        raise TypeError(f"group must be None (one process), True (the default group) or a "
+                        f"torch.distributed.ProcessGroup, got {group!r} ({type(group).__name__})")
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("group= needs torch.distributed initialised (dist.init_process_group, or torchrun)")
     return None if group is True else group

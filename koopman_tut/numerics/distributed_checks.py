@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from .distributed import _all_gather, _comm_device, _group
 
-MAX_FIELDS = 12
+MAX_FIELDS = 14
 _MAGIC = 0x4B54_5046  # "KTPF": a vector that is not a pre-flight shows up as a different computation
 _NONE, _NUMBER, _TEXT, _HASH = range(4)
 
@@ -73,13 +73,14 @@ def _differences(label: str, codes: list[tuple[int, int, int]]) -> str:
     return f"{label}: " + " vs ".join(_ranks(rs) for rs in by_value.values()) + " (different values)"
 
 
-def _vector(what: str, fields: dict[str, object]) -> torch.Tensor:
-    codes = [_encode(what)] + [_encode(v) for v in fields.values()]
-    flat = [_MAGIC, len(fields)] + [x for c in codes for x in c]
-    return torch.tensor(flat + [0] * (3 * MAX_FIELDS - 3 * len(fields)), dtype=torch.int64)
+def _vector(what: str, fields: dict[str, object], error: Exception | None) -> torch.Tensor:
+    """[magic, len(fields), what, the fields, padding to MAX_FIELDS, the error's type name (or None)]."""
+    codes = [_encode(what)] + [_encode(v) for v in fields.values()] + [(_NONE, 0, 0)] * (MAX_FIELDS - len(fields))
+    codes.append(_encode(None if error is None else type(error).__name__))
+    return torch.tensor([_MAGIC, len(fields)] + [x for c in codes for x in c], dtype=torch.int64)
 
 
-def preflight(what: str, group, fields: dict[str, object], hint: str = "") -> None:
+def preflight(what: str, group, fields: dict[str, object], hint: str = "", error: Exception | None = None) -> None:
     """Check, with one all-gather of a small int64 vector, that every rank of ``group`` calls
     ``what`` with the same ``fields``; a collective, to be called before the first other one.
 
@@ -91,6 +92,9 @@ def preflight(what: str, group, fields: dict[str, object], hint: str = "") -> No
         compared as float64, other values by their text (torch dtypes by name, tensors and
         sequences by their list); text longer than 16 bytes travels as a 16-byte hash.
     hint : appended to the error message (what the user should do).
+    error : the error this rank's own checks of its input raised (its ``fields`` are then not compared):
+        raised again here, after the all-gather, and every other rank raises a ValueError naming the
+        ranks that refused their input, so that no rank waits for them in a later collective.
 
     Raises
     ------
@@ -99,11 +103,18 @@ def preflight(what: str, group, fields: dict[str, object], hint: str = "") -> No
     if len(fields) > MAX_FIELDS:
         raise ValueError(f"preflight takes at most {MAX_FIELDS} fields, got {len(fields)}")
     g = _group(group)
-    mine = _vector(what, fields).to(_comm_device(g))
+    mine = _vector(what, fields, error).to(_comm_device(g))
     out = [torch.empty_like(mine) for _ in range(dist.get_world_size(g))]
     _all_gather(out, mine, g, f"{what} pre-flight")
     rows = [o.cpu().tolist() for o in out]
-    triples = [[tuple(row[2 + 3 * i: 5 + 3 * i]) for i in range(1 + MAX_FIELDS)] for row in rows]
+    triples = [[tuple(row[2 + 3 * i: 5 + 3 * i]) for i in range(2 + MAX_FIELDS)] for row in rows]
+    refused = [r for r, t in enumerate(triples) if t[-1][0] != _NONE]
+    if error is not None:
+        raise error
+    if refused:
+        raise ValueError(f"{what}: {_ranks(refused)} of the group refused their input ("
+                         + ", ".join(_decode(*triples[r][-1]) or "an error" for r in refused)
+                         + "; see the error there), so no rank goes on to the computation")
     if len({tuple(row[:2]) + t[0] for row, t in zip(rows, triples)}) > 1:
         raise ValueError("the ranks of the group are not in the same computation ("
                          + _differences("computation", [t[0] for t in triples]) + "). Every rank must call the "
@@ -121,3 +132,18 @@ def trajectory_fields(traj) -> dict[str, object]:
     may hold different parameters, any split)."""
     return {"T (snapshots)": len(traj), "dtype": traj.snapshots.dtype, "steps": traj.steps,
             "all_names (row-sharded recording)": traj.meta.get("all_names")}
+
+
+def settings_fingerprint(meta: dict) -> str:
+    """The optimizer settings of a trajectory's ``meta`` that its analysis reads (learning rates, momentum,
+    Nesterov, dampening, weight decay, per group and per snapshot), as text the ranks compare."""
+    keys = ("optimizer", "every", "momentum", "nesterov", "dampening", "weight_decay", "maximize", "lrs",
+            "group_lrs", "group_settings")
+    groups = [{k: v for k, v in g.items() if k != "names"} for g in meta.get("groups") or []]
+    return repr([meta.get(k) for k in keys] + [groups])
+
+
+def analysis_fields(traj, options: dict[str, object]) -> dict[str, object]:
+    """What the ranks of a Koopman analysis of one trajectory must share: :func:`trajectory_fields`,
+    ``options`` and :func:`settings_fingerprint`."""
+    return {**trajectory_fields(traj), **options, "optimizer settings": settings_fingerprint(traj.meta)}

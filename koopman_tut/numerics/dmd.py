@@ -184,10 +184,17 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
     >>> res = dmd(W)                  # W: (n, T)
     >>> theta_star = res.fixed_point()  # (n,), the eigenvalue-1 mode times its amplitude
     """
-    W, method = _prepare(W, svd_rank, method, chunk_rows, group)
-    if group is not None:  # before any collective: the ranks must agree (else gloo aborts, or results differ)
-        preflight("kt.dmd", group, {"T (snapshots)": W.shape[-1], "dtype": W.dtype, "batch": tuple(W.shape[:-2]),
-                                    "svd_rank": svd_rank, "method": method}, "Every rank passes its own rows of W only")
+    if group is None:
+        W, method = _prepare(W, svd_rank, method, chunk_rows, group)
+    else:  # before any collective: the ranks must agree (else gloo aborts, or results differ), or all raise
+        error = None
+        try:
+            W, method = _prepare(W, svd_rank, method, chunk_rows, group)
+        except (TypeError, ValueError) as e:  # raised on every rank by the pre-flight: none waits for this one
+            error = e
+        fields = {} if error else {"T (snapshots)": W.shape[-1], "dtype": W.dtype, "batch": tuple(W.shape[:-2]),
+                                   "svd_rank": svd_rank, "method": method, "acc given": acc is not None}
+        preflight("kt.dmd", group, fields, "Every rank passes its own rows of W only", error)
     if method == "svd" and acc is None:
         if W.ndim == 3:
             return DMDBatch([_from_svd(W[i], svd_rank) for i in range(W.shape[0])])
@@ -201,7 +208,7 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
 
 
 def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> tuple[Tensor, str]:
-    W = as_snapshots(W, min_snapshots=min_snapshots)
+    W = as_snapshots(W, min_snapshots=min_snapshots, min_rows=0 if group is not None else 1)  # a rank may hold none
     _check_svd_rank(svd_rank)
     check_chunk_rows(chunk_rows)
     if method not in ("auto", "gram", "svd"):

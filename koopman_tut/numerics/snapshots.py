@@ -29,7 +29,7 @@ CHUNK_ELEMENTS = 2**19  # float64 elements per chunk buffer (4 MiB, stays in a l
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
-def as_snapshots(W, name: str = "W", min_snapshots: int = 2) -> Tensor:
+def as_snapshots(W, name: str = "W", min_snapshots: int = 2, min_rows: int = 1) -> Tensor:
     """Validate a snapshot matrix and return it as a torch tensor, without copying it.
 
     float16 and bfloat16 stay as they are (no float32 copy of the whole matrix): every
@@ -61,7 +61,7 @@ def as_snapshots(W, name: str = "W", min_snapshots: int = 2) -> Tensor:
     if W.shape[-1] < min_snapshots:
         raise ValueError(f"{name} needs at least {min_snapshots} snapshots (columns), got {W.shape[-1]}; "
                          f"snapshots are columns: shape is (n_features, n_snapshots)")
-    if W.shape[-2] < 1:
+    if W.shape[-2] < min_rows:
         raise ValueError(f"{name} has no features (rows)")
     return W.detach()
 

@@ -11,11 +11,16 @@ import warnings
 import numpy as np
 import torch
 
+from ..numerics.dmd import _check_svd_rank
 from ..numerics.finite import check_has_values, outside_stacklevel
+from ..numerics.limits import snapshot_stride
 from ..recording.recorder_checks import _check_bool, _check_int, _check_model
+from ..recording.validation import check_real
+from .sgd_steps import check_settings
 
 __all__ = ["_check_bool", "_check_int", "_check_model", "check_tensors", "check_masks", "check_classifier",
-           "check_exclude", "rank_dtype", "seed_entropy", "TiedScoresWarning", "ties_at_cut", "warn_ties"]
+           "check_exclude", "rank_dtype", "seed_entropy", "TiedScoresWarning", "ties_at_cut", "warn_ties",
+           "check_analysis"]
 
 _WIDE_SEED_STREAM = 0x6B6D61736B36  # "kmask6": seeds >= 2**32, kept apart from the 32-bit seeds' entropy layout
 
@@ -118,3 +123,17 @@ def warn_ties(k: int, inside: int, tied: int) -> None:
             f"{inside} of the {k} entries kept ({inside / k:.1%}) are chosen by position, not by score, among {tied} "
             f"entries of equal score at the cut (constant or zero scores, or a precision too coarse to rank them): "
             f"earlier entries are kept"), stacklevel=outside_stacklevel())
+
+
+def check_analysis(traj: Trajectory, svd_rank, limit_rank, drift_tol, max_horizon) -> None:
+    """What :class:`KoopmanAnalysis` checks of its window and options before any computation."""
+    if len(traj) < 3:
+        raise ValueError(f"traj needs at least 3 snapshots for a Koopman analysis, has {len(traj)}")
+    check_settings(traj.meta)
+    _check_svd_rank(svd_rank)
+    if limit_rank != "auto":
+        _check_svd_rank(limit_rank, "limit_rank")
+    if check_real("drift_tol", drift_tol, 0) == 0 or not (max_horizon is None or check_real(
+            "max_horizon", max_horizon, 0) > 0):
+        raise ValueError(f"drift_tol and max_horizon must be > 0, got {drift_tol!r} and {max_horizon!r}")
+    snapshot_stride(traj)  # equally spaced snapshots, agreeing with meta["every"]

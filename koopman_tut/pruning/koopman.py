@@ -35,18 +35,19 @@ from functools import cached_property
 
 import torch
 
-from ..numerics.dmd import _check_svd_rank, deviation_gram_checked, dmd
+from ..numerics.dmd import deviation_gram_checked, dmd
 from ..numerics.distributed import global_rows
-from ..numerics.distributed_checks import preflight, trajectory_fields
+from ..numerics.distributed_checks import analysis_fields, preflight
 from ..numerics.dmd_result import DMDResult, powers
 from ..numerics.snapshots import deviation_from_steps, step_gram
 from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
 from ..numerics.optimizer_settings import group_rows
 from ..numerics.limits import snapshot_stride
 from ..recording.trajectory import Trajectory
-from ..recording.validation import check_index, check_real
+from ..recording.validation import check_index
+from .inputs import check_analysis
 from .scores import Scores
-from .sgd_steps import check_settings, group_settings, momentum_factor, warn_lr_changes
+from .sgd_steps import group_settings, momentum_factor, warn_lr_changes
 
 Tensor = torch.Tensor
 RULES = ("limit", "closest")
@@ -95,24 +96,23 @@ class KoopmanAnalysis:
                  max_horizon: float | None = None, group=None, delays: int | str = "auto"):
         if not isinstance(traj, Trajectory):
             raise TypeError(f"traj must be a koopman_tut.Trajectory, got {type(traj).__name__}")
+        error = None
+        try:
+            check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon)
+            self.delays = momentum_delays(traj.meta, len(traj)) if delays == "auto" else delays
+        except (TypeError, ValueError) as e:
+            if group is None:
+                raise
+            error = e  # raised on every rank by the pre-flight: none waits for this one in a collective
         if group is not None:  # before any collective: the same window and settings on every rank
-            preflight("kt.koopman", group, {**trajectory_fields(traj), "svd_rank": svd_rank, "method": method,
-                                            "limit_rank": limit_rank, "drift_tol": drift_tol, "max_horizon": max_horizon})
-        if len(traj) < 3:
-            raise ValueError(f"traj needs at least 3 snapshots for a Koopman analysis, has {len(traj)}")
-        check_settings(traj.meta)
-        _check_svd_rank(svd_rank)
-        if limit_rank != "auto":
-            _check_svd_rank(limit_rank, "limit_rank")
-        if check_real("drift_tol", drift_tol, 0) == 0 or not (max_horizon is None or check_real(
-                "max_horizon", max_horizon, 0) > 0):
-            raise ValueError(f"drift_tol and max_horizon must be > 0, got {drift_tol!r} and {max_horizon!r}")
+            preflight("kt.koopman", group, {} if error else analysis_fields(traj, {
+                "svd_rank": svd_rank, "method": "gram" if method == "auto" else method, "limit_rank": limit_rank,
+                "drift_tol": drift_tol, "max_horizon": max_horizon, "delays": self.delays}), error=error)
         self.every = snapshot_stride(traj)  # optimizer steps per snapshot; equally spaced
         self.traj, self.svd_rank, self.method, self.group = traj, svd_rank, method, group
         if limit_rank == "auto":
             limit_rank = 0 if global_rows(traj.snapshots, group) > len(traj) else -1  # same on every rank
         self.limit_rank = limit_rank
-        self.delays = momentum_delays(traj.meta, len(traj)) if delays == "auto" else delays
         self.drift_tol, self.max_horizon = drift_tol, max_horizon
 
     def __repr__(self) -> str:

@@ -28,12 +28,12 @@ import torch
 import torch.nn as nn
 
 from . import watch
-from ..numerics.distributed import local_tensor, shard_pieces, shard_range, unwrap, world
+from ..numerics.distributed import local_tensor, shard_pieces, unwrap
 from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_dtype, _check_fraction, _check_int,  # noqa: F401
-                              _check_disk, _check_lr, _check_model, _check_names, _check_window, _trained_by,
-                              changed_message, full_message, other_momentum_meta, recorded_groups)
+                              _check_disk, _check_lr, _check_model, _check_names, _check_shard, _check_window, _shard_rows,
+                              _trained_by, changed_message, full_message, other_momentum_meta, recorded_groups)
 from .params import layer_parameters, parameter
 from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
@@ -125,9 +125,9 @@ class TrajectoryRecorder:
         self._orig = [attr + "_orig" for _, attr in self._lookup]  # the trained tensor once pruned
         self._sharded = any(hasattr(t, "to_local") for t in self._tensors)  # DTensors (FSDP2)
         self.device = torch.device(device)
-        self.group = None if shard is False or shard is None else shard  # True: the default group
+        self.group = _check_shard(shard, self._sharded)  # None, or the group (True: the default one)
         self.n_total = sum(math.prod(s) for s in self.shapes)
-        self.rows = shard_range(self.n_total, *world(self.group))  # (0, n_total) without a group
+        self.rows = _shard_rows(self.n_total, self.group)  # (0, n_total) without a group
         # (index, lo, hi): the entries lo:hi of recorded tensor `index` lie in this rank's rows
         self._pieces = (shard_pieces(self.shapes, self.rows) if self.group is not None
                         else [(i, 0, math.prod(s)) for i, s in enumerate(self.shapes)])

@@ -13,9 +13,10 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
-from ..numerics.distributed import local_tensor
+from ..numerics.distributed import local_tensor, shard_range, world
 from ..numerics.optimizer_settings import has_momentum
 from .params import check_untied, parameter, resolve
 from .validation import SNAPSHOT_DTYPES as FLOAT_DTYPES  # what a recorder may store is what a Trajectory holds
@@ -79,6 +80,31 @@ def _check_window(start, stop, step0) -> tuple[int, int | None, int]:
                              f"record nothing" + (" (step0 is the step count when the recorder is built)"
                                                   if name == "step0" else ""))
     return start, stop, step0
+
+
+def _check_shard(shard, dtensors: bool):
+    """The recorder's group: None for ``shard`` None or False, else the group (True: the default one). FSDP2's
+    parameters (DTensors, ``dtensors``) are sharded already: each rank records its local shard without it."""
+    if shard is None or shard is False:
+        return None
+    if shard is not True and not (dist.is_available() and isinstance(shard, dist.ProcessGroup)):
+        raise TypeError(f"shard must be False, True (the default group) or a torch.distributed.ProcessGroup, "
+                        f"got {shard!r} ({type(shard).__name__})")
+    if dtensors:
+        raise ValueError("shard= splits each rank's recorded rows over the ranks, but these parameters are FSDP2 "
+                         "shards (DTensors) already: record each rank's local shards without shard= (a second split "
+                         "would leave part of every rank's shards unrecorded)")
+    return shard
+
+
+def _shard_rows(n_total: int, group) -> tuple[int, int]:
+    """This rank's rows [start, stop) of the ``n_total`` flattened entries (all of them without a group);
+    ValueError, on every rank alike, when some rank would hold none."""
+    rank, size = world(group)
+    if n_total < size:
+        raise ValueError(f"shard= splits the {n_total} recorded entries over {size} ranks, so {size - n_total} "
+                         f"rank(s) would hold none: record without shard= (each rank keeps the whole replica)")
+    return shard_range(n_total, rank, size)
 
 
 def _check_disk(path, sync, overwrite) -> tuple[bool, bool]:
