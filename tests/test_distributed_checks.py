@@ -77,6 +77,7 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
         "momentum": _attempt(lambda: kt.koopman(window(torch.arange(T), {"momentum": 0.9 * rank}), group=True)),
         "lrs": _attempt(lambda: kt.koopman(window(torch.arange(T), {"lrs": [0.1 * (1 + rank)] * T}), group=True)),
         "acc given": _attempt(lambda: kt.dmd(W, group=True, acc=deviation_gram(W) if rank else None)),
+        "tiny": _attempt(lambda: kt.dmd(W * 1e-200 if rank else torch.zeros_like(W), group=True)),  # one message
         "too few entries": _attempt(lambda: kt.TrajectoryRecorder(lin, torch.optim.SGD(lin.parameters(), lr=0.1),
                                                                   stop=2, shard=True)),
         # a rank refusing its own input: every rank raises at once (the others waited out the timeout before)
@@ -106,6 +107,7 @@ EXPECTED = {
     "momentum": "disagree on delays: 0 on rank 0, 1 on rank 1; optimizer settings: rank 0 vs rank 1 (different",
     "lrs": "kt.koopman: the ranks of the group disagree on optimizer settings: rank 0 vs rank 1 (different values)",
     "acc given": "kt.dmd: the ranks of the group disagree on acc given: False on rank 0, True on rank 1",
+    "tiny": "X = W[:, :-1] is too small for float64 DMD (largest |entry| ",
     "too few entries": "shard= splits the 1 recorded entries over 2 ranks, so 1 rank(s) would hold none",
 }
 

@@ -444,10 +444,20 @@ def test_a_zero_first_snapshot_warns_that_the_amplitudes_are_zero(method):
         res = kt.dmd(W, method=method)
     assert float(res.amplitudes.abs().max()) == 0.0  # what the warning is about: exact DMD fits them to w_0
     with warnings.catch_warnings():
-        warnings.simplefilter("error", kt.ZeroStartWarning)  # the control: a nonzero start is silent
+        warnings.simplefilter("error", kt.ZeroStartWarning)  # the controls: a nonzero start is silent
         later = kt.dmd(W[:, 1:], method=method)
         kt.dmd(_affine(torch.full((6,), 1e-3, dtype=torch.float64)), method=method)
+        for scale in ((1e-300, 1e200) if method == "svd" else (1e-140, 1e150)):  # norms once under/overflowed
+            kt.dmd(_affine(torch.ones(6, dtype=torch.float64)) * scale, method=method)
+        g = torch.Generator().manual_seed(0)  # snapshots of nearly equal norm in half precision, many of them
+        walk = (torch.randn(400, 1, generator=g) + 0.01 * torch.randn(400, 60, generator=g).cumsum(1))
+        for dtype in (torch.bfloat16, torch.float16):  # a bound of T eps ||W||_F called every such start zero
+            assert float(kt.dmd(walk.to(dtype), method=method).amplitudes.abs().max()) > 1
     assert float(later.amplitudes.abs().max()) > 0
+    start = torch.zeros(6, 8, dtype=torch.float64)  # w_0 outside the span of the later snapshots
+    start[0, 0], start[1:4, 1:] = 1.0, _affine(torch.ones(6, dtype=torch.float64))[1:4, :7]
+    with pytest.warns(kt.ZeroStartWarning, match="has no component along the modes"):
+        assert float(kt.dmd(start, method=method).amplitudes.abs().max()) < 1e-12
 
 
 @pytest.mark.parametrize("scale, method", [(1e-200, "gram"), (1e-310, "svd"), (1e-310, "gram")])
@@ -459,6 +469,14 @@ def test_data_too_small_for_float64_is_named_not_called_zero(scale, method):
     scaled = torch.ldexp(W, torch.tensor(power))
     res = kt.dmd(scaled, method=method)  # rescaled as the message says, it decomposes (the control)
     assert 0.5 <= float(scaled.abs().max()) < 1 and res.rank == kt.dmd(W / scale, method=method).rank
+
+
+def test_too_many_low_precision_snapshots_are_named_as_such():
+    W = torch.randn(300, 130, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    for method in ("svd", "gram"):  # was "too small for float64" (and before that "all snapshots are zero")
+        with pytest.raises(ValueError, match=r"130 snapshots in torch.bfloat16 leave no direction above rounding"):
+            kt.dmd(W, method=method)
+    assert kt.dmd(W.float()).rank > 0
 
 
 def test_a_zero_x_with_a_nonzero_last_snapshot_is_not_called_all_zero():

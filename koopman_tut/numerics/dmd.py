@@ -31,7 +31,6 @@ resolved) and then solves as the SVD route does, so both keep the same modes. Am
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -39,22 +38,13 @@ import torch
 from .dmd_result import DMDBatch, DMDResult, canonical_order, powers  # noqa: F401  (powers: re-exported)
 from .distributed import all_reduce_sum, global_rows
 from .distributed_checks import preflight
-from .finite import check_finite, outside_stacklevel
+from .dmd_checks import ZeroStartWarning, nothing_to_decompose, warn_zero_start  # noqa: F401 (re-exported)
+from .finite import check_finite
 from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, deviation_gram
 
 Tensor = torch.Tensor
 
 _SVD_MAX_ELEMENTS = 2**22  # auto picks the float64 SVD route below this size
-
-
-class ZeroStartWarning(UserWarning):
-    """W's first snapshot is zero, so exact DMD's amplitudes (fitted to it) are zero."""
-
-
-ZERO_START = ("W's first snapshot W[:, 0] is zero (a zero-initialised model?), so the amplitudes, fitted to it "
-              "as exact DMD does, are all zero: reconstruct(), predict() and fixed_point() give zeros. Start the "
-              "window a step later, or estimate the limit with the affine model of the differences "
-              "(kt.estimate_limit(W), the default), which needs no amplitude")
 
 
 def _check_svd_rank(svd_rank, name: str = "svd_rank") -> None:
@@ -107,8 +97,9 @@ def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, gram_route: bool =
     return tol
 
 
-def _solve(W: Tensor, s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_rank, tol: float):
-    """DMD from small float64 matrices (all on the CPU), for W (this rank's rows, for messages).
+def _solve(W: Tensor, s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: int, svd_rank, tol: float,
+           group=None):
+    """DMD from small float64 matrices (all on the CPU), for W (this rank's rows of ``group``'s, for messages).
 
     s_all (R,) descending singular values of X and V_all (m, R) its right singular vectors;
     atilde(r) returns A~ = U_r^H Y V_r S_r^-1 (r, r); B (k, T) = Q^H W for an orthonormal
@@ -118,7 +109,7 @@ def _solve(W: Tensor, s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: i
     T = B.shape[-1]
     r = choose_rank(s_all, svd_rank, (n_rows, T - 1), tol)
     if r == 0 or float(s_all[r - 1]) < torch.finfo(torch.float64).tiny:  # S^-1 of a subnormal overflows
-        raise ValueError(_nothing_to_decompose(W))
+        raise ValueError(nothing_to_decompose(W, group))
     cdt = torch.complex128
     s, V = s_all[:r], V_all[:, :r].to(cdt)
     lam, w = torch.linalg.eig(atilde(r))  # real A~ (real data): LAPACK dgeev, exact conjugate pairs
@@ -128,24 +119,8 @@ def _solve(W: Tensor, s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: i
     coef[1:] = (V / s.to(cdt)[None, :]) @ w  # modes = Y V S^-1 w = W @ coef
     B = B.to(cdt)
     b = torch.linalg.lstsq(B @ coef, B[:, :1]).solution[:, 0]  # lstsq(modes, w_0)
-    if float(B[:, 0].abs().norm()) <= T * torch.finfo(W.dtype).eps * float(B.abs().norm()):
-        warnings.warn(ZERO_START, ZeroStartWarning, stacklevel=outside_stacklevel())
+    warn_zero_start(B, B @ coef @ b, W.dtype)
     return lam, b, s, coef
-
-
-def _nothing_to_decompose(W: Tensor) -> str:
-    """Why X = W[..., :-1] has no direction to decompose: zero, or too small for float64 (this rank's rows)."""
-    X = W[..., :-1]
-    big = float(X.abs().max()) if X.numel() else 0.0
-    if big > 0:
-        return (f"X = W[:, :-1] is too small for float64 DMD (largest |entry| {big:.3g}): its squares (the Gram "
-                f"route, below ~1e-154) or its singular values (subnormal, below ~1e-292) underflow. Rescale W "
-                f"exactly by a power of two, here torch.ldexp(W, torch.tensor({-math.frexp(big)[1]})) (its largest "
-                f"entry to about 1): the eigenvalues do not change, the modes scale with it")
-    if W.numel() and float(W[..., -1].abs().max()) > 0:
-        return ("X = W[:, :-1] (every snapshot but the last) is zero: a linear model w_{t+1} = A w_t cannot leave "
-                "zero, so there is nothing to decompose. Start the window later, or decompose the differences")
-    return "W is all zeros (numerical rank 0): nothing to decompose"
 
 
 def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto",
@@ -241,7 +216,7 @@ def _from_svd(W: Tensor, svd_rank) -> DMDResult:
     return _from_factor(W, Z, svd_rank, W.shape[0], "svd")
 
 
-def _from_factor(W: Tensor, Z: Tensor, svd_rank, n_rows: int, method: str) -> DMDResult:
+def _from_factor(W: Tensor, Z: Tensor, svd_rank, n_rows: int, method: str, group=None) -> DMDResult:
     """DMD of W from Z (q, T) on the CPU, float64 or complex128, with Z^H Z = W^H W (W itself, or a
     factor: X = W[:, :-1] and Z[:, :-1] share singular values and right singular vectors)."""
     U, s, Vh = torch.linalg.svd(Z[:, :-1], full_matrices=False)
@@ -252,7 +227,7 @@ def _from_factor(W: Tensor, Z: Tensor, svd_rank, n_rows: int, method: str) -> DM
 
     Q, _ = torch.linalg.qr(Z)  # basis of range(Z), which may exceed range(X)
     tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype)
-    lam, b, s_r, coef = _solve(W, s, V, atilde, Q.mH @ Z, n_rows, svd_rank, tol)
+    lam, b, s_r, coef = _solve(W, s, V, atilde, Q.mH @ Z, n_rows, svd_rank, tol, group)
     return _pack(W, lam, b, s_r, coef, method)
 
 
@@ -264,7 +239,7 @@ def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int, group=None) -> DMDRe
     floor = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, gram_route=True)
     if _rank_tolerance(float(s[0]), W.shape[-1], W.dtype) < floor and int((s > floor).sum()) < min(n_rows, m):
         from .refine import refined_factor  # float64 data finer than the Gram resolves: one more pass
-        return _from_factor(W, refined_factor(W, G, group), svd_rank, n_rows, "gram")
+        return _from_factor(W, refined_factor(W, G, group), svd_rank, n_rows, "gram", group)
 
     def atilde(r):  # U^H Y V S^-1 = S^-1 V^H (X^H Y) V S^-1
         Vr = V[:, :r]
@@ -274,7 +249,7 @@ def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int, group=None) -> DMDRe
     keep = ev > ev.max() * G.shape[-1] * torch.finfo(torch.float64).eps * 16
     B = (P[:, keep].mH @ G) / ev[keep].sqrt()[:, None]
     tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, gram_route=True)
-    lam, b, s_r, coef = _solve(W, s, V, atilde, B, n_rows, svd_rank, tol)
+    lam, b, s_r, coef = _solve(W, s, V, atilde, B, n_rows, svd_rank, tol, group)
     return _pack(W, lam, b, s_r, coef, "gram")
 
 
