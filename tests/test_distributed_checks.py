@@ -4,6 +4,7 @@ Each test spawns its ranks with :func:`spawn` (bounded: the processes are killed
 each rank saves what it got, and the test reads it back.
 """
 import os
+import re
 import time
 
 import pytest
@@ -80,8 +81,10 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
         "tiny": _attempt(lambda: kt.dmd(W * 1e-200 if rank else torch.zeros_like(W), group=True)),  # one message
         "too few entries": _attempt(lambda: kt.TrajectoryRecorder(lin, torch.optim.SGD(lin.parameters(), lr=0.1),
                                                                   stop=2, shard=True)),
+        "acc values": _attempt(lambda: kt.dmd(W, group=True, acc=deviation_gram(W) * (1 + rank))),
         # a rank refusing its own input: every rank raises at once (the others waited out the timeout before)
         "refused dmd": _attempt(lambda: kt.dmd(W, method="svd" if rank else "auto", group=True)),
+        "refused acc": _attempt(lambda: kt.dmd(W, group=True, acc=torch.zeros(3) if rank else None)),
         "refused koopman": _attempt(lambda: kt.koopman(window(torch.arange(T), {"momentum": 1.5 * rank}), group=True)),
         # accepted: "auto" is the Gram route with a group; a rank may hold no rows
         "auto or gram": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), method="gram" if rank else "auto",
@@ -107,6 +110,7 @@ EXPECTED = {
     "momentum": "disagree on delays: 0 on rank 0, 1 on rank 1; optimizer settings: rank 0 vs rank 1 (different",
     "lrs": "kt.koopman: the ranks of the group disagree on optimizer settings: rank 0 vs rank 1 (different values)",
     "acc given": "kt.dmd: the ranks of the group disagree on acc given: False on rank 0, True on rank 1",
+    "acc values": "kt.dmd: the ranks of the group disagree on acc (summed over the ranks): rank 0 vs rank 1 (diff",
     "tiny": "X = W[:, :-1] is too small for float64 DMD (largest |entry| ",
     "too few entries": "shard= splits the 1 recorded entries over 2 ranks, so 1 rank(s) would hold none",
 }
@@ -131,10 +135,12 @@ def test_the_ranks_stay_in_step_after_a_refusal(disagreeing):
 
 
 @pytest.mark.parametrize("case, own", [("refused dmd", "method='svd' needs all rows in one process"),
+                                       ("refused acc", r"acc must be W's deviation Gram .* got \(3,\) torch.float32"),
                                        ("refused koopman", "momentum")])
 def test_a_rank_refusing_its_input_makes_every_rank_raise_at_once(disagreeing, case, own):
-    assert disagreeing[1][case].startswith("ValueError: ") and own in disagreeing[1][case]
-    assert disagreeing[0][case] == (f"ValueError: kt.{case.split()[1]}: rank 1 of the group refused their input "
+    assert disagreeing[1][case].startswith("ValueError: ") and re.search(own, disagreeing[1][case])
+    what = "kt.koopman" if case.endswith("koopman") else "kt.dmd"
+    assert disagreeing[0][case] == (f"ValueError: {what}: rank 1 of the group refused their input "
                                     f"(ValueError; see the error there), so no rank goes on to the computation")
 
 

@@ -493,3 +493,13 @@ def test_a_tensor_without_values_is_refused():
         kt.dmd(torch.empty(6, 5, device="meta"))
     with pytest.raises(ValueError, match="W is on the meta device"):
         kt.estimate_limit(torch.empty(6, 5, device="meta"))
+
+
+def test_a_precomputed_gram_of_other_data_is_refused():
+    from koopman_tut.numerics.snapshots import deviation_gram
+
+    W = _affine(torch.ones(6, dtype=torch.float64))
+    torch.testing.assert_close(kt.dmd(W, acc=deviation_gram(W)).eigs, kt.dmd(W, method="gram").eigs)
+    for bad in (torch.zeros(3), deviation_gram(W[:, :-1]), deviation_gram(W).float(), "G"):  # a raw error later
+        with pytest.raises(ValueError, match=r"acc must be W's deviation Gram .* of shape \(20, 20\)"):
+            kt.dmd(W, acc=bad)

@@ -34,16 +34,19 @@ def _text_or_hash(s: str) -> tuple[int, int, int]:
 
 
 def _encode(value) -> tuple[int, int, int]:
-    """(tag, lo, hi) of one setting: None; a number (as float64 bits); anything else as its text
-    (a torch.dtype without "torch.", a tensor as its list) or, when longer than 16 bytes, its hash."""
+    """(tag, lo, hi) of one setting: None; a number (as float64 bits); a tensor as the hash of its bytes,
+    dtype and shape; anything else as its text (a torch.dtype without "torch.") or, when longer than 16 bytes,
+    its hash."""
     if value is None:
         return _NONE, 0, 0
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return _NUMBER, struct.unpack("<q", struct.pack("<d", float(value)))[0], 0
     if isinstance(value, torch.dtype):
         return _text_or_hash(str(value).removeprefix("torch."))
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
+    if isinstance(value, torch.Tensor):  # its bytes, dtype and shape (a repr of a large one would be slow)
+        raw = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        digest = hashlib.blake2b(raw + f"{value.dtype}{tuple(value.shape)}".encode(), digest_size=16).digest()
+        return (_HASH, *struct.unpack("<qq", digest))
     return _text_or_hash(value if isinstance(value, str) else repr(value))
 
 

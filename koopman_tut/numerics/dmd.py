@@ -165,10 +165,13 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
         error = None
         try:
             W, method = _prepare(W, svd_rank, method, chunk_rows, group)
+            if acc is not None:
+                check_acc(acc, W)
         except (TypeError, ValueError) as e:  # raised on every rank by the pre-flight: none waits for this one
             error = e
         fields = {} if error else {"T (snapshots)": W.shape[-1], "dtype": W.dtype, "batch": tuple(W.shape[:-2]),
-                                   "svd_rank": svd_rank, "method": method, "acc given": acc is not None}
+                                   "svd_rank": svd_rank, "method": method, "acc given": acc is not None,
+                                   "acc (summed over the ranks)": acc}
         preflight("kt.dmd", group, fields, "Every rank passes its own rows of W only", error)
     if method == "svd" and acc is None:
         if W.ndim == 3:
@@ -176,6 +179,8 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
         return _from_svd(W, svd_rank)
     if acc is None:
         acc = deviation_gram_checked(W, chunk_rows, group)
+    elif group is None:
+        check_acc(acc, W)
     G, n = assemble_gram(acc), global_rows(W, group)
     if W.ndim == 3:
         return DMDBatch([_from_gram(W[i], G[i], svd_rank, n, group) for i in range(W.shape[0])])
@@ -195,6 +200,15 @@ def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> 
     if method == "svd":
         check_finite(W)
     return W, method
+
+
+def check_acc(acc, W: Tensor) -> None:
+    """``acc`` must be a precomputed Gram of W: a float64 (complex128) tensor of shape W.shape[:-2] + (T, T)."""
+    want = W.shape[:-2] + (W.shape[-1], W.shape[-1])
+    if not isinstance(acc, Tensor) or acc.dtype not in (torch.float64, torch.complex128) or acc.shape != want:
+        got = f"{tuple(acc.shape)} {acc.dtype}" if isinstance(acc, Tensor) else type(acc).__name__
+        raise ValueError(f"acc must be W's deviation Gram (snapshots.deviation_gram(W), summed over the ranks), a "
+                         f"float64 tensor of shape {want}, got {got}")
 
 
 def deviation_gram_checked(W: Tensor, chunk_rows=None, group=None, gram=deviation_gram) -> Tensor:
