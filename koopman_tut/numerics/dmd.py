@@ -204,8 +204,8 @@ def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> 
 
 def check_acc(acc, W: Tensor) -> None:
     """``acc`` must be a precomputed Gram of W: a float64 (complex128) tensor of shape W.shape[:-2] + (T, T)."""
-    want = W.shape[:-2] + (W.shape[-1], W.shape[-1])
-    if not isinstance(acc, Tensor) or acc.dtype not in (torch.float64, torch.complex128) or acc.shape != want:
+    want = tuple(W.shape[:-2]) + (W.shape[-1], W.shape[-1])
+    if not isinstance(acc, Tensor) or acc.dtype not in (torch.float64, torch.complex128) or tuple(acc.shape) != want:
         got = f"{tuple(acc.shape)} {acc.dtype}" if isinstance(acc, Tensor) else type(acc).__name__
         raise ValueError(f"acc must be W's deviation Gram (snapshots.deviation_gram(W), summed over the ranks), a "
                          f"float64 tensor of shape {want}, got {got}")
