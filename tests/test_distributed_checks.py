@@ -82,6 +82,11 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
         "too few entries": _attempt(lambda: kt.TrajectoryRecorder(lin, torch.optim.SGD(lin.parameters(), lr=0.1),
                                                                   stop=2, shard=True)),
         "acc values": _attempt(lambda: kt.dmd(W, group=True, acc=deviation_gram(W) * (1 + rank))),
+        # per call: each rank's scores would rank in one global mask
+        "kgp lr": _attempt(lambda: kt.koopman(window(torch.arange(T), {"lrs": [0.1] * T}), group=True).kgp_scores(
+            lr=0.1 * (1 + rank))),
+        "horizon": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), group=True).horizon_scores(rank)),
+        "refused h": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), group=True).horizon_scores(-rank)),
         # a rank refusing its own input: every rank raises at once (the others waited out the timeout before)
         "refused dmd": _attempt(lambda: kt.dmd(W, method="svd" if rank else "auto", group=True)),
         "refused acc": _attempt(lambda: kt.dmd(W, group=True, acc=torch.zeros(3) if rank else None)),
@@ -111,6 +116,8 @@ EXPECTED = {
     "lrs": "kt.koopman: the ranks of the group disagree on optimizer settings: rank 0 vs rank 1 (different values)",
     "acc given": "kt.dmd: the ranks of the group disagree on acc given: False on rank 0, True on rank 1",
     "acc values": "kt.dmd: the ranks of the group disagree on acc (summed over the ranks): rank 0 vs rank 1 (diff",
+    "kgp lr": "kt.koopman gradient: the ranks of the group disagree on lr: 0.1 on rank 0, 0.2 on rank 1",
+    "horizon": "kt.koopman forecast: the ranks of the group disagree on h: 0 on rank 0, 1 on rank 1",
     "tiny": "X = W[:, :-1] is too small for float64 DMD (largest |entry| ",
     "too few entries": "shard= splits the 1 recorded entries over 2 ranks, so 1 rank(s) would hold none",
 }
@@ -136,10 +143,11 @@ def test_the_ranks_stay_in_step_after_a_refusal(disagreeing):
 
 @pytest.mark.parametrize("case, own", [("refused dmd", "method='svd' needs all rows in one process"),
                                        ("refused acc", r"acc must be W's deviation Gram .* got \(3,\) torch.float32"),
-                                       ("refused koopman", "momentum")])
+                                       ("refused koopman", "momentum"),
+                                       ("refused h", "h must be >= 0 snapshots, got -1")])
 def test_a_rank_refusing_its_input_makes_every_rank_raise_at_once(disagreeing, case, own):
     assert disagreeing[1][case].startswith("ValueError: ") and re.search(own, disagreeing[1][case])
-    what = "kt.koopman" if case.endswith("koopman") else "kt.dmd"
+    what = {"refused koopman": "kt.koopman", "refused h": "kt.koopman forecast"}.get(case, "kt.dmd")
     assert disagreeing[0][case] == (f"ValueError: {what}: rank 1 of the group refused their input "
                                     f"(ValueError; see the error there), so no rank goes on to the computation")
 

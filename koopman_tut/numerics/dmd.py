@@ -159,20 +159,8 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
     >>> res = dmd(W)                  # W: (n, T)
     >>> theta_star = res.fixed_point()  # (n,), the eigenvalue-1 mode times its amplitude
     """
-    if group is None:
-        W, method = _prepare(W, svd_rank, method, chunk_rows, group)
-    else:  # before any collective: the ranks must agree (else gloo aborts, or results differ), or all raise
-        error = None
-        try:
-            W, method = _prepare(W, svd_rank, method, chunk_rows, group)
-            if acc is not None:
-                check_acc(acc, W)
-        except (TypeError, ValueError) as e:  # raised on every rank by the pre-flight: none waits for this one
-            error = e
-        fields = {} if error else {"T (snapshots)": W.shape[-1], "dtype": W.dtype, "batch": tuple(W.shape[:-2]),
-                                   "svd_rank": svd_rank, "method": method, "acc given": acc is not None,
-                                   "acc (summed over the ranks)": acc}
-        preflight("kt.dmd", group, fields, "Every rank passes its own rows of W only", error)
+    W, method = (_prepare(W, svd_rank, method, chunk_rows, group) if group is None else
+                 _prepare_over_ranks(W, svd_rank, method, chunk_rows, group, acc))
     if method == "svd" and acc is None:
         if W.ndim == 3:
             return DMDBatch([_from_svd(W[i], svd_rank) for i in range(W.shape[0])])
@@ -199,6 +187,23 @@ def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> 
         method = "svd" if group is None and W.shape[-2] * W.shape[-1] <= _SVD_MAX_ELEMENTS else "gram"
     if method == "svd":
         check_finite(W)
+    return W, method
+
+
+def _prepare_over_ranks(W, svd_rank, method, chunk_rows, group, acc) -> tuple[Tensor, str]:
+    """:func:`_prepare` on every rank, then the pre-flight, before any other collective: the ranks must agree
+    (else gloo aborts, or results differ), and a rank refusing its input makes every rank raise."""
+    error = None
+    try:
+        W, method = _prepare(W, svd_rank, method, chunk_rows, group)
+        if acc is not None:
+            check_acc(acc, W)
+    except (TypeError, ValueError) as e:  # raised on every rank by the pre-flight: none waits for this one
+        error = e
+    fields = {} if error else {"T (snapshots)": W.shape[-1], "dtype": W.dtype, "batch": tuple(W.shape[:-2]),
+                               "svd_rank": svd_rank, "method": method, "acc given": acc is not None,
+                               "acc (summed over the ranks)": acc}
+    preflight("kt.dmd", group, fields, "Every rank passes its own rows of W only", error)
     return W, method
 
 

@@ -6,6 +6,7 @@ was expected, so that nothing wrong is used silently.
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -20,7 +21,7 @@ from .sgd_steps import check_settings
 
 __all__ = ["_check_bool", "_check_int", "_check_model", "check_tensors", "check_masks", "check_classifier",
            "check_exclude", "rank_dtype", "seed_entropy", "TiedScoresWarning", "ties_at_cut", "warn_ties",
-           "check_analysis"]
+           "check_analysis", "check_choice", "check_horizon"]
 
 _WIDE_SEED_STREAM = 0x6B6D61736B36  # "kmask6": seeds >= 2**32, kept apart from the 32-bit seeds' entropy layout
 
@@ -125,7 +126,7 @@ def warn_ties(k: int, inside: int, tied: int) -> None:
             f"earlier entries are kept"), stacklevel=outside_stacklevel())
 
 
-def check_analysis(traj: Trajectory, svd_rank, limit_rank, drift_tol, max_horizon) -> None:
+def check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon) -> None:
     """What :class:`KoopmanAnalysis` checks of its window and options before any computation."""
     if len(traj) < 3:
         raise ValueError(f"traj needs at least 3 snapshots for a Koopman analysis, has {len(traj)}")
@@ -137,3 +138,19 @@ def check_analysis(traj: Trajectory, svd_rank, limit_rank, drift_tol, max_horizo
             "max_horizon", max_horizon, 0) > 0):
         raise ValueError(f"drift_tol and max_horizon must be > 0, got {drift_tol!r} and {max_horizon!r}")
     snapshot_stride(traj)  # equally spaced snapshots, agreeing with meta["every"]
+
+
+def check_choice(name: str, value, options: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``options``; ValueError naming ``name`` otherwise."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def check_horizon(h) -> float:
+    """``h``, a number of snapshots >= 0 (math.inf allowed); TypeError or ValueError naming h otherwise."""
+    if isinstance(h, bool) or not isinstance(h, numbers.Real):
+        raise TypeError(f"h must be a number of snapshots >= 0 (or math.inf), got {h!r} ({type(h).__name__})")
+    if not h >= 0:
+        raise ValueError(f"h must be >= 0 snapshots, got {h!r}")
+    return h

@@ -38,16 +38,16 @@ import torch
 from ..numerics.dmd import deviation_gram_checked, dmd
 from ..numerics.distributed import global_rows
 from ..numerics.distributed_checks import analysis_fields, preflight
-from ..numerics.dmd_result import DMDResult, powers
+from ..numerics.dmd_result import DMDResult
 from ..numerics.snapshots import deviation_from_steps, step_gram
 from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
 from ..numerics.optimizer_settings import group_rows
 from ..numerics.limits import snapshot_stride
 from ..recording.trajectory import Trajectory
 from ..recording.validation import check_index
-from .inputs import check_analysis
+from .inputs import check_analysis, check_choice, check_horizon
 from .scores import Scores
-from .sgd_steps import group_settings, momentum_factor, warn_lr_changes
+from .sgd_steps import group_settings, modal_weight, warn_lr_changes
 
 Tensor = torch.Tensor
 RULES = ("limit", "closest")
@@ -145,6 +145,19 @@ class KoopmanAnalysis:
                            optimizer=(self.traj.meta, self.every, None if self.group is not None else
                                       group_rows(self.traj.meta, self.traj.names, self.traj.offsets)))
 
+    def _agree(self, what: str, args):
+        """``args()`` -> (fields, value): the call's arguments checked; with a group the ranks compare the fields
+        first, and a rank refusing its arguments makes every rank raise (none waits in a later collective)."""
+        if self.group is None:
+            return args()[1]
+        error, (fields, value) = None, ({}, None)
+        try:
+            fields, value = args()
+        except (TypeError, ValueError) as e:
+            error = e
+        preflight(f"kt.koopman {what}", self.group, fields, error=error)
+        return value
+
     # -- where training is heading
     def limit(self, warn: bool = True) -> Extrapolation:
         """The limit theta* of the window with its diagnostics (eigenvalues, gain, drifting modes) and
@@ -153,19 +166,13 @@ class KoopmanAnalysis:
 
     def fixed_point(self, rule: str = "limit") -> Tensor:
         """(n,) theta*: the window's limit ("limit", default) or the paper's closest-to-1 mode ("closest")."""
-        if rule == "limit":
-            return self.limit().theta
-        if rule == "closest":
-            return self.dmd.fixed_point()
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        rule = self._agree("fixed_point", lambda: ({"rule": check_choice("rule", rule, RULES)}, rule))
+        return self.limit().theta if rule == "limit" else self.dmd.fixed_point()
 
     def forecast(self, h: float) -> Tensor:
         """(n,) theta(T-1+h), h >= 0 snapshots past the last one (h = 0: the last snapshot exactly);
         warns (UntrustedLimitWarning) when the window cannot pin it."""
-        if isinstance(h, bool) or not isinstance(h, numbers.Real):
-            raise TypeError(f"h must be a number of snapshots >= 0 (or math.inf), got {h!r} ({type(h).__name__})")
-        if not h >= 0:
-            raise ValueError(f"h must be >= 0 snapshots, got {h!r}")
+        self._agree("forecast", lambda: ({"h": check_horizon(h)}, None))
         if h == 0:  # in the dtype every forecast has (float32 for half-precision snapshots)
             last = self.traj.snapshots[:, -1]
             return last.float() if last.dtype in (torch.float16, torch.bfloat16) else last.clone()
@@ -187,9 +194,12 @@ class KoopmanAnalysis:
         the estimate (:class:`koopman_tut.numerics.extrapolation.Extrapolation`, its ``spread``) is kept
         in ``self.gradient_check``; ``warn`` emits an UntrustedLimitWarning when it fails.
         """
-        traj = self.traj
-        t = check_index(t, len(traj))
-        every = self.every
+        traj, every = self.traj, self.every
+
+        def args():
+            ti = check_index(t, len(traj))
+            return {"lr": lr, "t": ti}, (ti, group_settings(traj, lr, ti))
+        t, groups = self._agree("gradient", args)
         warn_lr_changes(traj)
         if every > 1:
             warnings.warn(AliasingWarning(
@@ -197,23 +207,11 @@ class KoopmanAnalysis:
                 f"{every}-th roots, so any with |arg| >= pi/{every} (e.g. negative ones, common with "
                 f"momentum or large steps) are aliased and the Koopman gradient is then wrong; "
                 f"record every step (every=1) for KGP"), stacklevel=2)
-        # the model's difference d(t) = sum_i q_i mu_i^t psi_i, amplitudes fitted to the whole
-        # window (one noisy minibatch step would dominate otherwise); one optimizer step is
-        # d(t) (mu - 1) / (mu_snap - 1) (the difference split over `every` steps); the model
+        # each parameter group's lr, momentum and weight decay are undone on its own rows; the model
         # refitted without the window's last steps gives the trust check (a warning if it fails)
-        def weight(settings: dict, lr_g: float):
-            def f(mu_snap: Tensor) -> Tensor:
-                mu = powers(mu_snap, 1 / every)[:, 0]  # per optimizer step (principal root)
-                near1 = (mu_snap - 1).abs() < 1e-12
-                per_step = torch.where(near1, torch.full_like(mu, 1 / every),
-                                       (mu - 1) / torch.where(near1, torch.ones_like(mu), mu_snap - 1))
-                return per_step * momentum_factor(mu, settings) * (-1 / lr_g)
-            return f
-
-        # each parameter group's lr, momentum and weight decay are undone on its own rows
         g, self.gradient_checks = None, []
-        for rows, settings, lr_g in group_settings(traj, lr, t):
-            check = self.affine.modal_difference(t, weight(settings, lr_g), warn=warn)
+        for rows, settings, lr_g in groups:
+            check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), warn=warn)
             self.gradient_checks.append(check)
             part = check.theta
             wd = float(settings.get("weight_decay", 0.0) or 0.0)
@@ -232,9 +230,8 @@ class KoopmanAnalysis:
 
     def kgp_scores(self, lr: float | None = None, form: str = "theta_grad", t: int = -1) -> Scores:
         """Koopman gradient pruning: {name: |theta(t) * g_K|} ('theta_grad') or {name: |g_K|} ('grad')."""
-        if form not in FORMS:
-            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-        t = check_index(t, len(self.traj))
+        t = self._agree("kgp_scores", lambda: ({"form": check_choice("form", form, FORMS)},
+                                               check_index(t, len(self.traj))))
         g = self.gradient(lr, t)
         if form == "theta_grad":
             g = g * self.traj.snapshots[:, t].to(g.dtype)

@@ -12,6 +12,7 @@ import warnings
 
 import torch
 
+from ..numerics.dmd_result import powers
 from ..numerics.trust import UntrustedLimitWarning
 from ..numerics.optimizer_settings import SGD_SETTINGS, check_settings, settings_at  # noqa: F401 (koopman's)
 from ..recording.trajectory import Trajectory
@@ -94,6 +95,20 @@ def _differ(lr, recorded) -> bool:
     except (TypeError, ValueError):
         return False  # refused (or nothing recorded) where the lr is checked
     return 0 < a < math.inf and 0 < b < math.inf and abs(a - b) > 0.01 * b
+
+
+def modal_weight(settings: dict, lr: float, every: int):
+    """f(mu_snap (r,) per-snapshot eigenvalues) -> (r,) weights turning the model's difference d(t) =
+    sum_i q_i mu_i^t psi_i (amplitudes fitted to the whole window: one noisy minibatch step would dominate
+    otherwise) into the gradient: one optimizer step is d(t) (mu - 1) / (mu_snap - 1) (the difference split
+    over ``every`` steps, mu the principal root per step), undone for momentum and divided by -lr."""
+    def f(mu_snap: Tensor) -> Tensor:
+        mu = powers(mu_snap, 1 / every)[:, 0]  # per optimizer step (principal root)
+        near1 = (mu_snap - 1).abs() < 1e-12
+        per_step = torch.where(near1, torch.full_like(mu, 1 / every),
+                               (mu - 1) / torch.where(near1, torch.ones_like(mu), mu_snap - 1))
+        return per_step * momentum_factor(mu, settings) * (-1 / lr)
+    return f
 
 
 def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
