@@ -339,10 +339,22 @@ def test_example_distributed_kmp_runs_under_torchrun(tmp_path):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[:6000] + p.stderr[-2000:]
     assert "masks match the single-process run" in p.stdout
     # a batch that does not split evenly, and the window's start (torchrun took "--start" as its --start-method)
-    p = torchrun_example(tmp_path, "--batch", "7", "--window-start", "30", "--steps", "36", ranks=3)
+    p = torchrun_example(tmp_path, "--batch", "7", "--window-start", "30", "--steps", "36")
     assert p.returncode == 0 and "masks match the single-process run" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]
     p = torchrun_example(tmp_path, "--batch", "1")  # an IndexError on rank 1 before, and a dead peer on rank 0
     assert p.returncode != 0 and "--batch 1 is smaller than the 2 ranks" in p.stderr, p.stderr[-3000:]
+
+
+def test_the_example_gives_every_rank_a_share_of_any_batch():
+    """Batch 4 over 3 ranks: torch.chunk made 2 pieces, and rank 2 failed with an IndexError."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("distributed_kmp", ROOT / "examples" / "distributed_kmp.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    for batch, world in [(4, 3), (7, 3), (6, 4), (5, 5), (64, 2)]:
+        parts = [example.share(torch.arange(batch), r, world) for r in range(world)]
+        assert torch.equal(torch.cat(parts), torch.arange(batch)) and min(p.numel() for p in parts) >= batch // world
 
 
 def test_top_k_mask_ranks_in_float64_on_one_process(monkeypatch):

@@ -342,5 +342,12 @@ def test_a_cut_inside_equal_scores_warns_that_position_decides():
         first = next(iter(tie_of_two))
         tie_of_two[first].view(-1)[0] = top[k - 1]
         P.global_masks(tie_of_two, 4)
-    with pytest.warns(P.TiedScoresWarning):
+    with pytest.warns(P.TiedScoresWarning, match=r"in '0.weight'"):  # each layer's warning names it
         P.layerwise_masks({n: torch.zeros_like(v) for n, v in s.items()}, 4, model=model)
+    for block, warns in ((25, False), (24, False), (26, True), (30, True)):  # 25 kept: a tie that ends at the cut
+        flat = torch.cat([torch.full((block,), 5.0), torch.linspace(4, 0, 100 - block)])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            kept = P.global_masks({"a.weight": flat}, 4)["a.weight"]
+        assert int(kept.sum()) == 25 and bool(kept[:min(block, 25)].all())
+        assert any(w.category is P.TiedScoresWarning for w in caught) == warns, block

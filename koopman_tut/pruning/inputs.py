@@ -116,12 +116,12 @@ def ties_at_cut(flat: torch.Tensor, order: torch.Tensor, k: int) -> tuple[int, i
     return int((flat[order[:k]] == v).sum()), int((flat == v).sum())
 
 
-def warn_ties(k: int, inside: int, tied: int) -> None:
+def warn_ties(k: int, inside: int, tied: int, where: str = "") -> None:
     """Warn when more than 1% of the ``k`` kept entries (``inside`` of ``tied`` equal scores at the cut)
-    are chosen by position, not by score."""
+    are chosen by position, not by score; ``where`` (" in 'fc.weight'") names the layer ranked alone."""
     if tied > inside > 0.01 * k:
         warnings.warn(TiedScoresWarning(
-            f"{inside} of the {k} entries kept ({inside / k:.1%}) are chosen by position, not by score, among {tied} "
+            f"{inside} of the {k} entries kept{where} ({inside / k:.1%}) are chosen by position, not by score, among {tied} "
             f"entries of equal score at the cut (constant or zero scores, or a precision too coarse to rank them): "
             f"earlier entries are kept"), stacklevel=outside_stacklevel())
 

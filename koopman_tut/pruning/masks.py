@@ -116,11 +116,11 @@ def _ranked(scores: Scores, names: list[str]) -> torch.Tensor:
     return flat
 
 
-def _keep_top(flat: torch.Tensor, k: int) -> torch.Tensor:
+def _keep_top(flat: torch.Tensor, k: int, where: str = "") -> torch.Tensor:
     """(m,) bool, True for the k largest entries; ties keep the earlier entry (a warning when many do)."""
     kept, order = torch.zeros_like(flat, dtype=torch.bool), torch.argsort(flat, descending=True, stable=True)
     kept[order[:k]] = True
-    warn_ties(k, *ties_at_cut(flat, order, k))
+    warn_ties(k, *ties_at_cut(flat, order, k), where)
     return kept
 
 
@@ -224,7 +224,7 @@ def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None 
     for i in sorted(range(len(sizes)), key=lambda i: counts[i] - ideal[i])[: keep - sum(counts)]:
         counts[i] += 1
     layers = _ranked(scores, names).split(sizes)
-    return _split(torch.cat([_keep_top(x, k) for x, k in zip(layers, counts)]), scores, names)
+    return _split(torch.cat([_keep_top(x, k, f" in {n!r}") for x, k, n in zip(layers, counts, names)]), scores, names)
 
 
 def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int = 0, **kwargs) -> Masks:
