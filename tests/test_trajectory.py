@@ -1,6 +1,8 @@
 """TrajectoryRecorder and Trajectory: hooks, windows, storage, persistence, errors."""
+import ast
 import copy
 import math
+import re
 import warnings
 
 import pytest
@@ -588,13 +590,22 @@ def test_a_parametrized_weight_names_the_tensors_to_record():
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
     torch.nn.utils.parametrizations.weight_norm(model[0])
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    names = ["0.parametrizations.weight.original0", "0.parametrizations.weight.original1"]
-    with pytest.raises(ValueError, match=r"'0.weight' is computed by a parametrization .*params=\['0.parametrizations"):
+    with pytest.raises(ValueError, match=r"'0.weight' is computed by a parametrization \(_WeightNorm\)") as info:
         kt.TrajectoryRecorder(model, opt, stop=3)
-    rec = kt.TrajectoryRecorder(model, opt, stop=3, params=names + ["0.bias", "2.weight", "2.bias"])  # as it says
+    params = ast.literal_eval(re.search(r"params=(\[.*\])", str(info.value)).group(1))
+    assert set(params) == {n for n, _ in model.named_parameters()}  # every trained tensor, not only the two
+    rec = kt.TrajectoryRecorder(model, opt, stop=3, params=params)  # the advice, verbatim
     model(torch.randn(5, 4)).sum().backward()
     opt.step()
     assert rec.trajectory().snapshots.shape[1] == 2
+    old = nn.Sequential(nn.Linear(4, 4))  # the older, hook-based weight_norm: weight_g and weight_v are trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.nn.utils.weight_norm(old[0])
+    with pytest.raises(ValueError, match=r"torch.nn.utils.weight_norm.*params=\['0.weight_g', '0.weight_v', '0.bias'\]"):
+        kt.TrajectoryRecorder(old, torch.optim.SGD(old.parameters(), lr=0.1), stop=3)
+    with pytest.raises(ValueError, match=r"last step this recorder may record, 9223372036854775808"):
+        kt.TrajectoryRecorder(model, opt, step0=2**63 - 2, max_snapshots=3)  # a raw overflow at trajectory() before
 
 
 def test_float16_storage_that_overflowed_says_so_when_analysed():

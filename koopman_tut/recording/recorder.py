@@ -104,7 +104,7 @@ class TrajectoryRecorder:
                  step0: int = 0, max_fraction: float = 0.8, path: str | os.PathLike | None = None,
                  sync: bool = False, shard=False, overwrite: bool = False):
         self.every = _check_int("every", every, 1)
-        self.start, self.stop, self.step = _check_window(start, stop, step0)  # stop: checked by the setter too
+        self.start, self.stop, self.step = _check_window(start, stop, step0, self.every, max_snapshots)
         self.max_snapshots = None if max_snapshots is None else _check_int("max_snapshots", max_snapshots, 1)
         if self.stop is None and self.max_snapshots is None:
             raise ValueError("give stop (the last step to record) or max_snapshots, so storage can be preallocated")

@@ -64,14 +64,20 @@ def _check_dtype(dtype) -> torch.dtype:
     return dtype
 
 
-def _check_window(start, stop, step0) -> tuple[int, int | None, int]:
+def _check_window(start, stop, step0, every: int = 1, max_snapshots=None) -> tuple[int, int | None, int]:
     """(start, stop, step0) as ints (stop None: open-ended); stop must be >= start and >= step0 (the step the
-    recorder starts at): a window that ends before either would record nothing."""
+    recorder starts at): a window that ends before either would record nothing. Every step it may record
+    (up to stop, or ``max_snapshots`` ``every`` steps apart) must fit int64."""
     start, step0 = _check_int("start", start, 0), _check_int("step0", step0, 0)
     stop = None if stop is None else _check_int("stop", stop, 0)
     for name, value in (("start", start), ("step0", step0), ("stop", stop)):
         if value is not None and value >= 2**63:
             raise ValueError(f"{name} must be below 2**63 (steps are stored as int64), got {value!r}")
+    if stop is None and max_snapshots is not None:
+        last = max(start, step0) + (_check_int("max_snapshots", max_snapshots, 1) - 1) * every
+        if last >= 2**63:
+            raise ValueError(f"the last step this recorder may record, {last} (max_snapshots={max_snapshots} "
+                             f"every {every} from step {max(start, step0)}), must be below 2**63 (steps are int64)")
     if stop is None:
         return start, None, step0
     for name, value in (("start", start), ("step0", step0)):
@@ -210,7 +216,7 @@ def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[
         else:
             frozen.append(name)
     if missing:
-        _refuse_parametrized(model, missing)
+        _refuse_parametrized(model, missing, names)
         raise ValueError(f"the optimizer does not train {_listing(missing, len(names))}: their snapshots would "
                          f"stay constant. Pass the optimizer that trains this model (built over its own "
                          f"parameters, not another model's or a copy's), or params= to record only what it trains")
@@ -223,17 +229,26 @@ def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[
     return keep
 
 
-def _refuse_parametrized(model: nn.Module, names: list[str]) -> None:
-    """ValueError naming the tensors trained in place of the first of ``names`` computed by a parametrization
-    (``torch.nn.utils.parametrize``: weight_norm, spectral_norm, orthogonal); nothing if none is."""
-    for name in names:
+def _refuse_parametrized(model: nn.Module, missing: list[str], names: list[str]) -> None:
+    """ValueError when some of ``missing`` are computed by a parametrization (``torch.nn.utils.parametrize``:
+    weight_norm, spectral_norm, orthogonal; or the older hook-based ``weight_norm``), naming what to record in
+    their place, with the rest of ``names``; nothing if none is."""
+    swap = {}
+    for name in missing:
         module, attr = resolve(model, name)
+        prefix = name[: -len(attr)]
         if torch.nn.utils.parametrize.is_parametrized(module, attr):
-            prefix = name[: -len(attr)] + "parametrizations." + attr + "."
             plist = module.parametrizations[attr]
-            trained = [prefix + k for k, _ in plist.named_parameters()]
-            raise ValueError(f"{name!r} is computed by a parametrization ({type(plist[0]).__name__}), not trained "
-                             f"itself: record what the optimizer trains, params={trained}")
+            swap[name] = ([f"{prefix}parametrizations.{attr}.{k}" for k, _ in plist.named_parameters()],
+                          " + ".join(type(p).__name__ for p in plist))
+        elif {attr + "_g", attr + "_v"} <= set(module._parameters):
+            swap[name] = ([prefix + attr + "_g", prefix + attr + "_v"], "torch.nn.utils.weight_norm")
+    if swap:
+        params = [m for n in names for m in swap.get(n, ([n], ""))[0]]
+        kinds = sorted({kind for _, kind in swap.values()})
+        raise ValueError(f"{', '.join(map(repr, swap))} {'is' if len(swap) == 1 else 'are'} computed by a "
+                         f"parametrization ({', '.join(kinds)}), not trained itself: record what the optimizer "
+                         f"trains, params={params}")
 
 
 def changed_message(rec, tensors: list[torch.Tensor | None]) -> str:
