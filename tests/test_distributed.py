@@ -368,8 +368,9 @@ def test_top_k_mask_ranks_in_float64_on_one_process(monkeypatch):
     close = 1.0 + torch.arange(6, dtype=torch.float64) * 1e-12  # one float32 value
     mixed = torch.cat([close, -close, torch.tensor([0.0, -0.0, 1.0, 1.0, -3e300, 2e-310], dtype=torch.float64),
                        torch.randn(50, generator=g, dtype=torch.float64)])
-    for x in (close, mixed, mixed.float()):
-        order = torch.sort(x.double(), descending=True, stable=True).indices
+    big = 2**53 + torch.tensor([1, 0, 3, 2, -5, 7, 1], dtype=torch.int64)  # one float64 value for 0 and 1, 2 and 3
+    for x in (close, mixed, mixed.float(), big, torch.tensor([3, 1, 2, 1], dtype=torch.uint8)):
+        order = torch.sort(x if not x.is_floating_point() else x.double(), descending=True, stable=True).indices
         for k in range(x.numel() + 1):
             want = torch.zeros(x.numel(), dtype=torch.bool)
             want[order[:k]] = True

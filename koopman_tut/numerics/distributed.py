@@ -170,7 +170,10 @@ def all_gather_rows(x: Tensor, group) -> Tensor:
 # ----------------------------------------------------------------------------- exact global top-k
 def order_keys(x: Tensor) -> Tensor:
     """int64 keys ordered as the float64 values of ``x`` (finite; exact for float32 and below; -0.0
-    counts as 0.0): IEEE sign-magnitude bits turned into two's complement."""
+    counts as 0.0): IEEE sign-magnitude bits turned into two's complement. Integers are their own keys
+    (float64 would merge int64 scores above 2**53)."""
+    if not x.is_floating_point():
+        return x.detach().reshape(-1).to(torch.int64)
     b = (x.detach().reshape(-1).to(torch.float64) + 0.0).view(torch.int64)
     return torch.where(b >= 0, b, -1 - (b & 0x7FFFFFFFFFFFFFFF))
 
