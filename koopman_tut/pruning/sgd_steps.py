@@ -13,6 +13,7 @@ import warnings
 import torch
 
 from ..numerics.dmd_result import powers
+from ..numerics.finite import outside_stacklevel
 from ..numerics.trust import UntrustedLimitWarning
 from ..numerics.optimizer_settings import SGD_SETTINGS, check_settings, settings_at  # noqa: F401 (koopman's)
 from ..recording.trajectory import Trajectory
@@ -43,7 +44,7 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
     if len(groups) > 1 and group_lrs is None:
         warnings.warn(f"this window has {len(groups)} parameter groups but no per-group learning rates "
                       f"(meta['group_lrs']: a version-2 disk recording kept one lr per snapshot); each "
-                      f"group's lr is taken to follow the first group's schedule", stacklevel=3)
+                      f"group's lr is taken to follow the first group's schedule", stacklevel=outside_stacklevel())
     scale = _lr(traj, None, t) / groups[0]["lr"] if len(groups) > 1 and group_lrs is None and groups[0]["lr"] else 1.0
     lrs_t = ([float(v) for v in group_lrs[leaving(t, T)]] if group_lrs is not None
              else [gr["lr"] * scale for gr in groups])
@@ -79,7 +80,7 @@ def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
     elif _differ(lr, recorded):
         warnings.warn(f"lr={float(lr):g} differs from the learning rate recorded for the step leaving snapshot {t}, "
                       f"{float(recorded):g} (traj.meta['lrs']): the Koopman gradient divides the step by the lr "
-                      f"given; pass lr=None to use the recorded one", stacklevel=4)
+                      f"given; pass lr=None to use the recorded one", stacklevel=outside_stacklevel())
     if lr is not None and (isinstance(lr, (bool, str, bytes)) or not hasattr(lr, "__float__")
                            or (isinstance(lr, torch.Tensor) and lr.numel() != 1)):
         raise TypeError(f"lr must be a positive learning rate (a number), got {lr!r} ({type(lr).__name__})")
@@ -117,7 +118,7 @@ def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
     if opt not in (None, "SGD"):
         warnings.warn(f"koopman_gradient models torch.optim.SGD (with momentum / Nesterov); this window "
                       f"was recorded with {opt}, so the estimate is the step direction, not the gradient",
-                      stacklevel=3)
+                      stacklevel=outside_stacklevel())
         return torch.ones_like(mu)
     sign = -1.0 if meta.get("maximize", False) else 1.0  # maximize=True steps along +grad
     beta = float(meta.get("momentum", 0.0) or 0.0)
@@ -160,4 +161,4 @@ def warn_lr_changes(traj: Trajectory) -> None:
 def _warn_change(what: str, where: str) -> None:
     warnings.warn(UntrustedLimitWarning(
         f"{what} inside the window ({where}): the affine model fits one optimizer map to the whole window, so the "
-        f"Koopman gradient mixes them; take a window within one setting"), stacklevel=5)
+        f"Koopman gradient mixes them; take a window within one setting"), stacklevel=outside_stacklevel())
