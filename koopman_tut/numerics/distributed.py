@@ -30,11 +30,17 @@ TIMEOUT_ENV = "KOOPMAN_TUT_COLLECTIVE_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
 
 
+def check_group(group, name: str = "group", off: str = "None (one process)") -> None:
+    """TypeError naming ``name`` unless ``group`` is True (the default group) or a ProcessGroup (``off``: what
+    else the argument accepts, checked by the caller)."""
+    if group is not True and not (dist.is_available() and isinstance(group, dist.ProcessGroup)):
+        raise TypeError(f"{name} must be {off}, True (the default group) or a torch.distributed.ProcessGroup, "
+                        f"got {group!r} ({type(group).__name__})")
+
+
 def _group(group):
     """The process group ``group`` names (True: the default one), checked."""
-    if group is not True and not (dist.is_available() and isinstance(group, dist.ProcessGroup)):
-        raise TypeError(f"group must be None (one process), True (the default group) or a "
-                        f"torch.distributed.ProcessGroup, got {group!r} ({type(group).__name__})")
+    check_group(group)
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("group= needs torch.distributed initialised (dist.init_process_group, or torchrun)")
     return None if group is True else group

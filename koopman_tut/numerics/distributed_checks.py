@@ -92,8 +92,9 @@ def preflight(what: str, group, fields: dict[str, object], hint: str = "", error
     what : the computation, e.g. "kt.dmd" (the ranks must all be in the same one).
     group : a torch.distributed group, or True for the default one.
     fields : {label: value} that every rank must share, at most ``MAX_FIELDS``: numbers are
-        compared as float64, other values by their text (torch dtypes by name, tensors and
-        sequences by their list); text longer than 16 bytes travels as a 16-byte hash.
+        compared as float64, tensors by a hash of their bytes, dtype and shape, other values by their
+        text (torch dtypes by name, sequences by their repr); text longer than 16 bytes travels as a
+        16-byte hash.
     hint : appended to the error message (what the user should do).
     error : the error this rank's own checks of its input raised (its ``fields`` are then not compared):
         raised again here, after the all-gather, and every other rank raises a ValueError naming the

@@ -118,8 +118,9 @@ def _solve(W: Tensor, s_all: Tensor, V_all: Tensor, atilde, B: Tensor, n_rows: i
     coef = torch.zeros(T, r, dtype=cdt)
     coef[1:] = (V / s.to(cdt)[None, :]) @ w  # modes = Y V S^-1 w = W @ coef
     B = B.to(cdt)
-    b = torch.linalg.lstsq(B @ coef, B[:, :1]).solution[:, 0]  # lstsq(modes, w_0)
-    warn_zero_start(B, B @ coef @ b, W.dtype)
+    modes = B @ coef  # the modes in the basis Q
+    b = torch.linalg.lstsq(modes, B[:, :1]).solution[:, 0]  # lstsq(modes, w_0)
+    warn_zero_start(B, modes @ b, W.dtype)
     return lam, b, s, coef
 
 

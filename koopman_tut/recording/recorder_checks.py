@@ -13,10 +13,9 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 
-from ..numerics.distributed import local_tensor, shard_range, world
+from ..numerics.distributed import check_group, local_tensor, shard_range, world
 from ..numerics.optimizer_settings import has_momentum
 from .params import check_untied, parameter, resolve
 from .validation import SNAPSHOT_DTYPES as FLOAT_DTYPES  # what a recorder may store is what a Trajectory holds
@@ -93,9 +92,7 @@ def _check_shard(shard, dtensors: bool):
     parameters (DTensors, ``dtensors``) are sharded already: each rank records its local shard without it."""
     if shard is None or shard is False:
         return None
-    if shard is not True and not (dist.is_available() and isinstance(shard, dist.ProcessGroup)):
-        raise TypeError(f"shard must be False, True (the default group) or a torch.distributed.ProcessGroup, "
-                        f"got {shard!r} ({type(shard).__name__})")
+    check_group(shard, "shard", "False")
     if dtensors:
         raise ValueError("shard= splits each rank's recorded rows over the ranks, but these parameters are FSDP2 "
                          "shards (DTensors) already: record each rank's local shards without shard= (a second split "
