@@ -41,6 +41,8 @@ import numbers
 import numpy as np
 import torch
 
+from .distributed import global_rows
+from .distributed_checks import analysis_fields, preflight
 from .dmd import dmd
 from .extrapolation import AffineModel, momentum_delays
 from .optimizer_settings import group_rows
@@ -54,7 +56,8 @@ METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson", "seca
 
 
 def estimate_limit(traj_or_W, method: str = "koopman", *, a: float | None = None, depth: int | None = None,
-                   svd_rank: int | float | str = "auto", delays: int | str = "auto", warn: bool = True) -> Tensor:
+                   svd_rank: int | float | str = "auto", delays: int | str = "auto", warn: bool = True,
+                   group=None) -> Tensor:
     """Estimate where a window is heading, by one of :data:`METHODS` (see the module notes).
 
     Parameters
@@ -80,16 +83,44 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float | None = None
     (n,) tensor on W's device, in W's dtype (float32 for half-precision W).
     """
     try:
-        return _estimate(traj_or_W, method, a, depth, svd_rank, delays, warn)
+        if group is not None:  # before any collective: the same window and arguments on every rank
+            _agree(traj_or_W, method, group, a=a, depth=depth, svd_rank=svd_rank, delays=delays, warn=warn)
+        return _estimate(traj_or_W, method, a, depth, svd_rank, delays, warn, group)
     except NonFiniteError as e:  # found on the way (QR or Gram route): named as the caller passed it
         raise e.named("traj_or_W") from None
 
 
-def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, warn: bool) -> Tensor:
-    W, meta, stride = _window(traj_or_W)
-    if method not in METHODS:
+def _agree(traj_or_W, method: str, group, **knobs) -> None:
+    """The ranks' pre-flight: each checks its window and arguments, then all compare them (a rank
+    refusing its own makes every rank raise, so none waits in a later collective)."""
+    error, fields = None, {}
+    try:
+        W, _, _ = _window(traj_or_W)
+        _check_method(method, **{k: v for k, v in knobs.items() if k != "warn"})
+        if method == "secant":
+            raise ValueError("method='secant' needs every row of the window in one process; with group= use "
+                             "'koopman' (its trust check reads the same steps) or another method")
+        options = {"method": method, **knobs}
+        fields = (analysis_fields(traj_or_W, options) if hasattr(traj_or_W, "meta") else
+                  {"T (snapshots)": W.shape[1], "dtype": W.dtype, **options})
+    except (TypeError, ValueError) as e:
+        error = e
+    preflight("kt.estimate_limit", group, fields, "Every rank passes its own rows of the window only", error)
+
+
+def _check_method(method: str, a, depth, svd_rank, delays) -> None:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     _check_knobs(method, a=a, depth=depth, svd_rank=svd_rank, delays=delays)
+    if a is not None:
+        _check_a(a)
+    if depth is not None:
+        _check_depth(depth)
+
+
+def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, warn: bool, group) -> Tensor:
+    W, meta, stride = _window(traj_or_W)
+    _check_method(method, a, depth, svd_rank, delays)
     a, depth = 1.0 if a is None else a, 5 if depth is None else depth
     if W.is_complex() and method != "closest":
         raise TypeError(f"traj_or_W must be real (a parameter trajectory) for method={method!r}, got {W.dtype}")
@@ -98,19 +129,20 @@ def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, wa
     if method == "koopman":
         if W.shape[1] < 3:
             raise ValueError(f"traj_or_W needs at least 3 snapshots for method='koopman', got {W.shape[1]}")
-        rank = (0 if W.shape[0] > W.shape[1] else -1) if svd_rank == "auto" else svd_rank
+        rank = (0 if global_rows(W, group) > W.shape[1] else -1) if svd_rank == "auto" else svd_rank
         k = momentum_delays(meta, W.shape[1]) if delays == "auto" else delays
-        rows = group_rows(meta, traj_or_W.names, traj_or_W.offsets) if hasattr(traj_or_W, "offsets") else None
-        model = AffineModel(W, rank, delays=k, optimizer=(meta, stride, rows) if meta else None)
+        rows = (group_rows(meta, traj_or_W.names, traj_or_W.offsets)  # each group's rows (one process only)
+                if hasattr(traj_or_W, "offsets") and group is None else None)
+        model = AffineModel(W, rank, delays=k, optimizer=(meta, stride, rows) if meta else None, group=group)
         return model.extrapolate(warn=warn).theta
     if method == "closest":
-        return dmd(W, svd_rank=-1).fixed_point()
+        return dmd(W, svd_rank=-1, group=group).fixed_point()
     if method == "secant":
         fit = secant_fit(W, meta, stride)
         if warn:
             warn_unreliable(fit, stacklevel=4)
         return matmul_chunked(W, fit.coef[:, None])[:, 0]
-    return matmul_chunked(W, combination(W, method, a=a, depth=depth)[:, None])[:, 0]
+    return matmul_chunked(W, combination(W, method, a=a, depth=depth, group=group)[:, None])[:, 0]
 
 
 KNOBS = {"a": ("line",), "depth": ("anderson",), "svd_rank": ("koopman",), "delays": ("koopman",)}
@@ -125,23 +157,32 @@ def _check_knobs(method: str, **given) -> None:
                              f"does not use it (drop {name}=, or choose method={KNOBS[name][0]!r})")
 
 
-def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5) -> Tensor:
+def _check_a(a) -> None:
+    if not (isinstance(a, numbers.Real) and not isinstance(a, (bool, np.bool_)) and math.isfinite(a)):
+        raise ValueError(f"a must be a finite number (the line's step), got {a!r}")
+
+
+def _check_depth(depth) -> None:
+    if isinstance(depth, (bool, np.bool_)) or not isinstance(depth, numbers.Integral) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+
+
+def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5, group=None) -> Tensor:
     """(T,) float64 weights c, summing to 1, with the estimate = W @ c, for "last", "line", "mpe",
-    "rre" and "anderson" (W: (n_features, n_snapshots))."""
+    "rre" and "anderson" (W: (n_features, n_snapshots), or this rank's rows of it with ``group``)."""
     T = W.shape[-1]
     c = torch.zeros(T, dtype=torch.float64)
     if method == "last":
         c[-1] = 1
         return c
     if method == "line":
-        if not (isinstance(a, numbers.Real) and not isinstance(a, (bool, np.bool_)) and math.isfinite(a)):
-            raise ValueError(f"a must be a finite number (the line's step), got {a!r}")
+        _check_a(a)
         c[-1] += 1 + a
         c[0] -= a
         return c
     if T < 3:
         raise ValueError(f"traj_or_W needs at least 3 snapshots for method={method!r}, got {T}")
-    f = difference_factor(W, 0, None, None, "auto")
+    f = difference_factor(W, 0, None, group, "auto")
     Rd = f.Rd  # (p, T-1): ||D x|| = ||Rd x|| for the differences D = [u_0 .. u_{T-2}]
     s_max = float(torch.linalg.matrix_norm(Rd, 2))
     rcond = numerical_tol(s_max, T - 2, f) / s_max if s_max > 0 else 0.0
@@ -165,8 +206,7 @@ def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5) -> Tenso
     elif method == "rre":  # min ||sum gamma_j u_j|| with sum gamma_j = 1; x* = sum gamma_j x_j
         c[: T - 1] = _affine_min(Rd, rcond)
     elif method == "anderson":  # the last depth + 1 residuals f_j = u_j, mixed; x* = sum alpha_j g(x_j) = x_{j+1}
-        if isinstance(depth, (bool, np.bool_)) or not isinstance(depth, numbers.Integral) or depth < 1:
-            raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+        _check_depth(depth)
         m = min(depth, T - 2)
         c[T - 1 - m:] = _affine_min(Rd[:, T - 2 - m:], rcond)
     return c
