@@ -162,8 +162,11 @@ def _record_ddp(rank: int, out: str):
         opt.zero_grad()
         nn.functional.cross_entropy(ddp(x), y).backward()
         opt.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 5 snapshots: too short to be trusted, compared all the same
+        limits = {m: kt.estimate_limit(part.trajectory(), m, group=True) for m in ("koopman", "rre")}
     return {"whole": whole.trajectory(copy=True), "part": part.trajectory(copy=True),
-            "disk": kt.Trajectory.load(os.path.join(out, f"shard{rank}.traj"))}
+            "disk": kt.Trajectory.load(os.path.join(out, f"shard{rank}.traj")), "limits": limits}
 
 
 def fsdp_model():
@@ -334,6 +337,13 @@ def test_recording_a_ddp_model_whole_and_sharded(ranks):
             assert t.meta["all_names"] == whole[0].names and torch.equal(t.steps, whole[0].steps)
     # the boundary cuts 2.weight: rank 0 holds 0.*, 2.weight[:k]; rank 1 the rest
     assert ranks[0]["ddp"]["part"].names[-1] == ranks[1]["ddp"]["part"].names[0]
+    # the limits of the sharded recording (Nesterov meta: one delay) are those of the whole one
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m in ("koopman", "rre"):
+            ref = kt.estimate_limit(whole[0], m)
+            got = torch.cat([r["ddp"]["limits"][m] for r in ranks])
+            assert float((got - ref).norm()) <= 1e-8 * float((ref - whole[0].snapshots[:, -1]).norm()), m
 
 
 def test_recording_fsdp2_local_shards_and_masks_over_ranks(ranks):
