@@ -23,10 +23,8 @@ and so is the rank. Every route resolves the values above that floor: where the 
 the Gram's floor (float64 data: a window whose fastest modes have decayed to between the two is real there,
 and so is noise at 1e-13 .. 1e-10 of the parameters), the Gram route reads W once more
 (:mod:`koopman_tut.numerics.refine`) and resolves the differences as the QR route does: then the two routes
-differ by no more than the QR route differs from itself on the same rows in another order. (A median with
-the values below the Gram's floor counted as zero was 0 on such noise, the threshold with it: a 300 x 100
-window with noise 1e-12 kept 98 modes of noise for 4 of dynamics, and its limit, 4e-10 off, warned that it
-drifted.) Data recorded in float32 never takes that pass: its rounding, eps32 ||W||_F, lies at or above the
+differ by no more than the QR route differs from itself on the same rows in another order. (Zeroing the
+values below the Gram's floor made the median 0 on such noise: 98 modes of it kept, a limit 4e-10 off warned.) Data recorded in float32 never takes that pass: its rounding, eps32 ||W||_F, lies at or above the
 Gram's floor, 4 sqrt(eps64) ||S||_2, since ||S||_2 <= 2 ||W||_F.
 
 **The Gram route's floor.** The Gram route accumulates the steps' Gram S^H S itself
