@@ -24,7 +24,8 @@ Rank: singular values at or below max(n, T) * eps * s_max, eps that of the data'
 are dropped on both routes, and on the Gram route also those below its own floor
 2 sqrt(eps64) s_max; for float32 data the first dominates, so both routes keep the same
 rank. Float64 data can hold directions between the two (modes that have nearly decayed):
-where X has singular values below the Gram's floor, the Gram route reads W once more
+where X has singular values below, or within 3.5e3 of, the Gram's floor (resolved there to worse than
+1e-8 of their size), the Gram route reads W once more
 (:func:`koopman_tut.numerics.refine.refined_factor`, preconditioned with what the first Gram
 resolved) and then solves as the SVD route does, so both keep the same modes. Amplitudes come from the Gram too; modes are formed lazily (:mod:`koopman_tut.numerics.dmd_result`).
 """
@@ -45,6 +46,9 @@ from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, deviation_
 Tensor = torch.Tensor
 
 _SVD_MAX_ELEMENTS = 2**22  # auto picks the float64 SVD route below this size
+# The Gram's rounding, eps64 s_max^2 = floor^2 / 4 on each s^2 (floor = 2 sqrt(eps64) s_max), is floor^2 / (8 s^2)
+# of s: above 1e-8 for s within sqrt(1 / 8e-8) = 3.5e3 of the floor, where float64 data is read once more
+_NEAR = (1 / 8e-8) ** 0.5
 
 
 def _check_svd_rank(svd_rank, name: str = "svd_rank") -> None:
@@ -257,7 +261,7 @@ def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int, group=None) -> DMDRe
     evals, evecs = torch.linalg.eigh(G[:m, :m])  # X^H X = V S^2 V^H, ascending
     s, V = evals.flip(0).clamp_min(0).sqrt(), evecs.flip(1)
     floor = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, gram_route=True)
-    if _rank_tolerance(float(s[0]), W.shape[-1], W.dtype) < floor and int((s > floor).sum()) < min(n_rows, m):
+    if _rank_tolerance(float(s[0]), W.shape[-1], W.dtype) < floor and int((s > _NEAR * floor).sum()) < min(n_rows, m):
         from .refine import refined_factor  # float64 data finer than the Gram resolves: one more pass
         return _from_factor(W, refined_factor(W, G, group), svd_rank, n_rows, "gram", group)
 
