@@ -92,11 +92,18 @@ def _worker(rank: int, world: int, store: str, out: str):
     res["estimates"] = {m: kt.estimate_limit(traj if m == "closest" else tw, m, group=True, **LIMIT_KNOBS.get(m, {}))
                         for m in LIMIT_METHODS}
     res["estimates"]["W"] = kt.estimate_limit(Wf, "rre", group=True)  # a plain tensor of rows
+    # a rank holding no rows: every computation runs, and rank 0 gets one process's answer on all of them
+    Wz = warm_window() if rank == 0 else warm_window()[:0]
+    tz = kt.Trajectory(Wz, torch.arange(Wz.shape[1]), names, [(Wz.shape[0],)], {})
+    res["zero_rows"] = {"koopman": kt.koopman(tz, group=True).fixed_point(), "dmd": kt.dmd(W if rank == 0 else W[:0], group=True).fixed_point(),
+                        "rre": kt.estimate_limit(tz, "rre", group=True), "last": kt.estimate_limit(Wz, "last", group=True)}
     res["estimate_refusals"] = [_refusal(lambda: kt.estimate_limit(tw, "line", a=1.0 + rank, group=True)),
                                 _refusal(lambda: kt.estimate_limit(tw, "mpe" if rank else "rre", group=True)),
                                 _refusal(lambda: kt.estimate_limit(tw, "line", a=float("nan") if rank else 1.0,
                                                                    group=True)),
-                                _refusal(lambda: kt.estimate_limit(tw, "secant", group=True))]
+                                _refusal(lambda: kt.estimate_limit(tw, "secant", group=True)),
+                                _refusal(lambda: kt.estimate_limit(Wf.clone().fill_(float("nan")) if rank else Wf, "last",
+                                                                   group=True))]
     # complex data: the Gram is complex128
     Wc = torch.complex(W_local, W_local.flip(0))
     res["complex_eigs"] = kt.dmd(Wc, group=True).eigs
@@ -268,9 +275,22 @@ def test_estimate_limit_over_ranks_equals_one_process(ranks):
         assert float((got - ref).norm()) <= 1e-8 * float((ref - W[:, -1]).norm()), m
 
 
+def test_a_rank_may_hold_no_rows(ranks):
+    W = warm_window()
+    traj = kt.Trajectory(W, torch.arange(81), ["p"], [(sum(SHARDS),)], {})
+    ref = {"koopman": kt.koopman(traj, method="gram").fixed_point(), "rre": kt.estimate_limit(traj, "rre"),
+           "last": W[:, -1], "dmd": kt.dmd(snapshot_matrix(), method="gram").fixed_point()}  # all of the noisy one
+    for key, value in ref.items():
+        assert ranks[1]["zero_rows"][key].shape == (0,), key
+        got, last = ranks[0]["zero_rows"][key], (snapshot_matrix() if key == "dmd" else W)[:, -1]
+        assert float((got - value).norm()) <= 1e-8 * float((value - last).norm()) or key == "last", key
+        assert key != "last" or torch.equal(got, value)
+
+
 def test_estimate_limit_ranks_must_agree(ranks):
     for r in (0, 1):
-        differ, methods, nan, secant = ranks[r]["estimate_refusals"]
+        differ, methods, nan, secant, nan_last = ranks[r]["estimate_refusals"]
+        assert ("NaN" if r else "rank 1 of the group refused") in nan_last  # no rank goes on alone
         assert "kt.estimate_limit" in differ and "disagree on a: 1 on rank 0, 2 on rank 1" in differ, differ
         assert "disagree on method: rre on rank 0, mpe on rank 1" in methods
         assert "secant" in secant and "one process" in secant

@@ -142,7 +142,7 @@ def settings_fingerprint(meta: dict) -> str:
     """The optimizer settings of a trajectory's ``meta`` that its analysis reads (learning rates, momentum,
     Nesterov, dampening, weight decay, per group and per snapshot), as text the ranks compare."""
     keys = ("optimizer", "every", "momentum", "nesterov", "dampening", "weight_decay", "maximize", "lrs",
-            "group_lrs", "group_settings")
+            "group_lrs", "group_settings", "other_momentum")
     groups = [{k: v for k, v in g.items() if k != "names"} for g in meta.get("groups") or []]
     return repr([meta.get(k) for k in keys] + [groups])
 

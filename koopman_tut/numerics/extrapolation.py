@@ -95,7 +95,7 @@ class AffineModel:
             raise ValueError(f"method must be 'auto', 'gram' or 'svd', got {method!r}")
         if method == "svd" and group is not None:
             raise ValueError("method='svd' needs all rows in one process; with group= use 'gram' or 'auto'")
-        W = as_snapshots(W, min_snapshots=3)
+        W = as_snapshots(W, min_snapshots=3, min_rows=0 if group is not None else 1)  # a rank may hold none
         if W.ndim != 2 or W.shape[-1] < 3 + delays:
             raise ValueError(f"W must have shape (n_features, n_snapshots) with at least delays + 3 = {3 + delays} "
                              f"snapshots (delays={delays}), got {tuple(W.shape)}")

@@ -35,10 +35,6 @@ refused 2 of the 10) off (benchmarks/known_answers.py). Only "koopman" and "seca
 """
 from __future__ import annotations
 
-import math
-import numbers
-
-import numpy as np
 import torch
 
 from .distributed import global_rows
@@ -47,12 +43,12 @@ from .dmd import dmd
 from .extrapolation import AffineModel, momentum_delays
 from .optimizer_settings import group_rows
 from .reduced import difference_factor, numerical_tol
+from .limit_inputs import METHODS, check_a, check_depth, check_method  # noqa: F401 (METHODS: re-exported)
 from .secant import min_norm_lstsq, secant_fit, warn_unreliable
 from .finite import NonFiniteError, check_finite
 from .snapshots import as_snapshots, matmul_chunked
 
 Tensor = torch.Tensor
-METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson", "secant")
 
 
 def estimate_limit(traj_or_W, method: str = "koopman", *, a: float | None = None, depth: int | None = None,
@@ -95,32 +91,33 @@ def _agree(traj_or_W, method: str, group, **knobs) -> None:
     refusing its own makes every rank raise, so none waits in a later collective)."""
     error, fields = None, {}
     try:
-        W, _, _ = _window(traj_or_W)
-        _check_method(method, **{k: v for k, v in knobs.items() if k != "warn"})
+        W, _, _ = _window(traj_or_W, min_rows=0)  # a rank may hold none
+        check_method(method, **{k: v for k, v in knobs.items() if k != "warn"})
         if method == "secant":
             raise ValueError("method='secant' needs every row of the window in one process; with group= use "
                              "'koopman' (its trust check reads the same steps) or another method")
+        if method in ("last", "line"):  # no collective follows that would carry a NaN to every rank
+            check_finite(W, "traj_or_W")
         options = {"method": method, **knobs}
-        fields = (analysis_fields(traj_or_W, options) if hasattr(traj_or_W, "meta") else
-                  {"T (snapshots)": W.shape[1], "dtype": W.dtype, **options})
+        fields = (analysis_fields(traj_or_W, options) if hasattr(traj_or_W, "meta") else  # a tensor: none of a
+                  analysis_fields(_Rows(W), options))  # Trajectory's steps, names or settings
     except (TypeError, ValueError) as e:
         error = e
     preflight("kt.estimate_limit", group, fields, "Every rank passes its own rows of the window only", error)
 
 
-def _check_method(method: str, a, depth, svd_rank, delays) -> None:
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    _check_knobs(method, a=a, depth=depth, svd_rank=svd_rank, delays=delays)
-    if a is not None:
-        _check_a(a)
-    if depth is not None:
-        _check_depth(depth)
+class _Rows:
+    """A plain window as :func:`analysis_fields` reads a Trajectory: no steps, names or settings."""
+    def __init__(self, W: Tensor):
+        self.snapshots, self.steps, self.meta = W, None, {}
+
+    def __len__(self) -> int:
+        return self.snapshots.shape[1]
 
 
 def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, warn: bool, group) -> Tensor:
-    W, meta, stride = _window(traj_or_W)
-    _check_method(method, a, depth, svd_rank, delays)
+    W, meta, stride = _window(traj_or_W, min_rows=0 if group is not None else 1)
+    check_method(method, a, depth, svd_rank, delays)
     a, depth = 1.0 if a is None else a, 5 if depth is None else depth
     if W.is_complex() and method != "closest":
         raise TypeError(f"traj_or_W must be real (a parameter trajectory) for method={method!r}, got {W.dtype}")
@@ -145,28 +142,6 @@ def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, wa
     return matmul_chunked(W, combination(W, method, a=a, depth=depth, group=group)[:, None])[:, 0]
 
 
-KNOBS = {"a": ("line",), "depth": ("anderson",), "svd_rank": ("koopman",), "delays": ("koopman",)}
-
-
-def _check_knobs(method: str, **given) -> None:
-    """A knob set (not None / "auto") for a method that does not read it is an error, naming both."""
-    for name, value in given.items():
-        unset = value is None if name in ("a", "depth") else isinstance(value, str) and value == "auto"
-        if not unset and method not in KNOBS[name]:
-            raise ValueError(f"{name}={value!r} is a knob of method={KNOBS[name][0]!r} only; method={method!r} "
-                             f"does not use it (drop {name}=, or choose method={KNOBS[name][0]!r})")
-
-
-def _check_a(a) -> None:
-    if not (isinstance(a, numbers.Real) and not isinstance(a, (bool, np.bool_)) and math.isfinite(a)):
-        raise ValueError(f"a must be a finite number (the line's step), got {a!r}")
-
-
-def _check_depth(depth) -> None:
-    if isinstance(depth, (bool, np.bool_)) or not isinstance(depth, numbers.Integral) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
-
-
 def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5, group=None) -> Tensor:
     """(T,) float64 weights c, summing to 1, with the estimate = W @ c, for "last", "line", "mpe",
     "rre" and "anderson" (W: (n_features, n_snapshots), or this rank's rows of it with ``group``)."""
@@ -176,7 +151,7 @@ def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5, group=No
         c[-1] = 1
         return c
     if method == "line":
-        _check_a(a)
+        check_a(a)
         c[-1] += 1 + a
         c[0] -= a
         return c
@@ -206,7 +181,7 @@ def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5, group=No
     elif method == "rre":  # min ||sum gamma_j u_j|| with sum gamma_j = 1; x* = sum gamma_j x_j
         c[: T - 1] = _affine_min(Rd, rcond)
     elif method == "anderson":  # the last depth + 1 residuals f_j = u_j, mixed; x* = sum alpha_j g(x_j) = x_{j+1}
-        _check_depth(depth)
+        check_depth(depth)
         m = min(depth, T - 2)
         c[T - 1 - m:] = _affine_min(Rd[:, T - 2 - m:], rcond)
     return c
@@ -267,13 +242,13 @@ def holdout_rank(traj_or_W, ranks=(1, 2, 4, 8, 16, -1), holdout: int | None = No
     return ranks[min(range(len(ranks)), key=lambda i: (errors[i], i))]
 
 
-def _window(x) -> tuple[Tensor, dict, int]:
+def _window(x, min_rows: int = 1) -> tuple[Tensor, dict, int]:
     """(W (n, T), meta, optimizer steps between snapshots) from a Trajectory (duck-typed: numerics
     knows nothing of recording) or an array (no meta; stride 1)."""
     if hasattr(x, "snapshots") and hasattr(x, "meta"):
         stride = snapshot_stride(x)
-        return as_snapshots(x.snapshots, "traj.snapshots"), dict(x.meta or {}), stride
-    W = as_snapshots(x, "traj_or_W")
+        return as_snapshots(x.snapshots, "traj.snapshots", min_rows=min_rows), dict(x.meta or {}), stride
+    W = as_snapshots(x, "traj_or_W", min_rows=min_rows)
     if W.ndim != 2:
         raise ValueError(f"traj_or_W must be a Trajectory or one window (n_features, n_snapshots), got {tuple(W.shape)}")
     return W, {}, 1
