@@ -83,6 +83,19 @@ def _vector(what: str, fields: dict[str, object], error: Exception | None) -> to
     return torch.tensor([_MAGIC, len(fields)] + [x for c in codes for x in c], dtype=torch.int64)
 
 
+def checked_preflight(what: str, group, check, hint: str = ""):
+    """``check()`` -> (fields, value): this rank's own checks of its arguments, then :func:`preflight` over
+    ``group`` with their fields (or with the TypeError / ValueError they raised, which every rank then
+    raises); returns ``value``."""
+    error, (fields, value) = None, ({}, None)
+    try:
+        fields, value = check()
+    except (TypeError, ValueError) as e:
+        error = e
+    preflight(what, group, fields, hint, error)
+    return value
+
+
 def preflight(what: str, group, fields: dict[str, object], hint: str = "", error: Exception | None = None) -> None:
     """Check, with one all-gather of a small int64 vector, that every rank of ``group`` calls
     ``what`` with the same ``fields``; a collective, to be called before the first other one.

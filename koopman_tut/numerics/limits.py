@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 
 from .distributed import global_rows
-from .distributed_checks import analysis_fields, preflight
+from .distributed_checks import analysis_fields, checked_preflight
 from .dmd import dmd
 from .extrapolation import AffineModel, momentum_delays
 from .optimizer_settings import group_rows
@@ -89,8 +89,7 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float | None = None
 def _agree(traj_or_W, method: str, group, **knobs) -> None:
     """The ranks' pre-flight: each checks its window and arguments, then all compare them (a rank
     refusing its own makes every rank raise, so none waits in a later collective)."""
-    error, fields = None, {}
-    try:
+    def check():
         W, _, _ = _window(traj_or_W, min_rows=0)  # a rank may hold none
         check_method(method, **{k: v for k, v in knobs.items() if k != "warn"})
         if method == "secant":
@@ -98,12 +97,9 @@ def _agree(traj_or_W, method: str, group, **knobs) -> None:
                              "'koopman' (its trust check reads the same steps) or another method")
         if method in ("last", "line"):  # no collective follows that would carry a NaN to every rank
             check_finite(W, "traj_or_W")
-        options = {"method": method, **knobs}
-        fields = (analysis_fields(traj_or_W, options) if hasattr(traj_or_W, "meta") else  # a tensor: none of a
-                  analysis_fields(_Rows(W), options))  # Trajectory's steps, names or settings
-    except (TypeError, ValueError) as e:
-        error = e
-    preflight("kt.estimate_limit", group, fields, "Every rank passes its own rows of the window only", error)
+        options = {"method": method, **knobs}  # a tensor has none of a Trajectory's steps, names or settings
+        return analysis_fields(traj_or_W if hasattr(traj_or_W, "meta") else _Rows(W), options), None
+    checked_preflight("kt.estimate_limit", group, check, "Every rank passes its own rows of the window only")
 
 
 class _Rows:

@@ -37,7 +37,7 @@ import torch
 
 from ..numerics.dmd import deviation_gram_checked, dmd
 from ..numerics.distributed import global_rows
-from ..numerics.distributed_checks import analysis_fields, preflight
+from ..numerics.distributed_checks import analysis_fields, checked_preflight, preflight
 from ..numerics.dmd_result import DMDResult
 from ..numerics.snapshots import deviation_from_steps, step_gram
 from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
@@ -150,13 +150,7 @@ class KoopmanAnalysis:
         first, and a rank refusing its arguments makes every rank raise (none waits in a later collective)."""
         if self.group is None:
             return args()[1]
-        error, (fields, value) = None, ({}, None)
-        try:
-            fields, value = args()
-        except (TypeError, ValueError) as e:
-            error = e
-        preflight(f"kt.koopman {what}", self.group, fields, error=error)
-        return value
+        return checked_preflight(f"kt.koopman {what}", self.group, args)
 
     # -- where training is heading
     def limit(self, warn: bool = True) -> Extrapolation:
