@@ -565,3 +565,19 @@ def test_a_momentum_change_the_lr_compensates_is_still_a_change():
             "groups": [{"lr": 0.01, "momentum": 0.9}], "momentum": 0.9,
             "group_settings": [[{"momentum": float(b)}] for b in np.linspace(0.9, 0.8, 20)]}
     assert kt.numerics.optimizer_settings.setting_drift(meta, 20) > 0.01
+
+
+def test_steps_within_half_precision_rounding_are_refused_by_name():
+    # a bfloat16 recording whose steps are finer than bfloat16 resolves (the MLP's 60 snapshots
+    # did this): the refusal names the dtype and the way out, not "rescale it"; float32 fits it
+    g = torch.Generator().manual_seed(3)
+    c, d = torch.randn(4000, 1, generator=g, dtype=torch.float64), torch.randn(4000, 1, generator=g, dtype=torch.float64)
+    t = torch.arange(60, dtype=torch.float64)
+    W = c + 1e-3 * d * (1 - 0.9**t) + 1e-4 * torch.randn(4000, 2, generator=g, dtype=torch.float64) @ torch.stack(
+        [0.8**t, 0.7**t])
+    with pytest.raises(ValueError, match=r"within torch.bfloat16's rounding.*dtype=torch.float32"):
+        kt.estimate_limit(W.bfloat16())
+    assert kt.koopman(_traj(W.float())).affine.rank >= 1
+    long = torch.cat([W, W[:, -1:].expand(-1, 80)], 1).bfloat16()  # 140 bfloat16 snapshots: 140 eps > 1
+    with pytest.raises(ValueError, match=r"140 snapshots in torch.bfloat16 leave no step above rounding.*float32"):
+        kt.estimate_limit(long)

@@ -1,5 +1,6 @@
 """What exact DMD says about data it cannot use: why nothing can be decomposed, and when the
-amplitudes, fitted to the first snapshot, mean nothing.
+amplitudes, fitted to the first snapshot, mean nothing; and why the affine model of a window's
+differences (the limit) finds no step to fit.
 
 Exact DMD fits its amplitudes b to the first snapshot, lstsq(modes, w_0) (Tu et al. 2014; PyDMD).
 When w_0 is zero (a zero-initialised model recorded from step 0), or has no component along
@@ -65,3 +66,21 @@ def nothing_to_decompose(W: Tensor, group=None) -> str:
         return ("X = W[:, :-1] (every snapshot but the last) is zero: a linear model w_{t+1} = A w_t cannot leave "
                 "zero, so there is nothing to decompose. Start the window later, or decompose the differences")
     return "W is all zeros (numerical rank 0): nothing to decompose"
+
+
+def no_steps_reason(s_max: float, T: int, delays: int, f, dtype: torch.dtype) -> str:
+    """Why the affine model of a window (T snapshots of ``dtype``, ``delays``) keeps no direction of its
+    differences, whose largest singular value is ``s_max``; ``f`` its factor (reduced.Factor: the
+    data's rounding floor, eps, the route)."""
+    if s_max > 0 and (T - delays) * f.eps >= 1:
+        return (f"{T} snapshots in {dtype} leave no step above rounding: the numerical-rank tolerance, "
+                f"(T - delays) eps(dtype) s_max = {(T - delays) * f.eps:.3g} s_max (numpy.linalg.matrix_rank's rule), "
+                f"reaches the largest singular value of the differences. Record in float32 (dtype=), or use fewer "
+                f"snapshots (every=, or a shorter window)")
+    if 0 < s_max <= f.data_floor:
+        return (f"the window's steps are within {dtype}'s rounding of the parameters: the differences' largest "
+                f"singular value, {s_max:.3g}, is at most eps sqrt(delays + 1) ||W||_F = {f.data_floor:.3g}, as far as "
+                f"rounding the snapshots to {dtype} alone can move them, so the stored snapshots cannot tell these "
+                f"steps from rounding. Record in a finer dtype (dtype=torch.float32), or snapshots further apart (every=)")
+    return ("the window does not move: every difference is zero or within its dtype's rounding "
+            "(eps ||W||_F), or (Gram route) below ~1e-154, where its squares vanish: rescale it")

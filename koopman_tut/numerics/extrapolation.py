@@ -41,6 +41,7 @@ import warnings
 import torch
 
 from .dmd import _check_svd_rank
+from .dmd_checks import no_steps_reason
 from .dmd_result import powers
 from .distributed import global_rows
 from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_rank,  # noqa: F401
@@ -109,8 +110,7 @@ class AffineModel:
         s = torch.linalg.svdvals(f.R[:, :-1])
         self.rank = affine_rank(s, svd_rank, (delays + 1) * global_rows(W, group), m - 1, f)
         if self.rank == 0:
-            raise ValueError("the window does not move: every difference is zero or within its dtype's rounding "
-                             "(eps ||W||_F), or (Gram route) below ~1e-154, where its squares vanish: rescale it")
+            raise ValueError(no_steps_reason(float(s[0]) if s.numel() else 0.0, T, self.delays, f, W.dtype))
         if float(s[self.rank - 1]) < 2.0**-1000:  # 1 / s, the coefficients' scale, would overflow float64
             raise ValueError(f"W's differences are too small for float64 coefficients (singular value "
                              f"{float(s[self.rank - 1]):.1e}): multiply W by a power of two (e.g. 2**500)")
