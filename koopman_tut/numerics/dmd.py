@@ -38,7 +38,7 @@ import torch
 
 from .dmd_result import DMDBatch, DMDResult, canonical_order, powers  # noqa: F401  (powers: re-exported)
 from .distributed import all_reduce_sum, global_rows
-from .distributed_checks import preflight
+from .distributed_checks import checked_preflight
 from .dmd_checks import ZeroStartWarning, nothing_to_decompose, warn_zero_start  # noqa: F401 (re-exported)
 from .finite import check_finite
 from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, deviation_gram
@@ -198,18 +198,13 @@ def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> 
 def _prepare_over_ranks(W, svd_rank, method, chunk_rows, group, acc) -> tuple[Tensor, str]:
     """:func:`_prepare` on every rank, then the pre-flight, before any other collective: the ranks must agree
     (else gloo aborts, or results differ), and a rank refusing its input makes every rank raise."""
-    error = None
-    try:
-        W, method = _prepare(W, svd_rank, method, chunk_rows, group)
+    def check():
+        V, m = _prepare(W, svd_rank, method, chunk_rows, group)
         if acc is not None:
-            check_acc(acc, W)
-    except (TypeError, ValueError) as e:  # raised on every rank by the pre-flight: none waits for this one
-        error = e
-    fields = {} if error else {"T (snapshots)": W.shape[-1], "dtype": W.dtype, "batch": tuple(W.shape[:-2]),
-                               "svd_rank": svd_rank, "method": method, "acc given": acc is not None,
-                               "acc (summed over the ranks)": acc}
-    preflight("kt.dmd", group, fields, "Every rank passes its own rows of W only", error)
-    return W, method
+            check_acc(acc, V)
+        return {"T (snapshots)": V.shape[-1], "dtype": V.dtype, "batch": tuple(V.shape[:-2]), "svd_rank": svd_rank,
+                "method": m, "acc given": acc is not None, "acc (summed over the ranks)": acc}, (V, m)
+    return checked_preflight("kt.dmd", group, check, "Every rank passes its own rows of W only")
 
 
 def check_acc(acc, W: Tensor) -> None:

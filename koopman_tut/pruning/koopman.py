@@ -37,7 +37,7 @@ import torch
 
 from ..numerics.dmd import deviation_gram_checked, dmd
 from ..numerics.distributed import global_rows
-from ..numerics.distributed_checks import analysis_fields, checked_preflight, preflight
+from ..numerics.distributed_checks import analysis_fields, checked_preflight
 from ..numerics.dmd_result import DMDResult
 from ..numerics.snapshots import deviation_from_steps, step_gram
 from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
@@ -96,18 +96,13 @@ class KoopmanAnalysis:
                  max_horizon: float | None = None, group=None, delays: int | str = "auto"):
         if not isinstance(traj, Trajectory):
             raise TypeError(f"traj must be a koopman_tut.Trajectory, got {type(traj).__name__}")
-        error = None
-        try:
+        def check():  # over ranks, before any collective: the same window and settings on every rank
             check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon)
-            self.delays = momentum_delays(traj.meta, len(traj)) if delays == "auto" else delays
-        except (TypeError, ValueError) as e:
-            if group is None:
-                raise
-            error = e  # raised on every rank by the pre-flight: none waits for this one in a collective
-        if group is not None:  # before any collective: the same window and settings on every rank
-            preflight("kt.koopman", group, {} if error else analysis_fields(traj, {
+            d = momentum_delays(traj.meta, len(traj)) if delays == "auto" else delays
+            return {} if group is None else analysis_fields(traj, {
                 "svd_rank": svd_rank, "method": "gram" if method == "auto" else method, "limit_rank": limit_rank,
-                "drift_tol": drift_tol, "max_horizon": max_horizon, "delays": self.delays}), error=error)
+                "drift_tol": drift_tol, "max_horizon": max_horizon, "delays": d}), d
+        self.delays = check()[1] if group is None else checked_preflight("kt.koopman", group, check)
         self.every = snapshot_stride(traj)  # optimizer steps per snapshot; equally spaced
         self.traj, self.svd_rank, self.method, self.group = traj, svd_rank, method, group
         if limit_rank == "auto":
