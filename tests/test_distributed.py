@@ -97,6 +97,10 @@ def _worker(rank: int, world: int, store: str, out: str):
     tz = kt.Trajectory(Wz, torch.arange(Wz.shape[1]), names, [(Wz.shape[0],)], {})
     res["zero_rows"] = {"koopman": kt.koopman(tz, group=True).fixed_point(), "dmd": kt.dmd(W if rank == 0 else W[:0], group=True).fixed_point(),
                         "rre": kt.estimate_limit(tz, "rre", group=True), "last": kt.estimate_limit(Wz, "last", group=True)}
+    # a still window (every difference exactly zero): its limit is its last snapshot; still on one rank only is not
+    still = Wf[:, :1].expand(-1, Wf.shape[1]).clone()
+    res["still"] = {"all": kt.estimate_limit(still, "koopman", group=True),
+                    "one rank": kt.estimate_limit(still if rank == 0 else Wf, "koopman", group=True)}
     res["estimate_refusals"] = [_refusal(lambda: kt.estimate_limit(tw, "line", a=1.0 + rank, group=True)),
                                 _refusal(lambda: kt.estimate_limit(tw, "mpe" if rank else "rre", group=True)),
                                 _refusal(lambda: kt.estimate_limit(tw, "line", a=float("nan") if rank else 1.0,
@@ -285,6 +289,17 @@ def test_a_rank_may_hold_no_rows(ranks):
         got, last = ranks[0]["zero_rows"][key], (snapshot_matrix() if key == "dmd" else W)[:, -1]
         assert float((got - value).norm()) <= 1e-8 * float((value - last).norm()) or key == "last", key
         assert key != "last" or torch.equal(got, value)
+
+
+def test_a_window_still_on_one_rank_only_is_not_still(ranks):
+    W = warm_window()
+    lo = SHARDS[0]
+    assert torch.equal(torch.cat([ranks[0]["still"]["all"], ranks[1]["still"]["all"]]), W[:, 0])
+    mixed = torch.cat([W[:lo, :1].expand(-1, W.shape[1]), W[lo:]])
+    ref = kt.estimate_limit(mixed, "koopman")  # one process: the rows of rank 1 move, so the model fits them
+    got = torch.cat([ranks[0]["still"]["one rank"], ranks[1]["still"]["one rank"]])
+    assert float((got - ref).norm()) <= 1e-8 * float((ref - mixed[:, -1]).norm())
+    assert float((got - mixed[:, -1]).norm()) > 1e-3 * float(mixed.norm())  # not the last snapshot
 
 
 def test_estimate_limit_ranks_must_agree(ranks):

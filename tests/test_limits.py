@@ -581,3 +581,40 @@ def test_steps_within_half_precision_rounding_are_refused_by_name():
     long = torch.cat([W, W[:, -1:].expand(-1, 80)], 1).bfloat16()  # 140 bfloat16 snapshots: 140 eps > 1
     with pytest.raises(ValueError, match=r"140 snapshots in torch.bfloat16 leave no step above rounding.*float32"):
         kt.estimate_limit(long)
+
+
+@pytest.mark.parametrize("meta", [{}, {"momentum": 0.9, "nesterov": True}])
+def test_a_window_that_no_longer_moves_has_its_last_snapshot_as_limit(meta):
+    # training converged to float32's precision: every step rounds to zero, so every snapshot of the
+    # window is the same. That is the paper's case (at convergence KMP is GMP), yet the affine model
+    # refused it ("does not move ... rescale it"); its limit, forecasts and steps are exact
+    torch.manual_seed(0)
+    X, y = torch.randn(64, 8), torch.randn(64, 1)
+    m = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    loss = lambda: (m(X) - y).pow(2).mean()  # noqa: E731
+    for _ in range(3000):
+        opt.zero_grad(), loss().backward(), opt.step()
+    rec = kt.TrajectoryRecorder(m, opt, stop=20)
+    for _ in range(20):
+        opt.zero_grad(), loss().backward(), opt.step()
+    traj = rec.trajectory()
+    traj = kt.Trajectory(traj.snapshots, traj.steps, traj.names, traj.shapes, {**traj.meta, **meta})  # 1 delay too
+    last = traj.snapshots[:, -1]
+    assert torch.equal(traj.snapshots, last[:, None].expand_as(traj.snapshots))  # the case: converged to the bit
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        k = kt.koopman(traj)
+        assert k.delays == (1 if meta else 0)
+        lim = k.limit()
+        assert lim.trusted and torch.equal(lim.theta, last) and torch.equal(k.forecast(7), last)
+        assert torch.equal(kt.estimate_limit(traj), last) and not k.gradient().any()
+        kmp, gmp = kt.pruning.kmp_scores(traj), dict(zip(traj.names, traj.unflatten(last.abs()).values()))
+        assert all(torch.equal(kmp[n], gmp[n]) for n in gmp)
+    moved = traj.snapshots.clone()
+    moved[3, 10:] += 1e-3  # the control: one entry steps once, and the model fits that step
+    assert kt.koopman(_traj(moved)).affine.rank >= 1
+    moved = traj.snapshots.clone()
+    moved[3, -1] += 1e-3  # only the last step moves: nothing to fit, and the refusal says so
+    with pytest.raises(ValueError, match="moves only at its last step"):
+        kt.estimate_limit(moved)

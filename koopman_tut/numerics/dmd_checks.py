@@ -82,5 +82,8 @@ def no_steps_reason(s_max: float, T: int, delays: int, f, dtype: torch.dtype) ->
                 f"singular value, {s_max:.3g}, is at most eps sqrt(delays + 1) ||W||_F = {f.data_floor:.3g}, as far as "
                 f"rounding the snapshots to {dtype} alone can move them, so the stored snapshots cannot tell these "
                 f"steps from rounding. Record in a finer dtype (dtype=torch.float32), or snapshots further apart (every=)")
+    if s_max == 0 and f.data_floor > 0:  # not still (the caller checked): only the last difference is nonzero
+        return ("the window moves only at its last step: every difference before it is zero, so the affine model has "
+                "no step to learn the dynamics from. Record a window that ends later")
     return ("the window does not move: every difference is zero or within its dtype's rounding "
             "(eps ||W||_F), or (Gram route) below ~1e-154, where its squares vanish: rescale it")

@@ -10,9 +10,8 @@ Y = [d_1 .. d_{T-2}]. The future, anchored at the last observed difference, is a
     theta(T-1+h) = theta(T-1) + Y V S^-1 sum_{j<h} A~^j U^H d_{T-2}
     theta*       = theta(T-1) + Y V S^-1 (I - A~)^-1 U^H d_{T-2}          (h -> inf)
 
-This is vector extrapolation (minimal / reduced rank polynomial extrapolation: Sidi, Ford
-and Smith 1987, "Acceleration of convergence of vector sequences", SIAM J. Numer. Anal.)
-in Koopman terms; :mod:`koopman_tut.numerics.limits` holds the classic extrapolations beside it.
+This is vector extrapolation (minimal / reduced rank polynomial extrapolation; Smith, Ford and Sidi
+1987, SIAM Rev. 29) in Koopman terms; :mod:`koopman_tut.numerics.limits` holds the classic ones beside it.
 
 **Momentum.** Heavy ball and Nesterov are second order in theta, theta(t+1) = theta(t) +
 beta (theta(t) - theta(t-1)) - lr g, so an affine model in theta alone is not exact. With
@@ -42,12 +41,13 @@ import torch
 
 from .dmd import _check_svd_rank
 from .dmd_checks import no_steps_reason
+from .still import is_still, still_estimate
 from .dmd_result import powers
 from .distributed import global_rows
 from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_rank,  # noqa: F401
                       untruncated)  # (delay_gram re-exported)
 from .secant import gap, plain_factor, secant_fit, unreadable
-from .optimizer_settings import has_momentum, other_momentum, setting_drift
+from .optimizer_settings import has_momentum, momentum_delays, setting_drift  # noqa: F401 (re-exported)
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
 from .trust import RESIDUAL_TOL, DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401
 
@@ -109,9 +109,9 @@ class AffineModel:
         m = T - 1 - delays  # embedded differences
         s = torch.linalg.svdvals(f.R[:, :-1])
         self.rank = affine_rank(s, svd_rank, (delays + 1) * global_rows(W, group), m - 1, f)
-        if self.rank == 0:
+        if self.rank == 0 and not is_still(W, group):  # a still window has its limit: its last snapshot (still.py)
             raise ValueError(no_steps_reason(float(s[0]) if s.numel() else 0.0, T, self.delays, f, W.dtype))
-        if float(s[self.rank - 1]) < 2.0**-1000:  # 1 / s, the coefficients' scale, would overflow float64
+        if self.rank and float(s[self.rank - 1]) < 2.0**-1000:  # 1 / s, the coefficients' scale: float64 overflow
             raise ValueError(f"W's differences are too small for float64 coefficients (singular value "
                              f"{float(s[self.rank - 1]):.1e}): multiply W by a power of two (e.g. 2**500)")
         self.reduced = Reduced(f.R, self.rank)
@@ -198,6 +198,8 @@ class AffineModel:
         max_horizon = 1 / drift_tol if max_horizon is None else max_horizon
         if not max_horizon > 0 or math.isinf(max_horizon):
             raise ValueError(f"max_horizon must be a finite number > 0, got {max_horizon!r}")
+        if not self.rank:
+            return still_estimate(self.W, self.eigs, self.holdout, h)
         c, drifting = self._tail(self.reduced, h, drift_tol, max_horizon)
         coef = self.block(0)[0] @ c
         coef[-1] += 1  # + theta(T-1)
@@ -256,6 +258,8 @@ class AffineModel:
         window, with mode i scaled by ``weight(mu)[i]`` (a function of the (r,) eigenvalues);
         the refitted model's gives its trust check. t is a snapshot index in [0, T-1]."""
         k = self.delays
+        if not self.rank:
+            return still_estimate(self.W, self.eigs, self.holdout, None)
         j, i = max(t - k, 0), max(t - k, 0) + k - t  # d(t) is block i of the embedded e_j
 
         def coef(red: Reduced) -> Tensor:  # E-coefficients of red's d(t), each mode scaled by weight(mu)
@@ -290,11 +294,3 @@ def _fmt(z: Tensor, k: int = 4) -> str:
     text = ", ".join(f"{v.real:.5f}{v.imag:+.5f}j" if abs(v.imag) > 1e-12 else f"{v.real:.5f}" for v in vals)
     return text + (f" (+{z.numel() - k} more)" if z.numel() > k else "")
 
-
-def momentum_delays(meta: dict, n_snapshots: int | None = None) -> int:
-    """Delays the affine model needs for a window recorded with these optimizer settings: 1 under heavy-ball
-    or Nesterov momentum (a second-order recursion in theta), its own or an unrecorded group's it is coupled to
-    (``meta['other_momentum']``), else 0; 0 also for a window too short to embed (fewer than 4 snapshots)."""
-    if n_snapshots is not None and n_snapshots < 4:
-        return 0
-    return 1 if has_momentum(meta) or other_momentum(meta) else 0

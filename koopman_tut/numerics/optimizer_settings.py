@@ -142,3 +142,12 @@ def group_rows(meta: dict, names: list[str], offsets: list[int]) -> list[list[tu
         return None
     at = {n: (offsets[i], offsets[i + 1]) for i, n in enumerate(names)}
     return [[at[n] for n in (g.get("names") or []) if n in at] for g in groups]
+
+
+def momentum_delays(meta: dict, n_snapshots: int | None = None) -> int:
+    """Delays the affine model needs for a window recorded with these optimizer settings: 1 under heavy-ball
+    or Nesterov momentum (a second-order recursion in theta), its own or an unrecorded group's it is coupled to
+    (``meta['other_momentum']``), else 0; 0 also for a window too short to embed (fewer than 4 snapshots)."""
+    if n_snapshots is not None and n_snapshots < 4:
+        return 0
+    return 1 if has_momentum(meta) or other_momentum(meta) else 0

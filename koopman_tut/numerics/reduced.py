@@ -277,10 +277,11 @@ class Reduced:
         """Least-squares q minimising sum_j ||Q diag(mu^j) q - z_j||^2 over the reduced
         coordinates z_j (columns of Z, (r, m)) of all m differences: a fit to the whole window."""
         Q = self.eigvecs
+        if not Q.numel():  # rank 0, a still window (still.py): no mode to fit
+            return torch.zeros(0, dtype=torch.complex128)
         pw = powers(self.eigs, torch.arange(Z.shape[1]).numpy())  # (r, m)
         A = (Q[None, :, :] * pw.T[:, None, :]).reshape(-1, Q.shape[1])
-        b = Z.to(torch.complex128).T.reshape(-1, 1)
-        return torch.linalg.lstsq(A, b).solution[:, 0]
+        return torch.linalg.lstsq(A, Z.to(torch.complex128).T.reshape(-1, 1)).solution[:, 0]
 
     def limit_coef(self) -> Tensor:
         """(m,) c with E @ c = Y V S^-1 (I - A~)^-1 U^H e_{m-1}: the geometric tail, solved directly."""
