@@ -16,6 +16,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from koopman_tut.tooling import course
+from koopman_tut.tooling.cells import answer_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -51,6 +52,8 @@ def synthetic_notebook() -> nbformat.NotebookNode:
         new_markdown_cell("**Predict first:** what is X + 1?", metadata={"tags": ["predict"]}),
         new_code_cell("print('REVEALED', X + 1)", metadata={"tags": ["reveal"]}, execution_count=2,
                       outputs=[new_output("stream", name="stdout", text="REVEALED 3\n")]),
+        new_code_cell("print('FOLLOWS_THE_REVEAL', X + 2)", execution_count=2,  # answers the prompt too
+                      outputs=[new_output("stream", name="stdout", text="FOLLOWS_THE_REVEAL 4\n")]),
         new_markdown_cell("**Exercise.** Square `X`.", metadata={"tags": ["exercise"], **ex1}),
         new_code_cell("answer = ...\nprint(answer)", metadata={"tags": ["exercise"], **ex1}, execution_count=3,
                       outputs=[new_output("stream", name="stdout", text="EXERCISE_STUB_OUTPUT\n")]),
@@ -74,6 +77,8 @@ def synthetic_notebook() -> nbformat.NotebookNode:
                                    course.WIDGET_VIEW: {"model_id": "abc", "version_major": 2, "version_minor": 0},
                                    "text/plain": "interactive(children=(Dropdown(...),))"})]),
         new_markdown_cell(f"The forecast\n$$\n{FORMULA}\n$$\nand inline $|v_1|$, see [notebook 00](00_synthetic.ipynb)."),
+        new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('CLAIM_VERDICT', X > 1)", execution_count=8,  # a claim's verdict
+                      outputs=[new_output("stream", name="stdout", text="CLAIM_VERDICT True\n")]),
     ]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -148,11 +153,18 @@ def test_student_copy_has_no_solutions(nb_path):
     assert "CHECKED True" not in text, "check cells run fresh in the student's kernel"
     i = next(i for i, c in enumerate(student.cells) if course.has_tag(c, "reveal"))
     assert student.cells[i].outputs == [] and "REVEALED 3" not in text, "no answer before the prediction"
+    assert "FOLLOWS_THE_REVEAL 4" not in text and "CLAIM_VERDICT True" not in text, "nor in the cells after it"
+    from koopman_tut.tooling.site_pages import site_notebook
+
+    folded = [c for c in site_notebook(nb, "student").cells
+              if c.cell_type == "code" and ("FOLLOWS" in c.source or "CLAIM" in c.source)]
+    assert len(folded) == 2 and all("hide-output" in c.metadata["tags"] for c in folded), "the site folds them"
     assert student.cells[i - 1].cell_type == "markdown" and "Your prediction:" in student.cells[i - 1].source
     assert course.has_tag(student.cells[i - 2], "predict"), "prompt, then the student's prediction, then the reveal"
     nbformat.validate(student)
     kept = course.student_copy(nb, clear_reveals=False)
     assert "REVEALED 3" in json.dumps(kept) and "Your prediction:" not in json.dumps(kept)
+    assert "FOLLOWS_THE_REVEAL 4" in json.dumps(kept) and "CLAIM_VERDICT True" in json.dumps(kept)
     assert not any(s in json.dumps(kept) for s in SECRETS)
     # the saved widget state holds what the widgets showed when the notebook ran: not handed out, and the
     # widget views that would need it say to run their cell
@@ -371,14 +383,16 @@ def test_course_command_on_the_real_notebooks(tmp_path):
         had_solutions |= any(course.is_solution(c) for c in nb.cells)
         assert not any(course.is_solution(c) for c in student.cells)
         assert all(not c.outputs for c in student.cells if c.cell_type == "code" and course.is_exercise(c))
+        answers = {nb.cells[i].source for i in answer_cells(nb.cells)}  # a prompt's reveal, what follows, verdicts
+        assert answers and all(not c.outputs for c in student.cells if c.source in answers)
         assert all(not c.outputs for c in student.cells if course.has_tag(c, "check") or course.has_tag(c, "reveal"))
         kept = [c for c in nb.cells if c.cell_type == "code" and not course.is_solution(c) and not course.is_exercise(c)
-                and not course.has_tag(c, "check") and not course.has_tag(c, "reveal")]
+                and not course.has_tag(c, "check") and c.source not in answers]
         from koopman_tut.tooling.site_pages import widget_note
 
         note = widget_note()
         assert [c.outputs for c in student.cells if c.cell_type == "code" and not course.is_exercise(c)
-                and not course.has_tag(c, "check") and not course.has_tag(c, "reveal")] == \
+                and not course.has_tag(c, "check") and c.source not in answers] == \
             [[note if course.WIDGET_VIEW in o.get("data", {}) else o for o in c.outputs] for c in kept], \
             "other outputs (figures, tables) kept; widget views, whose state is not handed out, as a note"
     assert had_solutions, "the tutorial's exercises have solutions to strip"

@@ -77,13 +77,29 @@ def strip_solution_details(text: str) -> str:
 #   code     (tag solution)   sets `answer` and prints the answer in words, from computed values
 #   code     (tag check)      check("NN.k", answer, ...); nbgrader: a locked, graded test cell
 # A "Predict first" prompt is a markdown cell tagged predict, followed at once by the code cell
-# (tagged reveal) that shows the answer. Student copies clear that cell's output and put
-# "Your prediction:" before it.
+# (tagged reveal) that shows the answer. Student copies clear that cell's output (and those of
+# answer_cells) and put "Your prediction:" before it.
 
 CHECK_TAG = "check"
 PREDICT_TAG = "predict"
 REVEAL_TAG = "reveal"
 NBGRADER_SCHEMA = 3
+
+
+def answer_cells(cells: list[NotebookNode]) -> set[int]:
+    """Indices of the code cells whose outputs answer a "Predict first" prompt before the student does:
+    each reveal cell and the code cells right after it (up to the next markdown cell), and every cell
+    that prints the notebook's checked claims (``# NBVAL_CHECK_OUTPUT``: the verdicts). Student copies
+    clear their outputs; the student website folds them."""
+    out, after_reveal = set(), False
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            after_reveal = False
+            continue
+        after_reveal = after_reveal or has_tag(cell, REVEAL_TAG)
+        if after_reveal or cell.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT"):
+            out.add(i)
+    return out
 
 
 def has_tag(cell: NotebookNode, tag: str) -> bool:

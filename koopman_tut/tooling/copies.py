@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from .cells import (CHECK_TAG, REVEAL_TAG, exercise_id, has_tag, is_exercise, is_solution, solution_code,
-                    strip_solution_details)
+from .cells import (CHECK_TAG, REVEAL_TAG, answer_cells, exercise_id, has_tag, is_exercise, is_solution,
+                    solution_code, strip_solution_details)
 from .files import write_atomic
 from .site_pages import drop_widget_state
 
@@ -38,8 +38,10 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
         A notebook (typically the instructor copy); left unchanged.
     clear_reveals : bool
         Clear the output of each cell tagged ``reveal`` (the answer to a "Predict first"
-        prompt) and put a "Your prediction:" markdown cell before it. The student website
-        keeps those outputs (folded behind a button) and passes False.
+        prompt) and of the other cells that answer it (:func:`.cells.answer_cells`: the code
+        cells right after it, and the printed verdicts of the checked claims), and put a "Your
+        prediction:" markdown cell before the reveal. The student website keeps those outputs
+        (folded behind a button) and passes False.
 
     Returns
     -------
@@ -49,8 +51,10 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
         counts of exercise and check cells cleared. Every other cell keeps its outputs.
     """
     out = copy.deepcopy(nb)
-    cells = []
-    for cell in out.cells:
+    cells, answers = [], answer_cells(out.cells) if clear_reveals else set()
+    for i, cell in enumerate(out.cells):
+        if i in answers:
+            _clear(cell)
         if is_solution(cell):
             continue
         if cell.cell_type == "markdown":

@@ -13,7 +13,7 @@ import re
 import nbformat
 from nbformat import NotebookNode
 
-from .cells import CHECK_TAG, PREDICT_TAG, REVEAL_TAG, exercise_id, has_tag, is_exercise, is_solution
+from .cells import CHECK_TAG, PREDICT_TAG, REVEAL_TAG, answer_cells, exercise_id, has_tag, is_exercise, is_solution
 
 FLAVOURS = ("student", "instructor")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -130,9 +130,11 @@ def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     out = copy.deepcopy(nb)
     drop_widget_state(out)
-    cells = []
-    for cell in out.cells:
+    cells, answers = [], answer_cells(out.cells) if flavour == "student" else set()
+    for i, cell in enumerate(out.cells):
         eid = exercise_id(cell) or ""
+        if i in answers and not has_tag(cell, CHECK_TAG):
+            _add_tag(cell, "hide-output")  # folded behind a button, as the reveal's
         if cell.cell_type == "code":
             cell.source = _TEST_MARKER.sub("", cell.source)
             if cell.metadata.get("jupyter", {}).get("source_hidden"):
