@@ -138,12 +138,28 @@ def test_paper_scale_path_runs_on_tiny_mnist(tmp_path, monkeypatch):
 
     write_mnist(tmp_path / "data", n_train=256, n_test=64)
     monkeypatch.setenv("KOOPMAN_TUT_DATA", str(tmp_path / "data"))
-    rc = cli.main(["run", "--preset", "smoke", "--only", "03", "-p", "DATASET", "mnist", "-p", "MODEL", "mnistnet",
-                   "--output-dir", str(tmp_path / "out")])
+    rc = cli.main(["run", "--preset", "smoke", "--only", "03", "05", "-p", "DATASET", "mnist", "-p", "MODEL",
+                   "mnistnet", "--output-dir", str(tmp_path / "out")])
     assert rc == 0
     nb = nbformat.read(str(tmp_path / "out" / "03_kmp_equals_magnitude.ipynb"), as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "MnistNet, 431,080 parameters on mnist" in text
+    assert (tmp_path / "out" / "05_early_training.ipynb").exists()  # its explorer loaded MnistNet weights into an MLP
+
+
+def test_the_paper_preset_gives_05_windows_that_fit():
+    """05 records its windows on one training path: the paper preset's WINDOW (200) with 05's own
+    STARTS overlapped them (the study refused; the spectra cell recorded them under wrong labels)."""
+    from koopman_tut import experiments as ex
+    from koopman_tut.tooling.nb_params import plan, read_parameters
+
+    path = Path(cli.notebook_dir()) / "05_early_training.ipynb"
+    spec = read_parameters(path)
+    plans, errors = plan({path: spec}, cli.PRESETS["paper"], {}, "paper")
+    assert not errors
+    p = {**spec.defaults, **plans[path]}
+    assert p["WINDOW"] == cli.PRESETS["paper"]["WINDOW"] and p["MODEL"] == "mnistnet" and p["DOWNLOAD"] is True
+    ex.check_starts(p["STARTS"], p["WINDOW"], p["FINAL_STEPS"])
 
 
 @pytest.mark.slow

@@ -50,7 +50,8 @@ PRESETS: dict[str, dict] = {
     # add -p DATASET cifar10 -p MODEL resnet20 (a GPU is needed to finish in hours, not days).
     "paper": {"DATASET": "mnist", "MODEL": "mnistnet", "DOWNLOAD": True, "EPOCHS": 20, "LR": 0.01,
               "BATCH_SIZE": 128, "WINDOW": 200, "SEEDS": 5,  # seeds SEED .. SEED + 4: two groups of 5 can
-              "WIDTH_EPOCHS": 1},  # reach p = 2/252 (3 cannot go below 0.1); 07's width runs: the paper's 1 epoch
+              "WIDTH_EPOCHS": 1,  # reach p = 2/252 (3 cannot go below 0.1); 07's width runs: the paper's 1 epoch
+              "STARTS": [200, 600, 1600]},  # 05's windows, WINDOW apart on one path, before its FINAL_STEPS (2000)
 }
 NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")  # no .failed, hidden or -checkpoint copies
 USAGE_ERROR = 2

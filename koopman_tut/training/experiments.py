@@ -56,7 +56,10 @@ def setup(dataset: str = "digits", model: str = "auto", seed: int = 0, batch_siz
 
 
 def run(s: Setup, steps: int, seed: int | None = None, progress: bool = False) -> None:
-    """Train ``steps`` more optimizer steps (across epochs as needed)."""
+    """Train ``steps`` (>= 0) more optimizer steps (across epochs as needed)."""
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}: the setup is at step {s.steps} already, past the step "
+                         f"{s.steps + steps} asked for (training cannot go back)")
     if steps > 0:
         train(s.model, s.train_loader, epochs=10**9, max_steps=steps, optimizer=s.optimizer, device=s.device,
               seed=seed, progress=progress)
@@ -210,6 +213,19 @@ def window_scores(s: Setup, window: int, seed: int, estimators: dict | None = No
     return out
 
 
+def check_starts(starts, window: int, final_steps: int) -> list[int]:
+    """``starts`` sorted; ValueError unless they are steps >= 0 at least ``window`` apart (each window is
+    recorded on the one training path) with ``final_steps`` at or after the last window's end."""
+    starts = sorted(starts)
+    if not starts or starts[0] < 0 or any(b - a < window for a, b in zip(starts, starts[1:])):
+        raise ValueError(f"starts must be steps >= 0 at least window={window} apart (each window is recorded "
+                         f"on the training path), got {starts}")
+    if final_steps < starts[-1] + window:
+        raise ValueError(f"final_steps={final_steps} must be at least the last start plus the window "
+                         f"({starts[-1] + window}): the final mask comes after every window")
+    return starts
+
+
 def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, compression: float = 8,
                      dataset: str = "digits", finetune_epochs: float = 1, progress: bool = False,
                      estimators: dict | None = None, **setup_kwargs) -> list[PredictionRow]:
@@ -223,13 +239,7 @@ def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, c
     from ..numerics.extrapolation import DriftWarning, UntrustedLimitWarning
     from ..pruning import magnitude_scores
 
-    starts = sorted(starts)
-    if not starts or starts[0] < 0 or any(b - a < window for a, b in zip(starts, starts[1:])):
-        raise ValueError(f"starts must be steps >= 0 at least window={window} apart (each window is recorded "
-                         f"on the training path), got {starts}")
-    if final_steps < starts[-1] + window:
-        raise ValueError(f"final_steps={final_steps} must be at least the last start plus the window "
-                         f"({starts[-1] + window}): the final mask comes after every window")
+    starts = check_starts(starts, window, final_steps)
     rows = []
     for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
         s = setup(dataset, seed=seed, **setup_kwargs)
