@@ -9,8 +9,11 @@ eigenfunctions to eigenfunctions with the same eigenvalues. The recipe, as in th
 * pool the pairs (z_t, z_{t+1}) of several runs as the columns of X and Y and take the exact
   DMD (Tu et al. 2014) of the pairs (:func:`spectrum`);
 * compare two spectra by the optimal one-to-one matching of eigenvalues in the complex plane,
-  the mean matched distance (:func:`wasserstein`), and test it by relabelling replicates
-  (:func:`permutation_test`).
+  the mean matched distance (:func:`wasserstein`).
+
+The significance test is this package's own design (:func:`permutation_test`: whole replicate
+spectra relabelled, between-group minus within-group distance); the authors' code instead swaps
+each optimally matched pair of eigenvalues between the two spectra by a coin flip, per seed.
 
 Why a DMD of pairs here and not :func:`koopman_tut.numerics.dmd`: ``kt.dmd`` decomposes ONE snapshot
 matrix (X = W[:, :-1], Y = W[:, 1:]); pooled runs are not one sequence (the last state of a run

@@ -65,8 +65,9 @@ class KoopmanAnalysis:
     ----------
     traj : the window, snapshots (n, T) with T >= 3.
     svd_rank, method : for the DMD of the snapshots (the paper's decomposition, used by
-        rule="closest"): passed to :func:`koopman_tut.numerics.dmd`; -1 keeps every mode, as the
-        authors' code does. ``method`` also picks the affine model's route ("svd": float64
+        rule="closest"): passed to :func:`koopman_tut.numerics.dmd`; -1 keeps every mode above
+        the numerical-rank floor T eps s_max (the authors' code inverts every singular value,
+        rounding included). ``method`` also picks the affine model's route ("svd": float64
         QR of the differences; "gram": the one-pass Gram), with one rank rule on both.
     limit_rank : svd_rank of the affine model (DMD of the differences) behind the limit,
         the forecast and the Koopman gradient, or "auto" (default; this package's choice,

@@ -33,9 +33,7 @@ def _check_compression(compression: float) -> float:
 
 def _eligible(scores: Scores, model: nn.Module | None, prune_bias, classifier, exclude,
               sharded: bool = False) -> tuple[list[str], int]:
-    """(names to rank, total parameter count); everything not ranked counts as kept.
-
-    ``classifier`` is ``prune_classifier`` and ``classifier`` resolved by :func:`check_classifier`; ``sharded``:
+    """(names to rank, total parameter count); everything not ranked counts as kept. ``classifier`` is ``prune_classifier`` and ``classifier`` resolved by :func:`check_classifier`; ``sharded``:
     this rank's share of the scores, which may rightly lack a name another rank holds."""
     check_tensors(scores, "scores")
     prune_bias, exclude = _check_bool("prune_bias", prune_bias), check_exclude(exclude)
@@ -133,7 +131,7 @@ def _split(kept: torch.Tensor, scores: Scores, names: list[str]) -> Masks:
 def global_masks(scores: Scores, compression: float, model: nn.Module | None = None, prune_bias: bool = False,
                  prune_classifier: bool = False, group=None, classifier: str | None = "auto",
                  exclude: list[str] | tuple[str, ...] = ()) -> Masks:
-    """Keep the highest scores over all layers so total / nonzero = ``compression``.
+    """Keep the highest scores over all layers so that total / kept = ``compression``.
 
     Parameters
     ----------
@@ -163,8 +161,9 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
     Returns
     -------
     {name: bool tensor}, True = kept, for the ranked parameters (this rank's, with a group).
-    Exactly round(total / compression) entries remain nonzero; ties keep the earlier entry
-    (with a group: the lower rank, then the earlier entry).
+    Exactly round(total / compression) entries are kept, unranked ones (biases, classifier, excluded)
+    counted as kept as in ShrinkBench (zero ones among them make ``compression_ratio``, which counts
+    nonzeros, read higher); ties keep the earlier entry (with a group: lower rank, then earlier entry).
     """
     compression = _check_compression(compression)
     if group is not None:

@@ -185,8 +185,9 @@ class Trajectory:
     @classmethod
     def load(cls, path: str | os.PathLike, map_location="cpu") -> "Trajectory":
         """Read a file written by :meth:`save`, or map one recorded with ``TrajectoryRecorder(path=)``
-        (its snapshots then stay on disk, on the CPU: ``map_location`` is ignored); a damaged or
-        foreign file raises ValueError.
+        (its snapshots then stay on disk, on the CPU: ``map_location`` is ignored); a foreign file, or
+        one whose header is damaged (checksummed) or cut short, raises ValueError. The snapshots' bytes
+        carry no checksum: a bit flipped on disk inside them loads as a wrong value, unnoticed.
 
         A recorded file loads its complete snapshots; ``meta["recording"]`` is "in progress" while a
         recorder writes it, "cut short" when its process died first (with a

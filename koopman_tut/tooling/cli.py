@@ -23,8 +23,8 @@ starts (types and ranges: koopman_tut.tooling.nb_params); a -p that the notebook
 would override is refused (exit 2). ``--in-place`` first removes the temporaries a killed
 ``--in-place`` run left in notebooks/.
 ``course`` writes OUTDIR/student (no solutions; a README and the package's wheel),
-OUTDIR/instructor (everything, executed), OUTDIR/site/student and OUTDIR/site/instructor (offline
-websites) and OUTDIR/slides (reveal.js decks); see koopman_tut.tooling.course. It refuses an OUTDIR
+OUTDIR/instructor (everything, executed), OUTDIR/nbgrader (an nbgrader course folder), OUTDIR/site/student
+and OUTDIR/site/instructor (offline websites) and OUTDIR/slides (reveal.js decks); see koopman_tut.tooling.course. It refuses an OUTDIR
 that is a file, or a non-empty one unless ``--force`` (which replaces those folders).
 """
 from __future__ import annotations
@@ -259,12 +259,13 @@ def main(argv=None) -> int:
     pr.add_argument("--resume", action="store_true", help="skip notebooks already run with the same parameters")
     pc = sub.add_parser("course", help="student / instructor notebooks, two offline websites and slides for a course")
     pc.add_argument("outdir", metavar="OUTDIR",
-                    help="writes OUTDIR/student, OUTDIR/instructor, OUTDIR/site/{student,instructor} and OUTDIR/slides")
+                    help="writes OUTDIR/student, OUTDIR/instructor, OUTDIR/nbgrader, OUTDIR/site/{student,instructor} "
+                         "and OUTDIR/slides")
     pc.add_argument("--no-execute", action="store_true",
                     help="copy the committed (executed) notebooks instead of running them with papermill")
     pc.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to include (e.g. 03 or 03_kmp_equals_magnitude)")
     pc.add_argument("--force", action="store_true",
-                    help="write into a non-empty OUTDIR, replacing its student/, instructor/, site/ and slides/")
+                    help="write into a non-empty OUTDIR, replacing its student/, instructor/, nbgrader/, site/ and slides/")
     pc.add_argument("--student-repo", metavar="OWNER/NAME[@BRANCH]",
                     help="GitHub repository that OUTDIR/student/ will be published as (that folder alone, at the "
                          "top level: the rest of OUTDIR holds the solutions): Binder and Colab links in student/README.md")

@@ -1,7 +1,8 @@
 """Training, evaluation and fine-tuning loops: seeded, device-agnostic, with progress bars.
 
-Defaults follow ShrinkBench (Blalock et al. 2020), as used by Redman et al. (ICLR 2022):
-SGD with Nesterov momentum 0.9, batch size 128. Plain SGD (no momentum) makes each step
+Defaults follow ShrinkBench (Blalock et al. 2020), the framework Redman et al. (ICLR 2022)
+built on; the paper does not state its optimizer, so ShrinkBench's defaults are the tutorial's
+choice: SGD with Nesterov momentum 0.9, batch size 128. Plain SGD (no momentum) makes each step
 exactly -lr * gradient, the setting in which Koopman gradient pruning is exact.
 """
 from __future__ import annotations
