@@ -24,6 +24,11 @@ def test_071():
     assert not ok and "singular" in why
     assert not verdict("07.1", (P, 0.5), **ctx)[0]
     assert not verdict("07.1", right[1], **ctx)[0]
+    assert right[1] > 0  # rounding, not 0: so a typed 0, or OMD compared with itself, is caught
+    ok, why = verdict("07.1", (P, 0.0), **ctx)
+    assert not ok and "itself" in why
+    ok, why = verdict("07.1", (P, spectra.wasserstein(omd, omd)), **ctx)
+    assert not ok
 
 
 def means(st):
