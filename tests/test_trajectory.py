@@ -625,3 +625,14 @@ def test_float16_storage_that_overflowed_says_so_when_analysed():
             kt.dmd(rec.trajectory().snapshots, method=method)
     with pytest.raises(ValueError, match=r"NaN or Inf values \(first at row=\d+, column=0; W has shape \(8, 4\)\)$"):
         kt.dmd(rec.trajectory().snapshots.float())  # float32 data: no such hint
+
+
+def test_window_of_a_trajectory_without_every_in_meta_reads_the_stride_off_the_steps():
+    # a hand-built trajectory 5 steps apart with no meta['every']: window(every=2) wrote every = 2 while its
+    # steps were 10 apart, and kt.koopman then refused the window ("fix one of them")
+    W = torch.randn(50, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64).cumsum(1)
+    traj = kt.Trajectory(W, torch.arange(0, 60, 5), ["w"], [(50,)], {})
+    w = traj.window(every=2)
+    assert w.meta["every"] == 10 and torch.equal(w.steps, torch.arange(0, 60, 10))
+    kt.koopman(w)  # accepted: the stride and the steps agree
+    assert traj.window(every=2).window(every=3).meta["every"] == 30
