@@ -31,9 +31,9 @@ from . import watch
 from ..numerics.distributed import local_tensor, shard_pieces, unwrap
 from .rows import RowWriter
 from .storage import DiskStorage, allocate
-from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_dtype, _check_fraction, _check_int,  # noqa: F401
-                              _check_disk, _check_lr, _check_model, _check_names, _check_shard, _check_window, _shard_rows,
-                              _trained_by, changed_message, full_message, other_momentum_meta, recorded_groups)
+from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_device, _check_dtype, _check_fraction,  # noqa: F401
+                              _check_int, _check_disk, _check_lr, _check_model, _check_names, _check_shard, _check_window,
+                              _shard_rows, _trained_by, changed_message, full_message, other_momentum_meta, recorded_groups)
 from .params import layer_parameters, parameter
 from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
@@ -124,7 +124,7 @@ class TrajectoryRecorder:
         self._lookup = [(tuple(n.split(".")[:-1]), n.rpartition(".")[2]) for n in self.names]
         self._orig = [attr + "_orig" for _, attr in self._lookup]  # the trained tensor once pruned
         self._sharded = any(hasattr(t, "to_local") for t in self._tensors)  # DTensors (FSDP2)
-        self.device = torch.device(device)
+        self.device = _check_device(device)
         self.group = _check_shard(shard, self._sharded)  # None, or the group (True: the default one)
         self.n_total = sum(math.prod(s) for s in self.shapes)
         self.rows = _shard_rows(self.n_total, self.group)  # (0, n_total) without a group

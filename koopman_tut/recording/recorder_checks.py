@@ -33,10 +33,23 @@ def _check_int(name: str, value, minimum: int) -> int:
 
 
 def _check_model(model) -> nn.Module:
-    """``model`` if it is a torch.nn.Module (a DDP wrapper is one); TypeError otherwise."""
+    """``model`` if it is a torch.nn.Module (a DDP wrapper is one) whose parameters all exist; TypeError otherwise,
+    ValueError for a lazy module's parameters not yet initialised (no shape to record)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    lazy = [n for n, p in model.named_parameters() if isinstance(p, nn.parameter.UninitializedParameter)]
+    if lazy:
+        raise ValueError(f"model has parameters not initialised yet ({_listing(lazy, len(lazy))}: a lazy module's): "
+                         "run one forward pass before building the recorder, so that they have their shapes")
     return model
+
+
+def _check_device(device) -> torch.device:
+    """The storage device; ValueError for 'meta', which holds no values."""
+    device = torch.device(device)
+    if device.type == "meta":
+        raise ValueError("device='meta' holds no values, so nothing could be recorded: record on 'cpu' or a GPU")
+    return device
 
 
 def _check_bool(name: str, value) -> bool:
