@@ -18,3 +18,14 @@ def test_lazy_parameters_and_the_meta_device_are_refused_when_the_recorder_is_bu
     model = nn.Linear(3, 2)
     with pytest.raises(ValueError, match="device='meta' holds no values"):
         kt.TrajectoryRecorder(model, torch.optim.SGD(model.parameters(), lr=0.1), stop=3, device="meta")
+
+
+def test_a_compiled_model_is_recorded_under_the_plain_models_names():
+    # torch.compile wraps the model (its parameters shared, named '_orig_mod.0.weight'): the recording's names
+    # then matched no score or mask of the plain model; DDP and DataParallel were unwrapped already
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    compiled = torch.compile(model)  # nothing is compiled before its first call
+    assert next(iter(dict(compiled.named_parameters()))).startswith("_orig_mod.")
+    rec = kt.TrajectoryRecorder(compiled, torch.optim.SGD(compiled.parameters(), lr=0.1), stop=0)
+    plain = kt.TrajectoryRecorder(model, torch.optim.SGD(model.parameters(), lr=0.1), stop=0)
+    assert rec.trajectory().names == plain.trajectory().names == ["0.weight", "0.bias", "2.weight", "2.bias"]

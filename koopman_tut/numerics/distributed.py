@@ -230,11 +230,16 @@ def top_k_mask(x: Tensor, k: int, group, with_ties: bool = False):
 
 # ----------------------------------------------------------------------------- row-sharded trajectories
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel (or DataParallel) wrapper, so that parameter
-    names carry no ``module.`` prefix and match the plain model's; other models as they are."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
+    """The model inside a DistributedDataParallel (or DataParallel) wrapper or a ``torch.compile`` one
+    (``_orig_mod``, whose parameters it shares), so that parameter names carry no ``module.`` or
+    ``_orig_mod.`` prefix and match the plain model's; other models as they are."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def local_tensor(t: Tensor) -> Tensor:
