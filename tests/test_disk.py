@@ -148,7 +148,7 @@ def test_damaged_files_are_refused(setup, tmp_path):
     with pytest.raises(ValueError, match="damaged"):
         kt.Trajectory.load(path)
     with pytest.raises(ValueError, match="device must be 'cpu'"):
-        kt.TrajectoryRecorder(model, opt, stop=3, path=path, device="meta")
+        kt.TrajectoryRecorder(model, opt, stop=3, path=path, device="cuda")
 
 
 @pytest.mark.parametrize("bad, key", [(float("nan"), 0), (float("inf"), 0), (-float("inf"), 1), (0.5, 4), (2.0, 5),

@@ -102,8 +102,19 @@ def test_interrupted_save_keeps_the_old_file(setup, tmp_path, monkeypatch):
 def test_corrupt_and_foreign_files(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match="not a readable trajectory"):
+    with pytest.raises(ValueError, match=r"not a trajectory file: neither a recording .* starts with b'not '"):
         kt.Trajectory.load(bad)
+    for cut in (b"", b"KT"):  # empty, or a recording cut inside its magic bytes: named, not torch's pickle advice
+        bad.write_bytes(cut)
+        with pytest.raises(ValueError, match="not a trajectory file") as e:
+            kt.Trajectory.load(bad)
+        assert "weights_only" not in str(e.value)
+    traj = kt.Trajectory(torch.zeros(4, 3), torch.arange(3), ["w"], [(4,)], {})
+    traj.save(bad)
+    bad.write_bytes(bad.read_bytes()[:200])  # a saved file cut short: torch's first line only
+    with pytest.raises(ValueError, match="not a readable trajectory file") as e:
+        kt.Trajectory.load(bad)
+    assert "\n" not in str(e.value)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
     with pytest.raises(ValueError, match="not a koopman_tut trajectory"):

@@ -202,10 +202,16 @@ class Trajectory:
             raise FileNotFoundError(f"no trajectory file at {path}")
         if storage.is_disk_trajectory(path):
             return cls(*storage.open_recording(path))
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither save()'s zip archive nor a legacy pickle
+            raise ValueError(f"{path} is not a trajectory file: neither a recording (TrajectoryRecorder(path=)) nor "
+                             f"written by Trajectory.save (a torch zip archive); it starts with {head!r}")
         try:
             obj = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as e:
-            raise ValueError(f"{path} is not a readable trajectory file ({type(e).__name__}: {e})") from e
+        except Exception as e:  # the first line of torch's message: the rest is advice about untrusted pickles
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ValueError(f"{path} is not a readable trajectory file ({type(e).__name__}: {first})") from e
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise ValueError(f"{path} is not a koopman_tut trajectory (format {FORMAT!r} expected)")
         try:  # every field checked by the constructor as it is stored: a bare string is not split into names
