@@ -101,6 +101,11 @@ def _worker(rank: int, world: int, store: str, out: str):
     still = Wf[:, :1].expand(-1, Wf.shape[1]).clone()
     res["still"] = {"all": kt.estimate_limit(still, "koopman", group=True),
                     "one rank": kt.estimate_limit(still if rank == 0 else Wf, "koopman", group=True)}
+    # still on rank 0; on rank 1 steps within rounding (1e-20 of weights ~1): no model anywhere, so every rank
+    # refuses (rank 0, still on its own rows, must not return its last snapshot alone)
+    dust = 1e-20 * torch.randn(still.shape, generator=torch.Generator().manual_seed(rank), dtype=still.dtype).cumsum(1)
+    res["still"]["refused"] = _refusal(lambda: kt.estimate_limit(still if rank == 0 else still + dust, "koopman",
+                                                                 group=True))
     res["estimate_refusals"] = [_refusal(lambda: kt.estimate_limit(tw, "line", a=1.0 + rank, group=True)),
                                 _refusal(lambda: kt.estimate_limit(tw, "mpe" if rank else "rre", group=True)),
                                 _refusal(lambda: kt.estimate_limit(tw, "line", a=float("nan") if rank else 1.0,
@@ -300,6 +305,7 @@ def test_a_window_still_on_one_rank_only_is_not_still(ranks):
     got = torch.cat([ranks[0]["still"]["one rank"], ranks[1]["still"]["one rank"]])
     assert float((got - ref).norm()) <= 1e-8 * float((ref - mixed[:, -1]).norm())
     assert float((got - mixed[:, -1]).norm()) > 1e-3 * float(mixed.norm())  # not the last snapshot
+    assert all("rounding" in (ranks[r]["still"]["refused"] or "") for r in (0, 1)), [ranks[r]["still"] for r in (0, 1)]
 
 
 def test_estimate_limit_ranks_must_agree(ranks):

@@ -567,7 +567,14 @@ def test_a_momentum_change_the_lr_compensates_is_still_a_change():
     assert kt.numerics.optimizer_settings.setting_drift(meta, 20) > 0.01
 
 
-def test_steps_within_half_precision_rounding_are_refused_by_name():
+def _one_ulp(dtype):
+    """(200, 12) constant snapshots of ``dtype`` but for one entry, which steps up by one ulp at snapshot 4."""
+    W = torch.randn(200, 1, generator=torch.Generator().manual_seed(0), dtype=dtype).expand(-1, 12).clone()
+    W[7, 4:] = torch.nextafter(W[7, 4:], torch.tensor(math.inf, dtype=dtype))
+    return W
+
+
+def test_steps_within_rounding_are_refused_by_name_with_the_way_out():
     # a bfloat16 recording whose steps are finer than bfloat16 resolves (the MLP's 60 snapshots
     # did this): the refusal names the dtype and the way out, not "rescale it"; float32 fits it
     g = torch.Generator().manual_seed(3)
@@ -578,6 +585,10 @@ def test_steps_within_half_precision_rounding_are_refused_by_name():
     with pytest.raises(ValueError, match=r"within torch.bfloat16's rounding.*dtype=torch.float32"):
         kt.estimate_limit(W.bfloat16())
     assert kt.koopman(_traj(W.float())).affine.rank >= 1
+    with pytest.raises(ValueError, match=r"within torch.float32's rounding.*dtype=torch.float64"):
+        kt.estimate_limit(_one_ulp(torch.float32))  # float32, one entry steps by one ulp: float64 is the way out
+    with pytest.raises(ValueError, match=r"within torch.float64's rounding.*Record snapshots further apart"):
+        kt.estimate_limit(_one_ulp(torch.float64))  # no finer dtype to record in
     long = torch.cat([W, W[:, -1:].expand(-1, 80)], 1).bfloat16()  # 140 bfloat16 snapshots: 140 eps > 1
     with pytest.raises(ValueError, match=r"140 snapshots in torch.bfloat16 leave no step above rounding.*float32"):
         kt.estimate_limit(long)
@@ -618,3 +629,5 @@ def test_a_window_that_no_longer_moves_has_its_last_snapshot_as_limit(meta):
     moved[3, -1] += 1e-3  # only the last step moves: nothing to fit, and the refusal says so
     with pytest.raises(ValueError, match="moves only at its last step"):
         kt.estimate_limit(moved)
+    with pytest.raises(ValueError, match="but the last is zero, or too small for the Gram route's squares"):
+        kt.koopman(_traj(moved), method="gram").limit(warn=False)  # the Gram route cannot tell it from underflow

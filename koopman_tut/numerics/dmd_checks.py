@@ -78,11 +78,16 @@ def no_steps_reason(s_max: float, T: int, delays: int, f, dtype: torch.dtype) ->
                 f"reaches the largest singular value of the differences. Record in float32 (dtype=), or use fewer "
                 f"snapshots (every=, or a shorter window)")
     if 0 < s_max <= f.data_floor:
+        finer = {torch.float16: "torch.float32", torch.bfloat16: "torch.float32", torch.float32: "torch.float64"}
+        way = f"in a finer dtype (dtype={finer[dtype]}), or " if dtype in finer else ""
         return (f"the window's steps are within {dtype}'s rounding of the parameters: the differences' largest "
                 f"singular value, {s_max:.3g}, is at most eps sqrt(delays + 1) ||W||_F = {f.data_floor:.3g}, as far as "
                 f"rounding the snapshots to {dtype} alone can move them, so the stored snapshots cannot tell these "
-                f"steps from rounding. Record in a finer dtype (dtype=torch.float32), or snapshots further apart (every=)")
-    if s_max == 0 and f.data_floor > 0:  # not still (the caller checked): only the last difference is nonzero
+                f"steps from rounding. Record {way}snapshots further apart (every=), or a later window")
+    if s_max == 0 and f.data_floor > 0:  # not still (the caller checked)
+        if f.gram_route:  # the squares of steps below ~1e-154 of float64's range vanish as well
+            return ("every difference of the window but the last is zero, or too small for the Gram route's squares "
+                    "(below ~1e-154): record a window that ends later, or use method='svd'")
         return ("the window moves only at its last step: every difference before it is zero, so the affine model has "
                 "no step to learn the dynamics from. Record a window that ends later")
     return ("the window does not move: every difference is zero or within its dtype's rounding "

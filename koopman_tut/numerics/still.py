@@ -4,8 +4,9 @@ Training that has converged to the stored precision (steps below half an ulp of 
 parameter, or lr 0) records such windows, and it is the case the paper's claim is about:
 at convergence the limit is the weights themselves, and KMP is magnitude pruning. The affine
 model of the differences has nothing to fit there (rank 0), but nothing is unknown either:
-the limit and every forecast are the last snapshot, every step and Koopman gradient is zero,
-exactly, and trusted. Windows whose steps are only *within rounding* (not zero) are refused
+the limit and every forecast are the last snapshot and every step is zero, exactly, and trusted
+(the Koopman gradient is what the recorded settings make of a zero step: -wd theta under weight
+decay). Windows whose steps are only *within rounding* (not zero) are refused
 instead, by name (:func:`koopman_tut.numerics.dmd_checks.no_steps_reason`): there the stored
 numbers cannot say where training goes.
 """

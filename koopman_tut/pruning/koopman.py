@@ -97,6 +97,7 @@ class KoopmanAnalysis:
                  max_horizon: float | None = None, group=None, delays: int | str = "auto"):
         if not isinstance(traj, Trajectory):
             raise TypeError(f"traj must be a koopman_tut.Trajectory, got {type(traj).__name__}")
+
         def check():  # over ranks, before any collective: the same window and settings on every rank
             check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon)
             d = momentum_delays(traj.meta, len(traj)) if delays == "auto" else delays

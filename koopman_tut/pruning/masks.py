@@ -33,8 +33,9 @@ def _check_compression(compression: float) -> float:
 
 def _eligible(scores: Scores, model: nn.Module | None, prune_bias, classifier, exclude,
               sharded: bool = False) -> tuple[list[str], int]:
-    """(names to rank, total parameter count); everything not ranked counts as kept. ``classifier`` is ``prune_classifier`` and ``classifier`` resolved by :func:`check_classifier`; ``sharded``:
-    this rank's share of the scores, which may rightly lack a name another rank holds."""
+    """(names to rank, total parameter count); everything not ranked counts as kept. ``classifier``
+    is ``prune_classifier`` and ``classifier`` resolved by :func:`check_classifier`; ``sharded``: this
+    rank's share of the scores, which may rightly lack a name another rank holds."""
     check_tensors(scores, "scores")
     prune_bias, exclude = _check_bool("prune_bias", prune_bias), check_exclude(exclude)
     if not scores:

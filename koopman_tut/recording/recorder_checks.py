@@ -39,8 +39,9 @@ def _check_model(model) -> nn.Module:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     lazy = [n for n, p in model.named_parameters() if isinstance(p, nn.parameter.UninitializedParameter)]
     if lazy:
-        raise ValueError(f"model has parameters not initialised yet ({_listing(lazy, len(lazy))}: a lazy module's): "
-                         "run one forward pass before building the recorder, so that they have their shapes")
+        shown = ", ".join(repr(n) for n in lazy[:3]) + (f" and {len(lazy) - 3} more" if len(lazy) > 3 else "")
+        raise ValueError(f"model has {len(lazy)} parameters a lazy module has not initialised yet ({shown}): run "
+                         "one forward pass through the model first, so that they have their shapes")
     return model
 
 

@@ -118,8 +118,8 @@ class Trajectory:
         for key in PER_SNAPSHOT:  # one entry per snapshot
             if key in meta:
                 meta[key] = list(meta[key])[sl]
-        base = self.meta.get("every", int(self.steps[1] - self.steps[0]) if T > 1 else 1)  # else read off the steps
-        meta["every"] = base * every
+        if "every" in self.meta:  # else it stays out, and the stride is read off the steps (snapshot_stride)
+            meta["every"] = self.meta["every"] * every
         return Trajectory(self.snapshots[:, sl], self.steps[sl], list(self.names), list(self.shapes), meta)
 
     def unflatten(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -87,10 +87,10 @@ NBGRADER_SCHEMA = 3
 
 
 def answer_cells(cells: list[NotebookNode]) -> set[int]:
-    """Indices of the code cells whose outputs answer a "Predict first" prompt before the student does:
-    each reveal cell and the code cells right after it (up to the next markdown cell), and every cell
-    that prints the notebook's checked claims (``# NBVAL_CHECK_OUTPUT``: the verdicts). Student copies
-    clear their outputs; the student website folds them."""
+    """Indices of the code cells whose outputs give answers away before the student works them out:
+    each "Predict first" reveal cell and the code cells right after it (up to the next markdown cell),
+    and every cell that prints the verdicts of the notebook's checked claims (``# NBVAL_CHECK_OUTPUT``),
+    prompt or not. Student copies clear their outputs; the student website folds them."""
     out, after_reveal = set(), False
     for i, cell in enumerate(cells):
         if cell.cell_type != "code":

@@ -28,7 +28,7 @@ def linear_conjugacy(answer, runs, omd, delays):
     want = spectra.wasserstein(spectra.spectrum([P @ r for r in runs], delays), omd)
     # exact DMD is equivariant, so the distance is rounding (~1e-10): any way of computing it (einsum,
     # torch, rows by hand) lands at that level, and its exact digits are not the point
-    # digits are not the point; but an exact 0 where the moved runs give rounding was typed, or compared OMD with itself
+    # an exact 0 where the moved runs give rounding was typed, or compares OMD with itself
     rounding = 1e-6
     if close(dist, want, rel=1e-6, abs_=1e-15) or (want <= rounding and 0 < dist <= rounding) or want == dist == 0:
         return True, "the distance between OMD's spectrum in x and in P x, for your P."
