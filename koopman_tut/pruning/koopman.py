@@ -104,7 +104,7 @@ class KoopmanAnalysis:
             return {} if group is None else analysis_fields(traj, {
                 "svd_rank": svd_rank, "method": "gram" if method == "auto" else method, "limit_rank": limit_rank,
                 "drift_tol": drift_tol, "max_horizon": max_horizon, "delays": d}), d
-        self.delays = check()[1] if group is None else checked_preflight("kt.koopman", group, check)
+        self.delays = checked_preflight("kt.koopman", group, check)
         self.every = snapshot_stride(traj)  # optimizer steps per snapshot; equally spaced
         self.traj, self.svd_rank, self.method, self.group = traj, svd_rank, method, group
         if limit_rank == "auto":
@@ -145,8 +145,6 @@ class KoopmanAnalysis:
     def _agree(self, what: str, args):
         """``args()`` -> (fields, value): the call's arguments checked; with a group the ranks compare the fields
         first, and a rank refusing its arguments makes every rank raise (none waits in a later collective)."""
-        if self.group is None:
-            return args()[1]
         return checked_preflight(f"kt.koopman {what}", self.group, args)
 
     # -- where training is heading

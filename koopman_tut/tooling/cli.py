@@ -23,9 +23,10 @@ starts (types and ranges: koopman_tut.tooling.nb_params); a -p that the notebook
 would override is refused (exit 2). ``--in-place`` first removes the temporaries a killed
 ``--in-place`` run left in notebooks/.
 ``course`` writes OUTDIR/student (no solutions; a README and the package's wheel),
-OUTDIR/instructor (everything, executed), OUTDIR/nbgrader (an nbgrader course folder), OUTDIR/site/student
-and OUTDIR/site/instructor (offline websites) and OUTDIR/slides (reveal.js decks); see koopman_tut.tooling.course. It refuses an OUTDIR
-that is a file, or a non-empty one unless ``--force`` (which replaces those folders).
+OUTDIR/instructor (everything, executed), OUTDIR/nbgrader (an nbgrader course folder),
+OUTDIR/site/student and OUTDIR/site/instructor (offline websites) and OUTDIR/slides (reveal.js
+decks); see koopman_tut.tooling.course. It refuses an OUTDIR that is a file, or a non-empty one
+unless ``--force`` (which replaces those folders).
 """
 from __future__ import annotations
 

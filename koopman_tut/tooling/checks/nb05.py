@@ -92,21 +92,17 @@ def _compare(answer, other: str, verdict: str, seeds, starts, rows, study: dict,
 
 @checker("05.1", expects="a dict {'long': rows with window=2 * WINDOW, 'base': rows with window=WINDOW, "
                          "'helps': {start: bool}} (seeds SEED_LIST[:3], starts STARTS[1:], finetune_epochs=0)")
-def window_twice_as_long(answer, seeds, starts, rows, window, final_steps, compression, dataset="digits",
-                         device="auto", **setup):
+def window_twice_as_long(answer, seeds, starts, rows, window, final_steps, compression, **setup):
     """``rows``: the notebook's main study (window ``window``, the baseline's settings)."""
-    study = dict(window=window, final_steps=final_steps, compression=compression, dataset=dataset, device=device,
-                 **setup)  # model=, download=: as ex.setup takes them
+    study = dict(window=window, final_steps=final_steps, compression=compression, **setup)  # dataset=, device=, ...
     return _compare(answer, "long", "helps", list(seeds), list(starts), rows, study, dict(window=2 * window),
                     lambda long, base: long > base)
 
 
 @checker("05.2", expects="a dict {'c2': rows at compression=2, 'base': rows at compression=COMPRESSION, "
                          "'larger': {start: bool}} (seeds SEED_LIST[:3], every start, finetune_epochs=0)")
-def compression_two(answer, seeds, starts, rows, window, final_steps, compression, dataset="digits",
-                    device="auto", **setup):
+def compression_two(answer, seeds, starts, rows, window, final_steps, compression, **setup):
     """``rows``: the notebook's main study (compression ``compression``, the baseline's settings)."""
-    study = dict(window=window, final_steps=final_steps, compression=compression, dataset=dataset, device=device,
-                 **setup)  # model=, download=: as ex.setup takes them
+    study = dict(window=window, final_steps=final_steps, compression=compression, **setup)  # dataset=, device=, ...
     return _compare(answer, "c2", "larger", list(seeds), list(starts), rows, study, dict(compression=2),
                     lambda c2, base: c2 > base)
