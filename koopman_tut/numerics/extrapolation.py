@@ -266,9 +266,13 @@ class AffineModel:
             return red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs))
 
         c = coef(self.reduced)
+        jf = min(j, self.W.shape[-1] - 2 - k)  # the recorded difference nearest t (t = T-1 has none past it)
+        fitted, seen = self.reduced.smoothed(powers(self.eigs, jf)[:, 0]), torch.zeros_like(c)
+        seen[jf] = 1  # e_jf, whose block 0 is the recorded step d(jf + k)
         out = Extrapolation(theta=matmul_chunked(self.W, (self.block(i)[0] @ c)[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
-                            window=self.W.shape[-1], residual=self.reduced.residual)
+                            window=self.W.shape[-1], residual=self.reduced.residual,
+                            fit=_ratio(self._norm(fitted - seen), self._norm(seen)))
         out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c, i))
         out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i)
         if self.untruncated is not None:
