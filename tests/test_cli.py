@@ -84,6 +84,17 @@ def test_output_dir_inside_notebooks_is_refused(nbs, tmp_path, capsys, no_kernel
     assert {p.name: p.read_bytes() for p in nbs.iterdir()} == before
 
 
+@pytest.mark.parametrize("out", ["afile", "afile/sub"])
+def test_output_dir_that_is_a_file_is_refused_by_name(nbs, tmp_path, capsys, no_kernel, out):
+    """--output-dir naming a file (or a path under one) is a usage error, not one OSError per notebook."""
+    (tmp_path / "afile").write_text("mine")
+    assert cli.main(["run", "--output-dir", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert "error: --output-dir" in err and "is a file" in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+
 # 2. file modes follow the umask; --in-place keeps the notebook's mode
 
 def mode(path: Path) -> int:

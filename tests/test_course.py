@@ -421,6 +421,32 @@ def course_cli(nb_path, tmp_path, monkeypatch):
     return lambda out, *args: cli.main(["course", str(out), "--no-execute", *args])
 
 
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_interrupted_course_build_leaves_no_partial_folders(course_cli, tmp_path, capsys, monkeypatch, existing):
+    """Ctrl-C during a build: no traceback, the partial course folders removed (so a plain rerun can
+    start), a new OUTDIR removed, anything of the instructor's in an existing one kept."""
+    from koopman_tut.tooling import course as course_mod
+
+    real = course_mod._copies
+
+    def interrupted(src, out_dir, *args):
+        real(src, out_dir, *args)  # the first notebook's copies are written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(course_mod, "_copies", interrupted)
+    out = tmp_path / "OUT"
+    if existing:
+        out.mkdir()
+        (out / "notes.txt").write_text("the instructor's")
+    assert course_cli(out, *(["--force"] if existing else [])) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.rglob("*")) == (["notes.txt"] if existing else [])
+    assert out.exists() == existing
+    monkeypatch.setattr(course_mod, "_copies", real)
+    assert course_cli(out, *(["--force"] if existing else [])) == 0
+
+
 def test_course_refuses_a_non_empty_folder_unless_forced(course_cli, tmp_path, capsys):
     out = tmp_path / "OUT"
     work = out / "student" / "00_synthetic.ipynb"

@@ -88,18 +88,28 @@ NBGRADER_SCHEMA = 3
 
 def answer_cells(cells: list[NotebookNode]) -> set[int]:
     """Indices of the code cells whose outputs give answers away before the student works them out:
-    each "Predict first" reveal cell and the code cells right after it (up to the next markdown cell),
-    and every cell that prints the verdicts of the notebook's checked claims (``# NBVAL_CHECK_OUTPUT``),
-    prompt or not. Student copies clear their outputs; the student website folds them."""
+    each "Predict first" reveal cell and every code cell after it in its section (up to the next
+    heading of level 1 or 2, the next prompt or exercise: the tables, figures and widgets that follow
+    a reveal show the same answer), and every cell that prints the verdicts of the notebook's checked
+    claims (``# NBVAL_CHECK_OUTPUT``), prompt or not. Student copies clear their outputs (and their
+    figure captions); the student website folds them."""
     out, after_reveal = set(), False
     for i, cell in enumerate(cells):
         if cell.cell_type != "code":
-            after_reveal = False
+            if _ends_answer(cell):
+                after_reveal = False
             continue
         after_reveal = after_reveal or has_tag(cell, REVEAL_TAG)
         if after_reveal or cell.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT"):
             out.add(i)
     return out
+
+
+def _ends_answer(cell: NotebookNode) -> bool:
+    """A markdown cell that starts what a reveal's answer does not cover: a heading of level 1 or 2,
+    a new prompt, an exercise."""
+    heading = any(line.startswith(("# ", "## ")) for line in cell.source.splitlines())
+    return heading or has_tag(cell, PREDICT_TAG) or has_tag(cell, EXERCISE_TAG)
 
 
 def has_tag(cell: NotebookNode, tag: str) -> bool:

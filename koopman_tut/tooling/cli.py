@@ -75,7 +75,11 @@ def inside_notebooks(path) -> bool:
 
 def output_dir_errors(output_dir, in_place: bool) -> list[str]:
     """``run``'s --output-dir must be outside notebooks/: the outputs (or, with --in-place, the
-    failed copies) would land among the tutorial's notebooks, the outputs over them."""
+    failed copies) would land among the tutorial's notebooks, the outputs over them. It must be a
+    folder (or not exist yet), and a folder above it may not be a file."""
+    for above in (Path(output_dir).resolve(), *Path(output_dir).resolve().parents):
+        if above.exists() and not above.is_dir():
+            return [f"--output-dir {output_dir} must be a folder (or a path to create), but {above} is a file"]
     if not inside_notebooks(output_dir):
         return []
     where = f"--output-dir {Path(output_dir).resolve()} is inside the tutorial's notebooks/ ({notebook_dir()})"
@@ -228,12 +232,17 @@ def cmd_course(args) -> int:
     if inside_notebooks(out):
         print(f"koopman-tut course: error: OUTDIR {out} is inside the tutorial's notebooks/", file=sys.stderr)
         return USAGE_ERROR
-    paths = notebooks(args.only)
+    paths, existed = notebooks(args.only), out.exists()
     try:
         course.check_student_repo(args.student_repo)  # every argument checked before OUTDIR is touched
         course.prepare_folder(out, force=args.force)
         result = course.build_course(paths, out, execute=not args.no_execute, force=True,  # prepared just now
                                      student_repo=args.student_repo)
+    except KeyboardInterrupt:  # what this build wrote is partial: removed, so a plain rerun can start again
+        course.remove_course_folders(out, remove_empty=not existed)
+        print(f"koopman-tut course: interrupted; the partial course folders in {out} were removed "
+              f"(anything else there is untouched)", file=sys.stderr)
+        return 130
     except ValueError as e:  # a malformed --student-repo
         print(f"koopman-tut course: error: {e}", file=sys.stderr)
         return USAGE_ERROR

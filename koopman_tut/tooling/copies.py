@@ -24,9 +24,11 @@ YOUR_PREDICTION = ("**Your prediction:** before you run the next cell, write dow
 
 
 def _clear(cell: NotebookNode) -> None:
+    """No outputs, and nothing in the metadata that describes them (a figure's caption and alt text)."""
     cell.outputs = []
     cell.execution_count = None
     cell.metadata.pop("execution", None)
+    cell.metadata.pop("mystnb", None)
 
 
 def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:

@@ -75,13 +75,22 @@ def prepare_folder(out_dir: Path, force: bool = False) -> None:
         raise FileExistsError(f"course folder {out_dir} is not empty (it holds {', '.join(entries[:3])}"
                               f"{', ...' if len(entries) > 3 else ''}): choose a new or empty folder, or pass --force "
                               f"(build_course(force=True)) to replace its {'/, '.join(COURSE_FOLDERS)}/ folders")
+    remove_course_folders(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def remove_course_folders(out_dir: Path, remove_empty: bool = False) -> None:
+    """Remove the course folders (:data:`COURSE_FOLDERS`) a build writes in ``out_dir``, and with
+    ``remove_empty`` ``out_dir`` itself if nothing else is left in it."""
+    out_dir = Path(out_dir)
     for name in COURSE_FOLDERS:
         old = out_dir / name
         if old.is_symlink() or old.is_file():
             old.unlink()
         elif old.is_dir():
             shutil.rmtree(old)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if remove_empty and out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
 
 
 @dataclass

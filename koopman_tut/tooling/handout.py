@@ -117,8 +117,8 @@ cell: it calls `check(...)` and prints **right**, or **not yet** with what is of
 It never shows the solution. "Predict first" prompts come before the cell that answers
 them: write your prediction in the "Your prediction:" cell, then run the cell after it.
 
-`SMOKE = True` in a notebook's parameters cell runs it at a tiny size in seconds (to check
-your setup); the claims are only checked at full size.
+`SMOKE = True` in a notebook's parameters cell runs it at a tiny size (to check your
+setup); the claims are only checked at full size.
 
 Licence: code MIT, text CC BY 4.0.
 """
