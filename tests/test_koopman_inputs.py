@@ -85,8 +85,12 @@ def test_bad_optimizer_settings_are_named(meta, err, words):
 
 
 @pytest.mark.parametrize("kw, err, words", [
-    (dict(drift_tol="x"), TypeError, "drift_tol"), (dict(drift_tol=0.0), ValueError, "drift_tol"),
-    (dict(max_horizon=-1.0), ValueError, "max_horizon"), (dict(limit_rank="foo"), ValueError, "limit_rank"),
+    (dict(drift_tol="x"), TypeError, "drift_tol must be a finite number > 0"),
+    (dict(drift_tol=0.0), ValueError, "drift_tol must be a finite number > 0, got 0.0"),
+    (dict(drift_tol=-1.0), ValueError, "drift_tol must be a finite number > 0, got -1.0"),  # one message for both
+    (dict(max_horizon=-1.0), ValueError, "max_horizon must be a finite number > 0, got -1.0"),
+    (dict(max_horizon=0), ValueError, "max_horizon must be a finite number > 0, got 0"),
+    (dict(limit_rank="foo"), ValueError, "limit_rank"),
 ])
 def test_bad_analysis_options_are_named(kw, err, words):
     with pytest.raises(err, match=words):

@@ -455,6 +455,10 @@ def test_estimate_limit_refuses_bad_arguments():
         kt.estimate_limit(W, "line", a=float("nan"))
     with pytest.raises(ValueError, match="depth must be an integer >= 1"):
         kt.estimate_limit(W, "anderson", depth=0)
+    with pytest.raises(ValueError, match=r"a=1e\+308 carries the line past what torch.float64 holds"):
+        kt.estimate_limit(W * 1e3, "line", a=1e308)  # finite a, overflowing estimate: not inf entries
+    with pytest.raises(TypeError, match="warn must be True or False, got 'no'"):
+        kt.estimate_limit(W, "mpe", warn="no")
     with pytest.raises(ValueError, match="needs at least 3 snapshots"):
         kt.estimate_limit(W[:, :2], "rre")
     with pytest.raises(TypeError, match="traj_or_W must be"):

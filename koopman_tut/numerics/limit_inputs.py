@@ -43,3 +43,9 @@ def check_depth(depth) -> None:
     """Anderson's depth: an integer >= 1."""
     if isinstance(depth, (bool, np.bool_)) or not isinstance(depth, numbers.Integral) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+
+
+def check_warn(warn) -> None:
+    """``warn``: True or False (a string such as 'no' would read as True)."""
+    if not isinstance(warn, (bool, np.bool_)):
+        raise TypeError(f"warn must be True or False, got {warn!r}")

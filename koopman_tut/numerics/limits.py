@@ -43,7 +43,7 @@ from .dmd import dmd
 from .extrapolation import AffineModel, momentum_delays
 from .optimizer_settings import group_rows
 from .reduced import difference_factor, numerical_tol
-from .limit_inputs import METHODS, check_a, check_depth, check_method  # noqa: F401 (METHODS: re-exported)
+from .limit_inputs import METHODS, check_a, check_depth, check_method, check_warn  # noqa: F401 (METHODS: re-exported)
 from .secant import min_norm_lstsq, secant_fit, warn_unreliable
 from .finite import NonFiniteError, check_finite
 from .snapshots import as_snapshots, matmul_chunked
@@ -114,6 +114,7 @@ class _Rows:
 def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, warn: bool, group) -> Tensor:
     W, meta, stride = _window(traj_or_W, min_rows=0 if group is not None else 1)
     check_method(method, a, depth, svd_rank, delays)
+    check_warn(warn)
     a, depth = 1.0 if a is None else a, 5 if depth is None else depth
     if W.is_complex() and method != "closest":
         raise TypeError(f"traj_or_W must be real (a parameter trajectory) for method={method!r}, got {W.dtype}")
@@ -135,7 +136,11 @@ def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, wa
         if warn:
             warn_unreliable(fit, stacklevel=4)
         return matmul_chunked(W, fit.coef[:, None])[:, 0]
-    return matmul_chunked(W, combination(W, method, a=a, depth=depth, group=group)[:, None])[:, 0]
+    out = matmul_chunked(W, combination(W, method, a=a, depth=depth, group=group)[:, None])[:, 0]
+    if method == "line" and not bool(torch.isfinite(out).all()):  # finite W: a step too long for the dtype
+        raise ValueError(f"a={a!r} carries the line past what {W.dtype} holds (its estimate overflows): "
+                         f"choose a smaller a")
+    return out
 
 
 def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5, group=None) -> Tensor:

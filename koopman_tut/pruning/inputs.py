@@ -134,9 +134,9 @@ def check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon) -> None:
     _check_svd_rank(svd_rank)
     if limit_rank != "auto":
         _check_svd_rank(limit_rank, "limit_rank")
-    if check_real("drift_tol", drift_tol, 0) == 0 or not (max_horizon is None or check_real(
-            "max_horizon", max_horizon, 0) > 0):
-        raise ValueError(f"drift_tol and max_horizon must be > 0, got {drift_tol!r} and {max_horizon!r}")
+    for name, value in (("drift_tol", drift_tol), ("max_horizon", max_horizon)):
+        if value is not None or name == "drift_tol":
+            _check_positive(name, value)
     snapshot_stride(traj)  # equally spaced snapshots, agreeing with meta["every"]
 
 
@@ -154,3 +154,15 @@ def check_horizon(h) -> float:
     if not h >= 0:
         raise ValueError(f"h must be >= 0 snapshots, got {h!r}")
     return h
+
+
+def _check_positive(name: str, value) -> None:
+    """A finite real number > 0, or an error naming ``name`` that says so (TypeError for a non-number)."""
+    try:
+        if check_real(name, value, 0) > 0:
+            return
+    except TypeError:
+        raise TypeError(f"{name} must be a finite number > 0, got {value!r} ({type(value).__name__})") from None
+    except ValueError:
+        pass
+    raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
