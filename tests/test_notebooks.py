@@ -183,3 +183,32 @@ def test_claims_hold_at_seeds_nobody_chose(stem, seed, tmp_path):
     """Full size, checks on (not SMOKE): every asserted claim must survive another seed."""
     rc = cli.main(["run", "--only", stem, "-p", "SEED", str(seed), "--output-dir", str(tmp_path)])
     assert rc == 0, (tmp_path / "failed" / f"{stem}.ipynb")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--only", "07", "-p", "WIDTHS", "[5, 5]"], "WIDTHS [5, 5] needs at least 2 different widths"),
+    (["--only", "03", "-p", "COMPRESSIONS", "[1]"], "COMPRESSIONS [1] needs a compression above 1"),
+    (["--only", "07", "-p", "SEEDS", "1"], "SEEDS=1 gives one seed"),
+    (["--only", "04", "-p", "SEEDS", "[7]"], "SEEDS=[7] gives one seed"),
+    (["--only", "05", "-p", "STARTS", "[20, 80, 3000]"], "FINAL_STEPS=2000 must be at least the last of STARTS"),
+    (["--only", "05", "-p", "STARTS", "[20, 40]"], "STARTS [20, 40] must be at least WINDOW=30 apart"),
+])
+def test_parameters_the_study_cannot_use_together_are_refused_before_a_kernel(args, words, tmp_path, monkeypatch,
+                                                                              capsys):
+    """Values valid one by one that the study cannot run with (an AssertionError without a message, or
+    min() of an empty sequence, from inside the kernel): a usage error naming them, before any kernel."""
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a kernel was started"))
+    assert cli.main(["run", *args, "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("preset", sorted(cli.PRESETS))
+def test_every_preset_passes_the_study_checks(preset):
+    from koopman_tut.tooling.nb_params import read_parameters
+
+    specs = {p: read_parameters(p) for p in cli.notebooks()}
+    plans, errors = cli.check_parameters(specs, cli.PRESETS[preset], {}, preset)
+    assert not errors, errors

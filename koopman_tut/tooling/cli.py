@@ -41,6 +41,7 @@ from pathlib import Path
 
 from .nb_params import plan, read_parameters
 from .run_checks import package_problems
+from .study_checks import study_problems
 from .runner import (Result, already_done, new_file_mode, print_summary, record_timings,
                      remove_stale_temporaries, run_one)
 
@@ -146,7 +147,9 @@ def check_parameters(specs: dict, preset: dict, texts: dict[str, str], preset_na
     # what each notebook whose DATASET, MODEL or DEVICE is set will run with (its own defaults are the
     # tutorial's, and checking them would import torch before a bad -p SEED is refused)
     values = {p: {**specs[p].defaults, **plans[p]} for p in plans if {"DATASET", "MODEL", "DEVICE"} & set(plans[p])}
-    return plans, errors + problems + package_problems(values)
+    together = [] if problems else study_problems({p: {**specs[p].defaults, **plans[p]} for p in plans},
+                                                  {p: set(plans[p]) for p in plans})  # each value valid alone
+    return plans, errors + problems + together + package_problems(values)
 
 
 def keep_tuples() -> None:

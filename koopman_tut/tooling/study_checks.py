@@ -1,0 +1,54 @@
+"""What a notebook's study needs of its parameters taken together, checked before any kernel starts.
+
+:mod:`.nb_params` checks each ``-p`` value on its own (a type, a range). Some values are fine alone
+and still cannot run: notebook 07 compares narrow with wide networks, so one width leaves nothing
+to compare; the seed intervals of 04-07 need two seeds or more; 05's windows must fit on one
+training path before its final step. Each rule here names the parameters and what the study needs.
+A run with ``SMOKE = True`` is not checked: the notebook sets its own small values then.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _seed_count(seeds) -> int:
+    return seeds if isinstance(seeds, int) else len(seeds)
+
+
+def _starts_problem(v: dict) -> str | None:
+    starts, window, final = sorted(v["STARTS"]), v["WINDOW"], v["FINAL_STEPS"]
+    if any(b - a < window for a, b in zip(starts, starts[1:])):
+        return (f"STARTS {list(v['STARTS'])} must be at least WINDOW={window} apart: each window is recorded on "
+                f"the one training path")
+    if final < starts[-1] + window:
+        return (f"FINAL_STEPS={final} must be at least the last of STARTS plus WINDOW ({starts[-1] + window}): "
+                f"the final mask comes after every window")
+    return None
+
+
+# notebook number -> [(parameters read, problem or None)]
+RULES = {
+    "03": [(("COMPRESSIONS",), lambda v: None if any(c > 1 for c in v["COMPRESSIONS"]) else
+            f"COMPRESSIONS {list(v['COMPRESSIONS'])} needs a compression above 1 (1 is the dense network)")],
+    "05": [(("STARTS", "WINDOW", "FINAL_STEPS"), _starts_problem)],
+    "07": [(("WIDTHS",), lambda v: None if len(set(v["WIDTHS"])) >= 2 else
+            f"WIDTHS {list(v['WIDTHS'])} needs at least 2 different widths: section 4 compares narrow with wide")],
+}
+for _nb in ("04", "05", "06", "07"):  # intervals over seeds: one seed has none
+    RULES.setdefault(_nb, []).append((("SEEDS",), lambda v: None if _seed_count(v["SEEDS"]) >= 2 else
+                                      f"SEEDS={v['SEEDS']!r} gives one seed: the study's intervals over seeds need 2 or more"))
+
+
+def study_problems(values: dict[Path, dict], given: dict[Path, set]) -> list[str]:
+    """One message per rule broken, for each notebook path whose ``values`` (its defaults with the
+    run's parameters over them) break a rule that reads a parameter the run sets (``given``)."""
+    errors: dict[str, list[str]] = {}
+    for path, v in values.items():
+        if v.get("SMOKE") is True:
+            continue
+        for names, problem in RULES.get(Path(path).stem[:2], []):
+            if set(names) <= set(v) and set(names) & given[path]:
+                msg = problem(v)
+                if msg:
+                    errors.setdefault(msg, []).append(Path(path).stem)
+    return [f"{msg} (in {', '.join(stems)})" for msg, stems in errors.items()]
