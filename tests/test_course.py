@@ -488,7 +488,7 @@ def test_a_bad_student_repo_is_refused_before_the_folder_is_touched(course_cli, 
     (out / "instructor").mkdir()
     assert course_cli(out, "--force", "--student-repo", repo) == 2
     err = capsys.readouterr().err
-    assert "student_repo must be 'owner/name'" in err and repr(repo) in err and "Traceback" not in err
+    assert "--student-repo must be 'owner/name'" in err and repr(repo) in err and "Traceback" not in err
     assert work.read_text() == "a student's answers" and sorted(p.name for p in out.iterdir()) == [
         "instructor", "student"]
     with pytest.raises(TypeError, match="student_repo must be a str"):

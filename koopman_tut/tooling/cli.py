@@ -246,8 +246,8 @@ def cmd_course(args) -> int:
         print(f"koopman-tut course: interrupted; the partial course folders in {out} were removed "
               f"(anything else there is untouched)", file=sys.stderr)
         return 130
-    except ValueError as e:  # a malformed --student-repo
-        print(f"koopman-tut course: error: {e}", file=sys.stderr)
+    except ValueError as e:  # a malformed --student-repo, named as the flag
+        print(f"koopman-tut course: error: {str(e).replace('student_repo', '--student-repo', 1)}", file=sys.stderr)
         return USAGE_ERROR
     except OSError as e:  # OUTDIR is a file, not empty, not writable, the disk is full, ...
         print(f"koopman-tut course: error: {e}", file=sys.stderr)
