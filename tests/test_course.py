@@ -54,6 +54,10 @@ def synthetic_notebook() -> nbformat.NotebookNode:
                       outputs=[new_output("stream", name="stdout", text="REVEALED 3\n")]),
         new_code_cell("print('FOLLOWS_THE_REVEAL', X + 2)", execution_count=2,  # answers the prompt too
                       outputs=[new_output("stream", name="stdout", text="FOLLOWS_THE_REVEAL 4\n")]),
+        new_markdown_cell("**Reading.** The same answer, drawn:"),  # not a heading: the section goes on
+        new_code_cell("print('AFTER_READING', X + 3)", execution_count=2,
+                      metadata={"mystnb": {"figure": {"caption": "REVEAL_CAPTION X + 1 is 3"}}},
+                      outputs=[new_output("stream", name="stdout", text="AFTER_READING 5\n")]),
         new_markdown_cell("**Exercise.** Square `X`.", metadata={"tags": ["exercise"], **ex1}),
         new_code_cell("answer = ...\nprint(answer)", metadata={"tags": ["exercise"], **ex1}, execution_count=3,
                       outputs=[new_output("stream", name="stdout", text="EXERCISE_STUB_OUTPUT\n")]),
@@ -82,6 +86,7 @@ def synthetic_notebook() -> nbformat.NotebookNode:
     ]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["papermill"] = {"input_path": "/home/INSTRUCTOR_PATH/00_synthetic.ipynb", "parameters": {}}
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {  # what a widget showed when run
         "state": {"abc": {"model_name": "OutputModel", "state": {"outputs": [{"text": "WIDGET_SHOWED_THE_ANSWER"}]}}},
         "version_major": 2, "version_minor": 0}}
@@ -154,11 +159,13 @@ def test_student_copy_has_no_solutions(nb_path):
     i = next(i for i, c in enumerate(student.cells) if course.has_tag(c, "reveal"))
     assert student.cells[i].outputs == [] and "REVEALED 3" not in text, "no answer before the prediction"
     assert "FOLLOWS_THE_REVEAL 4" not in text and "CLAIM_VERDICT True" not in text, "nor in the cells after it"
+    assert "AFTER_READING 5" not in text and "REVEAL_CAPTION" not in text, "nor past a reading, caption included"
+    assert "INSTRUCTOR_PATH" not in text, "nor the instructor's run"
     from koopman_tut.tooling.site_pages import site_notebook
 
     folded = [c for c in site_notebook(nb, "student").cells
-              if c.cell_type == "code" and ("FOLLOWS" in c.source or "CLAIM" in c.source)]
-    assert len(folded) == 2 and all("hide-output" in c.metadata["tags"] for c in folded), "the site folds them"
+              if c.cell_type == "code" and ("FOLLOWS" in c.source or "CLAIM" in c.source or "AFTER_READING" in c.source)]
+    assert len(folded) == 3 and all("hide-output" in c.metadata["tags"] for c in folded), "the site folds them"
     assert student.cells[i - 1].cell_type == "markdown" and "Your prediction:" in student.cells[i - 1].source
     assert course.has_tag(student.cells[i - 2], "predict"), "prompt, then the student's prediction, then the reveal"
     nbformat.validate(student)
@@ -201,6 +208,7 @@ def test_instructor_copy_failure_leaves_nothing(tmp_path):
     src = tmp_path / "00_bad.ipynb"
     nb = new_notebook(cells=[new_code_cell("raise ValueError('boom')")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["papermill"] = {"input_path": "/home/INSTRUCTOR_PATH/00_synthetic.ipynb", "parameters": {}}
     nbformat.write(nb, str(src))
     with pytest.raises(Exception, match="boom"):
         course.instructor_copy(src, tmp_path / "out" / src.name)

@@ -74,6 +74,7 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
         cells.append(cell)
     out.cells = cells
     drop_widget_state(out)
+    out.metadata.pop("papermill", None)  # the instructor's paths and run, nothing a student needs
     out.metadata["koopman_tut"] = {"copy": "student"}
     return out
 
