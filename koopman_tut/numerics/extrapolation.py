@@ -266,13 +266,13 @@ class AffineModel:
             return red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs))
 
         c = coef(self.reduced)
-        jf = min(j, self.W.shape[-1] - 2 - k)  # the recorded difference nearest t (t = T-1 has none past it)
-        fitted, seen = self.reduced.smoothed(powers(self.eigs, jf)[:, 0]), torch.zeros_like(c)
-        seen[jf] = 1  # e_jf, whose block 0 is the recorded step d(jf + k)
+        jf = min(j, self.W.shape[-1] - 2 - k)  # d(t) recorded, or (t = T-1) d(T-2): block fi of e_jf
+        fi, seen = (i if jf == j else 0), torch.nn.functional.one_hot(torch.tensor(jf), c.numel()).to(c.dtype)
+        fitted = self.reduced.smoothed(powers(self.eigs, jf)[:, 0])
         out = Extrapolation(theta=matmul_chunked(self.W, (self.block(i)[0] @ c)[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
                             window=self.W.shape[-1], residual=self.reduced.residual,
-                            fit=_ratio(self._norm(fitted - seen), self._norm(seen)))
+                            fit=_ratio(self._norm(fitted - seen, fi), self._norm(seen, fi)))
         out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c, i))
         out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i)
         if self.untruncated is not None:
