@@ -324,6 +324,14 @@ def test_links_to_notebooks_left_out_of_a_site_become_text():
     text = "See [notebook 03](03_kmp.ipynb), [its table](03_kmp.ipynb#table) and [01](01_dmd.ipynb); [web](https://x.org)."
     assert unlink_absent(text, {"01_dmd.ipynb"}) == "See notebook 03, its table and [01](01_dmd.ipynb); [web](https://x.org)."
     assert unlink_absent(text, {"01_dmd.ipynb", "03_kmp.ipynb"}) == text
+    from_docs = "See [notebook 03](../notebooks/03_kmp.ipynb#table) and [01](../notebooks/01_dmd.ipynb)."
+    assert unlink_absent(from_docs, {"03_kmp.ipynb"}) == "See [notebook 03](03_kmp.ipynb#table) and 01."
+
+
+def test_the_instructors_guide_links_to_notebooks_that_exist_in_the_repository():
+    guide = ROOT / "docs" / "instructor.md"
+    links = re.findall(r"\]\(([^)#\s]+\.ipynb)", guide.read_text())
+    assert links and all((guide.parent / link).resolve().is_file() for link in links), links
 
 
 def test_a_partial_site_links_only_to_what_it_has(nb_path, tmp_path):

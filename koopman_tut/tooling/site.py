@@ -202,13 +202,16 @@ def _write_source(src: Path, notebooks: list[Path], flavour: str, pages: list[Pa
     copy_files(mathjax_source(), src / "_static" / "mathjax")
 
 
-_NOTEBOOK_LINK = re.compile(r"\[([^\]]+)\]\((\d\d_[A-Za-z0-9_]+\.ipynb)(#[^)\s]*)?\)")
+_NOTEBOOK_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./notebooks/)?(\d\d_[A-Za-z0-9_]+\.ipynb)(#[^)\s]*)?\)")
 
 
 def unlink_absent(markdown: str, present: set[str]) -> str:
     """``markdown`` with each link to a tutorial notebook that is not in ``present`` (file names) made
-    plain text: a site built from some of the notebooks (``--only``) has no page to link to."""
-    return _NOTEBOOK_LINK.sub(lambda m: m.group(0) if m.group(2) in present else m.group(1), markdown)
+    plain text: a site built from some of the notebooks (``--only``) has no page to link to. A link
+    written from docs/ (``../notebooks/NN_name.ipynb``, which resolves in the repository) points to
+    the notebook's page beside it on the site."""
+    return _NOTEBOOK_LINK.sub(lambda m: f"[{m.group(1)}]({m.group(2)}{m.group(3) or ''})" if m.group(2) in present
+                              else m.group(1), markdown)
 
 
 def _sphinx(src: Path, html_dir: Path, flavour: str, timeout: float, log) -> None:
