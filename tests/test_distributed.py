@@ -18,7 +18,7 @@ import torch.nn as nn
 
 import koopman_tut as kt
 from koopman_tut import pruning as P
-from koopman_tut.numerics.distributed import shard_range, top_k_mask
+from koopman_tut.numerics.distributed import gather_pieces, shard_range, top_k_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::koopman_tut.numerics.extrapolation.DriftWarning")  # short windows drift
@@ -135,6 +135,7 @@ def _worker(rank: int, world: int, store: str, out: str):
         res["refused"] = None
     except ValueError as e:
         res["refused"] = str(e)
+    res["edges"] = _edge_cases(rank, scores)
     res["ddp"] = _record_ddp(rank, out)
     res["fsdp"] = _record_fsdp(rank)
     torch.save(res, os.path.join(out, f"rank{rank}.pt"))
@@ -146,6 +147,30 @@ LIMIT_METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson")
 # 3e-3 .. 6e-15 and a permutation of W's rows alone moves the estimate by 1.3e-5 of the distance; at depth 2
 # (3e-3 .. 3e-9) by 8e-10
 LIMIT_KNOBS = {"line": {"a": 2.0}, "anderson": {"depth": 2}}
+
+
+def _edge_cases(rank: int, scores: dict) -> dict:
+    """Found by an audit: a bad compression on one rank only (the other waited for the collective timeout);
+    gather_pieces where one rank holds no masks (it sent int64 beside bool: a gloo abort on one rank, garbage on
+    the other); the Koopman gradient of a hand-split window with two parameter groups on a rank holding none of
+    its rows (max() of an empty sequence)."""
+    out = {"compression": _refusal(lambda: P.global_masks(scores, 0.5 if rank else COMPRESSION, group=True))}
+    meta = dict(rows=(0, 4) if rank == 0 else (4, 7), n_total=7, all_names=["a", "b"], all_shapes=[(4,), (3,)])
+    piece = kt.Trajectory(torch.zeros(4 if rank == 0 else 3, 3), torch.arange(3), ["a" if rank == 0 else "b"],
+                          [(4,) if rank == 0 else (3,)], meta)
+    local = {"a": torch.tensor([True, False, True, False])} if rank == 0 else {}
+    out["gathered"] = gather_pieces(local, piece, True)
+    W = warm_window()[:, :40]
+    n = W.shape[0]
+    groups = [dict(names=[name], lr=lr, momentum=0.0, nesterov=False, dampening=0.0, weight_decay=0.0, maximize=False)
+              for name, lr in (("a", 0.1), ("b", 0.05))]
+    tg = kt.Trajectory(W if rank == 0 else W[:0], torch.arange(40), ["a", "b"] if rank == 0 else [],
+                       [(n // 2,), (n - n // 2,)] if rank == 0 else [],
+                       {"every": 1, "lrs": [0.1] * 40, "group_lrs": [[0.1, 0.05]] * 40, "groups": groups})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["gradient"] = kt.koopman(tg, group=True).gradient()
+    return out
 
 
 def _refusal(fn) -> str | None:
@@ -294,6 +319,23 @@ def test_a_rank_may_hold_no_rows(ranks):
         got, last = ranks[0]["zero_rows"][key], (snapshot_matrix() if key == "dmd" else W)[:, -1]
         assert float((got - value).norm()) <= 1e-8 * float((value - last).norm()) or key == "last", key
         assert key != "last" or torch.equal(got, value)
+
+
+def test_edge_cases_an_audit_found(ranks):
+    a, b = ranks[0]["edges"], ranks[1]["edges"]
+    assert "compression" in a["compression"] and "compression" in b["compression"], "every rank raises at once"
+    for got in (a["gathered"], b["gathered"]):
+        assert list(got) == ["a"] and got["a"].dtype == torch.bool and got["a"].tolist() == [True, False, True, False]
+    W = warm_window()[:, :40]
+    n = W.shape[0]
+    groups = [dict(names=[name], lr=lr, momentum=0.0, nesterov=False, dampening=0.0, weight_decay=0.0, maximize=False)
+              for name, lr in (("a", 0.1), ("b", 0.05))]
+    one = kt.Trajectory(W, torch.arange(40), ["a", "b"], [(n // 2,), (n - n // 2,)],
+                        {"every": 1, "lrs": [0.1] * 40, "group_lrs": [[0.1, 0.05]] * 40, "groups": groups})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = kt.koopman(one, method="gram").gradient()
+    assert b["gradient"].shape == (0,) and float((a["gradient"] - ref).norm()) <= 1e-8 * float(ref.norm())
 
 
 def test_a_window_still_on_one_rank_only_is_not_still(ranks):

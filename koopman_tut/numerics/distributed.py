@@ -273,18 +273,19 @@ def gather_pieces(local: dict[str, Tensor], traj, group, fill=0) -> dict[str, Te
     Returns
     -------
     {name: tensor of the whole parameter's shape}, the same on every rank, for every name that
-    any rank has in ``local``; dtype and device of ``local``'s tensors.
+    any rank has in ``local``; in the dtype of the first rank's tensors (a rank holding none fills in it).
     """
     meta = traj.meta
     if "all_names" not in meta:
         raise ValueError("traj is not row-sharded (record with TrajectoryRecorder(..., shard=True))")
-    mine = torch.frombuffer(bytearray(json.dumps(sorted(local)).encode() + b"\n"), dtype=torch.uint8)
-    lines = bytes(all_gather_rows(mine, group).tolist()).decode().splitlines()  # one JSON list per rank, no pickle
-    wanted = {n for line in lines for n in json.loads(line)}
-    ref = next(iter(local.values())) if local else torch.tensor(fill)  # dtype and device
-    flat = torch.cat([torch.zeros(0, dtype=ref.dtype, device=ref.device)] + [
-        local[n].reshape(-1).to(ref.dtype) if n in local
-        else torch.full((math.prod(s),), fill, dtype=ref.dtype, device=ref.device)
+    ref = next(iter(local.values())) if local else torch.tensor(fill)  # device, and dtype unless another rank's
+    line = json.dumps([sorted(local), str(ref.dtype).removeprefix("torch.") if local else None]) + "\n"
+    lines = bytes(all_gather_rows(torch.frombuffer(bytearray(line.encode()), dtype=torch.uint8), group).tolist())
+    told = [json.loads(x) for x in lines.decode().splitlines()]  # [names, dtype] per rank, no pickle
+    wanted, dtype = {n for names, _ in told for n in names}, next((d for _, d in told if d), None)
+    dtype = getattr(torch, dtype) if dtype else ref.dtype  # the first rank holding tensors decides for all
+    flat = torch.cat([torch.zeros(0, dtype=dtype, device=ref.device)] + [
+        local[n].reshape(-1).to(dtype) if n in local else torch.full((math.prod(s),), fill, dtype=dtype, device=ref.device)
         for n, s in zip(traj.names, traj.shapes)])
     full = all_gather_rows(flat, group)
     if full.numel() != int(meta["n_total"]):

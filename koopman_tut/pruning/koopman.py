@@ -209,7 +209,7 @@ class KoopmanAnalysis:
             g = part if rows is None else (torch.zeros_like(part) if g is None else g)
             if rows is not None:
                 g[rows] = part[rows]
-        self.gradient_check = max(self.gradient_checks, key=lambda c: c.spread)  # the least trusted group
+        self.gradient_check = max(self.gradient_checks, key=lambda c: (not c.trusted, c.spread))  # least trusted
         return g
 
     # -- scores

@@ -166,10 +166,9 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
     counted as kept as in ShrinkBench (zero ones among them make ``compression_ratio``, which counts
     nonzeros, read higher); ties keep the earlier entry (with a group: lower rank, then earlier entry).
     """
+    if group is not None:  # compression is checked in its pre-flight: a rank refusing it makes every rank raise
+        return _global_masks_sharded(scores, compression, model, (prune_bias, prune_classifier, classifier, exclude), group)
     compression = _check_compression(compression)
-    if group is not None:
-        return _global_masks_sharded(scores, compression, model, (prune_bias, prune_classifier, classifier, exclude),
-                                     group)
     names, total = _eligible(scores, model, prune_bias, check_classifier(prune_classifier, classifier), exclude)
     flat = _ranked(scores, names)
     return _split(_keep_top(flat, _keep_count(total, flat.numel(), compression)), scores, names)
@@ -183,6 +182,7 @@ def _global_masks_sharded(scores: Scores, compression: float, model, options: tu
     prune_bias, prune_classifier, classifier, exclude = options
     error, names, total, flat = None, [], 0, torch.zeros(0)
     try:
+        compression = _check_compression(compression)
         classifier, exclude = check_classifier(prune_classifier, classifier), check_exclude(exclude)
         if scores or not isinstance(scores, dict):
             names, total = _eligible(scores, model, prune_bias, classifier, exclude, sharded=True)
@@ -192,7 +192,7 @@ def _global_masks_sharded(scores: Scores, compression: float, model, options: tu
     except (TypeError, ValueError) as e:  # raised on every rank below, so that none waits in a collective
         error = e
     exclude = repr(sorted(exclude)) if isinstance(exclude, tuple) else repr(exclude)  # checked: a tuple of str
-    preflight("global_masks", group, {"compression": compression, "model given": model is not None,
+    preflight("global_masks", group, {"compression": repr(compression), "model given": model is not None,
                                       "prune_bias": prune_bias, "classifier": repr(classifier), "exclude": exclude})
     agreed = all_reduce_sum(torch.tensor([int(error is not None), total, flat.numel()]), group).tolist()
     if agreed[0]:

@@ -69,6 +69,9 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
                              f"it must be > 0 and finite")
         if rows:
             out.append((torch.cat(rows), {**traj.meta, **gr}, lr_g))
+    if not out:  # a rank holding none of the rows (a hand-split window): no rows, a valid group's settings
+        gr, lr_g = next(((gr, v) for gr, v in zip(groups, lrs_t) if 0 < v < math.inf), (groups[0], lrs_t[0]))
+        out.append((torch.zeros(0, dtype=torch.long), {**traj.meta, **gr}, lr_g))
     return out
 
 
