@@ -49,7 +49,7 @@ from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm,
 from .secant import gap, plain_factor, secant_fit, unreadable
 from .optimizer_settings import has_momentum, momentum_delays, setting_drift  # noqa: F401 (re-exported)
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
-from .trust import RESIDUAL_TOL, DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401
+from .trust import RESIDUAL_TOL, DriftWarning, Extrapolation, UntrustedLimitWarning, step_fit, warn_untrusted  # noqa: F401
 
 Tensor = torch.Tensor
 HOLDOUT_FRACTION = 0.1  # share of the differences the trust check holds out
@@ -253,10 +253,12 @@ class AffineModel:
         pad[: m - k] = self._tail(red, k, tol, max_horizon)[0]
         out.holdout_error = _ratio(self._norm(pad - last), self._norm(last))
 
-    def modal_difference(self, t: int, weight, warn: bool = True, what: str = "Koopman gradient") -> Extrapolation:
+    def modal_difference(self, t: int, weight, warn: bool = True, what: str = "Koopman gradient",
+                         beta: float = 0.0) -> Extrapolation:
         """The model's difference d(t) = theta(t+1) - theta(t), amplitudes fitted to the whole
         window, with mode i scaled by ``weight(mu)[i]`` (a function of the (r,) eigenvalues);
-        the refitted model's gives its trust check. t is a snapshot index in [0, T-1]."""
+        the refitted model's gives its trust check. t is a snapshot index in [0, T-1]; ``beta``, a
+        heavy-ball momentum its fit check undoes (:func:`.trust.step_fit`)."""
         k = self.delays
         if not self.rank:
             return still_estimate(self.W, self.eigs, self.holdout, None)
@@ -266,13 +268,11 @@ class AffineModel:
             return red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs))
 
         c = coef(self.reduced)
-        jf = min(j, self.W.shape[-1] - 2 - k)  # d(t) recorded, or (t = T-1) d(T-2): block fi of e_jf
-        fi, seen = (i if jf == j else 0), torch.nn.functional.one_hot(torch.tensor(jf), c.numel()).to(c.dtype)
-        fitted = self.reduced.smoothed(powers(self.eigs, jf)[:, 0])
         out = Extrapolation(theta=matmul_chunked(self.W, (self.block(i)[0] @ c)[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
                             window=self.W.shape[-1], residual=self.reduced.residual,
-                            fit=_ratio(self._norm(fitted - seen, fi), self._norm(seen, fi)))
+                            fit=step_fit(self.reduced, self.factor.Rd, k, t, beta, 2 * (1 + beta) * self.factor.data_floor
+                                         / math.sqrt((k + 1) * self.W.shape[-1])))  # rounding: eps ||theta|| a step
         out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c, i))
         out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i)
         if self.untruncated is not None:

@@ -114,40 +114,27 @@ optimizer settings change, a seventh; a Koopman gradient, an eighth), and warns
    changes. The secant limit reads each step's settings and is exact there (benchmarks/schedules.py).
 
 8. Fit at the snapshot. A Koopman gradient is the model's step at snapshot t with the optimizer undone.
-   ``fit`` = ||model's step - recorded step|| / ||recorded step|| at t (at T-2 for t = T-1, whose step
-   is not recorded) must be at most ``TRUST_TOL``. Full-batch training fits it to rounding; where it
-   does not (minibatch noise, dynamics the model misses) the gradient is a smoothed estimate whose
-   distance from the true one the window cannot tell. SGD on a rank-8 quadratic with gradient noise
-   of std 0.003-0.1 standing in for minibatches (an independent review's sweep: plain, heavy-ball and
-   Nesterov SGD, 192 gradients, 41 snapshots, t in {5, 20, -5, -1}): 153 more than 10% off, 25 of them
-   trusted by checks 1-5 (up to 184% off, residual 0.23), 2 with this (13% and 22% off); the full-batch
-   gradients it checked (float64, 13 optimizer settings; float32) are warned exactly as before.
+   ``fit`` (:func:`step_fit`) = the misfit of the gradient the recorded steps imply (under heavy ball
+   -(d(t) - beta d(t-1)) / lr, which a small misfit of nearly equal steps makes up to 1 / (1 - beta) times
+   larger; else the step d(t)), beyond what rounding can put there, relative to the model's, at t (at T-2
+   for t = T-1, whose step is not recorded), must be at most ``TRUST_TOL``. Full-batch training fits it
+   to rounding; minibatch noise does not, and the gradient is then a smoothed estimate whose distance from
+   the true one the window cannot tell. benchmarks/kgp_fit.py (SGD on a rank-8 quadratic with gradient
+   noise 0.003-0.1, plain, heavy ball and Nesterov, 5 seeds, 240 gradients): 193 more than 10% off, 35 of
+   them trusted by checks 1-5, 4 with the fit of the step alone (heavy ball, 10-21% off), 0 with this.
 
-The refits (checks 1, 4, 5) classify drifting modes as the estimate did: where none of its modes
-lies within ``drift_tol`` of 1, a refit's mode is cut at the horizon only if |mu| >= 1. A rate on
-that line (plain SGD, lr h = 0.01 x 0.1: 0.999 on drift_tol = 1e-3) was otherwise carried across
-it by a rounding-sized perturbation, its tail cut at 1000 snapshots, and a limit 1e-5 off was not
-trusted. Over trust_families.py's 960 windows (with 31-snapshot windows added) false alarms went
-from 76 to 43 of 628 limits within 1%; false silences stayed 22 of 216 limits more than 10% off,
-11 of them Nesterov after 20 warm-up steps in 31 snapshots: 16 modes of which the window resolves
-15, fitted to rounding with a slowest rate too slow (gain 114 for 91), moved 1-3% by every refit
-(and by one without the first tenth of the window). An independent review (14,000 windows near
-the line: one slow rate or a cluster on both sides of it, drift_tol 1e-2 .. 1e-4, float32, noise,
-momentum) found false alarms fewer in every setting and 5 new false silences, all short windows
-whose cluster of slow rates on both sides of the line is merged into one just outside it (14-41%
-off): the old rule had flagged them only because a refit crossed the line. With issue 16's slow
-cluster added (80 windows, below) the benchmark's totals are 57 of 292 and 43 of 628.
+The refits (checks 1, 4, 5) classify drifting modes as the estimate did: where none of its modes lies
+within ``drift_tol`` of 1, a refit's mode is cut at the horizon only if |mu| >= 1 (docs/trust.md, "Refits
+near the drift line", has the measurements).
 
 How the thresholds were chosen (from what the window's own numbers can be, never from an
 answer): a spread of 0.05 sits between 1% (an estimate to trust) and 10% (one not to), on a log
 scale; the misfit of a deterministic float64 trajectory is its rounding, at most ~1e-6 on the
 Gram route (sqrt(eps64) resolution) and ~1e-11 on the QR route, while minibatch noise and
 float32 recording (eps32 = 1.2e-7 of the parameters, 1e-4 or more of a step) sit above 1e-5.
-Known limits of the checks (measured, with the rules tried and rejected: docs/trust.md). A cluster of
-slow rates closer together than the window separates at its noise level (or at the stored dtype's
-rounding: float32) is fitted by fewer, faster modes that fit the window to its noise while every refit
-agrees, and the merged tail falls short: what the noise hides, the window cannot show.
-tests/test_limits.py measures both checks on known answers.
+Known limits (docs/trust.md, with the rules tried and rejected): slow rates closer together than the window
+separates at its noise (or float32 rounding) are fitted by fewer, faster modes with a tail that falls short.
+tests/test_limits.py and tests/test_kgp_trust.py measure the checks on known answers.
 """
 from __future__ import annotations
 
@@ -156,6 +143,8 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+
+from .dmd_result import powers
 
 Tensor = torch.Tensor
 TRUST_TOL = 0.05  # largest spread an estimate may have and stay silent (see the module notes)
@@ -287,3 +276,25 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
         stacklevel=stacklevel)
 
 
+def step_fit(red, Rd: Tensor, k: int, t: int, beta: float = 0.0, rounding: float = 0.0) -> float:
+    """Check 8: (||m(t) - beta m(t-1)|| - rounding)+ / ||s(t) - beta s(t-1)||, s(u) the model ``red``'s step d(u)
+    and m(u) it minus the recorded one (Rd (p, T-1) the steps' factor, ``k`` delays; t = T-1 read at T-2);
+    ``rounding``: what the stored data's rounding can put there. beta: heavy ball's (the implied gradient's
+    misfit); 0 for plain SGD and Nesterov (whose undoing runs over every earlier step: the step's misfit)."""
+    n, t = Rd.shape[1], min(t, Rd.shape[1] - 1)
+
+    def step(u: int) -> Tensor:  # (T-1,) coefficients on Rd's columns of the model's d(u)
+        j = min(max(u - k, 0), n - k - 1)  # d(u) is block j + k - u of the embedded difference e_j
+        out = torch.zeros(n, dtype=Rd.dtype)
+        out[u - j: u - j + n - k] = red.smoothed(powers(red.eigs, j)[:, 0])
+        return out
+
+    b = beta if t >= 1 else 0.0
+    model = step(t) - b * step(t - 1) if b else step(t)
+    recorded = torch.zeros(n, dtype=Rd.dtype)
+    recorded[t] = 1.0
+    if b:
+        recorded[t - 1] = -b
+    num = max(float(torch.linalg.vector_norm(Rd @ (model - recorded))) - rounding, 0.0)
+    den = float(torch.linalg.vector_norm(Rd @ model))
+    return num / den if den > 0 else (0.0 if num == 0 else math.inf)

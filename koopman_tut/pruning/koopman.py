@@ -200,7 +200,8 @@ class KoopmanAnalysis:
         # refitted without the window's last steps gives the trust check (a warning if it fails)
         g, self.gradient_checks = None, []
         for rows, settings, lr_g in groups:
-            check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), warn=warn)
+            beta = float(settings.get("momentum", 0) or 0) if every == 1 and not settings.get("nesterov") else 0.0
+            check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), warn=warn, beta=beta)
             self.gradient_checks.append(check)
             part = check.theta
             wd = float(settings.get("weight_decay", 0.0) or 0.0)

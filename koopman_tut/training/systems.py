@@ -144,7 +144,8 @@ class QuadraticRun:
 
 def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = False, warmup: int = 100,
                   n_steps: int = 80, dim: int = 20, seed: int = 0, dtype=torch.float64, dampening: float = 0.0,
-                  weight_decay: float = 0.0, lr_lambda=None, momentum_at=None, path=None) -> QuadraticRun:
+                  weight_decay: float = 0.0, lr_lambda=None, momentum_at=None, path=None,
+                  grad_noise: float = 0.0) -> QuadraticRun:
     """Train x (a bias-free nn.Linear(dim, 1)) by torch.optim.SGD on 0.5 (x - x*)^T H (x - x*)
     and record steps warmup .. warmup + n_steps with a TrajectoryRecorder.
 
@@ -160,6 +161,7 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
     momentum_at : the momentum of step s (a function of s = 0, 1, ..., set before the step, as
         OneCycleLR cycles it), or None for ``momentum`` throughout.
     path : record into this disk file (``TrajectoryRecorder(path=)``) instead of memory.
+    grad_noise : std of Gaussian noise added to every gradient (a minibatch stand-in; seeded by ``seed``).
     warmup, n_steps : steps before the window and its length (n_steps + 1 snapshots).
     dtype : the model's and the recording's dtype.
     """
@@ -187,13 +189,15 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
                           weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda is not None else None
     rec = TrajectoryRecorder(model, opt, start=warmup, stop=warmup + n_steps, dtype=dtype, path=path)
-    Hd, xs = H.to(dtype), x_star.to(dtype)
+    Hd, xs, gn = H.to(dtype), x_star.to(dtype), torch.Generator().manual_seed(seed + 1)
     for s in range(warmup + n_steps):
         if momentum_at is not None:
             opt.param_groups[0]["momentum"] = float(momentum_at(s))
         opt.zero_grad()
         e = model.weight[0] - xs
         (0.5 * e @ Hd @ e).backward()
+        if grad_noise:
+            model.weight.grad += grad_noise * torch.randn(dim, generator=gn, dtype=torch.float64).to(dtype)
         opt.step()
         if schedule is not None:
             schedule.step()
