@@ -550,3 +550,12 @@ def test_display_math_gets_a_paragraph_of_its_own():
     assert paragraphs("$$\nx\n= y$$ where\nz") == "$$\nx\n= y$$\n\nwhere\nz"
     for same in ("inline $$x$$ stays", "no math\n", "$$x$$", "a\n\n$$x$$\n\nb", "$$ never closed\nx"):
         assert paragraphs(same) == same
+
+
+def test_a_reveals_answer_runs_to_the_end_of_its_section():
+    """Past readings and code samples in markdown, up to the next level-1/2 heading, prompt or exercise."""
+    reveal = new_code_cell("1", metadata={"tags": ["reveal"]})
+    cells = [reveal, new_markdown_cell("Reading.\n\n```python\n# a comment, not a heading\n```"), new_code_cell("2"),
+             new_markdown_cell("### A subsection"), new_code_cell("3"), new_markdown_cell("## Next section"),
+             new_code_cell("4"), new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(True)")]
+    assert answer_cells(cells) == {0, 2, 4, 7}

@@ -108,7 +108,10 @@ def answer_cells(cells: list[NotebookNode]) -> set[int]:
 def _ends_answer(cell: NotebookNode) -> bool:
     """A markdown cell that starts what a reveal's answer does not cover: a heading of level 1 or 2,
     a new prompt, an exercise."""
-    heading = any(line.startswith(("# ", "## ")) for line in cell.source.splitlines())
+    fenced, heading = False, False
+    for line in cell.source.splitlines():
+        fenced ^= line.lstrip().startswith(("```", "~~~"))  # a '# comment' in a code block is no heading
+        heading = heading or (not fenced and line.startswith(("# ", "## ")))
     return heading or has_tag(cell, PREDICT_TAG) or has_tag(cell, EXERCISE_TAG)
 
 

@@ -41,7 +41,8 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
     clear_reveals : bool
         Clear the output of each cell tagged ``reveal`` (the answer to a "Predict first"
         prompt) and of the other cells that answer it (:func:`.cells.answer_cells`: the code
-        cells right after it, and the printed verdicts of the checked claims), and put a "Your
+        cells after it in its section, and the printed verdicts of the checked claims; their figure
+        captions too), and put a "Your
         prediction:" markdown cell before the reveal. The student website keeps those outputs
         (folded behind a button) and passes False.
 
