@@ -15,6 +15,7 @@ RUNS = {
     "bench_recording": ["--model", "mlp", "--steps", "3", "--repeat", "1"],
     "bench_scale": ["--gb", "0.002", "--dist-gb", "0.002", "--T", "8"],
     "trust_families": ["--seeds", "1"],
+    "kgp_fit": ["--seeds", "1"],
     "known_answers": [],
     "secant_limit": ["--seeds", "1"],
     "schedules": ["--seeds", "1"],
