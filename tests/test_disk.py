@@ -129,6 +129,26 @@ def test_a_run_killed_with_sigkill_keeps_what_it_recorded(tmp_path):
     assert torch.equal(u.snapshots, t.snapshots) and u.meta == t.meta
 
 
+KILLED_EARLY = """
+import os, signal, sys, torch
+import koopman_tut as kt
+model = torch.nn.Linear(3, 2)
+kt.TrajectoryRecorder(model, torch.optim.SGD(model.parameters(), lr=0.1), start=10, stop=20, path=sys.argv[1])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_run_killed_before_its_first_snapshot_says_so(tmp_path):
+    """Not the message of a recording still in progress ('no complete snapshot yet'), which may yet fill."""
+    path = tmp_path / "run.traj"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-c", KILLED_EARLY, str(path)], env=env, timeout=120, capture_output=True,
+                       text=True)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    with pytest.raises(ValueError, match="cut short before its first snapshot"):
+        kt.Trajectory.load(path)
+
+
 def test_damaged_files_are_refused(setup, tmp_path):
     model, opt, _ = setup
     path = tmp_path / "r.traj"

@@ -71,7 +71,7 @@ def test_a_second_recorder_on_the_same_path_is_refused(tmp_path):
     first = kt.TrajectoryRecorder(model, opt, max_snapshots=10, path=path)
     steps(model, opt, 2)
     other, other_opt = tiny(1)
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="being written by another TrajectoryRecorder: choose another path"):
         kt.TrajectoryRecorder(other, other_opt, max_snapshots=10, path=path)
     with pytest.raises(FileExistsError, match="another TrajectoryRecorder"):
         kt.TrajectoryRecorder(other, other_opt, max_snapshots=10, path=path, overwrite=True)

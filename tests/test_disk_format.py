@@ -303,6 +303,8 @@ def test_a_conversion_onto_a_file_a_recorder_is_writing_is_refused(files, tmp_pa
     data = live.read_bytes()
     with pytest.raises(FileExistsError, match="being written by another TrajectoryRecorder"):
         convert_v1(old, live, overwrite=True)
+    with pytest.raises(FileExistsError, match="being written by another TrajectoryRecorder"):  # not 'pass overwrite'
+        kt.TrajectoryRecorder(model, torch.optim.SGD(model.parameters(), lr=0.1), stop=5, path=live)
     assert live.read_bytes() == data and sorted(p.name for p in tmp_path.iterdir()) == ["live.traj", "v1.traj"]
     rec.remove()
 

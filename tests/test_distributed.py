@@ -459,6 +459,8 @@ def test_group_needs_an_initialised_process_group():
     model = nn.Linear(3, 2)
     with pytest.raises(TypeError, match=r"shard must be False, True \(the default group\)"):
         kt.TrajectoryRecorder(model, torch.optim.SGD(model.parameters(), lr=0.1), stop=3, shard="yes")
+    with pytest.raises(RuntimeError, match=r"^shard= needs torch.distributed initialised"):  # the recorder has no group=
+        kt.TrajectoryRecorder(model, torch.optim.SGD(model.parameters(), lr=0.1), stop=3, shard=True)
 
 
 def free_port() -> int:

@@ -107,6 +107,8 @@ def _check_shard(shard, dtensors: bool):
     if shard is None or shard is False:
         return None
     check_group(shard, "shard", "False")
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        raise RuntimeError("shard= needs torch.distributed initialised (dist.init_process_group, or torchrun)")
     if dtensors:
         raise ValueError("shard= splits each rank's recorded rows over the ranks, but these parameters are FSDP2 "
                          "shards (DTensors) already: record each rank's local shards without shard= (a second split "

@@ -55,9 +55,23 @@ def check_target(path, overwrite: bool) -> Path:
     if not stat.S_ISREG(mode):
         raise ValueError(f"path {str(path)!r} exists and is not a regular file")
     if not overwrite:
+        if _being_written(path):  # overwrite=True would be refused too: say so now
+            raise FileExistsError(errno.EEXIST, f"{path} is being written by another TrajectoryRecorder: choose "
+                                                f"another path")
         raise FileExistsError(errno.EEXIST, f"{path} exists: pass overwrite=True to replace it (the old file stays "
                                             f"intact until the new one is allocated), or choose another path")
     return path
+
+
+def _being_written(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        return is_locked(fd)
+    finally:
+        os.close(fd)
 
 
 def create_temp(path: Path) -> tuple[int, Path]:

@@ -233,7 +233,9 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
         steps = np.frombuffer(os.pread(fd, 8 * cap, h["steps_offset"]), dtype="<i8")
         k = fmt.complete_snapshots(h, count, state, steps, live, path)
         if k == 0:
-            raise ValueError(f"{path} holds no complete snapshot yet")
+            raise ValueError(f"{path} holds no complete snapshot yet" + (
+                "" if live or state != fmt.WRITING else ": its recording was cut short before its first snapshot (its "
+                "process ended without closing the file), so nothing will come"))
         if size < h["data_offset"] + k * n * item:
             raise ValueError(f"{path} is inconsistent: truncated inside its {k} complete snapshots "
                              f"({size} bytes, {h['data_offset'] + k * n * item} needed)")
