@@ -187,8 +187,8 @@ class Extrapolation:
         relative to its size (check 6); else 0.
     schedule : for a recorded window, the drift of its optimizer's step size times the extent: about
         the share of the distance left that a tail fitted across the drift misses (check 7); else 0.
-    fit : for a Koopman gradient, the model's step at the snapshot asked for (the last recorded one for
-        t = T-1) against the recorded step, relative to it (check 8); else 0.
+    fit : for a Koopman gradient, the misfit at the snapshot asked for of the gradient the recorded steps
+        imply, relative to the model's (check 8, :func:`step_fit`); else 0.
     holdout, window : differences held out; snapshots in the window.
     limit : True for a limit (h = inf), which no drifting mode may enter.
     trusted : spread, rounding, conditioning, truncation, secant, schedule and fit <= TRUST_TOL, (extent <=
@@ -259,9 +259,9 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
                    f"with different ones, and its tail over {est.extent:.3g} snapshots misses by about "
                    f"{est.schedule:.2g} of the distance left (method='secant' reads each step's settings)")
     if not est.fit <= TRUST_TOL:
-        why.append(f"the model's step at that snapshot differs from the recorded step by {est.fit:.2g} of it (noise "
-                   f"such as minibatch sampling, or dynamics the model misses: it is a smoothed estimate, not "
-                   f"the gradient that made the step)")
+        why.append(f"at that snapshot the gradient the recorded steps imply differs from the model's by {est.fit:.2g} "
+                   f"of it (noise such as minibatch sampling, or dynamics the model misses: it is a smoothed "
+                   f"estimate, not the gradient that made the step)")
     if est.limit and est.drifting.numel():
         why.append(f"{est.drifting.numel()} mode(s) drift (see the DriftWarning), so the window has no limit and "
                    f"this is a {est.horizon:g}-snapshot forecast")

@@ -145,29 +145,28 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
         are recognised by name and the classifier only when named (``classifier="name"``).
     prune_bias, prune_classifier : allow pruning those (default: left unpruned).
     classifier : which module is the classifier left unpruned: ``"auto"`` (default): the module
-        ``model.classifier`` if the model has one, else the last nn.Linear in registration order
-        (not necessarily the last the forward pass applies; a UserWarning says when unsure, see
-        :func:`koopman_tut.recording.params.classifier_names`); a module name; or None to prune
-        it too (as ``prune_classifier=True``).
-    exclude : parameter names to leave unpruned as well (counted as kept), e.g. the layers a
-        trajectory recorded with ``params=`` left out; their scores, if given, are ignored.
-    group : a torch.distributed process group (``True``: the default one) when each rank
-        holds its own share of the scores (e.g. KMP scores of its rows of a sharded
-        trajectory; with ``model=``, each rank's model holds its own shard's parameters, e.g.
-        FSDP2's ``fully_shard``, whose DTensor parameters count as their local shards).
-        The ranking is global and exact (in float64), as on the scores of all ranks
-        concatenated in rank order (:func:`koopman_tut.numerics.distributed.top_k_mask`); the total
-        and the counts are summed over ranks. A collective: every rank of the group must call it.
+        ``model.classifier`` if the model has one, else the last nn.Linear in registration order (not
+        necessarily the last the forward pass applies; a UserWarning says when unsure, see
+        :func:`koopman_tut.recording.params.classifier_names`); a module name; or None to prune it too.
+    exclude : parameter names left unpruned as well (counted as kept), e.g. the layers a trajectory
+        recorded with ``params=`` left out; their scores, if given, are ignored.
+    group : a torch.distributed process group (``True``: the default one) when each rank holds its own
+        share of the scores (e.g. KMP scores of its rows of a sharded trajectory; with ``model=``, each rank's
+        model holds its own shard's parameters, e.g. FSDP2's ``fully_shard``, whose DTensor parameters count
+        as their local shards). The ranking is global and exact (in float64), as on the scores of all ranks
+        concatenated in rank order (:func:`koopman_tut.numerics.distributed.top_k_mask`); the total and the
+        counts are summed over ranks. A collective: every rank of the group must call it.
 
     Returns
     -------
-    {name: bool tensor}, True = kept, for the ranked parameters (this rank's, with a group).
-    Exactly round(total / compression) entries are kept, unranked ones (biases, classifier, excluded)
-    counted as kept as in ShrinkBench (zero ones among them make ``compression_ratio``, which counts
-    nonzeros, read higher); ties keep the earlier entry (with a group: lower rank, then earlier entry).
+    {name: bool tensor}, True = kept, for the ranked parameters (this rank's, with a group). Exactly
+    round(total / compression) entries are kept, unranked ones (biases, classifier, excluded) counted as kept as in
+    ShrinkBench (zero ones make ``compression_ratio``, which counts nonzeros, read higher); ties keep the earlier
+    entry (with a group: lower rank, then earlier entry).
     """
-    if group is not None:  # compression is checked in its pre-flight: a rank refusing it makes every rank raise
-        return _global_masks_sharded(scores, compression, model, (prune_bias, prune_classifier, classifier, exclude), group)
+    if group is not None:  # compression checked in the pre-flight: a rank refusing it makes every rank raise
+        options = (prune_bias, prune_classifier, classifier, exclude)
+        return _global_masks_sharded(scores, compression, model, options, group)
     compression = _check_compression(compression)
     names, total = _eligible(scores, model, prune_bias, check_classifier(prune_classifier, classifier), exclude)
     flat = _ranked(scores, names)
@@ -192,7 +191,8 @@ def _global_masks_sharded(scores: Scores, compression: float, model, options: tu
     except (TypeError, ValueError) as e:  # raised on every rank below, so that none waits in a collective
         error = e
     exclude = repr(sorted(exclude)) if isinstance(exclude, tuple) else repr(exclude)  # checked: a tuple of str
-    preflight("global_masks", group, {"compression": repr(compression), "model given": model is not None,
+    given = compression if isinstance(compression, float) else repr(compression)  # checked above: a float
+    preflight("global_masks", group, {"compression": given, "model given": model is not None,
                                       "prune_bias": prune_bias, "classifier": repr(classifier), "exclude": exclude})
     agreed = all_reduce_sum(torch.tensor([int(error is not None), total, flat.numel()]), group).tolist()
     if agreed[0]:

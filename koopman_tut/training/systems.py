@@ -162,8 +162,7 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
         OneCycleLR cycles it), or None for ``momentum`` throughout.
     path : record into this disk file (``TrajectoryRecorder(path=)``) instead of memory.
     grad_noise : std of Gaussian noise added to every gradient (a minibatch stand-in; seeded by ``seed``).
-    warmup, n_steps : steps before the window and its length (n_steps + 1 snapshots).
-    dtype : the model's and the recording's dtype.
+    warmup, n_steps, dtype : steps before the window, its length (n_steps + 1 snapshots), the model's and its dtype.
     """
     from ..recording.recorder import TrajectoryRecorder  # recording sits below the systems
 
@@ -171,13 +170,8 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
     if h.numel() > dim:
         raise ValueError(f"dim must be at least the number of Hessian eigenvalues ({h.numel()}), got dim={dim}")
     for s in range(warmup + n_steps):  # x_star is where training goes only if every step contracts
-        lr_s = lr * (lr_lambda(s) if lr_lambda is not None else 1.0)
-        beta = float(momentum_at(s)) if momentum_at is not None else momentum
-        rho = contraction(h.numpy() + weight_decay, lr_s, beta, nesterov, dampening)
-        if not rho < 1:
-            raise ValueError(f"lr={lr_s:g} with momentum={beta:g} (nesterov={nesterov}) makes step {s} expand the "
-                             f"error along a Hessian eigenvalue (spectral radius {rho:.4g} >= 1): training diverges, "
-                             f"and rounding, not x_star, decides where it goes; take a smaller lr")
+        _check_contracts(s, h.numpy() + weight_decay, lr * (lr_lambda(s) if lr_lambda is not None else 1.0),
+                         float(momentum_at(s)) if momentum_at is not None else momentum, nesterov, dampening)
     g = torch.Generator().manual_seed(seed)
     B = torch.linalg.qr(torch.randn(dim, h.numel(), generator=g, dtype=torch.float64))[0]
     H = B @ torch.diag(h) @ B.T
@@ -206,6 +200,14 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
         H = H + weight_decay * torch.eye(dim, dtype=torch.float64)
         x_star = torch.linalg.solve(H, (H - weight_decay * torch.eye(dim, dtype=torch.float64)) @ x_star)
     return QuadraticRun(traj=rec.trajectory(copy=True), x_star=x_star, hessian=H)
+
+
+def _check_contracts(s: int, h: np.ndarray, lr: float, beta: float, nesterov: bool, dampening: float) -> None:
+    rho = contraction(h, lr, beta, nesterov, dampening)
+    if not rho < 1:
+        raise ValueError(f"lr={lr:g} with momentum={beta:g} (nesterov={nesterov}) makes step {s} expand the "
+                         f"error along a Hessian eigenvalue (spectral radius {rho:.4g} >= 1): training diverges, "
+                         f"and rounding, not x_star, decides where it goes; take a smaller lr")
 
 
 def contraction(h: np.ndarray, lr: float, momentum: float, nesterov: bool, dampening: float) -> float:
