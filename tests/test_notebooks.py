@@ -190,8 +190,8 @@ def test_claims_hold_at_seeds_nobody_chose(stem, seed, tmp_path):
     (["--only", "03", "-p", "COMPRESSIONS", "[1]"], "COMPRESSIONS [1] needs a compression above 1"),
     (["--only", "07", "-p", "SEEDS", "1"], "SEEDS=1 gives one seed"),
     (["--only", "04", "-p", "SEEDS", "[7]"], "SEEDS=[7] gives one seed"),
-    (["--only", "05", "-p", "STARTS", "[20, 80, 3000]"], "FINAL_STEPS=2000 must be at least the last of STARTS"),
-    (["--only", "05", "-p", "STARTS", "[20, 40]"], "STARTS [20, 40] must be at least WINDOW=30 apart"),
+    (["--only", "05", "-p", "STARTS", "[20, 80, 3000]"], "FINAL_STEPS=2000: final_steps=2000 must be at least the last start"),
+    (["--only", "05", "-p", "STARTS", "[20, 40]"], "STARTS=[20, 40], WINDOW=30, FINAL_STEPS=2000: starts must be steps >= 0 at least window=30 apart"),
 ])
 def test_parameters_the_study_cannot_use_together_are_refused_before_a_kernel(args, words, tmp_path, monkeypatch,
                                                                               capsys):

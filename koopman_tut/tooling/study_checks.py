@@ -16,13 +16,12 @@ def _seed_count(seeds) -> int:
 
 
 def _starts_problem(v: dict) -> str | None:
-    starts, window, final = sorted(v["STARTS"]), v["WINDOW"], v["FINAL_STEPS"]
-    if any(b - a < window for a, b in zip(starts, starts[1:])):
-        return (f"STARTS {list(v['STARTS'])} must be at least WINDOW={window} apart: each window is recorded on "
-                f"the one training path")
-    if final < starts[-1] + window:
-        return (f"FINAL_STEPS={final} must be at least the last of STARTS plus WINDOW ({starts[-1] + window}): "
-                f"the final mask comes after every window")
+    from ..training.experiments import check_starts  # the rule prediction_study applies
+
+    try:
+        check_starts(v["STARTS"], v["WINDOW"], v["FINAL_STEPS"])
+    except ValueError as e:
+        return f"STARTS={list(v['STARTS'])}, WINDOW={v['WINDOW']}, FINAL_STEPS={v['FINAL_STEPS']}: {e}"
     return None
 
 
