@@ -6,6 +6,7 @@ each rank saves what it got, and the test reads it back.
 import os
 import re
 import time
+from datetime import timedelta
 
 import pytest
 import torch
@@ -38,11 +39,12 @@ def spawn(fn, out, nprocs: int = 2, limit: float = 180.0) -> list[dict]:
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(nprocs)]
 
 
-def _setup(rank: int, world: int, store: str, timeout_s: float):
+def _setup(rank: int, world: int, store: str, timeout_s: float, group_timeout_s: float | None = None):
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     os.environ[TIMEOUT_ENV] = str(timeout_s)  # a check that missed would end in a timeout here, not a hang
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    own = {} if group_timeout_s is None else {"timeout": timedelta(seconds=group_timeout_s)}
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world, **own)
 
 
 def _attempt(fn) -> str | None:
@@ -161,9 +163,14 @@ STALL_S, LIMIT_S = 6.0, 1.5
 
 
 def _stalling(rank: int, world: int, store: str, out: str):
-    """Rank 1 stalls (never calls the collective) and then ends; rank 0 calls it."""
-    _setup(rank, world, store, LIMIT_S)
+    """Rank 1 stalls (never calls the collective) and then ends; rank 0 calls it. "group's limit": the
+    process group's own timeout (LIMIT_S) is shorter than the package's (60 s)."""
     what = os.path.basename(out)
+    if what == "group's limit":
+        _setup(rank, world, store, 60, group_timeout_s=LIMIT_S)
+        what = "all_reduce"
+    else:
+        _setup(rank, world, store, LIMIT_S)
     got = {}
     if rank == 0:
         t0 = time.monotonic()
@@ -185,6 +192,16 @@ def test_a_stalled_rank_makes_the_others_fail_within_the_timeout(tmp_path, what,
     assert got["error"].startswith("TimeoutError: " + collective), got
     assert f"within {LIMIT_S:g} s" in got["error"] and TIMEOUT_ENV in got["error"]
     assert 0.9 * LIMIT_S <= got["seconds"] < STALL_S - 2, got["seconds"]  # the limit, not the stall, ended it
+
+
+def test_a_shorter_process_group_timeout_is_named_as_what_ended_the_wait(tmp_path):
+    # it said "did not complete within 60 s ... raise KOOPMAN_TUT_COLLECTIVE_TIMEOUT" after 1.5 s
+    out = tmp_path / "group's limit"
+    out.mkdir()
+    got = spawn(_stalling, out, limit=120)[0]
+    assert got["error"].startswith("TimeoutError: all_reduce (sum)"), got
+    assert "within 60 s" not in got["error"] and "process group's own timeout" in got["error"], got
+    assert got["seconds"] < STALL_S - 2, got["seconds"]
 
 
 def test_collective_timeout_is_read_from_the_environment(monkeypatch):

@@ -82,10 +82,15 @@ def _timed(launch, what: str, g) -> None:
                                f"different collective: see its error") from e
         done = False
     if done is False:
-        raise TimeoutError(f"{what} did not complete within {limit:g} s on {where}: another rank stalled, died "
-                           f"or is waiting in a different collective. If a rank is only slow, raise the limit "
-                           f"with the environment variable {TIMEOUT_ENV}=<seconds> (default {DEFAULT_TIMEOUT_S:g}). "
-                           f"The process group cannot be used after this: end every rank")
+        ours = time.monotonic() - t0 >= 0.9 * limit  # else the process group's shorter timeout ended the wait
+        shown = f"{limit:g}" if ours else f"{time.monotonic() - t0:.3g}"
+        raise TimeoutError(f"{what} did not complete within {shown} s on {where}: another rank "
+                           f"stalled, died or is waiting in a different collective. If a rank is only slow, raise "
+                           + (f"the limit with the environment variable {TIMEOUT_ENV}=<seconds> (default "
+                              f"{DEFAULT_TIMEOUT_S:g})" if ours else
+                              f"the process group's own timeout (dist.init_process_group(timeout=...)), which ended "
+                              f"the wait before this package's {limit:g} s ({TIMEOUT_ENV})")
+                           + ". The process group cannot be used after this: end every rank")
 
 
 def _describe(t: Tensor) -> str:
