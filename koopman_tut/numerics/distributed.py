@@ -72,8 +72,7 @@ def _timed(launch, what: str, g) -> None:
     """Start an async collective (``launch()``) and wait for it at most :func:`collective_timeout`
     seconds; a TimeoutError naming it and the limit otherwise (a RuntimeError if it failed)."""
     limit = collective_timeout()  # checked before anything is sent
-    where = f"rank {dist.get_rank(g)} of {dist.get_world_size(g)}"
-    t0 = time.monotonic()
+    where, t0 = f"rank {dist.get_rank(g)} of {dist.get_world_size(g)}", time.monotonic()
     try:
         done = launch().wait(timeout=timedelta(seconds=limit))
     except RuntimeError as e:  # gloo: "Operation timed out!", "Connection reset by peer", ...
@@ -81,16 +80,13 @@ def _timed(launch, what: str, g) -> None:
             raise RuntimeError(f"{what} failed on {where}: {e}. Another rank probably ended or called a "
                                f"different collective: see its error") from e
         done = False
-    if done is False:
-        ours = time.monotonic() - t0 >= 0.9 * limit  # else the process group's shorter timeout ended the wait
-        shown = f"{limit:g}" if ours else f"{time.monotonic() - t0:.3g}"
-        raise TimeoutError(f"{what} did not complete within {shown} s on {where}: another rank "
-                           f"stalled, died or is waiting in a different collective. If a rank is only slow, raise "
-                           + (f"the limit with the environment variable {TIMEOUT_ENV}=<seconds> (default "
-                              f"{DEFAULT_TIMEOUT_S:g})" if ours else
-                              f"the process group's own timeout (dist.init_process_group(timeout=...)), which ended "
-                              f"the wait before this package's {limit:g} s ({TIMEOUT_ENV})")
-                           + ". The process group cannot be used after this: end every rank")
+    if done is False:  # by this package's limit, or by the process group's own, shorter timeout
+        waited, env = time.monotonic() - t0, f"the limit with the environment variable {TIMEOUT_ENV}=<seconds>"
+        raise TimeoutError(f"{what} did not complete within {limit if waited >= 0.9 * limit else round(waited, 1):g} "
+                           f"s on {where}: another rank stalled, died or is waiting in a different collective. If a "
+                           f"rank is only slow, raise " + (f"{env} (default {DEFAULT_TIMEOUT_S:g})" if waited >= 0.9 *
+                           limit else f"the process group's own timeout (init_process_group(timeout=...)): it ended "
+                           f"the wait before {env} ({limit:g} s)") + ". The process group is unusable now: end every rank")
 
 
 def _describe(t: Tensor) -> str:
