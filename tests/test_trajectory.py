@@ -84,6 +84,37 @@ def test_save_load_roundtrip_is_atomic(setup, tmp_path):
     back.check_model(model)
 
 
+def test_save_refuses_a_folder_and_a_file_a_recorder_is_writing(setup, tmp_path):
+    model, opt, loader = setup
+    path = tmp_path / "live.traj"
+    rec = kt.TrajectoryRecorder(model, opt, stop=6, path=path)
+    train(model, loader, epochs=1, max_steps=2, optimizer=opt, progress=False)
+    small = kt.TrajectoryRecorder(model, opt, stop=0).trajectory()
+    with pytest.raises(FileExistsError, match="being written by a TrajectoryRecorder"):  # it replaced the file: the
+        small.save(path)  # recording went on into an unlinked file and was lost
+    with pytest.raises(IsADirectoryError, match="is a folder"):  # it named an internal temporary file
+        small.save(tmp_path)
+    train(model, loader, epochs=1, max_steps=4, optimizer=opt, progress=False)
+    assert len(kt.Trajectory.load(path)) == 7 and len(rec.trajectory()) == 7
+    small.save(path)  # the recording is complete (its file closed): an ordinary replace
+    assert len(kt.Trajectory.load(path)) == 1
+
+
+def test_a_bit_flipped_in_a_saved_file_fails_its_crc(setup, tmp_path):
+    import zipfile
+    model, opt, _ = setup
+    path = tmp_path / "t.pt"
+    kt.TrajectoryRecorder(model, opt, stop=0).trajectory().save(path)
+    with zipfile.ZipFile(path) as z:  # the snapshots' bytes, stored uncompressed
+        off = next(i for i in z.infolist() if i.filename.endswith("data/0")).header_offset
+    raw = bytearray(path.read_bytes())
+    start = off + 30 + int.from_bytes(raw[off + 26:off + 28], "little") + int.from_bytes(raw[off + 28:off + 30], "little")
+    raw[start + 3] ^= 0x10  # one bit of the first float's exponent: it loaded as another value
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"is damaged: its entry .*data/0.* fails the CRC-32"):
+        kt.Trajectory.load(path)
+
+
 def test_interrupted_save_keeps_the_old_file(setup, tmp_path, monkeypatch):
     model, opt, _ = setup
     traj = kt.TrajectoryRecorder(model, opt, stop=0).trajectory()
@@ -273,6 +304,11 @@ def test_frozen_parameters_are_skipped_with_a_warning_or_refused_when_asked_for(
     assert rec.trajectory().n_features == sum(p.numel() for p in model.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match=r"features\.0\.weight.*frozen"):
         kt.TrajectoryRecorder(model, opt, stop=2, params=["features.0.weight", "classifier.weight"])
+    inside = torch.optim.SGD(model.parameters(), lr=0.1)  # frozen in the optimizer: no gradient, no change either
+    with pytest.warns(UserWarning, match=r"features\.0\.weight.*frozen"):  # it was recorded as constant rows
+        assert "features.0.weight" not in kt.TrajectoryRecorder(model, inside, stop=2).names
+    with pytest.raises(ValueError, match=r"features\.0\.weight.*frozen"):
+        kt.TrajectoryRecorder(model, inside, stop=2, params=["features.0.weight", "classifier.weight"])
 
 
 def test_pruned_parameters_record_weight_orig_times_mask(setup):

@@ -55,7 +55,7 @@ def check_target(path, overwrite: bool) -> Path:
     if not stat.S_ISREG(mode):
         raise ValueError(f"path {str(path)!r} exists and is not a regular file")
     if not overwrite:
-        if _being_written(path):  # overwrite=True would be refused too: say so now
+        if being_written(path):  # overwrite=True would be refused too: say so now
             raise FileExistsError(errno.EEXIST, f"{path} is being written by another TrajectoryRecorder: choose "
                                                 f"another path")
         raise FileExistsError(errno.EEXIST, f"{path} exists: pass overwrite=True to replace it (the old file stays "
@@ -63,7 +63,8 @@ def check_target(path, overwrite: bool) -> Path:
     return path
 
 
-def _being_written(path: Path) -> bool:
+def being_written(path: Path) -> bool:
+    """Whether a live TrajectoryRecorder holds ``path``'s lock (it is writing that file now)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:

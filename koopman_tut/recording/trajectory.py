@@ -30,16 +30,16 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from . import storage
+from . import safe_files, storage
 from .params import current_value, parameter
 from .recorder_checks import _check_int
-from .safe_files import write_atomically
 from .validation import PER_SNAPSHOT, check_index, check_meta, check_names_shapes, check_snapshots, check_steps
 
 FORMAT = "koopman_tut.recording.trajectory/1"
@@ -177,6 +177,10 @@ class Trajectory:
         """Write to one file atomically (a temporary file in the same folder, then a rename; an existing
         file, or a symlink, at ``path`` is replaced, never written through); its mode follows the umask."""
         path = Path(_check_path(path))
+        if path.is_dir():
+            raise IsADirectoryError(f"path {str(path)!r} is a folder: give the name of a file in it")
+        if safe_files.being_written(path):  # replaced, the recording would go on into an unlinked file, lost
+            raise FileExistsError(f"{path} is being written by a TrajectoryRecorder: choose another path")
         path.parent.mkdir(parents=True, exist_ok=True)
         obj = {"format": FORMAT, "snapshots": self.snapshots.detach().cpu().contiguous(),
                "steps": self.steps.cpu(), "names": list(self.names),
@@ -187,8 +191,9 @@ class Trajectory:
     def load(cls, path: str | os.PathLike, map_location="cpu") -> "Trajectory":
         """Read a file written by :meth:`save`, or map one recorded with ``TrajectoryRecorder(path=)``
         (its snapshots then stay on disk, on the CPU: ``map_location`` is ignored); a foreign file, or
-        one whose header is damaged (checksummed) or cut short, raises ValueError. The snapshots' bytes
-        carry no checksum: a bit flipped on disk inside them loads as a wrong value, unnoticed.
+        one whose header is damaged (checksummed) or cut short, raises ValueError. A file of save() is
+        checked against the CRC-32 of every entry; a recording's snapshot bytes carry no checksum: a bit
+        flipped on disk inside them loads as a wrong value, unnoticed.
 
         A recorded file loads its complete snapshots; ``meta["recording"]`` is "in progress" while a
         recorder writes it, "cut short" when its process died first (with a
@@ -207,6 +212,9 @@ class Trajectory:
         if head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither save()'s zip archive nor a legacy pickle
             raise ValueError(f"{path} is not a trajectory file: neither a recording (TrajectoryRecorder(path=)) nor "
                              f"written by Trajectory.save (a torch zip archive); it starts with {head!r}")
+        bad = _bad_entry(path)
+        if bad:
+            raise ValueError(f"{path} is damaged: its entry {bad!r} fails the CRC-32 that save() stored with it")
         try:
             obj = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as e:  # the first line of torch's message: the rest is advice about untrusted pickles
@@ -242,7 +250,17 @@ def _plain(meta: dict) -> dict:
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """torch.save to a temporary file beside ``path`` (mode 0o666 less the umask), fsync, then os.replace:
     never a half-written file."""
-    write_atomically(path, lambda f: torch.save(obj, f))
+    safe_files.write_atomically(path, lambda f: torch.save(obj, f))
+
+
+def _bad_entry(path: Path) -> str | None:
+    """The first entry of save()'s zip archive whose bytes fail their stored CRC-32 (None: all pass, or not
+    a zip, which torch.load then reports)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None
 
 
 def _check_path(path):
