@@ -74,3 +74,17 @@ def test_systems_are_what_they_say():
     np.testing.assert_allclose(sorted(q.eigs), [0.8, 0.9, 1.0])
     W = trajectory_like(1000, 10, seed=0)
     assert W.shape == (1000, 10) and W.dtype == torch.float32
+
+
+def test_compare_and_run_refuse_what_they_would_silently_change():
+    from koopman_tut.training import experiments as ex
+    s = ex.setup("digits", seed=0)
+    scores = {"GMP": kt.pruning.magnitude_scores(s.model)}
+    with pytest.raises(ValueError, match="finetune_epochs=1 needs train_loader="):  # it skipped fine-tuning
+        ex.compare(s.model, scores, [2], s.test_loader, finetune_epochs=1)
+    with pytest.raises(ValueError, match="random must be an int >= 0"):
+        ex.compare(s.model, scores, [2], s.test_loader, random=-1)
+    assert [r.compression for r in ex.compare(s.model, scores, 2, s.test_loader, random=0)] == [2]
+    with pytest.raises(TypeError, match="steps must be an int"):  # 1.5 took 2 steps
+        ex.run(s, 1.5)
+    assert s.steps == 0

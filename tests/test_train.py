@@ -68,3 +68,39 @@ def test_step_counter_survives_deepcopy_and_state_dict():
         o.step()
         assert steps_taken(o) == 6, "one step counts once"
     assert steps_taken(opt) == 5
+
+
+def test_a_fraction_of_an_epoch_is_that_share_of_its_steps():
+    tr, te = kt.data.digits(seed=0)
+    trl, _ = kt.data.loaders(tr, te, batch_size=256, seed=0)  # 6 batches per epoch
+    model = kt.models.get_model("mlp", seed=0, hidden=(16,))
+    assert len(trl) == 6
+    for epochs, steps in ((0.25, 2), (0.5, 3), (1, 6), (1.5, 9), (0, 0)):  # it ran whole epochs: 0.25 took 6
+        assert train(model, trl, epochs=epochs, lr=0.05, progress=False).steps == steps, epochs
+    assert train(model, trl, epochs=1.5, max_steps=4, lr=0.05, progress=False).steps == 4
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(lr=float("nan")), ValueError, "lr must be a finite number"),  # the weights became NaN
+    (dict(lr=float("inf")), ValueError, "lr must be a finite number"),
+    (dict(weight_decay=float("nan")), ValueError, "weight_decay must be a finite number"),
+    (dict(momentum=float("nan")), ValueError, "momentum must be a finite number"),
+    (dict(lr="0.1"), TypeError, "lr must be a finite number"),
+    (dict(epochs=float("nan")), ValueError, "epochs must be a finite number"),
+    (dict(epochs=True), TypeError, "epochs must be a finite number"),  # it was one epoch
+    (dict(epochs="2"), TypeError, "epochs must be a finite number"),
+    (dict(max_steps=-1), ValueError, "max_steps must be None or an int >= 0"),  # it trained 0 steps
+    (dict(max_steps=2.5), TypeError, "max_steps must be None or an int >= 0"),
+])
+def test_bad_training_arguments_are_refused_naming_them(kwargs, error, words):
+    tr, te = kt.data.digits(seed=0)
+    trl, _ = kt.data.loaders(tr, te, batch_size=256, seed=0)
+    model = kt.models.get_model("mlp", seed=0, hidden=(16,))
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(error, match=words):
+        train(model, trl, progress=False, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing trained
+    with pytest.raises(TypeError, match="loader must be a DataLoader with a length"):
+        train(model, None, progress=False)
+    with pytest.raises(ValueError, match="loader holds no batches"):
+        train(model, [], progress=False)

@@ -8,6 +8,7 @@ of a model and returns typed rows; tables, plots and widgets read those rows.
 from __future__ import annotations
 
 import copy
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,7 @@ from .stats import mean_ci, paired, summarize  # noqa: F401 (re-exported: ex.mea
 from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train
 from ..recording.recorder import TrajectoryRecorder
 from ..recording.trajectory import Trajectory
+from ..recording.validation import check_real
 
 
 @dataclass
@@ -57,6 +59,8 @@ def setup(dataset: str = "digits", model: str = "auto", seed: int = 0, batch_siz
 
 def run(s: Setup, steps: int, seed: int | None = None, progress: bool = False) -> None:
     """Train ``steps`` (>= 0) more optimizer steps (across epochs as needed)."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+        raise TypeError(f"steps must be an int number of optimizer steps, got {steps!r} ({type(steps).__name__})")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}: the setup is at step {s.steps} already, past the step "
                          f"{s.steps + steps} asked for (training cannot go back)")
@@ -122,8 +126,13 @@ def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_load
     -------
     list of PruneRow, by compression then rule. ``model`` itself is left untouched.
     """
+    if check_real("finetune_epochs", finetune_epochs, 0) and train_loader is None:
+        raise ValueError(f"finetune_epochs={finetune_epochs!r} needs train_loader= to fine-tune on (or pass 0)")
+    if isinstance(random, bool) or not isinstance(random, numbers.Integral) or random < 0:
+        raise (TypeError if isinstance(random, bool) or not isinstance(random, numbers.Integral) else ValueError)(
+            f"random must be an int >= 0 (the number of random masks), got {random!r}")
     rows = []
-    for c in compressions:
+    for c in ([compressions] if isinstance(compressions, numbers.Real) else compressions):
         first = None
         for name, sc in scores.items():
             masks = global_masks(sc, c, model=model)

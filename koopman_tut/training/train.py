@@ -7,6 +7,7 @@ exactly -lr * gradient, the setting in which Koopman gradient pruning is exact.
 """
 from __future__ import annotations
 
+import numbers
 import random
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from ..recording.validation import check_real
 
 OPTIMIZERS = ("nesterov", "sgd", "momentum", "adam")
 DEVICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
@@ -67,8 +70,10 @@ def set_seed(seed: int) -> None:
 def make_optimizer(model: nn.Module, name: str = "nesterov", lr: float = 0.1, momentum: float = 0.9,
                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """'nesterov' (ShrinkBench's default), 'momentum' (heavy ball), 'sgd' (plain) or 'adam'."""
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
+    if check_real("lr", lr, 0) == 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    check_real("momentum", momentum, 0)
+    check_real("weight_decay", weight_decay, 0)
     params = model.parameters()
     if name == "nesterov":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
@@ -138,6 +143,25 @@ def accuracy(model: nn.Module, loader: DataLoader, device=None) -> float:
     return evaluate(model, loader, device or next(model.parameters()).device)[1]
 
 
+def planned_steps(loader: DataLoader, epochs: float, max_steps: int | None) -> int:
+    """The optimizer steps :func:`train` takes: ``epochs * len(loader)`` rounded to the nearest, at most
+    ``max_steps``; TypeError or ValueError naming the argument otherwise."""
+    try:
+        batches = len(loader)
+    except TypeError:
+        raise TypeError(f"loader must be a DataLoader with a length (batches per epoch), got "
+                        f"{type(loader).__name__}") from None
+    if batches == 0:
+        raise ValueError("loader holds no batches: nothing to train on")
+    n = int(check_real("epochs", epochs, 0) * batches + 0.5)
+    if max_steps is None:
+        return n
+    if isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, numbers.Integral) or max_steps < 0:
+        raise (ValueError if isinstance(max_steps, numbers.Integral) and not isinstance(max_steps, bool) else
+               TypeError)(f"max_steps must be None or an int >= 0, got {max_steps!r}")
+    return min(n, int(max_steps))
+
+
 def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: torch.optim.Optimizer | str = "nesterov",
           lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, max_steps: int | None = None,
           test_loader: DataLoader | None = None, seed: int | None = 0, device="auto",
@@ -148,12 +172,12 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
     ----------
     optimizer : an optimizer already built (its state is kept, so recorders hooked to it see
         every step), or a name for :func:`make_optimizer`.
-    epochs : passes over ``loader``; ``max_steps`` stops earlier (counted in optimizer steps).
+    epochs : passes over ``loader``, a fraction included: ``epochs * len(loader)`` optimizer steps,
+        rounded to the nearest; ``max_steps`` (an int >= 0) stops earlier.
     seed : seeds torch before training (None leaves the generator alone). The loader's own
         generator decides the batch order.
     """
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    n_steps = planned_steps(loader, epochs, max_steps)
     device = resolve_device(device)
     if seed is not None:
         set_seed(seed)
@@ -161,14 +185,12 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay) if isinstance(optimizer, str) else optimizer
     steps_taken(opt)  # attach the step counter before the first step
     hist = History()
-    n_epochs = int(np.ceil(epochs))
-    total = n_epochs * len(loader) if max_steps is None else min(n_epochs * len(loader), max_steps)
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
-    for _ in range(n_epochs):
+    bar = tqdm(total=n_steps, desc=desc, disable=not progress, leave=False)
+    for _ in range(-(-n_steps // len(loader))):  # the epochs the steps reach into
         model.train()
         seen, loss_sum, correct = 0, 0.0, 0
         for x, y in loader:
-            if max_steps is not None and hist.steps >= max_steps:
+            if hist.steps >= n_steps:
                 break
             x, y = x.to(device), y.to(device)
             opt.zero_grad(set_to_none=True)
@@ -189,8 +211,6 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
             tl, ta = evaluate(model, test_loader, device)
             hist.test_loss.append(tl)
             hist.test_acc.append(ta)
-        if max_steps is not None and hist.steps >= max_steps:
-            break
     bar.close()
     return hist
 
