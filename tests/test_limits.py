@@ -495,6 +495,17 @@ def test_mpe_rre_anderson_follow_their_definitions_on_a_noisy_window(seed):
     assert np.linalg.norm(ests["mpe"] - ests["rre"]) > 1e-6 * np.linalg.norm(refs["rre"])  # they do differ here
 
 
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_kt_koopman_names_a_nan_in_traj(method):
+    W = torch.randn(20, 6, dtype=torch.float64)
+    W[3, 2] = float("nan")
+    traj = _traj(W)
+    for call in (lambda: kt.koopman(traj, method=method).fixed_point(), lambda: kt.koopman(traj, method=method).dmd,
+                 lambda: kt.pruning.koopman_gradient(traj, lr=0.1, method=method)):  # they said "W"
+        with pytest.raises(ValueError, match=r"^traj contains NaN or Inf values"):
+            call()
+
+
 def test_estimate_limit_names_bad_windows():
     W = torch.randn(20, 6, dtype=torch.float64)
     bad = W.clone()
