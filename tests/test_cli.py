@@ -95,6 +95,17 @@ def test_output_dir_that_is_a_file_is_refused_by_name(nbs, tmp_path, capsys, no_
 
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "inf"])
+def test_a_bad_cell_timeout_is_a_usage_error_before_any_kernel(nbs, tmp_path, capsys, no_kernel, monkeypatch, value):
+    """It was every notebook FAILED (exit 1), each with the same message."""
+    monkeypatch.setenv("KOOPMAN_TUT_CELL_TIMEOUT", value)
+    assert cli.main(["run", "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: KOOPMAN_TUT_CELL_TIMEOUT must be a number of seconds > 0") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+
 # 2. file modes follow the umask; --in-place keeps the notebook's mode
 
 def mode(path: Path) -> int:

@@ -44,6 +44,7 @@ from .run_checks import package_problems
 from .study_checks import study_problems
 from .runner import (Result, already_done, new_file_mode, print_summary, record_timings,
                      remove_stale_temporaries, run_one)
+from .watchdog import limits_for
 
 PRESETS: dict[str, dict] = {
     "smoke": {"SMOKE": True},
@@ -197,6 +198,10 @@ def cmd_run(args) -> int:
     specs = {p: read_parameters(p) for p in paths}
     plans, errors = check_parameters(specs, PRESETS[args.preset], texts, args.preset, args.allow_unknown)
     errors += output_dir_errors(args.output_dir, args.in_place)
+    try:
+        limits_for({})  # the environment's cell bound, read by every run: refused once, before any kernel
+    except ValueError as e:
+        errors.append(str(e))
     if errors:
         print("\n".join(f"koopman-tut run: error: {e}" for e in errors), file=sys.stderr)
         return USAGE_ERROR

@@ -51,7 +51,8 @@ def limits_for(params: dict) -> Limits:
 
     A cell may run for 10 minutes in a ``SMOKE`` run (seconds are usual), 2 hours on the
     offline ``digits`` dataset, and 48 hours at paper scale (MNIST, CIFAR-10 on a CPU).
-    The environment variable ``KOOPMAN_TUT_CELL_TIMEOUT`` (seconds) overrides the per-cell bound.
+    The environment variable ``KOOPMAN_TUT_CELL_TIMEOUT`` (seconds) overrides the per-cell bound
+    (rounded up to whole seconds: nbclient's unit).
 
     Parameters
     ----------
