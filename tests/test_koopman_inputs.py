@@ -100,9 +100,10 @@ def test_bad_analysis_options_are_named(kw, err, words):
 @pytest.mark.parametrize("lr", [math.inf, math.nan, -0.1])
 def test_a_learning_rate_that_is_not_positive_and_finite_is_refused(lr):
     run = _run()
-    with pytest.raises(ValueError, match="lr must be a positive learning rate"):
+    with pytest.raises(ValueError, match=r"lr must be a positive learning rate, finite \(given\)"):
         P.koopman_gradient(run.traj, lr=lr)
-    with pytest.raises(ValueError, match="lr must be a positive learning rate"):
+    with pytest.raises(ValueError, match=r"lr must be a positive learning rate, finite \(recorded in traj.meta for the "
+                                         r"step leaving snapshot \d+ \(pass lr=\)\)"):  # it said "none recorded"
         P.koopman_gradient(_with(run.traj, lrs=[lr] * len(run.traj)))
 
 

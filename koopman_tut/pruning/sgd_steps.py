@@ -78,6 +78,7 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
 def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
     lrs = traj.meta.get("lrs")
     recorded = lrs[leaving(t, len(traj))] if lrs is not None and len(lrs) == len(traj) else traj.lr
+    given = lr is not None
     if lr is None:
         lr = recorded
     elif _differ(lr, recorded):
@@ -88,7 +89,9 @@ def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
                            or (isinstance(lr, torch.Tensor) and lr.numel() != 1)):
         raise TypeError(f"lr must be a positive learning rate (a number), got {lr!r} ({type(lr).__name__})")
     if lr is None or not 0 < float(lr) < math.inf:
-        raise ValueError(f"lr must be a positive learning rate, finite (none recorded in traj.meta['lrs']), got {lr}")
+        where = ("given" if given else "none recorded in traj.meta (pass lr=)" if lr is None else
+                 f"recorded in traj.meta for the step leaving snapshot {t} (pass lr=)")
+        raise ValueError(f"lr must be a positive learning rate, finite ({where}), got {lr}")
     return float(lr)
 
 
