@@ -94,6 +94,10 @@ def test_save_refuses_a_folder_and_a_file_a_recorder_is_writing(setup, tmp_path)
         small.save(path)  # recording went on into an unlinked file and was lost
     with pytest.raises(IsADirectoryError, match="is a folder"):  # it named an internal temporary file
         small.save(tmp_path)
+    with pytest.raises(NotADirectoryError, match="lies under a file"):  # FileExistsError naming the file
+        small.save(path / "x.pt")
+    with pytest.raises(IsADirectoryError, match="is a folder, not a trajectory file"):  # "no trajectory file at"
+        kt.Trajectory.load(tmp_path)
     train(model, loader, epochs=1, max_steps=4, optimizer=opt, progress=False)
     assert len(kt.Trajectory.load(path)) == 7 and len(rec.trajectory()) == 7
     small.save(path)  # the recording is complete (its file closed): an ordinary replace
@@ -113,6 +117,8 @@ def test_a_bit_flipped_in_a_saved_file_fails_its_crc(setup, tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match=r"is damaged: its entry .*data/0.* fails the CRC-32"):
         kt.Trajectory.load(path)
+    with pytest.raises(TypeError, match="map_location must be a device"):  # it blamed the file
+        kt.Trajectory.load(path, map_location=5)
 
 
 def test_interrupted_save_keeps_the_old_file(setup, tmp_path, monkeypatch):

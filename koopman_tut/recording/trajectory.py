@@ -179,6 +179,8 @@ class Trajectory:
         path = Path(_check_path(path))
         if path.is_dir():
             raise IsADirectoryError(f"path {str(path)!r} is a folder: give the name of a file in it")
+        if any(p.exists() and not p.is_dir() for p in path.parents):
+            raise NotADirectoryError(f"path {str(path)!r} lies under a file, not a folder")
         if safe_files.being_written(path):  # replaced, the recording would go on into an unlinked file, lost
             raise FileExistsError(f"{path} is being written by a TrajectoryRecorder: choose another path")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +205,13 @@ class Trajectory:
         rename, which leaves an existing mapping intact); ``load(path).snapshots.clone()`` holds a copy.
         """
         path = Path(_check_path(path))
+        if path.is_dir():
+            raise IsADirectoryError(f"path {str(path)!r} is a folder, not a trajectory file")
         if not path.is_file():
             raise FileNotFoundError(f"no trajectory file at {path}")
+        if not (map_location is None or callable(map_location) or isinstance(map_location, (str, torch.device, dict))):
+            raise TypeError(f"map_location must be a device (str or torch.device), a dict or a callable, as torch.load "
+                            f"takes, got {map_location!r} ({type(map_location).__name__})")
         if storage.is_disk_trajectory(path):
             return cls(*storage.open_recording(path))
         with open(path, "rb") as f:
