@@ -88,3 +88,19 @@ def test_compare_and_run_refuse_what_they_would_silently_change():
     with pytest.raises(TypeError, match="steps must be an int"):  # 1.5 took 2 steps
         ex.run(s, 1.5)
     assert s.steps == 0
+
+
+def test_setup_evaluate_and_loader_refuse_what_they_got_wrong():
+    from koopman_tut.training import experiments as ex
+    from koopman_tut.training.train import evaluate
+    with pytest.raises(ValueError, match="dataset must be one of"):  # KeyError: 'nope'
+        ex.setup("nope")
+    with pytest.raises(ValueError, match=r"model='resnet20' takes samples of shape \(3, 32, 32\); dataset='digits'"):
+        ex.setup("digits", "resnet20")  # accepted: the first step failed deep in torch
+    s = ex.setup("digits", seed=0)
+    with pytest.raises(ValueError, match="loader holds no samples"):  # (0.0, 0.0): 0% accuracy
+        evaluate(s.model, [])
+    with pytest.raises(TypeError, match="shuffle must be True or False"):  # 'no' shuffled
+        kt.data.loader(s.train_loader.dataset, 8, shuffle="no")
+    with pytest.raises(TypeError, match="batch_size must be an int >= 1"):
+        kt.data.loader(s.train_loader.dataset, "8")

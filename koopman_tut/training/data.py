@@ -8,6 +8,7 @@ horizontal flips for training.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import pickle
 import re
@@ -271,8 +272,12 @@ def loader(dataset: Dataset, batch_size: int, shuffle: bool = False,
     ``DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)``, at about a
     quarter of the cost per batch, which is a fifth of a digits MLP's training step.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    integer = isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, (bool, np.bool_))
+    if not integer or batch_size < 1:
+        raise (ValueError if integer else TypeError)(
+            f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r} ({type(shuffle).__name__})")
     if not isinstance(dataset, TensorDataset):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)

@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .data import batch_size_of, get_datasets, loader, loaders
-from .models import DEFAULT_MODEL, INPUT_SHAPE, get_model
+from .models import DEFAULT_MODEL, INPUT_SHAPE, accepts, get_model
 from ..pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks
 from .stats import mean_ci, paired, summarize  # noqa: F401 (re-exported: ex.mean_ci, ...)
 from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train
@@ -47,9 +47,14 @@ def setup(dataset: str = "digits", model: str = "auto", seed: int = 0, batch_siz
           full_batch: bool = False, root=None, download: bool = False, **model_kwargs) -> Setup:
     """Data, model (``"auto"``: the dataset's default) and optimizer, all seeded by ``seed``."""
     dev = resolve_device(device)
+    if dataset not in DEFAULT_MODEL:
+        raise ValueError(f"dataset must be one of {sorted(DEFAULT_MODEL)}, got {dataset!r}")
     name = DEFAULT_MODEL[dataset] if model == "auto" else model
     flatten = len(INPUT_SHAPE.get(name, ())) == 1  # a fully connected model
     tr, te = get_datasets(dataset, seed=seed, root=root, download=download, flatten=flatten)
+    if name in INPUT_SHAPE and not model_kwargs and not accepts(name, tuple(tr[0][0].shape)):
+        raise ValueError(f"model={name!r} takes samples of shape {INPUT_SHAPE[name]}; dataset={dataset!r} has "
+                         f"{tuple(tr[0][0].shape)}: use model='auto' ({DEFAULT_MODEL[dataset]!r}) or a model for it")
     trl, tel = loaders(tr, te, batch_size=batch_size, seed=seed, full_batch=full_batch)
     net = get_model(name, seed=seed, **model_kwargs).to(dev)
     opt = make_optimizer(net, optimizer, lr, momentum)

@@ -135,6 +135,8 @@ def evaluate(model: nn.Module, loader: DataLoader, device="auto") -> tuple[float
         correct += int((out.argmax(1) == y).sum())
         total += len(y)
     model.train(was_training)
+    if total == 0:
+        raise ValueError("loader holds no samples: there is nothing to evaluate on")
     return loss / max(total, 1), correct / max(total, 1)
 
 
