@@ -278,5 +278,5 @@ def test_batched_loader_gives_dataloaders_batches(shuffle, batch_size):
         for (x, y), (xr, yr) in zip(batches, expected):
             assert torch.equal(x, xr) and torch.equal(y, yr)
     assert torch.equal(g1.get_state(), g2.get_state())
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         data.loader(tr, 0)

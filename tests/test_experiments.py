@@ -102,5 +102,5 @@ def test_setup_evaluate_and_loader_refuse_what_they_got_wrong():
         evaluate(s.model, [])
     with pytest.raises(TypeError, match="shuffle must be True or False"):  # 'no' shuffled
         kt.data.loader(s.train_loader.dataset, 8, shuffle="no")
-    with pytest.raises(TypeError, match="batch_size must be an int >= 1"):
+    with pytest.raises(TypeError, match="batch_size must be an integer >= 1"):
         kt.data.loader(s.train_loader.dataset, "8")

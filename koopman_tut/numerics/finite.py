@@ -2,6 +2,7 @@
 and where a warning about the data should point (the first caller outside this package)."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -20,6 +21,20 @@ class NonFiniteError(ValueError):
     def named(self, name: str) -> NonFiniteError:
         """The same error for the argument as the caller called it."""
         return NonFiniteError(name, self.label, self.shape, self.hint)
+
+
+def renamed(name: str):
+    """Decorator: a :class:`NonFiniteError` raised inside names the argument ``name``, as the caller passed it
+    (the data is met, and checked, on the way through the snapshots, under the inner functions' names)."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def named(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except NonFiniteError as e:
+                raise e.named(name) from None
+        return named
+    return wrap
 
 
 FLOAT16_HINT = ("; float16 holds at most 65504 in magnitude, so a larger value is stored as Inf: "

@@ -28,7 +28,6 @@ of them.
 """
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 import warnings
@@ -42,7 +41,7 @@ from ..numerics.distributed_checks import analysis_fields, checked_preflight
 from ..numerics.dmd_result import DMDResult
 from ..numerics.snapshots import deviation_from_steps, step_gram
 from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
-from ..numerics.finite import NonFiniteError
+from ..numerics.finite import renamed
 from ..numerics.optimizer_settings import group_rows
 from ..numerics.limits import snapshot_stride
 from ..recording.trajectory import Trajectory
@@ -58,17 +57,6 @@ FORMS = ("theta_grad", "grad")
 
 class AliasingWarning(UserWarning):
     """Snapshots k > 1 steps apart: per-step eigenvalues are ambiguous (principal k-th root)."""
-
-
-def _traj_named(fit):
-    """A NaN or Inf met on the way through the snapshots (QR or Gram route), named as the caller passed it."""
-    @functools.wraps(fit)
-    def named(self):
-        try:
-            return fit(self)
-        except NonFiniteError as e:
-            raise e.named("traj") from None
-    return named
 
 
 class KoopmanAnalysis:
@@ -129,7 +117,7 @@ class KoopmanAnalysis:
         return f"KoopmanAnalysis({self.traj.n_features} parameters x {len(self.traj)} snapshots)"
 
     @cached_property
-    @_traj_named
+    @renamed("traj")
     def _acc(self) -> Tensor | None:
         """One pass over the snapshots, the steps' Gram, shared by both decompositions (Gram route only)."""
         W = self.traj.snapshots
@@ -144,13 +132,13 @@ class KoopmanAnalysis:
         return None if self._acc is None else deviation_from_steps(self._acc)
 
     @cached_property
-    @_traj_named
+    @renamed("traj")
     def dmd(self) -> DMDResult:
         """Exact DMD of the snapshots (the paper's decomposition)."""
         return dmd(self.traj.snapshots, self.svd_rank, self.method, group=self.group, acc=self._dev_acc)
 
     @cached_property
-    @_traj_named
+    @renamed("traj")
     def affine(self) -> AffineModel:
         """The affine model theta(t+1) = A theta(t) + c, from exact DMD of the differences."""
         return AffineModel(self.traj.snapshots, self.limit_rank, acc=self._dev_acc, sacc=self._acc,

@@ -8,7 +8,6 @@ horizontal flips for training.
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
 import pickle
 import re
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
+from ..recording.recorder_checks import _check_int
 from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, mnist_tensors, parsed
 
 SAMPLE_SHAPE = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # one image (unflattened)
@@ -263,20 +263,15 @@ def get_datasets(name: str = "digits", seed: int = 0, root=None, download: bool 
     raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
 
 
-def loader(dataset: Dataset, batch_size: int, shuffle: bool = False,
-           generator: torch.Generator | None = None) -> DataLoader:
+def loader(dataset: Dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+           ) -> DataLoader:
     """A DataLoader over ``dataset``; the batch order depends only on ``generator``.
 
-    A TensorDataset is indexed one whole batch at a time (one gather per tensor instead of
-    ``batch_size`` item look-ups and a collate): the same batches in the same order as
-    ``DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)``, at about a
-    quarter of the cost per batch, which is a fifth of a digits MLP's training step.
+    A TensorDataset is indexed one whole batch at a time (one gather per tensor instead of ``batch_size``
+    item look-ups and a collate): the same batches in the same order as ``DataLoader(dataset, batch_size,
+    shuffle=shuffle, generator=generator)``, at a quarter of the cost per batch (a fifth of a digits MLP's step).
     """
-    integer = isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, (bool, np.bool_))
-    if not integer or batch_size < 1:
-        raise (ValueError if integer else TypeError)(
-            f"batch_size must be an int >= 1, got {batch_size!r}")
-    if not isinstance(shuffle, bool):
+    if _check_int("batch_size", batch_size, 1) and not isinstance(shuffle, bool):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r} ({type(shuffle).__name__})")
     if not isinstance(dataset, TensorDataset):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
