@@ -82,7 +82,7 @@ def test_compare_and_run_refuse_what_they_would_silently_change():
     scores = {"GMP": kt.pruning.magnitude_scores(s.model)}
     with pytest.raises(ValueError, match="finetune_epochs=1 needs train_loader="):  # it skipped fine-tuning
         ex.compare(s.model, scores, [2], s.test_loader, finetune_epochs=1)
-    with pytest.raises(ValueError, match="random must be an int >= 0"):
+    with pytest.raises(ValueError, match="random must be an integer >= 0"):
         ex.compare(s.model, scores, [2], s.test_loader, random=-1)
     assert [r.compression for r in ex.compare(s.model, scores, 2, s.test_loader, random=0)] == [2]
     with pytest.raises(TypeError, match="steps must be an int"):  # 1.5 took 2 steps

@@ -89,8 +89,8 @@ def test_a_fraction_of_an_epoch_is_that_share_of_its_steps():
     (dict(epochs=float("nan")), ValueError, "epochs must be a finite number"),
     (dict(epochs=True), TypeError, "epochs must be a finite number"),  # it was one epoch
     (dict(epochs="2"), TypeError, "epochs must be a finite number"),
-    (dict(max_steps=-1), ValueError, "max_steps must be None or an int >= 0"),  # it trained 0 steps
-    (dict(max_steps=2.5), TypeError, "max_steps must be None or an int >= 0"),
+    (dict(max_steps=-1), ValueError, "max_steps must be an integer >= 0"),  # it trained 0 steps
+    (dict(max_steps=2.5), TypeError, "max_steps must be an integer >= 0"),
 ])
 def test_bad_training_arguments_are_refused_naming_them(kwargs, error, words):
     tr, te = kt.data.digits(seed=0)

@@ -23,6 +23,7 @@ from .stats import mean_ci, paired, summarize  # noqa: F401 (re-exported: ex.mea
 from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train
 from ..recording.recorder import TrajectoryRecorder
 from ..recording.trajectory import Trajectory
+from ..recording.recorder_checks import _check_int
 from ..recording.validation import check_real
 
 
@@ -133,9 +134,7 @@ def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_load
     """
     if check_real("finetune_epochs", finetune_epochs, 0) and train_loader is None:
         raise ValueError(f"finetune_epochs={finetune_epochs!r} needs train_loader= to fine-tune on (or pass 0)")
-    if isinstance(random, bool) or not isinstance(random, numbers.Integral) or random < 0:
-        raise (TypeError if isinstance(random, bool) or not isinstance(random, numbers.Integral) else ValueError)(
-            f"random must be an int >= 0 (the number of random masks), got {random!r}")
+    _check_int("random", random, 0)
     rows = []
     for c in ([compressions] if isinstance(compressions, numbers.Real) else compressions):
         first = None

@@ -7,7 +7,6 @@ exactly -lr * gradient, the setting in which Koopman gradient pruning is exact.
 """
 from __future__ import annotations
 
-import numbers
 import random
 import re
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..recording.recorder_checks import _check_int
 from ..recording.validation import check_real
 
 OPTIMIZERS = ("nesterov", "sgd", "momentum", "adam")
@@ -158,10 +158,7 @@ def planned_steps(loader: DataLoader, epochs: float, max_steps: int | None) -> i
     n = int(check_real("epochs", epochs, 0) * batches + 0.5)
     if max_steps is None:
         return n
-    if isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, numbers.Integral) or max_steps < 0:
-        raise (ValueError if isinstance(max_steps, numbers.Integral) and not isinstance(max_steps, bool) else
-               TypeError)(f"max_steps must be None or an int >= 0, got {max_steps!r}")
-    return min(n, int(max_steps))
+    return min(n, _check_int("max_steps", max_steps, 0))
 
 
 def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: torch.optim.Optimizer | str = "nesterov",
