@@ -214,31 +214,37 @@ def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[
 
     A trainable tensor outside the optimizer raises ValueError: its snapshots would stay
     constant (DMD would find lambda = 1 and Koopman pruning would equal magnitude pruning).
-    Frozen ones (requires_grad False, in the optimizer or not) cannot change: skipped with a
-    warning, unless listed explicitly in ``params``, where they raise.
+    Frozen ones (requires_grad False) outside the optimizer cannot change: skipped with a warning,
+    unless listed explicitly in ``params``, where they raise. Frozen ones in the optimizer may be
+    unfrozen later: recorded, with a warning unless listed in ``params``.
     """
     check_untied(model, names, "params")
     owned = _owned(optimizer)
-    keep, frozen, missing = [], [], []
+    keep, frozen, missing, idle = [], [], [], []
     for name in names:
         t = parameter(model, name)
-        if not t.requires_grad:  # in the optimizer or not: it gets no gradient, so it cannot change
-            frozen.append(name)
-        elif id(t) in owned:
+        if id(t) in owned:
             keep.append(name)
-        else:
+            idle += [] if t.requires_grad else [name]  # frozen now, unfrozen perhaps later: recorded, said
+        elif t.requires_grad:
             missing.append(name)
+        else:
+            frozen.append(name)
     if missing:
         _refuse_parametrized(model, missing, names)
         raise ValueError(f"the optimizer does not train {_listing(missing, len(names))}: their snapshots would "
                          f"stay constant. Pass the optimizer that trains this model (built over its own "
                          f"parameters, not another model's or a copy's), or params= to record only what it trains")
     if frozen and explicit:
-        raise ValueError(f"{_listing(frozen, len(names))} are frozen (requires_grad=False), so they get no gradient "
-                         f"and cannot change (their rows would be constant): leave them out of params=")
+        raise ValueError(f"{_listing(frozen, len(names))} are frozen (requires_grad=False) and not in the optimizer, "
+                         f"so they cannot change: leave them out of params=")
     if frozen:
-        warnings.warn(f"not recording {_listing(frozen, len(names))}: frozen (requires_grad=False), so they get no "
-                      f"gradient and cannot change; pass params= to choose what is recorded", stacklevel=3)
+        warnings.warn(f"not recording {_listing(frozen, len(names))}: frozen (requires_grad=False) and not in the "
+                      f"optimizer, so they cannot change; pass params= to choose what is recorded", stacklevel=3)
+    if idle and not explicit:
+        warnings.warn(f"{_listing(idle, len(names))} are frozen (requires_grad=False) but in the optimizer: recorded, "
+                      f"their rows stay constant while they are (Koopman scores equal magnitude there); pass "
+                      f"params= to leave them out", stacklevel=3)
     return keep
 
 

@@ -177,7 +177,7 @@ class Trajectory:
         """Write to one file atomically (a temporary file in the same folder, then a rename; an existing
         file, or a symlink, at ``path`` is replaced, never written through); its mode follows the umask."""
         path = Path(_check_path(path))
-        if path.is_dir():
+        if path.is_dir() and not path.is_symlink():  # a symlink is replaced, never followed
             raise IsADirectoryError(f"path {str(path)!r} is a folder: give the name of a file in it")
         if any(p.exists() and not p.is_dir() for p in path.parents):
             raise NotADirectoryError(f"path {str(path)!r} lies under a file, not a folder")
@@ -261,13 +261,21 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
 
 
 def _bad_entry(path: Path) -> str | None:
-    """The first entry of save()'s zip archive whose bytes fail their stored CRC-32 (None: all pass, or not
-    a zip, which torch.load then reports)."""
+    """The first entry of save()'s zip archive whose bytes fail their stored CRC-32 (None: all pass; an entry
+    stored with CRC 0, as torch writes with its CRC-32 turned off, is not checked; a zip that cannot be read
+    is left to torch.load to report)."""
     try:
         with zipfile.ZipFile(path) as z:
-            return z.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError):
+            for info in z.infolist():
+                try:
+                    with z.open(info) as f:  # reading to the end compares the CRC-32
+                        while f.read(2**24) if info.CRC else False:
+                            pass
+                except zipfile.BadZipFile:
+                    return info.filename
+    except Exception:  # noqa: BLE001  (a damaged directory: torch.load's error names the file)
         return None
+    return None
 
 
 def _check_path(path):
