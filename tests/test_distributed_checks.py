@@ -191,6 +191,7 @@ def test_a_stalled_rank_makes_the_others_fail_within_the_timeout(tmp_path, what,
     got = spawn(_stalling, out, limit=120)[0]
     assert got["error"].startswith("TimeoutError: " + collective), got
     assert f"within {LIMIT_S:g} s" in got["error"] and TIMEOUT_ENV in got["error"]
+    assert "process group's own timeout" not in got["error"]  # the package's limit ended it, and says so
     assert 0.9 * LIMIT_S <= got["seconds"] < STALL_S - 2, got["seconds"]  # the limit, not the stall, ended it
 
 

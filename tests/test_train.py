@@ -75,13 +75,14 @@ def test_a_fraction_of_an_epoch_is_that_share_of_its_steps():
     trl, _ = kt.data.loaders(tr, te, batch_size=256, seed=0)  # 6 batches per epoch
     model = kt.models.get_model("mlp", seed=0, hidden=(16,))
     assert len(trl) == 6
-    for epochs, steps in ((0.25, 2), (0.5, 3), (1, 6), (1.5, 9), (0, 0)):  # it ran whole epochs: 0.25 took 6
+    for epochs, steps in ((0.25, 2), (0.4, 3), (0.1, 1), (0.5, 3), (1, 6), (1.5, 9), (0, 0)):  # 0.25 took 6 steps
         assert train(model, trl, epochs=epochs, lr=0.05, progress=False).steps == steps, epochs
     assert train(model, trl, epochs=1.5, max_steps=4, lr=0.05, progress=False).steps == 4
 
 
 @pytest.mark.parametrize("kwargs, error, words", [
-    (dict(lr=float("nan")), ValueError, "lr must be a finite number"),  # the weights became NaN
+    (dict(lr=float("nan")), ValueError, "lr must be a finite number > 0"),  # the weights became NaN
+    (dict(lr=0), ValueError, "lr must be a finite number > 0"),
     (dict(lr=float("inf")), ValueError, "lr must be a finite number"),
     (dict(weight_decay=float("nan")), ValueError, "weight_decay must be a finite number"),
     (dict(momentum=float("nan")), ValueError, "momentum must be a finite number"),

@@ -16,7 +16,7 @@ from ..numerics.dmd import _check_svd_rank
 from ..numerics.finite import check_has_values, outside_stacklevel
 from ..numerics.limits import snapshot_stride
 from ..recording.recorder_checks import _check_bool, _check_int, _check_model
-from ..recording.validation import check_real
+from ..recording.validation import check_positive as _check_positive, check_real
 from .sgd_steps import check_settings
 
 __all__ = ["_check_bool", "_check_int", "_check_model", "check_tensors", "check_masks", "check_classifier",
@@ -154,15 +154,3 @@ def check_horizon(h) -> float:
     if not h >= 0:
         raise ValueError(f"h must be >= 0 snapshots, got {h!r}")
     return h
-
-
-def _check_positive(name: str, value) -> None:
-    """A finite real number > 0, or an error naming ``name`` that says so (TypeError for a non-number)."""
-    try:
-        if check_real(name, value, 0) > 0:
-            return
-    except TypeError:
-        raise TypeError(f"{name} must be a finite number > 0, got {value!r} ({type(value).__name__})") from None
-    except ValueError:
-        pass
-    raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

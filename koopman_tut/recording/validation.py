@@ -40,6 +40,18 @@ def check_real(name: str, value, minimum: float, what: str = "") -> float:
     return float(value)
 
 
+def check_positive(name: str, value) -> None:
+    """A finite real number > 0, or an error naming ``name`` that says so (TypeError for a non-number)."""
+    try:
+        if check_real(name, value, 0) > 0:
+            return
+    except TypeError:
+        raise TypeError(f"{name} must be a finite number > 0, got {value!r} ({type(value).__name__})") from None
+    except ValueError:
+        pass
+    raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
 def _plain(value, key: str):
     """``value`` as plain Python (lists, dicts, numbers, strings, None); tuples become lists."""
     if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):

@@ -267,12 +267,12 @@ def loader(dataset: Dataset, batch_size: int, shuffle: bool = False, generator: 
            ) -> DataLoader:
     """A DataLoader over ``dataset``; the batch order depends only on ``generator``.
 
-    A TensorDataset is indexed one whole batch at a time (one gather per tensor instead of ``batch_size``
-    item look-ups and a collate): the same batches in the same order as ``DataLoader(dataset, batch_size,
-    shuffle=shuffle, generator=generator)``, at a quarter of the cost per batch (a fifth of a digits MLP's step).
-    """
-    if _check_int("batch_size", batch_size, 1) and not isinstance(shuffle, bool):
+    A TensorDataset is indexed one whole batch at a time (one gather per tensor, not ``batch_size`` look-ups
+    and a collate): the batches of ``DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)``
+    in the same order, at a quarter of the cost per batch (a fifth of a digits MLP's step)."""
+    if _check_int("batch_size", batch_size, 1) and not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r} ({type(shuffle).__name__})")
+    batch_size, shuffle = int(batch_size), bool(shuffle)  # numpy's too (BatchSampler takes a Python int)
     if not isinstance(dataset, TensorDataset):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)

@@ -7,6 +7,7 @@ exactly -lr * gradient, the setting in which Koopman gradient pruning is exact.
 """
 from __future__ import annotations
 
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..recording.recorder_checks import _check_int
-from ..recording.validation import check_real
+from ..recording.validation import check_positive, check_real
 
 OPTIMIZERS = ("nesterov", "sgd", "momentum", "adam")
 DEVICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
@@ -70,8 +71,8 @@ def set_seed(seed: int) -> None:
 def make_optimizer(model: nn.Module, name: str = "nesterov", lr: float = 0.1, momentum: float = 0.9,
                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """'nesterov' (ShrinkBench's default), 'momentum' (heavy ball), 'sgd' (plain) or 'adam'."""
-    if check_real("lr", lr, 0) == 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    value = float(lr) if isinstance(lr, torch.Tensor) and lr.numel() == 1 and lr.is_floating_point() else lr
+    check_positive("lr", value)  # a 1-element tensor lr, as torch's optimizers take, is read as its value
     check_real("momentum", momentum, 0)
     check_real("weight_decay", weight_decay, 0)
     params = model.parameters()
@@ -137,7 +138,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device="auto") -> tuple[float
     model.train(was_training)
     if total == 0:
         raise ValueError("loader holds no samples: there is nothing to evaluate on")
-    return loss / max(total, 1), correct / max(total, 1)
+    return loss / total, correct / total
 
 
 def accuracy(model: nn.Module, loader: DataLoader, device=None) -> float:
@@ -146,8 +147,8 @@ def accuracy(model: nn.Module, loader: DataLoader, device=None) -> float:
 
 
 def planned_steps(loader: DataLoader, epochs: float, max_steps: int | None) -> int:
-    """The optimizer steps :func:`train` takes: ``epochs * len(loader)`` rounded to the nearest, at most
-    ``max_steps``; TypeError or ValueError naming the argument otherwise."""
+    """The optimizer steps :func:`train` takes: ``epochs * len(loader)`` rounded up (a positive fraction of an
+    epoch takes a step at least), at most ``max_steps``; TypeError or ValueError naming the argument otherwise."""
     try:
         batches = len(loader)
     except TypeError:
@@ -155,7 +156,7 @@ def planned_steps(loader: DataLoader, epochs: float, max_steps: int | None) -> i
                         f"{type(loader).__name__}") from None
     if batches == 0:
         raise ValueError("loader holds no batches: nothing to train on")
-    n = int(check_real("epochs", epochs, 0) * batches + 0.5)
+    n = math.ceil(round(check_real("epochs", epochs, 0) * batches, 6))  # 0.3 * 10 is 3, not 4
     if max_steps is None:
         return n
     return min(n, _check_int("max_steps", max_steps, 0))
@@ -172,7 +173,7 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
     optimizer : an optimizer already built (its state is kept, so recorders hooked to it see
         every step), or a name for :func:`make_optimizer`.
     epochs : passes over ``loader``, a fraction included: ``epochs * len(loader)`` optimizer steps,
-        rounded to the nearest; ``max_steps`` (an int >= 0) stops earlier.
+        rounded up; ``max_steps`` (an int >= 0) stops earlier.
     seed : seeds torch before training (None leaves the generator alone). The loader's own
         generator decides the batch order.
     """
@@ -185,7 +186,7 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
     steps_taken(opt)  # attach the step counter before the first step
     hist = History()
     bar = tqdm(total=n_steps, desc=desc, disable=not progress, leave=False)
-    for _ in range(-(-n_steps // len(loader))):  # the epochs the steps reach into
+    for _ in range(math.ceil(epochs) if n_steps else 0):  # whole passes over the loader, the last one cut short
         model.train()
         seen, loss_sum, correct = 0, 0.0, 0
         for x, y in loader:
@@ -210,6 +211,8 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
             tl, ta = evaluate(model, test_loader, device)
             hist.test_loss.append(tl)
             hist.test_acc.append(ta)
+        if hist.steps >= n_steps:
+            break
     bar.close()
     return hist
 
