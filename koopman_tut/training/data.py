@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
-from ..recording.recorder_checks import _check_int
+from ..recording.recorder_checks import _check_bool, _check_int
 from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, mnist_tensors, parsed
 
 SAMPLE_SHAPE = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # one image (unflattened)
@@ -270,9 +270,7 @@ def loader(dataset: Dataset, batch_size: int, shuffle: bool = False, generator: 
     A TensorDataset is indexed one whole batch at a time (one gather per tensor, not ``batch_size`` look-ups
     and a collate): the batches of ``DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)``
     in the same order, at a quarter of the cost per batch (a fifth of a digits MLP's step)."""
-    if _check_int("batch_size", batch_size, 1) and not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r} ({type(shuffle).__name__})")
-    batch_size, shuffle = int(batch_size), bool(shuffle)  # numpy's too (BatchSampler takes a Python int)
+    batch_size, shuffle = _check_int("batch_size", batch_size, 1), _check_bool("shuffle", shuffle)  # numpy's too
     if not isinstance(dataset, TensorDataset):
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
