@@ -113,6 +113,10 @@ def _worker(rank: int, world: int, store: str, out: str):
                                 _refusal(lambda: kt.estimate_limit(tw, "secant", group=True)),
                                 _refusal(lambda: kt.estimate_limit(Wf.clone().fill_(float("nan")) if rank else Wf, "last",
                                                                    group=True))]
+    # NaN in rank 1's rows: rank 0 sees only the summed Gram, and names the argument it was given (traj)
+    bad_rows = Wf.clone().fill_(float("nan")) if rank else Wf
+    res["koopman_nan"] = _refusal(lambda: kt.koopman(kt.Trajectory(bad_rows, tw.steps, names, [(Wf.shape[0],)], {}),
+                                                     group=True).limit())
     # complex data: the Gram is complex128
     Wc = torch.complex(W_local, W_local.flip(0))
     res["complex_eigs"] = kt.dmd(Wc, group=True).eigs
@@ -358,6 +362,12 @@ def test_estimate_limit_ranks_must_agree(ranks):
         assert "disagree on method: rre on rank 0, mpe on rank 1" in methods
         assert "secant" in secant and "one process" in secant
     assert "a must be a finite number" in ranks[1]["estimate_refusals"][2]
+
+
+def test_a_nan_on_another_rank_is_named_as_the_caller_passed_it(ranks):
+    assert "traj contains NaN" in ranks[1]["koopman_nan"], ranks[1]["koopman_nan"]
+    theirs = ranks[0]["koopman_nan"]
+    assert "another rank's traj holds NaN" in theirs and " W" not in theirs, theirs  # said W before
     assert "refused" in ranks[0]["estimate_refusals"][2] and "rank 1" in ranks[0]["estimate_refusals"][2]
 
 

@@ -40,7 +40,7 @@ from .dmd_result import DMDBatch, DMDResult, canonical_order, powers  # noqa: F4
 from .distributed import all_reduce_sum, global_rows
 from .distributed_checks import checked_preflight
 from .dmd_checks import ZeroStartWarning, nothing_to_decompose, warn_zero_start  # noqa: F401 (re-exported)
-from .finite import check_finite
+from .finite import NonFiniteGram, check_finite
 from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, deviation_gram
 
 Tensor = torch.Tensor
@@ -214,6 +214,8 @@ def check_acc(acc, W: Tensor) -> None:
         got = f"{tuple(acc.shape)} {acc.dtype}" if isinstance(acc, Tensor) else type(acc).__name__
         raise ValueError(f"acc must be W's deviation Gram (snapshots.deviation_gram(W), summed over the ranks), a "
                          f"float64 tensor of shape {want}, got {got}")
+    if not bool(torch.isfinite(acc).all()):
+        raise ValueError("acc holds NaN or Inf: a Gram of finite snapshots is finite (recompute it, or rescale W)")
 
 
 def deviation_gram_checked(W: Tensor, chunk_rows=None, group=None, gram=deviation_gram) -> Tensor:
@@ -225,7 +227,7 @@ def deviation_gram_checked(W: Tensor, chunk_rows=None, group=None, gram=deviatio
         acc = all_reduce_sum(acc, group)
     if not bool(torch.isfinite(acc).all()):
         check_finite(W)  # names the entry when the data itself is at fault (on this rank)
-        raise ValueError("W^H W overflows, or another rank's W holds NaN/Inf: check and rescale W")
+        raise NonFiniteGram("W")
     return acc
 
 

@@ -8,6 +8,7 @@ is asked for, in one pass over W.
 from __future__ import annotations
 
 import cmath
+import math
 import numbers
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -26,14 +27,28 @@ def powers(eigs: Tensor, t) -> Tensor:
     lambda ** 0 is 1 for every eigenvalue, 0 included (exp(0 * log 0) alone would give NaN).
     """
     lam = torch.as_tensor(eigs).cpu().to(torch.complex128)
+    if isinstance(t, (bool, np.bool_)) or getattr(t, "dtype", None) in (bool, np.bool_, torch.bool):
+        raise TypeError(f"t must be a number of snapshots or a sequence of them, got {t!r} (bool)")
     try:
         tt = torch.as_tensor(np.atleast_1d(np.asarray(t, dtype=np.float64)))
     except (TypeError, ValueError) as e:
         raise TypeError(f"t must be a number of snapshots or a sequence of them, got {t!r}") from e
     if not bool(torch.isfinite(tt).all()):
         raise ValueError(f"t must be finite numbers of snapshots, got {t!r}")
-    out = torch.exp(tt[None, :] * torch.log(lam)[:, None])
+    mod = torch.exp(tt[None, :] * torch.log(lam.abs())[:, None])  # (r, k) |lambda|^t
+    out = torch.polar(mod, tt[None, :] * lam.angle()[:, None])
+    out = torch.where(mod == 0, torch.zeros_like(out), out)  # |lambda|^t underflowed: 0 whatever the phase
     return torch.where(tt[None, :] == 0, torch.ones_like(out), out)
+
+
+def geometric_sums(mu: Tensor, h: float) -> Tensor:
+    """sum_{j=0}^{h-1} mu^j = (1 - mu^h) / (1 - mu) for (r,) complex mu; h = math.inf gives
+    1 / (1 - mu) (which needs |mu| < 1); mu = 1 gives h."""
+    mu = mu.to(torch.complex128)
+    one = (mu - 1).abs() < 1e-12
+    safe = torch.where(one, torch.zeros_like(mu), mu)
+    out = 1 / (1 - safe) if math.isinf(h) else (1 - powers(safe, h)[:, 0]) / (1 - safe)
+    return torch.where(one, torch.full_like(mu, h), out)
 
 
 def _clusters(values: list[float], tol: float) -> list[int]:
@@ -180,6 +195,12 @@ class DMDResult:
                                  f"got {idx.tolist()}")
             keep[idx.long()] = True
             w[~keep] = 0
+        if not bool(torch.isfinite(w).all()):
+            over = torch.unique(torch.nonzero(~torch.isfinite(w))[:, 0])
+            mod = self.eigs.cpu().abs()[over]
+            raise ValueError(f"the DMD model cannot be evaluated at t={t!r}: lambda**t overflows float64 for "
+                             f"{over.numel()} of {self.rank} modes (|lambda| from {float(mod.min()):.3g} to "
+                             f"{float(mod.max()):.3g}); ask for times at which the powers stay finite")
         return w
 
     def predict(self, t, indices: Sequence[int] | Tensor | None = None, real: bool = True) -> Tensor:

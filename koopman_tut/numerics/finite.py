@@ -23,15 +23,26 @@ class NonFiniteError(ValueError):
         return NonFiniteError(name, self.label, self.shape, self.hint)
 
 
+class NonFiniteGram(ValueError):
+    """A Gram that is not finite while this rank's data is: an overflow, or NaN/Inf on another rank."""
+
+    def __init__(self, name: str = "W"):
+        super().__init__(f"the Gram of {name} overflows, or another rank's {name} holds NaN/Inf: check and "
+                         f"rescale {name}")
+
+    def named(self, name: str) -> NonFiniteGram:
+        return NonFiniteGram(name)
+
+
 def renamed(name: str):
-    """Decorator: a :class:`NonFiniteError` raised inside names the argument ``name``, as the caller passed it
+    """Decorator: a :class:`NonFiniteError` (or :class:`NonFiniteGram`) raised inside names the argument ``name``, as the caller passed it
     (the data is met, and checked, on the way through the snapshots, under the inner functions' names)."""
     def wrap(fn):
         @functools.wraps(fn)
         def named(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except NonFiniteError as e:
+            except (NonFiniteError, NonFiniteGram) as e:
                 raise e.named(name) from None
         return named
     return wrap

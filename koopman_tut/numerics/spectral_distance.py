@@ -128,6 +128,7 @@ def permutation_test(spectra_a: Sequence[Array], spectra_b: Sequence[Array], n_p
     if na < 2 or nb < 2:
         raise ValueError(f"each group needs at least 2 spectra (replicates), got {na} and {nb}")
     _check_count(n_permutations, "n_permutations", minimum=1)
+    _check_count(seed, "seed", minimum=0)
     D = distance_matrix(list(spectra_a) + list(spectra_b))
     n = na + nb
     labels = np.arange(n) < na

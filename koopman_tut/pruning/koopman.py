@@ -48,7 +48,7 @@ from ..recording.trajectory import Trajectory
 from ..recording.validation import check_index
 from .inputs import check_analysis, check_choice, check_horizon
 from .scores import Scores
-from .sgd_steps import group_settings, modal_weight, warn_lr_changes
+from .sgd_steps import group_settings, modal_weight, warn_lr_changes, warn_not_sgd
 
 Tensor = torch.Tensor
 RULES = ("limit", "closest")
@@ -193,7 +193,7 @@ class KoopmanAnalysis:
             ti = check_index(t, len(traj))
             return {"lr": lr, "t": ti}, (ti, group_settings(traj, lr, ti))
         t, groups = self._agree("gradient", args)
-        warn_lr_changes(traj)
+        warn_lr_changes(traj), warn_not_sgd(traj.meta)
         if every > 1:
             warnings.warn(AliasingWarning(
                 f"snapshots are {every} steps apart: per-step eigenvalues are taken as principal "

@@ -237,9 +237,8 @@ def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int 
     reads nor moves the global RNG. Different (seed, draw) pairs give independent masks: the
     several draws of one run never repeat another run's (seed + 1, draw 0 is not seed, draw 1).
 
-    Entries already pruned (zero: masked by torch.nn.utils.prune, or made zeros) rank below
-    every other, so on a pruned model the result has the requested compression, as with the
-    score-based masks; only the entries still in use are drawn at random. ``kwargs`` go to
+    Entries already pruned (zero) rank below every other, so on a pruned model the result has
+    the requested compression and only entries still in use are drawn. ``kwargs`` go to
     :func:`global_masks` (``prune_bias``, ``classifier``, ``exclude``, ...).
     """
     _check_model(model)
@@ -251,6 +250,8 @@ def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int 
         # in [1, 2) where in use, [0, 1) where pruned: float64 holds rand's float32 values + 1 exactly,
         # so the order of the entries in use (and the mask of an unpruned model) is rand's own
         scores[n] = torch.rand(value.shape, generator=g).double() + (value != 0).cpu().double()
+    if not scores:
+        raise ValueError("model has no conv or linear layer parameters to draw a random mask for")
     return global_masks(scores, compression, model=model, **kwargs)
 
 

@@ -27,6 +27,8 @@ def compression_ratio(model: nn.Module) -> float:
             v = current_value(model, f"{mname}.{base}" if mname else base)
             total += p.numel()
             nonzero += int((v != 0).sum())
+    if total == 0:
+        raise ValueError("model has no parameters: its compression ratio is undefined")
     return total / max(nonzero, 1)
 
 
@@ -35,15 +37,22 @@ def sparsity_by_layer(model: nn.Module) -> dict[str, float]:
     return {n: float((current_value(model, n) == 0).float().mean()) for n in layer_parameters(model)}
 
 
+def _check_pair(a: Masks, b: Masks) -> None:
+    """Two masks over the same, non-empty set of parameters (an overlap of nothing is not 1)."""
+    check_masks(a, "a"), check_masks(b, "b")
+    if set(a) != set(b):
+        raise ValueError(f"masks cover different parameters: {sorted(set(a) ^ set(b))}")
+    if not a:
+        raise ValueError("a and b are empty: masks of no parameter have no overlap")
+
+
 def mask_overlap(a: Masks, b: Masks) -> float:
     """Share of pruned entries in common: |pruned_a & pruned_b| / max(|pruned_a|, |pruned_b|).
 
     1 when both prune the same set (or prune nothing); equals the share of a's pruned
     entries that b also prunes when both prune the same number.
     """
-    check_masks(a, "a"), check_masks(b, "b")
-    if set(a) != set(b):
-        raise ValueError(f"masks cover different parameters: {sorted(set(a) ^ set(b))}")
+    _check_pair(a, b)
     both = na = nb = 0
     for n in a:
         pa, pb = ~a[n].cpu(), ~b[n].cpu()
@@ -62,9 +71,7 @@ def kept_overlap(a: Masks, b: Masks) -> float:
     (against 1 - 1/c for :func:`mask_overlap` of the pruned sets): the more telling measure
     when most entries are pruned.
     """
-    check_masks(a, "a"), check_masks(b, "b")
-    if set(a) != set(b):
-        raise ValueError(f"masks cover different parameters: {sorted(set(a) ^ set(b))}")
+    _check_pair(a, b)
     both = na = 0
     for n in a:
         ka, kb = a[n].cpu(), b[n].cpu()

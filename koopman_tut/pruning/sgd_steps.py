@@ -98,6 +98,8 @@ def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
 def _differ(lr, recorded) -> bool:
     """Whether a given lr and a recorded one (both usable numbers) differ by more than 1%."""
     try:
+        if isinstance(lr, bool):
+            raise TypeError("an lr of True or False is refused where the lr is checked")
         a, b = float(lr), float(recorded)
     except (TypeError, ValueError):
         return False  # refused (or nothing recorded) where the lr is checked
@@ -120,11 +122,7 @@ def modal_weight(settings: dict, lr: float, every: int):
 
 def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
     """Per-mode factor turning the step into the gradient (see module docstring); 1 for plain SGD."""
-    opt = meta.get("optimizer")
-    if opt not in (None, "SGD"):
-        warnings.warn(f"koopman_gradient models torch.optim.SGD (with momentum / Nesterov); this window "
-                      f"was recorded with {opt}, so the estimate is the step direction, not the gradient",
-                      stacklevel=outside_stacklevel())
+    if meta.get("optimizer") not in (None, "SGD"):  # the step direction (warn_not_sgd says so once)
         return torch.ones_like(mu)
     sign = -1.0 if meta.get("maximize", False) else 1.0  # maximize=True steps along +grad
     beta = float(meta.get("momentum", 0.0) or 0.0)
@@ -134,6 +132,15 @@ def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
     if meta.get("nesterov", False):  # step g + beta b, b = beta b' + (1 - damp) g = (1 - damp) mu g / (mu - beta)
         return sign * (mu - beta) / ((1 + beta * (1 - damp)) * mu - beta)
     return sign * (1 - beta / mu) / (1 - damp)  # step b = (1 - damp) mu g / (mu - beta)
+
+
+def warn_not_sgd(meta: dict) -> None:
+    """Warn once per gradient when the window was recorded with an optimizer other than torch.optim.SGD."""
+    opt = meta.get("optimizer")
+    if opt not in (None, "SGD"):
+        warnings.warn(f"koopman_gradient models torch.optim.SGD (with momentum / Nesterov); this window "
+                      f"was recorded with {opt}, so the estimate is the step direction, not the gradient",
+                      stacklevel=outside_stacklevel())
 
 
 def warn_lr_changes(traj: Trajectory) -> None:

@@ -97,6 +97,9 @@ def resolve(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     value = getattr(module, pname, None) if value is None else value
     if value is None:
         raise ValueError(f"model has no parameter {name!r}")
+    if pname in module._buffers:
+        raise ValueError(f"{name!r} is a buffer of the model (such as a batch norm's running statistics), not a "
+                         f"parameter: masks, scores and trajectories hold parameters only")
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"model has no parameter {name!r}: {pname!r} of {type(module).__name__} is a "
                          f"{type(value).__name__}, not a tensor; give parameter names such as {name + '.weight'!r}")

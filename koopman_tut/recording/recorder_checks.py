@@ -230,6 +230,9 @@ def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[
             missing.append(name)
         else:
             frozen.append(name)
+    if any(parameter(model, n).is_complex() for n in keep):
+        raise TypeError(f"{_listing([n for n in keep if parameter(model, n).is_complex()], len(names))} are complex: "
+                        f"the recorder records real parameters (torch.view_as_real gives a real view)")
     if missing:
         _refuse_parametrized(model, missing, names)
         raise ValueError(f"the optimizer does not train {_listing(missing, len(names))}: their snapshots would "

@@ -40,6 +40,15 @@ def check_real(name: str, value, minimum: float, what: str = "") -> float:
     return float(value)
 
 
+def check_seed(name: str, value, bits: int = 64) -> int:
+    """A random seed: an int in [0, 2**bits) (torch takes 64 bits, NumPy's legacy seed and scikit-learn 32)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 0, got {value!r} ({type(value).__name__})")
+    if not 0 <= value < 2**bits:
+        raise ValueError(f"{name} must be an integer in [0, 2**{bits}), got {value!r}")
+    return int(value)
+
+
 def check_positive(name: str, value) -> None:
     """A finite real number > 0, or an error naming ``name`` that says so (TypeError for a non-number)."""
     try:

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
 from ..recording.recorder_checks import _check_bool, _check_int
+from ..recording.validation import check_real, check_seed
 from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, mnist_tensors, parsed
 
 SAMPLE_SHAPE = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # one image (unflattened)
@@ -50,10 +51,11 @@ def digits(seed: int = 0, test_fraction: float = 0.25, image: bool = False) -> t
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if not 0 < test_fraction < 1:
+    if not 0 < check_real("test_fraction", test_fraction, 0) < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_fraction, random_state=seed, stratify=y)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_fraction, random_state=check_seed("seed", seed, 32),
+                                          stratify=y)
     mean, std = Xtr.mean(0), Xtr.std(0) + 1e-6  # some border pixels are constant
     out = []
     for Xs, ys in ((Xtr, ytr), (Xte, yte)):
@@ -290,9 +292,8 @@ def loaders(train: Dataset, test: Dataset, batch_size: int = 128, seed: int = 0,
 
     ``full_batch=True`` gives one batch holding the whole training set (gradient descent).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    g = torch.Generator().manual_seed(seed)
+    _check_int("batch_size", batch_size, 1)
+    g = torch.Generator().manual_seed(check_seed("seed", seed))
     bs = len(train) if full_batch else batch_size
     return (loader(train, bs, shuffle=not full_batch, generator=g),
             loader(test, test_batch_size, shuffle=False))

@@ -16,6 +16,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..recording.recorder_checks import _check_int
+from ..recording.validation import check_seed
+
+
+def _check_sizes(**sizes) -> None:
+    """Layer sizes as integers >= 1 (``hidden`` a tuple or list of them), or an error naming the argument."""
+    for name, value in sizes.items():
+        if name != "hidden":
+            _check_int(name, value, 1)
+        elif not isinstance(value, (tuple, list)):
+            raise TypeError(f"hidden must be a tuple of layer widths (integers >= 1), got {value!r}")
+        else:
+            for i, width in enumerate(value):
+                _check_int(f"hidden[{i}]", width, 1)
+
 
 class DigitsMLP(nn.Module):
     """64 -> 256 -> 256 -> 128 -> 10 with ReLU (116,618 parameters). x: (B, 64) -> logits (B, 10).
@@ -26,6 +41,7 @@ class DigitsMLP(nn.Module):
 
     def __init__(self, in_features: int = 64, hidden: tuple[int, ...] = (256, 256, 128), n_classes: int = 10):
         super().__init__()
+        _check_sizes(in_features=in_features, hidden=hidden, n_classes=n_classes)
         sizes = (in_features, *hidden)
         self.features = nn.Sequential(*[m for a, b in zip(sizes[:-1], sizes[1:]) for m in (nn.Linear(a, b), nn.ReLU())])
         self.classifier = nn.Linear(sizes[-1], n_classes)
@@ -39,6 +55,7 @@ class LeNet300100(nn.Module):
 
     def __init__(self, in_features: int = 784, n_classes: int = 10):
         super().__init__()
+        _check_sizes(in_features=in_features, n_classes=n_classes)
         self.fc1, self.fc2 = nn.Linear(in_features, 300), nn.Linear(300, 100)
         self.classifier = nn.Linear(100, n_classes)
 
@@ -55,6 +72,7 @@ class MnistNet(nn.Module):
 
     def __init__(self, n_classes: int = 10):
         super().__init__()
+        _check_sizes(n_classes=n_classes)
         self.conv1, self.conv2 = nn.Conv2d(1, 20, 5), nn.Conv2d(20, 50, 5)
         self.fc1 = nn.Linear(800, 500)
         self.classifier = nn.Linear(500, n_classes)
@@ -95,6 +113,7 @@ class ResNetCifar(nn.Module):
 
     def __init__(self, n: int = 3, n_classes: int = 10):
         super().__init__()
+        _check_sizes(n=n, n_classes=n_classes)
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         layers, c = [], 16
@@ -140,7 +159,7 @@ def get_model(name: str, seed: int | None = None, **kwargs) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}")
     if seed is not None:
-        torch.manual_seed(seed)
+        torch.manual_seed(check_seed("seed", seed))
     return MODELS[name](**kwargs)
 
 

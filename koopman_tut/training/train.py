@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..recording.recorder_checks import _check_int
-from ..recording.validation import check_positive, check_real
+from ..recording.validation import check_positive, check_real, check_seed
 
 OPTIMIZERS = ("nesterov", "sgd", "momentum", "adam")
 DEVICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
@@ -63,6 +63,7 @@ def device_problem(device) -> str | None:
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
+    seed = check_seed("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

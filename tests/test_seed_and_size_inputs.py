@@ -1,0 +1,132 @@
+"""Arguments an audit found silent or unreadable: seeds, model sizes, prediction times, empty masks,
+a Gram with NaN, buffers named as parameters, complex parameters, the whole model as the classifier.
+
+Each case failed before its fix in one of two ways: a silent result (a 0% or 100% measure of
+nothing, NaN predictions, a seed truncated to another seed, a model with no classes) or an error
+from deep inside torch, NumPy or scikit-learn that named none of the caller's arguments.
+"""
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import koopman_tut as kt
+from koopman_tut import pruning as P
+from koopman_tut.numerics.dmd_result import powers
+from koopman_tut.numerics.spectral_distance import permutation_test
+from koopman_tut.training.train import set_seed
+
+BAD_SEEDS = [("a", TypeError), (1.5, TypeError), (True, TypeError), (None, TypeError), (-1, ValueError)]
+
+
+@pytest.mark.parametrize("seed, error", BAD_SEEDS)
+def test_every_seed_argument_is_an_integer_at_least_zero_named_seed(seed, error):
+    tr, te = kt.data.digits()
+    calls = [lambda: set_seed(seed), lambda: kt.data.loaders(tr, te, seed=seed), lambda: kt.data.digits(seed=seed)]
+    calls += [lambda: kt.models.get_model("mlp", seed=seed)] if seed is not None else []  # None: unseeded
+    for call in calls:
+        with pytest.raises(error, match="seed must be an integer"):
+            call()
+    # before: 1.5 truncated to seed 1 in get_model; 'a' failed in str formatting (set_seed), in
+    # scikit-learn (digits) or in torch's manual_seed (loaders)
+    with pytest.raises(ValueError, match="seed must be an integer"):  # its own checks raise ValueError
+        permutation_test([torch.tensor([0.5 + 0j])] * 2, [torch.tensor([0.9 + 0j])] * 2, n_permutations=10, seed=seed)
+
+
+def test_get_model_keeps_a_seed_of_none_unseeded_and_the_digits_split_takes_32_bits():
+    assert isinstance(kt.models.get_model("mlp", seed=None), nn.Module)
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
+        kt.data.digits(seed=2**32)  # scikit-learn's random_state; torch's seeds take 64 bits
+    set_seed(2**32)
+
+
+@pytest.mark.parametrize("kwargs, name", [({"n_classes": 0}, "n_classes"), ({"n_classes": 2.0}, "n_classes"),
+                                          ({"hidden": (32, 0)}, r"hidden\[1\]"), ({"hidden": 64}, "hidden"),
+                                          ({"in_features": True}, "in_features")])
+def test_model_sizes_are_integers_at_least_one(kwargs, name):
+    with pytest.raises((TypeError, ValueError), match=name):  # before: n_classes=0 built a model with no outputs
+        kt.models.get_model("mlp", **kwargs)
+    for model in ("lenet300100", "mnistnet", "resnet20"):
+        with pytest.raises(ValueError, match="n_classes must be an integer >= 1"):
+            kt.models.get_model(model, n_classes=0)
+
+
+def test_predict_refuses_a_bool_time_and_times_whose_powers_overflow():
+    torch.manual_seed(0)
+    res = kt.dmd(torch.randn(40, 10, dtype=torch.float64).cumsum(1))
+    with pytest.raises(TypeError, match="t must be a number"):
+        res.predict(True)  # before: read as t = 1
+    with pytest.raises(ValueError, match=r"cannot be evaluated at t=-1000000.0: lambda\*\*t overflows"):
+        res.predict(-1e6)  # before: NaN everywhere, without a word
+    far = res.predict(1e308)  # |lambda| < 1 decay to 0 whatever their phase (the phase was NaN before)
+    assert bool(torch.isfinite(far).all())
+
+
+def test_powers_agree_with_the_principal_branch_and_decay_to_zero_far_out():
+    lam = torch.tensor([0.9 + 0.3j, -0.5, 1.0, 0.0, 1.2 - 0.1j, 0.3j], dtype=torch.complex128)
+    t = torch.tensor([0.0, 1, 2.5, 7, 40])
+    ref = torch.exp(t[None, :].double() * torch.log(lam)[:, None])
+    ref[:, 0] = 1
+    got = powers(lam, t.numpy())
+    finite = torch.isfinite(ref)
+    assert torch.allclose(got[finite], ref[finite], rtol=1e-13, atol=1e-300)
+    far = powers(lam, 1e308)[:, 0]
+    assert far[[0, 1, 3, 5]].abs().max() == 0 and far[2] == 1
+
+
+def test_overlaps_and_compression_of_nothing_are_refused():
+    with pytest.raises(ValueError, match="a and b are empty"):
+        P.kept_overlap({}, {})  # before: 1.0
+    with pytest.raises(ValueError, match="a and b are empty"):
+        P.mask_overlap({}, {})  # before: 1.0
+    with pytest.raises(ValueError, match="model has no parameters"):
+        P.compression_ratio(nn.Sequential())  # before: 0.0
+    with pytest.raises(ValueError, match="model has no conv or linear layer parameters"):
+        P.random_masks(nn.Sequential(nn.ReLU()), 2)  # before: "scores is empty", which the caller never passed
+
+
+def test_a_gram_with_nan_is_refused_by_name():
+    W = torch.randn(30, 8, dtype=torch.float64)
+    acc = torch.full((8, 8), float("nan"), dtype=torch.float64)
+    with pytest.raises(ValueError, match="acc holds NaN or Inf"):  # before: linalg.eigh failed to converge
+        kt.dmd(W, acc=acc)
+
+
+def test_a_buffer_is_not_a_parameter_to_mask():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="'1.running_mean' is a buffer"):  # before: a TypeError from prune
+        P.apply_masks(model, {"1.running_mean": torch.ones(4, dtype=torch.bool)})
+    P.apply_masks(model, {"1.weight": torch.tensor([True, False, True, True])})  # a parameter still is
+
+
+def test_the_recorder_refuses_complex_parameters_by_name():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: complex modules are experimental
+        model = nn.Linear(3, 2).to(torch.complex64)
+    with pytest.raises(TypeError, match="'weight', 'bias' .* are complex"):  # before: torch.cat's dtype error
+        kt.TrajectoryRecorder(model, torch.optim.SGD(model.parameters(), lr=0.1), stop=5)
+
+
+def test_the_whole_model_is_not_a_classifier_name():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    scores = {n: p.detach().abs() for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match="'' is the whole model"):
+        P.global_masks(scores, 2, model=model, classifier="")
+
+
+def test_kgp_under_adam_warns_once_per_gradient():
+    torch.manual_seed(0)
+    net, X, y = nn.Linear(5, 3), torch.randn(64, 5), torch.randint(0, 3, (64,))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    rec = kt.TrajectoryRecorder(net, opt, stop=40)
+    for _ in range(40):
+        opt.zero_grad()
+        F.cross_entropy(net(X), y).backward()
+        opt.step()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        P.koopman_gradient(rec.trajectory())
+    said = [w for w in caught if "recorded with Adam" in str(w.message)]
+    assert len(said) == 1, [str(w.message) for w in caught]  # before: once per refit of the trust check (4)
