@@ -210,7 +210,8 @@ def test_collective_timeout_is_read_from_the_environment(monkeypatch):
     assert collective_timeout() == DEFAULT_TIMEOUT_S == 300
     monkeypatch.setenv(TIMEOUT_ENV, "2.5")
     assert collective_timeout() == 2.5
-    for bad in ("abc", "0", "-3", "inf", "nan"):
+    # 0.0005 s was 0 ms, which gloo reads as no limit; 1e11 s overflowed torch's int64 nanoseconds and hung
+    for bad in ("abc", "0", "-3", "inf", "nan", "0.0005", "1e11", "1e300"):
         monkeypatch.setenv(TIMEOUT_ENV, bad)
         with pytest.raises(ValueError, match=f"{TIMEOUT_ENV} must be a positive number of seconds"):
             collective_timeout()

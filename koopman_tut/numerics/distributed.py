@@ -27,7 +27,7 @@ import torch.nn as nn
 
 Tensor = torch.Tensor
 TIMEOUT_ENV = "KOOPMAN_TUT_COLLECTIVE_TIMEOUT"
-DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_TIMEOUT_S, MIN_TIMEOUT_S, MAX_TIMEOUT_S = 300.0, 1e-3, 1e9  # below 1 ms: no limit; above: int64 ns overflow
 
 
 def check_group(group, name: str = "group", off: str = "None (one process)") -> None:
@@ -54,17 +54,17 @@ def _comm_device(group) -> torch.device:
 
 
 def collective_timeout() -> float:
-    """Seconds a collective waits for the other ranks: ``$KOOPMAN_TUT_COLLECTIVE_TIMEOUT``
-    (a positive number, read at every call), else 300 (five minutes)."""
+    """Seconds a collective waits for the other ranks: ``$KOOPMAN_TUT_COLLECTIVE_TIMEOUT`` (read each call), else 300."""
     raw = os.environ.get(TIMEOUT_ENV, "").strip()
     if not raw:
         return DEFAULT_TIMEOUT_S
     try:
         t = float(raw)
     except ValueError:
-        t = float("nan")
-    if not (math.isfinite(t) and t > 0):
-        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+        t = math.nan
+    if not MIN_TIMEOUT_S <= t <= MAX_TIMEOUT_S:  # torch waits in whole ms, int64 ns
+        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds in [{MIN_TIMEOUT_S:g}, {MAX_TIMEOUT_S:g}] "
+                         f"(torch waits whole ms, 0 ms meaning no limit, and overflows past ~1e10 s), got {raw!r}")
     return t
 
 

@@ -24,10 +24,9 @@ shifted blocks of the plain one (:func:`koopman_tut.numerics.reduced.delay_gram`
 of 1, or with |mu| >= 1, have no finite limit: they are summed over ``max_horizon`` snapshots
 (|mu| > 1 projected onto the unit circle), a :class:`DriftWarning` names them and the limit is
 not trusted. A forecast h snapshots ahead (finite h) is the model's own: every mode, a growing
-one included, is summed over the h snapshots with its fitted eigenvalue. A mode within 0.1% of
-``drift_tol`` of that boundary (``EDGE``) keeps its finite limit: an eigenvalue computed from
-data is not resolved finer than that, and a round step such as lr h = 1e-3 puts a real,
-convergent mode exactly on drift_tol = 1e-3.
+one included, is summed over the h snapshots with its fitted eigenvalue (refused where that
+overflows). A mode within 0.1% of ``drift_tol`` of that boundary (``EDGE``) keeps its finite
+limit: data do not resolve an eigenvalue finer, and lr h = 1e-3 puts a convergent mode on it.
 
 Every estimate carries a trust check computed from the window alone (:mod:`koopman_tut.numerics.trust`).
 """
@@ -42,7 +41,8 @@ import torch
 from .dmd import _check_svd_rank
 from .dmd_checks import no_steps_reason
 from .still import is_still, still_estimate
-from .dmd_result import powers
+from .dmd_result import geometric_sums, powers
+from .limit_inputs import check_warn
 from .distributed import global_rows
 from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_rank,  # noqa: F401
                       untruncated)  # (delay_gram re-exported)
@@ -55,16 +55,6 @@ Tensor = torch.Tensor
 HOLDOUT_FRACTION = 0.1  # share of the differences the trust check holds out
 PERTURBATIONS = 2  # rounding-sized perturbations of the window the fit is redone on (trust check 4)
 EDGE = 1e-3  # a mode drifts only when |1 - mu| < (1 - EDGE) drift_tol: ties keep the finite limit
-
-
-def geometric_sums(mu: Tensor, h: float) -> Tensor:
-    """sum_{j=0}^{h-1} mu^j = (1 - mu^h) / (1 - mu) for (r,) complex mu; h = math.inf gives
-    1 / (1 - mu) (which needs |mu| < 1); mu = 1 gives h."""
-    mu = mu.to(torch.complex128)
-    one = (mu - 1).abs() < 1e-12
-    safe = torch.where(one, torch.zeros_like(mu), mu)
-    out = 1 / (1 - safe) if math.isinf(h) else (1 - powers(safe, h)[:, 0]) / (1 - safe)
-    return torch.where(one, torch.full_like(mu, h), out)
 
 
 class AffineModel:
@@ -98,8 +88,8 @@ class AffineModel:
             raise ValueError("method='svd' needs all rows in one process; with group= use 'gram' or 'auto'")
         W = as_snapshots(W, min_snapshots=3, min_rows=0 if group is not None else 1)  # a rank may hold none
         if W.ndim != 2 or W.shape[-1] < 3 + delays:
-            raise ValueError(f"W must have shape (n_features, n_snapshots) with at least delays + 3 = {3 + delays} "
-                             f"snapshots (delays={delays}), got {tuple(W.shape)}")
+            raise ValueError(f"the window must have shape (n_features, n_snapshots) with at least delays + 3 = "
+                             f"{3 + delays} snapshots (delays={delays}), got {tuple(W.shape)}")
         if W.is_complex():
             raise TypeError(f"W must be real (a parameter trajectory) for the affine model, got {W.dtype}; "
                             "kt.dmd decomposes complex snapshots")
@@ -191,6 +181,7 @@ class AffineModel:
         warn : emit a :class:`DriftWarning` when h = inf and some mode drifts, and an
             :class:`UntrustedLimitWarning` when the trust check fails.
         """
+        check_warn(warn)
         if not h >= 0:
             raise ValueError(f"h must be >= 0 (snapshots ahead) or math.inf, got {h!r}")
         if not drift_tol > 0:
@@ -204,6 +195,9 @@ class AffineModel:
         coef = self.block(0)[0] @ c
         coef[-1] += 1  # + theta(T-1)
         theta = matmul_chunked(self.W, coef[:, None])[:, 0]
+        if not (bool(torch.isfinite(c).all()) and bool(torch.isfinite(theta).all())):  # a growing mode, finite h
+            raise ValueError(f"the {h:g}-snapshot forecast overflows {theta.dtype}: mode(s) with |mu| up to "
+                             f"{float(self.eigs.abs().max()):.4g} grow by |mu|^h; forecast fewer snapshots ahead")
         mu, T = self.eigs, self.W.shape[-1]
         if warn and math.isinf(h) and bool(drifting.any()):
             warnings.warn(DriftWarning(
@@ -259,6 +253,7 @@ class AffineModel:
         window, with mode i scaled by ``weight(mu)[i]`` (a function of the (r,) eigenvalues);
         the refitted model's gives its trust check. t is a snapshot index in [0, T-1]; ``beta``, a
         heavy-ball momentum its fit check undoes (:func:`.trust.step_fit`)."""
+        check_warn(warn)
         k = self.delays
         if not self.rank:
             return still_estimate(self.W, self.eigs, self.holdout, None)
@@ -268,12 +263,13 @@ class AffineModel:
             return red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs))
 
         c = coef(self.reduced)
+        fit, blind = step_fit(self.reduced, self.factor.Rd, k, t, beta, 2 * (1 + beta) * self.factor.data_floor
+                              / math.sqrt((k + 1) * self.W.shape[-1]))  # rounding: eps ||theta|| a step
         out = Extrapolation(theta=matmul_chunked(self.W, (self.block(i)[0] @ c)[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
-                            window=self.W.shape[-1], residual=self.reduced.residual,
-                            fit=step_fit(self.reduced, self.factor.Rd, k, t, beta, 2 * (1 + beta) * self.factor.data_floor
-                                         / math.sqrt((k + 1) * self.W.shape[-1])))  # rounding: eps ||theta|| a step
-        out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c, i))
+                            window=self.W.shape[-1], residual=self.reduced.residual, fit=fit)
+        # check 3 for a gradient: the rounding of the steps at t, under which check 8 cannot see a misfit
+        out.rounding = max(_ratio(self.factor.data_floor * norm(c), self._norm(c, i)), blind)
         out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i)
         if self.untruncated is not None:
             out.truncation = self._moved(c, [coef(self.untruncated)], i)

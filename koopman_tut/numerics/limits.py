@@ -35,6 +35,8 @@ refused 2 of the 10) off (benchmarks/known_answers.py). Only "koopman" and "seca
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from .distributed import global_rows
@@ -224,13 +226,21 @@ def holdout_rank(traj_or_W, ranks=(1, 2, 4, 8, 16, -1), holdout: int | None = No
     import warnings
 
     W, meta, _ = _window(traj_or_W)
+    check_finite(W, "traj_or_W")  # a NaN in the held-out part would make every error NaN, and pick ranks[0]
     T = W.shape[1]
     k = momentum_delays(meta, T) if delays == "auto" else delays
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+        raise ValueError(f"delays must be 'auto' or an integer >= 0, got {delays!r}")
+    if T - 3 - k < 1:
+        raise ValueError(f"traj_or_W has {T} snapshots: holding any out needs at least delays + 4 = {k + 4} "
+                         f"({k} delay(s))")
     h = min(max(2, T // 5), T - 3 - k) if holdout is None else holdout
-    if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= T - 3 - k:
+    if isinstance(h, bool) or not isinstance(h, numbers.Integral) or not 1 <= h <= T - 3 - k:
         raise ValueError(f"holdout must be an integer in [1, {T - 3 - k}] for {T} snapshots and {k} delay(s), got {h!r}")
-    if not ranks or any(isinstance(r, bool) or not isinstance(r, int) or not (r == -1 or r >= 1) for r in ranks):
-        raise ValueError(f"ranks must be a non-empty sequence of integers >= 1 or -1, got {ranks!r}")
+    if isinstance(ranks, (str, torch.Tensor)) or not isinstance(ranks, (list, tuple)) or not ranks or any(
+            isinstance(r, bool) or not isinstance(r, numbers.Integral) or not (r == -1 or r >= 1) for r in ranks):
+        raise ValueError(f"ranks must be a non-empty list or tuple of integers >= 1 or -1, got {ranks!r}")
+    h, ranks = int(h), [int(r) for r in ranks]
     fit, future = W[:, : T - h], W[:, T - h:].to(torch.float64)
     moved = (future - W[:, T - h - 1: T - h].to(torch.float64)).norm() ** 2
     errors = []

@@ -27,7 +27,10 @@ optimizer settings change, a seventh; a Koopman gradient, an eighth), and warns
    eps ||W||_F ||c|| / ||E c|| must be at most ``TRUST_TOL``: it fails where the steps are
    only a few roundings of the parameters (a recording in float16, whose Koopman gradient came
    out 93-149% off while the spread check passed: rounding 0.39-0.71), and is 1e-4 .. 2e-2 on
-   the digits MLP's float32 windows (minibatch and full batch, steps 0 .. 1000).
+   the digits MLP's float32 windows (minibatch and full batch, steps 0 .. 1000). For a gradient it is
+   at least check 8's rounding allowance over the step at t: a misfit under it goes unseen, and near a
+   float64 optimum (steps of tens of ulps) the model's gradient was 13-58% off with every check passed
+   (docs/trust.md, "A Koopman gradient at a window converged to rounding").
 
 4. Conditioning. The fit itself can amplify rounding: modes too close together for the window
    to separate are fitted to rounding by other eigenvalues. Plain SGD on a rank-8 quadratic
@@ -85,15 +88,7 @@ optimizer settings change, a seventh; a Koopman gradient, an eighth), and warns
    alarms): trust_families.py's 1440 windows (240 of softmax regression, 160 of float32 momentum):
    false silences 57 -> 42 of 432 (momentum: 15 -> 0), false alarms 156 -> 156 of 819 (111 of them
    the float32 windows, every one, by check 2: a mode slower than the window fitted only to float32
-   rounding, 1e-3). An independent review's sweeps: float32 quadratics (1,440 windows, four
-   Hessians, lr 0.01-0.05, heavy ball and Nesterov at 0.7 and 0.9): without the abstention the check
-   made 52 of 159 good limits untrusted, with it 3 (the secant 5-55% off with its own checks passed:
-   float32 training's per-step rounding, undone by 1/lr, biases its slow directions), while it
-   catches 9 of the 18 far limits checks 1-5 trust; float64, ill-conditioned Hessians with lr
-   schedules (576 windows) and softmax regression with schedules (1,080): no false alarm; it catches
-   22 and 4 far limits checks 1-5 trust and leaves 3 and 2 (11-68% off: four where it abstains,
-   one where the secant is as far off the same way); the abstention, which removed 49 float32 false
-   alarms, cost two or three of these catches.
+   rounding, 1e-3). An independent review's sweeps of the abstention: docs/trust.md, "Check 6".
 
 7. One optimizer map. The affine model fits one map to the window; where the recorded settings
    change inside it (an lr schedule, a momentum schedule, per snapshot in the recording's meta:
@@ -229,7 +224,6 @@ class Extrapolation:
                 and not (self.limit and self.drifting.numel()))
 
 
-
 def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
     """Warn (:class:`UntrustedLimitWarning`) when ``est`` fails its trust check."""
     if est.trusted:
@@ -243,7 +237,7 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
                    f"of its size (trusted up to {TRUST_TOL:g})")
     if not est.rounding <= TRUST_TOL:
         why.append(f"the stored data's rounding alone can move it by {est.rounding:.2g} of its size (the steps "
-                   f"are only a few roundings of the parameters: record in float32 or wider)")
+                   f"are only a few roundings of the parameters: record in float32 or wider, or before convergence)")
     if not est.conditioning <= TRUST_TOL:
         why.append(f"refitted to the window plus perturbations as small as its rounding, the model moves it by "
                    f"{est.conditioning:.2g} of its size (modes too close together for the window to separate)")
@@ -276,11 +270,12 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
         stacklevel=stacklevel)
 
 
-def step_fit(red, Rd: Tensor, k: int, t: int, beta: float = 0.0, rounding: float = 0.0) -> float:
+def step_fit(red, Rd: Tensor, k: int, t: int, beta: float = 0.0, rounding: float = 0.0) -> tuple[float, float]:
     """Check 8: (||m(t) - beta m(t-1)|| - rounding)+ / ||s(t) - beta s(t-1)||, s(u) the model ``red``'s step d(u)
     and m(u) it minus the recorded one (Rd (p, T-1) the steps' factor, ``k`` delays; t = T-1 read at T-2);
     ``rounding``: what the stored data's rounding can put there. beta: heavy ball's (the implied gradient's
-    misfit); 0 for plain SGD and Nesterov (whose undoing runs over every earlier step: the step's misfit)."""
+    misfit); 0 for plain SGD and Nesterov (whose undoing runs over every earlier step: the step's misfit).
+    Also returns rounding / ||s(t) - beta s(t-1)||: a misfit that small is hidden, so the check is blind to it."""
     n, t = Rd.shape[1], min(t, Rd.shape[1] - 1)
 
     def step(u: int) -> Tensor:  # (T-1,) coefficients on Rd's columns of the model's d(u)
@@ -297,4 +292,5 @@ def step_fit(red, Rd: Tensor, k: int, t: int, beta: float = 0.0, rounding: float
         recorded[t - 1] = -b
     num = max(float(torch.linalg.vector_norm(Rd @ (model - recorded))) - rounding, 0.0)
     den = float(torch.linalg.vector_norm(Rd @ model))
-    return num / den if den > 0 else (0.0 if num == 0 else math.inf)
+    share = (lambda a: a / den if den > 0 else (0.0 if a == 0 else math.inf))
+    return share(num), share(rounding)

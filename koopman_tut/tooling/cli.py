@@ -95,8 +95,8 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     found = sorted(p for p in notebook_dir().iterdir() if NOTEBOOK_NAME.match(p.name) and p.is_file())
     if not only:
         return found
-    keep = [p for p in found if any(p.stem == o or p.stem.startswith(o) or p.name == o for o in only)]
-    missing = [o for o in only if not any(p.stem == o or p.stem.startswith(o) or p.name == o for p in found)]
+    keep = [p for p in found if any(o and (p.stem.startswith(o) or p.name == o) for o in only)]
+    missing = [o for o in only if not any(o and (p.stem.startswith(o) or p.name == o) for p in found)]  # '' matches none
     if missing:
         raise NoSuchNotebook(f"--only {' '.join(missing)}: no notebook matches {missing}; "
                              f"available: {[p.stem for p in found]}")
