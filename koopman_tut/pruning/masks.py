@@ -237,9 +237,8 @@ def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int 
     reads nor moves the global RNG. Different (seed, draw) pairs give independent masks: the
     several draws of one run never repeat another run's (seed + 1, draw 0 is not seed, draw 1).
 
-    Entries already pruned (zero) rank below every other, so on a pruned model the result has
-    the requested compression and only entries still in use are drawn. ``kwargs`` go to
-    :func:`global_masks` (``prune_bias``, ``classifier``, ``exclude``, ...).
+    Entries already pruned (zero) rank below every other, so on a pruned model only entries still in
+    use are drawn. ``kwargs`` go to :func:`global_masks` (``prune_bias``, ``classifier``, ``exclude``, ...).
     """
     _check_model(model)
     state = np.random.SeedSequence(seed_entropy(seed, draw, _RANDOM_MASKS_STREAM)).generate_state(2, np.uint32)
