@@ -113,6 +113,9 @@ def _worker(rank: int, world: int, store: str, out: str):
                                 _refusal(lambda: kt.estimate_limit(tw, "secant", group=True)),
                                 _refusal(lambda: kt.estimate_limit(Wf.clone().fill_(float("nan")) if rank else Wf, "last",
                                                                    group=True))]
+    # no rows on any rank: refused on every rank (it returned an empty estimate, or blamed all-zero data)
+    res["no_rows"] = [_refusal(lambda: kt.estimate_limit(Wf[:0], m, group=True)) for m in ("last", "koopman")] + \
+        [_refusal(lambda: kt.dmd(Wf[:0], group=True))]
     # NaN in rank 1's rows: rank 0 sees only the summed Gram, and names the argument it was given (traj)
     bad_rows = Wf.clone().fill_(float("nan")) if rank else Wf
     res["koopman_nan"] = _refusal(lambda: kt.koopman(kt.Trajectory(bad_rows, tw.steps, names, [(Wf.shape[0],)], {}),
@@ -362,6 +365,13 @@ def test_estimate_limit_ranks_must_agree(ranks):
         assert "disagree on method: rre on rank 0, mpe on rank 1" in methods
         assert "secant" in secant and "one process" in secant
     assert "a must be a finite number" in ranks[1]["estimate_refusals"][2]
+
+
+def test_a_window_with_no_rows_on_any_rank_is_refused_on_every_rank(ranks):
+    for r in (0, 1):
+        last, koopman, dmd = ranks[r]["no_rows"]
+        assert "traj_or_W has no features (rows) on any rank" in last and last == koopman, ranks[r]["no_rows"]
+        assert "W has no features (rows) on any rank" in dmd, dmd
 
 
 def test_a_nan_on_another_rank_is_named_as_the_caller_passed_it(ranks):

@@ -324,3 +324,36 @@ def test_groups_may_be_any_iterable_and_distances_do_not_overflow():
     assert S.wasserstein([1e308], [-1e308]) == math.inf  # 2e308 is past float64's range
     assert S.wasserstein([1e-310], [0]) == 1e-310 and S.wasserstein([5e-324], [0]) == 5e-324  # subnormals as they are
     assert S.wasserstein([1e300, 1e-300], [1e300, 2e-300]) == pytest.approx(5e-301)
+
+
+# ----------------------------------------------------------------------------- names and scale (an input audit)
+def test_groups_of_spectra_name_the_spectrum_at_fault():
+    e = torch.tensor([0.5 + 0.1j, 0.5 - 0.1j, 0.9])
+    f = torch.tensor([0.4 + 0.1j, 0.4 - 0.1j, 0.95])
+    with pytest.raises(TypeError, match="spectra_a must be a sequence of spectra .* got one spectrum"):
+        S.permutation_test(e, [f, f, f])  # said "e1 must be a non-empty 1-D set", e1 never passed
+    with pytest.raises(ValueError, match=r"spectra_a\[0\] and spectra_b\[0\] must have the same number"):
+        S.permutation_test([e, e, e], [f[:2]] * 3)
+    with pytest.raises(ValueError, match=r"spectra_a\[1\] contains NaN"):
+        S.permutation_test([e, e * float("nan")], [f, f])
+    with pytest.raises(TypeError, match="spectra must be a sequence of spectra .* got dict"):
+        S.distance_matrix({"OMD": e})  # a KeyError before
+    assert S.wasserstein(e.real.bfloat16(), f.real.bfloat16()) == pytest.approx(
+        S.wasserstein(e.real.bfloat16().double(), f.real.bfloat16().double()))  # bfloat16 was refused by numpy
+
+
+def test_spectrum_does_not_depend_on_the_data_scale():
+    x = torch.randn(3, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = S.spectrum(x)
+    for scale in (1e155, 1e-150):  # ||X||_F overflowed at 1e155: every mode was reported as rounding (0)
+        assert float((S.spectrum(x * scale) - ref).abs().max()) < 1e-12
+
+
+def test_the_equivalence_simulators_refuse_starts_outside_their_box_and_bad_steps():
+    for call, match in ((lambda: equivalence.mirror_descent(np.array([-0.5, 0.5])), "x0 must be .* in the box"),
+                        (lambda: equivalence.mirror_descent(np.array([0.5, 0.5]), steps=0), "steps must be an integer >= 1"),
+                        (lambda: equivalence.mirror_descent(np.array([0.5, 0.5]), eta=-0.01), "eta must be a finite step"),
+                        (lambda: equivalence.gradient_descent(np.array([0.5, 0.5])), "u0 must be .* in the box"),
+                        (lambda: equivalence.grid(0, 1, -1), "n .* must be an integer >= 1")):
+        with pytest.raises(ValueError, match=match):  # before: clipped, run uphill, or numpy's own errors
+            call()

@@ -175,6 +175,8 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
     elif group is None:
         check_acc(acc, W)
     G, n = assemble_gram(acc), global_rows(W, group)
+    if n == 0:  # every rank holds none (one may)
+        raise ValueError("W has no features (rows) on any rank of the group: nothing to decompose")
     if W.ndim == 3:
         return DMDBatch([_from_gram(W[i], G[i], svd_rank, n, group) for i in range(W.shape[0])])
     return _from_gram(W, G, svd_rank, n, group)

@@ -15,6 +15,9 @@ L-BFGS-B, which reaches the same point). NumPy float64 only; no training stack i
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 T_STEPS, DIM, ETA = 100, 2, 1e-2
@@ -23,6 +26,22 @@ LOW = 1.0 / T_STEPS  # the box [1/T, 1]^d
 # rounded to 5 decimals: a spectrum that reproduces them lies within 5e-6 of each
 PUBLISHED = {"OMD": (0.9979, 0.99644, 0.98379, 0.97988, 0.93197, 0.92458, 0.80117, 0.79254, 0.56513, 0.55814),
              "OGD": (1.00048, 0.99856, 0.99368, 0.98665, 0.94882, 0.93482, 0.81756, 0.79991, 0.57102, 0.55551)}
+
+
+def _check_run(start, lo: float, hi: float, name: str, steps=1, eta=ETA) -> np.ndarray:
+    """A start in the box [lo, hi]^d as a 1-D float64 array, ``steps`` an integer >= 1 and ``eta`` a finite
+    number > 0; errors name the argument."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not (math.isfinite(eta) and eta > 0):
+        raise ValueError(f"eta must be a finite step size > 0, got {eta!r}")
+    try:
+        x = np.asarray(start, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be a 1-D array of numbers, got {start!r}") from e
+    if x.ndim != 1 or x.size == 0 or not (np.isfinite(x).all() and (x >= lo).all() and (x <= hi).all()):
+        raise ValueError(f"{name} must be a non-empty 1-D array in the box [{lo:.4g}, {hi:.4g}]^d, got {start!r}")
+    return x
 
 
 def _sec2(x: np.ndarray) -> np.ndarray:
@@ -37,7 +56,7 @@ def loss(x: np.ndarray) -> float:
 def mirror_descent(x0: np.ndarray, steps: int = T_STEPS, eta: float = ETA) -> np.ndarray:
     """OMD with R(x) = -sum log x: y = (grad R)^-1(grad R(x) - eta grad f(x)), i.e.
     1/y = 1/x + eta sec^2(x), then the Bregman projection onto [1/T, 1]^d. Returns (d, steps) in x."""
-    x = np.asarray(x0, dtype=np.float64)
+    x = _check_run(x0, LOW, 1.0, "x0", steps, eta)
     out = [x]
     for _ in range(steps - 1):
         y = 1.0 / (1.0 / x + eta * _sec2(x))
@@ -49,7 +68,7 @@ def mirror_descent(x0: np.ndarray, steps: int = T_STEPS, eta: float = ETA) -> np
 def gradient_descent(u0: np.ndarray, steps: int = T_STEPS, eta: float = ETA) -> np.ndarray:
     """OGD on f(exp(u)) (gradient exp(u) sec^2(exp(u))), Euclidean projection onto
     [log(1/T), 0]^d. Returns (d, steps), recorded in u (not mapped back to x)."""
-    u = np.asarray(u0, dtype=np.float64)
+    u = _check_run(u0, math.log(LOW), 0.0, "u0", steps, eta)
     out = [u]
     for _ in range(steps - 1):
         v = u - eta * np.exp(u) * _sec2(np.exp(u))
@@ -61,7 +80,9 @@ def gradient_descent(u0: np.ndarray, steps: int = T_STEPS, eta: float = ETA) -> 
 def bisection(a0: np.ndarray, b0: np.ndarray, steps: int = T_STEPS) -> np.ndarray:
     """Bisection on f with whole vectors: z = (a + b) / 2 replaces a if f(z) < 0, b if f(z) > 0
     (f(a0) < 0 < f(b0) required; at f(z) = 0 it stays). Returns (d, steps) in z."""
-    a, b = np.asarray(a0, dtype=np.float64), np.asarray(b0, dtype=np.float64)
+    a, b = (_check_run(v, -np.pi / 2, np.pi / 2, k, steps) for k, v in (("a0", a0), ("b0", b0)))  # tan's branch
+    if a.shape != b.shape:
+        raise ValueError(f"a0 and b0 must have the same shape, got {a.shape} and {b.shape}")
     if not loss(a) < 0 < loss(b):
         raise ValueError(f"bisection needs f(a0) < 0 < f(b0), got f(a0)={loss(a):.3g}, f(b0)={loss(b):.3g}")
     z = (a + b) / 2
@@ -79,6 +100,8 @@ def bisection(a0: np.ndarray, b0: np.ndarray, steps: int = T_STEPS) -> np.ndarra
 
 def grid(lo: float, hi: float, n: int = 5) -> np.ndarray:
     """(2, n*n) starts: np.meshgrid of np.linspace(lo, hi, n) in both coordinates, flattened."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n (starts per coordinate) must be an integer >= 1, got {n!r}")
     return np.reshape(np.meshgrid(np.linspace(lo, hi, n), np.linspace(lo, hi, n)), (2, n * n))
 
 

@@ -115,6 +115,9 @@ class _Rows:
 
 def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, warn: bool, group) -> Tensor:
     W, meta, stride = _window(traj_or_W, min_rows=0 if group is not None else 1)
+    n_rows = global_rows(W, group)  # a rank may hold no rows, the group not (every rank gets the same count)
+    if n_rows == 0:
+        raise ValueError("traj_or_W has no features (rows) on any rank of the group: nothing to estimate")
     check_method(method, a, depth, svd_rank, delays)
     check_warn(warn)
     a, depth = 1.0 if a is None else a, 5 if depth is None else depth
@@ -125,7 +128,7 @@ def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, wa
     if method == "koopman":
         if W.shape[1] < 3:
             raise ValueError(f"traj_or_W needs at least 3 snapshots for method='koopman', got {W.shape[1]}")
-        rank = (0 if global_rows(W, group) > W.shape[1] else -1) if svd_rank == "auto" else svd_rank
+        rank = (0 if n_rows > W.shape[1] else -1) if svd_rank == "auto" else svd_rank
         k = momentum_delays(meta, W.shape[1]) if delays == "auto" else delays
         rows = (group_rows(meta, traj_or_W.names, traj_or_W.offsets)  # each group's rows (one process only)
                 if hasattr(traj_or_W, "offsets") and group is None else None)

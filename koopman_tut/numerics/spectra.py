@@ -157,7 +157,8 @@ def dmd_pairs(X: Array, Y: Array, modes: int | None = None, eps: float | None = 
     eps64 = torch.finfo(torch.float64).eps
     eps = eps64 if eps is None else float(eps)
     svd_floor = max(X.shape) * eps64 * float(s[0])
-    tol = max(eps * float(s.norm()), svd_floor)
+    frob = float(s[0]) * float((s / s[0]).norm()) if float(s[0]) > 0 else 0.0  # ||X||_F; s.norm() overflows past 1e154
+    tol = max(eps * frob, svd_floor)
     r = min(count, int((s > tol).sum()))
     _warn_lost(min(count, int((s > svd_floor).sum())) - r, count, eps, tol, r)
     A = (U[:, :r].mT @ Y.to(torch.float64) @ Vh[:r].mT) / s[None, :r]

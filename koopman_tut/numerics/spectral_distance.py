@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from .finite import check_has_values
+
 Tensor = torch.Tensor
 Array = Tensor | np.ndarray
 
@@ -31,12 +33,36 @@ def _check_count(value, name: str, minimum: int) -> None:
 
 
 def _points(e, name: str) -> np.ndarray:
-    e = e.detach().cpu().numpy() if isinstance(e, Tensor) else np.asarray(e)
+    """One spectrum as a (r,) complex128 array, or an error naming it as the caller passed it."""
+    if isinstance(e, Tensor):
+        check_has_values(e, name)
+        e = (e.to_dense() if e.layout != torch.strided else e).detach().cpu()
+        e = e.to(torch.complex128 if e.is_complex() else torch.float64) if e.is_floating_point() or e.is_complex() else e
+        e = e.numpy()
+    else:
+        e = np.asarray(e)
     if e.ndim != 1 or e.size == 0 or e.dtype.kind not in "iufc":
         raise ValueError(f"{name} must be a non-empty 1-D set of eigenvalues, got shape {e.shape}, dtype {e.dtype}")
     if not np.isfinite(e).all():
         raise ValueError(f"{name} contains NaN or Inf")
     return e.astype(np.complex128)
+
+
+def _same_size(points: list[np.ndarray], names: list[str]) -> None:
+    """Equal-size spectra, or an error naming the first that differs from the first one."""
+    for p, n in zip(points[1:], names[1:]):
+        if p.size != points[0].size:
+            raise ValueError(f"{names[0]} and {n} must have the same number of eigenvalues, got {points[0].size} and "
+                             f"{p.size}; take every spectrum with the same modes=")
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    # values near float64's largest are scaled by a power of two (exact), so that a - b cannot overflow
+    top = max(float(np.abs(a).max()), float(np.abs(b).max()))
+    scale = math.ldexp(1.0, math.frexp(top)[1] - 1) if top > 2.0**1000 else 1.0
+    D = np.abs(a[:, None] / scale - b[None, :] / scale)
+    rows, cols = linear_sum_assignment(D)
+    return float(D[rows, cols].mean()) * scale
 
 
 def wasserstein(e1: Array, e2: Array) -> float:
@@ -53,24 +79,23 @@ def wasserstein(e1: Array, e2: Array) -> float:
     e1, e2 : (r,) complex (or real) eigenvalues, tensors or arrays.
     """
     a, b = _points(e1, "e1"), _points(e2, "e2")
-    if a.size != b.size:
-        raise ValueError(f"e1 and e2 must have the same number of eigenvalues, got {a.size} and {b.size}; "
-                         "take both spectra with the same modes=")
-    # values near float64's largest are scaled by a power of two (exact), so that a - b cannot overflow
-    top = max(float(np.abs(a).max()), float(np.abs(b).max()))
-    scale = math.ldexp(1.0, math.frexp(top)[1] - 1) if top > 2.0**1000 else 1.0
-    D = np.abs(a[:, None] / scale - b[None, :] / scale)
-    rows, cols = linear_sum_assignment(D)
-    return float(D[rows, cols].mean()) * scale
+    _same_size([a, b], ["e1", "e2"])
+    return _distance(a, b)
+
+
+def _matrix(points: list[np.ndarray]) -> np.ndarray:
+    N = len(points)
+    D = np.zeros((N, N))
+    for i, j in itertools.combinations(range(N), 2):
+        D[i, j] = D[j, i] = _distance(points[i], points[j])
+    return D
 
 
 def distance_matrix(spectra: Sequence[Array]) -> np.ndarray:
-    """(N, N) symmetric matrix of :func:`wasserstein` distances between N spectra."""
-    N = len(spectra)
-    D = np.zeros((N, N))
-    for i, j in itertools.combinations(range(N), 2):
-        D[i, j] = D[j, i] = wasserstein(spectra[i], spectra[j])
-    return D
+    """(N, N) symmetric matrix of :func:`wasserstein` distances between N spectra of the same size."""
+    points, names = _group(spectra, "spectra")
+    _same_size(points, names)
+    return _matrix(points)
 
 
 @dataclass
@@ -90,11 +115,17 @@ class PermutationResult:
     exact: bool
 
 
-def _group(spectra, name: str) -> list:
-    """A group of spectra as a list: any iterable of 1-D eigenvalue sets (a list, a generator, the rows of an array)."""
+def _group(spectra, name: str) -> tuple[list[np.ndarray], list[str]]:
+    """A group of spectra (any iterable of 1-D eigenvalue sets: a list, a generator, the rows of a 2-D
+    array) as points and their names, ``name[i]``."""
     if isinstance(spectra, (str, bytes, dict)) or not hasattr(spectra, "__iter__"):
         raise TypeError(f"{name} must be a sequence of spectra (1-D eigenvalue sets), got {type(spectra).__name__}")
-    return list(spectra)
+    if getattr(spectra, "ndim", None) == 1:
+        raise TypeError(f"{name} must be a sequence of spectra (1-D eigenvalue sets), got one spectrum: wrap it "
+                        f"in a list")
+    items = list(spectra)
+    names = [f"{name}[{i}]" for i in range(len(items))]
+    return [_points(e, n) for e, n in zip(items, names)], names
 
 
 def _between_minus_within(D: np.ndarray, in_a: np.ndarray) -> tuple[float, float, float]:
@@ -123,13 +154,14 @@ def permutation_test(spectra_a: Sequence[Array], spectra_b: Sequence[Array], n_p
     n_permutations : relabellings to draw when enumeration would take more.
     seed : seeds the random relabellings (unused when exact).
     """
-    spectra_a, spectra_b = _group(spectra_a, "spectra_a"), _group(spectra_b, "spectra_b")
-    na, nb = len(spectra_a), len(spectra_b)
+    (pa, names_a), (pb, names_b) = _group(spectra_a, "spectra_a"), _group(spectra_b, "spectra_b")
+    na, nb = len(pa), len(pb)
     if na < 2 or nb < 2:
         raise ValueError(f"each group needs at least 2 spectra (replicates), got {na} and {nb}")
     _check_count(n_permutations, "n_permutations", minimum=1)
     _check_count(seed, "seed", minimum=0)
-    D = distance_matrix(list(spectra_a) + list(spectra_b))
+    _same_size(pa + pb, names_a + names_b)
+    D = _matrix(pa + pb)
     n = na + nb
     labels = np.arange(n) < na
     stat, between, within = _between_minus_within(D, labels)
