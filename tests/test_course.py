@@ -493,7 +493,7 @@ def test_course_refuses_a_non_empty_folder_unless_forced(course_cli, tmp_path, c
     assert (elsewhere / "keep.txt").read_text() == "kept" and not (out / "site").is_symlink()
 
 
-@pytest.mark.parametrize("repo", ["not-a-repo", "a/b/c", "/name@main"])
+@pytest.mark.parametrize("repo", ["not-a-repo", "a/b/c", "/name@main", ""])  # '' was taken as no links
 def test_a_bad_student_repo_is_refused_before_the_folder_is_touched(course_cli, tmp_path, capsys, repo):
     """--force with a malformed --student-repo: a usage error, and the earlier course folders (a
     student's work among them) are still there."""
@@ -519,6 +519,7 @@ def test_course_folder_that_is_a_file(course_cli, tmp_path, capsys, make):
     assert course_cli(out) == 2
     err = capsys.readouterr().err
     assert str(blocker) in err and ("is a file" in err or "Not a directory" in err) and "Traceback" not in err
+    assert "OUTDIR" in err  # said only "[Errno 20] Not a directory" under a file
     assert blocker.read_text() == "not a folder"
 
 

@@ -215,3 +215,22 @@ def test_collective_timeout_is_read_from_the_environment(monkeypatch):
         monkeypatch.setenv(TIMEOUT_ENV, bad)
         with pytest.raises(ValueError, match=f"{TIMEOUT_ENV} must be a positive number of seconds"):
             collective_timeout()
+
+
+def test_the_sharding_helpers_refuse_what_they_cannot_split_or_rank():
+    """Checked before any collective, so no process group is needed: before, shard_range(10, 5, 2) gave
+    rows (25, 30) beyond n, and top_k_mask kept a NaN as the largest score and took k = -1 as 0."""
+    from koopman_tut.numerics.distributed import shard_range, top_k_mask
+
+    assert [shard_range(10, r, 3) for r in range(3)] == [(0, 4), (4, 7), (7, 10)]
+    for args, match in (((10, 5, 2), r"rank must be in \[0, 1\]"), ((10, -1, 2), "rank must be an integer >= 0"),
+                        ((10, 0, 0), "world_size must be an integer >= 1"), ((-1, 0, 2), "n must be")):
+        with pytest.raises(ValueError, match=match):
+            shard_range(*args)
+    for x, k, err, match in ((torch.tensor([1.0, float("nan"), 3.0]), 1, ValueError, "x holds NaN:"),
+                             (torch.tensor([1.0, 2.0]), -1, ValueError, "k must be an integer >= 0"),
+                             (torch.tensor([1.0, 2.0]), 2.5, ValueError, "k must be an integer >= 0"),
+                             (torch.tensor([1 + 1j, 3]), 1, TypeError, "x must be a 1-D real tensor"),
+                             (torch.tensor([2**63 + 5, 3], dtype=torch.uint64), 1, TypeError, "uint64")):
+        with pytest.raises(err, match=match):
+            top_k_mask(x, k, True)

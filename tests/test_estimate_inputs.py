@@ -84,3 +84,10 @@ def test_only_an_empty_name_matches_no_notebook():
     with pytest.raises(cli.NoSuchNotebook, match="no notebook matches \\[''\\]"):
         cli.notebooks([""])
     assert [p.stem[:2] for p in cli.notebooks(["03"])] == ["03"]
+
+
+def test_an_lr_as_a_one_element_numpy_array_is_read_as_its_value(run):
+    k = kt.koopman(run.traj)
+    assert torch.equal(k.gradient(lr=np.array([0.1])), k.gradient(lr=0.1))  # numpy's own TypeError before
+    with pytest.raises(TypeError, match="lr must be a positive learning rate"):
+        k.gradient(lr=np.array([0.1, 0.2]))

@@ -6,7 +6,7 @@ affine, delay-embedded Koopman model of a window, its limit, forecast and trust 
 (``reduced``, ``extrapolation``, ``trust``) and the classic extrapolations beside it
 (``limits``); Koopman spectra of whole training runs and their distances (``spectra``,
 ``equivalence``); the few torch.distributed collectives, with their pre-flight and time
-limits (``distributed``, ``distributed_checks``).
+limits (``distributed``, ``distributed_checks``), and which rows each rank holds (``shards``).
 
 May import: torch, NumPy, SciPy and its own modules; nothing else of koopman_tut (a
 Trajectory is read duck-typed, through ``.snapshots`` and ``.meta``).

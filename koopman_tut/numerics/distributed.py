@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import time
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
+
+from .shards import local_tensor, shard_pieces, shard_range, unwrap  # noqa: F401 (kt.distributed.X)
 
 Tensor = torch.Tensor
 TIMEOUT_ENV = "KOOPMAN_TUT_COLLECTIVE_TIMEOUT"
@@ -142,14 +144,6 @@ def world(group) -> tuple[int, int]:
     return dist.get_rank(g), dist.get_world_size(g)
 
 
-def shard_range(n: int, rank: int, world_size: int) -> tuple[int, int]:
-    """Rows [start, stop) of rank ``rank`` when n rows are split into contiguous shards in rank
-    order; the first n % world_size ranks hold one row more."""
-    base, extra = divmod(n, world_size)
-    start = rank * base + min(rank, extra)
-    return start, start + base + int(rank < extra)
-
-
 def all_gather_sizes(n: int, group) -> list[int]:
     """[n of rank 0, n of rank 1, ...]: one integer from every rank."""
     g = _group(group)
@@ -196,11 +190,19 @@ def top_k_mask(x: Tensor, k: int, group, with_ties: bool = False):
 
     Parameters
     ----------
-    x : (m,) this rank's scores (m may differ between ranks, and may be 0); finite.
+    x : (m,) this rank's scores (m may differ between ranks, and may be 0); no NaN.
     k : how many to keep over all ranks, the same on every rank.
     with_ties : also return how many entries equal to the k-th largest are kept and how many there are
         (over all ranks, the same on every rank; 0, 0 when they do not straddle the cut).
+    A rank whose x or k is refused raises at once; the others stop at :func:`collective_timeout`.
     """
+    if not isinstance(x, Tensor) or x.ndim != 1 or x.is_complex() or x.dtype in (torch.bool, torch.uint64):
+        raise TypeError(f"x must be a 1-D real tensor of scores (not bool or uint64), got {type(x).__name__} "
+                        f"{tuple(getattr(x, 'shape', ()))} {getattr(x, 'dtype', '')}")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+        raise ValueError(f"k must be an integer >= 0 (entries to keep over all ranks), got {k!r}")
+    if x.is_floating_point() and bool(torch.isnan(x).any()):  # (+-Inf rank first and last, as a sort ranks them)
+        raise ValueError("x holds NaN: a NaN score has no rank (it would be kept above every value)")
     keys = order_keys(x.cpu())
     kept = torch.zeros(keys.numel(), dtype=torch.bool)
     if k <= 0:
@@ -230,37 +232,6 @@ def top_k_mask(x: Tensor, k: int, group, with_ties: bool = False):
 
 
 # ----------------------------------------------------------------------------- row-sharded trajectories
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel (or DataParallel) wrapper or a ``torch.compile`` one
-    (``_orig_mod``, whose parameters it shares), so that parameter names carry no ``module.`` or
-    ``_orig_mod.`` prefix and match the plain model's; other models as they are."""
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def local_tensor(t: Tensor) -> Tensor:
-    """This rank's shard of a DTensor (FSDP2's ``fully_shard`` parameters); a plain tensor as it is."""
-    return t.to_local() if hasattr(t, "to_local") else t
-
-
-def shard_pieces(shapes: list[tuple[int, ...]], rows: tuple[int, int]) -> list[tuple[int, int, int]]:
-    """(i, lo, hi) for each tensor i of ``shapes`` (flattened one after another) that overlaps the
-    rows [start, stop): its entries lo:hi lie in them."""
-    out, o = [], 0
-    for i, s in enumerate(shapes):
-        size = math.prod(s)
-        lo, hi = max(rows[0] - o, 0), min(rows[1] - o, size)
-        if lo < hi:
-            out.append((i, lo, hi))
-        o += size
-    return out
-
-
 def gather_pieces(local: dict[str, Tensor], traj, group, fill=0) -> dict[str, Tensor]:
     """Whole tensors from every rank's pieces of a row-sharded trajectory (``TrajectoryRecorder(shard=True)``).
 

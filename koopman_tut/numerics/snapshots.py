@@ -18,6 +18,8 @@ step), so data that still requires grad is read, not recorded in an autograd gra
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -46,7 +48,9 @@ def as_snapshots(W, name: str = "W", min_snapshots: int = 2, min_rows: int = 1) 
         if not W.dtype.isnative:
             raise TypeError(f"{name} has byte order {W.dtype.byteorder!r}, not the machine's: convert it with "
                             f"{name}.astype({name}.dtype.newbyteorder('='))")
-        W = torch.from_numpy(np.ascontiguousarray(W))
+        with warnings.catch_warnings():  # a read-only array (np.load(mmap_mode='r')): only read here, never written
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            W = torch.from_numpy(np.ascontiguousarray(W))
     elif not isinstance(W, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray of shape "
                         f"(n_features, n_snapshots), got {type(W).__name__}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
 from ..numerics.dmd_result import powers
@@ -79,6 +80,7 @@ def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
     lrs = traj.meta.get("lrs")
     recorded = lrs[leaving(t, len(traj))] if lrs is not None and len(lrs) == len(traj) else traj.lr
     given = lr is not None
+    lr = lr.item() if isinstance(lr, np.ndarray) and lr.size == 1 else lr  # as a 1-element tensor is taken
     if lr is None:
         lr = recorded
     elif _differ(lr, recorded):
@@ -86,7 +88,7 @@ def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
                       f"{float(recorded):g} (traj.meta['lrs']): the Koopman gradient divides the step by the lr "
                       f"given; pass lr=None to use the recorded one", stacklevel=outside_stacklevel())
     if lr is not None and (isinstance(lr, (bool, str, bytes)) or not hasattr(lr, "__float__")
-                           or (isinstance(lr, torch.Tensor) and lr.numel() != 1)):
+                           or (isinstance(lr, torch.Tensor) and lr.numel() != 1) or isinstance(lr, np.ndarray)):
         raise TypeError(f"lr must be a positive learning rate (a number), got {lr!r} ({type(lr).__name__})")
     if lr is None or not 0 < float(lr) < math.inf:
         where = ("given" if given else "none recorded in traj.meta (pass lr=)" if lr is None else

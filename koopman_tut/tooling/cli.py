@@ -254,8 +254,9 @@ def cmd_course(args) -> int:
     except ValueError as e:  # a malformed --student-repo, named as the flag
         print(f"koopman-tut course: error: {str(e).replace('student_repo', '--student-repo', 1)}", file=sys.stderr)
         return USAGE_ERROR
-    except OSError as e:  # OUTDIR is a file, not empty, not writable, the disk is full, ...
-        print(f"koopman-tut course: error: {e}", file=sys.stderr)
+    except OSError as e:  # OUTDIR is a file or under one, not empty, not writable, the disk is full, ...
+        under = "OUTDIR must be a folder (or a path to create), not under a file: " if isinstance(e, NotADirectoryError) else ""
+        print(f"koopman-tut course: error: {under}{e}", file=sys.stderr)
         return USAGE_ERROR if isinstance(e, (FileExistsError, NotADirectoryError)) else 1
     return 1 if result.failed else 0
 

@@ -51,7 +51,7 @@ def check_student_repo(student_repo: str | None) -> None:
     """
     if student_repo is not None and not isinstance(student_repo, str):
         raise TypeError(f"student_repo must be a str 'owner/name[@branch]' or None, got {type(student_repo).__name__}")
-    if student_repo:
+    if student_repo is not None:  # '' too: an empty --student-repo is a mistake, not "no links"
         launch_links(student_repo, "x.ipynb")
 
 
