@@ -10,7 +10,7 @@ Per optimizer and warm-up: the distance left (median over seeds, relative to ||x
 (t = 40 and -1 per seed), "far" (more than 10% off the true gradient H (theta(t) - x*)) and how many of
 those were trusted, "near" (within 1%) and how many were not, and those refused (steps within the
 data's rounding: a ValueError). Asserts nothing: the counts go in notes
-(koopman_tut/numerics/trust.py, check 3, cites them).
+(docs/trust.md, "A Koopman gradient at a window converged to rounding", cites them).
 """
 import argparse
 import warnings

@@ -227,6 +227,11 @@ def test_the_sharding_helpers_refuse_what_they_cannot_split_or_rank():
                         ((10, 0, 0), "world_size must be an integer >= 1"), ((-1, 0, 2), "n must be")):
         with pytest.raises(ValueError, match=match):
             shard_range(*args)
+    from koopman_tut.numerics.distributed import all_gather_rows, all_reduce_sum
+
+    for call in (lambda: all_reduce_sum([1, 2], True), lambda: all_gather_rows(torch.tensor(1.0), True)):
+        with pytest.raises(TypeError, match="x must be a torch.Tensor"):  # AttributeError, IndexError before
+            call()
     for x, k, err, match in ((torch.tensor([1.0, float("nan"), 3.0]), 1, ValueError, "x holds NaN:"),
                              (torch.tensor([1.0, 2.0]), -1, ValueError, "k must be an integer >= 0"),
                              (torch.tensor([1.0, 2.0]), 2.5, ValueError, "k must be an integer >= 0"),

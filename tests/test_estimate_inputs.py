@@ -37,10 +37,11 @@ def test_holdout_rank_names_what_was_wrong(run):
         holdout_rank(W, delays=30)  # said "holdout must be an integer in [1, -3]", which was not passed
     with pytest.raises(ValueError, match="delays must be 'auto' or an integer"):
         holdout_rank(W, delays="x")
-    for ranks in (4, np.array([1, 2])):
-        with pytest.raises(ValueError, match="ranks must be a non-empty list or tuple"):
+    for ranks in (4, "12", [], [0], [1.5]):
+        with pytest.raises(ValueError, match="ranks must be a non-empty sequence"):
             holdout_rank(W, ranks=ranks)
     assert holdout_rank(W, holdout=np.int64(2), ranks=[np.int64(1), np.int64(2)]) in (1, 2)  # numpy ints are ints
+    assert holdout_rank(W, ranks=range(1, 5)) == holdout_rank(W, ranks=np.arange(1, 5)) == holdout_rank(W, ranks=[1, 2, 3, 4])
 
 
 def test_warn_must_be_a_bool_on_the_limit_and_the_gradient(run):

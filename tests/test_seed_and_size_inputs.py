@@ -5,8 +5,10 @@ Each case failed before its fix in one of two ways: a silent result (a 0% or 100
 nothing, NaN predictions, a seed truncated to another seed, a model with no classes) or an error
 from deep inside torch, NumPy or scikit-learn that named none of the caller's arguments.
 """
+import cmath
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -31,6 +33,8 @@ def test_every_seed_argument_is_an_integer_at_least_zero_named_seed(seed, error)
             call()
     # before: 1.5 truncated to seed 1 in get_model; 'a' failed in str formatting (set_seed), in
     # scikit-learn (digits) or in torch's manual_seed (loaders)
+    if seed is None:
+        return  # permutation_test takes what numpy.random.default_rng takes, None included
     with pytest.raises(ValueError, match="seed must be an integer"):  # its own checks raise ValueError
         permutation_test([torch.tensor([0.5 + 0j])] * 2, [torch.tensor([0.9 + 0j])] * 2, n_permutations=10, seed=seed)
 
@@ -48,9 +52,21 @@ def test_get_model_keeps_a_seed_of_none_unseeded_and_the_digits_split_takes_32_b
 def test_model_sizes_are_integers_at_least_one(kwargs, name):
     with pytest.raises((TypeError, ValueError), match=name):  # before: n_classes=0 built a model with no outputs
         kt.models.get_model("mlp", **kwargs)
+
+
+def test_every_model_checks_n_classes_and_takes_what_torch_takes_as_sizes_and_seeds():
     for model in ("lenet300100", "mnistnet", "resnet20"):
         with pytest.raises(ValueError, match="n_classes must be an integer >= 1"):
             kt.models.get_model(model, n_classes=0)
+    # what built a model before the checks still does: integer tensors, numpy arrays and ranges as sizes
+    for hidden in ([8, 4], (8, 4), range(8, 3, -4), np.array([8, 4]), [torch.tensor(8), torch.tensor(4)]):
+        m = kt.models.get_model("mlp", seed=torch.tensor(3), hidden=hidden, n_classes=torch.tensor(10))
+        assert [layer.out_features for layer in m.features if isinstance(layer, nn.Linear)] == [8, 4]
+    set_seed(np.int64(3)), set_seed(np.uint64(2**63))  # numpy integers (random.seed refused them before)
+    kt.data.digits(seed=np.random.RandomState(0))  # scikit-learn's random_state, as before
+    e, f = [torch.tensor([0.5 + 0j, 0.4])] * 3, [torch.tensor([0.9 + 0j, 0.8])] * 3
+    for seed in (None, np.random.default_rng(0), torch.tensor(0)):  # what numpy.random.default_rng takes
+        permutation_test(e, f, n_permutations=5, seed=seed)
 
 
 def test_predict_refuses_a_bool_time_and_times_whose_powers_overflow():
@@ -58,10 +74,24 @@ def test_predict_refuses_a_bool_time_and_times_whose_powers_overflow():
     res = kt.dmd(torch.randn(40, 10, dtype=torch.float64).cumsum(1))
     with pytest.raises(TypeError, match="t must be a number"):
         res.predict(True)  # before: read as t = 1
-    with pytest.raises(ValueError, match=r"cannot be evaluated at t=-1000000.0: lambda\*\*t overflows"):
+    with pytest.raises(ValueError, match=r"cannot be evaluated at t=-1000000.0: amplitude \* lambda\*\*t overflows"):
         res.predict(-1e6)  # before: NaN everywhere, without a word
     far = res.predict(1e308)  # |lambda| < 1 decay to 0 whatever their phase (the phase was NaN before)
     assert bool(torch.isfinite(far).all())
+
+
+def test_powers_keep_their_accuracy_near_the_unit_circle():
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    for gap in (1e-3, 1e-7, 1e-11):  # a complex eigenvalue 1 - gap from the unit circle, t = 5 / gap
+        lam = complex(cmath.rect(1 - gap, 0.3))
+        t = 5 / gap
+        want = complex(mpmath.power(mpmath.mpc(lam.real, lam.imag), t))
+        got = complex(powers(torch.tensor([lam], dtype=torch.complex128), t)[0, 0])
+        # the modulus |lambda|^t to a few eps (log(abs(lambda)) lost t eps here); the phase t arg(lambda) carries
+        # t eps |arg| whatever the method, from the rounding of arg itself
+        assert abs(abs(got) - abs(want)) <= 1e-14 * abs(want), (gap, got, want)
+        assert abs(got - want) <= 4 * t * 2.2e-16 * abs(cmath.phase(lam)) * abs(want) + 1e-15 * abs(want)
 
 
 def test_powers_agree_with_the_principal_branch_and_decay_to_zero_far_out():
@@ -99,6 +129,18 @@ def test_a_buffer_is_not_a_parameter_to_mask():
     with pytest.raises(ValueError, match="'1.running_mean' is a buffer"):  # before: a TypeError from prune
         P.apply_masks(model, {"1.running_mean": torch.ones(4, dtype=torch.bool)})
     P.apply_masks(model, {"1.weight": torch.tensor([True, False, True, True])})  # a parameter still is
+
+
+def test_a_layer_whose_weight_is_a_buffer_is_left_out_not_refused():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    w, b = model[0].weight.detach().clone(), model[0].bias.detach().clone()
+    del model[0].weight, model[0].bias
+    model[0].register_buffer("weight", w), model[0].register_buffer("bias", b)  # frozen random features
+    assert P.layer_parameters(model) == ["2.weight", "2.bias"]
+    assert sorted(P.random_masks(model, 2, classifier=None)) == ["2.weight"]
+    rec = kt.TrajectoryRecorder(model, torch.optim.SGD(model.parameters(), lr=0.1), stop=3)
+    assert rec.names == ["2.weight", "2.bias"]
 
 
 def test_the_recorder_refuses_complex_parameters_by_name():

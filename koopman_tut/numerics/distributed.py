@@ -106,6 +106,8 @@ def _all_gather(out: list[Tensor], t: Tensor, g, what: str) -> None:
 
 
 def _reduce(x: Tensor, group, op) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor (the same shape and dtype on every rank), got {type(x).__name__}")
     g = _group(group)
     y = x.to(_comm_device(g)).clone()
     name = "sum" if op == dist.ReduceOp.SUM else "max"
@@ -158,6 +160,9 @@ def all_gather_rows(x: Tensor, group) -> Tensor:
 
     Returns (sum_r n_r, ...) on x's device. bool tensors travel as uint8.
     """
+    if not isinstance(x, Tensor) or x.ndim == 0:
+        raise TypeError(f"x must be a torch.Tensor with rows (n_r, ...), got {type(x).__name__} "
+                        f"{tuple(getattr(x, 'shape', ()))}")
     sizes = all_gather_sizes(x.shape[0], group)
     g = _group(group)
     wire = x.to(torch.uint8) if x.dtype == torch.bool else x

@@ -35,8 +35,9 @@ def powers(eigs: Tensor, t) -> Tensor:
         raise TypeError(f"t must be a number of snapshots or a sequence of them, got {t!r}") from e
     if not bool(torch.isfinite(tt).all()):
         raise ValueError(f"t must be finite numbers of snapshots, got {t!r}")
-    mod = torch.exp(tt[None, :] * torch.log(lam.abs())[:, None])  # (r, k) |lambda|^t
-    out = torch.polar(mod, tt[None, :] * lam.angle()[:, None])
+    log = torch.log(lam)  # log|lambda| + i arg: its real part is accurate near |lambda| = 1, log(abs(.)) is not
+    mod = torch.exp(tt[None, :] * log.real[:, None])  # (r, k) |lambda|^t
+    out = torch.polar(mod, tt[None, :] * log.imag[:, None])
     out = torch.where(mod == 0, torch.zeros_like(out), out)  # |lambda|^t underflowed: 0 whatever the phase
     return torch.where(tt[None, :] == 0, torch.ones_like(out), out)
 
@@ -198,7 +199,7 @@ class DMDResult:
         if not bool(torch.isfinite(w).all()):
             over = torch.unique(torch.nonzero(~torch.isfinite(w))[:, 0])
             mod = self.eigs.cpu().abs()[over]
-            raise ValueError(f"the DMD model cannot be evaluated at t={t!r}: lambda**t overflows float64 for "
+            raise ValueError(f"the DMD model cannot be evaluated at t={t!r}: amplitude * lambda**t overflows float64 for "
                              f"{over.numel()} of {self.rank} modes (|lambda| from {float(mod.min()):.3g} to "
                              f"{float(mod.max()):.3g}); ask for times at which the powers stay finite")
         return w
@@ -218,6 +219,8 @@ class DMDResult:
         Tensor, (n_features,) for scalar t, else (n_features, k).
         """
         out = self.combine(self.weights(t, indices), real=real)
+        if not bool(torch.isfinite(out).all()):  # lambda^t finite, its mode times it not (a far-back time)
+            raise ValueError(f"the DMD model cannot be evaluated at t={t!r}: the state overflows {out.dtype}")
         return out[:, 0] if np.ndim(t) == 0 else out
 
     def reconstruct(self, real: bool = True) -> Tensor:

@@ -49,7 +49,7 @@ from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm,
 from .secant import gap, plain_factor, secant_fit, unreadable
 from .optimizer_settings import has_momentum, momentum_delays, setting_drift  # noqa: F401 (re-exported)
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
-from .trust import RESIDUAL_TOL, DriftWarning, Extrapolation, UntrustedLimitWarning, step_fit, warn_untrusted  # noqa: F401
+from .trust import RESIDUAL_TOL, ROUNDING_STD, DriftWarning, Extrapolation, UntrustedLimitWarning, step_fit, warn_untrusted  # noqa: F401
 
 Tensor = torch.Tensor
 HOLDOUT_FRACTION = 0.1  # share of the differences the trust check holds out
@@ -263,13 +263,14 @@ class AffineModel:
             return red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs))
 
         c = coef(self.reduced)
-        fit, blind = step_fit(self.reduced, self.factor.Rd, k, t, beta, 2 * (1 + beta) * self.factor.data_floor
-                              / math.sqrt((k + 1) * self.W.shape[-1]))  # rounding: eps ||theta|| a step
+        # rounding of the recorded theta(t+1) - (1 + beta) theta(t) + beta theta(t-1): twice its expected norm
+        # (an ulp is 0.5 .. 1 eps |x|: the factor 2 covers mantissas near 1, where it is 1.35 times the mean)
+        noise = 2 * ROUNDING_STD * math.hypot(1, 1 + beta, beta) * self.factor.data_floor / math.sqrt((k + 1) * self.W.shape[-1])
+        fit = step_fit(self.reduced, self.factor.Rd, k, t, beta, noise)
         out = Extrapolation(theta=matmul_chunked(self.W, (self.block(i)[0] @ c)[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
                             window=self.W.shape[-1], residual=self.reduced.residual, fit=fit)
-        # check 3 for a gradient: the rounding of the steps at t, under which check 8 cannot see a misfit
-        out.rounding = max(_ratio(self.factor.data_floor * norm(c), self._norm(c, i)), blind)
+        out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c, i))
         out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i)
         if self.untruncated is not None:
             out.truncation = self._moved(c, [coef(self.untruncated)], i)

@@ -240,10 +240,11 @@ def holdout_rank(traj_or_W, ranks=(1, 2, 4, 8, 16, -1), holdout: int | None = No
     h = min(max(2, T // 5), T - 3 - k) if holdout is None else holdout
     if isinstance(h, bool) or not isinstance(h, numbers.Integral) or not 1 <= h <= T - 3 - k:
         raise ValueError(f"holdout must be an integer in [1, {T - 3 - k}] for {T} snapshots and {k} delay(s), got {h!r}")
-    if isinstance(ranks, (str, torch.Tensor)) or not isinstance(ranks, (list, tuple)) or not ranks or any(
-            isinstance(r, bool) or not isinstance(r, numbers.Integral) or not (r == -1 or r >= 1) for r in ranks):
-        raise ValueError(f"ranks must be a non-empty list or tuple of integers >= 1 or -1, got {ranks!r}")
-    h, ranks = int(h), [int(r) for r in ranks]
+    listed = list(ranks) if hasattr(ranks, "__iter__") and not isinstance(ranks, (str, bytes, dict)) else []
+    if not listed or any(isinstance(r, bool) or not isinstance(r, numbers.Integral) or not (r == -1 or r >= 1)
+                         for r in listed):
+        raise ValueError(f"ranks must be a non-empty sequence of integers >= 1 or -1, got {ranks!r}")
+    h, ranks = int(h), [int(r) for r in listed]
     fit, future = W[:, : T - h], W[:, T - h:].to(torch.float64)
     moved = (future - W[:, T - h - 1: T - h].to(torch.float64)).norm() ** 2
     errors = []

@@ -152,14 +152,18 @@ def permutation_test(spectra_a: Sequence[Array], spectra_b: Sequence[Array], n_p
     ----------
     spectra_a, spectra_b : at least 2 spectra each, all of the same size.
     n_permutations : relabellings to draw when enumeration would take more.
-    seed : seeds the random relabellings (unused when exact).
+    seed : seeds the random relabellings (unused when exact): an integer >= 0, None, or a NumPy Generator,
+        SeedSequence or BitGenerator, as ``numpy.random.default_rng`` takes.
     """
     (pa, names_a), (pb, names_b) = _group(spectra_a, "spectra_a"), _group(spectra_b, "spectra_b")
     na, nb = len(pa), len(pb)
     if na < 2 or nb < 2:
         raise ValueError(f"each group needs at least 2 spectra (replicates), got {na} and {nb}")
     _check_count(n_permutations, "n_permutations", minimum=1)
-    _check_count(seed, "seed", minimum=0)
+    if isinstance(seed, Tensor) and seed.ndim == 0 and not (seed.is_floating_point() or seed.dtype == torch.bool):
+        seed = int(seed)
+    if not (seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator))):
+        _check_count(seed, "seed", minimum=0)  # what numpy.random.default_rng takes
     _same_size(pa + pb, names_a + names_b)
     D = _matrix(pa + pb)
     n = na + nb

@@ -47,9 +47,10 @@ def layer_parameters(model: nn.Module, bias: bool = True) -> list[str]:
 
 
 def _trainable(module: nn.Module, pname: str) -> torch.Tensor | None:
-    """The trainable tensor of ``module.pname``: ``pname_orig`` once pruned (torch.nn.utils.prune)."""
+    """The trainable tensor of ``module.pname``: ``pname_orig`` once pruned (torch.nn.utils.prune); None for a
+    buffer (a frozen random-feature layer's weight registered with register_buffer is not a parameter)."""
     orig = getattr(module, pname + "_orig", None)
-    return getattr(module, pname, None) if orig is None else orig
+    return (None if pname in module._buffers else getattr(module, pname, None)) if orig is None else orig
 
 
 def aliases(model: nn.Module, name: str) -> list[str]:

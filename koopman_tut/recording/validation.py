@@ -40,8 +40,17 @@ def check_real(name: str, value, minimum: float, what: str = "") -> float:
     return float(value)
 
 
+def plain_int(value):
+    """A 0-d integer tensor as its int (as torch.manual_seed and nn.Linear take one); anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not (value.is_floating_point() or value.is_complex()
+                                                                    or value.dtype == torch.bool):
+        return int(value)
+    return value
+
+
 def check_seed(name: str, value, bits: int = 64) -> int:
     """A random seed: an int in [0, 2**bits) (torch takes 64 bits, NumPy's legacy seed and scikit-learn 32)."""
+    value = plain_int(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= 0, got {value!r} ({type(value).__name__})")
     if not 0 <= value < 2**bits:

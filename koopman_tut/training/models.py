@@ -17,19 +17,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..recording.recorder_checks import _check_int
-from ..recording.validation import check_seed
+from ..recording.validation import check_seed, plain_int
 
 
 def _check_sizes(**sizes) -> None:
-    """Layer sizes as integers >= 1 (``hidden`` a tuple or list of them), or an error naming the argument."""
+    """Layer sizes as integers >= 1 (``hidden`` a sequence of them: tuple, list, range, 1-D array; 0-d integer
+    tensors too, as nn.Linear takes them), or an error naming the argument."""
     for name, value in sizes.items():
         if name != "hidden":
-            _check_int(name, value, 1)
-        elif not isinstance(value, (tuple, list)):
-            raise TypeError(f"hidden must be a tuple of layer widths (integers >= 1), got {value!r}")
+            _check_int(name, plain_int(value), 1)
+        elif isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__") or getattr(value, "ndim", 1) != 1:
+            raise TypeError(f"hidden must be a sequence of layer widths (integers >= 1), got {value!r}")
         else:
             for i, width in enumerate(value):
-                _check_int(f"hidden[{i}]", width, 1)
+                _check_int(f"hidden[{i}]", plain_int(width), 1)
 
 
 class DigitsMLP(nn.Module):
