@@ -3,7 +3,7 @@ are only tens or hundreds of ulps of the parameters: full-batch SGD on a rank-6 
 eigenvalues geomspace(0.1, 4, 6), lr 0.05, dim 100), 81 snapshots after ``warmup`` steps, the
 warm-ups chosen so that the window ends 1e-5 .. 1e-15 of ||x*|| from x*.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/kgp_rounding.py [--seeds 8]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/kgp_rounding.py [--seeds 8] [--only "heavy ball"]
     PYTHONPATH=/path/to/an/older/checkout .venv/bin/python benchmarks/kgp_rounding.py
 
 Per optimizer and warm-up: the distance left (median over seeds, relative to ||x*||), gradients
@@ -22,6 +22,7 @@ from koopman_tut import systems
 
 p = argparse.ArgumentParser()
 p.add_argument("--seeds", type=int, default=8)
+p.add_argument("--only", choices=("plain SGD", "heavy ball", "Nesterov"), help="one optimizer's rows")
 args = p.parse_args()
 HESS = np.geomspace(0.1, 4, 6)
 # warm-ups that leave the window 1e-5 .. 1e-15 of ||x*|| from x* (the slowest rate: 0.949 per step
@@ -32,7 +33,7 @@ RUNS = (("plain SGD", 0.0, False, (2000, 3000, 4000, 5000, 5500)),
 print(f"{'optimizer':12s} {'warmup':>6s} {'distance':>8s} {'gradients':>9s} {'far':>4s} {'silent':>6s} "
       f"{'near':>5s} {'warned':>6s} {'refused':>7s}")
 totals = np.zeros(5, dtype=int)
-for name, momentum, nesterov, warmups in RUNS:
+for name, momentum, nesterov, warmups in (r for r in RUNS if args.only in (None, r[0])):
     for warmup in warmups:
         row, dist, refused = np.zeros(5, dtype=int), [], 0
         for seed in range(args.seeds):

@@ -16,6 +16,7 @@ RUNS = {
     "bench_scale": ["--gb", "0.002", "--dist-gb", "0.002", "--T", "8"],
     "trust_families": ["--seeds", "1"],
     "kgp_fit": ["--seeds", "1"],
+    "kgp_rounding": ["--seeds", "1", "--only", "heavy ball"],
     "known_answers": [],
     "secant_limit": ["--seeds", "1"],
     "schedules": ["--seeds", "1"],
