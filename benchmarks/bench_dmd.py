@@ -105,7 +105,7 @@ def float64_chunked_gram(W: torch.Tensor, as_kt: bool = False) -> torch.Tensor:
     from koopman_tut.numerics.snapshots import chunk_buffer, default_chunk_rows
     from koopman_tut.numerics.syrk import add_upper_gram_, mirror_upper
 
-    rows = default_chunk_rows(W.shape[1])
+    rows = default_chunk_rows(W.shape[1], W.device)
     acc = torch.zeros(W.shape[1], W.shape[1], dtype=torch.float64, device=W.device)
     buf = chunk_buffer(W, min(rows, W.shape[0]))
     for s in range(0, W.shape[0], rows):

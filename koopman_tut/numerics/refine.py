@@ -56,7 +56,7 @@ def preconditioned_gram(W: Tensor, chunk_rows: int | None = None, *, C: Tensor, 
     check_chunk_rows(chunk_rows)
     W = W.detach()
     n, T = W.shape[-2], W.shape[-1]
-    rows = max(1, min(chunk_rows or default_chunk_rows(T), n))  # a rank may hold no rows
+    rows = max(1, min(chunk_rows or default_chunk_rows(T, W.device), n))  # a rank may hold no rows
     C = C.to(device=W.device, dtype=torch.complex128 if W.is_complex() or C.is_complex() else torch.float64)
     acc = torch.zeros(C.shape[-1], C.shape[-1], dtype=C.dtype, device=W.device)
     buf, diffs = chunk_buffer(W, rows), (chunk_buffer(W, rows) if steps else None)

@@ -28,6 +28,9 @@ from .syrk import add_upper_gram_, mirror_upper
 
 Tensor = torch.Tensor
 CHUNK_ELEMENTS = 2**19  # float64 elements per chunk buffer (4 MiB, stays in a last-level cache): rows = this // T
+# on a GPU each chunk costs a few kernel launches, and 4 MiB chunks left a 20M x 64 float64 Gram on an H200
+# at 96 ms where one float32 product takes 4 (bench_dmd.py): 256 MiB chunks there
+CHUNK_ELEMENTS_GPU = 2**25
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
@@ -76,8 +79,10 @@ def check_chunk_rows(chunk_rows) -> None:
         raise ValueError(f"chunk_rows must be None (automatic) or an integer >= 1, got {chunk_rows!r}")
 
 
-def default_chunk_rows(T: int) -> int:
-    return max(1, CHUNK_ELEMENTS // T)
+def default_chunk_rows(T: int, device=None) -> int:
+    """Rows per chunk for T snapshots: 4 MiB of float64 on a CPU, 256 MiB on a GPU (``device``)."""
+    gpu = device is not None and torch.device(device).type not in ("cpu", "meta")
+    return max(1, (CHUNK_ELEMENTS_GPU if gpu else CHUNK_ELEMENTS) // T)
 
 
 def _acc_dtype(W: Tensor) -> torch.dtype:
@@ -149,7 +154,7 @@ def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     check_chunk_rows(chunk_rows)
     W = W.detach()  # read, never differentiated (see the module's notes)
     n, T = W.shape[-2], W.shape[-1]
-    chunk_rows = chunk_rows or default_chunk_rows(T)
+    chunk_rows = chunk_rows or default_chunk_rows(T, W.device)
     acc = torch.zeros(W.shape[:-2] + (T, T), dtype=_acc_dtype(W), device=W.device)
     buf = chunk_buffer(W, min(chunk_rows, n))
     for start in range(0, n, chunk_rows):
@@ -174,7 +179,7 @@ def step_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     check_chunk_rows(chunk_rows)
     W = W.detach()
     n, T = W.shape[-2], W.shape[-1]
-    chunk_rows = chunk_rows or default_chunk_rows(T)
+    chunk_rows = chunk_rows or default_chunk_rows(T, W.device)
     acc = torch.zeros(W.shape[:-2] + (T, T), dtype=_acc_dtype(W), device=W.device)
     rows = min(chunk_rows, n)
     buf, steps = chunk_buffer(W, rows, T + 1), chunk_buffer(W, rows)  # buf: [w_0 ... w_{T-1}, 0]
@@ -263,7 +268,7 @@ def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tenso
     n, k = W.shape[0], C.shape[1]
     in_place = W.dtype == torch.float64  # float64 chunks are used as they are, no conversion
     out_dtype = torch.float32 if W.dtype in (torch.float16, torch.bfloat16) else W.dtype
-    rows = chunk_rows or default_chunk_rows(W.shape[1])
+    rows = chunk_rows or default_chunk_rows(W.shape[1], W.device)
     out = torch.empty(n, k, dtype=out_dtype, device=W.device)
     buf = None if in_place else chunk_buffer(W, min(rows, n))
     # one output from row-major data: a float64 GEMV over the rows is slow on MKL (single-threaded,
