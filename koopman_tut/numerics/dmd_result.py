@@ -199,7 +199,8 @@ class DMDResult:
         if not bool(torch.isfinite(w).all()):
             over = torch.unique(torch.nonzero(~torch.isfinite(w))[:, 0])
             mod = self.eigs.cpu().abs()[over]
-            raise ValueError(f"the DMD model cannot be evaluated at t={t!r}: amplitude * lambda**t overflows float64 for "
+            raise ValueError(f"the DMD model cannot be evaluated at t={t!r}: amplitude * lambda**t overflows float64 "
+                             f"for "
                              f"{over.numel()} of {self.rank} modes (|lambda| from {float(mod.min()):.3g} to "
                              f"{float(mod.max()):.3g}); ask for times at which the powers stay finite")
         return w

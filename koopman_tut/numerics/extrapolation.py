@@ -265,7 +265,8 @@ class AffineModel:
         c = coef(self.reduced)
         # rounding of the recorded theta(t+1) - (1 + beta) theta(t) + beta theta(t-1): twice its expected norm
         # (an ulp is 0.5 .. 1 eps |x|: the factor 2 covers mantissas near 1, where it is 1.35 times the mean)
-        noise = 2 * ROUNDING_STD * math.hypot(1, 1 + beta, beta) * self.factor.data_floor / math.sqrt((k + 1) * self.W.shape[-1])
+        noise = (2 * ROUNDING_STD * math.hypot(1, 1 + beta, beta) * self.factor.data_floor
+                 / math.sqrt((k + 1) * self.W.shape[-1]))
         fit = step_fit(self.reduced, self.factor.Rd, k, t, beta, noise)
         out = Extrapolation(theta=matmul_chunked(self.W, (self.block(i)[0] @ c)[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,

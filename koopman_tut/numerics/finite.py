@@ -35,7 +35,8 @@ class NonFiniteGram(ValueError):
 
 
 def renamed(name: str):
-    """Decorator: a :class:`NonFiniteError` (or :class:`NonFiniteGram`) raised inside names the argument ``name``, as the caller passed it
+    """Decorator: a :class:`NonFiniteError` (or :class:`NonFiniteGram`) raised inside names the argument
+    ``name``, as the caller passed it
     (the data is met, and checked, on the way through the snapshots, under the inner functions' names)."""
     def wrap(fn):
         @functools.wraps(fn)

@@ -63,7 +63,8 @@ def check_classifier(prune_classifier, classifier) -> str | None:
     if classifier is not None and not isinstance(classifier, str):
         raise TypeError(f"classifier must be a module name (str), 'auto' or None, got {type(classifier).__name__}")
     if classifier == "":
-        raise ValueError("classifier must name the module to leave unpruned, such as 'classifier'; '' is the whole model")
+        raise ValueError("classifier must name the module to leave unpruned, such as 'classifier'; '' is the "
+                         "whole model")
     return classifier
 
 

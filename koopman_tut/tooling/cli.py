@@ -255,7 +255,7 @@ def cmd_course(args) -> int:
         print(f"koopman-tut course: error: {str(e).replace('student_repo', '--student-repo', 1)}", file=sys.stderr)
         return USAGE_ERROR
     except OSError as e:  # OUTDIR is a file or under one, not empty, not writable, the disk is full, ...
-        under = "OUTDIR must be a folder (or a path to create), not under a file: " if isinstance(e, NotADirectoryError) else ""
+        under = "OUTDIR must be a folder, not under a file: " if isinstance(e, NotADirectoryError) else ""
         print(f"koopman-tut course: error: {under}{e}", file=sys.stderr)
         return USAGE_ERROR if isinstance(e, (FileExistsError, NotADirectoryError)) else 1
     return 1 if result.failed else 0

@@ -54,8 +54,8 @@ def digits(seed: int = 0, test_fraction: float = 0.25, image: bool = False) -> t
     if not 0 < check_real("test_fraction", test_fraction, 0) < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_fraction, random_state=seed if isinstance(seed, np.random.RandomState) else check_seed("seed", seed, 32),
-                                          stratify=y)
+    state = seed if isinstance(seed, np.random.RandomState) else check_seed("seed", seed, 32)  # sklearn's random_state
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_fraction, random_state=state, stratify=y)
     mean, std = Xtr.mean(0), Xtr.std(0) + 1e-6  # some border pixels are constant
     out = []
     for Xs, ys in ((Xtr, ytr), (Xte, yte)):
