@@ -538,3 +538,4 @@ def test_top_k_mask_ranks_in_float64_on_one_process(monkeypatch):
             want = torch.zeros(x.numel(), dtype=torch.bool)
             want[order[:k]] = True
             assert torch.equal(top_k_mask(x, k, None), want), (x.dtype, k)
+    assert torch.equal(top_k_mask(close, torch.tensor(2), None), top_k_mask(close, 2, None))  # k as torch takes it

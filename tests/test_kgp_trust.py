@@ -100,3 +100,38 @@ def test_a_gradient_near_a_float64_optimum_is_checked_against_the_rounding_it_ca
                 g = k.gradient(t=t)
             true = run.gradient(run.traj.snapshots[:, t])
             assert float((g.double() - true).norm() / true.norm()) < 0.01 and k.gradient_check.fit < 0.01
+
+
+def test_a_gradient_whose_recorded_steps_are_rounding_or_zero_is_not_trusted():
+    """Check 8 compares the model with the recorded step at t; where that step is no larger than its rounding
+    (or zero) it compares with nothing. Float64 training stored in float32 (the recorder's default), its last
+    steps below float32's ulp: the Koopman gradient was 66% off and trusted; a still window (float32 training
+    stalled below the stored precision) gave a zero gradient, 100% off, trusted. The limit of a still window
+    is its last snapshot, exactly, and stays trusted."""
+    g = torch.Generator().manual_seed(0)
+    x_star = 3 * torch.randn(2, generator=g, dtype=torch.float64)
+    model = torch.nn.Linear(2, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(x_star + torch.randn(2, generator=g, dtype=torch.float64))
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, nesterov=True)
+    rec = kt.TrajectoryRecorder(model, opt, start=100, stop=260, every=2)  # stored in float32
+    for _ in range(260):
+        opt.zero_grad()
+        e = model.weight[0] - x_star
+        (0.5 * e @ e).backward()
+        opt.step()
+    traj = rec.trajectory()
+    W = traj.snapshots
+    assert torch.equal(W[:, -1], W[:, -2]) and not torch.equal(W[:, 0], W[:, 1])  # stopped moving in float32
+    k = kt.koopman(traj)
+    with pytest.warns(kt.UntrustedLimitWarning, match="rounding alone"):
+        k.gradient(t=-1)
+    assert not k.gradient_check.trusted
+    still = kt.Trajectory(W[:, -1:].expand(-1, 20).clone(), torch.arange(20) * 2, traj.names, traj.shapes,
+                          {**traj.meta, "lrs": [0.02] * 20})
+    k = kt.koopman(still)
+    with pytest.warns(kt.UntrustedLimitWarning, match="rounding alone"):
+        assert float(k.gradient(t=-1).abs().max()) == 0  # what a zero step says, untrusted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(k.limit().theta, W[:, -1]) and k.limit().trusted

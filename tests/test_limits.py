@@ -634,9 +634,13 @@ def test_a_window_that_no_longer_moves_has_its_last_snapshot_as_limit(meta):
         assert k.delays == (1 if meta else 0)
         lim = k.limit()
         assert lim.trusted and torch.equal(lim.theta, last) and torch.equal(k.forecast(7), last)
-        assert torch.equal(kt.estimate_limit(traj), last) and not k.gradient().any()
+        assert torch.equal(kt.estimate_limit(traj), last)
         kmp, gmp = kt.pruning.kmp_scores(traj), dict(zip(traj.names, traj.unflatten(last.abs()).values()))
         assert all(torch.equal(kmp[n], gmp[n]) for n in gmp)
+    # its Koopman gradient is what a zero step says, zero, but a zero gradient and one whose steps fall below
+    # float32's precision (this one: training stalled, the gradient is not zero) record the same window
+    with pytest.warns(kt.UntrustedLimitWarning, match="rounding alone"):
+        assert not k.gradient().any()
     moved = traj.snapshots.clone()
     moved[3, 10:] += 1e-3  # the control: one entry steps once, and the model fits that step
     assert kt.koopman(_traj(moved)).affine.rank >= 1

@@ -59,9 +59,13 @@ def test_every_model_checks_n_classes_and_takes_what_torch_takes_as_sizes_and_se
         with pytest.raises(ValueError, match="n_classes must be an integer >= 1"):
             kt.models.get_model(model, n_classes=0)
     # what built a model before the checks still does: integer tensors, numpy arrays and ranges as sizes
-    for hidden in ([8, 4], (8, 4), range(8, 3, -4), np.array([8, 4]), [torch.tensor(8), torch.tensor(4)]):
+    for hidden in ([8, 4], (8, 4), range(8, 3, -4), np.array([8, 4]), [torch.tensor(8), torch.tensor(4)],
+                   torch.tensor([8, 4]), (w for w in (8, 4))):  # a generator is read once (it built no layer)
         m = kt.models.get_model("mlp", seed=torch.tensor(3), hidden=hidden, n_classes=torch.tensor(10))
-        assert [layer.out_features for layer in m.features if isinstance(layer, nn.Linear)] == [8, 4]
+        widths = [layer.out_features for layer in m.modules() if isinstance(layer, nn.Linear)]
+        assert widths == [8, 4, 10] and all(type(w) is int for w in widths), widths
+    with pytest.raises(TypeError, match="hidden must be an ordered sequence"):
+        kt.models.get_model("mlp", hidden={8, 4})  # a set has no order
     set_seed(np.int64(3)), set_seed(np.uint64(2**63))  # numpy integers (random.seed refused them before)
     kt.data.digits(seed=np.random.RandomState(0))  # scikit-learn's random_state, as before
     e, f = [torch.tensor([0.5 + 0j, 0.4])] * 3, [torch.tensor([0.9 + 0j, 0.8])] * 3

@@ -336,6 +336,10 @@ def test_groups_of_spectra_name_the_spectrum_at_fault():
         S.permutation_test([e, e, e], [f[:2]] * 3)
     with pytest.raises(ValueError, match=r"spectra_a\[1\] contains NaN"):
         S.permutation_test([e, e * float("nan")], [f, f])
+    ragged = np.empty(3, dtype=object)  # a 1-D object array holds spectra, as a list does
+    ragged[:] = [e, e * 0.99, e * 0.98]
+    assert S.permutation_test(ragged, [f, f * 0.99, f * 0.98]).p_value == S.permutation_test(
+        list(ragged), [f, f * 0.99, f * 0.98]).p_value
     with pytest.raises(TypeError, match="spectra must be a sequence of spectra .* got dict"):
         S.distance_matrix({"OMD": e})  # a KeyError before
     assert S.wasserstein(e.real.bfloat16(), f.real.bfloat16()) == pytest.approx(

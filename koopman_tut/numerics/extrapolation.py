@@ -254,24 +254,26 @@ class AffineModel:
         the refitted model's gives its trust check. t is a snapshot index in [0, T-1]; ``beta``, a
         heavy-ball momentum its fit check undoes (:func:`.trust.step_fit`)."""
         check_warn(warn)
-        k = self.delays
-        if not self.rank:
-            return still_estimate(self.W, self.eigs, self.holdout, None)
+        k, T = self.delays, self.W.shape[-1]
+        if not self.rank:  # a still window: its step is zero, which the window cannot check (.still)
+            out = still_estimate(self.W, self.eigs, self.holdout, None)
+            if warn:
+                warn_untrusted(out, what, stacklevel=4)
+            return out
         j, i = max(t - k, 0), max(t - k, 0) + k - t  # d(t) is block i of the embedded e_j
 
         def coef(red: Reduced) -> Tensor:  # E-coefficients of red's d(t), each mode scaled by weight(mu)
             return red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs))
 
         c = coef(self.reduced)
-        # rounding of the recorded theta(t+1) - (1 + beta) theta(t) + beta theta(t-1): twice its expected norm
-        # (an ulp is 0.5 .. 1 eps |x|: the factor 2 covers mantissas near 1, where it is 1.35 times the mean)
-        noise = (2 * ROUNDING_STD * math.hypot(1, 1 + beta, beta) * self.factor.data_floor
-                 / math.sqrt((k + 1) * self.W.shape[-1]))
-        fit = step_fit(self.reduced, self.factor.Rd, k, t, beta, noise)
+        # twice the expected norm of the rounding in theta(t+1) - (1 + beta) theta(t) + beta theta(t-1) (2 covers
+        # mantissas near 1, whose ulp is 1.35 times the mean); unseen: check 3's share where the step is within it
+        noise = 2 * ROUNDING_STD * math.hypot(1, 1 + beta, beta) * self.factor.data_floor / math.sqrt((k + 1) * T)
+        fit, unseen = step_fit(self.reduced, self.factor.Rd, k, t, beta, noise)
         out = Extrapolation(theta=matmul_chunked(self.W, (self.block(i)[0] @ c)[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
                             window=self.W.shape[-1], residual=self.reduced.residual, fit=fit)
-        out.rounding = _ratio(self.factor.data_floor * norm(c), self._norm(c, i))
+        out.rounding = max(_ratio(self.factor.data_floor * norm(c), self._norm(c, i)), unseen)
         out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i)
         if self.untruncated is not None:
             out.truncation = self._moved(c, [coef(self.untruncated)], i)

@@ -120,7 +120,7 @@ def _group(spectra, name: str) -> tuple[list[np.ndarray], list[str]]:
     array) as points and their names, ``name[i]``."""
     if isinstance(spectra, (str, bytes, dict)) or not hasattr(spectra, "__iter__"):
         raise TypeError(f"{name} must be a sequence of spectra (1-D eigenvalue sets), got {type(spectra).__name__}")
-    if getattr(spectra, "ndim", None) == 1:
+    if getattr(spectra, "ndim", None) == 1 and getattr(getattr(spectra, "dtype", None), "kind", "") != "O":
         raise TypeError(f"{name} must be a sequence of spectra (1-D eigenvalue sets), got one spectrum: wrap it "
                         f"in a list")
     items = list(spectra)

@@ -18,8 +18,7 @@ optimizer settings change, a seventh; a Koopman gradient, an eighth), and warns
    is trusted only when the model's one-step misfit over the window, ``residual`` =
    ||Y - U A~ U^H X|| / ||Y||, is at most ``RESIDUAL_TOL`` = 1e-5. A cluster of slow modes seen
    through noise is otherwise fitted well in the window by fewer, faster modes, and the limit
-   misses most of the slow tail while every in-window check passes (the refit misses it the same
-   way).
+   misses most of the slow tail while every in-window check passes (the refit misses it the same way).
 
 3. Rounding. The stored data carry a rounding of at most eps (of their dtype) times ||W||_F
    in the differences (:mod:`koopman_tut.numerics.reduced`), so an estimate E c, a combination
@@ -27,7 +26,9 @@ optimizer settings change, a seventh; a Koopman gradient, an eighth), and warns
    eps ||W||_F ||c|| / ||E c|| must be at most ``TRUST_TOL``: it fails where the steps are
    only a few roundings of the parameters (a recording in float16, whose Koopman gradient came
    out 93-149% off while the spread check passed: rounding 0.39-0.71), and is 1e-4 .. 2e-2 on
-   the digits MLP's float32 windows (minibatch and full batch, steps 0 .. 1000).
+   the digits MLP's float32 windows (minibatch and full batch, steps 0 .. 1000). For a gradient whose
+   recorded step at t is no larger than check 8's rounding allowance, it is at least that allowance over
+   the step (>= 1): nothing at t checks the model (float64 training stored in float32, its last steps 0).
 
 4. Conditioning. The fit itself can amplify rounding: modes too close together for the window
    to separate are fitted to rounding by other eigenvalues. Plain SGD on a rank-8 quadratic
@@ -110,14 +111,13 @@ optimizer settings change, a seventh; a Koopman gradient, an eighth), and warns
    -(d(t) - beta d(t-1)) / lr, which a small misfit of nearly equal steps makes up to 1 / (1 - beta) times
    larger; else the step d(t)), beyond twice the expected norm of the rounding the recorded steps carry
    (``ROUNDING_STD``), relative to the model's, at t (at T-2 for t = T-1, whose step is not recorded), must
-   be at most ``TRUST_TOL``. Full-batch training fits it to rounding; minibatch noise does not, and the
-   gradient is then a smoothed estimate whose distance from the true one the window cannot tell.
-   benchmarks/kgp_fit.py (SGD on a rank-8 quadratic with gradient noise 0.003-0.1, plain, heavy ball and
-   Nesterov, 5 seeds, 240 gradients): 193 more than 10% off, 35 of them trusted by checks 1-5, 4 with the
-   fit of the step alone (heavy ball, 10-21% off), 0 with this. A worst-case rounding allowance (every
-   entry off by an ulp, all in step: 8 times the expected norm under heavy ball) hid real misfits: the
-   digits MLP, full batch, heavy ball, float32, 10-14% off and trusted (4 of 12 gradients), and float64
-   windows near their optimum (docs/trust.md, "A Koopman gradient at a window converged to rounding").
+   be at most ``TRUST_TOL``. Full-batch training on a quadratic fits it to rounding; minibatch noise does
+   not, and the gradient is then a smoothed estimate the window cannot vouch for. benchmarks/kgp_fit.py
+   (gradient noise 0.003-0.1 on a rank-8 quadratic, plain, heavy ball and Nesterov, 240 gradients): 193
+   more than 10% off, 35 of them trusted by checks 1-5, 4 with the fit of the step alone, 0 with this. A
+   worst-case allowance (8 times the expected rounding under heavy ball) hid misfits: the digits MLP, full
+   batch, heavy ball, float32, 4 of 12 gradients 10-14% off trusted (docs/trust.md, "A Koopman gradient at a
+   window converged to rounding", has these and what stays open: Nesterov or every > 1 on that MLP).
 
 The refits (checks 1, 4, 5) classify drifting modes as the estimate did: where none of its modes lies
 within ``drift_tol`` of 1, a refit's mode is cut at the horizon only if |mu| >= 1 (docs/trust.md, "Refits
@@ -128,9 +128,8 @@ answer): a spread of 0.05 sits between 1% (an estimate to trust) and 10% (one no
 scale; the misfit of a deterministic float64 trajectory is its rounding, at most ~1e-6 on the
 Gram route (sqrt(eps64) resolution) and ~1e-11 on the QR route, while minibatch noise and
 float32 recording (eps32 = 1.2e-7 of the parameters, 1e-4 or more of a step) sit above 1e-5.
-Known limits (docs/trust.md, with the rules tried and rejected): slow rates closer together than the window
-separates at its noise (or float32 rounding) are fitted by fewer, faster modes with a tail that falls short.
-tests/test_limits.py and tests/test_kgp_trust.py measure the checks on known answers.
+Known limits (docs/trust.md, with the rules tried and rejected), e.g. slow rates closer than the window
+separates; tests/test_limits.py and tests/test_kgp_trust.py measure the checks on known answers.
 """
 from __future__ import annotations
 
@@ -274,11 +273,13 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
         stacklevel=stacklevel)
 
 
-def step_fit(red, Rd: Tensor, k: int, t: int, beta: float = 0.0, rounding: float = 0.0) -> float:
+def step_fit(red, Rd: Tensor, k: int, t: int, beta: float = 0.0, rounding: float = 0.0) -> tuple[float, float]:
     """Check 8: (||m(t) - beta m(t-1)|| - rounding)+ / ||s(t) - beta s(t-1)||, s(u) the model ``red``'s step d(u)
     and m(u) it minus the recorded one (Rd (p, T-1) the steps' factor, ``k`` delays; t = T-1 read at T-2);
     ``rounding``: what the stored data's rounding can put there. beta: heavy ball's (the implied gradient's
-    misfit); 0 for plain SGD and Nesterov (whose undoing runs over every earlier step: the step's misfit)."""
+    misfit); 0 for plain SGD and Nesterov (whose undoing runs over every earlier step: the step's misfit).
+    Also rounding / ||d(t) - beta d(t-1)|| where that is >= 1 (the recorded step is no larger than its rounding,
+    so nothing at t checks the model), else 0: check 3's share of a gradient."""
     n, t = Rd.shape[1], min(t, Rd.shape[1] - 1)
 
     def step(u: int) -> Tensor:  # (T-1,) coefficients on Rd's columns of the model's d(u)
@@ -294,5 +295,6 @@ def step_fit(red, Rd: Tensor, k: int, t: int, beta: float = 0.0, rounding: float
     if b:
         recorded[t - 1] = -b
     num = max(float(torch.linalg.vector_norm(Rd @ (model - recorded))) - rounding, 0.0)
-    den = float(torch.linalg.vector_norm(Rd @ model))
-    return num / den if den > 0 else (0.0 if num == 0 else math.inf)
+    den, seen = float(torch.linalg.vector_norm(Rd @ model)), float(torch.linalg.vector_norm(Rd @ recorded))
+    unseen = 0.0 if seen > rounding else (math.inf if seen == 0 else rounding / seen)
+    return (num / den if den > 0 else (0.0 if num == 0 else math.inf)), unseen

@@ -20,17 +20,20 @@ from ..recording.recorder_checks import _check_int
 from ..recording.validation import check_seed, plain_int
 
 
-def _check_sizes(**sizes) -> None:
-    """Layer sizes as integers >= 1 (``hidden`` a sequence of them: tuple, list, range, 1-D array; 0-d integer
-    tensors too, as nn.Linear takes them), or an error naming the argument."""
+def _sizes(**sizes) -> list:
+    """Layer sizes as ints >= 1, in the order given (``hidden`` an ordered sequence of them: tuple, list,
+    range, 1-D array, a generator read once; 0-d integer tensors as nn.Linear takes them), or an error
+    naming the argument."""
+    out = []
     for name, value in sizes.items():
         if name != "hidden":
-            _check_int(name, plain_int(value), 1)
-        elif isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__") or getattr(value, "ndim", 1) != 1:
-            raise TypeError(f"hidden must be a sequence of layer widths (integers >= 1), got {value!r}")
+            out.append(_check_int(name, plain_int(value), 1))
+        elif isinstance(value, (str, bytes, dict, set, frozenset)) or not hasattr(value, "__iter__") \
+                or getattr(value, "ndim", 1) != 1:
+            raise TypeError(f"hidden must be an ordered sequence of layer widths (integers >= 1), got {value!r}")
         else:
-            for i, width in enumerate(value):
-                _check_int(f"hidden[{i}]", plain_int(width), 1)
+            out.append(tuple(_check_int(f"hidden[{i}]", plain_int(w), 1) for i, w in enumerate(value)))
+    return out
 
 
 class DigitsMLP(nn.Module):
@@ -42,7 +45,7 @@ class DigitsMLP(nn.Module):
 
     def __init__(self, in_features: int = 64, hidden: tuple[int, ...] = (256, 256, 128), n_classes: int = 10):
         super().__init__()
-        _check_sizes(in_features=in_features, hidden=hidden, n_classes=n_classes)
+        in_features, hidden, n_classes = _sizes(in_features=in_features, hidden=hidden, n_classes=n_classes)
         sizes = (in_features, *hidden)
         self.features = nn.Sequential(*[m for a, b in zip(sizes[:-1], sizes[1:]) for m in (nn.Linear(a, b), nn.ReLU())])
         self.classifier = nn.Linear(sizes[-1], n_classes)
@@ -56,7 +59,7 @@ class LeNet300100(nn.Module):
 
     def __init__(self, in_features: int = 784, n_classes: int = 10):
         super().__init__()
-        _check_sizes(in_features=in_features, n_classes=n_classes)
+        in_features, n_classes = _sizes(in_features=in_features, n_classes=n_classes)
         self.fc1, self.fc2 = nn.Linear(in_features, 300), nn.Linear(300, 100)
         self.classifier = nn.Linear(100, n_classes)
 
@@ -73,7 +76,7 @@ class MnistNet(nn.Module):
 
     def __init__(self, n_classes: int = 10):
         super().__init__()
-        _check_sizes(n_classes=n_classes)
+        (n_classes,) = _sizes(n_classes=n_classes)
         self.conv1, self.conv2 = nn.Conv2d(1, 20, 5), nn.Conv2d(20, 50, 5)
         self.fc1 = nn.Linear(800, 500)
         self.classifier = nn.Linear(500, n_classes)
@@ -114,7 +117,7 @@ class ResNetCifar(nn.Module):
 
     def __init__(self, n: int = 3, n_classes: int = 10):
         super().__init__()
-        _check_sizes(n=n, n_classes=n_classes)
+        n, n_classes = _sizes(n=n, n_classes=n_classes)
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         layers, c = [], 16
