@@ -193,7 +193,8 @@ class KoopmanAnalysis:
             ti = check_index(t, len(traj))
             return {"lr": lr, "t": ti}, (ti, group_settings(traj, lr, ti))
         t, groups = self._agree("gradient", args)
-        warn_lr_changes(traj), warn_not_sgd(traj.meta)
+        warn_lr_changes(traj)
+        warn_not_sgd(traj.meta)
         if every > 1:
             warnings.warn(AliasingWarning(
                 f"snapshots are {every} steps apart: per-step eigenvalues are taken as principal "

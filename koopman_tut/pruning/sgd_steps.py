@@ -99,9 +99,9 @@ def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
 
 def _differ(lr, recorded) -> bool:
     """Whether a given lr and a recorded one (both usable numbers) differ by more than 1%."""
+    if isinstance(lr, bool):
+        return False  # refused where the lr is checked
     try:
-        if isinstance(lr, bool):
-            raise TypeError("an lr of True or False is refused where the lr is checked")
         a, b = float(lr), float(recorded)
     except (TypeError, ValueError):
         return False  # refused (or nothing recorded) where the lr is checked
