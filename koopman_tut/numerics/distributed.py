@@ -25,6 +25,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from .ints import plain_int
 from .shards import local_tensor, shard_pieces, shard_range, unwrap  # noqa: F401 (kt.distributed.X)
 
 Tensor = torch.Tensor
@@ -204,8 +205,7 @@ def top_k_mask(x: Tensor, k: int, group, with_ties: bool = False):
     if not isinstance(x, Tensor) or x.ndim != 1 or x.is_complex() or x.dtype in (torch.bool, torch.uint64):
         raise TypeError(f"x must be a 1-D real tensor of scores (not bool or uint64), got {type(x).__name__} "
                         f"{tuple(getattr(x, 'shape', ()))} {getattr(x, 'dtype', '')}")
-    if isinstance(k, Tensor) and k.ndim == 0 and not (k.is_floating_point() or k.is_complex() or k.dtype == torch.bool):
-        k = int(k)  # a 0-d integer tensor, as torch takes one
+    k = plain_int(k)  # a 0-d integer tensor, as torch takes one
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
         raise ValueError(f"k must be an integer >= 0 (entries to keep over all ranks), got {k!r}")
     if x.is_floating_point() and bool(torch.isnan(x).any()):  # (+-Inf rank first and last, as a sort ranks them)

@@ -22,6 +22,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .finite import check_has_values
+from .ints import plain_int
 
 Tensor = torch.Tensor
 Array = Tensor | np.ndarray
@@ -160,8 +161,7 @@ def permutation_test(spectra_a: Sequence[Array], spectra_b: Sequence[Array], n_p
     if na < 2 or nb < 2:
         raise ValueError(f"each group needs at least 2 spectra (replicates), got {na} and {nb}")
     _check_count(n_permutations, "n_permutations", minimum=1)
-    if isinstance(seed, Tensor) and seed.ndim == 0 and not (seed.is_floating_point() or seed.dtype == torch.bool):
-        seed = int(seed)
+    seed = plain_int(seed)
     if not (seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator))):
         _check_count(seed, "seed", minimum=0)  # what numpy.random.default_rng takes
     _same_size(pa + pb, names_a + names_b)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..numerics.finite import check_has_values
+from ..numerics.ints import plain_int  # noqa: F401 (models.py reads it here)
 
 SNAPSHOT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -38,14 +39,6 @@ def check_real(name: str, value, minimum: float, what: str = "") -> float:
     if not (math.isfinite(value) and value >= minimum):
         raise ValueError(f"{expected}, got {value!r}")
     return float(value)
-
-
-def plain_int(value):
-    """A 0-d integer tensor as its int (as torch.manual_seed and nn.Linear take one); anything else as it is."""
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and not (value.is_floating_point() or value.is_complex()
-                                                                    or value.dtype == torch.bool):
-        return int(value)
-    return value
 
 
 def check_seed(name: str, value, bits: int = 64) -> int:
