@@ -94,6 +94,15 @@ def test_output_dir_that_is_a_file_is_refused_by_name(nbs, tmp_path, capsys, no_
     assert (tmp_path / "afile").read_text() == "mine"
 
 
+@pytest.mark.parametrize("out", ["", " "])
+def test_an_empty_output_dir_is_refused(nbs, tmp_path, capsys, no_kernel, monkeypatch, out):
+    """It wrote into the current folder (an unset shell variable, --output-dir "$OUT")."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--only", "00", "--output-dir", out]) == 2
+    err = capsys.readouterr().err
+    assert "error: --output-dir" in err and "is empty" in err and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["notebooks"]  # the fixture's, nothing written beside it
+
 
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "inf"])
 def test_a_bad_cell_timeout_is_a_usage_error_before_any_kernel(nbs, tmp_path, capsys, no_kernel, monkeypatch, value):

@@ -12,11 +12,9 @@ its parameters cell, a DATASET / MODEL that koopman_tut does not know, a MODEL t
 take its DATASET's images, or a DEVICE that is not auto, cpu, cuda, cuda:N or mps, or that this
 machine does not have (koopman_tut.tooling.run_checks). A failed notebook's partial output goes
 to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds the tutorial), so an
-OUTPUT_DIR that is notebooks/ or inside it is refused too (exit 2); --in-place is the way to
-refresh the committed notebooks.
-``--resume`` skips notebooks whose output is already there, newer than the notebook and
-made with the same parameters, so an interrupted long run (the paper preset) goes on
-where it stopped.
+OUTPUT_DIR that is notebooks/ or inside it (or '') is refused too (exit 2); --in-place refreshes notebooks/.
+``--resume`` skips notebooks whose output is already there, newer than the notebook and made with the same
+parameters, so an interrupted long run (the paper preset) goes on where it stopped.
 Presets set only the parameters a notebook declares in its ``parameters`` cell, and never one
 given with -p. Every value is checked against the notebook's parameters cell before any kernel
 starts (types and ranges: koopman_tut.tooling.nb_params); a -p that the notebook's ``if SMOKE:`` block
@@ -78,7 +76,9 @@ def inside_notebooks(path) -> bool:
 def output_dir_errors(output_dir, in_place: bool) -> list[str]:
     """``run``'s --output-dir must be outside notebooks/: the outputs (or, with --in-place, the
     failed copies) would land among the tutorial's notebooks, the outputs over them. It must be a
-    folder (or not exist yet), and a folder above it may not be a file."""
+    folder (or not exist yet), and a folder above it may not be a file; '' (an unset shell variable) is refused."""
+    if not str(output_dir).strip():
+        return [f"--output-dir {output_dir!r} is empty: name a folder (default outputs; '.' for the current one)"]
     for above in (Path(output_dir).resolve(), *Path(output_dir).resolve().parents):
         if above.exists() and not above.is_dir():
             return [f"--output-dir {output_dir} must be a folder (or a path to create), but {above} is a file"]
