@@ -6,6 +6,7 @@ nothing, NaN predictions, a seed truncated to another seed, a model with no clas
 from deep inside torch, NumPy or scikit-learn that named none of the caller's arguments.
 """
 import cmath
+import math
 import warnings
 
 import numpy as np
@@ -82,6 +83,14 @@ def test_predict_refuses_a_bool_time_and_times_whose_powers_overflow():
         res.predict(-1e6)  # before: NaN everywhere, without a word
     far = res.predict(1e308)  # |lambda| < 1 decay to 0 whatever their phase (the phase was NaN before)
     assert bool(torch.isfinite(far).all())
+    j = torch.arange(12, dtype=torch.float64)  # two growing modes, 1e200 (1.5^t a + 1.45^t b)
+    a, b = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64)
+    res = kt.dmd(1e200 * (a[:, None] * 1.5**j + b[:, None] * 1.45**j))
+    t = (math.log(1e306) - math.log(1e200)) / math.log(1.5)  # 1.5^t a at 1e306, each lambda^t finite
+    want = 1e200 * (1.5**t * a + 1.45**t * b)
+    assert float(((res.predict(t) - want) / 1e306).norm() / (want / 1e306).norm()) < 1e-6
+    with pytest.raises(ValueError, match=f"cannot be evaluated at t={t + 13!r}: the state overflows"):
+        res.predict(t + 13)  # 1.5^13 1e306 = 1.9e308 in row 0, beyond float64's 1.8e308 (amplitude lambda^t 1.3e308)
 
 
 def test_powers_keep_their_accuracy_near_the_unit_circle():
