@@ -4,6 +4,8 @@ A kernel that really loses a message (the notebook patches its own kernel's sess
 reply or status, once) or a cell that runs past its bound becomes a clear error within the bound,
 the notebook is retried once, and the summary says what happened."""
 import asyncio
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -213,3 +215,34 @@ def test_a_send_to_no_kernel_is_bounded():
     finally:
         channel.close()
         ctx.term()
+
+
+FIRST_LAUNCH_DIES = """import os, runpy, sys
+mark = os.path.join(os.path.dirname(__file__), "launched")
+if not os.path.exists(mark):  # the first kernel dies before it answers, as one whose port was taken
+    open(mark, "w").close()
+    sys.exit(1)
+sys.argv = ["ipykernel_launcher", *sys.argv[1:]]
+runpy.run_module("ipykernel_launcher", run_name="__main__")
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_kernel_that_dies_at_start_is_retried_once(tmp_path, monkeypatch):
+    """jupyter_client picks free ports and the kernel binds them later; under pytest -n 2 another
+    process took one ("Address already in use") and a notebook FAILED with "Kernel died before
+    replying to kernel_info". A python3 kernelspec whose first launch exits does the same, for real."""
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "launch.py").write_text(FIRST_LAUNCH_DIES)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [sys.executable, str(spec / "launch.py"), "-f",
+                                                           "{connection_file}"],
+                                                  "display_name": "Python 3", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    result = run(tmp_path, "print('ran')", FAST)
+    assert (spec / "launched").exists()  # the spec above was the one launched
+    assert result.status == "ok" and result.note == "retried after its kernel died at start", result
+    (spec / "launched").unlink()
+    monkeypatch.setattr(runner, "DIED_AT_START", "no such message")  # without the retry: FAILED
+    result = run(tmp_path, "print('ran')", FAST)
+    assert result.status == "FAILED" and "Kernel died before replying to kernel_info" in result.error

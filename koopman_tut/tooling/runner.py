@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .watchdog import KernelStalled, Limits, engine_options, limits_for
 
+DIED_AT_START = "Kernel died before replying to kernel_info"  # jupyter_client's words
 TMP_TAG = ".kt-tmp-"  # temporaries are .<stem>.kt-tmp-XXXXXXXX.ipynb beside the destination
 
 
@@ -130,7 +131,9 @@ def run_one(src: Path, dst: Path, params: dict, failed: Path, mode: int, limits:
     """Execute one notebook: "ok", or "FAILED" / "interrupted" (Ctrl-C) with the partial output if any.
 
     Every wait is bounded by ``limits`` (default :func:`koopman_tut.tooling.watchdog.limits_for` of
-    ``params``); a run whose wait ran out (a lost kernel message, a cell past its bound) is
+    ``params``); a run whose wait ran out (a lost kernel message, a cell past its bound), or whose
+    kernel died before it answered (jupyter_client picks free ports and the kernel binds them later:
+    another process can take one meanwhile, "Address already in use", e.g. under pytest -n 2), is
     retried once in a fresh kernel, and the result's ``note`` says so.
     """
     t0, note = time.perf_counter(), ""
@@ -141,6 +144,12 @@ def run_one(src: Path, dst: Path, params: dict, failed: Path, mode: int, limits:
         except KernelStalled as e:
             if attempt == 1:
                 note = retry_note(e)
+                print(f"  {src.stem}: {e}; running it again in a fresh kernel", file=sys.stderr)
+                continue
+            error = e
+        except RuntimeError as e:
+            if attempt == 1 and DIED_AT_START in str(e):
+                note = "retried after its kernel died at start"
                 print(f"  {src.stem}: {e}; running it again in a fresh kernel", file=sys.stderr)
                 continue
             error = e
