@@ -32,8 +32,9 @@ from ..numerics.distributed import local_tensor, shard_pieces, unwrap
 from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_device, _check_dtype, _check_fraction,  # noqa: F401
-                              _check_int, _check_disk, _check_lr, _check_model, _check_names, _check_shard, _check_window,
-                              _shard_rows, _trained_by, changed_message, full_message, other_momentum_meta, recorded_groups)
+                              _check_int, _check_disk, _check_lr, _check_model, _check_names, _check_shard,
+                              _check_window, _shard_rows, _trained_by, changed_message, full_message,
+                              other_momentum_meta, recorded_groups, trained_in)
 from .params import layer_parameters, parameter
 from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
@@ -187,18 +188,17 @@ class TrajectoryRecorder:
         return [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
 
     def _meta(self) -> dict:
-        """Recording stride and optimizer settings (and the rows held, when sharded). The top-level settings
-        are those of the first parameter group that holds a recorded parameter; ``groups`` lists every such
-        group with its names, initial lr and settings (the Koopman gradient undoes each on its own rows);
-        ``other_momentum`` (only when True) says that a group holding none of them has momentum."""
+        """Stride, coarsest dtype trained (``trained_in``), optimizer settings (rows held, when sharded): the top level
+        the first parameter group's that holds a recorded parameter; ``groups`` every such group's names, initial lr and
+        settings (undone on its rows); ``other_momentum`` (only when True): a group holding none of them has momentum."""
         held = self._groups()
         settings = [dict(names=names, lr=float(g["lr"]), momentum=float(g.get("momentum", 0.0) or 0.0),
                          nesterov=bool(g.get("nesterov", False)), dampening=float(g.get("dampening", 0.0) or 0.0),
                          weight_decay=float(g.get("weight_decay", 0.0) or 0.0),
                          maximize=bool(g.get("maximize", False))) for g, names in held]
         first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
-        meta = {"every": self.every, "optimizer": type(self.optimizer).__name__, **first, "groups": settings,
-                **other_momentum_meta(self.optimizer, held)}
+        meta = {"every": self.every, "trained_in": trained_in(self._tensors), "optimizer": type(self.optimizer).__name__,
+                **first, "groups": settings, **other_momentum_meta(self.optimizer, held)}
         if self.group is not None:
             meta.update(rows=self.rows, n_total=self.n_total, all_names=list(self.names),
                         all_shapes=[tuple(s) for s in self.shapes])

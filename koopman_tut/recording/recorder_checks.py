@@ -190,6 +190,11 @@ def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors:
     return out
 
 
+def trained_in(tensors: list[torch.Tensor]) -> str:
+    """The coarsest floating dtype among ``tensors`` ("float32", ...): every optimizer step rounds to it."""
+    return str(max((t.dtype for t in tensors), key=lambda d: torch.finfo(d).eps)).removeprefix("torch.")
+
+
 def other_momentum_meta(optimizer: torch.optim.Optimizer, held: list[tuple[dict, list[str]]]) -> dict:
     """{"other_momentum": True} when a param group holding no recorded tensor (``held``: those that do) has
     momentum, else {}: the recorded parameters are coupled to it through the loss, so their trajectory is a

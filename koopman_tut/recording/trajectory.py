@@ -58,7 +58,8 @@ class Trajectory:
         and per parameter group in 'groups'), recording stride ('every'); per snapshot, every
         group's lr ('group_lrs', with several groups) and, where any changed while recording,
         every group's settings ('group_settings': :mod:`koopman_tut.recording.settings_log`);
-        'other_momentum' (True) where an optimizer group holding no recorded parameter has momentum.
+        'other_momentum' (True) where an optimizer group holding no recorded parameter has momentum;
+        'trained_in', the coarsest dtype of the recorded parameters (their rounding is in every step).
 
     Checked on construction (TypeError / ValueError naming the field): snapshots a dense
     2-D floating tensor with at least one column; steps integers, strictly increasing, one
