@@ -17,6 +17,7 @@ RUNS = {
     "trust_families": ["--seeds", "1"],
     "kgp_fit": ["--seeds", "1"],
     "kgp_rounding": ["--seeds", "1", "--only", "heavy ball"],
+    "kgp_curved": ["--dtypes", "float64", "--starts", "300"],
     "known_answers": [],
     "secant_limit": ["--seeds", "1"],
     "schedules": ["--seeds", "1"],

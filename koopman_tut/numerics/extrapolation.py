@@ -248,11 +248,12 @@ class AffineModel:
         out.holdout_error = _ratio(self._norm(pad - last), self._norm(last))
 
     def modal_difference(self, t: int, weight, warn: bool = True, what: str = "Koopman gradient",
-                         beta: float = 0.0) -> Extrapolation:
+                         betas: tuple[float, ...] = (0.0,), eps: float = 0.0) -> Extrapolation:
         """The model's difference d(t) = theta(t+1) - theta(t), amplitudes fitted to the whole
         window, with mode i scaled by ``weight(mu)[i]`` (a function of the (r,) eigenvalues);
-        the refitted model's gives its trust check. t is a snapshot index in [0, T-1]; ``beta``, a
-        heavy-ball momentum its fit check undoes (:func:`.trust.step_fit`)."""
+        the refitted model's gives its trust check. t is a snapshot index in [0, T-1]; ``betas``, the
+        momentum carry-overs its fit check undoes, the largest misfit counting (:func:`.trust.step_fit`);
+        ``eps``, the training's machine epsilon where it is coarser than the data's (float32 training stored in float64)."""
         check_warn(warn)
         k, T = self.delays, self.W.shape[-1]
         if not self.rank:  # a still window: its step is zero, which the window cannot check (.still)
@@ -266,10 +267,12 @@ class AffineModel:
             return red.smoothed(powers(red.eigs, j)[:, 0] * weight(red.eigs))
 
         c = coef(self.reduced)
-        # twice the expected norm of the rounding in theta(t+1) - (1 + beta) theta(t) + beta theta(t-1) (2 covers
-        # mantissas near 1, whose ulp is 1.35 times the mean); unseen: check 3's share where the step is within it
-        noise = 2 * ROUNDING_STD * math.hypot(1, 1 + beta, beta) * self.factor.data_floor / math.sqrt((k + 1) * T)
-        fit, unseen = step_fit(self.reduced, self.factor.Rd, k, t, beta, noise)
+        # twice the expected norm of the rounding in theta(t+1) - (1 + b) theta(t) + b theta(t-1) (2: mantissas near 1,
+        # whose ulp is 1.35 times the mean), at the coarser of the data's and the training's precision (``eps``);
+        # unseen: check 3's share where a combination (the gradient's: the last) is within it
+        floor = 2 * ROUNDING_STD * self.factor.data_floor * max(1.0, eps / self.factor.eps) / math.sqrt((k + 1) * T)
+        fits = [step_fit(self.reduced, self.factor.Rd, k, t, b, floor * math.hypot(1, 1 + b, b)) for b in betas]
+        fit, unseen = max(f for f, _ in fits), max(u for _, u in fits)
         out = Extrapolation(theta=matmul_chunked(self.W, (self.block(i)[0] @ c)[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
                             window=self.W.shape[-1], residual=self.reduced.residual, fit=fit)
@@ -277,13 +280,10 @@ class AffineModel:
         out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i)
         if self.untruncated is not None:
             out.truncation = self._moved(c, [coef(self.untruncated)], i)
-        if self.refit is None:
-            out.spread = math.inf
-        else:
-            pad = torch.zeros_like(c)  # the refit's m - holdout coefficients, on the same columns
+        out.spread = math.inf
+        if self.refit is not None:  # the refit's m - holdout coefficients, padded onto the same columns
             q = coef(self.refit)
-            pad[: q.numel()] = q
-            out.spread = self._moved(c, [pad], i)
+            out.spread = self._moved(c, [torch.cat([q, c.new_zeros(c.numel() - q.numel())])], i)
         if warn:
             warn_untrusted(out, what, stacklevel=4)
         return out

@@ -27,8 +27,8 @@ optimizer settings change, a seventh; a Koopman gradient, an eighth), and warns
    only a few roundings of the parameters (a recording in float16, whose Koopman gradient came
    out 93-149% off while the spread check passed: rounding 0.39-0.71), and is 1e-4 .. 2e-2 on
    the digits MLP's float32 windows (minibatch and full batch, steps 0 .. 1000). For a gradient whose
-   recorded step at t is no larger than check 8's rounding allowance, it is at least that allowance over
-   the step (>= 1): nothing at t checks the model (float64 training stored in float32, its last steps 0).
+   recorded step at t, or its momentum-free combination, is no larger than check 8's rounding allowance, it is
+   at least that allowance over it (>= 1): nothing at t checks the model (float64 stored in float32, steps 0).
 
 4. Conditioning. The fit itself can amplify rounding: modes too close together for the window
    to separate are fitted to rounding by other eigenvalues. Plain SGD on a rank-8 quadratic
@@ -107,17 +107,17 @@ optimizer settings change, a seventh; a Koopman gradient, an eighth), and warns
    changes. The secant limit reads each step's settings and is exact there (benchmarks/schedules.py).
 
 8. Fit at the snapshot. A Koopman gradient is the model's step at snapshot t with the optimizer undone.
-   ``fit`` (:func:`step_fit`) = the misfit of the gradient the recorded steps imply (under heavy ball
-   -(d(t) - beta d(t-1)) / lr, which a small misfit of nearly equal steps makes up to 1 / (1 - beta) times
-   larger; else the step d(t)), beyond twice the expected norm of the rounding the recorded steps carry
-   (``ROUNDING_STD``), relative to the model's, at t (at T-2 for t = T-1, whose step is not recorded), must
-   be at most ``TRUST_TOL``. Full-batch training on a quadratic fits it to rounding; minibatch noise does
-   not, and the gradient is then a smoothed estimate the window cannot vouch for. benchmarks/kgp_fit.py
-   (gradient noise 0.003-0.1 on a rank-8 quadratic, plain, heavy ball and Nesterov, 240 gradients): 193
-   more than 10% off, 35 of them trusted by checks 1-5, 4 with the fit of the step alone, 0 with this. A
-   worst-case allowance (8 times the expected rounding under heavy ball) hid misfits: the digits MLP, full
-   batch, heavy ball, float32, 4 of 12 gradients 10-14% off trusted (docs/trust.md, "A Koopman gradient at a
-   window converged to rounding", has these and what stays open: Nesterov or every > 1 on that MLP).
+   ``fit`` (:func:`step_fit`) = the larger misfit of d(t) - b d(t-1), b = beta^every (-lr g(t) under heavy ball,
+   -lr ((1 + beta) g(t) - beta g(t-1)) under Nesterov: the step hides the misfit behind the velocity it carries,
+   up to 1 / (1 - beta)) and of the step d(t) (where that combination is a few roundings, their allowance hides
+   it), beyond twice the expected norm of the rounding the steps carry (``ROUNDING_STD``; the dtype trained in,
+   if coarser), relative to the model's, at t (T-2 for t = T-1), must be at most ``TRUST_TOL``. Full-batch
+   training on a quadratic fits it to rounding; minibatch noise does not: the gradient is then a smoothed
+   estimate the window cannot vouch for. benchmarks/kgp_fit.py (noise 0.003-0.1, rank-8 quadratic, plain, heavy
+   ball and Nesterov, 240 gradients): 193 more than 10% off, 35 of them trusted by checks 1-5, 0 with this. The
+   full-batch digits MLP (docs/trust.md, "A Koopman gradient at a window converged to rounding" and "under
+   Nesterov"): heavy ball in float32, 4 of 12 gradients 10-14% off trusted under a worst-case allowance;
+   Nesterov or every = 2, 42 of 138 more than 10% off with the step's fit alone; none now.
 
 The refits (checks 1, 4, 5) classify drifting modes as the estimate did: where none of its modes lies
 within ``drift_tol`` of 1, a refit's mode is cut at the horizon only if |mu| >= 1 (docs/trust.md, "Refits
@@ -276,8 +276,8 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
 def step_fit(red, Rd: Tensor, k: int, t: int, beta: float = 0.0, rounding: float = 0.0) -> tuple[float, float]:
     """Check 8: (||m(t) - beta m(t-1)|| - rounding)+ / ||s(t) - beta s(t-1)||, s(u) the model ``red``'s step d(u)
     and m(u) it minus the recorded one (Rd (p, T-1) the steps' factor, ``k`` delays; t = T-1 read at T-2);
-    ``rounding``: what the stored data's rounding can put there. beta: heavy ball's (the implied gradient's
-    misfit); 0 for plain SGD and Nesterov (whose undoing runs over every earlier step: the step's misfit).
+    ``rounding``: what the stored data's rounding can put there. beta: the momentum's carry-over the check
+    undoes (see check 8 in the module notes and :func:`koopman_tut.pruning.sgd_steps.fit_betas`), or 0.
     Also rounding / ||d(t) - beta d(t-1)|| where that is >= 1 (the recorded step is no larger than its rounding,
     so nothing at t checks the model), else 0: check 3's share of a gradient."""
     n, t = Rd.shape[1], min(t, Rd.shape[1] - 1)

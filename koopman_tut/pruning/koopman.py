@@ -48,7 +48,7 @@ from ..recording.trajectory import Trajectory
 from ..recording.validation import check_index
 from .inputs import check_analysis, check_choice, check_horizon
 from .scores import Scores
-from .sgd_steps import group_settings, modal_weight, warn_lr_changes, warn_not_sgd
+from .sgd_steps import fit_betas, group_settings, modal_weight, training_eps, warn_lr_changes, warn_not_sgd
 
 Tensor = torch.Tensor
 RULES = ("limit", "closest")
@@ -205,8 +205,8 @@ class KoopmanAnalysis:
         # refitted without the window's last steps gives the trust check (a warning if it fails)
         g, self.gradient_checks = None, []
         for rows, settings, lr_g in groups:
-            beta = float(settings.get("momentum", 0) or 0) if every == 1 and not settings.get("nesterov") else 0.0
-            check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), warn=warn, beta=beta)
+            check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), warn=warn,
+                                                 betas=fit_betas(settings, every), eps=training_eps(traj.meta))
             self.gradient_checks.append(check)
             part = check.theta
             wd = float(settings.get("weight_decay", 0.0) or 0.0)

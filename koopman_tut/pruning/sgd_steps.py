@@ -122,6 +122,24 @@ def modal_weight(settings: dict, lr: float, every: int):
     return f
 
 
+def fit_betas(settings: dict, every: int) -> tuple[float, ...]:
+    """The momentum carry-overs check 8 undoes (:func:`koopman_tut.numerics.trust.step_fit`), the larger misfit
+    counting: beta^every, beta the momentum (D(t) - beta^every D(t-1), D the snapshots' differences, is a sum
+    of gradients with no velocity left, on any loss: -lr (1 - dampening) g(t) under heavy ball one step apart,
+    exactly the gradient's misfit), and, except there, the step itself (0): under Nesterov the combination is
+    -lr ((1 + beta) g(t) - beta g(t-1)), and where it, a 1 - beta share of the step, is only a few roundings,
+    their allowance hides a misfit the step still shows (under heavy ball the step adds only the velocity's)."""
+    beta = float(settings.get("momentum", 0) or 0)
+    heavy_ball = every == 1 and not settings.get("nesterov", False)
+    return (0.0,) if not beta else (beta,) if heavy_ball else (0.0, beta ** every)
+
+
+def training_eps(meta: dict) -> float:
+    """Machine epsilon of the dtype the recorded parameters were trained in (``meta['trained_in']``), 0 if unknown."""
+    name = meta.get("trained_in")
+    return torch.finfo(getattr(torch, name)).eps if name in ("float16", "bfloat16", "float32", "float64") else 0.0
+
+
 def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
     """Per-mode factor turning the step into the gradient (see module docstring); 1 for plain SGD."""
     if meta.get("optimizer") not in (None, "SGD"):  # the step direction (warn_not_sgd says so once)
