@@ -72,6 +72,9 @@ def test_every_model_checks_n_classes_and_takes_what_torch_takes_as_sizes_and_se
     e, f = [torch.tensor([0.5 + 0j, 0.4])] * 3, [torch.tensor([0.9 + 0j, 0.8])] * 3
     for seed in (None, np.random.default_rng(0), torch.tensor(0)):  # what numpy.random.default_rng takes
         permutation_test(e, f, n_permutations=5, seed=seed)
+    for seed in (torch.tensor(3 + 0j), torch.tensor(3.0), torch.tensor(True)):  # read as 3 (or 1) before
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            permutation_test(e, f, n_permutations=5, seed=seed)
 
 
 def test_predict_refuses_a_bool_time_and_times_whose_powers_overflow():

@@ -704,3 +704,23 @@ def test_window_of_a_trajectory_without_every_in_meta_reads_the_stride_off_the_s
     kt.koopman(traj.window(every=2).window(every=2))
     first = kt.Trajectory(W, torch.tensor([0, *range(100, 111)]), ["w"], [(50,)], {})  # the start, then every step
     kt.koopman(first.window(start=1))  # a stride read off the parent's first gap (100) was refused here
+
+
+def test_the_dtype_trained_in_is_recorded_for_floating_parameters_and_checked_by_name():
+    """meta['trained_in'] (the coarsest dtype trained: every step rounds to it) sets the Koopman gradient's
+    rounding allowance; an integer parameter named in params= has none (the recorder raised torch's finfo
+    error), and a hand-written value must name a dtype (a typo silently switched the allowance off)."""
+    m = nn.Linear(3, 2)
+    m.register_parameter("count", nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False))
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(m, opt, stop=3, params=["weight", "count"])
+    assert rec.trajectory().meta["trained_in"] == "float32"
+    rec.remove()
+    rec = kt.TrajectoryRecorder(m, opt, stop=3, params=["count"])
+    assert "trained_in" not in rec.trajectory().meta
+    rec.remove()
+    W = torch.randn(4, 5)
+    for bad in ("torch.float16", "half", 5, ["float16"]):
+        with pytest.raises(ValueError, match=r"meta\['trained_in'\] must name the dtype"):
+            kt.Trajectory(W, torch.arange(5), ["w"], [(4,)], {"trained_in": bad})
+    assert kt.Trajectory(W, torch.arange(5), ["w"], [(4,)], {"trained_in": "bfloat16"}).meta["trained_in"] == "bfloat16"

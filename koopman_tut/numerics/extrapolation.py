@@ -253,7 +253,7 @@ class AffineModel:
         window, with mode i scaled by ``weight(mu)[i]`` (a function of the (r,) eigenvalues);
         the refitted model's gives its trust check. t is a snapshot index in [0, T-1]; ``betas``, the
         momentum carry-overs its fit check undoes, the largest misfit counting (:func:`.trust.step_fit`);
-        ``eps``, the training's machine epsilon where it is coarser than the data's (float32 training stored in float64)."""
+        ``eps``, the training's machine epsilon (0 if unknown), used where coarser than the data's (float32 stored in float64)."""
         check_warn(warn)
         k, T = self.delays, self.W.shape[-1]
         if not self.rank:  # a still window: its step is zero, which the window cannot check (.still)

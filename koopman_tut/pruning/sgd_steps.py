@@ -125,7 +125,8 @@ def modal_weight(settings: dict, lr: float, every: int):
 def fit_betas(settings: dict, every: int) -> tuple[float, ...]:
     """The momentum carry-overs check 8 undoes (:func:`koopman_tut.numerics.trust.step_fit`), the larger misfit
     counting: beta^every, beta the momentum (D(t) - beta^every D(t-1), D the snapshots' differences, is a sum
-    of gradients with no velocity left, on any loss: -lr (1 - dampening) g(t) under heavy ball one step apart,
+    of gradients with no velocity left, on any loss, where lr and momentum stay the same and the buffer exists
+    (not the optimizer's first step): -lr (1 - dampening) g(t) under heavy ball one step apart,
     exactly the gradient's misfit), and, except there, the step itself (0): under Nesterov the combination is
     -lr ((1 + beta) g(t) - beta g(t-1)), and where it, a 1 - beta share of the step, is only a few roundings,
     their allowance hides a misfit the step still shows (under heavy ball the step adds only the velocity's)."""

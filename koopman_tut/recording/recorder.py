@@ -34,7 +34,7 @@ from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_device, _check_dtype, _check_fraction,  # noqa: F401
                               _check_int, _check_disk, _check_lr, _check_model, _check_names, _check_shard,
                               _check_window, _shard_rows, _trained_by, changed_message, full_message,
-                              other_momentum_meta, recorded_groups, trained_in)
+                              other_momentum_meta, recorded_groups, trained_in_meta)
 from .params import layer_parameters, parameter
 from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
@@ -197,7 +197,7 @@ class TrajectoryRecorder:
                          weight_decay=float(g.get("weight_decay", 0.0) or 0.0),
                          maximize=bool(g.get("maximize", False))) for g, names in held]
         first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
-        meta = {"every": self.every, "trained_in": trained_in(self._tensors), "optimizer": type(self.optimizer).__name__,
+        meta = {"every": self.every, **trained_in_meta(self._tensors), "optimizer": type(self.optimizer).__name__,
                 **first, "groups": settings, **other_momentum_meta(self.optimizer, held)}
         if self.group is not None:
             meta.update(rows=self.rows, n_total=self.n_total, all_names=list(self.names),

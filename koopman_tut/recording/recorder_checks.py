@@ -190,9 +190,10 @@ def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors:
     return out
 
 
-def trained_in(tensors: list[torch.Tensor]) -> str:
-    """The coarsest floating dtype among ``tensors`` ("float32", ...): every optimizer step rounds to it."""
-    return str(max((t.dtype for t in tensors), key=lambda d: torch.finfo(d).eps)).removeprefix("torch.")
+def trained_in_meta(tensors: list[torch.Tensor]) -> dict:
+    """{"trained_in": the coarsest floating dtype of ``tensors``} (each step rounds to it), or {} if none is floating."""
+    floats = [t.dtype for t in tensors if t.dtype.is_floating_point]
+    return {"trained_in": str(max(floats, key=lambda d: torch.finfo(d).eps)).removeprefix("torch.")} if floats else {}
 
 
 def other_momentum_meta(optimizer: torch.optim.Optimizer, held: list[tuple[dict, list[str]]]) -> dict:

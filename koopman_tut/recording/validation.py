@@ -91,6 +91,10 @@ def check_meta(meta, T: int) -> dict:
         out["rows"] = _meta_rows(out["rows"])
     if "all_shapes" in out:
         out["all_shapes"] = _meta_shapes(out["all_shapes"])
+    names = [str(d).removeprefix("torch.") for d in SNAPSHOT_DTYPES]
+    if "trained_in" in out and out["trained_in"] not in names:  # read by the Koopman gradient's rounding allowance
+        raise ValueError(f"meta['trained_in'] must name the dtype the parameters were trained in, one of {names}, "
+                         f"got {out['trained_in']!r}")
     for key in PER_SNAPSHOT:
         lrs = out.get(key)
         if lrs is not None and (not isinstance(lrs, list) or len(lrs) != T):
