@@ -18,6 +18,7 @@ from ..numerics.finite import outside_stacklevel
 from ..numerics.trust import UntrustedLimitWarning
 from ..numerics.optimizer_settings import SGD_SETTINGS, check_settings, settings_at  # noqa: F401 (koopman's)
 from ..recording.trajectory import Trajectory
+from ..recording.validation import DTYPE_NAMES
 
 Tensor = torch.Tensor
 
@@ -138,7 +139,7 @@ def fit_betas(settings: dict, every: int) -> tuple[float, ...]:
 def training_eps(meta: dict) -> float:
     """Machine epsilon of the dtype the recorded parameters were trained in (``meta['trained_in']``), 0 if unknown."""
     name = meta.get("trained_in")
-    return torch.finfo(getattr(torch, name)).eps if name in ("float16", "bfloat16", "float32", "float64") else 0.0
+    return torch.finfo(getattr(torch, name)).eps if name in DTYPE_NAMES else 0.0
 
 
 def momentum_factor(mu: Tensor, meta: dict) -> Tensor:

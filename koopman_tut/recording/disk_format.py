@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from .settings_log import FLAGS, KEYS as SETTINGS
+from .validation import DTYPE_NAMES
 
 MAGIC, MAGIC_V2, MAGIC_V1 = b"KTTRAJM3", b"KTTRAJM2", b"KTTRAJMM"
 FORMAT, VERSION = "koopman_tut.recording.trajectory-mmap", 3
@@ -187,7 +188,7 @@ def _number(x) -> bool:
 
 _META = {"every": lambda v: _int(v, 1, MAX_SIZE), "n_total": lambda v: _int(v, 1, MAX_SIZE),
          "optimizer": lambda v: isinstance(v, str), "nesterov": lambda v: type(v) is bool,
-         "trained_in": lambda v: v in ("float16", "bfloat16", "float32", "float64"),
+         "trained_in": lambda v: v in DTYPE_NAMES,
          "maximize": lambda v: type(v) is bool, "other_momentum": lambda v: type(v) is bool,
          "momentum": _number, "dampening": _number, "weight_decay": _number,
          "rows": lambda v: _ints(v) and len(v) == 2 and v[0] <= v[1], "all_names": _strs,

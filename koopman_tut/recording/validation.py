@@ -16,6 +16,7 @@ from ..numerics.finite import check_has_values
 from ..numerics.ints import plain_int  # noqa: F401 (models.py reads it here)
 
 SNAPSHOT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+DTYPE_NAMES = tuple(str(d).removeprefix("torch.") for d in SNAPSHOT_DTYPES)  # as meta['trained_in'] names them
 
 
 def check_index(t, T: int, name: str = "t", end: bool = False) -> int:
@@ -91,10 +92,9 @@ def check_meta(meta, T: int) -> dict:
         out["rows"] = _meta_rows(out["rows"])
     if "all_shapes" in out:
         out["all_shapes"] = _meta_shapes(out["all_shapes"])
-    names = [str(d).removeprefix("torch.") for d in SNAPSHOT_DTYPES]
-    if "trained_in" in out and out["trained_in"] not in names:  # read by the Koopman gradient's rounding allowance
-        raise ValueError(f"meta['trained_in'] must name the dtype the parameters were trained in, one of {names}, "
-                         f"got {out['trained_in']!r}")
+    if "trained_in" in out and out["trained_in"] not in DTYPE_NAMES:  # read by the Koopman gradient's allowance
+        raise ValueError(f"meta['trained_in'] must name the dtype the parameters were trained in, one of "
+                         f"{list(DTYPE_NAMES)}, got {out['trained_in']!r}")
     for key in PER_SNAPSHOT:
         lrs = out.get(key)
         if lrs is not None and (not isinstance(lrs, list) or len(lrs) != T):
