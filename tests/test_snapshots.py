@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import koopman_tut as kt
+from koopman_tut.numerics import cpu_routes, syrk
 from koopman_tut.numerics.extrapolation import AffineModel
 from koopman_tut.numerics.snapshots import (assemble_gram, chunk_buffer, deviation_from_steps, deviation_gram,
                                    difference_gram, difference_matrix, matmul_chunked, snapshot_major, step_gram)
@@ -60,13 +61,38 @@ def test_layouts_are_what_they_claim():
         assert buf.shape == (10, T) and buf.stride() == (stride, 1), (T, dtype)
 
 
+@pytest.fixture(params=["other", "intel"])
+def cpu_route(request, monkeypatch):
+    """Both CPU routes of the float64 passes (numerics/cpu_routes.py) on every machine: the Gram's
+    block rows from 64 snapshots and a multiply-and-sum for one combination, or (oneMKL on an
+    Intel CPU) one GEMM below 128 snapshots, 1 MiB chunks and a GEMV."""
+    monkeypatch.setattr(cpu_routes, "mkl_on_intel", lambda: request.param == "intel")
+    return request.param
+
+
+def test_the_cpu_routes_differ_where_they_should(monkeypatch):
+    calls = []
+    real_mv = torch.mv
+    monkeypatch.setattr(torch, "mv", lambda *a, **k: calls.append(1) or real_mv(*a, **k))
+    W = data(5000, 64, torch.float32)
+    for intel, widths in ((False, (63, 16, 32, 40)), (True, (63, 64, 127, 40))):
+        monkeypatch.setattr(cpu_routes, "mkl_on_intel", lambda intel=intel: intel)
+        assert tuple(syrk.block_width(T) for T in (63, 64, 127, 130)) == widths
+        calls.clear()
+        matmul_chunked(W, torch.ones(64, 1, dtype=torch.float64))
+        assert len(calls) == (3 if intel else 0)  # 5000 rows in chunks of 2048: a GEMV each
+        calls.clear()
+        matmul_chunked(W.mT.contiguous().mT, torch.ones(64, 1, dtype=torch.float64))
+        assert not calls  # snapshot-major: a GEMM on either route
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.complex64])
 @pytest.mark.parametrize("batch", [None, 3])
 @pytest.mark.parametrize("chunk", [None, 7, 1000])
 # T >= 64: the Gram by block rows of 8 ceil(T / 32) (numerics/syrk.py): 64 = 4 x 16, the last block narrower in
 # 65 = 2 x 24 + 17, 81 = 3 x 24 + 9, 90 = 3 x 24 + 18; T = 32, 64: row-major chunks padded (chunk_buffer)
 @pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (1, 3), (40, 32), (70, 64), (50, 65), (300, 90), (40, 81)])
-def test_deviation_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T):
+def test_deviation_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T, cpu_route):
     W0 = data(n, T, dtype, batch)
     Z = W0.to(torch.complex128 if dtype.is_complex else torch.float64)  # the stored numbers, exactly
     D = Z - Z[..., -1:]
@@ -94,7 +120,7 @@ def test_deviation_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, 
 @pytest.mark.parametrize("chunk", [None, 7])
 # T = 31, 63: step_gram's buffer [w_0 ... w_{T-1}, 0] is a power of two wide, so padded
 @pytest.mark.parametrize("n, T", [(2003, 9), (5, 2), (40, 31), (70, 63), (70, 64), (50, 65), (300, 90)])
-def test_step_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T):
+def test_step_gram_in_every_layout_matches_float64(dtype, batch, chunk, n, T, cpu_route):
     W0 = data(n, T, dtype, batch)
     Z = W0.to(torch.complex128 if dtype.is_complex else torch.float64)
     S = torch.cat([Z[..., 1:] - Z[..., :-1], Z[..., -1:]], -1)  # [steps, r]
@@ -164,7 +190,7 @@ def test_deviation_gram_keeps_small_deviations_that_a_plain_gram_loses():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 @pytest.mark.parametrize("k", [1, 2, 5])
 @pytest.mark.parametrize("chunk", [None, 13])
-def test_matmul_chunked_in_every_layout(dtype, k, chunk):
+def test_matmul_chunked_in_every_layout(dtype, k, chunk, cpu_route):
     n, T = 3001, 11
     W0 = data(n, T, dtype)
     g = torch.Generator().manual_seed(k)

@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 import torch
 
+from . import cpu_routes
 from .finite import check_has_values
 from .syrk import add_upper_gram_, mirror_upper
 
@@ -268,14 +269,17 @@ def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tenso
     n, k = W.shape[0], C.shape[1]
     in_place = W.dtype == torch.float64  # float64 chunks are used as they are, no conversion
     out_dtype = torch.float32 if W.dtype in (torch.float16, torch.bfloat16) else W.dtype
-    rows = chunk_rows or default_chunk_rows(W.shape[1], W.device)
+    # where oneMKL runs on an Intel CPU, 1 MiB chunks and, for one output from row-major data, a float64
+    # GEMV; elsewhere a multiply and a sum there (GEMV ran ~4x slower on AMD; :mod:`.cpu_routes`)
+    intel = W.device.type == "cpu" and cpu_routes.mkl_on_intel()
+    rowwise = k == 1 and not snapshot_major(W)
+    gemv = rowwise and intel
+    rows = chunk_rows or (max(1, cpu_routes.INTEL_CHUNK_ELEMENTS // W.shape[1]) if intel
+                          else default_chunk_rows(W.shape[1], W.device))
     out = torch.empty(n, k, dtype=out_dtype, device=W.device)
     buf = None if in_place else chunk_buffer(W, min(rows, n))
-    # one output from row-major data: a float64 GEMV over the rows is slow on MKL (single-threaded,
-    # ~4x the time of this multiply-and-sum, measured at 1M x 64 on 2 cores)
-    rowwise = k == 1 and not snapshot_major(W)
     if rowwise:  # preallocated: a fresh multi-MiB temporary per chunk costs page faults
-        prod = torch.empty(min(rows, n), W.shape[1], dtype=torch.float64, device=W.device)
+        prod = None if gemv else torch.empty(min(rows, n), W.shape[1], dtype=torch.float64, device=W.device)
         dot = torch.empty(min(rows, n), dtype=torch.float64, device=W.device)
     for s in range(0, n, rows):
         if in_place:
@@ -285,7 +289,10 @@ def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tenso
             b.copy_(W[s:s + rows])
         if rowwise:
             e = b.shape[0]
-            torch.sum(torch.mul(b, C[:, 0], out=prod[:e]), -1, out=dot[:e])  # summed in float64,
+            if gemv:
+                torch.mv(b, C[:, 0], out=dot[:e])
+            else:
+                torch.sum(torch.mul(b, C[:, 0], out=prod[:e]), -1, out=dot[:e])  # summed in float64,
             out[s:s + e, 0] = dot[:e]  # rounded once
         else:  # (k, T) @ (T, rows): the GEMM reads b in its own order (3x faster for k = 2)
             out[s:s + rows] = (C.mT @ b.mT).mT

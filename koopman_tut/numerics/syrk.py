@@ -16,7 +16,9 @@ of 8, from 64 snapshots on. Measured with benchmarks/bench_gram_blocks.py (12.8M
 entries, 2 AMD cores, MKL, two runs; with the rules / one GEMM; row-major, snapshot-major):
 0.76, 0.86-0.88 at 64; 0.81-0.92, 0.81-0.90 at 65 to 113; 0.68-0.77, 0.72-0.80 at 128 to
 257 (T // 4 itself: 1.43 and 1.07 at 72). Below 64 blocks were mixed (0.81-0.94 at 40 and 56,
-1.05-1.26 row-major at 36, 48 and 60): one GEMM there. On a GPU the pass is memory-bound and
+1.05-1.26 row-major at 36, 48 and 60): one GEMM there. On an Intel Xeon (2 cores, same
+benchmark) blocks were 1.02-1.12x slower from 64 to 96 and 0.89-0.99 from 128 on: there one
+GEMM below 128 (:mod:`.cpu_routes`). On a GPU the pass is memory-bound and
 each block is one more kernel launch: one GEMM there.
 :func:`mirror_upper` fills the lower triangle once, after the last chunk.
 """
@@ -24,13 +26,15 @@ from __future__ import annotations
 
 import torch
 
+from . import cpu_routes
+
 Tensor = torch.Tensor
 
 
 def block_width(T: int) -> int:
-    """Columns per block row for a (T, T) Gram: T (one GEMM) below 64 columns, else T / 4
-    rounded up to a multiple of 8."""
-    return T if T < 64 else 8 * -(-T // 32)
+    """Columns per block row for a (T, T) Gram: T (one GEMM) below 64 columns (below 128 where
+    oneMKL runs on an Intel CPU: :mod:`.cpu_routes`), else T / 4 rounded up to a multiple of 8."""
+    return T if T < (128 if cpu_routes.mkl_on_intel() else 64) else 8 * -(-T // 32)
 
 
 def add_upper_gram_(acc: Tensor, b: Tensor) -> None:
