@@ -92,6 +92,7 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
         # a rank refusing its own input: every rank raises at once (the others waited out the timeout before)
         "refused dmd": _attempt(lambda: kt.dmd(W, method="svd" if rank else "auto", group=True)),
         "refused acc": _attempt(lambda: kt.dmd(W, group=True, acc=torch.zeros(3) if rank else None)),
+        "refused memory": _attempt(lambda: kt.dmd(torch.zeros(2, 2_000_000) if rank else W, group=True)),  # a Gram too big
         "refused koopman": _attempt(lambda: kt.koopman(window(torch.arange(T), {"momentum": 1.5 * rank}), group=True)),
         # accepted: "auto" is the Gram route with a group; a rank may hold no rows
         "auto or gram": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), method="gram" if rank else "auto",
@@ -146,12 +147,14 @@ def test_the_ranks_stay_in_step_after_a_refusal(disagreeing):
 @pytest.mark.parametrize("case, own", [("refused dmd", "method='svd' needs all rows in one process"),
                                        ("refused acc", r"acc must be W's deviation Gram .* got \(3,\) torch.float32"),
                                        ("refused koopman", "momentum"),
-                                       ("refused h", "h must be >= 0 snapshots, got -1")])
+                                       ("refused h", "h must be >= 0 snapshots, got -1"),
+                                       ("refused memory", r"W has shape \(2, 2000000\).* pass W.T")])
 def test_a_rank_refusing_its_input_makes_every_rank_raise_at_once(disagreeing, case, own):
-    assert disagreeing[1][case].startswith("ValueError: ") and re.search(own, disagreeing[1][case])
+    error = "MemoryError" if case == "refused memory" else "ValueError"
+    assert disagreeing[1][case].startswith(f"{error}: ") and re.search(own, disagreeing[1][case])
     what = {"refused koopman": "kt.koopman", "refused h": "kt.koopman forecast"}.get(case, "kt.dmd")
     assert disagreeing[0][case] == (f"ValueError: {what}: rank 1 of the group refused their input "
-                                    f"(ValueError; see the error there), so no rank goes on to the computation")
+                                    f"({error}; see the error there), so no rank goes on to the computation")
 
 
 def test_a_rank_may_hold_no_rows(disagreeing):

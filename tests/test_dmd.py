@@ -297,6 +297,23 @@ def test_bad_input_is_named(W, err, words):
         kt.dmd(W)
 
 
+def test_a_gram_that_would_not_fit_is_refused_naming_w_s_shape():
+    """W passed as (snapshots, features): 2 features, 2,000,000 snapshots, a (T, T) Gram of 32 TB. Every
+    route that would form it refuses before allocating (torch's allocator message, or the machine's memory,
+    before); "auto" takes the SVD route for wide W."""
+    from koopman_tut.numerics.extrapolation import AffineModel
+    from koopman_tut.numerics.snapshots import deviation_gram, step_gram
+    W = torch.zeros(2, 2_000_000)
+    words = r"W has shape \(2, 2000000\): 2,000,000 snapshots \(columns\) of 2 features \(rows\).* pass W.T"
+    for call in (lambda: kt.dmd(W, method="gram"), lambda: deviation_gram(W), lambda: step_gram(W),
+                 lambda: AffineModel(W, 0, method="gram"), lambda: kt.estimate_limit(W, method="koopman")):
+        with pytest.raises(MemoryError, match=words):
+            call()
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randn(3, 1_500_000, generator=g, dtype=torch.float64)  # 4.5M entries: above the size rule
+    assert torch.equal(kt.dmd(wide).eigs, kt.dmd(wide, method="svd").eigs)
+
+
 @pytest.mark.parametrize("method", ["svd", "gram"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nonfinite_input(method, bad):

@@ -10,7 +10,8 @@ The mean is never subtracted: that would remove the eigenvalue-1 (fixed point) m
 Two routes give the same answer:
 
 * ``"svd"``: a thin SVD of X in float64. Resolves singular values down to ~eps64 * s_max;
-  costs a float64 copy of W. ``method="auto"`` picks it when n_features * n_snapshots <= 2**22.
+  costs a float64 copy of W. ``method="auto"`` picks it when n_features * n_snapshots <= 2**22,
+  or when W is wide (more snapshots than features: its (T, T) Gram is larger than W).
 * ``"gram"``: the method of snapshots for n_features >> n_snapshots. One chunked pass over W
   builds G = W^H W (T, T) in float64 (float64 rounding only, whatever the BLAS, see
   :mod:`koopman_tut.numerics.snapshots`); it holds both X^H X = G[:-1, :-1] and X^H Y = G[:-1, 1:].
@@ -41,6 +42,7 @@ from .distributed import all_reduce_sum, global_rows
 from .distributed_checks import checked_preflight
 from .dmd_checks import ZeroStartWarning, nothing_to_decompose, warn_zero_start  # noqa: F401 (re-exported)
 from .finite import NonFiniteGram, check_finite
+from .memory import check_gram_fits
 from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, deviation_gram
 
 Tensor = torch.Tensor
@@ -143,7 +145,8 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
         threshold (Gavish-Donoho); float in (0, 1) energy fraction; int k rank k
         (a float >= 1 is refused: PyDMD would read it as no truncation).
     method : "auto", "gram" (method of snapshots, one pass) or "svd" (float64 thin SVD).
-        "auto" uses "svd" when n_features * n_snapshots <= 2**22 and "gram" above.
+        "auto" uses "svd" when n_features * n_snapshots <= 2**22 or there are more snapshots
+        than features, and "gram" otherwise.
     chunk_rows : rows per chunk on the Gram route (memory/speed trade-off; the result does
         not depend on it beyond float64 rounding).
     group : a torch.distributed process group (or ``True`` for the default group) when
@@ -191,9 +194,13 @@ def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> 
     if group is not None and method == "svd":
         raise ValueError("method='svd' needs all rows in one process; with group= use 'gram' or 'auto'")
     if method == "auto":
-        method = "svd" if group is None and W.shape[-2] * W.shape[-1] <= _SVD_MAX_ELEMENTS else "gram"
+        small = W.shape[-2] * W.shape[-1] <= _SVD_MAX_ELEMENTS
+        method = "svd" if group is None and (small or W.shape[-1] > W.shape[-2]) else "gram"  # wide: (T, T) is big
     if method == "svd":
         check_finite(W)
+    else:  # before any pass (and, over ranks, in the pre-flight): every rank refuses together
+        check_gram_fits(W, torch.complex128 if W.is_complex() else torch.float64,
+                        "; for more snapshots than features, method='svd'")
     return W, method
 
 

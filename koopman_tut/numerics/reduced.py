@@ -5,8 +5,7 @@ The affine model of a window W = [w_0 .. w_{T-1}] (n, T) is exact DMD (Tu et al.
 differences d_t = w_{t+1} - w_t, optionally delay-embedded: with k delays the state is z_t = [w_t; w_{t-1};
 ..; w_{t-k}] (the heavy-ball and Nesterov recursions are second order in w, first order in z = [w_t; w_{t-1}]:
 Takens-style delay coordinates, as in Hankel DMD, Arbabi & Mezic 2017). The embedded differences e_j (j = 0 ..
-m-1, m = T-1-k) have blocks e_j[i] = d_{k+j-i}, so their Gram is a sum of shifted blocks of the plain
-differences' Gram Gd:
+m-1, m = T-1-k) have blocks e_j[i] = d_{k+j-i}, so their Gram is a sum of shifted blocks of Gd, the differences':
 
     E^H E = sum_{i=0}^{k} Gd[i:i+m, i:i+m]
 
@@ -24,8 +23,8 @@ the Gram's floor (float64 data: a window whose fastest modes have decayed to bet
 and so is noise at 1e-13 .. 1e-10 of the parameters), the Gram route reads W once more
 (:mod:`koopman_tut.numerics.refine`) and resolves the differences as the QR route does: then the two routes
 differ by no more than the QR route differs from itself on the same rows in another order. (Zeroing the
-values below the Gram's floor made the median 0 on such noise: 98 modes of it kept, a limit 4e-10 off warned.) Data recorded in float32 never takes that pass: its rounding, eps32 ||W||_F, lies at or above the
-Gram's floor, 4 sqrt(eps64) ||S||_2, since ||S||_2 <= 2 ||W||_F.
+values below the Gram's floor made the median 0 on such noise: 98 modes of it kept, a limit 4e-10 off warned.)
+Float32 data never takes that pass: eps32 ||W||_F is at or above 4 sqrt(eps64) ||S||_2, as ||S||_2 <= 2 ||W||_F.
 
 **The Gram route's floor.** The Gram route accumulates the steps' Gram S^H S itself
 (:func:`~koopman_tut.numerics.snapshots.step_gram`), in float64, with rounding of about eps64 ||S||^2: it
@@ -52,6 +51,7 @@ from .dmd_result import canonical_order, powers
 from .refine import gram_factor, refined_step_factor
 from .trust import RESIDUAL_TOL
 from .finite import check_finite
+from .memory import check_gram_fits
 from .snapshots import assemble_gram, deviation_from_steps, difference_gram, difference_matrix, step_gram
 
 Tensor = torch.Tensor
@@ -97,6 +97,7 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
     a deviations' Gram ``acc`` alone when that is what the caller has.
     """
     T = W.shape[-1]
+    check_gram_fits(W, torch.float64)  # every route forms (T, T) matrices: M, the factors
     M = difference_matrix(T)
     small = group is None and acc is None and sacc is None and W.shape[0] * T <= SMALL
     if method == "svd" or (method == "auto" and small):
@@ -176,11 +177,10 @@ def affine_rank(s: Tensor, svd_rank, n_rows: int, cols: int, f: Factor) -> int:
     the values above it (the Gram route with its second pass where its own floor is coarser), so the
     threshold and the rank are the same on every route (module notes).
 
-    The threshold estimates a noise level from the median, which assumes noise fills most of
-    the spectrum. A window the model at its numerical rank fits to rounding
-    (:func:`fits_to_rounding`: an affine iteration, noise-free) has no noise to cut, and when
-    its modes fill more than half the spectrum the median is a real mode's: there the
-    numerical rank is kept.
+    The threshold estimates a noise level from the median, which assumes noise fills most of the
+    spectrum. A window the model at its numerical rank fits to rounding (:func:`fits_to_rounding`:
+    an affine iteration, noise-free) has no noise to cut, and when its modes fill more than half
+    the spectrum the median is a real mode's: there the numerical rank is kept.
     Other svd_rank values mean what they mean in PyDMD (:func:`koopman_tut.numerics.dmd.choose_rank`).
     """
     if not s.numel():

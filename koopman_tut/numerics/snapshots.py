@@ -25,6 +25,7 @@ import torch
 
 from . import cpu_routes
 from .finite import check_has_values
+from .memory import gram_zeros
 from .syrk import add_upper_gram_, mirror_upper
 
 Tensor = torch.Tensor
@@ -156,7 +157,7 @@ def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     W = W.detach()  # read, never differentiated (see the module's notes)
     n, T = W.shape[-2], W.shape[-1]
     chunk_rows = chunk_rows or default_chunk_rows(T, W.device)
-    acc = torch.zeros(W.shape[:-2] + (T, T), dtype=_acc_dtype(W), device=W.device)
+    acc = gram_zeros(W, _acc_dtype(W))  # MemoryError naming W's shape where (T, T) would not fit
     buf = chunk_buffer(W, min(chunk_rows, n))
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
@@ -181,7 +182,7 @@ def step_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     W = W.detach()
     n, T = W.shape[-2], W.shape[-1]
     chunk_rows = chunk_rows or default_chunk_rows(T, W.device)
-    acc = torch.zeros(W.shape[:-2] + (T, T), dtype=_acc_dtype(W), device=W.device)
+    acc = gram_zeros(W, _acc_dtype(W))  # MemoryError naming W's shape where (T, T) would not fit
     rows = min(chunk_rows, n)
     buf, steps = chunk_buffer(W, rows, T + 1), chunk_buffer(W, rows)  # buf: [w_0 ... w_{T-1}, 0]
     buf[..., T].zero_()

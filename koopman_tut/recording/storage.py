@@ -35,24 +35,11 @@ import torch
 
 from . import disk_format as fmt
 from .disk_format import MAGIC, MAGIC_V1, MAGIC_V2, RecordingCutShortWarning
+from ..numerics.memory import available_bytes
 from .settings_log import KEYS, meta_entries
 from .safe_files import check_target, claim_existing, create_temp, discard, is_locked, lock, publish, unlock
 
 _RAW = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}  # raw element of each size; torch reinterprets
-
-
-def available_bytes(device: torch.device) -> int:
-    """Free memory on ``device`` (CUDA: free device memory; CPU: MemAvailable)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def allocate(capacity: int, n: int, dtype: torch.dtype, device: torch.device, max_fraction: float) -> torch.Tensor:
