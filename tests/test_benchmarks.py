@@ -18,6 +18,7 @@ RUNS = {
     "kgp_fit": ["--seeds", "1"],
     "kgp_rounding": ["--seeds", "1", "--only", "heavy ball"],
     "kgp_curved": ["--dtypes", "float64", "--starts", "300"],
+    "kgp_groups": ["--dtypes", "float64", "--starts", "300", "--seeds", "1"],
     "known_answers": [],
     "secant_limit": ["--seeds", "1"],
     "schedules": ["--seeds", "1"],

@@ -13,11 +13,10 @@ Y = [d_1 .. d_{T-2}]. The future, anchored at the last observed difference, is a
 This is vector extrapolation (minimal / reduced rank polynomial extrapolation; Smith, Ford and Sidi
 1987, SIAM Rev. 29) in Koopman terms; :mod:`koopman_tut.numerics.limits` holds the classic ones beside it.
 
-**Momentum.** Heavy ball and Nesterov are second order in theta, theta(t+1) = theta(t) +
-beta (theta(t) - theta(t-1)) - lr g, so an affine model in theta alone is not exact. With
-``delays=1`` the model runs on z(t) = [theta(t); theta(t-1)], where the recursion is first
-order, and the limit, forecast and gradient are the theta block of z's. Its Gram is a sum of
-shifted blocks of the plain one (:func:`koopman_tut.numerics.reduced.delay_gram`): no second pass over W.
+**Momentum.** Heavy ball and Nesterov are second order in theta, theta(t+1) = theta(t) + beta (theta(t) -
+theta(t-1)) - lr g, so an affine model in theta alone is not exact. With ``delays=1`` the model runs on z(t) =
+[theta(t); theta(t-1)], where the recursion is first order, and the limit, forecast and gradient are the theta
+block of z's. Its Gram is a sum of shifted blocks of the plain one (:func:`.reduced.delay_gram`): no second pass.
 
 **Conditioning.** A mode with per-snapshot eigenvalue mu is amplified by 1 / |1 - mu| (the
 ``gain``). The limit is solved directly, (I - A~) w = U^H d_{T-2}. Modes within ``drift_tol``
@@ -65,9 +64,8 @@ class AffineModel:
     W : (n_features, n_snapshots), T >= 3 + delays, any real float dtype, any device (not copied).
     svd_rank : PyDMD's meanings, applied to the (embedded) differences; 0 (Gavish-Donoho) uses
         one rule on every route (:func:`koopman_tut.numerics.reduced.affine_rank`).
-    acc : optional :func:`koopman_tut.numerics.snapshots.deviation_gram` of W (summed over ranks);
-        ``sacc``, the :func:`~koopman_tut.numerics.snapshots.step_gram`, is the more accurate one
-        (what the Gram route computes when neither is given).
+    acc : optional :func:`.snapshots.deviation_gram` of W (summed over ranks); ``sacc``, the
+        :func:`.snapshots.step_gram`, is the more accurate one (the Gram route's when neither is given).
     group : torch.distributed group when each rank holds its own rows of W.
     delays : 0 (state theta(t)) or k >= 1 (state [theta(t); ..; theta(t-k)]; 1 for momentum).
     method : "auto" (QR of the differences when W is small, else the Gram), "svd" (QR in float64)
@@ -120,13 +118,14 @@ class AffineModel:
         k, m = self.delays, self.W.shape[-1] - 1 - self.delays
         return self._M[:, k - i: k - i + m], self.factor.Rd[:, k - i: k - i + m]
 
-    def _norm(self, c: Tensor, i: int = 0) -> float:
-        """||block i of E @ c|| from the differences' factor (no pass over W)."""
-        return norm(self.block(i)[1] @ c)
+    def _norm(self, c: Tensor, i: int = 0, Rd: Tensor | None = None) -> float:
+        """||block i of E @ c|| from the differences' factor ``Rd`` (default: all rows'; no pass over W)."""
+        k, m = self.delays, self.W.shape[-1] - 1 - self.delays
+        return norm((self.factor.Rd if Rd is None else Rd)[:, k - i: k - i + m] @ c)
 
-    def _moved(self, c: Tensor, others: list[Tensor], i: int = 0) -> float:
+    def _moved(self, c: Tensor, others: list[Tensor], i: int = 0, Rd: Tensor | None = None) -> float:
         """The largest ||block i of E (c - q)|| / ||block i of E c|| over ``others`` (0.0 for none)."""
-        return max((_ratio(self._norm(c - q, i), self._norm(c, i)) for q in others), default=0.0)
+        return max((_ratio(self._norm(c - q, i, Rd), self._norm(c, i, Rd)) for q in others), default=0.0)
 
     @property
     def refit(self) -> Reduced | None:
@@ -149,8 +148,7 @@ class AffineModel:
             f, R = self.factor, self.factor.R
             level = max(f.data_floor, f.gram_floor if f.gram_route else 0.0)
             above = self.reduced.residual <= RESIDUAL_TOL and self.rank < min(R.shape[0], R.shape[1] - 1)
-            g = torch.Generator().manual_seed(0)
-            self._perturbed = []
+            g, self._perturbed = torch.Generator().manual_seed(0), []
             for _ in range(PERTURBATIONS if level > 0 else 0):
                 delta = torch.randn(R.shape, generator=g, dtype=R.dtype)
                 Rp = R + delta * (level / norm(delta))  # (q, m), one draw for both ranks
@@ -248,12 +246,13 @@ class AffineModel:
         out.holdout_error = _ratio(self._norm(pad - last), self._norm(last))
 
     def modal_difference(self, t: int, weight, warn: bool = True, what: str = "Koopman gradient",
-                         betas: tuple[float, ...] = (0.0,), eps: float = 0.0) -> Extrapolation:
+                         betas: tuple[float, ...] = (0.0,), eps: float = 0.0, rows=None) -> Extrapolation:
         """The model's difference d(t) = theta(t+1) - theta(t), amplitudes fitted to the whole
         window, with mode i scaled by ``weight(mu)[i]`` (a function of the (r,) eigenvalues);
         the refitted model's gives its trust check. t is a snapshot index in [0, T-1]; ``betas``, the
         momentum carry-overs its fit check undoes, the largest misfit counting (:func:`.trust.step_fit`);
-        ``eps``, the training's machine epsilon (0 if unknown), used where coarser than the data's (float32 stored in float64)."""
+        ``eps``, the training's machine epsilon (0 if unknown), used where coarser than the data's (float32 stored
+        in float64); ``rows``: (steps' factor, data floor) of the rows every check reads, default all (a group's)."""
         check_warn(warn)
         k, T = self.delays, self.W.shape[-1]
         if not self.rank:  # a still window: its step is zero, which the window cannot check (.still)
@@ -270,20 +269,21 @@ class AffineModel:
         # twice the expected norm of the rounding in theta(t+1) - (1 + b) theta(t) + b theta(t-1) (2: mantissas near 1,
         # whose ulp is 1.35 times the mean), at the coarser of the data's and the training's precision (``eps``);
         # unseen: check 3's share where a combination (the gradient's: the last) is within it
-        floor = 2 * ROUNDING_STD * self.factor.data_floor * max(1.0, eps / self.factor.eps) / math.sqrt((k + 1) * T)
-        fits = [step_fit(self.reduced, self.factor.Rd, k, t, b, floor * math.hypot(1, 1 + b, b)) for b in betas]
+        Rd, data_floor = rows or (self.factor.Rd, self.factor.data_floor)
+        floor = 2 * ROUNDING_STD * data_floor * max(1.0, eps / self.factor.eps) / math.sqrt((k + 1) * T)
+        fits = [step_fit(self.reduced, Rd, k, t, b, floor * math.hypot(1, 1 + b, b)) for b in betas]
         fit, unseen = max(f for f, _ in fits), max(u for _, u in fits)
         out = Extrapolation(theta=matmul_chunked(self.W, (self.block(i)[0] @ c)[:, None])[:, 0], eigs=self.eigs,
                             drifting=self.eigs[:0], gain=0.0, horizon=0.0, holdout=self.holdout,
                             window=self.W.shape[-1], residual=self.reduced.residual, fit=fit)
-        out.rounding = max(_ratio(self.factor.data_floor * norm(c), self._norm(c, i)), unseen)
-        out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i)
+        out.rounding = max(_ratio(data_floor * norm(c), self._norm(c, i, Rd)), unseen)  # all on the rows asked
+        out.conditioning = self._moved(c, [coef(p) for p in self.perturbed], i, Rd)
         if self.untruncated is not None:
-            out.truncation = self._moved(c, [coef(self.untruncated)], i)
+            out.truncation = self._moved(c, [coef(self.untruncated)], i, Rd)
         out.spread = math.inf
         if self.refit is not None:  # the refit's m - holdout coefficients, padded onto the same columns
             q = coef(self.refit)
-            out.spread = self._moved(c, [torch.cat([q, c.new_zeros(c.numel() - q.numel())])], i)
+            out.spread = self._moved(c, [torch.cat([q, c.new_zeros(c.numel() - q.numel())])], i, Rd)
         if warn:
             warn_untrusted(out, what, stacklevel=4)
         return out

@@ -46,6 +46,7 @@ from ..numerics.optimizer_settings import group_rows
 from ..numerics.limits import snapshot_stride
 from ..recording.trajectory import Trajectory
 from ..recording.validation import check_index
+from .group_fit import group_factors
 from .inputs import check_analysis, check_choice, check_horizon
 from .scores import Scores
 from .sgd_steps import fit_betas, group_settings, modal_weight, training_eps, warn_lr_changes, warn_not_sgd
@@ -146,6 +147,11 @@ class KoopmanAnalysis:
                            optimizer=(self.traj.meta, self.every, None if self.group is not None else
                                       group_rows(self.traj.meta, self.traj.names, self.traj.offsets)))
 
+    @cached_property
+    def _group_factors(self) -> dict:
+        """Each parameter group's steps' factor and rounding, for its gradient's fit check (:mod:`.group_fit`)."""
+        return group_factors(self.traj, self.delays, self.group)
+
     def _agree(self, what: str, args):
         """``args()`` -> (fields, value): the call's arguments checked; with a group the ranks compare the fields
         first, and a rank refusing its arguments makes every rank raise (none waits in a later collective)."""
@@ -204,9 +210,11 @@ class KoopmanAnalysis:
         # each parameter group's lr, momentum and weight decay are undone on its own rows; the model
         # refitted without the window's last steps gives the trust check (a warning if it fails)
         g, self.gradient_checks = None, []
+        own = self._group_factors if groups[0][0] is not None else {}  # each group's checks on its own rows
         for rows, settings, lr_g in groups:
             check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), warn=warn,
-                                                 betas=fit_betas(settings, every), eps=training_eps(traj.meta))
+                                                 betas=fit_betas(settings, every), eps=training_eps(traj.meta),
+                                                 rows=own.get(tuple(settings.get("names") or ())))
             self.gradient_checks.append(check)
             part = check.theta
             wd = float(settings.get("weight_decay", 0.0) or 0.0)
