@@ -309,11 +309,20 @@ def test_estimate_limit_over_ranks_equals_one_process(ranks):
         # the paper's mode on the noisy window (on the warm one, 9 modes with s_max / s_min = 8e12, the
         # closest mode is a fit to rounding and differs between any two routes by 8e-5 of the distance)
         W = snapshot_matrix() if m == "closest" else warm_window()
-        ref = kt.estimate_limit(W, "rre" if m == "W" else m, **LIMIT_KNOBS.get(m, {}))
+        method = "rre" if m == "W" else m
+        ref = kt.estimate_limit(W, method, **LIMIT_KNOBS.get(m, {}))
         got = torch.cat([ranks[0]["estimates"][m], ranks[1]["estimates"][m]])
         assert got.shape == ref.shape and got.dtype == ref.dtype, m
-        # the Gram route over ranks against the QR route here: each within 1e-8 of the distance left to go
-        assert float((got - ref).norm()) <= 1e-8 * float((ref - W[:, -1]).norm()), m
+        # the Gram route over ranks against the QR route here: they differ by no more than the QR route differs
+        # from itself on the same rows in another order (numerics/reduced.py), here 1e-9 .. 1e-8 of the distance
+        # left to go (MPE's least squares is cut at a rank of 8 of 79); a lost or doubled rank moves it by O(1)
+        spread = 0.0
+        for seed in range(4):
+            perm = torch.randperm(W.shape[0], generator=torch.Generator().manual_seed(seed))
+            again = torch.empty_like(ref)
+            again[perm] = kt.estimate_limit(W[perm], method, **LIMIT_KNOBS.get(m, {}))
+            spread = max(spread, float((again - ref).norm()))
+        assert float((got - ref).norm()) <= 3 * spread + 1e-12 * float((ref - W[:, -1]).norm()), m
 
 
 def test_a_rank_may_hold_no_rows(ranks):
