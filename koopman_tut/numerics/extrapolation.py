@@ -10,8 +10,7 @@ Y = [d_1 .. d_{T-2}]. The future, anchored at the last observed difference, is a
     theta(T-1+h) = theta(T-1) + Y V S^-1 sum_{j<h} A~^j U^H d_{T-2}
     theta*       = theta(T-1) + Y V S^-1 (I - A~)^-1 U^H d_{T-2}          (h -> inf)
 
-This is vector extrapolation (minimal / reduced rank polynomial extrapolation; Smith, Ford and Sidi
-1987, SIAM Rev. 29) in Koopman terms; :mod:`koopman_tut.numerics.limits` holds the classic ones beside it.
+This is vector extrapolation (MPE / RRE; Smith, Ford and Sidi 1987, SIAM Rev. 29) in Koopman terms; :mod:`.limits` holds them.
 
 **Momentum.** Heavy ball and Nesterov are second order in theta, theta(t+1) = theta(t) + beta (theta(t) -
 theta(t-1)) - lr g, so an affine model in theta alone is not exact. With ``delays=1`` the model runs on z(t) =
@@ -48,7 +47,8 @@ from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm,
 from .secant import gap, plain_factor, secant_fit, unreadable
 from .optimizer_settings import has_momentum, momentum_delays, setting_drift  # noqa: F401 (re-exported)
 from .snapshots import as_snapshots, difference_matrix, matmul_chunked
-from .trust import RESIDUAL_TOL, ROUNDING_STD, DriftWarning, Extrapolation, UntrustedLimitWarning, step_fit, warn_untrusted  # noqa: F401
+from .step_fit import step_fit
+from .trust import RESIDUAL_TOL, ROUNDING_STD, DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401
 
 Tensor = torch.Tensor
 HOLDOUT_FRACTION = 0.1  # share of the differences the trust check holds out
@@ -250,7 +250,7 @@ class AffineModel:
         """The model's difference d(t) = theta(t+1) - theta(t), amplitudes fitted to the whole
         window, with mode i scaled by ``weight(mu)[i]`` (a function of the (r,) eigenvalues);
         the refitted model's gives its trust check. t is a snapshot index in [0, T-1]; ``betas``, the
-        momentum carry-overs its fit check undoes, the largest misfit counting (:func:`.trust.step_fit`);
+        momentum carry-overs its fit check undoes, the largest misfit counting (:func:`.step_fit.step_fit`);
         ``eps``, the training's machine epsilon (0 if unknown), used where coarser than the data's (float32 stored
         in float64); ``rows``: (steps' factor, data floor) of the rows every check reads, default all (a group's)."""
         check_warn(warn)

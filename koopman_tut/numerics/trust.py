@@ -107,11 +107,12 @@ optimizer settings change, a seventh; a Koopman gradient, an eighth), and warns
    changes. The secant limit reads each step's settings and is exact there (benchmarks/schedules.py).
 
 8. Fit at the snapshot. A Koopman gradient is the model's step at snapshot t with the optimizer undone.
-   ``fit`` (:func:`step_fit`) = the larger misfit of d(t) - b d(t-1), b = beta^every (-lr g(t) under heavy ball,
+   ``fit`` (:func:`.step_fit.step_fit`) = the larger misfit of d(t) - b d(t-1), b = beta^every (-lr g(t) under heavy ball,
    -lr ((1 + beta) g(t) - beta g(t-1)) under Nesterov: the step hides the misfit behind the velocity it carries,
    up to 1 / (1 - beta)) and of the step d(t) (where that combination is a few roundings, their allowance hides
    it), beyond twice the expected norm of the rounding the steps carry (``ROUNDING_STD``; the dtype trained in,
-   if coarser), relative to the model's, at t (T-2 for t = T-1), must be at most ``TRUST_TOL``. Full-batch
+   if coarser), relative to the model's, at t (T-2 for t = T-1; at t = 0 under momentum also the combination at
+   1, as nothing recorded undoes the velocity of the first step), must be at most ``TRUST_TOL``. Full-batch
    training on a quadratic fits it to rounding; minibatch noise does not: the gradient is then a smoothed
    estimate the window cannot vouch for. benchmarks/kgp_fit.py (noise 0.003-0.1, rank-8 quadratic, plain, heavy
    ball and Nesterov, 240 gradients): 193 more than 10% off, 35 of them trusted by checks 1-5, 0 with this. The
@@ -139,7 +140,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .dmd_result import powers
 
 Tensor = torch.Tensor
 TRUST_TOL = 0.05  # largest spread an estimate may have and stay silent (see the module notes)
@@ -186,7 +186,7 @@ class Extrapolation:
     schedule : for a recorded window, the drift of its optimizer's step size times the extent: about
         the share of the distance left that a tail fitted across the drift misses (check 7); else 0.
     fit : for a Koopman gradient, the misfit at the snapshot asked for of the gradient the recorded steps
-        imply, relative to the model's (check 8, :func:`step_fit`); else 0.
+        imply, relative to the model's (check 8, :func:`.step_fit.step_fit`); else 0.
     holdout, window : differences held out; snapshots in the window.
     limit : True for a limit (h = inf), which no drifting mode may enter.
     trusted : spread, rounding, conditioning, truncation, secant, schedule and fit <= TRUST_TOL, (extent <=
@@ -271,30 +271,3 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
         "(under momentum keep delays=1); .spread, .conditioning, .truncation, .secant, .fit, .residual and .extent "
         "on the result say how far it is off"),
         stacklevel=stacklevel)
-
-
-def step_fit(red, Rd: Tensor, k: int, t: int, beta: float = 0.0, rounding: float = 0.0) -> tuple[float, float]:
-    """Check 8: (||m(t) - beta m(t-1)|| - rounding)+ / ||s(t) - beta s(t-1)||, s(u) the model ``red``'s step d(u)
-    and m(u) it minus the recorded one (Rd (p, T-1) the steps' factor, ``k`` delays; t = T-1 read at T-2);
-    ``rounding``: what the stored data's rounding can put there. beta: the momentum's carry-over the check
-    undoes (see check 8 in the module notes and :func:`koopman_tut.pruning.sgd_steps.fit_betas`), or 0.
-    Also rounding / ||d(t) - beta d(t-1)|| where that is >= 1 (the recorded step is no larger than its rounding,
-    so nothing at t checks the model), else 0: check 3's share of a gradient."""
-    n, t = Rd.shape[1], min(t, Rd.shape[1] - 1)
-
-    def step(u: int) -> Tensor:  # (T-1,) coefficients on Rd's columns of the model's d(u)
-        j = min(max(u - k, 0), n - k - 1)  # d(u) is block j + k - u of the embedded difference e_j
-        out = torch.zeros(n, dtype=Rd.dtype)
-        out[u - j: u - j + n - k] = red.smoothed(powers(red.eigs, j)[:, 0])
-        return out
-
-    b = beta if t >= 1 else 0.0
-    model = step(t) - b * step(t - 1) if b else step(t)
-    recorded = torch.zeros(n, dtype=Rd.dtype)
-    recorded[t] = 1.0
-    if b:
-        recorded[t - 1] = -b
-    num = max(float(torch.linalg.vector_norm(Rd @ (model - recorded))) - rounding, 0.0)
-    den, seen = float(torch.linalg.vector_norm(Rd @ model)), float(torch.linalg.vector_norm(Rd @ recorded))
-    unseen = 0.0 if seen > rounding else (math.inf if seen == 0 else rounding / seen)
-    return (num / den if den > 0 else (0.0 if num == 0 else math.inf)), unseen

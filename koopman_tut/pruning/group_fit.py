@@ -2,7 +2,7 @@
 
 With several parameter groups whose settings differ, each group's gradient undoes its own lr and
 momentum (:func:`.sgd_steps.group_settings`), and its fit check (check 8,
-:func:`koopman_tut.numerics.trust.step_fit`) asks whether the model's step at t matches the recorded
+:func:`koopman_tut.numerics.step_fit.step_fit`) asks whether the model's step at t matches the recorded
 one. Read on every row, one group's misfit flags another group's gradient, or hides behind the other
 group's rows when those are larger: on the digits MLP with its two layers in two groups (full batch,
 :file:`docs/trust.md`), gradients 12-25% off were trusted and gradients within 1% warned. So each group's

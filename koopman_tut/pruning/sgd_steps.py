@@ -124,7 +124,7 @@ def modal_weight(settings: dict, lr: float, every: int):
 
 
 def fit_betas(settings: dict, every: int) -> tuple[float, ...]:
-    """The momentum carry-overs check 8 undoes (:func:`koopman_tut.numerics.trust.step_fit`), the larger misfit
+    """The momentum carry-overs check 8 undoes (:func:`koopman_tut.numerics.step_fit.step_fit`), the larger misfit
     counting: beta^every, beta the momentum (D(t) - beta^every D(t-1), D the snapshots' differences, is a sum
     of gradients with no velocity left, on any loss, where lr and momentum stay the same and the buffer exists
     (not the optimizer's first step): -lr (1 - dampening) g(t) under heavy ball one step apart,
