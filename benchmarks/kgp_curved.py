@@ -12,43 +12,20 @@ gradient at the recorded snapshot, computed in float64) and how many of those we
 under Nesterov, or recorded every 2 steps", cites them).
 """
 import argparse
-import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-import koopman_tut as kt
+from digits_mlp import koopman_gradients, window
 
 p = argparse.ArgumentParser()
 p.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=("float64", "float32"))
 p.add_argument("--starts", nargs="+", type=int, default=[300, 1000])
 args = p.parse_args()
-X, Y = kt.data.digits()[0].tensors
 
 
-def window(dtype: torch.dtype, momentum: float, nesterov: bool, wd: float, start: int, every: int):
-    """(trajectory, true gradient at a snapshot) of one full-batch run, trained and recorded in ``dtype``."""
-    model = kt.models.get_model("mlp", seed=0, hidden=(16,)).to(dtype)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=wd)
-    rec = kt.TrajectoryRecorder(model, opt, start=start, stop=start + 40 * every, every=every, dtype=dtype)
-    for _ in range(start + 40 * every):
-        opt.zero_grad()
-        F.cross_entropy(model(X.to(dtype)), Y).backward()
-        opt.step()
-    rec.remove()
-    traj = rec.trajectory(copy=True)
-    ref = kt.models.get_model("mlp", seed=0, hidden=(16,)).double()
-    params = dict(ref.named_parameters())
-
-    def truth(t: int) -> torch.Tensor:  # (n,) the loss's gradient at snapshot t, in float64
-        with torch.no_grad():
-            for name, v in traj.unflatten(traj.snapshots[:, t].double()).items():
-                params[name].copy_(v)
-        ref.zero_grad()
-        F.cross_entropy(ref(X.double()), Y).backward()
-        return torch.cat([params[name].grad.flatten() for name in traj.names])
-    return traj, truth
+def sgd(**settings):
+    return lambda model: torch.optim.SGD(model.parameters(), lr=0.05, **settings)
 
 
 print(f"{'optimizer':12s} {'every':>5s} {'gradients':>9s} {'far':>4s} {'silent':>6s} {'near':>5s} {'warned':>6s}")
@@ -59,13 +36,8 @@ for name, momentum, nesterov in (("plain SGD", 0.0, False), ("heavy ball", 0.9, 
         for dtype in (getattr(torch, d) for d in args.dtypes):
             for wd in (0.0, 1e-3):
                 for start in (args.starts if every == 1 else args.starts[:1]):
-                    traj, truth = window(dtype, momentum, nesterov, wd, start, every)
-                    k = kt.koopman(traj)
-                    for t in (0, 20, -1):
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")
-                            g = k.gradient(t=t)
-                        true = truth(t)
+                    traj, truth = window(sgd(momentum=momentum, nesterov=nesterov, weight_decay=wd), start, dtype, every)
+                    for k, g, true in koopman_gradients(traj, truth):
                         err = float((g.double() - true).norm() / true.norm())
                         trusted = all(c.trusted for c in k.gradient_checks)
                         row += [1, err > 0.1, err > 0.1 and trusted, err < 0.01, err < 0.01 and not trusted]
