@@ -93,6 +93,8 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
         "refused dmd": _attempt(lambda: kt.dmd(W, method="svd" if rank else "auto", group=True)),
         "refused acc": _attempt(lambda: kt.dmd(W, group=True, acc=torch.zeros(3) if rank else None)),
         "refused memory": _attempt(lambda: kt.dmd(torch.zeros(2, 2_000_000) if rank else W, group=True)),  # a Gram too big
+        "refused memory koopman": _attempt(lambda: kt.koopman(kt.Trajectory(torch.zeros(2, 2_000_000), torch.arange(
+            2_000_000), ["p"], [(2,)], {}) if rank else window(torch.arange(T), {}), group=True)),
         "refused koopman": _attempt(lambda: kt.koopman(window(torch.arange(T), {"momentum": 1.5 * rank}), group=True)),
         # accepted: "auto" is the Gram route with a group; a rank may hold no rows
         "auto or gram": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), method="gram" if rank else "auto",
@@ -148,11 +150,13 @@ def test_the_ranks_stay_in_step_after_a_refusal(disagreeing):
                                        ("refused acc", r"acc must be W's deviation Gram .* got \(3,\) torch.float32"),
                                        ("refused koopman", "momentum"),
                                        ("refused h", "h must be >= 0 snapshots, got -1"),
-                                       ("refused memory", r"W has shape \(2, 2000000\).* pass W.T")])
+                                       ("refused memory", r"W has shape \(2, 2000000\).* pass W.T"),
+                                       ("refused memory koopman", r"traj.snapshots has shape \(2, 2000000\)")])
 def test_a_rank_refusing_its_input_makes_every_rank_raise_at_once(disagreeing, case, own):
-    error = "MemoryError" if case == "refused memory" else "ValueError"
+    error = "MemoryError" if case.startswith("refused memory") else "ValueError"
     assert disagreeing[1][case].startswith(f"{error}: ") and re.search(own, disagreeing[1][case])
-    what = {"refused koopman": "kt.koopman", "refused h": "kt.koopman forecast"}.get(case, "kt.dmd")
+    what = {"refused koopman": "kt.koopman", "refused memory koopman": "kt.koopman",
+            "refused h": "kt.koopman forecast"}.get(case, "kt.dmd")
     assert disagreeing[0][case] == (f"ValueError: {what}: rank 1 of the group refused their input "
                                     f"({error}; see the error there), so no rank goes on to the computation")
 

@@ -24,10 +24,13 @@ import torch
 INTEL_CHUNK_ELEMENTS = 2**17  # float64 elements per chunk of a combination W @ C there (1 MiB): rows = this // T
 
 
+CPUINFO = "/proc/cpuinfo"
+
+
 def cpu_vendor() -> str:
     """The CPU's vendor string from /proc/cpuinfo ('GenuineIntel', 'AuthenticAMD'), '' where unreadable."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(CPUINFO) as f:
             for line in f:
                 if line.startswith("vendor_id"):
                     return line.split(":", 1)[1].strip()

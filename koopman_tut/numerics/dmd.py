@@ -42,7 +42,7 @@ from .distributed import all_reduce_sum, global_rows
 from .distributed_checks import checked_preflight
 from .dmd_checks import ZeroStartWarning, nothing_to_decompose, warn_zero_start  # noqa: F401 (re-exported)
 from .finite import NonFiniteGram, check_finite
-from .memory import check_gram_fits
+from .memory import SVD_COPIES, check_fits, check_gram_fits
 from .snapshots import as_snapshots, assemble_gram, check_chunk_rows, deviation_gram
 
 Tensor = torch.Tensor
@@ -167,7 +167,7 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
     >>> res = dmd(W)                  # W: (n, T)
     >>> theta_star = res.fixed_point()  # (n,), the eigenvalue-1 mode times its amplitude
     """
-    W, method = (_prepare(W, svd_rank, method, chunk_rows, group) if group is None else
+    W, method = (_prepare(W, svd_rank, method, chunk_rows, group, acc is not None) if group is None else
                  _prepare_over_ranks(W, svd_rank, method, chunk_rows, group, acc))
     if method == "svd" and acc is None:
         if W.ndim == 3:
@@ -185,8 +185,8 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
     return _from_gram(W, G, svd_rank, n, group)
 
 
-def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> tuple[Tensor, str]:
-    W = as_snapshots(W, min_snapshots=min_snapshots, min_rows=0 if group is not None else 1)  # a rank may hold none
+def _prepare(W, svd_rank, method, chunk_rows, group, has_acc: bool = False) -> tuple[Tensor, str]:
+    W = as_snapshots(W, min_snapshots=2, min_rows=0 if group is not None else 1)  # a rank may hold none
     _check_svd_rank(svd_rank)
     check_chunk_rows(chunk_rows)
     if method not in ("auto", "gram", "svd"):
@@ -194,13 +194,15 @@ def _prepare(W, svd_rank, method, chunk_rows, group, min_snapshots: int = 2) -> 
     if group is not None and method == "svd":
         raise ValueError("method='svd' needs all rows in one process; with group= use 'gram' or 'auto'")
     if method == "auto":
-        small = W.shape[-2] * W.shape[-1] <= _SVD_MAX_ELEMENTS
-        method = "svd" if group is None and (small or W.shape[-1] > W.shape[-2]) else "gram"  # wide: (T, T) is big
+        small = W.shape[-2] * W.shape[-1] <= _SVD_MAX_ELEMENTS  # wide W: (T, T) is larger than W (a given acc is not)
+        method = "svd" if group is None and not has_acc and (small or W.shape[-1] > W.shape[-2]) else "gram"
     if method == "svd":
+        check_fits(SVD_COPIES * (16 if W.is_complex() else 8) * W.numel(), f"W has shape {tuple(W.shape)}, and kt.dmd's SVD route (method='svd') "
+                   f"makes about {SVD_COPIES} float64 copies of it:")
         check_finite(W)
     else:  # before any pass (and, over ranks, in the pre-flight): every rank refuses together
         check_gram_fits(W, torch.complex128 if W.is_complex() else torch.float64,
-                        "; for more snapshots than features, method='svd'")
+                        "" if group is not None else "; for more snapshots than features, method='svd'")
     return W, method
 
 

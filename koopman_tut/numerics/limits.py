@@ -47,6 +47,7 @@ from .optimizer_settings import group_rows
 from .reduced import difference_factor, numerical_tol
 from .limit_inputs import METHODS, check_a, check_depth, check_method, check_warn  # noqa: F401 (METHODS: re-exported)
 from .secant import min_norm_lstsq, secant_fit, warn_unreliable
+from .memory import check_gram_fits
 from .finite import NonFiniteError, check_finite
 from .snapshots import as_snapshots, matmul_chunked
 
@@ -99,6 +100,8 @@ def _agree(traj_or_W, method: str, group, **knobs) -> None:
                              "'koopman' (its trust check reads the same steps) or another method")
         if method in ("last", "line"):  # no collective follows that would carry a NaN to every rank
             check_finite(W, "traj_or_W")
+        elif method != "closest":  # (T, T) matrices follow ("closest": kt.dmd's own check)
+            check_gram_fits(W, name="traj_or_W")
         options = {"method": method, **knobs}  # a tensor has none of a Trajectory's steps, names or settings
         return analysis_fields(traj_or_W if hasattr(traj_or_W, "meta") else _Rows(W), options), None
     checked_preflight("kt.estimate_limit", group, check, "Every rank passes its own rows of the window only")
@@ -125,6 +128,8 @@ def _estimate(traj_or_W, method: str, a: float, depth: int, svd_rank, delays, wa
         raise TypeError(f"traj_or_W must be real (a parameter trajectory) for method={method!r}, got {W.dtype}")
     if method in ("last", "line"):  # the other methods check it on their way (QR or Gram)
         check_finite(W, "traj_or_W")
+    elif method != "closest":  # before any (T, T) matrix is formed (over ranks: in the pre-flight)
+        check_gram_fits(W, name="traj_or_W")
     if method == "koopman":
         if W.shape[1] < 3:
             raise ValueError(f"traj_or_W needs at least 3 snapshots for method='koopman', got {W.shape[1]}")

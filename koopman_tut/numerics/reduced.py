@@ -51,7 +51,7 @@ from .dmd_result import canonical_order, powers
 from .refine import gram_factor, refined_step_factor
 from .trust import RESIDUAL_TOL
 from .finite import check_finite
-from .memory import check_gram_fits
+from .memory import check_fits, check_gram_fits
 from .snapshots import assemble_gram, deviation_from_steps, difference_gram, difference_matrix, step_gram
 
 Tensor = torch.Tensor
@@ -242,8 +242,7 @@ def untruncated(f: Factor, s: Tensor, rank: int, cols: int) -> Reduced | None:
 
 
 class Reduced:
-    """Exact DMD of the embedded differences from their factor R (q, m), rank r: everything in
-    coefficients on E's m columns.
+    """Exact DMD of the embedded differences from their factor R (q, m), rank r: all in coefficients on E's m columns.
 
     Attributes
     ----------
@@ -261,10 +260,8 @@ class Reduced:
         U, s, V = U[:, :r], s[:r], Vh[:r].mH
         self.atilde = (U.mH @ R[:, 1:] @ V) / s[None, :]
         self.z = U.mH @ R[:, -1]
-        self.lift = torch.zeros(m, r, dtype=R.dtype)
-        self.lift[1:] = V / s[None, :]
-        self.ulift = torch.zeros(m, r, dtype=R.dtype)
-        self.ulift[:-1] = V / s[None, :]
+        self.lift, self.ulift = torch.zeros(m, r, dtype=R.dtype), torch.zeros(m, r, dtype=R.dtype)
+        self.lift[1:] = self.ulift[:-1] = V / s[None, :]
         eigs, eigvecs = torch.linalg.eig(self.atilde)  # real in: exact conjugate pairs
         perm = canonical_order(eigs)
         self.eigs, self.eigvecs = eigs[perm], eigvecs[:, perm]
@@ -274,13 +271,16 @@ class Reduced:
         self.residual = norm(res) / ynorm if ynorm > 0 else 0.0
 
     def _fit_amplitudes(self, Z: Tensor) -> Tensor:
-        """Least-squares q minimising sum_j ||Q diag(mu^j) q - z_j||^2 over the reduced
-        coordinates z_j (columns of Z, (r, m)) of all m differences: a fit to the whole window."""
+        """Least-squares q minimising sum_j ||Q diag(mu^j) q - z_j||^2 over the reduced coordinates z_j (columns
+        of Z, (r, m)) of all m differences: a fit to the whole window."""
         Q = self.eigvecs
         if not Q.numel():  # rank 0, a still window (still.py): no mode to fit
             return torch.zeros(0, dtype=torch.complex128)
-        pw = powers(self.eigs, torch.arange(Z.shape[1]).numpy())  # (r, m)
-        A = (Q[None, :, :] * pw.T[:, None, :]).reshape(-1, Q.shape[1])
+        m, r = Z.shape[1], Q.shape[1]  # (m r, r) complex128, and least squares' copy of it
+        check_fits(2 * 16 * m * r * r, f"the affine model's amplitude fit over {m:,} differences at rank {r:,} "
+                   f"(a lower svd_rank, e.g. 0, the default for more rows than snapshots, or a shorter window) needs")
+        pw = powers(self.eigs, torch.arange(m).numpy())  # (r, m)
+        A = (Q[None, :, :] * pw.T[:, None, :]).reshape(-1, r)
         return torch.linalg.lstsq(A, Z.to(torch.complex128).T.reshape(-1, 1)).solution[:, 0]
 
     def limit_coef(self) -> Tensor:

@@ -1,8 +1,7 @@
 """The Koopman analysis of a recorded window, and the Koopman pruning scores made from it.
 
-Redman et al., ICLR 2022 (arXiv:2110.14856): training is a dynamical system; DMD of the
-parameter trajectory theta(t1..t2) gives its Koopman modes; pruning rules are functionals
-of them.
+Redman et al., ICLR 2022 (arXiv:2110.14856): training is a dynamical system; DMD of the parameter
+trajectory theta(t1..t2) gives its Koopman modes; pruning rules are functionals of them.
 
 * KMP scores |theta*| for theta* where training is heading. The default (``rule="limit"``,
   this package's choice, not the paper's) is the limit of the window's affine Koopman
@@ -23,8 +22,7 @@ of them.
   (:mod:`koopman_tut.numerics.extrapolation`): its modes are then the second-order recursion's own, and
   the limit, forecast and Koopman gradient are exact on a quadratic. Every one of them carries
   the window's trust check (:mod:`koopman_tut.numerics.trust`) and warns when it fails.
-* Horizon scores |theta(T-1+h)|, the Koopman forecast h snapshots ahead: h = 0 is GMP on
-  the last snapshot, h = inf is KMP's limit.
+* Horizon scores |theta(T-1+h)|, the Koopman forecast h snapshots ahead: h = 0 is GMP on the last snapshot, h = inf is KMP's limit.
 """
 from __future__ import annotations
 
@@ -42,6 +40,7 @@ from ..numerics.dmd_result import DMDResult
 from ..numerics.snapshots import deviation_from_steps, step_gram
 from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
 from ..numerics.finite import renamed
+from ..numerics.memory import check_gram_fits
 from ..numerics.optimizer_settings import group_rows
 from ..numerics.limits import snapshot_stride
 from ..recording.trajectory import Trajectory
@@ -102,6 +101,7 @@ class KoopmanAnalysis:
 
         def check():  # over ranks, before any collective: the same window and settings on every rank
             check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon)
+            check_gram_fits(traj.snapshots, name="traj.snapshots")  # every route forms (T, T) matrices
             d = momentum_delays(traj.meta, len(traj)) if delays == "auto" else delays
             return {} if group is None else analysis_fields(traj, {
                 "svd_rank": svd_rank, "method": "gram" if method == "auto" else method, "limit_rank": limit_rank,
