@@ -337,3 +337,35 @@ def test_each_groups_trust_check_reads_its_own_rows():
     first, second = k.gradient_checks
     assert not first.trusted and first.fit > 0.1, first
     assert second.trusted and second.fit < 0.01, second
+
+
+def test_a_groups_checks_resolve_its_steps_as_the_whole_windows_do():
+    """Float64, two groups (lr 0.02 / 0.01); group b: one stiff coordinate and three slow ones with noisy
+    gradients, so its last steps are 4e-9 of its first. The Gram of b's steps alone resolves only down to
+    1.5e-8 of its largest: unrefined, b's checks read a fit of 0 (its gradient 54% off the noise-free one,
+    trusted). With one more pass (numerics/refine.py) each group's fit is what a QR factor of its rows gives."""
+    from koopman_tut.pruning.sgd_steps import fit_betas, group_settings, modal_weight, training_eps
+    g = torch.Generator().manual_seed(0)
+    ha, hb = torch.tensor([25.0, 30, 35, 40], dtype=torch.float64), torch.tensor([40.0, 0.1, 0.2, 0.3], dtype=torch.float64)
+    sa, sb = torch.randn(4, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+    m = torch.nn.Module()
+    m.a = torch.nn.Parameter(sa + 1.0)
+    m.b = torch.nn.Parameter(sb + torch.tensor([1.0, 1e-7, 1e-7, 1e-7], dtype=torch.float64))
+    opt = torch.optim.SGD([dict(params=[m.a], lr=0.02), dict(params=[m.b], lr=0.01)])
+    rec = kt.TrajectoryRecorder(m, opt, start=0, stop=40, dtype=torch.float64, params=["a", "b"])
+    for _ in range(40):
+        noise = 1e-7 * hb * torch.randn(4, generator=g, dtype=torch.float64)
+        noise[0] = 0
+        m.a.grad, m.b.grad = ha * (m.a.detach() - sa), hb * (m.b.detach() - sb) + noise
+        opt.step()
+    traj = rec.trajectory(copy=True)
+    k, W, t = kt.koopman(traj), traj.snapshots, len(traj) - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        k.gradient(t=t)
+        for (rows, settings, lr), check in zip(group_settings(traj, None, t), k.gradient_checks):
+            qr = torch.linalg.qr(W[rows].diff(dim=1), mode="r")[1]
+            ref = k.affine.modal_difference(t, modal_weight(settings, lr, 1), warn=False, betas=fit_betas(settings, 1),
+                                            eps=training_eps(traj.meta), rows=(qr, k._group_factors[tuple(settings["names"])][1]))
+            assert abs(check.fit - ref.fit) <= 1e-3 * max(ref.fit, 1e-3), (settings["names"], check.fit, ref.fit)
+    assert k.gradient_checks[1].fit > 0.1 and not k.gradient_checks[1].trusted  # b's misfit, seen

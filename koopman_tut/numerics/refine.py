@@ -97,10 +97,18 @@ def refined_step_factor(W: Tensor, Gd: Tensor, scale: float, group=None) -> Tens
     scale : sqrt of the largest eigenvalue of the Gram that pass accumulated (its rounding is
         ~eps64 scale^2); the preconditioner is built relative to it, so nothing underflows.
     """
+    C, B = step_preconditioner(Gd, scale)
+    G1 = deviation_gram_checked(W, group=group, gram=partial(preconditioned_step_gram, C=C))
+    return gram_factor(G1) @ B  # S = Q1 D P^H; G1 = Q1^H Q1, resolved directions at unit scale
+
+
+def step_preconditioner(Gd: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """(C, B), both (T-1, T-1), from the steps' first-pass Gram ``Gd`` and its ``scale`` (see
+    :func:`refined_step_factor`): C = P D^-1 puts the directions the Gram resolved at unit scale, B = D P^H
+    maps back, so gram_factor(the Gram of S C) @ B is a factor of S resolved to the QR route's floor."""
     ev, P = torch.linalg.eigh(Gd / scale**2)
     d = (ev.clamp_min(0) + 16 * EPS64).sqrt() * scale  # shift: the Gram route's floor, squared
-    G1 = deviation_gram_checked(W, group=group, gram=partial(preconditioned_step_gram, C=P / d[None, :]))
-    return gram_factor(G1) @ (d[:, None] * P.mH)  # S = Q1 D P^H; G1 = Q1^H Q1, resolved directions at unit scale
+    return P / d[None, :], d[:, None] * P.mH
 
 
 def gram_factor(G: Tensor) -> Tensor:
