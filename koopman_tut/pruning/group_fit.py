@@ -22,7 +22,7 @@ import torch
 from ..numerics.distributed import all_reduce_sum
 from ..numerics.reduced import _data_floor, _frobenius, _gram_floor
 from ..numerics.refine import gram_factor, preconditioned_step_gram, step_preconditioner
-from ..numerics.snapshots import assemble_gram, deviation_from_steps, step_gram
+from ..numerics.snapshots import assemble_gram, default_chunk_rows, deviation_from_steps, step_gram
 from ..recording.trajectory import Trajectory
 
 Tensor = torch.Tensor
@@ -77,8 +77,25 @@ def _summed(W: Tensor, ranges: list[list[tuple[int, int]]], gram, group, Cs: lis
     for i, spans in enumerate(ranges):
         q = W.shape[-1] if Cs is None else Cs[i].shape[-1]
         acc = torch.zeros(q, q, dtype=torch.float64)
-        for lo, hi in spans:
-            acc += gram(W[lo:hi]) if Cs is None else preconditioned_step_gram(W[lo:hi], C=Cs[i])
+        for rows in _blocks(W, spans, default_chunk_rows(W.shape[-1])):
+            acc += gram(rows) if Cs is None else preconditioned_step_gram(rows, C=Cs[i])
         out.append(acc)
     stacked = torch.stack(out)
     return all_reduce_sum(stacked, group) if group is not None else stacked
+
+
+def _blocks(W: Tensor, spans: list[tuple[int, int]], rows: int):
+    """W's rows in ``spans``, as views where a span has at least ``rows`` rows, small ones joined (copied) into
+    blocks of about that many: a pass per block, not per parameter tensor (4,000 biases: 0.1 ms each)."""
+    block, size = [], 0
+    for lo, hi in spans:
+        if hi - lo >= rows:
+            yield W[lo:hi]
+            continue
+        block.append(W[lo:hi])
+        size += hi - lo
+        if size >= rows:
+            yield torch.cat(block)
+            block, size = [], 0
+    if block:
+        yield torch.cat(block)
