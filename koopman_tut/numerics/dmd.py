@@ -197,8 +197,9 @@ def _prepare(W, svd_rank, method, chunk_rows, group, has_acc: bool = False) -> t
         small = W.shape[-2] * W.shape[-1] <= _SVD_MAX_ELEMENTS  # wide W: (T, T) is larger than W (a given acc is not)
         method = "svd" if group is None and not has_acc and (small or W.shape[-1] > W.shape[-2]) else "gram"
     if method == "svd":
-        check_fits(SVD_COPIES * (16 if W.is_complex() else 8) * W.numel(), f"W has shape {tuple(W.shape)}, and kt.dmd's SVD route (method='svd') "
-                   f"makes about {SVD_COPIES} float64 copies of it:")
+        check_fits(SVD_COPIES * (16 if W.is_complex() else 8) * W.numel(),
+                   f"W has shape {tuple(W.shape)}, and kt.dmd's SVD route (method='svd') makes about {SVD_COPIES} "
+                   f"float64 copies of it:")
         check_finite(W)
     else:  # before any pass (and, over ranks, in the pre-flight): every rank refuses together
         check_gram_fits(W, torch.complex128 if W.is_complex() else torch.float64,
