@@ -1,6 +1,9 @@
 """What a computation on W will allocate is checked before it starts (numerics/memory.py), and the CPU's
 vendor that picks the float64 passes' route is read right (numerics/cpu_routes.py)."""
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -82,3 +85,20 @@ def test_the_cpu_vendor_is_read_from_cpuinfo(monkeypatch, tmp_path, text, vendor
     assert cpu_routes.cpu_vendor() == vendor
     monkeypatch.setattr(cpu_routes, "CPUINFO", str(tmp_path / "missing"))
     assert cpu_routes.cpu_vendor() == ""
+
+
+@pytest.mark.slow
+def test_the_gram_routes_peak_memory_is_within_what_the_guard_counts():
+    """The guard's count is an upper bound of what kt.dmd's Gram route holds at its peak (measured in a fresh
+    process: its peak resident memory beyond what it held before, in (T, T) float64 Grams; 7.5 at T = 3,000)."""
+    code = ("import resource, torch, koopman_tut as kt\n"
+            "W = torch.randn(8, 3000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))\n"
+            "kt.dmd(torch.randn(8, 40, dtype=torch.float64), method='gram')\n"
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "kt.dmd(W, method='gram')\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024 / (3000 * 3000 * 8))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    grams = float(out.stdout.split()[-1])
+    assert 1 < grams <= memory.GRAM_COPIES, grams
