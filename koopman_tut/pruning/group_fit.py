@@ -16,6 +16,7 @@ are summed in one all-reduce per pass. The rounding allowance scales with those 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 
@@ -41,7 +42,7 @@ def group_factors(traj: Trajectory, delays: int, group=None) -> dict[tuple[str, 
     W, T = traj.snapshots, len(traj)
     where = dict(zip(traj.names, zip(traj.offsets[:-1], traj.offsets[1:])))
     ranges = [_ranges(where, gr.get("names") or []) for gr in groups]
-    saccs = _summed(W, ranges, step_gram, group)  # (groups, T, T): each group's [d_0 .. d_{T-2}, r]
+    saccs = _summed(W, ranges, [step_gram] * len(groups), group)  # (groups, T, T): each group's [d_0 .. d_{T-2}, r]
     out, refine = {}, {}
     for i, (gr, sacc) in enumerate(zip(groups, saccs)):
         Gd = sacc[: T - 1, : T - 1]
@@ -51,7 +52,8 @@ def group_factors(traj: Trajectory, delays: int, group=None) -> dict[tuple[str, 
             refine[i] = step_preconditioner(Gd, scale)
         out[tuple(gr.get("names") or [])] = (gram_factor(Gd), floor)
     if refine:  # the same groups on every rank: decided from the summed Grams
-        G1 = _summed(W, [ranges[i] for i in refine], None, group, [C for C, _ in refine.values()])
+        G1 = _summed(W, [ranges[i] for i in refine],
+                     [partial(preconditioned_step_gram, C=C) for C, _ in refine.values()], group)
         for G, i in zip(G1, refine):
             key = tuple(groups[i].get("names") or [])
             out[key] = (gram_factor(G) @ refine[i][1], out[key][1])
@@ -70,15 +72,14 @@ def _ranges(where: dict, names: list[str]) -> list[tuple[int, int]]:
     return merged
 
 
-def _summed(W: Tensor, ranges: list[list[tuple[int, int]]], gram, group, Cs: list[Tensor] | None = None) -> Tensor:
-    """(len(ranges), q, q): per entry, ``gram`` (or, with ``Cs``, the preconditioned steps' Gram with its C)
-    summed over its row ranges (views of W: no copy), then over ``group``'s ranks in one all-reduce."""
+def _summed(W: Tensor, ranges: list[list[tuple[int, int]]], grams: list, group) -> Tensor:
+    """(len(ranges), q, q): per entry, its ``grams`` function (a one-pass Gram of rows of W) summed over its row
+    ranges (views of W, small ones joined), then over ``group``'s ranks in one all-reduce."""
     out = []
-    for i, spans in enumerate(ranges):
-        q = W.shape[-1] if Cs is None else Cs[i].shape[-1]
-        acc = torch.zeros(q, q, dtype=torch.float64)
+    for spans, gram in zip(ranges, grams):
+        acc = gram(W[:0])  # zeros of the entry's shape: a rank may hold none of its rows
         for rows in _blocks(W, spans, default_chunk_rows(W.shape[-1])):
-            acc += gram(rows) if Cs is None else preconditioned_step_gram(rows, C=Cs[i])
+            acc += gram(rows)
         out.append(acc)
     stacked = torch.stack(out)
     return all_reduce_sum(stacked, group) if group is not None else stacked
