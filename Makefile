@@ -47,7 +47,7 @@ test: $(STAMP)
 	@echo ">> unit tests, claims on real networks, papermill runs at other seeds, browser ($(JOBS) workers)"
 	$(PYTEST) --dist worksteal tests < /dev/null
 	@echo ">> nbval: re-execute notebooks/ and compare the checked outputs ($(JOBS) workers)"
-	$(PYTEST) --dist loadfile notebooks --nbval-lax < /dev/null
+	$(PYTEST) -p tests.nbval_retry --dist loadfile notebooks --nbval-lax < /dev/null
 
 test-fast: $(STAMP)
 	$(PYTEST) --dist worksteal tests -m "not slow and not browser" < /dev/null
