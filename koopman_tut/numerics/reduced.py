@@ -51,8 +51,9 @@ from .dmd_result import canonical_order, powers
 from .refine import gram_factor, refined_step_factor
 from .trust import RESIDUAL_TOL
 from .finite import check_finite
+from .floors import data_floor, eps_of, gram_floor, gram_floors
 from .memory import check_fits, check_gram_fits
-from .snapshots import assemble_gram, deviation_from_steps, difference_gram, difference_matrix, step_gram
+from .snapshots import deviation_from_steps, difference_gram, difference_matrix, step_gram
 
 Tensor = torch.Tensor
 EPS64 = torch.finfo(torch.float64).eps
@@ -108,7 +109,7 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
         frob = norm(Wd)  # ||W||_F, no over/underflow
         Rd = torch.linalg.qr(D, mode="r")[1] if delays else R
         scale = float(torch.linalg.matrix_norm(Rd, 2)) if Rd.numel() else 0.0  # ||D||_2: the steps'
-        return Factor(R, Rd, False, _data_floor(frob, W.dtype, delays), _eps(W.dtype), _gram_floor(scale, delays))
+        return Factor(R, Rd, False, data_floor(frob, W.dtype, delays), eps_of(W.dtype), gram_floor(scale, delays))
     if acc is None and sacc is None:
         sacc = deviation_gram_checked(W, group=group, gram=step_gram)
     if sacc is not None:  # the steps' Gram itself: rounding relative to the steps
@@ -116,44 +117,19 @@ def difference_factor(W: Tensor, delays: int, acc: Tensor | None, group, method:
         acc = deviation_from_steps(sacc) if acc is None else acc  # for ||W||_F only
     else:  # from the deviations' Gram: rounding relative to the deviations (module notes)
         Gd, accumulated = difference_gram(acc), acc[: T - 1, : T - 1]
-    scale = math.sqrt(max(float(torch.linalg.eigvalsh(accumulated)[-1]), 0.0))  # the accumulated Gram's rounding
-    frob = _frobenius(torch.diagonal(assemble_gram(acc)))  # ||W||_F; the Gram's rounding is ~eps64 scale^2
+    floors = gram_floors(accumulated, acc, W.dtype, delays)  # the accumulated Gram's rounding, the data's
+    scale, frob = floors.scale, floors.frob
     if 0 < scale < 2.0**-484 or (scale == 0 and 0 < frob < 2.0**-450):  # squares below ~2^-968: subnormal
         raise ValueError(f"W is too small for the Gram route: its steps' largest squared singular value "
                          f"({scale**2:.1e}) lies within 2**54 of float64's underflow, where the Gram loses digits; "
                          "multiply W by a power of two (e.g. 2**500), or use method='svd'")
-    data_floor, gram_floor = _data_floor(frob, W.dtype, delays), _gram_floor(scale, delays)
-    if gram_floor > data_floor:  # the data (float64) holds finer directions than the Gram resolves
+    if floors.refine:  # the data (float64) holds finer directions than the Gram resolves
         Rd = refined_step_factor(W, Gd, scale, group)  # one more pass: the QR route's resolution (refine.py)
         R = torch.linalg.qr(delay_differences(Rd, delays), mode="r")[1] if delays else Rd
-        return Factor(R, Rd, False, data_floor, _eps(W.dtype), gram_floor)
+        return Factor(R, Rd, False, floors.data, eps_of(W.dtype), floors.gram)
     Rd = gram_factor(Gd)
-    return Factor(gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, data_floor,
-                  _eps(W.dtype), gram_floor)
-
-
-def _frobenius(sq: Tensor) -> float:
-    """sqrt(sum(sq)) for the squared snapshot norms ``sq`` (T,), scaled so the sum cannot overflow."""
-    top = float(sq.max().clamp_min(0))
-    if not math.isfinite(top):
-        raise ValueError("W^H W overflows: a snapshot's squared norm exceeds float64; rescale W")
-    return math.sqrt(top) * math.sqrt(float((sq / top).clamp_min(0).sum())) if top > 0 else 0.0
-
-
-def _gram_floor(scale: float, delays: int) -> float:
-    """4 sqrt(eps64 (delays + 1)) scale, scale the largest singular value of what the route's Gram
-    accumulated (the steps, or the deviations): the smallest singular value of the (embedded)
-    differences the Gram route resolves (module notes)."""
-    return 4 * math.sqrt(EPS64 * (delays + 1)) * scale
-
-
-def _eps(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype if dtype.is_floating_point else torch.float64).eps
-
-
-def _data_floor(frob: float, dtype: torch.dtype, delays: int) -> float:
-    """eps(dtype) sqrt(delays + 1) ||W||_F: the stored data's rounding, in the embedded differences."""
-    return _eps(dtype) * math.sqrt(delays + 1) * frob
+    return Factor(gram_factor(delay_gram(Gd, delays)) if delays else Rd, Rd, True, floors.data,
+                  eps_of(W.dtype), floors.gram)
 
 
 def numerical_tol(s_max: float, cols: int, f: Factor) -> float:

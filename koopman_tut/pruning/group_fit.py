@@ -15,15 +15,14 @@ are summed in one all-reduce per pass. The rounding allowance scales with those 
 """
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import torch
 
 from ..numerics.distributed import all_reduce_sum
-from ..numerics.reduced import _data_floor, _frobenius, _gram_floor
+from ..numerics.floors import gram_floors
 from ..numerics.refine import gram_factor, preconditioned_step_gram, step_preconditioner
-from ..numerics.snapshots import assemble_gram, default_chunk_rows, deviation_from_steps, step_gram
+from ..numerics.snapshots import default_chunk_rows, deviation_from_steps, step_gram
 from ..recording.trajectory import Trajectory
 
 Tensor = torch.Tensor
@@ -46,11 +45,10 @@ def group_factors(traj: Trajectory, delays: int, group=None) -> dict[tuple[str, 
     out, refine = {}, {}
     for i, (gr, sacc) in enumerate(zip(groups, saccs)):
         Gd = sacc[: T - 1, : T - 1]
-        floor = _data_floor(_frobenius(torch.diagonal(assemble_gram(deviation_from_steps(sacc)))), W.dtype, delays)
-        scale = math.sqrt(max(float(torch.linalg.eigvalsh(Gd)[-1]), 0.0))
-        if scale > 0 and _gram_floor(scale, delays) > floor:  # float64 data finer than the Gram resolves
-            refine[i] = step_preconditioner(Gd, scale)
-        out[tuple(gr.get("names") or [])] = (gram_factor(Gd), floor)
+        floors = gram_floors(Gd, deviation_from_steps(sacc), W.dtype, delays)  # as the whole window's
+        if floors.refine:  # float64 data finer than the Gram resolves
+            refine[i] = step_preconditioner(Gd, floors.scale)
+        out[tuple(gr.get("names") or [])] = (gram_factor(Gd), floors.data)
     if refine:  # the same groups on every rank: decided from the summed Grams
         G1 = _summed(W, [ranges[i] for i in refine],
                      [partial(preconditioned_step_gram, C=C) for C, _ in refine.values()], group)
