@@ -6,10 +6,11 @@ row of storage allocated up front (:mod:`koopman_tut.recording.rows`). Nothing i
 * bad arguments, a non-floating storage dtype and an optimizer that does not train the
   recorded parameters are refused at construction (TypeError / ValueError);
 * a recorded parameter replaced (a new module or tensor, ``model.to()``, a private-dict write, ``del``)
-  or resized raises RuntimeError from the next optimizer step, before anything is written. The model is
-  walked when something may have changed, not at every step: a registration (:mod:`.watch`), the
-  optimizer's group list or a dict in it replaced, a recorded tensor with new storage or shape or out
-  of its module's slot, or every ``watch.CHECK_EVERY`` steps;
+  or resized, or moved to another optimizer param group (:mod:`.groups`), raises RuntimeError from the next
+  optimizer step, before anything is written. The model is walked when something may have changed, not at
+  every step: a registration (:mod:`.watch`), the optimizer's group list, a dict in it or its params list
+  replaced or resized, a recorded tensor with new storage or shape or out of its slot, or every
+  ``watch.CHECK_EVERY`` steps;
 * full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot.
 
 Storage is memory (CPU or GPU) or, with ``path=``, a memory-mapped file (:mod:`koopman_tut.recording.storage`).
@@ -33,15 +34,15 @@ from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_device, _check_dtype, _check_fraction,  # noqa: F401
                               _check_int, _check_disk, _check_lr, _check_model, _check_names, _check_shard,
-                              _check_window, _shard_rows, _trained_by, changed_message, full_message,
-                              other_momentum_meta, recorded_groups, trained_in_meta)
+                              _check_window, _shard_rows, _trained_by, changed_message, full_message, trained_in_meta)
+from .groups import group_meta, membership, moved_message, other_momentum_meta, params_lists, recorded_groups
 from .params import layer_parameters, parameter
 from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
 
 
 _SAME = torch.Tensor.is_set_to  # same storage, offset, shape and strides: read at every step (see _record)
-_IS = operator.is_  # the same param group dicts as at the last walk: read at every step
+_IS, _PARAMS = operator.is_, operator.itemgetter("params")  # the same group dicts and params lists: every step
 
 
 class RecorderFullWarning(UserWarning):
@@ -90,7 +91,8 @@ class TrajectoryRecorder:
     ------
     TypeError, ValueError : at construction, for bad arguments or an optimizer that does not
         train the recorded parameters.
-    RuntimeError : from ``optimizer.step()``, when a recorded parameter was replaced or resized.
+    RuntimeError : from ``optimizer.step()``, when a recorded parameter was replaced or resized, or
+        moved to another optimizer param group (:mod:`koopman_tut.recording.groups`).
 
     Examples
     --------
@@ -135,7 +137,7 @@ class TrajectoryRecorder:
         cap = (self.stop - self.start) // self.every + 1 if self.stop is not None else self.max_snapshots
         cap, n = cap if self.max_snapshots is None else min(cap, self.max_snapshots), self.rows[1] - self.rows[0]
         self.meta0 = self._meta()  # the optimizer settings when recording starts, on every route
-        self._lr_groups = self._groups_now()
+        self._lr_groups, self._members = self._groups_now(), membership(optimizer, self.names, self._tensors)
         if path is None:
             self.storage, self._disk = allocate(cap, n, dtype, self.device, max_fraction), None
         else:
@@ -143,14 +145,14 @@ class TrajectoryRecorder:
                 raise ValueError(f"path= records to a file through the CPU: device must be 'cpu', got {device!r}")
             names, shapes = self._layout()
             self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self.meta0, sync, overwrite,
-                                     groups=len(self._lr_groups))
+                                     groups=len(self._lr_groups), window=self.stop is not None)
             self.storage = self._disk.data
         self.steps: list[int] = []
         self._log = SettingsLog(self._lr_groups, optimizer)  # every group's settings per snapshot
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
         # what the last walk saw (registrations, group list and dicts, tensors and their slots), when the next is due
         self._gen, self._groups_seen, self._dicts_seen, self._aliases, self._next_walk = None, None, (), [], 0
-        self._slots, self._keys = [], []
+        self._slots, self._keys, self._plists, self._plens = [], [], [], []
         watch.install()
         self._cap = self.storage.shape[0]
         self._handle = optimizer.register_step_post_hook(self._hook)
@@ -192,10 +194,7 @@ class TrajectoryRecorder:
         the first parameter group's that holds a recorded parameter; ``groups`` every such group's names, initial lr and
         settings (undone on its rows); ``other_momentum`` (only when True): a group holding none of them has momentum."""
         held = self._groups()
-        settings = [dict(names=names, lr=float(g["lr"]), momentum=float(g.get("momentum", 0.0) or 0.0),
-                         nesterov=bool(g.get("nesterov", False)), dampening=float(g.get("dampening", 0.0) or 0.0),
-                         weight_decay=float(g.get("weight_decay", 0.0) or 0.0),
-                         maximize=bool(g.get("maximize", False))) for g, names in held]
+        settings = [group_meta(g, names) for g, names in held]
         first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
         meta = {"every": self.every, **trained_in_meta(self._tensors), "optimizer": type(self.optimizer).__name__,
                 **first, "groups": settings, **other_momentum_meta(self.optimizer, held)}
@@ -217,7 +216,8 @@ class TrajectoryRecorder:
         pg, seen = self.optimizer.param_groups, self._dicts_seen  # a group dict replaced in the list is seen too
         if not (s < self._next_walk and watch._generation == self._gen and pg is self._groups_seen
                 and len(pg) == len(seen) and all(map(_IS, pg, seen)) and all(map(_SAME, ts, self._aliases))
-                and all(map(_IS, map(dict.get, self._slots, self._keys), self._tensors))):
+                and all(map(_IS, map(dict.get, self._slots, self._keys), self._tensors))
+                and all(map(_IS, map(_PARAMS, pg), self._plists)) and list(map(len, self._plists)) == self._plens):
             self._walk(s)  # raises if a recorded parameter was replaced, removed or reshaped
         if s < self.start or (s - self.start) % self.every:
             return
@@ -231,7 +231,7 @@ class TrajectoryRecorder:
         if self._disk is not None:
             self._disk.commit(k, s, self._log.array)  # after the row: the file counts complete snapshots only
             if k + 1 == self._cap or s + self.every > self._last:
-                self._disk.close()  # nothing more can be written: the file is complete
+                self._disk.close(complete=True)  # nothing more can be written: the file is complete
 
     def _current(self) -> list[tuple[nn.Module | None, torch.Tensor | None, bool]]:
         """(module, trainable tensor, pruned?) per recorded name, looked up in the model now;
@@ -255,15 +255,15 @@ class TrajectoryRecorder:
         """Walk the model and check every recorded tensor (:meth:`_current`). :meth:`_record` calls
         it when something may have changed since the last walk: a registration anywhere
         (:mod:`.watch`: a replaced module or tensor, pruning), a new optimizer param_groups list
-        (``load_state_dict``) or a group dict replaced or added in it, a recorded tensor off the storage,
+        (``load_state_dict``), a group dict or params list replaced, added or resized, a tensor off the storage,
         offset, shape or strides seen (``p.data = ...``, ``model.to()``, a transpose), or
         ``watch.CHECK_EVERY`` steps gone by."""
         found = self._current()
-        groups = self._groups_now()
-        if len(groups) != len(self._lr_groups):  # raised again at every step: nothing saved from this walk
-            raise RuntimeError(f"the recorded parameters moved from {len(self._lr_groups)} optimizer "
-                               f"group(s) to {len(groups)}")
-        self._lr_groups = groups  # new dicts after optimizer.load_state_dict
+        now = membership(self.optimizer, self.names, self._tensors)
+        if now != self._members:  # raised again at every step: nothing saved from this walk
+            raise RuntimeError(moved_message(self._members, now))
+        self._lr_groups = self._groups_now()  # new dicts after optimizer.load_state_dict
+        self._plists, self._plens = params_lists(self.optimizer)
         self._writer.prepare(found)
         self._aliases = [local_tensor(t).detach() for _, t, _ in found]
         self._slots = [m._parameters for m, _, _ in found]  # a tensor swapped in them unregistered: seen next step

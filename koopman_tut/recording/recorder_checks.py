@@ -16,7 +16,6 @@ import torch
 import torch.nn as nn
 
 from ..numerics.distributed import check_group, local_tensor, shard_range, world
-from ..numerics.optimizer_settings import has_momentum
 from .params import check_untied, parameter, resolve
 from .validation import SNAPSHOT_DTYPES as FLOAT_DTYPES  # what a recorder may store is what a Trajectory holds
 
@@ -178,33 +177,10 @@ def _listing(names: list[str], total: int, at_most: int = 3) -> str:
     return f"{shown}{more} ({len(names)} of {total} recorded parameters)"
 
 
-def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors: list[torch.Tensor]
-                    ) -> list[tuple[dict, list[str]]]:
-    """(param group, the recorded names it holds) for every group that holds a recorded tensor."""
-    out = []
-    for g in optimizer.param_groups:
-        ids = {id(p) for p in g["params"]}
-        held = [n for n, t in zip(names, tensors) if id(t) in ids]
-        if held:
-            out.append((g, held))
-    return out
-
-
 def trained_in_meta(tensors: list[torch.Tensor]) -> dict:
     """{"trained_in": the coarsest floating dtype of ``tensors``} (each step rounds to it), or {} if none is floating."""
     floats = [t.dtype for t in tensors if t.dtype.is_floating_point]
     return {"trained_in": str(max(floats, key=lambda d: torch.finfo(d).eps)).removeprefix("torch.")} if floats else {}
-
-
-def other_momentum_meta(optimizer: torch.optim.Optimizer, held: list[tuple[dict, list[str]]]) -> dict:
-    """{"other_momentum": True} when a param group holding no recorded tensor (``held``: those that do) has
-    momentum, else {}: the recorded parameters are coupled to it through the loss, so their trajectory is a
-    view of a second-order recursion and the affine model needs a delay (momentum_delays). Read when the
-    recorder is built, from its optimizer only: momentum given to another group later (a hand edit,
-    add_param_group, load_state_dict) or used by a second optimizer is not seen (the limit then warns)."""
-    mine = [g for g, _ in held]
-    others = [g for g in optimizer.param_groups if not any(g is h for h in mine)]
-    return {"other_momentum": True} if has_momentum({"groups": others}) else {}
 
 
 def full_message(cap: int, max_snapshots: int | None, step: int) -> str:

@@ -1,0 +1,71 @@
+"""Which optimizer param groups hold the recorded parameters, and the check that they still do.
+
+Each group's settings are logged for its own rows (``meta['groups']``, ``group_lrs``), and the Koopman
+gradient undoes each group's lr and momentum on those rows. A recorded tensor moved to another group
+while recording (``g1['params'].remove(p); g0['params'].append(p)``), taken out of the optimizer, or groups
+reordered, would have its steps undone with another group's settings: 9x off, silently, with lrs 0.02 and
+0.002. So the recorder compares, at every step, each group's ``params`` list (the same list, of the same
+length: :func:`params_lists`) and, at every walk of the model, which recorded names each group holds
+(:func:`membership`), and raises RuntimeError on any change (:func:`moved_message`).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..numerics.optimizer_settings import has_momentum
+
+
+def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors: list[torch.Tensor]
+                    ) -> list[tuple[dict, list[str]]]:
+    """(param group, the recorded names it holds) for every group that holds a recorded tensor."""
+    out = []
+    for g in optimizer.param_groups:
+        ids = {id(p) for p in g["params"]}
+        held = [n for n, t in zip(names, tensors) if id(t) in ids]
+        if held:
+            out.append((g, held))
+    return out
+
+
+def group_meta(g: dict, names: list[str]) -> dict:
+    """A group's entry in ``meta['groups']``: the recorded names it holds, its lr and SGD settings as plain numbers."""
+    return dict(names=names, lr=float(g["lr"]), momentum=float(g.get("momentum", 0.0) or 0.0),
+                nesterov=bool(g.get("nesterov", False)), dampening=float(g.get("dampening", 0.0) or 0.0),
+                weight_decay=float(g.get("weight_decay", 0.0) or 0.0), maximize=bool(g.get("maximize", False)))
+
+
+def membership(optimizer: torch.optim.Optimizer, names: list[str], tensors: list[torch.Tensor]
+               ) -> list[tuple[int, list[str]]]:
+    """(index in ``optimizer.param_groups``, recorded names it holds) for every group holding one."""
+    index = {id(g): i for i, g in enumerate(optimizer.param_groups)}
+    return [(index[id(g)], held) for g, held in recorded_groups(optimizer, names, tensors)]
+
+
+def params_lists(optimizer: torch.optim.Optimizer) -> tuple[list, list[int]]:
+    """Every group's ``params`` list and its length: compared at every step (identity, then length)."""
+    lists = [g["params"] for g in optimizer.param_groups]
+    return lists, [len(p) for p in lists]
+
+
+def moved_message(before: list[tuple[int, list[str]]], now: list[tuple[int, list[str]]]) -> str:
+    """What changed between two :func:`membership` readings, e.g. "'0.bias' moved from group 1 to group 0"."""
+    was = {n: i for i, names in before for n in names}
+    is_ = {n: i for i, names in now for n in names}
+    moved = [f"{n!r} moved from group {i} to " + (f"group {is_[n]}" if n in is_ else "no group (out of the optimizer)")
+             for n, i in was.items() if is_.get(n) != i]
+    return ("the recorded parameters changed optimizer param groups while recording: " + "; ".join(moved[:3])
+            + (f" and {len(moved) - 3} more" if len(moved) > 3 else "")
+            + ". Each group's settings are logged for its own rows, so the Koopman gradient would undo these "
+            "steps with another group's lr and momentum. Arrange the groups before building the recorder, "
+            "or record the new arrangement with a new TrajectoryRecorder")
+
+
+def other_momentum_meta(optimizer: torch.optim.Optimizer, held: list[tuple[dict, list[str]]]) -> dict:
+    """{"other_momentum": True} when a param group holding no recorded tensor (``held``: those that do) has
+    momentum, else {}: the recorded parameters are coupled to it through the loss, so their trajectory is a
+    view of a second-order recursion and the affine model needs a delay (momentum_delays). Read when the
+    recorder is built, from its optimizer only: momentum given to another group later (a hand edit,
+    add_param_group, load_state_dict) or used by a second optimizer is not seen (the limit then warns)."""
+    mine = [g for g, _ in held]
+    others = [g for g in optimizer.param_groups if not any(g is h for h in mine)]
+    return {"other_momentum": True} if has_momentum({"groups": others}) else {}
