@@ -251,3 +251,29 @@ def test_dmd_result_arguments_are_checked():
         kt.estimate_limit(W.numpy().astype(">f8"), "last")
     with pytest.raises(TypeError, match="float16/float32/float64"):
         kt.estimate_limit(W.numpy().astype(np.longdouble), "last")
+
+
+def test_groups_that_do_not_name_every_recorded_parameter_once_are_refused():
+    """meta['groups'] with a name misspelt (a review: the Koopman gradient and KGP scores of '0.bias' were 0,
+    so pruned first, silently) or named twice: the gradient names the parameter instead."""
+    torch.manual_seed(0)
+    X = torch.randn(200, 5, dtype=torch.float64)
+    y = X @ torch.randn(5, 2, dtype=torch.float64)
+    m = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.Linear(3, 2)).double()
+    opt = torch.optim.SGD([{"params": [m[0].weight], "lr": 0.02},
+                           {"params": [m[0].bias, m[1].weight, m[1].bias], "lr": 0.002}], lr=0.1)
+    rec = kt.TrajectoryRecorder(m, opt, start=20, stop=40, dtype=torch.float64)
+    for _ in range(40):
+        opt.zero_grad()
+        ((m(X) - y) ** 2).mean().backward()
+        opt.step()
+    traj = rec.trajectory()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert float(kt.koopman(traj).gradient(t=-1)[slice(*traj.offsets[1:3])].abs().sum()) > 0  # 0.bias's rows
+    for names, count in [(["0.Bias", "1.weight", "1.bias"], 0), (["0.weight", "0.bias", "1.weight", "1.bias"], 2)]:
+        bad = traj.window(0, len(traj))
+        bad.meta = {**traj.meta, "groups": [traj.meta["groups"][0], {**traj.meta["groups"][1], "names": names}]}
+        with pytest.raises(ValueError, match=rf"exactly one group.*{'0.bias' if count == 0 else '0.weight'}.*"
+                                             rf"named in {count} groups"):
+            kt.koopman(bad).gradient(t=-1)

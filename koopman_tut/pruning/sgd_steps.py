@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 
 import numpy as np
 import torch
@@ -63,6 +64,7 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
         raise ValueError(f"lr: this window has {len(groups)} parameter groups with their own settings "
                          f"(learning rates {lrs_t}); pass lr=None to use the recorded ones")
     where = dict(zip(traj.names, zip(traj.offsets[:-1], traj.offsets[1:])))
+    _check_cover(traj.names, groups)
     out = []
     for gr, lr_g in zip(groups, lrs_t):
         rows = [torch.arange(int(where[n][0]), int(where[n][1])) for n in gr["names"] if n in where]
@@ -75,6 +77,16 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
         gr, lr_g = next(((gr, v) for gr, v in zip(groups, lrs_t) if 0 < v < math.inf), (groups[0], lrs_t[0]))
         out.append((torch.zeros(0, dtype=torch.long), {**traj.meta, **gr}, lr_g))
     return out
+
+
+def _check_cover(names: list[str], groups: list[dict]) -> None:
+    """Every recorded name in exactly one of ``groups``' names (a name in none would get no gradient)."""
+    counts = Counter(n for gr in groups for n in set(gr.get("names") or ()))
+    off = [n for n in names if counts[n] != 1]
+    if off:
+        raise ValueError(f"traj.meta['groups']: each recorded parameter must be named in exactly one group, but "
+                         f"{off[:3]}{' ...' if len(off) > 3 else ''} ({len(off)} of {len(names)}) is named in "
+                         f"{counts[off[0]]} groups; the groups name {[(gr.get('names') or [])[:3] for gr in groups]}")
 
 
 def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
