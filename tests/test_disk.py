@@ -145,7 +145,7 @@ def test_a_run_killed_before_its_first_snapshot_says_so(tmp_path):
     p = subprocess.run([sys.executable, "-c", KILLED_EARLY, str(path)], env=env, timeout=120, capture_output=True,
                        text=True)
     assert p.returncode == -signal.SIGKILL, p.stderr
-    with pytest.raises(ValueError, match="cut short before its first snapshot"):
+    with pytest.raises(ValueError, match="no complete snapshot and its recording was cut short before its first"):
         kt.Trajectory.load(path)
 
 
@@ -279,3 +279,69 @@ def test_decomposing_a_trajectory_on_disk_takes_little_anonymous_memory(tmp_path
     assert p.returncode == 0, p.stderr[-3000:]
     grew, size = int(p.stdout.split()[-1]), n * T * 4
     assert grew < size / 4, f"anonymous memory grew by {grew / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB window"
+
+
+INTERRUPTED = """
+import sys, torch
+import koopman_tut as kt
+torch.manual_seed(0)
+model = torch.nn.Linear(6, 3)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+rec = kt.TrajectoryRecorder(model, opt, stop=20, path=sys.argv[1])
+for i in range(20):
+    if i == 7:
+        raise KeyboardInterrupt  # what Ctrl-C does in a training loop: the process exits, the file is closed
+    opt.zero_grad(); model(torch.randn(4, 6)).pow(2).mean().backward(); opt.step()
+"""
+
+
+def test_a_run_interrupted_before_its_window_ended_loads_as_stopped_early(tmp_path):
+    """Ctrl-C (or any exception) ends the process normally and closes the file; it must not load as a finished
+    recording (a review: 8 of 21 snapshots, no warning, while SIGKILL was flagged)."""
+    path = tmp_path / "run.traj"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-c", INTERRUPTED, str(path)], env=env, timeout=120, capture_output=True,
+                       text=True)
+    assert p.returncode == 1 and "KeyboardInterrupt" in p.stderr, p.stderr
+    with pytest.warns(kt.RecordingCutShortWarning, match=r"stopped before its window ended .* 8 of 21 snapshots, "
+                                                          r"last step 7"):
+        t = kt.Trajectory.load(path)
+    assert len(t) == 8 and t.meta["recording"] == "stopped early"
+
+
+def test_an_exception_inside_the_recorder_block_marks_the_file_stopped(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="diverged"):
+        with kt.TrajectoryRecorder(model, opt, stop=10, path=tmp_path / "a.traj"):
+            for _ in range(3):
+                opt.step()
+            raise RuntimeError("diverged")
+    with pytest.warns(kt.RecordingCutShortWarning, match="4 of 11 snapshots, last step 3"):
+        assert kt.Trajectory.load(tmp_path / "a.traj").meta["recording"] == "stopped early"
+    with kt.TrajectoryRecorder(model, opt, start=5, stop=10, path=tmp_path / "b.traj"):
+        opt.step()
+    with pytest.raises(ValueError, match="no complete snapshot and its recording was stopped before its first"):
+        kt.Trajectory.load(tmp_path / "b.traj")
+
+
+@pytest.mark.filterwarnings("error::koopman_tut.recording.disk_format.RecordingCutShortWarning")
+def test_a_finished_window_or_an_open_ended_recording_loads_without_a_warning(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=4, path=tmp_path / "a.traj")
+    for _ in range(6):
+        opt.step()
+    rec.remove()
+    rec = kt.TrajectoryRecorder(model, opt, max_snapshots=50, path=tmp_path / "b.traj")  # no window end asked for
+    for _ in range(3):
+        opt.step()
+    rec.remove()
+    rec = kt.TrajectoryRecorder(model, opt, stop=100, max_snapshots=3, path=tmp_path / "c.traj")  # full
+    with pytest.warns(kt.recording.recorder.RecorderFullWarning):
+        for _ in range(5):
+            opt.step()
+    rec.remove()
+    for name, k in [("a", 5), ("b", 4), ("c", 3)]:
+        t = kt.Trajectory.load(tmp_path / f"{name}.traj")
+        assert len(t) == k and "recording" not in t.meta

@@ -5,7 +5,8 @@ and mapped by ``Trajectory.load(FILE)``; the fixed-size integers are little-endi
 
     offset 0      8 bytes             magic b"KTTRAJM3"
     offset 8      uint64              count: snapshots committed (see below)
-    offset 16     8 bytes             state: b"WRITING\\0" while a recorder may write, b"CLOSED\\0\\0" after
+    offset 16     8 bytes             state: b"WRITING\\0" while a recorder may write, b"CLOSED\\0\\0" after,
+                                      b"STOPPED\\0" after, closed before the window asked for ended
     offset 24     uint32              L: length of the JSON header (space padded, a multiple of 8)
     offset 28     uint32              CRC-32 (zlib.crc32) of bytes 24:28 followed by the L header bytes
     offset 32     L bytes             the JSON header, UTF-8
@@ -31,8 +32,10 @@ Version 2 (b"KTTRAJM2") is the same but for one float64 per snapshot, the first 
 
 Commit order: the recorder writes snapshot k's row, its settings, its step, and only
 then count = k + 1. A snapshot is complete once its step is written, so the steps are the
-commit log and count is checked against them: a CLOSED file (the recorder was removed, its
-window ended, or its process exited) has exactly count steps written; a WRITING file whose
+commit log and count is checked against them: a CLOSED file (its window ended, or the recorder
+was removed or its process exited where no window end was asked for) or a STOPPED one (closed
+before the window asked for ended: an exception, Ctrl-C, ``remove()``; loading warns) has exactly
+count steps written; a WRITING file whose
 writer still holds its lock (``flock``) is a recording in progress (count snapshots); a
 WRITING file without it was cut short (SIGKILL, power loss): count or count + 1 snapshots
 are complete, and loading warns (:class:`RecordingCutShortWarning`). Cutting the file after
@@ -55,7 +58,7 @@ from .validation import DTYPE_NAMES
 
 MAGIC, MAGIC_V2, MAGIC_V1 = b"KTTRAJM3", b"KTTRAJM2", b"KTTRAJMM"
 FORMAT, VERSION = "koopman_tut.recording.trajectory-mmap", 3
-WRITING, CLOSED = b"WRITING\0", b"CLOSED\0\0"
+WRITING, CLOSED, STOPPED = b"WRITING\0", b"CLOSED\0\0", b"STOPPED\0"
 PREFIX = 32  # magic, count, state, L, CRC
 LAYOUT = "row-major (capacity, n): snapshot k is row k"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
@@ -130,8 +133,8 @@ def read_header(fd: int, path, size: int) -> tuple[dict, int, bytes]:
         raise ValueError(f"{path} is not a {FORMAT} version-{VERSION} (or 2) file")
     version = VERSION if head[:8] == MAGIC else 2
     (count,), state, (length, crc) = struct.unpack_from("<Q", head, 8), head[16:24], struct.unpack_from("<II", head, 24)
-    if state not in (WRITING, CLOSED):
-        raise _bad(path, f"state field {state!r} is neither {WRITING!r} nor {CLOSED!r}")
+    if state not in (WRITING, CLOSED, STOPPED):
+        raise _bad(path, f"state field {state!r} is none of {WRITING!r}, {CLOSED!r}, {STOPPED!r}")
     if length % 8 or not 0 < length <= min(MAX_HEADER, size - PREFIX):
         raise _bad(path, f"header length {length} (a multiple of 8, at most {min(MAX_HEADER, size - PREFIX)})")
     text = os.pread(fd, length, PREFIX)

@@ -99,6 +99,8 @@ class DiskStorage:
     sync : msync every committed snapshot (survives a power loss).
     overwrite : replace an existing regular file at ``path`` (only once the new one is allocated).
     groups : parameter groups whose settings each snapshot logs (:mod:`koopman_tut.recording.settings_log`).
+    window : a window end was asked for (the recorder's ``stop``): a file closed before :meth:`close` is told
+        the window is complete is marked STOPPED (an exception, Ctrl-C, ``remove()``), and loads with a warning.
 
     Attributes
     ----------
@@ -113,7 +115,7 @@ class DiskStorage:
 
     def __init__(self, path: str | os.PathLike, names: list[str], shapes: list[tuple[int, ...]], n: int,
                  capacity: int, dtype: torch.dtype, meta: dict, sync: bool = False, overwrite: bool = False,
-                 groups: int = 1):
+                 groups: int = 1, window: bool = False):
         self.path, self.sync = check_target(path, overwrite), sync
         item = torch.empty((), dtype=dtype).element_size()
         blob, h = fmt.encode(names, shapes, n, capacity, dtype, meta, groups)
@@ -140,7 +142,8 @@ class DiskStorage:
                 os.close(held)
         raw = np.frombuffer(self._map, dtype=_RAW[item], count=capacity * n, offset=h["data_offset"])
         self.data = torch.from_numpy(raw.reshape(capacity, n)).view(dtype)
-        self._finalizer = weakref.finalize(self, _close, self._map, fd, sync, os.getpid())
+        self._end = [fmt.STOPPED if window else fmt.CLOSED]  # the state a close writes, until the window is complete
+        self._finalizer = weakref.finalize(self, _close, self._map, fd, sync, os.getpid(), self._end)
 
     def commit(self, k: int, step: int, settings: np.ndarray) -> None:
         """Snapshot k's row is written: record its optimizer settings (groups, 6), its step, then
@@ -153,9 +156,12 @@ class DiskStorage:
         if self.sync:
             self._map.flush()
 
-    def close(self) -> None:
-        """The recording is over: mark the file CLOSED and release the writer's lock (idempotent; also
-        run when this object is collected or the process exits). ``data`` stays readable."""
+    def close(self, complete: bool = False) -> None:
+        """The recording is over: mark the file CLOSED (``complete``: its window ended or its storage is full;
+        else STOPPED if a window end was asked for) and release the writer's lock (idempotent; also run, not
+        complete, when this object is collected or the process exits). ``data`` stays readable."""
+        if complete and self._finalizer.alive:
+            self._end[0] = fmt.CLOSED
         self._finalizer()
 
 
@@ -173,11 +179,11 @@ def _reserve(fd: int, size: int, path) -> mmap.mmap:
     return mmap.mmap(fd, size)
 
 
-def _close(mm: mmap.mmap, fd: int, sync: bool, pid: int) -> None:
+def _close(mm: mmap.mmap, fd: int, sync: bool, pid: int, end: list[bytes]) -> None:
     if os.getpid() != pid:  # a forked child (e.g. a DataLoader worker) leaves the parent's file alone
         return
     try:
-        mm[16:24] = fmt.CLOSED
+        mm[16:24] = end[0]  # CLOSED, or STOPPED before the window asked for ended
         if sync:
             mm.flush()
     except ValueError:  # the map was closed
@@ -199,9 +205,10 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
     :class:`koopman_tut.Trajectory` (snapshots, steps, names, shapes, meta): snapshots (n, k) are a
     copy-on-write mapped view (no copy) of the k snapshots complete when it was opened.
 
-    ``meta["recording"]`` is "in progress" (a recorder is writing the file) or "cut short" (its
-    process ended without closing it; a :class:`RecordingCutShortWarning` says how many snapshots
-    are complete), and absent for a finished recording. ValueError for a damaged, foreign or
+    ``meta["recording"]`` is "in progress" (a recorder is writing the file), "cut short" (its
+    process ended without closing it) or "stopped early" (closed before the window it was asked for
+    ended: an exception, Ctrl-C, ``remove()``); the last two with a :class:`RecordingCutShortWarning`
+    saying how many snapshots there are. Absent for a finished recording. ValueError for a damaged, foreign or
     version-1 file, and for settings of a complete snapshot a recorder cannot write (a learning rate
     that is not a finite number >= 0, ...). ``meta`` holds the settings logged per snapshot
     (:func:`koopman_tut.recording.settings_log.meta_entries`; a version-2 file logged the first group's lr only).
@@ -220,9 +227,10 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
         steps = np.frombuffer(os.pread(fd, 8 * cap, h["steps_offset"]), dtype="<i8")
         k = fmt.complete_snapshots(h, count, state, steps, live, path)
         if k == 0:
-            raise ValueError(f"{path} holds no complete snapshot yet" + (
-                "" if live or state != fmt.WRITING else ": its recording was cut short before its first snapshot (its "
-                "process ended without closing the file), so nothing will come"))
+            why = {fmt.WRITING: "was cut short before its first snapshot (its process ended without closing the file)",
+                   fmt.STOPPED: "was stopped before its first snapshot", fmt.CLOSED: "is closed"}[state]
+            raise ValueError(f"{path} holds no complete snapshot " + ("yet" if live else f"and its recording {why}, "
+                                                                       "so nothing will come"))
         if size < h["data_offset"] + k * n * item:
             raise ValueError(f"{path} is inconsistent: truncated inside its {k} complete snapshots "
                              f"({size} bytes, {h['data_offset'] + k * n * item} needed)")
@@ -241,5 +249,10 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
             warnings.warn(f"{path}: the recording was cut short (its process ended without closing the file: killed?) "
                           f"after {k} of {cap} snapshots; the {k} complete snapshots are loaded",
                           RecordingCutShortWarning, stacklevel=3)
+    elif state == fmt.STOPPED:
+        meta["recording"] = "stopped early"
+        warnings.warn(f"{path}: the recording was stopped before its window ended (an exception, Ctrl-C, or remove() "
+                      f"before the last step) after {k} of {cap} snapshots, last step {int(steps[k - 1])}; the {k} "
+                      f"snapshots are loaded", RecordingCutShortWarning, stacklevel=3)
     snaps = torch.from_numpy(rows).view(fmt.DTYPES[h["dtype"]]).T  # (n, k)
     return snaps, torch.from_numpy(steps[:k].astype(np.int64)), list(h["names"]), [tuple(s) for s in h["shapes"]], meta

@@ -24,7 +24,8 @@ Two file formats, told apart by their first bytes when loading:
   from disk as :func:`koopman_tut.numerics.dmd` and the Koopman analysis stream over it in chunks, so
   a trajectory larger than memory can be decomposed. A recording cut short (the process
   killed) loads with the snapshots completed before it stopped, a
-  :class:`~koopman_tut.recording.storage.RecordingCutShortWarning` and ``meta["recording"] = "cut short"``.
+  :class:`~koopman_tut.recording.storage.RecordingCutShortWarning` and ``meta["recording"] = "cut short"``;
+  one stopped before its window ended (an exception, Ctrl-C) with the warning and "stopped early".
 """
 from __future__ import annotations
 
@@ -199,8 +200,9 @@ class Trajectory:
         flipped on disk inside them loads as a wrong value, unnoticed.
 
         A recorded file loads its complete snapshots; ``meta["recording"]`` is "in progress" while a
-        recorder writes it, "cut short" when its process died first (with a
-        :class:`~koopman_tut.recording.storage.RecordingCutShortWarning` saying how many of how many are complete).
+        recorder writes it, "cut short" when its process died first, "stopped early" when it was closed before
+        its window ended (both with a :class:`~koopman_tut.recording.storage.RecordingCutShortWarning` saying how
+        many of how many are complete).
         A mapped file must not be shrunk in place while its snapshots are read (``truncate``): as with any memory
         map, the next read of a page gone faults (SIGBUS). This package never does it (it replaces files by a
         rename, which leaves an existing mapping intact); ``load(path).snapshots.clone()`` holds a copy.
