@@ -724,3 +724,21 @@ def test_the_dtype_trained_in_is_recorded_for_floating_parameters_and_checked_by
         with pytest.raises(ValueError, match=r"meta\['trained_in'\] must name the dtype"):
             kt.Trajectory(W, torch.arange(5), ["w"], [(4,)], {"trained_in": bad})
     assert kt.Trajectory(W, torch.arange(5), ["w"], [(4,)], {"trained_in": "bfloat16"}).meta["trained_in"] == "bfloat16"
+
+
+def test_fields_edited_after_construction_are_refused_where_used():
+    """A review: meta['lrs'] of 5 entries for 31 snapshots, set after construction, was read (the gradient
+    scaled by 2), and snapshots cut to 20 columns against 31 steps gave a fixed point."""
+    import warnings
+    T, n = 31, 12
+    W = torch.cumsum(torch.randn(n, T, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), 1)
+    make = lambda: kt.Trajectory(W.clone(), torch.arange(T), ["w"], [(n,)], {"lrs": [0.1] * T, "every": 1})  # noqa: E731
+    for edit, match in [(lambda t: t.meta.__setitem__("lrs", [0.05] * 5), r"meta\['lrs'\] must hold one learning "
+                                                                           r"rate per snapshot \(31\), got 5"),
+                        (lambda t: setattr(t, "snapshots", t.snapshots[:, :20]), "steps")]:
+        t = make()
+        edit(t)
+        for use in (lambda: kt.koopman(t), lambda: kt.estimate_limit(t, method="mpe")):
+            with warnings.catch_warnings(), pytest.raises(ValueError, match=match):
+                warnings.simplefilter("ignore")
+                use()

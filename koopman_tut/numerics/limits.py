@@ -266,6 +266,8 @@ def _window(x, min_rows: int = 1) -> tuple[Tensor, dict, int]:
     """(W (n, T), meta, optimizer steps between snapshots) from a Trajectory (duck-typed: numerics
     knows nothing of recording) or an array (no meta; stride 1)."""
     if hasattr(x, "snapshots") and hasattr(x, "meta"):
+        if callable(getattr(x, "check", None)):
+            x.check()  # its fields as at construction: an edit since is refused, not read
         stride = snapshot_stride(x)
         return as_snapshots(x.snapshots, "traj.snapshots", min_rows=min_rows), dict(x.meta or {}), stride
     W = as_snapshots(x, "traj_or_W", min_rows=min_rows)

@@ -131,6 +131,7 @@ def warn_ties(k: int, inside: int, tied: int, where: str = "") -> None:
 
 def check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon) -> None:
     """What :class:`KoopmanAnalysis` checks of its window and options before any computation."""
+    traj.check()  # its fields as at construction: an edit since is refused, not read
     if len(traj) < 3:
         raise ValueError(f"traj needs at least 3 snapshots for a Koopman analysis, has {len(traj)}")
     check_settings(traj.meta)

@@ -82,6 +82,14 @@ class Trajectory:
         self.names, self.shapes = check_names_shapes(self.names, self.shapes, self.snapshots.shape[0])
         self.meta = check_meta(self.meta, T)
 
+    def check(self) -> None:
+        """Check the fields again, as at construction (TypeError / ValueError): an edit since (``traj.meta['lrs']``
+        of another length, ``traj.snapshots`` with other columns than ``steps``) is refused where it is used
+        (``kt.koopman``, ``kt.estimate_limit``), not read silently. The snapshots themselves are not read."""
+        T = check_snapshots(self.snapshots).shape[1]
+        check_steps(self.steps, T), check_names_shapes(self.names, self.shapes, self.snapshots.shape[0])
+        check_meta(self.meta, T)
+
     @property
     def offsets(self) -> list[int]:
         out = [0]
