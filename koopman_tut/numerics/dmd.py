@@ -171,7 +171,7 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
                  _prepare_over_ranks(W, svd_rank, method, chunk_rows, group, acc))
     if method == "svd" and acc is None:
         if W.ndim == 3:
-            return DMDBatch([_from_svd(W[i], svd_rank) for i in range(W.shape[0])])
+            return DMDBatch.each(W.shape[0], lambda i: _from_svd(W[i], svd_rank))
         return _from_svd(W, svd_rank)
     if acc is None:
         acc = deviation_gram_checked(W, chunk_rows, group)
@@ -181,8 +181,9 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
     if n == 0:  # every rank holds none (one may)
         raise ValueError("W has no features (rows) on any rank of the group: nothing to decompose")
     if W.ndim == 3:
-        return DMDBatch([_from_gram(W[i], G[i], svd_rank, n, group) for i in range(W.shape[0])])
+        return DMDBatch.each(W.shape[0], lambda i: _from_gram(W[i], G[i], svd_rank, n, group))
     return _from_gram(W, G, svd_rank, n, group)
+
 
 
 def _prepare(W, svd_rank, method, chunk_rows, group, has_acc: bool = False) -> tuple[Tensor, str]:

@@ -143,6 +143,9 @@ class DMDResult:
         (n_features,) or (n_features, k), on W's device.
         """
         weights = torch.as_tensor(weights).to(torch.complex128)
+        if weights.ndim not in (1, 2) or weights.shape[0] != self.rank:
+            raise ValueError(f"weights must be ({self.rank},) or ({self.rank}, k), one row per mode (rank "
+                             f"{self.rank}), got shape {tuple(weights.shape)}")
         if weights.ndim == 1:
             return self.combine(weights[:, None], real)[:, 0]
         c = self.coef @ weights.to(self.coef.device)  # (T, k) complex128
@@ -162,9 +165,19 @@ class DMDResult:
             self._modes = self.combine(torch.eye(self.rank, dtype=torch.complex128), real=False)
         return self._modes
 
+    def _indices(self, name: str, indices) -> Tensor:
+        """Mode indices (k,) long in [-rank, rank); TypeError / ValueError naming ``name`` otherwise."""
+        idx = None if isinstance(indices, str) else torch.as_tensor(indices).reshape(-1)
+        if idx is None or idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+            raise TypeError(f"{name} must be integer mode indices, got {indices!r}")
+        if idx.numel() and not bool(((idx >= -self.rank) & (idx < self.rank)).all()):
+            raise ValueError(f"{name} must be mode indices in [-{self.rank}, {self.rank - 1}] (rank {self.rank}), "
+                             f"got {idx.tolist()}")
+        return idx.long()
+
     def mode(self, index: int | Sequence[int]) -> Tensor:
         """Only the mode(s) asked for: (n_features,) for an int, (n_features, k) for a list."""
-        idx = torch.as_tensor(index).reshape(-1)
+        idx = self._indices("index", index)
         E = torch.eye(self.rank, dtype=torch.complex128)[:, idx]
         out = self.combine(E, real=False)
         return out[:, 0] if isinstance(index, (int, np.integer)) else out
@@ -172,36 +185,31 @@ class DMDResult:
     # -- eigenvalue look-ups
     def closest(self, value: complex = 1.0) -> int:
         """Index of the eigenvalue closest to ``value`` (default 1: the fixed-point mode)."""
-        if isinstance(value, bool) or not isinstance(value, numbers.Number) or not cmath.isfinite(value):
-            raise ValueError(f"value must be a finite (complex) number, got {value!r}")
-        return int(torch.argmin((self.eigs.cpu().to(torch.complex128) - complex(value)).abs()))
+        return int(torch.argmin((self.eigs.cpu().to(torch.complex128) - _value(value)).abs()))
 
     def near(self, value: complex = 1.0, radius: float = 0.05) -> Tensor:
-        """Indices (k,) of eigenvalues within ``radius`` of ``value``, closest first."""
-        d = (self.eigs.cpu().to(torch.complex128) - complex(value)).abs()
+        """Indices (k,) of eigenvalues within ``radius`` (a finite number >= 0) of ``value``, closest first."""
+        if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not 0 <= radius < math.inf:
+            raise ValueError(f"radius must be a finite number >= 0, got {radius!r}")
+        d = (self.eigs.cpu().to(torch.complex128) - _value(value)).abs()
         idx = torch.nonzero(d <= radius).reshape(-1)
         return idx[torch.argsort(d[idx])]
 
     # -- dynamics
     def weights(self, t, indices: Sequence[int] | Tensor | None = None) -> Tensor:
         """amplitudes * eigs**t, shape (r, k) complex128; rows outside ``indices`` are zero."""
+        if np.asarray(t).dtype.kind not in "iuf":  # a string, a bool, an object
+            raise TypeError(f"t must be a real number or an array of real numbers (snapshot index units), got {t!r}")
         w = self.amplitudes.cpu().to(torch.complex128)[:, None] * powers(self.eigs, t)
         if indices is not None:
             keep = torch.zeros(self.rank, dtype=torch.bool)
-            idx = torch.as_tensor(indices)
-            if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-                raise TypeError(f"indices must be integer mode indices, got {indices!r}")
-            if idx.numel() and not bool(((idx >= -self.rank) & (idx < self.rank)).all()):
-                raise ValueError(f"indices must be mode indices in [-{self.rank}, {self.rank - 1}] (rank {self.rank}), "
-                                 f"got {idx.tolist()}")
-            keep[idx.long()] = True
+            keep[self._indices("indices", indices)] = True
             w[~keep] = 0
         if not bool(torch.isfinite(w).all()):
             over = torch.unique(torch.nonzero(~torch.isfinite(w))[:, 0])
             mod = self.eigs.cpu().abs()[over]
             raise ValueError(f"the DMD model cannot be evaluated at t={t!r}: amplitude * lambda**t overflows float64 "
-                             f"for "
-                             f"{over.numel()} of {self.rank} modes (|lambda| from {float(mod.min()):.3g} to "
+                             f"for {over.numel()} of {self.rank} modes (|lambda| from {float(mod.min()):.3g} to "
                              f"{float(mod.max()):.3g}); ask for times at which the powers stay finite")
         return w
 
@@ -257,6 +265,17 @@ class DMDBatch(Sequence[DMDResult]):
     def __init__(self, results: Sequence[DMDResult]):
         self.results = list(results)
 
+    @classmethod
+    def each(cls, B: int, fn) -> "DMDBatch":
+        """The results fn(i) for i < B; a ValueError names the leading index (``W[i]``) it came from."""
+        out = []
+        for i in range(B):
+            try:
+                out.append(fn(i))
+            except ValueError as e:
+                raise ValueError(f"batch item W[{i}] of {B}: {e}") from None
+        return cls(out)
+
     def __len__(self) -> int:
         return len(self.results)
 
@@ -272,3 +291,10 @@ class DMDBatch(Sequence[DMDResult]):
     @property
     def eigs(self) -> list[Tensor]:
         return [r.eigs for r in self]
+
+
+def _value(value) -> complex:
+    """An eigenvalue to look near: a finite (complex) number; ValueError naming ``value`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Number) or not cmath.isfinite(value):
+        raise ValueError(f"value must be a finite (complex) number, got {value!r}")
+    return complex(value)

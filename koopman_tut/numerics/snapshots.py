@@ -30,22 +30,23 @@ from .syrk import add_upper_gram_, mirror_upper
 
 Tensor = torch.Tensor
 CHUNK_ELEMENTS = 2**19  # float64 elements per chunk buffer (4 MiB, stays in a last-level cache): rows = this // T
-# on a GPU each chunk costs a few kernel launches, and 4 MiB chunks left a 20M x 64 float64 Gram on an H200
-# at 96 ms where one float32 product takes 4 (bench_dmd.py): 256 MiB chunks there
-CHUNK_ELEMENTS_GPU = 2**25
+CHUNK_ELEMENTS_GPU = 2**25  # 256 MiB: each chunk costs kernel launches; 4 MiB ones took an H200's 20M x 64 float64
+# Gram to 96 ms, where one float32 product takes 4 (bench_dmd.py)
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
 def as_snapshots(W, name: str = "W", min_snapshots: int = 2, min_rows: int = 1) -> Tensor:
     """Validate a snapshot matrix and return it as a torch tensor, without copying it.
 
-    float16 and bfloat16 stay as they are (no float32 copy of the whole matrix): every
-    consumer converts one chunk of rows at a time.
+    float16 and bfloat16 stay as they are (no float32 copy of the whole matrix): every consumer converts one chunk
+    of rows at a time. A masked array with masked entries is refused (their values would be read as data).
 
     Parameters
     ----------
     W : torch.Tensor or numpy.ndarray, shape (n_features, n_snapshots) or (B, n_features, n_snapshots)
     """
+    if isinstance(W, np.ma.MaskedArray) and np.ma.is_masked(W):
+        raise TypeError(f"{name} is a masked array with masked entries: fill them ({name}.filled(...)) or drop them")
     if isinstance(W, np.ndarray):
         if W.dtype.kind not in "fc" or W.dtype.itemsize > 16 or (W.dtype.kind == "f" and W.dtype.itemsize > 8):
             raise TypeError(f"{name} must hold floating-point values (float16/float32/float64, or complex), "
@@ -243,8 +244,7 @@ def difference_gram(acc: Tensor) -> Tensor:
     w_{t+1} - w_t = d_{t+1} - d_t for the deviations d, so it is M^H (D^H D) M: rounding is
     relative to the drift over the window, not to the size of the parameters.
     """
-    T = acc.shape[-1]
-    M = difference_matrix(T, acc.dtype)
+    M = difference_matrix(acc.shape[-1], acc.dtype)
     return M.mH @ _deviation_parts(acc)[0] @ M
 
 

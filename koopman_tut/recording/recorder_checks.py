@@ -18,6 +18,7 @@ import torch.nn as nn
 from ..numerics.distributed import check_group, local_tensor, shard_range, world
 from .params import check_untied, parameter, resolve
 from .validation import SNAPSHOT_DTYPES as FLOAT_DTYPES  # what a recorder may store is what a Trajectory holds
+from .validation import check_device
 
 
 # -- argument checks (construction time)
@@ -45,11 +46,8 @@ def _check_model(model) -> nn.Module:
 
 
 def _check_device(device) -> torch.device:
-    """The storage device; ValueError for 'meta', which holds no values."""
-    device = torch.device(device)
-    if device.type == "meta":
-        raise ValueError("device='meta' holds no values, so nothing could be recorded: record on 'cpu' or a GPU")
-    return device
+    """The storage device: one that holds values on this machine (not 'meta', a GPU it has)."""
+    return check_device("device", device)
 
 
 def _check_bool(name: str, value) -> bool:

@@ -41,7 +41,8 @@ import torch.nn as nn
 from . import safe_files, storage
 from .params import current_value, parameter
 from .recorder_checks import _check_int
-from .validation import PER_SNAPSHOT, check_index, check_meta, check_names_shapes, check_snapshots, check_steps
+from .validation import (PER_SNAPSHOT, check_device, check_index, check_meta, check_names_shapes, check_snapshots,
+                         check_steps)
 
 FORMAT = "koopman_tut.recording.trajectory/1"
 
@@ -223,6 +224,8 @@ class Trajectory:
         if not (map_location is None or callable(map_location) or isinstance(map_location, (str, torch.device, dict))):
             raise TypeError(f"map_location must be a device (str or torch.device), a dict or a callable, as torch.load "
                             f"takes, got {map_location!r} ({type(map_location).__name__})")
+        if isinstance(map_location, (str, torch.device)):
+            check_device("map_location", map_location)  # the argument's fault, named, not the file's
         if storage.is_disk_trajectory(path):
             return cls(*storage.open_recording(path))
         with open(path, "rb") as f:

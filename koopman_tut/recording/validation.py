@@ -192,3 +192,25 @@ def check_snapshots(snapshots) -> torch.Tensor:
     if snapshots.shape[1] < 1:
         raise ValueError(f"snapshots must have at least one snapshot (column), got shape {tuple(snapshots.shape)}")
     return snapshots
+
+
+def check_device(name: str, device) -> torch.device:
+    """``device`` (a str such as 'cpu' or 'cuda:1', a torch.device, or a CUDA index) as a torch.device that
+    holds values on this machine; TypeError / ValueError naming ``name`` for anything else: a typo ('gpu'),
+    'meta' (no values), or a CUDA or MPS device this machine does not have."""
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
+        raise TypeError(f"{name} must be a device (a str such as 'cpu' or 'cuda:0', or a torch.device), "
+                        f"got {device!r} ({type(device).__name__})")
+    try:
+        d = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name}={device!r} is not a device: expected 'cpu', 'cuda', 'cuda:N', 'mps' or another "
+                         f"torch device type") from None
+    if d.type == "meta":
+        raise ValueError(f"{name}='meta' holds no values: use 'cpu' or a GPU")
+    count = torch.cuda.device_count() if d.type == "cuda" and torch.cuda.is_available() else 0
+    if d.type == "cuda" and (d.index or 0) >= count:
+        raise ValueError(f"{name}={device!r}, but this machine has {count} usable CUDA device(s)")
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={device!r}, but MPS is not available on this machine")
+    return d
