@@ -20,8 +20,8 @@ Two routes give the same answer:
   point agree with the float64 SVD route to about eps64 * (s_max / s_r)^2 (s_r the smallest
   kept singular value), whatever the BLAS, thread count or CPU kernels.
 
-Rank: singular values at or below max(n, T) * eps * s_max, eps that of the data's dtype
-(numpy.linalg.matrix_rank's rule: below it a direction is rounding of the stored data),
+Rank: singular values at or below T * eps * s_max, eps that of the data's dtype
+(numpy.linalg.matrix_rank's rule with the snapshot count in place of max(n, T)),
 are dropped on both routes, and on the Gram route also those below its own floor
 2 sqrt(eps64) s_max; for float32 data the first dominates, so both routes keep the same
 rank. Float64 data can hold directions between the two (modes that have nearly decayed):
@@ -91,8 +91,10 @@ def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, gram_route: bool =
     """Singular values at or below this are numerically zero.
 
     s_max * T * eps(dtype): numpy.linalg.matrix_rank's rule with the snapshot count in place
-    of max(n, T); the stored data's own rounding (at most eps/2 per entry, so a perturbation
-    of norm <= eps/2 sqrt(T) s_max) cannot tell such directions from zero. On the Gram route
+    of max(n, T), a margin of 2 sqrt(T) above the stored data's own rounding (at most eps/2 per
+    entry, so a perturbation of norm <= eps/2 sqrt(T) s_max). In float16 / bfloat16 that cut is
+    coarse (31 snapshots: 3% / 24% of s_max) and drops directions above their rounding; record in
+    float32 to keep them. On the Gram route
     also 2 sqrt(eps64) s_max: the float64 eigensolver of X^H X resolves squared singular
     values to ~eps64 s_max^2. For float32 data the first term is the larger (T >= 2), so
     both routes keep the same numerical rank.
@@ -268,6 +270,8 @@ def _from_factor(W: Tensor, Z: Tensor, svd_rank, n_rows: int, method: str, group
 def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int, group=None) -> DMDResult:
     """Route "gram": everything from G = W^H W (float64); X^H X = G[:-1,:-1], X^H Y = G[:-1,1:]."""
     m = G.shape[-1] - 1
+    if 0 < float(G[:m, :m].diagonal().max()) < 2.0**-968:  # products below ~n 2^-1022 / eps64: subnormal digits
+        raise ValueError(nothing_to_decompose(W, group))  # names the rescaling (an exact power of two)
     evals, evecs = torch.linalg.eigh(G[:m, :m])  # X^H X = V S^2 V^H, ascending
     s, V = evals.flip(0).clamp_min(0).sqrt(), evecs.flip(1)
     floor = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, gram_route=True)
