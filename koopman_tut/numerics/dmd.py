@@ -270,7 +270,7 @@ def _from_factor(W: Tensor, Z: Tensor, svd_rank, n_rows: int, method: str, group
 def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int, group=None) -> DMDResult:
     """Route "gram": everything from G = W^H W (float64); X^H X = G[:-1,:-1], X^H Y = G[:-1,1:]."""
     m = G.shape[-1] - 1
-    if 0 < float(G[:m, :m].diagonal().max()) < 2.0**-968:  # products below ~n 2^-1022 / eps64: subnormal digits
+    if 0 < float(G[:m, :m].diagonal().real.max()) < 2.0**-968:  # products below ~n 2^-1022 / eps64: subnormal digits
         raise ValueError(nothing_to_decompose(W, group))  # names the rescaling (an exact power of two)
     evals, evecs = torch.linalg.eigh(G[:m, :m])  # X^H X = V S^2 V^H, ascending
     s, V = evals.flip(0).clamp_min(0).sqrt(), evecs.flip(1)
