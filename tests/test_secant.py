@@ -366,3 +366,28 @@ def test_a_setting_a_logged_dict_lacks_is_the_one_the_group_started_with():
     sparse = kt.Trajectory(run.traj.snapshots, run.traj.steps, run.traj.names, run.traj.shapes, meta)
     assert torch.equal(kt.estimate_limit(sparse, "secant"), full)
     assert _rel(full, run.x_star, run.traj.snapshots) < 1e-6
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_a_short_window_whose_misfit_is_small_in_gradient_units_is_not_trusted(nesterov):
+    """A review's windows: rank-6 Hessian geomspace(0.2, 4, 6), lr 0.05, momentum 0.9, 10 warm-up steps. With
+    7-8 snapshots the slowest directions are unseen: limits 5-52% off with misfits of only 0.007-0.14 (the slow
+    directions are small in gradient units), trusted before. The refit without the last snapshot warns on every
+    one more than 10% off, and a window that resolves every direction (9-12 snapshots: the last gradient
+    explained to within its rounding bound) stays silent."""
+    far = 0
+    for seed in range(1, 6):
+        for n_steps in range(6, 12):
+            run = systems.quadratic_sgd(np.geomspace(0.2, 4, 6), 0.05, momentum=0.9, nesterov=nesterov, warmup=10,
+                                        n_steps=n_steps, dim=60, seed=seed)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                est = kt.estimate_limit(run.traj, "secant")
+            err, warned = _rel(est, run.x_star, run.traj.snapshots), any(
+                issubclass(w.category, kt.UntrustedLimitWarning) for w in caught)
+            if err > 0.1:
+                far += 1
+                assert warned, (seed, n_steps, err)
+            elif err < 0.01:
+                assert not warned, (seed, n_steps, err, [str(w.message) for w in caught])
+    assert far >= 5  # the windows that test the check are there

@@ -215,7 +215,7 @@ class AffineModel:
                 and not unreadable(*self.optimizer[:2], T):  # check 6 of .trust: under momentum only
             f = plain_factor(self.factor, self.delays)
             fit = secant_fit(self.W, *self.optimizer[:2], f)
-            if fit.reliable:  # else it abstains: a secant that cannot be believed checks nothing
+            if fit.resolved:  # else it abstains: a secant that cannot be believed checks nothing
                 out.secant = _ratio(gap(self.W, fit, f, coef), self._norm(c))
         if warn:
             warn_untrusted(out, "limit" if math.isinf(h) else f"{h:g}-snapshot forecast", stacklevel=4)

@@ -33,7 +33,9 @@ whose gradient differences fall below that bound are cut (float32 recordings who
 roundings of the parameters lose most of them), and the step misses what they carried. The fit's
 ``misfit``, the share of the last gradient the gradients' differences leave unexplained, reports
 that, and a window too short for the directions training moves in; above ``TRUST_TOL`` the estimate
-warns (:class:`SecantFit`). On a minibatch window each g_t is a minibatch gradient: the least squares
+warns (:class:`SecantFit`). A misfit in gradient units understates the distance the slow directions
+carry, so where it lies above its rounding bound the fit of the window without its last snapshot must
+also agree (``spread``). On a minibatch window each g_t is a minibatch gradient: the least squares
 then fits their noise, and only measurement says how well it predicts (notebook 05 and
 ``benchmarks/secant_limit.py``). Everything is computed from the differences' factor (one pass over
 W, or a float64 QR for small W) and one more pass for the combination of snapshots, as MPE and RRE are.
@@ -70,15 +72,28 @@ class SecantFit:
         perturbations move the limit, relative to ||x* - x_{T-1}|| (as check 4 of
         :mod:`koopman_tut.numerics.trust`): the slow directions, small in gradient units, carry
         most of the distance left, and a fit that rounding moves does not pin them.
+    spread : how far the secant limit of the window without its last snapshot lies from this one,
+        relative to ||x* - x_{T-1}|| (as check 4's refit): the misfit is in gradient units, where the
+        slow directions a short window misses are small, so a misfit of 0.02-0.04 let limits 21-52% off
+        pass (heavy ball and Nesterov on a rank-6 quadratic, 7-8 snapshots; a review); inf where that
+        window is too short for a fit; 0 where the misfit lies within its rounding bound (the steps'
+        rounding through the gradients): the last gradient is then explained, and on a quadratic the
+        limit exact (such fits measured 0.02-0.07 of the bound, those with unseen directions 5e5 and more).
     """
 
     coef: Tensor
     misfit: float
     conditioning: float = 0.0
+    spread: float = 0.0
+
+    @property
+    def resolved(self) -> bool:
+        """Misfit and conditioning within TRUST_TOL (check 6 of the Koopman limit reads the secant then)."""
+        return self.misfit <= TRUST_TOL and self.conditioning <= TRUST_TOL
 
     @property
     def reliable(self) -> bool:
-        return self.misfit <= TRUST_TOL and self.conditioning <= TRUST_TOL
+        return self.resolved and self.spread <= TRUST_TOL
 
 
 def secant_fit(W: Tensor, meta: dict, stride: int, factor: Factor | None = None) -> SecantFit:
@@ -90,6 +105,28 @@ def secant_fit(W: Tensor, meta: dict, stride: int, factor: Factor | None = None)
     if why:
         raise ValueError(f"method='secant' {why}")
     lrs, beta, damp, nesterov = _steps(meta, T)
+    f = difference_factor(W, 0, None, None, "auto") if factor is None else factor
+    z, misfit, conditioning, noise = _fit(f, lrs, beta, damp, nesterov, perturb=True)
+    first = 1 if bool((beta > 0).any()) else 0
+    # the window without its last snapshot: its fit against this one, unless the last gradient is explained to
+    # within the rounding bound (then no direction it moves in is unseen: exact on a quadratic)
+    spread = 0.0 if misfit <= noise else math.inf
+    if misfit > noise and T - 1 - first >= 3:
+        zs = _fit(replace(f, Rd=f.Rd[:, :-1]), lrs[:-1], beta[:-1], damp[:-1], nesterov, perturb=False)[0]
+        size = float(torch.linalg.vector_norm(f.Rd @ z))  # ||x* - x_{T-1}||; x*_s - x_{T-1} = D [zs; -1]
+        moved = float(torch.linalg.vector_norm(f.Rd @ (z - torch.cat([zs, zs.new_tensor([-1.0])]))))
+        spread = moved / size if size > 0 else 0.0 if moved == 0 else math.inf
+    M = difference_matrix(T)  # (T, T-1): D = W M
+    c = torch.zeros(T, dtype=torch.float64)
+    c[T - 1] = 1
+    return SecantFit(c + M @ z, misfit, conditioning, spread)
+
+
+def _fit(f: Factor, lrs: Tensor, beta: Tensor, damp: Tensor, nesterov: bool, perturb: bool
+         ) -> tuple[Tensor, float, float, float]:
+    """(x* - x_{T-1} in the coordinates of the steps D (T-1,), misfit, conditioning, the misfit's rounding) of the window whose
+    steps' factor is ``f.Rd`` (., T-1) and whose steps have ``lrs``, ``beta``, ``damp`` (T-1,)."""
+    T = lrs.numel() + 1
     first = 1 if bool((beta > 0).any()) else 0  # the first gradient the window implies
     # in the coordinates of the steps D = [d_0 .. d_{T-2}] (n, T-1): s = D diag(-1/lr)
     S = torch.diag(-1.0 / lrs)  # (T-1, T-1)
@@ -108,30 +145,27 @@ def secant_fit(W: Tensor, meta: dict, stride: int, factor: Factor | None = None)
     if nesterov and first:
         KdP = KdP - c[j] * E[:, j - 1]
     KdG = KG[:, 1:] - KG[:, :-1]  # (T-1, m-1)
-    f = difference_factor(W, 0, None, None, "auto") if factor is None else factor
     floor = numerical_tol(float(torch.linalg.matrix_norm(f.Rd, 2)), T - 2, f)  # D's rounding
     tol = floor * float(torch.linalg.matrix_norm(KdG, 2))  # D's rounding through KdG: a bound
 
-    def solve(R: Tensor) -> tuple[Tensor, float]:  # (x* - p_last in D's coordinates (T-1,), misfit)
-        A, b = R @ KdG, R @ KG[:, -1]
-        s_A = float(torch.linalg.matrix_norm(A, 2))
+    def solve(R: Tensor) -> tuple[Tensor, float, float]:  # (x* - p_last in D's coordinates (T-1,), misfit, its
+        A, b = R @ KdG, R @ KG[:, -1]                     # rounding: D's through the gradients, as a share of b)
+        s_A, nb = float(torch.linalg.matrix_norm(A, 2)), float(torch.linalg.vector_norm(b))
         coef = min_norm_lstsq(A, b, tol / s_A) if s_A > tol else torch.zeros(KdG.shape[1], dtype=torch.float64)
-        misfit = float(torch.linalg.vector_norm(A @ coef - b) / torch.linalg.vector_norm(b)) if b.any() else 0.0
-        return -KdP @ coef, misfit
+        misfit = float(torch.linalg.vector_norm(A @ coef - b)) / nb if nb > 0 else 0.0
+        noise = (tol * float(coef.norm()) + floor * float(KG[:, -1].norm())) / nb if nb > 0 else 0.0
+        return -KdP @ coef, misfit, noise
 
-    y, misfit = solve(f.Rd)
+    y, misfit, noise = solve(f.Rd)
     # x* = p_last + D y; p_last = x_{T-2} + c_{T-2} d_{T-3} = x_{T-1} - D u
     u = E[:, T - 2] - (c[T - 2] * E[:, T - 3] if nesterov and first else 0.0)
     level = max(f.data_floor, f.gram_floor if f.gram_route else 0.0)  # as check 4 of .trust perturbs
     g, moves = torch.Generator().manual_seed(0), []
-    for _ in range(2 if level > 0 else 0):
+    for _ in range(2 if level > 0 and perturb else 0):
         delta = torch.randn(f.Rd.shape, generator=g, dtype=torch.float64)
         moves.append(float(torch.linalg.vector_norm(f.Rd @ (y - solve(f.Rd + delta * (level / delta.norm()))[0]))))
     size = float(torch.linalg.vector_norm(f.Rd @ (y - u)))  # ||x* - x_{T-1}||
-    M = difference_matrix(T)  # (T, T-1): D = W M
-    c = torch.zeros(T, dtype=torch.float64)
-    c[T - 1] = 1
-    return SecantFit(c + M @ (y - u), misfit, max(moves, default=0.0) / size if size > 0 else 0.0)
+    return y - u, misfit, max(moves, default=0.0) / size if size > 0 else 0.0, noise
 
 
 def warn_unreliable(fit: SecantFit, stacklevel: int = 3) -> None:
@@ -143,6 +177,10 @@ def warn_unreliable(fit: SecantFit, stacklevel: int = 3) -> None:
         why.append(f"the gradients' differences leave {fit.misfit:.2g} of the last gradient unexplained (a window "
                    f"too short for the directions training moves in, minibatch noise, or curvature that changes "
                    f"along the window)")
+    if not fit.spread <= TRUST_TOL:
+        why.append("the window without its last snapshot puts it " + (f"{fit.spread:.2g} of its size away" if
+                   math.isfinite(fit.spread) else "nowhere (too short for a fit)") + " (a window too short for the "
+                   "slow directions, which are small in gradient units: record more snapshots)")
     if not fit.conditioning <= TRUST_TOL:
         why.append(f"perturbations as small as the data's rounding move it by {fit.conditioning:.2g} of its size "
                    f"(directions lost once the optimizer is undone: record in float64)")
