@@ -35,8 +35,8 @@ def res():
     (lambda r: r.slow_part(radius=float("nan")), ValueError, r"radius must be a finite number >= 0, got nan"),
     (lambda r: r.combine(torch.ones(2)), ValueError, r"weights must be \(5,\) or \(5, k\).*got shape \(2,\)"),
     (lambda r: r.combine(torch.ones(5, 2, 2)), ValueError, r"weights must be .*got shape \(5, 2, 2\)"),
-    (lambda r: r.predict("3"), TypeError, r"t must be a real number or an array of real numbers"),
-    (lambda r: r.predict(True), TypeError, r"t must be a real number"),
+    (lambda r: r.predict("3"), TypeError, r"t must be a number of snapshots or a sequence of them, got .3."),
+    (lambda r: r.predict(True), TypeError, r"t must be a number"),
 ])
 def test_result_methods_name_the_bad_argument(res, call, error, match):
     with pytest.raises(error, match=match):

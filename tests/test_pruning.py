@@ -175,6 +175,7 @@ def test_koopman_scores_reject_bad_trajectories(trained):
     traj = traj.window()
     traj.snapshots = torch.cat([traj.snapshots, traj.snapshots, traj.snapshots], 1)
     traj.steps = torch.arange(3)
+    traj.meta["lrs"] = traj.meta["lrs"] * 3  # one per snapshot, as the fields are checked again where used
     with pytest.raises(ValueError, match="NaN"):
         P.kmp_scores(traj)
     with pytest.raises(ValueError, match="do not match the model"):

@@ -29,7 +29,9 @@ def powers(eigs: Tensor, t) -> Tensor:
     lam = torch.as_tensor(eigs).cpu().to(torch.complex128)
     if isinstance(t, (bool, np.bool_)) or getattr(t, "dtype", None) in (bool, np.bool_, torch.bool):
         raise TypeError(f"t must be a number of snapshots or a sequence of them, got {t!r} (bool)")
-    try:
+    try:  # text is no time, though numpy reads '3' as 3.0
+        if isinstance(t, (str, bytes)) or (not isinstance(t, torch.Tensor) and np.asarray(t).dtype.kind in "USO"):
+            raise TypeError(f"text or objects: {t!r}")
         tt = torch.as_tensor(np.atleast_1d(np.asarray(t, dtype=np.float64)))
     except (TypeError, ValueError) as e:
         raise TypeError(f"t must be a number of snapshots or a sequence of them, got {t!r}") from e
@@ -198,8 +200,6 @@ class DMDResult:
     # -- dynamics
     def weights(self, t, indices: Sequence[int] | Tensor | None = None) -> Tensor:
         """amplitudes * eigs**t, shape (r, k) complex128; rows outside ``indices`` are zero."""
-        if np.asarray(t).dtype.kind not in "iuf":  # a string, a bool, an object
-            raise TypeError(f"t must be a real number or an array of real numbers (snapshot index units), got {t!r}")
         w = self.amplitudes.cpu().to(torch.complex128)[:, None] * powers(self.eigs, t)
         if indices is not None:
             keep = torch.zeros(self.rank, dtype=torch.bool)
