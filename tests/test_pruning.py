@@ -321,3 +321,6 @@ def test_gradients_weight_each_batch_by_its_examples():
         assert torch.allclose(whole[n], parts[n], rtol=1e-12, atol=1e-14), n
     equal_weights = {n: sum(gradients(model, [b])[n] for b in split) / 3 for n in whole}
     assert any(not torch.allclose(whole[n], equal_weights[n], rtol=1e-6) for n in whole), "the control differs"
+    with pytest.warns(UserWarning, match=r"n_batches=5, but the loader yielded 3 batch\(es\) \(71 examples\)"):
+        fewer = gradients(model, split, n_batches=5)  # averaged over what there is, and said
+    assert all(torch.equal(fewer[n], parts[n]) for n in whole)

@@ -5,6 +5,7 @@ the baseline Redman et al. (ICLR 2022) compare Koopman gradient pruning with.
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Callable
 
@@ -104,6 +105,9 @@ def gradients(model: nn.Module, loader, n_batches: int = 1, loss_fn: Callable = 
             seen, examples = seen + 1, examples + size
     if seen == 0 or examples == 0:
         raise ValueError("loader yielded no batches" if seen == 0 else "loader yielded only empty batches")
+    if seen < n_batches:  # averaged over fewer batches than asked for: say so
+        warnings.warn(f"n_batches={n_batches}, but the loader yielded {seen} batch(es) ({examples} examples): the "
+                      f"gradient is their average", stacklevel=3)
     return {n: g / examples for n, g in grads.items()}
 
 
