@@ -368,26 +368,27 @@ def test_a_setting_a_logged_dict_lacks_is_the_one_the_group_started_with():
     assert _rel(full, run.x_star, run.traj.snapshots) < 1e-6
 
 
-@pytest.mark.parametrize("nesterov", [False, True])
-def test_a_short_window_whose_misfit_is_small_in_gradient_units_is_not_trusted(nesterov):
-    """A review's windows: rank-6 Hessian geomspace(0.2, 4, 6), lr 0.05, momentum 0.9, 10 warm-up steps. With
-    7-8 snapshots the slowest directions are unseen: limits 5-52% off with misfits of only 0.007-0.14 (the slow
-    directions are small in gradient units), trusted before. The refit without the last snapshot warns on every
-    one more than 10% off, and a window that resolves every direction (9-12 snapshots: the last gradient
-    explained to within its rounding bound) stays silent."""
-    far = 0
-    for seed in range(1, 6):
-        for n_steps in range(6, 12):
-            run = systems.quadratic_sgd(np.geomspace(0.2, 4, 6), 0.05, momentum=0.9, nesterov=nesterov, warmup=10,
-                                        n_steps=n_steps, dim=60, seed=seed)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                est = kt.estimate_limit(run.traj, "secant")
-            err, warned = _rel(est, run.x_star, run.traj.snapshots), any(
-                issubclass(w.category, kt.UntrustedLimitWarning) for w in caught)
-            if err > 0.1:
-                far += 1
-                assert warned, (seed, n_steps, err)
-            elif err < 0.01:
-                assert not warned, (seed, n_steps, err, [str(w.message) for w in caught])
-    assert far >= 5  # the windows that test the check are there
+@pytest.mark.slow
+def test_the_refit_without_the_last_snapshot_catches_most_short_windows_the_misfit_trusts():
+    """A review's family: rank-6 Hessian geomspace(0.2, 4, 6), lr 0.05, momentum 0.9 (heavy ball and Nesterov),
+    10 warm-up steps, 6-14 snapshots, here at 30 seeds. The misfit alone (SecantFit.resolved, the rule before)
+    trusts short windows whose unseen slow directions put the limit 10-52% off: it is in gradient units, where
+    those directions are small. With the refit's spread most of them warn, and few limits within 1% do. (Not
+    all: at the shortest window that resolves every direction, the one without its last snapshot is one
+    gradient short; and a bias both fits share is not seen: docs/trust.md.)"""
+    from koopman_tut.numerics.secant import secant_fit
+    far = near = far_before = far_after = near_after = 0
+    for seed in range(30):
+        for nesterov in (False, True):
+            for n_steps in range(5, 14):
+                run = systems.quadratic_sgd(np.geomspace(0.2, 4, 6), 0.05, momentum=0.9, nesterov=nesterov,
+                                            warmup=10, n_steps=n_steps, dim=60, seed=seed)
+                fit = secant_fit(run.traj.snapshots, run.traj.meta, 1)
+                err = _rel(run.traj.snapshots.double() @ fit.coef, run.x_star, run.traj.snapshots)
+                if err > 0.1:
+                    far, far_before, far_after = far + 1, far_before + fit.resolved, far_after + fit.reliable
+                elif err < 0.01:
+                    near, near_after = near + 1, near_after + (not fit.reliable)
+    assert far >= 30 and near >= 100  # both kinds are there to count
+    assert far_before >= 0.2 * far  # the control: the misfit alone trusts many far limits
+    assert far_after <= 0.25 * far_before and near_after <= 0.05 * near, (far, far_before, far_after, near, near_after)

@@ -77,8 +77,9 @@ class SecantFit:
         slow directions a short window misses are small, so a misfit of 0.02-0.04 let limits 21-52% off
         pass (heavy ball and Nesterov on a rank-6 quadratic, 7-8 snapshots; a review); inf where that
         window is too short for a fit; 0 where the misfit lies within its rounding bound (the steps'
-        rounding through the gradients): the last gradient is then explained, and on a quadratic the
-        limit exact (such fits measured 0.02-0.07 of the bound, those with unseen directions 5e5 and more).
+        rounding through the gradients), which an exact fit leaves. A bias both fits share is not seen,
+        and that bound grows with the fit's coefficients, so some far-off fits skip the refit: measured in
+        docs/trust.md ("The secant limit's own check").
     """
 
     coef: Tensor
