@@ -137,7 +137,8 @@ class TrajectoryRecorder:
         cap = (self.stop - self.start) // self.every + 1 if self.stop is not None else self.max_snapshots
         cap, n = cap if self.max_snapshots is None else min(cap, self.max_snapshots), self.rows[1] - self.rows[0]
         self.meta0 = self._meta()  # the optimizer settings when recording starts, on every route
-        self._lr_groups, self._members = self._groups_now(), membership(optimizer, self.names, self._tensors)
+        self._members = membership(optimizer, self.names, self._tensors)
+        self._lr_groups = self._groups_now(self._members)
         if path is None:
             self.storage, self._disk = allocate(cap, n, dtype, self.device, max_fraction), None
         else:
@@ -182,18 +183,17 @@ class TrajectoryRecorder:
                for i, lo, hi in self._pieces]
         return [n for n, _ in out], [s for _, s in out]
 
-    def _groups(self) -> list[tuple[dict, list[str]]]:
-        return recorded_groups(self.optimizer, self.names, self._tensors)
-
-    def _groups_now(self) -> list[dict]:
-        """The param groups holding recorded parameters (the first group when none does)."""
-        return [g for g, _ in self._groups()] or self.optimizer.param_groups[:1]
+    def _groups_now(self, members: list[tuple[int, list[str]]]) -> list[dict]:
+        """The param groups holding recorded parameters, from their :func:`.groups.membership` (the first group
+        when none does)."""
+        pg = self.optimizer.param_groups
+        return [pg[i] for i, _ in members] or pg[:1]
 
     def _meta(self) -> dict:
         """Stride, coarsest dtype trained (``trained_in``), optimizer settings (rows held, when sharded): the top level
         the first parameter group's that holds a recorded parameter; ``groups`` every such group's names, initial lr and
         settings (undone on its rows); ``other_momentum`` (only when True): a group holding none of them has momentum."""
-        held = self._groups()
+        held = recorded_groups(self.optimizer, self.names, self._tensors)
         settings = [group_meta(g, names) for g, names in held]
         first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
         meta = {"every": self.every, **trained_in_meta(self._tensors), "optimizer": type(self.optimizer).__name__,
@@ -262,7 +262,7 @@ class TrajectoryRecorder:
         now = membership(self.optimizer, self.names, self._tensors)
         if now != self._members:  # raised again at every step: nothing saved from this walk
             raise RuntimeError(moved_message(self._members, now))
-        self._lr_groups = self._groups_now()  # new dicts after optimizer.load_state_dict
+        self._lr_groups = self._groups_now(now)  # new dicts after optimizer.load_state_dict
         self._plists, self._plens = params_lists(self.optimizer)
         self._writer.prepare(found)
         self._aliases = [local_tensor(t).detach() for _, t, _ in found]
