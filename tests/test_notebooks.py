@@ -186,8 +186,16 @@ def test_claims_hold_at_seeds_nobody_chose(stem, seed, tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--only", "07", "-p", "WIDTHS", "[5, 5]"], "WIDTHS [5, 5] needs at least 2 different widths"),
+    (["--only", "07", "-p", "WIDTHS", "[5]"], "WIDTHS [5] needs at least 2 different widths"),
+    (["--only", "07", "-p", "WIDTHS", "[5, 5]"], "a list of ints >= 1, in increasing order"),
     (["--only", "03", "-p", "COMPRESSIONS", "[1]"], "COMPRESSIONS [1] needs a compression above 1"),
+    (["--only", "03", "-p", "COMPRESSIONS", "[32, 2, 8]"], "a list of numbers >= 1, in increasing order"),
+    (["--only", "03", "-p", "COMPRESSIONS", "[2, 8, 8, 32]"], "a list of numbers >= 1, in increasing order"),
+    (["--only", "00", "-p", "COMPRESSION", "1"], "COMPRESSION 1 prunes nothing"),
+    (["--only", "01", "-p", "N_STEPS", "8"], "-p N_STEPS 8 is not an int >= 9"),
+    (["--only", "01", "-p", "DIM", "8"], "-p DIM 8 is not an int >= 9"),
+    (["--only", "06", "-p", "LR_RATIO", "1"], "-p LR_RATIO 1 is not an int >= 2"),
+    (["--only", "07", "-p", "FT_STEPS", "1"], "-p FT_STEPS 1 is not an int >= 2"),
     (["--only", "07", "-p", "SEEDS", "1"], "SEEDS=1 gives one seed"),
     (["--only", "04", "-p", "SEEDS", "[7]"], "SEEDS=[7] gives one seed"),
     (["--only", "05", "-p", "STARTS", "[20, 80, 3000]"], "FINAL_STEPS=2000: final_steps=2000 must be at least the last start"),

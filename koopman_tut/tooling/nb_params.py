@@ -6,7 +6,9 @@ value) must fit the default written there, by these rules:
 * **type** -- the default's type: a bool takes ``True``/``False`` only; an int takes ints
   (not bools, not floats); a float takes ints or floats; a str takes the text as typed
   (``-p DATASET mnist``); a list takes a non-empty list or tuple of its elements' type, and
-  is passed on as typed (a tuple stays a tuple). A parameter whose comment says "or a list"
+  is passed on as typed (a tuple stays a tuple); ``INCREASING`` lists (compressions, starts,
+  horizons, widths) must be strictly increasing, since a notebook pairs them with its rows of
+  results in that order (``[32, 2, 8]`` labelled 32's accuracies as 8's). A parameter whose comment says "or a list"
   (``SEEDS = 5  # ... (or a list of seeds)``) also takes a list of the default's type.
   Other values are Python literals (``ast.literal_eval``); text that is not one is a string.
 * **range** -- every int in these notebooks counts something (epochs, steps, snapshots,
@@ -29,9 +31,14 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MINIMUM = {"WINDOW": 2, "N_STEPS": 2, "EPOCHS": 1, "BATCH_SIZE": 1, "EVERY": 1, "DIM": 1, "BIG_N": 1,
-           "SEEDS": 1, "LR_RATIO": 1, "FINAL_STEPS": 1, "COMPRESSION": 1, "COMPRESSIONS": 1, "HORIZONS": 1,
-           "WIDTHS": 1, "WIDTH_EPOCHS": 1, "INITS": 1, "FT_RUNS": 1}  # a list's minimum holds for each element
+MINIMUM = {"WINDOW": 2, "N_STEPS": 9, "EPOCHS": 1, "BATCH_SIZE": 1, "EVERY": 1, "DIM": 9, "BIG_N": 1,
+           "SEEDS": 1, "LR_RATIO": 2, "FINAL_STEPS": 1, "COMPRESSION": 1, "COMPRESSIONS": 1, "HORIZONS": 1,
+           "WIDTHS": 1, "WIDTH_EPOCHS": 1, "INITS": 1, "FT_RUNS": 1,
+           "FT_STEPS": 2}  # a list's minimum holds for each element
+# 01: its quadratic has 8 Hessian eigenvalues and x*, 9 modes: DIM and N_STEPS >= 9 (with 8 DMD finds 8 of them);
+# 06: LR / LR_RATIO is a second learning rate, so LR_RATIO = 1 would compare LR with itself;
+# 07: FT_STEPS steps give FT_STEPS + 1 snapshots per run, and a spectrum with 1 delay needs 3
+INCREASING = {"COMPRESSIONS", "STARTS", "HORIZONS", "WIDTHS"}  # sizes a notebook pairs with its rows in order
 NUMBERS = {"COMPRESSION", "COMPRESSIONS"}  # ints in the cell, any real number >= 1 allowed
 SEED_LIMIT = 2**32
 _NOUNS = {"bool": ("True or False", "bools"), "int": ("an int", "ints"), "number": ("a number", "numbers"),
@@ -51,6 +58,7 @@ class Rule:
     item: Rule | None = None
     alternative: Rule | None = None
     distinct: bool = False  # a list's elements: no repeats (seeds: a repeat counts one run twice)
+    increasing: bool = False  # a list's elements: strictly increasing (sizes a notebook pairs with rows in order)
 
     def accepts(self, value) -> bool:
         if self.alternative is not None and self.alternative.accepts(value):
@@ -59,7 +67,8 @@ class Rule:
             return self.kind == "any" or isinstance(value, str if self.kind == "str" else bool)
         if self.kind == "list":
             return (isinstance(value, (list, tuple)) and len(value) > 0 and all(map(self.item.accepts, value))
-                    and (not self.distinct or len(set(value)) == len(value)))
+                    and (not self.distinct or len(set(value)) == len(value))
+                    and (not self.increasing or all(a < b for a, b in zip(value, value[1:]))))
         if isinstance(value, bool) or not isinstance(value, int if self.kind == "int" else (int, float)):
             return False
         return (math.isfinite(value) and (self.low is None or value >= self.low)
@@ -69,7 +78,7 @@ class Rule:
         """``"an int >= 1"``, ``"a list of numbers >= 1 (or a tuple)"``, ..."""
         if self.kind == "list":
             text = (f"{'lists' if plural else 'a list'} of {'distinct ' * self.distinct}"
-                    f"{self.item.describe(plural=True)} (or a tuple)")
+                    f"{self.item.describe(plural=True)}{', in increasing order' * self.increasing} (or a tuple)")
         else:
             high = "2**32" if self.high == SEED_LIMIT else format(self.high or 0, "g")
             bounds = ["> 0" if self.positive else f">= {self.low:g}" if self.low is not None else "",
@@ -82,7 +91,7 @@ def rule_for(name: str, default, help: str = "") -> Rule:
     """The :class:`Rule` of parameter ``name`` from its default and comment (see the module docstring)."""
     if isinstance(default, (list, tuple)):
         sample = next((x for x in default if isinstance(x, float)), default[0]) if default else None
-        return Rule("list", item=rule_for(name, sample))
+        return Rule("list", item=rule_for(name, sample), increasing=name in INCREASING)
     if isinstance(default, bool):
         rule = Rule("bool")
     elif name in NUMBERS and isinstance(default, (int, float)):

@@ -25,10 +25,12 @@ def _starts_problem(v: dict) -> str | None:
     return None
 
 
-# notebook number -> [(parameters read, problem or None)]
+# notebook number ("*": every notebook) -> [(parameters read, problem or None)]
 RULES = {
-    "03": [(("COMPRESSIONS",), lambda v: None if any(c > 1 for c in v["COMPRESSIONS"]) else
-            f"COMPRESSIONS {list(v['COMPRESSIONS'])} needs a compression above 1 (1 is the dense network)")],
+    "*": [(("COMPRESSION",), lambda v: None if v["COMPRESSION"] > 1 else
+           f"COMPRESSION {v['COMPRESSION']!r} prunes nothing (1 is the dense network): it needs a compression above 1"),
+          (("COMPRESSIONS",), lambda v: None if any(c > 1 for c in v["COMPRESSIONS"]) else
+           f"COMPRESSIONS {list(v['COMPRESSIONS'])} needs a compression above 1 (1 is the dense network)")],
     "05": [(("STARTS", "WINDOW", "FINAL_STEPS"), _starts_problem)],
     "07": [(("WIDTHS",), lambda v: None if len(set(v["WIDTHS"])) >= 2 else
             f"WIDTHS {list(v['WIDTHS'])} needs at least 2 different widths: section 4 compares narrow with wide")],
@@ -45,7 +47,7 @@ def study_problems(values: dict[Path, dict], given: dict[Path, set]) -> list[str
     for path, v in values.items():
         if v.get("SMOKE") is True:
             continue
-        for names, problem in RULES.get(Path(path).stem[:2], []):
+        for names, problem in RULES["*"] + RULES.get(Path(path).stem[:2], []):
             if set(names) <= set(v) and set(names) & given[path]:
                 msg = problem(v)
                 if msg:
