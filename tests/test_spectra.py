@@ -203,6 +203,23 @@ def test_equivalence_example_matches_the_published_spectra():
     assert int((E["bisection"].abs() < 1e-12).sum()) == 4
 
 
+def test_bisection_as_the_authors_code_runs_it_gives_their_published_spectrum():
+    """Their bisection returns at f(z) == 0 and leaves its run's remaining entries at 0 (at_root="zeros"): its
+    six eigenvalues above 1e-3 are the published ones (5 decimals); the other four are rounding about a
+    nilpotent block. The tutorial's runs (a found root stays) are a different spectrum, as the control shows."""
+    runs = equivalence.equivalence_runs(at_root="zeros")["bisection"]
+    assert sum(not r[:, -1].any() for r in runs) == 20  # 20 starts jump to 0 after their root
+    E, mine = S.spectrum(runs, 4), S.equivalence_example()["bisection"]
+    big = E[E.abs() > 1e-3].numpy()
+    np.testing.assert_allclose(big, equivalence.PUBLISHED_BISECTION, atol=5e-6)
+    assert float(E[E.abs() <= 1e-3].abs().max()) < 2e-4
+    assert abs(complex(mine[0]) - 1) < 1e-9 and abs(complex(mine[0]) - equivalence.PUBLISHED_BISECTION[0]) > 0.01
+    stay = equivalence.equivalence_runs(at_root="stay")["bisection"]
+    assert all(np.array_equal(a, b) for a, b in zip(stay, equivalence.equivalence_runs()["bisection"]))
+    with pytest.raises(ValueError, match="at_root must be 'stay' or 'zeros'"):
+        equivalence.bisection(np.array([-1.0, -1.0]), np.array([1.0, 0.5]), at_root="zero")
+
+
 def test_equivalence_algorithms():
     x = equivalence.mirror_descent(np.array([0.01, 0.9]))
     assert x.shape == (2, 100) and np.all(np.diff(x, axis=1) <= 0)
@@ -361,3 +378,32 @@ def test_the_equivalence_simulators_refuse_starts_outside_their_box_and_bad_step
                         (lambda: equivalence.grid(0, 1, -1), "n .* must be an integer >= 1")):
         with pytest.raises(ValueError, match=match):  # before: clipped, run uphill, or numpy's own errors
             call()
+
+
+def _linear_runs(eigs, n_runs, T, seed):
+    """n_runs (d, T) runs of x_{t+1} = A x_t, A real with the real eigenvalues ``eigs`` in random coordinates."""
+    rng = np.random.default_rng(seed)
+    P = rng.standard_normal((len(eigs), len(eigs))) + 2 * np.eye(len(eigs))
+    A = P @ np.diag(eigs) @ np.linalg.inv(P)
+    return [np.stack([np.linalg.matrix_power(A, t) @ x for t in range(T)], 1)
+            for x in rng.standard_normal((n_runs, len(eigs)))]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_change_of_coordinates_keeps_the_full_spectrum_not_a_truncated_one(seed):
+    """spectrum's note: x -> P x leaves all modes' eigenvalues where they were (rounding), while modes= below the
+    dimension keeps the leading singular directions, which P and a rescaled coordinate change."""
+    runs = _linear_runs([0.95, 0.8, 0.5, 0.3], 5, 30, seed)
+    P = np.diag([1.0, 1.0, 1.0, 1e3]) @ np.random.default_rng(100 + seed).standard_normal((4, 4))
+    moved = [P @ r for r in runs]
+    assert S.wasserstein(S.spectrum(runs), S.spectrum(moved)) < 1e-8
+    np.testing.assert_allclose(S.spectrum(runs).real.numpy(), [0.95, 0.8, 0.5, 0.3], atol=1e-9)
+    assert S.wasserstein(S.spectrum(runs, modes=3), S.spectrum(moved, modes=3)) > 1e-3
+
+
+def test_shared_zeros_dilute_the_distance():
+    """wasserstein's note: two exactly linear 2-D systems, {0.9, 0.5} against {0.6, 0.2}: every delay adds two
+    zeros to both spectra, so the mean matched distance is 0.6 / (2 (k + 1))."""
+    a, b = _linear_runs([0.9, 0.5], 3, 60, 0), _linear_runs([0.6, 0.2], 3, 60, 1)
+    for k in (0, 1, 4, 9):
+        assert S.wasserstein(S.spectrum(a, k), S.spectrum(b, k)) == pytest.approx(0.6 / (2 * (k + 1)), abs=1e-9)

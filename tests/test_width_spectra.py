@@ -15,6 +15,15 @@ def test_delays_give_every_width_the_same_embedded_dimension():
     for span in (60, 20, 0):
         with pytest.raises(ValueError, match="span"):
             WS.delays_for((5, 10, 40), span)
+    for span, widths in ((80.0, (5, 10, 40)), (80, (5, 10, 40.0)), (True, (1,))):  # 80.0 gave float delays
+        with pytest.raises(ValueError, match="span and widths must be integers"):
+            WS.delays_for(widths, span)
+
+
+def test_a_float_span_is_refused_before_any_training(monkeypatch):
+    monkeypatch.setattr(WS.data, "get_datasets", lambda *a, **k: pytest.fail("it went on to load data and train"))
+    with pytest.raises(ValueError, match="span=20.0"):
+        WS.width_study(widths=(5, 10), seeds=(0, 1), span=20.0)
 
 
 def test_width_net_has_no_biases():

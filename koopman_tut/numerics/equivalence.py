@@ -8,6 +8,13 @@ on the same loss is not. Redman et al. (arXiv:2302.09160, Fig. 2) recover this f
 spectra; the setup here is theirs: f(x) = sum(tan x_i), d = 2, T = 100, eta = 1e-2, the box
 [1/T, 1]^d, 25 starts on a 5 x 5 grid per algorithm, 4 delays, all modes, runs pooled.
 
+One difference is this tutorial's choice: the authors' bisection returns as soon as f(z) is
+exactly 0 (20 of the 25 starts, after 52-57 halvings, when float64 runs out of digits) and
+leaves the rest of its preallocated run at 0, a jump to the origin that bisection does not
+make; here a bisection that has found its root stays there (``at_root="stay"``, the default).
+``at_root="zeros"`` runs it as their code does and gives their published spectrum
+(:data:`PUBLISHED_BISECTION`).
+
 Projections are exact: the Bregman divergence of R and the squared Euclidean distance are
 separable and convex in each coordinate with their minimum at the unprojected point, so both
 projections onto a box are coordinate-wise clipping (the authors minimize numerically with
@@ -22,10 +29,16 @@ import numpy as np
 
 T_STEPS, DIM, ETA = 100, 2, 1e-2
 LOW = 1.0 / T_STEPS  # the box [1/T, 1]^d
-# the eigenvalues Redman et al. published for OMD and OGD (4 delays, all 10 modes, 25 runs pooled),
-# rounded to 5 decimals: a spectrum that reproduces them lies within 5e-6 of each
+# the eigenvalues Redman et al. published for OMD and OGD (4 delays, all 10 modes, 25 runs pooled: the
+# *_eigs.npy files of their repository, william-redman/Identifying_Equivalent_Training_Dynamics), rounded here
+# to 5 decimals: a spectrum that reproduces them lies within 5e-6 of each
 PUBLISHED = {"OMD": (0.9979, 0.99644, 0.98379, 0.97988, 0.93197, 0.92458, 0.80117, 0.79254, 0.56513, 0.55814),
              "OGD": (1.00048, 0.99856, 0.99368, 0.98665, 0.94882, 0.93482, 0.81756, 0.79991, 0.57102, 0.55551)}
+# and for bisection as their code runs it (``at_root="zeros"``), the six eigenvalues of modulus above 1e-3 in
+# canonical order, to 5 decimals; their other four lie within 2e-4 of 0, fourth roots of rounding about a
+# nilpotent block (the runs' jump to 0 and the zeros after it), different in every computation
+PUBLISHED_BISECTION = (0.98024, 0.17922 + 0.46644j, 0.17922 - 0.46644j, 0.43982,
+                       -0.20703 + 0.23192j, -0.20703 - 0.23192j)
 
 
 def _check_run(start, lo: float, hi: float, name: str, steps=1, eta=ETA) -> np.ndarray:
@@ -77,25 +90,35 @@ def gradient_descent(u0: np.ndarray, steps: int = T_STEPS, eta: float = ETA) -> 
     return np.stack(out, 1)
 
 
-def bisection(a0: np.ndarray, b0: np.ndarray, steps: int = T_STEPS) -> np.ndarray:
+def bisection(a0: np.ndarray, b0: np.ndarray, steps: int = T_STEPS, at_root: str = "stay") -> np.ndarray:
     """Bisection on f with whole vectors: z = (a + b) / 2 replaces a if f(z) < 0, b if f(z) > 0
-    (f(a0) < 0 < f(b0) required; at f(z) = 0 it stays). Returns (d, steps) in z."""
+    (f(a0) < 0 < f(b0) required). Returns (d, steps) in z.
+
+    ``at_root``: what a run does once f(z) is exactly 0: "stay" at z (this tutorial's choice: the
+    method has found its root), or "zeros", as the authors' code does (it returns, and the rest of
+    its preallocated run keeps its initial zeros).
+    """
+    if at_root not in ("stay", "zeros"):
+        raise ValueError(f"at_root must be 'stay' or 'zeros', got {at_root!r}")
     a, b = (_check_run(v, -np.pi / 2, np.pi / 2, k, steps) for k, v in (("a0", a0), ("b0", b0)))  # tan's branch
     if a.shape != b.shape:
         raise ValueError(f"a0 and b0 must have the same shape, got {a.shape} and {b.shape}")
     if not loss(a) < 0 < loss(b):
         raise ValueError(f"bisection needs f(a0) < 0 < f(b0), got f(a0)={loss(a):.3g}, f(b0)={loss(b):.3g}")
     z = (a + b) / 2
-    out = [z]
-    for _ in range(steps - 1):
+    out = np.zeros((a.size, steps))
+    out[:, 0] = z
+    for t in range(1, steps):
         fz = loss(z)
         if fz < 0:
             a = z
         elif fz > 0:
             b = z
+        elif at_root == "zeros":
+            break
         z = (a + b) / 2
-        out.append(z)
-    return np.stack(out, 1)
+        out[:, t] = z
+    return out
 
 
 def grid(lo: float, hi: float, n: int = 5) -> np.ndarray:
@@ -105,13 +128,14 @@ def grid(lo: float, hi: float, n: int = 5) -> np.ndarray:
     return np.reshape(np.meshgrid(np.linspace(lo, hi, n), np.linspace(lo, hi, n)), (2, n * n))
 
 
-def equivalence_runs(n: int = 5) -> dict[str, list[np.ndarray]]:
+def equivalence_runs(n: int = 5, at_root: str = "stay") -> dict[str, list[np.ndarray]]:
     """The n*n trajectories (each (2, T) float64) of every algorithm, keyed "OMD", "OGD", "bisection".
 
     Starts: x0 in [0.1, 0.9]^2; u0 in [-2.3, -0.1]^2; a0 in [-4/3, -1/3]^2, b0 in [1/7, 8/7]^2.
+    ``at_root``: :func:`bisection`'s, "stay" (this tutorial's) or "zeros" (the authors' code).
     """
     x0, u0 = grid(0.1, 0.9, n), grid(-2.3, -0.1, n)
     a0, b0 = grid(-4 / 3, -1 / 3, n), grid(1 / 7, 8 / 7, n)
     return {"OMD": [mirror_descent(x0[:, i]) for i in range(n * n)],
             "OGD": [gradient_descent(u0[:, i]) for i in range(n * n)],
-            "bisection": [bisection(a0[:, i], b0[:, i]) for i in range(n * n)]}
+            "bisection": [bisection(a0[:, i], b0[:, i], at_root=at_root) for i in range(n * n)]}

@@ -75,6 +75,13 @@ def wasserstein(e1: Array, e2: Array) -> float:
     plan can be taken to be a permutation). Sets of different sizes are refused: compare
     spectra with the same number of modes (``spectrum(..., modes=)``).
 
+    Being a mean over the r matched pairs, it shrinks when both sets carry eigenvalues that
+    match at no cost, such as the exact zeros of directions no run explores: two 2-D linear
+    systems with eigenvalues {0.9, 0.5} and {0.6, 0.2} are 0.300 apart without delays and 0.150,
+    0.060, 0.030, 0.015 apart with 1, 4, 9, 19 (each delay adds two zeros to both spectra). So
+    distances compare across pairs of spectra of the same embedding (the same delays and modes),
+    not across embeddings.
+
     Parameters
     ----------
     e1, e2 : (r,) complex (or real) eigenvalues, tensors or arrays.

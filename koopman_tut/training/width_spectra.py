@@ -33,6 +33,10 @@ def width_net(h: int, in_features: int = 64, n_classes: int = 10) -> nn.Sequenti
 
 def delays_for(widths: Sequence[int], span: int) -> dict[int, int]:
     """Delays k_h with (k_h + 1) h = span, so every width has the embedded dimension 10 span."""
+    whole = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)  # noqa: E731
+    if not whole(span) or not all(map(whole, widths)):
+        raise ValueError(f"span and widths must be integers (a delay count is span / h - 1), got span={span!r}, "
+                         f"widths {list(widths)}")
     bad = [h for h in widths if h < 1 or span % h]
     if bad or span < max(widths):
         raise ValueError(f"span must be a common multiple of the widths, at least max(widths); got span={span} "
