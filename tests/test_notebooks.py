@@ -196,6 +196,7 @@ def test_claims_hold_at_seeds_nobody_chose(stem, seed, tmp_path):
     (["--only", "01", "-p", "DIM", "8"], "-p DIM 8 is not an int >= 9"),
     (["--only", "06", "-p", "LR_RATIO", "1"], "-p LR_RATIO 1 is not an int >= 2"),
     (["--only", "07", "-p", "FT_STEPS", "1"], "-p FT_STEPS 1 is not an int >= 2"),
+    (["--only", "07", "-p", "DELAYS", "99"], "DELAYS 99 leaves no pairs"),
     (["--only", "07", "-p", "SEEDS", "1"], "SEEDS=1 gives one seed"),
     (["--only", "04", "-p", "SEEDS", "[7]"], "SEEDS=[7] gives one seed"),
     (["--only", "05", "-p", "STARTS", "[20, 80, 3000]"], "FINAL_STEPS=2000: final_steps=2000 must be at least the last start"),

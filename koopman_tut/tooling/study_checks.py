@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..numerics.equivalence import T_STEPS as _RUN_STEPS  # NumPy only: no torch before a kernel starts
+
 
 def _seed_count(seeds) -> int:
     return seeds if isinstance(seeds, int) else len(seeds)
@@ -33,7 +35,10 @@ RULES = {
            f"COMPRESSIONS {list(v['COMPRESSIONS'])} needs a compression above 1 (1 is the dense network)")],
     "05": [(("STARTS", "WINDOW", "FINAL_STEPS"), _starts_problem)],
     "07": [(("WIDTHS",), lambda v: None if len(set(v["WIDTHS"])) >= 2 else
-            f"WIDTHS {list(v['WIDTHS'])} needs at least 2 different widths: section 4 compares narrow with wide")],
+            f"WIDTHS {list(v['WIDTHS'])} needs at least 2 different widths: section 4 compares narrow with wide"),
+           (("DELAYS",), lambda v: None if v["DELAYS"] <= _RUN_STEPS - 2 else
+            f"DELAYS {v['DELAYS']} leaves no pairs: the optimizer example's runs have {_RUN_STEPS} steps, so at most "
+            f"{_RUN_STEPS - 2} delays")],
 }
 for _nb in ("04", "05", "06", "07"):  # intervals over seeds: one seed has none
     RULES.setdefault(_nb, []).append((("SEEDS",), lambda v: None if _seed_count(v["SEEDS"]) >= 2 else
