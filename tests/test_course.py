@@ -16,7 +16,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from koopman_tut.tooling import course
-from koopman_tut.tooling.cells import answer_cells
+from koopman_tut.tooling.cells import READING, answer_cells, answer_prose, split_prose
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -402,6 +402,11 @@ def test_course_command_on_the_real_notebooks(tmp_path):
         answers = {nb.cells[i].source for i in answer_cells(nb.cells)}  # a prompt's reveal, what follows, verdicts
         assert answers and all(not c.outputs for c in student.cells if c.source in answers)
         assert all(not c.outputs for c in student.cells if course.has_tag(c, "check") or course.has_tag(c, "reveal"))
+        folded = [c.source for c in student.cells if c.source.startswith(f"<details><summary><b>{READING}</b>")]
+        for i, n in answer_prose(nb.cells).items():  # the Reading under a reveal: in a fold, nowhere open
+            text = split_prose(nb.cells[i].source, n)[0]
+            assert any(text in f for f in folded) and not any(text in c.source for c in student.cells
+                                                               if c.source not in folded), (p.stem, i)
         kept = [c for c in nb.cells if c.cell_type == "code" and not course.is_solution(c) and not course.is_exercise(c)
                 and not course.has_tag(c, "check") and c.source not in answers]
         from koopman_tut.tooling.site_pages import widget_note
@@ -560,3 +565,37 @@ def test_a_reveals_answer_runs_to_the_end_of_its_section():
              new_markdown_cell("### A subsection"), new_code_cell("3"), new_markdown_cell("## Next section"),
              new_code_cell("4"), new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(True)")]
     assert answer_cells(cells) == {0, 2, 4, 7}
+
+
+def test_the_prose_that_answers_a_prompt_is_folded_in_every_copy():
+    """A reveal's "Reading" states the answer in words: whole cells after the reveal, and the part before the
+    next heading or prompt of a cell that holds both, are folded in the student notebook, the nbgrader
+    source and the student site; the heading, the next prompt and the prose before any reveal stay open."""
+    from koopman_tut.tooling.copies import nbgrader_copy, student_copy
+    from koopman_tut.tooling.site_pages import site_notebook
+
+    cells = [new_markdown_cell("Intro, open."),
+             new_markdown_cell("**Predict first:** will it rise?", metadata={"tags": ["predict"]}),
+             new_code_cell("1", metadata={"tags": ["reveal"]}), new_markdown_cell("It rises, by 3."),
+             new_code_cell("2"), new_markdown_cell("**Reading.** Yes, it rose.\n\n## Next section\n\nNew text."),
+             new_markdown_cell("Open again."),
+             new_markdown_cell("**Predict first:** and now?", metadata={"tags": ["predict"]}),
+             new_code_cell("3", metadata={"tags": ["reveal"]}),
+             new_markdown_cell("It falls.\n\n**Predict first:** last one?", metadata={"tags": ["predict"]}),
+             new_code_cell("4", metadata={"tags": ["reveal"]})]
+    assert answer_prose(cells) == {3: len(cells[3].source), 5: cells[5].source.index("## Next"),
+                                   9: cells[9].source.index("**Predict first")}
+    nb = nbformat.v4.new_notebook(cells=cells)
+    for copy in (student_copy(nb), nbgrader_copy(nb)):
+        text = [c.source for c in copy.cells if c.cell_type == "markdown"]
+        fold = f"<details><summary><b>{READING}</b></summary>"
+        for answer in ("It rises, by 3.", "**Reading.** Yes, it rose.", "It falls."):
+            assert [t for t in text if answer in t] == [f"{fold}\n\n{answer}\n\n</details>"]
+        for open_text in ("Intro, open.", "## Next section\n\nNew text.", "Open again.", "**Predict first:** last one?"):
+            assert open_text in text, open_text
+    site = site_notebook(student_copy(nb, clear_reveals=False), "student")
+    text = [c.source for c in site.cells if c.cell_type == "markdown"]
+    for answer in ("It rises, by 3.", "**Reading.** Yes, it rose.", "It falls."):
+        (hit,) = [t for t in text if answer in t]
+        assert hit.startswith(":::{dropdown} " + READING) or hit.startswith("::::{dropdown} " + READING), hit
+    assert any(t.startswith("## Next section") for t in text) and "Open again." in text

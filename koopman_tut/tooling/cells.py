@@ -93,26 +93,59 @@ def answer_cells(cells: list[NotebookNode]) -> set[int]:
     a reveal show the same answer), and every cell that prints the verdicts of the notebook's checked
     claims (``# NBVAL_CHECK_OUTPUT``), prompt or not. Student copies clear their outputs (and their
     figure captions); the student website folds them."""
-    out, after_reveal = set(), False
+    return _answers(cells)[0]
+
+
+def answer_prose(cells: list[NotebookNode]) -> dict[int, int]:
+    """{markdown cell index: how many leading characters of its source answer a "Predict first" prompt}.
+
+    The prose in a reveal's section after it (as :func:`answer_cells` reads the section), the
+    "Reading" that says in words what the reveal shows: whole cells, and the part before the
+    heading (level 1 or 2) or the new prompt of the cell that ends the section, where one cell holds
+    both. Student copies fold that text (:func:`split_prose`)."""
+    return _answers(cells)[1]
+
+
+READING = "After your prediction: what the results above say"  # the title of folded prose
+
+
+def split_prose(source: str, n: int) -> tuple[str, str]:
+    """(the first ``n`` characters of ``source``, the rest), each without surrounding blank lines."""
+    return source[:n].strip("\n"), source[n:].strip("\n")
+
+
+def _answers(cells: list[NotebookNode]) -> tuple[set[int], dict[int, int]]:
+    code, prose, after_reveal = set(), {}, False
     for i, cell in enumerate(cells):
         if cell.cell_type != "code":
-            if _ends_answer(cell):
+            start = _answer_end(cell)
+            if after_reveal and cell.cell_type == "markdown" and cell.source[:start].strip():
+                prose[i] = start
+            if start < len(cell.source):
                 after_reveal = False
             continue
         after_reveal = after_reveal or has_tag(cell, REVEAL_TAG)
         if after_reveal or cell.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT"):
-            out.add(i)
-    return out
+            code.add(i)
+    return code, prose
 
 
-def _ends_answer(cell: NotebookNode) -> bool:
-    """A markdown cell that starts what a reveal's answer does not cover: a heading of level 1 or 2,
-    a new prompt, an exercise."""
-    fenced, heading = False, False
-    for line in cell.source.splitlines():
+def _answer_end(cell: NotebookNode) -> int:
+    """Where in a cell's source what a reveal's answer does not cover starts (its length: nowhere): a
+    heading of level 1 or 2, a new prompt ("**Predict first" in a cell tagged predict: from its start
+    otherwise), an exercise (the whole cell)."""
+    if has_tag(cell, EXERCISE_TAG):
+        return 0
+    end = len(cell.source)
+    if has_tag(cell, PREDICT_TAG):
+        end = max(0, cell.source.find("**Predict first"))
+    fenced, pos = False, 0
+    for line in cell.source.splitlines(keepends=True):
         fenced ^= line.lstrip().startswith(("```", "~~~"))  # a '# comment' in a code block is no heading
-        heading = heading or (not fenced and line.startswith(("# ", "## ")))
-    return heading or has_tag(cell, PREDICT_TAG) or has_tag(cell, EXERCISE_TAG)
+        if not fenced and line.startswith(("# ", "## ")):
+            return min(pos, end)
+        pos += len(line)
+    return end
 
 
 def has_tag(cell: NotebookNode, tag: str) -> bool:

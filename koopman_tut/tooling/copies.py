@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from .cells import (CHECK_TAG, REVEAL_TAG, answer_cells, exercise_id, has_tag, is_exercise, is_solution,
-                    solution_code, strip_solution_details)
+from .cells import (CHECK_TAG, READING, REVEAL_TAG, answer_cells, answer_prose, exercise_id, has_tag, is_exercise,
+                    is_solution, solution_code, split_prose, strip_solution_details)
 from .files import write_atomic
 from .site_pages import drop_widget_state
 
@@ -31,6 +31,25 @@ def _clear(cell: NotebookNode) -> None:
     cell.metadata.pop("mystnb", None)
 
 
+def fold_readings(cells: list[NotebookNode]) -> list[NotebookNode]:
+    """``cells`` (changed in place) with the prose that answers a "Predict first" prompt
+    (:func:`.cells.answer_prose`) folded into a ``<details>`` block titled :data:`.cells.READING`;
+    a cell that also starts the next section or prompt is split there, the rest left open."""
+    prose, out = answer_prose(cells), []
+    for i, cell in enumerate(cells):
+        if i in prose:
+            text, rest = split_prose(cell.source, prose[i])
+            folded = f"<details><summary><b>{READING}</b></summary>\n\n{text}\n\n</details>"
+            if rest:
+                out.append(nbformat.v4.new_markdown_cell(folded, metadata={"tags": ["reading"]}))
+                out[-1].id = f"reading-{i}"  # the same id on every build
+                cell.source = rest
+            else:
+                cell.source = folded
+        out.append(cell)
+    return out
+
+
 def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
     """The student version of a notebook: no solutions, nothing that answers before the student.
 
@@ -42,7 +61,7 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
         Clear the output of each cell tagged ``reveal`` (the answer to a "Predict first"
         prompt) and of the other cells that answer it (:func:`.cells.answer_cells`: the code
         cells after it in its section, and the printed verdicts of the checked claims; their figure
-        captions too), and put a "Your
+        captions too), fold the prose after it in its section (:func:`fold_readings`), and put a "Your
         prediction:" markdown cell before the reveal. The student website keeps those outputs
         (folded behind a button) and passes False.
 
@@ -54,6 +73,8 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
         counts of exercise and check cells cleared. Every other cell keeps its outputs.
     """
     out = copy.deepcopy(nb)
+    if clear_reveals:
+        out.cells = fold_readings(out.cells)
     cells, answers = [], answer_cells(out.cells) if clear_reveals else set()
     for i, cell in enumerate(out.cells):
         if i in answers:
@@ -147,12 +168,13 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
     Each exercise's answer cell (nbgrader ``solution: true``) becomes its starting code with the
     line ``answer = ...`` replaced by the solution code between ``### BEGIN SOLUTION`` and
     ``### END SOLUTION``; the separate solution cells are dropped (nbgrader would hand them out);
-    check cells stay as locked graded cells. Outputs are cleared (nbgrader releases none).
+    check cells stay as locked graded cells. Outputs are cleared (nbgrader releases none); the prose
+    that answers a "Predict first" prompt is folded (:func:`fold_readings`).
     """
     out = copy.deepcopy(nb)
     solutions = solution_code(out)
     cells = []
-    for cell in out.cells:
+    for cell in fold_readings(out.cells):
         if is_solution(cell):
             continue
         if cell.cell_type == "code":

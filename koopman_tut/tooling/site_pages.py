@@ -13,7 +13,8 @@ import re
 import nbformat
 from nbformat import NotebookNode
 
-from .cells import CHECK_TAG, PREDICT_TAG, REVEAL_TAG, answer_cells, exercise_id, has_tag, is_exercise, is_solution
+from .cells import (CHECK_TAG, PREDICT_TAG, READING, REVEAL_TAG, answer_cells, answer_prose, exercise_id, has_tag,
+                    is_exercise, is_solution, split_prose)
 
 FLAVOURS = ("student", "instructor")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -124,15 +125,22 @@ def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
         state dropped, so no widget renderer is requested); exercise prompts and "Predict first"
         prompts in admonitions; the collapsed setup cell folded; in the instructor flavour each
         solution's markdown in a dropdown and its code folded; in the student flavour a "Your
-        prediction" box before each reveal, whose output is folded.
+        prediction" box before each reveal, whose output is folded, as is the prose after it in its
+        section (:func:`.cells.answer_prose`).
     """
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
     out = copy.deepcopy(nb)
     drop_widget_state(out)
     cells, answers = [], answer_cells(out.cells) if flavour == "student" else set()
+    prose = answer_prose(out.cells) if flavour == "student" else {}
     for i, cell in enumerate(out.cells):
         eid = exercise_id(cell) or ""
+        if i in prose:  # the prose that answers a prompt: folded, as the reveal's output
+            text, cell.source = split_prose(cell.source, prose[i])
+            cells.append(nbformat.v4.new_markdown_cell(_fenced("dropdown", READING, display_math_paragraphs(text))))
+            if not cell.source:
+                continue
         if i in answers and not has_tag(cell, CHECK_TAG):
             _add_tag(cell, "hide-output")  # folded behind a button, as the reveal's
         if cell.cell_type == "code":
