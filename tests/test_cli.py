@@ -373,6 +373,27 @@ def test_good_values_keep_their_types(sizes, tmp_path, capsys):
     assert "00_sizes  done" in capsys.readouterr().out, "a tuple run is resumed like any other"
 
 
+def test_resume_reruns_a_notebook_that_other_package_code_made(sizes, tmp_path, capsys, monkeypatch):
+    """--resume skips an output of the same notebook, parameters and package code; a change of the package's
+    sources (another checkout, an edit) makes it run again, as does an output that does not record them."""
+    from koopman_tut.tooling import runner
+
+    assert cli.main(["run", "--output-dir", "out"]) == 0
+    out = tmp_path / "out" / "00_sizes.ipynb"
+    assert nbformat.read(str(out), as_version=4).metadata["koopman_tut"]["package_source"] == runner.package_source()
+    capsys.readouterr()
+    assert cli.main(["run", "--output-dir", "out", "--resume"]) == 0
+    assert "00_sizes  done" in capsys.readouterr().out
+    monkeypatch.setattr(runner, "package_source", lambda: "0123456789abcdef")
+    assert cli.main(["run", "--output-dir", "out", "--resume"]) == 0
+    assert "00_sizes  ok" in capsys.readouterr().out, "made by other code: run again"
+    nb = nbformat.read(str(out), as_version=4)
+    del nb.metadata["koopman_tut"]
+    nbformat.write(nb, str(out))
+    assert cli.main(["run", "--output-dir", "out", "--resume"]) == 0
+    assert "00_sizes  ok" in capsys.readouterr().out, "no record of its code: run again"
+
+
 def test_a_preset_never_overrides_an_explicit_p(sizes, tmp_path, monkeypatch):
     monkeypatch.setitem(cli.PRESETS, "big", {"SEED": 1, "WINDOW": 9, "UNDECLARED": 1})
     assert cli.main(["run", "--preset", "big", "-p", "SEED", "4", "--output-dir", "a"]) == 0

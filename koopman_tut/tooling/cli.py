@@ -14,7 +14,7 @@ machine does not have (koopman_tut.tooling.run_checks). A failed notebook's part
 to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds the tutorial), so an
 OUTPUT_DIR that is notebooks/ or inside it (or '') is refused too (exit 2); --in-place refreshes notebooks/.
 ``--resume`` skips notebooks whose output is already there, newer than the notebook and made with the same
-parameters, so an interrupted long run (the paper preset) goes on where it stopped.
+parameters by the same package code (a digest of its sources), so an interrupted long run goes on where it stopped.
 Presets set only the parameters a notebook declares in its ``parameters`` cell, and never one
 given with -p. Every value is checked against the notebook's parameters cell before any kernel
 starts (types and ranges: koopman_tut.tooling.nb_params); a -p that the notebook's ``if SMOKE:`` block
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
                     help="set a parameter (a Python literal), e.g. -p SEED 3 -p DATASET mnist")
     pr.add_argument("--allow-unknown", action="store_true", help="ignore -p names no selected notebook declares")
     pr.add_argument("--in-place", action="store_true", help="overwrite notebooks/ (refresh committed outputs)")
-    pr.add_argument("--resume", action="store_true", help="skip notebooks already run with the same parameters")
+    pr.add_argument("--resume", action="store_true", help="skip notebooks already run with the same parameters and package code")
     pc = sub.add_parser("course", help="student / instructor notebooks, two offline websites and slides for a course")
     pc.add_argument("outdir", metavar="OUTDIR",
                     help="writes OUTDIR/student, OUTDIR/instructor, OUTDIR/nbgrader, OUTDIR/site/{student,instructor} "

@@ -4,6 +4,8 @@ once, the partial output of a failure kept outside notebooks/, stale temporaries
 the measured run times recorded (notebooks/timings.json, the README's one source)."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import shutil
 import sys
@@ -91,6 +93,7 @@ def execute(src: Path, dst: Path, params: dict, failed: Path, mode: int, limits:
     try:
         pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(src.parent), progress_bar=False,
                             kernel_name="python3", **kernel_options(limits or limits_for(params)))
+        stamp_package(tmp)
         os.replace(tmp, dst)  # atomic: a failed or interrupted run never leaves a half notebook
     except BaseException:
         keep_failed(tmp, failed)
@@ -105,17 +108,40 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
+@functools.cache
+def package_source() -> str:
+    """A digest of the package's Python sources (every ``koopman_tut/**/*.py``, by path and content): which
+    code an executed notebook ran, so that ``--resume`` reruns a notebook whose output older code made."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def stamp_package(path: Path) -> None:
+    """Record :func:`package_source` in an executed notebook's metadata (``koopman_tut.package_source``)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata.setdefault("koopman_tut", {})["package_source"] = package_source()
+    nbformat.write(nb, str(path))
+
+
 def already_done(src: Path, dst: Path, params: dict) -> bool:
-    """True if ``dst`` is a finished run of ``src`` (newer) with exactly these parameters."""
+    """True if ``dst`` is a finished run of ``src`` (newer) with exactly these parameters, made by the package's
+    current code (:func:`package_source`; an output without that record is not taken as done)."""
     import nbformat
 
     if src == dst or not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
         return False
     try:
-        meta = nbformat.read(str(dst), as_version=4).metadata.get("papermill", {})
+        meta = nbformat.read(str(dst), as_version=4).metadata
     except Exception:
         return False
-    return meta.get("parameters", {}) == params and meta.get("exception") in (None, False)
+    run = meta.get("papermill", {})
+    return (run.get("parameters", {}) == params and run.get("exception") in (None, False)
+            and meta.get("koopman_tut", {}).get("package_source") == package_source())
 
 
 def retry_note(error: KernelStalled) -> str:
