@@ -162,6 +162,12 @@ def test_nbgrader_autogrades_the_check_cells(tmp_path):
     released = nbformat.read(str(root / "release" / name / f"{name}.ipynb"), as_version=4)
     answer_cells = [c for c in released.cells if c.metadata.get("nbgrader", {}).get("solution")]
     assert answer_cells and all(c.source.rstrip().endswith("answer = ...  # YOUR CODE HERE") for c in answer_cells)
+    source = nbformat.read(str(path), as_version=4)
+    wanted = [ln.partition("#")[2].strip() for c in source.cells if course.is_exercise(c) and c.cell_type == "code"
+              for ln in c.source.splitlines() if ln.startswith("answer = ...")]
+    assert wanted and all(f"# answer: {w}" in c.source for w, c in zip(wanted, answer_cells)), \
+        "what answer should hold stays in the released cell"
+    assert "papermill" not in released.metadata, "nor the instructor's run and paths"
     assert "### BEGIN SOLUTION" not in nbformat.writes(released)
     solutions = cells.solution_code(nbformat.read(str(path), as_version=4))
     for who in ("blank", "solved"):

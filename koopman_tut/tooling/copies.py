@@ -167,7 +167,8 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
 
     Each exercise's answer cell (nbgrader ``solution: true``) becomes its starting code with the
     line ``answer = ...`` replaced by the solution code between ``### BEGIN SOLUTION`` and
-    ``### END SOLUTION``; the separate solution cells are dropped (nbgrader would hand them out);
+    ``### END SOLUTION`` (that line's comment, what ``answer`` should hold, kept above them as
+    ``# answer: ...``, since nbgrader's stub replaces the whole region); the separate solution cells are dropped (nbgrader would hand them out);
     check cells stay as locked graded cells. Outputs are cleared (nbgrader releases none); the prose
     that answers a "Predict first" prompt is folded (:func:`fold_readings`).
     """
@@ -184,11 +185,14 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
                 region = "### BEGIN SOLUTION\n" + solutions[eid] + "\n### END SOLUTION"
                 lines = cell.source.splitlines()
                 at = next((i for i, ln in enumerate(lines) if ln.startswith("answer = ...")), len(lines))
-                cell.source = "\n".join([*lines[:at], region, *lines[at + 1:]])
+                what = lines[at].partition("#")[2].strip() if at < len(lines) else ""
+                hint = [f"# answer: {what}"] if what else []  # the stub nbgrader releases drops that line's comment
+                cell.source = "\n".join([*lines[:at], *hint, region, *lines[at + 1:]])
         elif cell.cell_type == "markdown":
             cell.source = strip_solution_details(cell.source)
         cells.append(cell)
     out.cells = cells
     drop_widget_state(out)
+    out.metadata.pop("papermill", None)  # the instructor's paths and run: nbgrader would release them
     out.metadata["koopman_tut"] = {"copy": "nbgrader source"}
     return out
