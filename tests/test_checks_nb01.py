@@ -19,6 +19,8 @@ def test_01_1():
     for wrong in (errs[::-1], clean, (errs[0], errs[0] * 3), errs[0], ...):
         ok, msg = verdict("01.1", wrong, **ctx)
         assert not ok and f"{errs[1]:.1e}" not in msg, (wrong, msg)
+    ok, msg = verdict("01.1", tuple(-e for e in errs), **ctx)
+    assert not ok and "cannot be negative" in msg and "noise-free" not in msg, msg
     typed = tuple(float(f"{e:.1e}") for e in errs)  # as a student types them from a printout
     assert verdict("01.1", typed, **ctx)[0]
     assert not verdict("01.1", tuple(float(f"{1.2 * e:.1e}") for e in errs), **ctx)[0]

@@ -32,6 +32,8 @@ def noisy_fixed_point(answer, noisy=None, x_star=None, rank=None):
         return True, f"noise of 1e-6 moves the fixed point by {full:.1e} (every mode) and {trunc:.1e} (rank {rank}): truncation {verdict} here."
     if agrees(got[0], trunc, rel=1e-4) and agrees(got[1], full, rel=1e-4):
         return False, "the two errors are in the wrong order. Hint: first svd_rank=-1, then the true rank."
+    if min(got) < 0:
+        return False, "an error here is a size, max |fixed point - x*|: it cannot be negative."
     if max(got) < 1e-9:
         return False, "these are the errors of the noise-free trajectory. Hint: decompose `noisy`, not q.W."
     which = [name for name, g, w in (("the first", got[0], full), ("the second", got[1], trunc))
