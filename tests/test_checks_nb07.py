@@ -3,6 +3,7 @@ width study: right on the solution's value, "not yet" on plausible wrong answers
 singular, a stale table, swapped pairs) and on `...`, never raising."""
 import numpy as np
 import pytest
+import torch
 
 from koopman_tut.numerics import equivalence, spectra
 from koopman_tut.tooling.checks import verdict
@@ -29,6 +30,12 @@ def test_071():
     assert not ok and "itself" in why
     ok, why = verdict("07.1", (P, spectra.wasserstein(omd, omd)), **ctx)
     assert not ok
+    for typed in (1e-9, 5e-7, right[1] / 100):  # rounding-sized guesses, not this P's distance
+        ok, why = verdict("07.1", (P, typed), **ctx)
+        assert not ok and "rounding-sized" in why, (typed, why)
+    for route in (lambda r: np.einsum("ij,jt->it", P, r), lambda r: (torch.tensor(P) @ torch.tensor(r)).numpy(),
+                  lambda r: P[:, :1] * r[:1] + P[:, 1:] * r[1:]):  # other ways to move the runs: other rounding
+        assert verdict("07.1", (P, spectra.wasserstein(spectra.spectrum([route(r) for r in runs], 2), omd)), **ctx)[0]
 
 
 def means(st):
