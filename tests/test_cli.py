@@ -150,6 +150,15 @@ def test_summary_names_exception_and_failed_copy(nbs, tmp_path, capsys):
     assert "FAILED: )" not in text and ".failed.ipynb" not in text
 
 
+def test_a_claim_that_fails_is_named_by_its_assert(nbs, tmp_path, capsys):
+    """A bare assert (a notebook's claim failing at the parameters given) has no message: the summary
+    names the cell and the line instead of a lone 'AssertionError'."""
+    write_notebook(nbs / "02_claim.ipynb", "SEED = 0", 'share = 0.4\nprint("claim holds:", share > 0.5)\n'
+                   'assert share > 0.5')
+    assert cli.main(["run", "--only", "02", "--output-dir", "out"]) == 1
+    assert "02_claim failed: AssertionError in cell 2, at: assert share > 0.5" in capsys.readouterr().out
+
+
 def test_summary_without_a_failed_copy(nbs, tmp_path, capsys, monkeypatch):
     import papermill
 

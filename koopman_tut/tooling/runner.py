@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -101,11 +102,25 @@ def execute(src: Path, dst: Path, params: dict, failed: Path, mode: int, limits:
 
 
 def describe(error: BaseException) -> str:
-    """``Type: message``; for a papermill.exceptions.PapermillExecutionError, the notebook's own error."""
+    """``Type: message``; for a papermill.exceptions.PapermillExecutionError, the notebook's own error, and
+    for one without a message (a bare ``assert``: a claim that failed at these parameters) the line that
+    raised it, from the cell's traceback."""
     ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
     if ename:
-        return f"{ename}: {evalue}" if evalue else ename
+        if evalue:
+            return f"{ename}: {evalue}"
+        where = failing_line(getattr(error, "traceback", None) or [], getattr(error, "cell_index", None))
+        return f"{ename} {where}" if where else ename
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def failing_line(traceback: list[str], cell: int | None = None) -> str:
+    """'in cell 27, at: assert x < 10' from an IPython traceback (its '---> 13' line, colours removed), or ''."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(traceback))
+    marked = re.findall(r"^\s*-+>\s*\d+\s+(.*\S)", text, re.MULTILINE)
+    if not marked:
+        return ""
+    return (f"in cell {cell}, " if cell is not None else "") + f"at: {marked[-1].strip()}"
 
 
 @functools.cache
