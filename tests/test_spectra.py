@@ -380,7 +380,7 @@ def test_the_equivalence_simulators_refuse_starts_outside_their_box_and_bad_step
             call()
 
 
-def _linear_runs(eigs, n_runs, T, seed):
+def _real_linear_runs(eigs, n_runs, T, seed):
     """n_runs (d, T) runs of x_{t+1} = A x_t, A real with the real eigenvalues ``eigs`` in random coordinates."""
     rng = np.random.default_rng(seed)
     P = rng.standard_normal((len(eigs), len(eigs))) + 2 * np.eye(len(eigs))
@@ -393,7 +393,7 @@ def _linear_runs(eigs, n_runs, T, seed):
 def test_a_change_of_coordinates_keeps_the_full_spectrum_not_a_truncated_one(seed):
     """spectrum's note: x -> P x leaves all modes' eigenvalues where they were (rounding), while modes= below the
     dimension keeps the leading singular directions, which P and a rescaled coordinate change."""
-    runs = _linear_runs([0.95, 0.8, 0.5, 0.3], 5, 30, seed)
+    runs = _real_linear_runs([0.95, 0.8, 0.5, 0.3], 5, 30, seed)
     P = np.diag([1.0, 1.0, 1.0, 1e3]) @ np.random.default_rng(100 + seed).standard_normal((4, 4))
     moved = [P @ r for r in runs]
     assert S.wasserstein(S.spectrum(runs), S.spectrum(moved)) < 1e-8
@@ -404,6 +404,6 @@ def test_a_change_of_coordinates_keeps_the_full_spectrum_not_a_truncated_one(see
 def test_shared_zeros_dilute_the_distance():
     """wasserstein's note: two exactly linear 2-D systems, {0.9, 0.5} against {0.6, 0.2}: every delay adds two
     zeros to both spectra, so the mean matched distance is 0.6 / (2 (k + 1))."""
-    a, b = _linear_runs([0.9, 0.5], 3, 60, 0), _linear_runs([0.6, 0.2], 3, 60, 1)
+    a, b = _real_linear_runs([0.9, 0.5], 3, 60, 0), _real_linear_runs([0.6, 0.2], 3, 60, 1)
     for k in (0, 1, 4, 9):
         assert S.wasserstein(S.spectrum(a, k), S.spectrum(b, k)) == pytest.approx(0.6 / (2 * (k + 1)), abs=1e-9)
