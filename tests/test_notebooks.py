@@ -176,8 +176,9 @@ def test_resume_skips_finished_runs_and_reruns_changed_parameters(tmp_path, caps
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stem", ["03_kmp_equals_magnitude", "04_kgp_and_gradient_pruning", "05_early_training",
-                                  "06_beyond", "07_equivalent_dynamics"])
+@pytest.mark.parametrize("stem", ["00_quickstart", "02_koopman_pruning", "03_kmp_equals_magnitude",
+                                  "04_kgp_and_gradient_pruning", "05_early_training", "06_beyond",
+                                  "07_equivalent_dynamics"])
 @pytest.mark.parametrize("seed", [11, 2027])
 def test_claims_hold_at_seeds_nobody_chose(stem, seed, tmp_path):
     """Full size, checks on (not SMOKE): every asserted claim must survive another seed."""
