@@ -49,6 +49,46 @@ def test_compare_rows_and_controls(trained):
     assert "random" in text and len(text.splitlines()) == 4
 
 
+def test_compare_a_model_pruned_before(trained):
+    """Iterative pruning: a model pruned with torch.nn.utils.prune and run forward with gradients (its masked
+    weights are then non-leaf tensors, which deepcopy refused) is compared like any other, and left as it was;
+    its chance level counts only the entries still in use, as the random masks draw them."""
+    import copy
+
+    model = copy.deepcopy(trained.model)
+    pruning.prune_model(model, pruning.magnitude_scores(model), 2)
+    x, y = next(iter(trained.train_loader))
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = {"GMP": pruning.magnitude_scores(model)}
+    rows = ex.compare(model, scores, [3, 8], trained.test_loader, random=5, seed=1)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    by = {(r.method, r.compression): r for r in rows}
+    for c in (3, 8):
+        chance = ex.chance_overlap(model, scores["GMP"], c)
+        masks = pruning.global_masks(scores["GMP"], c, model=model)
+        in_use = sum(int((pruning.current_value(model, n) != 0).sum()) for n in masks)
+        assert chance == pytest.approx(sum(int(m.sum()) for m in masks.values()) / in_use)
+        every = sum(m.numel() for m in masks.values())  # before: kept / every ranked entry, pruned ones included
+        assert chance > 1.5 * sum(int(m.sum()) for m in masks.values()) / every
+        assert by["random", c].overlap == pytest.approx(chance, abs=0.03)
+        draws = [pruning.random_masks(model, c, seed=1, draw=i) for i in range(5)]
+        assert by["random", c].kept_by_layer == pytest.approx(
+            {n: np.mean([float(d[n].float().mean()) for d in draws]) for n in masks}), "averaged over the draws"
+
+
+def test_overlaps_and_compare_take_one_compression_or_distinct_ones(trained):
+    a = pruning.magnitude_scores(trained.model)
+    assert ex.overlaps(trained.model, a, a, 4) == {4: 1.0}
+    for bad in ([2, 8, 2], []):
+        with pytest.raises(ValueError, match="compressions must be one number or distinct numbers"):
+            ex.overlaps(trained.model, a, a, bad)
+        with pytest.raises(ValueError, match="compressions must be one number or distinct numbers"):
+            ex.compare(trained.model, {"GMP": a}, bad, trained.test_loader, random=0)
+    nothing = {n: torch.zeros_like(v, dtype=torch.bool) for n, v in a.items()}
+    assert math.isnan(pruning.kept_overlap(nothing, {n: ~m for n, m in nothing.items()})), "a share of nothing"
+
+
 def test_widget_and_plots_read_the_same_rows(trained, capsys):
     s = trained
     rows = widgets.compare_pruning(s.model, {"GMP": pruning.magnitude_scores(s.model)}, 4, s.test_loader)

@@ -69,7 +69,7 @@ def kept_overlap(a: Masks, b: Masks) -> float:
 
     At compression c a random mask keeps 1/c of the entries, so chance level is about 1/c
     (against 1 - 1/c for :func:`mask_overlap` of the pruned sets): the more telling measure
-    when most entries are pruned.
+    when most entries are pruned. NaN where a keeps nothing (a share of nothing).
     """
     _check_pair(a, b)
     both = na = 0
@@ -79,4 +79,4 @@ def kept_overlap(a: Masks, b: Masks) -> float:
             raise ValueError(f"masks for {n} differ in shape: {tuple(ka.shape)} vs {tuple(kb.shape)}")
         both += int((ka & kb).sum())
         na += int(ka.sum())
-    return 1.0 if na == 0 else both / na
+    return float("nan") if na == 0 else both / na

@@ -2,30 +2,26 @@
 
 Redman et al. (ICLR 2022, arXiv:2110.14856): prune by a score at several compressions,
 measure accuracy right after pruning and after one epoch of fine-tuning ("refinement"),
-and compare which parameters two rules keep. One engine, :func:`compare`, prunes copies
-of a model and returns typed rows; tables, plots and widgets read those rows.
+and compare which parameters two rules keep. One engine, :func:`compare` (in :mod:`.comparison`, re-exported
+here), prunes copies of a model and returns typed rows; tables, plots and widgets read those rows.
 """
 from __future__ import annotations
 
-import copy
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .data import batch_size_of, get_datasets, loader, loaders
+from .data import get_datasets, loaders
 from .models import DEFAULT_MODEL, INPUT_SHAPE, accepts, get_model
-from ..pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks
+from ..pruning import Scores, global_masks, kept_overlap
+from .comparison import PruneRow, _evaluate_masks, chance_overlap, compare, overlaps, pick, table  # noqa: F401
 from .stats import mean_ci, paired, summarize  # noqa: F401 (re-exported: ex.mean_ci, ...)
-from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train
+from .train import make_optimizer, resolve_device, steps_taken, train
 from ..recording.recorder import TrajectoryRecorder
 from ..recording.trajectory import Trajectory
-from ..recording.recorder_checks import _check_int
-from ..recording.validation import check_real
-
 
 @dataclass
 class Setup:
@@ -86,101 +82,6 @@ def record(s: Setup, steps: int, every: int = 1, seed: int | None = None, progre
 
 
 # ----------------------------------------------------------------------------- one engine
-@dataclass
-class PruneRow:
-    """One rule at one compression. ``overlap``: share of the first rule's kept entries this
-    rule keeps too (1 for the first rule). For "random", means over independent masks, with
-    their standard deviation in ``accuracy_std``."""
-
-    method: str
-    compression: float
-    accuracy: float
-    accuracy_finetuned: float | None = None
-    overlap: float = 1.0
-    kept_by_layer: dict[str, float] = field(default_factory=dict)
-    accuracy_std: float = 0.0
-
-
-def _evaluate_masks(model, masks, test_loader, train_loader, finetune_epochs, finetune_lr, seed):
-    m = copy.deepcopy(model)
-    apply_masks(m, masks)
-    before, after = accuracy(m, test_loader), None
-    if finetune_epochs and train_loader is not None:
-        same_batches = loader(train_loader.dataset, batch_size_of(train_loader), shuffle=True,
-                              generator=torch.Generator().manual_seed(seed))
-        finetune(m, same_batches, epochs=finetune_epochs, lr=finetune_lr, seed=seed, progress=False,
-                 device=next(m.parameters()).device)
-        after = accuracy(m, test_loader)
-    return before, after
-
-
-def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_loader, train_loader=None,
-            finetune_epochs: float = 0, finetune_lr: float = 0.01, random: int = 3, seed: int = 0) -> list[PruneRow]:
-    """Prune copies of ``model`` by each named score at each compression (Fig. 1 of the paper).
-
-    Parameters
-    ----------
-    scores : {rule name: {parameter name: score tensor}}; the first rule is the reference
-        for ``overlap``.
-    finetune_epochs : fine-tune each pruned copy this long (masks kept) on ``train_loader``,
-        every copy on the same reseeded batch sequence, so rules are compared fairly.
-    random : number of independent random masks (their own generator, draws 0..random-1 of ``seed``:
-        independent of every other seed's)
-        averaged into a "random" row; 0 for none.
-
-    Returns
-    -------
-    list of PruneRow, by compression then rule. ``model`` itself is left untouched.
-    """
-    if check_real("finetune_epochs", finetune_epochs, 0) and train_loader is None:
-        raise ValueError(f"finetune_epochs={finetune_epochs!r} needs train_loader= to fine-tune on (or pass 0)")
-    _check_int("random", random, 0)
-    rows = []
-    for c in ([compressions] if isinstance(compressions, numbers.Real) else compressions):
-        first = None
-        for name, sc in scores.items():
-            masks = global_masks(sc, c, model=model)
-            first = masks if first is None else first
-            before, after = _evaluate_masks(model, masks, test_loader, train_loader, finetune_epochs,
-                                            finetune_lr, seed)
-            rows.append(PruneRow(name, c, before, after, kept_overlap(first, masks),
-                                 {n: float(v.float().mean()) for n, v in masks.items()}))
-        if random:
-            runs = [(_evaluate_masks(model, m, test_loader, train_loader, finetune_epochs, finetune_lr, seed),
-                     kept_overlap(first, m) if first is not None else 1.0, m)
-                    for m in (random_masks(model, c, seed=seed, draw=i) for i in range(random))]
-            accs = np.array([r[0][0] for r in runs])
-            fts = [r[0][1] for r in runs]
-            rows.append(PruneRow("random", c, float(accs.mean()),
-                                 None if fts[0] is None else float(np.mean(fts)),
-                                 float(np.mean([r[1] for r in runs])),
-                                 {n: float(v.float().mean()) for n, v in runs[0][2].items()},
-                                 float(accs.std())))
-    return rows
-
-
-def table(rows: list[PruneRow], value: str = "accuracy", digits: int = 3) -> str:
-    """Rows as text: one line per rule, one column per compression."""
-    comps = sorted({r.compression for r in rows})
-    methods = list(dict.fromkeys(r.method for r in rows))
-    lines = [f"{value:>20s} " + " ".join(f"{c:>7g}" for c in comps)]
-    for m in methods:
-        vals = {r.compression: getattr(r, value) for r in rows if r.method == m}
-        lines.append(f"{m:>20s} " + " ".join(f"{vals[c]:7.{digits}f}" if vals.get(c) is not None else "      -"
-                                             for c in comps))
-    return "\n".join(lines)
-
-
-def pick(rows: list[PruneRow], method: str, value: str = "accuracy") -> list[float]:
-    """One rule's values, in compression order."""
-    return [getattr(r, value) for r in sorted(rows, key=lambda r: r.compression) if r.method == method]
-
-
-def overlaps(model: nn.Module, a: Scores, b: Scores, compressions) -> dict[float, float]:
-    """{compression: share of rule a's kept entries that rule b keeps too}."""
-    return {c: kept_overlap(global_masks(a, c, model=model), global_masks(b, c, model=model)) for c in compressions}
-
-
 @dataclass
 class PredictionRow:
     """One rule scored on the window starting at ``start`` (seed ``seed``): how much of the
@@ -277,11 +178,3 @@ def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, c
         rows += [PredictionRow(seed, start, rule, kept_overlap(final, m), b, a)
                  for (start, rule), (m, b, a) in kept.items()]
     return rows
-
-
-def chance_overlap(model: nn.Module, scores: Scores, compression: float) -> float:
-    """Kept overlap an independent random mask has on average with a mask at this compression:
-    the share of the ranked entries that are kept (about 1/c; less when the unpruned biases and
-    classifier take part of the budget)."""
-    masks = global_masks(scores, compression, model=model)
-    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
