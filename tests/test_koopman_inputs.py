@@ -277,3 +277,17 @@ def test_groups_that_do_not_name_every_recorded_parameter_once_are_refused():
         with pytest.raises(ValueError, match=rf"exactly one group.*{'0.bias' if count == 0 else '0.weight'}.*"
                                              rf"named in {count} groups"):
             kt.koopman(bad).gradient(t=-1)
+
+
+def test_scores_of_a_float64_window_keep_float64():
+    """KMP of a float64 trajectory whose limit has entries 1e-9 apart: cast to float32 they tied, and the mask
+    kept entries by position (a TiedScoresWarning) instead of by the limit's own order."""
+    x_star = 1.0 + 1e-9 * torch.arange(8, dtype=torch.float64)  # the limit's entries, 1e-9 apart
+    d = torch.randn(8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    W = torch.stack([x_star + 0.5**t * d for t in range(12)], 1)  # x_t -> x_star, one mode 0.5
+    traj = kt.Trajectory(W, torch.arange(12), ["w"], [(8,)], {})
+    scores = P.kmp_scores(traj)
+    assert scores["w"].dtype == torch.float64
+    assert torch.argsort(scores["w"]).tolist() == list(range(8))
+    f32 = kt.Trajectory(W.float(), torch.arange(12), ["w"], [(8,)], {})
+    assert P.kmp_scores(f32)["w"].dtype == torch.float32

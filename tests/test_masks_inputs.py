@@ -310,6 +310,18 @@ def test_a_model_without_linear_layers_warns_that_no_classifier_is_kept():
         assert P.prunable(net, classifier=None) == ["c1.weight", "out.weight"]
 
 
+def test_a_classifier_attribute_without_a_layer_warns_that_none_is_kept():
+    """model.classifier = nn.Identity() (the head elsewhere): the default rule found no classifier and pruned the
+    real head without a word."""
+    net = nn.Sequential()
+    net.body, net.fc, net.classifier = nn.Linear(8, 16), nn.Linear(16, 3), nn.Identity()
+    with pytest.warns(UserWarning, match="classifier \\(Identity\\) holds no conv/linear layer"):
+        assert P.prunable(net) == ["body.weight", "fc.weight"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert P.prunable(net, classifier="fc") == ["body.weight"]
+
+
 def test_names_without_a_model_must_be_in_the_scores():
     """Without model=, a classifier or excluded name that no score has (a typo) was ignored, and the real
     classifier or layer pruned; with model= the same call was already refused."""

@@ -247,8 +247,8 @@ class KoopmanAnalysis:
         return _abs_by_name(self.traj, self.forecast(h))
 
 
-def _abs_by_name(traj: Trajectory, vec: Tensor) -> Scores:
-    return {n: v.abs().float() for n, v in traj.unflatten(vec).items()}
+def _abs_by_name(traj: Trajectory, vec: Tensor) -> Scores:  # at least float32; float64 limits stay float64
+    return {n: v.abs().to(torch.promote_types(v.dtype, torch.float32)) for n, v in traj.unflatten(vec).items()}
 
 
 # ----------------------------------------------------------------------------- entry points

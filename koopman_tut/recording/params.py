@@ -135,6 +135,11 @@ def _guess_head(model: nn.Module) -> nn.Module | None:
     """The default rule: ``model.classifier``, else the last nn.Linear registered (warns when unsure)."""
     head = getattr(model, "classifier", None)
     if isinstance(head, nn.Module):
+        if not any(isinstance(m, PRUNABLE_TYPES) for m in head.modules()):
+            warnings.warn(f"{type(model).__name__}.classifier ({type(head).__name__}) holds no conv/linear layer, so "
+                          f"no classifier is left unpruned: the output layer may be pruned; pass "
+                          f"classifier='<module name>' to keep it, or classifier=None to say that none is",
+                          UserWarning, stacklevel=outside_stacklevel())
         return head
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
@@ -165,8 +170,9 @@ def classifier_names(model: nn.Module, classifier: str | None = "auto") -> list[
         nn.Linear in registration order (``model.named_modules()``), which is not necessarily the
         last one the forward pass applies: that cannot be known without running the model. A
         UserWarning says so when the guess is unsure (several nn.Linear and one of the containers
-        above the last is not an nn.Sequential), and when the model has conv layers but no
-        nn.Linear (then no classifier is found). A module name (``"head"``, ``"body.2"``) names
+        above the last is not an nn.Sequential), when the model has conv layers but no
+        nn.Linear, and when ``model.classifier`` holds no conv/linear layer (an nn.Identity: then
+        no classifier is found). A module name (``"head"``, ``"body.2"``) names
         the classifier; ``None``: there is none, every layer may be pruned.
     """
     _check_model(model)
