@@ -77,6 +77,17 @@ def test_compare_a_model_pruned_before(trained):
             {n: np.mean([float(d[n].float().mean()) for d in draws]) for n in masks}), "averaged over the draws"
 
 
+def test_compare_passes_the_mask_options_on(trained):
+    """classifier= and exclude= reach every mask, the random ones included (before, compare could not take them:
+    a model whose head is registered first had its real head pruned)."""
+    m, sc = trained.model, pruning.magnitude_scores(trained.model)
+    first, last = list(sc)[0], list(sc)[-1]
+    rows = ex.compare(m, {"GMP": sc}, 2, trained.test_loader, random=2, exclude=[last])
+    assert all(last not in r.kept_by_layer and first in r.kept_by_layer for r in rows)
+    assert ex.overlaps(m, sc, sc, 2, exclude=[last]) == {2: 1.0}
+    assert ex.chance_overlap(m, sc, 2, exclude=[last]) != ex.chance_overlap(m, sc, 2)
+
+
 def test_overlaps_and_compare_take_one_compression_or_distinct_ones(trained):
     a = pruning.magnitude_scores(trained.model)
     assert ex.overlaps(trained.model, a, a, 4) == {4: 1.0}

@@ -63,7 +63,8 @@ def _evaluate_masks(model, masks, test_loader, train_loader, finetune_epochs, fi
 
 
 def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_loader, train_loader=None,
-            finetune_epochs: float = 0, finetune_lr: float = 0.01, random: int = 3, seed: int = 0) -> list[PruneRow]:
+            finetune_epochs: float = 0, finetune_lr: float = 0.01, random: int = 3, seed: int = 0,
+            **mask_options) -> list[PruneRow]:
     """Prune copies of ``model`` by each named score at each compression (Fig. 1 of the paper).
 
     Parameters
@@ -72,6 +73,8 @@ def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_load
         for ``overlap``.
     finetune_epochs : fine-tune each pruned copy this long (masks kept) on ``train_loader``,
         every copy on the same reseeded batch sequence, so rules are compared fairly.
+    mask_options : keywords of :func:`koopman_tut.pruning.global_masks` for every mask, the random ones
+        included (``classifier=``, ``exclude=``, ``prune_bias=``).
     random : number of independent random masks (their own generator, draws 0..random-1 of ``seed``:
         independent of every other seed's)
         averaged into a "random" row; 0 for none.
@@ -89,7 +92,7 @@ def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_load
     for c in _compressions(compressions):
         first = None
         for name, sc in scores.items():
-            masks = global_masks(sc, c, model=model)
+            masks = global_masks(sc, c, model=model, **mask_options)
             first = masks if first is None else first
             before, after = _evaluate_masks(model, masks, test_loader, train_loader, finetune_epochs,
                                             finetune_lr, seed)
@@ -98,7 +101,7 @@ def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_load
         if random:
             runs = [(_evaluate_masks(model, m, test_loader, train_loader, finetune_epochs, finetune_lr, seed),
                      kept_overlap(first, m) if first is not None else 1.0, m)
-                    for m in (random_masks(model, c, seed=seed, draw=i) for i in range(random))]
+                    for m in (random_masks(model, c, seed=seed, draw=i, **mask_options) for i in range(random))]
             accs = np.array([r[0][0] for r in runs])
             fts = [r[0][1] for r in runs]
             rows.append(PruneRow("random", c, float(accs.mean()),
@@ -136,18 +139,19 @@ def pick(rows: list[PruneRow], method: str, value: str = "accuracy") -> list[flo
     return [getattr(r, value) for r in sorted(rows, key=lambda r: r.compression) if r.method == method]
 
 
-def overlaps(model: nn.Module, a: Scores, b: Scores, compressions) -> dict[float, float]:
-    """{compression: share of rule a's kept entries that rule b keeps too}, for one compression or several."""
-    return {c: kept_overlap(global_masks(a, c, model=model), global_masks(b, c, model=model))
-            for c in _compressions(compressions)}
+def overlaps(model: nn.Module, a: Scores, b: Scores, compressions, **mask_options) -> dict[float, float]:
+    """{compression: share of rule a's kept entries that rule b keeps too}, for one compression or several;
+    ``mask_options`` as :func:`compare`'s."""
+    masks = lambda sc, c: global_masks(sc, c, model=model, **mask_options)  # noqa: E731
+    return {c: kept_overlap(masks(a, c), masks(b, c)) for c in _compressions(compressions)}
 
 
-def chance_overlap(model: nn.Module, scores: Scores, compression: float) -> float:
+def chance_overlap(model: nn.Module, scores: Scores, compression: float, **mask_options) -> float:
     """Kept overlap an independent random mask has on average with a mask at this compression:
     the share of the ranked entries still in use (nonzero: :func:`koopman_tut.pruning.random_masks` draws
     among those) that are kept. About 1/c on an unpruned model (less when the unpruned biases and classifier
-    take part of the budget); on a model pruned before, kept / entries left."""
-    masks = global_masks(scores, compression, model=model)
+    take part of the budget); on a model pruned before, kept / entries left. ``mask_options`` as :func:`compare`'s."""
+    masks = global_masks(scores, compression, model=model, **mask_options)
     kept = sum(int(m.sum()) for m in masks.values())
     alive = sum(int((local_tensor(current_value(model, n)).detach() != 0).sum()) for n in masks)
     return min(1.0, kept / alive) if alive else 0.0
