@@ -81,7 +81,7 @@ def test_compare_passes_the_mask_options_on(trained):
     """classifier= and exclude= reach every mask, the random ones included (before, compare could not take them:
     a model whose head is registered first had its real head pruned)."""
     m, sc = trained.model, pruning.magnitude_scores(trained.model)
-    first, last = list(sc)[0], list(sc)[-1]
+    first, last = pruning.prunable(m)[0], pruning.prunable(m)[-1]  # features.0.weight, features.2.weight
     rows = ex.compare(m, {"GMP": sc}, 2, trained.test_loader, random=2, exclude=[last])
     assert all(last not in r.kept_by_layer and first in r.kept_by_layer for r in rows)
     assert ex.overlaps(m, sc, sc, 2, exclude=[last]) == {2: 1.0}
