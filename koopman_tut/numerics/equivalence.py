@@ -9,7 +9,7 @@ spectra; the setup here is theirs: f(x) = sum(tan x_i), d = 2, T = 100, eta = 1e
 [1/T, 1]^d, 25 starts on a 5 x 5 grid per algorithm, 4 delays, all modes, runs pooled.
 
 One difference is this tutorial's choice: the authors' bisection returns as soon as f(z) is
-exactly 0 (20 of the 25 starts, after 52-57 halvings, when float64 runs out of digits) and
+exactly 0 (20 of the 25 starts, once float64 runs out of digits) and
 leaves the rest of its preallocated run at 0, a jump to the origin that bisection does not
 make; here a bisection that has found its root stays there (``at_root="stay"``, the default).
 ``at_root="zeros"`` runs it as their code does and gives their published spectrum
