@@ -14,12 +14,12 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .data import get_datasets, loaders
+from .data import batch_size_of, get_datasets, loader, loaders  # noqa: F401 (ex.loader: notebook 02)
 from .models import DEFAULT_MODEL, INPUT_SHAPE, accepts, get_model
-from ..pruning import Scores, global_masks, kept_overlap
+from ..pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks  # noqa: F401 (as before)
 from .comparison import PruneRow, _evaluate_masks, chance_overlap, compare, overlaps, pick, table  # noqa: F401
 from .stats import mean_ci, paired, summarize  # noqa: F401 (re-exported: ex.mean_ci, ...)
-from .train import make_optimizer, resolve_device, steps_taken, train
+from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train  # noqa: F401
 from ..recording.recorder import TrajectoryRecorder
 from ..recording.trajectory import Trajectory
 
