@@ -145,6 +145,14 @@ def _worker(rank: int, world: int, store: str, out: str):
         res["refused"] = None
     except ValueError as e:
         res["refused"] = str(e)
+    # classifier and exclude names without a model: checked against every rank's scores together (a name on
+    # one rank only is fine; a typo on every rank was ignored and the real classifier or layer pruned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", P.TiedScoresWarning)
+        res["names"] = [_refusal(lambda: P.global_masks(scores, COMPRESSION, group=True, classifier="zz")),
+                        _refusal(lambda: P.global_masks(scores, COMPRESSION, group=True, exclude=["zz.weight"])),
+                        _refusal(lambda: P.global_masks(scores, COMPRESSION, group=True, classifier="d")),
+                        _refusal(lambda: P.global_masks(scores, COMPRESSION, group=True, exclude=["a.weight"]))]
     res["edges"] = _edge_cases(rank, scores)
     res["ddp"] = _record_ddp(rank, out)
     res["fsdp"] = _record_fsdp(rank)
@@ -411,6 +419,12 @@ def test_global_masks_over_ranks_equal_one_process_with_ties(ranks):
     with pytest.warns(P.TiedScoresWarning) as one:  # ties decide: every rank says what one process says
         P.global_masks({**s0, **s1}, COMPRESSION)
     assert ranks[0]["tie_warnings"] == ranks[1]["tie_warnings"] == [str(one[0].message)]
+
+
+def test_names_without_a_model_are_checked_over_every_rank(ranks):
+    assert ranks[0]["names"] == ranks[1]["names"] == [
+        "classifier='zz' names no module of any rank's scores", "exclude names ['zz.weight'], which no rank's scores hold",
+        None, None]
 
 
 def test_global_masks_with_each_rank_holding_a_model_shard(ranks):

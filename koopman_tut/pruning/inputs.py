@@ -158,3 +158,27 @@ def check_horizon(h) -> float:
     if not h >= 0:
         raise ValueError(f"h must be >= 0 snapshots, got {h!r}")
     return h
+
+
+def _named_in(scores: dict, classifier, exclude) -> None:
+    """Without a model the names are checked against the scores: a classifier or excluded name that no
+    score has (a typo) would otherwise leave the real classifier, or layer, to be pruned."""
+    if classifier not in ("auto", None) and not any(n.startswith(classifier + ".") for n in scores):
+        raise ValueError(f"classifier={classifier!r} names no module of the scores (their names: "
+                         f"{sorted(scores)[:6]}{' ...' if len(scores) > 6 else ''})")
+    unknown = [n for n in exclude if n not in scores]
+    if unknown:
+        raise ValueError(f"exclude names {unknown}, which the scores do not hold")
+
+
+def _named_on_some_rank(scores: dict, classifier, exclude: tuple, group) -> None:
+    """:func:`_named_in` over the ranks of ``group`` (a collective): each name must be in some rank's scores."""
+    from ..numerics.distributed import all_reduce_sum
+
+    held = [classifier in ("auto", None) or any(n.startswith(classifier + ".") for n in scores)]
+    held = all_reduce_sum(torch.tensor(held + [n in scores for n in exclude], dtype=torch.int64), group).tolist()
+    if not held[0]:
+        raise ValueError(f"classifier={classifier!r} names no module of any rank's scores")
+    unknown = [n for n, h in zip(exclude, held[1:]) if not h]
+    if unknown:
+        raise ValueError(f"exclude names {unknown}, which no rank's scores hold")

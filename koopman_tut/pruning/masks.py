@@ -18,8 +18,8 @@ from torch.nn.utils import prune
 from ..numerics.distributed import local_tensor
 from ..recording.params import aliases, check_untied, current_value, layer_parameters, parameter, prunable, resolve
 from ..recording.validation import check_real
-from .inputs import (_check_bool, _check_model, check_classifier, check_exclude, check_tensors, rank_dtype, seed_entropy,
-                     ties_at_cut, warn_ties)
+from .inputs import (_check_bool, _check_model, _named_in, _named_on_some_rank, check_classifier, check_exclude,
+                     check_tensors, rank_dtype, seed_entropy, ties_at_cut, warn_ties)
 from .measures import Masks
 from .scores import Scores
 
@@ -71,17 +71,6 @@ def _eligible(scores: Scores, model: nn.Module | None, prune_bias, classifier, e
     allowed = {id(parameter(model, n)) for n in required}
     names = [n for n in scores if id(parameter(model, n)) in allowed]
     return names, sum(local_tensor(p).numel() for p in model.parameters())  # a tied tensor once
-
-
-def _named_in(scores: Scores, classifier, exclude) -> None:
-    """Without a model the names are checked against the scores: a classifier or excluded name that no
-    score has (a typo) would otherwise leave the real classifier, or layer, to be pruned."""
-    if classifier not in ("auto", None) and not any(n.startswith(classifier + ".") for n in scores):
-        raise ValueError(f"classifier={classifier!r} names no module of the scores (their names: "
-                         f"{sorted(scores)[:6]}{' ...' if len(scores) > 6 else ''})")
-    unknown = [n for n in exclude if n not in scores]
-    if unknown:
-        raise ValueError(f"exclude names {unknown}, which the scores do not hold")
 
 
 def _keep_count(total: int, n_rank: int, compression: float) -> int:
@@ -197,6 +186,8 @@ def _global_masks_sharded(scores: Scores, compression: float, model, options: tu
     agreed = all_reduce_sum(torch.tensor([int(error is not None), total, flat.numel()]), group).tolist()
     if agreed[0]:
         raise error or ValueError(f"{agreed[0]} other rank(s) refused their scores (see their errors)")
+    if model is None:  # a classifier or excluded name no rank's scores hold (a typo) would leave the real one pruned
+        _named_on_some_rank(scores, classifier, check_exclude(options[3]), group)
     if agreed[2] == 0:
         raise ValueError("nothing may be pruned on any rank: every score is a bias, the classifier or excluded, "
                          "which are left unpruned (pass classifier=None or prune_bias=True)")
