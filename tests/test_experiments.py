@@ -88,6 +88,27 @@ def test_compare_passes_the_mask_options_on(trained):
     assert ex.chance_overlap(m, sc, 2, exclude=[last]) != ex.chance_overlap(m, sc, 2)
 
 
+def test_compare_a_tied_weight_scored_under_its_second_name():
+    """random_masks names a tied tensor by its first name; a rule's scores may use the other: the random row's
+    overlap with the first rule raised 'masks cover different parameters'."""
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc, self.mid = torch.nn.Linear(20, 20, bias=False), torch.nn.Linear(20, 20)
+            self.dec, self.out = torch.nn.Linear(20, 20, bias=False), torch.nn.Linear(20, 10)
+            self.dec.weight = self.enc.weight
+
+        def forward(self, x):
+            return self.out(torch.relu(self.dec(torch.relu(self.mid(self.enc(x))))))
+
+    torch.manual_seed(0)
+    net, data = Tied(), [(torch.randn(8, 20), torch.randint(0, 10, (8,)))]
+    sc = {("dec.weight" if n == "enc.weight" else n): v for n, v in pruning.magnitude_scores(net).items()}
+    rows = ex.compare(net, {"GMP": sc}, 2, data, random=2, classifier="out")
+    (rnd,) = [r for r in rows if r.method == "random"]
+    assert set(rnd.kept_by_layer) == {"dec.weight", "mid.weight"} and 0 < rnd.overlap < 1
+
+
 def test_overlaps_and_compare_take_one_compression_or_distinct_ones(trained):
     a = pruning.magnitude_scores(trained.model)
     assert ex.overlaps(trained.model, a, a, 4) == {4: 1.0}

@@ -16,7 +16,7 @@ from .data import batch_size_of, loader
 from ..pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks
 from .train import accuracy, finetune
 from ..numerics.distributed import local_tensor
-from ..recording.params import current_value
+from ..recording.params import current_value, parameter
 from ..recording.recorder_checks import _check_int
 from ..recording.validation import check_real
 
@@ -101,7 +101,8 @@ def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_load
         if random:
             runs = [(_evaluate_masks(model, m, test_loader, train_loader, finetune_epochs, finetune_lr, seed),
                      kept_overlap(first, m) if first is not None else 1.0, m)
-                    for m in (random_masks(model, c, seed=seed, draw=i, **mask_options) for i in range(random))]
+                    for m in (_named_like(random_masks(model, c, seed=seed, draw=i, **mask_options), first, model)
+                              for i in range(random))]
             accs = np.array([r[0][0] for r in runs])
             fts = [r[0][1] for r in runs]
             rows.append(PruneRow("random", c, float(accs.mean()),
@@ -110,6 +111,13 @@ def compare(model: nn.Module, scores: dict[str, Scores], compressions, test_load
                                  {n: float(np.mean([float(r[2][n].float().mean()) for r in runs])) for n in runs[0][2]},
                                  float(accs.std())))
     return rows
+
+
+def _named_like(masks: dict, like: dict | None, model: nn.Module) -> dict:
+    """``masks`` keyed by ``like``'s names where both name one tensor (tied weights: random_masks names a tied
+    tensor by its first name, a rule's scores may use another)."""
+    name = {id(parameter(model, n)): n for n in like or {}}
+    return {name.get(id(parameter(model, n)), n): m for n, m in masks.items()}
 
 
 def _compressions(compressions) -> list:
