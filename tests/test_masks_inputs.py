@@ -363,3 +363,16 @@ def test_a_cut_inside_equal_scores_warns_that_position_decides():
             kept = P.global_masks({"a.weight": flat}, 4)["a.weight"]
         assert int(kept.sum()) == 25 and bool(kept[:min(block, 25)].all())
         assert any(w.category is P.TiedScoresWarning for w in caught) == warns, block
+
+
+def test_gradient_scores_of_a_pruned_model_are_zero_where_pruned():
+    """gradient_scores' docstring: the gradient is weight_orig's, which the mask multiplies, so entries already
+    pruned score 0 in both forms (they stay pruned) while the kept ones are scored."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    P.prune_model(m, P.magnitude_scores(m), 1.3, classifier=None)
+    data = [(torch.randn(16, 4), torch.randint(0, 3, (16,)))]
+    mask = m[0].weight_mask.bool()
+    for form in ("grad", "theta_grad"):
+        g = P.gradient_scores(m, data, form=form)["0.weight"]
+        assert (~mask).any() and not g[~mask].any() and g[mask].any(), form

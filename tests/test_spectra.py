@@ -359,6 +359,9 @@ def test_groups_of_spectra_name_the_spectrum_at_fault():
         list(ragged), [f, f * 0.99, f * 0.98]).p_value
     with pytest.raises(TypeError, match="spectra must be a sequence of spectra .* got dict"):
         S.distance_matrix({"OMD": e})  # a KeyError before
+    for empty in ([], (), iter([])):  # a 0 x 0 matrix before
+        with pytest.raises(ValueError, match="spectra is empty"):
+            S.distance_matrix(empty)
     assert S.wasserstein(e.real.bfloat16(), f.real.bfloat16()) == pytest.approx(
         S.wasserstein(e.real.bfloat16().double(), f.real.bfloat16().double()))  # bfloat16 was refused by numpy
 

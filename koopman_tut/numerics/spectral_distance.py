@@ -100,8 +100,10 @@ def _matrix(points: list[np.ndarray]) -> np.ndarray:
 
 
 def distance_matrix(spectra: Sequence[Array]) -> np.ndarray:
-    """(N, N) symmetric matrix of :func:`wasserstein` distances between N spectra of the same size."""
+    """(N, N) symmetric matrix of :func:`wasserstein` distances between N >= 1 spectra of the same size."""
     points, names = _group(spectra, "spectra")
+    if not points:
+        raise ValueError("spectra is empty: give one spectrum or more (1-D eigenvalue sets)")
     _same_size(points, names)
     return _matrix(points)
 

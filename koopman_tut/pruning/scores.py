@@ -116,7 +116,9 @@ def gradient_scores(model: nn.Module, loader, n_batches: int = 1, form: str = "t
     """Gradient saliency from ``n_batches`` batches: |theta * dL/dtheta| ('theta_grad', ShrinkBench's
     GlobalMagGrad) or |dL/dtheta| ('grad'), the gradient taken by :func:`gradients`: in train mode
     (BatchNorm on the batch's statistics), leaving the model's modes, buffers and the global RNG as
-    they were; under ``torch.no_grad()`` too; frozen parameters scored like the others."""
+    they were; under ``torch.no_grad()`` too; frozen parameters scored like the others. On a model pruned
+    with torch.nn.utils.prune the gradient is the trained tensor's (``weight_orig``, which the mask multiplies),
+    so entries already pruned score 0 in both forms: they stay pruned."""
     if form not in ("theta_grad", "grad"):
         raise ValueError(f"form must be 'theta_grad' or 'grad', got {form!r}")
     grads = gradients(model, loader, n_batches, loss_fn, device)
