@@ -1,6 +1,7 @@
 """Pruning: scores, masks, compression accounting, torch.nn.utils.prune integration, errors."""
 import copy
 import fractions
+import warnings
 
 import numpy as np
 import pytest
@@ -144,6 +145,17 @@ def test_unreachable_compression_and_empty():
         P.global_masks({}, 2)
     with pytest.raises(ValueError, match="leaves no parameter"):
         P.global_masks({"a.weight": torch.rand(4)}, 100)
+    # the largest reachable compression, and one rounded to it: every prunable entry goes, said aloud
+    scores = P.magnitude_scores(model)
+    most = sum(p.numel() for p in model.parameters()) / sum(p.numel() for n, p in model.named_parameters()
+                                                             if n not in P.prunable(model))
+    for c in (most, most * 1.0001):
+        with pytest.warns(UserWarning, match="keeps none of the .* ranked entries: every prunable layer is zeroed"):
+            masks = P.global_masks(scores, c, model=model)
+        assert not any(m.any() for m in masks.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        P.global_masks(scores, most * 0.9, model=model)  # something kept: no warning
 
 
 def test_scores_that_do_not_match_the_model(trained):

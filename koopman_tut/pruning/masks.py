@@ -9,6 +9,7 @@ unpruned by default. With a model, the scores must cover every parameter pruning
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ import torch.nn as nn
 from torch.nn.utils import prune
 
 from ..numerics.distributed import local_tensor
+from ..numerics.finite import outside_stacklevel
 from ..recording.params import aliases, check_untied, current_value, layer_parameters, parameter, prunable, resolve
 from ..recording.validation import check_real
 from .inputs import (_check_bool, _check_model, _named_in, _named_on_some_rank, check_classifier, check_exclude,
@@ -82,6 +84,10 @@ def _keep_count(total: int, n_rank: int, compression: float) -> int:
                          f"total/compression = {keep_total:,}; the most is {total / max(total - n_rank, 1):.1f}")
     if keep == 0 and n_rank > 0 and total - n_rank == 0:
         raise ValueError(f"compression {compression} leaves no parameter at all")
+    if keep == 0 and n_rank > 0:  # the most that is reachable (or rounded to it): every ranked entry pruned
+        warnings.warn(f"compression {compression} keeps none of the {n_rank:,} ranked entries: every prunable layer "
+                      f"is zeroed (the {total - n_rank:,} parameters left unpruned alone make total / compression)",
+                      UserWarning, stacklevel=outside_stacklevel())
     return keep
 
 
