@@ -1,4 +1,4 @@
-# Each target bootstraps .venv itself (once; again only when pyproject.toml changes).
+# Each target bootstraps .venv itself (once; again when pyproject.toml, setup.py or the C kernels change).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -15,7 +15,7 @@ help:
 	@echo "make bench      DMD, recording, disk and distributed benchmarks (ratios against baselines)"
 	@echo "make notebooks  re-execute notebooks/ in place (refresh committed outputs)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py koopman_tut/numerics/_fused.c
 	@if [ ! -x $(BIN)/python ]; then echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); fi
 	@echo ">> installing koopman_tut and its test extras into $(VENV) (first time: a few minutes)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -36,7 +36,7 @@ JOBS ?= 2
 # the numerical tests run again under ATen's portable kernels (one thread), AVX2 and MKL's
 # conditional-numerical-reproducibility path (MKL_CBWR=COMPATIBLE: other LAPACK/BLAS kernels,
 # other rounding, also on AMD CPUs where MKL_ENABLE_INSTRUCTIONS changes nothing)
-KERNEL_TESTS := tests/test_dmd.py tests/test_snapshots.py tests/test_eig_order.py tests/test_limits.py
+KERNEL_TESTS := tests/test_dmd.py tests/test_snapshots.py tests/test_eig_order.py tests/test_limits.py tests/test_native.py
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS)
 
 test: $(STAMP)

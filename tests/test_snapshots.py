@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import koopman_tut as kt
-from koopman_tut.numerics import cpu_routes, syrk
+from koopman_tut.numerics import cpu_routes, native, syrk
 from koopman_tut.numerics.extrapolation import AffineModel
 from koopman_tut.numerics.snapshots import (assemble_gram, chunk_buffer, deviation_from_steps, deviation_gram,
-                                   difference_gram, difference_matrix, matmul_chunked, snapshot_major, step_gram)
+                                   difference_gram, difference_matrix, snapshot_major, step_gram)
+from koopman_tut.numerics.matmul import matmul_chunked
 from koopman_tut.training.systems import trajectory_like
 
 EPS64 = torch.finfo(torch.float64).eps
@@ -71,6 +72,7 @@ def cpu_route(request, monkeypatch):
 
 
 def test_the_cpu_routes_differ_where_they_should(monkeypatch):
+    monkeypatch.setattr(native, "library", lambda: None)  # torch's routes (the C kernels: test_native.py)
     calls = []
     real_mv = torch.mv
     monkeypatch.setattr(torch, "mv", lambda *a, **k: calls.append(1) or real_mv(*a, **k))

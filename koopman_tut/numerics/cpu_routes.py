@@ -7,7 +7,7 @@ Two choices of the passes were measured to go opposite ways on the two (1M x 64 
 * the Gram by block rows of its upper triangle (:mod:`.syrk`): 0.76-0.88 of one GEMM's time
   at T = 64 on AMD EPYC, 1.12 on an Intel Xeon (where blocks gain only from T = 128 on:
   0.97-0.99 at 128, 0.89-0.90 at 257);
-* one combination W @ c of row-major W (:func:`.snapshots.matmul_chunked`, the fixed point
+* one combination W @ c of row-major W (:func:`.matmul.matmul_chunked`, the fixed point
   and the window's limit): a float64 GEMV per chunk ran about 4x slower than a multiply
   and a sum on AMD, and 2.3x faster on the Intel Xeon (31 ms against 72 ms, in chunks of
   1 MiB, which stay in its 2 MiB L2).

@@ -1,9 +1,8 @@
 """What exact DMD returns: eigenvalues, amplitudes, lazily formed modes, prediction.
 
-A :class:`DMDResult` holds the small float64 solution of :func:`koopman_tut.numerics.dmd` and a
-reference to the data W (n_features, n_snapshots); every mode is a combination of
-snapshots, modes = W @ coef (Tu et al. 2014, exact DMD), so a mode is formed only when it
-is asked for, in one pass over W.
+A :class:`DMDResult` holds the small float64 solution of :func:`koopman_tut.numerics.dmd` and a reference to the
+data W (n_features, n_snapshots); every mode is a combination of snapshots, modes = W @ coef (Tu et al. 2014,
+exact DMD), so a mode is formed only when it is asked for, in one pass over W.
 """
 from __future__ import annotations
 
@@ -16,7 +15,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .snapshots import matmul_chunked
+from .finite import all_finite
+from .matmul import matmul_chunked
 
 Tensor = torch.Tensor
 
@@ -228,7 +228,7 @@ class DMDResult:
         Tensor, (n_features,) for scalar t, else (n_features, k).
         """
         out = self.combine(self.weights(t, indices), real=real)
-        if not bool(torch.isfinite(out).all()):  # lambda^t finite, its mode times it not (a far-back time)
+        if not all_finite(out):  # lambda^t finite, its mode times it not (a far-back time)
             raise ValueError(f"the DMD model cannot be evaluated at t={t!r}: the state overflows {out.dtype}")
         return out[:, 0] if np.ndim(t) == 0 else out
 

@@ -17,13 +17,12 @@ theta(t-1)) - lr g, so an affine model in theta alone is not exact. With ``delay
 [theta(t); theta(t-1)], where the recursion is first order, and the limit, forecast and gradient are the theta
 block of z's. Its Gram is a sum of shifted blocks of the plain one (:func:`.reduced.delay_gram`): no second pass.
 
-**Conditioning.** A mode with per-snapshot eigenvalue mu is amplified by 1 / |1 - mu| (the
-``gain``). The limit is solved directly, (I - A~) w = U^H d_{T-2}. Modes within ``drift_tol``
-of 1, or with |mu| >= 1, have no finite limit: they are summed over ``max_horizon`` snapshots
-(|mu| > 1 projected onto the unit circle), a :class:`DriftWarning` names them and the limit is
-not trusted. A forecast h snapshots ahead (finite h) is the model's own: every mode, a growing
-one included, is summed over the h snapshots with its fitted eigenvalue (refused where that
-overflows). A mode within 0.1% of ``drift_tol`` of that boundary (``EDGE``) keeps its finite
+**Conditioning.** A mode with per-snapshot eigenvalue mu is amplified by 1 / |1 - mu| (the ``gain``). The limit
+is solved directly, (I - A~) w = U^H d_{T-2}. Modes within ``drift_tol`` of 1, or with |mu| >= 1, have no finite
+limit: they are summed over ``max_horizon`` snapshots (|mu| > 1 projected onto the unit circle), a
+:class:`DriftWarning` names them and the limit is not trusted. A forecast h snapshots ahead (finite h) is the
+model's own: every mode, a growing one included, is summed over the h snapshots with its fitted eigenvalue
+(refused where that overflows). A mode within 0.1% of ``drift_tol`` of that boundary (``EDGE``) keeps its finite
 limit: data do not resolve an eigenvalue finer, and lr h = 1e-3 puts a convergent mode on it.
 
 Every estimate carries a trust check computed from the window alone (:mod:`koopman_tut.numerics.trust`).
@@ -38,15 +37,16 @@ import torch
 
 from .dmd import _check_svd_rank
 from .dmd_checks import no_steps_reason
+from .finite import all_finite
 from .still import is_still, still_estimate
 from .dmd_result import geometric_sums, powers
 from .limit_inputs import check_warn
 from .distributed import global_rows
-from .reduced import (Reduced, affine_rank, delay_gram, difference_factor, norm, numerical_rank,  # noqa: F401
-                      untruncated)  # (delay_gram re-exported)
+from .reduced import Reduced, affine_rank, difference_factor, norm, numerical_rank, untruncated
 from .secant import gap, plain_factor, secant_fit, unreadable
 from .optimizer_settings import has_momentum, momentum_delays, setting_drift  # noqa: F401 (re-exported)
-from .snapshots import as_snapshots, difference_matrix, matmul_chunked
+from .matmul import matmul_chunked
+from .snapshots import as_snapshots, difference_matrix
 from .step_fit import step_fit
 from .trust import RESIDUAL_TOL, ROUNDING_STD, DriftWarning, Extrapolation, UntrustedLimitWarning, warn_untrusted  # noqa: F401
 
@@ -193,7 +193,7 @@ class AffineModel:
         coef = self.block(0)[0] @ c
         coef[-1] += 1  # + theta(T-1)
         theta = matmul_chunked(self.W, coef[:, None])[:, 0]
-        if not (bool(torch.isfinite(c).all()) and bool(torch.isfinite(theta).all())):  # a growing mode, finite h
+        if not (all_finite(c) and all_finite(theta)):  # a growing mode, finite h
             raise ValueError(f"the {h:g}-snapshot forecast overflows {theta.dtype}: mode(s) with |mu| up to "
                              f"{float(self.eigs.abs().max()):.4g} grow by |mu|^h; forecast fewer snapshots ahead")
         mu, T = self.eigs, self.W.shape[-1]

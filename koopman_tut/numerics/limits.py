@@ -49,7 +49,8 @@ from .limit_inputs import METHODS, check_a, check_depth, check_method, check_war
 from .secant import min_norm_lstsq, secant_fit, warn_unreliable
 from .memory import check_gram_fits
 from .finite import NonFiniteError, check_finite
-from .snapshots import as_snapshots, matmul_chunked
+from .matmul import matmul_chunked
+from .snapshots import as_snapshots
 
 Tensor = torch.Tensor
 

@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 import torch
 
-from . import cpu_routes
+from . import native
 from .finite import check_has_values
 from .memory import gram_zeros
 from .syrk import add_upper_gram_, mirror_upper
@@ -163,8 +163,9 @@ def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
         b = buf[..., : stop - start, :]  # (..., rows, T)
-        b.copy_(W[..., start:stop, :])  # converted to float64 on the way, no temporary
-        b[..., : T - 1].sub_(b[..., T - 1:])  # [w_t - r for t < T-1, r], in float64
+        if not native.deviations_(b, W[..., start:stop, :]):  # one pass where it was built (numerics/native.py)
+            b.copy_(W[..., start:stop, :])  # converted to float64 on the way, no temporary
+            b[..., : T - 1].sub_(b[..., T - 1:])  # [w_t - r for t < T-1, r], in float64
         add_upper_gram_(acc, b)  # (..., T, T), small
     return mirror_upper(acc).cpu()
 
@@ -190,8 +191,9 @@ def step_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
         b, d = buf[..., : stop - start, :], steps[..., : stop - start, :]  # (..., rows, T + 1), (..., rows, T)
-        b[..., :T].copy_(W[..., start:stop, :])  # converted to float64 on the way
-        torch.sub(b[..., 1:], b[..., :-1], out=d)  # [d_0 ... d_{T-2}, 0 - r] in one operation, in float64
+        if not native.steps_(d, W[..., start:stop, :]):  # one pass where it was built (numerics/native.py)
+            b[..., :T].copy_(W[..., start:stop, :])  # converted to float64 on the way
+            torch.sub(b[..., 1:], b[..., :-1], out=d)  # [d_0 ... d_{T-2}, 0 - r] in one operation, in float64
         add_upper_gram_(acc, d)
     acc = mirror_upper(acc)
     for side in (acc[..., : T - 1, T - 1], acc[..., T - 1, : T - 1]):  # the Gram of [d, -r] -> of [d, r]: exact
@@ -251,50 +253,3 @@ def difference_gram(acc: Tensor) -> Tensor:
 def gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     """G = W^H W (..., T, T) in float64 on the CPU, one chunked pass (see :func:`deviation_gram`)."""
     return assemble_gram(deviation_gram(W, chunk_rows))
-
-
-def matmul_chunked(W: Tensor, C: Tensor, chunk_rows: int | None = None) -> Tensor:
-    """W @ C for a tall real W (n, T) and a small C (T, k), computed in float64.
-
-    Lower-precision W (float32, float16, bfloat16) is converted one chunk of rows at a
-    time (no full-size copy) and multiplied in float64, so modes and fixed points carry the
-    accuracy of the float64 solution, not float32 summation error amplified by large,
-    cancelling coefficients (extrapolation).
-
-    Returns
-    -------
-    (n, k) in W's dtype (float32 for half-precision W), on W's device.
-    """
-    W = W.detach()  # read, never differentiated (see the module's notes)
-    C = C.detach().to(device=W.device, dtype=torch.float64).contiguous()  # a strided C slows the loop
-    n, k = W.shape[0], C.shape[1]
-    in_place = W.dtype == torch.float64  # float64 chunks are used as they are, no conversion
-    out_dtype = torch.float32 if W.dtype in (torch.float16, torch.bfloat16) else W.dtype
-    # where oneMKL runs on an Intel CPU, 1 MiB chunks and, for one output from row-major data, a float64
-    # GEMV; elsewhere a multiply and a sum there (GEMV ran ~4x slower on AMD; :mod:`.cpu_routes`)
-    intel = W.device.type == "cpu" and cpu_routes.mkl_on_intel()
-    rowwise = k == 1 and not snapshot_major(W)
-    gemv = rowwise and intel
-    rows = chunk_rows or (max(1, cpu_routes.INTEL_CHUNK_ELEMENTS // W.shape[1]) if intel
-                          else default_chunk_rows(W.shape[1], W.device))
-    out = torch.empty(n, k, dtype=out_dtype, device=W.device)
-    buf = None if in_place else chunk_buffer(W, min(rows, n))
-    if rowwise:  # preallocated: a fresh multi-MiB temporary per chunk costs page faults
-        prod = None if gemv else torch.empty(min(rows, n), W.shape[1], dtype=torch.float64, device=W.device)
-        dot = torch.empty(min(rows, n), dtype=torch.float64, device=W.device)
-    for s in range(0, n, rows):
-        if in_place:
-            b = W[s:s + rows]
-        else:
-            b = buf[: min(rows, n - s)]  # (rows, T) float64
-            b.copy_(W[s:s + rows])
-        if rowwise:
-            e = b.shape[0]
-            if gemv:
-                torch.mv(b, C[:, 0], out=dot[:e])
-            else:
-                torch.sum(torch.mul(b, C[:, 0], out=prod[:e]), -1, out=dot[:e])  # summed in float64,
-            out[s:s + e, 0] = dot[:e]  # rounded once
-        else:  # (k, T) @ (T, rows): the GEMM reads b in its own order (3x faster for k = 2)
-            out[s:s + rows] = (C.mT @ b.mT).mT
-    return out

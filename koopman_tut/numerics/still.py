@@ -19,7 +19,7 @@ import math
 import torch
 
 from .distributed import all_reduce_max
-from .snapshots import matmul_chunked
+from .matmul import matmul_chunked
 from .trust import Extrapolation
 
 Tensor = torch.Tensor

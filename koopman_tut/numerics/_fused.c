@@ -1,0 +1,217 @@
+/* Fused float32 -> float64 passes over a chunk of snapshots (koopman_tut.numerics.native).
+
+   torch converts a float32 chunk into a float64 buffer in one pass (copy_) and takes the
+   deviations or steps in a second (sub_); a combination W @ c converts every chunk and then
+   multiplies it. These kernels do each in one pass, reading the float32 data once:
+
+     kt_deviations  dst[i, t] = w[i, t] - w[i, T-1] (t < T-1), dst[i, T-1] = w[i, T-1]
+     kt_steps       dst[i, t] = w[i, t+1] - w[i, t] (t < T-1), dst[i, T-1] = 0 - w[i, T-1]
+     kt_combine     out[i]    = sum_t w[i, t] c[t], rounded once to float32
+
+   Every value is converted to float64 before it is subtracted or multiplied, as torch does,
+   so the deviations and steps are bit for bit torch's; a combination sums its float64
+   products in another order than torch's GEMV (error bounds that hold for any order hold).
+   Element (i, t) of w lies at w[i*si + t*st]; kernels take rows of W (si) or snapshots
+   (st) contiguous. They run on the OpenMP threads torch already runs on: the caller passes
+   GOMP_parallel and omp_get_thread_num of torch's own libgomp (kt_set_openmp), so no second
+   thread pool competes with torch's for the cores. Thread k converts the k-th block of
+   rows, as torch's static schedule does, so the GEMM that follows finds them in its cache.
+
+   Return value: 0, or 1 when the layout is not one of the two (nothing was written). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <string.h>
+
+#define KT_ABI 1 /* bumped whenever a signature or a meaning changes: native.py checks it */
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
+
+typedef float f4 __attribute__((vector_size(16)));
+typedef double d4 __attribute__((vector_size(32)));
+typedef void (*parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
+typedef int (*thread_num_fn)(void);
+
+static parallel_fn gomp_parallel;      /* torch's GOMP_parallel, or NULL: one thread */
+static thread_num_fn gomp_thread_num;  /* torch's omp_get_thread_num */
+
+int kt_abi(void) { return KT_ABI; }
+
+void kt_set_openmp(void *parallel, void *thread_num) {
+    gomp_parallel = (parallel_fn)parallel;
+    gomp_thread_num = (thread_num_fn)thread_num;
+}
+
+CLONES static int deviations(const float *restrict w, ptrdiff_t si, ptrdiff_t st, double *restrict dst, ptrdiff_t di,
+                             ptrdiff_t dt, ptrdiff_t rows, ptrdiff_t T) {
+    if (st == 1 && dt == 1) {  /* row-major: row by row */
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            const float *s = w + i * si;
+            double *d = dst + i * di, r = s[T - 1];
+            for (ptrdiff_t t = 0; t < T - 1; t++) d[t] = (double)s[t] - r;
+            d[T - 1] = r;
+        }
+        return 0;
+    }
+    if (si == 1 && di == 1) {  /* snapshot-major: snapshot by snapshot */
+        const float *r = w + (T - 1) * st;
+        for (ptrdiff_t t = 0; t < T - 1; t++) {
+            const float *s = w + t * st;
+            double *d = dst + t * dt;
+            for (ptrdiff_t i = 0; i < rows; i++) d[i] = (double)s[i] - (double)r[i];
+        }
+        double *d = dst + (T - 1) * dt;
+        for (ptrdiff_t i = 0; i < rows; i++) d[i] = r[i];
+        return 0;
+    }
+    return 1;
+}
+
+CLONES static int steps(const float *restrict w, ptrdiff_t si, ptrdiff_t st, double *restrict dst, ptrdiff_t di,
+                        ptrdiff_t dt, ptrdiff_t rows, ptrdiff_t T) {
+    if (st == 1 && dt == 1) {
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            const float *s = w + i * si;
+            double *d = dst + i * di;
+            for (ptrdiff_t t = 0; t < T; t++) d[t] = s[t];  /* each value converted once, */
+            for (ptrdiff_t t = 0; t < T - 1; t++) d[t] = d[t + 1] - d[t];  /* then differenced in place */
+            d[T - 1] = 0.0 - d[T - 1];  /* 0 - r, not -r: a zero stays +0.0, as torch's */
+        }
+        return 0;
+    }
+    if (si == 1 && di == 1) {
+        for (ptrdiff_t t = 0; t < T - 1; t++) {
+            const float *s = w + t * st, *s1 = s + st;
+            double *d = dst + t * dt;
+            for (ptrdiff_t i = 0; i < rows; i++) d[i] = (double)s1[i] - (double)s[i];
+        }
+        const float *r = w + (T - 1) * st;
+        double *d = dst + (T - 1) * dt;
+        for (ptrdiff_t i = 0; i < rows; i++) d[i] = 0.0 - (double)r[i];
+        return 0;
+    }
+    return 1;
+}
+
+CLONES static int combine(const float *restrict w, ptrdiff_t si, ptrdiff_t st, const double *restrict c, float *restrict out,
+                          ptrdiff_t rows, ptrdiff_t T) {
+    if (st == 1) {  /* row-major: four float64 vector sums per row, 16 entries a step */
+        ptrdiff_t T16 = T & ~(ptrdiff_t)15;
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            const float *s = w + i * si;
+            for (ptrdiff_t k = 0; k < T; k += 16) __builtin_prefetch(s + 8 * si + k);  /* 8 rows ahead */
+            d4 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
+            for (ptrdiff_t t = 0; t < T16; t += 16) {
+                f4 x0, x1, x2, x3;
+                d4 c0, c1, c2, c3;
+                memcpy(&x0, s + t, 16), memcpy(&x1, s + t + 4, 16);
+                memcpy(&x2, s + t + 8, 16), memcpy(&x3, s + t + 12, 16);
+                memcpy(&c0, c + t, 32), memcpy(&c1, c + t + 4, 32);
+                memcpy(&c2, c + t + 8, 32), memcpy(&c3, c + t + 12, 32);
+                a0 += __builtin_convertvector(x0, d4) * c0;
+                a1 += __builtin_convertvector(x1, d4) * c1;
+                a2 += __builtin_convertvector(x2, d4) * c2;
+                a3 += __builtin_convertvector(x3, d4) * c3;
+            }
+            d4 a = (a0 + a1) + (a2 + a3);
+            double sum = (a[0] + a[1]) + (a[2] + a[3]);
+            for (ptrdiff_t t = T16; t < T; t++) sum += (double)s[t] * c[t];
+            out[i] = (float)sum;
+        }
+        return 0;
+    }
+    if (si == 1) {  /* snapshot-major: blocks of rows, each summed over the snapshots in float64 */
+        enum { B = 2048 };
+        double acc[B];
+        for (ptrdiff_t i0 = 0; i0 < rows; i0 += B) {
+            ptrdiff_t m = rows - i0 < B ? rows - i0 : B;
+            for (ptrdiff_t i = 0; i < m; i++) acc[i] = 0.0;
+            for (ptrdiff_t t = 0; t < T; t++) {
+                const float *s = w + t * st + i0;
+                double ct = c[t];
+                for (ptrdiff_t i = 0; i < m; i++) acc[i] += (double)s[i] * ct;
+            }
+            for (ptrdiff_t i = 0; i < m; i++) out[i0 + i] = (float)acc[i];
+        }
+        return 0;
+    }
+    return 1;
+}
+
+enum { DEVIATIONS, STEPS, COMBINE };
+
+typedef struct {
+    int kind, parts, rc;
+    unsigned long long claimed;  /* bit k: block k taken by a thread */
+    const float *w;
+    ptrdiff_t si, st, di, dt, rows, T;
+    double *dst;
+    const double *c;
+    float *out;
+} job;
+
+enum { MAX_PARTS = 64 };
+
+static void run_part(job *j, int k) {
+    ptrdiff_t lo = j->rows * k / j->parts, hi = j->rows * (k + 1) / j->parts;
+    const float *w = j->w + lo * j->si;
+    int rc;
+    switch (j->kind) {
+        case DEVIATIONS: rc = deviations(w, j->si, j->st, j->dst + lo * j->di, j->di, j->dt, hi - lo, j->T); break;
+        case STEPS: rc = steps(w, j->si, j->st, j->dst + lo * j->di, j->di, j->dt, hi - lo, j->T); break;
+        default: rc = combine(w, j->si, j->st, j->c, j->out + lo, hi - lo, j->T);
+    }
+    if (rc) __atomic_store_n(&j->rc, 1, __ATOMIC_RELAXED);
+}
+
+static int claim(job *j, int k) {
+    unsigned long long bit = 1ULL << k;
+    return !(__atomic_fetch_or(&j->claimed, bit, __ATOMIC_RELAXED) & bit);
+}
+
+static void body(void *p) {  /* thread k: block k first (torch's static schedule), then any not taken */
+    job *j = p;
+    int me = gomp_thread_num ? gomp_thread_num() : 0;
+    if (me < j->parts && claim(j, me)) run_part(j, me);
+    for (int k = 0; k < j->parts; k++)  /* a team smaller than asked for still does every block */
+        if (claim(j, k)) run_part(j, k);
+}
+
+static int run(job *j, int threads) {
+    /* below 2^15 entries per thread, fewer threads: waking one costs more than it saves */
+    ptrdiff_t most = j->rows * j->T / 32768;
+    int parts = threads < MAX_PARTS ? threads : MAX_PARTS;
+    if (most < parts) parts = (int)most;
+    if (parts < 1) parts = 1;
+    j->parts = parts, j->rc = 0, j->claimed = 0;
+    if (parts > 1 && gomp_parallel && gomp_thread_num) gomp_parallel(body, j, (unsigned)parts, 0);
+    else body(j);
+    return j->rc;
+}
+
+int kt_deviations(const float *w, ptrdiff_t si, ptrdiff_t st, double *dst, ptrdiff_t di, ptrdiff_t dt,
+                  ptrdiff_t rows, ptrdiff_t T, int threads) {
+    job j = {.kind = DEVIATIONS, .w = w, .si = si, .st = st, .dst = dst, .di = di, .dt = dt, .rows = rows, .T = T};
+    return run(&j, threads);
+}
+
+int kt_steps(const float *w, ptrdiff_t si, ptrdiff_t st, double *dst, ptrdiff_t di, ptrdiff_t dt,
+             ptrdiff_t rows, ptrdiff_t T, int threads) {
+    job j = {.kind = STEPS, .w = w, .si = si, .st = st, .dst = dst, .di = di, .dt = dt, .rows = rows, .T = T};
+    return run(&j, threads);
+}
+
+int kt_combine(const float *w, ptrdiff_t si, ptrdiff_t st, const double *c, float *out, ptrdiff_t rows,
+               ptrdiff_t T, int threads) {
+    job j = {.kind = COMBINE, .w = w, .si = si, .st = st, .c = c, .out = out, .rows = rows, .T = T};
+    return run(&j, threads);
+}
+
+/* An importable module with no functions: the kernels above are reached through ctypes. */
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_fused", .m_size = 0};
+
+PyMODINIT_FUNC PyInit__fused(void) { return PyModule_Create(&module); }

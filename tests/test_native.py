@@ -1,0 +1,189 @@
+"""The fused float32 -> float64 passes (koopman_tut/numerics/_fused.c through numerics/native.py).
+
+They must give torch's numbers: the deviations and steps bit for bit (every value is converted
+to float64 before it is subtracted, on either route), a combination within the float64
+rounding of its sum; on every layout they accept, at every thread count, and they must step
+aside (False / None, nothing written) where they do not apply.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from koopman_tut.numerics import finite, native, snapshots
+from koopman_tut.numerics.matmul import matmul_chunked
+
+EPS64 = torch.finfo(torch.float64).eps
+EPS32 = torch.finfo(torch.float32).eps
+COMPILER = shutil.which("cc") or shutil.which("gcc")
+
+
+@pytest.fixture
+def lib():
+    if native.library() is None:
+        if COMPILER and os.environ.get(native.ENV, "1") != "0":
+            pytest.fail(f"a C compiler ({COMPILER}) is here but koopman_tut/numerics/_fused.c was not built "
+                        "or not loaded: pip install -e . and read its output")
+        pytest.skip("no C compiler when the package was installed: torch's passes run instead")
+    return native.library()
+
+
+def awkward(n: int, T: int, seed: int = 0) -> torch.Tensor:
+    """float32 (n, T) whose differences float32 could not hold exactly: values of every size, signed
+    zeros, subnormals, the largest finite float32s."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(n, T, generator=g) * torch.exp2(torch.randint(-60, 60, (n, 1), generator=g).float())
+    W += torch.randn(n, T, generator=g) * 1e-3 * W.abs()
+    flat = W.view(-1)
+    picks = torch.randint(0, flat.numel(), (6 * (1 + flat.numel() // 97),), generator=g)
+    specials = torch.tensor([0.0, -0.0, 1e-45, -3e-39, 3.4e38, -3.4e38])
+    flat[picks] = specials.repeat(picks.numel() // 6)
+    return W
+
+
+def layouts(W: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"row-major": W.contiguous(), "snapshot-major": W.mT.contiguous().mT}
+
+
+def torch_route(kind: str, W: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """What snapshots' passes compute without the kernels, into a buffer laid out like dst."""
+    out = torch.empty_strided(dst.shape, dst.stride(), dtype=torch.float64)
+    out.copy_(W)
+    if kind == "deviations":
+        out[:, :-1].sub_(out[:, -1:])
+    else:
+        b = torch.cat([out, torch.zeros(W.shape[0], 1, dtype=torch.float64)], 1)
+        torch.sub(b[:, 1:], b[:, :-1], out=out)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["deviations", "steps"])
+@pytest.mark.parametrize("n, T", [(1, 2), (5, 3), (3000, 17), (4099, 64), (700, 65), (20_000, 9)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_deviations_and_steps_are_torchs_bit_for_bit(lib, kind, n, T, threads):
+    fn = native.deviations_ if kind == "deviations" else native.steps_
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name, W in layouts(awkward(n, T)).items():
+            dst = snapshots.chunk_buffer(W, n)  # W's order; row-major rows of 64 padded
+            dst.fill_(float("nan"))
+            assert fn(dst, W), name
+            ref = torch_route(kind, W, dst)
+            same = (dst == ref) | (dst.isnan() & ref.isnan())
+            assert bool(same.all()), (name, torch.nonzero(~same)[:3].tolist())
+            assert torch.equal(torch.signbit(dst), torch.signbit(ref)), name  # 0 - 0 is +0.0 on both
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n, T", [(1, 2), (9, 5), (3001, 11), (5000, 16), (2049, 64), (4000, 67)])
+def test_combine_sums_in_float64_and_does_not_depend_on_threads(lib, n, T):
+    g = torch.Generator().manual_seed(T)
+    W0 = (1 + 1e-3 * torch.randn(n, T, generator=g, dtype=torch.float64).cumsum(1)).float()
+    c = torch.randn(T, generator=g, dtype=torch.float64) * 1e3
+    c[-1] -= c.sum() - 1  # large, cancelling coefficients summing to 1, as a limit's
+    exact = W0.double() @ c  # float64 sums of exact products: error <= T u sum |w c|
+    bound = EPS32 * exact.abs() + 4 * T * EPS64 * (W0.double().abs() @ c.abs())
+    before, outs = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            for name, W in layouts(W0).items():
+                out = native.combine(W, c)
+                assert out is not None and out.dtype == torch.float32 and out.shape == (n,), name
+                assert bool(((out.double() - exact).abs() <= bound).all()), name
+                outs.append(out)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(o, outs[0]) for o in outs[::2]) and all(torch.equal(o, outs[1]) for o in outs[1::2])
+    # the control: summed in float32 the same combination misses by far more than the bound
+    assert bool(((W0 @ c.float()).double() - exact).abs().max() > 10 * bound.max())
+
+
+def test_the_kernels_step_aside_where_they_do_not_apply(lib):
+    W = awkward(50, 8)
+    wide = torch.zeros(50, 16)
+    wide[:, ::2] = W
+    cases = {"strided": wide[:, ::2], "float64": W.double(), "float16": W.clamp(-1e4, 1e4).half(),
+             "batched": W[None], "meta": torch.empty(50, 8, device="meta")}
+    for name, X in cases.items():
+        dst = torch.full(X.shape, 7.0, dtype=torch.float64)
+        assert not native.deviations_(dst, X) and not native.steps_(dst, X), name
+        assert bool((dst == 7).all()), name  # nothing written
+        assert native.combine(X, torch.ones(8, dtype=torch.float64)) is None, name
+    dst = torch.empty(8, 50, dtype=torch.float64).mT  # a buffer in the other order than W's
+    assert not native.deviations_(dst, W)
+    assert native.combine(W, torch.ones(7, dtype=torch.float64)) is None  # c of the wrong length
+
+
+def test_the_passes_take_the_kernels_where_they_apply(lib, monkeypatch):
+    taken = []
+    for name in ("deviations_", "steps_", "combine"):
+        real = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, real=real: taken.append(r := real(*a)) or r)
+    for W in layouts(awkward(5000, 12)).values():
+        taken.clear()
+        snapshots.deviation_gram(W, chunk_rows=1000), snapshots.step_gram(W, chunk_rows=1000)
+        matmul_chunked(W, torch.ones(12, 1, dtype=torch.float64))
+        assert len(taken) == 11 and all(t is True for t in taken[:10]) and taken[10] is not None
+
+
+def test_passes_agree_with_and_without_the_kernels(lib, monkeypatch):
+    W0 = awkward(3000, 20, seed=4).clamp(-1e15, 1e15)  # a Gram that stays finite
+    c = torch.randn(20, 1, dtype=torch.float64)
+    for name, W in layouts(W0).items():
+        fast = snapshots.deviation_gram(W), snapshots.step_gram(W), matmul_chunked(W, c)
+        with monkeypatch.context() as m:
+            m.setattr(native, "library", lambda: None)
+            slow = snapshots.deviation_gram(W), snapshots.step_gram(W), matmul_chunked(W, c)
+        for a, b in zip(fast[:2], slow[:2]):  # the same float64 numbers in the same GEMM
+            assert torch.equal(a, b), name
+        exact = W0.double() @ c
+        bound = EPS32 * exact.abs() + 4 * 20 * EPS64 * (W0.double().abs() @ c.abs())
+        for out in (fast[2], slow[2]):
+            assert bool(((out.double() - exact).abs() <= bound).all()), name
+
+
+def test_the_environment_switch_turns_them_off():
+    code = ("from koopman_tut.numerics import native, snapshots; import torch; "
+            "W = torch.randn(100, 5); assert native.library() is None; "
+            "assert not native.deviations_(torch.empty(100, 5, dtype=torch.float64), W); "
+            "print(float(snapshots.deviation_gram(W)[0, 0]))")
+    env = dict(os.environ, **{native.ENV: "0"})
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) >= 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64])
+def test_all_finite_is_isfinite_all(dtype):
+    assert finite.all_finite(torch.empty(0, dtype=dtype))
+    for n in (1, 2, 7, 16, 33, 70, 1025):
+        x = torch.randn(n).to(dtype)
+        assert finite.all_finite(x) and finite.all_finite(x.reshape(1, n, 1))
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            for i in sorted({0, n // 2, n - 1}):
+                y = x.clone()
+                y[i] = bad
+                assert not finite.all_finite(y), (n, i, bad)
+                assert not finite.all_finite(y.flip(0)), (n, i, bad)
+    z = torch.complex(torch.zeros(3), torch.tensor([0.0, float("nan"), 0.0]))
+    assert not finite.all_finite(z)
+
+
+def test_a_smaller_team_than_asked_for_still_does_every_row(lib):
+    """OpenMP may give fewer threads than asked (OMP_THREAD_LIMIT, nesting): the blocks no thread
+    started on are done by the ones that ran."""
+    code = ("import torch; from koopman_tut.numerics import native; torch.set_num_threads(4); "
+            "W = torch.randn(50_000, 8); d = torch.full((50_000, 8), float('nan'), dtype=torch.float64); "
+            "assert native.library() is not None and native.deviations_(d, W); "
+            "assert torch.equal(d[:, -1], W[:, -1].double()) and not bool(d.isnan().any()); "
+            "out = native.combine(W, torch.ones(8, dtype=torch.float64)); "
+            "ref = W.double().sum(1); assert bool(((out.double() - ref).abs() <= 1e-6 * W.abs().sum(1)).all())")
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
