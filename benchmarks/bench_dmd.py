@@ -14,6 +14,10 @@ contiguous, as TrajectoryRecorder stores it), prints wall time and peak extra me
   * the same, as kt.dmd computes it   (on a CPU from 64 snapshots, the upper triangle alone by
                                        block rows, koopman_tut.numerics.syrk; below that, one GEMM:
                                        then it is the row above; the floor of kt.dmd's own method)
+  * the affine limit with 1 delay     (the default limit under momentum: a pass for the Gram of
+                                       the steps, one for the combination)
+  * both again with torch's passes    (where the C kernels of numerics/_fused.c were built:
+                                       the conversions in two passes, as without them)
 and, once, PyDMD DMD(svd_rank=-1, exact=True) on the CPU (skipped with --no-pydmd),
 as ratios, and the agreement of eigenvalues and fixed points between koopman_tut and PyDMD,
 and of both with a float64 reference (a thin SVD of the data in float64; --no-reference skips it).
@@ -32,6 +36,7 @@ import numpy as np
 import torch
 
 import koopman_tut as kt
+from koopman_tut.numerics import native
 from koopman_tut.numerics.extrapolation import AffineModel
 from koopman_tut.training.systems import trajectory_like
 
@@ -122,16 +127,33 @@ LAYOUTS = {"row-major": lambda W: W,  # each row (parameter) contiguous, as buil
            "snapshot-major": lambda W: W.T.contiguous().T}  # each snapshot contiguous, as a recorder stores it
 
 
+def torch_passes(fn):
+    """fn with the C kernels switched off (numerics/native.py): torch's two-pass conversions."""
+    def run():
+        kernels, native.library = native.library, lambda: None
+        try:
+            return fn()
+        finally:
+            native.library = kernels
+    return run
+
+
 def time_layout(W: torch.Tensor, a) -> dict:
+    fp = lambda: kt.dmd(W).fixed_point()  # noqa: E731
+    limit = lambda: AffineModel(W, 0, delays=1, method="gram").extrapolate(warn=False).theta  # noqa: E731
+    # where the C kernels were built, the same two without them, in the same rounds
+    off = ({"kt.dmd + fixed_point, torch passes": torch_passes(fp), "affine limit, torch passes": torch_passes(limit)}
+           if native.library() is not None and W.device.type == "cpu" else {})
     return measure_all({
         "W^T W (one product)": lambda: W.T @ W,
         "float64 chunked Gram (exact floor)": lambda: float64_chunked_gram(W),
         "float64 chunked Gram, as kt.dmd does": lambda: float64_chunked_gram(W, as_kt=True),
         "kt.dmd": lambda: kt.dmd(W),
-        "kt.dmd + fixed_point": lambda: kt.dmd(W).fixed_point(),
+        "kt.dmd + fixed_point": fp,
         "kt.dmd + all modes": lambda: kt.dmd(W).modes,
         # the delay-embedded affine limit (momentum): one Gram pass, one pass for the combination
-        "affine limit, 1 delay": lambda: AffineModel(W, 0, delays=1, method="gram").extrapolate(warn=False).theta,
+        "affine limit, 1 delay": limit,
+        **off,
     }, a.device, a.repeat)
 
 
@@ -157,7 +179,8 @@ def main(argv=None):
     W0 = trajectory_like(a.n, a.t, dtype=dtype, device=a.device, seed=0)
     size = W0.numel() * W0.element_size()
     print(f"W: ({a.n}, {a.t}) {a.dtype} on {a.device}, {size / 2**20:.0f} MiB; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads; C kernels (numerics/_fused.c): "
+          f"{'on' if native.library() is not None else 'off (not built, or KOOPMAN_TUT_NATIVE=0)'}")
 
     results, timed = {}, {}
     for layout in (LAYOUTS if a.layout == "both" else [a.layout]):

@@ -125,11 +125,11 @@ def failing_line(traceback: list[str], cell: int | None = None) -> str:
 
 @functools.cache
 def package_source() -> str:
-    """A digest of the package's Python sources (every ``koopman_tut/**/*.py``, by path and content): which
+    """A digest of the package's sources (every ``koopman_tut/**/*.py`` and ``*.c``, by path and content): which
     code an executed notebook ran, so that ``--resume`` reruns a notebook whose output older code made."""
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.c")]):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
