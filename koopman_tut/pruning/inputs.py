@@ -160,13 +160,20 @@ def check_horizon(h) -> float:
     return h
 
 
+def _held(scores: dict, classifier, exclude) -> list[bool]:
+    """[classifier names a module of the scores (or is 'auto' / None), each excluded name is a score]."""
+    return [classifier in ("auto", None) or any(n.startswith(classifier + ".") for n in scores),
+            *(n in scores for n in exclude)]
+
+
 def _named_in(scores: dict, classifier, exclude) -> None:
     """Without a model the names are checked against the scores: a classifier or excluded name that no
     score has (a typo) would otherwise leave the real classifier, or layer, to be pruned."""
-    if classifier not in ("auto", None) and not any(n.startswith(classifier + ".") for n in scores):
+    held = _held(scores, classifier, exclude)
+    if not held[0]:
         raise ValueError(f"classifier={classifier!r} names no module of the scores (their names: "
                          f"{sorted(scores)[:6]}{' ...' if len(scores) > 6 else ''})")
-    unknown = [n for n in exclude if n not in scores]
+    unknown = [n for n, h in zip(exclude, held[1:]) if not h]
     if unknown:
         raise ValueError(f"exclude names {unknown}, which the scores do not hold")
 
@@ -175,8 +182,7 @@ def _named_on_some_rank(scores: dict, classifier, exclude: tuple, group) -> None
     """:func:`_named_in` over the ranks of ``group`` (a collective): each name must be in some rank's scores."""
     from ..numerics.distributed import all_reduce_sum
 
-    held = [classifier in ("auto", None) or any(n.startswith(classifier + ".") for n in scores)]
-    held = all_reduce_sum(torch.tensor(held + [n in scores for n in exclude], dtype=torch.int64), group).tolist()
+    held = all_reduce_sum(torch.tensor(_held(scores, classifier, exclude), dtype=torch.int64), group).tolist()
     if not held[0]:
         raise ValueError(f"classifier={classifier!r} names no module of any rank's scores")
     unknown = [n for n, h in zip(exclude, held[1:]) if not h]

@@ -18,7 +18,8 @@ from torch.nn.utils import prune
 
 from ..numerics.distributed import local_tensor
 from ..numerics.finite import outside_stacklevel
-from ..recording.params import aliases, check_untied, current_value, layer_parameters, parameter, prunable, resolve
+from ..recording.params import (aliases, check_untied, current_value, in_use, layer_parameters, parameter, prunable,
+                                resolve)
 from ..recording.validation import check_real
 from .inputs import (_check_bool, _check_model, _named_in, _named_on_some_rank, check_classifier, check_exclude,
                      check_tensors, rank_dtype, seed_entropy, ties_at_cut, warn_ties)
@@ -242,10 +243,10 @@ def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int 
     g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
     scores = {}
     for n in layer_parameters(model):
-        value = local_tensor(current_value(model, n)).detach()
+        used = in_use(model, n)
         # in [1, 2) where in use, [0, 1) where pruned: float64 holds rand's float32 values + 1 exactly,
         # so the order of the entries in use (and the mask of an unpruned model) is rand's own
-        scores[n] = torch.rand(value.shape, generator=g).double() + (value != 0).cpu().double()
+        scores[n] = torch.rand(used.shape, generator=g).double() + used.cpu().double()
     if not scores:
         raise ValueError("model has no conv or linear layer parameters to draw a random mask for")
     return global_masks(scores, compression, model=model, **kwargs)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..numerics.distributed import local_tensor
 from ..numerics.finite import outside_stacklevel
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -116,6 +117,12 @@ def effective_value(module: nn.Module, pname: str) -> torch.Tensor:
 def current_value(model: nn.Module, name: str) -> torch.Tensor:
     """The effective value of a parameter now: weight_orig * mask for pruned ones (torch.nn.utils.prune)."""
     return effective_value(*resolve(model, name))
+
+
+def in_use(model: nn.Module, name: str) -> torch.Tensor:
+    """Bool, the shape of (this rank's part of) the parameter: its entries in use now, those nonzero in
+    :func:`current_value` (a pruned entry is 0), the entries random masks draw among and chance counts."""
+    return local_tensor(current_value(model, name)).detach() != 0
 
 
 def parameter(model: nn.Module, name: str) -> nn.Parameter:

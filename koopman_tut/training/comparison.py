@@ -15,8 +15,7 @@ import torch.nn.utils.prune as prune
 from .data import batch_size_of, loader
 from ..pruning import Scores, apply_masks, global_masks, kept_overlap, random_masks
 from .train import accuracy, finetune
-from ..numerics.distributed import local_tensor
-from ..recording.params import current_value, parameter
+from ..recording.params import in_use, parameter
 from ..recording.recorder_checks import _check_int
 from ..recording.validation import check_real
 
@@ -161,5 +160,5 @@ def chance_overlap(model: nn.Module, scores: Scores, compression: float, **mask_
     take part of the budget); on a model pruned before, kept / entries left. ``mask_options`` as :func:`compare`'s."""
     masks = global_masks(scores, compression, model=model, **mask_options)
     kept = sum(int(m.sum()) for m in masks.values())
-    alive = sum(int((local_tensor(current_value(model, n)).detach() != 0).sum()) for n in masks)
+    alive = sum(int(in_use(model, n).sum()) for n in masks)
     return min(1.0, kept / alive) if alive else 0.0
