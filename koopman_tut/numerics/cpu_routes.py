@@ -13,7 +13,9 @@ Two choices of the passes were measured to go opposite ways on the two (1M x 64 
   1 MiB, which stay in its 2 MiB L2).
 
 Both routes give the same float64 products and sums up to the order of summation, so the
-rounding bounds the tests check hold on either; the tests run both on every machine.
+rounding bounds the tests check hold on either; the tests run both on every machine. Where
+the C kernels were built (:mod:`.native`), float32 data with contiguous rows or snapshots
+take them instead, for the conversions and for one combination, on either CPU.
 """
 from __future__ import annotations
 
