@@ -45,7 +45,22 @@ def awkward(n: int, T: int, seed: int = 0) -> torch.Tensor:
 
 
 def layouts(W: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {"row-major": W.contiguous(), "snapshot-major": W.mT.contiguous().mT}
+    """W's numbers in the layouts the kernels take: contiguous, and windows of wider storage (a row
+    stride other than T, a snapshot stride other than n, a storage offset), as a slice of a recording."""
+    n, T = W.shape
+    rows = torch.full((n, T + 5), 9.0)
+    rows[:, 2:2 + T] = W
+    snaps = torch.full((T + 3, n + 7), 9.0)
+    snaps[1:1 + T, 3:3 + n] = W.mT
+    return {"row-major": W.contiguous(), "snapshot-major": W.mT.contiguous().mT,
+            "row-major window": rows[:, 2:2 + T], "snapshot-major window": snaps[1:1 + T, 3:3 + n].mT}
+
+
+def guarded(like: torch.Tensor, pad: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dst, whole): dst a float64 buffer laid out like ``like`` inside a NaN-free sentinel region."""
+    size = (like.shape[0] - 1) * like.stride(0) + (like.shape[1] - 1) * like.stride(1) + 1
+    whole = torch.full((size + 2 * pad,), 12345.0, dtype=torch.float64)
+    return whole.as_strided(like.shape, like.stride(), pad), whole
 
 
 def torch_route(kind: str, W: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
@@ -61,17 +76,19 @@ def torch_route(kind: str, W: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kind", ["deviations", "steps"])
-@pytest.mark.parametrize("n, T", [(1, 2), (5, 3), (3000, 17), (4099, 64), (700, 65), (20_000, 9)])
-@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n, T, threads", [(n, T, k) for n, T in [(1, 2), (5, 3), (7, 1), (3000, 17), (4099, 64),
+                                                                   (700, 65), (20_000, 9)] for k in (1, 2, 3)]
+                         + [(40_000, 64, 65)])  # more blocks than 32 (the bits that claim them) and than 64
 def test_deviations_and_steps_are_torchs_bit_for_bit(lib, kind, n, T, threads):
     fn = native.deviations_ if kind == "deviations" else native.steps_
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for name, W in layouts(awkward(n, T)).items():
-            dst = snapshots.chunk_buffer(W, n)  # W's order; row-major rows of 64 padded
+            dst, whole = guarded(snapshots.chunk_buffer(W, n))  # W's order; row-major rows of 64 padded
             dst.fill_(float("nan"))
             assert fn(dst, W), name
+            assert bool((whole[:64] == 12345).all() and (whole[-64:] == 12345).all()), name  # nothing outside
             ref = torch_route(kind, W, dst)
             same = (dst == ref) | (dst.isnan() & ref.isnan())
             assert bool(same.all()), (name, torch.nonzero(~same)[:3].tolist())
@@ -88,7 +105,7 @@ def test_combine_sums_in_float64_and_does_not_depend_on_threads(lib, n, T):
     c[-1] -= c.sum() - 1  # large, cancelling coefficients summing to 1, as a limit's
     exact = W0.double() @ c  # float64 sums of exact products: error <= T u sum |w c|
     bound = EPS32 * exact.abs() + 4 * T * EPS64 * (W0.double().abs() @ c.abs())
-    before, outs = torch.get_num_threads(), []
+    before, outs = torch.get_num_threads(), {}
     try:
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
@@ -96,10 +113,10 @@ def test_combine_sums_in_float64_and_does_not_depend_on_threads(lib, n, T):
                 out = native.combine(W, c)
                 assert out is not None and out.dtype == torch.float32 and out.shape == (n,), name
                 assert bool(((out.double() - exact).abs() <= bound).all()), name
-                outs.append(out)
+                outs.setdefault(name.split()[0], []).append(out)  # row-major / snapshot-major: one sum order each
     finally:
         torch.set_num_threads(before)
-    assert all(torch.equal(o, outs[0]) for o in outs[::2]) and all(torch.equal(o, outs[1]) for o in outs[1::2])
+    assert all(torch.equal(o, same[0]) for same in outs.values() for o in same)
     # the control: summed in float32 the same combination misses by far more than the bound
     assert bool(((W0 @ c.float()).double() - exact).abs().max() > 10 * bound.max())
 
@@ -109,7 +126,8 @@ def test_the_kernels_step_aside_where_they_do_not_apply(lib):
     wide = torch.zeros(50, 16)
     wide[:, ::2] = W
     cases = {"strided": wide[:, ::2], "float64": W.double(), "float16": W.clamp(-1e4, 1e4).half(),
-             "batched": W[None], "meta": torch.empty(50, 8, device="meta")}
+             "batched": W[None], "meta": torch.empty(50, 8, device="meta"), "no snapshots": W[:, :0],
+             "no rows": W[:0], "a lazy negation": torch._neg_view(W)}
     for name, X in cases.items():
         dst = torch.full(X.shape, 7.0, dtype=torch.float64)
         assert not native.deviations_(dst, X) and not native.steps_(dst, X), name
@@ -117,6 +135,11 @@ def test_the_kernels_step_aside_where_they_do_not_apply(lib):
         assert native.combine(X, torch.ones(8, dtype=torch.float64)) is None, name
     dst = torch.empty(8, 50, dtype=torch.float64).mT  # a buffer in the other order than W's
     assert not native.deviations_(dst, W)
+    for dst in (torch.zeros(50, 1, dtype=torch.float64).expand(50, 8), torch.zeros(1, 8, dtype=torch.float64).expand(50, 8)):
+        assert not native.steps_(dst, W) and not bool(dst.any())  # overlapping entries: torch refuses them too
+    for gram in (snapshots.deviation_gram, snapshots.step_gram):  # no snapshot: refused by name, as without kernels
+        with pytest.raises(ValueError):
+            gram(torch.zeros(5, 0), chunk_rows=2)
     assert native.combine(W, torch.ones(7, dtype=torch.float64)) is None  # c of the wrong length
 
 
@@ -135,11 +158,11 @@ def test_the_passes_take_the_kernels_where_they_apply(lib, monkeypatch):
 def test_passes_agree_with_and_without_the_kernels(lib, monkeypatch):
     W0 = awkward(3000, 20, seed=4).clamp(-1e15, 1e15)  # a Gram that stays finite
     c = torch.randn(20, 1, dtype=torch.float64)
-    for name, W in layouts(W0).items():
-        fast = snapshots.deviation_gram(W), snapshots.step_gram(W), matmul_chunked(W, c)
+    for name, W in layouts(W0).items():  # in chunks of 700 rows: the kernels start mid-W
+        fast = snapshots.deviation_gram(W, 700), snapshots.step_gram(W, 700), matmul_chunked(W, c)
         with monkeypatch.context() as m:
             m.setattr(native, "library", lambda: None)
-            slow = snapshots.deviation_gram(W), snapshots.step_gram(W), matmul_chunked(W, c)
+            slow = snapshots.deviation_gram(W, 700), snapshots.step_gram(W, 700), matmul_chunked(W, c)
         for a, b in zip(fast[:2], slow[:2]):  # the same float64 numbers in the same GEMM
             assert torch.equal(a, b), name
         exact = W0.double() @ c
@@ -172,7 +195,11 @@ def test_all_finite_is_isfinite_all(dtype):
                 assert not finite.all_finite(y), (n, i, bad)
                 assert not finite.all_finite(y.flip(0)), (n, i, bad)
     z = torch.complex(torch.zeros(3), torch.tensor([0.0, float("nan"), 0.0]))
-    assert not finite.all_finite(z)
+    assert not finite.all_finite(z) and not finite.all_finite(z.conj()) and finite.all_finite(z[::2].conj())
+    assert not finite.all_finite(torch._neg_view(torch.tensor([1.0, -float("inf")])))
+    assert finite.all_finite(torch.arange(5)) and finite.all_finite(torch.ones(3, dtype=torch.bool))
+    if hasattr(torch, "float8_e5m2"):  # no aminmax there: torch.isfinite answers
+        assert not finite.all_finite(torch.tensor([1.0, float("inf")]).to(torch.float8_e5m2))
 
 
 def test_a_smaller_team_than_asked_for_still_does_every_row(lib):

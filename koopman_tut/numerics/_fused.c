@@ -9,7 +9,8 @@
      kt_combine     out[i]    = sum_t w[i, t] c[t], rounded once to float32
 
    Every value is converted to float64 before it is subtracted or multiplied, as torch does,
-   so the deviations and steps are bit for bit torch's; a combination sums its float64
+   so the deviations and steps are bit for bit torch's (a NaN's payload aside: which operand's
+   a NaN minus a NaN keeps is the CPU's choice); a combination sums its float64
    products in another order than torch's GEMV (error bounds that hold for any order hold).
    Element (i, t) of w lies at w[i*si + t*st]; kernels take rows of W (si) or snapshots
    (st) contiguous. They run on the OpenMP threads torch already runs on: the caller passes
@@ -182,6 +183,7 @@ static void body(void *p) {  /* thread k: block k first (torch's static schedule
 }
 
 static int run(job *j, int threads) {
+    if (j->rows < 1 || j->T < 1) return 1;  /* nothing to convert, and no last snapshot to read */
     /* below 2^15 entries per thread, fewer threads: waking one costs more than it saves */
     ptrdiff_t most = j->rows * j->T / 32768;
     int parts = threads < MAX_PARTS ? threads : MAX_PARTS;

@@ -53,13 +53,18 @@ FLOAT16_HINT = ("; float16 holds at most 65504 in magnitude, so a larger value i
                 "record in float32 or bfloat16 (dtype=) if training did not diverge")
 
 
+MINMAX_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+
 def all_finite(x: Tensor) -> bool:
-    """True when every entry of ``x`` is finite, from its min and max (one pass: a NaN makes both
-    NaN, an Inf is one of them), without the n-entry boolean tensor of ``torch.isfinite`` (at 1M
-    float32, 0.1 ms against 1.3 ms)."""
+    """``bool(torch.isfinite(x).all())``: for float and complex dtypes from the min and max (one pass: a
+    NaN makes both NaN, an Inf is one of them), without the n-entry boolean tensor of ``torch.isfinite``
+    (at 1M float32, 0.1 ms against 1.3 ms); for other dtypes through torch.isfinite."""
+    if x.dtype not in MINMAX_DTYPES:
+        return bool(torch.isfinite(x).all())
     if x.numel() == 0:
         return True
-    lo, hi = torch.aminmax(torch.view_as_real(x) if x.is_complex() else x)
+    lo, hi = torch.aminmax(torch.view_as_real(x.resolve_conj()) if x.is_complex() else x)
     return bool(torch.isfinite(lo) & torch.isfinite(hi))
 
 

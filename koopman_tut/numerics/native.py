@@ -4,12 +4,12 @@ torch takes a chunk's deviations or steps in two passes (convert, then subtract)
 combination W @ c as a conversion and then a product; ``_fused.c`` does each in one pass
 over the float32 data, on torch's own OpenMP threads. The numbers are the same: the
 deviations and steps bit for bit (each value is converted to float64 before it is
-subtracted), a combination up to the order of its float64 sum.
+subtracted; only a NaN's payload may differ), a combination up to the order of its float64 sum.
 
 Each function returns ``False`` / ``None`` where it does not apply, and the caller runs
 torch instead: the library was not built (no C compiler when the package was installed),
 ``KOOPMAN_TUT_NATIVE=0`` is set, torch does not run on GNU OpenMP, the data are not float32
-on the CPU, or neither the rows nor the snapshots of W are contiguous.
+on the CPU, W has no entries, or neither the rows nor the snapshots of W are contiguous.
 
 Measured (1M x 64 float32, 2 cores of an Intel Xeon, ``benchmarks/bench_dmd.py``): the
 deviations' Gram pass 0.088 s against 0.097 s through torch (the plain float64 Gram:
@@ -72,16 +72,19 @@ def library() -> ctypes.CDLL | None:
 
 
 def _fits(W: Tensor) -> bool:
-    """float32 (n, T) on the CPU with its rows or its snapshots contiguous."""
-    return (W.dtype == torch.float32 and W.device.type == "cpu" and W.dim() == 2 and W.shape[0] > 0
-            and (W.stride(1) == 1 or W.stride(0) == 1) and library() is not None)
+    """float32 (n, T), n, T >= 1, on the CPU with its rows or its snapshots contiguous, and no lazy
+    negation (``torch._neg_view``: the kernels read the stored numbers)."""
+    return (W.dtype == torch.float32 and W.device.type == "cpu" and W.dim() == 2 and min(W.shape) > 0
+            and (W.stride(1) == 1 or W.stride(0) == 1) and not W.is_neg() and library() is not None)
 
 
 def _convert(name: str, dst: Tensor, W: Tensor) -> bool:
-    if not (_fits(W) and dst.dtype == torch.float64 and dst.device.type == "cpu" and dst.shape == W.shape):
+    if not (_fits(W) and dst.dtype == torch.float64 and dst.device.type == "cpu" and dst.shape == W.shape
+            and not dst.is_neg()):
         return False
     (si, st), (di, dt) = W.stride(), dst.stride()
-    if not ((st == 1 and dt == 1) or (si == 1 and di == 1)):
+    n, T = W.shape  # dst's entries must not overlap (an expanded dst, which torch refuses to write)
+    if not ((st == 1 and dt == 1 and (n == 1 or di >= T)) or (si == 1 and di == 1 and (T == 1 or dt >= n))):
         return False
     rc = getattr(library(), name)(W.data_ptr(), si, st, dst.data_ptr(), di, dt, W.shape[0], W.shape[1],
                                   torch.get_num_threads())
