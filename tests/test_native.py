@@ -24,7 +24,7 @@ COMPILER = shutil.which("cc") or shutil.which("gcc")
 @pytest.fixture
 def lib():
     if native.library() is None:
-        if COMPILER and os.environ.get(native.ENV, "1") != "0":
+        if COMPILER and native.switched_on():
             pytest.fail(f"a C compiler ({COMPILER}) is here but koopman_tut/numerics/_fused.c was not built "
                         "or not loaded: pip install -e . and read its output")
         pytest.skip("no C compiler when the package was installed: torch's passes run instead")
@@ -180,6 +180,18 @@ def test_the_environment_switch_turns_them_off():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) >= 0
+
+
+def test_the_switch_takes_words_and_names_itself_on_a_typo(monkeypatch):
+    for value, on in [("0", False), (" Off ", False), ("false", False), ("no", False), ("1", True), ("ON", True),
+                      ("", True)]:
+        monkeypatch.setenv(native.ENV, value)
+        assert native.switched_on() is on, value
+    monkeypatch.delenv(native.ENV)
+    assert native.switched_on()
+    monkeypatch.setenv(native.ENV, "flase")
+    with pytest.raises(ValueError, match="KOOPMAN_TUT_NATIVE='flase'"):
+        native.switched_on()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64])

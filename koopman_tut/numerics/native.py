@@ -28,6 +28,18 @@ import torch
 Tensor = torch.Tensor
 
 ENV = "KOOPMAN_TUT_NATIVE"  # "0": torch everywhere
+SWITCH = {"0": False, "false": False, "off": False, "no": False, "1": True, "true": True, "on": True, "yes": True,
+          "": True}
+
+
+def switched_on() -> bool:
+    """KOOPMAN_TUT_NATIVE as a switch (unset: on); ValueError naming it for any other value (a typo such
+    as 'flase' must not leave the kernels on without a word)."""
+    value = os.environ.get(ENV, "1").strip().lower()
+    if value not in SWITCH:
+        raise ValueError(f"{ENV}={os.environ[ENV]!r}: expected 0/false/off/no (torch's passes) or "
+                         "1/true/on/yes (the C kernels where they were built)")
+    return SWITCH[value]
 ABI = 1  # _fused.c's KT_ABI: a library built from other sources is not used
 
 
@@ -48,7 +60,7 @@ def _torch_openmp() -> ctypes.CDLL | None:
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The kernels (read once per process), or None where torch's passes run instead."""
-    if os.environ.get(ENV, "1").strip() == "0":
+    if not switched_on():
         return None
     try:
         from . import _fused
@@ -86,8 +98,7 @@ def _convert(name: str, dst: Tensor, W: Tensor) -> bool:
     n, T = W.shape  # dst's entries must not overlap (an expanded dst, which torch refuses to write)
     if not ((st == 1 and dt == 1 and (n == 1 or di >= T)) or (si == 1 and di == 1 and (T == 1 or dt >= n))):
         return False
-    rc = getattr(library(), name)(W.data_ptr(), si, st, dst.data_ptr(), di, dt, W.shape[0], W.shape[1],
-                                  torch.get_num_threads())
+    rc = getattr(library(), name)(W.data_ptr(), si, st, dst.data_ptr(), di, dt, n, T, torch.get_num_threads())
     return rc == 0
 
 
