@@ -2,6 +2,7 @@
 import copy
 import warnings
 
+import numpy as np
 import pytest
 
 import koopman_tut as kt
@@ -83,6 +84,8 @@ def test_00_3(early):
     assert not verdict("00.3", {k: v for k, v in at(16).items() if k != "random"}, **ctx)[0]
     assert not verdict("00.3", {**at(16), "GMP": at(16)["GMP"] + 0.05}, **ctx)[0]
     assert not verdict("00.3", [0.5, 0.5, 0.1], **ctx)[0]
+    assert not verdict("00.3", {k: str(v) for k, v in at(16).items()}, **ctx)[0]  # text is not a number
+    assert verdict("00.3", {k: np.float32(v) for k, v in at(16).items()}, **ctx)[0]  # a NumPy number is
     assert not verdict("00.3", ..., **ctx)[0]
     if any(abs(at(32)[m] - at(16)[m]) > 0.01 for m in at(16)):
         assert not verdict("00.3", at(32), **ctx)[0]   # another compression

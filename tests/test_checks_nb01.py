@@ -2,7 +2,10 @@
 import numpy as np
 
 import koopman_tut as kt
-from koopman_tut.tooling.checks import rounds_to, typed_digits, verdict
+import pytest
+import torch
+
+from koopman_tut.tooling.checks import number, rounds_to, typed_digits, verdict
 from koopman_tut.training.systems import quadratic_gd
 
 
@@ -15,6 +18,7 @@ def test_01_1():
     ok, msg = verdict("01.1", errs, **ctx)
     assert ok, msg
     assert verdict("01.1", list(errs), **ctx)[0]
+    assert not verdict("01.1", tuple(map(str, errs)), **ctx)[0]  # text is not a number
     clean = tuple(float(np.abs(kt.dmd(q.W, svd_rank=r).fixed_point().numpy() - q.x_star).max()) for r in (-1, len(q.eigs)))
     for wrong in (errs[::-1], clean, (errs[0], errs[0] * 3), errs[0], ...):
         ok, msg = verdict("01.1", wrong, **ctx)
@@ -51,6 +55,21 @@ def test_01_3():
     right = n * (T - 1) * 8 / (n * T * 4)
     assert verdict("01.3", right, n=n, T=T)[0]
     assert verdict("01.3", 2 * (10 - 1) / 10, n=5, T=10)[0]  # from the context, not a stored number
-    for wrong in (2.0, right / 2, 1 / right, 1 / T, 1.0, ...):
+    assert verdict("01.3", torch.tensor(right, dtype=torch.float64), n=n, T=T)[0]
+    for wrong in (2.0, right / 2, 1 / right, 1 / T, 1.0, ..., str(right)):
         ok, msg = verdict("01.3", wrong, n=n, T=T)
         assert not ok and f"{right:.3f}" not in msg, (wrong, msg)
+
+
+@pytest.mark.parametrize("value", [0.5, 3, np.float32(0.5), np.int64(3), np.array(0.5), torch.tensor(0.5),
+                                   torch.tensor([0.5])])
+def test_number_takes_numbers(value):
+    assert number(value) == float(np.asarray(value.tolist() if hasattr(value, "tolist") else value).item())
+
+
+@pytest.mark.parametrize("value", ["0.5", b"1", True, np.bool_(True), torch.tensor(True), np.array("0.5"),
+                                   torch.tensor([1.0, 2.0]), None, [0.5], 1j])
+def test_number_refuses_text_bools_and_collections(value):
+    """float("0.5") is 0.5: a checker that took float() of an answer accepted text that spells the number."""
+    with pytest.raises(TypeError, match="expected a number"):
+        number(value)

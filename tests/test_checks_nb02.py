@@ -33,7 +33,7 @@ def test_02_1(window):
     assert ok, msg
     gmp = ex.overlaps(s.model, pruning.magnitude_scores(s.model), kmp, [2, 8, 32])
     for wrong in ({2: 1.0, 8: 1.0, 32: 1.0}, {2: right[2], 8: right[8]}, {**right, 32: right[32] - 0.05},
-                  right[8], ...):
+                  right[8], ..., {str(c): v for c, v in right.items()}, {c: str(v) for c, v in right.items()}):
         assert not verdict("02.1", wrong, **ctx)[0], wrong
     if any(abs(gmp[c] - right[c]) > 0.01 for c in gmp):
         assert not verdict("02.1", gmp, **ctx)[0]   # KMP against GMP instead

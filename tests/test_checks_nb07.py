@@ -25,6 +25,8 @@ def test_071():
     assert not ok and "singular" in why
     assert not verdict("07.1", (P, 0.5), **ctx)[0]
     assert not verdict("07.1", right[1], **ctx)[0]
+    assert not verdict("07.1", (P, str(right[1])), **ctx)[0]  # text is not a number
+    assert not verdict("07.1", (P.astype(str), right[1]), **ctx)[0]
     assert right[1] > 0  # rounding, not 0: so a typed 0, or OMD compared with itself, is caught
     ok, why = verdict("07.1", (P, 0.0), **ctx)
     assert not ok and "itself" in why
@@ -67,4 +69,5 @@ def test_073():
     ok, why = verdict("07.3", {k: v[::-1] for k, v in right.items()})
     assert not ok and "swapped" in why
     assert not verdict("07.3", {k: right[k] for k in range(6)})[0]
+    assert not verdict("07.3", {k: tuple(map(str, v)) for k, v in right.items()})[0]  # text is not a number
     assert not verdict("07.3", {**right, 4: (right[4][0], 0.0)})[0]

@@ -21,6 +21,8 @@ import re
 from numbers import Real
 from typing import Any, Callable
 
+import numpy as np
+
 Verdict = tuple[bool, str]
 _CHECKERS: dict[str, Callable[..., Verdict]] = {}
 _HINTS: dict[str, str] = {}
@@ -114,9 +116,22 @@ def check(exercise: str, answer: Any, **context: Any) -> None:
         raise AssertionError(f"exercise {exercise}: {why}")
 
 
+def number(value: Any) -> float:
+    """``value`` as a float if it is a number (a Python, NumPy or one-element torch number; not a bool,
+    not text: ``float("0.9")`` would take a string for the number it spells); TypeError otherwise,
+    which :func:`verdict` turns into "not yet"."""
+    size = value.numel() if callable(getattr(value, "numel", None)) else getattr(value, "size", None)
+    if hasattr(value, "item") and not isinstance(value, Real) and size == 1:
+        value = value.item()  # a 0-d or one-element array or tensor: its Python number (or text, refused below)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise TypeError(f"expected a number, got {type(value).__name__} {value!r:.40}")
+    return float(value)
+
+
 def close(value: float, expected: float, rel: float = 1e-6, abs_: float = 0.0) -> bool:
-    """``|value - expected| <= max(rel * |expected|, abs_)``: a tolerance helper for checkers."""
-    return abs(float(value) - float(expected)) <= max(rel * abs(float(expected)), abs_)
+    """``|value - expected| <= max(rel * |expected|, abs_)``: a tolerance helper for checkers.
+    ``value`` (the student's) must be a number (:func:`number`)."""
+    return abs(number(value) - float(expected)) <= max(rel * abs(float(expected)), abs_)
 
 
 def typed_digits(value: float) -> int:
@@ -147,9 +162,7 @@ def agrees(value: float, expected: float, rel: float = 1e-6, abs_: float = 0.0) 
 def share(answer: Any) -> float:
     """``answer`` as a share in [0, 1] (a kept overlap); TypeError / ValueError otherwise, which
     :func:`verdict` turns into "not yet"."""
-    if isinstance(answer, bool) or not isinstance(answer, Real) and not hasattr(answer, "item"):
-        raise TypeError(f"expected a number, got {type(answer).__name__}")
-    x = float(answer)
+    x = number(answer)
     if not 0 <= x <= 1 or math.isnan(x):
         raise ValueError(f"a kept overlap is a share between 0 and 1, got {x}")
     return x

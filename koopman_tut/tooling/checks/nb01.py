@@ -6,7 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from . import agrees, checker, close
+from . import agrees, checker, close, number
 
 
 def _fixed_point_errors(noisy, x_star, rank: int) -> tuple[float, float]:
@@ -25,7 +25,7 @@ def noisy_fixed_point(answer, noisy=None, x_star=None, rank=None):
     """Context: noisy (the noisy trajectory), x_star (q.x_star), rank (len(q.eigs))."""
     if isinstance(answer, (str, bytes)) or not hasattr(answer, "__len__") or len(answer) != 2:
         raise TypeError(f"expected a tuple of two floats, got {answer!r:.60}")
-    got = [float(v) for v in answer]
+    got = [number(v) for v in answer]
     full, trunc = _fixed_point_errors(noisy, x_star, rank)
     if agrees(got[0], full, rel=1e-4) and agrees(got[1], trunc, rel=1e-4):
         verdict = "helps" if trunc < full else "does not help"
@@ -82,9 +82,7 @@ def close_eigenvalues(answer, lr=0.2, seed=0):
                          "float32 data (n x T)")
 def mode_memory(answer, n=1_000_000, T=64):
     """Context: n, T (the sizes given in the exercise)."""
-    if isinstance(answer, bool) or not isinstance(answer, Real) and not hasattr(answer, "item"):
-        raise TypeError(f"expected a number, got {answer!r:.60}")
-    x = float(answer)
+    x = number(answer)
     want = (n * (T - 1) * 8) / (n * T * 4)
     if agrees(x, want, rel=1e-3):
         return True, f"all {T - 1} modes take {want:.3f} times the data's memory; one fixed point 1/T of it."

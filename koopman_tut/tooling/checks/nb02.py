@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from . import checker, close, share, strided_window_problem
+from . import checker, close, number, share, strided_window_problem
 
 TOL = 2e-3  # kept overlaps: the same computation twice agrees to rounding; GPUs or a reshuffled gradient may flip a few weights
 
@@ -17,7 +17,7 @@ def closest_vs_limit(answer, model=None, limit_scores=None, k=None):
 
     if not isinstance(answer, dict):
         raise TypeError(f"expected a dict keyed by compression, got {type(answer).__name__}")
-    got = {float(c): share(v) for c, v in answer.items()}
+    got = {number(c): share(v) for c, v in answer.items()}
     if set(got) != {2.0, 8.0, 32.0}:
         return False, f"the dict has keys {sorted(got)}; it needs exactly the compressions 2, 8 and 32."
     with warnings.catch_warnings():

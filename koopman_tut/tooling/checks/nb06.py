@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 import warnings
 
-from . import checker, close
+from . import checker, close, number
 
 
 def _floats(answer, n: int, what: str) -> str | None:
     """None if ``answer`` is n numbers (a list, tuple, 1-D array or tensor), else what it should be."""
     try:
-        values = [float(a) for a in (answer.tolist() if hasattr(answer, "tolist") else answer)]
+        values = [number(a) for a in (answer.tolist() if hasattr(answer, "tolist") else answer)]
     except (TypeError, ValueError):
         return f"`answer` should be a list of {n} floats, {what}."
     if isinstance(answer, (str, dict)) or len(values) != n:
@@ -41,7 +41,7 @@ def seed_14(answer, horizon_run, horizons, runs=None, seed: int = 14):
     hs = [h for h in horizons if h != 0]
     if not isinstance(answer, dict) or not set(hs) <= set(answer) or set(answer) - set(hs) - {0}:
         return False, f"`answer` should be a dict with one entry per h in {hs}."
-    got = [float(answer[h]) for h in hs]
+    got = [number(answer[h]) for h in hs]
     with warnings.catch_warnings():  # the run's trust diagnostics were shown when the student ran it
         warnings.simplefilter("ignore")
         want = _horizon_gain(horizon_run(seed), hs)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import checker, close
+from . import checker, close, number
 
 
 @checker("07.1", expects="a tuple (P, distance): your invertible 2 x 2 matrix P (not a multiple of the identity) "
@@ -18,7 +18,10 @@ def linear_conjugacy(answer, runs, omd, delays):
 
     if not isinstance(answer, (tuple, list)) or len(answer) != 2:
         return False, "`answer` should be a tuple (P, distance)."
-    P, dist = np.asarray(answer[0], dtype=float), float(answer[1])
+    P, dist = np.asarray(answer[0]), number(answer[1])
+    if P.dtype.kind not in "iuf":
+        return False, "P should be a 2 x 2 array of numbers."
+    P = P.astype(float)
     if P.shape != (2, 2) or not np.isfinite(P).all():
         return False, "P should be a 2 x 2 array of finite numbers."
     if np.linalg.cond(P) > 1e8:
@@ -64,7 +67,7 @@ def one_epoch(answer, widths, seeds, inits, dataset="digits", device="auto", dow
     want = _means(short)
     if not isinstance(answer, dict) or set(answer) != set(want):
         return False, f"`answer` should be a dict with the keys {sorted(want)}."
-    got = {k: float(v) for k, v in answer.items()}
+    got = {k: number(v) for k, v in answer.items()}
     if all(close(got[k], want[k], rel=1e-9, abs_=1e-12) for k in want):
         return True, "the mean distances of the one-epoch table, every pair of widths."
     if study is not None and all(close(got[k], v, rel=1e-9, abs_=1e-12) for k, v in _means(study).items()):
@@ -85,7 +88,7 @@ def delays_needed(answer, max_delays: int = 6):
     for k in ks:
         E = spectra.equivalence_example(k)
         want[k] = (spectra.wasserstein(E["OMD"], E["OGD"]), spectra.wasserstein(E["OMD"], E["bisection"]))
-    got = {k: tuple(float(x) for x in v) for k, v in answer.items()}
+    got = {k: tuple(number(x) for x in v) for k, v in answer.items()}
     if any(len(v) != 2 for v in got.values()):
         return False, "each value should be a pair (OMD-OGD, OMD-bisection)."
     ok = lambda a, b: all(close(x, y, rel=1e-9, abs_=1e-15) for x, y in zip(a, b))  # noqa: E731
