@@ -51,10 +51,10 @@ def synthetic_notebook() -> nbformat.NotebookNode:
         new_code_cell("X = 2", metadata={"tags": ["parameters"]}),
         new_markdown_cell("**Predict first:** what is X + 1?", metadata={"tags": ["predict"]}),
         new_code_cell("print('REVEALED', X + 1)", metadata={"tags": ["reveal"]}, execution_count=2,
-                      outputs=[new_output("stream", name="stdout", text="REVEALED 3\n")]),
+                      outputs=[new_output("stream", name="stdout", text="REVEALED 3 quokka\n")]),
         new_code_cell("print('FOLLOWS_THE_REVEAL', X + 2)", execution_count=2,  # answers the prompt too
                       outputs=[new_output("stream", name="stdout", text="FOLLOWS_THE_REVEAL 4\n")]),
-        new_markdown_cell("**Reading.** The same answer, drawn:"),  # not a heading: the section goes on
+        new_markdown_cell("**Reading.** The same answer, drawn by a wombat:"),  # not a heading: the section goes on
         new_code_cell("print('AFTER_READING', X + 3)", execution_count=2,
                       metadata={"mystnb": {"figure": {"caption": "REVEAL_CAPTION X + 1 is 3"}}},
                       outputs=[new_output("stream", name="stdout", text="AFTER_READING 5\n")]),
@@ -256,6 +256,10 @@ def test_sites_are_offline_books_with_figures_math_and_no_markers(nb_path, tmp_p
         assert all(s_ in text for s_ in ["SECRET_MARKDOWN_ANSWER", "SECRET_PRINTED_ANSWER"])
         assert re.search(r"<details[^>]*>\s*<summary[^>]*>.*Solution 00\.1", text, re.DOTALL), "solution dropdown"
         assert "Your prediction" not in text
+    # what the student site folds stays out of its search index (whose results quote it); the instructor's has it
+    terms = set(json.loads(re.search(r'"terms":\s*(\{.*?\})', (site / "searchindex.js").read_text()).group(1)))
+    assert {"synthet", "paragraph", "table_text"} <= terms, "the index is read as Sphinx writes it"
+    assert bool({"quokka", "wombat"} & terms) == (flavour == "instructor"), sorted(terms)
 
 
 def test_site_build_failure_leaves_the_old_site(nb_path, tmp_path, monkeypatch):
@@ -599,3 +603,35 @@ def test_the_prose_that_answers_a_prompt_is_folded_in_every_copy():
         (hit,) = [t for t in text if answer in t]
         assert hit.startswith(":::{dropdown} " + READING) or hit.startswith("::::{dropdown} " + READING), hit
     assert any(t.startswith("## Next section") for t in text) and "Open again." in text
+
+
+def test_search_setup_teaches_an_older_sphinx_the_no_search_class(monkeypatch):
+    """Sphinx reads the no-search class from 8.2 on (the last Sphinx for Python 3.10 is 8.1): on an older one,
+    the student site's setup adds the skip, so its folded outputs stay out of the index there too."""
+    import sphinx
+    import sphinx.search
+    from docutils import nodes
+    from docutils.frontend import get_default_settings
+    from docutils.parsers.rst import Parser
+    from docutils.utils import new_document
+
+    from koopman_tut.tooling import site_pages
+
+    def indexes_everything(self, node):  # an older Sphinx's collector: every text node's words
+        if isinstance(node, nodes.Text):
+            self.found_words.extend(node.astext().split())
+
+    monkeypatch.setattr(sphinx.search.WordCollector, "dispatch_visit", indexes_everything)
+    monkeypatch.setattr(sphinx, "version_info", (8, 1, 3, "final", 0))
+    doc = new_document("page", get_default_settings(Parser))
+    doc += nodes.paragraph(text="shown"), nodes.container("", nodes.paragraph(text="folded"), classes=["no-search"])
+
+    def words() -> list[str]:
+        collector = sphinx.search.WordCollector(doc, sphinx.search.SearchLanguage(None))
+        doc.walk(collector)
+        return collector.found_words
+
+    assert words() == ["shown", "folded"]
+    connected = []
+    site_pages.search_setup(type("App", (), {"connect": lambda self, *a: connected.append(a)})())
+    assert words() == ["shown"] and connected == [("doctree-read", site_pages.fold_out_of_search)]

@@ -94,7 +94,10 @@ mathjax2_config = {{
                                "Opera": "HTML", "other": "HTML"}}}},
 }}
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
-"""
+{setup}"""
+SEARCH_SETUP = {  # the student site's search index leaves out what the pages fold (site_pages.fold_out_of_search)
+    "student": "from koopman_tut.tooling.site_pages import search_setup as setup  # noqa: E402\n",
+    "instructor": ""}
 
 ANNOUNCEMENT = {
     "student": "Student edition: exercises without solutions. Run the notebooks in JupyterLab to check your answers.",
@@ -195,7 +198,8 @@ def _write_source(src: Path, notebooks: list[Path], flavour: str, pages: list[Pa
         (src / Path(page).name).write_text(unlink_absent(Path(page).read_text(encoding="utf-8"), present),
                                            encoding="utf-8")
     title = "Koopman pruning: " + ("student edition" if flavour == "student" else "instructor edition")
-    (src / "conf.py").write_text(CONF_PY.format(flavour=flavour, title=title, announcement=ANNOUNCEMENT[flavour]))
+    (src / "conf.py").write_text(CONF_PY.format(flavour=flavour, title=title, announcement=ANNOUNCEMENT[flavour],
+                                                  setup=SEARCH_SETUP[flavour]))
     (src / "index.md").write_text(index_page(entries, flavour, [Path(p).stem for p in pages]))
     (src / "_static").mkdir()
     (src / "_static" / "koopman_tut.css").write_text(PRINT_AND_DARK_CSS)

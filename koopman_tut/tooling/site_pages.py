@@ -11,6 +11,7 @@ import html
 import re
 
 import nbformat
+from docutils import nodes
 from nbformat import NotebookNode
 
 from .cells import (CHECK_TAG, PREDICT_TAG, READING, REVEAL_TAG, answer_cells, answer_prose, exercise_id, has_tag,
@@ -21,6 +22,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = "(interactive widget: run the notebook to use it)"
 YOUR_PREDICTION = ("**Your prediction:** write it down (a number, a sign, a shape) before you run the next "
                    "cell or open its output.")
+NO_SEARCH = "no-search"  # the class of elements Sphinx leaves out of its search index (from 8.2; see search_setup)
 _TEST_MARKER = re.compile(r"^#\s*NBVAL_\w+[^\n]*\n?", re.MULTILINE)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 
@@ -138,7 +140,8 @@ def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
         eid = exercise_id(cell) or ""
         if i in prose:  # the prose that answers a prompt: folded, as the reveal's output
             text, cell.source = split_prose(cell.source, prose[i])
-            cells.append(nbformat.v4.new_markdown_cell(_fenced("dropdown", READING, display_math_paragraphs(text))))
+            cells.append(nbformat.v4.new_markdown_cell(_fenced("dropdown", READING, display_math_paragraphs(text),
+                                                               f":class-container: {NO_SEARCH}")))
             if not cell.source:
                 continue
         if i in answers and not has_tag(cell, CHECK_TAG):
@@ -168,6 +171,35 @@ def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
         cells.append(cell)
     out.cells = cells
     return out
+
+
+def fold_out_of_search(app, doctree: nodes.document) -> None:
+    """Sphinx ``doctree-read`` handler of the student site: the outputs it folds (a reveal's, and those
+    of the cells after it that show the same answer) stay out of the search index, whose results
+    would quote them. (The folded prose is a dropdown of class :data:`NO_SEARCH` already.)"""
+    for cell in doctree.findall(nodes.container):
+        if cell.get("nb_element") == "cell_code" and cell.get("hide_mode") in ("output", "input+output", "all"):
+            for part in cell.children:
+                if part.get("nb_element") == "cell_code_output":
+                    part["classes"].append(NO_SEARCH)
+
+
+def search_setup(app) -> None:
+    """The student site's Sphinx ``setup``: :func:`fold_out_of_search`, and on a Sphinx older than 8.2
+    (the last for Python 3.10 is 8.1), which indexes every element, the skip of :data:`NO_SEARCH` that 8.2 has."""
+    import sphinx
+    from sphinx.search import WordCollector
+
+    app.connect("doctree-read", fold_out_of_search)
+    if sphinx.version_info < (8, 2):
+        visit = WordCollector.dispatch_visit
+
+        def dispatch_visit(self, node) -> None:
+            if isinstance(node, nodes.Element) and NO_SEARCH in node["classes"]:
+                raise nodes.SkipNode
+            visit(self, node)
+
+        WordCollector.dispatch_visit = dispatch_visit
 
 
 def drop_widget_state(nb: NotebookNode) -> None:
