@@ -23,6 +23,7 @@ WIDGET_NOTE = "(interactive widget: run the notebook to use it)"
 YOUR_PREDICTION = ("**Your prediction:** write it down (a number, a sign, a shape) before you run the next "
                    "cell or open its output.")
 NO_SEARCH = "no-search"  # the class of elements Sphinx leaves out of its search index (from 8.2; see search_setup)
+_UNSEARCHED = f":class-container: {NO_SEARCH}"  # a dropdown's option: its text stays out of the search index
 _TEST_MARKER = re.compile(r"^#\s*NBVAL_\w+[^\n]*\n?", re.MULTILINE)
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 
@@ -104,6 +105,11 @@ def _fenced(kind: str, title: str, body: str, options: str = "") -> str:
     return f"{fence}{{{kind}}} {title}\n{options}\n{body.strip()}\n{fence}"
 
 
+def _reading(text: str) -> NotebookNode:
+    """The prose that answers a prompt, folded in a dropdown (:data:`.cells.READING`) that search does not index."""
+    return nbformat.v4.new_markdown_cell(_fenced("dropdown", READING, display_math_paragraphs(text), _UNSEARCHED))
+
+
 def _add_tag(cell: NotebookNode, tag: str) -> None:
     tags = cell.metadata.setdefault("tags", [])
     if tag not in tags:
@@ -140,8 +146,7 @@ def site_notebook(nb: NotebookNode, flavour: str) -> NotebookNode:
         eid = exercise_id(cell) or ""
         if i in prose:  # the prose that answers a prompt: folded, as the reveal's output
             text, cell.source = split_prose(cell.source, prose[i])
-            cells.append(nbformat.v4.new_markdown_cell(_fenced("dropdown", READING, display_math_paragraphs(text),
-                                                               f":class-container: {NO_SEARCH}")))
+            cells.append(_reading(text))
             if not cell.source:
                 continue
         if i in answers and not has_tag(cell, CHECK_TAG):
