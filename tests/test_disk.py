@@ -30,6 +30,10 @@ def setup():
     return model, make_optimizer(model, "momentum", lr=0.1, momentum=0.9), loader
 
 
+def flat(model) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
 def test_window_on_disk_equals_the_one_in_memory(setup, tmp_path):
     model, opt, loader = setup
     path = tmp_path / "run.traj"
@@ -54,6 +58,44 @@ def test_window_on_disk_equals_the_one_in_memory(setup, tmp_path):
     c.save(tmp_path / "copy.pt")
     e = kt.Trajectory.load(tmp_path / "copy.pt")
     assert torch.equal(e.snapshots, a.snapshots) and e.meta["lrs"] == a.meta["lrs"]
+
+
+@pytest.mark.parametrize("where", ["write", "log", "commit", "after commit"])
+def test_an_interrupt_inside_a_snapshot_drops_it_whole_and_recording_goes_on(setup, tmp_path, monkeypatch, where):
+    """Ctrl-C landing while snapshot k is written (its row, its settings, its commit to the file), then training
+    resumed: snapshot k is dropped whole, in memory and in the file, and the next one takes its row. It used to
+    leave the file with a hole after which every later step was written (the whole file refused on load), or
+    the settings log one entry short of the steps (trajectory() refused)."""
+    from koopman_tut.recording import rows, settings_log, storage
+
+    model, opt, loader = setup
+    path = tmp_path / "run.traj"
+    rec = kt.TrajectoryRecorder(model, opt, stop=12, path=path)
+    target = {"write": (rows.RowWriter, "write"), "log": (settings_log.SettingsLog, "log"),
+              "commit": (storage.DiskStorage, "commit"), "after commit": (storage.DiskStorage, "commit")}[where]
+    original, hits = getattr(*target), []
+
+    def interrupted(self, *args):
+        if rec.step == 5 and not hits:
+            hits.append(1)
+            if where == "after commit":
+                original(self, *args)
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(*target, interrupted)
+    truth, done = {0: flat(model)}, 0
+    while done < 12:
+        try:
+            train(model, loader, epochs=1, max_steps=1, optimizer=opt, progress=False, seed=done)
+        except KeyboardInterrupt:
+            pass
+        done += 1
+        truth[rec.step] = flat(model)
+    assert hits and rec.steps == [s for s in range(13) if s != 5]
+    for t in (rec.trajectory(), kt.Trajectory.load(path)):
+        assert t.steps.tolist() == rec.steps and len(t.meta["lrs"]) == len(rec.steps)
+        assert torch.equal(t.snapshots, torch.stack([truth[s] for s in rec.steps], 1))
 
 
 def test_header_is_documented_json(setup, tmp_path):

@@ -255,15 +255,22 @@ def test_groups_swapped_or_a_parameter_removed_raise():
         train_steps(model, opt, 1)
 
 
-def test_two_parameters_exchanged_between_groups_are_seen_by_the_next_walk():
-    """An exchange keeps every params list's length: the walk every CHECK_EVERY steps sees it."""
-    from koopman_tut.recording import watch
+def test_two_parameters_exchanged_between_groups_raise_at_the_next_step():
+    """An exchange keeps every params list's identity and length; each recorded tensor's place in its list is
+    compared at every step, so the next step raises (it was seen only by the walk every CHECK_EVERY steps: up to
+    63 snapshots undone with the other group's lr)."""
     model, opt, params, rec = two_group_recorder()
+    train_steps(model, opt, 2)
     a, b = opt.param_groups[0]["params"], opt.param_groups[1]["params"]
     a[0], b[0] = b[0], a[0]
-    with pytest.raises(RuntimeError, match=r"moved from group"):
-        train_steps(model, opt, watch.CHECK_EVERY + 1)
-    assert len(rec.steps) <= watch.CHECK_EVERY + 1
+    with pytest.raises(RuntimeError, match=r"'0.weight' moved from group 0 to group 1"):
+        train_steps(model, opt, 1)
+    assert rec.steps == [0, 1, 2]
+    a[0], b[0] = b[0], a[0]
+    b[0] = torch.nn.Parameter(b[0].detach().clone())  # a recorded tensor replaced in its list by another one
+    with pytest.raises(RuntimeError, match=r"'0.bias' moved from group 1 to no group"):
+        train_steps(model, opt, 1)
+    assert rec.steps == [0, 1, 2]
 
 
 def test_load_state_dict_with_the_same_arrangement_records_on():

@@ -6,13 +6,15 @@ while recording (``g1['params'].remove(p); g0['params'].append(p)``), taken out 
 reordered, would have its steps undone with another group's settings: 9x off, silently, with lrs 0.02 and
 0.002. So the recorder compares, at every step, each group's ``params`` list (the same list, of the same
 length: :func:`params_lists`) and, at every walk of the model, which recorded names each group holds
-(:func:`membership`), and raises RuntimeError on any change (:func:`moved_message`).
+(:func:`membership`), and raises RuntimeError on any change (:func:`moved_message`); the place of each
+recorded tensor in its list (:func:`positions`) is compared at every step too.
 """
 from __future__ import annotations
 
 import torch
 
 from ..numerics.optimizer_settings import has_momentum
+from .recorder_checks import trained_in_meta
 
 
 def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors: list[torch.Tensor]
@@ -47,6 +49,15 @@ def params_lists(optimizer: torch.optim.Optimizer) -> tuple[list, list[int]]:
     return lists, [len(p) for p in lists]
 
 
+def positions(optimizer: torch.optim.Optimizer, tensors: list[torch.Tensor]) -> tuple[list[list], list[int]]:
+    """(the ``params`` list holding each tensor, its index there): compared at every step, so a recorded tensor
+    swapped with another group's (``g0["params"][0], g1["params"][0] = g1["params"][0], g0["params"][0]``:
+    both lists keep their identity and length) is seen at the next step, not at the next walk."""
+    where = {id(p): (g["params"], i) for g in reversed(optimizer.param_groups) for i, p in enumerate(g["params"])}
+    found = [where.get(id(t), ([t], 0)) for t in tensors]  # (a tensor in no group: membership has refused it)
+    return [pl for pl, _ in found], [i for _, i in found]
+
+
 def moved_message(before: list[tuple[int, list[str]]], now: list[tuple[int, list[str]]]) -> str:
     """What changed between two :func:`membership` readings, e.g. "'0.bias' moved from group 1 to group 0"."""
     was = {n: i for i, names in before for n in names}
@@ -58,6 +69,22 @@ def moved_message(before: list[tuple[int, list[str]]], now: list[tuple[int, list
             + ". Each group's settings are logged for its own rows, so the Koopman gradient would undo these "
             "steps with another group's lr and momentum. Arrange the groups before building the recorder, "
             "or record the new arrangement with a new TrajectoryRecorder")
+
+
+def recorder_meta(rec) -> dict:
+    """A :class:`~koopman_tut.recording.recorder.TrajectoryRecorder`'s ``meta`` when it is built: stride, coarsest
+    dtype trained (``trained_in``), optimizer settings (rows held, when sharded): the top level the first parameter
+    group's that holds a recorded parameter; ``groups`` every such group's names, initial lr and settings (undone on
+    its rows); ``other_momentum`` (only when True): a group holding none of them has momentum."""
+    held = recorded_groups(rec.optimizer, rec.names, rec._tensors)
+    settings = [group_meta(g, names) for g, names in held]
+    first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
+    meta = {"every": rec.every, **trained_in_meta(rec._tensors), "optimizer": type(rec.optimizer).__name__,
+            **first, "groups": settings, **other_momentum_meta(rec.optimizer, held)}
+    if rec.group is not None:
+        meta.update(rows=rec.rows, n_total=rec.n_total, all_names=list(rec.names),
+                    all_shapes=[tuple(s) for s in rec.shapes])
+    return meta
 
 
 def other_momentum_meta(optimizer: torch.optim.Optimizer, held: list[tuple[dict, list[str]]]) -> dict:

@@ -34,8 +34,8 @@ from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_device, _check_dtype, _check_fraction,  # noqa: F401
                               _check_int, _check_disk, _check_lr, _check_model, _check_names, _check_shard,
-                              _check_window, _shard_rows, _trained_by, changed_message, full_message, trained_in_meta)
-from .groups import group_meta, membership, moved_message, other_momentum_meta, params_lists, recorded_groups
+                              _check_window, _shard_rows, _trained_by, changed_message, full_message)
+from .groups import membership, moved_message, params_lists, positions, recorder_meta
 from .params import layer_parameters, parameter
 from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
@@ -136,7 +136,7 @@ class TrajectoryRecorder:
                         else [(i, 0, math.prod(s)) for i, s in enumerate(self.shapes)])
         cap = (self.stop - self.start) // self.every + 1 if self.stop is not None else self.max_snapshots
         cap, n = cap if self.max_snapshots is None else min(cap, self.max_snapshots), self.rows[1] - self.rows[0]
-        self.meta0 = self._meta()  # the optimizer settings when recording starts, on every route
+        self.meta0 = recorder_meta(self)  # the optimizer settings when recording starts, on every route
         self._members = membership(optimizer, self.names, self._tensors)
         self._lr_groups = self._groups_now(self._members)
         if path is None:
@@ -153,7 +153,7 @@ class TrajectoryRecorder:
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
         # what the last walk saw (registrations, group list and dicts, tensors and their slots), when the next is due
         self._gen, self._groups_seen, self._dicts_seen, self._aliases, self._next_walk = None, None, (), [], 0
-        self._slots, self._keys, self._plists, self._plens = [], [], [], []
+        self._slots, self._keys, self._plists, self._plens, self._places = [], [], [], [], ([], [])
         watch.install()
         self._cap = self.storage.shape[0]
         self._handle = optimizer.register_step_post_hook(self._hook)
@@ -189,20 +189,6 @@ class TrajectoryRecorder:
         pg = self.optimizer.param_groups
         return [pg[i] for i, _ in members] or pg[:1]
 
-    def _meta(self) -> dict:
-        """Stride, coarsest dtype trained (``trained_in``), optimizer settings (rows held, when sharded): the top level
-        the first parameter group's that holds a recorded parameter; ``groups`` every such group's names, initial lr and
-        settings (undone on its rows); ``other_momentum`` (only when True): a group holding none of them has momentum."""
-        held = recorded_groups(self.optimizer, self.names, self._tensors)
-        settings = [group_meta(g, names) for g, names in held]
-        first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
-        meta = {"every": self.every, **trained_in_meta(self._tensors), "optimizer": type(self.optimizer).__name__,
-                **first, "groups": settings, **other_momentum_meta(self.optimizer, held)}
-        if self.group is not None:
-            meta.update(rows=self.rows, n_total=self.n_total, all_names=list(self.names),
-                        all_shapes=[tuple(s) for s in self.shapes])
-        return meta
-
     # -- the hook runs after every optimizer.step(): the common case (nothing changed, a snapshot
     # due) is one check per recorded tensor, one copy and one log entry, read from plain attributes
     def _hook(self, optimizer, args, kwargs) -> None:
@@ -217,7 +203,8 @@ class TrajectoryRecorder:
         if not (s < self._next_walk and watch._generation == self._gen and pg is self._groups_seen
                 and len(pg) == len(seen) and all(map(_IS, pg, seen)) and all(map(_SAME, ts, self._aliases))
                 and all(map(_IS, map(dict.get, self._slots, self._keys), self._tensors))
-                and all(map(_IS, map(_PARAMS, pg), self._plists)) and list(map(len, self._plists)) == self._plens):
+                and all(map(_IS, map(_PARAMS, pg), self._plists)) and list(map(len, self._plists)) == self._plens
+                and all(map(_IS, map(operator.getitem, *self._places), self._tensors))):
             self._walk(s)  # raises if a recorded parameter was replaced, removed or reshaped
         if s < self.start or (s - self.start) % self.every:
             return
@@ -225,13 +212,19 @@ class TrajectoryRecorder:
         if k == self._cap:
             self._warn_full(s)
             return
-        self._writer.write(k)
-        self.steps.append(s)
-        self._log.log(self._lr_groups, s)
-        if self._disk is not None:
-            self._disk.commit(k, s, self._log.array)  # after the row: the file counts complete snapshots only
-            if k + 1 == self._cap or s + self.every > self._last:
-                self._disk.close(complete=True)  # nothing more can be written: the file is complete
+        try:  # all of snapshot k or none of it: an exception on the way (Ctrl-C) leaves row k to the next one
+            self._writer.write(k)
+            self._log.log(self._lr_groups, s)
+            if self._disk is not None:
+                self._disk.commit(k, s, self._log.array)  # after the row: the file counts complete snapshots only
+            self.steps.append(s)  # last: snapshot k exists from here on
+        except BaseException:
+            del self._log.rows[k:]
+            if self._disk is not None:
+                self._disk.uncommit(k)
+            raise
+        if self._disk is not None and (k + 1 == self._cap or s + self.every > self._last):
+            self._disk.close(complete=True)  # nothing more can be written: the file is complete
 
     def _current(self) -> list[tuple[nn.Module | None, torch.Tensor | None, bool]]:
         """(module, trainable tensor, pruned?) per recorded name, looked up in the model now;
@@ -264,6 +257,7 @@ class TrajectoryRecorder:
             raise RuntimeError(moved_message(self._members, now))
         self._lr_groups = self._groups_now(now)  # new dicts after optimizer.load_state_dict
         self._plists, self._plens = params_lists(self.optimizer)
+        self._places = positions(self.optimizer, self._tensors)
         self._writer.prepare(found)
         self._aliases = [local_tensor(t).detach() for _, t, _ in found]
         self._slots = [m._parameters for m, _, _ in found]  # a tensor swapped in them unregistered: seen next step

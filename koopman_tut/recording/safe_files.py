@@ -10,6 +10,8 @@ A recorder holds an exclusive ``flock`` on its file for as long as it may write 
 second recorder on the same path is refused, and a reader tells a recording in progress
 (locked) from one whose process died (unlocked, never closed). Without ``fcntl`` (not
 POSIX) there are no locks.
+
+:func:`unreadable_zip_entry` checks a file :meth:`koopman_tut.Trajectory.save` wrote before it is loaded.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import os
 import secrets
 import stat
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -212,3 +215,28 @@ def is_locked(fd: int) -> bool:
         return True
     fcntl.flock(fd, fcntl.LOCK_UN)
     return False
+
+
+def unreadable_zip_entry(path: Path) -> str | None:
+    """The first entry of save()'s zip archive that cannot be read, or whose bytes fail their stored CRC-32
+    (None: all pass; an entry stored with CRC 0, as torch writes with its CRC-32 turned off, is not read to
+    the end; a zip whose directory cannot be read is left to torch.load to report). Any failure to read an
+    entry counts, not only zipfile's BadZipFile: a flipped bit in an entry's local header (its name's length,
+    say) makes zipfile fail otherwise (UnicodeDecodeError), while torch.load reads the data from a shifted offset.
+    So does an entry marked a directory (DOS attribute 0x10, which torch never writes): torch's reader (miniz)
+    extracts nothing from it and leaves the tensor's memory as it found it."""
+    try:
+        z = zipfile.ZipFile(path)
+    except Exception:  # noqa: BLE001  (a damaged directory: torch.load's error names the file)
+        return None
+    with z:
+        for info in z.infolist():
+            if info.external_attr & 0x10:
+                return info.filename
+            try:
+                with z.open(info) as f:  # reading to the end compares the CRC-32
+                    while f.read(2**24) if info.CRC else False:
+                        pass
+            except Exception:  # noqa: BLE001  (any entry zipfile cannot read is damaged)
+                return info.filename
+    return None

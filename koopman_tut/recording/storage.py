@@ -156,6 +156,14 @@ class DiskStorage:
         if self.sync:
             self._map.flush()
 
+    def uncommit(self, k: int) -> None:
+        """Count = k again (snapshot k's commit was interrupted, or done and then dropped): the recorder
+        writes row k anew with the next snapshot."""
+        struct.pack_into("<Q", self._map, 8, k)
+        self.steps[k] = -1  # after the count: the file never counts a snapshot without its step
+        if self.sync:
+            self._map.flush()
+
     def close(self, complete: bool = False) -> None:
         """The recording is over: mark the file CLOSED (``complete``: its window ended or its storage is full;
         else STOPPED if a window end was asked for) and release the writer's lock (idempotent; also run, not

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,7 +232,7 @@ class Trajectory:
         if head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither save()'s zip archive nor a legacy pickle
             raise ValueError(f"{path} is not a trajectory file: neither a recording (TrajectoryRecorder(path=)) nor "
                              f"written by Trajectory.save (a torch zip archive); it starts with {head!r}")
-        bad = _bad_entry(path)
+        bad = safe_files.unreadable_zip_entry(path)
         if bad:
             raise ValueError(f"{path} is damaged: its entry {bad!r} cannot be read or fails the CRC-32 that save() "
                              f"stored with it")
@@ -273,31 +272,6 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
     """torch.save to a temporary file beside ``path`` (mode 0o666 less the umask), fsync, then os.replace:
     never a half-written file."""
     safe_files.write_atomically(path, lambda f: torch.save(obj, f))
-
-
-def _bad_entry(path: Path) -> str | None:
-    """The first entry of save()'s zip archive that cannot be read, or whose bytes fail their stored CRC-32
-    (None: all pass; an entry stored with CRC 0, as torch writes with its CRC-32 turned off, is not read to
-    the end; a zip whose directory cannot be read is left to torch.load to report). Any failure to read an
-    entry counts, not only zipfile's BadZipFile: a flipped bit in an entry's local header (its name's length,
-    say) makes zipfile fail otherwise (UnicodeDecodeError), while torch.load reads the data from a shifted offset.
-    So does an entry marked a directory (DOS attribute 0x10, which torch never writes): torch's reader (miniz)
-    extracts nothing from it and leaves the tensor's memory as it found it."""
-    try:
-        z = zipfile.ZipFile(path)
-    except Exception:  # noqa: BLE001  (a damaged directory: torch.load's error names the file)
-        return None
-    with z:
-        for info in z.infolist():
-            if info.external_attr & 0x10:
-                return info.filename
-            try:
-                with z.open(info) as f:  # reading to the end compares the CRC-32
-                    while f.read(2**24) if info.CRC else False:
-                        pass
-            except Exception:  # noqa: BLE001  (any entry zipfile cannot read is damaged)
-                return info.filename
-    return None
 
 
 def _check_path(path):
