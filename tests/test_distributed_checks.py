@@ -66,6 +66,8 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
         return kt.Trajectory(W, steps, ["p"], [(n,)], meta)
 
     names = {"all_names": ["a.weight", "b.weight" if rank else "c.weight"]}
+    shapes = {"all_names": ["a.weight", "b.weight"], "all_shapes": [(3, 4), (5, 4) if rank else (3, 4)],
+              "n_total": 32 if rank else 24}  # the same names, one layer wider on rank 1
     scores = {f"w{rank}": torch.rand(30, generator=g)}
     lin = torch.nn.Linear(1, 1, bias=False)  # one entry for two ranks
     got = {
@@ -74,6 +76,7 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
         "svd_rank": _attempt(lambda: kt.dmd(W, svd_rank=3 + rank, group=True)),
         "steps": _attempt(lambda: kt.koopman(window(torch.arange(T) + rank, {}), group=True)),
         "names": _attempt(lambda: kt.koopman(window(torch.arange(T), names), group=True)),
+        "shapes": _attempt(lambda: kt.koopman(window(torch.arange(T), shapes), group=True)),
         "compression": _attempt(lambda: P.global_masks(scores, 2 + rank, group=True)),
         "computation": _attempt(lambda: kt.dmd(W, group=True) if rank == 0 else P.global_masks(scores, 2, group=True)),
         "delays": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), delays=rank, group=True)),
@@ -113,7 +116,8 @@ EXPECTED = {
     "dtype": "disagree on dtype: float64 on rank 0, float32 on rank 1.",
     "svd_rank": "disagree on svd_rank: 3 on rank 0, 4 on rank 1.",
     "steps": "kt.koopman: the ranks of the group disagree on steps: rank 0 vs rank 1 (different values)",
-    "names": "disagree on all_names (row-sharded recording): rank 0 vs rank 1 (different values)",
+    "names": "disagree on names and shapes (row-sharded recording): rank 0 vs rank 1 (different values)",
+    "shapes": "disagree on names and shapes (row-sharded recording): rank 0 vs rank 1 (different values)",
     "compression": "global_masks: the ranks of the group disagree on compression: 2 on rank 0, 3 on rank 1",
     "computation": "not in the same computation (computation: kt.dmd on rank 0, global_masks on rank 1)",
     "delays": "kt.koopman: the ranks of the group disagree on delays: 0 on rank 0, 1 on rank 1 (checked",

@@ -147,10 +147,14 @@ def preflight(what: str, group, fields: dict[str, object], hint: str = "", error
 
 def trajectory_fields(traj) -> dict[str, object]:
     """What the ranks' rows of one trajectory must share: T, dtype, the steps, and the recorded
-    model's parameter names when it is row-sharded (``meta["all_names"]``; otherwise the ranks
-    may hold different parameters, any split)."""
+    model's parameter names, shapes and entries when it is row-sharded (``meta["all_names"]``,
+    ``"all_shapes"``, ``"n_total"``: the same names with other shapes would give each rank rows
+    of another flattening, overlapping or leaving gaps; otherwise the ranks may hold different
+    parameters, any split)."""
+    meta = traj.meta
+    model = [meta.get("all_names"), [list(s) for s in meta.get("all_shapes") or []], meta.get("n_total")]
     return {"T (snapshots)": len(traj), "dtype": traj.snapshots.dtype, "steps": traj.steps,
-            "all_names (row-sharded recording)": traj.meta.get("all_names")}
+            "names and shapes (row-sharded recording)": model if meta.get("all_names") is not None else None}
 
 
 def settings_fingerprint(meta: dict) -> str:
