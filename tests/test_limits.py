@@ -463,6 +463,16 @@ def test_estimate_limit_refuses_bad_arguments():
         kt.estimate_limit(W[:, :2], "rre")
     with pytest.raises(TypeError, match="traj_or_W must be"):
         kt.estimate_limit([1.0, 2.0], "last")
+    for shape in ((20,), (1, 20, 10)):  # one window: the message offered a batch it then refused
+        with pytest.raises(ValueError, match=r"traj_or_W must be 2-D \(n_features, n_snapshots\) \(one window\), got"):
+            kt.estimate_limit(torch.zeros(shape, dtype=torch.float64), "last")
+    # the line's step as any real number: a one-element tensor or array too, as numpy's float32
+    line = kt.estimate_limit(W, "line", a=2.0)
+    for a in (np.float32(2), torch.tensor(2.0), np.array(2.0), torch.tensor([2])):
+        assert torch.equal(kt.estimate_limit(W, "line", a=a), line), a
+    for a in (torch.tensor([1.0, 2.0]), torch.tensor(True), torch.tensor(2j), np.array("2"), "2"):
+        with pytest.raises(ValueError, match="a must be a finite number"):
+            kt.estimate_limit(W, "line", a=a)
     with pytest.raises(ValueError, match="delays must be an integer"):
         kt.numerics.extrapolation.AffineModel(W, delays=-1)
 

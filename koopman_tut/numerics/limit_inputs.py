@@ -6,6 +6,7 @@ import math
 import numbers
 
 import numpy as np
+import torch
 
 METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson", "secant")
 
@@ -33,10 +34,16 @@ def check_knobs(method: str, **given) -> None:
                              f"does not use it (drop {name}=, or choose method={KNOBS[name][0]!r})")
 
 
-def check_a(a) -> None:
-    """The line's step: a finite real number."""
-    if not (isinstance(a, numbers.Real) and not isinstance(a, (bool, np.bool_)) and math.isfinite(a)):
+def check_a(a) -> float:
+    """The line's step as a float: a finite real number (Python, NumPy, or a one-element real tensor or array)."""
+    x = a
+    if isinstance(a, torch.Tensor):
+        x = a.item() if a.numel() == 1 and not (a.is_complex() or a.dtype == torch.bool) else None
+    elif isinstance(a, np.ndarray):
+        x = a.item() if a.size == 1 and a.dtype.kind in "iuf" else None
+    if not (isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)) and math.isfinite(x)):
         raise ValueError(f"a must be a finite number (the line's step), got {a!r}")
+    return float(x)
 
 
 def check_depth(depth) -> None:

@@ -69,7 +69,7 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float | None = None
         for all its parameter groups at each step; a schedule may change them).
     a : the line's step, x_{T-1} + a (x_{T-1} - x_0) ("line" only; default 1).
     depth : Anderson's depth m, the number of past residual differences it mixes (SciPy's
-        default M = 5; "anderson" only).
+        default M = 5; "anderson" only): at most, as SciPy's M (a window with fewer, T - 2, mixes them all).
     svd_rank, delays : of the "koopman" model: "auto" is kt.koopman's rule (0, Gavish-Donoho,
         for more rows than snapshots, else -1; one delay where ``meta`` records momentum).
         A knob given to a method that does not use it (``a`` with "mpe", say) is a ValueError,
@@ -163,7 +163,7 @@ def combination(W: Tensor, method: str, a: float = 1.0, depth: int = 5, group=No
         c[-1] = 1
         return c
     if method == "line":
-        check_a(a)
+        a = check_a(a)
         c[-1] += 1 + a
         c[0] -= a
         return c
@@ -271,10 +271,7 @@ def _window(x, min_rows: int = 1) -> tuple[Tensor, dict, int]:
             x.check()  # its fields as at construction: an edit since is refused, not read
         stride = snapshot_stride(x)
         return as_snapshots(x.snapshots, "traj.snapshots", min_rows=min_rows), dict(x.meta or {}), stride
-    W = as_snapshots(x, "traj_or_W", min_rows=min_rows)
-    if W.ndim != 2:
-        raise ValueError(f"traj_or_W must be a Trajectory or one window (n_features, n_snapshots), got {tuple(W.shape)}")
-    return W, {}, 1
+    return as_snapshots(x, "traj_or_W", min_rows=min_rows, batch=False), {}, 1
 
 
 def snapshot_stride(traj) -> int:

@@ -35,7 +35,7 @@ CHUNK_ELEMENTS_GPU = 2**25  # 256 MiB: each chunk costs kernel launches; 4 MiB o
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
-def as_snapshots(W, name: str = "W", min_snapshots: int = 2, min_rows: int = 1) -> Tensor:
+def as_snapshots(W, name: str = "W", min_snapshots: int = 2, min_rows: int = 1, batch: bool = True) -> Tensor:
     """Validate a snapshot matrix and return it as a torch tensor, without copying it.
 
     float16 and bfloat16 stay as they are (no float32 copy of the whole matrix): every consumer converts one chunk
@@ -65,9 +65,10 @@ def as_snapshots(W, name: str = "W", min_snapshots: int = 2, min_rows: int = 1) 
     check_has_values(W, name)
     if W.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be floating point (float16/bfloat16/float32/float64), got {W.dtype}")
-    if W.ndim not in (2, 3):
-        raise ValueError(f"{name} must be 2-D (n_features, n_snapshots) or 3-D (batch, n_features, n_snapshots), "
-                         f"got {W.ndim} dimension(s), shape {tuple(W.shape)}")
+    if W.ndim not in ((2, 3) if batch else (2,)):  # batch: a batch of windows is accepted
+        raise ValueError(f"{name} must be 2-D (n_features, n_snapshots)" + (
+            " or 3-D (batch, n_features, n_snapshots)" if batch else " (one window)")
+            + f", got {W.ndim} dimension(s), shape {tuple(W.shape)}")
     if W.shape[-1] < min_snapshots:
         raise ValueError(f"{name} needs at least {min_snapshots} snapshots (columns), got {W.shape[-1]}; "
                          f"snapshots are columns: shape is (n_features, n_snapshots)")
