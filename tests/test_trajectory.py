@@ -695,6 +695,31 @@ def test_a_parametrized_weight_names_the_tensors_to_record():
         kt.TrajectoryRecorder(model, opt, step0=2**63 - 2, max_snapshots=3)  # a raw overflow at trajectory() before
 
 
+def test_the_hook_based_spectral_norm_names_weight_orig_and_is_not_taken_for_pruning():
+    """The older torch.nn.utils.spectral_norm trains weight_orig, as pruning does, but without a mask: it was
+    read as pruned (KeyError 'weight_mask' from the recorder) and weight_orig refused as prune's tensor."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    torch.nn.utils.spectral_norm(model[0])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"'0.weight' is computed by a parametrization \(torch.nn.utils.spectral_norm\)"
+                                         r".*params=\['0.weight_orig', '0.bias', '2.weight', '2.bias'\]"):
+        kt.TrajectoryRecorder(model, opt, stop=3)
+    rec = kt.TrajectoryRecorder(model, opt, stop=2, params=["0.weight_orig", "0.bias", "2.weight", "2.bias"])
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).pow(2).sum().backward()
+        opt.step()
+    assert torch.equal(rec.trajectory().snapshots[:12, -1], model[0].weight_orig.detach().reshape(-1))
+    kt.pruning.remove_masks(model)  # nothing pruned: spectral_norm's hook left alone
+    assert set(kt.pruning.magnitude_scores(model)) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    mid = nn.Sequential(nn.Linear(4, 3))  # applied while recording: the recorded weight is gone, said by name
+    opt = torch.optim.SGD(mid.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(mid, opt, stop=3)
+    torch.nn.utils.spectral_norm(mid[0])
+    with pytest.raises(RuntimeError, match="recorded parameter '0.weight' was removed from the model"):
+        opt.step()
+
+
 def test_float16_storage_that_overflowed_says_so_when_analysed():
     """A weight beyond float16's range is stored as Inf; the error at analysis names that cause, not only the Inf."""
     torch.manual_seed(0)

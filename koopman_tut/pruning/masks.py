@@ -19,7 +19,7 @@ from torch.nn.utils import prune
 from ..numerics.distributed import local_tensor
 from ..numerics.finite import outside_stacklevel
 from ..recording.params import (aliases, check_untied, current_value, in_use, layer_parameters, parameter, prunable,
-                                resolve)
+                                pruned_orig, resolve)
 from ..recording.validation import check_real
 from .inputs import (_check_bool, _check_model, _named_in, _named_on_some_rank, check_classifier, check_exclude,
                      check_tensors, rank_dtype, seed_entropy, ties_at_cut, warn_ties)
@@ -284,7 +284,7 @@ def remove_masks(model: nn.Module) -> nn.Module:
     """Make pruning permanent (prune.remove): masked entries become plain zeros."""
     for _, module in _check_model(model).named_modules():
         for p in ("weight", "bias"):
-            if hasattr(module, p + "_orig"):
+            if pruned_orig(module, p) is not None:
                 prune.remove(module, p)
     return model
 

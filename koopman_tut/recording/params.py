@@ -47,10 +47,18 @@ def layer_parameters(model: nn.Module, bias: bool = True) -> list[str]:
     return names
 
 
+def pruned_orig(module: nn.Module, pname: str) -> torch.Tensor | None:
+    """``pname_orig`` where torch.nn.utils.prune reparametrized ``module.pname`` (that parameter beside its
+    ``pname_mask`` buffer), else None: the older hook-based spectral_norm keeps a ``weight_orig`` too, without
+    a mask (its weight is recorded as ``weight_orig``, the tensor the optimizer trains)."""
+    orig = module._parameters.get(pname + "_orig")
+    return orig if orig is not None and pname + "_mask" in module._buffers else None
+
+
 def _trainable(module: nn.Module, pname: str) -> torch.Tensor | None:
     """The trainable tensor of ``module.pname``: ``pname_orig`` once pruned (torch.nn.utils.prune); None for a
     buffer (a frozen random-feature layer's weight registered with register_buffer is not a parameter)."""
-    orig = getattr(module, pname + "_orig", None)
+    orig = pruned_orig(module, pname)
     return (None if pname in module._buffers else getattr(module, pname, None)) if orig is None else orig
 
 
@@ -90,12 +98,12 @@ def resolve(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     except AttributeError as e:
         raise ValueError(f"model has no parameter {name!r} (no module {mname!r})") from e
     for suffix in ("_orig", "_mask"):  # torch.nn.utils.prune's two tensors behind a pruned parameter
-        if pname.endswith(suffix) and hasattr(module, pname[:-len(suffix)] + "_orig"):
+        if pname.endswith(suffix) and pruned_orig(module, pname[:-len(suffix)]) is not None:
             base = name[:-len(suffix)]
             raise ValueError(f"{name!r} is torch.nn.utils.prune's {suffix[1:]} tensor of the pruned parameter "
                              f"{base!r}: masks, scores and trajectories are keyed by the parameter name ({base!r}), "
                              f"as pruning.magnitude_scores(model) and pruning.layer_parameters(model) give them")
-    value = getattr(module, pname + "_orig", None)
+    value = pruned_orig(module, pname)
     value = getattr(module, pname, None) if value is None else value
     if value is None:
         raise ValueError(f"model has no parameter {name!r}")
@@ -110,7 +118,7 @@ def resolve(model: nn.Module, name: str) -> tuple[nn.Module, str]:
 
 def effective_value(module: nn.Module, pname: str) -> torch.Tensor:
     """The value of ``module.pname`` in use: weight_orig * mask once pruned by torch.nn.utils.prune."""
-    orig = getattr(module, pname + "_orig", None)  # pruned by torch.nn.utils.prune
+    orig = pruned_orig(module, pname)  # pruned by torch.nn.utils.prune
     return getattr(module, pname) if orig is None else orig * getattr(module, pname + "_mask")
 
 
@@ -128,7 +136,7 @@ def in_use(model: nn.Module, name: str) -> torch.Tensor:
 def parameter(model: nn.Module, name: str) -> nn.Parameter:
     """The trainable tensor behind a name: ``weight_orig`` once pruned, else ``weight``."""
     module, pname = resolve(model, name)
-    orig = getattr(module, pname + "_orig", None)
+    orig = pruned_orig(module, pname)
     return getattr(module, pname) if orig is None else orig
 
 

@@ -125,7 +125,8 @@ class TrajectoryRecorder:
         self.shapes = [tuple(local_tensor(t).shape) for t in self._tensors]
         # looked up again at every step, from the model down, so a replaced submodule is seen too
         self._lookup = [(tuple(n.split(".")[:-1]), n.rpartition(".")[2]) for n in self.names]
-        self._orig = [attr + "_orig" for _, attr in self._lookup]  # the trained tensor once pruned
+        self._orig = [attr + "_orig" for _, attr in self._lookup]  # the trained tensor once pruned (beside its mask)
+        self._mask = [attr + "_mask" for _, attr in self._lookup]
         self._sharded = any(hasattr(t, "to_local") for t in self._tensors)  # DTensors (FSDP2)
         self.device = _check_device(device)
         self.group = _check_shard(shard, self._sharded)  # None, or the group (True: the default one)
@@ -241,7 +242,7 @@ class TrajectoryRecorder:
         for a in path:
             m = m._modules.get(a) if m is not None else None
         ps = m._parameters if m is not None else {}
-        orig = ps.get(self._orig[i])  # pruned by torch.nn.utils.prune: train weight_orig
+        orig = ps.get(self._orig[i]) if self._mask[i] in m._buffers else None  # pruned: train weight_orig
         return m, ps.get(attr) if orig is None else orig, orig is not None
 
     def _walk(self, s: int) -> None:

@@ -213,8 +213,8 @@ def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[
     if any(parameter(model, n).is_complex() for n in keep):
         raise TypeError(f"{_listing([n for n in keep if parameter(model, n).is_complex()], len(names))} are complex: "
                         f"the recorder records real parameters (torch.view_as_real gives a real view)")
+    _refuse_parametrized(model, missing + frozen, names)  # computed, not trained (a hook's result may not need grad)
     if missing:
-        _refuse_parametrized(model, missing, names)
         raise ValueError(f"the optimizer does not train {_listing(missing, len(names))}: their snapshots would "
                          f"stay constant. Pass the optimizer that trains this model (built over its own "
                          f"parameters, not another model's or a copy's), or params= to record only what it trains")
@@ -233,7 +233,7 @@ def _trained_by(model: nn.Module, optimizer: torch.optim.Optimizer, names: list[
 
 def _refuse_parametrized(model: nn.Module, missing: list[str], names: list[str]) -> None:
     """ValueError when some of ``missing`` are computed by a parametrization (``torch.nn.utils.parametrize``:
-    weight_norm, spectral_norm, orthogonal; or the older hook-based ``weight_norm``), naming what to record in
+    weight_norm, spectral_norm, orthogonal; or the older hook-based ``weight_norm``, ``spectral_norm``), naming what to record in
     their place, with the rest of ``names``; nothing if none is."""
     swap = {}
     for name in missing:
@@ -245,6 +245,8 @@ def _refuse_parametrized(model: nn.Module, missing: list[str], names: list[str])
                           " + ".join(type(p).__name__ for p in plist))
         elif {attr + "_g", attr + "_v"} <= set(module._parameters):
             swap[name] = ([prefix + attr + "_g", prefix + attr + "_v"], "torch.nn.utils.weight_norm")
+        elif attr + "_orig" in module._parameters and attr + "_u" in module._buffers:
+            swap[name] = ([prefix + attr + "_orig"], "torch.nn.utils.spectral_norm")
     if swap:
         params = [m for n in names for m in swap.get(n, ([n], ""))[0]]
         kinds = sorted({kind for _, kind in swap.values()})
