@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,34 @@ def test_an_interrupt_inside_a_snapshot_drops_it_whole_and_recording_goes_on(set
     for t in (rec.trajectory(), kt.Trajectory.load(path)):
         assert t.steps.tolist() == rec.steps and len(t.meta["lrs"]) == len(rec.steps)
         assert torch.equal(t.snapshots, torch.stack([truth[s] for s in rec.steps], 1))
+
+
+@pytest.mark.parametrize("stop", [3, 6, 7])
+def test_stop_lowered_below_the_next_snapshot_completes_the_file(setup, tmp_path, stop):
+    """stop may be changed while recording: lowered below the next snapshot's step (after 6 steps, every 2), the
+    window has ended and the file is complete, not "stopped early" with a warning when the process exits."""
+    model, opt, loader = setup
+    path = tmp_path / "run.traj"
+    rec = kt.TrajectoryRecorder(model, opt, stop=20, every=2, path=path)
+    train(model, loader, epochs=1, max_steps=6, optimizer=opt, progress=False)
+    rec.stop = stop
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = kt.Trajectory.load(path)
+    assert t.steps.tolist() == [0, 2, 4, 6] and "recording" not in t.meta
+    rec.remove()
+    assert "recording" not in kt.Trajectory.load(path).meta
+
+
+def test_stop_lowered_to_a_later_snapshot_goes_on_recording(setup, tmp_path):
+    model, opt, loader = setup
+    path = tmp_path / "run.traj"
+    rec = kt.TrajectoryRecorder(model, opt, stop=20, every=2, path=path)
+    train(model, loader, epochs=1, max_steps=6, optimizer=opt, progress=False)
+    rec.stop = 8  # the snapshot of step 8 is still due
+    assert kt.Trajectory.load(path).meta.get("recording") == "in progress"
+    train(model, loader, epochs=1, max_steps=4, optimizer=opt, progress=False)
+    assert rec.steps == [0, 2, 4, 6, 8] and "recording" not in kt.Trajectory.load(path).meta
 
 
 def test_header_is_documented_json(setup, tmp_path):

@@ -372,3 +372,18 @@ def test_bad_arguments_are_named(kw, match):
     kw = {"model": model, **kw}
     with pytest.raises((TypeError, ValueError), match=match):
         kt.TrajectoryRecorder(kw.pop("model"), opt, stop=3, **kw)
+
+
+@pytest.mark.parametrize("change", ["double", "half"])
+def test_a_model_whose_dtype_changes_while_recording_raises(change):
+    """meta's trained_in (the coarsest dtype trained: the rounding each step allows for) would no longer hold:
+    model.half() or .double() mid-run raises at the next step, naming the change, before anything is written."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=10)
+    train_steps(model, opt, 2)
+    getattr(model, change)()
+    with pytest.raises(RuntimeError, match=rf"'0.weight' changed dtype from float32 \(recorded\) to "
+                                           rf"{'float64' if change == 'double' else 'float16'}"):
+        opt.step()  # the gradients of the last step, converted with the parameters
+    assert rec.steps == [0, 1, 2] and rec.trajectory().meta["trained_in"] == "float32"

@@ -123,6 +123,7 @@ class TrajectoryRecorder:
                                                             "the model has no conv/linear layer the optimizer trains"))
         self._tensors = [parameter(model, n) for n in self.names]  # identities, checked at every step
         self.shapes = [tuple(local_tensor(t).shape) for t in self._tensors]
+        self._dtypes = [t.dtype for t in self._tensors]  # meta's trained_in: a step's rounding
         # looked up again at every step, from the model down, so a replaced submodule is seen too
         self._lookup = [(tuple(n.split(".")[:-1]), n.rpartition(".")[2]) for n in self.names]
         self._orig = [attr + "_orig" for _, attr in self._lookup]  # the trained tensor once pruned (beside its mask)
@@ -177,6 +178,9 @@ class TrajectoryRecorder:
         self._stop = value = None if value is None else _check_int("stop", value, 0)
         if getattr(self, "_last", None) != -1:  # full storage stays full
             self._last = math.inf if value is None else value  # the hook's one bound; -1 once the storage is full
+        due = max(self.start, self.step + 1) if getattr(self, "_disk", None) is not None and value is not None else None
+        if due is not None and due + (self.start - due) % self.every > value:  # due: the next snapshot's step
+            self._disk.close(complete=True)  # lowered below the next snapshot: the window has ended
 
     def _layout(self) -> tuple[list[str], list[tuple[int, ...]]]:
         """(names, shapes) of the rows held: whole parameters, or flat pieces of those cut by a shard boundary."""
@@ -231,8 +235,8 @@ class TrajectoryRecorder:
         """(module, trainable tensor, pruned?) per recorded name, looked up in the model now;
         RuntimeError if one is not the tensor, or not of the shape, recorded so far."""
         out = [self._find(i) for i in range(len(self._lookup))]
-        for (_, t, _), t0, shape in zip(out, self._tensors, self.shapes):
-            if t is not t0 or (local_tensor(t) if self._sharded else t).shape != shape:
+        for (_, t, _), t0, shape, dtype in zip(out, self._tensors, self.shapes, self._dtypes):
+            if t is not t0 or (local_tensor(t) if self._sharded else t).shape != shape or t.dtype != dtype:
                 raise RuntimeError(changed_message(self, [t for _, t, _ in out]))
         return out
 

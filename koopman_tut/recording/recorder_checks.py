@@ -260,11 +260,15 @@ def changed_message(rec, tensors: list[torch.Tensor | None]) -> str:
     was removed, reshaped or replaced since recording started, and what to do."""
     owned = _owned(rec.optimizer)
     what = ""
-    for name, t, t0, shape in zip(rec.names, tensors, rec._tensors, rec.shapes):
+    for name, t, t0, shape, t0_dtype in zip(rec.names, tensors, rec._tensors, rec.shapes, rec._dtypes):
         if t is None:
             what = "was removed from the model"
         elif tuple(local_tensor(t).shape) != shape:
             what = f"changed shape from {shape} (recorded) to {tuple(t.shape)}"
+        elif t.dtype != t0_dtype:
+            what = (f"changed dtype from {str(t0_dtype).removeprefix('torch.')} (recorded) to "
+                    f"{str(t.dtype).removeprefix('torch.')} (model.half(), .double(), .to(dtype)?): meta's trained_in, "
+                    f"the rounding of each step, would no longer hold")
         elif t is not t0:
             trains = "trains" if id(t) in owned else "does not train"
             what = f"was replaced by a new tensor of the same shape {shape} (the optimizer {trains} it)"
