@@ -204,8 +204,10 @@ class Trajectory:
         """Read a file written by :meth:`save`, or map one recorded with ``TrajectoryRecorder(path=)``
         (its snapshots then stay on disk, on the CPU: ``map_location`` is ignored); a foreign file, or
         one whose header is damaged (checksummed) or cut short, raises ValueError. A file of save() is
-        checked against the CRC-32 of every entry; a recording's snapshot bytes carry no checksum: a bit
-        flipped on disk inside them loads as a wrong value, unnoticed.
+        checked against the CRC-32 of every entry; a recording's snapshot bytes, steps and settings carry no
+        checksum (one per snapshot would cost a pass over its row at every step): a bit flipped on disk inside
+        them loads as a wrong value, unnoticed, unless it breaks a rule the reader checks (steps strictly
+        increasing, settings finite, flags 0 or 1).
 
         A recorded file loads its complete snapshots; ``meta["recording"]`` is "in progress" while a
         recorder writes it, "cut short" when its process died first, "stopped early" when it was closed before
