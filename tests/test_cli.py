@@ -447,6 +447,23 @@ def test_rules_from_defaults():
     assert "a list of distinct ints" in seeds.describe()
     assert seeds.accepts(3) and seeds.accepts([0, 2**32 - 1]) and seeds.accepts((4,)) and not seeds.accepts(0)
     assert not rule_for("SEEDS", 5).accepts([1, 2]), "a list only where the comment says so"
+    # a notebook's own least value, stated in the comment (04: shorter windows fail its claims)
+    own = rule_for("WINDOW", 20, "recorded steps (every step; at least 8: shorter cannot resolve momentum)")
+    assert own.describe() == "an int >= 8" and own.accepts(8) and not own.accepts(7)
+    assert rule_for("WINDOW", 20, "x (at least 1)").describe() == "an int >= 2", "the global least value stays"
+    assert rule_for("LR", 0.1, "(at least 3)").describe() == "a number >= 3"
+    assert rule_for("WINDOW", 20, "at least 3x or what 5").describe() == "an int >= 2"
+
+
+def test_notebook_04_refuses_a_window_too_short_for_its_claims():
+    """Windows of 7 steps and fewer record too few snapshots to resolve momentum's modes, and 04's asserted claims
+    failed (4-7 at seed 0); 8 passed at seeds 0, 11, 37 and 2027, 10 (the least allowed, for a margin) at 0, 5,
+    11, 37 and 2027: its parameters cell says so, and a shorter run is refused before any kernel starts."""
+    from koopman_tut.tooling.nb_params import read_parameters
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "04_kgp_and_gradient_pruning.ipynb"
+    rule = read_parameters(path).rules["WINDOW"]
+    assert rule.accepts(10) and not rule.accepts(9), rule.describe()
 
 
 # 9. a run killed during --in-place leaves a git-ignored temporary that the next run removes

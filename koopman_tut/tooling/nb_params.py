@@ -14,7 +14,8 @@ value) must fit the default written there, by these rules:
 * **range** -- every int in these notebooks counts something (epochs, steps, snapshots,
   seeds, sizes), so ints are >= 0, and >= ``MINIMUM[name]`` where a notebook needs more (a
   window needs two snapshots for DMD; a size, an epoch count or a seed count needs one);
-  seeds are < 2**32 (NumPy's and scikit-learn's range). Floats are finite, > 0 where the
+  seeds are < 2**32 (NumPy's and scikit-learn's range); a comment that says ``at least N`` sets
+  a notebook's own least value (04's window: shorter ones cannot resolve momentum, and its claims fail). Floats are finite, > 0 where the
   default is > 0 (learning rates), ``MOMENTUM`` in [0, 1). Compressions are numbers >= 1
   (total / nonzero parameters), ints or floats alike.
 * **smoke** -- a notebook run with ``SMOKE = True`` reassigns some sizes in an ``if SMOKE:``
@@ -27,6 +28,7 @@ import ast
 import io
 import json
 import math
+import re
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,8 @@ MINIMUM = {"WINDOW": 2, "N_STEPS": 9, "EPOCHS": 1, "BATCH_SIZE": 1, "EVERY": 1, 
 INCREASING = {"COMPRESSIONS", "STARTS", "HORIZONS", "WIDTHS"}  # sizes a notebook pairs with its rows in order
 NUMBERS = {"COMPRESSION", "COMPRESSIONS"}  # ints in the cell, any real number >= 1 allowed
 SEED_LIMIT = 2**32
+_AT_LEAST = re.compile(r"\bat least (\d+)\b")  # in a parameter's comment: its least value there (papermill's parser
+# reads a comment holding "=" as no parameter at all, so not ">= N")
 _NOUNS = {"bool": ("True or False", "bools"), "int": ("an int", "ints"), "number": ("a number", "numbers"),
           "str": ("a string", "strings"), "any": ("a Python literal", "Python literals")}
 
@@ -103,6 +107,10 @@ def rule_for(name: str, default, help: str = "") -> Rule:
                 Rule("number", 0.0, positive=True) if default > 0 else Rule("number"))
     else:
         rule = Rule("str" if isinstance(default, str) else "any")
+    least = _AT_LEAST.search(help)  # a notebook's own minimum, stated in the comment: "(at least 10 for the claims)"
+    if least and rule.kind in ("int", "number"):
+        n = int(least.group(1))
+        rule = Rule(rule.kind, max(rule.low or 0, n), rule.high, rule.positive and n == 0)  # >= n > 0: positive
     if "or a list" in help and rule.kind != "list":
         item = Rule("int", 0, SEED_LIMIT) if name == "SEEDS" else rule
         rule = Rule(rule.kind, rule.low, rule.high, rule.positive,
