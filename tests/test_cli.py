@@ -455,15 +455,18 @@ def test_rules_from_defaults():
     assert rule_for("WINDOW", 20, "at least 3x or what 5").describe() == "an int >= 2"
 
 
-def test_notebook_04_refuses_a_window_too_short_for_its_claims():
-    """Windows of 7 steps and fewer record too few snapshots to resolve momentum's modes, and 04's asserted claims
-    failed (4-7 at seed 0); 8 passed at seeds 0, 11, 37 and 2027, 10 (the least allowed, for a margin) at 0, 5,
-    11, 37 and 2027: its parameters cell says so, and a shorter run is refused before any kernel starts."""
+@pytest.mark.parametrize("nb, least", [("04_kgp_and_gradient_pruning", 10), ("05_early_training", 30),
+                                       ("06_beyond", 30)])
+def test_notebooks_refuse_a_window_too_short_for_their_claims(nb, least):
+    """Windows too short for a notebook's asserted claims are refused before any kernel starts, its parameters
+    cell saying why. Measured with koopman-tut run -p WINDOW w [-p SEED s]: 04 failed at 4-7 (seed 0; too few
+    snapshots to resolve momentum), passed at 8 (seeds 0, 11, 37, 2027) and 10 (0, 5, 11, 37, 2027); 05 failed
+    at 5 and 15 (seed 0) and 20 (seed 11), passed at 30 and 40; 06 failed at 5-25 (seed 0: too few seeds
+    resolved, or the Koopman jumps' gain), passed at 30 and 40."""
     from koopman_tut.tooling.nb_params import read_parameters
 
-    path = Path(__file__).resolve().parents[1] / "notebooks" / "04_kgp_and_gradient_pruning.ipynb"
-    rule = read_parameters(path).rules["WINDOW"]
-    assert rule.accepts(10) and not rule.accepts(9), rule.describe()
+    rule = read_parameters(Path(__file__).resolve().parents[1] / "notebooks" / f"{nb}.ipynb").rules["WINDOW"]
+    assert rule.accepts(least) and not rule.accepts(least - 1), rule.describe()
 
 
 # 9. a run killed during --in-place leaves a git-ignored temporary that the next run removes
