@@ -240,6 +240,16 @@ def test_version_1_files_are_refused_with_the_way_to_convert_them(files, tmp_pat
     old.write_bytes(rewrite(v1_file(files["closed"]), dtype="int32"))
     with pytest.raises(ValueError, match="dtype 'int32'"):
         convert_v1(old, tmp_path / "v2b.traj")
+    pipe = tmp_path / "pipe.traj"  # read at once, it waited for a writer for ever
+    os.mkfifo(pipe)
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("convert_v1 waited on a named pipe"))
+    signal.alarm(20)
+    try:
+        with pytest.raises(ValueError, match="src .*pipe.traj' is not a regular file"):
+            convert_v1(pipe, tmp_path / "v2c.traj")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
     assert not (tmp_path / "v2b.traj").exists()
     data = bytearray(v1_file(files["closed"]))
     at = json.loads(data[24:24 + struct.unpack_from("<Q", data, 16)[0]])["lrs_offset"] + 8 * 3

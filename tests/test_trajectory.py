@@ -2,6 +2,7 @@
 import ast
 import copy
 import math
+import os
 import re
 import warnings
 
@@ -102,6 +103,31 @@ def test_save_refuses_a_folder_and_a_file_a_recorder_is_writing(setup, tmp_path)
     assert len(kt.Trajectory.load(path)) == 7 and len(rec.trajectory()) == 7
     small.save(path)  # the recording is complete (its file closed): an ordinary replace
     assert len(kt.Trajectory.load(path)) == 1
+
+
+def test_save_onto_a_named_pipe_does_not_wait_for_a_writer(setup, tmp_path):
+    """The check for a recorder writing the path opened it for reading, which on a FIFO waits for a writer for
+    ever: it opens without blocking now, and the pipe is replaced by the saved file, as any file there is."""
+    import signal
+
+    model, opt, _ = setup
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+
+    class Stuck(Exception):  # not an OSError (TimeoutError is one): the open's own handler would swallow it
+        pass
+
+    def stuck(*_):
+        raise Stuck("save waited on the named pipe")
+
+    old = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(20)
+    try:
+        kt.TrajectoryRecorder(model, opt, stop=0).trajectory().save(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert path.is_file() and len(kt.Trajectory.load(path)) == 1
 
 
 def test_a_bit_flipped_in_a_saved_file_fails_its_crc(setup, tmp_path):

@@ -11,6 +11,7 @@ version 1 allows, and the complete snapshots are copied into a version-3 file.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -76,7 +77,11 @@ def convert_v1(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool =
     TypeError : ``dst`` not a path, ``overwrite`` not a bool.
     """
     dst = check_target(dst, overwrite)
-    with open(src, "rb") as f:
+    fd = os.open(src, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a named pipe would wait for a writer, for ever
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"src {str(src)!r} is not a regular file (a version-1 recording is one)")
+    with os.fdopen(fd, "rb") as f:
         h, count, steps, lrs = read_v1(f.fileno(), src, os.fstat(f.fileno()).st_size)
         rows = np.memmap(f, dtype=_RAW[fmt.itemsize(h)], mode="r", offset=h["data_offset"], shape=(count, h["n"]))
         held = claim_existing(dst) if overwrite else None  # no recorder starts on dst meanwhile

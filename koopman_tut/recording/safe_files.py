@@ -67,9 +67,10 @@ def check_target(path, overwrite: bool) -> Path:
 
 
 def being_written(path: Path) -> bool:
-    """Whether a live TrajectoryRecorder holds ``path``'s lock (it is writing that file now)."""
+    """Whether a live TrajectoryRecorder holds ``path``'s lock (it is writing that file now). Opened without
+    blocking: a named pipe (FIFO) at ``path`` would otherwise wait for a writer, for ever."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return False
     try:

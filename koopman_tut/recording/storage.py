@@ -219,8 +219,9 @@ def open_recording(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor,
     saying how many snapshots there are. Absent for a finished recording. ValueError for a damaged, foreign or
     version-1 file, and for settings of a complete snapshot a recorder cannot write (a learning rate
     that is not finite, a flag other than 0 or 1, ...; the log and the steps carry no checksum, so a flipped
-    bit that leaves a finite number, or steps still increasing, loads as that number). ``meta`` holds the settings logged per snapshot
-    (:func:`koopman_tut.recording.settings_log.meta_entries`; a version-2 file logged the first group's lr only).
+    bit that leaves a finite number, or steps still increasing, loads as that number). ``meta`` holds the settings
+    logged per snapshot (:func:`koopman_tut.recording.settings_log.meta_entries`; a version-2 file logged the first
+    group's lr only).
     """
     with open(path, "rb") as f:
         fd = f.fileno()
