@@ -73,6 +73,36 @@ def test_lost_message_is_retried_and_reported(tmp_path, capsys, lost, cell):
     assert f"ok (retried after a lost kernel message{where})" in text and "1/1 notebooks done" in text
 
 
+def test_a_lost_idle_status_is_not_called_a_lost_reply():
+    """nbclient's CellTimeoutError (the execute_reply came, the idle status never did) is a TimeoutError, as is
+    asyncio.TimeoutError from Python 3.11: the wait for the reply took it for its own and said "execute_reply never
+    came". It reaches the client now (which names LOST_IDLE); a reply that never comes is still LOST_REPLY."""
+    from nbclient.exceptions import CellTimeoutError
+
+    from koopman_tut.tooling.watchdog import _reply_or_stall
+
+    async def lost_idle():
+        idle = asyncio.ensure_future(asyncio.sleep(100))  # the idle status never comes
+
+        async def poll_for_reply():  # as nbclient's, once the execute_reply is in: it waits for the idle status
+            try:
+                await asyncio.wait_for(idle, 0.2)  # its iopub_timeout; it cancels the idle task
+            except asyncio.TimeoutError:
+                raise CellTimeoutError("Timeout waiting for IOPub output") from None
+
+        return await _reply_or_stall(asyncio.ensure_future(poll_for_reply()), idle, 3.0, 0)
+
+    async def lost_reply():
+        idle = asyncio.ensure_future(asyncio.sleep(0))  # idle at once; the reply never comes
+        return await _reply_or_stall(asyncio.ensure_future(asyncio.sleep(100)), idle, 0.2, 5)
+
+    with pytest.raises(CellTimeoutError):
+        asyncio.run(lost_idle())
+    with pytest.raises(KernelStalled) as info:
+        asyncio.run(lost_reply())
+    assert info.value.reason == LOST_REPLY and info.value.cell == 5
+
+
 # 2. a cell past its bound: stopped at the bound, retried once, then FAILED with the reason
 
 @pytest.mark.timeout(180)

@@ -112,13 +112,14 @@ def _index(cells, cell) -> int | None:
 
 
 async def _reply_or_stall(reply: asyncio.Future, idle: asyncio.Future, grace: float, cell: int | None):
-    """The execute_reply (``reply``'s result); KernelStalled if it is missing ``grace`` s after ``idle``."""
+    """The execute_reply (``reply``'s result, or its error); KernelStalled if it is missing ``grace`` s after
+    ``idle``. ``asyncio.wait`` reports the wait's own timeout apart from the reply's errors: nbclient's
+    CellTimeoutError (the idle status never came) is a TimeoutError too, and ``wait_for`` mixed the two."""
     await asyncio.wait({reply, idle}, return_when=asyncio.FIRST_COMPLETED)
     if not reply.done():
-        try:
-            await asyncio.wait_for(asyncio.shield(reply), grace)
-        except asyncio.TimeoutError:
-            raise KernelStalled(LOST_REPLY, cell, grace) from None
+        done, _ = await asyncio.wait({reply}, timeout=grace)
+        if not done:
+            raise KernelStalled(LOST_REPLY, cell, grace)
     return reply.result()
 
 
