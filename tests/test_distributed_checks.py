@@ -55,6 +55,20 @@ def _attempt(fn) -> str | None:
     return None
 
 
+def _failing_check(rank: int, W, acc):
+    """kt.dmd over the ranks where rank 1's own check raises a RuntimeError (as CUDA's out of memory would)."""
+    from koopman_tut.numerics import dmd as dmd_module
+
+    def boom(*_):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    check, dmd_module.check_acc = dmd_module.check_acc, boom if rank else dmd_module.check_acc
+    try:
+        return kt.dmd(W, group=True, acc=acc)
+    finally:
+        dmd_module.check_acc = check
+
+
 def _disagreeing(rank: int, world: int, store: str, out: str):
     """Each scenario: the two ranks call the same function with one thing different (or not)."""
     _setup(rank, world, store, 60)
@@ -98,6 +112,7 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
         "refused memory": _attempt(lambda: kt.dmd(torch.zeros(2, 2_000_000) if rank else W, group=True)),  # a Gram too big
         "refused memory koopman": _attempt(lambda: kt.koopman(kt.Trajectory(torch.zeros(2, 2_000_000), torch.arange(
             2_000_000), ["p"], [(2,)], {}) if rank else window(torch.arange(T), {}), group=True)),
+        "refused runtime": _attempt(lambda: _failing_check(rank, W, deviation_gram(W))),
         "refused koopman": _attempt(lambda: kt.koopman(window(torch.arange(T), {"momentum": 1.5 * rank}), group=True)),
         # accepted: "auto" is the Gram route with a group; a rank may hold no rows
         "auto or gram": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), method="gram" if rank else "auto",
@@ -155,9 +170,11 @@ def test_the_ranks_stay_in_step_after_a_refusal(disagreeing):
                                        ("refused koopman", "momentum"),
                                        ("refused h", "h must be >= 0 snapshots, got -1"),
                                        ("refused memory", r"W has shape \(2, 2000000\).* pass W.T"),
-                                       ("refused memory koopman", r"traj.snapshots has shape \(2, 2000000\)")])
+                                       ("refused memory koopman", r"traj.snapshots has shape \(2, 2000000\)"),
+                                       ("refused runtime", "CUDA out of memory")])
 def test_a_rank_refusing_its_input_makes_every_rank_raise_at_once(disagreeing, case, own):
-    error = "MemoryError" if case.startswith("refused memory") else "ValueError"
+    error = ("MemoryError" if case.startswith("refused memory") else "RuntimeError" if case == "refused runtime"
+             else "ValueError")
     assert disagreeing[1][case].startswith(f"{error}: ") and re.search(own, disagreeing[1][case])
     what = {"refused koopman": "kt.koopman", "refused memory koopman": "kt.koopman",
             "refused h": "kt.koopman forecast"}.get(case, "kt.dmd")

@@ -85,14 +85,16 @@ def _vector(what: str, fields: dict[str, object], error: Exception | None) -> to
 
 def checked_preflight(what: str, group, check, hint: str = ""):
     """``check()`` -> (fields, value): this rank's own checks of its arguments, then :func:`preflight` over
-    ``group`` with their fields (or with the TypeError / ValueError / MemoryError they raised, which
-    every rank then raises); returns ``value``. Without a group (None) the checks run alone, and raise here."""
+    ``group`` with their fields (or with the error they raised, which this rank then raises and every other rank
+    answers with a ValueError naming it: a RuntimeError too, such as CUDA's out of memory, else the other ranks
+    waited out the collective timeout); returns ``value``. Without a group (None) the checks run alone, and raise
+    here."""
     if group is None:
         return check()[1]
     error, (fields, value) = None, ({}, None)
     try:
         fields, value = check()
-    except (TypeError, ValueError, MemoryError) as e:  # MemoryError: a Gram that would not fit (numerics/memory.py)
+    except Exception as e:  # noqa: BLE001  (any refusal: TypeError, ValueError, MemoryError for a Gram too big, ...)
         error = e
     preflight(what, group, fields, hint, error)
     return value
