@@ -1,4 +1,5 @@
 """Datasets: digits offline; MNIST and CIFAR-10 from tiny files written in the real on-disk formats."""
+import math
 import pickle
 
 import pytest
@@ -140,22 +141,57 @@ def test_cifar10_download_only_when_a_file_is_missing_or_different(tmp_path, mon
     """download=True fetches the archive (with its published MD5) only when a file does not verify."""
     import shutil
 
-    import torchvision.datasets.utils as tv_utils
-
     md5s = write_cifar10(tmp_path / "staged")
     calls = []
 
-    def fake_download(url, download_root, filename=None, md5=None):
-        calls.append((url, filename, md5))
+    def fake_fetch(code, what, timeout, deadline):  # the child process's download, done here
+        calls.append((code, what, timeout, deadline))
         shutil.copytree(tmp_path / "staged" / "cifar-10-batches-py", tmp_path / "root" / "cifar-10-batches-py",
                         dirs_exist_ok=True)
 
-    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
-    train, _ = data.cifar10(root=tmp_path / "root", download=True, checksums=md5s)
-    assert len(train) == 20 and calls == [(data._cifar_class().url, "cifar-10-python.tar.gz",
-                                           "c58f30108f718f92721af3b95e74349a")]
+    monkeypatch.setattr(data, "fetch", fake_fetch)
+    train, _ = data.cifar10(root=tmp_path / "root", download=True, checksums=md5s, timeout=7, deadline=99)
+    assert len(train) == 20 and len(calls) == 1 and calls[0][1:] == ("CIFAR-10", 7, 99)
+    code = calls[0][0]
+    assert "download_and_extract_archive(" in code and repr(data._cifar_class().url) in code
+    assert "filename='cifar-10-python.tar.gz'" in code and "md5='c58f30108f718f92721af3b95e74349a'" in code
     data.cifar10(root=tmp_path / "root", download=True, checksums=md5s)
     assert len(calls) == 1  # every file verified: nothing fetched
+
+
+def test_mnist_download_runs_in_a_bounded_child_only_when_files_are_missing(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_fetch(code, what, timeout, deadline):
+        calls.append((code, what, timeout, deadline))
+        write_mnist(tmp_path)
+
+    monkeypatch.setattr(data, "fetch", fake_fetch)
+    train, test = data.mnist(root=tmp_path, download=True, timeout=5, deadline=60)
+    assert len(calls) == 1 and calls[0][1:] == ("MNIST", 5, 60) and "MNIST(" in calls[0][0] and len(train) > 0
+    data.mnist(root=tmp_path, download=True)
+    assert len(calls) == 1  # present: nothing fetched
+
+
+def test_a_download_is_bounded_as_a_whole():
+    """Each socket call is bounded by timeout, the whole download by deadline (a trickling server kept
+    torchvision's download going for ever): the child runs with the socket timeout and is stopped at the deadline."""
+    import time
+
+    from koopman_tut.training.download import fetch
+
+    t0 = time.perf_counter()
+    with pytest.raises(TimeoutError, match=r"downloading X took over 1 s and was stopped"):
+        fetch("import time\ntime.sleep(60)", "X", timeout=5, deadline=1)
+    assert time.perf_counter() - t0 < 30
+    with pytest.raises(OSError, match=r"downloading Y failed: AssertionError: 7.0"):
+        fetch("import socket\nassert socket.getdefaulttimeout() == 9, socket.getdefaulttimeout() - 1", "Y", 8)
+    fetch("import socket\nassert socket.getdefaulttimeout() == 8", "Z", 8)
+    for bad in (None, math.inf, 0, -1, True, "30"):
+        with pytest.raises(ValueError, match="must be a finite number of seconds > 0"):
+            fetch("pass", "W", bad)
+        with pytest.raises(ValueError, match="deadline must be a finite number of seconds > 0"):
+            fetch("pass", "W", 1, bad)
 
 
 def test_mnist_never_unpickles_a_crafted_cache(tmp_path):

@@ -11,8 +11,6 @@ import hashlib
 import os
 import pickle
 import re
-import socket
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from ..recording.recorder_checks import _check_bool, _check_int
 from ..recording.validation import check_real, check_seed
 from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, mnist_tensors, parsed
+from .download import DEADLINE, fetch
 
 SAMPLE_SHAPE = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # one image (unflattened)
 DATASETS = tuple(SAMPLE_SHAPE)
@@ -64,16 +63,6 @@ def digits(seed: int = 0, test_fraction: float = 0.25, image: bool = False) -> t
     return out[0], out[1]
 
 
-@contextmanager
-def _socket_timeout(seconds: float):
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
 def _missing(name: str, where: Path, files: str, cause: Exception | None = None) -> FileNotFoundError:
     msg = (f"{name} is not in {where} (expected {files}). Get it with download=True while online (e.g. "
            f"koopman_tut.training.data.get_datasets('{name.lower().replace('-', '')}', download=True)), or copy the "
@@ -106,12 +95,14 @@ def _mnist_class():
     return MNIST
 
 
-def mnist(root=None, download: bool = False, flatten: bool = False, timeout: float = 30.0):
+def mnist(root=None, download: bool = False, flatten: bool = False, timeout: float = 30.0,
+          deadline: float = DEADLINE):
     """MNIST via torchvision (files under ``root/MNIST/raw``), normalized as in ShrinkBench.
 
     Returns (train, test) datasets of (x, y): x (1, 28, 28) float32, or (784,) if ``flatten``.
     Raises FileNotFoundError naming where the files are expected when they are absent and
-    cannot be downloaded (network calls time out after ``timeout`` seconds), ValueError naming
+    cannot be downloaded (network calls time out after ``timeout`` seconds, the whole download after
+    ``deadline``: :mod:`.download`), ValueError naming
     the file when one is present but cannot be read, or does not hold N uint8 images of 28x28
     and N labels in 0..9 (:mod:`.data_checks`). Nothing is unpickled: torchvision parses the
     IDX files byte by byte, and reads an old ``MNIST/processed/*.pt`` cache with
@@ -125,10 +116,16 @@ def mnist(root=None, download: bool = False, flatten: bool = False, timeout: flo
         tf.append(transforms.Lambda(lambda x: x.reshape(-1)))
     tf = transforms.Compose(tf)
     cls = _mnist_class()
+    load = lambda: tuple(cls(str(root), train=t, transform=tf) for t in (True, False))  # noqa: E731
     try:
-        with _socket_timeout(timeout):
-            train = cls(str(root), train=True, download=download, transform=tf)
-            test = cls(str(root), train=False, download=download, transform=tf)
+        try:
+            train, test = load()
+        except RuntimeError:  # torchvision's "Dataset not found"
+            if not download:
+                raise
+            fetch(f"from torchvision.datasets import MNIST\nfor t in (True, False):\n    MNIST({str(root)!r}, train=t, "
+                  f"download=True)", "MNIST", timeout, deadline)
+            train, test = load()
     except DatasetFormatError as e:  # present, but damaged or foreign: downloading again does not replace it
         raise DatasetFormatError(f"MNIST files under {root / 'MNIST'} could not be read ({e}); "
                                  f"delete them and download again (download=True)") from e
@@ -202,7 +199,7 @@ def _cifar_class():
 
 
 def cifar10(root=None, download: bool = False, augment: bool = True, timeout: float = 30.0,
-            checksums: dict[str, str] | None = None):
+            checksums: dict[str, str] | None = None, deadline: float = DEADLINE):
     """CIFAR-10 via torchvision (python batches under ``root/cifar-10-batches-py``).
 
     Training set: random crop 32 (padding 4) and horizontal flip when ``augment``; both
@@ -214,12 +211,12 @@ def cifar10(root=None, download: bool = False, augment: bool = True, timeout: fl
     ``checksums`` ({file name: MD5} for every file) replaces the published table, for files you
     made and vouch for yourself (the tests' tiny fakes); it does not turn the check off.
     ``download=True`` fetches the archive when a file is missing or different (checked
-    against its published MD5 by torchvision). A verified batch that does not hold N uint8
+    against its published MD5 by torchvision; network calls time out after ``timeout`` seconds, the whole
+    download after ``deadline``: :mod:`.download`). A verified batch that does not hold N uint8
     images of 3072 values and N labels in 0..9 raises :class:`.data_checks.DatasetFormatError`
     (a ValueError) naming the file.
     """
     from torchvision import transforms
-    from torchvision.datasets.utils import download_and_extract_archive
 
     root, md5s = data_root(root), _check_table(checksums)
     folder = root / "cifar-10-batches-py"
@@ -228,8 +225,9 @@ def cifar10(root=None, download: bool = False, augment: bool = True, timeout: fl
     cls = _cifar_class()
     try:
         if download and not all(_matches(folder / n, m) for n, m in md5s.items()):
-            with _socket_timeout(timeout):
-                download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
+            fetch(f"from torchvision.datasets.utils import download_and_extract_archive\n"
+                  f"download_and_extract_archive({cls.url!r}, {str(root)!r}, filename={cls.filename!r}, "
+                  f"md5={cls.tgz_md5!r})", "CIFAR-10", timeout, deadline)
         train = cls(str(root), True, transforms.Compose(aug + norm), md5s)
         test = cls(str(root), False, transforms.Compose(norm), md5s)
     except (ChecksumError, DatasetFormatError):  # named the file already
