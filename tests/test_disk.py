@@ -112,8 +112,12 @@ def test_stop_lowered_below_the_next_snapshot_completes_the_file(setup, tmp_path
         warnings.simplefilter("error")
         t = kt.Trajectory.load(path)
     assert t.steps.tolist() == [0, 2, 4, 6] and "recording" not in t.meta
+    with pytest.raises(ValueError, match="the recording's file is closed .* start a new TrajectoryRecorder"):
+        rec.stop = 20  # a closed file: it would have gone on writing into it, unlocked, marked complete
+    rec.stop = 5  # not later than the last step taken: nothing to write
+    train(model, loader, epochs=1, max_steps=4, optimizer=opt, progress=False)
     rec.remove()
-    assert "recording" not in kt.Trajectory.load(path).meta
+    assert kt.Trajectory.load(path).steps.tolist() == [0, 2, 4, 6] and "recording" not in kt.Trajectory.load(path).meta
 
 
 def test_stop_lowered_to_a_later_snapshot_goes_on_recording(setup, tmp_path):

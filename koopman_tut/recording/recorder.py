@@ -34,7 +34,7 @@ from .rows import RowWriter
 from .storage import DiskStorage, allocate
 from .recorder_checks import (FLOAT_DTYPES, _check_bool, _check_device, _check_dtype, _check_fraction,  # noqa: F401
                               _check_int, _check_disk, _check_lr, _check_model, _check_names, _check_shard,
-                              _check_window, _shard_rows, _trained_by, changed_message, full_message)
+                              _check_window, _shard_rows, _trained_by, changed_message, disk_stop, full_message)
 from .groups import membership, moved_message, params_lists, positions, recorder_meta
 from .params import layer_parameters, parameter
 from .settings_log import SettingsLog, meta_entries
@@ -175,12 +175,13 @@ class TrajectoryRecorder:
 
     @stop.setter
     def stop(self, value: int | None) -> None:
-        self._stop = value = None if value is None else _check_int("stop", value, 0)
+        value = None if value is None else _check_int("stop", value, 0)
+        ends = getattr(self, "_disk", None) is not None and disk_stop(self, value)  # a file's window may end here
+        self._stop = value
         if getattr(self, "_last", None) != -1:  # full storage stays full
             self._last = math.inf if value is None else value  # the hook's one bound; -1 once the storage is full
-        due = max(self.start, self.step + 1) if getattr(self, "_disk", None) is not None and value is not None else None
-        if due is not None and due + (self.start - due) % self.every > value:  # due: the next snapshot's step
-            self._disk.close(complete=True)  # lowered below the next snapshot: the window has ended
+        if ends:
+            self._disk.close(complete=True)
 
     def _layout(self) -> tuple[list[str], list[tuple[int, ...]]]:
         """(names, shapes) of the rows held: whole parameters, or flat pieces of those cut by a shard boundary."""

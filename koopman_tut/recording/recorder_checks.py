@@ -181,6 +181,19 @@ def trained_in_meta(tensors: list[torch.Tensor]) -> dict:
     return {"trained_in": str(max(floats, key=lambda d: torch.finfo(d).eps)).removeprefix("torch.")} if floats else {}
 
 
+def disk_stop(rec, stop: int | None) -> bool:
+    """Whether a recorder writing a file (``rec``) ends its window with this new ``stop``: one below the step of its
+    next snapshot completes the file. ValueError for a later stop once the file is closed (its window ended, the
+    storage full, or ``remove()``): nothing more can be written into it."""
+    if not rec._disk.is_open:
+        if stop is None or stop > rec.step:
+            raise ValueError(f"stop={stop}: the recording's file is closed (its window ended at step {rec.step} or "
+                             f"it was removed), so no later step can be recorded into it: start a new TrajectoryRecorder")
+        return False
+    due = max(rec.start, rec.step + 1)
+    return stop is not None and due + (rec.start - due) % rec.every > stop  # the next snapshot's step, past stop
+
+
 def full_message(cap: int, max_snapshots: int | None, step: int) -> str:
     """What :class:`~koopman_tut.recording.recorder.RecorderFullWarning` says when the snapshot of ``step`` is
     the first dropped."""

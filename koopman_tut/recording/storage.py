@@ -156,6 +156,11 @@ class DiskStorage:
         if self.sync:
             self._map.flush()
 
+    @property
+    def is_open(self) -> bool:
+        """Whether snapshots may still be written (not yet closed)."""
+        return self._finalizer.alive
+
     def uncommit(self, k: int) -> None:
         """Count = k again (snapshot k's commit was interrupted, or done and then dropped): the recorder
         writes row k anew with the next snapshot."""
