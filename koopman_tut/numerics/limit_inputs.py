@@ -6,7 +6,8 @@ import math
 import numbers
 
 import numpy as np
-import torch
+
+from .ints import plain_number
 
 METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson", "secant")
 
@@ -36,11 +37,7 @@ def check_knobs(method: str, **given) -> None:
 
 def check_a(a) -> float:
     """The line's step as a float: a finite real number (Python, NumPy, or a one-element real tensor or array)."""
-    x = a
-    if isinstance(a, torch.Tensor):
-        x = a.item() if a.numel() == 1 and not (a.is_complex() or a.dtype == torch.bool) else None
-    elif isinstance(a, np.ndarray):
-        x = a.item() if a.size == 1 and a.dtype.kind in "iuf" else None
+    x = plain_number(a)
     if not (isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)) and math.isfinite(x)):
         raise ValueError(f"a must be a finite number (the line's step), got {a!r}")
     return float(x)

@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ...numerics.ints import plain_number
+
 Verdict = tuple[bool, str]
 _CHECKERS: dict[str, Callable[..., Verdict]] = {}
 _HINTS: dict[str, str] = {}
@@ -120,9 +122,7 @@ def number(value: Any) -> float:
     """``value`` as a float if it is a number (a Python, NumPy or one-element torch number; not a bool,
     not text: ``float("0.9")`` would take a string for the number it spells); TypeError otherwise,
     which :func:`verdict` turns into "not yet"."""
-    size = value.numel() if callable(getattr(value, "numel", None)) else getattr(value, "size", None)
-    if hasattr(value, "item") and not isinstance(value, Real) and size == 1:
-        value = value.item()  # a 0-d or one-element array or tensor: its Python number (or text, refused below)
+    value = plain_number(value)  # a 0-d or one-element array or tensor: its Python number
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
         raise TypeError(f"expected a number, got {type(value).__name__} {value!r:.40}")
     return float(value)
