@@ -160,6 +160,8 @@ def test_cifar10_download_only_when_a_file_is_missing_or_different(tmp_path, mon
 
 
 def test_mnist_download_runs_in_a_bounded_child_only_when_files_are_missing(tmp_path, monkeypatch):
+    import shutil
+
     calls = []
 
     def fake_fetch(code, what, timeout, deadline):
@@ -171,6 +173,9 @@ def test_mnist_download_runs_in_a_bounded_child_only_when_files_are_missing(tmp_
     assert len(calls) == 1 and calls[0][1:] == ("MNIST", 5, 60) and "MNIST(" in calls[0][0] and len(train) > 0
     data.mnist(root=tmp_path, download=True)
     assert len(calls) == 1  # present: nothing fetched
+    shutil.rmtree(tmp_path / "MNIST")
+    data.get_datasets("mnist", root=tmp_path, download=True, deadline=42)  # the route the CLI takes
+    assert len(calls) == 2 and calls[1][3] == 42
 
 
 def test_a_download_is_bounded_as_a_whole():

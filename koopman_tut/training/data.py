@@ -248,18 +248,19 @@ def _matches(path: Path, md5: str) -> bool:
 
 
 def get_datasets(name: str = "digits", seed: int = 0, root=None, download: bool = False,
-                 flatten: bool | None = None) -> tuple[Dataset, Dataset]:
+                 flatten: bool | None = None, deadline: float = DEADLINE) -> tuple[Dataset, Dataset]:
     """(train, test) datasets by name: 'digits' (offline), 'mnist' or 'cifar10'.
 
     ``flatten`` defaults to True for digits (an MLP's input, (64,)) and False for MNIST
-    ((1, 28, 28) for MnistNet); set it to get the other layout.
+    ((1, 28, 28) for MnistNet); set it to get the other layout. ``deadline``: seconds a download
+    may take in all (see :func:`mnist`).
     """
     if name == "digits":
         return digits(seed=seed, image=flatten is False)
     if name == "mnist":
-        return mnist(root=root, download=download, flatten=bool(flatten))
+        return mnist(root=root, download=download, flatten=bool(flatten), deadline=deadline)
     if name == "cifar10":
-        return cifar10(root=root, download=download)
+        return cifar10(root=root, download=download, deadline=deadline)
     raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
 
 
