@@ -30,6 +30,7 @@ Tensor = torch.Tensor
 ENV = "KOOPMAN_TUT_NATIVE"  # "0": torch everywhere
 SWITCH = {"0": False, "false": False, "off": False, "no": False, "1": True, "true": True, "on": True, "yes": True,
           "": True}
+ABI = 1  # _fused.c's KT_ABI: a library built from other sources is not used
 
 
 def switched_on() -> bool:
@@ -40,7 +41,6 @@ def switched_on() -> bool:
         raise ValueError(f"{ENV}={os.environ[ENV]!r}: expected 0/false/off/no (torch's passes) or "
                          "1/true/on/yes (the C kernels where they were built)")
     return SWITCH[value]
-ABI = 1  # _fused.c's KT_ABI: a library built from other sources is not used
 
 
 def _torch_openmp() -> ctypes.CDLL | None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import native
-from .finite import check_has_values
+from .finite import FLOAT_DTYPES, check_has_values
 from .memory import gram_zeros
 from .syrk import add_upper_gram_, mirror_upper
 
@@ -32,7 +32,6 @@ Tensor = torch.Tensor
 CHUNK_ELEMENTS = 2**19  # float64 elements per chunk buffer (4 MiB, stays in a last-level cache): rows = this // T
 CHUNK_ELEMENTS_GPU = 2**25  # 256 MiB: each chunk costs kernel launches; 4 MiB ones took an H200's 20M x 64 float64
 # Gram to 96 ms, where one float32 product takes 4 (bench_dmd.py)
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
 def as_snapshots(W, name: str = "W", min_snapshots: int = 2, min_rows: int = 1, batch: bool = True) -> Tensor:

@@ -150,9 +150,12 @@ class DiskStorage:
         count = k + 1 (in that order)."""
         self.settings[k] = settings
         self.steps[k] = step  # snapshot k is complete from here on
-        if self.sync:
-            self._map.flush()
+        self._flush()
         struct.pack_into("<Q", self._map, 8, k + 1)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Onto the disk now (with ``sync``), so that what follows never reaches it first."""
         if self.sync:
             self._map.flush()
 
@@ -166,8 +169,7 @@ class DiskStorage:
         writes row k anew with the next snapshot."""
         struct.pack_into("<Q", self._map, 8, k)
         self.steps[k] = -1  # after the count: the file never counts a snapshot without its step
-        if self.sync:
-            self._map.flush()
+        self._flush()
 
     def close(self, complete: bool = False) -> None:
         """The recording is over: mark the file CLOSED (``complete``: its window ended or its storage is full;
