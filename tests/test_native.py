@@ -226,3 +226,25 @@ def test_a_smaller_team_than_asked_for_still_does_every_row(lib):
     env = dict(os.environ, OMP_THREAD_LIMIT="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("n, T", [(9, 5), (5000, 16), (4099, 67)])
+def test_a_combination_sums_snapshot_by_snapshot_in_float64(lib, n, T):
+    """Snapshot-major sums in a fixed order, checked bit for bit: the products of snapshot 0, 1, 2, ...
+    added in turn (four a sweep, in that order). Every row is constant over the snapshots and c sums to
+    about 0, so each output is the rounding of its float64 sum alone: another order gives another number."""
+    g = torch.Generator().manual_seed(n + T)
+    W = torch.randn(n, 1, generator=g).expand(n, T)
+    c = torch.randn(T, generator=g, dtype=torch.float64) * 1e3
+    c[-1] -= c.sum()
+
+    def summed(order):
+        acc = torch.zeros(n, dtype=torch.float64)
+        for ts in order:  # each group summed first, then added: ((0 + g_0) + g_1) + ...
+            acc = acc + sum(W[:, t].double() * c[t] for t in ts)
+        return acc.float()
+
+    out = native.combine(W.T.contiguous().T, c)
+    assert out is not None and torch.equal(out, summed([[t] for t in range(T)]))
+    if n > 100:  # the control: products added in pairs first give other numbers
+        assert bool((summed([range(t, min(t + 2, T)) for t in range(0, T, 2)]) != out).float().mean() > 0.1)

@@ -125,13 +125,20 @@ CLONES static int combine(const float *restrict w, ptrdiff_t si, ptrdiff_t st, c
         }
         return 0;
     }
-    if (si == 1) {  /* snapshot-major: blocks of rows, each summed over the snapshots in float64 */
-        enum { B = 2048 };
-        double acc[B];
+    if (si == 1) {  /* snapshot-major: blocks of rows, each summed over the snapshots in float64, */
+        enum { B = 4096 };  /* four snapshots a sweep: one load and store of acc per four products, */
+        double acc[B];      /* added in the order of t as one at a time would (the same sums, bit for bit) */
         for (ptrdiff_t i0 = 0; i0 < rows; i0 += B) {
-            ptrdiff_t m = rows - i0 < B ? rows - i0 : B;
+            ptrdiff_t m = rows - i0 < B ? rows - i0 : B, t = 0;
             for (ptrdiff_t i = 0; i < m; i++) acc[i] = 0.0;
-            for (ptrdiff_t t = 0; t < T; t++) {
+            for (; t + 4 <= T; t += 4) {
+                const float *s0 = w + t * st + i0, *s1 = s0 + st, *s2 = s1 + st, *s3 = s2 + st;
+                double c0 = c[t], c1 = c[t + 1], c2 = c[t + 2], c3 = c[t + 3];
+                for (ptrdiff_t i = 0; i < m; i++)
+                    acc[i] = (((acc[i] + (double)s0[i] * c0) + (double)s1[i] * c1) + (double)s2[i] * c2)
+                             + (double)s3[i] * c3;
+            }
+            for (; t < T; t++) {
                 const float *s = w + t * st + i0;
                 double ct = c[t];
                 for (ptrdiff_t i = 0; i < m; i++) acc[i] += (double)s[i] * ct;
