@@ -57,6 +57,8 @@ def test_only_tutorial_notebooks_are_listed(nbs, capsys):
     assert [p.name for p in cli.notebooks(["00"])] == ["00_ok.ipynb"]
     assert cli.main(["list"]) == 0
     assert "failed" not in capsys.readouterr().out.replace("01_fail", "")
+    assert cli.main(["list", "--only", "00", "--only", "01"]) == 0  # a second --only adds to the first
+    assert "00_ok" in (out := capsys.readouterr().out) and "01_fail" in out
 
 
 def test_failed_in_place_run_leaves_notebooks_folder_alone(nbs, tmp_path):

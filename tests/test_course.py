@@ -435,6 +435,19 @@ def test_course_command_refuses_to_write_into_notebooks(capsys):
     assert not (ROOT / "notebooks" / "course").exists()
 
 
+@pytest.mark.parametrize("outdir", ["", "  "])
+def test_course_refuses_an_empty_outdir(outdir, tmp_path, monkeypatch, capsys):
+    """'' is what an unset shell variable gives: the current folder, whose student/ --force would clear."""
+    from koopman_tut.tooling import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "mywork.txt").write_text("mine")
+    assert cli.main(["course", outdir, "--force", "--no-execute"]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert (tmp_path / "student" / "mywork.txt").read_text() == "mine"
+
+
 # 5. the course folder: never over a student's work, no stale files, no traceback
 
 @pytest.fixture

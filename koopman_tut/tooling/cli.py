@@ -15,16 +15,15 @@ to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds the tuto
 OUTPUT_DIR that is notebooks/ or inside it (or '') is refused too (exit 2); --in-place refreshes notebooks/.
 ``--resume`` skips notebooks whose output is already there, newer than the notebook and made with the same
 parameters by the same package code (a digest of its sources), so an interrupted long run goes on where it stopped.
-Presets set only the parameters a notebook declares in its ``parameters`` cell, and never one
-given with -p. Every value is checked against the notebook's parameters cell before any kernel
-starts (types and ranges: koopman_tut.tooling.nb_params); a -p that the notebook's ``if SMOKE:`` block
-would override is refused (exit 2). ``--in-place`` first removes the temporaries a killed
-``--in-place`` run left in notebooks/.
+Presets set only the parameters a notebook declares in its ``parameters`` cell, and never one given with -p.
+Every value is checked against the notebook's parameters cell before any kernel starts (types and ranges:
+koopman_tut.tooling.nb_params); a -p that the notebook's ``if SMOKE:`` block would override is refused (exit 2).
+``--in-place`` first removes the temporaries a killed ``--in-place`` run left in notebooks/.
 ``course`` writes OUTDIR/student (no solutions; a README and the package's wheel),
 OUTDIR/instructor (everything, executed), OUTDIR/nbgrader (an nbgrader course folder),
 OUTDIR/site/student and OUTDIR/site/instructor (offline websites) and OUTDIR/slides (reveal.js
-decks); see koopman_tut.tooling.course. It refuses an OUTDIR that is a file, or a non-empty one
-unless ``--force`` (which replaces those folders).
+decks); see koopman_tut.tooling.course. It refuses an OUTDIR that is '' or a file, or a non-empty
+one unless ``--force`` (which replaces those folders).
 """
 from __future__ import annotations
 
@@ -236,9 +235,10 @@ def cmd_course(args) -> int:
     """Student, instructor and site copies (koopman_tut.tooling.course); 1 if a notebook failed to run."""
     from koopman_tut.tooling import course
 
-    out = Path(args.outdir).resolve()
-    if inside_notebooks(out):
-        print(f"koopman-tut course: error: OUTDIR {out} is inside the tutorial's notebooks/", file=sys.stderr)
+    out = Path(args.outdir).resolve()  # '' (an unset shell variable) is the current folder: --force would clear it
+    if not args.outdir.strip() or inside_notebooks(out):
+        what = f"{out} is inside the tutorial's notebooks/" if args.outdir.strip() else f"{args.outdir!r} is empty"
+        print(f"koopman-tut course: error: OUTDIR {what}", file=sys.stderr)
         return USAGE_ERROR
     paths, existed = notebooks(args.only), out.exists()
     try:
@@ -266,10 +266,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     pl = sub.add_parser("list", help="show the notebooks with their parameters and defaults")
-    pl.add_argument("--only", nargs="+")
     pr = sub.add_parser("run", help="execute the notebooks with papermill")
     pr.add_argument("--preset", choices=sorted(PRESETS), default="default")
-    pr.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to run (e.g. 03 or 03_kmp_equals_magnitude)")
     pr.add_argument("--output-dir", default="outputs", help="outputs, and failed/ for partial ones (default outputs)")
     pr.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                     help="set a parameter (a Python literal), e.g. -p SEED 3 -p DATASET mnist")
@@ -282,12 +280,14 @@ def main(argv=None) -> int:
                          "and OUTDIR/slides")
     pc.add_argument("--no-execute", action="store_true",
                     help="copy the committed (executed) notebooks instead of running them with papermill")
-    pc.add_argument("--only", nargs="+", metavar="NAME", help="notebooks to include (e.g. 03 or 03_kmp_equals_magnitude)")
     pc.add_argument("--force", action="store_true",
                     help="write into a non-empty OUTDIR, replacing its student/, instructor/, nbgrader/, site/ and slides/")
     pc.add_argument("--student-repo", metavar="OWNER/NAME[@BRANCH]",
                     help="GitHub repository that OUTDIR/student/ will be published as (that folder alone, at the "
                          "top level: the rest of OUTDIR holds the solutions): Binder and Colab links in student/README.md")
+    for sub_parser, verb in ((pl, "list"), (pr, "run"), (pc, "include")):  # a second --only adds to the first
+        sub_parser.add_argument("--only", nargs="+", action="extend", metavar="NAME",
+                                help=f"notebooks to {verb} (e.g. 03 or 03_kmp_equals_magnitude)")
     args = p.parse_args(argv)
     try:
         return {"list": cmd_list, "run": cmd_run, "course": cmd_course}[args.command](args)
