@@ -1,6 +1,7 @@
 """The Koopman analysis refuses what it cannot use and says when it cannot be trusted: the steps'
 spacing, options given with a built analysis, learning rates that change inside the window,
 growing modes in a finite forecast, data whose rounding is the size of its steps, bad arguments."""
+import fractions
 import math
 import warnings
 
@@ -10,6 +11,7 @@ import torch
 
 import koopman_tut as kt
 from koopman_tut import systems
+from koopman_tut.numerics.finite import NonFiniteError
 from koopman_tut.pruning.koopman import AliasingWarning
 
 P = kt.pruning
@@ -91,6 +93,7 @@ def test_bad_optimizer_settings_are_named(meta, err, words):
     (dict(max_horizon=-1.0), ValueError, "max_horizon must be a finite number > 0, got -1.0"),
     (dict(max_horizon=0), ValueError, "max_horizon must be a finite number > 0, got 0"),
     (dict(limit_rank="foo"), ValueError, "limit_rank"),
+    (dict(method="bogus"), ValueError, r"method must be one of \('auto', 'gram', 'svd'\), got 'bogus'"),  # at once
 ])
 def test_bad_analysis_options_are_named(kw, err, words):
     with pytest.raises(err, match=words):
@@ -160,6 +163,19 @@ def test_forecast_arguments():
             P.horizon_scores(_run().traj, h)
     with pytest.raises(ValueError, match=r"at least delays \+ 3 = 1000003 snapshots \(delays=1000000\)"):
         kt.estimate_limit(_run().traj, delays=10**6)
+    for h in (2**1024, fractions.Fraction(10**400)):  # past float64: named, not an OverflowError from inside
+        for call in (k.forecast, lambda h: P.horizon_scores(k, h)):
+            with pytest.raises(ValueError, match=r"h \(30[89]|h \(401 digits\) is beyond float64's range"):
+                call(h)
+    assert torch.equal(k.forecast(2**1023), k.forecast(2.0**1023)) and torch.equal(k.forecast(np.uint64(3)), k.forecast(3))
+    bad = _run().traj.snapshots.clone()
+    bad[0, 3] = math.nan  # not in the last snapshot: forecast(0) is refused as forecast(1) is
+    bad_traj = kt.Trajectory(bad, _run().traj.steps, ["weight"], [(1, 50)], {})
+    for h in (0, 1):
+        with pytest.raises(NonFiniteError, match=r"traj contains NaN or Inf values \(first at row=0, column=3"):
+            kt.koopman(bad_traj).forecast(h)
+    with pytest.raises(NonFiniteError, match="traj contains NaN"):
+        P.horizon_scores(bad_traj, 0)
     half = kt.koopman(_with(_run().traj).__class__(_run().traj.snapshots.half(), _run().traj.steps,
                                                    ["weight"], [(1, 50)], {}))
     assert half.forecast(0).dtype == torch.float32

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..numerics.dmd import _check_svd_rank
-from ..numerics.finite import check_has_values, outside_stacklevel
+from ..numerics.finite import check_finite, check_has_values, outside_stacklevel
 from ..numerics.limits import snapshot_stride
 from ..recording.recorder_checks import _check_bool, _check_int, _check_model
 from ..recording.validation import check_positive as _check_positive, check_real
@@ -21,7 +21,7 @@ from .sgd_steps import check_settings
 
 __all__ = ["_check_bool", "_check_int", "_check_model", "check_tensors", "check_masks", "check_classifier",
            "check_exclude", "rank_dtype", "seed_entropy", "TiedScoresWarning", "ties_at_cut", "warn_ties",
-           "check_analysis", "check_choice", "check_horizon"]
+           "check_analysis", "check_choice", "check_horizon", "last_snapshot"]
 
 _WIDE_SEED_STREAM = 0x6B6D61736B36  # "kmask6": seeds >= 2**32, kept apart from the 32-bit seeds' entropy layout
 
@@ -129,9 +129,10 @@ def warn_ties(k: int, inside: int, tied: int, where: str = "") -> None:
             f"earlier entries are kept"), stacklevel=outside_stacklevel())
 
 
-def check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon) -> None:
+def check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon, method) -> None:
     """What :class:`KoopmanAnalysis` checks of its window and options before any computation."""
     traj.check()  # its fields as at construction: an edit since is refused, not read
+    check_choice("method", method, ("auto", "gram", "svd"))
     if len(traj) < 3:
         raise ValueError(f"traj needs at least 3 snapshots for a Koopman analysis, has {len(traj)}")
     check_settings(traj.meta)
@@ -152,12 +153,24 @@ def check_choice(name: str, value, options: tuple[str, ...]) -> str:
 
 
 def check_horizon(h) -> float:
-    """``h``, a number of snapshots >= 0 (math.inf allowed); TypeError or ValueError naming h otherwise."""
+    """``h`` as a float, a number of snapshots >= 0 (math.inf allowed); TypeError or ValueError naming h otherwise."""
     if isinstance(h, bool) or not isinstance(h, numbers.Real):
         raise TypeError(f"h must be a number of snapshots >= 0 (or math.inf), got {h!r} ({type(h).__name__})")
     if not h >= 0:
         raise ValueError(f"h must be >= 0 snapshots, got {h!r}")
-    return h
+    try:
+        return float(h)
+    except OverflowError:  # an integer past float64's range (about 1.8e308)
+        raise ValueError(f"h ({len(str(int(h)))} digits) is beyond float64's range (about 1.8e308 snapshots): pass "
+                         "math.inf for the limit") from None
+
+
+def last_snapshot(traj) -> torch.Tensor:
+    """(n,) the window's last snapshot (float32 for half-precision ones, as every forecast is), refused as
+    every other forecast is when the snapshots hold NaN or Inf (a NonFiniteError naming traj)."""
+    check_finite(traj.snapshots, "traj")
+    last = traj.snapshots[:, -1]
+    return last.float() if last.dtype in (torch.float16, torch.bfloat16) else last.clone()
 
 
 def _held(scores: dict, classifier, exclude) -> list[bool]:

@@ -46,7 +46,7 @@ from ..numerics.limits import snapshot_stride
 from ..recording.trajectory import Trajectory
 from ..recording.validation import check_index
 from .group_fit import group_factors
-from .inputs import check_analysis, check_choice, check_horizon
+from .inputs import check_analysis, check_choice, check_horizon, last_snapshot
 from .scores import Scores
 from .sgd_steps import fit_betas, group_settings, modal_weight, training_eps, warn_lr_changes, warn_not_sgd
 
@@ -100,7 +100,7 @@ class KoopmanAnalysis:
             raise TypeError(f"traj must be a koopman_tut.Trajectory, got {type(traj).__name__}")
 
         def check():  # over ranks, before any collective: the same window and settings on every rank
-            check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon)
+            check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon, method)
             check_gram_fits(traj.snapshots, name="traj.snapshots")  # every route forms (T, T) matrices
             d = momentum_delays(traj.meta, len(traj)) if delays == "auto" else delays
             return {} if group is None else analysis_fields(traj, {
@@ -171,10 +171,9 @@ class KoopmanAnalysis:
     def forecast(self, h: float) -> Tensor:
         """(n,) theta(T-1+h), h >= 0 snapshots past the last one (h = 0: the last snapshot exactly);
         warns (UntrustedLimitWarning) when the window cannot pin it."""
-        self._agree("forecast", lambda: ({"h": check_horizon(h)}, None))
-        if h == 0:  # in the dtype every forecast has (float32 for half-precision snapshots)
-            last = self.traj.snapshots[:, -1]
-            return last.float() if last.dtype in (torch.float16, torch.bfloat16) else last.clone()
+        h = self._agree("forecast", lambda: ({"h": check_horizon(h)}, check_horizon(h)))  # a float from here on
+        if h == 0:
+            return last_snapshot(self.traj)
         mu = self.affine.eigs
         if not math.isinf(h) and h != int(h) and bool(((mu.imag != 0) | (mu.real < 0)).any()):
             warnings.warn(AliasingWarning(
@@ -242,7 +241,7 @@ class KoopmanAnalysis:
 
     def horizon_scores(self, h: float) -> Scores:
         """{name: |forecast h snapshots ahead|}: h = 0 is GMP on the last snapshot, h = inf is KMP."""
-        if isinstance(h, numbers.Real) and not isinstance(h, bool) and math.isinf(h) and h > 0:
+        if isinstance(h, numbers.Real) and not isinstance(h, bool) and h == math.inf:  # no float(h): h may be 10**400
             return self.kmp_scores("limit")
         return _abs_by_name(self.traj, self.forecast(h))
 
