@@ -113,7 +113,8 @@ def _disagreeing(rank: int, world: int, store: str, out: str):
         "refused memory koopman": _attempt(lambda: kt.koopman(kt.Trajectory(torch.zeros(2, 2_000_000), torch.arange(
             2_000_000), ["p"], [(2,)], {}) if rank else window(torch.arange(T), {}), group=True)),
         "refused runtime": _attempt(lambda: _failing_check(rank, W, deviation_gram(W))),
-        "refused koopman": _attempt(lambda: kt.koopman(window(torch.arange(T), {"momentum": 1.5 * rank}), group=True)),
+        "refused koopman": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), drift_tol=-1.0 if rank else 1e-3,
+                                                       group=True)),  # (a bad momentum is refused by Trajectory)
         # accepted: "auto" is the Gram route with a group; a rank may hold no rows
         "auto or gram": _attempt(lambda: kt.koopman(window(torch.arange(T), {}), method="gram" if rank else "auto",
                                                     group=True).fixed_point()),
@@ -167,7 +168,7 @@ def test_the_ranks_stay_in_step_after_a_refusal(disagreeing):
 
 @pytest.mark.parametrize("case, own", [("refused dmd", "method='svd' needs all rows in one process"),
                                        ("refused acc", r"acc must be W's deviation Gram .* got \(3,\) torch.float32"),
-                                       ("refused koopman", "momentum"),
+                                       ("refused koopman", "drift_tol must be a finite number > 0, got -1.0"),
                                        ("refused h", "h must be >= 0 snapshots, got -1"),
                                        ("refused memory", r"W has shape \(2, 2000000\).* pass W.T"),
                                        ("refused memory koopman", r"traj.snapshots has shape \(2, 2000000\)"),

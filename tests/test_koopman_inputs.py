@@ -105,9 +105,35 @@ def test_a_learning_rate_that_is_not_positive_and_finite_is_refused(lr):
     run = _run()
     with pytest.raises(ValueError, match=r"lr must be a positive learning rate, finite \(given\)"):
         P.koopman_gradient(run.traj, lr=lr)
-    with pytest.raises(ValueError, match=r"lr must be a positive learning rate, finite \(recorded in traj.meta for the "
-                                         r"step leaving snapshot \d+ \(pass lr=\)\)"):  # it said "none recorded"
-        P.koopman_gradient(_with(run.traj, lrs=[lr] * len(run.traj)))
+    if not math.isfinite(lr):
+        with pytest.raises(ValueError, match=r"learning rates in traj.meta .* must be finite numbers"):
+            _with(run.traj, lrs=[lr] * len(run.traj))  # refused as the window is built
+    for recorded in ([lr] if math.isfinite(lr) else []) + [0.0]:  # 0: a frozen run has no gradient to read
+        with pytest.raises(ValueError, match=r"lr must be a positive learning rate, finite \(recorded in traj.meta for "
+                                             r"the step leaving snapshot \d+ \(pass lr=\)\)"):  # "none recorded" before
+            P.koopman_gradient(_with(run.traj, lrs=[recorded] * len(run.traj)))
+
+
+def test_an_lr_so_small_that_the_gradient_overflows_is_named():
+    run = _run()
+    with pytest.raises(ValueError, match=r"lr=1e-320: the Koopman gradient \(each step divided by the lr\) overflows "
+                                         r"torch.float64"):
+        P.koopman_gradient(run.traj, lr=1e-320)  # scores of Inf before
+
+
+def test_a_frozen_group_is_not_a_schedule():
+    """lr 0 throughout (a frozen run or group) takes no step: no setting changes inside the window."""
+    run = _run()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*settings change inside the window")
+        kt.koopman(_with(run.traj, lrs=[0.0] * len(run.traj))).limit(warn=True)
+    with pytest.warns(UserWarning, match="settings change inside the window"):  # the control: 0 then not
+        kt.koopman(_with(run.traj, lrs=[0.0] * 5 + [0.05] * (len(run.traj) - 5))).limit(warn=True)
+    with warnings.catch_warnings():  # a constant lr below 0 (ascent, as a schedule may set it) changes nothing either
+        warnings.filterwarnings("error", message=".*settings change inside the window")
+        kt.koopman(_with(run.traj, lrs=[-0.05] * len(run.traj))).limit(warn=True)
+    with pytest.warns(UserWarning, match="settings change inside the window"):
+        kt.koopman(_with(run.traj, lrs=[0.05] * 5 + [-0.05] * (len(run.traj) - 5))).limit(warn=True)
 
 
 def test_an_lr_that_contradicts_the_recorded_one_is_reported():

@@ -316,8 +316,8 @@ def test_malformed_logged_settings_are_refused_by_name(where, value, error, fiel
         meta["group_settings"][where] = value
     else:
         meta["group_settings"][where[0]][0][where[1]] = value
-    traj = kt.Trajectory(run.traj.snapshots, run.traj.steps, run.traj.names, run.traj.shapes, meta)
-    with pytest.raises(error or ValueError, match=field):
+    with pytest.raises(error or ValueError, match=field):  # as the window is built (at its first use before)
+        traj = kt.Trajectory(run.traj.snapshots, run.traj.steps, run.traj.names, run.traj.shapes, meta)
         kt.estimate_limit(traj, "secant")
 
 

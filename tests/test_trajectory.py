@@ -488,6 +488,13 @@ def _parts(T=4, n=6):
     ({"snapshots": torch.randn(6, 4).numpy()}, TypeError, r"snapshots must be a torch.Tensor.*torch.from_numpy"),
     ({"snapshots": torch.randn(6, 4).to_sparse()}, TypeError, r"dense \(strided\).*to_dense"),
     ({"meta": {"lrs": [0.1] * 3}}, ValueError, r"meta\['lrs'\] must hold one learning rate per snapshot \(4\)"),
+    ({"meta": {"lrs": ["a"] * 4}}, TypeError, r"traj.meta\['lrs'\] must be a list of numbers"),  # traj.lr failed later
+    ({"meta": {"lrs": [None] * 4}}, TypeError, r"traj.meta\['lrs'\] must be a list of numbers"),
+    ({"meta": {"lrs": [0.1, math.nan, 0.1, 0.1]}}, ValueError, r"learning rates in traj.meta .* finite numbers, got nan"),
+    ({"meta": {"group_lrs": [[0.1, math.inf]] * 4}}, ValueError, r"finite numbers, got inf"),
+    ({"meta": {"lrs": [0.0] * 4}}, None, ""),  # a frozen run: lr 0 is an SGD setting
+    ({"meta": {"lrs": [-0.1] * 4}}, None, ""),  # as a schedule may set it (and the recorder records it)
+    ({"steps": [0, 1, 2, 2**64]}, ValueError, r"steps must fit int64 \(optimizer steps\), got 18446744073709551616"),
     ({"meta": {"f": object()}}, TypeError, r"meta\['f'\] must hold plain values"),
     ({"meta": {1: 2}}, TypeError, r"meta must be a dict with string keys"),
     ({"meta": {"rows": 5}}, TypeError, r"meta\['rows'\] must be the row range \(start, stop\).*two integers, got 5"),

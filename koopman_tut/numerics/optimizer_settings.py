@@ -70,6 +70,11 @@ def check_settings(meta: dict) -> None:
                             f"started), got {g.get('lr')!r}")
     if meta.get("lr") is not None and not _real(meta["lr"]):
         raise TypeError(f"traj.meta['lr'] must be a number, got {meta['lr']!r}")
+    bad = [v for v in [*lrs, *(v for r in group_lrs for v in r), *(g["lr"] for g in groups), meta.get("lr") or 0]
+           if not _number(v)]
+    if bad:  # as recorded: 0 freezes a group, and a schedule may set one below 0 (KGP refuses where it divides)
+        raise ValueError(f"the learning rates in traj.meta ('lr', 'lrs', 'group_lrs', each group's 'lr') must be "
+                         f"finite numbers, got {bad[0]!r}")
     for where, d in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)] + [
             (f"traj.meta['group_settings'][{k}][{i}]", g) for k, r in enumerate(logged) for i, g in enumerate(r)]:
         for key, hi in (("momentum", 1.0), ("dampening", 1.0), ("weight_decay", math.inf)):
@@ -100,7 +105,8 @@ def setting_drift(meta: dict, T: int, rows: list | None = None, theta=None, last
     steps logged with snapshots 1 .. T-1, the window's own, divided by their number. Per parameter
     group, weighted by the group's share of the tail ``theta - last`` ((n,) each: the estimate and
     the last snapshot), where ``rows`` (:func:`group_rows`) says which rows are the group's: a group
-    already converged moves no tail. The largest over the groups; math.inf where a step's lr is not > 0 or its weight
+    already converged moves no tail. The largest over the groups (0 for a group whose lr is 0 throughout: it
+    takes no step); math.inf where a step's lr is 0 or changes sign in the window, or its weight
     decay, Nesterov flag or momentum buffer (``restarts``) changes; 0 where nothing is logged per
     snapshot (``meta['lrs']``), or T < 3.
 
@@ -120,14 +126,16 @@ def setting_drift(meta: dict, T: int, rows: list | None = None, theta=None, last
         share = [math.sqrt(v / sum(sq)) for v in sq] if sum(sq) > 0 else None
     out = 0.0
     for g in range(len(lrs[0])):
+        if all(lrs[k][g] == 0 for k in range(1, T)):
+            continue  # a frozen group: it takes no step, whatever its other settings
         mine = [row[g] if g < len(row) else {} for row in steps]
         fixed = {(float(s.get("weight_decay") or 0), bool(s.get("nesterov")), s.get("restarts") or 0) for s in mine}
         size, keep = [], []
         for k, s in enumerate(mine, start=1):
             lr, beta, damp = lrs[k][g], float(s.get("momentum") or 0), float(s.get("dampening") or 0)
-            if len(fixed) > 1 or not (lr > 0 and beta < 1 and damp < 1):
-                return math.inf
-            size.append(math.log(lr * (1 - damp)))
+            if len(fixed) > 1 or not (lr != 0 and (lr > 0) == (lrs[1][g] > 0) and beta < 1 and damp < 1):
+                return math.inf  # ... or an lr that stops, starts or changes sign (ascent: a step of constant sign)
+            size.append(math.log(abs(lr) * (1 - damp)))
             keep.append(math.log(1 - beta))
         drift = sum(abs(b - a) for v in (size, keep) for a, b in zip(v, v[1:])) / (T - 2)
         out = max(out, drift * (share[g] if share else 1.0))

@@ -48,7 +48,8 @@ from ..recording.validation import check_index
 from .group_fit import group_factors
 from .inputs import check_analysis, check_choice, check_horizon, last_snapshot
 from .scores import Scores
-from .sgd_steps import fit_betas, group_settings, modal_weight, training_eps, warn_lr_changes, warn_not_sgd
+from .sgd_steps import (check_overflow, fit_betas, group_settings, modal_weight, training_eps, warn_lr_changes,
+                        warn_not_sgd)
 
 Tensor = torch.Tensor
 RULES = ("limit", "closest")
@@ -223,7 +224,7 @@ class KoopmanAnalysis:
             if rows is not None:
                 g[rows] = part[rows]
         self.gradient_check = max(self.gradient_checks, key=lambda c: (not c.trusted, c.spread))  # least trusted
-        return g
+        return check_overflow(g, lr)
 
     # -- scores
     def kmp_scores(self, rule: str = "limit") -> Scores:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..numerics.dmd_result import powers
-from ..numerics.finite import outside_stacklevel
+from ..numerics.finite import all_finite, outside_stacklevel
 from ..numerics.trust import UntrustedLimitWarning
 from ..numerics.optimizer_settings import SGD_SETTINGS, check_settings, settings_at  # noqa: F401 (koopman's)
 from ..recording.trajectory import Trajectory
@@ -108,6 +108,15 @@ def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
                  f"recorded in traj.meta for the step leaving snapshot {t} (pass lr=)")
         raise ValueError(f"lr must be a positive learning rate, finite ({where}), got {lr}")
     return float(lr)
+
+
+def check_overflow(g: Tensor, lr) -> Tensor:
+    """``g`` (n,), the Koopman gradient, unless dividing the steps by the learning rate took it past its dtype's
+    range (a tiny ``lr=``): a ValueError naming lr rather than scores of Inf."""
+    if not all_finite(g):
+        raise ValueError(f"lr={lr!r}: the Koopman gradient (each step divided by the lr) overflows {g.dtype}; pass "
+                         f"the learning rate the window was trained with (lr=None reads the recorded one)")
+    return g
 
 
 def _differ(lr, recorded) -> bool:

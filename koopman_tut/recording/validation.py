@@ -14,6 +14,7 @@ import torch
 
 from ..numerics.finite import check_has_values
 from ..numerics.ints import plain_int  # noqa: F401 (models.py reads it here)
+from ..numerics.optimizer_settings import check_settings
 
 SNAPSHOT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 DTYPE_NAMES = tuple(str(d).removeprefix("torch.") for d in SNAPSHOT_DTYPES)  # as meta['trained_in'] names them
@@ -101,6 +102,7 @@ def check_meta(meta, T: int) -> dict:
             what = "learning rate" if key != "group_settings" else "list of the groups' optimizer settings"
             raise ValueError(f"meta[{key!r}] must hold one {what} per snapshot ({T}), "
                              f"got {len(lrs) if isinstance(lrs, list) else lrs!r}")
+    check_settings(out)  # the optimizer's settings as a recorder writes them (traj.lr reads them, KGP divides by them)
     return out
 
 
@@ -159,6 +161,8 @@ def check_steps(steps, T: int) -> torch.Tensor:
     if isinstance(steps, (list, tuple)):
         if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in steps):
             raise TypeError(f"steps must be integers, got {list(steps)!r}")
+        if any(not -2**63 <= s < 2**63 for s in steps):
+            raise ValueError(f"steps must fit int64 (optimizer steps), got {max(steps, key=abs)}")
         steps = torch.tensor(list(steps), dtype=torch.int64).reshape(len(steps))
     elif isinstance(steps, np.ndarray):
         if steps.dtype.kind == "u" and steps.size and int(steps.max()) > np.iinfo(np.int64).max:
