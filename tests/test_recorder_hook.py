@@ -7,6 +7,7 @@ These tests pin what that must not lose.
 """
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -372,6 +373,16 @@ def test_bad_arguments_are_named(kw, match):
     kw = {"model": model, **kw}
     with pytest.raises((TypeError, ValueError), match=match):
         kt.TrajectoryRecorder(kw.pop("model"), opt, stop=3, **kw)
+
+
+def test_trajectory_copy_must_be_a_bool():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=3)
+    train_steps(model, opt, 2)
+    with pytest.raises(TypeError, match=r"copy must be True or False, got 'no'"):
+        rec.trajectory(copy="no")  # a copy before: any non-empty string is true
+    assert rec.trajectory(copy=np.bool_(False)).snapshots.data_ptr() == rec.storage.data_ptr()
 
 
 @pytest.mark.parametrize("change", ["double", "half"])

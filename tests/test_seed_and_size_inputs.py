@@ -129,6 +129,9 @@ def test_overlaps_and_compression_of_nothing_are_refused():
         P.mask_overlap({}, {})  # before: 1.0
     with pytest.raises(ValueError, match="model has no parameters"):
         P.compression_ratio(nn.Sequential())  # before: 0.0
+    zero = nn.Linear(3, 4)
+    nn.init.zeros_(zero.weight), nn.init.zeros_(zero.bias)
+    assert P.compression_ratio(zero) == math.inf  # before: 16.0, as if one entry were left
     with pytest.raises(ValueError, match="model has no conv or linear layer parameters"):
         P.random_masks(nn.Sequential(nn.ReLU()), 2)  # before: "scores is empty", which the caller never passed
 

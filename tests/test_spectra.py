@@ -141,6 +141,13 @@ def test_wasserstein_rejects_unequal_or_bad_sets():
         S.wasserstein(np.array([1.0, np.nan]), np.ones(2))
     with pytest.raises(ValueError, match="1-D"):
         S.wasserstein(np.ones((2, 2)), np.ones(4))
+    with pytest.raises(TypeError, match=r"e1 is a masked array: pass the eigenvalues to compare \(e1.compressed"):
+        S.wasserstein(np.ma.masked_array([1.0, 50.0], mask=[False, True]), np.ones(2))  # the mask was dropped
+    with pytest.raises(TypeError, match="spectra must be a sequence of spectra .* got a 0-d Tensor"):
+        S.distance_matrix(torch.tensor(0.9))  # "iteration over a 0-d tensor" before
+    z = torch.tensor([0.1 + 0.2j, 0.3 - 0.1j], dtype=torch.complex128)
+    assert S.wasserstein(z, z.conj()) == S.wasserstein(z, z.conj().resolve_conj())  # a lazy conjugate crashed
+    assert S.wasserstein(z, torch._neg_view(z)) == S.wasserstein(z, -z)
 
 
 # ----------------------------------------------------------------------------- permutation test
@@ -184,6 +191,7 @@ def test_permutation_test_detects_different_dynamics_and_enumerates_exactly():
     assert res.p_value == pytest.approx(np.mean(np.array(stats) >= stats[0] - 1e-12))
     mc = S.permutation_test(spectra[:3], spectra[3:], n_permutations=10, seed=1)
     assert not mc.exact and mc.n_relabellings == 11 and mc.statistic == res.statistic
+    assert S.permutation_test(spectra[:3], spectra[3:], n_permutations=np.int64(20)).exact is True  # not np.True_
     with pytest.raises(ValueError, match="at least 2"):
         S.permutation_test(spectra[:1], spectra[1:])
 

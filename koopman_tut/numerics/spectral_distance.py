@@ -39,7 +39,9 @@ def _points(e, name: str) -> np.ndarray:
         check_has_values(e, name)
         e = (e.to_dense() if e.layout != torch.strided else e).detach().cpu()
         e = e.to(torch.complex128 if e.is_complex() else torch.float64) if e.is_floating_point() or e.is_complex() else e
-        e = e.numpy()
+        e = e.resolve_conj().resolve_neg().numpy()  # a lazy conjugate (z.conj()) as the numbers it stands for
+    elif isinstance(e, np.ma.MaskedArray):  # np.asarray would compare the masked entries too
+        raise TypeError(f"{name} is a masked array: pass the eigenvalues to compare ({name}.compressed())")
     else:
         e = np.asarray(e)
     if e.ndim != 1 or e.size == 0 or e.dtype.kind not in "iufc":
@@ -130,6 +132,8 @@ def _group(spectra, name: str) -> tuple[list[np.ndarray], list[str]]:
     array) as points and their names, ``name[i]``."""
     if isinstance(spectra, (str, bytes, dict)) or not hasattr(spectra, "__iter__"):
         raise TypeError(f"{name} must be a sequence of spectra (1-D eigenvalue sets), got {type(spectra).__name__}")
+    if getattr(spectra, "ndim", None) == 0:
+        raise TypeError(f"{name} must be a sequence of spectra (1-D eigenvalue sets), got a 0-d {type(spectra).__name__}")
     if getattr(spectra, "ndim", None) == 1 and getattr(getattr(spectra, "dtype", None), "kind", "") != "O":
         raise TypeError(f"{name} must be a sequence of spectra (1-D eigenvalue sets), got one spectrum: wrap it "
                         f"in a list")
@@ -178,7 +182,7 @@ def permutation_test(spectra_a: Sequence[Array], spectra_b: Sequence[Array], n_p
     n = na + nb
     labels = np.arange(n) < na
     stat, between, within = _between_minus_within(D, labels)
-    exact = math.comb(n, na) <= n_permutations
+    exact = bool(math.comb(n, na) <= n_permutations)  # a Python bool for a NumPy integer too
     if exact:
         groups = (np.isin(np.arange(n), c) for c in itertools.combinations(range(n), na))
     else:

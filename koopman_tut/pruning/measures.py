@@ -6,6 +6,8 @@ with True = kept; anything else (scores, 0/1 tensors) is refused with a TypeErro
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -16,7 +18,7 @@ Masks = dict[str, torch.Tensor]  # {name: bool tensor}, True = kept
 
 
 def compression_ratio(model: nn.Module) -> float:
-    """Total parameters / nonzero parameters (ShrinkBench), pruned entries counted as zero."""
+    """Total parameters / nonzero parameters (ShrinkBench), pruned entries counted as zero (inf: all zero)."""
     total, nonzero, seen = 0, 0, set()
     for mname, module in _check_model(model).named_modules():
         for pname, p in module.named_parameters(recurse=False):
@@ -29,7 +31,7 @@ def compression_ratio(model: nn.Module) -> float:
             nonzero += int((v != 0).sum())
     if total == 0:
         raise ValueError("model has no parameters: its compression ratio is undefined")
-    return total / max(nonzero, 1)
+    return total / nonzero if nonzero else math.inf
 
 
 def sparsity_by_layer(model: nn.Module) -> dict[str, float]:

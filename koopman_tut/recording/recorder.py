@@ -294,7 +294,7 @@ class TrajectoryRecorder:
         if T == 0:
             raise ValueError(f"nothing recorded yet: {self.step} steps taken, window starts at step {self.start}")
         snaps = self.storage[:T]
-        snaps = (snaps.clone() if copy else snaps).T  # (n, T)
+        snaps = (snaps.clone() if _check_bool("copy", copy) else snaps).T  # (n, T)
         names, shapes = self._layout()
         meta = {**self.meta0, **meta_entries(self.meta0, np.array(self._log.rows[:T], dtype=np.float64))}
         return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), names, shapes, meta)
