@@ -171,6 +171,54 @@ def test_permutation_test_false_positive_rate_near_level():
     assert lo <= rejections <= hi, (rejections, lo, hi)
 
 
+def _paired(count, seed, shift=0.0):
+    """Pairs of spectra sharing a seed's system (its eigenvalues drawn per seed, far apart between seeds);
+    the b of each pair has its slow eigenvalue moved by ``shift``."""
+    rng = np.random.default_rng(seed)
+    a, b = [], []
+    for i in range(count):
+        slow, fast = 0.9 - 0.2 * rng.random(), 0.5 - 0.3 * rng.random()  # what a seed changes
+        a.append(S.spectrum(_linear_runs([slow, fast], 3, 12, seed=seed * 1000 + 2 * i, noise=0.02), delays=0))
+        b.append(S.spectrum(_linear_runs([slow - shift, fast], 3, 12, seed=seed * 1000 + 2 * i + 1, noise=0.02),
+                            delays=0))
+    return a, b
+
+
+def test_a_paired_test_exchanges_within_pairs_only_and_keeps_its_level():
+    """Replicates that share a seed: under the null (a_i and b_i exchangeable) the paired test's rejection
+    rate is its exact size; a consistent shift smaller than the seed-to-seed scatter is found by the paired
+    test and missed by the unpaired one (the control: relabelling across pairs reads that scatter as noise)."""
+    alpha, reps, n = 0.1, 200, 6
+    rejections = 0
+    for rep in range(reps):
+        a, b = _paired(n, seed=rep)
+        res = S.permutation_test(a, b, paired=True)
+        assert res.exact and res.n_relabellings == 2**n
+        rejections += res.p_value <= alpha
+    size = math.floor(alpha * 2 ** (n - 1)) / 2 ** (n - 1)  # the statistic is the same for a swap of every pair
+    lo, hi = binom.ppf(1e-4, reps, size), binom.ppf(1 - 1e-4, reps, size)
+    assert lo <= rejections <= hi, (rejections, lo, hi)
+    found = {paired: sum(S.permutation_test(*_paired(n, seed=1000 + r, shift=0.1), paired=paired).p_value <= 0.05
+                         for r in range(20)) for paired in (True, False)}  # measured rates about 0.85 and 0.25
+    assert found[True] >= 12 and found[False] <= 11 and found[True] > found[False] + 5, found
+    # exact: the share of all 2^3 within-pair swaps whose statistic is at least the observed one
+    a, b = _paired(3, seed=7, shift=0.1)
+    D = S.distance_matrix(a + b)
+    stats = []
+    for swap in itertools.product([False, True], repeat=3):
+        g = np.concatenate([~np.array(swap), np.array(swap)])
+        iu = np.triu_indices(6, 1)
+        stats.append(D[np.ix_(g, ~g)].mean() - D[iu][(g[:, None] == g[None, :])[iu]].mean())
+    res = S.permutation_test(a, b, paired=True)
+    assert res.p_value == pytest.approx(np.mean(np.array(stats) >= stats[0] - 1e-12)) and res.p_value >= 2 / 8
+    mc = S.permutation_test(a, b, paired=True, n_permutations=4, seed=1)
+    assert not mc.exact and mc.n_relabellings == 5 and mc.statistic == res.statistic
+    with pytest.raises(ValueError, match=r"paired=True pairs spectra_a\[i\] with spectra_b\[i\]: both need as many"):
+        S.permutation_test(a, b[:2], paired=True)
+    with pytest.raises(TypeError, match="paired must be True or False"):
+        S.permutation_test(a, b, paired="yes")
+
+
 def test_permutation_test_detects_different_dynamics_and_enumerates_exactly():
     for seed in (3, 17, 2024):
         a = _replicates([0.9, 0.6], 4, seed=seed)
