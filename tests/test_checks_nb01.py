@@ -73,3 +73,23 @@ def test_number_refuses_text_bools_and_collections(value):
     """float("0.5") is 0.5: a checker that took float() of an answer accepted text that spells the number."""
     with pytest.raises(TypeError, match="expected a number"):
         number(value)
+
+
+def test_an_answer_that_claims_to_equal_anything_is_read_as_its_value():
+    """A subclass of int (or str) whose == says True and records what it is compared with would be "right" and
+    would print the expected answer; the checks read every builtin value as the builtin type itself."""
+    seen = []
+
+    class Spy(int):
+        def __eq__(self, other):
+            seen.append(other)
+            return True
+
+        __hash__ = int.__hash__
+
+    for count in (2, 3, 6):  # of 2, 3, 4, 6 at lr 0.2, seed 0, 4 is right (the checker's own test)
+        ok, msg = verdict("01.2", Spy(count), lr=0.2, seed=0)
+        assert not ok and not seen, (count, msg, seen)
+    assert verdict("01.2", Spy(4), lr=0.2, seed=0)[0]  # the value itself still counts
+    nested = verdict("01.1", (Spy(0), [Spy(1)]), noisy=np.zeros((2, 3)), x_star=np.zeros(2), rank=1)
+    assert not seen and not nested[0]

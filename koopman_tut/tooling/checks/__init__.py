@@ -81,11 +81,26 @@ def verdict(exercise: str, answer: Any, **context: Any) -> Verdict:
     if answer is Ellipsis:
         return False, f"replace `...` with {_HINTS[exercise]}."
     try:
-        ok, why = fn(answer, **context)
+        ok, why = fn(builtin(answer), **context)
     except Exception as e:  # noqa: BLE001 - a student's answer of the wrong kind is "not yet", not a traceback
         return False, (f"could not check this answer ({type(e).__name__}: {e}). "
                        f"`answer` should be {_HINTS[exercise]}.")
     return bool(ok), str(why)
+
+
+def builtin(answer: Any) -> Any:
+    """``answer`` with every int, float, complex or str (in tuples, lists and dicts, at any depth) made the builtin
+    type itself: an instance of a subclass could answer every comparison with True, or read the value it is
+    compared with. Each is read by the builtin type's own method, whatever the subclass overrides."""
+    for base in (int, float, complex, str):
+        if isinstance(answer, base) and type(answer) is not base and not isinstance(answer, bool):
+            return getattr(base, f"__{'str' if base is str else base.__name__}__")(answer)
+    if isinstance(answer, (tuple, list)):
+        items = [builtin(v) for v in (tuple.__iter__ if isinstance(answer, tuple) else list.__iter__)(answer)]
+        return tuple(items) if isinstance(answer, tuple) else items
+    if isinstance(answer, dict):
+        return {builtin(k): builtin(v) for k, v in dict.items(answer)}
+    return answer
 
 
 def check(exercise: str, answer: Any, **context: Any) -> None:
