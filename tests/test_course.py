@@ -140,6 +140,18 @@ def test_strip_solution_details():
     assert course.strip_solution_details("no details here\n\n\n") == "no details here\n\n\n"
 
 
+def test_student_copies_do_not_name_the_instructors_folders():
+    """A warning's output names the file that raised it: the clone that ran the notebook is cut from it."""
+    warned = f"{ROOT}{os.sep}koopman_tut/pruning/koopman.py:169: UntrustedLimitWarning: the window cannot pin"
+    nb = new_notebook(cells=[new_code_cell("k.limit()", outputs=[
+        new_output("stream", name="stderr", text=warned),
+        new_output("execute_result", data={"text/plain": f"'{ROOT}{os.sep}x.py'"}, execution_count=1)])])
+    for copy in (course.student_copy(nb), course.student_copy(nb, clear_reveals=False)):
+        text = json.dumps(copy)
+        assert str(ROOT) not in text and "koopman_tut/pruning/koopman.py:169: UntrustedLimitWarning" in text
+    assert str(ROOT) in json.dumps(nb)  # the instructor's copy keeps it
+
+
 def test_student_copy_has_no_solutions(nb_path):
     nb = nbformat.read(str(nb_path), as_version=4)
     before = json.dumps(nb, sort_keys=True)
@@ -411,9 +423,13 @@ def test_course_command_on_the_real_notebooks(tmp_path):
             text = split_prose(nb.cells[i].source, n)[0]
             assert any(text in f for f in folded) and not any(text in c.source for c in student.cells
                                                                if c.source not in folded), (p.stem, i)
+        from koopman_tut.tooling.copies import relative_paths
+        from koopman_tut.tooling.site_pages import widget_note
+
+        relative_paths(nb)  # the clone's folders cut from warnings (test_student_copies_do_not_name_...)
+        assert str(ROOT) not in json.dumps(student["cells"])
         kept = [c for c in nb.cells if c.cell_type == "code" and not course.is_solution(c) and not course.is_exercise(c)
                 and not course.has_tag(c, "check") and c.source not in answers]
-        from koopman_tut.tooling.site_pages import widget_note
 
         note = widget_note()
         assert [c.outputs for c in student.cells if c.cell_type == "code" and not course.is_exercise(c)

@@ -96,9 +96,23 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
         cells.append(cell)
     out.cells = cells
     drop_widget_state(out)
+    relative_paths(out)
     out.metadata.pop("papermill", None)  # the instructor's paths and run, nothing a student needs
     out.metadata["koopman_tut"] = {"copy": "student"}
     return out
+
+
+def relative_paths(nb: NotebookNode, root: Path = Path(__file__).resolve().parents[2]) -> None:
+    """In place: ``root``/ (the clone that ran the notebook) cut from the text outputs, so a warning reads
+    ``koopman_tut/pruning/koopman.py:169: ...`` rather than naming the instructor's folders."""
+    prefix = str(root) + os.sep
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = "".join(output["text"]).replace(prefix, "")
+            data = output.get("data", {})
+            if "text/plain" in data:
+                data["text/plain"] = "".join(data["text/plain"]).replace(prefix, "")
 
 
 def instructor_copy(src: Path, dst: Path, execute: bool = True, parameters: dict | None = None,
