@@ -17,7 +17,6 @@ from ..numerics.finite import check_finite, check_has_values, outside_stacklevel
 from ..numerics.limits import snapshot_stride
 from ..recording.recorder_checks import _check_bool, _check_int, _check_model
 from ..recording.validation import check_positive as _check_positive, check_real
-from .sgd_steps import check_settings
 
 __all__ = ["_check_bool", "_check_int", "_check_model", "check_tensors", "check_masks", "check_classifier",
            "check_exclude", "rank_dtype", "seed_entropy", "TiedScoresWarning", "ties_at_cut", "warn_ties",
@@ -131,11 +130,10 @@ def warn_ties(k: int, inside: int, tied: int, where: str = "") -> None:
 
 def check_analysis(traj, svd_rank, limit_rank, drift_tol, max_horizon, method) -> None:
     """What :class:`KoopmanAnalysis` checks of its window and options before any computation."""
-    traj.check()  # its fields as at construction: an edit since is refused, not read
+    traj.check()  # its fields (the optimizer settings in meta too) as at construction: an edit since is refused
     check_choice("method", method, ("auto", "gram", "svd"))
     if len(traj) < 3:
         raise ValueError(f"traj needs at least 3 snapshots for a Koopman analysis, has {len(traj)}")
-    check_settings(traj.meta)
     _check_svd_rank(svd_rank)
     if limit_rank != "auto":
         _check_svd_rank(limit_rank, "limit_rank")

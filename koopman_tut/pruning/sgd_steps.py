@@ -17,7 +17,7 @@ import torch
 from ..numerics.dmd_result import powers
 from ..numerics.finite import all_finite, outside_stacklevel
 from ..numerics.trust import UntrustedLimitWarning
-from ..numerics.optimizer_settings import SGD_SETTINGS, check_settings, settings_at  # noqa: F401 (koopman's)
+from ..numerics.optimizer_settings import SGD_SETTINGS, settings_at
 from ..recording.trajectory import Trajectory
 from ..recording.validation import DTYPE_NAMES
 
