@@ -88,13 +88,17 @@ def verdict(exercise: str, answer: Any, **context: Any) -> Verdict:
     return bool(ok), str(why)
 
 
+_READ = {int: int.__int__, float: float.__float__, str: str.__str__,  # each the builtin's own (complex.__complex__
+         complex: lambda z: complex(complex.real.__get__(z), complex.imag.__get__(z))}  # is Python 3.11's)
+
+
 def builtin(answer: Any) -> Any:
     """``answer`` with every int, float, complex or str (in tuples, lists and dicts, at any depth) made the builtin
     type itself: an instance of a subclass could answer every comparison with True, or read the value it is
     compared with. Each is read by the builtin type's own method, whatever the subclass overrides."""
-    for base in (int, float, complex, str):
+    for base, read in _READ.items():
         if isinstance(answer, base) and type(answer) is not base and not isinstance(answer, bool):
-            return getattr(base, f"__{'str' if base is str else base.__name__}__")(answer)
+            return read(answer)
     if isinstance(answer, (tuple, list)):
         items = [builtin(v) for v in (tuple.__iter__ if isinstance(answer, tuple) else list.__iter__)(answer)]
         return tuple(items) if isinstance(answer, tuple) else items
