@@ -9,7 +9,8 @@ and the overhead ratio. Epoch times are noisy on a shared machine (a few percent
 times the recorder's step hook itself and prints its median as a share of a plain step: the
 part of the overhead that is the recorder's own. Beside it, on interleaved steps of the same
 epochs (each step runs one of them, in a shuffled order), two hooks that only copy the
-snapshot (the floor any recorder pays) and the recorder's per-step identity check alone (what
+snapshot (the floor any recorder pays: three routes, and one copy of the snapshot held in one tensor) and
+the recorder's per-step identity check alone (what
 keeps its rows equal to the values in use after ``p.data = ...`` or a transpose in place).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 import koopman_tut as kt
+from koopman_tut.numerics import native
 from koopman_tut.recording.storage import allocate
 from koopman_tut.training.train import make_optimizer, resolve_device, train
 
@@ -61,26 +63,30 @@ class Interleaved:
 
 def copy_floors(rec: kt.TrajectoryRecorder, device: torch.device) -> dict:
     """Hooks that only copy the recorded weights into the next row of a preallocated (T, n)
-    buffer, as any recorder must, by two routes: torch.cat into torch.zeros (one dispatch, pieces
-    copied in parallel, 4 KiB pages) and numpy.concatenate (one thread) into storage allocated
-    as the recorder's is (huge pages); and, below both, one copy of the snapshot held as a single
-    contiguous tensor (no recorder of separate parameter tensors can copy faster)."""
+    buffer, as any recorder must, by three routes: torch.cat into torch.zeros (one dispatch, pieces
+    copied in parallel, 4 KiB pages); numpy.concatenate (one thread) into storage allocated as the
+    recorder's is (huge pages); and the compiled copy the recorder takes where it was built
+    (:class:`koopman_tut.numerics.native.RowCopy`: streaming stores, on torch's threads), into such storage.
+    Below them, one copy of the snapshot held as a single contiguous tensor (``copy_``; no recorder of
+    separate parameter tensors copies less)."""
     views = [p.detach().reshape(-1) for p in rec._tensors]
     flat = torch.cat(views)  # the snapshot as one tensor: what a model whose weights share one buffer would copy
     floors = {}
-    for route in ("torch.cat, 4 KiB pages", "numpy, recorder's storage"):
+    for route in ("torch.cat, 4 KiB pages", "numpy, recorder's storage", "compiled, recorder's storage"):
         naive = route.startswith("torch")
         buf = (torch.zeros(rec.storage.shape, dtype=rec.storage.dtype, device=rec.storage.device) if naive
                else allocate(*rec.storage.shape, rec.storage.dtype, rec.storage.device, 0.8))
         rows = iter(range(buf.shape[0]))
         if naive or device.type != "cpu":
             floors[route] = lambda *_, buf=buf, rows=rows: torch.cat(views, out=buf[next(rows)])
-        else:
+        elif route.startswith("numpy"):
             nviews, nbuf = [v.numpy() for v in views], buf.numpy()
             floors[route] = lambda *_, nv=nviews, nbuf=nbuf, rows=rows: np.concatenate(nv, out=nbuf[next(rows)])
+        elif (copy := native.row_copy(views, buf)) is not None:
+            floors[route] = lambda *_, copy=copy, rows=rows: copy(next(rows))
     buf = allocate(*rec.storage.shape, rec.storage.dtype, rec.storage.device, 0.8)
     rows = iter(range(buf.shape[0]))
-    floors["one flat copy"] = lambda *_, buf=buf, rows=rows: buf[next(rows)].copy_(flat)
+    floors["one flat copy_"] = lambda *_, buf=buf, rows=rows: buf[next(rows)].copy_(flat)
     return floors
 
 
@@ -119,7 +125,7 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
     tp, tr = min(plain), min(recorded)
     med = {k: statistics.median(t) for k, t in timer.times.items()}
     hook, same = med.pop("recorder's hook"), med.pop("identity check")
-    floor = min(v for k, v in med.items() if k != "one flat copy")
+    floor = min(v for k, v in med.items() if k != "one flat copy_")
     share = lambda t: f"{100 * t * a.steps / tp:.2f}%"  # noqa: E731
     print(f"  {'epoch without recording':28s} {tp:8.3f} s")
     print(f"  {'epoch recording every ' + str(a.every):28s} {tr:8.3f} s")

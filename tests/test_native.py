@@ -248,3 +248,66 @@ def test_a_combination_sums_snapshot_by_snapshot_in_float64(lib, n, T):
     assert out is not None and torch.equal(out, summed([[t] for t in range(T)]))
     if n > 100:  # the control: products added in pairs first give other numbers
         assert bool((summed([range(t, min(t + 2, T)) for t in range(0, T, 2)]) != out).float().mean() > 0.1)
+
+
+def _copier(lib):
+    if native.row_copy([torch.zeros(1)], torch.zeros(1, 1)) is None:
+        pytest.fail("the library was built but row_copy does not apply to one float32 value")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_row_copy_writes_its_row_and_nothing_else(lib, dtype, threads):
+    """Pieces of every size (empty, shorter than a 16-byte store, cut by a thread's part anywhere) into rows
+    that start at every alignment (n odd): each row equals the pieces concatenated, bit for bit, and the
+    other rows and the bytes around the storage keep their sentinels."""
+    _copier(lib)
+    g = torch.Generator().manual_seed(threads)
+    sizes = [0, 1, 3, 17, 5, 100_003, 64, 0, 61_441, 7]  # 161,541 values: parts of 128 KiB or more from 2 bytes a value
+    assert sum(sizes) * dtype.itemsize % 64  # the last part ends off a multiple of 64 bytes, where the others end
+    pieces = [torch.randn(s, generator=g).to(dtype) for s in sizes]
+    pieces[1][0] = float("nan")  # copied as bytes: a NaN's payload too
+    n, cap = sum(sizes), 5
+    whole = torch.full((cap * n + 2 * 37,), 7.0, dtype=dtype)
+    store = whole[37:37 + cap * n].view(cap, n)  # row k starts at byte offset (37 + k n) * itemsize
+    copy = native.row_copy(pieces, store)
+    assert copy is not None
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for k in (3, 0, 4):
+            copy(k)
+    finally:
+        torch.set_num_threads(before)
+    flat = torch.cat(pieces)
+    for k in range(cap):
+        row = store[k]
+        if k in (0, 3, 4):
+            bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[dtype.itemsize]
+            assert torch.equal(row.view(bits), flat.view(bits)), k
+        else:
+            assert bool(row.eq(7.0).all()), k
+    assert bool(whole[:37].eq(7.0).all()) and bool(whole[37 + cap * n:].eq(7.0).all())
+    for k in (-1, cap):
+        with pytest.raises(IndexError, match=f"row {k} of a storage of {cap} rows"):
+            copy(k)
+
+
+def test_a_row_copy_applies_only_where_it_can(lib):
+    _copier(lib)
+    store = torch.zeros(3, 10)
+    ok = [torch.randn(4), torch.randn(6)]
+    assert native.row_copy(ok, store) is not None
+    assert native.row_copy(ok, torch.zeros(3, 11)) is None  # not a row's worth of values
+    assert native.row_copy([ok[0], ok[1].double()], store) is None  # another dtype: converted by torch
+    assert native.row_copy([ok[0], torch.randn(12)[::2]], store) is None  # not contiguous
+    assert native.row_copy(ok, torch.zeros(10, 3).T) is None  # rows not contiguous
+    assert native.row_copy([], torch.zeros(3, 0)) is None
+    assert native.row_copy([ok[0], torch._neg_view(ok[1])], store) is None  # a lazy negation: the bytes are not it
+    if torch.cuda.is_available():
+        assert native.row_copy([ok[0].cuda(), ok[1]], store) is None
+
+
+def test_a_row_copy_is_switched_off_with_the_kernels(monkeypatch):
+    monkeypatch.setattr(native, "_built", lambda: None)
+    assert native.row_copy([torch.randn(4)], torch.zeros(2, 4)) is None

@@ -2,7 +2,7 @@
 
 The hook walks the model only when something may have changed (a registration anywhere, a
 recorded tensor with new storage or shape, or every ``watch.CHECK_EVERY`` steps), copies on
-the CPU with one ``numpy.concatenate`` and writes into storage with transparent huge pages.
+the CPU in one call (:mod:`koopman_tut.recording.rows`) into storage with transparent huge pages.
 These tests pin what that must not lose.
 """
 import warnings
@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 import koopman_tut as kt
+from koopman_tut.numerics import native
 from koopman_tut.recording import watch
 from koopman_tut.recording.storage import allocate
 
@@ -22,7 +23,8 @@ def train_steps(model, opt, n, shape=(5, 4)):
     out = []
     for _ in range(n):
         opt.zero_grad()
-        model(torch.randn(*shape, generator=g)).pow(2).mean().backward()
+        x = torch.randn(*shape, generator=g).to(next(model.parameters()).dtype)
+        model(x).float().pow(2).mean().backward()
         opt.step()
         out.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone())
     return out
@@ -102,13 +104,25 @@ def test_same_storage_new_shape_is_caught_at_once():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-def test_both_copy_routes_record_the_same_values(dtype):
-    """float32 parameters into float32 storage take the numpy route; other dtypes the torch one."""
+@pytest.mark.parametrize("route", ["compiled", "numpy", "torch"])
+def test_every_copy_route_records_the_same_values(dtype, route, monkeypatch):
+    """Parameters of the storage's dtype take the compiled copy (numpy's where it was not built, torch's for
+    bfloat16 then); storage of another dtype, torch's conversion. Each records the values in use, bit for bit."""
+    if route != "compiled":
+        monkeypatch.setattr(native, "row_copy", lambda *_: None)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(300, 200), nn.ReLU(), nn.Linear(200, 2))
+    if route != "torch":
+        model.to(dtype)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     rec = kt.TrajectoryRecorder(model, opt, stop=3, dtype=dtype)
-    assert (rec._writer.direct is not None) == (dtype == torch.float32)
+    w = rec._writer
+    if route == "compiled" and native.library() is not None:
+        assert w.copy is not None and w.direct is None
+    if route == "numpy" or (route == "compiled" and native.library() is None):
+        assert w.copy is None and (w.direct is not None) == (dtype != torch.bfloat16)
+    if route == "torch":
+        assert w.copy is None and (w.direct is not None) == (dtype == torch.float32)
     states = train_steps(model, opt, 3, shape=(5, 300))
     W = rec.trajectory().snapshots
     for k, state in enumerate(states, start=1):

@@ -7,6 +7,7 @@
      kt_deviations  dst[i, t] = w[i, t] - w[i, T-1] (t < T-1), dst[i, T-1] = w[i, T-1]
      kt_steps       dst[i, t] = w[i, t+1] - w[i, t] (t < T-1), dst[i, T-1] = 0 - w[i, T-1]
      kt_combine     out[i]    = sum_t w[i, t] c[t], rounded once to float32
+     kt_copy_row    a recorder's row <- its tensors' bytes, one after another (any dtype)
 
    Every value is converted to float64 before it is subtracted or multiplied, as torch does,
    so the deviations and steps are bit for bit torch's (a NaN's payload aside: which operand's
@@ -18,13 +19,23 @@
    thread pool competes with torch's for the cores. Thread k converts the k-th block of
    rows, as torch's static schedule does, so the GEMM that follows finds them in its cache.
 
+   kt_copy_row writes the row with streaming stores (x86-64: SSE2, which every x86-64 CPU
+   has; elsewhere memcpy): the row goes to memory without first being read into the cache
+   (half the memory traffic of a plain copy into memory not touched for a while) and without
+   evicting the model's own data from it. A fence ends every thread's part, so what the
+   caller writes next (a disk recording's count) is never seen before the row.
+
    Return value: 0, or 1 when the layout is not one of the two (nothing was written). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
-#define KT_ABI 1 /* bumped whenever a signature or a meaning changes: native.py checks it */
+#define KT_ABI 2 /* bumped whenever a signature or a meaning changes: native.py checks it */
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define CLONES __attribute__((target_clones("avx2", "default")))
@@ -176,17 +187,17 @@ static void run_part(job *j, int k) {
     if (rc) __atomic_store_n(&j->rc, 1, __ATOMIC_RELAXED);
 }
 
-static int claim(job *j, int k) {
+static int take(unsigned long long *claimed, int k) {  /* whether this thread took block k (bit k) first */
     unsigned long long bit = 1ULL << k;
-    return !(__atomic_fetch_or(&j->claimed, bit, __ATOMIC_RELAXED) & bit);
+    return !(__atomic_fetch_or(claimed, bit, __ATOMIC_RELAXED) & bit);
 }
 
 static void body(void *p) {  /* thread k: block k first (torch's static schedule), then any not taken */
     job *j = p;
     int me = gomp_thread_num ? gomp_thread_num() : 0;
-    if (me < j->parts && claim(j, me)) run_part(j, me);
+    if (me < j->parts && take(&j->claimed, me)) run_part(j, me);
     for (int k = 0; k < j->parts; k++)  /* a team smaller than asked for still does every block */
-        if (claim(j, k)) run_part(j, k);
+        if (take(&j->claimed, k)) run_part(j, k);
 }
 
 static int run(job *j, int threads) {
@@ -218,6 +229,64 @@ int kt_combine(const float *w, ptrdiff_t si, ptrdiff_t st, const double *c, floa
                ptrdiff_t T, int threads) {
     job j = {.kind = COMBINE, .w = w, .si = si, .st = st, .c = c, .out = out, .rows = rows, .T = T};
     return run(&j, threads);
+}
+
+/* dst[0:n] <- s[0:n] (bytes), 16-byte streaming stores from the first aligned byte of dst */
+static void stream_bytes(char *dst, const char *s, ptrdiff_t n) {
+#if defined(__SSE2__)
+    ptrdiff_t i = (ptrdiff_t)(-(uintptr_t)dst & 15);
+    if (i > n) i = n;
+    memcpy(dst, s, (size_t)i);
+    for (; i + 64 <= n; i += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + i)), b = _mm_loadu_si128((const __m128i *)(s + i + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(s + i + 32)), d = _mm_loadu_si128((const __m128i *)(s + i + 48));
+        _mm_stream_si128((__m128i *)(dst + i), a), _mm_stream_si128((__m128i *)(dst + i + 16), b);
+        _mm_stream_si128((__m128i *)(dst + i + 32), c), _mm_stream_si128((__m128i *)(dst + i + 48), d);
+    }
+    for (; i + 16 <= n; i += 16) _mm_stream_si128((__m128i *)(dst + i), _mm_loadu_si128((const __m128i *)(s + i)));
+    memcpy(dst + i, s + i, (size_t)(n - i));
+    _mm_sfence();
+#else
+    memcpy(dst, s, (size_t)n);
+#endif
+}
+
+typedef struct {
+    char *dst;
+    const char *const *src;   /* piece q's bytes */
+    const ptrdiff_t *ends;    /* piece q ends at byte ends[q] of the row */
+    int pieces, parts;
+    unsigned long long claimed;
+} row_job;
+
+static void copy_part(row_job *j, int k) {  /* bytes [lo, hi) of the row, cut at multiples of 64 */
+    ptrdiff_t total = j->ends[j->pieces - 1], start = 0;
+    ptrdiff_t lo = (total * k / j->parts) & ~(ptrdiff_t)63;
+    ptrdiff_t hi = k + 1 == j->parts ? total : (total * (k + 1) / j->parts) & ~(ptrdiff_t)63;
+    for (int q = 0; q < j->pieces; start = j->ends[q++]) {
+        ptrdiff_t a = lo > start ? lo : start, b = hi < j->ends[q] ? hi : j->ends[q];
+        if (a < b) stream_bytes(j->dst + a, j->src[q] + (a - start), b - a);
+    }
+}
+
+static void row_body(void *p) {  /* as body(): this thread's part first, then any not taken */
+    row_job *j = p;
+    int me = gomp_thread_num ? gomp_thread_num() : 0;
+    if (me < j->parts && take(&j->claimed, me)) copy_part(j, me);
+    for (int k = 0; k < j->parts; k++)
+        if (take(&j->claimed, k)) copy_part(j, k);
+}
+
+int kt_copy_row(char *dst, const char *const *src, const ptrdiff_t *ends, int pieces, int threads) {
+    if (pieces < 1) return 1;
+    ptrdiff_t most = ends[pieces - 1] >> 17;  /* 128 KiB a thread at least: waking one costs more than it saves */
+    int parts = threads < MAX_PARTS ? threads : MAX_PARTS;
+    if (most < parts) parts = (int)most;
+    if (parts < 1) parts = 1;
+    row_job j = {.dst = dst, .src = src, .ends = ends, .pieces = pieces, .parts = parts, .claimed = 0};
+    if (parts > 1 && gomp_parallel && gomp_thread_num) gomp_parallel(row_body, &j, (unsigned)parts, 0);
+    else row_body(&j);
+    return 0;
 }
 
 /* An importable module with no functions: the kernels above are reached through ctypes. */

@@ -3,9 +3,11 @@
 A :class:`RowWriter` is told after each walk of the model which tensors (and pruning masks)
 hold the values, and copies them, flattened one after another, into row k. Two routes:
 
-* numpy: every piece a contiguous, unpruned CPU tensor of the storage's dtype, and CPU storage
-  numpy can hold (not bfloat16). One single-threaded ``numpy.concatenate`` over flat views made
-  once: no dispatch per piece, and no thread pool woken for a copy this small.
+* direct: every piece a contiguous, unpruned CPU tensor of the storage's dtype, into CPU storage.
+  One call over addresses taken once: the compiled ``kt_copy_row`` (:class:`koopman_tut.numerics.native.RowCopy`:
+  streaming stores, which neither read the row into the cache first nor evict the model's data from
+  it; on torch's threads for a row of 256 KiB or more), or where it was not built, one single-threaded
+  ``numpy.concatenate`` over flat views (not bfloat16, which numpy cannot hold: torch's route then).
 * torch: everything else (pruned pieces, CUDA tensors, a dtype to convert, bfloat16). Each
   piece is flattened at every step, so a piece that is not contiguous (a channels_last
   convolution weight, whose flat form is a copy) is never recorded stale, and a pruning mask
@@ -17,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..numerics import native
 from ..numerics.distributed import local_tensor
 
 
@@ -33,6 +36,7 @@ class RowWriter:
     def __init__(self, storage: torch.Tensor, pieces: list[tuple[int, int, int]], attrs: list[str]):
         self.storage, self.pieces, self.attrs = storage, pieces, attrs
         self.parts: list[tuple] = []  # (tensor, (module's buffers, mask name) or None, lo, hi)
+        self.copy: native.RowCopy | None = None  # the compiled copy, where it applies
         self.direct: tuple | None = None  # (numpy flat views, numpy rows) on the numpy route
 
     def prepare(self, found) -> None:
@@ -42,14 +46,21 @@ class RowWriter:
             m, t, pruned = found[i]
             mask = (m._buffers, self.attrs[i] + "_mask") if pruned else None  # looked up at every write
             self.parts.append((local_tensor(t).detach(), mask, lo, hi))
-        store = self.storage
-        direct = store.device.type == "cpu" and store.dtype != torch.bfloat16 and all(
-            mask is None and t.device.type == "cpu" and t.dtype == store.dtype and t.is_contiguous()
-            for t, mask, _, _ in self.parts)
-        self.direct = ([t.reshape(-1)[lo:hi].numpy() for t, _, lo, hi in self.parts], store.numpy()) if direct else None
+        store, self.copy, self.direct = self.storage, None, None
+        if not (store.device.type == "cpu" and all(
+                mask is None and t.device.type == "cpu" and t.dtype == store.dtype and t.is_contiguous()
+                for t, mask, _, _ in self.parts)):
+            return
+        flat = [t.reshape(-1)[lo:hi] for t, _, lo, hi in self.parts]
+        self.copy = native.row_copy(flat, store)
+        if self.copy is None and store.dtype != torch.bfloat16:
+            self.direct = [v.numpy() for v in flat], store.numpy()
 
     def write(self, k: int) -> None:
         """Row ``k`` = the flattened values now (converted to the storage's dtype)."""
+        if self.copy is not None:
+            self.copy(k)
+            return
         if self.direct is not None:
             views, rows = self.direct
             np.concatenate(views, out=rows[k])
