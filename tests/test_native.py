@@ -145,9 +145,14 @@ def test_the_kernels_step_aside_where_they_do_not_apply(lib):
 
 def test_the_passes_take_the_kernels_where_they_apply(lib, monkeypatch):
     taken = []
-    for name in ("deviations_", "steps_", "combine"):
-        real = getattr(native, name)
-        monkeypatch.setattr(native, name, lambda *a, real=real: taken.append(r := real(*a)) or r)
+    real_pass, real_combine = native.chunk_pass, native.combine
+
+    def chunk_pass(*a):
+        fill = real_pass(*a)
+        return None if fill is None else lambda *b: taken.append(r := fill(*b)) or r  # each chunk's answer
+
+    monkeypatch.setattr(native, "chunk_pass", chunk_pass)
+    monkeypatch.setattr(native, "combine", lambda *a: taken.append(r := real_combine(*a)) or r)
     for W in layouts(awkward(5000, 12)).values():
         taken.clear()
         snapshots.deviation_gram(W, chunk_rows=1000), snapshots.step_gram(W, chunk_rows=1000)
@@ -311,3 +316,22 @@ def test_a_row_copy_applies_only_where_it_can(lib):
 def test_a_row_copy_is_switched_off_with_the_kernels(monkeypatch):
     monkeypatch.setattr(native, "_built", lambda: None)
     assert native.row_copy([torch.randn(4)], torch.zeros(2, 4)) is None
+
+
+def test_a_chunk_pass_writes_the_rows_asked_for_and_refuses_others(lib):
+    W = awkward(100, 6)
+    row_major, snapshot_major = (torch.full((30, 6), float("nan"), dtype=torch.float64),
+                                 torch.full((6, 30), float("nan"), dtype=torch.float64).T)
+    assert native.chunk_pass("kt_steps", row_major, W.T.contiguous().T) is None  # the layouts must match
+    for dst, X in ((row_major, W), (snapshot_major, W.T.contiguous().T)):
+        fill = native.chunk_pass("kt_steps", dst, X)
+        assert fill is not None
+        for start, stop in [(-1, 5), (5, 5), (7, 3), (90, 101), (0, 31)]:  # outside W, or more rows than dst
+            assert not fill(start, stop) and bool(dst.isnan().all()), (start, stop)
+        assert fill(70, 100)
+        ref = torch.empty_like(dst)  # laid out as dst
+        assert native.steps_(ref, X[70:100]) and torch.equal(dst, ref)
+        dst.fill_(float("nan"))
+    assert native.chunk_pass("kt_steps", torch.empty(0, 6, dtype=torch.float64), W) is None
+    assert native.chunk_pass("kt_steps", torch.empty(30, 5, dtype=torch.float64), W) is None
+    assert native.chunk_pass("kt_steps", torch.empty(30, 6), W) is None  # float32: not a float64 buffer

@@ -26,6 +26,7 @@ import functools
 import itertools
 import os
 import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -103,16 +104,31 @@ def _fits(W: Tensor) -> bool:
             and (W.stride(1) == 1 or W.stride(0) == 1) and not W.is_neg() and library() is not None)
 
 
-def _convert(name: str, dst: Tensor, W: Tensor) -> bool:
-    if not (_fits(W) and dst.dtype == torch.float64 and dst.device.type == "cpu" and dst.shape == W.shape
-            and not dst.is_neg()):
-        return False
+def chunk_pass(name: str, dst: Tensor, W: Tensor) -> Callable[[int, int], bool] | None:
+    """``fill(start, stop)``: ``dst[:stop - start]`` <- kernel ``name`` ("kt_deviations" or "kt_steps") of rows
+    start:stop of W, True once done; the layouts checked here, once for a whole pass of chunks (each check and
+    each attribute read costs microseconds, and a pass over 1M x 64 has 123 chunks). None where the kernel does
+    not apply to W and dst (rows, T): the caller takes torch's route."""
+    if not (_fits(W) and dst.dtype == torch.float64 and dst.device.type == "cpu" and dst.dim() == 2
+            and dst.shape[1] == W.shape[1] and dst.shape[0] > 0 and not dst.is_neg()):
+        return None
     (si, st), (di, dt) = W.stride(), dst.stride()
-    n, T = W.shape  # dst's entries must not overlap (an expanded dst, which torch refuses to write)
-    if not ((st == 1 and dt == 1 and (n == 1 or di >= T)) or (si == 1 and di == 1 and (T == 1 or dt >= n))):
-        return False
-    rc = getattr(library(), name)(W.data_ptr(), si, st, dst.data_ptr(), di, dt, n, T, torch.get_num_threads())
-    return rc == 0
+    (n, T), most = W.shape, dst.shape[0]  # dst's entries must not overlap (an expanded dst, which torch refuses)
+    if not ((st == 1 and dt == 1 and (most == 1 or di >= T)) or (si == 1 and di == 1 and (T == 1 or dt >= most))):
+        return None
+    fn, w, d, step = getattr(library(), name), W.data_ptr(), dst.data_ptr(), si * W.element_size()
+
+    def fill(start: int, stop: int) -> bool:
+        if not 0 <= start < stop <= min(n, start + most):
+            return False
+        return fn(w + start * step, si, st, d, di, dt, stop - start, T, torch.get_num_threads()) == 0
+    fill.keep = W, dst  # the addresses stay valid while the closure lives
+    return fill
+
+
+def _convert(name: str, dst: Tensor, W: Tensor) -> bool:
+    fill = chunk_pass(name, dst, W) if dst.shape == W.shape else None
+    return fill is not None and fill(0, W.shape[0])
 
 
 def deviations_(dst: Tensor, W: Tensor) -> bool:

@@ -160,10 +160,11 @@ def deviation_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     chunk_rows = chunk_rows or default_chunk_rows(T, W.device)
     acc = gram_zeros(W, _acc_dtype(W))  # MemoryError naming W's shape where (T, T) would not fit
     buf = chunk_buffer(W, min(chunk_rows, n))
+    fill = native.chunk_pass("kt_deviations", buf, W)  # one pass a chunk where it was built (numerics/native.py)
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
         b = buf[..., : stop - start, :]  # (..., rows, T)
-        if not native.deviations_(b, W[..., start:stop, :]):  # one pass where it was built (numerics/native.py)
+        if fill is None or not fill(start, stop):
             b.copy_(W[..., start:stop, :])  # converted to float64 on the way, no temporary
             b[..., : T - 1].sub_(b[..., T - 1:])  # [w_t - r for t < T-1, r], in float64
         add_upper_gram_(acc, b)  # (..., T, T), small
@@ -188,10 +189,11 @@ def step_gram(W: Tensor, chunk_rows: int | None = None) -> Tensor:
     rows = min(chunk_rows, n)
     buf, steps = chunk_buffer(W, rows, T + 1), chunk_buffer(W, rows)  # buf: [w_0 ... w_{T-1}, 0]
     buf[..., T].zero_()
+    fill = native.chunk_pass("kt_steps", steps, W)  # one pass a chunk where it was built (numerics/native.py)
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
         b, d = buf[..., : stop - start, :], steps[..., : stop - start, :]  # (..., rows, T + 1), (..., rows, T)
-        if not native.steps_(d, W[..., start:stop, :]):  # one pass where it was built (numerics/native.py)
+        if fill is None or not fill(start, stop):
             b[..., :T].copy_(W[..., start:stop, :])  # converted to float64 on the way
             torch.sub(b[..., 1:], b[..., :-1], out=d)  # [d_0 ... d_{T-2}, 0 - r] in one operation, in float64
         add_upper_gram_(acc, d)

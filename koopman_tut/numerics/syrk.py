@@ -45,6 +45,10 @@ def add_upper_gram_(acc: Tensor, b: Tensor) -> None:
         return
     T = b.shape[-1]
     h = block_width(T)
+    if b.dim() == 2:  # into acc in place, no (h, T - i) temporary: one call a block (a pass makes ~100 of them)
+        for i in range(0, T, h):
+            acc[i:i + h, i:].addmm_(b[:, i:i + h].mH, b[:, i:])
+        return
     for i in range(0, T, h):
         acc[..., i:i + h, i:] += b[..., i:i + h].mH @ b[..., i:]  # (h, T - i)
 
