@@ -129,6 +129,25 @@ def test_every_copy_route_records_the_same_values(dtype, route, monkeypatch):
         assert torch.equal(W[:, k], state.to(dtype))
 
 
+@pytest.mark.parametrize("route", ["compiled", "numpy"])
+def test_a_recorded_storage_cannot_move_under_the_copy(route, monkeypatch):
+    """The direct routes copy from addresses taken at a walk: a parameter's storage freed and allocated
+    anew (``storage().resize_``, as FSDP frees unsharded parameters) would leave them reading freed
+    memory, with no change to the tensor that the per-step check could see. It is refused instead."""
+    if route == "numpy":
+        monkeypatch.setattr(native, "row_copy", lambda *_: None)
+    torch.manual_seed(0)
+    model = nn.Linear(300, 200)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=3)
+    assert (rec._writer.copy if route == "compiled" else rec._writer.direct) is not None or native.library() is None
+    storage = model.weight.untyped_storage()
+    with pytest.raises(RuntimeError, match="not resizable"):
+        storage.resize_(0)
+    with pytest.raises(RuntimeError, match="not resizable"):
+        rec.storage.untyped_storage().resize_(0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 def test_large_cpu_storage_is_zeroed_writable_and_freed(dtype):
     rows = allocate(8, 2**19, dtype, torch.device("cpu"), 0.8)  # >= 2 MiB: the huge-page route on Linux

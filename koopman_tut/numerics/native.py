@@ -170,7 +170,9 @@ class RowCopy:
     """
 
     def __init__(self, lib: ctypes.CDLL, sources: list[Tensor], storage: Tensor):
-        self._keep = sources, storage  # the addresses below stay valid while these live
+        # the addresses below stay valid while these live, and their storages cannot be resized (freed and
+        # allocated anew elsewhere, as FSDP does with storage().resize_): a NumPy view makes torch refuse that
+        self._keep = [t.view(torch.uint8).numpy() for t in (*sources, storage[0])], sources, storage
         self._src = (ctypes.c_void_p * len(sources))(*(s.data_ptr() for s in sources))
         self._ends = (ctypes.c_ssize_t * len(sources))(*itertools.accumulate(
             s.numel() * s.element_size() for s in sources))
