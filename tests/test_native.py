@@ -308,6 +308,12 @@ def test_a_row_copy_applies_only_where_it_can(lib):
     assert native.row_copy([ok[0], torch.randn(12)[::2]], store) is None  # not contiguous
     assert native.row_copy(ok, torch.zeros(10, 3).T) is None  # rows not contiguous
     assert native.row_copy([], torch.zeros(3, 0)) is None
+    assert native.row_copy(ok, torch.zeros(0, 10)) is None  # no rows
+    assert native.row_copy([torch.tensor(1.0), torch.randn(9)], store) is None  # a 0-d source: flat pieces only
+    assert native.row_copy(ok, torch.zeros(20).as_strided((3, 10), (5, 1))) is None  # rows overlapping
+    assert native.row_copy(ok, torch.zeros(10).expand(3, 10)) is None  # one row seen three times
+    assert native.row_copy([store[1, :4], ok[1]], store) is None  # a source inside the storage: read as written
+    assert native.row_copy([torch.zeros(40)[30:34], ok[1]], torch.zeros(40)[:30].view(3, 10)) is not None  # beside it
     assert native.row_copy([ok[0], torch._neg_view(ok[1])], store) is None  # a lazy negation: the bytes are not it
     if torch.cuda.is_available():
         assert native.row_copy([ok[0].cuda(), ok[1]], store) is None
@@ -328,10 +334,13 @@ def test_a_chunk_pass_writes_the_rows_asked_for_and_refuses_others(lib):
         assert fill is not None
         for start, stop in [(-1, 5), (5, 5), (7, 3), (90, 101), (0, 31)]:  # outside W, or more rows than dst
             assert not fill(start, stop) and bool(dst.isnan().all()), (start, stop)
-        assert fill(70, 100)
-        ref = torch.empty_like(dst)  # laid out as dst
-        assert native.steps_(ref, X[70:100]) and torch.equal(dst, ref)
-        dst.fill_(float("nan"))
+        for start, stop in [(70, 100), (88, 100)]:  # a full chunk, and a short last one
+            assert fill(start, stop)
+            x = X[start:stop].double()  # torch's route: each value converted, then differenced
+            ref = torch.cat([x[:, 1:] - x[:, :-1], 0.0 - x[:, -1:]], 1)
+            assert torch.equal(dst[:stop - start], ref), (start, stop)
+            assert bool(dst[stop - start:].isnan().all())  # the rows past the chunk are not written
+            dst.fill_(float("nan"))
     assert native.chunk_pass("kt_steps", torch.empty(0, 6, dtype=torch.float64), W) is None
     assert native.chunk_pass("kt_steps", torch.empty(30, 5, dtype=torch.float64), W) is None
     assert native.chunk_pass("kt_steps", torch.empty(30, 6), W) is None  # float32: not a float64 buffer

@@ -105,28 +105,57 @@ def test_same_storage_new_shape_is_caught_at_once():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("route", ["compiled", "numpy", "torch"])
-def test_every_copy_route_records_the_same_values(dtype, route, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_every_copy_route_records_the_same_values(dtype, route, threads, monkeypatch):
     """Parameters of the storage's dtype take the compiled copy (numpy's where it was not built, torch's for
-    bfloat16 then); storage of another dtype, torch's conversion. Each records the values in use, bit for bit."""
+    bfloat16 then); parameters of another dtype, torch's conversion. Each records the values in use, bit for bit,
+    on one thread or two (a row of 361 KiB in float32: the compiled copy splits rows from 256 KiB)."""
     if route != "compiled":
         monkeypatch.setattr(native, "row_copy", lambda *_: None)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(300, 200), nn.ReLU(), nn.Linear(200, 2))
-    if route != "torch":
-        model.to(dtype)
+    model = nn.Sequential(nn.Linear(300, 300), nn.ReLU(), nn.Linear(300, 2))
+    model.to(dtype if route != "torch" else torch.float32 if dtype == torch.float64 else torch.float64)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     rec = kt.TrajectoryRecorder(model, opt, stop=3, dtype=dtype)
-    w = rec._writer
-    if route == "compiled" and native.library() is not None:
-        assert w.copy is not None and w.direct is None
-    if route == "numpy" or (route == "compiled" and native.library() is None):
-        assert w.copy is None and (w.direct is not None) == (dtype != torch.bfloat16)
-    if route == "torch":
-        assert w.copy is None and (w.direct is not None) == (dtype == torch.float32)
-    states = train_steps(model, opt, 3, shape=(5, 300))
+    w, built = rec._writer, native._built() is not None
+    compiled, numpy_route = route == "compiled" and built, route == "numpy" or (route == "compiled" and not built)
+    assert (w.copy is not None) == compiled
+    assert (w.direct is not None) == (numpy_route and dtype != torch.bfloat16)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        states = train_steps(model, opt, 3, shape=(5, 300))
+    finally:
+        torch.set_num_threads(before)
     W = rec.trajectory().snapshots
     for k, state in enumerate(states, start=1):
         assert torch.equal(W[:, k], state.to(dtype))
+
+
+@pytest.mark.parametrize("route", ["compiled", "numpy"])
+@pytest.mark.parametrize("what", ["parameters", "storage"])
+def test_data_moved_inside_its_storage_is_followed(route, what, monkeypatch):
+    """``share_memory_()`` (as torch.multiprocessing does to a tensor it sends) moves a tensor's data inside the same
+    storage and frees the old memory: no identity check sees it, and the direct routes' addresses went stale (rows
+    read from freed memory, or written into memory handed out again). They take the new addresses."""
+    if route == "numpy":
+        monkeypatch.setattr(native, "row_copy", lambda *_: None)
+    torch.manual_seed(0)
+    model = nn.Linear(300, 200)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=5)
+    assert (rec._writer.copy if route == "compiled" else rec._writer.direct) is not None or native._built() is None
+    train_steps(model, opt, 1, shape=(5, 300))
+    moved = model.weight if what == "parameters" else rec.storage
+    before = moved.data_ptr()
+    (model.share_memory() if what == "parameters" else rec.trajectory().snapshots.share_memory_())
+    assert moved.data_ptr() != before
+    junk = [torch.full((300 * 200,), 7.0) for _ in range(20)]  # the freed memory handed out again
+    states = train_steps(model, opt, 4, shape=(5, 300))
+    W = rec.trajectory().snapshots
+    for k, state in enumerate(states, start=2):
+        assert torch.equal(W[:, k], state), k
+    assert all(bool(j.eq(7.0).all()) for j in junk)
 
 
 @pytest.mark.parametrize("route", ["compiled", "numpy"])

@@ -12,7 +12,8 @@ torch instead: the library was not built (no C compiler when the package was ins
 on the CPU, W has no entries, or neither the rows nor the snapshots of W are contiguous.
 
 The same library copies a recorder's snapshot into its row (:class:`RowCopy`, any dtype, also
-where torch does not run on GNU OpenMP: then on one thread).
+where torch does not run on GNU OpenMP: then on one thread); ``KOOPMAN_TUT_NATIVE=0`` switches
+it off with the rest (:func:`library` answers for the float32 -> float64 kernels alone).
 
 Measured (1M x 64 float32, 2 cores of an Intel Xeon, ``benchmarks/bench_dmd.py``): the
 deviations' Gram pass 0.088 s against 0.097 s through torch (the plain float64 Gram:
@@ -26,7 +27,6 @@ import functools
 import itertools
 import os
 import warnings
-from collections.abc import Callable
 
 import torch
 
@@ -104,26 +104,37 @@ def _fits(W: Tensor) -> bool:
             and (W.stride(1) == 1 or W.stride(0) == 1) and not W.is_neg() and library() is not None)
 
 
-def chunk_pass(name: str, dst: Tensor, W: Tensor) -> Callable[[int, int], bool] | None:
+class ChunkPass:
     """``fill(start, stop)``: ``dst[:stop - start]`` <- kernel ``name`` ("kt_deviations" or "kt_steps") of rows
-    start:stop of W, True once done; the layouts checked here, once for a whole pass of chunks (each check and
-    each attribute read costs microseconds, and a pass over 1M x 64 has 123 chunks). None where the kernel does
-    not apply to W and dst (rows, T): the caller takes torch's route."""
+    start:stop of W, True once done, False (nothing written) for rows outside W or more than dst holds. Built by
+    :func:`chunk_pass`, which checks the layouts once for a whole pass of chunks (each check and each attribute
+    read costs microseconds, and a pass over 1M x 64 has 123 chunks)."""
+
+    def __init__(self, name: str, dst: Tensor, W: Tensor):
+        self._keep = W, dst  # the addresses below stay valid while these live
+        (self._si, self._st), (self._di, self._dt) = W.stride(), dst.stride()
+        (self._n, self._T), self._most = W.shape, dst.shape[0]
+        self._fn, self._w, self._d = getattr(library(), name), W.data_ptr(), dst.data_ptr()
+        self._step = self._si * W.element_size()
+
+    def __call__(self, start: int, stop: int) -> bool:
+        if not 0 <= start < stop <= min(self._n, start + self._most):
+            return False
+        return self._fn(self._w + start * self._step, self._si, self._st, self._d, self._di, self._dt, stop - start,
+                        self._T, torch.get_num_threads()) == 0
+
+
+def chunk_pass(name: str, dst: Tensor, W: Tensor) -> ChunkPass | None:
+    """A :class:`ChunkPass` of kernel ``name`` over W (n, T) into dst (rows, T), or None where the kernel does not
+    apply to them (the caller takes torch's route)."""
     if not (_fits(W) and dst.dtype == torch.float64 and dst.device.type == "cpu" and dst.dim() == 2
             and dst.shape[1] == W.shape[1] and dst.shape[0] > 0 and not dst.is_neg()):
         return None
     (si, st), (di, dt) = W.stride(), dst.stride()
-    (n, T), most = W.shape, dst.shape[0]  # dst's entries must not overlap (an expanded dst, which torch refuses)
+    T, most = W.shape[1], dst.shape[0]  # dst's entries must not overlap (an expanded dst, which torch refuses)
     if not ((st == 1 and dt == 1 and (most == 1 or di >= T)) or (si == 1 and di == 1 and (T == 1 or dt >= most))):
         return None
-    fn, w, d, step = getattr(library(), name), W.data_ptr(), dst.data_ptr(), si * W.element_size()
-
-    def fill(start: int, stop: int) -> bool:
-        if not 0 <= start < stop <= min(n, start + most):
-            return False
-        return fn(w + start * step, si, st, d, di, dt, stop - start, T, torch.get_num_threads()) == 0
-    fill.keep = W, dst  # the addresses stay valid while the closure lives
-    return fill
+    return ChunkPass(name, dst, W)
 
 
 def _convert(name: str, dst: Tensor, W: Tensor) -> bool:
@@ -191,8 +202,15 @@ def row_copy(sources: list[Tensor], storage: Tensor) -> RowCopy | None:
     or the library was not built (the caller copies another way)."""
     lib = _built()
     fits = (lib is not None and len(sources) > 0 and storage.dim() == 2 and storage.device.type == "cpu"
-            and storage.stride(1) == 1 and not storage.is_neg() and not storage.is_conj()
-            and sum(s.numel() for s in sources) == storage.shape[1]
-            and all(s.device.type == "cpu" and s.dtype == storage.dtype and s.is_contiguous()
+            and storage.shape[0] > 0 and storage.stride(1) == 1 and storage.stride(0) >= storage.shape[1]
+            and not storage.is_neg() and not storage.is_conj() and sum(s.numel() for s in sources) == storage.shape[1]
+            and all(s.dim() == 1 and s.device.type == "cpu" and s.dtype == storage.dtype and s.is_contiguous()
                     and not s.is_neg() and not s.is_conj() for s in sources))
-    return RowCopy(lib, sources, storage) if fits else None
+    return RowCopy(lib, sources, storage) if fits and not _overlap(sources, storage) else None
+
+
+def _overlap(sources: list[Tensor], storage: Tensor) -> bool:
+    """Whether a source's bytes lie inside the storage's (the copy would read what it writes)."""
+    lo = storage.data_ptr()
+    hi = lo + ((storage.shape[0] - 1) * storage.stride(0) + storage.shape[1]) * storage.element_size()
+    return any(s.numel() and s.data_ptr() < hi and lo < s.data_ptr() + s.numel() * s.element_size() for s in sources)

@@ -22,6 +22,8 @@ import torch
 from ..numerics import native
 from ..numerics.distributed import local_tensor
 
+_ADDRESS = torch.Tensor.data_ptr
+
 
 class RowWriter:
     """Write the flattened recorded values into rows of ``storage`` (capacity, n).
@@ -38,6 +40,8 @@ class RowWriter:
         self.parts: list[tuple] = []  # (tensor, (module's buffers, mask name) or None, lo, hi)
         self.copy: native.RowCopy | None = None  # the compiled copy, where it applies
         self.direct: tuple | None = None  # (numpy flat views, numpy rows) on the numpy route
+        self._held: tuple = ()  # on those two routes: the tensors whose addresses they copy from and to,
+        self._at: list[int] = []  # and those addresses
 
     def prepare(self, found) -> None:
         """After a walk: ``found`` is (module, trainable tensor, pruned?) per recorded tensor."""
@@ -46,7 +50,11 @@ class RowWriter:
             m, t, pruned = found[i]
             mask = (m._buffers, self.attrs[i] + "_mask") if pruned else None  # looked up at every write
             self.parts.append((local_tensor(t).detach(), mask, lo, hi))
-        store, self.copy, self.direct = self.storage, None, None
+        self._take_addresses()
+
+    def _take_addresses(self) -> None:
+        """The direct routes (compiled, numpy) where they apply: they copy from addresses taken here."""
+        store, self.copy, self.direct, self._held, self._at = self.storage, None, None, (), []
         if not (store.device.type == "cpu" and all(
                 mask is None and t.device.type == "cpu" and t.dtype == store.dtype and t.is_contiguous()
                 for t, mask, _, _ in self.parts)):
@@ -55,9 +63,14 @@ class RowWriter:
         self.copy = native.row_copy(flat, store)
         if self.copy is None and store.dtype != torch.bfloat16:
             self.direct = [v.numpy() for v in flat], store.numpy()
+        if self.copy is not None or self.direct is not None:
+            self._held = (*(t for t, _, _, _ in self.parts), store)
+            self._at = list(map(_ADDRESS, self._held))
 
     def write(self, k: int) -> None:
         """Row ``k`` = the flattened values now (converted to the storage's dtype)."""
+        if self._at and list(map(_ADDRESS, self._held)) != self._at:  # data moved inside its storage (share_memory_(),
+            self._take_addresses()  # torch.multiprocessing), its old memory freed: unseen by every identity check
         if self.copy is not None:
             self.copy(k)
             return
