@@ -172,7 +172,7 @@ class KoopmanAnalysis:
     def forecast(self, h: float) -> Tensor:
         """(n,) theta(T-1+h), h >= 0 snapshots past the last one (h = 0: the last snapshot exactly);
         warns (UntrustedLimitWarning) when the window cannot pin it."""
-        h = self._agree("forecast", lambda: ({"h": check_horizon(h)}, check_horizon(h)))  # a float from here on
+        h = self._agree("forecast", lambda: (lambda x: ({"h": x}, x))(check_horizon(h)))  # checked once; a float
         if h == 0:
             return last_snapshot(self.traj)
         mu = self.affine.eigs
