@@ -8,6 +8,9 @@ hold the values, and copies them, flattened one after another, into row k. Two r
   streaming stores, which neither read the row into the cache first nor evict the model's data from
   it; on torch's threads for a row of 256 KiB or more), or where it was not built, one single-threaded
   ``numpy.concatenate`` over flat views (not bfloat16, which numpy cannot hold: torch's route then).
+  The addresses are compared with the data's before every write and taken anew when they moved
+  (``share_memory_()`` moves data inside its storage and frees the old memory); the storages are
+  pinned against a resize (NumPy views: torch then refuses ``storage().resize_``).
 * torch: everything else (pruned pieces, CUDA tensors, a dtype to convert, bfloat16). Each
   piece is flattened at every step, so a piece that is not contiguous (a channels_last
   convolution weight, whose flat form is a copy) is never recorded stale, and a pruning mask
