@@ -132,19 +132,25 @@ def test_every_copy_route_records_the_same_values(dtype, route, threads, monkeyp
         assert torch.equal(W[:, k], state.to(dtype))
 
 
+def direct_recording(route, monkeypatch, stop):
+    """(model, optimizer, recorder) of a Linear(300, 200) recorded on the "compiled" or the "numpy" route."""
+    if route == "numpy":
+        monkeypatch.setattr(native, "row_copy", lambda *_: None)
+    torch.manual_seed(0)
+    model = nn.Linear(300, 200)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = kt.TrajectoryRecorder(model, opt, stop=stop)
+    assert (rec._writer.copy if route == "compiled" else rec._writer.direct) is not None or native._built() is None
+    return model, opt, rec
+
+
 @pytest.mark.parametrize("route", ["compiled", "numpy"])
 @pytest.mark.parametrize("what", ["parameters", "storage"])
 def test_data_moved_inside_its_storage_is_followed(route, what, monkeypatch):
     """``share_memory_()`` (as torch.multiprocessing does to a tensor it sends) moves a tensor's data inside the same
     storage and frees the old memory: no identity check sees it, and the direct routes' addresses went stale (rows
     read from freed memory, or written into memory handed out again). They take the new addresses."""
-    if route == "numpy":
-        monkeypatch.setattr(native, "row_copy", lambda *_: None)
-    torch.manual_seed(0)
-    model = nn.Linear(300, 200)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    rec = kt.TrajectoryRecorder(model, opt, stop=5)
-    assert (rec._writer.copy if route == "compiled" else rec._writer.direct) is not None or native._built() is None
+    model, opt, rec = direct_recording(route, monkeypatch, stop=5)
     train_steps(model, opt, 1, shape=(5, 300))
     moved = model.weight if what == "parameters" else rec.storage
     before = moved.data_ptr()
@@ -163,13 +169,7 @@ def test_a_recorded_storage_cannot_move_under_the_copy(route, monkeypatch):
     """The direct routes copy from addresses taken at a walk: a parameter's storage freed and allocated
     anew (``storage().resize_``, as FSDP frees unsharded parameters) would leave them reading freed
     memory, with no change to the tensor that the per-step check could see. It is refused instead."""
-    if route == "numpy":
-        monkeypatch.setattr(native, "row_copy", lambda *_: None)
-    torch.manual_seed(0)
-    model = nn.Linear(300, 200)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    rec = kt.TrajectoryRecorder(model, opt, stop=3)
-    assert (rec._writer.copy if route == "compiled" else rec._writer.direct) is not None or native.library() is None
+    model, opt, rec = direct_recording(route, monkeypatch, stop=3)
     storage = model.weight.untyped_storage()
     with pytest.raises(RuntimeError, match="not resizable"):
         storage.resize_(0)
