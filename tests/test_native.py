@@ -56,6 +56,13 @@ def layouts(W: torch.Tensor) -> dict[str, torch.Tensor]:
             "row-major window": rows[:, 2:2 + T], "snapshot-major window": snaps[1:1 + T, 3:3 + n].mT}
 
 
+def convert(kind: str, dst: torch.Tensor, W: torch.Tensor) -> bool:
+    """Kernel ``kind`` ("deviations" or "steps") over all of W into dst of W's shape, as one chunk; False where it
+    does not apply."""
+    fill = native.chunk_pass(f"kt_{kind}", dst, W) if dst.shape == W.shape else None
+    return fill is not None and fill(0, W.shape[0])
+
+
 def guarded(like: torch.Tensor, pad: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """(dst, whole): dst a float64 buffer laid out like ``like`` inside a NaN-free sentinel region."""
     size = (like.shape[0] - 1) * like.stride(0) + (like.shape[1] - 1) * like.stride(1) + 1
@@ -80,14 +87,13 @@ def torch_route(kind: str, W: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
                                                                    (700, 65), (20_000, 9)] for k in (1, 2, 3)]
                          + [(40_000, 64, 65)])  # more blocks than 32 (the bits that claim them) and than 64
 def test_deviations_and_steps_are_torchs_bit_for_bit(lib, kind, n, T, threads):
-    fn = native.deviations_ if kind == "deviations" else native.steps_
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for name, W in layouts(awkward(n, T)).items():
             dst, whole = guarded(snapshots.chunk_buffer(W, n))  # W's order; row-major rows of 64 padded
             dst.fill_(float("nan"))
-            assert fn(dst, W), name
+            assert convert(kind, dst, W), name
             assert bool((whole[:64] == 12345).all() and (whole[-64:] == 12345).all()), name  # nothing outside
             ref = torch_route(kind, W, dst)
             same = (dst == ref) | (dst.isnan() & ref.isnan())
@@ -130,13 +136,13 @@ def test_the_kernels_step_aside_where_they_do_not_apply(lib):
              "no rows": W[:0], "a lazy negation": torch._neg_view(W)}
     for name, X in cases.items():
         dst = torch.full(X.shape, 7.0, dtype=torch.float64)
-        assert not native.deviations_(dst, X) and not native.steps_(dst, X), name
+        assert not convert("deviations", dst, X) and not convert("steps", dst, X), name
         assert bool((dst == 7).all()), name  # nothing written
         assert native.combine(X, torch.ones(8, dtype=torch.float64)) is None, name
     dst = torch.empty(8, 50, dtype=torch.float64).mT  # a buffer in the other order than W's
-    assert not native.deviations_(dst, W)
+    assert not convert("deviations", dst, W)
     for dst in (torch.zeros(50, 1, dtype=torch.float64).expand(50, 8), torch.zeros(1, 8, dtype=torch.float64).expand(50, 8)):
-        assert not native.steps_(dst, W) and not bool(dst.any())  # overlapping entries: torch refuses them too
+        assert not convert("steps", dst, W) and not bool(dst.any())  # overlapping entries: torch refuses them too
     for gram in (snapshots.deviation_gram, snapshots.step_gram):  # no snapshot: refused by name, as without kernels
         with pytest.raises(ValueError):
             gram(torch.zeros(5, 0), chunk_rows=2)
@@ -179,7 +185,7 @@ def test_passes_agree_with_and_without_the_kernels(lib, monkeypatch):
 def test_the_environment_switch_turns_them_off():
     code = ("from koopman_tut.numerics import native, snapshots; import torch; "
             "W = torch.randn(100, 5); assert native.library() is None; "
-            "assert not native.deviations_(torch.empty(100, 5, dtype=torch.float64), W); "
+            "assert native.chunk_pass('kt_deviations', torch.empty(100, 5, dtype=torch.float64), W) is None; "
             "print(float(snapshots.deviation_gram(W)[0, 0]))")
     env = dict(os.environ, **{native.ENV: "0"})
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -224,7 +230,7 @@ def test_a_smaller_team_than_asked_for_still_does_every_row(lib):
     started on are done by the ones that ran."""
     code = ("import torch; from koopman_tut.numerics import native; torch.set_num_threads(4); "
             "W = torch.randn(50_000, 8); d = torch.full((50_000, 8), float('nan'), dtype=torch.float64); "
-            "assert native.library() is not None and native.deviations_(d, W); "
+            "assert native.library() is not None and native.chunk_pass('kt_deviations', d, W)(0, 50_000); "
             "assert torch.equal(d[:, -1], W[:, -1].double()) and not bool(d.isnan().any()); "
             "out = native.combine(W, torch.ones(8, dtype=torch.float64)); "
             "ref = W.double().sum(1); assert bool(((out.double() - ref).abs() <= 1e-6 * W.abs().sum(1)).all())")

@@ -6,8 +6,8 @@ over the float32 data, on torch's own OpenMP threads. The numbers are the same: 
 deviations and steps bit for bit (each value is converted to float64 before it is
 subtracted; only a NaN's payload may differ), a combination up to the order of its float64 sum.
 
-Each function returns ``False`` / ``None`` where it does not apply, and the caller runs
-torch instead: the library was not built (no C compiler when the package was installed),
+Each function returns ``None`` where it does not apply (a chunk pass, ``False`` for rows it does
+not hold), and the caller runs torch instead: the library was not built (no C compiler when the package was installed),
 ``KOOPMAN_TUT_NATIVE=0`` is set, torch does not run on GNU OpenMP, the data are not float32
 on the CPU, W has no entries, or neither the rows nor the snapshots of W are contiguous.
 
@@ -126,7 +126,10 @@ class ChunkPass:
 
 def chunk_pass(name: str, dst: Tensor, W: Tensor) -> ChunkPass | None:
     """A :class:`ChunkPass` of kernel ``name`` over W (n, T) into dst (rows, T), or None where the kernel does not
-    apply to them (the caller takes torch's route)."""
+    apply to them (the caller takes torch's route). For a chunk w of W:
+
+    * "kt_deviations": [w_0 - r, ..., w_{T-2} - r, r], r = w_{T-1};
+    * "kt_steps": [w_1 - w_0, ..., w_{T-1} - w_{T-2}, 0 - w_{T-1}]."""
     if not (_fits(W) and dst.dtype == torch.float64 and dst.device.type == "cpu" and dst.dim() == 2
             and dst.shape[1] == W.shape[1] and dst.shape[0] > 0 and not dst.is_neg()):
         return None
@@ -135,27 +138,6 @@ def chunk_pass(name: str, dst: Tensor, W: Tensor) -> ChunkPass | None:
     if not ((st == 1 and dt == 1 and (most == 1 or di >= T)) or (si == 1 and di == 1 and (T == 1 or dt >= most))):
         return None
     return ChunkPass(name, dst, W)
-
-
-def _convert(name: str, dst: Tensor, W: Tensor) -> bool:
-    fill = chunk_pass(name, dst, W) if dst.shape == W.shape else None
-    return fill is not None and fill(0, W.shape[0])
-
-
-def deviations_(dst: Tensor, W: Tensor) -> bool:
-    """dst (rows, T) float64 <- [w_0 - r, ..., w_{T-2} - r, r] of W (rows, T), r = w_{T-1}.
-
-    Returns False (dst untouched) where the kernel does not apply; see the module's notes.
-    """
-    return _convert("kt_deviations", dst, W)
-
-
-def steps_(dst: Tensor, W: Tensor) -> bool:
-    """dst (rows, T) float64 <- [w_1 - w_0, ..., w_{T-1} - w_{T-2}, 0 - w_{T-1}] of W (rows, T).
-
-    Returns False (dst untouched) where the kernel does not apply.
-    """
-    return _convert("kt_steps", dst, W)
 
 
 def combine(W: Tensor, c: Tensor) -> Tensor | None:
