@@ -165,7 +165,6 @@ enum { DEVIATIONS, STEPS, COMBINE };
 
 typedef struct {
     int kind, parts, rc;
-    unsigned long long claimed;  /* bit k: block k taken by a thread */
     const float *w;
     ptrdiff_t si, st, di, dt, rows, T;
     double *dst;
@@ -175,7 +174,8 @@ typedef struct {
 
 enum { MAX_PARTS = 64 };
 
-static void run_part(job *j, int k) {
+static void run_part(void *p, int k) {
+    job *j = p;
     ptrdiff_t lo = j->rows * k / j->parts, hi = j->rows * (k + 1) / j->parts;
     const float *w = j->w + lo * j->si;
     int rc;
@@ -192,24 +192,39 @@ static int take(unsigned long long *claimed, int k) {  /* whether this thread to
     return !(__atomic_fetch_or(claimed, bit, __ATOMIC_RELAXED) & bit);
 }
 
-static void body(void *p) {  /* thread k: block k first (torch's static schedule), then any not taken */
-    job *j = p;
+typedef struct {
+    void (*part)(void *, int);  /* does block k of job */
+    void *job;
+    int parts;
+    unsigned long long claimed;  /* bit k: block k taken by a thread */
+} team;
+
+static void team_body(void *p) {  /* thread k: block k first (torch's static schedule), then any not taken */
+    team *t = p;
     int me = gomp_thread_num ? gomp_thread_num() : 0;
-    if (me < j->parts && take(&j->claimed, me)) run_part(j, me);
-    for (int k = 0; k < j->parts; k++)  /* a team smaller than asked for still does every block */
-        if (take(&j->claimed, k)) run_part(j, k);
+    if (me < t->parts && take(&t->claimed, me)) t->part(t->job, me);
+    for (int k = 0; k < t->parts; k++)  /* a team smaller than asked for still does every block */
+        if (take(&t->claimed, k)) t->part(t->job, k);
+}
+
+static void run_team(void (*part)(void *, int), void *job, int parts) {  /* every block, on torch's threads */
+    team t = {.part = part, .job = job, .parts = parts, .claimed = 0};
+    if (parts > 1 && gomp_parallel && gomp_thread_num) gomp_parallel(team_body, &t, (unsigned)parts, 0);
+    else team_body(&t);
+}
+
+static int part_count(ptrdiff_t most, int threads) {  /* threads, at most MAX_PARTS and ``most``, at least 1 */
+    int parts = threads < MAX_PARTS ? threads : MAX_PARTS;
+    if (most < parts) parts = (int)most;
+    return parts < 1 ? 1 : parts;
 }
 
 static int run(job *j, int threads) {
     if (j->rows < 1 || j->T < 1) return 1;  /* nothing to convert, and no last snapshot to read */
     /* below 2^15 entries per thread, fewer threads: waking one costs more than it saves */
-    ptrdiff_t most = j->rows * j->T / 32768;
-    int parts = threads < MAX_PARTS ? threads : MAX_PARTS;
-    if (most < parts) parts = (int)most;
-    if (parts < 1) parts = 1;
-    j->parts = parts, j->rc = 0, j->claimed = 0;
-    if (parts > 1 && gomp_parallel && gomp_thread_num) gomp_parallel(body, j, (unsigned)parts, 0);
-    else body(j);
+    int parts = part_count(j->rows * j->T / 32768, threads);
+    j->parts = parts, j->rc = 0;
+    run_team(run_part, j, parts);
     return j->rc;
 }
 
@@ -256,10 +271,10 @@ typedef struct {
     const char *const *src;   /* piece q's bytes */
     const ptrdiff_t *ends;    /* piece q ends at byte ends[q] of the row */
     int pieces, parts;
-    unsigned long long claimed;
 } row_job;
 
-static void copy_part(row_job *j, int k) {  /* bytes [lo, hi) of the row, cut at multiples of 64 */
+static void copy_part(void *p, int k) {  /* bytes [lo, hi) of the row, cut at multiples of 64 */
+    row_job *j = p;
     ptrdiff_t total = j->ends[j->pieces - 1], start = 0;
     ptrdiff_t lo = (total * k / j->parts) & ~(ptrdiff_t)63;
     ptrdiff_t hi = k + 1 == j->parts ? total : (total * (k + 1) / j->parts) & ~(ptrdiff_t)63;
@@ -269,23 +284,11 @@ static void copy_part(row_job *j, int k) {  /* bytes [lo, hi) of the row, cut at
     }
 }
 
-static void row_body(void *p) {  /* as body(): this thread's part first, then any not taken */
-    row_job *j = p;
-    int me = gomp_thread_num ? gomp_thread_num() : 0;
-    if (me < j->parts && take(&j->claimed, me)) copy_part(j, me);
-    for (int k = 0; k < j->parts; k++)
-        if (take(&j->claimed, k)) copy_part(j, k);
-}
-
 int kt_copy_row(char *dst, const char *const *src, const ptrdiff_t *ends, int pieces, int threads) {
     if (pieces < 1) return 1;
-    ptrdiff_t most = ends[pieces - 1] >> 17;  /* 128 KiB a thread at least: waking one costs more than it saves */
-    int parts = threads < MAX_PARTS ? threads : MAX_PARTS;
-    if (most < parts) parts = (int)most;
-    if (parts < 1) parts = 1;
-    row_job j = {.dst = dst, .src = src, .ends = ends, .pieces = pieces, .parts = parts, .claimed = 0};
-    if (parts > 1 && gomp_parallel && gomp_thread_num) gomp_parallel(row_body, &j, (unsigned)parts, 0);
-    else row_body(&j);
+    int parts = part_count(ends[pieces - 1] >> 17, threads);  /* 128 KiB a thread at least, as run()'s rule */
+    row_job j = {.dst = dst, .src = src, .ends = ends, .pieces = pieces, .parts = parts};
+    run_team(copy_part, &j, parts);
     return 0;
 }
 

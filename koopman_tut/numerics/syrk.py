@@ -45,7 +45,7 @@ def add_upper_gram_(acc: Tensor, b: Tensor) -> None:
         return
     T = b.shape[-1]
     h = block_width(T)
-    if b.dim() == 2 and b.dtype == acc.dtype:  # into acc in place, no (h, T - i) temporary: one call a block (a pass makes ~100 of them)
+    if b.dim() == 2 and b.dtype == acc.dtype:  # into acc in place, no (h, T - i) temporary: a pass adds ~100 chunks
         for i in range(0, T, h):
             acc[i:i + h, i:].addmm_(b[:, i:i + h].mH, b[:, i:])
         return
