@@ -187,11 +187,14 @@ class Extrapolation:
         the share of the distance left that a tail fitted across the drift misses (check 7); else 0.
     fit : for a Koopman gradient, the misfit at the snapshot asked for of the gradient the recorded steps
         imply, relative to the model's (check 8, :func:`.step_fit.step_fit`); else 0.
+    not_sgd : for a Koopman gradient of a window recorded with another optimizer than torch.optim.SGD
+        (``meta['optimizer']``, e.g. "Adam"), its name: such a step is not -lr times the gradient (momentum
+        undone), so the estimate is the step direction over -lr, never trusted; else "".
     holdout, window : differences held out; snapshots in the window.
     limit : True for a limit (h = inf), which no drifting mode may enter.
     trusted : spread, rounding, conditioning, truncation, secant, schedule and fit <= TRUST_TOL, (extent <=
-        window or residual <= RESIDUAL_TOL), and for a limit no drifting mode (the window has no
-        limit then; its estimate is a forecast).
+        window or residual <= RESIDUAL_TOL), no ``not_sgd``, and for a limit no drifting mode (the window has
+        no limit then; its estimate is a forecast).
     """
 
     theta: Tensor
@@ -212,6 +215,7 @@ class Extrapolation:
     secant: float = 0.0
     schedule: float = 0.0
     fit: float = 0.0
+    not_sgd: str = ""
 
     @property
     def resolved(self) -> bool:
@@ -222,7 +226,7 @@ class Extrapolation:
     def trusted(self) -> bool:
         return (self.spread <= TRUST_TOL and self.rounding <= TRUST_TOL and self.conditioning <= TRUST_TOL
                 and self.truncation <= TRUST_TOL and self.secant <= TRUST_TOL and self.schedule <= TRUST_TOL
-                and self.fit <= TRUST_TOL
+                and self.fit <= TRUST_TOL and not self.not_sgd
                 and self.resolved
                 and not (self.limit and self.drifting.numel()))
 
@@ -259,6 +263,9 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
         why.append(f"at that snapshot the gradient the recorded steps imply differs from the model's by {est.fit:.2g} "
                    f"of it (noise such as minibatch sampling, or dynamics the model misses: it is a smoothed "
                    f"estimate, not the gradient that made the step)")
+    if est.not_sgd:
+        why.append(f"the window was recorded with {est.not_sgd}, whose step is not torch.optim.SGD's (-lr times the "
+                   f"gradient, momentum and weight decay undone), so this is the step direction divided by -lr")
     if est.limit and est.drifting.numel():
         why.append(f"{est.drifting.numel()} mode(s) drift (see the DriftWarning), so the window has no limit and "
                    f"this is a {est.horizon:g}-snapshot forecast")
@@ -266,8 +273,9 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
         why.append(f"it extrapolates a mode over {est.extent / est.window:.2g} window lengths (time scale "
                    f"1/|1-mu| = {est.gain:.3g} snapshots) from a window fitted only to {est.residual:.1e} "
                    f"(a mode slower than the window is pinned only by data fitted to {RESIDUAL_TOL:g})")
+    advice = ("Record a longer or later window (under momentum keep delays=1)" if len(why) > bool(est.not_sgd)
+              else "Record with torch.optim.SGD for a gradient")
     warnings.warn(UntrustedLimitWarning(
-        f"the window cannot pin this {what}: " + "; and ".join(why) + ". Record a longer or later window "
-        "(under momentum keep delays=1); .spread, .conditioning, .truncation, .secant, .fit, .residual and .extent "
-        "on the result say how far it is off"),
+        f"the window cannot pin this {what}: " + "; and ".join(why) + f". {advice}; .spread, .conditioning, "
+        ".truncation, .secant, .fit, .residual and .extent on the result say how far it is off"),
         stacklevel=stacklevel)

@@ -38,8 +38,8 @@ from ..numerics.distributed import global_rows
 from ..numerics.distributed_checks import analysis_fields, checked_preflight
 from ..numerics.dmd_result import DMDResult
 from ..numerics.snapshots import deviation_from_steps, step_gram
-from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays
-from ..numerics.finite import renamed
+from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays, warn_untrusted
+from ..numerics.finite import outside_stacklevel, renamed
 from ..numerics.memory import check_gram_fits
 from ..numerics.optimizer_settings import group_rows
 from ..numerics.limits import snapshot_stride
@@ -48,16 +48,12 @@ from ..recording.validation import check_index
 from .group_fit import group_factors
 from .inputs import check_analysis, check_choice, check_horizon, last_snapshot
 from .scores import Scores
-from .sgd_steps import (check_overflow, fit_betas, group_settings, modal_weight, training_eps, warn_lr_changes,
-                        warn_not_sgd)
+from .sgd_steps import (AliasingWarning, check_overflow, fit_betas, group_settings, modal_weight, not_sgd,
+                        training_eps, warn_aliasing, warn_lr_changes)
 
 Tensor = torch.Tensor
 RULES = ("limit", "closest")
 FORMS = ("theta_grad", "grad")
-
-
-class AliasingWarning(UserWarning):
-    """Snapshots k > 1 steps apart: per-step eigenvalues are ambiguous (principal k-th root)."""
 
 
 class KoopmanAnalysis:
@@ -200,21 +196,18 @@ class KoopmanAnalysis:
             return {"lr": lr, "t": ti}, (ti, group_settings(traj, lr, ti))
         t, groups = self._agree("gradient", args)
         warn_lr_changes(traj)
-        warn_not_sgd(traj.meta)
-        if every > 1:
-            warnings.warn(AliasingWarning(
-                f"snapshots are {every} steps apart: per-step eigenvalues are taken as principal "
-                f"{every}-th roots, so any with |arg| >= pi/{every} (e.g. negative ones, common with "
-                f"momentum or large steps) are aliased and the Koopman gradient is then wrong; "
-                f"record every step (every=1) for KGP"), stacklevel=2)
+        warn_aliasing(every)
         # each parameter group's lr, momentum and weight decay are undone on its own rows; the model
         # refitted without the window's last steps gives the trust check (a warning if it fails)
         g, self.gradient_checks = None, []
         own = self._group_factors if groups[0][0] is not None else {}  # each group's checks on its own rows
         for rows, settings, lr_g in groups:
-            check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), warn=warn,
+            check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), warn=False,
                                                  betas=fit_betas(settings, every), eps=training_eps(traj.meta),
                                                  rows=own.get(tuple(settings.get("names") or ())))
+            check.not_sgd = not_sgd(traj.meta)  # Adam's step is not the gradient's: untrusted, whatever it fits
+            if warn:
+                warn_untrusted(check, "Koopman gradient", stacklevel=outside_stacklevel() + 1)
             self.gradient_checks.append(check)
             part = check.theta
             wd = float(settings.get("weight_decay", 0.0) or 0.0)

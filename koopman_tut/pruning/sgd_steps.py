@@ -24,6 +24,10 @@ from ..recording.validation import DTYPE_NAMES
 Tensor = torch.Tensor
 
 
+class AliasingWarning(UserWarning):
+    """Snapshots k > 1 steps apart: per-step eigenvalues are ambiguous (principal k-th root)."""
+
+
 def leaving(t: int, T: int) -> int:
     """Index of the lr logged for the step that leaves snapshot ``t``: the recorder logs with each
     snapshot the lr of the step that produced it, so the step t -> t+1 is logged at t+1 (the last
@@ -165,7 +169,7 @@ def training_eps(meta: dict) -> float:
 
 def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
     """Per-mode factor turning the step into the gradient (see module docstring); 1 for plain SGD."""
-    if meta.get("optimizer") not in (None, "SGD"):  # the step direction (warn_not_sgd says so once)
+    if not_sgd(meta):  # the step direction (the trust check says so)
         return torch.ones_like(mu)
     sign = -1.0 if meta.get("maximize", False) else 1.0  # maximize=True steps along +grad
     beta = float(meta.get("momentum", 0.0) or 0.0)
@@ -177,13 +181,22 @@ def momentum_factor(mu: Tensor, meta: dict) -> Tensor:
     return sign * (1 - beta / mu) / (1 - damp)  # step b = (1 - damp) mu g / (mu - beta)
 
 
-def warn_not_sgd(meta: dict) -> None:
-    """Warn once per gradient when the window was recorded with an optimizer other than torch.optim.SGD."""
+def not_sgd(meta: dict) -> str:
+    """The recorded optimizer's name where its steps are not torch.optim.SGD's (``meta['optimizer']``, see
+    :func:`koopman_tut.recording.groups.optimizer_name`), else "" (also when not recorded): the gradient's trust
+    check then fails (``Extrapolation.not_sgd``)."""
     opt = meta.get("optimizer")
-    if opt not in (None, "SGD"):
-        warnings.warn(f"koopman_gradient models torch.optim.SGD (with momentum / Nesterov); this window "
-                      f"was recorded with {opt}, so the estimate is the step direction, not the gradient",
-                      stacklevel=outside_stacklevel())
+    return "" if opt in (None, "SGD") else str(opt)
+
+
+def warn_aliasing(every: int) -> None:
+    """The Koopman gradient's warning (:class:`AliasingWarning`) for snapshots ``every`` > 1 steps apart."""
+    if every > 1:
+        warnings.warn(AliasingWarning(
+            f"snapshots are {every} steps apart: per-step eigenvalues are taken as principal "
+            f"{every}-th roots, so any with |arg| >= pi/{every} (e.g. negative ones, common with "
+            f"momentum or large steps) are aliased and the Koopman gradient is then wrong; "
+            f"record every step (every=1) for KGP"), stacklevel=outside_stacklevel())
 
 
 def warn_lr_changes(traj: Trajectory) -> None:

@@ -11,6 +11,8 @@ recorded tensor in its list (:func:`positions`) is compared at every step too.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from ..numerics.optimizer_settings import has_momentum
@@ -79,12 +81,24 @@ def recorder_meta(rec) -> dict:
     held = recorded_groups(rec.optimizer, rec.names, rec._tensors)
     settings = [group_meta(g, names) for g, names in held]
     first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
-    meta = {"every": rec.every, **trained_in_meta(rec._tensors), "optimizer": type(rec.optimizer).__name__,
+    meta = {"every": rec.every, **trained_in_meta(rec._tensors), "optimizer": optimizer_name(rec.optimizer),
             **first, "groups": settings, **other_momentum_meta(rec.optimizer, held)}
     if rec.group is not None:
         meta.update(rows=rec.rows, n_total=rec.n_total, all_names=list(rec.names),
                     all_shapes=[tuple(s) for s in rec.shapes])
     return meta
+
+
+def optimizer_name(optimizer: torch.optim.Optimizer) -> str:
+    """``meta['optimizer']``: "SGD" where the optimizer steps by torch.optim.SGD's rule (an instance of it, or of a
+    subclass that keeps its ``step``: the Koopman gradient undoes those steps), else the class's name, qualified
+    outside torch ("Adam", "__main__.SGD" for a class of that name, "__main__.MySGD" for a subclass with its own
+    step), so that no other optimizer is taken for SGD by its name."""
+    cls, sgd = type(optimizer), torch.optim.SGD
+    if isinstance(optimizer, sgd) and inspect.unwrap(cls.step) is inspect.unwrap(sgd.step):  # torch wraps step
+        return "SGD"
+    torch_own = cls.__module__.startswith("torch.optim.") and cls is not sgd
+    return cls.__name__ if torch_own else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def other_momentum_meta(optimizer: torch.optim.Optimizer, held: list[tuple[dict, list[str]]]) -> dict:
