@@ -86,7 +86,7 @@ def kmp_masks(traj, compression: float, group=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", kt.DriftWarning)  # a short window still drifts: read as a forecast
         scores = kt.koopman(traj, method="gram", group=group).kmp_scores()
-    return P.global_masks(scores, compression, group=group)
+    return P.global_masks(scores, compression, group=group, classifier="classifier")  # no model=: named
 
 
 def distributed_run(args, data, rank: int, world: int, device: torch.device):
@@ -144,7 +144,7 @@ def main() -> int:
                     help="first step of the recorded window")
     ap.add_argument("--batch", type=int, default=64, help="global batch, split over the ranks")
     ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--compression", type=float, default=4.0)
+    ap.add_argument("--compression", type=float, default=2.0)  # the classifier, left unpruned, is a third
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="record each rank's rows to OUT/rank<r>.traj")
     ap.add_argument("--timeout", type=float, default=5.0,

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 import koopman_tut as kt
-from koopman_tut import systems
+from koopman_tut import pruning as P, systems
 
 H8 = [0.1 + 9.9 * i / 7 for i in range(8)]  # lr 0.01: gradient-descent factors 0.999 .. 0.9
 
@@ -368,3 +368,24 @@ def test_a_groups_checks_resolve_its_steps_as_the_whole_windows_do():
                                             eps=training_eps(traj.meta), rows=(qr, k._group_factors[tuple(settings["names"])][1]))
             assert abs(check.fit - ref.fit) <= 1e-3 * max(ref.fit, 1e-3), (settings["names"], check.fit, ref.fit)
     assert k.gradient_checks[1].fit > 0.1 and not k.gradient_checks[1].trusted  # b's misfit, seen
+
+
+def test_a_group_frozen_by_lr_0_is_named_with_the_way_round_it():
+    """lr = 0 freezes a group (a backbone): its steps cannot be undone, and the refusal says how to get the others'."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    X, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    ps = list(model.parameters())
+    opt = torch.optim.SGD([{"params": ps[:2], "lr": 0.0}, {"params": ps[2:], "lr": 0.05}])
+    whole = kt.TrajectoryRecorder(model, opt, stop=20)
+    head = kt.TrajectoryRecorder(model, opt, stop=20, params=["2.weight", "2.bias"])
+    for _ in range(20):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+    with pytest.raises(ValueError, match=r"group of \['0.weight', '0.bias'\] has learning rate 0.0 .*"
+                                         r"record without it \(TrajectoryRecorder\(params="):
+        P.koopman_gradient(whole.trajectory())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert P.koopman_gradient(head.trajectory()).shape == (27,)

@@ -376,3 +376,20 @@ def test_gradient_scores_of_a_pruned_model_are_zero_where_pruned():
     for form in ("grad", "theta_grad"):
         g = P.gradient_scores(m, data, form=form)["0.weight"]
         assert (~mask).any() and not g[~mask].any() and g[mask].any(), form
+
+
+def test_masks_without_a_model_say_the_classifier_is_pruned():
+    """Without model= the default classifier="auto" cannot find the classifier, which is then ranked like any
+    layer (4.weight below keeps 89 of its 320 entries): a warning says so, and naming it leaves it out."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
+    scores = P.magnitude_scores(model)
+    for make in (P.global_masks, P.layerwise_masks):
+        with pytest.warns(UserWarning, match="without model= the classifier cannot be identified") as said:
+            assert "4.weight" in make(scores, 8)
+        assert said[0].filename == __file__  # points at the call
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert "4.weight" not in make(scores, 8, model=model)
+            assert "4.weight" not in make(scores, 8, classifier="4")
+            assert "4.weight" in make(scores, 8, prune_classifier=True)

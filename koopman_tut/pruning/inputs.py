@@ -67,6 +67,15 @@ def check_classifier(prune_classifier, classifier) -> str | None:
     return classifier
 
 
+def warn_no_classifier(classifier: str | None) -> None:
+    """Masks made without ``model=`` and with ``classifier="auto"``: the classifier cannot be found by its name
+    alone, so it is ranked like every other layer (pruned), where with the model it would be left unpruned."""
+    if classifier == "auto":
+        warnings.warn("without model= the classifier cannot be identified, so it is ranked (and pruned) like every "
+                      "other layer: pass model=, or classifier='<its module name>' to leave it unpruned, or "
+                      "prune_classifier=True (classifier=None) to prune it", stacklevel=outside_stacklevel())
+
+
 def check_exclude(exclude) -> tuple[str, ...]:
     """``exclude`` as a tuple of parameter names (a list, tuple or set of str; one str is refused)."""
     if isinstance(exclude, str) or not isinstance(exclude, (list, tuple, set, frozenset)):

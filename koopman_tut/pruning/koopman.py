@@ -185,7 +185,9 @@ class KoopmanAnalysis:
 
         Uses the optimizer settings recorded in ``traj.meta`` (momentum, nesterov, dampening,
         weight_decay, maximize, every) and its learning rate at snapshot t unless ``lr`` is given.
-        ``t`` is a snapshot index in [-T, T-1] (negative: from the end). The trust check of
+        ``t`` is a snapshot index in [-T, T-1] (negative: from the end). It undoes torch.optim.SGD's step; a
+        gradient changed before the step (clipping) is estimated as changed; under another optimizer (Adam)
+        the estimate is the step direction over -lr, never trusted (``not_sgd``). The trust check of
         the estimate (:class:`koopman_tut.numerics.extrapolation.Extrapolation`, its ``spread``) is kept
         in ``self.gradient_check``; ``warn`` emits an UntrustedLimitWarning when it fails.
         """

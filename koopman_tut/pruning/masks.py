@@ -22,7 +22,7 @@ from ..recording.params import (aliases, check_untied, current_value, in_use, la
                                 pruned_orig, resolve)
 from ..recording.validation import check_real
 from .inputs import (_check_bool, _check_model, _named_in, _named_on_some_rank, check_classifier, check_exclude,
-                     check_tensors, rank_dtype, seed_entropy, ties_at_cut, warn_ties)
+                     check_tensors, rank_dtype, seed_entropy, ties_at_cut, warn_no_classifier, warn_ties)
 from .measures import Masks
 from .scores import Scores
 
@@ -44,6 +44,7 @@ def _eligible(scores: Scores, model: nn.Module | None, prune_bias, classifier, e
     if not scores:
         raise ValueError("scores is empty")
     if model is None:
+        warn_no_classifier(classifier)
         if not sharded:
             _named_in(scores, classifier, exclude)
         head = () if classifier in ("auto", None) else (classifier + ".",)

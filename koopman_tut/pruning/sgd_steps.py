@@ -73,8 +73,9 @@ def group_settings(traj: Trajectory, lr: float | None, t: int) -> list[tuple[Ten
     for gr, lr_g in zip(groups, lrs_t):
         rows = [torch.arange(int(where[n][0]), int(where[n][1])) for n in gr["names"] if n in where]
         if rows and not 0 < lr_g < math.inf:
-            raise ValueError(f"lr: parameter group of {gr['names'][:3]} has learning rate {lr_g} at snapshot {t}; "
-                             f"it must be > 0 and finite")
+            raise ValueError(f"the recorded parameter group of {gr['names'][:3]} has learning rate {lr_g} at snapshot "
+                             f"{t}: its steps cannot be undone into a gradient (an lr must be > 0 and finite); for "
+                             f"the other groups' gradient record without it (TrajectoryRecorder(params=[...]))")
         if rows:
             out.append((torch.cat(rows), {**traj.meta, **gr}, lr_g))
     if not out:  # a rank holding none of the rows (a hand-split window): no rows, a valid group's settings
