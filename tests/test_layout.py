@@ -136,3 +136,25 @@ def test_the_command_line_checks_its_arguments_before_torch_is_loaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["2", "False"], (out.stdout, out.stderr)
     assert "SEED" in out.stderr
+
+
+def test_the_readme_layout_names_every_module():
+    """The README's Layout block lists each subpackage's modules (and folders): a module added or removed is
+    named there too, so a newcomer's map of the package stays true."""
+    readme = (PKG.parent / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```")[1]
+    listed: dict[str, set[str]] = {}
+    stage = None
+    for line in block.splitlines():
+        head = line[16:].split()
+        if line.startswith(("koopman_tut/", " " * 16)) and head and head[0].endswith("/") and head[0][:-1] in STAGES:
+            stage, line = head[0][:-1], " ".join(head[1:])
+        elif not line.startswith(" " * 16):
+            stage = None
+        if stage:
+            listed.setdefault(stage, set()).update(w.strip("(),+") for w in line.split() if w.strip("(),+"))
+    for stage in STAGES:
+        have = {p.stem for p in (PKG / stage).glob("*.py") if p.stem != "__init__"}
+        have |= {p.name + "/" for p in (PKG / stage).iterdir() if p.is_dir() and not p.name.startswith("__")}
+        assert have <= listed.get(stage, set()), (stage, sorted(have - listed.get(stage, set())))
+        assert listed[stage] - {"_fused.c"} <= have, (stage, sorted(listed[stage] - have))

@@ -7,7 +7,9 @@ trajectory theta(t1..t2) gives its Koopman modes; pruning rules are functionals 
   this package's choice, not the paper's) is the limit of the window's affine Koopman
   model, by vector extrapolation (:mod:`koopman_tut.numerics.extrapolation`); ``rule="closest"`` is
   the paper's rule, the single DMD mode with eigenvalue closest to 1 times its amplitude,
-  which is the limit only once training has converged. It is reproduced as published and carries
+  which is the limit only once training has converged. Where that eigenvalue is complex (a slow
+  pair), the score is |Re(b phi)|, the mode's value at the window's start; the paper's |v_1| may
+  be read as the modulus |b phi| instead: the two agree for a real eigenvalue, as at convergence. It is reproduced as published and carries
   no trust check: before convergence it is off without a word (rank-8 quadratic: 17% of the distance
   left under gradient descent in 21 snapshots, 23% under heavy ball in 31; the default: 0.2%, 0.05%).
 * KGP scores |theta * g_K| (or |g_K|) with g_K the gradient the decomposition implies.

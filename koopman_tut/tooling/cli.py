@@ -5,25 +5,23 @@
                     [-p NAME VALUE ...] [--allow-unknown] [--in-place] [--resume]
     koopman-tut course OUTDIR [--no-execute] [--only NAME ...] [--force] [--student-repo OWNER/NAME[@BRANCH]]
 
-``run`` executes each notebook into the output folder (or in place, atomically), with a
-progress bar, and ends with a summary table; it exits 1 if any notebook failed, and 2 (before
-running anything) for a parameter no selected notebook declares, a value that does not fit
-its parameters cell, a DATASET / MODEL that koopman_tut does not know, a MODEL that does not
-take its DATASET's images, or a DEVICE that is not auto, cpu, cuda, cuda:N or mps, or that this
-machine does not have (koopman_tut.tooling.run_checks). A failed notebook's partial output goes
-to OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds the tutorial), so an
-OUTPUT_DIR that is notebooks/ or inside it (or '') is refused too (exit 2); --in-place refreshes notebooks/.
-``--resume`` skips notebooks whose output is already there, newer than the notebook and made with the same
-parameters by the same package code (a digest of its sources), so an interrupted long run goes on where it stopped.
-Presets set only the parameters a notebook declares in its ``parameters`` cell, and never one given with -p.
-Every value is checked against the notebook's parameters cell before any kernel starts (types and ranges:
-koopman_tut.tooling.nb_params); a -p that the notebook's ``if SMOKE:`` block would override is refused (exit 2).
-``--in-place`` first removes the temporaries a killed ``--in-place`` run left in notebooks/.
-``course`` writes OUTDIR/student (no solutions; a README and the package's wheel),
-OUTDIR/instructor (everything, executed), OUTDIR/nbgrader (an nbgrader course folder),
-OUTDIR/site/student and OUTDIR/site/instructor (offline websites) and OUTDIR/slides (reveal.js
-decks); see koopman_tut.tooling.course. It refuses an OUTDIR that is '' or a file, or a non-empty
-one unless ``--force`` (which replaces those folders).
+``run`` executes each notebook into the output folder (or in place, atomically), with a progress bar, and ends
+with a summary table; it exits 1 if any notebook failed, and 2 (before running anything) for a parameter no
+selected notebook declares, a value that does not fit its parameters cell, a DATASET / MODEL that koopman_tut does
+not know, a MODEL that does not take its DATASET's images, or a DEVICE that is not auto, cpu, cuda, cuda:N or mps,
+or that this machine does not have (koopman_tut.tooling.run_checks). A failed notebook's partial output goes to
+OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds the tutorial), so an OUTPUT_DIR that is
+notebooks/ or inside it (or '') is refused too (exit 2). --in-place refreshes notebooks/ (those of the checkout
+koopman_tut is installed from, or $KOOPMAN_TUT_NOTEBOOKS: ``list`` names them), first removing the temporaries a
+killed --in-place run left there. ``--resume`` skips notebooks whose output is already there, newer than the
+notebook and made with the same parameters by the same package code (a digest of its sources), so an interrupted
+long run goes on where it stopped. Presets set only the parameters a notebook declares in its ``parameters`` cell,
+never one given with -p. Every value is checked against the notebook's parameters cell before any kernel starts
+(types and ranges: koopman_tut.tooling.nb_params); a -p that the notebook's ``if SMOKE:`` block would override is
+refused (exit 2). ``course`` writes OUTDIR/student (no solutions; a README and the package's wheel),
+OUTDIR/instructor (everything, executed), OUTDIR/nbgrader (an nbgrader course folder), OUTDIR/site/student and
+OUTDIR/site/instructor (offline websites) and OUTDIR/slides (reveal.js decks); see koopman_tut.tooling.course. It
+refuses an OUTDIR that is '' or a file, or a non-empty one unless ``--force`` (which replaces those folders).
 """
 from __future__ import annotations
 
@@ -44,10 +42,9 @@ from .runner import (Result, already_done, new_file_mode, print_summary, record_
 from .watchdog import limits_for
 
 PRESETS: dict[str, dict] = {
-    "smoke": {"SMOKE": True},
-    "default": {},
-    # paper scale: MNIST + MnistNet (download needed; a GPU helps). CIFAR-10 + ResNet-20:
-    # add -p DATASET cifar10 -p MODEL resnet20 (a GPU is needed to finish in hours, not days).
+    "smoke": {"SMOKE": True},  # tiny sizes, to check a setup: no claim asserted
+    "default": {},  # as committed; paper: MNIST + MnistNet (its files or a download; a GPU helps); CIFAR-10 +
+    # ResNet-20: add -p DATASET cifar10 -p MODEL resnet20 (a GPU is needed to finish in hours, not days)
     "paper": {"DATASET": "mnist", "MODEL": "mnistnet", "DOWNLOAD": True, "EPOCHS": 20, "LR": 0.01,
               "BATCH_SIZE": 128, "WINDOW": 200, "SEEDS": 5,  # seeds SEED .. SEED + 4: two groups of 5 can
               "WIDTH_EPOCHS": 1,  # reach p = 2/252 (3 cannot go below 0.1); 07's width runs: the paper's 1 epoch
@@ -182,6 +179,7 @@ def title(path: Path) -> str:
 def cmd_list(args) -> int:
     import papermill as pm
 
+    print(f"# the notebooks in {notebook_dir()} (what run --in-place rewrites)")
     for p in notebooks(args.only):
         print(f"{p.stem}: {title(p)}")
         for name, info in pm.inspect_notebook(str(p)).items():
@@ -267,12 +265,14 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     pl = sub.add_parser("list", help="show the notebooks with their parameters and defaults")
     pr = sub.add_parser("run", help="execute the notebooks with papermill")
-    pr.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    pr.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                    help="smoke: tiny sizes, to check a setup; default: as committed; paper: MNIST sizes (its files)")
     pr.add_argument("--output-dir", default="outputs", help="outputs, and failed/ for partial ones (default outputs)")
     pr.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                     help="set a parameter (a Python literal), e.g. -p SEED 3 -p DATASET mnist")
     pr.add_argument("--allow-unknown", action="store_true", help="ignore -p names no selected notebook declares")
-    pr.add_argument("--in-place", action="store_true", help="overwrite notebooks/ (refresh committed outputs)")
+    pr.add_argument("--in-place", action="store_true", help="overwrite the notebooks/ of the checkout koopman_tut is "
+                    "installed from (or $KOOPMAN_TUT_NOTEBOOKS), not ./notebooks; `koopman-tut list` names it")
     pr.add_argument("--resume", action="store_true", help="skip notebooks already run with the same parameters and package code")
     pc = sub.add_parser("course", help="student / instructor notebooks, two offline websites and slides for a course")
     pc.add_argument("outdir", metavar="OUTDIR",
