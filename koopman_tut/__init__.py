@@ -31,6 +31,7 @@ _PUBLIC = {
     "Trajectory": ("recording.trajectory", "Trajectory"),
     "TrajectoryRecorder": ("recording.recorder", "TrajectoryRecorder"),
     "RecorderFullWarning": ("recording.recorder", "RecorderFullWarning"),
+    "ChangedAfterStepWarning": ("recording.after_step", "ChangedAfterStepWarning"),
     "RecordingCutShortWarning": ("recording.storage", "RecordingCutShortWarning"),
     "pruning": ("pruning", None), "distributed": ("numerics.distributed", None), "spectra": ("numerics.spectra", None),
     "data": ("training.data", None), "experiments": ("training.experiments", None), "models": ("training.models", None),

@@ -40,7 +40,7 @@ from ..numerics.distributed import global_rows
 from ..numerics.distributed_checks import analysis_fields, checked_preflight
 from ..numerics.dmd_result import DMDResult
 from ..numerics.snapshots import deviation_from_steps, step_gram
-from ..numerics.extrapolation import AffineModel, Extrapolation, momentum_delays, warn_untrusted
+from ..numerics.extrapolation import AffineModel, Extrapolation, check_warn, momentum_delays, warn_untrusted
 from ..numerics.finite import outside_stacklevel, renamed
 from ..numerics.memory import check_gram_fits
 from ..numerics.optimizer_settings import group_rows
@@ -196,7 +196,7 @@ class KoopmanAnalysis:
         traj, every = self.traj, self.every
 
         def args():
-            ti = check_index(t, len(traj))
+            ti, _ = check_index(t, len(traj)), check_warn(warn)
             return {"lr": lr, "t": ti}, (ti, group_settings(traj, lr, ti))
         t, groups = self._agree("gradient", args)
         warn_lr_changes(traj)

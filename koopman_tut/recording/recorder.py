@@ -11,7 +11,8 @@ row of storage allocated up front (:mod:`koopman_tut.recording.rows`). Nothing i
   every step: a registration (:mod:`.watch`), the optimizer's group list, a dict in it or its params list
   replaced or resized, a recorded tensor with new storage or shape or out of its slot, or every
   ``watch.CHECK_EVERY`` steps;
-* full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot.
+* full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot, and
+  parameters changed between steps (clamping after each) warn (:mod:`.after_step`).
 
 Storage is memory (CPU or GPU) or, with ``path=``, a memory-mapped file (:mod:`koopman_tut.recording.storage`).
 Under torch.distributed, ``shard=True`` makes each rank keep only its contiguous share of
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import watch
+from . import after_step, watch
 from ..numerics.distributed import local_tensor, shard_pieces, unwrap
 from .rows import RowWriter
 from .storage import DiskStorage, allocate
@@ -153,6 +154,7 @@ class TrajectoryRecorder:
         self.steps: list[int] = []
         self._log = SettingsLog(self._lr_groups, optimizer)  # every group's settings per snapshot
         self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
+        self._after = after_step.AfterStepCheck(optimizer, self._writer, self.storage, lambda: not self._disk or self._disk.is_open)
         # what the last walk saw (registrations, group list and dicts, tensors and their slots), when the next is due
         self._gen, self._groups_seen, self._dicts_seen, self._aliases, self._next_walk = None, None, (), [], 0
         self._slots, self._keys, self._plists, self._plens, self._places = [], [], [], [], ([], [])
@@ -216,8 +218,8 @@ class TrajectoryRecorder:
             return
         k = len(self.steps)
         if k == self._cap:
-            self._warn_full(s)
-            return
+            self._last = -1
+            return warnings.warn(full_message(self._cap, self.max_snapshots, s), RecorderFullWarning, stacklevel=2)
         try:  # all of snapshot k or none of it: an exception on the way (Ctrl-C) leaves row k to the next one
             self._writer.write(k)
             self._log.log(self._lr_groups, s)
@@ -231,6 +233,7 @@ class TrajectoryRecorder:
             raise
         if self._disk is not None and (k + 1 == self._cap or s + self.every > self._last):
             self._disk.close(complete=True)  # nothing more can be written: the file is complete
+        self._after.arm(k, s)  # now and then: are these still the parameters when the next step starts?
 
     def _current(self) -> list[tuple[nn.Module | None, torch.Tensor | None, bool]]:
         """(module, trainable tensor, pruned?) per recorded name, looked up in the model now;
@@ -272,13 +275,10 @@ class TrajectoryRecorder:
         self._dicts_seen = tuple(self._groups_seen)  # identities, not equality: load_state_dict's dicts compare equal
         self._next_walk = s + watch.CHECK_EVERY
 
-    def _warn_full(self, s: int) -> None:
-        self._last = -1
-        warnings.warn(full_message(self._cap, self.max_snapshots, s), RecorderFullWarning, stacklevel=2)
-
     def remove(self) -> None:
         """Stop recording (unregister the step hook)."""
         self._handle.remove()
+        self._after.remove()
         if self._disk is not None:
             self._disk.close()
 
