@@ -1,8 +1,9 @@
-"""Parameters changed after an optimizer step, before the next (koopman_tut.recording.after_step).
+"""Parameters changed between optimizer steps, outside the optimizer (koopman_tut.recording.after_step).
 
 The recorder sees the parameters right after each step; a clamp after every step made every snapshot a state
-training never went on from, silently. A warning now says so, once, at the first step; training that changes
-nothing between steps is not warned about, and the check writes nothing the storage keeps.
+training never went on from, silently. A warning now says so, once, at the first step, at the user's step()
+call; training that changes nothing between steps, or changes them inside step() (a pre-hook), or only by
+rounding, is not warned about.
 """
 from __future__ import annotations
 
@@ -12,16 +13,18 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils import prune
 
 import koopman_tut as kt
 
 
-def _train(steps: int, clamp: bool = False, extra_pre_hook: bool = False, **recorder):
+def _train(steps: int, clamp: bool | str = False, extra_pre_hook: bool = False, scheduler: bool = False, **recorder):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     X, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
     rec = kt.TrajectoryRecorder(model, opt, **recorder)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1000) if scheduler else None  # wraps opt.step: another frame
     calls = []
     if extra_pre_hook:  # registered after the recorder's: torch iterates the hooks while ours runs
         opt.register_step_pre_hook(lambda *a: calls.append(1))
@@ -29,25 +32,28 @@ def _train(steps: int, clamp: bool = False, extra_pre_hook: bool = False, **reco
         opt.zero_grad()
         F.cross_entropy(model(X), y).backward()
         opt.step()
-        if clamp:
-            with torch.no_grad():
-                for p in model.parameters():
+        if sched is not None:
+            sched.step()
+        with torch.no_grad():
+            for p in model.parameters() if clamp else ():
+                if clamp == "data":  # the other idiom: the tensor's data replaced, not changed in place
+                    p.data = p.data.clamp(-0.1, 0.1)
+                else:
                     p.clamp_(-0.1, 0.1)
     return rec, model, opt, calls
 
 
-@pytest.mark.parametrize("recorder", [{"stop": 150}, {"stop": 150, "dtype": torch.bfloat16},
-                                      {"stop": 150, "every": 3, "start": 10}, {"max_snapshots": 200}])
-def test_a_clamp_after_every_step_warns_once_at_the_first_step(recorder):
+@pytest.mark.parametrize("recorder, clamp, scheduler", [
+    ({"stop": 150}, True, False), ({"stop": 150, "dtype": torch.bfloat16}, "data", False),
+    ({"stop": 150, "every": 3, "start": 10}, True, True), ({"max_snapshots": 200}, "data", True)])
+def test_a_clamp_after_every_step_warns_once_at_the_first_step(recorder, clamp, scheduler):
     with pytest.warns(kt.ChangedAfterStepWarning, match="changed after optimizer step") as said:
-        rec, model, opt, calls = _train(150, clamp=True, extra_pre_hook=True, **recorder)
+        rec, model, opt, calls = _train(150, clamp=clamp, extra_pre_hook=True, scheduler=scheduler, **recorder)
     said = [w for w in said if w.category is kt.ChangedAfterStepWarning]
-    assert len(said) == 1 and said[0].filename == __file__  # at the user's opt.step()
+    assert len(said) == 1 and said[0].filename == __file__  # at the user's opt.step(), through a scheduler too
     first = recorder.get("start") or 1  # the first snapshot after a step (at construction: step 0, before any)
     assert f"step {first}," in str(said[0].message)
     assert len(calls) == 150  # the other pre-hook ran at every step (ours is never removed while torch iterates)
-    T = len(rec.steps)
-    assert not rec.storage[T:].any()  # the scratch row restored: the storage holds snapshots only
 
 
 @pytest.mark.parametrize("recorder", [{"stop": 150}, {"stop": 151, "every": 3, "start": 10},
@@ -67,3 +73,48 @@ def test_the_pre_hook_goes_with_remove():
     assert len(opt._optimizer_step_pre_hooks) == 1 and len(opt._optimizer_step_post_hooks) == 1
     rec.remove()
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+
+
+def test_changes_inside_the_step_rounding_and_after_the_window_are_not_warned_about():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    X, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+
+    def decay(*_):  # a pre-hook registered before the recorder's: part of the step, and the recorder's runs first
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(0.999)
+    opt.register_step_pre_hook(decay)
+    rec = kt.TrajectoryRecorder(model, opt, stop=129)  # snapshot 129, the last, is one the check compares
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kt.ChangedAfterStepWarning)
+        for i in range(140):
+            opt.zero_grad()
+            F.cross_entropy(model(X), y).backward()
+            with torch.no_grad():  # SAM's perturb and restore: the parameters come back up to rounding
+                e = [0.05 * torch.randn_like(p) for p in model.parameters()]
+                for p, d in zip(model.parameters(), e):
+                    p.add_(d)
+                for p, d in zip(model.parameters(), e):
+                    p.sub_(d)
+            opt.step()
+            if i == 128:  # the window is over (step 129 recorded): a change now affects no snapshot
+                model.load_state_dict({k: v + 1 for k, v in model.state_dict().items()})
+    assert len(rec.steps) == 130
+
+
+def test_a_pruning_mask_set_inside_the_window_warns():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    X, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    rec = kt.TrajectoryRecorder(model, opt, stop=60)
+    with pytest.warns(kt.ChangedAfterStepWarning, match=r"pruning mask of \['0.weight'\] was set .* step 32") as said:
+        for i in range(60):
+            opt.zero_grad()
+            F.cross_entropy(model(X), y).backward()
+            opt.step()
+            if i == 30:  # after step 31, not a check's step: the mask's registration is seen at the next walk
+                prune.l1_unstructured(model[0], "weight", amount=0.5)
+    assert said[0].filename == __file__ and len(rec.steps) == 61

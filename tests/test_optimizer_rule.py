@@ -6,6 +6,7 @@ another rule (Adam) the estimate is the step direction, never trusted.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import pytest
@@ -24,6 +25,19 @@ class KeepsStep(torch.optim.SGD):  # e.g. a subclass that adds logging: the upda
 
 class OwnStep(torch.optim.SGD):  # replaces step: whatever it does, it is not known to be SGD's
     def step(self, closure=None):
+        return super().step(closure)
+
+
+class TorchWrapped(torch.optim.SGD):  # SGD's step in torch's own profiling wrapper, as torch puts it on a class
+    step = torch.optim.Optimizer.profile_hook_step(torch.optim.SGD.step)  # whatever instances came before
+
+
+class Scaled(torch.optim.SGD):  # an override that looks like SGD's step to inspect.unwrap
+    @functools.wraps(torch.optim.SGD.step)
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.grad.mul_(10)
         return super().step(closure)
 
 
@@ -67,6 +81,8 @@ def test_names_follow_the_update_rule():
     assert optimizer_name(KeepsStep(p, lr=0.1)) == "SGD"  # built before torch.optim.SGD's own: a wrapped step
     assert optimizer_name(torch.optim.SGD(p, lr=0.1)) == "SGD"
     assert optimizer_name(OwnStep(p, lr=0.1)) == f"{__name__}.OwnStep"
+    assert optimizer_name(TorchWrapped(p, lr=0.1)) == "SGD"
+    assert optimizer_name(Scaled(p, lr=0.1)) == f"{__name__}.Scaled"  # before: "SGD", its 10x gradient trusted
     assert optimizer_name(SGD(p, lr=0.1)) == f"{__name__}.SGD"
     assert optimizer_name(torch.optim.Adam(p)) == "Adam"
 

@@ -51,8 +51,8 @@ def test_the_model_is_walked_once_per_change_not_per_step(monkeypatch):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     rec = kt.TrajectoryRecorder(model, opt, stop=200)
     walks = []
-    current = rec._current
-    monkeypatch.setattr(rec, "_current", lambda: walks.append(rec.step) or current())
+    walk = rec._walk  # (the after-step check reads the model through _current too, at its own steps)
+    monkeypatch.setattr(rec, "_walk", lambda s: walks.append(rec.step) or walk(s))
     train_steps(model, opt, 10)
     assert walks == []  # nothing changed: no walk (construction walked once)
     kt.pruning.apply_masks(model, {"2.weight": torch.tensor([[True, False, True], [False, True, True]])})
@@ -252,8 +252,8 @@ def test_a_group_dict_replaced_in_the_same_list_is_followed(monkeypatch):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     rec = kt.TrajectoryRecorder(model, opt, stop=8)
     walks = []
-    current = rec._current
-    monkeypatch.setattr(rec, "_current", lambda: walks.append(rec.step) or current())
+    walk = rec._walk  # (the after-step check reads the model through _current too, at its own steps)
+    monkeypatch.setattr(rec, "_walk", lambda s: walks.append(rec.step) or walk(s))
     train_steps(model, opt, 2)
     opt.param_groups[0] = dict(opt.param_groups[0], lr=0.5)
     train_steps(model, opt, 1)

@@ -67,10 +67,11 @@ def check_classifier(prune_classifier, classifier) -> str | None:
     return classifier
 
 
-def warn_no_classifier(classifier: str | None) -> None:
-    """Masks made without ``model=`` and with ``classifier="auto"``: the classifier cannot be found by its name
-    alone, so it is ranked like every other layer (pruned), where with the model it would be left unpruned."""
-    if classifier == "auto":
+def warn_no_classifier(model, prune_classifier, classifier) -> None:
+    """Masks made without ``model=``, with ``classifier="auto"`` and without ``prune_classifier``: the classifier
+    cannot be found by its name alone, so it is ranked like every other layer (pruned), where with the model it
+    would be left unpruned. Read from the arguments alone, so that every rank of a group warns alike."""
+    if model is None and prune_classifier is False and isinstance(classifier, str) and classifier == "auto":
         warnings.warn("without model= the classifier cannot be identified, so it is ranked (and pruned) like every "
                       "other layer: pass model=, or classifier='<its module name>' to leave it unpruned, or "
                       "prune_classifier=True (classifier=None) to prune it", stacklevel=outside_stacklevel())

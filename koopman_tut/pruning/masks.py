@@ -44,7 +44,6 @@ def _eligible(scores: Scores, model: nn.Module | None, prune_bias, classifier, e
     if not scores:
         raise ValueError("scores is empty")
     if model is None:
-        warn_no_classifier(classifier)
         if not sharded:
             _named_in(scores, classifier, exclude)
         head = () if classifier in ("auto", None) else (classifier + ".",)
@@ -161,6 +160,7 @@ def global_masks(scores: Scores, compression: float, model: nn.Module | None = N
     ShrinkBench (zero ones make ``compression_ratio``, which counts nonzeros, read higher); ties keep the earlier
     entry (with a group: lower rank, then earlier entry).
     """
+    warn_no_classifier(model, prune_classifier, classifier)  # on every rank alike, before any collective
     if group is not None:  # compression checked in the pre-flight: a rank refusing it makes every rank raise
         options = (prune_bias, prune_classifier, classifier, exclude)
         return _global_masks_sharded(scores, compression, model, options, group)
@@ -213,6 +213,7 @@ def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None 
     The per-layer counts are rounded by largest remainder, so the total kept is exact. The
     arguments are :func:`global_masks`'.
     """
+    warn_no_classifier(model, prune_classifier, classifier)
     compression = _check_compression(compression)
     names, total = _eligible(scores, model, prune_bias, check_classifier(prune_classifier, classifier), exclude)
     sizes = [scores[n].numel() for n in names]

@@ -11,12 +11,14 @@ recorded tensor in its list (:func:`positions`) is compared at every step too.
 """
 from __future__ import annotations
 
-import inspect
+import os
 
 import torch
 
 from ..numerics.optimizer_settings import has_momentum
 from .recorder_checks import trained_in_meta
+
+_TORCH_OPTIM = os.path.dirname(os.path.abspath(torch.optim.__file__)) + os.sep
 
 
 def recorded_groups(optimizer: torch.optim.Optimizer, names: list[str], tensors: list[torch.Tensor]
@@ -95,10 +97,19 @@ def optimizer_name(optimizer: torch.optim.Optimizer) -> str:
     outside torch ("Adam", "__main__.SGD" for a class of that name, "__main__.MySGD" for a subclass with its own
     step), so that no other optimizer is taken for SGD by its name."""
     cls, sgd = type(optimizer), torch.optim.SGD
-    if isinstance(optimizer, sgd) and inspect.unwrap(cls.step) is inspect.unwrap(sgd.step):  # torch wraps step
+    if isinstance(optimizer, sgd) and _torch_unwrapped(cls.step) is _torch_unwrapped(sgd.step):
         return "SGD"
     torch_own = cls.__module__.startswith("torch.optim.") and cls is not sgd
     return cls.__name__ if torch_own else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _torch_unwrapped(f):
+    """``f`` without the wrappers torch.optim puts around a step (its profiling hook, its grad mode), only
+    those: a step override that wraps SGD's with ``functools.wraps`` stays itself."""
+    while hasattr(f, "__wrapped__") and os.path.abspath(getattr(getattr(f, "__code__", None), "co_filename", "")
+                                                        ).startswith(_TORCH_OPTIM):
+        f = f.__wrapped__
+    return f
 
 
 def other_momentum_meta(optimizer: torch.optim.Optimizer, held: list[tuple[dict, list[str]]]) -> dict:

@@ -152,9 +152,9 @@ class TrajectoryRecorder:
                                      groups=len(self._lr_groups), window=self.stop is not None)
             self.storage = self._disk.data
         self.steps: list[int] = []
-        self._log = SettingsLog(self._lr_groups, optimizer)  # every group's settings per snapshot
-        self._writer = RowWriter(self.storage, self._pieces, [attr for _, attr in self._lookup])
-        self._after = after_step.AfterStepCheck(optimizer, self._writer, self.storage, lambda: not self._disk or self._disk.is_open)
+        self._log, self._writer = SettingsLog(self._lr_groups, optimizer), RowWriter(self.storage, self._pieces, self.names)
+        self._after = after_step.AfterStepCheck(optimizer, self.storage, lambda: self._writer.current(self._current()),
+                                                lambda: self.step + self.every <= self._last)
         # what the last walk saw (registrations, group list and dicts, tensors and their slots), when the next is due
         self._gen, self._groups_seen, self._dicts_seen, self._aliases, self._next_walk = None, None, (), [], 0
         self._slots, self._keys, self._plists, self._plens, self._places = [], [], [], [], ([], [])
@@ -267,7 +267,7 @@ class TrajectoryRecorder:
         self._lr_groups = self._groups_now(now)  # new dicts after optimizer.load_state_dict
         self._plists, self._plens = params_lists(self.optimizer)
         self._places = positions(self.optimizer, self._tensors)
-        self._writer.prepare(found)
+        self._writer.prepare(found, s)
         self._aliases = [local_tensor(t).detach() for _, t, _ in found]
         self._slots = [m._parameters for m, _, _ in found]  # a tensor swapped in them unregistered: seen next step
         self._keys = [self._orig[i] if pruned else self._lookup[i][1] for i, (_, _, pruned) in enumerate(found)]

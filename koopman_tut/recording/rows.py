@@ -16,14 +16,21 @@ hold the values, and copies them, flattened one after another, into row k. Two r
   convolution weight, whose flat form is a copy) is never recorded stale, and a pruning mask
   is read from its module at every step, so a mask swapped without a registration
   (``m._buffers["weight_mask"] = ...``, ``m.weight_mask.data = ...``) is followed.
+
+A mask set or replaced after the first snapshot (pruning inside the window) warns
+(:class:`koopman_tut.recording.after_step.ChangedAfterStepWarning`): the rows before it hold unpruned values,
+those after it masked ones, a jump that is not training.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
 
 from ..numerics import native
 from ..numerics.distributed import local_tensor
+from .after_step import ChangedAfterStepWarning, user_stacklevel
 
 _ADDRESS = torch.Tensor.data_ptr
 
@@ -35,24 +42,47 @@ class RowWriter:
     ----------
     storage : (capacity, n) the recorder's storage.
     pieces : (index, lo, hi) per piece held: entries lo:hi of recorded tensor ``index``.
-    attrs : the attribute name of each recorded tensor in its module ('weight'), for its mask.
+    names : each recorded tensor's name ('0.weight'): its attribute ('weight') names its mask.
     """
 
-    def __init__(self, storage: torch.Tensor, pieces: list[tuple[int, int, int]], attrs: list[str]):
-        self.storage, self.pieces, self.attrs = storage, pieces, attrs
+    def __init__(self, storage: torch.Tensor, pieces: list[tuple[int, int, int]], names: list[str]):
+        self.storage, self.pieces, self.names = storage, pieces, names
+        self.attrs = [n.rpartition(".")[2] for n in names]
+        self.masks: list | None = None  # each piece's mask tensor (or None) at the last walk, once a row is written
         self.parts: list[tuple] = []  # (tensor, (module's buffers, mask name) or None, lo, hi)
         self.copy: native.RowCopy | None = None  # the compiled copy, where it applies
         self.direct: tuple | None = None  # (numpy flat views, numpy rows) on the numpy route
         self._held: tuple = ()  # on those two routes: the tensors whose addresses they copy from and to,
         self._at: list[int] = []  # and those addresses
 
-    def prepare(self, found) -> None:
-        """After a walk: ``found`` is (module, trainable tensor, pruned?) per recorded tensor."""
-        self.parts = []
+    def _parts(self, found) -> list[tuple]:
+        """(tensor, (module's buffers, mask name) or None, lo, hi) per piece, from ``found``: (module, trainable
+        tensor, pruned?) per recorded tensor, as a walk of the model gives it."""
+        out = []
         for i, lo, hi in self.pieces:  # whole parameters, or the pieces in this rank's rows
             m, t, pruned = found[i]
             mask = (m._buffers, self.attrs[i] + "_mask") if pruned else None  # looked up at every write
-            self.parts.append((local_tensor(t).detach(), mask, lo, hi))
+            out.append((local_tensor(t).detach(), mask, lo, hi))
+        return out
+
+    def current(self, found) -> torch.Tensor:
+        """(n,) the flattened values of the model as ``found`` now, in the storage's dtype and device (a new tensor)."""
+        return self._cat(self._parts(found)).to(self.storage.device, self.storage.dtype)
+
+    def prepare(self, found, step: int = 0) -> None:
+        """After a walk (at optimizer step ``step``): ``found`` is (module, trainable tensor, pruned?) per recorded
+        tensor."""
+        masks = [found[i][0]._buffers.get(self.attrs[i] + "_mask") if found[i][2] else None for i, _, _ in self.pieces]
+        moved = [self.names[i] for (i, _, _), a, b in zip(self.pieces, masks, self.masks or masks) if a is not b]
+        if moved:
+            warnings.warn(ChangedAfterStepWarning(
+                f"the pruning mask of {moved[:3]}{' and more' * (len(moved) > 3)} was set or replaced while recording "
+                f"(seen at step {step}): the snapshots before it hold the unpruned values, those after it the masked "
+                f"ones, a jump that is not training; KMP of the whole window would score the pruned entries from "
+                f"before the mask. Prune before recording, or analyse the windows before and after apart"),
+                stacklevel=user_stacklevel())
+        self.masks = masks if self.masks is not None else None
+        self.parts = self._parts(found)
         self._take_addresses()
 
     def _take_addresses(self) -> None:
@@ -72,6 +102,8 @@ class RowWriter:
 
     def write(self, k: int) -> None:
         """Row ``k`` = the flattened values now (converted to the storage's dtype)."""
+        if self.masks is None:  # a row written: a mask changed from here on is a jump in the rows
+            self.masks = [mask[0].get(mask[1]) if mask else None for _, mask, _, _ in self.parts]
         if self._at and list(map(_ADDRESS, self._held)) != self._at:  # data moved inside its storage (share_memory_(),
             self._take_addresses()  # torch.multiprocessing), its old memory freed: unseen by every identity check
         if self.copy is not None:
@@ -81,15 +113,19 @@ class RowWriter:
             views, rows = self.direct
             np.concatenate(views, out=rows[k])
             return
+        self._cat(self.parts, self.storage[k])
+
+    @staticmethod
+    def _cat(parts: list[tuple], row: torch.Tensor | None = None) -> torch.Tensor:
+        """The pieces of ``parts``, flattened and masked, concatenated into ``row`` (or a new tensor)."""
         vals = []
-        for t, mask, lo, hi in self.parts:
+        for t, mask, lo, hi in parts:
             v = t.reshape(-1)[lo:hi]  # a view, or (not contiguous) a fresh copy: never a stale one
             if mask is not None:  # the module's mask now, however it was last set
                 buffers, name = mask
                 v = v * local_tensor(buffers[name]).reshape(-1)[lo:hi]
             vals.append(v)
-        row = self.storage[k]
-        if all(v.device == row.device for v in vals):
-            torch.cat(vals, out=row)
-        else:  # e.g. CUDA parameters, CPU storage: one transfer
-            row.copy_(torch.cat([v.to(vals[0].device) for v in vals]))
+        if row is None or not all(v.device == row.device for v in vals):  # e.g. CUDA parameters, CPU storage
+            out = torch.cat([v.to(vals[0].device) for v in vals])
+            return out if row is None else row.copy_(out)  # one transfer
+        return torch.cat(vals, out=row)
