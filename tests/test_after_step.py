@@ -75,7 +75,9 @@ def test_the_pre_hook_goes_with_remove():
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
 
 
-def test_changes_inside_the_step_rounding_and_after_the_window_are_not_warned_about():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_changes_inside_the_step_rounding_and_after_the_window_are_not_warned_about(dtype):
+    """The rounding allowed is the training dtype's (a float64 storage of float32 training sees float32 rounding)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
@@ -86,7 +88,7 @@ def test_changes_inside_the_step_rounding_and_after_the_window_are_not_warned_ab
             for p in model.parameters():
                 p.mul_(0.999)
     opt.register_step_pre_hook(decay)
-    rec = kt.TrajectoryRecorder(model, opt, stop=129)  # snapshot 129, the last, is one the check compares
+    rec = kt.TrajectoryRecorder(model, opt, stop=128, dtype=dtype)  # snapshot 128, the last, is one the check compares
     with warnings.catch_warnings():
         warnings.simplefilter("error", kt.ChangedAfterStepWarning)
         for i in range(140):
@@ -99,9 +101,9 @@ def test_changes_inside_the_step_rounding_and_after_the_window_are_not_warned_ab
                 for p, d in zip(model.parameters(), e):
                     p.sub_(d)
             opt.step()
-            if i == 128:  # the window is over (step 129 recorded): a change now affects no snapshot
+            if i == 127:  # the window is over (step 128 recorded): a change now affects no snapshot
                 model.load_state_dict({k: v + 1 for k, v in model.state_dict().items()})
-    assert len(rec.steps) == 130
+    assert len(rec.steps) == 129
 
 
 def test_a_pruning_mask_set_inside_the_window_warns():
@@ -118,3 +120,55 @@ def test_a_pruning_mask_set_inside_the_window_warns():
             if i == 30:  # after step 31, not a check's step: the mask's registration is seen at the next walk
                 prune.l1_unstructured(model[0], "weight", amount=0.5)
     assert said[0].filename == __file__ and len(rec.steps) == 61
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_small_change_is_seen_through_a_coarse_storage(dtype):
+    """Weight decay by hand, 0.5% of the parameters a step: far above float32 training's rounding, though below
+    the storage's own (a tolerance of the storage's rounding, 12.5% in norm for bfloat16, missed it)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    X, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    kt.TrajectoryRecorder(model, opt, stop=10, dtype=dtype)
+    with pytest.warns(kt.ChangedAfterStepWarning, match="after optimizer step 1,"):
+        for _ in range(10):
+            opt.zero_grad()
+            F.cross_entropy(model(X), y).backward()
+            opt.step()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.mul_(0.995)
+
+
+def test_once_per_recorder_no_word_on_a_full_storage_or_a_mask_removed():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    X, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+
+    def steps(n, between=lambda i: None):
+        for i in range(n):
+            opt.zero_grad()
+            F.cross_entropy(model(X), y).backward()
+            opt.step()
+            between(i)
+    full = kt.TrajectoryRecorder(model, opt, max_snapshots=2)  # full after step 1: nothing later is recorded
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        steps(1)
+        model.load_state_dict({k: v + 1 for k, v in model.state_dict().items()})
+        steps(2)
+    assert [w.category for w in caught] == [kt.RecorderFullWarning]
+    full.remove()
+    prune.l1_unstructured(model[0], "weight", amount=0.5)  # pruned before recording
+    rec = kt.TrajectoryRecorder(model, opt, stop=80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kt.ChangedAfterStepWarning)
+        steps(3)
+        prune.remove(model[0], "weight")  # the mask goes, the masked values stay: no jump
+        steps(10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # each message names its step: Python's default filter would repeat it
+        steps(60, lambda i: i % 10 == 0 and prune.l1_unstructured(model[2], "weight", amount=0.2))
+    assert [w.category for w in caught] == [kt.ChangedAfterStepWarning] and len(rec.steps) == 74

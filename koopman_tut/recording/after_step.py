@@ -5,26 +5,29 @@ two steps (``p.clamp_()`` or ``p.data = p.data.clamp(...)`` after a step, a max-
 slow weights, ``load_state_dict``) goes on from other values than those recorded: the snapshots are then the
 states before each change, and the Koopman gradient, which reads each step as the optimizer's, is off by the
 change over lr; nothing said so. So at its first two snapshots (the first may be the state at construction,
-before any step) and at two in every ``watch.CHECK_EVERY`` after them, the recorder arms a check that runs at
+before any step) and at one in every ``watch.CHECK_EVERY`` after them, the recorder arms a check that runs at
 the start of the next ``step()`` (:class:`AfterStepCheck`, its step pre-hook, moved ahead of every other
 pre-hook of that optimizer, which belong to the step): the model's values now, looked up as the recorder's
-walk does, are compared with the snapshot, and a difference above the rounding of the storage's dtype warns
-once (:class:`ChangedAfterStepWarning`). Not seen: a change made only now and then between two checks; one
-at the level of rounding (SAM's perturb-and-restore); one made by a global optimizer pre-hook
-(``torch.optim.optimizer.register_optimizer_step_pre_hook``, which runs first).
+walk does, are compared with the snapshot, and a difference above rounding warns once per recorder
+(:class:`ChangedAfterStepWarning`; also for a pruning mask set or replaced mid-window, seen by the walk). Not
+seen: a change made only now and then between two checks; one at the level of rounding (SAM's
+perturb-and-restore); one made by a global optimizer pre-hook
+(``torch.optim.optimizer.register_optimizer_step_pre_hook``, which runs first). With ``shard=True`` each rank
+checks its own rows and warns alone (no collective inside a step).
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
-from typing import Callable
 
 import torch
 
 from .watch import CHECK_EVERY
 
-TOLERANCE = 16  # a change smaller than this many machine epsilons of the storage dtype, relative, is rounding
+TOLERANCE = 16  # a change this many roundings (relative, in norm; see AfterStepCheck) or less is rounding
+CHUNK = 1 << 20  # entries compared at a time in float64 (a bounded allocation inside the user's step)
 _SKIP = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
               for m in (sys.modules[__name__.split(".")[0]], torch))  # koopman_tut's and torch's own frames
 
@@ -44,21 +47,25 @@ def user_stacklevel() -> int:
 
 
 class AfterStepCheck:
-    """A check, at the start of the next optimizer step, that the model still holds snapshot ``k``, when armed.
+    """A check, at the start of the next optimizer step, that the model still holds snapshot ``k``, when armed;
+    and the one warning of this recorder about changes outside the optimizer (:meth:`mask_changed` too).
 
     Parameters
     ----------
-    optimizer : the recorded optimizer: a step pre-hook is registered ahead of its others (a no-op unless armed;
-        never removed while torch iterates the hooks, which would raise there) until :meth:`remove`.
-    storage : (capacity, n) the recorder's storage.
-    values : () -> (n,) the model's values now in the storage's dtype, looked up afresh (a parameter whose data
-        was replaced is read where it is now); an exception means the recorder's own checks will report.
-    live : () -> whether a later snapshot can still be written (the window not over, the storage not full).
+    rec : the :class:`koopman_tut.recording.recorder.TrajectoryRecorder` being built: its optimizer gets a step
+        pre-hook ahead of its others (a no-op unless armed; never removed while torch iterates the hooks, which
+        would raise there) until :meth:`remove`; its storage, the dtypes its parameters are trained in (the
+        coarsest floating one rounds their changes), and later its writer and walk (:meth:`values`).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, storage: torch.Tensor, values: Callable[[], torch.Tensor],
-                 live: Callable[[], bool]):
-        self.storage, self.values, self.live = storage, values, live
+    def __init__(self, rec):
+        self.rec, self.storage, dtypes, optimizer = rec, rec.storage, rec._dtypes, rec.optimizer
+        # rounding: a change of one rounding of the training dtype flips an entry of a coarser storage by one of
+        # its own with probability eps_train / eps_storage, so the norm of what the storage shows is about
+        # sqrt(eps_train * eps_storage) of the row's; of a finer storage, eps_train's
+        storage_eps = torch.finfo(self.storage.dtype).eps
+        trained_eps = max((torch.finfo(d).eps for d in dtypes if d.is_floating_point), default=storage_eps)
+        self.tolerance = TOLERANCE * math.sqrt(trained_eps * max(trained_eps, storage_eps))
         self.row: int | None = None  # the snapshot to compare with, when armed
         self.step, self.warned = 0, False
         self.handle = optimizer.register_step_pre_hook(self._pre)
@@ -66,10 +73,20 @@ class AfterStepCheck:
         if hasattr(hooks, "move_to_end"):  # first among this optimizer's pre-hooks: theirs are part of the step
             hooks.move_to_end(self.handle.id, last=False)
 
+    def values(self) -> torch.Tensor:
+        """(n,) the model's values now in the storage's dtype, looked up afresh as a walk does (a parameter whose
+        data was replaced is read where it is now); raises where the recorder's own checks will report."""
+        return self.rec._writer.current(self.rec._current())
+
+    def live(self) -> bool:
+        """Whether a later snapshot can still be written (the window not over, the storage not full)."""
+        rec = self.rec
+        return len(rec.steps) < rec._cap and rec.step + rec.every <= rec._last
+
     def arm(self, k: int, step: int) -> None:
         """Check at the next step that the model still holds snapshot ``k`` (taken at ``step``): snapshots 0 and 1,
-        then two in every ``CHECK_EVERY``."""
-        if k % CHECK_EVERY < 2 and not self.warned:
+        then one in every ``CHECK_EVERY`` (a check costs about four row copies: a row built afresh, compared)."""
+        if (k < 2 or k % CHECK_EVERY == 0) and not self.warned:
             self.row, self.step = k, step
 
     def remove(self) -> None:
@@ -80,19 +97,40 @@ class AfterStepCheck:
         if self.row is None:
             return
         k, self.row = self.row, None
-        if not self.live():
+        try:  # an exception here would stop the user's step: a tensor replaced or resized (the recorder's checks
+            moved = self.live() and self._moved(self.storage[k], self.values())  # report it), out of memory, ...
+        except Exception:  # noqa: BLE001
             return
-        try:
-            now, then = self.values().double(), self.storage[k].double()
-        except Exception:  # noqa: BLE001  (a tensor replaced or resized: the recorder's checks report it)
-            return
-        eps = torch.finfo(self.storage.dtype).eps
-        if float((now - then).norm()) > TOLERANCE * eps * float(then.norm()):  # NaN: no
+        if moved:
+            self._warn(f"the recorded parameters changed after optimizer step {self.step}, before the next one "
+                       f"(clamping, a projection, a hand edit, load_state_dict, another optimizer): the recorder "
+                       f"sees them right after each step, so its snapshots are the states before such changes, not "
+                       f"those training goes on from, and the Koopman gradient reads the change as part of a step. "
+                       f"Make the change part of the step (a torch.optim.Optimizer subclass, or a step pre-hook) "
+                       f"or analyse the window knowing it")
+
+    def _moved(self, then: torch.Tensor, now: torch.Tensor) -> bool:
+        """Whether ``now`` differs from ``then`` (n,) by more than rounding: equal first (no memory, the common
+        case), then the norms in float64, a chunk at a time."""
+        if torch.equal(now, then):
+            return False
+        diff = then_sq = 0.0
+        for i in range(0, then.numel(), CHUNK):
+            a, b = then[i:i + CHUNK].double(), now[i:i + CHUNK].double()
+            diff += float((a - b).square().sum())
+            then_sq += float(a.square().sum())
+        return math.sqrt(diff) > self.tolerance * math.sqrt(then_sq)  # NaN: no
+
+    def mask_changed(self, names: list[str], step: int) -> None:
+        """A pruning mask of ``names`` was set or replaced after the first snapshot (seen by the walk at ``step``)."""
+        self._warn(f"the pruning mask of {names[:3]}{' and more' * (len(names) > 3)} was set or replaced while "
+                   f"recording (seen at step {step}): the snapshots before it hold the unpruned values, those after "
+                   f"it the masked ones, a jump that is not training; KMP of the whole window would score the pruned "
+                   f"entries from before the mask. Prune before recording, or analyse the windows before and after "
+                   f"apart")
+
+    def _warn(self, message: str) -> None:
+        """Warn once per recorder (each message names its step, so Python's default filter would repeat it)."""
+        if not self.warned:
             self.warned = True
-            warnings.warn(ChangedAfterStepWarning(
-                f"the recorded parameters changed after optimizer step {self.step}, before the next one (clamping, "
-                f"a projection, a hand edit, load_state_dict, another optimizer): the recorder sees them right "
-                f"after each step, so its snapshots are the states before such changes, not those training goes on "
-                f"from, and the Koopman gradient reads the change as part of a step. Make the change part of the "
-                f"step (a torch.optim.Optimizer subclass, or a step pre-hook) or analyse the window knowing it"),
-                stacklevel=user_stacklevel())
+            warnings.warn(ChangedAfterStepWarning(message), stacklevel=user_stacklevel())

@@ -151,15 +151,14 @@ class TrajectoryRecorder:
             self._disk = DiskStorage(path, names, shapes, n, cap, dtype, self.meta0, sync, overwrite,
                                      groups=len(self._lr_groups), window=self.stop is not None)
             self.storage = self._disk.data
-        self.steps: list[int] = []
-        self._log, self._writer = SettingsLog(self._lr_groups, optimizer), RowWriter(self.storage, self._pieces, self.names)
-        self._after = after_step.AfterStepCheck(optimizer, self.storage, lambda: self._writer.current(self._current()),
-                                                lambda: self.step + self.every <= self._last)
+        self._cap, self.steps = self.storage.shape[0], []  # capacity; the steps of the snapshots so far (list[int])
+        self._after = after_step.AfterStepCheck(self)  # parameters changed between steps, outside the optimizer
+        self._log = SettingsLog(self._lr_groups, optimizer)  # every group's settings per snapshot
+        self._writer = RowWriter(self.storage, self._pieces, self.names, self._after.mask_changed)
         # what the last walk saw (registrations, group list and dicts, tensors and their slots), when the next is due
         self._gen, self._groups_seen, self._dicts_seen, self._aliases, self._next_walk = None, None, (), [], 0
         self._slots, self._keys, self._plists, self._plens, self._places = [], [], [], [], ([], [])
         watch.install()
-        self._cap = self.storage.shape[0]
         self._handle = optimizer.register_step_post_hook(self._hook)
         self._record(self.step)  # the state at construction (if inside the window)
 
@@ -293,8 +292,7 @@ class TrajectoryRecorder:
         T = len(self.steps)
         if T == 0:
             raise ValueError(f"nothing recorded yet: {self.step} steps taken, window starts at step {self.start}")
-        snaps = self.storage[:T]
-        snaps = (snaps.clone() if _check_bool("copy", copy) else snaps).T  # (n, T)
+        snaps = (self.storage[:T].clone() if _check_bool("copy", copy) else self.storage[:T]).T  # (n, T)
         names, shapes = self._layout()
         meta = {**self.meta0, **meta_entries(self.meta0, np.array(self._log.rows[:T], dtype=np.float64))}
         return Trajectory(snaps, torch.tensor(self.steps, dtype=torch.long), names, shapes, meta)

@@ -17,20 +17,18 @@ hold the values, and copies them, flattened one after another, into row k. Two r
   is read from its module at every step, so a mask swapped without a registration
   (``m._buffers["weight_mask"] = ...``, ``m.weight_mask.data = ...``) is followed.
 
-A mask set or replaced after the first snapshot (pruning inside the window) warns
-(:class:`koopman_tut.recording.after_step.ChangedAfterStepWarning`): the rows before it hold unpruned values,
-those after it masked ones, a jump that is not training.
+A mask set or replaced after the first snapshot (pruning inside the window) is reported to ``on_mask``
+(the recorder warns: :class:`koopman_tut.recording.after_step.ChangedAfterStepWarning`): the rows before it hold
+unpruned values, those after it masked ones, a jump that is not training. A mask removed (``prune.remove``,
+which keeps the masked values) is no jump.
 """
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import torch
 
 from ..numerics import native
 from ..numerics.distributed import local_tensor
-from .after_step import ChangedAfterStepWarning, user_stacklevel
 
 _ADDRESS = torch.Tensor.data_ptr
 
@@ -43,10 +41,12 @@ class RowWriter:
     storage : (capacity, n) the recorder's storage.
     pieces : (index, lo, hi) per piece held: entries lo:hi of recorded tensor ``index``.
     names : each recorded tensor's name ('0.weight'): its attribute ('weight') names its mask.
+    on_mask : (names, step) -> None, told of masks set or replaced after the first row was written.
     """
 
-    def __init__(self, storage: torch.Tensor, pieces: list[tuple[int, int, int]], names: list[str]):
-        self.storage, self.pieces, self.names = storage, pieces, names
+    def __init__(self, storage: torch.Tensor, pieces: list[tuple[int, int, int]], names: list[str],
+                 on_mask=lambda names, step: None):
+        self.storage, self.pieces, self.names, self.on_mask = storage, pieces, names, on_mask
         self.attrs = [n.rpartition(".")[2] for n in names]
         self.masks: list | None = None  # each piece's mask tensor (or None) at the last walk, once a row is written
         self.parts: list[tuple] = []  # (tensor, (module's buffers, mask name) or None, lo, hi)
@@ -73,14 +73,10 @@ class RowWriter:
         """After a walk (at optimizer step ``step``): ``found`` is (module, trainable tensor, pruned?) per recorded
         tensor."""
         masks = [found[i][0]._buffers.get(self.attrs[i] + "_mask") if found[i][2] else None for i, _, _ in self.pieces]
-        moved = [self.names[i] for (i, _, _), a, b in zip(self.pieces, masks, self.masks or masks) if a is not b]
+        moved = [self.names[i] for (i, _, _), now, was in zip(self.pieces, masks, self.masks or masks)
+                 if now is not was and now is not None]  # set or replaced (removed: the values stay masked)
         if moved:
-            warnings.warn(ChangedAfterStepWarning(
-                f"the pruning mask of {moved[:3]}{' and more' * (len(moved) > 3)} was set or replaced while recording "
-                f"(seen at step {step}): the snapshots before it hold the unpruned values, those after it the masked "
-                f"ones, a jump that is not training; KMP of the whole window would score the pruned entries from "
-                f"before the mask. Prune before recording, or analyse the windows before and after apart"),
-                stacklevel=user_stacklevel())
+            self.on_mask(moved, step)
         self.masks = masks if self.masks is not None else None
         self.parts = self._parts(found)
         self._take_addresses()
