@@ -364,7 +364,7 @@ def test_a_groups_checks_resolve_its_steps_as_the_whole_windows_do():
         k.gradient(t=t)
         for (rows, settings, lr), check in zip(group_settings(traj, None, t), k.gradient_checks):
             qr = torch.linalg.qr(W[rows].diff(dim=1), mode="r")[1]
-            ref = k.affine.modal_difference(t, modal_weight(settings, lr, 1), warn=False, betas=fit_betas(settings, 1),
+            ref = k.affine.modal_difference(t, modal_weight(settings, lr, 1), betas=fit_betas(settings, 1),
                                             eps=training_eps(traj.meta), rows=(qr, k._group_factors[tuple(settings["names"])][1]))
             assert abs(check.fit - ref.fit) <= 1e-3 * max(ref.fit, 1e-3), (settings["names"], check.fit, ref.fit)
     assert k.gradient_checks[1].fit > 0.1 and not k.gradient_checks[1].trusted  # b's misfit, seen

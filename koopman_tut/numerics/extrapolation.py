@@ -245,21 +245,18 @@ class AffineModel:
         pad[: m - k] = self._tail(red, k, tol, max_horizon)[0]
         out.holdout_error = _ratio(self._norm(pad - last), self._norm(last))
 
-    def modal_difference(self, t: int, weight, warn: bool = True, what: str = "Koopman gradient",
-                         betas: tuple[float, ...] = (0.0,), eps: float = 0.0, rows=None) -> Extrapolation:
+    def modal_difference(self, t: int, weight, betas: tuple[float, ...] = (0.0,), eps: float = 0.0,
+                         rows=None) -> Extrapolation:
         """The model's difference d(t) = theta(t+1) - theta(t), amplitudes fitted to the whole
         window, with mode i scaled by ``weight(mu)[i]`` (a function of the (r,) eigenvalues);
         the refitted model's gives its trust check. t is a snapshot index in [0, T-1]; ``betas``, the
         momentum carry-overs its fit check undoes, the largest misfit counting (:func:`.step_fit.step_fit`);
         ``eps``, the training's machine epsilon (0 if unknown), used where coarser than the data's (float32 stored
-        in float64); ``rows``: (steps' factor, data floor) of the rows every check reads, default all (a group's)."""
-        check_warn(warn)
+        in float64); ``rows``: (steps' factor, data floor) of the rows every check reads, default all (a group's).
+        The caller warns (:func:`.trust.warn_untrusted`) where the check fails, knowing what else makes it fail."""
         k, T = self.delays, self.W.shape[-1]
         if not self.rank:  # a still window: its step is zero, which the window cannot check (.still)
-            out = still_estimate(self.W, self.eigs, self.holdout, None)
-            if warn:
-                warn_untrusted(out, what, stacklevel=4)
-            return out
+            return still_estimate(self.W, self.eigs, self.holdout, None)
         j, i = max(t - k, 0), max(t - k, 0) + k - t  # d(t) is block i of the embedded e_j
 
         def coef(red: Reduced) -> Tensor:  # E-coefficients of red's d(t), each mode scaled by weight(mu)
@@ -284,8 +281,6 @@ class AffineModel:
         if self.refit is not None:  # the refit's m - holdout coefficients, padded onto the same columns
             q = coef(self.refit)
             out.spread = self._moved(c, [torch.cat([q, c.new_zeros(c.numel() - q.numel())])], i, Rd)
-        if warn:
-            warn_untrusted(out, what, stacklevel=4)
         return out
 
 

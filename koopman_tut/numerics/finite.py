@@ -87,10 +87,15 @@ def check_finite(W: Tensor, name: str = "W", chunk_rows: int = 2**16) -> None:
             raise NonFiniteError(name, label, tuple(W.shape), FLOAT16_HINT if W.dtype == torch.float16 else "")
 
 
-def outside_stacklevel() -> int:
-    """The stacklevel of warnings.warn that points at the first caller outside this package."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_OWN = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,)  # koopman_tut/
+_TORCH = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+
+
+def outside_stacklevel(torch_too: bool = False) -> int:
+    """The stacklevel of warnings.warn that points at the first caller outside this package (and outside torch with
+    ``torch_too``: the user's ``opt.step()`` through torch's optimizer wrappers, an lr scheduler's, a GradScaler's)."""
+    skip = _OWN + (_TORCH,) * torch_too
     frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
         frame, level = frame.f_back, level + 1
     return level

@@ -9,9 +9,10 @@ trajectory theta(t1..t2) gives its Koopman modes; pruning rules are functionals 
   the paper's rule, the single DMD mode with eigenvalue closest to 1 times its amplitude,
   which is the limit only once training has converged. Where that eigenvalue is complex (a slow
   pair), the score is |Re(b phi)|, the mode's value at the window's start; the paper's |v_1| may
-  be read as the modulus |b phi| instead: the two agree for a real eigenvalue, as at convergence. It is reproduced as published and carries
-  no trust check: before convergence it is off without a word (rank-8 quadratic: 17% of the distance
-  left under gradient descent in 21 snapshots, 23% under heavy ball in 31; the default: 0.2%, 0.05%).
+  be read as the modulus |b phi| instead: the two agree for a real eigenvalue, as at convergence.
+  It is reproduced as published and carries no trust check: before convergence it is off without
+  a word (rank-8 quadratic: 17% of the distance left under gradient descent in 21 snapshots, 23%
+  under heavy ball in 31; the default: 0.2%, 0.05%).
 * KGP scores |theta * g_K| (or |g_K|) with g_K the gradient the decomposition implies.
   One optimizer step changes theta by delta = sum_i (mu_i - 1) ... per mode; plain SGD makes
   delta = -lr * grad. With momentum beta the step is a velocity; per mode with per-step
@@ -196,7 +197,8 @@ class KoopmanAnalysis:
         traj, every = self.traj, self.every
 
         def args():
-            ti, _ = check_index(t, len(traj)), check_warn(warn)
+            check_warn(warn)
+            ti = check_index(t, len(traj))
             return {"lr": lr, "t": ti}, (ti, group_settings(traj, lr, ti))
         t, groups = self._agree("gradient", args)
         warn_lr_changes(traj)
@@ -205,11 +207,11 @@ class KoopmanAnalysis:
         # refitted without the window's last steps gives the trust check (a warning if it fails)
         g, self.gradient_checks = None, []
         own = self._group_factors if groups[0][0] is not None else {}  # each group's checks on its own rows
+        other = not_sgd(traj.meta)  # Adam's step is not the gradient's: untrusted, whatever the model fits
         for rows, settings, lr_g in groups:
-            check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), warn=False,
-                                                 betas=fit_betas(settings, every), eps=training_eps(traj.meta),
-                                                 rows=own.get(tuple(settings.get("names") or ())))
-            check.not_sgd = not_sgd(traj.meta)  # Adam's step is not the gradient's: untrusted, whatever it fits
+            check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), fit_betas(settings, every),
+                                                 training_eps(traj.meta), own.get(tuple(settings.get("names") or ())))
+            check.not_sgd = other
             if warn:
                 warn_untrusted(check, "Koopman gradient", stacklevel=outside_stacklevel() + 1)
             self.gradient_checks.append(check)

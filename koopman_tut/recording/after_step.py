@@ -18,32 +18,20 @@ checks its own rows and warns alone (no collective inside a step).
 from __future__ import annotations
 
 import math
-import os
-import sys
 import warnings
 
 import torch
 
+from ..numerics.finite import outside_stacklevel
 from .watch import CHECK_EVERY
 
 TOLERANCE = 16  # a change this many roundings (relative, in norm; see AfterStepCheck) or less is rounding
 CHUNK = 1 << 20  # entries compared at a time in float64 (a bounded allocation inside the user's step)
-_SKIP = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-              for m in (sys.modules[__name__.split(".")[0]], torch))  # koopman_tut's and torch's own frames
 
 
 class ChangedAfterStepWarning(UserWarning):
     """The recorded parameters changed between two optimizer steps, outside the optimizer (clamping, a projection,
     a pruning mask set while recording)."""
-
-
-def user_stacklevel() -> int:
-    """The stacklevel of warnings.warn that points at the first caller outside koopman_tut and torch (the user's
-    ``opt.step()``, also when an lr scheduler or a GradScaler wraps it)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_SKIP):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 class AfterStepCheck:
@@ -133,4 +121,4 @@ class AfterStepCheck:
         """Warn once per recorder (each message names its step, so Python's default filter would repeat it)."""
         if not self.warned:
             self.warned = True
-            warnings.warn(ChangedAfterStepWarning(message), stacklevel=user_stacklevel())
+            warnings.warn(ChangedAfterStepWarning(message), stacklevel=outside_stacklevel(torch_too=True))
