@@ -664,3 +664,33 @@ def test_search_setup_teaches_an_older_sphinx_the_no_search_class(monkeypatch):
     connected = []
     site_pages.search_setup(type("App", (), {"connect": lambda self, *a: connected.append(a)})())
     assert words() == ["shown"] and connected == [("doctree-read", site_pages.fold_out_of_search)]
+
+
+def test_force_keeps_the_instructors_nbgrader_work(course_cli, tmp_path, capsys):
+    """--force rebuilds nbgrader/source/ and the config, and keeps what nbgrader and the instructor made
+    there (a mid-term rebuild lost every grade and submission); also when the rebuild is interrupted."""
+    out = tmp_path / "OUT"
+    assert course_cli(out) == 0
+    nbg = out / "nbgrader"
+    mine = [nbg / "gradebook.db", nbg / "submitted" / "alice" / "00_synthetic" / "00_synthetic.ipynb",
+            nbg / "release" / "00_synthetic" / "00_synthetic.ipynb", nbg / "feedback" / "alice" / "x.html"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("the instructor's")
+    stale = nbg / "source" / "99_old" / "99_old.ipynb"
+    stale.parent.mkdir()
+    stale.write_text("stale")
+    (nbg / "nbgrader_config.py").write_text("old")
+    capsys.readouterr()
+    assert course_cli(out, "--force") == 0
+    assert "kept in" in capsys.readouterr().out
+    assert all(p.read_text() == "the instructor's" for p in mine) and not stale.exists()
+    assert "get_config" in (nbg / "nbgrader_config.py").read_text()
+    assert sorted(p.name for p in (nbg / "source").iterdir()) == ["00_synthetic"]
+    assert course.remove_course_folders(out) == sorted(nbg.iterdir())  # what an interrupted build removes
+    assert all(p.read_text() == "the instructor's" for p in mine) and not (nbg / "source").exists()
+    for path in mine:
+        path.unlink()
+    for path in sorted(nbg.rglob("*"), reverse=True):
+        path.rmdir()
+    assert course.remove_course_folders(out, remove_empty=True) == [] and not out.exists()

@@ -5,23 +5,23 @@
                     [-p NAME VALUE ...] [--allow-unknown] [--in-place] [--resume]
     koopman-tut course OUTDIR [--no-execute] [--only NAME ...] [--force] [--student-repo OWNER/NAME[@BRANCH]]
 
-``run`` executes each notebook into the output folder (or in place, atomically), with a progress bar, and ends
-with a summary table; it exits 1 if any notebook failed, and 2 (before running anything) for a parameter no
-selected notebook declares, a value that does not fit its parameters cell, a DATASET / MODEL that koopman_tut does
-not know, a MODEL that does not take its DATASET's images, or a DEVICE that is not auto, cpu, cuda, cuda:N or mps,
-or that this machine does not have (koopman_tut.tooling.run_checks). A failed notebook's partial output goes to
-OUTPUT_DIR/failed/ (also with --in-place: notebooks/ only ever holds the tutorial), so an OUTPUT_DIR that is
-notebooks/ or inside it (or '') is refused too (exit 2). --in-place refreshes notebooks/ (those of the checkout
-koopman_tut is installed from, or $KOOPMAN_TUT_NOTEBOOKS: ``list`` names them), first removing the temporaries a
-killed --in-place run left there. ``--resume`` skips notebooks whose output is already there, newer than the
-notebook and made with the same parameters by the same package code (a digest of its sources), so an interrupted
-long run goes on where it stopped. Presets set only the parameters a notebook declares in its ``parameters`` cell,
-never one given with -p. Every value is checked against the notebook's parameters cell before any kernel starts
-(types and ranges: koopman_tut.tooling.nb_params); a -p that the notebook's ``if SMOKE:`` block would override is
-refused (exit 2). ``course`` writes OUTDIR/student (no solutions; a README and the package's wheel),
-OUTDIR/instructor (everything, executed), OUTDIR/nbgrader (an nbgrader course folder), OUTDIR/site/student and
-OUTDIR/site/instructor (offline websites) and OUTDIR/slides (reveal.js decks); see koopman_tut.tooling.course. It
-refuses an OUTDIR that is '' or a file, or a non-empty one unless ``--force`` (which replaces those folders).
+``run`` executes each notebook into the output folder (or in place, atomically), with a progress bar, and ends with a
+summary table; it exits 1 if any notebook failed, and 2 (before running anything) for a parameter no selected notebook
+declares, a value that does not fit its parameters cell, a DATASET / MODEL that koopman_tut does not know, a MODEL
+that does not take its DATASET's images, or a DEVICE that is not auto, cpu, cuda, cuda:N or mps, or that this machine
+does not have (koopman_tut.tooling.run_checks). A failed notebook's partial output goes to OUTPUT_DIR/failed/ (also
+with --in-place: notebooks/ only ever holds the tutorial), so an OUTPUT_DIR that is notebooks/ or inside it (or '') is
+refused too (exit 2). --in-place refreshes notebooks/ (those of the checkout koopman_tut is installed from, or
+$KOOPMAN_TUT_NOTEBOOKS: ``list`` names them), first removing the temporaries a killed --in-place run left there.
+``--resume`` skips notebooks whose output is already there, newer than the notebook and made with the same parameters
+by the same package code (a digest of its sources), so an interrupted long run goes on where it stopped. Presets set
+only the parameters a notebook declares in its ``parameters`` cell, never one given with -p. Every value is checked
+against the notebook's parameters cell before any kernel starts (types and ranges: koopman_tut.tooling.nb_params); a
+-p that the notebook's ``if SMOKE:`` block would override is refused (exit 2). ``course`` writes OUTDIR/student (no
+solutions; a README and the package's wheel), OUTDIR/instructor (everything, executed), OUTDIR/nbgrader (an nbgrader
+course folder), OUTDIR/site/student and OUTDIR/site/instructor (offline websites) and OUTDIR/slides (reveal.js decks);
+see koopman_tut.tooling.course. It refuses an OUTDIR that is '' or a file, or a non-empty one unless ``--force``
+(which replaces those folders, but in nbgrader/ only source/ and the config: grades and submissions stay).
 """
 from __future__ import annotations
 
@@ -275,13 +275,13 @@ def main(argv=None) -> int:
                     "installed from (or $KOOPMAN_TUT_NOTEBOOKS), not ./notebooks; `koopman-tut list` names it")
     pr.add_argument("--resume", action="store_true", help="skip notebooks already run with the same parameters and package code")
     pc = sub.add_parser("course", help="student / instructor notebooks, two offline websites and slides for a course")
-    pc.add_argument("outdir", metavar="OUTDIR",
-                    help="writes OUTDIR/student, OUTDIR/instructor, OUTDIR/nbgrader, OUTDIR/site/{student,instructor} "
-                         "and OUTDIR/slides")
+    pc.add_argument("outdir", metavar="OUTDIR", help="writes OUTDIR/student, OUTDIR/instructor, OUTDIR/nbgrader, "
+                    "OUTDIR/site/{student,instructor} and OUTDIR/slides")
     pc.add_argument("--no-execute", action="store_true",
                     help="copy the committed (executed) notebooks instead of running them with papermill")
     pc.add_argument("--force", action="store_true",
-                    help="write into a non-empty OUTDIR, replacing its student/, instructor/, nbgrader/, site/ and slides/")
+                    help="write into a non-empty OUTDIR, replacing its student/, instructor/, site/, slides/, "
+                         "nbgrader/source/ (the gradebook and submissions stay)")
     pc.add_argument("--student-repo", metavar="OWNER/NAME[@BRANCH]",
                     help="GitHub repository that OUTDIR/student/ will be published as (that folder alone, at the "
                          "top level: the rest of OUTDIR holds the solutions): Binder and Colab links in student/README.md")

@@ -1,7 +1,9 @@
 """Course kit: what ``koopman-tut course OUTDIR`` writes for an instructor to hand out.
 
 Into a new or empty OUTDIR (``--force``: one whose course folders it replaces, leaving no
-stale file), every file atomically with the mode the umask gives:
+stale file, but in ``nbgrader/`` only ``source/`` and ``nbgrader_config.py``: the gradebook, the
+collected submissions and what nbgrader made of them stay), every file atomically with the mode
+the umask gives:
 
 * ``instructor/``: the notebooks with everything, executed with papermill (``--no-execute``:
   the committed executed notebooks as they are);
@@ -36,6 +38,7 @@ from .handout import build_wheel, launch_links, project_root, student_readme  # 
 from .site import WIDGET_NOTE, WIDGET_VIEW, build_site, first_paragraph, notebook_title  # noqa: F401
 
 COURSE_FOLDERS = ("student", "instructor", "site", "slides", "nbgrader")  # all that build_course writes in its folder
+NBGRADER_BUILT = ("source", "nbgrader_config.py")  # what it writes in nbgrader/: the rest is nbgrader's and the instructor's
 
 
 def check_student_repo(student_repo: str | None) -> None:
@@ -55,9 +58,10 @@ def check_student_repo(student_repo: str | None) -> None:
         launch_links(student_repo, "x.ipynb")
 
 
-def prepare_folder(out_dir: Path, force: bool = False) -> None:
+def prepare_folder(out_dir: Path, force: bool = False) -> list[Path]:
     """Make ``out_dir`` ready for :func:`build_course`: new or empty, or (``force``) emptied of
-    the course folders an earlier build wrote.
+    the course folders an earlier build wrote (:func:`remove_course_folders`; returns what it kept
+    in ``nbgrader/``).
 
     Raises
     ------
@@ -75,22 +79,38 @@ def prepare_folder(out_dir: Path, force: bool = False) -> None:
         raise FileExistsError(f"course folder {out_dir} is not empty (it holds {', '.join(entries[:3])}"
                               f"{', ...' if len(entries) > 3 else ''}): choose a new or empty folder, or pass --force "
                               f"(build_course(force=True)) to replace its {'/, '.join(COURSE_FOLDERS)}/ folders")
-    remove_course_folders(out_dir)
+    kept = remove_course_folders(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    return kept
 
 
-def remove_course_folders(out_dir: Path, remove_empty: bool = False) -> None:
+def remove_course_folders(out_dir: Path, remove_empty: bool = False) -> list[Path]:
     """Remove the course folders (:data:`COURSE_FOLDERS`) a build writes in ``out_dir``, and with
-    ``remove_empty`` ``out_dir`` itself if nothing else is left in it."""
+    ``remove_empty`` ``out_dir`` itself if nothing else is left in it. In ``nbgrader/`` only what a build
+    writes (:data:`NBGRADER_BUILT`) goes: the instructor's gradebook, submissions, releases and feedback
+    stay. Returns what was kept there."""
     out_dir = Path(out_dir)
+    kept = []
     for name in COURSE_FOLDERS:
         old = out_dir / name
-        if old.is_symlink() or old.is_file():
-            old.unlink()
-        elif old.is_dir():
-            shutil.rmtree(old)
+        if name == "nbgrader" and old.is_dir() and not old.is_symlink():
+            for part in NBGRADER_BUILT:
+                _remove(old / part)
+            kept = sorted(old.iterdir())
+            if kept:
+                continue
+        _remove(old)
     if remove_empty and out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
+    return kept
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or link (never what it points to), or a folder with everything in it."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 @dataclass
@@ -137,7 +157,9 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
     """
     out_dir = Path(out_dir)
     check_student_repo(student_repo)  # a malformed repo fails before any work
-    prepare_folder(out_dir, force)
+    kept = prepare_folder(out_dir, force)
+    if kept:
+        log(f"kept in {out_dir / 'nbgrader'}: {', '.join(p.name for p in kept)} (nbgrader's and the instructor's)")
     root = project_root(notebooks)
     if pages is None:
         pages = [p for p in ([root / "docs" / "instructor.md"] if root else []) if p.is_file()]
