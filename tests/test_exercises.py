@@ -140,7 +140,8 @@ def test_student_notebook_checks_answer_back(path, paste, tmp_path):
 def test_nbgrader_autogrades_the_check_cells(tmp_path):
     """The course's nbgrader/ folder works with nbgrader itself: generate_assignment releases the
     answer cells with their starting code and the stub `answer = ...`; autograde gives 0 points to
-    a submission left as released and every point to one with the solutions pasted in."""
+    a submission left as released and every point to one with the solutions pasted in, also where an answer
+    cell names a variable `check` (each check cell imports the checker again)."""
     import os
     import subprocess
     import sys
@@ -170,17 +171,17 @@ def test_nbgrader_autogrades_the_check_cells(tmp_path):
     assert "papermill" not in released.metadata, "nor the instructor's run and paths"
     assert "### BEGIN SOLUTION" not in nbformat.writes(released)
     solutions = cells.solution_code(nbformat.read(str(path), as_version=4))
-    for who in ("blank", "solved"):
+    for who in ("blank", "solved", "shadowed"):  # shadowed: solved, and an answer names a variable `check`
         sub = nbformat.reads(nbformat.writes(released), as_version=4)
-        if who == "solved":
+        if who != "blank":
             for c in sub.cells:
                 if c.metadata.get("nbgrader", {}).get("solution"):
-                    c.source = solutions[cells.exercise_id(c)]
+                    c.source = solutions[cells.exercise_id(c)] + ("\ncheck = 'my own name'" if who == "shadowed" else "")
         out = root / "submitted" / who / name / f"{name}.ipynb"
         out.parent.mkdir(parents=True)
         nbformat.write(sub, str(out))
     nbgrader("autograde", name, "--create")
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        blank, solved = (gb.find_submission(name, who) for who in ("blank", "solved"))
+        blank, solved, shadowed = (gb.find_submission(name, who) for who in ("blank", "solved", "shadowed"))
         assert blank.max_score == solved.max_score == len(answer_cells)
-        assert (blank.score, solved.score) == (0, len(answer_cells))
+        assert (blank.score, solved.score, shadowed.score) == (0, len(answer_cells), len(answer_cells))

@@ -173,7 +173,10 @@ c = get_config()  # noqa: F821
 c.CourseDirectory.root = "."
 c.ClearSolutions.code_stub = {"python": "answer = ...  # YOUR CODE HERE"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# seconds a cell may run when autograding (nbgrader's default, 30, is less than 05's study takes)
+c.Execute.timeout = 1800
 '''
+CHECK_IMPORT = "from koopman_tut.tooling.checks import check  # the grader's own, whatever a cell above named check\n"
 
 
 def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
@@ -183,7 +186,8 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
     line ``answer = ...`` replaced by the solution code between ``### BEGIN SOLUTION`` and
     ``### END SOLUTION`` (that line's comment, what ``answer`` should hold, kept above them as
     ``# answer: ...``, since nbgrader's stub replaces the whole region); the separate solution cells are dropped (nbgrader would hand them out);
-    check cells stay as locked graded cells. Outputs are cleared (nbgrader releases none); the prose
+    check cells stay as locked graded cells, each importing the checker again (an answer that names something
+    ``check`` breaks no check). Outputs are cleared (nbgrader releases none); the prose
     that answers a "Predict first" prompt is folded (:func:`fold_readings`).
     """
     out = copy.deepcopy(nb)
@@ -202,6 +206,8 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
                 what = lines[at].partition("#")[2].strip() if at < len(lines) else ""
                 hint = [f"# answer: {what}"] if what else []  # the stub nbgrader releases drops that line's comment
                 cell.source = "\n".join([*lines[:at], *hint, region, *lines[at + 1:]])
+            elif has_tag(cell, CHECK_TAG):
+                cell.source = CHECK_IMPORT + cell.source
         elif cell.cell_type == "markdown":
             cell.source = strip_solution_details(cell.source)
         cells.append(cell)
