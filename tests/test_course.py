@@ -152,6 +152,28 @@ def test_student_copies_do_not_name_the_instructors_folders():
     assert str(ROOT) in json.dumps(nb)  # the instructor's copy keeps it
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem[:2])
+def test_the_verdict_cells_source_is_hidden_from_students(path):
+    """The cells that print the checked claims' verdicts assert, and label, the answers to the "Predict first"
+    prompts (05: "at step 80 the straight line a=2 beats KMP"): their source is collapsed in student/ and
+    nbgrader/ and folded on the student site; other code cells, and every instructor copy, show theirs."""
+    from koopman_tut.tooling.cells import is_verdict
+    from koopman_tut.tooling.site_pages import site_notebook
+
+    nb = nbformat.read(str(path), as_version=4)
+    hidden = lambda c: c.metadata.get("jupyter", {}).get("source_hidden", False)  # noqa: E731
+    verdicts = [c.source for c in nb.cells if is_verdict(c)]
+    before = [c.source for c in nb.cells if hidden(c)]  # the collapsed setup cell
+    assert verdicts and not set(verdicts) & set(before)
+    for copy in (course.student_copy(nb), course.nbgrader_copy(nb)):
+        shown = [c.source for c in copy.cells if c.cell_type == "code" and not hidden(c)]
+        assert not set(verdicts) & set(shown) and sum(map(hidden, copy.cells)) == len(verdicts) + len(before)
+    site = site_notebook(course.student_copy(nb, clear_reveals=False), "student")
+    assert sum("hide-input" in c.metadata.get("tags", []) for c in site.cells if "assert" in c.source) >= 1
+    assert not any("hide-input" in c.metadata.get("tags", []) for c in site_notebook(nb, "instructor").cells
+                   if c.source.lstrip().startswith("assert"))
+
+
 def test_student_copy_has_no_solutions(nb_path):
     nb = nbformat.read(str(nb_path), as_version=4)
     before = json.dumps(nb, sort_keys=True)

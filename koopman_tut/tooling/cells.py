@@ -125,9 +125,15 @@ def _answers(cells: list[NotebookNode]) -> tuple[set[int], dict[int, int]]:
                 after_reveal = False
             continue
         after_reveal = after_reveal or has_tag(cell, REVEAL_TAG)
-        if after_reveal or cell.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT"):
+        if after_reveal or is_verdict(cell):
             code.add(i)
     return code, prose
+
+
+def is_verdict(cell: NotebookNode) -> bool:
+    """Whether a code cell prints the verdicts of the notebook's checked claims (``# NBVAL_CHECK_OUTPUT``): its
+    asserts and labels state the answers to the "Predict first" prompts, so student copies hide its source too."""
+    return cell.cell_type == "code" and cell.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT")
 
 
 def _answer_end(cell: NotebookNode) -> int:

@@ -15,7 +15,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from .cells import (CHECK_TAG, READING, REVEAL_TAG, answer_cells, answer_prose, exercise_id, has_tag, is_exercise,
-                    is_solution, solution_code, split_prose, strip_solution_details)
+                    is_solution, is_verdict, solution_code, split_prose, strip_solution_details)
 from .files import write_atomic
 from .site_pages import drop_widget_state
 
@@ -70,7 +70,8 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
     NotebookNode
         A copy without the cells tagged ``solution``, with ``<details>`` solution blocks cut
         from markdown cells (a cell left empty is dropped), and with the outputs and execution
-        counts of exercise and check cells cleared. Every other cell keeps its outputs.
+        counts of exercise and check cells cleared. Every other cell keeps its outputs. The source of
+        each cell that prints the verdicts of the checked claims (:func:`.cells.is_verdict`) is collapsed.
     """
     out = copy.deepcopy(nb)
     if clear_reveals:
@@ -79,6 +80,8 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
     for i, cell in enumerate(out.cells):
         if i in answers:
             _clear(cell)
+        if is_verdict(cell):  # collapsed in JupyterLab, behind a button on the student site: run it after predicting
+            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
         if is_solution(cell):
             continue
         if cell.cell_type == "markdown":
@@ -208,6 +211,8 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
                 cell.source = "\n".join([*lines[:at], *hint, region, *lines[at + 1:]])
             elif has_tag(cell, CHECK_TAG):
                 cell.source = CHECK_IMPORT + cell.source
+            if is_verdict(cell):  # as in student/: its asserts state the predictions' answers
+                cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
         elif cell.cell_type == "markdown":
             cell.source = strip_solution_details(cell.source)
         cells.append(cell)
