@@ -43,6 +43,10 @@ def test_00_1(early):
     if abs(typed - right) > 1e-3:  # (true at this seed; a closer rounding would be within the tolerance)
         ok, msg = verdict("00.1", typed, **ctx)
         assert not ok and "typed" in msg, msg
+    typed_msgs = {verdict("00.1", t, **ctx)[1].replace(str(t), "x") for t in  # the same message whether or
+                  (float(f"{right:.2f}"), float(f"{right - 0.02:.2f}"), float(f"{right:.3f}"))  # not it rounds right
+                  if abs(t - right) > 1e-3}
+    assert len(typed_msgs) <= 1 and all("typed" in m for m in typed_msgs), typed_msgs
 
 
 @pytest.mark.slow  # a tiny real training run (a few seconds on a busy 2-core CPU)

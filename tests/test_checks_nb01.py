@@ -23,6 +23,10 @@ def test_01_1():
     for wrong in (errs[::-1], clean, (errs[0], errs[0] * 3), errs[0], ...):
         ok, msg = verdict("01.1", wrong, **ctx)
         assert not ok and f"{errs[1]:.1e}" not in msg, (wrong, msg)
+    half_right = [verdict("01.1", pair, **ctx) for pair in ((errs[0], 3 * errs[1]), (3 * errs[0], errs[1]),
+                                                           (3 * errs[0], 3 * errs[1]))]
+    assert not any(ok for ok, _ in half_right) and len({msg for _, msg in half_right}) == 1, \
+        "the message does not say which error is right: each could be guessed on its own"
     ok, msg = verdict("01.1", tuple(-e for e in errs), **ctx)
     assert not ok and "cannot be negative" in msg and "noise-free" not in msg, msg
     typed = tuple(float(f"{e:.1e}") for e in errs)  # as a student types them from a printout

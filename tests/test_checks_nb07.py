@@ -32,9 +32,11 @@ def test_071():
     assert not ok and "itself" in why
     ok, why = verdict("07.1", (P, spectra.wasserstein(omd, omd)), **ctx)
     assert not ok
-    for typed in (1e-9, 5e-7, right[1] / 100):  # rounding-sized guesses, not this P's distance
+    for typed in (1e-9, 5e-7, right[1] / 100):  # rounding-sized guesses: the answer, said honestly
         ok, why = verdict("07.1", (P, typed), **ctx)
-        assert not ok and "rounding-sized" in why, (typed, why)
+        assert ok and "cannot tell" in why, (typed, why)
+    for wrong in (2e-6, 1e-3, 0.1):  # more than rounding: a different spectrum
+        assert not verdict("07.1", (P, wrong), **ctx)[0], wrong
     for route in (lambda r: np.einsum("ij,jt->it", P, r), lambda r: (torch.tensor(P) @ torch.tensor(r)).numpy(),
                   lambda r: P[:, :1] * r[:1] + P[:, 1:] * r[1:]):  # other ways to move the runs: other rounding
         assert verdict("07.1", (P, spectra.wasserstein(spectra.spectrum([route(r) for r in runs], 2), omd)), **ctx)[0]

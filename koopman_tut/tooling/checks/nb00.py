@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import warnings
 
-from . import checker, close, is_trajectory, rounds_to, share, strided_window_problem
+from . import checker, close, is_trajectory, share, strided_window_problem, typed_digits
 
 TOL = 2e-3  # accuracies: about one test image of 450 (the same computation twice agrees to rounding)
 
 
 def _typed(x: float, want: float, tol: float) -> str | None:
-    """What is off when ``x`` is ``want`` rounded as typed from a printout, coarser than ``tol``; else None."""
-    if close(x, want, abs_=tol) or not rounds_to(x, want):
+    """What is off when ``x`` looks typed from a printout (2 to 6 significant digits) and is not within ``tol``
+    of ``want``; else None. The message is the same whether or not ``x`` rounds to ``want``: one that said so
+    would let a guess be refined a digit at a time."""
+    if close(x, want, abs_=tol) or not 2 <= typed_digits(x) <= 6:
         return None
-    return (f"{x} is the kept overlap rounded to the digits typed, but at that rounding it cannot be told from "
-            "the slips this check looks for (they differ by a dozen weights). Hint: set answer to the computed "
+    return (f"{x} looks typed ({typed_digits(x)} significant digits), and a typed number is too coarse to tell "
+            "from the slips this check looks for (they differ by a dozen weights). Hint: set answer to the computed "
             "value, not to a number typed from a printout.")
 
 
