@@ -4,9 +4,9 @@ Both exercises rerun the prediction study with one setting changed and compare i
 with a baseline study on the same seeds and settings. The checkers verify the baseline rows
 against the notebook's main study where it has the same starts (the final mask does not depend on
 fine-tuning, which acts on pruned copies; other starts mean other training paths, since each
-window is recorded on the path, and then the baseline is recomputed for the first seed), recompute
-the changed study for the first seed only (KMP and GMP rows: cheap), and check that the stated
-verdict follows from the rows.
+window is recorded on the path, and then the baseline is recomputed), recompute the changed study
+on every seed asked for (KMP and GMP rows only, no fine-tuning: seconds a seed), and check that the
+stated verdict follows from the rows.
 """
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ def _advantage(rows, start: int) -> float:
 
 
 def _compare(answer, other: str, verdict: str, seeds, starts, rows, study: dict, changed: dict, better):
-    """The shared logic: shapes, the baseline against ``rows``, ``other`` against a one-seed
-    recomputation with ``changed`` settings, and the verdict dict against the rows."""
+    """The shared logic: shapes, the baseline against ``rows``, ``other`` against a
+    recomputation on the same seeds with ``changed`` settings, and the verdict dict against the rows."""
     if not isinstance(answer, dict) or not {other, "base", verdict} <= set(answer):
         return False, f"`answer` should be a dict with the keys {other!r}, 'base' and {verdict!r}."
     for key in (other, "base"):
