@@ -37,6 +37,12 @@ def test_071():
         assert ok and "cannot tell" in why, (typed, why)
     for wrong in (2e-6, 1e-3, 0.1):  # more than rounding: a different spectrum
         assert not verdict("07.1", (P, wrong), **ctx)[0], wrong
+    R = np.linalg.qr(np.random.default_rng(1).standard_normal((2, 2)))[0]
+    ill = R @ np.diag([1.0, 1e-5]) @ R.T  # the rank cut drops a direction of the moved runs: the spectrum changes
+    omd4 = spectra.spectrum(runs, 4)  # the notebook's 4 delays (with 2 the cut drops it only from about 1e8)
+    far = spectra.wasserstein(spectra.spectrum([ill @ r for r in runs], 4), omd4)
+    ok, why = verdict("07.1", (ill, far), runs=runs, omd=omd4, delays=4)
+    assert far > 1e-3 and not ok and "ill-conditioned" in why, (far, why)
     for route in (lambda r: np.einsum("ij,jt->it", P, r), lambda r: (torch.tensor(P) @ torch.tensor(r)).numpy(),
                   lambda r: P[:, :1] * r[:1] + P[:, 1:] * r[1:]):  # other ways to move the runs: other rounding
         assert verdict("07.1", (P, spectra.wasserstein(spectra.spectrum([route(r) for r in runs], 2), omd)), **ctx)[0]

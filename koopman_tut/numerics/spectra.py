@@ -196,7 +196,11 @@ def spectrum(runs, delays: int = 0, modes: int | None = None) -> Tensor:
     Notes
     -----
     With all modes kept, runs mapped by an invertible linear change of coordinates (x -> P x)
-    give the same spectrum up to rounding: that is what makes conjugate runs comparable. A
+    give the same spectrum up to rounding: that is what makes conjugate runs comparable, as long as
+    P is well conditioned: an ill-conditioned P (condition number about 1e5 for the runs of
+    notebook 07) pushes a direction of the moved data below the rank cut, which drops it (an
+    eigenvalue becomes 0) without a warning, since such a cut is also how directions no run
+    explores are told apart. A
     truncated spectrum (``modes`` below n) is not invariant: the truncation keeps the leading
     singular directions of X, which depend on the coordinates' scales. On an exactly linear 4-D
     system with eigenvalues 0.95, 0.8, 0.5, 0.3 and a random P with one row scaled by 1e3, all modes
