@@ -25,9 +25,9 @@ def linear_conjugacy(answer, runs, omd, delays):
     P = P.astype(float)
     if P.shape != (2, 2) or not np.isfinite(P).all():
         return False, "P should be a 2 x 2 array of finite numbers."
-    if np.linalg.cond(P) > 1e8:
+    if (cond := np.linalg.cond(P)) > 1e8:
         return False, "P is (nearly) singular: a conjugacy needs an invertible change of coordinates."
-    if (cond := np.linalg.cond(P)) > 1e3:  # from about 1e5 the moved runs lose a direction to the rank cut
+    if cond > 1e3:  # from about 1e5 (the notebook's 4 delays) the moved runs lose a direction to the rank cut
         return False, (f"P is ill-conditioned (condition number {cond:.0e}): the moved runs then have a direction "
                        "float64 barely resolves, the rank cut drops it and the spectrum changes. Hint: a conjugacy "
                        "test needs coordinates the arithmetic resolves: a P with condition number below 1e3.")
