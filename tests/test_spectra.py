@@ -270,7 +270,7 @@ def test_bisection_as_the_authors_code_runs_it_gives_their_published_spectrum():
     np.testing.assert_allclose(big, equivalence.PUBLISHED_BISECTION, atol=5e-6)
     # the other four: a 4 x 4 nilpotent block perturbed by rounding delta has the four fourth roots of delta as its
     # eigenvalues (equal moduli r = delta^(1/4), summing to 0); a least-squares fit's backward error bounds delta
-    # by about n cond(X) eps (n = 10 embedded coordinates). r is 1.6e-4 to 2.9e-4 on the kernels tried (delta 3-34 eps)
+    # by about n cond(X) eps (n = 10 embedded coordinates). r was 1.2e-4 (Intel) to 2.9e-4 (AMD) (delta 1-34 eps)
     small = E[E.abs() <= 1e-3]
     X = S.pairs(runs, 4)[0]
     cond = float(torch.linalg.svdvals(X)[0] / torch.linalg.svdvals(X)[-1])
