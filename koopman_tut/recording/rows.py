@@ -65,6 +65,11 @@ class RowWriter:
             out.append((local_tensor(t).detach(), mask, lo, hi))
         return out
 
+    @staticmethod
+    def _masks(parts: list[tuple]) -> list:
+        """Each piece's mask tensor in its module now (None: not pruned)."""
+        return [mask[0].get(mask[1]) if mask else None for _, mask, _, _ in parts]
+
     def current(self, found) -> torch.Tensor:
         """(n,) the flattened values of the model as ``found`` now, in the storage's dtype and device (a new tensor)."""
         return self._cat(self._parts(found)).to(self.storage.device, self.storage.dtype)
@@ -72,13 +77,14 @@ class RowWriter:
     def prepare(self, found, step: int = 0) -> None:
         """After a walk (at optimizer step ``step``): ``found`` is (module, trainable tensor, pruned?) per recorded
         tensor."""
-        masks = [found[i][0]._buffers.get(self.attrs[i] + "_mask") if found[i][2] else None for i, _, _ in self.pieces]
+        parts = self._parts(found)
+        masks = self._masks(parts)
         moved = [self.names[i] for (i, _, _), now, was in zip(self.pieces, masks, self.masks or masks)
                  if now is not was and now is not None]  # set or replaced (removed: the values stay masked)
         if moved:
             self.on_mask(moved, step)
         self.masks = masks if self.masks is not None else None
-        self.parts = self._parts(found)
+        self.parts = parts
         self._take_addresses()
 
     def _take_addresses(self) -> None:
@@ -99,7 +105,7 @@ class RowWriter:
     def write(self, k: int) -> None:
         """Row ``k`` = the flattened values now (converted to the storage's dtype)."""
         if self.masks is None:  # a row written: a mask changed from here on is a jump in the rows
-            self.masks = [mask[0].get(mask[1]) if mask else None for _, mask, _, _ in self.parts]
+            self.masks = self._masks(self.parts)
         if self._at and list(map(_ADDRESS, self._held)) != self._at:  # data moved inside its storage (share_memory_(),
             self._take_addresses()  # torch.multiprocessing), its old memory freed: unseen by every identity check
         if self.copy is not None:

@@ -80,8 +80,7 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
     for i, cell in enumerate(out.cells):
         if i in answers:
             _clear(cell)
-        if is_verdict(cell):  # collapsed in JupyterLab, behind a button on the student site: run it after predicting
-            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+        _collapse_verdict(cell)
         if is_solution(cell):
             continue
         if cell.cell_type == "markdown":
@@ -103,6 +102,13 @@ def student_copy(nb: NotebookNode, clear_reveals: bool = True) -> NotebookNode:
     out.metadata.pop("papermill", None)  # the instructor's paths and run, nothing a student needs
     out.metadata["koopman_tut"] = {"copy": "student"}
     return out
+
+
+def _collapse_verdict(cell: NotebookNode) -> None:
+    """In place: a verdict cell's source (:func:`.cells.is_verdict`: its asserts state the predictions' answers)
+    collapsed in JupyterLab, and behind a button on the student site; it is run after predicting."""
+    if is_verdict(cell):
+        cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
 
 
 def relative_paths(nb: NotebookNode, root: Path = Path(__file__).resolve().parents[2]) -> None:
@@ -211,8 +217,7 @@ def nbgrader_copy(nb: NotebookNode) -> NotebookNode:
                 cell.source = "\n".join([*lines[:at], *hint, region, *lines[at + 1:]])
             elif has_tag(cell, CHECK_TAG):
                 cell.source = CHECK_IMPORT + cell.source
-            if is_verdict(cell):  # as in student/: its asserts state the predictions' answers
-                cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+            _collapse_verdict(cell)
         elif cell.cell_type == "markdown":
             cell.source = strip_solution_details(cell.source)
         cells.append(cell)

@@ -38,7 +38,7 @@ def linear_conjugacy(answer, runs, omd, delays):
     # in it): any positive value of rounding size is the answer, and the check cannot tell a computed one from a
     # typed one (its message says so). An exact 0 was typed, or compares OMD with itself: the moved runs give rounding
     rounding = 1e-6
-    if close(dist, want, rel=1e-6, abs_=1e-15) or want == dist == 0:
+    if close(dist, want, rel=1e-6, abs_=1e-15):  # an exact 0 where want is 0 too
         return True, "the distance between OMD's spectrum in x and in P x, for your P."
     if want <= rounding and 0 < dist <= rounding:
         return True, (f"rounding-sized, as the moved runs give ({want:.1e} here): the same spectrum. The check cannot "
