@@ -660,3 +660,13 @@ def test_a_window_that_no_longer_moves_has_its_last_snapshot_as_limit(meta):
         kt.estimate_limit(moved)
     with pytest.raises(ValueError, match="but the last is zero, or too small for the Gram route's squares"):
         kt.koopman(_traj(moved), method="gram").limit(warn=False)  # the Gram route cannot tell it from underflow
+
+
+def test_untrusted_limit_says_what_its_checks_are_relative_to():
+    """The spread and the other moves are relative to the distance the limit extrapolates past the window's
+    last snapshot (extrapolation.py: ||E c||), not to the limit's own size: a limit 1% from the weights that
+    moves by 1.4 of that distance moved by 1.4% of the weights, which 'of its size' misreported."""
+    W = torch.randn(40, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64).cumsum(1)
+    with pytest.warns(kt.UntrustedLimitWarning, match="of its distance from the window's last snapshot") as caught:
+        kt.estimate_limit(W)
+    assert not any("of its size" in str(w.message) for w in caught)

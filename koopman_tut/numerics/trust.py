@@ -175,14 +175,15 @@ class Extrapolation:
     extent : snapshots over which a mode is extrapolated (gain for a limit, min(gain, h) for
         a forecast, 0 for a gradient).
     rounding : how far the stored data's rounding alone can move the estimate, relative to
-        its size (check 3 of the module notes).
+        its distance from the last snapshot (a gradient: its size; so are spread, conditioning,
+        truncation and secant) (check 3 of the module notes).
     conditioning : how far refitting the model to rounding-sized perturbations of the window (at
-        its rank, and one above when it fits to rounding) moves the estimate, relative to its size
+        its rank, and one above when it fits to rounding) moves the estimate, relative to the same
         (check 4 of the module notes).
     truncation : how far the model at the window's numerical rank moves the estimate, where that
         model fits the window deterministically and the rank kept is lower (check 5); else 0.
     secant : for a limit of a recorded SGD window with momentum, its distance from the secant limit
-        relative to its size (check 6); else 0.
+        relative to the same distance (check 6); else 0.
     schedule : for a recorded window, the drift of its optimizer's step size times the extent: about
         the share of the distance left that a tail fitted across the drift misses (check 7); else 0.
     fit : for a Koopman gradient, the misfit at the snapshot asked for of the gradient the recorded steps
@@ -235,26 +236,27 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
     """Warn (:class:`UntrustedLimitWarning`) when ``est`` fails its trust check."""
     if est.trusted:
         return
-    why = []
+    why = []  # each check is relative to the move the estimate makes past the window's last snapshot (a gradient: itself)
+    size = "of its size" if "gradient" in what else "of its distance from the window's last snapshot"
     if est.spread == math.inf:
         why.append(f"the window is too short to be refitted without its last {est.holdout} snapshot(s), so "
                    f"nothing in it checks the estimate")
     elif not est.spread <= TRUST_TOL:
         why.append(f"refitted without its last {est.holdout} snapshot(s) the model moves it by {est.spread:.2g} "
-                   f"of its size (trusted up to {TRUST_TOL:g})")
+                   f"{size} (trusted up to {TRUST_TOL:g})")
     if not est.rounding <= TRUST_TOL:
-        why.append(f"the stored data's rounding alone can move it by {est.rounding:.2g} of its size (the steps "
+        why.append(f"the stored data's rounding alone can move it by {est.rounding:.2g} {size} (the steps "
                    f"are only a few roundings of the parameters: record in float32 or wider, or before convergence)")
     if not est.conditioning <= TRUST_TOL:
         why.append(f"refitted to the window plus perturbations as small as its rounding, the model moves it by "
-                   f"{est.conditioning:.2g} of its size (modes too close together for the window to separate)")
+                   f"{est.conditioning:.2g} {size} (modes too close together for the window to separate)")
     if not est.truncation <= TRUST_TOL:
         why.append(f"the window is deterministic (a model at its numerical rank fits it to {RESIDUAL_TOL:g}) and that "
-                   f"model moves it by {est.truncation:.2g} of its size: the rank kept cut dynamics, not noise "
+                   f"model moves it by {est.truncation:.2g} {size}: the rank kept cut dynamics, not noise "
                    f"(a window too short for all its modes)")
     if not est.secant <= TRUST_TOL:
-        why.append(f"the secant limit, read from the gradients the recorded SGD steps imply, lies {est.secant:.2g} of "
-                   f"its size away (the two models of the window disagree)")
+        why.append(f"the secant limit, read from the gradients the recorded SGD steps imply, lies {est.secant:.2g} "
+                   f"{size} away (the two models of the window disagree)")
     if not est.schedule <= TRUST_TOL:
         why.append(f"the recorded optimizer settings change inside the window: one affine map cannot fit steps made "
                    f"with different ones, and its tail over {est.extent:.3g} snapshots misses by about "
