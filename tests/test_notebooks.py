@@ -200,6 +200,9 @@ def test_claims_hold_at_seeds_nobody_chose(stem, seed, tmp_path):
     (["--only", "07", "-p", "DELAYS", "99"], "DELAYS 99 leaves no pairs"),
     (["--only", "07", "-p", "SEEDS", "1"], "SEEDS=1 gives one seed"),
     (["--only", "04", "-p", "SEEDS", "[7]"], "SEEDS=[7] gives one seed"),
+    (["--only", "03", "-p", "SEEDS", "1"], "SEEDS=1 gives one seed"),
+    (["--only", "02", "-p", "EVERY", "1000"], "WINDOW=40, EVERY=1000 records 1 snapshot(s)"),
+    (["--only", "02", "-p", "WINDOW", "3", "-p", "EVERY", "2"], "WINDOW=3, EVERY=2 records 2 snapshot(s)"),
     (["--only", "05", "-p", "STARTS", "[20, 80, 3000]"], "FINAL_STEPS=2000: final_steps=2000 must be at least the last start"),
     (["--only", "05", "-p", "STARTS", "[20, 40]"], "STARTS=[20, 40], WINDOW=30, FINAL_STEPS=2000: starts must be steps >= 0 at least window=30 apart"),
 ])

@@ -2,8 +2,8 @@
 
 :mod:`.nb_params` checks each ``-p`` value on its own (a type, a range). Some values are fine alone
 and still cannot run: notebook 07 compares narrow with wide networks, so one width leaves nothing
-to compare; the seed intervals of 04-07 need two seeds or more; 05's windows must fit on one
-training path before its final step. Each rule here names the parameters and what the study needs.
+to compare; the seed intervals of 03-07 need two seeds or more; 05's windows must fit on one
+training path before its final step; 02's window must hold three snapshots. Each rule here names the parameters and what the study needs.
 A run with ``SMOKE = True`` is not checked: the notebook sets its own small values then.
 """
 from __future__ import annotations
@@ -33,6 +33,9 @@ RULES = {
            f"COMPRESSION {v['COMPRESSION']!r} prunes nothing (1 is the dense network): it needs a compression above 1"),
           (("COMPRESSIONS",), lambda v: None if any(c > 1 for c in v["COMPRESSIONS"]) else
            f"COMPRESSIONS {list(v['COMPRESSIONS'])} needs a compression above 1 (1 is the dense network)")],
+    "02": [(("WINDOW", "EVERY"), lambda v: None if v["WINDOW"] // v["EVERY"] >= 2 else
+            f"WINDOW={v['WINDOW']}, EVERY={v['EVERY']} records {v['WINDOW'] // v['EVERY'] + 1} snapshot(s): a Koopman "
+            f"analysis needs at least 3 (WINDOW // EVERY >= 2)")],
     "05": [(("STARTS", "WINDOW", "FINAL_STEPS"), _starts_problem)],
     "07": [(("WIDTHS",), lambda v: None if len(set(v["WIDTHS"])) >= 2 else
             f"WIDTHS {list(v['WIDTHS'])} needs at least 2 different widths: section 4 compares narrow with wide"),
