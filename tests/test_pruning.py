@@ -336,3 +336,14 @@ def test_gradients_weight_each_batch_by_its_examples():
     with pytest.warns(UserWarning, match=r"n_batches=5, but the loader yielded 3 batch\(es\) \(71 examples\)"):
         fewer = gradients(model, split, n_batches=5)  # averaged over what there is, and said
     assert all(torch.equal(fewer[n], parts[n]) for n in whole)
+
+
+def test_gradients_of_a_model_without_parameters_or_on_a_device_that_is_none_here_are_named():
+    # a bare StopIteration from next(model.parameters()), and torch's RuntimeError for device="gpu"
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    for f in (P.gradient_scores, P.gradients):
+        with pytest.raises(ValueError, match=r"model has no parameters"):
+            f(nn.ReLU(), [(x, y)])
+        with pytest.raises(ValueError, match=r"device='gpu' is not a device: expected 'cpu', 'cuda'"):
+            f(nn.Linear(4, 3), [(x, y)], device="gpu")
+        assert f(nn.Linear(4, 3), [(x, y)], device="cpu")["weight"].shape == (3, 4)  # the control

@@ -105,3 +105,42 @@ def test_bad_training_arguments_are_refused_naming_them(kwargs, error, words):
         train(model, None, progress=False)
     with pytest.raises(ValueError, match="loader holds no batches"):
         train(model, [], progress=False)
+
+
+def test_an_optimizer_that_does_not_train_the_model_and_bad_types_are_refused():
+    # an optimizer built over another model's parameters trained nothing and returned a History, silently;
+    # optimizer=None or an int, and a model that is no nn.Module, gave AttributeErrors naming no argument
+    tr, te = kt.data.digits(seed=0)
+    trl, _ = kt.data.loaders(tr, te, batch_size=256, seed=0)
+    model = kt.models.get_model("mlp", seed=0, hidden=(16,))
+    other = torch.optim.SGD(kt.models.get_model("mlp", seed=1, hidden=(16,)).parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"optimizer trains none of model's parameters.*not another model's"):
+        train(model, trl, optimizer=other, progress=False)
+    for bad in (None, 123):
+        with pytest.raises(TypeError, match=r"optimizer must be a torch.optim.Optimizer or a name \('nesterov'"):
+            train(model, trl, optimizer=bad, progress=False)
+    with pytest.raises(TypeError, match=r"model must be a torch.nn.Module, got str"):
+        train("m", trl, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing trained
+    last = torch.optim.SGD(model.classifier.parameters(), lr=0.1)  # the control: one layer of the model
+    assert train(model, trl, max_steps=2, optimizer=last, progress=False).steps == 2
+    assert torch.equal(before[0], model.features[0].weight) and not torch.equal(before[2], model.classifier.weight)
+
+
+@pytest.mark.parametrize("device, match", [
+    ("gpu", r"device='gpu' is not a device: expected 'cpu', 'cuda'"),
+    (7, r"device=7, but this machine has \d+ usable CUDA device"),
+    ("cuda:7", r"device='cuda:7', but this machine has \d+ usable CUDA device"),
+    (1.5, r"device must be a device \(a str"),
+])
+def test_a_device_that_is_none_here_is_named(device, match):
+    # torch's RuntimeError ("Expected one of cpu, cuda, ipu, ... device type", "Found no NVIDIA driver") named nothing
+    error = TypeError if isinstance(device, float) else ValueError
+    with pytest.raises(error, match=match):
+        resolve_device(device)
+    tr, te = kt.data.digits(seed=0)
+    trl, _ = kt.data.loaders(tr, te, batch_size=256, seed=0)
+    with pytest.raises(error, match=match):
+        train(kt.models.get_model("mlp", seed=0, hidden=(16,)), trl, device=device, progress=False)
+    assert resolve_device(torch.device("cpu")).type == resolve_device(None).type in ("cpu", "cuda")

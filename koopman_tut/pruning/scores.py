@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..recording.params import current_value, layer_parameters, parameter
 from ..recording.recorder_checks import _check_int
+from ..recording.validation import check_device
 
 Scores = dict[str, torch.Tensor]
 
@@ -88,10 +89,15 @@ def gradients(model: nn.Module, loader, n_batches: int = 1, loss_fn: Callable = 
     as much as its examples, not as much as a full batch: with every batch of a loader, the
     result is the gradient of the loss over the whole data set, whatever the batch size or order.
     ``loss_fn`` must average over the batch (``reduction="mean"``, the default of PyTorch's losses).
+    ``device`` (default: the model's) is where the batches go, one this machine has; a model with no
+    parameters is refused (ValueError).
     """
     n_batches = _check_int("n_batches", n_batches, 1)
-    names = layer_parameters(model)
-    device = device or next(model.parameters()).device
+    names = layer_parameters(model)  # TypeError for a model that is no nn.Module
+    first = next(model.parameters(), None)
+    if first is None:
+        raise ValueError(f"model has no parameters ({type(model).__name__}): there is no gradient to take")
+    device = first.device if device is None else check_device("device", device)
     params = {n: parameter(model, n) for n in names}  # pruned: d/d(weight_orig) is already masked
     grads = {n: torch.zeros_like(p) for n, p in params.items()}
     seen, examples = 0, 0

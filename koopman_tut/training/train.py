@@ -19,18 +19,20 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..recording.recorder_checks import _check_int
-from ..recording.validation import check_positive, check_real, check_seed
+from ..recording.recorder_checks import _check_int, _owned
+from ..recording.validation import check_device, check_positive, check_real, check_seed
 
 OPTIMIZERS = ("nesterov", "sgd", "momentum", "adam")
 DEVICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
 def resolve_device(device="auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; anything else is passed to torch.device."""
-    if device is None or device == "auto":
+    """'auto' (or None) -> CUDA when available, else CPU; anything else (a str such as 'cpu' or 'cuda:1', a
+    torch.device, a CUDA index) as a torch.device this machine has: TypeError / ValueError naming ``device``
+    otherwise (:func:`koopman_tut.recording.validation.check_device`)."""
+    if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return check_device("device", device)
 
 
 def device_problem(device) -> str | None:
@@ -163,6 +165,23 @@ def planned_steps(loader: DataLoader, epochs: float, max_steps: int | None) -> i
     return min(n, _check_int("max_steps", max_steps, 0))
 
 
+def _check_trains(model: nn.Module, optimizer) -> None:
+    """TypeError unless ``model`` is an nn.Module and ``optimizer`` an optimizer or a name; ValueError for an
+    optimizer that trains none of the model's parameters (by identity: built over another model, or a copy)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(optimizer, str):
+        return
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or a name {OPTIMIZERS}, got {optimizer!r} "
+                        f"({type(optimizer).__name__})")
+    owned = _owned(optimizer)
+    if not any(id(p) in owned for p in model.parameters()):
+        raise ValueError("optimizer trains none of model's parameters: training would change nothing. Pass the "
+                         "optimizer that trains this model (built over its own parameters, not another model's or "
+                         "a copy's), or a name such as 'nesterov'")
+
+
 def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: torch.optim.Optimizer | str = "nesterov",
           lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, max_steps: int | None = None,
           test_loader: DataLoader | None = None, seed: int | None = 0, device="auto",
@@ -171,14 +190,21 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
 
     Parameters
     ----------
-    optimizer : an optimizer already built (its state is kept, so recorders hooked to it see
-        every step), or a name for :func:`make_optimizer`.
+    optimizer : an optimizer already built over ``model``'s parameters, some or all (its state is kept, so
+        recorders hooked to it see every step), or a name for :func:`make_optimizer`.
     epochs : passes over ``loader``, a fraction included: ``epochs * len(loader)`` optimizer steps,
         rounded up; ``max_steps`` (an int >= 0) stops earlier.
     seed : seeds torch before training (None leaves the generator alone). The loader's own
         generator decides the batch order.
+    device : 'auto', or a device this machine has (:func:`resolve_device`).
+
+    Raises
+    ------
+    TypeError, ValueError : naming the argument, before any step: a model that is no nn.Module, an optimizer
+        that is neither an optimizer nor a name, or trains none of the model's parameters, a bad device.
     """
     n_steps = planned_steps(loader, epochs, max_steps)
+    _check_trains(model, optimizer)
     device = resolve_device(device)
     if seed is not None:
         set_seed(seed)
