@@ -460,3 +460,32 @@ def test_a_model_whose_dtype_changes_while_recording_raises(change):
                                            rf"{'float64' if change == 'double' else 'float16'}"):
         opt.step()  # the gradients of the last step, converted with the parameters
     assert rec.steps == [0, 1, 2] and rec.trajectory().meta["trained_in"] == "float32"
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_setting_a_trajectory_cannot_hold_raises_at_the_step_it_is_set_and_what_came_before_stays_readable(
+        on_disk, tmp_path):
+    # a schedule that took the lr to NaN at step 4 was recorded, and then the whole recording was unreadable:
+    # rec.trajectory() and Trajectory.load refused "the learning rates in traj.meta ... must be finite numbers"
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: float("nan") if s >= 3 else 1.0)
+    path = tmp_path / "t.kt" if on_disk else None
+    rec = kt.TrajectoryRecorder(model, opt, stop=8, path=path)
+    for _ in range(3):
+        train_steps(model, opt, 1)
+        sched.step()
+    with pytest.raises(ValueError, match=r"optimizer.param_groups\[0\]\['lr'\] must be a finite number, got nan "
+                                         r"at step 4 \(set while recording.*the snapshot of step 4 is not recorded"):
+        train_steps(model, opt, 1)
+    opt.param_groups[0].update(lr=0.1, momentum=1.0)  # a hand edit
+    with pytest.raises(ValueError, match=r"optimizer.param_groups\[0\]\['momentum'\] must be a finite number >= 0 "
+                                         r"and < 1 \(an SGD setting\), got 1.0 at step 5"):
+        train_steps(model, opt, 1)
+    assert rec.steps == [0, 1, 2, 3] and rec.lrs == [0.1] * 4
+    readable = [rec.trajectory()] + ([kt.Trajectory.load(path)] if on_disk else [])
+    assert all(t.steps.tolist() == [0, 1, 2, 3] and t.meta["lrs"] == [0.1] * 4 for t in readable)
+    opt.param_groups[0]["momentum"] = 0.5  # settings it can hold: recorded on
+    train_steps(model, opt, 1)
+    assert rec.steps == [0, 1, 2, 3, 6] and rec.trajectory().meta["group_settings"][-1][0]["momentum"] == 0.5
+    rec.remove()

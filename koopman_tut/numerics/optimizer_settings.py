@@ -4,11 +4,13 @@
 settings when the recorder was built, and the top-level keys the first group's) and, where any
 changed while recording, ``meta['group_settings']``: per snapshot, per group, the settings of the
 step that produced it. The numerics that undo SGD steps (the secant limit, the delays of the
-affine model) read them here.
+affine model) read them here. :func:`contraction` says how fast SGD with given settings converges on a quadratic.
 """
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 SGD_SETTINGS = ("momentum", "nesterov", "dampening", "weight_decay", "maximize")  # a group's, beside its lr
 
@@ -77,17 +79,25 @@ def check_settings(meta: dict) -> None:
                          f"finite numbers, got {bad[0]!r}")
     for where, d in [("traj.meta", meta)] + [(f"traj.meta['groups'][{i}]", g) for i, g in enumerate(groups)] + [
             (f"traj.meta['group_settings'][{k}][{i}]", g) for k, r in enumerate(logged) for i, g in enumerate(r)]:
-        for key, hi in (("momentum", 1.0), ("dampening", 1.0), ("weight_decay", math.inf)):
-            v = d.get(key)
-            if v is not None and not (_number(v) and 0 <= v < hi):
-                raise ValueError(f"{where}[{key!r}] must be a finite number >= 0{' and < 1' if hi == 1 else ''} (an "
-                                 f"SGD setting), got {v!r}")
-        v = d.get("restarts")
-        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
-            raise ValueError(f"{where}['restarts'] must be a count (an int >= 0), got {v!r}")
-        for key in ("nesterov", "maximize"):
-            if d.get(key) is not None and not isinstance(d[key], bool):
-                raise ValueError(f"{where}[{key!r}] must be True or False, got {d[key]!r}")
+        check_group_settings(where, d)
+
+
+def check_group_settings(where: str, d: dict) -> None:
+    """ValueError naming ``where[key]`` unless the SGD settings in ``d`` (one group's, or the top level of a
+    ``meta``) are what a Trajectory holds: momentum and dampening finite numbers in [0, 1), weight decay a
+    finite number >= 0, restarts a count, nesterov and maximize bools; each may be absent or None. The check
+    :func:`check_settings` makes of every group, and a recorder of the groups it logs (so what it records loads)."""
+    for key, hi in (("momentum", 1.0), ("dampening", 1.0), ("weight_decay", math.inf)):
+        v = d.get(key)
+        if v is not None and not (_number(v) and 0 <= v < hi):
+            raise ValueError(f"{where}[{key!r}] must be a finite number >= 0{' and < 1' if hi == 1 else ''} (an "
+                             f"SGD setting), got {v!r}")
+    v = d.get("restarts")
+    if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+        raise ValueError(f"{where}['restarts'] must be a count (an int >= 0), got {v!r}")
+    for key in ("nesterov", "maximize"):
+        if d.get(key) is not None and not isinstance(d[key], bool):
+            raise ValueError(f"{where}[{key!r}] must be True or False, got {d[key]!r}")
 
 
 def _real(v) -> bool:
@@ -159,3 +169,19 @@ def momentum_delays(meta: dict, n_snapshots: int | None = None) -> int:
     if n_snapshots is not None and n_snapshots < 4:
         return 0
     return 1 if has_momentum(meta) or other_momentum(meta) else 0
+
+
+def contraction(h: np.ndarray, lr: float, momentum: float, nesterov: bool, dampening: float) -> float:
+    """Largest |root| of SGD's error recursion on a quadratic with Hessian eigenvalues ``h``: the
+    factor per step by which the slowest error mode shrinks (< 1: training converges to x_star).
+
+    Plain: e' = (1 - lr h) e. Heavy ball: z^2 - (1 + beta - lr (1 - dampening) h) z + beta.
+    Nesterov: z^2 - (1 + beta)(1 - lr h) z + beta (1 - lr h)."""
+    a = lr * np.asarray(h, dtype=np.float64)
+    if momentum == 0:
+        return float(np.abs(1 - a).max())
+    if nesterov:
+        polys = [(1.0, -(1 + momentum) * (1 - x), momentum * (1 - x)) for x in a]
+    else:
+        polys = [(1.0, -(1 + momentum - x * (1 - dampening)), momentum) for x in a]
+    return max(float(np.abs(np.roots(p)).max()) for p in polys)

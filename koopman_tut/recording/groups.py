@@ -17,6 +17,7 @@ import torch
 
 from ..numerics.optimizer_settings import has_momentum
 from .recorder_checks import trained_in_meta
+from .settings_log import check_recordable, group_row
 
 _TORCH_OPTIM = os.path.dirname(os.path.abspath(torch.optim.__file__)) + os.sep
 
@@ -79,8 +80,15 @@ def recorder_meta(rec) -> dict:
     """A :class:`~koopman_tut.recording.recorder.TrajectoryRecorder`'s ``meta`` when it is built: stride, coarsest
     dtype trained (``trained_in``), optimizer settings (rows held, when sharded): the top level the first parameter
     group's that holds a recorded parameter; ``groups`` every such group's names, initial lr and settings (undone on
-    its rows); ``other_momentum`` (only when True): a group holding none of them has momentum."""
+    its rows); ``other_momentum`` (only when True): a group holding none of them has momentum. ValueError naming
+    the setting where a group holding one has settings a Trajectory cannot hold (:func:`.settings_log.check_recordable`
+    ): what the recorder accepts can be read back."""
     held = recorded_groups(rec.optimizer, rec.names, rec._tensors)
+    index = {id(g): i for i, g in enumerate(rec.optimizer.param_groups)}
+    for g, _ in held:  # what the recording could not hold is refused now, not when it is read back
+        check_recordable(group_row(g), f"optimizer.param_groups[{index[id(g)]}]", "when the TrajectoryRecorder is "
+                         "built: a recording with it could not be loaded (rec.trajectory() and Trajectory.load "
+                         "refuse it), so it is refused now")
     settings = [group_meta(g, names) for g, names in held]
     first = {k: v for k, v in settings[0].items() if k not in ("names", "lr")} if settings else {}
     meta = {"every": rec.every, **trained_in_meta(rec._tensors), "optimizer": optimizer_name(rec.optimizer),

@@ -90,8 +90,8 @@ class TrajectoryRecorder:
 
     Raises
     ------
-    TypeError, ValueError : at construction, for bad arguments or an optimizer that does not
-        train the recorded parameters.
+    TypeError, ValueError : at construction, for bad arguments, an optimizer that does not train the recorded
+        parameters, or settings a Trajectory cannot hold (momentum 1); ValueError from a step that sets such (a NaN lr).
     RuntimeError : from ``optimizer.step()``, when a recorded parameter was replaced or resized, or
         moved to another optimizer param group (:mod:`koopman_tut.recording.groups`).
 

@@ -26,13 +26,14 @@ with snapshot t+1), and so are its other settings.
 """
 from __future__ import annotations
 
+import math
 import operator
 from itertools import chain
 
 import numpy as np
 import torch
 
-from ..numerics.optimizer_settings import SGD_SETTINGS
+from ..numerics.optimizer_settings import SGD_SETTINGS, check_group_settings
 
 KEYS = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize", "restarts")  # a row per group
 FLAGS = ("nesterov", "maximize")  # 0 or 1 in a log, bools in meta
@@ -53,7 +54,17 @@ def group_row(group: dict, restarts: int = 0) -> tuple[float, ...]:
     return (*(_number(group.get(k)) for k in KEYS[:-1]), float(restarts))
 
 
-
+def check_recordable(row: tuple[float, ...], where: str, when: str) -> None:
+    """ValueError naming ``where`` (``optimizer.param_groups[i]``), ``when`` ending the message, unless a group's
+    :func:`group_row` holds settings a Trajectory can hold: a finite lr and what
+    :func:`~koopman_tut.numerics.optimizer_settings.check_group_settings` accepts, the check ``Trajectory.load``
+    and ``rec.trajectory()`` make, so that whatever a recorder records can be read back."""
+    try:
+        if not math.isfinite(row[0]):
+            raise ValueError(f"{where}['lr'] must be a finite number, got {row[0]!r}")
+        check_group_settings(where, dict(zip(KEYS[1:4], row[1:4])))  # momentum, dampening, weight_decay
+    except ValueError as e:
+        raise ValueError(f"{e} {when}") from None
 
 
 class SettingsLog:
@@ -97,14 +108,26 @@ class SettingsLog:
         now = list(map(self._get, groups))  # [(lr, momentum, ...)] per group
         if restarted or self._tensors or len(now) != len(self._last) or not all(
                 map(operator.is_, chain.from_iterable(now), chain.from_iterable(self._last))):
-            self._last = now
+            row = [group_row(g, r) for g, r in zip(groups, self._restarts)]  # new whenever one changes
+            self._check(groups, row, step)  # before anything is kept: the same values are read again next time
+            self._last, self._row = now, row
             self._tensors = any(isinstance(v, torch.Tensor) for t in now for v in t)
-            self._row = [group_row(g, r) for g, r in zip(groups, self._restarts)]  # new whenever one changes
             self.array = np.array(self._row, dtype=np.float64)
             if self.changed_at is None and [r[1:] for r in self._row] != self._first:
                 self.changed_at = step
             self._pairs = tuple(zip(self._keys, now[0])) if len(now) == 1 and not self._tensors else None
         self.rows.append(self._row)
+
+    def _check(self, groups: list[dict], row: list[tuple[float, ...]], step: int) -> None:
+        """ValueError, nothing logged, where a schedule or a hand edit set a value a Trajectory cannot hold
+        (:func:`check_recordable`): the snapshots before stay readable."""
+        pg = self._opt.param_groups if self._opt is not None else groups
+        for i, (g, r) in enumerate(zip(groups, row)):
+            at = next((j for j, h in enumerate(pg) if h is g), i)
+            check_recordable(r, f"optimizer.param_groups[{at}]", f"at step {step} (set while recording, by a schedule "
+                             f"or by hand): a Trajectory cannot hold it, so the snapshot of step {step} is not "
+                             f"recorded (those before it are kept: rec.trajectory()); set a value it can hold to "
+                             f"record on")
 
     def _buffer(self, group: dict, p=None):
         """The momentum buffer of ``p`` (None where it has none), or of the group's first parameter
