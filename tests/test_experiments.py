@@ -176,3 +176,30 @@ def test_setup_evaluate_and_loader_refuse_what_they_got_wrong():
         kt.data.loader(s.train_loader.dataset, 8, shuffle="no")
     with pytest.raises(TypeError, match="batch_size must be an integer >= 1"):
         kt.data.loader(s.train_loader.dataset, "8")
+
+
+def test_setup_names_a_device_that_is_none_here():
+    from koopman_tut.training import experiments as ex
+    with pytest.raises(ValueError, match=r"device='gpu' is not a device: expected 'cpu', 'cuda'"):
+        ex.setup(device="gpu")  # torch's "Expected one of cpu, cuda, ipu, ... device type"
+    with pytest.raises(ValueError, match=r"device=7, but this machine has \d+ usable CUDA device"):
+        ex.setup(device=7)  # "Found no NVIDIA driver on your system"
+
+
+def test_systems_refuse_what_they_would_silently_change():
+    # dim=2 < 3 eigenvalues gave A with other eigenvalues (0.32, 0.50); NaN gave NaN snapshots; complex ones
+    # a bare "float() argument must be ..."; a diverging lr or a negative Hessian eigenvalue gave iterates
+    # that never reach x_star, called the minimizer reached
+    with pytest.raises(ValueError, match=r"dim must be at least the number of eigenvalues \(3\), got dim=2"):
+        linear_system([0.9, 0.5, 0.3], 10, dim=2)
+    with pytest.raises(ValueError, match=r"eigs must be finite real numbers, got \[nan\]"):
+        linear_system([float("nan")], 5)
+    with pytest.raises(TypeError, match=r"eigs must be real eigenvalues .*got complex"):
+        linear_system([0.5 + 0.5j, 0.5 - 0.5j], 5)
+    with pytest.raises(ValueError, match=r"spectral radius 2 >= 1\): training diverges"):
+        quadratic_gd([1.0, 30.0], lr=0.1, n_steps=30)
+    with pytest.raises(ValueError, match=r"hess_eigs must be > 0.*got -1"):
+        quadratic_gd([-1.0, 2.0], lr=0.1, n_steps=30)
+    W, A = linear_system([0.9, -0.4], 5, dim=2)  # the controls: as many dimensions as eigenvalues, any sign
+    np.testing.assert_allclose(sorted(np.linalg.eigvals(A).real), [-0.4, 0.9], atol=1e-12)
+    assert quadratic_gd([1.0, 9.9], lr=0.2, n_steps=3).W.shape == (20, 4)

@@ -21,23 +21,33 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..numerics.optimizer_settings import contraction
+
 
 def linear_system(eigs, n_steps: int, dim: int | None = None, seed: int = 0):
     """Snapshots of x(t+1) = A x(t) where A has the given real eigenvalues.
 
     Parameters
     ----------
-    eigs : (d,) real eigenvalues of A.
+    eigs : (d,) real, finite eigenvalues of A (TypeError for complex ones, ValueError for NaN or inf).
     n_steps : number of steps; the result has n_steps + 1 snapshots.
-    dim : state dimension >= d (default d); extra dimensions are a random embedding.
+    dim : state dimension >= d (default d; ValueError below d); extra dimensions are a random embedding.
 
     Returns
     -------
     W : ndarray (dim, n_steps + 1) float64, A : ndarray (dim, dim)
     """
-    eigs = np.asarray(eigs, dtype=np.float64)
+    given = np.asarray(eigs)
+    if given.dtype.kind not in "iuf":  # complex, text, None
+        raise TypeError(f"eigs must be real eigenvalues (A is real with exactly these), got {given.dtype.name} "
+                        f"{eigs!r:.100}")
+    eigs = given.astype(np.float64).reshape(-1)
     d = eigs.size
     dim = d if dim is None else dim
+    if not np.isfinite(eigs).all():
+        raise ValueError(f"eigs must be finite real numbers, got {eigs.tolist()!r:.100}")
+    if dim < d:
+        raise ValueError(f"dim must be at least the number of eigenvalues ({d}), got dim={dim}: A would have others")
     rng = np.random.default_rng(seed)
     basis = rng.standard_normal((dim, d))  # eigenvectors, embedded in R^dim
     pinv = np.linalg.pinv(basis)
@@ -83,11 +93,13 @@ def quadratic_gd(hess_eigs, lr: float, n_steps: int, dim: int = 20, seed: int = 
     embedded in R^dim, k <= dim. With k < dim, x* is independent of the k decaying
     directions and a DMD of the iterates sees it as a separate eigenvalue-1 mode; with
     k = dim (a full-rank Hessian) the iterates span only R^dim, and only a method that
-    models the constant (DMD of the differences) can recover x*."""
+    models the constant (DMD of the differences) can recover x*. ValueError, as :func:`quadratic_sgd`, unless
+    every h > 0 and every step contracts (|1 - lr h| < 1): otherwise x* is not where the iterates go."""
     h = np.asarray(hess_eigs, dtype=np.float64)
     k = h.size
     if k > dim:
         raise ValueError(f"dim must be at least the number of Hessian eigenvalues ({k}), got dim={dim}")
+    _check_contracts(0, h, lr, 0.0, False, 0.0)
     rng = np.random.default_rng(seed)
     B = np.linalg.qr(rng.standard_normal((dim, k)))[0]  # (dim, k) orthonormal
     H = B @ np.diag(h) @ B.T
@@ -203,27 +215,14 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
 
 
 def _check_contracts(s: int, h: np.ndarray, lr: float, beta: float, nesterov: bool, dampening: float) -> None:
+    if not (np.asarray(h) > 0).all():  # NaN too
+        raise ValueError(f"hess_eigs must be > 0 (plus weight_decay, where given), got {np.min(h):g}: along a "
+                         f"curvature <= 0 x_star is a saddle or flat, not the minimizer training goes to, at any lr")
     rho = contraction(h, lr, beta, nesterov, dampening)
     if not rho < 1:
         raise ValueError(f"lr={lr:g} with momentum={beta:g} (nesterov={nesterov}) makes step {s} expand the "
                          f"error along a Hessian eigenvalue (spectral radius {rho:.4g} >= 1): training diverges, "
                          f"and rounding, not x_star, decides where it goes; take a smaller lr")
-
-
-def contraction(h: np.ndarray, lr: float, momentum: float, nesterov: bool, dampening: float) -> float:
-    """Largest |root| of SGD's error recursion on a quadratic with Hessian eigenvalues ``h``: the
-    factor per step by which the slowest error mode shrinks (< 1: training converges to x_star).
-
-    Plain: e' = (1 - lr h) e. Heavy ball: z^2 - (1 + beta - lr (1 - dampening) h) z + beta.
-    Nesterov: z^2 - (1 + beta)(1 - lr h) z + beta (1 - lr h)."""
-    a = lr * np.asarray(h, dtype=np.float64)
-    if momentum == 0:
-        return float(np.abs(1 - a).max())
-    if nesterov:
-        polys = [(1.0, -(1 + momentum) * (1 - x), momentum * (1 - x)) for x in a]
-    else:
-        polys = [(1.0, -(1 + momentum - x * (1 - dampening)), momentum) for x in a]
-    return max(float(np.abs(np.roots(p)).max()) for p in polys)
 
 
 def affine_window(n: int, T: int, eigs, noise: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
