@@ -200,3 +200,20 @@ def test_seed_intervals_absolute_and_paired():
     x0, x1 = ax.containers[0].lines[0].get_xdata(), ax.containers[1].lines[0].get_xdata()
     assert np.all(x0 != x1)  # dodged
     assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "4", "8"]
+
+
+def test_scatter_spectrum_and_distance_name_what_does_not_fit():
+    # x of 9 and y of 10 entries plotted 9 points, silently (an IndexError the other way); n=0 a numpy error;
+    # highlight=99 an IndexError; W (5, 4) against x_star (3,) a broadcast error
+    for x, y in ((torch.arange(9.), torch.arange(10.)), (torch.rand(10), torch.rand(9))):
+        with pytest.raises(ValueError, match=rf"x and y must have as many entries.*got {x.numel()} and {y.numel()}$"):
+            plotting.scatter_vs(x, y, "now", "estimate")
+    with pytest.raises(ValueError, match=r"n must be an integer >= 1, got 0"):
+        plotting.scatter_vs(torch.rand(10), torch.rand(10), "x", "y", n=0)
+    with pytest.raises(ValueError, match=r"highlight must be an eigenvalue index in \[-2, 1\].*got 99"):
+        plotting.spectrum(torch.tensor([0.5 + 0j, 0.9 + 0j]), highlight=99)
+    with pytest.raises(ValueError, match=r"x_star must be \(5,\), one entry per row of W \(5, 4\), got shape \(3,\)"):
+        plotting.distance_to(torch.rand(5, 4), torch.rand(3))
+    assert len(plotting.scatter_vs(torch.rand(10), torch.rand(10), "x", "y", n=4).collections[0].get_offsets()) == 4
+    assert plotting.spectrum(torch.tensor([0.5 + 0j, 0.9 + 0j]), highlight=-1) is not None  # the controls
+    assert len(plotting.distance_to(torch.rand(5, 4), torch.rand(5)).get_lines()[0].get_xdata()) == 4

@@ -4,8 +4,12 @@ Matplotlib only; every function takes an optional ``ax`` and returns it.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
+from ..numerics.ints import plain_int
+from ..recording.recorder_checks import _check_int
 from .plot_style import STYLES, _ax, _np, rule_style
 from .seed_plots import horizon_panels, paired_differences, paired_seeds, seed_bands, seed_intervals  # noqa: F401 - plotting.X in the notebooks
 
@@ -14,12 +18,18 @@ def spectrum(eigs, ax=None, amplitudes=None, label="eigenvalues", highlight: int
              zoom: float | None = None, title: str | None = None, marker="o"):
     """DMD eigenvalues in the complex plane with the unit circle; marker area ~ |amplitude|.
 
-    ``highlight`` rings one eigenvalue (e.g. the one closest to 1) without covering it;
+    ``highlight`` rings one eigenvalue, by its index (e.g. the one closest to 1), without covering it;
     ``zoom`` limits the view to a square of that half-width around 1 (eigenvalues outside
     it are counted in the title, never silently clipped). Every mark has a legend entry.
     """
+    e, highlight = _np(eigs).astype(complex), plain_int(highlight)  # a 0-d integer tensor: its int
+    if highlight is not None:
+        expected = f"highlight must be an eigenvalue index in [{-e.size}, {e.size - 1}] ({e.size} eigenvalues) or None"
+        if isinstance(highlight, bool) or not isinstance(highlight, numbers.Integral):
+            raise TypeError(f"{expected}, got {highlight!r} ({type(highlight).__name__})")
+        if not -e.size <= highlight < e.size:
+            raise ValueError(f"{expected}, got {highlight!r}")
     ax = _ax(ax)
-    e = _np(eigs).astype(complex)
     t = np.linspace(0, 2 * np.pi, 400)
     ax.plot(np.cos(t), np.sin(t), color="0.6", lw=1, label="unit circle")
     if amplitudes is None:
@@ -174,8 +184,13 @@ def theory_vs_dmd(theory, res, ax=None):
 
 def distance_to(W, x_star, ax=None):
     """||x_t - x*|| against the step t on a log axis (convergence of a trajectory)."""
+    W, x_star = _np(W), _np(x_star)
+    if W.ndim != 2:
+        raise ValueError(f"W must be 2-D (features, steps), got shape {W.shape}")
+    if x_star.shape != W.shape[:1]:
+        raise ValueError(f"x_star must be ({W.shape[0]},), one entry per row of W {W.shape}, got shape {x_star.shape}")
     ax = _ax(ax, (5, 3.5))
-    d = np.linalg.norm(_np(W) - _np(x_star)[:, None], axis=0)
+    d = np.linalg.norm(W - x_star[:, None], axis=0)
     ax.semilogy(np.arange(d.size), d, "o-", label="$\\|x_t - x^*\\|$")
     ax.set_xlabel("step t")
     ax.set_ylabel("distance to the minimizer")
@@ -186,9 +201,12 @@ def distance_to(W, x_star, ax=None):
 
 def scatter_vs(x, y, xlabel: str, ylabel: str, ax=None, n: int = 5000, seed: int = 0):
     """Scatter of ``n`` random entries of two (n_features,) vectors with the diagonal y = x,
-    axes fitted to the data (not twice its range)."""
+    axes fitted to the data (not twice its range). ValueError unless x and y have as many entries, and n >= 1."""
+    x, y, n = _np(x).ravel(), _np(y).ravel(), _check_int("n", n, 1)
+    if x.size != y.size or x.size == 0:
+        raise ValueError(f"x and y must have as many entries (entry i of each is one point), at least one, "
+                         f"got {x.size} and {y.size}")
     ax = _ax(ax)
-    x, y = _np(x).ravel(), _np(y).ravel()
     idx = np.random.default_rng(seed).permutation(x.size)[:n]
     ax.scatter(x[idx], y[idx], s=3, alpha=0.4, label=f"{idx.size:,} random parameters")
     lo, hi = float(min(x[idx].min(), y[idx].min())), float(max(x[idx].max(), y[idx].max()))
