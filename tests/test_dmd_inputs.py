@@ -37,6 +37,10 @@ def res():
     (lambda r: r.combine(torch.ones(5, 2, 2)), ValueError, r"weights must be .*got shape \(5, 2, 2\)"),
     (lambda r: r.predict("3"), TypeError, r"t must be a number of snapshots or a sequence of them, got .3."),
     (lambda r: r.predict(True), TypeError, r"t must be a number"),
+    (lambda r: r.predict([[1, 2], [3, 4]]), ValueError,  # torch's "size of tensor a (2) must match ..."
+     r"t must be a number of snapshots or a 1-D sequence of them, got shape \(2, 2\)"),
+    (lambda r: r.predict(1, indices=[]), ValueError, r"indices is empty: give at least one mode index"),
+    (lambda r: r.mode(torch.tensor([], dtype=torch.long)), ValueError, r"index is empty"),
 ])
 def test_result_methods_name_the_bad_argument(res, call, error, match):
     with pytest.raises(error, match=match):
@@ -48,6 +52,12 @@ def test_result_methods_take_what_they_document(res):
     assert res.mode(np.int64(1)).shape == (5,) and res.near(1.0, radius=0).numel() in (0, 1)
     assert torch.allclose(res.predict(np.float64(2.0)), res.predict(2))
     assert res.combine(torch.ones(5)).shape == (5,) and res.combine(torch.ones(5, 3)).shape == (5, 3)
+
+
+def test_a_0d_integer_tensor_picks_one_mode_as_an_int_does(res):
+    # mode(torch.tensor(0)) gave shape (5, 1), mode(0) shape (5,)
+    assert res.mode(torch.tensor(0)).shape == res.mode(np.array(2)).shape == res.mode(0).shape == (5,)
+    assert torch.equal(res.mode(torch.tensor(-1)), res.mode(-1)) and res.mode(torch.tensor([1])).shape == (5, 1)
 
 
 def test_a_batch_item_that_cannot_be_decomposed_is_named():

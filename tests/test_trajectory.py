@@ -687,6 +687,17 @@ def test_flatten_unflatten_and_load_into_refuse_what_does_not_fit():
         kt.Trajectory(torch.randn(8, 2), np.array([0, 2**63], dtype=np.uint64), ["0.weight", "0.bias"], [(2, 3), (2,)])
 
 
+def test_flatten_says_a_value_is_not_a_tensor():
+    # a numpy value was named by its shape only: "got a (2, 3) (not (2, 3))"
+    import numpy as np
+
+    traj = kt.Trajectory(torch.randn(10, 5), [0, 1, 2, 3, 4], ["a", "b"], [(2, 3), (4,)])
+    with pytest.raises(ValueError, match=r"got a \(ndarray, not a torch.Tensor: torch.from_numpy converts it\)$"):
+        traj.flatten({"a": np.zeros((2, 3)), "b": torch.zeros(4)})
+    with pytest.raises(ValueError, match=r"got b \(list, not a torch.Tensor\)$"):
+        traj.flatten({"a": torch.zeros(2, 3), "b": [0.0] * 4})
+
+
 def test_more_inputs_that_were_silent_or_unreadable():
     """A complex vector (its imaginary part dropped with a mere warning), a stride past int64 (a wrong
     'no snapshot' error), a tensor without values (a raw meta-device error): each refused or handled by name."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .finite import all_finite
+from .ints import mode_indices, plain_int
 from .matmul import matmul_chunked
 
 Tensor = torch.Tensor
@@ -35,6 +36,8 @@ def powers(eigs: Tensor, t) -> Tensor:
         tt = torch.as_tensor(np.atleast_1d(np.asarray(t, dtype=np.float64)))
     except (TypeError, ValueError) as e:
         raise TypeError(f"t must be a number of snapshots or a sequence of them, got {t!r}") from e
+    if np.ndim(t) > 1:  # each time gives a column: a table of times has no place in the result
+        raise ValueError(f"t must be a number of snapshots or a 1-D sequence of them, got shape {tuple(np.shape(t))}")
     if not bool(torch.isfinite(tt).all()):
         raise ValueError(f"t must be finite numbers of snapshots, got {t!r}")
     log = torch.log(lam)  # log|lambda| + i arg: its real part is accurate near |lambda| = 1, log(abs(.)) is not
@@ -167,22 +170,13 @@ class DMDResult:
             self._modes = self.combine(torch.eye(self.rank, dtype=torch.complex128), real=False)
         return self._modes
 
-    def _indices(self, name: str, indices) -> Tensor:
-        """Mode indices (k,) long in [-rank, rank); TypeError / ValueError naming ``name`` otherwise."""
-        idx = None if isinstance(indices, str) else torch.as_tensor(indices).reshape(-1)
-        if idx is None or idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-            raise TypeError(f"{name} must be integer mode indices, got {indices!r}")
-        if idx.numel() and not bool(((idx >= -self.rank) & (idx < self.rank)).all()):
-            raise ValueError(f"{name} must be mode indices in [-{self.rank}, {self.rank - 1}] (rank {self.rank}), "
-                             f"got {idx.tolist()}")
-        return idx.long()
-
     def mode(self, index: int | Sequence[int]) -> Tensor:
-        """Only the mode(s) asked for: (n_features,) for an int, (n_features, k) for a list."""
-        idx = self._indices("index", index)
-        E = torch.eye(self.rank, dtype=torch.complex128)[:, idx]
+        """Only the mode(s) asked for: (n_features,) for an int (a 0-d integer tensor or array too),
+        (n_features, k) for a list."""
+        index = plain_int(index)
+        E = torch.eye(self.rank, dtype=torch.complex128)[:, mode_indices("index", index, self.rank)]
         out = self.combine(E, real=False)
-        return out[:, 0] if isinstance(index, (int, np.integer)) else out
+        return out[:, 0] if np.ndim(index) == 0 else out
 
     # -- eigenvalue look-ups
     def closest(self, value: complex = 1.0) -> int:
@@ -203,7 +197,7 @@ class DMDResult:
         w = self.amplitudes.cpu().to(torch.complex128)[:, None] * powers(self.eigs, t)
         if indices is not None:
             keep = torch.zeros(self.rank, dtype=torch.bool)
-            keep[self._indices("indices", indices)] = True
+            keep[mode_indices("indices", indices, self.rank)] = True
             w[~keep] = 0
         if not bool(torch.isfinite(w).all()):
             over = torch.unique(torch.nonzero(~torch.isfinite(w))[:, 0])

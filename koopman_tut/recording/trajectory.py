@@ -34,6 +34,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -144,8 +145,7 @@ class Trajectory:
     def flatten(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
         """{name: tensor} -> (n,) in this trajectory's order, on the snapshots' device."""
         missing = [n for n in self.names if n not in tensors]
-        bad = [f"{n} {tuple(getattr(tensors[n], 'shape', ()))} (not {tuple(s)})" for n, s in zip(self.names, self.shapes)
-               if n in tensors and (not isinstance(tensors[n], torch.Tensor) or tuple(tensors[n].shape) != tuple(s))]
+        bad = [m for m in (_misfit(n, tensors[n], s) for n, s in zip(self.names, self.shapes) if n in tensors) if m]
         if missing or bad:
             raise ValueError(f"tensors must map every recorded name to a tensor of its shape: "
                              + (f"missing {missing}" if missing else f"got {', '.join(bad)}"))
@@ -281,3 +281,12 @@ def _check_path(path):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike (a file name), got {type(path).__name__}")
     return path
+
+
+def _misfit(name: str, value, shape: tuple[int, ...]) -> str:
+    """How :meth:`Trajectory.flatten` names a value that is not a tensor of ``shape`` ("" for one that is), e.g.
+    "a (2, 3) (not (3, 2))" or "a (ndarray, not a torch.Tensor: torch.from_numpy converts it)"."""
+    if not isinstance(value, torch.Tensor):
+        hint = ": torch.from_numpy converts it" if isinstance(value, np.ndarray) else ""
+        return f"{name} ({type(value).__name__}, not a torch.Tensor{hint})"
+    return f"{name} {tuple(value.shape)} (not {tuple(shape)})" if tuple(value.shape) != tuple(shape) else ""
