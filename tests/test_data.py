@@ -321,3 +321,16 @@ def test_batched_loader_gives_dataloaders_batches(shuffle, batch_size):
     assert torch.equal(g1.get_state(), g2.get_state())
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         data.loader(tr, 0)
+
+
+@pytest.mark.parametrize("fraction", [0.999, 0.001])
+def test_digits_names_a_test_fraction_that_leaves_a_class_out_of_a_split(fraction):
+    """scikit-learn said 'The train_size = 1 should be greater or equal to the number of classes = 10'."""
+    with pytest.raises(ValueError, match="test_fraction must leave 10 images"):
+        data.digits(test_fraction=fraction)
+    assert len(data.digits(test_fraction=0.994)[0]) >= 10 and len(data.digits(test_fraction=0.006)[1]) >= 10
+
+
+def test_a_root_that_is_not_a_folder_name_is_named():
+    with pytest.raises(TypeError, match="root must be a folder"):
+        data.mnist(root=3)

@@ -62,3 +62,12 @@ def test_window_scores_score_every_estimator_by_its_magnitude(monkeypatch):
 def test_prediction_study_refuses_windows_that_overlap_or_outlast_the_run(starts, final):
     with pytest.raises(ValueError, match="starts|final_steps"):
         ex.prediction_study([0], starts, window=30, final_steps=final)
+
+
+@pytest.mark.parametrize("seeds, error, words", [(5, TypeError, r"range\(5\)"), ("01", TypeError, "list of seeds"),
+                                                 ([0, 0], ValueError, "distinct"), ([], ValueError, "at least one"),
+                                                 ([0, -1], ValueError, r"seeds\[1\]")])
+def test_prediction_study_names_seeds_that_are_not_a_list_of_distinct_seeds(seeds, error, words):
+    """A count (the notebooks' SEEDS = 5) raised 'int object is not iterable'; a seed twice counted one run twice."""
+    with pytest.raises(error, match=words):
+        ex.prediction_study(seeds, [0], window=30, final_steps=60)

@@ -30,6 +30,8 @@ CIFAR10_MEAN, CIFAR10_STD = (0.491, 0.482, 0.447), (0.247, 0.243, 0.262)
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """Where datasets live: ``root``, else $KOOPMAN_TUT_DATA, else ``data/`` beside the package."""
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a folder (a str or os.PathLike), got {root!r} ({type(root).__name__})")
     if root is not None:
         return Path(root)
     env = os.environ.get("KOOPMAN_TUT_DATA")
@@ -39,8 +41,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 def digits(seed: int = 0, test_fraction: float = 0.25, image: bool = False) -> tuple[TensorDataset, TensorDataset]:
     """scikit-learn's 8x8 handwritten digits (1797 images, shipped offline), standardized.
 
-    The split is stratified and deterministic in ``seed``; features are standardized with
-    the training set's per-pixel mean and std.
+    The split is stratified and deterministic in ``seed``; each pixel standardized by the training set's mean and std.
 
     Returns
     -------
@@ -50,9 +51,10 @@ def digits(seed: int = 0, test_fraction: float = 0.25, image: bool = False) -> t
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if not 0 < check_real("test_fraction", test_fraction, 0) < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     X, y = load_digits(return_X_y=True)
+    if not 10 <= check_real("test_fraction", test_fraction, 0) * len(y) <= len(y) - 10:  # each class on each side
+        raise ValueError(f"test_fraction must leave 10 images (one per class) on each side of the split, a fraction "
+                         f"in [{10 / len(y):.4f}, {1 - 10 / len(y):.4f}] of the {len(y)}, got {test_fraction}")
     state = seed if isinstance(seed, np.random.RandomState) else check_seed("seed", seed, 32)  # sklearn's random_state
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_fraction, random_state=state, stratify=y)
     mean, std = Xtr.mean(0), Xtr.std(0) + 1e-6  # some border pixels are constant

@@ -22,6 +22,7 @@ from .stats import mean_ci, paired, summarize  # noqa: F401 (re-exported: ex.mea
 from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train  # noqa: F401
 from ..recording.recorder import TrajectoryRecorder
 from ..recording.trajectory import Trajectory
+from ..recording.validation import check_seed
 
 @dataclass
 class Setup:
@@ -140,6 +141,17 @@ def check_starts(starts, window: int, final_steps: int) -> list[int]:
     return starts
 
 
+def check_seeds(seeds) -> list[int]:
+    """``seeds`` as a list of distinct seeds, at least one (a count such as 5 is no list: range(5) is);
+    TypeError / ValueError naming ``seeds`` otherwise (a seed twice would count one run twice in the intervals)."""
+    if isinstance(seeds, (numbers.Number, str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a list of seeds such as [0, 1, 2] or range(5), got {seeds!r}")
+    out = [check_seed(f"seeds[{i}]", v) for i, v in enumerate(seeds)]
+    if not out or len(set(out)) < len(out):
+        raise ValueError(f"seeds must be distinct seeds, at least one (each is one paired run), got {out}")
+    return out
+
+
 def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, compression: float = 8,
                      dataset: str = "digits", finetune_epochs: float = 1, progress: bool = False,
                      estimators: dict | None = None, **setup_kwargs) -> list[PredictionRow]:
@@ -153,9 +165,9 @@ def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, c
     from ..numerics.extrapolation import DriftWarning, UntrustedLimitWarning
     from ..pruning import magnitude_scores
 
-    starts = check_starts(starts, window, final_steps)
+    starts, seeds = check_starts(starts, window, final_steps), check_seeds(seeds)
     rows = []
-    for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
+    for seed in tqdm(seeds, desc="seeds", disable=not progress):
         s = setup(dataset, seed=seed, **setup_kwargs)
         rules = ESTIMATORS if estimators is None else estimators
         secant = [r for r, kw in rules.items() if kw.get("method") == "secant"]
