@@ -97,3 +97,12 @@ def test_the_recorders_device_and_loads_map_location_are_checked(device, match, 
         with pytest.raises(ValueError, match=match.replace("device", "map_location", 1)):
             kt.Trajectory.load(tmp_path / "t.pt", map_location=device)
     assert kt.Trajectory.load(tmp_path / "t.pt", map_location="cpu").snapshots.shape == (8, 4)
+
+
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_float32_data_whose_singular_values_pass_float32s_range_are_refused(method):
+    """Entries near float32's largest give a norm beyond it: the singular values came back inf, silently."""
+    W = torch.rand(4, 3, generator=torch.Generator().manual_seed(0)) * 3e38
+    with pytest.raises(ValueError, match="pass the range of torch.float32.*float64"):
+        kt.dmd(W, method=method)
+    assert torch.isfinite(kt.dmd(W.double(), method=method).singular_values).all()  # the advice works

@@ -127,6 +127,10 @@ class DMDResult:
 
     def __post_init__(self) -> None:
         self._modes: Tensor | None = None  # cache for .modes
+        if not (all_finite(self.singular_values) and all_finite(self.amplitudes)):  # the data are finite (checked)
+            raise ValueError(f"W's singular values or amplitudes pass the range of {self.singular_values.dtype} "
+                             f"(about {torch.finfo(self.singular_values.dtype).max:.1e}): rescale W (divide it by its "
+                             f"largest entry) or pass it in float64")
 
     @property
     def rank(self) -> int:
