@@ -87,6 +87,8 @@ def test_00_3(early):
     assert not verdict("00.3", wrong_random, **ctx)[0]
     assert not verdict("00.3", {k: v for k, v in at(16).items() if k != "random"}, **ctx)[0]
     assert not verdict("00.3", {**at(16), "GMP": at(16)["GMP"] + 0.05}, **ctx)[0]
+    one_off = [verdict("00.3", {**at(16), m: at(16)[m] + 0.05}, **ctx)[1] for m in ("GMP", "KMP", "random")]
+    assert len(set(one_off)) == 1 and "GMP is off" not in one_off[0]  # which one is off is not said
     assert not verdict("00.3", [0.5, 0.5, 0.1], **ctx)[0]
     assert not verdict("00.3", {k: str(v) for k, v in at(16).items()}, **ctx)[0]  # text is not a number
     assert verdict("00.3", {k: np.float32(v) for k, v in at(16).items()}, **ctx)[0]  # a NumPy number is
