@@ -182,8 +182,8 @@ def test_setup_names_a_device_that_is_none_here():
     from koopman_tut.training import experiments as ex
     with pytest.raises(ValueError, match=r"device='gpu' is not a device: expected 'cpu', 'cuda'"):
         ex.setup(device="gpu")  # torch's "Expected one of cpu, cuda, ipu, ... device type"
-    with pytest.raises(ValueError, match=r"device=7, but this machine has \d+ usable CUDA device"):
-        ex.setup(device=7)  # "Found no NVIDIA driver on your system"
+    with pytest.raises(ValueError, match=r"device=99, but this machine has \d+ usable CUDA device"):
+        ex.setup(device=99)  # "Found no NVIDIA driver on your system"
 
 
 def test_systems_refuse_what_they_would_silently_change():

@@ -130,8 +130,8 @@ def test_an_optimizer_that_does_not_train_the_model_and_bad_types_are_refused():
 
 @pytest.mark.parametrize("device, match", [
     ("gpu", r"device='gpu' is not a device: expected 'cpu', 'cuda'"),
-    (7, r"device=7, but this machine has \d+ usable CUDA device"),
-    ("cuda:7", r"device='cuda:7', but this machine has \d+ usable CUDA device"),
+    (99, r"device=99, but this machine has \d+ usable CUDA device"),
+    ("cuda:99", r"device='cuda:99', but this machine has \d+ usable CUDA device"),
     (1.5, r"device must be a device \(a str"),
 ])
 def test_a_device_that_is_none_here_is_named(device, match):

@@ -236,7 +236,7 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
     """Warn (:class:`UntrustedLimitWarning`) when ``est`` fails its trust check."""
     if est.trusted:
         return
-    why = []  # each check is relative to the move the estimate makes past the window's last snapshot (a gradient: itself)
+    why = []  # each check is relative to the estimate's move past the window's last snapshot (a gradient: itself)
     size = "of its size" if "gradient" in what else "of its distance from the window's last snapshot"
     if est.spread == math.inf:
         why.append(f"the window is too short to be refitted without its last {est.holdout} snapshot(s), so "

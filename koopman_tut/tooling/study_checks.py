@@ -3,7 +3,8 @@
 :mod:`.nb_params` checks each ``-p`` value on its own (a type, a range). Some values are fine alone
 and still cannot run: notebook 07 compares narrow with wide networks, so one width leaves nothing
 to compare; the seed intervals of 03-07 need two seeds or more; 05's windows must fit on one
-training path before its final step; 02's window must hold three snapshots. Each rule here names the parameters and what the study needs.
+training path before its final step; 02's window must hold three snapshots. Each rule here names
+the parameters and what the study needs.
 A run with ``SMOKE = True`` is not checked: the notebook sets its own small values then.
 """
 from __future__ import annotations
