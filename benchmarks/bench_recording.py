@@ -10,8 +10,9 @@ times the recorder's step hook itself and prints its median as a share of a plai
 part of the overhead that is the recorder's own. Beside it, on interleaved steps of the same
 epochs (each step runs one of them, in a shuffled order), two hooks that only copy the
 snapshot (the floor any recorder pays: three routes, and one copy of the snapshot held in one tensor) and
-the recorder's per-step identity check alone (what
-keeps its rows equal to the values in use after ``p.data = ...`` or a transpose in place).
+the recorder's per-step checks alone (what keeps its rows equal to the values in use after ``p.data = ...``, a
+transpose in place or a tensor swapped into a module or a param group, and its settings log right: one compiled
+call, :mod:`koopman_tut.recording.step_checks`, or the Python checks where the C kernels were not built).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import torch
 
 import koopman_tut as kt
 from koopman_tut.numerics import native
+from koopman_tut.recording import step_checks
 from koopman_tut.recording.storage import allocate
 from koopman_tut.training.train import make_optimizer, resolve_device, train
 
@@ -97,7 +99,8 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=a.batch)
     model = kt.models.get_model(name, seed=0).to(device)
     opt = make_optimizer(model, "nesterov", lr=0.01)
-    n = sum(v.numel() for v in (kt.recording.params.current_value(model, nm) for nm in kt.recording.params.layer_parameters(model)))
+    n = sum(v.numel() for v in (kt.recording.params.current_value(model, nm)
+                                for nm in kt.recording.params.layer_parameters(model)))
     print(f"{name}: {n:,} recorded parameters, {a.steps} steps of batch {a.batch} per epoch, {device}, "
           f"{torch.get_num_threads()} threads")
     train(model, loader, epochs=1, max_steps=5, optimizer=opt, progress=False, device=device)  # warm-up
@@ -111,12 +114,13 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
             train(model, loader, epochs=1, optimizer=opt, progress=False, device=device, seed=None)
             recorded.append(time.perf_counter() - t0)
         assert len(rec.steps) == a.steps // a.every + 1
-    # the recorder's hook, its identity check alone and the copy floors, each on a quarter of the steps of the same epochs
+    # the recorder's hook, its per-step checks alone and the copy floors, each on a share of the same epochs' steps
     per_hook = max(1, a.steps * a.repeat // 4)
     rec = kt.TrajectoryRecorder(model, opt, max_snapshots=per_hook + 1, device=device)
     rec.remove()  # its hook runs only on the steps the timer gives it (every=1: a snapshot each time)
-    same = torch.Tensor.is_set_to
-    check = {"identity check": lambda *_, ts=rec._tensors, al=rec._aliases: all(map(same, ts, al))}
+    compiled = rec._fast is not None  # the checks in one call (taken once momentum buffers exist: after the warm-up)
+    check = {"checks": (lambda *_, fast=rec._fast: fast[0](fast[1])) if compiled else
+             (lambda *_: step_checks.unchanged(rec, rec.step))}
     timer = Interleaved(opt, device, {"recorder's hook": rec._hook, **check, **copy_floors(rec, device)}, per_hook)
     while timer.i < len(timer.order):
         train(model, loader, epochs=1, optimizer=opt, progress=False, device=device, seed=None)
@@ -124,7 +128,7 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
     assert len(rec.steps) == per_hook + 1
     tp, tr = min(plain), min(recorded)
     med = {k: statistics.median(t) for k, t in timer.times.items()}
-    hook, same = med.pop("recorder's hook"), med.pop("identity check")
+    hook, checks = med.pop("recorder's hook"), med.pop("checks")
     floor = min(v for k, v in med.items() if k != "one flat copy_")
     share = lambda t: f"{100 * t * a.steps / tp:.2f}%"  # noqa: E731
     print(f"  {'epoch without recording':28s} {tp:8.3f} s")
@@ -136,8 +140,10 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
         f"{route} {1e6 * t:.1f} us = {share(t)}" for route, t in med.items()))
     print(f"  the recorder's own work beyond the faster floor: {1e6 * (hook - floor):.1f} us = {share(hook - floor)} "
           f"of a plain step")
-    print(f"  of which, timed alone on steps of its own: the check that each of the {len(rec._tensors)} recorded tensors "
-          f"still has the storage, offset, shape and strides the copy reads, {1e6 * same:.1f} us = {share(same)}")
+    how = "one compiled call" if compiled else "in Python"
+    print(f"  of which, timed alone on steps of its own: the per-step checks ({how}: "
+          f"the {len(rec._tensors)} recorded tensors' storage, slots and places, the optimizer's groups, the logged "
+          f"settings), {1e6 * checks:.1f} us = {share(checks)}")
 
 
 def main(argv=None):

@@ -8,6 +8,7 @@
      kt_steps       dst[i, t] = w[i, t+1] - w[i, t] (t < T-1), dst[i, T-1] = 0 - w[i, T-1]
      kt_combine     out[i]    = sum_t w[i, t] c[t], rounded once to float32
      kt_copy_row    a recorder's row <- its tensors' bytes, one after another (any dtype)
+     holds          a recorder's per-step checks in one call (a Python function of this module)
 
    Every value is converted to float64 before it is subtracted or multiplied, as torch does,
    so the deviations and steps are bit for bit torch's (a NaN's payload aside: which operand's
@@ -35,7 +36,7 @@
 #include <emmintrin.h>
 #endif
 
-#define KT_ABI 2 /* bumped whenever a signature or a meaning changes: native.py checks it */
+#define KT_ABI 3 /* bumped whenever a signature or a meaning changes: native.py checks it */
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define CLONES __attribute__((target_clones("avx2", "default")))
@@ -292,7 +293,73 @@ int kt_copy_row(char *dst, const char *const *src, const ptrdiff_t *ends, int pi
     return 0;
 }
 
-/* An importable module with no functions: the kernels above are reached through ctypes. */
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_fused", .m_size = 0};
+/* holds(spec): whether everything a recorder checks at every step is as it was, in one call (the Python-level
+   checks cost tens of microseconds inside a training step, where the interpreter's data are out of the cache;
+   koopman_tut.recording.fast_check builds spec and says which checks it holds). spec is the tuple
+   (holders, keys, values, same, tensors, aliases, address, held, at, absent), its checks:
+     holders[i][keys[i]] is values[i]  a dict's entry (dict.get's lookup; a missing key reads as ``absent``) or a
+                                      list's item (keys[i] an int); keys[i] None: len(holders[i]) == values[i];
+     same(tensors[i], aliases[i])     is True (torch.Tensor.is_set_to: the same storage, offset, sizes, strides);
+     address(held[i]) == at[i]        (torch.Tensor.data_ptr: the data have not moved inside their storage).
+   False at the first that fails or raises (a key's hash, say): the caller's own checks then run and say what
+   changed. TypeError for a spec of another form. */
+static int item_holds(PyObject *holder, PyObject *key, PyObject *value, PyObject *absent) {
+    if (PyDict_Check(holder)) {  /* a subclass too (defaultdict, OrderedDict): its own entries, as dict.get reads */
+        PyObject *v = PyDict_GetItemWithError(holder, key);  /* borrowed */
+        if (v == NULL && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return (v == NULL ? absent : v) == value;
+    }
+    if (!PyList_CheckExact(holder)) return 0;
+    if (key == Py_None) return PyLong_CheckExact(value) && PyList_GET_SIZE(holder) == PyLong_AsSsize_t(value);
+    Py_ssize_t i = PyLong_CheckExact(key) ? PyLong_AsSsize_t(key) : -1;
+    if (PyErr_Occurred()) PyErr_Clear();
+    return i >= 0 && i < PyList_GET_SIZE(holder) && PyList_GET_ITEM(holder, i) == value;
+}
+
+static int call_gives(PyObject *fn, PyObject *a, PyObject *b, PyObject *want) {  /* fn(a[, b]) is True / == want */
+    PyObject *args[2] = {a, b}, *r = PyObject_Vectorcall(fn, args, b == NULL ? 1 : 2, NULL);
+    if (r == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = want == NULL ? r == Py_True : PyObject_RichCompareBool(r, want, Py_EQ) == 1;
+    if (PyErr_Occurred()) PyErr_Clear();
+    Py_DECREF(r);
+    return ok;
+}
+
+static PyObject *holds(PyObject *self, PyObject *spec) {
+    (void)self;
+    PyObject *t[10];
+    int ok = PyTuple_CheckExact(spec) && PyTuple_GET_SIZE(spec) == 10;
+    for (int i = 0; ok && i < 10; i++) {
+        t[i] = PyTuple_GET_ITEM(spec, i);
+        ok = i == 3 || i == 6 || i == 9 || PyTuple_CheckExact(t[i]);
+    }
+    if (!ok || PyTuple_GET_SIZE(t[1]) != PyTuple_GET_SIZE(t[0]) || PyTuple_GET_SIZE(t[2]) != PyTuple_GET_SIZE(t[0])
+        || PyTuple_GET_SIZE(t[5]) != PyTuple_GET_SIZE(t[4]) || PyTuple_GET_SIZE(t[8]) != PyTuple_GET_SIZE(t[7])) {
+        PyErr_SetString(PyExc_TypeError, "holds(spec): spec must be (holders, keys, values, same, tensors, aliases, "
+                        "address, held, at, absent), the tuples of each check of the same length");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[0]); i++)
+        if (!item_holds(PyTuple_GET_ITEM(t[0], i), PyTuple_GET_ITEM(t[1], i), PyTuple_GET_ITEM(t[2], i), t[9]))
+            Py_RETURN_FALSE;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[4]); i++)
+        if (!call_gives(t[3], PyTuple_GET_ITEM(t[4], i), PyTuple_GET_ITEM(t[5], i), NULL)) Py_RETURN_FALSE;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[7]); i++)
+        if (!call_gives(t[6], PyTuple_GET_ITEM(t[7], i), NULL, PyTuple_GET_ITEM(t[8], i))) Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef methods[] = {
+    {"holds", holds, METH_O, "holds(spec) -> bool: a recorder's per-step checks in one call (see _fused.c)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_fused", .m_size = 0, .m_methods = methods};
 
 PyMODINIT_FUNC PyInit__fused(void) { return PyModule_Create(&module); }

@@ -12,8 +12,9 @@ not hold), and the caller runs torch instead: the library was not built (no C co
 on the CPU, W has no entries, or neither the rows nor the snapshots of W are contiguous.
 
 The same library copies a recorder's snapshot into its row (:class:`RowCopy`, any dtype, also
-where torch does not run on GNU OpenMP: then on one thread); ``KOOPMAN_TUT_NATIVE=0`` switches
-it off with the rest (:func:`library` answers for the float32 -> float64 kernels alone).
+where torch does not run on GNU OpenMP: then on one thread) and runs its per-step checks in one call
+(:func:`checker`); ``KOOPMAN_TUT_NATIVE=0`` switches them off with the rest (:func:`library` answers for
+the float32 -> float64 kernels alone).
 
 Measured (1M x 64 float32, 2 cores of an Intel Xeon, ``benchmarks/bench_dmd.py``): the
 deviations' Gram pass 0.088 s against 0.097 s through torch (the plain float64 Gram:
@@ -35,7 +36,7 @@ Tensor = torch.Tensor
 ENV = "KOOPMAN_TUT_NATIVE"  # "0": torch everywhere
 SWITCH = {"0": False, "false": False, "off": False, "no": False, "1": True, "true": True, "on": True, "yes": True,
           "": True}
-ABI = 2  # _fused.c's KT_ABI: a library built from other sources is not used
+ABI = 3  # _fused.c's KT_ABI: a library built from other sources is not used
 
 
 def switched_on() -> bool:
@@ -87,6 +88,15 @@ def _built() -> ctypes.CDLL | None:
     if gomp is not None:  # else every kernel runs on the calling thread alone
         lib.kt_set_openmp(ctypes.cast(gomp.GOMP_parallel, P), ctypes.cast(gomp.omp_get_thread_num, P))
     return lib
+
+
+def checker():
+    """``holds(spec)``, the compiled per-step check of a recorder (:mod:`koopman_tut.recording.fast_check`), or None
+    where the library was not built or is switched off (the recorder then checks in Python alone)."""
+    if _built() is None:
+        return None
+    from . import _fused
+    return getattr(_fused, "holds", None)
 
 
 @functools.cache

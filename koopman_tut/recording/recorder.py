@@ -10,7 +10,8 @@ row of storage allocated up front (:mod:`koopman_tut.recording.rows`). Nothing i
   optimizer step, before anything is written. The model is walked when something may have changed, not at
   every step: a registration (:mod:`.watch`), the optimizer's group list, a dict in it or its params list
   replaced or resized, a recorded tensor with new storage or shape or out of its slot, or every
-  ``watch.CHECK_EVERY`` steps;
+  ``watch.CHECK_EVERY`` steps. What is checked at every step runs in one compiled call where the C kernels
+  were built (:mod:`.step_checks`);
 * full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot, and
   parameters changed between steps (clamping after each) warn (:mod:`.after_step`).
 
@@ -21,7 +22,6 @@ the flattened rows (see :func:`koopman_tut.numerics.distributed.shard_range`).
 from __future__ import annotations
 
 import math
-import operator
 import os
 import warnings
 
@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import after_step, watch
+from . import after_step, step_checks, watch
+from ..numerics import native
 from ..numerics.distributed import local_tensor, shard_pieces, unwrap
 from .rows import RowWriter
 from .storage import DiskStorage, allocate
@@ -42,8 +43,6 @@ from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
 
 
-_SAME = torch.Tensor.is_set_to  # same storage, offset, shape and strides: read at every step (see _record)
-_IS, _PARAMS = operator.is_, operator.itemgetter("params")  # the same group dicts and params lists: every step
 
 
 class RecorderFullWarning(UserWarning):
@@ -158,6 +157,7 @@ class TrajectoryRecorder:
         # what the last walk saw (registrations, group list and dicts, tensors and their slots), when the next is due
         self._gen, self._groups_seen, self._dicts_seen, self._aliases, self._next_walk = None, None, (), [], 0
         self._slots, self._keys, self._plists, self._plens, self._places = [], [], [], [], ([], [])
+        self._fast: tuple | None = None  # (holds, spec): every check below in one compiled call (.step_checks)
         watch.install()
         self._handle = optimizer.register_step_post_hook(self._hook)
         self._record(self.step)  # the state at construction (if inside the window)
@@ -205,23 +205,25 @@ class TrajectoryRecorder:
     def _record(self, s: int) -> None:  # no torch.no_grad() needed: the flat views it copies are detached
         if s > self._last:
             return  # the recording is over (the window ended or the storage is full): nothing to check or write
-        ts = [local_tensor(t) for t in self._tensors] if self._sharded else self._tensors
-        pg, seen = self.optimizer.param_groups, self._dicts_seen  # a group dict replaced in the list is seen too
-        if not (s < self._next_walk and watch._generation == self._gen and pg is self._groups_seen
-                and len(pg) == len(seen) and all(map(_IS, pg, seen)) and all(map(_SAME, ts, self._aliases))
-                and all(map(_IS, map(dict.get, self._slots, self._keys), self._tensors))
-                and all(map(_IS, map(_PARAMS, pg), self._plists)) and list(map(len, self._plists)) == self._plens
-                and all(map(_IS, map(operator.getitem, *self._places), self._tensors))):
-            self._walk(s)  # raises if a recorded parameter was replaced, removed or reshaped
-        if s < self.start or (s - self.start) % self.every:
-            return
+        fast = self._fast is not None and s < self._next_walk and self._fast[0](self._fast[1])  # all checks in one call
+        if not fast:
+            self._fast = None  # taken again after the checks in Python
+            if not step_checks.unchanged(self, s):
+                self._walk(s)  # raises if a recorded parameter was replaced, removed or reshaped
+        if not (s < self.start or (s - self.start) % self.every):
+            self._snapshot(s, fast)
+        if not fast and (spec := step_checks.spec(self)) is not None:
+            self._fast = native.checker(), spec
+
+    def _snapshot(self, s: int, fast: bool) -> None:
+        """Row k = the values after step s, its settings logged (``fast``: the checks held in one call)."""
         k = len(self.steps)
         if k == self._cap:
             self._last = -1
-            return warnings.warn(full_message(self._cap, self.max_snapshots, s), RecorderFullWarning, stacklevel=2)
+            return warnings.warn(full_message(self._cap, self.max_snapshots, s), RecorderFullWarning, stacklevel=3)
         try:  # all of snapshot k or none of it: an exception on the way (Ctrl-C) leaves row k to the next one
-            self._writer.write(k)
-            self._log.log(self._lr_groups, s)
+            self._writer.write(k, fast)
+            self._log.repeat() if fast else self._log.log(self._lr_groups, s)
             if self._disk is not None:
                 self._disk.commit(k, s, self._log.array)  # after the row: the file counts complete snapshots only
             self.steps.append(s)  # last: snapshot k exists from here on

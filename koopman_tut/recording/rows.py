@@ -102,12 +102,13 @@ class RowWriter:
             self._held = (*(t for t, _, _, _ in self.parts), store)
             self._at = list(map(_ADDRESS, self._held))
 
-    def write(self, k: int) -> None:
-        """Row ``k`` = the flattened values now (converted to the storage's dtype)."""
+    def write(self, k: int, checked: bool = False) -> None:
+        """Row ``k`` = the flattened values now (converted to the storage's dtype); ``checked``: the addresses were
+        compared with the data's already (:mod:`.step_checks`)."""
         if self.masks is None:  # a row written: a mask changed from here on is a jump in the rows
             self.masks = self._masks(self.parts)
-        if self._at and list(map(_ADDRESS, self._held)) != self._at:  # data moved inside its storage (share_memory_(),
-            self._take_addresses()  # torch.multiprocessing), its old memory freed: unseen by every identity check
+        if self._at and not checked and list(map(_ADDRESS, self._held)) != self._at:  # data moved inside its
+            self._take_addresses()  # storage (share_memory_(), torch.multiprocessing), its old memory freed
         if self.copy is not None:
             self.copy(k)
             return

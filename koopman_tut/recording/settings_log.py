@@ -118,6 +118,11 @@ class SettingsLog:
             self._pairs = tuple(zip(self._keys, now[0])) if len(now) == 1 and not self._tensors else None
         self.rows.append(self._row)
 
+    def repeat(self) -> None:
+        """Log the last row again: what :meth:`log` does when every value it reads is the object it read last and no
+        momentum buffer was replaced (checked by the caller, :mod:`koopman_tut.recording.step_checks`)."""
+        self.rows.append(self._row)
+
     def _check(self, groups: list[dict], row: list[tuple[float, ...]], step: int) -> None:
         """ValueError, nothing logged, where a schedule or a hand edit set a value a Trajectory cannot hold
         (:func:`check_recordable`): the snapshots before stay readable."""

@@ -1,0 +1,94 @@
+"""What a recorder checks at every step: in Python (:func:`unchanged`), or in one compiled call (:func:`spec`).
+
+Before it copies a snapshot, a :class:`~koopman_tut.recording.recorder.TrajectoryRecorder` checks that nothing
+it records from has changed since its last walk of the model (about thirty identity checks for a model of four
+layers: the registration count, the optimizer's group list, dicts and params lists, each recorded tensor's slot,
+place and storage), that the data have not moved inside their storages (the compiled copy reads addresses), and
+that the optimizer settings and momentum buffers it logs are the objects logged last. In Python these cost
+about 30 us inside a training step (measured with ``benchmarks/bench_recording.py``: between two steps the
+interpreter's own data are out of the cache), more than half of a snapshot's copy for the digits MLP.
+
+:func:`spec` gathers what those checks compare, each component's own expectation (the recorder's last walk, the
+row writer's addresses, the settings log's last values), into one tuple, and the compiled ``holds``
+(``numerics/_fused.c``, :func:`koopman_tut.numerics.native.checker`) runs them all in one call. Where it answers
+True every Python check would pass, and the step is recorded as they would record it; where it answers False
+(or there is no spec) the Python checks run and say what changed, and a new spec is taken after them. There is
+no spec where the library was not built, under ``KOOPMAN_TUT_NATIVE=0``, for sharded (DTensor) parameters, for
+settings held as tensors (read at every snapshot) and for an optimizer whose ``param_groups`` or ``state`` is
+not a plain attribute.
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from ..numerics import native
+from ..numerics.distributed import local_tensor
+from . import watch
+
+ABSENT = object()  # what a missing key reads as (dict.get's None would match a key set to None)
+_SAME = torch.Tensor.is_set_to  # same storage, offset, shape and strides
+_IS, _PARAMS = operator.is_, operator.itemgetter("params")  # the same group dicts and params lists
+
+
+def unchanged(rec, s: int) -> bool:
+    """Whether recorder ``rec`` may skip its walk of the model at step ``s``: the walk is not due (every
+    ``watch.CHECK_EVERY`` steps), nothing was registered anywhere (:mod:`.watch`), the optimizer's group list, its
+    dicts and their params lists are those of the last walk (lengths too), and each recorded tensor still has the
+    storage, offset, shape and strides the copy reads, its slot in its module and its place in its group."""
+    ts = [local_tensor(t) for t in rec._tensors] if rec._sharded else rec._tensors
+    pg, seen = rec.optimizer.param_groups, rec._dicts_seen  # a group dict replaced in the list is seen too
+    return (s < rec._next_walk and watch._generation == rec._gen and pg is rec._groups_seen
+            and len(pg) == len(seen) and all(map(_IS, pg, seen)) and all(map(_SAME, ts, rec._aliases))
+            and all(map(_IS, map(dict.get, rec._slots, rec._keys), rec._tensors))
+            and all(map(_IS, map(_PARAMS, pg), rec._plists)) and list(map(len, rec._plists)) == rec._plens
+            and all(map(_IS, map(operator.getitem, *rec._places), rec._tensors)))
+
+
+def _plain_attribute(obj, name: str) -> bool:
+    """Whether ``obj.name`` is read from ``obj.__dict__`` (no class attribute, property or __getattr__ over it)."""
+    return name in getattr(obj, "__dict__", {}) and not hasattr(type(obj), name)
+
+
+def spec(rec) -> tuple | None:
+    """What :meth:`TrajectoryRecorder._record` checks at every step, as the tuple ``holds`` takes (see ``_fused.c``),
+    or None where ``holds`` cannot stand in for those checks (the module notes)."""
+    holds, opt, log, groups = native.checker(), rec.optimizer, rec._log, rec._lr_groups
+    if holds is None or rec._sharded or rec._gen is None or log._tensors or not (
+            len(log._last) == len(log._buffers) == len(groups) and _plain_attribute(opt, "param_groups")
+            and _plain_attribute(opt, "state")) or (settings := _log_checks(log, groups, opt)) is None:
+        return None
+    checks: list[tuple] = [(vars(watch), "_generation", rec._gen), (vars(opt), "param_groups", rec._groups_seen),
+                           (rec._groups_seen, None, len(rec._dicts_seen))]
+    checks += [(rec._groups_seen, i, d) for i, d in enumerate(rec._dicts_seen)]
+    checks += list(zip(rec._slots, rec._keys, rec._tensors))  # each tensor in its module's slot
+    checks += [(d, "params", pl) for d, pl in zip(rec._dicts_seen, rec._plists)]
+    checks += [(pl, None, n) for pl, n in zip(rec._plists, rec._plens)]
+    checks += list(zip(*rec._places, rec._tensors))  # each tensor at its place in its group's params list
+    holders, keys, values = (tuple(c) for c in zip(*checks + settings))
+    held, at = (tuple(rec._writer._held), tuple(rec._writer._at)) if rec._writer._at else ((), ())
+    return (holders, keys, values, torch.Tensor.is_set_to, tuple(rec._tensors), tuple(rec._aliases),
+            torch.Tensor.data_ptr, held, at, ABSENT)
+
+
+def _log_checks(log, groups: list[dict], opt) -> list[tuple] | None:
+    """The settings log's checks (:meth:`SettingsLog.log` logs its last row again when they hold): every setting it
+    reads is the object it read last, and each group's momentum buffer is the one it saw last (another is a
+    restart) or, where it has seen none, the group has no momentum to make one. None where the log must look
+    for a buffer at every snapshot (a group with momentum whose buffer it has not seen yet)."""
+    out = [(g, key, value) for g, last in zip(groups, log._last) for key, value in zip(log._keys, last)]
+    out.append((vars(opt), "state", opt.state))
+    for g, p, buffer in zip(groups, log._params, log._buffers):
+        if p is None:
+            if g.get("momentum"):
+                return None
+            out.append((g, "momentum", g.get("momentum", ABSENT)))
+            continue
+        state = opt.state.get(p, ABSENT)  # no state for p: no buffer found, no restart, until there is one
+        if state is not ABSENT and type(state) is not dict:
+            return None
+        out.append((opt.state, p, state))
+        if state is not ABSENT:
+            out.append((state, "momentum_buffer", buffer))
+    return out
