@@ -70,7 +70,8 @@ def test_options_given_with_a_built_analysis_are_refused():
     k = kt.koopman(run.traj)
     assert kt.koopman(k) is k and P.koopman_gradient(k) is not None
     for fn in (lambda: P.koopman_gradient(k, limit_rank=2), lambda: P.kmp_scores(k, delays=0),
-               lambda: kt.koopman(k, drift_tol=1e-2), lambda: P.horizon_scores(k, 3, method="svd")):
+               lambda: kt.koopman(k, drift_tol=1e-2), lambda: P.horizon_scores(k, 3, method="svd"),
+               lambda: kt.koopman(k, svd_rank=torch.tensor([1, 2])), lambda: kt.koopman(k, delays=np.array([0]))):
         with pytest.raises(ValueError, match="given with a KoopmanAnalysis"):
             fn()
 

@@ -260,7 +260,8 @@ def koopman(traj: Trajectory | KoopmanAnalysis, svd_rank: int | float = -1, meth
         given = {k: v for k, v, default in (("svd_rank", svd_rank, -1), ("method", method, "auto"),
                                             ("limit_rank", limit_rank, "auto"), ("drift_tol", drift_tol, 1e-3),
                                             ("max_horizon", max_horizon, None), ("group", group, None),
-                                            ("delays", delays, "auto")) if v is not default and v != default}
+                                            ("delays", delays, "auto"))
+                 if not (v is default or type(v) in (int, float, str) and v == default)}  # a tensor: given
         if given:
             raise ValueError(f"options {given} given with a KoopmanAnalysis, which has its own: pass them when "
                              f"it is built, kt.koopman(traj, ...), or pass the trajectory here instead")
