@@ -384,6 +384,20 @@ def test_a_partial_site_links_only_to_what_it_has(nb_path, tmp_path):
         "# Guide\n\nStart with [notebook 00](00_synthetic.ipynb), then 07.\n")
 
 
+def test_a_partial_course_s_notebooks_link_only_to_what_it_has(nb_path, tmp_path):
+    """--only: the instructor, student and nbgrader copies name the notebooks left out as text (their links led
+    nowhere in the course folder), and keep the links to those it has."""
+    nb = nbformat.read(str(nb_path), as_version=4)
+    nb.cells.insert(0, new_markdown_cell("See [the limit](05_gone.ipynb#limit) and [this one](00_synthetic.ipynb)."))
+    nbformat.write(nb, str(nb_path))
+    (tmp_path / "site").mkdir()
+    result = course.CourseResult()
+    course._copies(nb_path, tmp_path / "out", tmp_path / "site", False, lambda m: None, result, {nb_path.name})
+    for copy in (result.instructor[0], result.student[0], *result.nbgrader):
+        first = nbformat.read(str(copy), as_version=4).cells[0].source
+        assert first == "See the limit and [this one](00_synthetic.ipynb).", copy
+
+
 def test_title_and_first_paragraph():
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_markdown_cell(
         "# 01 · Title *here*\n\n**What you will learn**\n\n* one\n* two\n\nLater.")])

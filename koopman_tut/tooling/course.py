@@ -35,7 +35,7 @@ from .copies import (NBGRADER_CONFIG, YOUR_PREDICTION, _nb_text, instructor_copy
                      student_copy)
 from .files import write_atomic
 from .handout import build_wheel, launch_links, project_root, student_readme  # noqa: F401
-from .site import WIDGET_NOTE, WIDGET_VIEW, build_site, first_paragraph, notebook_title  # noqa: F401
+from .site import WIDGET_NOTE, WIDGET_VIEW, build_site, first_paragraph, notebook_title, unlink_absent  # noqa: F401
 
 COURSE_FOLDERS = ("student", "instructor", "site", "slides", "nbgrader")  # all that build_course writes in its folder
 NBGRADER_BUILT = ("source", "nbgrader_config.py")  # what it writes in nbgrader/: the rest is nbgrader's and the instructor's
@@ -167,7 +167,8 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
     with tempfile.TemporaryDirectory(prefix="koopman-tut-course-") as tmp:
         site_src = Path(tmp) / "student-site"
         site_src.mkdir()
-        student_site = [_copies(Path(src), out_dir, site_src, execute, log, result) for src in notebooks]
+        present = {Path(src).name for src in notebooks}  # links to the others become text (--only)
+        student_site = [_copies(Path(src), out_dir, site_src, execute, log, result, present) for src in notebooks]
         student_site = [p for p in student_site if p is not None]
         if result.nbgrader:
             write_atomic(out_dir / "nbgrader" / "nbgrader_config.py", NBGRADER_CONFIG)
@@ -196,9 +197,11 @@ def _student_files(student: Path, result: CourseResult, student_repo: str | None
         write_atomic(student / "requirements.txt", f"./{result.wheel.name}\n")
 
 
-def _copies(src: Path, out_dir: Path, site_src: Path, execute: bool, log, result: CourseResult) -> Path | None:
+def _copies(src: Path, out_dir: Path, site_src: Path, execute: bool, log, result: CourseResult,
+            present: set[str]) -> Path | None:
     """The instructor, student and nbgrader copies of one notebook, and its student-site copy
-    (in ``site_src``, returned); None, with the error in ``result.failed``, if it fails to run."""
+    (in ``site_src``, returned); None, with the error in ``result.failed``, if it fails to run. Their links to
+    tutorial notebooks not in ``present`` (file names: a course built with ``--only``) are made plain text."""
     log(f"{src.stem}: {'executing' if execute else 'copying'} instructor copy")
     try:
         inst = instructor_copy(src, out_dir / "instructor" / src.name, execute=execute)
@@ -210,6 +213,11 @@ def _copies(src: Path, out_dir: Path, site_src: Path, execute: bool, log, result
         return None
     result.instructor.append(inst)
     nb = nbformat.read(str(inst), as_version=4)
+    markdown = [c for c in nb.cells if c.cell_type == "markdown"]
+    if any(c.source != unlink_absent(c.source, present) for c in markdown):
+        for c in markdown:
+            c.source = unlink_absent(c.source, present)
+        write_atomic(inst, _nb_text(nb))
     result.student.append(write_atomic(out_dir / "student" / src.name, _nb_text(student_copy(nb))))
     result.nbgrader.append(write_atomic(out_dir / "nbgrader" / "source" / src.stem / src.name,
                                         _nb_text(nbgrader_copy(nb))))
