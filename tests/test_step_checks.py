@@ -44,6 +44,7 @@ def test_holds_checks_each_kind_and_refuses_a_spec_of_another_form(holds):
     assert not holds(spec_of([(d, "b", None)]))  # a missing key is not None
     assert not holds(spec_of([(lst, 2, 4)])) and not holds(spec_of([(lst, -1, 4)]))  # out of range
     assert not holds(spec_of([(lst, None, 3)])) and not holds(spec_of([((3, 4), 0, 3)]))  # a length; a tuple
+    assert not holds(spec_of([(lst, None, 2 ** 70)])) and not holds(spec_of([(lst, 2 ** 70, 4)]))  # no such list
     assert not holds(spec_of(pairs=[(x, x.detach().t())])) and not holds(spec_of(pairs=[(x, "no tensor")]))
     assert not holds(spec_of(held=[x], at=[x.data_ptr() + 4]))
 

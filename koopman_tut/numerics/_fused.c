@@ -313,9 +313,10 @@ static int item_holds(PyObject *holder, PyObject *key, PyObject *value, PyObject
         return (v == NULL ? absent : v) == value;
     }
     if (!PyList_CheckExact(holder)) return 0;
-    if (key == Py_None) return PyLong_CheckExact(value) && PyList_GET_SIZE(holder) == PyLong_AsSsize_t(value);
-    Py_ssize_t i = PyLong_CheckExact(key) ? PyLong_AsSsize_t(key) : -1;
-    if (PyErr_Occurred()) PyErr_Clear();
+    PyObject *number = key == Py_None ? value : key;  /* a length, or an index */
+    Py_ssize_t i = PyLong_CheckExact(number) ? PyLong_AsSsize_t(number) : -1;
+    if (i == -1 && PyErr_Occurred()) PyErr_Clear();  /* beyond Py_ssize_t: no list has it */
+    if (key == Py_None) return i >= 0 && PyList_GET_SIZE(holder) == i;
     return i >= 0 && i < PyList_GET_SIZE(holder) && PyList_GET_ITEM(holder, i) == value;
 }
 
