@@ -165,11 +165,10 @@ def build_course(notebooks: list[Path], out_dir: Path, execute: bool = True, log
         pages = [p for p in ([root / "docs" / "instructor.md"] if root else []) if p.is_file()]
     result = CourseResult()
     with tempfile.TemporaryDirectory(prefix="koopman-tut-course-") as tmp:
-        site_src = Path(tmp) / "student-site"
-        site_src.mkdir()
+        (site_src := Path(tmp) / "student-site").mkdir()
         present = {Path(src).name for src in notebooks}  # links to the others become text (--only)
-        student_site = [_copies(Path(src), out_dir, site_src, execute, log, result, present) for src in notebooks]
-        student_site = [p for p in student_site if p is not None]
+        student_site = [p for src in notebooks
+                        if (p := _copies(Path(src), out_dir, site_src, execute, log, result, present)) is not None]
         if result.nbgrader:
             write_atomic(out_dir / "nbgrader" / "nbgrader_config.py", NBGRADER_CONFIG)
         if wheel and root is not None:
