@@ -5,6 +5,8 @@ True where a Python check would fail: every change the recorder catches is made 
 call and once without it, and what the recorder does (its rows, steps, settings log, warnings, errors and the
 step that raised) must be the same.
 """
+import copy
+import gc
 import shutil
 import warnings
 
@@ -64,12 +66,12 @@ def square_model(seed=0):
     return nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4))
 
 
-def run(change, at, steps=30, two_groups=False):
+def run(change, at, steps=30, two_groups=False, make_opt=None):
     """Train with a recorder, make ``change`` after step ``at``; what the recorder did, as comparable values."""
     model = square_model()
     groups = ([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.02}] if two_groups
               else model.parameters())
-    opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9, nesterov=True)
+    opt = (make_opt or (lambda m: torch.optim.SGD(groups, lr=0.05, momentum=0.9, nesterov=True)))(model)
     rec = kt.TrajectoryRecorder(model, opt, stop=steps)
     x = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))
     error = None
@@ -78,12 +80,14 @@ def run(change, at, steps=30, two_groups=False):
         for step in range(steps):
             opt.zero_grad()
             model(x.to(model[0].weight.dtype)).pow(2).mean().backward()
+            if make_opt is not None:
+                change(model, opt, step)  # before every step: it decides when to change the optimizer's make-up
             try:
                 opt.step()
             except RuntimeError as e:
                 error = (step, str(e))
                 break
-            if step == at:
+            if step == at and make_opt is None:
                 change(model, opt)
     out = {"error": error, "warnings": [(type(w.message).__name__, str(w.message)) for w in seen]}
     if rec.steps:
@@ -178,3 +182,135 @@ def test_the_python_checks_run_only_when_a_walk_is_due_or_something_changed(hold
     # the step after the lr changed
     assert calls == [0, 1, watch.CHECK_EVERY, 101, 2 * watch.CHECK_EVERY] and rec._fast is not None
     assert rec.trajectory().meta["lrs"][101] == 0.02 and rec.trajectory().meta["lrs"][100] == 0.05
+
+
+class LayeredGroup(dict):
+    """A param group whose reads see an override layer (its own __getitem__ and get)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.over = {}
+
+    def __getitem__(self, key):
+        return self.over[key] if key in self.over else dict.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self or key in self.over else default
+
+
+class StateView(dict):
+    """An optimizer state whose get() can read another mapping."""
+    alt = None
+
+    def get(self, key, default=None):
+        src = self.alt if self.alt is not None else self
+        return dict.__getitem__(src, key) if dict.__contains__(src, key) else default
+
+    def __missing__(self, key):
+        self[key] = value = {}
+        return value
+
+
+class Plain(torch.optim.SGD):
+    pass
+
+
+class Delegating(torch.optim.SGD):
+    state = property(lambda self: self.__dict__["_fresh"])
+
+
+class Heavy(torch.optim.Optimizer):
+    """Heavy ball whose momentum is a group's 0-d tensor (the other group has none: not a logged setting)."""
+
+    def __init__(self, groups, lr):
+        super().__init__(groups, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in (p for p in g["params"] if p.grad is not None):
+                d, mom = p.grad, g.get("momentum", 0)
+                if mom:
+                    st = self.state[p]
+                    b = st.get("momentum_buffer")
+                    d = st.setdefault("momentum_buffer", d.clone()) if b is None else b.mul_(float(mom)).add_(d)
+                p.add_(d, alpha=-g["lr"])
+
+
+def sgd(m, **kw):
+    return torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, **kw)
+
+
+def new_dict(m, o):
+    o.__dict__ = dict(o.__dict__)
+    o.param_groups = [dict(g) for g in o.param_groups]
+    o.param_groups[0]["lr"] = 0.01
+    o.state = type(o.state)(dict)  # a fresh state too: the momentum restarts
+
+
+def delegate(m, o):
+    o.__dict__["_fresh"] = type(o.state)(dict)  # the state the optimizer now reads: its momentum restarts
+    o.__class__ = Delegating
+    o._patch_step_function()
+
+
+def state_view(m):
+    o = sgd(m, foreach=False)
+    o.state = StateView()
+    return o
+
+
+def heavy_changes(m, o):  # momentum switched on in place (the same object), then a restart
+    if o.param_groups[0]["momentum"] == 0:
+        o.param_groups[0]["momentum"].fill_(0.9)
+    else:
+        o.state.clear()
+
+
+OPTIMIZERS = {  # name: (optimizer, change, steps at which it is made) where the change reaches the optimizer's make-up
+    "__dict__ replaced": (sgd, new_dict, [4]),
+    "class swapped for one with a state property": (lambda m: Plain(m.parameters(), lr=0.05, momentum=0.9), delegate,
+                                                    [4]),
+    "group dict subclass with its own reads": (
+        lambda m: torch.optim.SGD([LayeredGroup(params=list(m.parameters()))], lr=0.05, momentum=0.9),
+        lambda m, o: o.param_groups[0].over.__setitem__("lr", 0.01), [4]),
+    "state with its own get": (state_view, lambda m, o: setattr(o.state, "alt", {
+        p: {"momentum_buffer": torch.zeros_like(p)} for p in m.parameters()}), [4]),
+    "a tensor momentum turned on in place": (
+        lambda m: Heavy([{"params": m[0].parameters(), "momentum": torch.tensor(0.0)},
+                         {"params": m[2].parameters()}], lr=0.05), heavy_changes, [2, 6]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_what_an_optimizer_s_make_up_changes_is_recorded_alike_on_both_routes(holds, monkeypatch, name):
+    """Found by a review: holds read the optimizer's old __dict__, a class's property never, dict subclasses raw,
+    and a tensor momentum that was falsy when the spec was taken; the settings logs differed."""
+    make, change, at = OPTIMIZERS[name]
+    changes = lambda m, o, step: change(m, o) if step in at else None  # noqa: E731
+    fast = run(changes, None, 12, make_opt=make)
+    monkeypatch.setattr(native, "checker", lambda: None)
+    slow = run(changes, None, 12, make_opt=make)
+    assert fast["error"] is None and slow["error"] is None and fast["warnings"] == slow["warnings"]
+    assert fast["meta"] == slow["meta"] and fast["meta"] != run(lambda *_: None, None, 12, make_opt=make)["meta"]
+    assert torch.equal(fast["rows"], slow["rows"])
+
+
+def test_nothing_of_the_optimizer_is_kept_alive_once_the_window_is_over(holds):
+    """A spec holds the optimizer's state of its step: it goes when the window ends (and at remove())."""
+    import weakref
+
+    model = square_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    rec = kt.TrajectoryRecorder(model, opt, stop=5)
+    x = torch.randn(16, 4)
+    for step in range(10):
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+        if step == 2:
+            assert rec._fast is not None  # the control: inside the window the spec is there
+    old = [weakref.ref(t) for st in opt.state.values() for t in st.values() if isinstance(t, torch.Tensor)]
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    gc.collect()
+    assert rec._fast is None and old and not any(r() is not None for r in old)

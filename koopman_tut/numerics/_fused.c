@@ -295,10 +295,11 @@ int kt_copy_row(char *dst, const char *const *src, const ptrdiff_t *ends, int pi
 
 /* holds(spec): whether everything a recorder checks at every step is as it was, in one call (the Python-level
    checks cost tens of microseconds inside a training step, where the interpreter's data are out of the cache;
-   koopman_tut.recording.fast_check builds spec and says which checks it holds). spec is the tuple
+   koopman_tut.recording.step_checks builds spec and says which checks it holds). spec is the tuple
    (holders, keys, values, same, tensors, aliases, address, held, at, absent), its checks:
      holders[i][keys[i]] is values[i]  a dict's entry (dict.get's lookup; a missing key reads as ``absent``) or a
                                       list's item (keys[i] an int); keys[i] None: len(holders[i]) == values[i];
+                                      another holder: its attribute keys[i] (a str), read as Python reads it;
      same(tensors[i], aliases[i])     is True (torch.Tensor.is_set_to: the same storage, offset, sizes, strides);
      address(held[i]) == at[i]        (torch.Tensor.data_ptr: the data have not moved inside their storage).
    False at the first that fails or raises (a key's hash, say): the caller's own checks then run and say what
@@ -312,7 +313,17 @@ static int item_holds(PyObject *holder, PyObject *key, PyObject *value, PyObject
         }
         return (v == NULL ? absent : v) == value;
     }
-    if (!PyList_CheckExact(holder)) return 0;
+    if (!PyList_CheckExact(holder)) {
+        if (!PyUnicode_CheckExact(key)) return 0;
+        PyObject *v = PyObject_GetAttr(holder, key);  /* new reference: properties, __getattr__, a new __dict__ */
+        if (v == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        int same = v == value;
+        Py_DECREF(v);
+        return same;
+    }
     PyObject *number = key == Py_None ? value : key;  /* a length, or an index */
     Py_ssize_t i = PyLong_CheckExact(number) ? PyLong_AsSsize_t(number) : -1;
     if (i == -1 && PyErr_Occurred()) PyErr_Clear();  /* beyond Py_ssize_t: no list has it */

@@ -91,7 +91,7 @@ def _built() -> ctypes.CDLL | None:
 
 
 def checker():
-    """``holds(spec)``, the compiled per-step check of a recorder (:mod:`koopman_tut.recording.fast_check`), or None
+    """``holds(spec)``, the compiled per-step check of a recorder (:mod:`koopman_tut.recording.step_checks`), or None
     where the library was not built or is switched off (the recorder then checks in Python alone)."""
     if _built() is None:
         return None

@@ -162,11 +162,8 @@ class TrajectoryRecorder:
         self._handle = optimizer.register_step_post_hook(self._hook)
         self._record(self.step)  # the state at construction (if inside the window)
 
-    @property
-    def lrs(self) -> list[float]:
-        """The first recorded group's lr at each snapshot (of the step that produced it; group_lrs: every group's)."""
-        return [row[0][0] for row in self._log.rows]
-
+    lrs = property(lambda self: [row[0][0] for row in self._log.rows], doc="The first recorded group's lr at each "
+                   "snapshot (of the step that produced it; group_lrs: every group's).")
     group_lrs = property(lambda self: [[g[0] for g in row] for row in self._log.rows])
 
     @property
@@ -203,8 +200,9 @@ class TrajectoryRecorder:
         self._record(s)
 
     def _record(self, s: int) -> None:  # no torch.no_grad() needed: the flat views it copies are detached
-        if s > self._last:
-            return  # the recording is over (the window ended or the storage is full): nothing to check or write
+        if s > self._last:  # the recording is over (the window ended or the storage is full): nothing to check or
+            self._fast = None  # write, nor to keep alive (a spec holds the optimizer's state)
+            return
         fast = self._fast is not None and s < self._next_walk and self._fast[0](self._fast[1])  # all checks in one call
         if not fast:
             self._fast = None  # taken again after the checks in Python
@@ -212,7 +210,7 @@ class TrajectoryRecorder:
                 self._walk(s)  # raises if a recorded parameter was replaced, removed or reshaped
         if not (s < self.start or (s - self.start) % self.every):
             self._snapshot(s, fast)
-        if not fast and (spec := step_checks.spec(self)) is not None:
+        if not fast and s <= self._last and (spec := step_checks.spec(self)) is not None:
             self._fast = native.checker(), spec
 
     def _snapshot(self, s: int, fast: bool) -> None:
@@ -280,6 +278,7 @@ class TrajectoryRecorder:
         """Stop recording (unregister the step hook)."""
         self._handle.remove()
         self._after.remove()
+        self._fast = None
         if self._disk is not None:
             self._disk.close()
 

@@ -12,10 +12,13 @@ interpreter's own data are out of the cache), more than half of a snapshot's cop
 row writer's addresses, the settings log's last values), into one tuple, and the compiled ``holds``
 (``numerics/_fused.c``, :func:`koopman_tut.numerics.native.checker`) runs them all in one call. Where it answers
 True every Python check would pass, and the step is recorded as they would record it; where it answers False
-(or there is no spec) the Python checks run and say what changed, and a new spec is taken after them. There is
-no spec where the library was not built, under ``KOOPMAN_TUT_NATIVE=0``, for sharded (DTensor) parameters, for
-settings held as tensors (read at every snapshot) and for an optimizer whose ``param_groups`` or ``state`` is
-not a plain attribute.
+(or there is no spec) the Python checks run and say what changed, and a new spec is taken after them. It reads
+what the Python checks read the way they read it: the optimizer's ``param_groups`` and ``state`` as attributes
+(a property, a new ``__dict__``, another class), dict entries as ``dict.get`` does. There is no spec where the
+library was not built, under ``KOOPMAN_TUT_NATIVE=0``, for sharded (DTensor) parameters, for settings held as
+tensors (read at every snapshot), for param groups that are dict subclasses (read through their own
+``__getitem__``) and for an optimizer state whose ``get`` is its own. Not seen, on either route: a class edited
+in place.
 """
 from __future__ import annotations
 
@@ -46,20 +49,16 @@ def unchanged(rec, s: int) -> bool:
             and all(map(_IS, map(operator.getitem, *rec._places), rec._tensors)))
 
 
-def _plain_attribute(obj, name: str) -> bool:
-    """Whether ``obj.name`` is read from ``obj.__dict__`` (no class attribute, property or __getattr__ over it)."""
-    return name in getattr(obj, "__dict__", {}) and not hasattr(type(obj), name)
-
-
 def spec(rec) -> tuple | None:
     """What :meth:`TrajectoryRecorder._record` checks at every step, as the tuple ``holds`` takes (see ``_fused.c``),
     or None where ``holds`` cannot stand in for those checks (the module notes)."""
     holds, opt, log, groups = native.checker(), rec.optimizer, rec._log, rec._lr_groups
     if holds is None or rec._sharded or rec._gen is None or log._tensors or not (
-            len(log._last) == len(log._buffers) == len(groups) and _plain_attribute(opt, "param_groups")
-            and _plain_attribute(opt, "state")) or (settings := _log_checks(log, groups, opt)) is None:
+            len(log._last) == len(log._buffers) == len(groups) and type(rec._groups_seen) is list
+            and all(type(d) is dict for d in (*rec._dicts_seen, *groups))  # read through __getitem__: no override
+            and type(opt.state).get is dict.get) or (settings := _log_checks(log, groups, opt)) is None:
         return None
-    checks: list[tuple] = [(vars(watch), "_generation", rec._gen), (vars(opt), "param_groups", rec._groups_seen),
+    checks: list[tuple] = [(vars(watch), "_generation", rec._gen), (opt, "param_groups", rec._groups_seen),
                            (rec._groups_seen, None, len(rec._dicts_seen))]
     checks += [(rec._groups_seen, i, d) for i, d in enumerate(rec._dicts_seen)]
     checks += list(zip(rec._slots, rec._keys, rec._tensors))  # each tensor in its module's slot
@@ -78,10 +77,10 @@ def _log_checks(log, groups: list[dict], opt) -> list[tuple] | None:
     restart) or, where it has seen none, the group has no momentum to make one. None where the log must look
     for a buffer at every snapshot (a group with momentum whose buffer it has not seen yet)."""
     out = [(g, key, value) for g, last in zip(groups, log._last) for key, value in zip(log._keys, last)]
-    out.append((vars(opt), "state", opt.state))
+    out.append((opt, "state", opt.state))
     for g, p, buffer in zip(groups, log._params, log._buffers):
         if p is None:
-            if g.get("momentum"):
+            if g.get("momentum") or type(g.get("momentum")) not in (int, float, bool, type(None)):  # a tensor: in place
                 return None
             out.append((g, "momentum", g.get("momentum", ABSENT)))
             continue
