@@ -37,7 +37,8 @@ import math
 import numpy as np
 import torch
 
-from .dmd_result import DMDBatch, DMDResult, canonical_order, powers  # noqa: F401  (powers: re-exported)
+from .dmd_result import DMDBatch, DMDResult, powers  # noqa: F401  (powers: re-exported)
+from .eig_order import canonical_order
 from .distributed import all_reduce_sum, global_rows
 from .distributed_checks import checked_preflight
 from .dmd_checks import ZeroStartWarning, nothing_to_decompose, warn_zero_start  # noqa: F401 (re-exported)

@@ -47,7 +47,8 @@ from dataclasses import dataclass
 import torch
 
 from .dmd import choose_rank, deviation_gram_checked
-from .dmd_result import canonical_order, powers
+from .dmd_result import powers
+from .eig_order import canonical_order
 from .refine import gram_factor, refined_step_factor
 from .trust import RESIDUAL_TOL
 from .finite import check_finite

@@ -21,7 +21,7 @@ is not followed by the first of the next), and the embedded matrices are small
 ((k+1) d rows), so :func:`dmd_pairs` takes a float64 thin SVD of X directly. It keeps the
 project's conventions: the mean is never subtracted, singular values within the data's
 rounding are numerically zero, and eigenvalues come in
-:func:`koopman_tut.numerics.dmd_result.canonical_order`. The experiments live in
+:func:`koopman_tut.numerics.eig_order.canonical_order`. The experiments live in
 :mod:`koopman_tut.numerics.equivalence`; the momentum-aware limit may reuse :func:`delay_embed`.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .dmd_result import canonical_order
+from .eig_order import canonical_order
 from .spectral_distance import (PermutationResult, _check_count, distance_matrix,  # noqa: F401 (re-exported)
                                 permutation_test, wasserstein)
 from .equivalence import equivalence_runs
