@@ -334,3 +334,16 @@ def test_scores_of_a_float64_window_keep_float64():
     assert torch.argsort(scores["w"]).tolist() == list(range(8))
     f32 = kt.Trajectory(W.float(), torch.arange(12), ["w"], [(8,)], {})
     assert P.kmp_scores(f32)["w"].dtype == torch.float32
+
+
+def test_the_limit_s_warnings_point_at_the_caller_s_line():
+    """The trust and drift warnings of a limit named a line inside the package (koopman.py) when the limit was
+    asked for through kmp_scores or fixed_point (notebooks showed 'koopman.py:169: UntrustedLimitWarning'):
+    they name the line that asked, whichever method it called."""
+    W = torch.randn(50, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).cumsum(1)
+    k = kt.koopman(kt.Trajectory(W, torch.arange(8), ["w"], [(50,)], {}))
+    for ask in (k.kmp_scores, k.fixed_point, k.limit, lambda: k.forecast(5), lambda: k.horizon_scores(math.inf)):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            ask()
+        assert seen and all(w.filename == __file__ for w in seen), [(w.filename, w.lineno) for w in seen]

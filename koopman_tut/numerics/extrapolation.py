@@ -37,7 +37,7 @@ import torch
 
 from .dmd import _check_svd_rank
 from .dmd_checks import no_steps_reason
-from .finite import all_finite
+from .finite import all_finite, outside_stacklevel
 from .still import is_still, still_estimate
 from .dmd_result import geometric_sums, powers
 from .limit_inputs import check_warn
@@ -202,7 +202,8 @@ class AffineModel:
                 f"the window still drifts: eigenvalue(s) {_fmt(mu[drifting])} of the differences lie within "
                 f"{drift_tol:g} of 1 or on/outside the unit circle, so the trajectory has no limit in this "
                 f"window; their modes were summed over {max_horizon:g} snapshots. Record a later or longer "
-                f"window, or read this estimate as a {max_horizon:g}-snapshot forecast"), stacklevel=3)
+                f"window, or read this estimate as a {max_horizon:g}-snapshot forecast"),
+                stacklevel=outside_stacklevel())
         finite = mu[~drifting]
         out = Extrapolation(theta=theta, eigs=mu, drifting=mu[drifting],
                             gain=float((1 / (1 - finite).abs()).max()) if finite.numel() else 0.0,
@@ -218,7 +219,8 @@ class AffineModel:
             if fit.resolved:  # else it abstains: a secant that cannot be believed checks nothing
                 out.secant = _ratio(gap(self.W, fit, f, coef), self._norm(c))
         if warn:
-            warn_untrusted(out, "limit" if math.isinf(h) else f"{h:g}-snapshot forecast", stacklevel=4)
+            warn_untrusted(out, "limit" if math.isinf(h) else f"{h:g}-snapshot forecast",
+                           stacklevel=outside_stacklevel() + 1)  # the caller's line (kmp_scores, forecast, ...)
         return out
 
     def _check_tail(self, out: Extrapolation, c: Tensor, h: float, drift_tol: float, max_horizon: float) -> None:
