@@ -27,6 +27,7 @@ _PUBLIC = {
     "DriftWarning": ("numerics.extrapolation", "DriftWarning"),
     "UntrustedLimitWarning": ("numerics.extrapolation", "UntrustedLimitWarning"),
     "ZeroStartWarning": ("numerics.dmd", "ZeroStartWarning"),
+    "ComplexModeWarning": ("numerics.dmd_checks", "ComplexModeWarning"),
     "koopman": ("pruning.koopman", "koopman"), "KoopmanAnalysis": ("pruning.koopman", "KoopmanAnalysis"),
     "Trajectory": ("recording.trajectory", "Trajectory"),
     "TrajectoryRecorder": ("recording.recorder", "TrajectoryRecorder"),

@@ -529,3 +529,57 @@ def test_singular_values_just_above_the_grams_floor_are_read_again(noise):
     W = systems.affine_window(400, 30, [0.95, 0.9, 0.8, 0.6, -0.5], noise=noise)[0]
     svd, gram = (kt.dmd(W, -1, method=m).fixed_point() for m in ("svd", "gram"))
     assert float((gram - svd).norm()) <= 1e-8 * float((svd - W[:, -1]).norm())
+
+
+def _complex_closest_run(pair=0.98 + 0.1j, T=12, seed=0):
+    """W (6, T) of x_{t+1} = A x_t, A with eigenvalues pair, conj(pair), 0.5, 0.3, 0.2, 0.1 (the pair closest to
+    1), and b phi of the pair's first eigenvalue computed from A's eigenvectors: v_i (V^-1 x_0)_i."""
+    g = torch.Generator().manual_seed(seed)
+    lam = torch.tensor([pair, pair.conjugate(), 0.5, 0.3, 0.2, 0.1], dtype=torch.complex128)
+    V = torch.randn(6, 6, dtype=torch.float64, generator=g).to(torch.complex128)
+    V[:, 1] = V[:, 0].conj() + 0.5j * torch.randn(6, dtype=torch.float64, generator=g)  # a conjugate pair of vectors
+    V[:, 0] = V[:, 1].conj()
+    A = (V @ torch.diag(lam) @ torch.linalg.inv(V)).real
+    x = torch.randn(6, dtype=torch.float64, generator=g)
+    W = torch.stack([torch.linalg.matrix_power(A, t) @ x for t in range(T)], 1)
+    c = torch.linalg.solve(V, x.to(torch.complex128))
+    return W, V[:, 0] * c[0], lam[0]
+
+
+def test_a_complex_eigenvalue_closest_to_one_warns_and_its_mode_is_read_as_asked():
+    """The paper's KMP score is |v_1|. Where the eigenvalue closest to 1 is complex (a slow pair: no fixed point)
+    fixed_point() returns the real part of b phi and fixed_point(modulus=True) its modulus, each with a
+    ComplexModeWarning; a real one is read as before, silently, and modulus changes nothing."""
+    W, bphi, lam = _complex_closest_run()
+    res = kt.dmd(W)
+    assert abs(complex(res.eigs[res.closest()]) - complex(lam)) < 1e-8 or \
+        abs(complex(res.eigs[res.closest()]) - complex(lam).conjugate()) < 1e-8
+    scale = float(bphi.abs().max())
+    with pytest.warns(kt.ComplexModeWarning, match=r"closest to 1 is complex \(0\.98.*no fixed point.*real part"):
+        real = res.fixed_point()
+    with pytest.warns(kt.ComplexModeWarning, match="its modulus"):
+        modulus = res.fixed_point(modulus=True)
+    assert float((real - bphi.real).abs().max()) < 1e-8 * scale  # b phi of either eigenvalue of the pair: the same
+    assert float((modulus - bphi.abs()).abs().max()) < 1e-8 * scale  # real part and modulus differ
+    assert float((modulus - real.abs()).abs().max()) > 0.01 * scale
+    W1, _, _ = _complex_closest_run(pair=0.999 + 0j)  # the control: a real (double) eigenvalue closest to 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", kt.ComplexModeWarning)
+        res1 = kt.dmd(W1)
+        assert complex(res1.eigs[res1.closest()]).imag == 0
+        assert torch.equal(res1.fixed_point(), res1.fixed_point(modulus=True))
+
+
+def test_kmp_by_the_closest_mode_of_a_complex_pair_scores_its_modulus():
+    W, bphi, _ = _complex_closest_run()
+    traj = kt.Trajectory(W, torch.arange(W.shape[1]), ["w"], [(6,)], {})
+    k = kt.koopman(traj)
+    with pytest.warns(kt.ComplexModeWarning, match="its modulus"):
+        scores = k.kmp_scores("closest")
+    assert float((scores["w"] - bphi.abs()).abs().max()) < 1e-8 * float(bphi.abs().max())
+    with pytest.warns(kt.ComplexModeWarning, match="real part"):
+        assert float((k.fixed_point("closest") - bphi.real).abs().max()) < 1e-8 * float(bphi.abs().max())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", kt.ComplexModeWarning)  # the default rule reads no single mode
+        k.kmp_scores()

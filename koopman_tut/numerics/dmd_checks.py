@@ -25,6 +25,11 @@ class ZeroStartWarning(UserWarning):
     """The modes explain nothing of W's first snapshot, so exact DMD's amplitudes (fitted to it) are zero."""
 
 
+class ComplexModeWarning(UserWarning):
+    """The eigenvalue closest to 1 (the paper's fixed-point mode) is complex: its mode is one of a conjugate pair,
+    which turns rather than settles, so it is no fixed point."""
+
+
 def warn_zero_start(B: Tensor, fitted: Tensor, dtype: torch.dtype) -> None:
     """Warn (:class:`ZeroStartWarning`) when ``fitted`` (k,), the modes' fit of the first column of
     B (k, T) (the snapshots in an orthonormal basis), is zero within the rounding of ``dtype``

@@ -9,14 +9,16 @@ from __future__ import annotations
 import cmath
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
+from .dmd_checks import ComplexModeWarning
 from .eig_order import canonical_order  # noqa: F401  (re-exported)
-from .finite import all_finite
+from .finite import all_finite, outside_stacklevel
 from .ints import mode_indices, plain_int
 from .matmul import matmul_chunked
 
@@ -188,14 +190,28 @@ class DMDResult:
         """(n_features, n_snapshots) DMD reconstruction of the data."""
         return self.predict(np.arange(self.W.shape[-1]), real=real)
 
-    def fixed_point(self, value: complex = 1.0) -> Tensor:
-        """Real (n_features,): the single mode with eigenvalue closest to ``value`` times its amplitude.
+    def fixed_point(self, value: complex = 1.0, modulus: bool = False) -> Tensor:
+        """Real (n_features,): the single mode with eigenvalue closest to ``value`` times its amplitude, b phi.
 
         This is the paper's eigenvalue-1 mode. It is the limit of the trajectory only when
         that eigenvalue is 1 and every other |lambda| < 1; for an estimate of the limit of
-        a window that still drifts see :func:`koopman_tut.pruning.koopman_fixed_point`.
+        a window that still drifts see :func:`koopman_tut.pruning.koopman_fixed_point`. Where that eigenvalue is
+        complex (a :class:`~koopman_tut.numerics.dmd_checks.ComplexModeWarning`) this is the real part of b phi,
+        or with ``modulus`` its modulus |b phi| elementwise (the paper's KMP score |v_1|); for a real one
+        ``modulus`` changes nothing (b phi is real, up to rounding).
         """
-        return self.predict(0, indices=[self.closest(value)])
+        i, near = self.closest(value), _value(value)
+        lam = complex(self.eigs[i])
+        if lam.imag == 0:  # LAPACK returns the real eigenvalues of a real matrix with no imaginary part
+            return self.predict(0, indices=[i])
+        what = "its modulus |b phi|, the paper's KMP score" if modulus else "the real part of b phi"
+        warnings.warn(ComplexModeWarning(
+            f"the eigenvalue closest to {near.real if near.imag == 0 else near:g} is complex ({lam:.6g}): its mode "
+            f"is one of a conjugate pair, which turns rather than settles, so it is no fixed point ({what} is "
+            f"returned). The window still drifts: its limit (kt.koopman(traj).fixed_point(), rule 'limit') says "
+            f"where it is heading, with a trust check"), stacklevel=outside_stacklevel())
+        v = self.predict(0, indices=[i], real=not modulus)
+        return v.abs() if modulus else v
 
     def slow_part(self, radius: float = 0.1, t: float | None = None) -> Tensor:
         """Real (n_features,): sum of b_i lambda_i^t phi_i over eigenvalues within ``radius`` of 1,

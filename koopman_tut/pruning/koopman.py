@@ -7,25 +7,23 @@ trajectory theta(t1..t2) gives its Koopman modes; pruning rules are functionals 
   this package's choice, not the paper's) is the limit of the window's affine Koopman
   model, by vector extrapolation (:mod:`koopman_tut.numerics.extrapolation`); ``rule="closest"`` is
   the paper's rule, the single DMD mode with eigenvalue closest to 1 times its amplitude,
-  which is the limit only once training has converged. Where that eigenvalue is complex (a slow
-  pair), the score is |Re(b phi)|, the mode's value at the window's start; the paper's |v_1| may
-  be read as the modulus |b phi| instead: the two agree for a real eigenvalue, as at convergence.
-  It is reproduced as published and carries no trust check: before convergence it is off without
-  a word (rank-8 quadratic: 17% of the distance left under gradient descent in 21 snapshots, 23%
-  under heavy ball in 31; the default: 0.2%, 0.05%).
+  which is the limit only once training has converged (a complex eigenvalue, a slow pair, is no fixed point:
+  a ComplexModeWarning, and the score is |v_1| read as the modulus |b phi|). It is reproduced as published
+  with no trust check: before convergence it is off without a word (rank-8 quadratic: 17% of the distance
+  left under gradient descent in 21 snapshots, 23% under heavy ball in 31; the default: 0.2%, 0.05%).
 * KGP scores |theta * g_K| (or |g_K|) with g_K the gradient the decomposition implies.
-  One optimizer step changes theta by delta = sum_i (mu_i - 1) ... per mode; plain SGD makes
-  delta = -lr * grad. With momentum beta the step is a velocity; per mode with per-step
-  eigenvalue mu (derived for this tutorial): heavy ball  g = -(delta / lr)(1 - beta / mu),
-  PyTorch's Nesterov  g = -(delta / lr)(mu - beta) / ((1 + beta) mu - beta); weight decay
-  wd adds wd * theta, which is subtracted. Snapshots k steps apart give mu = lambda^(1/k),
-  the principal root: per-step eigenvalues with |arg mu| >= pi / k are aliased
-  (-0.85 per step comes back as +0.85 with k = 2), so KGP warns when k > 1.
+  One optimizer step changes theta by delta = sum_i (mu_i - 1) ... per mode; plain SGD makes delta = -lr * grad.
+  With momentum beta the step is a velocity; per mode with per-step eigenvalue mu (derived for this tutorial):
+  heavy ball  g = -(delta / lr)(1 - beta / mu), PyTorch's Nesterov  g = -(delta / lr)(mu - beta) / ((1 + beta) mu
+  - beta); weight decay wd adds wd * theta, which is subtracted. Snapshots k steps apart give mu = lambda^(1/k),
+  the principal root: per-step eigenvalues with |arg mu| >= pi / k are aliased (-0.85 per step comes back as
+  +0.85 with k = 2), so KGP warns when k > 1.
 * Under momentum (``traj.meta``) the affine model is delay-embedded, z = [theta(t); theta(t-1)]
   (:mod:`koopman_tut.numerics.extrapolation`): its modes are then the second-order recursion's own, and
   the limit, forecast and Koopman gradient are exact on a quadratic. Every one of them carries
   the window's trust check (:mod:`koopman_tut.numerics.trust`) and warns when it fails.
-* Horizon scores |theta(T-1+h)|, the Koopman forecast h snapshots ahead: h = 0 is GMP on the last snapshot, h = inf is KMP's limit.
+* Horizon scores |theta(T-1+h)|, the Koopman forecast h snapshots ahead: h = 0 is GMP on the last snapshot,
+  h = inf is KMP's limit.
 """
 from __future__ import annotations
 
@@ -164,7 +162,8 @@ class KoopmanAnalysis:
         return self.affine.extrapolate(math.inf, self.drift_tol, self.max_horizon, warn)
 
     def fixed_point(self, rule: str = "limit") -> Tensor:
-        """(n,) theta*: the window's limit ("limit", default) or the paper's closest-to-1 mode ("closest")."""
+        """(n,) theta*: the window's limit ("limit", default) or the paper's closest-to-1 mode ("closest"; where
+        its eigenvalue is complex, the real part of b phi: :meth:`DMDResult.fixed_point`)."""
         rule = self._agree("fixed_point", lambda: ({"rule": check_choice("rule", rule, RULES)}, rule))
         return self.limit().theta if rule == "limit" else self.dmd.fixed_point()
 
@@ -227,8 +226,9 @@ class KoopmanAnalysis:
 
     # -- scores
     def kmp_scores(self, rule: str = "limit") -> Scores:
-        """{name: |theta*|}, Koopman magnitude pruning."""
-        return _abs_by_name(self.traj, self.fixed_point(rule))
+        """{name: |theta*|}, Koopman magnitude pruning ("closest": the paper's |v_1|, a complex mode's modulus)."""
+        rule = self._agree("kmp_scores", lambda: ({"rule": check_choice("rule", rule, RULES)}, rule))
+        return _abs_by_name(self.traj, self.limit().theta if rule == "limit" else self.dmd.fixed_point(modulus=True))
 
     def kgp_scores(self, lr: float | None = None, form: str = "theta_grad", t: int = -1) -> Scores:
         """Koopman gradient pruning: {name: |theta(t) * g_K|} ('theta_grad') or {name: |g_K|} ('grad')."""
