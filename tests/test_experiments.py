@@ -203,3 +203,20 @@ def test_systems_refuse_what_they_would_silently_change():
     W, A = linear_system([0.9, -0.4], 5, dim=2)  # the controls: as many dimensions as eigenvalues, any sign
     np.testing.assert_allclose(sorted(np.linalg.eigvals(A).real), [-0.4, 0.9], atol=1e-12)
     assert quadratic_gd([1.0, 9.9], lr=0.2, n_steps=3).W.shape == (20, 4)
+
+
+def test_the_prediction_study_scores_the_paper_s_kmp_by_a_complex_mode_s_modulus(monkeypatch):
+    """'KMP closest' is the paper's |v_1|: where the eigenvalue closest to 1 is complex, the modulus |b phi| (as
+    kmp_scores('closest')), not |Re(b phi)| (the limit estimate's real part, which estimate_limit returns)."""
+    import warnings
+
+    from test_dmd import _complex_closest_run
+
+    W, bphi, _ = _complex_closest_run()
+    traj = kt.Trajectory(W.float(), torch.arange(W.shape[1]), ["w"], [(6,)], {})
+    s = ex.setup("digits", "auto", seed=0)
+    monkeypatch.setattr(ex, "record", lambda *a, **k: traj)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = ex.window_scores(s, 12, 0, {"KMP closest": dict(method="closest")})["KMP closest"]["w"]
+    assert float((scores - bphi.abs().float()).abs().max()) < 1e-4 * float(bphi.abs().max())

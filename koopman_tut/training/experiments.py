@@ -117,6 +117,7 @@ def window_scores(s: Setup, window: int, seed: int, estimators: dict | None = No
     svd_rank="holdout" is :func:`koopman_tut.numerics.limits.holdout_rank`)."""
     from ..numerics.limits import estimate_limit, holdout_rank
     from ..pruning import magnitude_scores
+    from ..pruning.koopman import koopman
 
     stale = magnitude_scores(s.model)
     traj = record(s, window, seed=seed)
@@ -124,6 +125,9 @@ def window_scores(s: Setup, window: int, seed: int, estimators: dict | None = No
     for rule, kw in (ESTIMATORS if estimators is None else estimators).items():
         if kw.get("svd_rank") == "holdout":
             kw = {**kw, "svd_rank": holdout_rank(traj)}
+        if kw == {"method": "closest"}:  # the paper's KMP, |v_1|: a complex mode's modulus, not its real part's
+            out[rule] = koopman(traj).kmp_scores("closest")
+            continue
         out[rule] = {n: v.abs() for n, v in traj.unflatten(estimate_limit(traj, **kw)).items()}
     return out
 
