@@ -43,6 +43,14 @@ def test_holds_checks_each_kind_and_refuses_a_spec_of_another_form(holds):
     assert holds(spec_of([(d, "a", d["a"]), (lst, 1, lst[1]), (lst, None, 2), (d, "b", step_checks.ABSENT)],
                          [(x, x.detach())], [x], [x.data_ptr()]))
     assert not holds(spec_of([(d, "a", 1.0)]))  # identity, not equality
+
+    class Holder:
+        value = property(lambda self: self.__dict__.get("v", d))
+
+    h = Holder()
+    assert holds(spec_of([(h, "value", d)])) and not holds(spec_of([(h, "missing", d)]))  # an attribute, as read
+    h.v = lst
+    assert not holds(spec_of([(h, "value", d)])) and not holds(spec_of([(h, 0, d)]))  # a key that is no name
     assert not holds(spec_of([(d, "b", None)]))  # a missing key is not None
     assert not holds(spec_of([(lst, 2, 4)])) and not holds(spec_of([(lst, -1, 4)]))  # out of range
     assert not holds(spec_of([(lst, None, 3)])) and not holds(spec_of([((3, 4), 0, 3)]))  # a length; a tuple
