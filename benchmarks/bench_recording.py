@@ -119,7 +119,8 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
     rec = kt.TrajectoryRecorder(model, opt, max_snapshots=per_hook + 1, device=device)
     rec.remove()  # its hook runs only on the steps the timer gives it (every=1: a snapshot each time)
     spec, holds = step_checks.spec(rec), native.checker()  # the checks in one call, where the C kernels were built
-    check = {"in Python": lambda *_: step_checks.unchanged(rec, rec.step)}
+    check = {"in Python (the model's and optimizer's alone; the route without the compiled call adds the address "
+             "and settings checks)": lambda *_: step_checks.unchanged(rec, rec.step)}
     if spec is not None:
         check["one compiled call"] = lambda *_: holds(spec)
     timer = Interleaved(opt, device, {"recorder's hook": rec._hook, **check, **copy_floors(rec, device)}, per_hook)
@@ -142,8 +143,8 @@ def bench(name: str, a: argparse.Namespace, device: torch.device) -> None:
     print(f"  the recorder's own work beyond the faster floor: {1e6 * (hook - floor):.1f} us = {share(hook - floor)} "
           f"of a plain step")
     print(f"  of which, timed alone on steps of its own: the per-step checks (the {len(rec._tensors)} recorded "
-          f"tensors' storage, slots and places, the optimizer's groups, the logged settings; the hook takes the "
-          f"compiled call where there is one): " + ", ".join(f"{k} {1e6 * t:.1f} us = {share(t)}"
+          f"tensors' storage, slots and places, the optimizer's groups, the data's addresses, the logged settings; the "
+          f"hook takes the compiled call where there is one): " + ", ".join(f"{k} {1e6 * t:.1f} us = {share(t)}"
                                                              for k, t in checks.items()))
 
 

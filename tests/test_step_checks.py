@@ -74,6 +74,16 @@ def square_model(seed=0):
     return nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4))
 
 
+def train(model, opt, steps, after_step):
+    """``steps`` full-batch steps on one fixed batch, ``after_step(step)`` after each."""
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))
+    for step in range(steps):
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+        after_step(step)
+
+
 def run(change, at, steps=30, two_groups=False, make_opt=None):
     """Train with a recorder, make ``change`` after step ``at``; what the recorder did, as comparable values."""
     model = square_model()
@@ -179,13 +189,7 @@ def test_the_python_checks_run_only_when_a_walk_is_due_or_something_changed(hold
     model = square_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     rec = kt.TrajectoryRecorder(model, opt, stop=150)
-    x = torch.randn(16, 4)
-    for step in range(150):
-        opt.zero_grad()
-        model(x).pow(2).mean().backward()
-        opt.step()
-        if step == 99:
-            opt.param_groups[0]["lr"] = 0.02
+    train(model, opt, 150, lambda step: step == 99 and opt.param_groups[0].__setitem__("lr", 0.02))
     # the state at construction, the first step (no momentum buffer yet: the log looks for one), the walks due and
     # the step after the lr changed
     assert calls == [0, 1, watch.CHECK_EVERY, 101, 2 * watch.CHECK_EVERY] and rec._fast is not None
@@ -311,13 +315,9 @@ def test_nothing_of_the_optimizer_is_kept_alive_once_the_window_is_over(holds):
     model = square_model()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     rec = kt.TrajectoryRecorder(model, opt, stop=5)
-    x = torch.randn(16, 4)
-    for step in range(10):
-        opt.zero_grad()
-        model(x).pow(2).mean().backward()
-        opt.step()
-        if step == 2:
-            assert rec._fast is not None  # the control: inside the window the spec is there
+    inside = []  # the control: inside the window the spec is there
+    train(model, opt, 10, lambda step: step == 2 and inside.append(rec._fast is not None))
+    assert inside == [True]
     old = [weakref.ref(t) for st in opt.state.values() for t in st.values() if isinstance(t, torch.Tensor)]
     opt.load_state_dict(copy.deepcopy(opt.state_dict()))
     gc.collect()
