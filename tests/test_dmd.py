@@ -568,6 +568,8 @@ def test_a_complex_eigenvalue_closest_to_one_warns_and_its_mode_is_read_as_asked
         res1 = kt.dmd(W1)
         assert complex(res1.eigs[res1.closest()]).imag == 0
         assert torch.equal(res1.fixed_point(), res1.fixed_point(modulus=True))
+    with pytest.raises(TypeError, match="modulus must be True or False, got 'no'"):
+        res1.fixed_point(modulus="no")
 
 
 def test_kmp_by_the_closest_mode_of_a_complex_pair_scores_its_modulus():

@@ -200,6 +200,8 @@ class DMDResult:
         or with ``modulus`` its modulus |b phi| elementwise (the paper's KMP score |v_1|); for a real one
         ``modulus`` changes nothing (b phi is real, up to rounding).
         """
+        if not isinstance(modulus, bool):
+            raise TypeError(f"modulus must be True or False, got {modulus!r}")
         i, near = self.closest(value), _value(value)
         lam = complex(self.eigs[i])
         if lam.imag == 0:  # LAPACK returns the real eigenvalues of a real matrix with no imaginary part

@@ -43,8 +43,6 @@ from .settings_log import SettingsLog, meta_entries
 from .trajectory import Trajectory
 
 
-
-
 class RecorderFullWarning(UserWarning):
     """The recorder's storage (``max_snapshots``) is full: later snapshots are dropped."""
 

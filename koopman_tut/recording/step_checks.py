@@ -4,9 +4,10 @@ Before it copies a snapshot, a :class:`~koopman_tut.recording.recorder.Trajector
 it records from has changed since its last walk of the model (about thirty identity checks for a model of four
 layers: the registration count, the optimizer's group list, dicts and params lists, each recorded tensor's slot,
 place and storage), that the data have not moved inside their storages (the compiled copy reads addresses), and
-that the optimizer settings and momentum buffers it logs are the objects logged last. In Python these cost
-about 30 us inside a training step (measured with ``benchmarks/bench_recording.py``: between two steps the
-interpreter's own data are out of the cache), more than half of a snapshot's copy for the digits MLP.
+that the optimizer settings and momentum buffers it logs are the objects logged last. In Python these took
+31-45 us of the hook inside a training step of the digits MLP (2 cores of an AMD EPYC,
+``benchmarks/bench_recording.py``: between two steps the interpreter's own data are out of the cache), about
+as long as copying its 116,618 parameters; in one call the hook's own work beyond the copy is 20-23 us.
 
 :func:`spec` gathers what those checks compare, each component's own expectation (the recorder's last walk, the
 row writer's addresses, the settings log's last values), into one tuple, and the compiled ``holds``
