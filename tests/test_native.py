@@ -6,7 +6,6 @@ rounding of its sum; on every layout they accept, at every thread count, and the
 aside (False / None, nothing written) where they do not apply.
 """
 import os
-import shutil
 import subprocess
 import sys
 
@@ -18,17 +17,11 @@ from koopman_tut.numerics.matmul import matmul_chunked
 
 EPS64 = torch.finfo(torch.float64).eps
 EPS32 = torch.finfo(torch.float32).eps
-COMPILER = shutil.which("cc") or shutil.which("gcc")
 
 
 @pytest.fixture
-def lib():
-    if native.library() is None:
-        if COMPILER and native.switched_on():
-            pytest.fail(f"a C compiler ({COMPILER}) is here but koopman_tut/numerics/_fused.c was not built "
-                        "or not loaded: pip install -e . and read its output")
-        pytest.skip("no C compiler when the package was installed: torch's passes run instead")
-    return native.library()
+def lib(require_native):
+    return require_native(native.library(), "torch's passes run instead")
 
 
 def awkward(n: int, T: int, seed: int = 0) -> torch.Tensor:

@@ -7,7 +7,6 @@ step that raised) must be the same.
 """
 import copy
 import gc
-import shutil
 import warnings
 
 import pytest
@@ -19,17 +18,10 @@ import koopman_tut as kt
 from koopman_tut.numerics import native
 from koopman_tut.recording import step_checks, watch
 
-COMPILER = shutil.which("cc") or shutil.which("gcc")
-
 
 @pytest.fixture
-def holds():
-    if native.checker() is None:
-        if COMPILER and native.switched_on():
-            pytest.fail(f"a C compiler ({COMPILER}) is here but koopman_tut/numerics/_fused.c was not built "
-                        "or not loaded: pip install -e . and read its output")
-        pytest.skip("no C compiler when the package was installed: the recorder checks in Python alone")
-    return native.checker()
+def holds(require_native):
+    return require_native(native.checker(), "the recorder checks in Python alone")
 
 
 def spec_of(checks=(), pairs=(), held=(), at=()):
