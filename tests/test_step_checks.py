@@ -61,6 +61,31 @@ def test_holds_checks_each_kind_and_refuses_a_spec_of_another_form(holds):
         holds(((d,), ("a", "b"), (1,), *spec_of()[3:]))
 
 
+def test_holds_copies_the_row_beside_its_checks_once_the_addresses_hold(holds):
+    """With a row to copy (``RowCopy.args``): the addresses checked first (data moved inside their storage leave
+    them freed: no copy at all), then the row copied while the rest is checked, on one thread or several."""
+    d, x = {"a": 1}, torch.randn(70_001)
+    pieces = [x[:3], x[3:50_000], x[50_000:]]  # cut anywhere: 280 KiB, blocks of 64 KiB
+    store = torch.full((3, len(x)), 7.0)
+    copy = native.row_copy(pieces, store)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            args = copy.args(1)
+            assert not holds(spec_of([(d, "a", 1)], held=[x], at=[x.data_ptr() + 4]), *args)
+            assert bool(store.eq(7.0).all())  # nothing copied from addresses that no longer hold
+            assert holds(spec_of([(d, "a", 1)], [(x, x.detach())], [x], [x.data_ptr()]), *args)
+            assert torch.equal(store[1], x) and bool(store[::2].eq(7.0).all())
+            assert not holds(spec_of([(d, "a", 2)]), *copy.args(2))  # the rest fails: False (the row is no snapshot)
+            store.fill_(7.0)
+    finally:
+        torch.set_num_threads(before)
+    for bad in ((0, *args[1:]), args[:4], (*args[:3], -1, 2), (*args[:4], 0), (*args[:4], "2"), (*args[:3], 2 ** 40, 2)):
+        with pytest.raises(TypeError, match="five positive ints"):
+            holds(spec_of(), *bad)
+
+
 def square_model(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4))
@@ -175,16 +200,19 @@ def test_a_tensor_swapped_between_groups_raises_on_both_routes(holds, monkeypatc
 
 
 def test_the_python_checks_run_only_when_a_walk_is_due_or_something_changed(holds, monkeypatch):
-    calls = []
-    original = step_checks.unchanged
+    calls, copies = [], []
+    original, copy = step_checks.unchanged, native.RowCopy.__call__
     monkeypatch.setattr(step_checks, "unchanged", lambda rec, s: calls.append(s) or original(rec, s))
+    monkeypatch.setattr(native.RowCopy, "__call__", lambda self, k: copies.append(k) or copy(self, k))
     model = square_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     rec = kt.TrajectoryRecorder(model, opt, stop=150)
     train(model, opt, 150, lambda step: step == 99 and opt.param_groups[0].__setitem__("lr", 0.02))
     # the state at construction, the first step (no momentum buffer yet: the log looks for one), the walks due and
-    # the step after the lr changed
+    # the step after the lr changed; on the other steps the compiled checks copied the row beside them
     assert calls == [0, 1, watch.CHECK_EVERY, 101, 2 * watch.CHECK_EVERY] and rec._fast is not None
+    assert copies == calls and len(rec.steps) == 151
+    assert torch.equal(rec.trajectory().snapshots[:, -1], torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     assert rec.trajectory().meta["lrs"][101] == 0.02 and rec.trajectory().meta["lrs"][100] == 0.05
 
 

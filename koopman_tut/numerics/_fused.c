@@ -36,7 +36,7 @@
 #include <emmintrin.h>
 #endif
 
-#define KT_ABI 3 /* bumped whenever a signature or a meaning changes: native.py checks it */
+#define KT_ABI 4 /* bumped whenever a signature or a meaning changes: native.py checks it */
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define CLONES __attribute__((target_clones("avx2", "default")))
@@ -293,7 +293,8 @@ int kt_copy_row(char *dst, const char *const *src, const ptrdiff_t *ends, int pi
     return 0;
 }
 
-/* holds(spec): whether everything a recorder checks at every step is as it was, in one call (the Python-level
+/* holds(spec[, dst, src, ends, pieces, threads]): whether everything a recorder checks at every step is as it was,
+   in one call, and the next row copied beside those checks (kt_copy_row's arguments; the Python-level
    checks cost tens of microseconds inside a training step, where the interpreter's data are out of the cache;
    koopman_tut.recording.step_checks builds spec and says which checks it holds). spec is the tuple
    (holders, keys, values, same, tensors, aliases, address, held, at, absent), its checks:
@@ -303,7 +304,9 @@ int kt_copy_row(char *dst, const char *const *src, const ptrdiff_t *ends, int pi
      same(tensors[i], aliases[i])     is True (torch.Tensor.is_set_to: the same storage, offset, sizes, strides);
      address(held[i]) == at[i]        (torch.Tensor.data_ptr: the data have not moved inside their storage).
    False at the first that fails or raises (a key's hash, say): the caller's own checks then run and say what
-   changed. TypeError for a spec of another form. */
+   changed. TypeError for a spec of another form. The addresses are checked first; with a row to copy, the calling
+   thread (it holds the GIL) then checks the rest while torch's other threads copy the row, and joins the copy when
+   done: a row copied under a False answer is written but is no snapshot. */
 static int item_holds(PyObject *holder, PyObject *key, PyObject *value, PyObject *absent) {
     if (PyDict_Check(holder)) {  /* a subclass too (defaultdict, OrderedDict): its own entries, as dict.get reads */
         PyObject *v = PyDict_GetItemWithError(holder, key);  /* borrowed */
@@ -343,32 +346,73 @@ static int call_gives(PyObject *fn, PyObject *a, PyObject *b, PyObject *want) { 
     return ok;
 }
 
-static PyObject *holds(PyObject *self, PyObject *spec) {
+static int items_and_tensors_hold(PyObject **t) {  /* the entries and the storages of spec t (not the addresses) */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[0]); i++)
+        if (!item_holds(PyTuple_GET_ITEM(t[0], i), PyTuple_GET_ITEM(t[1], i), PyTuple_GET_ITEM(t[2], i), t[9]))
+            return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[4]); i++)
+        if (!call_gives(t[3], PyTuple_GET_ITEM(t[4], i), PyTuple_GET_ITEM(t[5], i), NULL)) return 0;
+    return 1;
+}
+
+typedef struct {
+    team copy;     /* the row's blocks, taken by whichever thread is free */
+    PyObject **t;  /* the spec, checked by the calling thread (it holds the GIL) while the others copy */
+    int ok;
+} checked_copy;
+
+static void checked_copy_body(void *p) {
+    checked_copy *c = p;
+    if (!gomp_thread_num || gomp_thread_num() == 0) c->ok = items_and_tensors_hold(c->t);
+    team_body(&c->copy);  /* then the blocks not yet taken */
+}
+
+static int as_size(PyObject *o, Py_ssize_t *v) {  /* a non-negative int */
+    *v = PyLong_Check(o) ? PyLong_AsSsize_t(o) : -1;
+    if (*v == -1 && PyErr_Occurred()) PyErr_Clear();
+    return *v >= 0;
+}
+
+static PyObject *holds(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    PyObject *t[10];
-    int ok = PyTuple_CheckExact(spec) && PyTuple_GET_SIZE(spec) == 10;
+    PyObject *t[10], *spec = nargs >= 1 ? args[0] : NULL;
+    Py_ssize_t a[5] = {0};  /* the row's copy: dst, src, ends (addresses), pieces, threads */
+    int ok = (nargs == 1 || nargs == 6) && PyTuple_CheckExact(spec) && PyTuple_GET_SIZE(spec) == 10;
     for (int i = 0; ok && i < 10; i++) {
         t[i] = PyTuple_GET_ITEM(spec, i);
         ok = i == 3 || i == 6 || i == 9 || PyTuple_CheckExact(t[i]);
     }
+    for (int i = 1; ok && i < nargs; i++) ok = as_size(args[i], &a[i - 1]) && a[i - 1] > 0;
+    if (nargs == 6 && ok) ok = a[3] <= INT_MAX;
     if (!ok || PyTuple_GET_SIZE(t[1]) != PyTuple_GET_SIZE(t[0]) || PyTuple_GET_SIZE(t[2]) != PyTuple_GET_SIZE(t[0])
         || PyTuple_GET_SIZE(t[5]) != PyTuple_GET_SIZE(t[4]) || PyTuple_GET_SIZE(t[8]) != PyTuple_GET_SIZE(t[7])) {
-        PyErr_SetString(PyExc_TypeError, "holds(spec): spec must be (holders, keys, values, same, tensors, aliases, "
-                        "address, held, at, absent), the tuples of each check of the same length");
+        PyErr_SetString(PyExc_TypeError, "holds(spec[, dst, src, ends, pieces, threads]): spec must be (holders, "
+                        "keys, values, same, tensors, aliases, address, held, at, absent), the tuples of each check "
+                        "of the same length; the row's copy five positive ints (kt_copy_row's arguments)");
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[0]); i++)
-        if (!item_holds(PyTuple_GET_ITEM(t[0], i), PyTuple_GET_ITEM(t[1], i), PyTuple_GET_ITEM(t[2], i), t[9]))
-            Py_RETURN_FALSE;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[4]); i++)
-        if (!call_gives(t[3], PyTuple_GET_ITEM(t[4], i), PyTuple_GET_ITEM(t[5], i), NULL)) Py_RETURN_FALSE;
+    /* the addresses first: the copy reads them (data moved inside their storage leave them freed) */
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[7]); i++)
         if (!call_gives(t[6], PyTuple_GET_ITEM(t[7], i), NULL, PyTuple_GET_ITEM(t[8], i))) Py_RETURN_FALSE;
-    Py_RETURN_TRUE;
+    if (nargs == 1) return PyBool_FromLong(items_and_tensors_hold(t));
+    /* the row copied while the rest is checked: a False answer leaves it written but not a snapshot (the caller
+       writes it again or not at all) */
+    const ptrdiff_t *ends = (const ptrdiff_t *)a[2];
+    int pieces = (int)a[3], threads = (int)(a[4] < MAX_PARTS ? a[4] : MAX_PARTS);
+    row_job j = {.dst = (char *)a[0], .src = (const char *const *)a[1], .ends = ends, .pieces = pieces};
+    j.parts = part_count(ends[pieces - 1] >> 16, MAX_PARTS);  /* blocks of 64 KiB: a thread free early takes more */
+    if (ends[pieces - 1] < (1 << 16)) threads = 1;  /* the copy takes less than waking a thread */
+    else if (threads > j.parts + 1) threads = j.parts + 1;  /* the calling thread and one a block at most */
+    checked_copy c = {.copy = {.part = copy_part, .job = &j, .parts = j.parts, .claimed = 0}, .t = t, .ok = 0};
+    if (threads > 1 && gomp_parallel && gomp_thread_num) gomp_parallel(checked_copy_body, &c, (unsigned)threads, 0);
+    else checked_copy_body(&c);
+    return PyBool_FromLong(c.ok);
 }
 
 static PyMethodDef methods[] = {
-    {"holds", holds, METH_O, "holds(spec) -> bool: a recorder's per-step checks in one call (see _fused.c)"},
+    {"holds", (PyCFunction)(void (*)(void))holds, METH_FASTCALL,
+     "holds(spec[, dst, src, ends, pieces, threads]) -> bool: a recorder's per-step checks in one call, its row "
+     "copied beside them (see _fused.c)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -36,7 +36,7 @@ Tensor = torch.Tensor
 ENV = "KOOPMAN_TUT_NATIVE"  # "0": torch everywhere
 SWITCH = {"0": False, "false": False, "off": False, "no": False, "1": True, "true": True, "on": True, "yes": True,
           "": True}
-ABI = 3  # _fused.c's KT_ABI: a library built from other sources is not used
+ABI = 4  # _fused.c's KT_ABI: a library built from other sources is not used
 
 
 def switched_on() -> bool:
@@ -170,6 +170,7 @@ class RowCopy:
     Measured (the digits MLP's 116,618 float32 parameters into huge-page storage, inside training steps, 2 cores
     of an Intel Xeon, ``benchmarks/bench_recording.py``): 36-40 us on 2 threads, 51 us on one, where
     ``numpy.concatenate`` takes 73-87 us and ``copy_`` of the same values held in one tensor 67 us.
+    :meth:`args` gives the compiled checks (:func:`checker`) what they need to copy the row beside them.
     """
 
     def __init__(self, lib: ctypes.CDLL, sources: list[Tensor], storage: Tensor):
@@ -180,12 +181,16 @@ class RowCopy:
         self._ends = (ctypes.c_ssize_t * len(sources))(*itertools.accumulate(
             s.numel() * s.element_size() for s in sources))
         self._at, self._stride, self.rows = storage.data_ptr(), storage.stride(0) * storage.element_size(), len(storage)
-        self._fn, self._pieces = lib.kt_copy_row, len(sources)
+        self._fn, self._pieces = lib.kt_copy_row, (ctypes.addressof(self._src), ctypes.addressof(self._ends), len(sources))
 
     def __call__(self, k: int) -> None:
+        self._fn(*self.args(k))
+
+    def args(self, k: int) -> tuple[int, ...]:
+        """``kt_copy_row``'s arguments for row k (also those the compiled checks take to copy it beside them)."""
         if not 0 <= k < self.rows:
             raise IndexError(f"row {k} of a storage of {self.rows} rows")
-        self._fn(self._at + k * self._stride, self._src, self._ends, self._pieces, torch.get_num_threads())
+        return self._at + k * self._stride, *self._pieces, torch.get_num_threads()
 
 
 def row_copy(sources: list[Tensor], storage: Tensor) -> RowCopy | None:

@@ -7,11 +7,11 @@ row of storage allocated up front (:mod:`koopman_tut.recording.rows`). Nothing i
   recorded parameters are refused at construction (TypeError / ValueError);
 * a recorded parameter replaced (a new module or tensor, ``model.to()``, a private-dict write, ``del``)
   or resized, or moved to another optimizer param group (:mod:`.groups`), raises RuntimeError from the next
-  optimizer step, before anything is written. The model is walked when something may have changed, not at
+  optimizer step, before a snapshot of it is taken. The model is walked when something may have changed, not at
   every step: a registration (:mod:`.watch`), the optimizer's group list, a dict in it or its params list
   replaced or resized, a recorded tensor with new storage or shape or out of its slot, or every
   ``watch.CHECK_EVERY`` steps. What is checked at every step runs in one compiled call where the C kernels
-  were built (:mod:`.step_checks`);
+  were built, the row copied beside it (:mod:`.step_checks`);
 * full storage (``max_snapshots``) warns (:class:`RecorderFullWarning`) at the first dropped snapshot, and
   parameters changed between steps (clamping after each) warn (:mod:`.after_step`).
 
@@ -201,24 +201,27 @@ class TrajectoryRecorder:
         if s > self._last:  # the recording is over (the window ended or the storage is full): nothing to check or
             self._fast = None  # write, nor to keep alive (a spec holds the optimizer's state)
             return
-        fast = self._fast is not None and s < self._next_walk and self._fast[0](self._fast[1])  # all checks in one call
+        due = not (s < self.start or (s - self.start) % self.every)
+        row = self._writer.ahead(len(self.steps), self._cap) if due and self._fast is not None else ()
+        fast = self._fast is not None and s < self._next_walk and self._fast[0](self._fast[1], *row)  # in one call
         if not fast:
             self._fast = None  # taken again after the checks in Python
             if not step_checks.unchanged(self, s):
                 self._walk(s)  # raises if a recorded parameter was replaced, removed or reshaped
-        if not (s < self.start or (s - self.start) % self.every):
-            self._snapshot(s, fast)
+        if due:
+            self._snapshot(s, fast, fast and bool(row))
         if not fast and s <= self._last and (spec := step_checks.spec(self)) is not None:
             self._fast = native.checker(), spec
 
-    def _snapshot(self, s: int, fast: bool) -> None:
-        """Row k = the values after step s, its settings logged (``fast``: the checks held in one call)."""
+    def _snapshot(self, s: int, fast: bool, copied: bool = False) -> None:
+        """Row k = the values after step s, its settings logged (``fast``: the checks held in one call; ``copied``:
+        which wrote row k too)."""
         k = len(self.steps)
         if k == self._cap:
             self._last = -1
             return warnings.warn(full_message(self._cap, self.max_snapshots, s), RecorderFullWarning, stacklevel=3)
         try:  # all of snapshot k or none of it: an exception on the way (Ctrl-C) leaves row k to the next one
-            self._writer.write(k, fast)
+            self._writer.write(k, fast, copied)
             self._log.repeat() if fast else self._log.log(self._lr_groups, s)
             if self._disk is not None:
                 self._disk.commit(k, s, self._log.array)  # after the row: the file counts complete snapshots only

@@ -102,11 +102,18 @@ class RowWriter:
             self._held = (*(t for t, _, _, _ in self.parts), store)
             self._at = list(map(_ADDRESS, self._held))
 
-    def write(self, k: int, checked: bool = False) -> None:
+    def ahead(self, k: int, cap: int) -> tuple[int, ...]:
+        """The compiled copy's arguments for row ``k`` (< ``cap``), to run beside the compiled checks
+        (:mod:`.step_checks`), or () where there is no such copy."""
+        return self.copy.args(k) if self.copy is not None and k < cap else ()
+
+    def write(self, k: int, checked: bool = False, copied: bool = False) -> None:
         """Row ``k`` = the flattened values now (converted to the storage's dtype); ``checked``: the addresses were
-        compared with the data's already (:mod:`.step_checks`)."""
+        compared with the data's already (:mod:`.step_checks`); ``copied``: and row ``k`` copied beside them."""
         if self.masks is None:  # a row written: a mask changed from here on is a jump in the rows
             self.masks = self._masks(self.parts)
+        if copied:
+            return
         if self._at and not checked and list(map(_ADDRESS, self._held)) != self._at:  # data moved inside its
             self._take_addresses()  # storage (share_memory_(), torch.multiprocessing), its old memory freed
         if self.copy is not None:

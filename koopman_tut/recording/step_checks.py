@@ -7,13 +7,17 @@ place and storage), that the data have not moved inside their storages (the comp
 that the optimizer settings and momentum buffers it logs are the objects logged last. In Python these took
 31-45 us of the hook inside a training step of the digits MLP (2 cores of an AMD EPYC,
 ``benchmarks/bench_recording.py``: between two steps the interpreter's own data are out of the cache), about
-as long as copying its 116,618 parameters; in one call the hook's own work beyond the copy is 20-23 us.
+as long as copying its 116,618 parameters; in one call the hook's own work beyond the copy is 20-23 us, and with
+the row copied by torch's other threads while the calling thread checks, 2-8 us.
 
 :func:`spec` gathers what those checks compare, each component's own expectation (the recorder's last walk, the
 row writer's addresses, the settings log's last values), into one tuple, and the compiled ``holds``
 (``numerics/_fused.c``, :func:`koopman_tut.numerics.native.checker`) runs them all in one call. Where it answers
 True every Python check would pass, and the step is recorded as they would record it; where it answers False
-(or there is no spec) the Python checks run and say what changed, and a new spec is taken after them. It reads
+(or there is no spec) the Python checks run and say what changed, and a new spec is taken after them. Where a
+snapshot is due and the row writer copies through the compiled kernel, the same call copies the row beside the
+checks (the data's addresses checked first: the copy reads them); a row copied under a False answer is no
+snapshot (the Python route writes it again, or raises before it is one). It reads
 what the Python checks read the way they read it: the optimizer's ``param_groups`` and ``state`` as attributes
 (a property, a new ``__dict__``, another class), dict entries as ``dict.get`` does. There is no spec where the
 library was not built, under ``KOOPMAN_TUT_NATIVE=0``, for sharded (DTensor) parameters, for settings held as
