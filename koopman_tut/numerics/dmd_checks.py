@@ -88,7 +88,8 @@ def no_steps_reason(s_max: float, T: int, delays: int, f, dtype: torch.dtype) ->
         return (f"the window's steps are within {dtype}'s rounding of the parameters: the differences' largest "
                 f"singular value, {s_max:.3g}, is at most eps sqrt(delays + 1) ||W||_F = {f.data_floor:.3g}, as far as "
                 f"rounding the snapshots to {dtype} alone can move them, so the stored snapshots cannot tell these "
-                f"steps from rounding. Record {way}snapshots further apart (every=), or a later window")
+                f"steps from rounding. Where training has converged, its last snapshot is the limit to within that "
+                f"rounding; otherwise record {way}snapshots further apart (every=), or a window where it moves more")
     if s_max == 0 and f.data_floor > 0:  # not still (the caller checked)
         if f.gram_route:  # the squares of steps below ~1e-154 of float64's range vanish as well
             return ("every difference of the window but the last is zero, or too small for the Gram route's squares "
