@@ -473,6 +473,11 @@ def test_estimate_limit_refuses_bad_arguments():
     for a in (torch.tensor([1.0, 2.0]), torch.tensor(True), torch.tensor(2j), np.array("2"), "2"):
         with pytest.raises(ValueError, match="a must be a finite number"):
             kt.estimate_limit(W, "line", a=a)
+    for a in (-1, -1e-300, torch.tensor(-0.5), np.float32(-2)):  # a = -1 returned x_0, as if it were a limit
+        with pytest.raises(ValueError, match=r"a must be >= 0 .*toward x_0"):
+            kt.estimate_limit(W, "line", a=a)
+    assert torch.equal(kt.estimate_limit(W, "line", a=0), kt.estimate_limit(W, "last"))
+    assert torch.equal(kt.estimate_limit(W, "line", a=-0.0), kt.estimate_limit(W, "last"))
     with pytest.raises(ValueError, match="delays must be an integer"):
         kt.numerics.extrapolation.AffineModel(W, delays=-1)
 

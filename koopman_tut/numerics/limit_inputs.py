@@ -36,10 +36,14 @@ def check_knobs(method: str, **given) -> None:
 
 
 def check_a(a) -> float:
-    """The line's step as a float: a finite real number (Python, NumPy, or a one-element real tensor or array)."""
+    """The line's step as a float: a finite real number >= 0 (Python, NumPy, or a one-element real tensor or array;
+    a < 0 steps back along the window, toward x_0, which estimates no limit)."""
     x = plain_number(a)
     if not (isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)) and math.isfinite(x)):
         raise ValueError(f"a must be a finite number (the line's step), got {a!r}")
+    if x < 0:
+        raise ValueError(f"a must be >= 0 (the line's step forward from the last snapshot, x_(T-1) + a (x_(T-1) - "
+                         f"x_0); 0 is the last snapshot), got {a!r}: a < 0 steps back toward x_0")
     return float(x)
 
 

@@ -67,7 +67,7 @@ def estimate_limit(traj_or_W, method: str = "koopman", *, a: float | None = None
     method : "koopman" (default), "closest", "last", "line", "mpe", "rre", "anderson" or "secant"
         (the last needs a Trajectory recorded at every step of torch.optim.SGD, one lr and momentum
         for all its parameter groups at each step; a schedule may change them).
-    a : the line's step, x_{T-1} + a (x_{T-1} - x_0) ("line" only; default 1).
+    a : the line's step, x_{T-1} + a (x_{T-1} - x_0), a >= 0 ("line" only; default 1).
     depth : Anderson's depth m, the number of past residual differences it mixes (SciPy's
         default M = 5; "anderson" only): at most, as SciPy's M (a window with fewer, T - 2, mixes them all).
     svd_rank, delays : of the "koopman" model: "auto" is kt.koopman's rule (0, Gavish-Donoho,
