@@ -92,6 +92,7 @@ def test_a_fraction_of_an_epoch_is_that_share_of_its_steps():
     (dict(epochs="2"), TypeError, "epochs must be a finite number"),
     (dict(max_steps=-1), ValueError, "max_steps must be an integer >= 0"),  # it trained 0 steps
     (dict(max_steps=2.5), TypeError, "max_steps must be an integer >= 0"),
+    (dict(lr=1e308), ValueError, r"lr=1e\+308 overflows the model's torch.float32"),  # torch's "without overflow"
 ])
 def test_bad_training_arguments_are_refused_naming_them(kwargs, error, words):
     tr, te = kt.data.digits(seed=0)
@@ -144,3 +145,18 @@ def test_a_device_that_is_none_here_is_named(device, match):
     with pytest.raises(error, match=match):
         train(kt.models.get_model("mlp", seed=0, hidden=(16,)), trl, device=device, progress=False)
     assert resolve_device(torch.device("cpu")).type == resolve_device(None).type in ("cpu", "cuda")
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss_naming_the_lr():
+    # lr 1000 on the digits MLP: the loss became NaN and training went on, every weight and snapshot NaN after it
+    tr, te = kt.data.digits(seed=0)
+    trl, _ = kt.data.loaders(tr, te, batch_size=64, seed=0)
+    model = kt.models.get_model("mlp", seed=0, hidden=(32,))
+    steps = []
+    opt = torch.optim.SGD(model.parameters(), lr=1e3)
+    opt.register_step_post_hook(lambda *a: steps.append(1))
+    with pytest.raises(FloatingPointError, match=r"training diverged: the loss is (nan|inf) at step \d+ \(lr 1000.0\).*"
+                                                 r"Lower the learning rate"):
+        train(model, trl, epochs=2, optimizer=opt, progress=False)
+    assert 0 < len(steps) < len(trl)  # stopped within the first epoch, before the step from the non-finite loss
+    assert train(kt.models.get_model("mlp", seed=0, hidden=(32,)), trl, epochs=1, lr=0.1, progress=False).steps == len(trl)

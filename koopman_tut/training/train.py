@@ -78,6 +78,10 @@ def make_optimizer(model: nn.Module, name: str = "nesterov", lr: float = 0.1, mo
     check_positive("lr", value)  # a 1-element tensor lr, as torch's optimizers take, is read as its value
     check_real("momentum", momentum, 0)
     check_real("weight_decay", weight_decay, 0)
+    for dtype in {p.dtype for p in model.parameters() if p.is_floating_point()}:  # torch fails "without overflow"
+        if value > torch.finfo(dtype).max:
+            raise ValueError(f"lr={lr!r} overflows the model's {dtype} parameters (their largest value is "
+                             f"{torch.finfo(dtype).max:.3g}): no step can be taken with it. Lower the learning rate")
     params = model.parameters()
     if name == "nesterov":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
@@ -182,6 +186,13 @@ def _check_trains(model: nn.Module, optimizer) -> None:
                          "a copy's), or a name such as 'nesterov'")
 
 
+def diverged(value: float, step: int, opt: torch.optim.Optimizer) -> str:
+    """What a non-finite training loss says: where, at which learning rates, and the way out."""
+    lrs = sorted({g.get("lr") for g in opt.param_groups}, key=str)
+    return (f"training diverged: the loss is {value} at step {step} (lr {', '.join(map(str, lrs))}), so the weights "
+            f"and any snapshot from here on would be inf or NaN. Lower the learning rate (lr=, or -p LR)")
+
+
 def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: torch.optim.Optimizer | str = "nesterov",
           lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, max_steps: int | None = None,
           test_loader: DataLoader | None = None, seed: int | None = 0, device="auto",
@@ -202,6 +213,7 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
     ------
     TypeError, ValueError : naming the argument, before any step: a model that is no nn.Module, an optimizer
         that is neither an optimizer nor a name, or trains none of the model's parameters, a bad device.
+    FloatingPointError : the loss became inf or NaN (training diverged: an lr too large), before that step.
     """
     n_steps = planned_steps(loader, epochs, max_steps)
     _check_trains(model, optimizer)
@@ -223,11 +235,14 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
             opt.zero_grad(set_to_none=True)
             out = model(x)
             loss = F.cross_entropy(out, y)
+            value = loss.item()
+            if not math.isfinite(value):  # a step from here would carry inf or NaN into every weight and snapshot
+                raise FloatingPointError(diverged(value, hist.steps, opt))
             loss.backward()
             opt.step()
             hist.steps += 1
             seen += len(y)
-            loss_sum += loss.item() * len(y)
+            loss_sum += value * len(y)
             correct += int((out.argmax(1) == y).sum())
             bar.update(1)
         if seen:
