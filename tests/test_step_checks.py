@@ -86,9 +86,11 @@ def test_holds_copies_the_row_beside_its_checks_once_the_addresses_hold(holds):
             holds(spec_of(), *bad)
 
 
-def square_model(seed=0):
+def square_model(seed=0, wide=False):
+    """Two 4 x 4 layers; ``wide``: and a third of 20,480 parameters, a row of 80 KiB (the compiled checks copy a row
+    of 64 KiB or more on torch's other threads while they check; a smaller one after them, on the calling thread)."""
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4))
+    return nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), *([nn.Linear(4, 4096)] if wide else []))
 
 
 def train(model, opt, steps, after_step):
@@ -101,9 +103,9 @@ def train(model, opt, steps, after_step):
         after_step(step)
 
 
-def run(change, at, steps=30, two_groups=False, make_opt=None):
+def run(change, at, steps=30, two_groups=False, make_opt=None, wide=False):
     """Train with a recorder, make ``change`` after step ``at``; what the recorder did, as comparable values."""
-    model = square_model()
+    model = square_model(wide=wide)
     groups = ([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.02}] if two_groups
               else model.parameters())
     opt = (make_opt or (lambda m: torch.optim.SGD(groups, lr=0.05, momentum=0.9, nesterov=True)))(model)
@@ -173,17 +175,29 @@ CHANGES = {
 }
 
 
+@pytest.fixture(params=["small row", "wide row, 2 threads"])
+def wide(request):
+    """Whether the model's row is copied beside the checks on another thread (80 KiB, torch on 2 threads)."""
+    if request.param == "small row":
+        yield False
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield True
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("change", sorted(CHANGES))
 @pytest.mark.parametrize("at", [2, 70])  # before the first periodic walk and after it (the walk is due at 64)
-def test_the_compiled_checks_record_what_the_python_checks_record(holds, monkeypatch, change, at):
+def test_the_compiled_checks_record_what_the_python_checks_record(holds, monkeypatch, change, at, wide):
     steps, calls, original = 90 if at == 70 else 30, [], step_checks.unchanged
     monkeypatch.setattr(step_checks, "unchanged", lambda rec, s: calls.append(s) or original(rec, s))
-    fast = run(CHANGES[change], at, steps)
+    fast = run(CHANGES[change], at, steps, wide=wide)
     # the compiled call declines the step after any change the Python checks look for (they run then; the loop's
     # step `at` is optimizer step at + 1)
     assert (at + 2 in calls) == (change not in ("nothing", "clamped after the step"))
     monkeypatch.setattr(native, "checker", lambda: None)
-    slow = run(CHANGES[change], at, steps)
+    slow = run(CHANGES[change], at, steps, wide=wide)
     assert fast.keys() == slow.keys() and fast["error"] == slow["error"] and fast["warnings"] == slow["warnings"]
     if "rows" in fast:
         assert fast["steps"] == slow["steps"] and fast["meta"] == slow["meta"]
