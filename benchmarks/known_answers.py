@@ -82,6 +82,23 @@ def conditioned():
         print(f"{f'k = {k}, T = {T}':52s} {cells}  {min(cond):.1g} .. {max(cond):.1g}")
 
 
+def routes_ill_conditioned():
+    """method="gram" and "svd" on heavy ball (lr 0.01, momentum 0.9, so one delay), the rank-8 quadratic, 100 warm-up
+    steps, 21 snapshots, 500 dimensions, seeds 0-9: how far apart the two routes' limits lie, beside the limit's error
+    and its conditioning (trust check 4: how far perturbations the size of the data's rounding move it; * untrusted),
+    each relative to the distance left, ||theta_T - x*||."""
+    print(f"{'heavy ball, 21 snapshots, n = 500: gram vs svd':52s} {'gap':>9s} {'error':>9s}  conditioning gram/svd")
+    for seed in range(10):
+        traj, x_star = quadratic(np.linspace(0.1, 10, 8), 0.01, 0.9, False, 100, 20, dim=500, seed=seed)
+        left = (traj.snapshots[:, -1] - x_star).norm()
+        lim = {m: kt.koopman(traj, method=m).limit(warn=False) for m in ("gram", "svd")}
+        gap = float((lim["gram"].theta - lim["svd"].theta).norm() / left)
+        err = float((lim["svd"].theta - x_star).norm() / left)
+        cond = "/".join(f"{lim[m].conditioning:.2g}" + ("" if lim[m].trusted else "*") for m in lim)
+        case = f"seed {seed}, rank {lim['svd'].eigs.numel()}"
+        print(f"{case:52s} {gap:9.2g} {err:9.2g}  {cond}")
+
+
 def main():
     h = np.linspace(0.1, 10, 8)
     print(f"koopman_tut from {kt.__file__}")
@@ -104,6 +121,7 @@ def main():
         print(f"{f'GD modes 0.5-0.95, 30 steps, noise 1e-7, seed {seed}':52s} %9.2g %4d %9d" % error(traj, x_star))
     if hasattr(kt, "estimate_limit"):
         conditioned()
+        routes_ill_conditioned()
 
 
 if __name__ == "__main__":
