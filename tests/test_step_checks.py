@@ -6,6 +6,7 @@ call and once without it, and what the recorder does (its rows, steps, settings 
 step that raised) must be the same.
 """
 import copy
+import sys
 import gc
 import warnings
 
@@ -356,3 +357,62 @@ def test_nothing_of_the_optimizer_is_kept_alive_once_the_window_is_over(holds):
     opt.load_state_dict(copy.deepcopy(opt.state_dict()))
     gc.collect()
     assert rec._fast is None and old and not any(r() is not None for r in old)
+
+
+class Meddling(torch.optim.SGD):
+    """SGD whose ``param_groups`` property, read by the recorder's checks (compiled or Python) at their third
+    step, runs ``meddle``: Python code inside the checks, which the compiled call runs before it copies the row."""
+    meddle, reads = None, 0
+
+    @property
+    def param_groups(self):
+        if sys._getframe(1).f_code.co_name in ("_record", "unchanged"):
+            Meddling.reads += 1
+            if Meddling.reads == 3:
+                self.meddle()
+        return self.__dict__["param_groups"]
+
+    @param_groups.setter
+    def param_groups(self, value):
+        self.__dict__["param_groups"] = value
+
+
+MEDDLING = {"the data moved (their old memory freed)": lambda m: m.share_memory(),
+            "a weight changed in place": lambda m: m[0].weight.data.add_(1.0)}
+
+
+@pytest.mark.parametrize("meddle", sorted(MEDDLING))
+def test_python_code_run_by_the_checks_is_recorded_alike_on_both_routes(holds, monkeypatch, meddle, wide):
+    # a review's findings on the first version, which copied beside every check: a property that moved the data
+    # had the row copied from freed memory (wrong values, or a crash on the threaded path), and one that changed a
+    # weight had the row taken before the change, where the Python route copies after its checks
+    def record():
+        model = square_model(wide=wide)
+        opt = Meddling(model.parameters(), lr=0.05)
+        opt.meddle, Meddling.reads = lambda: MEDDLING[meddle](model), 0
+        rec = kt.TrajectoryRecorder(model, opt, stop=8)
+        train(model, opt, 8, lambda step: None)
+        assert Meddling.reads > 3
+        return rec.trajectory(copy=True), torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    fast, last = record()
+    assert torch.equal(fast.snapshots[:, -1], last)
+    monkeypatch.setattr(native, "checker", lambda: None)
+    slow, _ = record()
+    assert fast.steps.tolist() == slow.steps.tolist() and torch.equal(fast.snapshots, slow.snapshots)
+
+
+def test_no_spec_for_a_tensor_subclass_whose_torch_function_runs_python(holds):
+    class Logged(torch.Tensor):  # its is_set_to and data_ptr go through Python: not beside the row's copy
+        pass
+
+    model = square_model()
+    with torch.no_grad():
+        model[0].weight = nn.Parameter(model[0].weight.detach().as_subclass(Logged))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    rec = kt.TrajectoryRecorder(model, opt, stop=5)
+    train(model, opt, 3, lambda step: None)
+    assert step_checks.spec(rec) is None and rec._fast is None and len(rec.steps) == 4
+    plain = square_model()
+    rec2 = kt.TrajectoryRecorder(plain, torch.optim.SGD(plain.parameters(), lr=0.05), stop=5)
+    assert step_checks.spec(rec2) is not None  # the control

@@ -304,9 +304,11 @@ int kt_copy_row(char *dst, const char *const *src, const ptrdiff_t *ends, int pi
      same(tensors[i], aliases[i])     is True (torch.Tensor.is_set_to: the same storage, offset, sizes, strides);
      address(held[i]) == at[i]        (torch.Tensor.data_ptr: the data have not moved inside their storage).
    False at the first that fails or raises (a key's hash, say): the caller's own checks then run and say what
-   changed. TypeError for a spec of another form. The addresses are checked first; with a row to copy, the calling
-   thread (it holds the GIL) then checks the rest while torch's other threads copy the row, and joins the copy when
-   done: a row copied under a False answer is written but is no snapshot. */
+   changed. TypeError for a spec of another form. Checks that may run Python code (an attribute read, a lookup by a
+   tensor, whose __hash__ is Python's) come first, then the addresses; with a row to copy, the calling thread (it
+   holds the GIL) then runs the checks read in C alone while torch's other threads copy the row, and joins the copy
+   when done: nothing that could move or change the data runs while it is copied. A row copied under a False
+   answer is written but is no snapshot. */
 static int item_holds(PyObject *holder, PyObject *key, PyObject *value, PyObject *absent) {
     if (PyDict_Check(holder)) {  /* a subclass too (defaultdict, OrderedDict): its own entries, as dict.get reads */
         PyObject *v = PyDict_GetItemWithError(holder, key);  /* borrowed */
@@ -346,10 +348,24 @@ static int call_gives(PyObject *fn, PyObject *a, PyObject *b, PyObject *want) { 
     return ok;
 }
 
-static int items_and_tensors_hold(PyObject **t) {  /* the entries and the storages of spec t (not the addresses) */
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[0]); i++)
-        if (!item_holds(PyTuple_GET_ITEM(t[0], i), PyTuple_GET_ITEM(t[1], i), PyTuple_GET_ITEM(t[2], i), t[9]))
+static int runs_no_python(PyObject *holder, PyObject *key) {  /* a check read in C alone: a dict's or a list's
+    entry at a str or int key, a list's length (an attribute may be a property; a tensor key hashes in Python) */
+    return (PyDict_Check(holder) || PyList_CheckExact(holder))
+           && (key == Py_None || PyUnicode_CheckExact(key) || PyLong_CheckExact(key));
+}
+
+static int items_hold(PyObject **t, int in_c) {  /* the entries of spec t read in C alone (in_c) or the others */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[0]); i++) {
+        PyObject *holder = PyTuple_GET_ITEM(t[0], i), *key = PyTuple_GET_ITEM(t[1], i);
+        if (runs_no_python(holder, key) == in_c && !item_holds(holder, key, PyTuple_GET_ITEM(t[2], i), t[9]))
             return 0;
+    }
+    return 1;
+}
+
+static int in_c_checks_hold(PyObject **t) {  /* the entries read in C and the storages (is_set_to, in C for the
+                                                 plain tensors and parameters step_checks.spec admits) */
+    if (!items_hold(t, 1)) return 0;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[4]); i++)
         if (!call_gives(t[3], PyTuple_GET_ITEM(t[4], i), PyTuple_GET_ITEM(t[5], i), NULL)) return 0;
     return 1;
@@ -363,7 +379,7 @@ typedef struct {
 
 static void checked_copy_body(void *p) {
     checked_copy *c = p;
-    if (!gomp_thread_num || gomp_thread_num() == 0) c->ok = items_and_tensors_hold(c->t);
+    if (!gomp_thread_num || gomp_thread_num() == 0) c->ok = in_c_checks_hold(c->t);
     team_body(&c->copy);  /* then the blocks not yet taken */
 }
 
@@ -391,12 +407,14 @@ static PyObject *holds(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
                         "of the same length; the row's copy five positive ints (kt_copy_row's arguments)");
         return NULL;
     }
-    /* the addresses first: the copy reads them (data moved inside their storage leave them freed) */
+    /* first what may run Python code (a property, a tensor's __hash__), which could move or change the data, then
+       the addresses the copy reads (data moved inside their storage leave them freed) */
+    if (!items_hold(t, 0)) Py_RETURN_FALSE;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[7]); i++)
         if (!call_gives(t[6], PyTuple_GET_ITEM(t[7], i), NULL, PyTuple_GET_ITEM(t[8], i))) Py_RETURN_FALSE;
-    if (nargs == 1) return PyBool_FromLong(items_and_tensors_hold(t));
-    /* the row copied while the rest is checked: a False answer leaves it written but not a snapshot (the caller
-       writes it again or not at all) */
+    if (nargs == 1) return PyBool_FromLong(in_c_checks_hold(t));
+    /* the row copied while the checks read in C run: a False answer leaves it written but not a snapshot (the
+       caller writes it again or not at all) */
     const ptrdiff_t *ends = (const ptrdiff_t *)a[2];
     int pieces = (int)a[3], threads = (int)(a[4] < MAX_PARTS ? a[4] : MAX_PARTS);
     row_job j = {.dst = (char *)a[0], .src = (const char *const *)a[1], .ends = ends, .pieces = pieces};

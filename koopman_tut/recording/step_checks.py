@@ -38,6 +38,7 @@ from . import watch
 ABSENT = object()  # what a missing key reads as (dict.get's None would match a key set to None)
 _SAME = torch.Tensor.is_set_to  # same storage, offset, shape and strides
 _IS, _PARAMS = operator.is_, operator.itemgetter("params")  # the same group dicts and params lists
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # tensors whose is_set_to and data_ptr run in C alone
 
 
 def unchanged(rec, s: int) -> bool:
@@ -72,6 +73,8 @@ def spec(rec) -> tuple | None:
     checks += list(zip(*rec._places, rec._tensors))  # each tensor at its place in its group's params list
     holders, keys, values = (tuple(c) for c in zip(*checks + settings))
     held, at = (tuple(rec._writer._held), tuple(rec._writer._at)) if rec._writer._at else ((), ())
+    if any(type(t) not in _PLAIN for t in (*rec._tensors, *rec._aliases, *held)):  # a subclass's __torch_function__
+        return None  # would run Python code inside is_set_to or data_ptr, beside the row's copy
     return (holders, keys, values, torch.Tensor.is_set_to, tuple(rec._tensors), tuple(rec._aliases),
             torch.Tensor.data_ptr, held, at, ABSENT)
 
