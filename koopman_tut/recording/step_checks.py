@@ -16,8 +16,11 @@ row writer's addresses, the settings log's last values), into one tuple, and the
 True every Python check would pass, and the step is recorded as they would record it; where it answers False
 (or there is no spec) the Python checks run and say what changed, and a new spec is taken after them. Where a
 snapshot is due and the row writer copies through the compiled kernel, the same call copies the row beside the
-checks (the data's addresses checked first: the copy reads them); a row copied under a False answer is no
-snapshot (the Python route writes it again, or raises before it is one). It reads
+checks read in C alone (dict and list entries at str or int keys, ``is_set_to``); what may run Python code (the
+optimizer's attributes, a lookup by a tensor, whose ``__hash__`` is Python's) and the data's addresses are checked
+before the copy starts, so nothing that could move or change the data runs while it is copied (no spec for tensor
+subclasses, whose ``__torch_function__`` would). A row copied under a False answer is no snapshot (the Python
+route writes it again, or raises before it is one). It reads
 what the Python checks read the way they read it: the optimizer's ``param_groups`` and ``state`` as attributes
 (a property, a new ``__dict__``, another class), dict entries as ``dict.get`` does. There is no spec where the
 library was not built, under ``KOOPMAN_TUT_NATIVE=0``, for sharded (DTensor) parameters, for settings held as
