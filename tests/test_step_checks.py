@@ -56,6 +56,13 @@ def test_holds_checks_each_kind_and_refuses_a_spec_of_another_form(holds):
             raise RuntimeError("no hash")
 
     assert not holds(spec_of([(d, BadHash(), 1)]))  # a lookup that raises is a change, the error cleared
+
+    class Interrupted:
+        value = property(lambda self: (_ for _ in ()).throw(KeyboardInterrupt("Ctrl-C in a property")))
+
+    with pytest.raises(KeyboardInterrupt, match="Ctrl-C in a property"):  # not cleared: the interrupt is one-shot
+        holds(spec_of([(Interrupted(), "value", d)]))
+    assert holds(spec_of([(d, "a", 1)]))  # nothing left raised
     with pytest.raises(TypeError, match="spec must be"):
         holds(spec_of()[:9])
     with pytest.raises(TypeError, match="spec must be"):
@@ -67,6 +74,10 @@ def test_holds_copies_the_row_beside_its_checks_once_the_addresses_hold(holds):
     them freed: no copy at all), then the row copied while the rest is checked, on one thread or several."""
     d, x = {"a": 1}, torch.randn(70_001)
     pieces = [x[:3], x[3:50_000], x[50_000:]]  # cut anywhere: 280 KiB, blocks of 64 KiB
+
+    class Interrupted:
+        value = property(lambda self: (_ for _ in ()).throw(KeyboardInterrupt("Ctrl-C in a property")))
+
     store = torch.full((3, len(x)), 7.0)
     copy = native.row_copy(pieces, store)
     before = torch.get_num_threads()
@@ -82,6 +93,9 @@ def test_holds_copies_the_row_beside_its_checks_once_the_addresses_hold(holds):
             store.fill_(7.0)
     finally:
         torch.set_num_threads(before)
+    with pytest.raises(KeyboardInterrupt):  # raised before the copy starts, and not cleared
+        holds(spec_of([(Interrupted(), "value", d)]), *copy.args(0))
+    assert bool(store.eq(7.0).all())
     for bad in ((0, *args[1:]), args[:4], (*args[:3], -1, 2), (*args[:4], 0), (*args[:4], "2"), (*args[:3], 2 ** 40, 2)):
         with pytest.raises(TypeError, match="five positive ints"):
             holds(spec_of(), *bad)
@@ -416,3 +430,19 @@ def test_no_spec_for_a_tensor_subclass_whose_torch_function_runs_python(holds):
     plain = square_model()
     rec2 = kt.TrajectoryRecorder(plain, torch.optim.SGD(plain.parameters(), lr=0.05), stop=5)
     assert step_checks.spec(rec2) is not None  # the control
+
+
+def test_a_ctrl_c_inside_the_checks_stops_training_on_both_routes(holds, monkeypatch):
+    # the compiled call cleared every error raised inside it, a KeyboardInterrupt too: training went on
+    def record():
+        model = square_model()
+        opt = Meddling(model.parameters(), lr=0.05)
+        opt.meddle, Meddling.reads = lambda: (_ for _ in ()).throw(KeyboardInterrupt("Ctrl-C")), 0
+        rec = kt.TrajectoryRecorder(model, opt, stop=8)
+        with pytest.raises(KeyboardInterrupt, match="Ctrl-C"):
+            train(model, opt, 8, lambda step: None)
+        return rec.steps
+
+    fast = record()
+    monkeypatch.setattr(native, "checker", lambda: None)
+    assert fast == record() == [0, 1]

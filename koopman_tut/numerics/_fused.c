@@ -303,28 +303,29 @@ int kt_copy_row(char *dst, const char *const *src, const ptrdiff_t *ends, int pi
                                       another holder: its attribute keys[i] (a str), read as Python reads it;
      same(tensors[i], aliases[i])     is True (torch.Tensor.is_set_to: the same storage, offset, sizes, strides);
      address(held[i]) == at[i]        (torch.Tensor.data_ptr: the data have not moved inside their storage).
-   False at the first that fails or raises (a key's hash, say): the caller's own checks then run and say what
-   changed. TypeError for a spec of another form. Checks that may run Python code (an attribute read, a lookup by a
+   False at the first that fails or raises an Exception (a key's hash, say): the caller's own checks then run and
+   say what changed; a KeyboardInterrupt or SystemExit raised inside stays raised. TypeError for a spec of another form. Checks that may run Python code (an attribute read, a lookup by a
    tensor, whose __hash__ is Python's) come first, then the addresses; with a row to copy, the calling thread (it
    holds the GIL) then runs the checks read in C alone while torch's other threads copy the row, and joins the copy
    when done: nothing that could move or change the data runs while it is copied. A row copied under a False
    answer is written but is no snapshot. */
-static int item_holds(PyObject *holder, PyObject *key, PyObject *value, PyObject *absent) {
+static int failed(void) {  /* a check raised: an Exception is cleared and the check fails (0: the caller's Python
+    checks meet it again), anything else (KeyboardInterrupt, SystemExit) stays raised (-1), as in Python */
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+    PyErr_Clear();
+    return 0;
+}
+
+static int item_holds(PyObject *holder, PyObject *key, PyObject *value, PyObject *absent) {  /* 1, 0, or -1 raised */
     if (PyDict_Check(holder)) {  /* a subclass too (defaultdict, OrderedDict): its own entries, as dict.get reads */
         PyObject *v = PyDict_GetItemWithError(holder, key);  /* borrowed */
-        if (v == NULL && PyErr_Occurred()) {
-            PyErr_Clear();
-            return 0;
-        }
+        if (v == NULL && PyErr_Occurred()) return failed();
         return (v == NULL ? absent : v) == value;
     }
     if (!PyList_CheckExact(holder)) {
         if (!PyUnicode_CheckExact(key)) return 0;
         PyObject *v = PyObject_GetAttr(holder, key);  /* new reference: properties, __getattr__, a new __dict__ */
-        if (v == NULL) {
-            PyErr_Clear();
-            return 0;
-        }
+        if (v == NULL) return failed();
         int same = v == value;
         Py_DECREF(v);
         return same;
@@ -338,12 +339,9 @@ static int item_holds(PyObject *holder, PyObject *key, PyObject *value, PyObject
 
 static int call_gives(PyObject *fn, PyObject *a, PyObject *b, PyObject *want) {  /* fn(a[, b]) is True / == want */
     PyObject *args[2] = {a, b}, *r = PyObject_Vectorcall(fn, args, b == NULL ? 1 : 2, NULL);
-    if (r == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
+    if (r == NULL) return failed();
     int ok = want == NULL ? r == Py_True : PyObject_RichCompareBool(r, want, Py_EQ) == 1;
-    if (PyErr_Occurred()) PyErr_Clear();
+    if (PyErr_Occurred()) ok = failed();
     Py_DECREF(r);
     return ok;
 }
@@ -357,18 +355,18 @@ static int runs_no_python(PyObject *holder, PyObject *key) {  /* a check read in
 static int items_hold(PyObject **t, int in_c) {  /* the entries of spec t read in C alone (in_c) or the others */
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[0]); i++) {
         PyObject *holder = PyTuple_GET_ITEM(t[0], i), *key = PyTuple_GET_ITEM(t[1], i);
-        if (runs_no_python(holder, key) == in_c && !item_holds(holder, key, PyTuple_GET_ITEM(t[2], i), t[9]))
-            return 0;
+        int r = runs_no_python(holder, key) == in_c ? item_holds(holder, key, PyTuple_GET_ITEM(t[2], i), t[9]) : 1;
+        if (r != 1) return r;
     }
     return 1;
 }
 
 static int in_c_checks_hold(PyObject **t) {  /* the entries read in C and the storages (is_set_to, in C for the
                                                  plain tensors and parameters step_checks.spec admits) */
-    if (!items_hold(t, 1)) return 0;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[4]); i++)
-        if (!call_gives(t[3], PyTuple_GET_ITEM(t[4], i), PyTuple_GET_ITEM(t[5], i), NULL)) return 0;
-    return 1;
+    int r = items_hold(t, 1);
+    for (Py_ssize_t i = 0; r == 1 && i < PyTuple_GET_SIZE(t[4]); i++)
+        r = call_gives(t[3], PyTuple_GET_ITEM(t[4], i), PyTuple_GET_ITEM(t[5], i), NULL);
+    return r;
 }
 
 typedef struct {
@@ -409,10 +407,11 @@ static PyObject *holds(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     }
     /* first what may run Python code (a property, a tensor's __hash__), which could move or change the data, then
        the addresses the copy reads (data moved inside their storage leave them freed) */
-    if (!items_hold(t, 0)) Py_RETURN_FALSE;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t[7]); i++)
-        if (!call_gives(t[6], PyTuple_GET_ITEM(t[7], i), NULL, PyTuple_GET_ITEM(t[8], i))) Py_RETURN_FALSE;
-    if (nargs == 1) return PyBool_FromLong(in_c_checks_hold(t));
+    int r = items_hold(t, 0);
+    for (Py_ssize_t i = 0; r == 1 && i < PyTuple_GET_SIZE(t[7]); i++)
+        r = call_gives(t[6], PyTuple_GET_ITEM(t[7], i), NULL, PyTuple_GET_ITEM(t[8], i));
+    if (r == 1 && nargs == 1) r = in_c_checks_hold(t);
+    if (r != 1 || nargs == 1) return r < 0 ? NULL : PyBool_FromLong(r);
     /* the row copied while the checks read in C run: a False answer leaves it written but not a snapshot (the
        caller writes it again or not at all) */
     const ptrdiff_t *ends = (const ptrdiff_t *)a[2];
@@ -424,7 +423,7 @@ static PyObject *holds(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     checked_copy c = {.copy = {.part = copy_part, .job = &j, .parts = j.parts, .claimed = 0}, .t = t, .ok = 0};
     if (threads > 1 && gomp_parallel && gomp_thread_num) gomp_parallel(checked_copy_body, &c, (unsigned)threads, 0);
     else checked_copy_body(&c);
-    return PyBool_FromLong(c.ok);
+    return c.ok < 0 ? NULL : PyBool_FromLong(c.ok);
 }
 
 static PyMethodDef methods[] = {
