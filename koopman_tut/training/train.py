@@ -186,11 +186,16 @@ def _check_trains(model: nn.Module, optimizer) -> None:
                          "a copy's), or a name such as 'nesterov'")
 
 
-def diverged(value: float, step: int, opt: torch.optim.Optimizer) -> str:
-    """What a non-finite training loss says: where, at which learning rates, and the way out."""
-    lrs = sorted({g.get("lr") for g in opt.param_groups}, key=str)
-    return (f"training diverged: the loss is {value} at step {step} (lr {', '.join(map(str, lrs))}), so the weights "
-            f"and any snapshot from here on would be inf or NaN. Lower the learning rate (lr=, or -p LR)")
+def finite_loss(loss: torch.Tensor, step: int, opt: torch.optim.Optimizer) -> float:
+    """The loss as a float; FloatingPointError naming the step and the learning rates where it is inf or NaN (a step
+    from it would carry inf or NaN into every weight and every snapshot after it)."""
+    value = loss.item()
+    if not math.isfinite(value):
+        lrs = ", ".join(map(str, sorted({g.get("lr") for g in opt.param_groups}, key=str)))
+        raise FloatingPointError(f"training diverged: the loss is {value} at step {step} (lr {lrs}), so the weights "
+                                 f"and any snapshot from here on would be inf or NaN. Lower the learning rate (lr=, "
+                                 f"or -p LR)")
+    return value
 
 
 def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: torch.optim.Optimizer | str = "nesterov",
@@ -205,8 +210,7 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
         recorders hooked to it see every step), or a name for :func:`make_optimizer`.
     epochs : passes over ``loader``, a fraction included: ``epochs * len(loader)`` optimizer steps,
         rounded up; ``max_steps`` (an int >= 0) stops earlier.
-    seed : seeds torch before training (None leaves the generator alone). The loader's own
-        generator decides the batch order.
+    seed : seeds torch before training (None leaves the generator alone); the loader's generator decides the order.
     device : 'auto', or a device this machine has (:func:`resolve_device`).
 
     Raises
@@ -233,11 +237,8 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
                 break
             x, y = x.to(device), y.to(device)
             opt.zero_grad(set_to_none=True)
-            out = model(x)
-            loss = F.cross_entropy(out, y)
-            value = loss.item()
-            if not math.isfinite(value):  # a step from here would carry inf or NaN into every weight and snapshot
-                raise FloatingPointError(diverged(value, hist.steps, opt))
+            loss = F.cross_entropy(out := model(x), y)
+            value = finite_loss(loss, hist.steps, opt)
             loss.backward()
             opt.step()
             hist.steps += 1
