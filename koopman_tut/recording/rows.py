@@ -31,6 +31,7 @@ from ..numerics import native
 from ..numerics.distributed import local_tensor
 
 _ADDRESS = torch.Tensor.data_ptr
+_function_mode, _dispatch_modes = torch._C._is_torch_function_mode_enabled, torch._C._len_torch_dispatch_stack
 
 
 class RowWriter:
@@ -104,8 +105,11 @@ class RowWriter:
 
     def ahead(self, k: int, cap: int) -> tuple[int, ...]:
         """The compiled copy's arguments for row ``k`` (< ``cap``), to run beside the compiled checks
-        (:mod:`.step_checks`), or () where there is no such copy."""
-        return self.copy.args(k) if self.copy is not None and k < cap else ()
+        (:mod:`.step_checks`), or () where there is no such copy, or a torch function or dispatch mode is on (such as
+        ``with torch.device(...)``: ``is_set_to`` would run the mode's Python code beside the copy)."""
+        if self.copy is None or k >= cap or _function_mode() or _dispatch_modes():
+            return ()
+        return self.copy.args(k)
 
     def write(self, k: int, checked: bool = False, copied: bool = False) -> None:
         """Row ``k`` = the flattened values now (converted to the storage's dtype); ``checked``: the addresses were

@@ -18,9 +18,11 @@ True every Python check would pass, and the step is recorded as they would recor
 snapshot is due and the row writer copies through the compiled kernel, the same call copies the row beside the
 checks read in C alone (dict and list entries at str or int keys, ``is_set_to``); what may run Python code (the
 optimizer's attributes, a lookup by a tensor, whose ``__hash__`` is Python's) and the data's addresses are checked
-before the copy starts, so nothing that could move or change the data runs while it is copied (no spec for tensor
-subclasses, whose ``__torch_function__`` would). A row copied under a False answer is no snapshot (the Python
-route writes it again, or raises before it is one). It reads
+before the copy starts, so no code of the program's own runs on the calling thread while the row is copied (no
+spec for tensor subclasses, and no row beside the checks under a torch function or dispatch mode, whose Python
+code ``is_set_to`` would run; another Python thread may run while ``is_set_to`` lets go of the GIL, as during the
+Python route's copy). A row copied under a False answer is no snapshot (the Python route writes it again, or
+raises before it is one). It reads
 what the Python checks read the way they read it: the optimizer's ``param_groups`` and ``state`` as attributes
 (a property, a new ``__dict__``, another class), dict entries as ``dict.get`` does. There is no spec where the
 library was not built, under ``KOOPMAN_TUT_NATIVE=0``, for sharded (DTensor) parameters, for settings held as
