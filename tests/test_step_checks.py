@@ -97,7 +97,8 @@ def test_holds_copies_the_row_beside_its_checks_once_the_addresses_hold(holds):
     with pytest.raises(KeyboardInterrupt):  # raised before the copy starts, and not cleared
         holds(spec_of([(Interrupted(), "value", d)]), *copy.args(0))
     assert bool(store.eq(7.0).all())
-    for bad in ((0, *args[1:]), args[:4], (*args[:3], -1, 2), (*args[:4], 0), (*args[:4], "2"), (*args[:3], 2 ** 40, 2)):
+    bad_args = ((0, *args[1:]), args[:4], (*args[:3], -1, 2), (*args[:4], 0), (*args[:4], "2"), (*args[:3], 2**40, 2))
+    for bad in bad_args:
         with pytest.raises(TypeError, match="five positive ints"):
             holds(spec_of(), *bad)
 
@@ -242,7 +243,8 @@ def test_the_python_checks_run_only_when_a_walk_is_due_or_something_changed(hold
     # the step after the lr changed; on the other steps the compiled checks copied the row beside them
     assert calls == [0, 1, watch.CHECK_EVERY, 101, 2 * watch.CHECK_EVERY] and rec._fast is not None
     assert copies == calls and len(rec.steps) == 151
-    assert torch.equal(rec.trajectory().snapshots[:, -1], torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    last = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    assert torch.equal(rec.trajectory().snapshots[:, -1], last)
     assert rec.trajectory().meta["lrs"][101] == 0.02 and rec.trajectory().meta["lrs"][100] == 0.05
 
 

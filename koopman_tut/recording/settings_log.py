@@ -123,6 +123,34 @@ class SettingsLog:
         momentum buffer was replaced (checked by the caller, :mod:`koopman_tut.recording.step_checks`)."""
         self.rows.append(self._row)
 
+    def checks(self, groups: list[dict], absent) -> list[tuple] | None:
+        """What :meth:`log` compares, as (holder, key, value) checks for the recorder's compiled per-step call
+        (:mod:`koopman_tut.recording.step_checks`: ``holder[key] is value``, a missing key read as ``absent``): where
+        they all hold, :meth:`repeat` logs what :meth:`log` would. Every setting it reads is the object it read last,
+        and each group's momentum buffer is the one it saw last (another is a restart) or, where it has seen none,
+        the group has no momentum to make one. None where the log must look for a buffer at every snapshot (a group
+        with momentum whose buffer it has not seen yet), settings held as tensors (read at every snapshot), a state
+        whose ``get`` is its own, or no optimizer to read it from."""
+        state = self._opt.state if self._opt is not None else None
+        if (state is None or self._tensors or type(state).get is not dict.get
+                or not len(self._last) == len(self._buffers) == len(groups)):
+            return None
+        out = [(g, key, value) for g, last in zip(groups, self._last) for key, value in zip(self._keys, last)]
+        out.append((self._opt, "state", state))
+        for g, p, buffer in zip(groups, self._params, self._buffers):
+            if p is None:
+                if g.get("momentum") or type(g.get("momentum")) not in (int, float, bool, type(None)):  # a tensor
+                    return None  # (turned on in place)
+                out.append((g, "momentum", g.get("momentum", absent)))
+                continue
+            held = state.get(p, absent)  # no state for p: no buffer found, no restart, until there is one
+            if held is not absent and type(held) is not dict:
+                return None
+            out.append((state, p, held))
+            if held is not absent:
+                out.append((held, "momentum_buffer", buffer))
+        return out
+
     def _check(self, groups: list[dict], row: list[tuple[float, ...]], step: int) -> None:
         """ValueError, nothing logged, where a schedule or a hand edit set a value a Trajectory cannot hold
         (:func:`check_recordable`): the snapshots before stay readable."""

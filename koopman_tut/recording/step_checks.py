@@ -63,11 +63,11 @@ def unchanged(rec, s: int) -> bool:
 def spec(rec) -> tuple | None:
     """What :meth:`TrajectoryRecorder._record` checks at every step, as the tuple ``holds`` takes (see ``_fused.c``),
     or None where ``holds`` cannot stand in for those checks (the module notes)."""
-    holds, opt, log, groups = native.checker(), rec.optimizer, rec._log, rec._lr_groups
-    if holds is None or rec._sharded or rec._gen is None or log._tensors or not (
-            len(log._last) == len(log._buffers) == len(groups) and type(rec._groups_seen) is list
-            and all(type(d) is dict for d in (*rec._dicts_seen, *groups))  # read through __getitem__: no override
-            and type(opt.state).get is dict.get) or (settings := _log_checks(log, groups, opt)) is None:
+    opt, groups = rec.optimizer, rec._lr_groups
+    if native.checker() is None or rec._sharded or rec._gen is None or type(rec._groups_seen) is not list or not all(
+            type(d) is dict for d in (*rec._dicts_seen, *groups)):  # dict subclasses: read through their __getitem__
+        return None
+    if (settings := rec._log.checks(groups, ABSENT)) is None:  # the settings log's own checks
         return None
     checks: list[tuple] = [(vars(watch), "_generation", rec._gen), (opt, "param_groups", rec._groups_seen),
                            (rec._groups_seen, None, len(rec._dicts_seen))]
@@ -82,25 +82,3 @@ def spec(rec) -> tuple | None:
         return None  # would run Python code inside is_set_to or data_ptr, beside the row's copy
     return (holders, keys, values, torch.Tensor.is_set_to, tuple(rec._tensors), tuple(rec._aliases),
             torch.Tensor.data_ptr, held, at, ABSENT)
-
-
-def _log_checks(log, groups: list[dict], opt) -> list[tuple] | None:
-    """The settings log's checks (:meth:`SettingsLog.log` logs its last row again when they hold): every setting it
-    reads is the object it read last, and each group's momentum buffer is the one it saw last (another is a
-    restart) or, where it has seen none, the group has no momentum to make one. None where the log must look
-    for a buffer at every snapshot (a group with momentum whose buffer it has not seen yet)."""
-    out = [(g, key, value) for g, last in zip(groups, log._last) for key, value in zip(log._keys, last)]
-    out.append((opt, "state", opt.state))
-    for g, p, buffer in zip(groups, log._params, log._buffers):
-        if p is None:
-            if g.get("momentum") or type(g.get("momentum")) not in (int, float, bool, type(None)):  # a tensor: in place
-                return None
-            out.append((g, "momentum", g.get("momentum", ABSENT)))
-            continue
-        state = opt.state.get(p, ABSENT)  # no state for p: no buffer found, no restart, until there is one
-        if state is not ABSENT and type(state) is not dict:
-            return None
-        out.append((opt.state, p, state))
-        if state is not ABSENT:
-            out.append((state, "momentum_buffer", buffer))
-    return out
