@@ -208,10 +208,14 @@ static void team_body(void *p) {  /* thread k: block k first (torch's static sch
         if (take(&t->claimed, k)) t->part(t->job, k);
 }
 
+static void on_threads(void (*body)(void *), void *arg, int threads) {  /* body(arg) on each of torch's threads */
+    if (threads > 1 && gomp_parallel && gomp_thread_num) gomp_parallel(body, arg, (unsigned)threads, 0);
+    else body(arg);
+}
+
 static void run_team(void (*part)(void *, int), void *job, int parts) {  /* every block, on torch's threads */
     team t = {.part = part, .job = job, .parts = parts, .claimed = 0};
-    if (parts > 1 && gomp_parallel && gomp_thread_num) gomp_parallel(team_body, &t, (unsigned)parts, 0);
-    else team_body(&t);
+    on_threads(team_body, &t, parts);
 }
 
 static int part_count(ptrdiff_t most, int threads) {  /* threads, at most MAX_PARTS and ``most``, at least 1 */
@@ -304,10 +308,10 @@ int kt_copy_row(char *dst, const char *const *src, const ptrdiff_t *ends, int pi
      same(tensors[i], aliases[i])     is True (torch.Tensor.is_set_to: the same storage, offset, sizes, strides);
      address(held[i]) == at[i]        (torch.Tensor.data_ptr: the data have not moved inside their storage).
    False at the first that fails or raises an Exception (a key's hash, say): the caller's own checks then run and
-   say what changed; a KeyboardInterrupt or SystemExit raised inside stays raised. TypeError for a spec of another form. Checks that may run Python code (an attribute read, a lookup by a
-   tensor, whose __hash__ is Python's) come first, then the addresses; with a row to copy, the calling thread (it
-   holds the GIL) then runs the checks read in C alone while torch's other threads copy the row, and joins the copy
-   when done: no code of the program's own runs on this thread while the row is copied (the caller passes no row
+   say what changed; a KeyboardInterrupt or SystemExit raised inside stays raised. TypeError for a spec of another
+   form. Checks that may run Python code (an attribute read, a lookup by a tensor, whose __hash__ is Python's) come
+   first, then the addresses; with a row to copy, the calling thread (it holds the GIL) then runs the checks read
+   in C alone while torch's other threads copy the row, and joins the copy when done: no code of the program's own runs on this thread while the row is copied (the caller passes no row
    under a torch function or dispatch mode, whose Python code is_set_to would run). Not excluded: is_set_to lets
    go of the GIL, so another Python thread may run meanwhile (as during the Python route's copy, a ctypes call);
    a dict key whose Python __eq__ meets a str key of the same hash. A row copied under a False answer is written
@@ -424,8 +428,7 @@ static PyObject *holds(PyObject *self, PyObject *const *args, Py_ssize_t nargs) 
     if (ends[pieces - 1] < (1 << 16)) threads = 1;  /* the copy takes less than waking a thread */
     else if (threads > j.parts + 1) threads = j.parts + 1;  /* the calling thread and one a block at most */
     checked_copy c = {.copy = {.part = copy_part, .job = &j, .parts = j.parts, .claimed = 0}, .t = t, .ok = 0};
-    if (threads > 1 && gomp_parallel && gomp_thread_num) gomp_parallel(checked_copy_body, &c, (unsigned)threads, 0);
-    else checked_copy_body(&c);
+    on_threads(checked_copy_body, &c, threads);
     return c.ok < 0 ? NULL : PyBool_FromLong(c.ok);
 }
 
