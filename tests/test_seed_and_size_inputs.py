@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import koopman_tut as kt
 from koopman_tut import pruning as P
 from koopman_tut.numerics.dmd_result import powers
+from koopman_tut.numerics import equivalence
 from koopman_tut.numerics.spectral_distance import permutation_test
 from koopman_tut.training.train import set_seed
 
@@ -191,3 +192,27 @@ def test_kgp_under_adam_warns_once_per_gradient():
         P.koopman_gradient(rec.trajectory())
     said = [w for w in caught if "recorded with Adam" in str(w.message)]
     assert len(said) == 1, [str(w.message) for w in caught]  # before: once per refit of the trust check (4)
+
+
+def test_an_integer_past_float64_is_refused_by_name_not_with_an_overflow_error():
+    """10**400 where a number is expected: every check named its argument ("an integer of 401 digits"); before,
+    float() of it inside the check raised OverflowError ("int too large to convert to float"), naming nothing."""
+    big = 10**400
+    m = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 2))
+    W = torch.stack([torch.arange(6.) + 0.5**t for t in range(8)], 1).double()
+    tr = kt.Trajectory(W, torch.arange(8), ["w"], [(6,)])
+    calls = {"compression": [lambda: P.global_masks(P.magnitude_scores(m), big, model=m),
+                             lambda: P.random_masks(m, big)],
+             "a": [lambda: kt.estimate_limit(W, method="line", a=big)],
+             "drift_tol": [lambda: kt.koopman(tr, drift_tol=big)],
+             "lr": [lambda: P.koopman_gradient(tr, lr=big)],
+             "value": [lambda: kt.dmd(W).closest(big)],
+             "eta": [lambda: equivalence.mirror_descent(np.array([0.5, 0.5]), eta=big)],
+             r"param_groups\[0\]\['lr'\]": [lambda: kt.TrajectoryRecorder(m, torch.optim.SGD(m.parameters(), lr=big),
+                                                                          stop=3)]}
+    for name, fs in calls.items():
+        for f in fs:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with pytest.raises(ValueError, match=rf"{name}.*an integer of 401 digits"):
+                    f()

@@ -19,7 +19,7 @@ import torch
 from .dmd_checks import ComplexModeWarning
 from .eig_order import canonical_order  # noqa: F401  (re-exported)
 from .finite import all_finite, outside_stacklevel
-from .ints import mode_indices, plain_int
+from .ints import is_finite, mode_indices, plain_int, shown
 from .matmul import matmul_chunked
 
 Tensor = torch.Tensor
@@ -265,6 +265,6 @@ class DMDBatch(Sequence[DMDResult]):
 
 def _value(value) -> complex:
     """An eigenvalue to look near: a finite (complex) number; ValueError naming ``value`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Number) or not cmath.isfinite(value):
-        raise ValueError(f"value must be a finite (complex) number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Number) or not is_finite(value):
+        raise ValueError(f"value must be a finite (complex) number, got {shown(value)}")
     return complex(value)

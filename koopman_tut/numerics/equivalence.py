@@ -27,6 +27,8 @@ import numbers
 
 import numpy as np
 
+from .ints import is_finite, shown
+
 T_STEPS, DIM, ETA = 100, 2, 1e-2
 LOW = 1.0 / T_STEPS  # the box [1/T, 1]^d
 # the eigenvalues Redman et al. published for OMD and OGD (4 delays, all 10 modes, 25 runs pooled: the
@@ -46,8 +48,8 @@ def _check_run(start, lo: float, hi: float, name: str, steps=1, eta=ETA) -> np.n
     number > 0; errors name the argument."""
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not (math.isfinite(eta) and eta > 0):
-        raise ValueError(f"eta must be a finite step size > 0, got {eta!r}")
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not (is_finite(eta) and eta > 0):
+        raise ValueError(f"eta must be a finite step size > 0, got {shown(eta)}")
     try:
         x = np.asarray(start, dtype=np.float64)
     except (TypeError, ValueError) as e:

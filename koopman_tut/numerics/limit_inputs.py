@@ -2,12 +2,11 @@
 (and, over ranks, before the pre-flight compares them): the method, and each knob only for the method that reads it."""
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 
-from .ints import plain_number
+from .ints import is_finite, plain_number, shown
 
 METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson", "secant")
 
@@ -39,8 +38,8 @@ def check_a(a) -> float:
     """The line's step as a float: a finite real number >= 0 (Python, NumPy, or a one-element real tensor or array;
     a < 0 steps back along the window, toward x_0, which estimates no limit)."""
     x = plain_number(a)
-    if not (isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)) and math.isfinite(x)):
-        raise ValueError(f"a must be a finite number (the line's step), got {a!r}")
+    if not (isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)) and is_finite(x)):
+        raise ValueError(f"a must be a finite number (the line's step), got {shown(a)}")
     if x < 0:
         raise ValueError(f"a must be >= 0 (the line's step forward from the last snapshot, x_(T-1) + a (x_(T-1) - "
                          f"x_0); 0 is the last snapshot), got {a!r}: a < 0 steps back toward x_0")

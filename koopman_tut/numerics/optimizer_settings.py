@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from .ints import is_finite
+
 SGD_SETTINGS = ("momentum", "nesterov", "dampening", "weight_decay", "maximize")  # a group's, beside its lr
 
 
@@ -105,7 +107,7 @@ def _real(v) -> bool:
 
 
 def _number(v) -> bool:
-    return _real(v) and math.isfinite(v)
+    return _real(v) and is_finite(v)
 
 
 def setting_drift(meta: dict, T: int, rows: list | None = None, theta=None, last=None) -> float:

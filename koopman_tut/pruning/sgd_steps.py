@@ -16,6 +16,7 @@ import torch
 
 from ..numerics.dmd_result import powers
 from ..numerics.finite import all_finite, outside_stacklevel
+from ..numerics.ints import is_finite, plain_number, shown
 from ..numerics.trust import UntrustedLimitWarning
 from ..numerics.optimizer_settings import SGD_SETTINGS, settings_at
 from ..recording.trajectory import Trajectory
@@ -108,10 +109,10 @@ def _lr(traj: Trajectory, lr: float | None, t: int) -> float:
     if lr is not None and (isinstance(lr, (bool, str, bytes)) or not hasattr(lr, "__float__")
                            or (isinstance(lr, torch.Tensor) and lr.numel() != 1) or isinstance(lr, np.ndarray)):
         raise TypeError(f"lr must be a positive learning rate (a number), got {lr!r} ({type(lr).__name__})")
-    if lr is None or not 0 < float(lr) < math.inf:
+    if lr is None or not (is_finite(plain_number(lr)) and 0 < float(lr)):
         where = ("given" if given else "none recorded in traj.meta (pass lr=)" if lr is None else
                  f"recorded in traj.meta for the step leaving snapshot {t} (pass lr=)")
-        raise ValueError(f"lr must be a positive learning rate, finite ({where}), got {lr}")
+        raise ValueError(f"lr must be a positive learning rate, finite ({where}), got {shown(lr)}")
     return float(lr)
 
 
@@ -130,7 +131,7 @@ def _differ(lr, recorded) -> bool:
         return False  # refused where the lr is checked
     try:
         a, b = float(lr), float(recorded)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False  # refused (or nothing recorded) where the lr is checked
     return 0 < a < math.inf and 0 < b < math.inf and abs(a - b) > 0.01 * b
 

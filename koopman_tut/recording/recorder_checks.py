@@ -18,7 +18,7 @@ import torch.nn as nn
 from ..numerics.distributed import check_group, local_tensor, shard_range, world
 from .params import check_untied, parameter, resolve
 from .validation import SNAPSHOT_DTYPES as FLOAT_DTYPES  # what a recorder may store is what a Trajectory holds
-from .validation import check_device
+from .validation import check_device, shown
 
 
 # -- argument checks (construction time)
@@ -157,10 +157,12 @@ def _check_lr(optimizer: torch.optim.Optimizer) -> None:
                          f"optimizer.param_groups[0]['lr'] = ..., or build the optimizer with lr=")
     try:
         lr = float(group["lr"])
+    except OverflowError:  # an int past float64's range
+        lr = math.inf
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"optimizer.param_groups[0]['lr'] must be a number, got {group['lr']!r}") from None
     if not (math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"optimizer.param_groups[0]['lr'] must be a finite number >= 0, got {group['lr']!r}")
+        raise ValueError(f"optimizer.param_groups[0]['lr'] must be a finite number >= 0, got {shown(group['lr'])}")
 
 
 def _owned(optimizer: torch.optim.Optimizer) -> set[int]:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..numerics.finite import check_has_values
-from ..numerics.ints import plain_int  # noqa: F401 (models.py reads it here)
+from ..numerics.ints import is_finite, plain_int, shown  # noqa: F401 (models.py reads plain_int here)
 from ..numerics.optimizer_settings import check_settings
 
 SNAPSHOT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -38,8 +38,8 @@ def check_real(name: str, value, minimum: float, what: str = "") -> float:
     expected = f"{name} must be a finite number >= {minimum:g}{what}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{expected}, got {value!r} ({type(value).__name__})")
-    if not (math.isfinite(value) and value >= minimum):
-        raise ValueError(f"{expected}, got {value!r}")
+    if not (is_finite(value) and value >= minimum):
+        raise ValueError(f"{expected}, got {shown(value)}")
     return float(value)
 
 
@@ -62,7 +62,7 @@ def check_positive(name: str, value) -> None:
         raise TypeError(f"{name} must be a finite number > 0, got {value!r} ({type(value).__name__})") from None
     except ValueError:
         pass
-    raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    raise ValueError(f"{name} must be a finite number > 0, got {shown(value)}")
 
 
 def _plain(value, key: str):

@@ -75,7 +75,8 @@ class Rule:
                     and (not self.increasing or all(a < b for a, b in zip(value, value[1:]))))
         if isinstance(value, bool) or not isinstance(value, int if self.kind == "int" else (int, float)):
             return False
-        return (math.isfinite(value) and (self.low is None or value >= self.low)
+        return ((isinstance(value, int) or math.isfinite(value)) and  # an int is finite, past float64's range too
+                (self.low is None or value >= self.low)
                 and (self.high is None or value < self.high) and (not self.positive or value > 0))
 
     def describe(self, plural: bool = False) -> str:
