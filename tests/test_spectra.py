@@ -475,3 +475,48 @@ def test_shared_zeros_dilute_the_distance():
     a, b = _real_linear_runs([0.9, 0.5], 3, 60, 0), _real_linear_runs([0.6, 0.2], 3, 60, 1)
     for k in (0, 1, 4, 9):
         assert S.wasserstein(S.spectrum(a, k), S.spectrum(b, k)) == pytest.approx(0.6 / (2 * (k + 1)), abs=1e-9)
+
+
+def test_pairs_of_float32_runs_keep_their_precision_for_dmd_pairs():
+    """The recipe of the module (pairs, then dmd_pairs) on float32 runs: pairs used to return float64, so dmd_pairs
+    took float64's eps and kept the float32 rounding as 8 made-up modes (0.36 from the true spectrum, silently);
+    now the pairs keep the runs' dtype (a copy: nothing rounded) and dmd_pairs reads its eps from them."""
+    eigs = [0.95, 0.9 * np.exp(0.3j), 0.9 * np.exp(-0.3j), 0.5]
+    runs = [r.astype(np.float32) for r in _linear_runs(eigs, 5, 40, seed=3)]
+    truth = np.concatenate([eigs, np.zeros(8)])
+    X, Y = S.pairs(runs, 2)
+    assert X.dtype == Y.dtype == torch.float32
+    X64, Y64 = S.pairs([r.astype(np.float64) for r in runs], 2)  # the same values: the embedding rounds nothing
+    assert torch.equal(X.double(), X64) and torch.equal(Y.double(), Y64)
+    with pytest.warns(S.ResolutionWarning):  # float32 cannot tell the 8 unexplored directions from small modes
+        for e in (S.dmd_pairs(X, Y), S.spectrum(runs, 2), S.dmd_pairs(X64, Y64, eps=np.finfo(np.float32).eps)):
+            assert S.wasserstein(e, truth) < 1e-6
+    assert S.wasserstein(S.dmd_pairs(X64, Y64), truth) > 0.1  # float64's eps on float32 values: the control
+    mixed_X, _ = S.pairs([runs[0], runs[1].astype(np.float64)], 2)  # runs of two dtypes: float64
+    assert mixed_X.dtype == torch.float64
+
+
+def test_a_resolution_warning_names_the_line_that_called_dmd_pairs():
+    runs = equivalence.equivalence_runs()["OMD"]
+    X, Y = S.pairs([r.astype(np.float32) for r in runs], 4)
+    with pytest.warns(S.ResolutionWarning) as seen:
+        S.dmd_pairs(X, Y)  # before: the warning named the line that called this test (a fixed stacklevel of 4)
+    assert seen[0].filename == __file__
+
+
+def test_spectra_given_as_lists_and_counts_as_0d_tensors():
+    with pytest.raises(ValueError, match=r"e1 must be a 1-D set of eigenvalues .* a list that is not one"):
+        S.wasserstein([1, [2, 3]], [1, 2])  # before: numpy's "inhomogeneous shape", naming neither
+    one = torch.tensor(1.0, requires_grad=True)
+    assert S.wasserstein([one, torch.tensor(2.0)], [1, 2]) == 0  # before: "Can't call numpy() on Tensor ... grad"
+    a, b = [[0.5], [0.6]], [[0.9], [0.95]]
+    assert (S.permutation_test(a, b, n_permutations=torch.tensor(10))
+            == S.permutation_test(a, b, n_permutations=10))  # 0-d integer tensors, as seed= took them already
+    x = _linear_runs([0.9, 0.5], 1, 12)[0]
+    torch.testing.assert_close(S.spectrum(x, torch.tensor(1), modes=torch.tensor(3)), S.spectrum(x, 1, modes=3))
+    with pytest.raises(ValueError, match=r"runs\[1\] has shape \(1, 2, 5\)"):
+        S.spectrum([np.ones((2, 5)), np.ones((1, 2, 5))])
+    with pytest.raises(TypeError, match=r"runs\[1\] is torch.complex128"):
+        S.spectrum([np.ones((2, 5)), np.ones((2, 5)) + 1j])
+    with pytest.raises(ValueError, match=r"got shape \(30, 2\) \(a run is \(d, T\).*transpose a \(T, d\) run"):
+        S.spectrum(np.ones((30, 2)), 4)

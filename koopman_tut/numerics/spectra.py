@@ -37,7 +37,7 @@ from .eig_order import canonical_order
 from .spectral_distance import (PermutationResult, _check_count, distance_matrix,  # noqa: F401 (re-exported)
                                 permutation_test, wasserstein)
 from .equivalence import equivalence_runs
-from .finite import check_finite
+from .finite import check_finite, outside_stacklevel
 from .snapshots import as_snapshots
 
 Tensor = torch.Tensor
@@ -61,7 +61,7 @@ def delay_embed(x: Array, delays: int) -> Array:
     Same type, dtype and device as ``x``, shape ((k+1) d, T-k): column t is
     [x_t; x_{t+1}; ...; x_{t+k}] (block j holds x_{t+j}, as in the authors' code).
     """
-    _check_count(delays, "delays", minimum=0)
+    delays = _check_count(delays, "delays", minimum=0)
     as_snapshots(x, name="x", min_snapshots=delays + 1)  # type, dtype and shape checks, no copy
     if x.ndim != 2:
         raise ValueError(f"x must have shape (d, T), got {tuple(x.shape)}")
@@ -80,31 +80,37 @@ def _as_runs(runs) -> list[Tensor]:
         raise TypeError("runs must be a (d, T) array, a (N, d, T) stack or a non-empty sequence of (d, T) "
                         f"arrays (tensors or ndarrays), got {type(runs).__name__}")
     out = [as_snapshots(r, name=f"runs[{i}]") for i, r in enumerate(runs)]
-    if any(r.ndim != 2 for r in out):
-        raise ValueError("every run must have shape (d, T) (features, time)")
-    if any(r.is_complex() for r in out):
-        raise TypeError("runs must be real: trajectories of real parameters")
+    for i, r in enumerate(out):
+        if r.ndim != 2:
+            raise ValueError(f"every run must have shape (d, T) (features, time): runs[{i}] has shape {tuple(r.shape)}")
+        if r.is_complex():
+            raise TypeError(f"runs must be real (trajectories of real parameters): runs[{i}] is {r.dtype}")
     if len({r.shape[0] for r in out}) > 1 or len({r.device for r in out}) > 1:
         raise ValueError(f"runs must share d and device, got shapes {[tuple(r.shape) for r in out]}")
     return out
 
 
 def pairs(runs, delays: int = 0) -> tuple[Tensor, Tensor]:
-    """The pooled regression pairs of several runs: X (n, m) and Y (n, m), float64.
+    """The pooled regression pairs of several runs: X (n, m) and Y (n, m), in the runs' dtype where they share one
+    (the embedding copies values: nothing is rounded, and :func:`dmd_pairs` reads the precision from it), else float64.
 
     Column j of X is an embedded state z_t of some run and column j of Y its successor
     z_{t+1} in the same run; n = (k+1) d, m = sum_i (T_i - k - 1). Runs may differ in length.
+    Runs of different dtypes give float64 pairs: pass :func:`dmd_pairs` the coarsest run's eps (``eps=``), as
+    :func:`spectrum` does.
     """
-    _check_count(delays, "delays", minimum=0)
+    delays = _check_count(delays, "delays", minimum=0)
     runs = _as_runs(runs)
     short = [i for i, r in enumerate(runs) if r.shape[1] < delays + 2]
     if short:
-        raise ValueError(f"runs {short} are too short: {delays} delays need T >= {delays + 2} snapshots per run")
+        raise ValueError(f"runs {short} are too short: {delays} delays need T >= {delays + 2} snapshots per run, "
+                         f"got shape {tuple(runs[short[0]].shape)} (a run is (d, T): features in rows, snapshots in "
+                         f"columns; transpose a (T, d) run)")
     for i, r in enumerate(runs):  # each run's own row and column in the message
         check_finite(r, name=f"runs[{i}]")
-    Z = [delay_embed(r.to(torch.float64), delays) for r in runs]
-    X, Y = torch.cat([z[:, :-1] for z in Z], 1), torch.cat([z[:, 1:] for z in Z], 1)
-    check_finite(X, name="runs")  # float16/bfloat16 runs are finite; their float64 embedding is too
+    dtype = runs[0].dtype if len({r.dtype for r in runs}) == 1 else torch.float64
+    Z = [delay_embed(r.to(dtype), delays) for r in runs]
+    return torch.cat([z[:, :-1] for z in Z], 1), torch.cat([z[:, 1:] for z in Z], 1)
     return X, Y
 
 
@@ -133,7 +139,10 @@ def dmd_pairs(X: Array, Y: Array, modes: int | None = None, eps: float | None = 
     ----------
     X, Y : (n, m) real tensors or ndarrays, the same shape and device; columns are states; finite.
     modes : keep the ``modes`` largest singular directions (the authors' ``k_mode``); None: all n.
-    eps : machine epsilon of the data's precision, 0 < eps < 1 (default float64's).
+    eps : machine epsilon of the data's precision, 0 < eps < 1; default: that of X's and Y's dtype (the coarser;
+        float64's for float64 or integer data). Pairs of float32 runs given as float64 need their eps
+        (``eps=torch.finfo(torch.float32).eps``), or rounding noise is kept as modes (float32 runs of a 4-D
+        linear system with 2 delays: 0.36 from the true spectrum, 1e-9 with it).
 
     Returns
     -------
@@ -149,13 +158,14 @@ def dmd_pairs(X: Array, Y: Array, modes: int | None = None, eps: float | None = 
     check_finite(Y, name="Y")
     n = X.shape[0]
     if modes is not None:
-        _check_count(modes, "modes", minimum=1)
+        modes = _check_count(modes, "modes", minimum=1)
         if modes > n:
             raise ValueError(f"modes must be at most the embedded dimension {n}, got {modes}")
     count = n if modes is None else modes
     U, s, Vh = torch.linalg.svd(X.to(torch.float64), full_matrices=False)
     eps64 = torch.finfo(torch.float64).eps
-    eps = eps64 if eps is None else float(eps)
+    eps = max(torch.finfo(v.dtype).eps if v.is_floating_point() else eps64 for v in (X, Y)) if eps is None else eps
+    eps = float(eps)
     svd_floor = max(X.shape) * eps64 * float(s[0])
     frob = float(s[0]) * float((s / s[0]).norm()) if float(s[0]) > 0 else 0.0  # ||X||_F; s.norm() overflows past 1e154
     tol = max(eps * frob, svd_floor)
@@ -175,7 +185,7 @@ def _warn_lost(lost: int, count: int, eps: float, tol: float, kept: int) -> None
             f"{lost} of the {count} modes asked for lie at or below the stored data's rounding (eps {eps:.1e} "
             f"times ||X||_F, {tol:.2e}) and are reported as eigenvalue 0: this precision cannot tell whether the "
             f"runs have modes there (the same runs stored in float64 may resolve them); compare spectra of runs "
-            f"stored in one precision, or ask for at most {kept} modes"), stacklevel=4)
+            f"stored in one precision, or ask for at most {kept} modes"), stacklevel=outside_stacklevel())
 
 
 def spectrum(runs, delays: int = 0, modes: int | None = None) -> Tensor:

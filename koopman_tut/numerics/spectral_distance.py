@@ -28,9 +28,12 @@ Tensor = torch.Tensor
 Array = Tensor | np.ndarray
 
 
-def _check_count(value, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+def _check_count(value, name: str, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (a 0-d integer tensor as the int it holds, as torch takes it)."""
+    value = plain_int(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def _points(e, name: str) -> np.ndarray:
@@ -43,7 +46,13 @@ def _points(e, name: str) -> np.ndarray:
     elif isinstance(e, np.ma.MaskedArray):  # np.asarray would compare the masked entries too
         raise TypeError(f"{name} is a masked array: pass the eigenvalues to compare ({name}.compressed())")
     else:
-        e = np.asarray(e)
+        if isinstance(e, (list, tuple)):  # one-element tensors in a list as their numbers (detached: no grad)
+            e = [v.detach().cpu().item() if isinstance(v, Tensor) and v.numel() == 1 else v for v in e]
+        try:
+            e = np.asarray(e)
+        except (ValueError, TypeError, RuntimeError) as err:  # a ragged list, or one holding larger tensors
+            raise ValueError(f"{name} must be a 1-D set of eigenvalues (a tensor, an array or a flat list of "
+                             f"numbers), got a {type(e).__name__} that is not one ({err})") from None
     if e.ndim != 1 or e.size == 0 or e.dtype.kind not in "iufc":
         raise ValueError(f"{name} must be a non-empty 1-D set of eigenvalues, got shape {e.shape}, dtype {e.dtype}")
     if not np.isfinite(e).all():
@@ -166,8 +175,14 @@ def permutation_test(spectra_a: Sequence[Array], spectra_b: Sequence[Array], n_p
     replicates (the same seed: one model, one data order): only the labels within a pair are
     exchanged (2^n relabellings of n pairs). Relabelling across pairs would treat a seed's own
     scatter as noise of the comparison, and such a test almost never rejects a difference smaller
-    than the seed-to-seed scatter. The statistic is unchanged by swapping every pair, so with n
-    pairs no p-value is below 2 / 2^n (0.0625 for 5 pairs: at least 6 are needed to reach 0.05).
+    than the seed-to-seed scatter.
+
+    The smallest p-value: with every relabelling enumerated, 2 / 2^n for n pairs (the statistic is unchanged by
+    swapping every pair: 0.0625 for 5 pairs, so at least 6 are needed to reach 0.05), 2 / C(2n, n) for two unpaired
+    groups of n each (swapping the whole groups leaves it unchanged too: 0.0079 for 5 and 5) and
+    1 / C(n_a + n_b, n_a) for groups of different sizes. With random relabellings it is
+    1 / (n_permutations + 1), which may lie below those (6 pairs, ``n_permutations=63``: 1/64): still a valid
+    p-value (the observed labelling is counted among the draws), but not the exact test's.
 
     Parameters
     ----------
@@ -186,7 +201,7 @@ def permutation_test(spectra_a: Sequence[Array], spectra_b: Sequence[Array], n_p
         raise TypeError(f"paired must be True or False, got {paired!r}")
     if paired and na != nb:
         raise ValueError(f"paired=True pairs spectra_a[i] with spectra_b[i]: both need as many, got {na} and {nb}")
-    _check_count(n_permutations, "n_permutations", minimum=1)
+    n_permutations = _check_count(n_permutations, "n_permutations", minimum=1)
     seed = plain_int(seed)
     if not (seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator))):
         _check_count(seed, "seed", minimum=0)  # what numpy.random.default_rng takes
