@@ -1,4 +1,5 @@
 """Datasets: digits offline; MNIST and CIFAR-10 from tiny files written in the real on-disk formats."""
+import hashlib
 import math
 import pickle
 
@@ -334,3 +335,45 @@ def test_digits_names_a_test_fraction_that_leaves_a_class_out_of_a_split(fractio
 def test_a_root_that_is_not_a_folder_name_is_named():
     with pytest.raises(TypeError, match="root must be a folder"):
         data.mnist(root=3)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda b: b"\0\0\x09\x99" + b[4:], r"train-images-idx3-ubyte starts with magic number 0x00000999: expected an "
+                                        r"IDX file of uint8 images \(magic number 0x00000803\)"),
+    (lambda b: _idx(2049, list(range(10))), r"train-images-idx3-ubyte starts with magic number 0x00000801 \(that of "
+                                            r"labels: are the files swapped\?\)"),
+    (lambda b: __import__("gzip").compress(b), "train-images-idx3-ubyte is gzip-compressed: gunzip it"),
+    (lambda b: b[:6], "train-images-idx3-ubyte is cut short: 6 bytes, fewer than the 16 of the header"),
+])
+def test_an_mnist_file_with_a_wrong_header_says_what_it_holds(tmp_path, damage, expected):
+    """Before, torchvision's parser raised ``AssertionError: `` (no text) for a wrong magic number, a label file in
+    the images' place or a gzip file under the plain name, and ``invalid literal for int() with base 16: b''`` for a
+    cut header: the file was named, the problem was not."""
+    write_mnist(tmp_path)
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(damage(images.read_bytes()))
+    with pytest.raises(ValueError, match=expected):
+        data.mnist(root=tmp_path)
+
+
+def test_mnist_files_left_gzipped_are_named_with_what_to_do(tmp_path):
+    import gzip
+
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    for f in list(raw.iterdir()):
+        (raw / (f.name + ".gz")).write_bytes(gzip.compress(f.read_bytes()))
+        f.unlink()
+    with pytest.raises(FileNotFoundError, match=r"holds t10k-images-idx3-ubyte.gz, .*: gunzip them there"):
+        data.mnist(root=tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pickle", None])
+def test_a_cifar_batch_that_verifies_but_is_not_a_pickle_is_named(tmp_path, content):
+    """A file the caller vouched for (checksums=) that does not unpickle: before, the error named only the folder."""
+    md5s = write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_4"
+    batch.write_bytes(batch.read_bytes()[:-50] if content is None else content)  # None: a truncated pickle
+    md5s["data_batch_4"] = hashlib.md5(batch.read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match=rf"{batch}: (UnpicklingError|EOFError)"):
+        data.cifar10(root=tmp_path, checksums=md5s)

@@ -19,7 +19,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from ..recording.recorder_checks import _check_bool, _check_int
 from ..recording.validation import check_real, check_seed
-from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, mnist_tensors, parsed
+from .data_checks import DatasetFormatError, cifar_batch, cifar_meta, mnist_tensors, parsed, read_idx
 from .download import DEADLINE, fetch
 
 SAMPLE_SHAPE = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # one image (unflattened)
@@ -71,7 +71,8 @@ def _missing(name: str, where: Path, files: str, cause: Exception | None = None)
            f"files there by hand; set KOOPMAN_TUT_DATA or root= to look elsewhere.")
     if cause is not None:
         msg += f" ({type(cause).__name__}: {cause})"
-    return FileNotFoundError(msg)
+    gz = sorted(p.name for p in where.glob("*.gz")) if where.is_dir() else []
+    return FileNotFoundError(msg + (f". {where} holds {', '.join(gz)}: gunzip them there" if gz else ""))
 
 
 def _mnist_class():
@@ -92,7 +93,8 @@ def _mnist_class():
         def _load_data(self):
             raw, prefix = Path(self.raw_folder), "train" if self.train else "t10k"
             images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
-            return mnist_tensors(parsed(read_image_file, images), parsed(read_label_file, labels), images, labels)
+            read = read_idx(read_image_file, images, 3), read_idx(read_label_file, labels, 1)
+            return mnist_tensors(*read, images, labels)
 
     return MNIST
 
@@ -102,13 +104,11 @@ def mnist(root=None, download: bool = False, flatten: bool = False, timeout: flo
     """MNIST via torchvision (files under ``root/MNIST/raw``), normalized as in ShrinkBench.
 
     Returns (train, test) datasets of (x, y): x (1, 28, 28) float32, or (784,) if ``flatten``.
-    Raises FileNotFoundError naming where the files are expected when they are absent and
-    cannot be downloaded (network calls time out after ``timeout`` seconds, the whole download after
-    ``deadline``: :mod:`.download`), ValueError naming
-    the file when one is present but cannot be read, or does not hold N uint8 images of 28x28
-    and N labels in 0..9 (:mod:`.data_checks`). Nothing is unpickled: torchvision parses the
-    IDX files byte by byte, and reads an old ``MNIST/processed/*.pt`` cache with
-    ``torch.load(weights_only=True)``, which refuses anything but tensors.
+    Raises FileNotFoundError naming where the files are expected when they are absent and cannot be downloaded (network
+    calls time out after ``timeout`` seconds, the whole download after ``deadline``: :mod:`.download`), ValueError
+    naming the file when one is present but cannot be read, or does not hold N uint8 images of 28x28 and N labels in
+    0..9 (:mod:`.data_checks`). Nothing is unpickled: torchvision parses the IDX files byte by byte, and reads an old
+    ``MNIST/processed/*.pt`` cache with ``torch.load(weights_only=True)``, which refuses anything but tensors.
     """
     from torchvision import transforms
 
@@ -132,9 +132,8 @@ def mnist(root=None, download: bool = False, flatten: bool = False, timeout: flo
         raise DatasetFormatError(f"MNIST files under {root / 'MNIST'} could not be read ({e}); "
                                  f"delete them and download again (download=True)") from e
     except (RuntimeError, OSError) as e:  # torchvision's "Dataset not found", or the download failed
-        raise _missing("MNIST", root / "MNIST" / "raw",
-                       "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-                       "t10k-labels-idx1-ubyte", e) from e
+        raise _missing("MNIST", root / "MNIST" / "raw", "train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                       "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte", e) from e
     return train, test
 
 
@@ -173,8 +172,9 @@ def read_verified(path: Path, md5: str) -> bytes:
 
 
 def _unpickle_verified(path: Path, md5: str) -> dict:
-    """A CIFAR python batch, unpickled only after its MD5 matched (Python 2 pickles: latin1)."""
-    return pickle.loads(read_verified(path, md5), encoding="latin1")
+    """A CIFAR python batch, unpickled only after its MD5 matched (Python 2 pickles: latin1); a verified file that
+    is not a pickle (made by hand) is a DatasetFormatError naming it."""
+    return parsed(lambda _, data=read_verified(path, md5): pickle.loads(data, encoding="latin1"), path)
 
 
 def _cifar_class():

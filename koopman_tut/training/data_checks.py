@@ -16,6 +16,7 @@ import torch
 N_CLASSES = 10  # MNIST and CIFAR-10
 CIFAR_ROW = 3 * 32 * 32  # one CIFAR-10 image a row: 1024 red, 1024 green, 1024 blue values
 MNIST_IMAGE = (28, 28)
+IDX_MAGIC = {3: 0x0803, 1: 0x0801}  # IDX: 0, 0, the type (0x08: uint8), the dimensions; MNIST's images and labels
 
 
 class DatasetFormatError(ValueError):
@@ -28,6 +29,26 @@ def parsed(reader, path: Path):
         return reader(str(path))
     except Exception as e:  # noqa: BLE001 - whatever a damaged file makes the parser raise
         raise DatasetFormatError(f"{path}: {type(e).__name__}: {e}") from e
+
+
+def read_idx(reader, path: Path, dims: int):
+    """``parsed(reader, path)`` once the IDX header says uint8 data of ``dims`` dimensions (3: images, 1: labels);
+    else a DatasetFormatError that says what the file is (torchvision's parser would say ``AssertionError: `` for a
+    wrong magic number or a gzip file, ``invalid literal for int()`` for a cut header)."""
+    with open(path, "rb") as f:
+        head = f.read(4 + 4 * dims)
+    kind = {3: "images", 1: "labels"}
+    what = f"an IDX file of uint8 {kind[dims]} (magic number 0x{IDX_MAGIC[dims]:08x})"
+    if head[:2] == b"\x1f\x8b":
+        raise DatasetFormatError(f"{path} is gzip-compressed: gunzip it ({what} is expected under this name)")
+    if len(head) < 4 + 4 * dims:
+        raise DatasetFormatError(f"{path} is cut short: {len(head)} bytes, fewer than the {4 + 4 * dims} of the "
+                                 f"header of {what}")
+    magic = int.from_bytes(head[:4], "big")
+    if magic != IDX_MAGIC[dims]:
+        held = next((f" (that of {kind[d]}: are the files swapped?)" for d, m in IDX_MAGIC.items() if m == magic), "")
+        raise DatasetFormatError(f"{path} starts with magic number 0x{magic:08x}{held}: expected {what}")
+    return parsed(reader, path)
 
 
 def _describe(x) -> str:
