@@ -185,12 +185,16 @@ class Trajectory:
     # -- persistence
     def save(self, path: str | os.PathLike) -> None:
         """Write to one file atomically (a temporary file in the same folder, then a rename; an existing
-        file, or a symlink, at ``path`` is replaced, never written through); its mode follows the umask."""
+        file, or a symlink, at ``path`` is replaced, never written through; anything else there, a pipe or a
+        device, is refused: ValueError); its mode follows the umask."""
         path = Path(_check_path(path))
         if path.is_dir() and not path.is_symlink():  # a symlink is replaced, never followed
             raise IsADirectoryError(f"path {str(path)!r} is a folder: give the name of a file in it")
         if any(p.exists() and not p.is_dir() for p in path.parents):
             raise NotADirectoryError(f"path {str(path)!r} lies under a file, not a folder")
+        if path.exists() and not path.is_symlink() and not path.is_file():  # the rename would replace it
+            raise ValueError(f"path {str(path)!r} exists and is not a regular file (a pipe, a socket or a device): "
+                             f"give the name of a file")
         if safe_files.being_written(path):  # replaced, the recording would go on into an unlinked file, lost
             raise FileExistsError(f"{path} is being written by a TrajectoryRecorder: choose another path")
         path.parent.mkdir(parents=True, exist_ok=True)
