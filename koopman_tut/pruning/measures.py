@@ -69,9 +69,11 @@ def mask_overlap(a: Masks, b: Masks) -> float:
 def kept_overlap(a: Masks, b: Masks) -> float:
     """Share of a's kept entries that b keeps too: |kept_a & kept_b| / |kept_a|.
 
-    At compression c a random mask keeps 1/c of the entries, so chance level is about 1/c
-    (against 1 - 1/c for :func:`mask_overlap` of the pruned sets): the more telling measure
-    when most entries are pruned. NaN where a keeps nothing (a share of nothing).
+    Chance level is the share q of the masked entries a random mask keeps (against 1 - q for :func:`mask_overlap`
+    of the pruned sets): the more telling measure when most entries are pruned. q is about 1/c at compression c
+    for a real network, and below it where the entries never masked (biases, the classifier: counted as kept by
+    the compression) are a large share: 0.497 / 0.246 / 0.058 at c = 2 / 4 / 16 for a 784-300-100-10 MLP, 0.222 at
+    c = 2 for a 6-6-2 one (the share of the masked entries a random mask keeps). NaN where a keeps nothing.
     """
     _check_pair(a, b)
     both = na = 0
