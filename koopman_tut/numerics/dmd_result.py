@@ -19,7 +19,8 @@ import torch
 from .dmd_checks import ComplexModeWarning
 from .eig_order import canonical_order  # noqa: F401  (re-exported)
 from .finite import all_finite, outside_stacklevel
-from .ints import is_finite, mode_indices, plain_int, shown
+from .ints import mode_indices, plain_int
+from .reals import is_finite, shown
 from .matmul import matmul_chunked
 
 Tensor = torch.Tensor

@@ -27,7 +27,7 @@ import numbers
 
 import numpy as np
 
-from .ints import is_finite, shown
+from .reals import is_finite, shown
 
 T_STEPS, DIM, ETA = 100, 2, 1e-2
 LOW = 1.0 / T_STEPS  # the box [1/T, 1]^d

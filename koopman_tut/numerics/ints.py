@@ -1,13 +1,8 @@
 """Integer arguments given as 0-d tensors: read as the int they hold, as torch's own functions take them
 (``torch.manual_seed``, ``nn.Linear``, ``topk``), before the caller's check of the integer; real numbers
 given as one-element tensors or arrays (:func:`plain_number`), before the caller's check of the number; and
-indices into r modes (:func:`mode_indices`), checked; and numbers that may be ints past float64's range
-(:func:`is_finite`, :func:`shown`)."""
+indices into r modes (:func:`mode_indices`), checked."""
 from __future__ import annotations
-
-import cmath
-import math
-import numbers
 
 import numpy as np
 import torch
@@ -19,23 +14,6 @@ def plain_int(value):
                                                                     or value.dtype == torch.bool):
         return int(value)
     return value
-
-
-def is_finite(value) -> bool:
-    """Whether a (real or complex) number is finite in float64: an int past float64's range is not (``math.isfinite``
-    of it raises OverflowError)."""
-    real = not isinstance(value, numbers.Complex) or isinstance(value, numbers.Real)
-    try:
-        return (math if real else cmath).isfinite(value)
-    except OverflowError:
-        return False
-
-
-def shown(value) -> str:
-    """``repr(value)`` for an error message, or "an integer of N digits" for an int too long to read there."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and abs(int(value)) >= 10**21:
-        return f"an integer of {len(str(abs(int(value))))} digits"
-    return repr(value)
 
 
 def plain_number(value):

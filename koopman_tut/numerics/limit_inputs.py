@@ -6,7 +6,8 @@ import numbers
 
 import numpy as np
 
-from .ints import is_finite, plain_number, shown
+from .ints import plain_number
+from .reals import is_finite, shown
 
 METHODS = ("koopman", "closest", "last", "line", "mpe", "rre", "anderson", "secant")
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .ints import is_finite
+from .reals import is_finite
 
 SGD_SETTINGS = ("momentum", "nesterov", "dampening", "weight_decay", "maximize")  # a group's, beside its lr
 

@@ -139,10 +139,9 @@ def dmd_pairs(X: Array, Y: Array, modes: int | None = None, eps: float | None = 
     ----------
     X, Y : (n, m) real tensors or ndarrays, the same shape and device; columns are states; finite.
     modes : keep the ``modes`` largest singular directions (the authors' ``k_mode``); None: all n.
-    eps : machine epsilon of the data's precision, 0 < eps < 1; default: that of X's and Y's dtype (the coarser;
-        float64's for float64 or integer data). Pairs of float32 runs given as float64 need their eps
-        (``eps=torch.finfo(torch.float32).eps``), or rounding noise is kept as modes (float32 runs of a 4-D
-        linear system with 2 delays: 0.36 from the true spectrum, 1e-9 with it).
+    eps : machine epsilon of the data's precision, 0 < eps < 1; default: the coarser of X's and Y's dtypes' (float64's
+        for integer data). float32 values given as float64 need ``eps=torch.finfo(torch.float32).eps``, or their
+        rounding is kept as modes (float32 runs of a 4-D linear system, 2 delays: 0.36 from the truth, 1e-9 with it).
 
     Returns
     -------
@@ -164,8 +163,8 @@ def dmd_pairs(X: Array, Y: Array, modes: int | None = None, eps: float | None = 
     count = n if modes is None else modes
     U, s, Vh = torch.linalg.svd(X.to(torch.float64), full_matrices=False)
     eps64 = torch.finfo(torch.float64).eps
-    eps = max(torch.finfo(v.dtype).eps if v.is_floating_point() else eps64 for v in (X, Y)) if eps is None else eps
-    eps = float(eps)
+    eps = float(max(torch.finfo(v.dtype).eps if v.is_floating_point() else eps64 for v in (X, Y)) if eps is None
+                else eps)
     svd_floor = max(X.shape) * eps64 * float(s[0])
     frob = float(s[0]) * float((s / s[0]).norm()) if float(s[0]) > 0 else 0.0  # ||X||_F; s.norm() overflows past 1e154
     tol = max(eps * frob, svd_floor)

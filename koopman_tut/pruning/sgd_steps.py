@@ -16,7 +16,8 @@ import torch
 
 from ..numerics.dmd_result import powers
 from ..numerics.finite import all_finite, outside_stacklevel
-from ..numerics.ints import is_finite, plain_number, shown
+from ..numerics.ints import plain_number
+from ..numerics.reals import is_finite, shown
 from ..numerics.trust import UntrustedLimitWarning
 from ..numerics.optimizer_settings import SGD_SETTINGS, settings_at
 from ..recording.trajectory import Trajectory

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ..numerics.finite import check_has_values
-from ..numerics.ints import is_finite, plain_int, shown  # noqa: F401 (models.py reads plain_int here)
+from ..numerics.ints import plain_int  # noqa: F401 (models.py reads it here)
+from ..numerics.reals import is_finite, shown
 from ..numerics.optimizer_settings import check_settings
 
 SNAPSHOT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

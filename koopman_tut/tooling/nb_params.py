@@ -27,11 +27,12 @@ from __future__ import annotations
 import ast
 import io
 import json
-import math
 import re
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..numerics.reals import is_finite
 
 MINIMUM = {"WINDOW": 2, "N_STEPS": 9, "EPOCHS": 1, "BATCH_SIZE": 1, "EVERY": 1, "DIM": 9, "BIG_N": 1,
            "SEEDS": 1, "LR_RATIO": 2, "FINAL_STEPS": 1, "COMPRESSION": 1, "COMPRESSIONS": 1, "HORIZONS": 1,
@@ -75,8 +76,7 @@ class Rule:
                     and (not self.increasing or all(a < b for a, b in zip(value, value[1:]))))
         if isinstance(value, bool) or not isinstance(value, int if self.kind == "int" else (int, float)):
             return False
-        return ((isinstance(value, int) or math.isfinite(value)) and  # an int is finite, past float64's range too
-                (self.low is None or value >= self.low)
+        return (is_finite(value) and (self.low is None or value >= self.low)
                 and (self.high is None or value < self.high) and (not self.positive or value > 0))
 
     def describe(self, plural: bool = False) -> str:
