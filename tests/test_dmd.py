@@ -585,3 +585,34 @@ def test_kmp_by_the_closest_mode_of_a_complex_pair_scores_its_modulus():
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", kt.ComplexModeWarning)  # the default rule reads no single mode
         k.kmp_scores()
+
+
+def _exact_rank(eigs, n, T, seed):
+    """Noise-free float64 (n, T) snapshots of x_{t+1} = A x_t (eigenvalues ``eigs``) lifted by orthonormal columns."""
+    rng = np.random.default_rng(seed)
+    P = rng.standard_normal((len(eigs), len(eigs)))
+    A = P @ np.diag(eigs) @ np.linalg.inv(P)
+    Z = np.empty((len(eigs), T))
+    Z[:, 0] = rng.standard_normal(len(eigs))
+    for t in range(1, T):
+        Z[:, t] = A @ Z[:, t - 1]
+    return torch.from_numpy(np.linalg.qr(rng.standard_normal((n, len(eigs))))[0] @ Z)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exact_rank_data_keep_their_rank_on_every_route(seed):
+    """An exact rank-4 window (float64, one rounding of a product): every route and rank rule keeps the 4 modes.
+    Before, torch's SVD of the tall (419,430, 9) X left rounding at 3-7e-15 s_max, above the cut T eps64 s_max,
+    so the SVD route kept 1-2 rounding modes beside the Gram route's 4 (the rank jumped at the auto switch);
+    and Gavish-Donoho's median was taken over the values a route returned (the Gram route's refined factor
+    holds fewer than min(n, T - 1)), so svd_rank=0 kept 4 of 6 modes on the Gram route (1 became 0.9967)."""
+    eigs = [1.0, 0.9, 0.5, -0.3]
+    T = 10
+    W = _exact_rank(eigs, 2**22 // T - 1000, T, seed)
+    for svd_rank in (-1, 0):
+        for method in ("svd", "gram"):
+            res = kt.dmd(W, svd_rank=svd_rank, method=method)
+            assert res.rank == 4, (svd_rank, method, res.eigs)
+            assert match(res.eigs.numpy(), np.array(eigs, dtype=complex)) < 1e-8
+    W = _exact_rank([1.0, 0.9, 0.7, 0.2], 2000, 25, seed)  # rank 4 of 24: the median is a rounding value's
+    assert kt.dmd(W, svd_rank=0, method="gram").rank == kt.dmd(W, svd_rank=0, method="svd").rank == 4

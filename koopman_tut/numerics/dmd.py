@@ -73,10 +73,12 @@ def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
     """
     s = s[: min(shape)]  # the Gram route yields m values; X has min(n, m)
     numerical = int((s > tol).sum())
-    if svd_rank == 0:  # Gavish & Donoho 2014, as PyDMD's compute_rank
+    if svd_rank == 0:  # Gavish & Donoho 2014, as PyDMD's compute_rank: the median of all min(n, m) values, those at
+        vals = torch.zeros(min(shape), dtype=torch.float64)  # or below tol as 0 (a route's factor may hold fewer)
+        vals[:numerical] = s[:numerical]
         beta = min(shape) / max(shape)
         omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
-        rank = int((s > omega * float(torch.quantile(s.to(torch.float64), 0.5))).sum())  # numpy's median
+        rank = int((s > omega * float(torch.quantile(vals, 0.5))).sum())  # numpy's median
     elif 0 < svd_rank < 1:
         energy = torch.cumsum(s**2, 0) / (s**2).sum()
         rank = int(torch.searchsorted(energy, torch.tensor([float(svd_rank)], dtype=energy.dtype))) + 1
@@ -88,19 +90,22 @@ def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
 
 
 # ----------------------------------------------------------------------------- solver
-def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, gram_route: bool = False) -> float:
+def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, n_rows: int, gram_route: bool = False) -> float:
     """Singular values at or below this are numerically zero.
 
     s_max * T * eps(dtype): numpy.linalg.matrix_rank's rule with the snapshot count in place
     of max(n, T), a margin of 2 sqrt(T) above the stored data's own rounding (at most eps/2 per
     entry, so a perturbation of norm <= eps/2 sqrt(T) s_max). In float16 / bfloat16 that cut is
     coarse (31 snapshots: 3% / 24% of s_max) and drops directions above their rounding; record in
-    float32 to keep them. On the Gram route
+    float32 to keep them. At least max(n, T) eps64 s_max, matrix_rank's own rule for the float64
+    computation (its backward error grows with the n rows it sums over: exact rank-4 float64 data,
+    T = 10, n = 419,000, had singular values at 3-7e-15 s_max from torch's SVD, above T eps64 =
+    2.2e-15, and kept 1-2 rounding modes on the SVD route and not on the Gram route). On the Gram route
     also 2 sqrt(eps64) s_max: the float64 eigensolver of X^H X resolves squared singular
-    values to ~eps64 s_max^2. For float32 data the first term is the larger (T >= 2), so
-    both routes keep the same numerical rank.
+    values to ~eps64 s_max^2. For float32 data the first term is the largest (T >= 2, n < 5e8), so
+    every route keeps the same numerical rank.
     """
-    tol = s_max * T * torch.finfo(dtype).eps
+    tol = s_max * max(T * torch.finfo(dtype).eps, max(n_rows, T) * torch.finfo(torch.float64).eps)
     if gram_route:
         tol = max(tol, 2 * math.sqrt(torch.finfo(torch.float64).eps) * s_max)
     return tol
@@ -263,7 +268,7 @@ def _from_factor(W: Tensor, Z: Tensor, svd_rank, n_rows: int, method: str, group
         return (U[:, :r].mH @ Z[:, 1:] @ V[:, :r]) / s[None, :r]
 
     Q, _ = torch.linalg.qr(Z)  # basis of range(Z), which may exceed range(X)
-    tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype)
+    tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, n_rows)
     lam, b, s_r, coef = _solve(W, s, V, atilde, Q.mH @ Z, n_rows, svd_rank, tol, group)
     return _pack(W, lam, b, s_r, coef, method)
 
@@ -275,8 +280,8 @@ def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int, group=None) -> DMDRe
         raise ValueError(nothing_to_decompose(W, group))  # names the rescaling (an exact power of two)
     evals, evecs = torch.linalg.eigh(G[:m, :m])  # X^H X = V S^2 V^H, ascending
     s, V = evals.flip(0).clamp_min(0).sqrt(), evecs.flip(1)
-    floor = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, gram_route=True)
-    if _rank_tolerance(float(s[0]), W.shape[-1], W.dtype) < floor and int((s > _NEAR * floor).sum()) < min(n_rows, m):
+    floor = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, n_rows, gram_route=True)
+    if _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, n_rows) < floor and int((s > _NEAR * floor).sum()) < min(n_rows, m):
         from .refine import refined_factor  # float64 data finer than the Gram resolves: one more pass
         return _from_factor(W, refined_factor(W, G, group), svd_rank, n_rows, "gram", group)
 
@@ -287,7 +292,7 @@ def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int, group=None) -> DMDRe
     ev, P = torch.linalg.eigh(G)  # W = Q D^1/2 P^H  =>  Q^H W = D^-1/2 P^H G
     keep = ev > ev.max() * G.shape[-1] * torch.finfo(torch.float64).eps * 16
     B = (P[:, keep].mH @ G) / ev[keep].sqrt()[:, None]
-    tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, gram_route=True)
+    tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, n_rows, gram_route=True)
     lam, b, s_r, coef = _solve(W, s, V, atilde, B, n_rows, svd_rank, tol, group)
     return _pack(W, lam, b, s_r, coef, "gram")
 
