@@ -100,6 +100,8 @@ def _worker(rank: int, world: int, store: str, out: str):
     tz = kt.Trajectory(Wz, torch.arange(Wz.shape[1]), names, [(Wz.shape[0],)], {})
     res["zero_rows"] = {"koopman": kt.koopman(tz, group=True).fixed_point(), "dmd": kt.dmd(W if rank == 0 else W[:0], group=True).fixed_point(),
                         "rre": kt.estimate_limit(tz, "rre", group=True), "last": kt.estimate_limit(Wz, "last", group=True)}
+    zd = kt.dmd(W if rank == 0 else W[:0], group=True)  # complex modes of no rows: a reshape of -1 failed there
+    res["zero_rows"].update(modes=zd.modes, mode0=zd.mode(0), complex_predict=zd.predict(3, real=False))
     # a still window (every difference exactly zero): its limit is its last snapshot; still on one rank only is not
     still = Wf[:, :1].expand(-1, Wf.shape[1]).clone()
     res["still"] = {"all": kt.estimate_limit(still, "koopman", group=True),
@@ -349,6 +351,10 @@ def test_a_rank_may_hold_no_rows(ranks):
         got, last = ranks[0]["zero_rows"][key], (snapshot_matrix() if key == "dmd" else W)[:, -1]
         assert float((got - value).norm()) <= 1e-8 * float((value - last).norm()) or key == "last", key
         assert key != "last" or torch.equal(got, value)
+    one = kt.dmd(snapshot_matrix(), method="gram")
+    assert ranks[1]["zero_rows"]["modes"].shape == (0, one.rank) and ranks[1]["zero_rows"]["mode0"].shape == (0,)
+    assert ranks[1]["zero_rows"]["complex_predict"].shape == (0,) and ranks[0]["zero_rows"]["modes"].shape[1] == one.rank
+    torch.testing.assert_close(ranks[0]["zero_rows"]["complex_predict"].real, one.predict(3), rtol=1e-8, atol=1e-10)
 
 
 def test_edge_cases_an_audit_found(ranks):

@@ -122,7 +122,7 @@ class DMDResult:
             return matmul_chunked(W, c.real)
         c2 = torch.view_as_real(c).reshape(c.shape[0], -1)  # (T, 2k): re0, im0, re1, im1, ...
         out = matmul_chunked(W, c2)  # (n, 2k)
-        return torch.view_as_complex(out.reshape(out.shape[0], -1, 2))
+        return torch.view_as_complex(out.reshape(out.shape[0], c.shape[1], 2))  # -1 is ambiguous for n = 0 rows
 
     @property
     def modes(self) -> Tensor:
