@@ -106,3 +106,22 @@ def test_float32_data_whose_singular_values_pass_float32s_range_are_refused(meth
     with pytest.raises(ValueError, match="pass the range of torch.float32.*float64"):
         kt.dmd(W, method=method)
     assert torch.isfinite(kt.dmd(W.double(), method=method).singular_values).all()  # the advice works
+
+
+def test_a_numpy_memory_map_in_snapshot_major_layout_is_read_in_place(tmp_path):
+    """np.load(mmap_mode='r').T of a (T, n) file: a view, as a torch view of it is (np.ascontiguousarray copied it
+    whole before: 160 MB for a 20 x 2,000,000 float32 file, kept in the result); the answer is the same."""
+    from koopman_tut.numerics.snapshots import as_snapshots
+
+    a = np.lib.format.open_memmap(tmp_path / "w.npy", mode="w+", dtype=np.float32, shape=(12, 5000))
+    x = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
+    for t in range(12):
+        a[t] = x * 0.9**t + 1.0
+    a.flush()
+    W = np.load(tmp_path / "w.npy", mmap_mode="r").T  # (n, T), read-only
+    assert np.shares_memory(as_snapshots(W).numpy(), W)
+    res = kt.dmd(W, method="gram")
+    assert np.shares_memory(res.W.numpy(), W)
+    torch.testing.assert_close(res.eigs, kt.dmd(np.ascontiguousarray(W), method="gram").eigs)
+    flipped = np.ascontiguousarray(W)[:, ::-1]  # negative strides: torch cannot view them, so this one is copied
+    assert torch.equal(as_snapshots(flipped), torch.from_numpy(flipped.copy()))

@@ -126,7 +126,12 @@ class DMDResult:
 
     @property
     def modes(self) -> Tensor:
-        """(n_features, r) complex DMD modes (exact, PyDMD's scaling). Cached after the first call."""
+        """(n_features, r) complex DMD modes (exact, PyDMD's scaling). Cached after the first call.
+
+        Each mode (and its amplitude) is fixed only up to a complex factor, the phase of the eigenvector
+        LAPACK returns: another route, another process count or another BLAS may give mode_i c and
+        amplitude_i / c. Compare modes times amplitudes (``reconstruct``, ``predict``, ``fixed_point``), or
+        normalize each mode's phase first."""
         if self._modes is None:
             self._modes = self.combine(torch.eye(self.rank, dtype=torch.complex128), real=False)
         return self._modes

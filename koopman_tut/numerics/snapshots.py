@@ -55,7 +55,10 @@ def as_snapshots(W, name: str = "W", min_snapshots: int = 2, min_rows: int = 1, 
                             f"{name}.astype({name}.dtype.newbyteorder('='))")
         with warnings.catch_warnings():  # a read-only array (np.load(mmap_mode='r')): only read here, never written
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            W = torch.from_numpy(np.ascontiguousarray(W))
+            try:  # any layout (a transposed memory map stays one): strides in bytes, multiples of the itemsize
+                W = torch.from_numpy(W)
+            except ValueError:  # negative strides (W[:, ::-1]) or unaligned ones, which torch cannot view: copied
+                W = torch.from_numpy(np.ascontiguousarray(W))
     elif not isinstance(W, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray of shape "
                         f"(n_features, n_snapshots), got {type(W).__name__}")
