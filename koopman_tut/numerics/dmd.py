@@ -67,10 +67,8 @@ def _check_svd_rank(svd_rank, name: str = "svd_rank") -> None:
 
 
 def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
-    """Rank kept for singular values ``s`` (descending, float64) of X of ``shape`` (n, m), with
-    PyDMD's meaning of svd_rank. Singular values at or below ``tol`` are never kept
-    (numerical rank), whatever svd_rank asks.
-    """
+    """Rank kept for singular values ``s`` (descending, float64) of X of ``shape`` (n, m), with PyDMD's meaning of
+    svd_rank. Singular values at or below ``tol`` are never kept (numerical rank), whatever svd_rank asks."""
     s = s[: min(shape)]  # the Gram route yields m values; X has min(n, m)
     numerical = int((s > tol).sum())
     if svd_rank == 0:  # Gavish & Donoho 2014, as PyDMD's compute_rank: the median of all min(n, m) values, those at
@@ -93,16 +91,14 @@ def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
 def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, n_rows: int, gram_route: bool = False) -> float:
     """Singular values at or below this are numerically zero.
 
-    s_max * T * eps(dtype): numpy.linalg.matrix_rank's rule with the snapshot count in place
-    of max(n, T), a margin of 2 sqrt(T) above the stored data's own rounding (at most eps/2 per
-    entry, so a perturbation of norm <= eps/2 sqrt(T) s_max). In float16 / bfloat16 that cut is
-    coarse (31 snapshots: 3% / 24% of s_max) and drops directions above their rounding; record in
-    float32 to keep them. At least max(n, T) eps64 s_max, matrix_rank's own rule for the float64
-    computation (its backward error grows with the n rows it sums over: exact rank-4 float64 data,
-    T = 10, n = 419,000, had singular values at 3-7e-15 s_max from torch's SVD, above T eps64 =
-    2.2e-15, and kept 1-2 rounding modes on the SVD route and not on the Gram route). On the Gram route
-    also 2 sqrt(eps64) s_max: the float64 eigensolver of X^H X resolves squared singular
-    values to ~eps64 s_max^2. For float32 data the first term is the largest (T >= 2, n < 5e8), so
+    s_max * T * eps(dtype): numpy.linalg.matrix_rank's rule with the snapshot count in place of max(n, T), a margin
+    of 2 sqrt(T) above the stored data's own rounding (at most eps/2 per entry, so a perturbation of norm <= eps/2
+    sqrt(T) s_max). In float16 / bfloat16 that cut is coarse (31 snapshots: 3% / 24% of s_max) and drops directions
+    above their rounding; record in float32 to keep them. At least max(n, T) eps64 s_max, matrix_rank's own rule for
+    the float64 computation, whose backward error grows with the n rows it sums over (exact rank-4 float64 data, T =
+    10, n = 419,000: torch's SVD left rounding at 3-7e-15 s_max, above T eps64 = 2.2e-15, and the SVD route alone
+    kept 1-2 rounding modes). On the Gram route also 2 sqrt(eps64) s_max: the float64 eigensolver of X^H X resolves
+    squared singular values to ~eps64 s_max^2. For float32 data the first term is the largest (T >= 2, n < 5e8), so
     every route keeps the same numerical rank.
     """
     tol = s_max * max(T * torch.finfo(dtype).eps, max(n_rows, T) * torch.finfo(torch.float64).eps)
@@ -191,7 +187,6 @@ def dmd(W: Tensor | np.ndarray, svd_rank: int | float = -1, method: str = "auto"
     if W.ndim == 3:
         return DMDBatch.each(W.shape[0], lambda i: _from_gram(W[i], G[i], svd_rank, n, group))
     return _from_gram(W, G, svd_rank, n, group)
-
 
 
 def _prepare(W, svd_rank, method, chunk_rows, group, has_acc: bool = False) -> tuple[Tensor, str]:
