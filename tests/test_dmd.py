@@ -603,9 +603,10 @@ def _exact_rank(eigs, n, T, seed):
 def test_exact_rank_data_keep_their_rank_on_every_route(seed):
     """An exact rank-4 window (float64, one rounding of a product): every route and rank rule keeps the 4 modes.
     Before, torch's SVD of the tall (419,430, 9) X left rounding at 3-7e-15 s_max, above the cut T eps64 s_max,
-    so the SVD route kept 1-2 rounding modes beside the Gram route's 4 (the rank jumped at the auto switch);
-    and Gavish-Donoho's median was taken over the values a route returned (the Gram route's refined factor
-    holds fewer than min(n, T - 1)), so svd_rank=0 kept 4 of 6 modes on the Gram route (1 became 0.9967)."""
+    so the SVD route kept 1-2 rounding modes beside the Gram route's 4 (the rank jumped at the auto switch): the
+    cut is now at least sqrt(n) eps64 s_max. And Gavish-Donoho's median was taken over the values a route returned
+    (the Gram route's refined factor holds fewer than min(n, T - 1)), so svd_rank=0 kept 2 of 4 modes on the Gram
+    route; the values a route does not return now count as 0."""
     eigs = [1.0, 0.9, 0.5, -0.3]
     T = 10
     W = _exact_rank(eigs, 2**22 // T - 1000, T, seed)
@@ -616,3 +617,27 @@ def test_exact_rank_data_keep_their_rank_on_every_route(seed):
             assert match(res.eigs.numpy(), np.array(eigs, dtype=complex)) < 1e-8
     W = _exact_rank([1.0, 0.9, 0.7, 0.2], 2000, 25, seed)  # rank 4 of 24: the median is a rounding value's
     assert kt.dmd(W, svd_rank=0, method="gram").rank == kt.dmd(W, svd_rank=0, method="svd").rank == 4
+
+
+def test_a_small_real_mode_of_float64_data_is_kept_and_noise_near_the_cut_is_not():
+    """The two ways the rank rules could go wrong on either side of the cut. A decayed mode at 8.7e-12 of s_max
+    (n = 20,000, exact float64 data) is real, and both routes keep it with its eigenvalue (a cut of n eps64 s_max,
+    4.4e-12, dropped it). Noise whose median sits just below the cut: Gavish-Donoho keeps the 2 modes, as PyDMD
+    does (counting the values below the cut as 0 made the median 0 and kept 5-13 noise modes)."""
+    from pydmd.utils import compute_rank
+
+    rng = np.random.default_rng(0)
+    Q = np.linalg.qr(rng.standard_normal((20_000, 4)))[0]
+    W = torch.from_numpy(Q @ np.array([[a * e**t for t in range(10)] for e, a in
+                                       zip([1.0, 0.9, 0.5, 0.8], [1.0, 0.5, 0.3, 1e-9])]))
+    for method in ("svd", "gram"):
+        res = kt.dmd(W, method=method)
+        assert res.rank == 4 and float((res.eigs - 0.8).abs().min()) < 1e-5, (method, res.eigs)
+    n, T = 40, 30
+    S = np.linalg.qr(rng.standard_normal((n, 2)))[0] @ np.array([[e**t for t in range(T)] for e in (1.0, 0.9)])
+    N = rng.standard_normal((n, T))
+    scale = np.linalg.svd(S[:, :-1], compute_uv=False)[0] / np.median(np.linalg.svd(N[:, :-1], compute_uv=False))
+    for share in (0.3, 0.6, 0.9, 1.2):  # the noise's median singular value at this share of T eps64 s_max
+        W = S + share * T * np.finfo(np.float64).eps * scale * N
+        assert kt.dmd(W, svd_rank=0, method="svd").rank == kt.dmd(W, svd_rank=0, method="gram").rank \
+            == compute_rank(W[:, :-1], 0) == 2

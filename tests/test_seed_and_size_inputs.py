@@ -216,3 +216,16 @@ def test_an_integer_past_float64_is_refused_by_name_not_with_an_overflow_error()
                 warnings.simplefilter("ignore")
                 with pytest.raises(ValueError, match=rf"{name}.*an integer of 401 digits"):
                     f()
+
+
+def test_numbers_read_without_torch_never_raise_while_checked():
+    from decimal import Decimal
+    from fractions import Fraction
+
+    from koopman_tut.numerics.reals import is_finite, shown
+
+    assert [is_finite(v) for v in (3, 0.5, 1 + 2j, np.float32(2), Fraction(1, 3))] == [True] * 5
+    assert not any(is_finite(v) for v in (10**400, math.inf, math.nan, Decimal("sNaN"), Decimal("NaN"),
+                                          torch.tensor(1 + 1j), complex(math.inf, 0)))
+    assert shown(0.25) == "0.25" and shown(10**400) == "an integer of 401 digits"
+    assert shown(Fraction(1, 10**400)).endswith("(414 characters)")

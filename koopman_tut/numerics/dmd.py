@@ -71,9 +71,9 @@ def choose_rank(s: Tensor, svd_rank, shape: tuple[int, int], tol: float) -> int:
     svd_rank. Singular values at or below ``tol`` are never kept (numerical rank), whatever svd_rank asks."""
     s = s[: min(shape)]  # the Gram route yields m values; X has min(n, m)
     numerical = int((s > tol).sum())
-    if svd_rank == 0:  # Gavish & Donoho 2014, as PyDMD's compute_rank: the median of all min(n, m) values, those at
-        vals = torch.zeros(min(shape), dtype=torch.float64)  # or below tol as 0 (a route's factor may hold fewer)
-        vals[:numerical] = s[:numerical]
+    if svd_rank == 0:  # Gavish & Donoho 2014, as PyDMD's compute_rank: the median of all min(n, m) values, those a
+        vals = torch.zeros(min(shape), dtype=torch.float64)  # route does not return as 0 (the Gram route's refined
+        vals[:s.numel()] = s  # factor holds fewer, none above the data's rounding)
         beta = min(shape) / max(shape)
         omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
         rank = int((s > omega * float(torch.quantile(vals, 0.5))).sum())  # numpy's median
@@ -94,14 +94,15 @@ def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, n_rows: int, gram_
     s_max * T * eps(dtype): numpy.linalg.matrix_rank's rule with the snapshot count in place of max(n, T), a margin
     of 2 sqrt(T) above the stored data's own rounding (at most eps/2 per entry, so a perturbation of norm <= eps/2
     sqrt(T) s_max). In float16 / bfloat16 that cut is coarse (31 snapshots: 3% / 24% of s_max) and drops directions
-    above their rounding; record in float32 to keep them. At least max(n, T) eps64 s_max, matrix_rank's own rule for
-    the float64 computation, whose backward error grows with the n rows it sums over (exact rank-4 float64 data, T =
-    10, n = 419,000: torch's SVD left rounding at 3-7e-15 s_max, above T eps64 = 2.2e-15, and the SVD route alone
-    kept 1-2 rounding modes). On the Gram route also 2 sqrt(eps64) s_max: the float64 eigensolver of X^H X resolves
-    squared singular values to ~eps64 s_max^2. For float32 data the first term is the largest (T >= 2, n < 5e8), so
-    every route keeps the same numerical rank.
+    above their rounding; record in float32 to keep them. At least sqrt(max(n, T)) eps64 s_max, the float64
+    computation's own rounding over sums of n terms (it grows like sqrt(n) eps64 with high probability: Higham &
+    Mary 2019, probabilistic rounding error analysis; torch's SVD of exact rank-4 float64 data, T = 10, left 3-22
+    eps64 s_max at n = 2e4 .. 4.2e5, above T eps64, and the SVD route kept 1-2 rounding modes the Gram route did
+    not). On the Gram route also 2 sqrt(eps64) s_max: the float64 eigensolver of X^H X resolves squared singular
+    values to ~eps64 s_max^2. For float32 data the first term is the largest (T >= 2, n < 1e18), so every route
+    keeps the same numerical rank.
     """
-    tol = s_max * max(T * torch.finfo(dtype).eps, max(n_rows, T) * torch.finfo(torch.float64).eps)
+    tol = s_max * max(T * torch.finfo(dtype).eps, math.sqrt(max(n_rows, T)) * torch.finfo(torch.float64).eps)
     if gram_route:
         tol = max(tol, 2 * math.sqrt(torch.finfo(torch.float64).eps) * s_max)
     return tol
@@ -275,8 +276,8 @@ def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int, group=None) -> DMDRe
         raise ValueError(nothing_to_decompose(W, group))  # names the rescaling (an exact power of two)
     evals, evecs = torch.linalg.eigh(G[:m, :m])  # X^H X = V S^2 V^H, ascending
     s, V = evals.flip(0).clamp_min(0).sqrt(), evecs.flip(1)
-    floor = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, n_rows, gram_route=True)
-    if _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, n_rows) < floor and int((s > _NEAR * floor).sum()) < min(n_rows, m):
+    tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, n_rows, gram_route=True)  # the Gram's floor
+    if _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, n_rows) < tol and int((s > _NEAR * tol).sum()) < min(n_rows, m):
         from .refine import refined_factor  # float64 data finer than the Gram resolves: one more pass
         return _from_factor(W, refined_factor(W, G, group), svd_rank, n_rows, "gram", group)
 
@@ -287,7 +288,6 @@ def _from_gram(W: Tensor, G: Tensor, svd_rank, n_rows: int, group=None) -> DMDRe
     ev, P = torch.linalg.eigh(G)  # W = Q D^1/2 P^H  =>  Q^H W = D^-1/2 P^H G
     keep = ev > ev.max() * G.shape[-1] * torch.finfo(torch.float64).eps * 16
     B = (P[:, keep].mH @ G) / ev[keep].sqrt()[:, None]
-    tol = _rank_tolerance(float(s[0]), W.shape[-1], W.dtype, n_rows, gram_route=True)
     lam, b, s_r, coef = _solve(W, s, V, atilde, B, n_rows, svd_rank, tol, group)
     return _pack(W, lam, b, s_r, coef, "gram")
 

@@ -14,12 +14,14 @@ def is_finite(value) -> bool:
     real = not isinstance(value, numbers.Complex) or isinstance(value, numbers.Real)
     try:
         return (math if real else cmath).isfinite(value)
-    except OverflowError:
+    except (OverflowError, ValueError, TypeError, RuntimeError):  # past float64, Decimal('sNaN'), a complex tensor
         return False
 
 
 def shown(value) -> str:
-    """``repr(value)`` for an error message, or "an integer of N digits" for an int too long to read there."""
+    """``repr(value)`` for an error message: "an integer of N digits" for an int too long to read there, and any
+    other repr over 60 characters cut (a Fraction of 400-digit terms)."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(int(value)) >= 10**21:
         return f"an integer of {len(str(abs(int(value))))} digits"
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"

@@ -111,7 +111,6 @@ def pairs(runs, delays: int = 0) -> tuple[Tensor, Tensor]:
     dtype = runs[0].dtype if len({r.dtype for r in runs}) == 1 else torch.float64
     Z = [delay_embed(r.to(dtype), delays) for r in runs]
     return torch.cat([z[:, :-1] for z in Z], 1), torch.cat([z[:, 1:] for z in Z], 1)
-    return X, Y
 
 
 def dmd_pairs(X: Array, Y: Array, modes: int | None = None, eps: float | None = None) -> Tensor:
