@@ -6,7 +6,6 @@ exact DMD), so a mode is formed only when it is asked for, in one pass over W.
 """
 from __future__ import annotations
 
-import cmath
 import math
 import numbers
 import warnings
