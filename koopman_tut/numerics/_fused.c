@@ -311,7 +311,8 @@ int kt_copy_row(char *dst, const char *const *src, const ptrdiff_t *ends, int pi
    say what changed; a KeyboardInterrupt or SystemExit raised inside stays raised. TypeError for a spec of another
    form. Checks that may run Python code (an attribute read, a lookup by a tensor, whose __hash__ is Python's) come
    first, then the addresses; with a row to copy, the calling thread (it holds the GIL) then runs the checks read
-   in C alone while torch's other threads copy the row, and joins the copy when done: no code of the program's own runs on this thread while the row is copied (the caller passes no row
+   in C alone while torch's other threads copy the row, and joins the copy when done: no code of the program's
+   own runs on this thread while the row is copied (the caller passes no row
    under a torch function or dispatch mode, whose Python code is_set_to would run). Not excluded: is_set_to lets
    go of the GIL, so another Python thread may run meanwhile (as during the Python route's copy, a ctypes call);
    a dict key whose Python __eq__ meets a str key of the same hash. A row copied under a False answer is written

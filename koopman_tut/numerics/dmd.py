@@ -97,7 +97,8 @@ def _rank_tolerance(s_max: float, T: int, dtype: torch.dtype, n_rows: int, gram_
     above their rounding; record in float32 to keep them. At least sqrt(max(n, T)) eps64 s_max, the float64
     computation's own rounding over sums of n terms (it grows like sqrt(n) eps64 with high probability: Higham &
     Mary 2019, probabilistic rounding error analysis; torch's SVD of exact rank-4 float64 data, T = 10, left up to
-    6 eps64 s_max at n = 2e4 and 32 at n = 4.2e5, above T eps64: the SVD route kept 1-2 rounding modes there). On the Gram route also 2 sqrt(eps64) s_max: the float64 eigensolver of X^H X resolves squared singular
+    6 eps64 s_max at n = 2e4 and 32 at n = 4.2e5, above T eps64: the SVD route kept 1-2 rounding modes there).
+    On the Gram route also 2 sqrt(eps64) s_max: the float64 eigensolver of X^H X resolves squared singular
     values to ~eps64 s_max^2. For float32 data the first term is the largest (T >= 2, n < 1e18), so every route
     keeps the same numerical rank.
     """
