@@ -67,10 +67,15 @@ def test_koopman_gradient_per_parameter_group(case):
             assert err < 1e-6, (case, t, rows, err)
 
 
-def test_maximize_keeps_the_gradients_sign():
+@pytest.mark.parametrize("wd", [0.0, 0.03])
+def test_maximize_keeps_the_gradients_sign(wd):
     # maximize=True steps along +grad (here of -loss, so training still converges): the Koopman
-    # gradient is the gradient the user backpropagated, not its negative (it came out negated)
-    m, traj = _train(({"lr": 0.05, "momentum": 0.5, "maximize": True}, {"lr": 0.01, "maximize": True}), sign=-1.0)
+    # gradient is the gradient the user backpropagated, not its negative (it came out negated). With
+    # weight decay SGD steps along -grad + wd theta, so wd theta is added back, not subtracted (it came
+    # out off by -2 wd theta: 29-81% of the gradient, silently)
+    m, traj = _train(({"lr": 0.05, "momentum": 0.5, "maximize": True, "weight_decay": wd},
+                      {"lr": 0.01, "maximize": True, "momentum": 0.5, "nesterov": True, "weight_decay": 2 * wd}),
+                     sign=-1.0)
     assert all(g["maximize"] for g in traj.meta["groups"])
     W = traj.snapshots
     for t in (5, -1):

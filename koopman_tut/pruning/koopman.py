@@ -15,9 +15,9 @@ trajectory theta(t1..t2) gives its Koopman modes; pruning rules are functionals 
   One optimizer step changes theta by delta = sum_i (mu_i - 1) ... per mode; plain SGD makes delta = -lr * grad.
   With momentum beta the step is a velocity; per mode with per-step eigenvalue mu (derived for this tutorial):
   heavy ball  g = -(delta / lr)(1 - beta / mu), PyTorch's Nesterov  g = -(delta / lr)(mu - beta) / ((1 + beta) mu
-  - beta); weight decay wd adds wd * theta, which is subtracted. Snapshots k steps apart give mu = lambda^(1/k),
-  the principal root: per-step eigenvalues with |arg mu| >= pi / k are aliased (-0.85 per step comes back as
-  +0.85 with k = 2), so KGP warns when k > 1.
+  - beta); weight decay wd adds wd * theta, which is subtracted (added under maximize=True: -grad + wd theta).
+  Snapshots k steps apart give mu = lambda^(1/k), the principal root: per-step eigenvalues with |arg mu| >= pi / k
+  are aliased (-0.85 per step comes back as +0.85 with k = 2), so KGP warns when k > 1.
 * Under momentum (``traj.meta``) the affine model is delay-embedded, z = [theta(t); theta(t-1)]
   (:mod:`koopman_tut.numerics.extrapolation`): its modes are then the second-order recursion's own, and
   the limit, forecast and Koopman gradient are exact on a quadratic. Every one of them carries
@@ -215,9 +215,9 @@ class KoopmanAnalysis:
                 warn_untrusted(check, "Koopman gradient", stacklevel=outside_stacklevel() + 1)
             self.gradient_checks.append(check)
             part = check.theta
-            wd = float(settings.get("weight_decay", 0.0) or 0.0)
-            if wd:
-                part = part - wd * traj.snapshots[:, t].to(part.dtype)
+            wd = float(settings.get("weight_decay", 0.0) or 0.0)  # SGD steps along sign grad + wd theta
+            if wd:  # the sign undone above turned wd theta into sign wd theta
+                part = part - (-wd if settings.get("maximize") else wd) * traj.snapshots[:, t].to(part.dtype)
             g = part if rows is None else (torch.zeros_like(part) if g is None else g)
             if rows is not None:
                 g[rows] = part[rows]
