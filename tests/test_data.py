@@ -3,6 +3,7 @@ import hashlib
 import math
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from fakedata import MakesMarker, crafted_batch, write_cifar10, write_mnist
@@ -23,6 +24,23 @@ def test_digits_split_is_deterministic_standardized_and_stratified():
     assert set(a_te.tensors[1].tolist()) == set(range(10))
     img, _ = data.get_datasets("digits", flatten=False)
     assert img.tensors[0].shape[1:] == (1, 8, 8)
+
+
+@pytest.mark.parametrize("seed", [0, 2])  # splits where pixel 24 is 0 on every training image, 1 on two test images
+def test_digits_pixel_constant_in_training_is_centred_not_divided_by_a_tiny_std(seed):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xte, _, _ = train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
+    constant = Xtr.std(0) == 0
+    assert constant.sum() and (Xte[:, constant] != Xtr[0, constant]).any()  # the case this test is about
+    mean, std = Xtr.mean(0), Xtr.std(0)
+    train, test = data.digits(seed=seed)
+    for got, raw in ((train.tensors[0], Xtr), (test.tensors[0], Xte)):
+        want = (raw - mean) / np.where(constant, 1.0, std + 1e-6)  # scale 1 where constant, as StandardScaler
+        assert torch.equal(got, torch.tensor(want, dtype=torch.float32))
+    assert float(test.tensors[0].abs().max()) < 100  # not 1e6: the constant pixel's 1 stays 1
 
 
 def test_mnist_from_idx_files(tmp_path):
