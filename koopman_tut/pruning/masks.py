@@ -1,8 +1,7 @@
 """Masks from scores at a target compression, applied with torch.nn.utils.prune.
 
-Compression follows ShrinkBench (Blalock et al. 2020): total parameters / nonzero
-parameters, every parameter of the model counted; biases and the classifier are left
-unpruned by default. With a model, the scores must cover every parameter pruning may touch
+Compression follows ShrinkBench (Blalock et al. 2020): total parameters / nonzero parameters, every parameter of
+the model counted; biases and the classifier are left unpruned by default. With a model, the scores must cover every parameter pruning may touch
 (:func:`koopman_tut.recording.params.prunable`); a layer is left out only by naming it in
 ``exclude=``.
 """
@@ -228,7 +227,7 @@ def layerwise_masks(scores: Scores, compression: float, model: nn.Module | None 
 
 
 def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int = 0, **kwargs) -> Masks:
-    """Baseline: a uniformly random global mask at the same compression.
+    """Baseline: a global mask at the same compression, uniformly random over the entries in use (nonzero).
 
     The generator is seeded from ``(seed, "random_masks", draw)`` through numpy's SeedSequence
     (the whole of ``seed``, an integer >= 0 of any size), so it is independent of the model's
@@ -238,7 +237,8 @@ def random_masks(model: nn.Module, compression: float, seed: int = 0, draw: int 
     several draws of one run never repeat another run's (seed + 1, draw 0 is not seed, draw 1).
 
     Entries already pruned (zero) rank below every other, so on a pruned model only entries still in
-    use are drawn. ``kwargs`` go to :func:`global_masks` (``prune_bias``, ``classifier``, ``exclude``, ...).
+    use are drawn; an exact 0 counts as pruned, also in a zero-initialised layer of an unpruned model.
+    ``kwargs`` go to :func:`global_masks` (``prune_bias``, ``classifier``, ``exclude``, ...).
     """
     _check_model(model)
     state = np.random.SeedSequence(seed_entropy(seed, draw, _RANDOM_MASKS_STREAM)).generate_state(2, np.uint32)
