@@ -160,3 +160,15 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss_naming_the_lr():
         train(model, trl, epochs=2, optimizer=opt, progress=False)
     assert 0 < len(steps) < len(trl)  # stopped within the first epoch, before the step from the non-finite loss
     assert train(kt.models.get_model("mlp", seed=0, hidden=(32,)), trl, epochs=1, lr=0.1, progress=False).steps == len(trl)
+
+
+def test_evaluate_uses_the_model_device_by_default(monkeypatch):
+    # "auto" meant CUDA wherever CUDA exists, so a CPU model's batches were sent to the GPU (a device error)
+    loader = kt.data.loader(torch.utils.data.TensorDataset(torch.randn(20, 4), torch.randint(0, 3, (20,))), 8)
+    model = torch.nn.Linear(4, 3)
+    want = evaluate(model, loader)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with a GPU, the model on the CPU
+    assert resolve_device("auto").type == "cuda"
+    assert evaluate(model, loader) == want and kt.train.accuracy(model, loader) == want[1]
+    assert evaluate(torch.nn.Flatten(), kt.data.loader(torch.utils.data.TensorDataset(  # no parameters: the CPU
+        torch.randn(6, 3), torch.randint(0, 3, (6,))), 3))[1] >= 0

@@ -7,6 +7,7 @@ exactly -lr * gradient, the setting in which Koopman gradient pruning is exact.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import re
@@ -130,10 +131,11 @@ class History:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device="auto") -> tuple[float, float]:
-    """(mean cross-entropy loss, accuracy in [0, 1]) of the model on a loader."""
+def evaluate(model: nn.Module, loader: DataLoader, device=None) -> tuple[float, float]:
+    """(mean cross-entropy loss, accuracy in [0, 1]) of the model on a loader, its batches sent to ``device``
+    (default: the model's own, that of its first parameter or buffer; the CPU for a model with neither)."""
     was_training = model.training
-    device = resolve_device(device)
+    device = resolve_device(device) if device is not None else _model_device(model)
     model.eval()
     total, loss, correct = 0, 0.0, 0
     for x, y in loader:
@@ -149,8 +151,12 @@ def evaluate(model: nn.Module, loader: DataLoader, device="auto") -> tuple[float
 
 
 def accuracy(model: nn.Module, loader: DataLoader, device=None) -> float:
-    """Test accuracy in [0, 1] on the model's own device."""
-    return evaluate(model, loader, device or next(model.parameters()).device)[1]
+    """Test accuracy in [0, 1], on the model's own device unless ``device`` is given."""
+    return evaluate(model, loader, device)[1]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
 
 
 def planned_steps(loader: DataLoader, epochs: float, max_steps: int | None) -> int:
