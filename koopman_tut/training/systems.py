@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..numerics.optimizer_settings import contraction
+from .system_checks import check_contracts, check_decaying, check_sizes
 
 
 def linear_system(eigs, n_steps: int, dim: int | None = None, seed: int = 0):
@@ -43,7 +43,7 @@ def linear_system(eigs, n_steps: int, dim: int | None = None, seed: int = 0):
                         f"{eigs!r:.100}")
     eigs = given.astype(np.float64).reshape(-1)
     d = eigs.size
-    dim = d if dim is None else dim
+    n_steps, dim = check_sizes(n_steps=(n_steps, 0), dim=(d if dim is None else dim, 1))
     if not np.isfinite(eigs).all():
         raise ValueError(f"eigs must be finite real numbers, got {eigs.tolist()!r:.100}")
     if dim < d:
@@ -96,10 +96,10 @@ def quadratic_gd(hess_eigs, lr: float, n_steps: int, dim: int = 20, seed: int = 
     models the constant (DMD of the differences) can recover x*. ValueError, as :func:`quadratic_sgd`, unless
     every h > 0 and every step contracts (|1 - lr h| < 1): otherwise x* is not where the iterates go."""
     h = np.asarray(hess_eigs, dtype=np.float64)
-    k = h.size
+    k, (n_steps, dim) = h.size, check_sizes(n_steps=(n_steps, 0), dim=(dim, 1))
     if k > dim:
         raise ValueError(f"dim must be at least the number of Hessian eigenvalues ({k}), got dim={dim}")
-    _check_contracts(0, h, lr, 0.0, False, 0.0)
+    check_contracts(0, h, lr, 0.0, False, 0.0)
     rng = np.random.default_rng(seed)
     B = np.linalg.qr(rng.standard_normal((dim, k)))[0]  # (dim, k) orthonormal
     H = B @ np.diag(h) @ B.T
@@ -120,6 +120,7 @@ def trajectory_like(n: int, T: int, n_modes: int = 12, noise: float = 1e-4, seed
     (0.5, 0.99) and amplitudes 1e-2, plus a random-walk noise of scale ``noise`` (minibatch
     SGD). Built chunk by chunk in place, so no temporary exceeds a few MB.
     """
+    n, T, n_modes = check_sizes(n=(n, 1), T=(T, 1), n_modes=(n_modes, 0))
     g = torch.Generator().manual_seed(seed)
     lam = torch.linspace(0.5, 0.99, n_modes, dtype=torch.float64)
     powers = lam[:, None] ** torch.arange(T, dtype=torch.float64)[None, :]  # (k, T)
@@ -141,17 +142,24 @@ class QuadraticRun:
     Attributes
     ----------
     traj : the Trajectory recorded by :class:`~koopman_tut.TrajectoryRecorder` (n = dim).
-    x_star : (dim,) float64, the minimizer: where training is heading.
-    hessian : (dim, dim) float64 H, rank k.
+    x_star : (dim,) float64, the minimizer of what training minimises (the loss + wd/2 ||x||^2): where it is heading.
+    hessian : (dim, dim) float64 H (+ wd I with weight decay wd), rank k (dim with weight decay).
+    weight_decay : the optimizer's weight decay wd.
     """
 
     traj: "object"
     x_star: torch.Tensor
     hessian: torch.Tensor
+    weight_decay: float = 0.0
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        """(dim,) the loss gradient H (x - x*) at x."""
+        """(dim,) H (x - x*) at x: the gradient of what training minimises, weight decay's wd x included."""
         return self.hessian @ (x.double() - self.x_star)
+
+    def backprop_gradient(self, x: torch.Tensor) -> torch.Tensor:
+        """(dim,) the loss's own gradient at x, what backprop puts in ``.grad`` (weight decay not included): what
+        ``kt.koopman(traj).gradient()`` estimates, as it undoes weight decay."""
+        return self.gradient(x) - self.weight_decay * x.double()
 
 
 def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = False, warmup: int = 100,
@@ -179,10 +187,11 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
     from ..recording.recorder import TrajectoryRecorder  # recording sits below the systems
 
     h = torch.as_tensor(np.asarray(hess_eigs, dtype=np.float64))
+    warmup, n_steps, dim = check_sizes(warmup=(warmup, 0), n_steps=(n_steps, 1), dim=(dim, 1))
     if h.numel() > dim:
         raise ValueError(f"dim must be at least the number of Hessian eigenvalues ({h.numel()}), got dim={dim}")
     for s in range(warmup + n_steps):  # x_star is where training goes only if every step contracts
-        _check_contracts(s, h.numpy() + weight_decay, lr * (lr_lambda(s) if lr_lambda is not None else 1.0),
+        check_contracts(s, h.numpy() + weight_decay, lr * (lr_lambda(s) if lr_lambda is not None else 1.0),
                          float(momentum_at(s)) if momentum_at is not None else momentum, nesterov, dampening)
     g = torch.Generator().manual_seed(seed)
     B = torch.linalg.qr(torch.randn(dim, h.numel(), generator=g, dtype=torch.float64))[0]
@@ -211,18 +220,7 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
     if weight_decay:  # the regularised loss: (H + wd I) x = H x*
         H = H + weight_decay * torch.eye(dim, dtype=torch.float64)
         x_star = torch.linalg.solve(H, (H - weight_decay * torch.eye(dim, dtype=torch.float64)) @ x_star)
-    return QuadraticRun(traj=rec.trajectory(copy=True), x_star=x_star, hessian=H)
-
-
-def _check_contracts(s: int, h: np.ndarray, lr: float, beta: float, nesterov: bool, dampening: float) -> None:
-    if not (np.asarray(h) > 0).all():  # NaN too
-        raise ValueError(f"hess_eigs must be > 0 (plus weight_decay, where given), got {np.min(h):g}: along a "
-                         f"curvature <= 0 x_star is a saddle or flat, not the minimizer training goes to, at any lr")
-    rho = contraction(h, lr, beta, nesterov, dampening)
-    if not rho < 1:
-        raise ValueError(f"lr={lr:g} with momentum={beta:g} (nesterov={nesterov}) makes step {s} expand the "
-                         f"error along a Hessian eigenvalue (spectral radius {rho:.4g} >= 1): training diverges, "
-                         f"and rounding, not x_star, decides where it goes; take a smaller lr")
+    return QuadraticRun(traj=rec.trajectory(copy=True), x_star=x_star, hessian=H, weight_decay=float(weight_decay))
 
 
 def affine_window(n: int, T: int, eigs, noise: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,8 +231,8 @@ def affine_window(n: int, T: int, eigs, noise: float = 0.0, seed: int = 0) -> tu
     N(0, noise^2) to every entry (measurement noise, the regime where a window cannot resolve
     modes slower than itself).
     """
-    mu = torch.as_tensor(np.asarray(eigs, dtype=np.float64))
-    k = mu.numel()
+    mu = torch.as_tensor(check_decaying(eigs))
+    k, (n, T) = mu.numel(), check_sizes(n=(n, 1), T=(T, 1))
     if k > n:
         raise ValueError(f"n must be at least the number of eigenvalues ({k}), got n={n}")
     g = torch.Generator().manual_seed(seed)
@@ -251,9 +249,10 @@ def softmax_sgd(lr: float = 0.5, momentum: float = 0.0, nesterov: bool = False, 
     inputs / 16) with weight decay, recording steps warmup .. warmup + n_steps; ``x_star`` is the
     minimiser of the regularised loss (unique: it is strictly convex), found by Newton's method
     to a gradient below 1e-12 (the same for every optimizer and seed; ``hessian`` is its Hessian
-    there). A non-quadratic known answer: every linear model of the window (the affine Koopman
-    model, the secant limit) is exact only as the window nears the limit.
+    there, so ``gradient`` is the gradient's linearisation at x*). A non-quadratic known answer: every linear
+    model of the window (the affine Koopman model, the secant limit) is exact only as the window nears the limit.
     """
+    warmup, n_steps = check_sizes(warmup=(warmup, 0), n_steps=(n_steps, 1))
     X, y = _digits()
     with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
         torch.manual_seed(seed)
@@ -269,7 +268,7 @@ def softmax_sgd(lr: float = 0.5, momentum: float = 0.0, nesterov: bool = False, 
         opt.step()
     rec.remove()
     x_star, H = _softmax_limit(float(weight_decay))
-    return QuadraticRun(traj=rec.trajectory(copy=True), x_star=x_star.clone(), hessian=H.clone())
+    return QuadraticRun(rec.trajectory(copy=True), x_star.clone(), H.clone(), float(weight_decay))
 
 
 @functools.lru_cache(maxsize=None)
