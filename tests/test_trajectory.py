@@ -543,6 +543,32 @@ def test_save_then_load_gives_back_everything_the_constructor_accepts(tmp_path):
     assert meta["rows"] == (0, 6) and meta["all_shapes"] == [(2, 2), (2,)] and meta["nested"] == {"x": [1, [2, 3]]}
 
 
+def test_save_checks_fields_edited_since_construction_before_it_replaces_a_file(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "t.pt"
+    traj = kt.Trajectory(**_parts())
+    traj.save(path)
+    traj.meta["final_acc"] = np.mean([0.9, 0.95])  # a np.float64 saved as such did not load (weights_only)
+    traj.save(path)
+    assert kt.Trajectory.load(path).meta["final_acc"] == pytest.approx(0.925)
+    good = path.read_bytes()
+    edits = [("meta", {"x": {1, 2}}, TypeError, r"meta\['x'\] must hold plain values"),
+             ("meta", {1: "a"}, TypeError, "string keys"),
+             ("meta", {"lrs": [0.1] * 3}, ValueError, r"one learning rate per snapshot \(4\)"),
+             ("meta", {"every": 0}, ValueError, r"meta\['every'\] must be .* an int >= 1"),
+             ("steps", torch.tensor([3, 2, 1, 0]), ValueError, "strictly increasing"),
+             ("names", ["a", "b", "c", "d"], ValueError, "one entry per parameter")]
+    for field, value, error, words in edits:
+        bad = kt.Trajectory(**_parts())
+        setattr(bad, field, value)
+        with pytest.raises(error, match=words):
+            bad.save(path)
+        assert path.read_bytes() == good  # the file that loaded is left as it was
+    with pytest.raises(ValueError, match=r"meta\['every'\] must be"):
+        kt.Trajectory(**dict(_parts(), meta={"every": "2"}))  # window() multiplied it: "2" * 2 == "22"
+
+
 def test_every_snapshot_index_is_range_checked_the_same_way(setup):
     model, opt, loader = setup
     rec = kt.TrajectoryRecorder(model, opt, stop=8)

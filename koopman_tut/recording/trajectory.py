@@ -186,7 +186,8 @@ class Trajectory:
     def save(self, path: str | os.PathLike) -> None:
         """Write to one file atomically (a temporary file in the same folder, then a rename; an existing
         file, or a symlink, at ``path`` is replaced, never written through; anything else there, a pipe or a
-        device, is refused: ValueError); its mode follows the umask."""
+        device, is refused: ValueError); its mode follows the umask. The fields are checked again first, as the
+        constructor checks them (an edit since, e.g. a set in ``meta``, is refused and the file left as it was)."""
         path = Path(_check_path(path))
         if path.is_dir() and not path.is_symlink():  # a symlink is replaced, never followed
             raise IsADirectoryError(f"path {str(path)!r} is a folder: give the name of a file in it")
@@ -197,10 +198,12 @@ class Trajectory:
                              f"give the name of a file")
         if safe_files.being_written(path):  # replaced, the recording would go on into an unlinked file, lost
             raise FileExistsError(f"{path} is being written by a TrajectoryRecorder: choose another path")
+        T = check_snapshots(self.snapshots).shape[1]  # the fields as construction checks them: an edit since
+        steps, meta = check_steps(self.steps, T), check_meta(self.meta, T)  # (a np.float64 in meta) is refused
+        names, shapes = check_names_shapes(self.names, self.shapes, self.snapshots.shape[0])  # before the file
         path.parent.mkdir(parents=True, exist_ok=True)
-        obj = {"format": FORMAT, "snapshots": self.snapshots.detach().cpu().contiguous(),
-               "steps": self.steps.cpu(), "names": list(self.names),
-               "shapes": [list(s) for s in self.shapes], "meta": _plain(self.meta)}
+        obj = {"format": FORMAT, "snapshots": self.snapshots.detach().cpu().contiguous(), "steps": steps.cpu(),
+               "names": names, "shapes": [list(s) for s in shapes], "meta": meta}
         atomic_save(obj, path)
 
     @classmethod
@@ -260,18 +263,6 @@ class Trajectory:
             raise ValueError(f"{path} is inconsistent: snapshots {tuple(traj.snapshots.shape)}, "
                              f"{traj.n_features} parameters listed, {traj.steps.numel()} steps")
         return traj
-
-
-def _plain(meta: dict) -> dict:
-    """Metadata as plain Python values (loadable with weights_only=True)."""
-    out = {}
-    for k, v in meta.items():
-        if isinstance(v, torch.Tensor):
-            v = v.tolist()
-        elif isinstance(v, tuple):
-            v = list(v)
-        out[k] = v
-    return out
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:

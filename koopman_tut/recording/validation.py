@@ -97,6 +97,9 @@ def check_meta(meta, T: int) -> dict:
     if "trained_in" in out and out["trained_in"] not in DTYPE_NAMES:  # read by the Koopman gradient's allowance
         raise ValueError(f"meta['trained_in'] must name the dtype the parameters were trained in, one of "
                          f"{list(DTYPE_NAMES)}, got {out['trained_in']!r}")
+    every = out.get("every")  # the optimizer steps between snapshots: window() multiplies it, KGP roots by it
+    if every is not None and not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+        raise ValueError(f"meta['every'] must be the optimizer steps between snapshots, an int >= 1, got {every!r}")
     for key in PER_SNAPSHOT:
         lrs = out.get(key)
         if lrs is not None and (not isinstance(lrs, list) or len(lrs) != T):
