@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -75,7 +77,7 @@ def test_a_fraction_of_an_epoch_is_that_share_of_its_steps():
     trl, _ = kt.data.loaders(tr, te, batch_size=256, seed=0)  # 6 batches per epoch
     model = kt.models.get_model("mlp", seed=0, hidden=(16,))
     assert len(trl) == 6
-    for epochs, steps in ((0.25, 2), (0.4, 3), (0.1, 1), (0.5, 3), (1, 6), (1.5, 9), (0, 0)):  # 0.25 took 6 steps
+    for epochs, steps in ((0.25, 2), (0.4, 3), (0.1, 1), (0.5, 3), (1, 6), (1.5, 9), (0, 0), (1e-8, 1)):  # 0.25: 6
         assert train(model, trl, epochs=epochs, lr=0.05, progress=False).steps == steps, epochs
     assert train(model, trl, epochs=1.5, max_steps=4, lr=0.05, progress=False).steps == 4
 
@@ -93,6 +95,7 @@ def test_a_fraction_of_an_epoch_is_that_share_of_its_steps():
     (dict(max_steps=-1), ValueError, "max_steps must be an integer >= 0"),  # it trained 0 steps
     (dict(max_steps=2.5), TypeError, "max_steps must be an integer >= 0"),
     (dict(lr=1e308), ValueError, r"lr=1e\+308 overflows the model's torch.float32"),  # torch's "without overflow"
+    (dict(momentum=1.5), ValueError, r"momentum must be a finite number in \[0, 1\)"),  # the recorder refused it later
 ])
 def test_bad_training_arguments_are_refused_naming_them(kwargs, error, words):
     tr, te = kt.data.digits(seed=0)
@@ -172,3 +175,42 @@ def test_evaluate_uses_the_model_device_by_default(monkeypatch):
     assert evaluate(model, loader) == want and kt.train.accuracy(model, loader) == want[1]
     assert evaluate(torch.nn.Flatten(), kt.data.loader(torch.utils.data.TensorDataset(  # no parameters: the CPU
         torch.randn(6, 3), torch.randint(0, 3, (6,))), 3))[1] >= 0
+
+
+def test_settings_given_beside_a_built_optimizer_are_refused_not_ignored():
+    tr, te = kt.data.digits(seed=0)
+    trl, _ = kt.data.loaders(tr, te, batch_size=256, seed=0)
+    model = kt.models.get_model("mlp", seed=0, hidden=(16,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for kwargs in (dict(lr=0.001), dict(momentum=0.5), dict(weight_decay=0.1)):  # opt trained at lr 0.5, silently
+        with pytest.raises(ValueError, match=f"{next(iter(kwargs))}=.* would be ignored: optimizer is already built"):
+            train(model, trl, optimizer=opt, max_steps=1, progress=False, **kwargs)
+    assert train(model, trl, optimizer=opt, max_steps=1, progress=False).steps == 1 and opt.param_groups[0]["lr"] == 0.5
+    assert finetune(model, trl, optimizer=opt, max_steps=1, progress=False).steps == 1  # its own lr, none given
+    with pytest.raises(ValueError, match="lr=0.01 would be ignored"):
+        finetune(model, trl, optimizer=opt, lr=0.01, max_steps=1, progress=False)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got NoneType"):
+        make_optimizer(None)
+
+
+def test_a_reseed_that_replays_a_shuffled_loader_s_order_warns():
+    ds = torch.utils.data.TensorDataset(torch.randn(12, 4), torch.arange(12) % 3)
+    plain = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True)  # shuffled by torch's generator
+    model = torch.nn.Linear(4, 3)
+    orders = []
+    model.register_forward_pre_hook(lambda m, args: orders.append(args[0][:, 0].tolist()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the first call, other seeds, seed=None and a loader's own generator: silent
+        train(model, plain, optimizer="sgd", progress=False, device="cpu")
+        train(model, plain, optimizer="sgd", progress=False, device="cpu", seed=1)
+        train(model, plain, optimizer="sgd", progress=False, device="cpu", seed=None)
+        own = kt.data.loader(ds, 4, shuffle=True, generator=torch.Generator().manual_seed(0))
+        for _ in range(2):
+            train(model, own, optimizer="sgd", progress=False, device="cpu")
+    with pytest.warns(UserWarning, match="replays the batch order of its last call with that seed"):
+        train(model, plain, optimizer="sgd", progress=False, device="cpu", seed=1)
+    assert orders[3:6] == orders[15:18]  # what it warned of: seed 1's order again
+    batched = kt.data.loader(ds, 4, shuffle=True)  # batches gathered whole, shuffled by torch's generator too
+    train(model, batched, optimizer="sgd", progress=False, device="cpu")
+    with pytest.warns(UserWarning, match="replays the batch order"):
+        train(model, batched, optimizer="sgd", progress=False, device="cpu")

@@ -20,10 +20,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..recording.recorder_checks import _check_int, _owned
 from ..recording.validation import check_device, check_positive, check_real, check_seed
+from .train_checks import OPTIMIZERS, check_trains, finite_loss, planned_steps, warn_replay  # noqa: F401
 
-OPTIMIZERS = ("nesterov", "sgd", "momentum", "adam")
 DEVICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
@@ -77,7 +76,10 @@ def make_optimizer(model: nn.Module, name: str = "nesterov", lr: float = 0.1, mo
     """'nesterov' (ShrinkBench's default), 'momentum' (heavy ball), 'sgd' (plain) or 'adam'."""
     value = float(lr) if isinstance(lr, torch.Tensor) and lr.numel() == 1 and lr.is_floating_point() else lr
     check_positive("lr", value)  # a 1-element tensor lr, as torch's optimizers take, is read as its value
-    check_real("momentum", momentum, 0)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if check_real("momentum", momentum, 0) >= 1:  # torch takes it, and the velocity then never decays
+        raise ValueError(f"momentum must be a finite number in [0, 1), got {momentum!r}")
     check_real("weight_decay", weight_decay, 0)
     for dtype in {p.dtype for p in model.parameters() if p.is_floating_point()}:  # torch fails "without overflow"
         if value > torch.finfo(dtype).max:
@@ -159,53 +161,9 @@ def _model_device(model: nn.Module) -> torch.device:
     return next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
 
 
-def planned_steps(loader: DataLoader, epochs: float, max_steps: int | None) -> int:
-    """The optimizer steps :func:`train` takes: ``epochs * len(loader)`` rounded up (a positive fraction of an
-    epoch takes a step at least), at most ``max_steps``; TypeError or ValueError naming the argument otherwise."""
-    try:
-        batches = len(loader)
-    except TypeError:
-        raise TypeError(f"loader must be a DataLoader with a length (batches per epoch), got "
-                        f"{type(loader).__name__}") from None
-    if batches == 0:
-        raise ValueError("loader holds no batches: nothing to train on")
-    n = math.ceil(round(check_real("epochs", epochs, 0) * batches, 6))  # 0.3 * 10 is 3, not 4
-    if max_steps is None:
-        return n
-    return min(n, _check_int("max_steps", max_steps, 0))
-
-
-def _check_trains(model: nn.Module, optimizer) -> None:
-    """TypeError unless ``model`` is an nn.Module and ``optimizer`` an optimizer or a name; ValueError for an
-    optimizer that trains none of the model's parameters (by identity: built over another model, or a copy)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(optimizer, str):
-        return
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer or a name {OPTIMIZERS}, got {optimizer!r} "
-                        f"({type(optimizer).__name__})")
-    owned = _owned(optimizer)
-    if not any(id(p) in owned for p in model.parameters()):
-        raise ValueError("optimizer trains none of model's parameters: training would change nothing. Pass the "
-                         "optimizer that trains this model (built over its own parameters, not another model's or "
-                         "a copy's), or a name such as 'nesterov'")
-
-
-def finite_loss(loss: torch.Tensor, step: int, opt: torch.optim.Optimizer) -> float:
-    """The loss as a float; FloatingPointError naming the step and the learning rates where it is inf or NaN (a step
-    from it would carry inf or NaN into every weight and every snapshot after it)."""
-    value = loss.item()
-    if not math.isfinite(value):
-        lrs = ", ".join(map(str, sorted({g.get("lr") for g in opt.param_groups}, key=str)))
-        raise FloatingPointError(f"training diverged: the loss is {value} at step {step} (lr {lrs}), so the weights "
-                                 f"and any snapshot from here on would be inf or NaN. Lower the learning rate (lr=, "
-                                 f"or -p LR)")
-    return value
-
-
 def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: torch.optim.Optimizer | str = "nesterov",
-          lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, max_steps: int | None = None,
+          lr: float | None = None, momentum: float | None = None, weight_decay: float | None = None,
+          max_steps: int | None = None,
           test_loader: DataLoader | None = None, seed: int | None = 0, device="auto",
           progress: bool = True, desc: str = "train") -> History:
     """Train with cross-entropy; returns a History.
@@ -214,9 +172,13 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
     ----------
     optimizer : an optimizer already built over ``model``'s parameters, some or all (its state is kept, so
         recorders hooked to it see every step), or a name for :func:`make_optimizer`.
+    lr, momentum, weight_decay : the named optimizer's settings (None: 0.1, 0.9, 0); ValueError with an optimizer
+        already built, whose own settings train it (set them in ``optimizer.param_groups``).
     epochs : passes over ``loader``, a fraction included: ``epochs * len(loader)`` optimizer steps,
         rounded up; ``max_steps`` (an int >= 0) stops earlier.
-    seed : seeds torch before training (None leaves the generator alone); the loader's generator decides the order.
+    seed : seeds torch before training (None leaves the generator alone); the loader's generator decides the order
+        (:func:`koopman_tut.training.data.loaders` gives it one). A shuffled loader without one draws from torch's,
+        which the seed resets: a second call with it and a seed replays the first call's order, and warns.
     device : 'auto', or a device this machine has (:func:`resolve_device`).
 
     Raises
@@ -226,12 +188,20 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
     FloatingPointError : the loss became inf or NaN (training diverged: an lr too large), before that step.
     """
     n_steps = planned_steps(loader, epochs, max_steps)
-    _check_trains(model, optimizer)
+    check_trains(model, optimizer)
     device = resolve_device(device)
     if seed is not None:
+        warn_replay(loader, seed)
         set_seed(seed)
     model.to(device)
-    opt = make_optimizer(model, optimizer, lr, momentum, weight_decay) if isinstance(optimizer, str) else optimizer
+    given = {k: v for k, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)) if v is not None}
+    if isinstance(optimizer, str):
+        opt = make_optimizer(model, optimizer, **{"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, **given})
+    elif given:
+        raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())} would be ignored: optimizer is "
+                         f"already built and trains with its own settings; set them in optimizer.param_groups")
+    else:
+        opt = optimizer
     steps_taken(opt)  # attach the step counter before the first step
     hist = History()
     bar = tqdm(total=n_steps, desc=desc, disable=not progress, leave=False)
@@ -266,7 +236,9 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
     return hist
 
 
-def finetune(model: nn.Module, loader: DataLoader, epochs: float = 1, lr: float = 0.01, optimizer: str = "nesterov",
-             **kwargs) -> History:
-    """Train a pruned model further ("refine"); masks applied with torch.nn.utils.prune persist."""
+def finetune(model: nn.Module, loader: DataLoader, epochs: float = 1, lr: float | None = None,
+             optimizer: torch.optim.Optimizer | str = "nesterov", **kwargs) -> History:
+    """Train a pruned model further ("refine"); masks applied with torch.nn.utils.prune persist. ``lr``: the
+    named optimizer's (None: 0.01); as :func:`train`, refused with an optimizer already built."""
+    lr = 0.01 if lr is None and isinstance(optimizer, str) else lr
     return train(model, loader, epochs=epochs, optimizer=optimizer, lr=lr, desc="fine-tune", **kwargs)
