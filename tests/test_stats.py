@@ -43,3 +43,23 @@ def test_tables_refuse_what_they_cannot_pair():
         ex.paired(rows, "A", "B", 99)
     with pytest.raises(ValueError, match="accuracy_finetuned.*not computed"):
         ex.summarize(rows, value="accuracy_finetuned")
+
+
+@pytest.mark.parametrize("values, error, words", [
+    (None, TypeError, "values must be real numbers"),  # it gave (nan, nan, nan)
+    (3.0, TypeError, "values must be real numbers"),
+    ([1 + 2j, 3], TypeError, "complex128"),  # its real part, with numpy's ComplexWarning
+    ([True, False, True], TypeError, "bool"),
+    ([[1, 2], [3, 4]], ValueError, r"shape \(2, 2\)"),  # four seeds, it said
+    ([], ValueError, "no seed to average"),
+])
+def test_values_that_are_not_one_number_per_seed_are_refused(values, error, words):
+    with pytest.raises(error, match=words):
+        ex.mean_ci(values)
+
+
+def test_a_value_that_is_not_finite_gives_nan_and_says_which():
+    with pytest.warns(RuntimeWarning, match=r"values hold \[inf\] at positions \(seeds\) \[2\]"):
+        assert all(map(math.isnan, ex.mean_ci([1.0, 2.0, math.inf])))
+    assert ex.mean_ci(x for x in (1.0, 2.0, 3.0)) == ex.mean_ci(np.array([1.0, 2.0, 3.0]))  # any iterable
+    assert ex.mean_ci([3, 3, 3]) == (3.0, 3.0, 3.0)  # no spread between seeds: a zero-width interval

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -11,21 +12,42 @@ import numpy as np
 def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the mean and its Student-t confidence interval over seeds.
 
-    One value has no interval (zero degrees of freedom): its bounds are NaN, so a check such as
-    ``low > 0`` is False and a plot draws no band. ValueError for no values or a level outside (0, 1).
+    ``values``: (n,) real numbers, one per seed (a list, an array or a tensor). One value has no interval
+    (zero degrees of freedom): its bounds are NaN, so a check such as ``low > 0`` is False and a plot draws no
+    band. Equal values have a zero-width interval (no spread between seeds). A NaN or an infinity among them
+    gives NaN everywhere, with a RuntimeWarning naming its position. TypeError for values that are not real
+    numbers, ValueError for none, a 2-D table (which seed is which?) or a level outside (0, 1).
     """
     from scipy import stats
 
     if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
         raise ValueError(f"level must be a number in (0, 1) (0.95 for a 95% interval), got {level!r}")
-    v = np.asarray(values, dtype=float).reshape(-1)
-    if v.size == 0:
-        raise ValueError("values is empty: no seed to average")
+    v = _seed_values(values).astype(float)
+    if not np.isfinite(v).all():
+        return math.nan, math.nan, math.nan
     m = float(v.mean())
     if v.size < 2:
         return m, math.nan, math.nan
     half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
     return m, m - half, m + half
+
+
+def _seed_values(values) -> np.ndarray:
+    """``values`` as a (n,) real array, n >= 1 (a RuntimeWarning for any not finite); TypeError / ValueError
+    naming ``values`` otherwise."""
+    if values is None or isinstance(values, (str, bytes, numbers.Number)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"values must be real numbers, one per seed (a list, array or tensor), got {values!r:.60}")
+    v = np.asarray(values if hasattr(values, "__array__") or isinstance(values, (list, tuple)) else list(values))
+    if v.dtype.kind not in "iuf":  # bools, complex numbers, text, mixed objects
+        raise TypeError(f"values must be real numbers, one per seed, got {v.dtype} values {values!r:.60}")
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError(f"values must be a flat list of numbers, one per seed, got shape {v.shape}"
+                         + (": values is empty, no seed to average" if v.size == 0 else ""))
+    if not np.isfinite(v).all():  # the table still prints, as nan, and says which seed lost its value
+        warnings.warn(f"values hold {v[~np.isfinite(v)].tolist()[:3]} at positions (seeds) "
+                      f"{np.flatnonzero(~np.isfinite(v)).tolist()[:3]}: the mean and interval are nan",
+                      RuntimeWarning, stacklevel=3)
+    return v
 
 
 def _values(rows, value: str, key) -> dict:
