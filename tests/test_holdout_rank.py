@@ -64,6 +64,28 @@ def test_prediction_study_refuses_windows_that_overlap_or_outlast_the_run(starts
         ex.prediction_study([0], starts, window=30, final_steps=final)
 
 
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(starts=5), TypeError, r"starts must be a list of steps"),  # 'int' object is not iterable
+    (dict(starts=[0.5]), TypeError, r"starts\[0\] must be an integer >= 0"),  # named 'steps'
+    (dict(window=0), ValueError, "window must be an integer >= 2"),  # after training to the first start
+    (dict(window=2.5), TypeError, "window must be an integer >= 2"),  # named 'stop'
+    (dict(final_steps=400.0), TypeError, "final_steps must be an integer"),  # after every window, as 'steps', 330.0
+    (dict(compression=0.5), ValueError, "compression must be a finite number >= 1"),
+])
+def test_prediction_study_names_a_bad_argument_before_any_training(kwargs, error, words, monkeypatch):
+    monkeypatch.setattr(ex, "setup", lambda *a, **k: pytest.fail("trained before checking its arguments"))
+    with pytest.raises(error, match=words):
+        ex.prediction_study([0], **{"starts": [0, 40], "window": 30, "final_steps": 400, **kwargs})
+
+
+def test_record_names_steps_not_the_recorder_s_stop():
+    s = ex.setup(seed=0, device="cpu")
+    ex.run(s, 10)
+    for steps in (-1, -20):  # "stop must be >= start, got stop=9, start=10" and "stop ... got -10"
+        with pytest.raises(ValueError, match=f"steps must be an integer >= 0, got {steps}"):
+            ex.record(s, steps)
+
+
 @pytest.mark.parametrize("seeds, error, words", [(5, TypeError, r"range\(5\)"), ("01", TypeError, "list of seeds"),
                                                  ([0, 0], ValueError, "distinct"), ([], ValueError, "at least one"),
                                                  ([0, -1], ValueError, r"seeds\[1\]")])

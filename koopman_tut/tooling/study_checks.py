@@ -23,7 +23,7 @@ def _starts_problem(v: dict) -> str | None:
 
     try:
         check_starts(v["STARTS"], v["WINDOW"], v["FINAL_STEPS"])
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         return f"STARTS={list(v['STARTS'])}, WINDOW={v['WINDOW']}, FINAL_STEPS={v['FINAL_STEPS']}: {e}"
     return None
 

@@ -20,7 +20,9 @@ from ..pruning import Scores, apply_masks, global_masks, kept_overlap, random_ma
 from .comparison import PruneRow, _evaluate_masks, chance_overlap, compare, overlaps, pick, table  # noqa: F401
 from .stats import mean_ci, paired, summarize  # noqa: F401 (re-exported: ex.mean_ci, ...)
 from .train import accuracy, finetune, make_optimizer, resolve_device, steps_taken, train  # noqa: F401
+from ..pruning.masks import _check_compression
 from ..recording.recorder import TrajectoryRecorder
+from ..recording.recorder_checks import _check_int
 from ..recording.trajectory import Trajectory
 from ..recording.validation import check_seed
 
@@ -76,6 +78,7 @@ def record(s: Setup, steps: int, every: int = 1, seed: int | None = None, progre
            dtype=torch.float32) -> Trajectory:
     """Algorithm 1, steps 1-2: train ``steps`` more steps, recording theta every ``every`` steps
     (the current state included). Returns the window as a Trajectory (its own copy)."""
+    steps = _check_int("steps", steps, 0)  # checked here, not as the recorder's stop (s.steps + steps)
     with TrajectoryRecorder(s.model, s.optimizer, every=every, start=s.steps, stop=s.steps + steps,
                             step0=s.steps, dtype=dtype) as rec:
         run(s, steps, seed=seed, progress=progress)
@@ -133,9 +136,13 @@ def window_scores(s: Setup, window: int, seed: int, estimators: dict | None = No
 
 
 def check_starts(starts, window: int, final_steps: int) -> list[int]:
-    """``starts`` sorted; ValueError unless they are steps >= 0 at least ``window`` apart (each window is
-    recorded on the one training path) with ``final_steps`` at or after the last window's end."""
-    starts = sorted(starts)
+    """``starts`` sorted; TypeError / ValueError naming the argument unless they are integer steps >= 0 at least
+    ``window`` (an int >= 2: a window of 3 snapshots or more) apart (each window is recorded on the one training
+    path) with ``final_steps`` (an int) at or after the last window's end."""
+    window, final_steps = _check_int("window", window, 2), _check_int("final_steps", final_steps, 0)
+    if isinstance(starts, (numbers.Number, str, bytes)) or not hasattr(starts, "__iter__"):
+        raise TypeError(f"starts must be a list of steps such as [20, 80, 320], got {starts!r}")
+    starts = sorted(_check_int(f"starts[{i}]", v, 0) for i, v in enumerate(starts))
     if not starts or starts[0] < 0 or any(b - a < window for a, b in zip(starts, starts[1:])):
         raise ValueError(f"starts must be steps >= 0 at least window={window} apart (each window is recorded "
                          f"on the training path), got {starts}")
@@ -170,6 +177,7 @@ def prediction_study(seeds, starts, window: int = 30, final_steps: int = 2000, c
     from ..pruning import magnitude_scores
 
     starts, seeds = check_starts(starts, window, final_steps), check_seeds(seeds)
+    compression = _check_compression(compression)  # before any training, as the other arguments
     rows = []
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         s = setup(dataset, seed=seed, **setup_kwargs)
