@@ -569,6 +569,11 @@ def test_save_checks_fields_edited_since_construction_before_it_replaces_a_file(
         kt.Trajectory(**dict(_parts(), meta={"every": "2"}))  # window() multiplied it: "2" * 2 == "22"
 
 
+def test_a_trajectory_compares_by_identity_and_can_be_a_key():
+    a, b = kt.Trajectory(**_parts()), kt.Trajectory(**_parts())
+    assert a == a and a != b and a in [a] and b not in [a] and {a: 1}[a] == 1  # raised torch's "ambiguous"
+
+
 def test_every_snapshot_index_is_range_checked_the_same_way(setup):
     model, opt, loader = setup
     rec = kt.TrajectoryRecorder(model, opt, stop=8)

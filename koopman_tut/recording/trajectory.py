@@ -47,7 +47,7 @@ from .validation import (PER_SNAPSHOT, check_device, check_index, check_meta, ch
 FORMAT = "koopman_tut.recording.trajectory/1"
 
 
-@dataclass
+@dataclass(eq=False)  # == compares identity: a field-wise == of tensors raised "Boolean value ... is ambiguous"
 class Trajectory:
     """Snapshots of flattened parameters and the map back to named tensors.
 
