@@ -189,19 +189,17 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
     """
     n_steps = planned_steps(loader, epochs, max_steps)
     check_trains(model, optimizer)
+    given = {k: v for k, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)) if v is not None}
+    if given and not isinstance(optimizer, str):
+        raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())} would be ignored: optimizer is "
+                         f"already built and trains with its own settings; set them in optimizer.param_groups")
     device = resolve_device(device)
     if seed is not None:
         warn_replay(loader, seed)
         set_seed(seed)
     model.to(device)
-    given = {k: v for k, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)) if v is not None}
-    if isinstance(optimizer, str):
-        opt = make_optimizer(model, optimizer, **{"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, **given})
-    elif given:
-        raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())} would be ignored: optimizer is "
-                         f"already built and trains with its own settings; set them in optimizer.param_groups")
-    else:
-        opt = optimizer
+    opt = (make_optimizer(model, optimizer, **{"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, **given})
+           if isinstance(optimizer, str) else optimizer)
     steps_taken(opt)  # attach the step counter before the first step
     hist = History()
     bar = tqdm(total=n_steps, desc=desc, disable=not progress, leave=False)
