@@ -479,7 +479,7 @@ def test_shared_zeros_dilute_the_distance():
 
 def test_pairs_of_float32_runs_keep_their_precision_for_dmd_pairs():
     """The recipe of the module (pairs, then dmd_pairs) on float32 runs: pairs used to return float64, so dmd_pairs
-    took float64's eps and kept the float32 rounding as 8 made-up modes (0.36 from the true spectrum, silently);
+    took float64's eps and kept the float32 rounding as 8 made-up modes (0.29-0.36 from the true spectrum, silently);
     now the pairs keep the runs' dtype (a copy: nothing rounded) and dmd_pairs reads its eps from them."""
     eigs = [0.95, 0.9 * np.exp(0.3j), 0.9 * np.exp(-0.3j), 0.5]
     runs = [r.astype(np.float32) for r in _linear_runs(eigs, 5, 40, seed=3)]
