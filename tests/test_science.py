@@ -82,6 +82,23 @@ def test_stride_aliases_negative_per_step_eigenvalues_and_warns():
         P.koopman_gradient(traj)
 
 
+def test_a_gradient_from_strided_snapshots_is_never_trusted():
+    # per-step eigenvalue -0.98 (lr h = 1.98): every second step it looks like +0.96, whose principal root
+    # gives a gradient 99% off; the trust check called it trusted, beside the blanket AliasingWarning
+    q = quadratic_gd([0.5, 2.0, 5.0, 19.8], lr=0.1, n_steps=100, dim=30, seed=3)
+    for every in (1, 2):
+        traj = as_traj(q.W[:, 20::every][:, :41], 0.1, every)
+        k = kt.koopman(traj)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = k.gradient().numpy()
+        grad = q.gradient(traj.snapshots[:, -1].numpy())
+        err = np.linalg.norm(g - grad) / np.linalg.norm(grad)
+        untrusted = any(issubclass(w.category, kt.UntrustedLimitWarning) for w in caught)
+        assert (err < 1e-6 and k.gradient_check.trusted and not untrusted) if every == 1 else \
+            (err > 0.5 and not k.gradient_check.trusted and untrusted and k.gradient_check.stride == 2), (every, err)
+
+
 def test_a_drifting_window_warns_and_stays_finite():
     t = np.arange(30)
     W = np.stack([1.0 + 0.01 * t, 2.0 - 0.02 * t + 0.5 * 0.8**t, 0.3 * 0.5**t + 0.1])  # linear drift

@@ -191,11 +191,14 @@ class Extrapolation:
     not_sgd : for a Koopman gradient of a window recorded with another optimizer than torch.optim.SGD
         (``meta['optimizer']``, e.g. "Adam"), its name: such a step is not -lr times the gradient (momentum
         undone), so the estimate is the step direction over -lr, never trusted; else "".
+    stride : for a Koopman gradient of snapshots k > 1 optimizer steps apart, k: the per-step rates that turn the
+        model into a gradient are principal k-th roots, and a mode that turns by pi/k or more per step (a real one
+        oscillating, lr h > 1) gives another gradient from the same window, so it is never trusted; else 1.
     holdout, window : differences held out; snapshots in the window.
     limit : True for a limit (h = inf), which no drifting mode may enter.
     trusted : spread, rounding, conditioning, truncation, secant, schedule and fit <= TRUST_TOL, (extent <=
-        window or residual <= RESIDUAL_TOL), no ``not_sgd``, and for a limit no drifting mode (the window has
-        no limit then; its estimate is a forecast).
+        window or residual <= RESIDUAL_TOL), no ``not_sgd``, a stride of 1, and for a limit no drifting mode (the
+        window has no limit then; its estimate is a forecast).
     """
 
     theta: Tensor
@@ -217,6 +220,7 @@ class Extrapolation:
     schedule: float = 0.0
     fit: float = 0.0
     not_sgd: str = ""
+    stride: int = 1
 
     @property
     def resolved(self) -> bool:
@@ -227,7 +231,7 @@ class Extrapolation:
     def trusted(self) -> bool:
         return (self.spread <= TRUST_TOL and self.rounding <= TRUST_TOL and self.conditioning <= TRUST_TOL
                 and self.truncation <= TRUST_TOL and self.secant <= TRUST_TOL and self.schedule <= TRUST_TOL
-                and self.fit <= TRUST_TOL and not self.not_sgd
+                and self.fit <= TRUST_TOL and not self.not_sgd and self.stride == 1
                 and self.resolved
                 and not (self.limit and self.drifting.numel()))
 
@@ -268,6 +272,10 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
     if est.not_sgd:
         why.append(f"the window was recorded with {est.not_sgd}, whose step is not torch.optim.SGD's (-lr times the "
                    f"gradient, momentum and weight decay undone), so this is the step direction divided by -lr")
+    if est.stride > 1:
+        why.append(f"snapshots {est.stride} steps apart give the per-step rates only as principal {est.stride}-th "
+                   f"roots: a mode turning by pi/{est.stride} or more per step (a real one oscillating, lr h > 1) gives "
+                   f"another gradient from the same window (the AliasingWarning)")
     if est.limit and est.drifting.numel():
         why.append(f"{est.drifting.numel()} mode(s) drift (see the DriftWarning), so the window has no limit and "
                    f"this is a {est.horizon:g}-snapshot forecast")
@@ -275,8 +283,9 @@ def warn_untrusted(est: Extrapolation, what: str, stacklevel: int = 2) -> None:
         why.append(f"it extrapolates a mode over {est.extent / est.window:.2g} window lengths (time scale "
                    f"1/|1-mu| = {est.gain:.3g} snapshots) from a window fitted only to {est.residual:.1e} "
                    f"(a mode slower than the window is pinned only by data fitted to {RESIDUAL_TOL:g})")
-    advice = ("Record a longer or later window (under momentum keep delays=1)" if len(why) > bool(est.not_sgd)
-              else "Record with torch.optim.SGD for a gradient")
+    own = bool(est.not_sgd) + (est.stride > 1)  # reasons a longer window cannot mend
+    advice = ("Record a longer or later window (under momentum keep delays=1)" if len(why) > own
+              else "Record every step with torch.optim.SGD for a gradient")
     warnings.warn(UntrustedLimitWarning(
         f"the window cannot pin this {what}: " + "; and ".join(why) + f". {advice}; .spread, .conditioning, "
         ".truncation, .secant, .fit, .residual and .extent on the result say how far it is off"),

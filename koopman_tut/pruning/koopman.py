@@ -210,7 +210,7 @@ class KoopmanAnalysis:
         for rows, settings, lr_g in groups:
             check = self.affine.modal_difference(t, modal_weight(settings, lr_g, every), fit_betas(settings, every),
                                                  training_eps(traj.meta), own.get(tuple(settings.get("names") or ())))
-            check.not_sgd = other
+            check.not_sgd, check.stride = other, every  # a stride > 1: per-step rates as principal roots
             if warn:
                 warn_untrusted(check, "Koopman gradient", stacklevel=outside_stacklevel() + 1)
             self.gradient_checks.append(check)
