@@ -140,8 +140,7 @@ def dmd_pairs(X: Array, Y: Array, modes: int | None = None, eps: float | None = 
     modes : keep the ``modes`` largest singular directions (the authors' ``k_mode``); None: all n.
     eps : machine epsilon of the data's precision, 0 < eps < 1; default: the coarser of X's and Y's dtypes' (float64's
         for integer data). float32 values given as float64 need ``eps=torch.finfo(torch.float32).eps``, or their
-        rounding is kept as modes (float32 runs of a 4-D linear system, 2 delays: 0.29-0.36 from the truth, 1e-9 with
-        it).
+        rounding is kept as modes (float32 runs of a 4-D linear system, 2 delays: 0.29-0.36 off, 1e-9 with it).
 
     Returns
     -------
