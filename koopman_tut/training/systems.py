@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..numerics.optimizer_settings import contraction  # noqa: F401 (systems.contraction, as before)
 from .system_checks import check_contracts, check_decaying, check_sizes
 
 
@@ -187,7 +188,7 @@ def quadratic_sgd(hess_eigs, lr: float, momentum: float = 0.0, nesterov: bool = 
     from ..recording.recorder import TrajectoryRecorder  # recording sits below the systems
 
     h = torch.as_tensor(np.asarray(hess_eigs, dtype=np.float64))
-    warmup, n_steps, dim = check_sizes(warmup=(warmup, 0), n_steps=(n_steps, 1), dim=(dim, 1))
+    warmup, n_steps, dim = check_sizes(warmup=(warmup, 0), n_steps=(n_steps, 0), dim=(dim, 1))
     if h.numel() > dim:
         raise ValueError(f"dim must be at least the number of Hessian eigenvalues ({h.numel()}), got dim={dim}")
     for s in range(warmup + n_steps):  # x_star is where training goes only if every step contracts
@@ -252,7 +253,7 @@ def softmax_sgd(lr: float = 0.5, momentum: float = 0.0, nesterov: bool = False, 
     there, so ``gradient`` is the gradient's linearisation at x*). A non-quadratic known answer: every linear
     model of the window (the affine Koopman model, the secant limit) is exact only as the window nears the limit.
     """
-    warmup, n_steps = check_sizes(warmup=(warmup, 0), n_steps=(n_steps, 1))
+    warmup, n_steps = check_sizes(warmup=(warmup, 0), n_steps=(n_steps, 0))
     X, y = _digits()
     with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's generator
         torch.manual_seed(seed)
