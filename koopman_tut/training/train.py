@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..recording.validation import check_device, check_positive, check_real, check_seed
-from .train_checks import OPTIMIZERS, check_trains, finite_loss, planned_steps, warn_replay  # noqa: F401
+from .train_checks import OPTIMIZERS, check_trains, finite_loss, named_settings, planned_steps, warn_replay  # noqa
 
 DEVICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
@@ -131,6 +131,15 @@ class History:
     test_acc: list[float] = field(default_factory=list)
     steps: int = 0
 
+    def add_epoch(self, seen: int, loss_sum: float, correct: int, test: tuple[float, float] | None) -> None:
+        """Record an epoch's mean training loss and accuracy over its ``seen`` samples, and ``test`` (loss,
+        accuracy) where evaluated."""
+        self.train_loss.append(loss_sum / seen)
+        self.train_acc.append(correct / seen)
+        if test is not None:
+            self.test_loss.append(test[0])
+            self.test_acc.append(test[1])
+
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device=None) -> tuple[float, float]:
@@ -163,8 +172,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: torch.optim.Optimizer | str = "nesterov",
           lr: float | None = None, momentum: float | None = None, weight_decay: float | None = None,
-          max_steps: int | None = None,
-          test_loader: DataLoader | None = None, seed: int | None = 0, device="auto",
+          max_steps: int | None = None, test_loader: DataLoader | None = None, seed: int | None = 0, device="auto",
           progress: bool = True, desc: str = "train") -> History:
     """Train with cross-entropy; returns a History.
 
@@ -172,34 +180,28 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
     ----------
     optimizer : an optimizer already built over ``model``'s parameters, some or all (its state is kept, so
         recorders hooked to it see every step), or a name for :func:`make_optimizer`.
-    lr, momentum, weight_decay : the named optimizer's settings (None: 0.1, 0.9, 0); ValueError with an optimizer
-        already built, whose own settings train it (set them in ``optimizer.param_groups``).
+    lr, momentum, weight_decay : the named optimizer's (None: 0.1, 0.9, 0); refused beside a built one.
     epochs : passes over ``loader``, a fraction included: ``epochs * len(loader)`` optimizer steps,
         rounded up; ``max_steps`` (an int >= 0) stops earlier.
-    seed : seeds torch before training (None leaves the generator alone); the loader's generator decides the order
-        (:func:`koopman_tut.training.data.loaders` gives it one). A shuffled loader without one draws from torch's,
-        which the seed resets: a second call with it and a seed replays the first call's order, and warns.
+    seed : seeds torch first (None: not); the loader's generator decides the order. A shuffled loader without
+        one (:func:`koopman_tut.training.data.loaders` gives one) draws from torch's: a seed used again replays it.
     device : 'auto', or a device this machine has (:func:`resolve_device`).
 
     Raises
     ------
-    TypeError, ValueError : naming the argument, before any step: a model that is no nn.Module, an optimizer
-        that is neither an optimizer nor a name, or trains none of the model's parameters, a bad device.
+    TypeError, ValueError : naming the argument, before any step (a model that is no nn.Module, an optimizer
+        that is neither one nor a name or trains none of the model's parameters, a bad device).
     FloatingPointError : the loss became inf or NaN (training diverged: an lr too large), before that step.
     """
     n_steps = planned_steps(loader, epochs, max_steps)
     check_trains(model, optimizer)
-    given = {k: v for k, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)) if v is not None}
-    if given and not isinstance(optimizer, str):
-        raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())} would be ignored: optimizer is "
-                         f"already built and trains with its own settings; set them in optimizer.param_groups")
+    settings = named_settings(optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
     device = resolve_device(device)
     if seed is not None:
         warn_replay(loader, seed)
         set_seed(seed)
     model.to(device)
-    opt = (make_optimizer(model, optimizer, **{"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, **given})
-           if isinstance(optimizer, str) else optimizer)
+    opt = make_optimizer(model, optimizer, **settings) if isinstance(optimizer, str) else optimizer
     steps_taken(opt)  # attach the step counter before the first step
     hist = History()
     bar = tqdm(total=n_steps, desc=desc, disable=not progress, leave=False)
@@ -221,13 +223,9 @@ def train(model: nn.Module, loader: DataLoader, epochs: float = 1, optimizer: to
             correct += int((out.argmax(1) == y).sum())
             bar.update(1)
         if seen:
-            hist.train_loss.append(loss_sum / seen)
-            hist.train_acc.append(correct / seen)
+            test = evaluate(model, test_loader, device) if test_loader is not None else None
+            hist.add_epoch(seen, loss_sum, correct, test)
             bar.set_postfix(loss=f"{hist.train_loss[-1]:.3f}", acc=f"{hist.train_acc[-1]:.3f}")
-        if test_loader is not None and seen:
-            tl, ta = evaluate(model, test_loader, device)
-            hist.test_loss.append(tl)
-            hist.test_acc.append(ta)
         if hist.steps >= n_steps:
             break
     bar.close()

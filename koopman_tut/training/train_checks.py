@@ -50,6 +50,19 @@ def check_trains(model: nn.Module, optimizer) -> None:
                          "a copy's), or a name such as 'nesterov'")
 
 
+def named_settings(optimizer, **given) -> dict:
+    """For an optimizer given by name, its settings (``given``, those None as :func:`make_optimizer`'s defaults:
+    lr 0.1, momentum 0.9, weight_decay 0); for one already built, {} and ValueError if any was given: it trains
+    with its own (they would be ignored)."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if isinstance(optimizer, str):
+        return {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, **given}
+    if given:
+        raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in given.items())} would be ignored: optimizer is "
+                         f"already built and trains with its own settings; set them in optimizer.param_groups")
+    return {}
+
+
 def finite_loss(loss: torch.Tensor, step: int, opt: torch.optim.Optimizer) -> float:
     """The loss as a float; FloatingPointError naming the step and the learning rates where it is inf or NaN (a step
     from it would carry inf or NaN into every weight and every snapshot after it)."""
@@ -57,8 +70,8 @@ def finite_loss(loss: torch.Tensor, step: int, opt: torch.optim.Optimizer) -> fl
     if not math.isfinite(value):
         lrs = ", ".join(map(str, sorted({g.get("lr") for g in opt.param_groups}, key=str)))
         raise FloatingPointError(f"training diverged: the loss is {value} at step {step} (lr {lrs}), so the weights "
-                                 f"and any snapshot from here on would be inf or NaN. Lower the learning rate (lr=, "
-                                 f"or -p LR)")
+                                 f"and any snapshot from here on would be inf or NaN. Lower the learning rate (the "
+                                 f"optimizer's, lr= with a named one, or -p LR)")
     return value
 
 
@@ -75,5 +88,6 @@ def warn_replay(loader, seed: int) -> None:
     if loader in _RESEEDED and _RESEEDED[loader] == seed:
         warnings.warn(f"train(seed={seed}) reseeds torch's generator, which this loader's shuffling draws from: this "
                       f"call replays the batch order of its last call with that seed. Pass seed=None after the first "
-                      f"call, or a loader with its own generator (data.loader(..., generator=g), data.loaders(seed=))", stacklevel=3)
+                      f"call, or a loader with its own generator (data.loader(..., generator=g), data.loaders(seed=))",
+                      stacklevel=3)
     _RESEEDED[loader] = seed
