@@ -52,6 +52,8 @@ def test_tables_refuse_what_they_cannot_pair():
     ([True, False, True], TypeError, "bool"),
     ([[1, 2], [3, 4]], ValueError, r"shape \(2, 2\)"),  # four seeds, it said
     ([], ValueError, "no seed to average"),
+    ({11: 0.80, 12: 0.82}, TypeError, r"\.values\(\)"),  # the mean of the seeds, 11.5, as a first fix read it
+    ({0.8, 0.9}, TypeError, "one per seed"),  # a set merges seeds with equal values
 ])
 def test_values_that_are_not_one_number_per_seed_are_refused(values, error, words):
     with pytest.raises(error, match=words):
@@ -63,3 +65,4 @@ def test_a_value_that_is_not_finite_gives_nan_and_says_which():
         assert all(map(math.isnan, ex.mean_ci([1.0, 2.0, math.inf])))
     assert ex.mean_ci(x for x in (1.0, 2.0, 3.0)) == ex.mean_ci(np.array([1.0, 2.0, 3.0]))  # any iterable
     assert ex.mean_ci([3, 3, 3]) == (3.0, 3.0, 3.0)  # no spread between seeds: a zero-width interval
+    assert ex.mean_ci([2**70, 2**70]) == (2.0**70, 2.0**70, 2.0**70)  # integers past int64: numpy's object array

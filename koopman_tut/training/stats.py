@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Mapping, Set as AbstractSet
 
 import numpy as np
 
@@ -35,9 +36,13 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
 def _seed_values(values) -> np.ndarray:
     """``values`` as a (n,) real array, n >= 1 (a RuntimeWarning for any not finite); TypeError / ValueError
     naming ``values`` otherwise."""
-    if values is None or isinstance(values, (str, bytes, numbers.Number)) or not hasattr(values, "__iter__"):
-        raise TypeError(f"values must be real numbers, one per seed (a list, array or tensor), got {values!r:.60}")
+    if values is None or isinstance(values, (str, bytes, numbers.Number, Mapping, AbstractSet)) \
+            or not hasattr(values, "__iter__"):  # a dict's iteration gives its keys, a set merges equal seeds
+        raise TypeError(f"values must be real numbers, one per seed (a list, array or tensor; a dict's .values() "
+                        f"as a list), got {values!r:.60}")
     v = np.asarray(values if hasattr(values, "__array__") or isinstance(values, (list, tuple)) else list(values))
+    if v.dtype == object and all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in v.reshape(-1)):
+        v = v.astype(float)  # integers past int64 (2**70)
     if v.dtype.kind not in "iuf":  # bools, complex numbers, text, mixed objects
         raise TypeError(f"values must be real numbers, one per seed, got {v.dtype} values {values!r:.60}")
     if v.ndim != 1 or v.size == 0:
