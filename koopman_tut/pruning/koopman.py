@@ -3,25 +3,25 @@
 Redman et al., ICLR 2022 (arXiv:2110.14856): training is a dynamical system; DMD of the parameter
 trajectory theta(t1..t2) gives its Koopman modes; pruning rules are functionals of them.
 
-* KMP scores |theta*| for theta* where training is heading. The default (``rule="limit"``,
-  this package's choice, not the paper's) is the limit of the window's affine Koopman
-  model, by vector extrapolation (:mod:`koopman_tut.numerics.extrapolation`); ``rule="closest"`` is
-  the paper's rule, the single DMD mode with eigenvalue closest to 1 times its amplitude,
-  which is the limit only once training has converged (a complex eigenvalue, a slow pair, is no fixed point:
-  a ComplexModeWarning, and the score is |v_1| read as the modulus |b phi|). It is reproduced as published
-  with no trust check: before convergence it is off without a word (rank-8 quadratic: 17% of the distance
-  left under gradient descent in 21 snapshots, 23% under heavy ball in 31; the default: 0.2%, 0.05%).
+* KMP scores |theta*| for theta* where training is heading. The default (``rule="limit"``, this package's
+  choice, not the paper's) is the limit of the window's affine Koopman model, by vector extrapolation
+  (:mod:`koopman_tut.numerics.extrapolation`); ``rule="closest"`` is the paper's rule, the single DMD mode with
+  eigenvalue closest to 1 times its amplitude, which is the limit only once training has converged (a complex
+  eigenvalue, a slow pair, is no fixed point: a ComplexModeWarning, and the score is |v_1| read as the modulus
+  |b phi|). It is reproduced as published with no trust check: before convergence it is off without a word
+  (rank-8 quadratic: 17% of the distance left under gradient descent in 21 snapshots, 23% under heavy ball in
+  31; the default: 0.2%, 0.05%).
 * KGP scores |theta * g_K| (or |g_K|) with g_K the gradient the decomposition implies.
   One optimizer step changes theta by delta = sum_i (mu_i - 1) ... per mode; plain SGD makes delta = -lr * grad.
   With momentum beta the step is a velocity; per mode with per-step eigenvalue mu (derived for this tutorial):
   heavy ball  g = -(delta / lr)(1 - beta / mu), PyTorch's Nesterov  g = -(delta / lr)(mu - beta) / ((1 + beta) mu
   - beta); weight decay wd adds wd * theta, which is subtracted (added under maximize=True: -grad + wd theta).
   Snapshots k steps apart give mu = lambda^(1/k), the principal root: per-step eigenvalues with |arg mu| >= pi / k
-  are aliased (-0.85 per step comes back as +0.85 with k = 2), so KGP warns when k > 1.
+  are aliased (-0.85 per step comes back as +0.85 with k = 2), so KGP warns when k > 1 and never trusts it.
 * Under momentum (``traj.meta``) the affine model is delay-embedded, z = [theta(t); theta(t-1)]
   (:mod:`koopman_tut.numerics.extrapolation`): its modes are then the second-order recursion's own, and
-  the limit, forecast and Koopman gradient are exact on a quadratic. Every one of them carries
-  the window's trust check (:mod:`koopman_tut.numerics.trust`) and warns when it fails.
+  the limit, forecast and Koopman gradient are exact on a quadratic. Each carries the window's trust check
+  (:mod:`koopman_tut.numerics.trust`) and warns when it fails.
 * Horizon scores |theta(T-1+h)|, the Koopman forecast h snapshots ahead: h = 0 is GMP on the last snapshot,
   h = inf is KMP's limit.
 """
@@ -215,9 +215,9 @@ class KoopmanAnalysis:
                 warn_untrusted(check, "Koopman gradient", stacklevel=outside_stacklevel() + 1)
             self.gradient_checks.append(check)
             part = check.theta
-            wd = float(settings.get("weight_decay", 0.0) or 0.0)  # SGD steps along sign grad + wd theta
-            if wd:  # the sign undone above turned wd theta into sign wd theta
-                part = part - (-wd if settings.get("maximize") else wd) * traj.snapshots[:, t].to(part.dtype)
+            wd = float(settings.get("weight_decay", 0.0) or 0.0)  # SGD steps along sign grad + wd theta, and
+            wd = -wd if settings.get("maximize") and not other else wd  # the sign undone above gives sign wd theta
+            part = part - wd * traj.snapshots[:, t].to(part.dtype) if wd else part
             g = part if rows is None else (torch.zeros_like(part) if g is None else g)
             if rows is not None:
                 g[rows] = part[rows]
