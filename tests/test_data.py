@@ -26,7 +26,7 @@ def test_digits_split_is_deterministic_standardized_and_stratified():
     assert img.tensors[0].shape[1:] == (1, 8, 8)
 
 
-@pytest.mark.parametrize("seed", [0, 2])  # splits where pixel 24 is 0 on every training image, 1 on two test images
+@pytest.mark.parametrize("seed", [0, 2])  # splits with a pixel 0 on every training image but not on some test image
 def test_digits_pixel_constant_in_training_is_centred_not_divided_by_a_tiny_std(seed):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
