@@ -83,13 +83,12 @@ class Trajectory:
         self.names, self.shapes = check_names_shapes(self.names, self.shapes, self.snapshots.shape[0])
         self.meta = check_meta(self.meta, T)
 
-    def check(self) -> None:
+    def check(self) -> "Trajectory":
         """Check the fields again, as at construction (TypeError / ValueError): an edit since (``traj.meta['lrs']``
         of another length, ``traj.snapshots`` with other columns than ``steps``) is refused where it is used
-        (``kt.koopman``, ``kt.estimate_limit``), not read silently. The snapshots themselves are not read."""
-        T = check_snapshots(self.snapshots).shape[1]
-        check_steps(self.steps, T), check_names_shapes(self.names, self.shapes, self.snapshots.shape[0])
-        check_meta(self.meta, T)
+        (``kt.koopman``, ``kt.estimate_limit``, :meth:`save`), not read silently. The snapshots themselves are not
+        read. Returns the fields as the constructor gives them (meta in plain values), over the same tensors."""
+        return Trajectory(self.snapshots, self.steps, self.names, self.shapes, self.meta)
 
     @property
     def offsets(self) -> list[int]:
@@ -198,12 +197,10 @@ class Trajectory:
                              f"give the name of a file")
         if safe_files.being_written(path):  # replaced, the recording would go on into an unlinked file, lost
             raise FileExistsError(f"{path} is being written by a TrajectoryRecorder: choose another path")
-        T = check_snapshots(self.snapshots).shape[1]  # the fields as construction checks them: an edit since
-        steps, meta = check_steps(self.steps, T), check_meta(self.meta, T)  # (a np.float64 in meta) is refused
-        names, shapes = check_names_shapes(self.names, self.shapes, self.snapshots.shape[0])  # before the file
+        t = self.check()  # an edit since construction (a set in meta) is refused before the file is touched
         path.parent.mkdir(parents=True, exist_ok=True)
-        obj = {"format": FORMAT, "snapshots": self.snapshots.detach().cpu().contiguous(), "steps": steps.cpu(),
-               "names": names, "shapes": [list(s) for s in shapes], "meta": meta}
+        obj = {"format": FORMAT, "snapshots": t.snapshots.detach().cpu().contiguous(), "steps": t.steps.cpu(),
+               "names": t.names, "shapes": [list(s) for s in t.shapes], "meta": t.meta}
         atomic_save(obj, path)
 
     @classmethod
