@@ -143,7 +143,7 @@ def check_starts(starts, window: int, final_steps: int) -> list[int]:
     if isinstance(starts, (numbers.Number, str, bytes)) or not hasattr(starts, "__iter__"):
         raise TypeError(f"starts must be a list of steps such as [20, 80, 320], got {starts!r}")
     starts = sorted(_check_int(f"starts[{i}]", v, 0) for i, v in enumerate(starts))
-    if not starts or starts[0] < 0 or any(b - a < window for a, b in zip(starts, starts[1:])):
+    if not starts or any(b - a < window for a, b in zip(starts, starts[1:])):  # each start is >= 0 already
         raise ValueError(f"starts must be steps >= 0 at least window={window} apart (each window is recorded "
                          f"on the training path), got {starts}")
     if final_steps < starts[-1] + window:
