@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..recording.params import _check_model
 from ..recording.validation import check_device, check_positive, check_real, check_seed
 from .train_checks import OPTIMIZERS, check_trains, finite_loss, named_settings, planned_steps, warn_replay  # noqa
 
@@ -76,8 +77,7 @@ def make_optimizer(model: nn.Module, name: str = "nesterov", lr: float = 0.1, mo
     """'nesterov' (ShrinkBench's default), 'momentum' (heavy ball), 'sgd' (plain) or 'adam'."""
     value = float(lr) if isinstance(lr, torch.Tensor) and lr.numel() == 1 and lr.is_floating_point() else lr
     check_positive("lr", value)  # a 1-element tensor lr, as torch's optimizers take, is read as its value
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_model(model)
     if check_real("momentum", momentum, 0) >= 1:  # torch takes it, and the velocity then never decays
         raise ValueError(f"momentum must be a finite number in [0, 1), got {momentum!r}")
     check_real("weight_decay", weight_decay, 0)

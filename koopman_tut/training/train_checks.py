@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, RandomSampler
 
+from ..recording.params import _check_model
 from ..recording.recorder_checks import _check_int, _owned
 from ..recording.validation import check_real
 
@@ -36,8 +37,7 @@ def planned_steps(loader: DataLoader, epochs: float, max_steps: int | None) -> i
 def check_trains(model: nn.Module, optimizer) -> None:
     """TypeError unless ``model`` is an nn.Module and ``optimizer`` an optimizer or a name; ValueError for an
     optimizer that trains none of the model's parameters (by identity: built over another model, or a copy)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_model(model)
     if isinstance(optimizer, str):
         return
     if not isinstance(optimizer, torch.optim.Optimizer):
