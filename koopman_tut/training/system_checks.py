@@ -16,12 +16,17 @@ def check_sizes(**sizes: tuple[object, int]) -> list[int]:
     return [_check_int(name, value, minimum) for name, (value, minimum) in sizes.items()]
 
 
+def real_eigs(eigs, expected: str) -> np.ndarray:
+    """``eigs`` as (k,) float64; TypeError "eigs must be ``expected``" for complex ones, text or None."""
+    given = np.asarray(eigs)
+    if given.dtype.kind not in "iuf":
+        raise TypeError(f"eigs must be {expected}, got {given.dtype.name} {eigs!r:.100}")
+    return given.astype(np.float64).reshape(-1)
+
+
 def check_decaying(eigs) -> np.ndarray:
     """``eigs`` as (k,) float64 real eigenvalues inside the unit circle: the window's limit x* exists only then."""
-    given = np.asarray(eigs)
-    if given.dtype.kind not in "iuf":  # complex, text, None
-        raise TypeError(f"eigs must be real eigenvalues with |mu| < 1, got {given.dtype.name} {eigs!r:.100}")
-    mu = given.astype(np.float64).reshape(-1)
+    mu = real_eigs(eigs, "real eigenvalues with |mu| < 1")
     if not (np.abs(mu) < 1).all():  # NaN too
         raise ValueError(f"eigs must be real with |mu| < 1, got {mu.tolist()!r:.100}: a mode that does not decay "
                          f"never reaches x*, which is then not the window's limit")

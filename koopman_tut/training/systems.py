@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..numerics.optimizer_settings import contraction  # noqa: F401 (systems.contraction, as before)
-from .system_checks import check_contracts, check_decaying, check_sizes
+from .system_checks import check_contracts, check_decaying, check_sizes, real_eigs
 
 
 def linear_system(eigs, n_steps: int, dim: int | None = None, seed: int = 0):
@@ -38,11 +38,7 @@ def linear_system(eigs, n_steps: int, dim: int | None = None, seed: int = 0):
     -------
     W : ndarray (dim, n_steps + 1) float64, A : ndarray (dim, dim)
     """
-    given = np.asarray(eigs)
-    if given.dtype.kind not in "iuf":  # complex, text, None
-        raise TypeError(f"eigs must be real eigenvalues (A is real with exactly these), got {given.dtype.name} "
-                        f"{eigs!r:.100}")
-    eigs = given.astype(np.float64).reshape(-1)
+    eigs = real_eigs(eigs, "real eigenvalues (A is real with exactly these)")
     d = eigs.size
     n_steps, dim = check_sizes(n_steps=(n_steps, 0), dim=(d if dim is None else dim, 1))
     if not np.isfinite(eigs).all():
