@@ -1,9 +1,9 @@
 """Masks from scores at a target compression, applied with torch.nn.utils.prune.
 
 Compression follows ShrinkBench (Blalock et al. 2020): total parameters / nonzero parameters, every parameter of
-the model counted; biases and the classifier are left unpruned by default. With a model, the scores must cover every parameter pruning may touch
-(:func:`koopman_tut.recording.params.prunable`); a layer is left out only by naming it in
-``exclude=``.
+the model counted; biases and the classifier are left unpruned by default. With a model, the scores must cover
+every parameter pruning may touch (:func:`koopman_tut.recording.params.prunable`); a layer is left out only by
+naming it in ``exclude=``.
 """
 from __future__ import annotations
 
